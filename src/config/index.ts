@@ -1,0 +1,208 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import ipaddr from 'ipaddr.js';
+import { z } from 'zod';
+import { parseKeks, randomKey, type Kek } from '../crypto/index.js';
+
+/**
+ * The only reader of process.env. Produces a frozen, typed config and refuses settings that
+ * are unsafe in production: generated dev keys, plain-http origins, wildcard credentialed CORS.
+ */
+
+export type Env = 'development' | 'test' | 'production';
+
+export interface Config {
+  env: Env;
+  host: string;
+  port: number;
+  publicOrigin: string;
+  allowedOrigins: readonly string[];
+  corsOrigins: readonly string[] | '*';
+  trustedProxies: readonly string[];
+  database:
+    | { kind: 'pglite'; dataDir: string | null; runtimeRole: string }
+    | { kind: 'postgres'; ownerUrl: string; runtimeUrl: string; runtimeRole: string; runtimePassword: string | null; poolSize: number };
+  keks: readonly Kek[];
+  sessionSecret: Buffer;
+  /** Plain-http loopback development only: cookie without `__Host-` and `Secure`. */
+  insecureLocalhostCookies: boolean;
+  session: { idleSeconds: number; absoluteSeconds: number; touchIntervalSeconds: number };
+  logLevel: string;
+  stateDir: string;
+  generatedDevSecrets: boolean;
+}
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).optional(),
+  PALISADE_ENV: z.enum(['development', 'test', 'production']).optional(),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PUBLIC_ORIGIN: z.string().optional(),
+  CORS_ORIGINS: z.string().optional(),
+  TRUSTED_PROXIES: z.string().optional(),
+  DATABASE_URL: z.string().optional(),
+  DATABASE_RUNTIME_URL: z.string().optional(),
+  PALISADE_DB_RUNTIME_ROLE: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('palisade_app'),
+  PALISADE_DB_RUNTIME_PASSWORD: z.string().optional(),
+  PALISADE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
+  PALISADE_DATA_DIR: z.string().optional(),
+  PALISADE_STATE_DIR: z.string().default('.palisade'),
+  PALISADE_KEKS: z.string().optional(),
+  PALISADE_SESSION_SECRET: z.string().optional(),
+  PALISADE_INSECURE_LOCALHOST_COOKIES: z.enum(['true', 'false']).optional(),
+  SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
+  SESSION_ABSOLUTE_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(8),
+  LOG_LEVEL: z.string().default('info'),
+});
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function isLoopbackHttp(origin: string): boolean {
+  try {
+    const u = new URL(origin);
+    return u.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
+  } catch {
+    return false;
+  }
+}
+
+function normalizeOrigin(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`invalid origin: ${raw}`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(`origin must be http(s): ${raw}`);
+  if (u.pathname !== '/' || u.search || u.hash || u.username) throw new ConfigError(`origin must have no path: ${raw}`);
+  return u.origin;
+}
+
+function splitList(v: string | undefined): string[] {
+  return (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+interface DevSecrets {
+  kek: string;
+  sessionSecret: string;
+}
+
+/** Development keys are generated once and kept in the state dir so that sealed data survives restarts. */
+function loadDevSecrets(stateDir: string): DevSecrets {
+  const file = join(stateDir, 'dev-secrets.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+  const secrets: DevSecrets = { kek: randomKey().toString('base64'), sessionSecret: randomKey().toString('base64') };
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(secrets), { mode: 0o600 });
+  return secrets;
+}
+
+function withUser(url: string, user: string, password: string | null): string {
+  const u = new URL(url);
+  u.username = user;
+  u.password = password ?? '';
+  return u.toString();
+}
+
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const fields = parsed.error.issues.map((i) => i.path.join('.')).join(', ');
+    throw new ConfigError(`invalid configuration: ${fields}`);
+  }
+  const e = parsed.data;
+  const env: Env = e.PALISADE_ENV ?? e.NODE_ENV ?? 'development';
+  const prod = env === 'production';
+  const stateDir = resolve(e.PALISADE_STATE_DIR);
+
+  const publicOrigin = normalizeOrigin(e.PUBLIC_ORIGIN ?? `http://127.0.0.1:${e.PORT}`);
+  if (prod && !publicOrigin.startsWith('https:')) throw new ConfigError('production needs an https PUBLIC_ORIGIN');
+
+  const corsRaw = splitList(e.CORS_ORIGINS);
+  let corsOrigins: readonly string[] | '*';
+  if (corsRaw.includes('*')) {
+    if (env !== 'development') throw new ConfigError('wildcard credentialed CORS is refused outside development');
+    corsOrigins = '*';
+  } else {
+    corsOrigins = corsRaw.map(normalizeOrigin);
+  }
+  const allowed = new Set<string>([publicOrigin, ...(corsOrigins === '*' ? [] : corsOrigins)]);
+  if (!prod && isLoopbackHttp(publicOrigin)) {
+    const port = new URL(publicOrigin).port;
+    for (const h of ['localhost', '127.0.0.1', '[::1]']) allowed.add(`http://${h}${port ? `:${port}` : ''}`);
+  }
+
+  const trustedProxies = splitList(e.TRUSTED_PROXIES);
+  for (const p of trustedProxies) {
+    const ok = p.includes('/') ? (() => { try { ipaddr.parseCIDR(p); return true; } catch { return false; } })() : ipaddr.isValid(p);
+    if (!ok) throw new ConfigError(`TRUSTED_PROXIES entry is not an IP or CIDR: ${p}`);
+  }
+
+  let generatedDevSecrets = false;
+  let keks: Kek[];
+  let sessionSecret: Buffer;
+  let dev: DevSecrets | null = null;
+  const devSecrets = (): DevSecrets => (dev ??= loadDevSecrets(stateDir));
+  if (e.PALISADE_KEKS) {
+    try {
+      keks = parseKeks(e.PALISADE_KEKS);
+    } catch (err) {
+      throw new ConfigError(`PALISADE_KEKS: ${(err as Error).message}`);
+    }
+    if (keks.length === 0) throw new ConfigError('PALISADE_KEKS is empty');
+  } else {
+    if (prod) throw new ConfigError('production needs PALISADE_KEKS (generated development keys are refused)');
+    keks = [{ id: 'dev', key: Buffer.from(devSecrets().kek, 'base64') }];
+    generatedDevSecrets = true;
+  }
+  if (e.PALISADE_SESSION_SECRET) {
+    sessionSecret = Buffer.from(e.PALISADE_SESSION_SECRET, 'base64');
+    if (sessionSecret.length < 32) throw new ConfigError('PALISADE_SESSION_SECRET must be at least 32 bytes (base64)');
+  } else {
+    if (prod) throw new ConfigError('production needs PALISADE_SESSION_SECRET');
+    sessionSecret = Buffer.from(devSecrets().sessionSecret, 'base64');
+    generatedDevSecrets = true;
+  }
+
+  const insecureRequested = e.PALISADE_INSECURE_LOCALHOST_COOKIES;
+  let insecureLocalhostCookies = insecureRequested === undefined ? !prod && isLoopbackHttp(publicOrigin) : insecureRequested === 'true';
+  if (insecureLocalhostCookies && (prod || !isLoopbackHttp(publicOrigin))) {
+    throw new ConfigError('PALISADE_INSECURE_LOCALHOST_COOKIES is only allowed for a plain-http loopback origin outside production');
+  }
+  if (!isLoopbackHttp(publicOrigin)) insecureLocalhostCookies = false;
+
+  const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
+  const database: Config['database'] = e.DATABASE_URL
+    ? {
+        kind: 'postgres',
+        ownerUrl: e.DATABASE_URL,
+        runtimeUrl: e.DATABASE_RUNTIME_URL ?? withUser(e.DATABASE_URL, runtimeRole, e.PALISADE_DB_RUNTIME_PASSWORD ?? null),
+        runtimeRole,
+        runtimePassword: e.PALISADE_DB_RUNTIME_PASSWORD ?? null,
+        poolSize: e.PALISADE_DB_POOL_SIZE,
+      }
+    : { kind: 'pglite', dataDir: e.PALISADE_DATA_DIR === 'memory' ? null : resolve(e.PALISADE_DATA_DIR ?? join(stateDir, 'data')), runtimeRole };
+
+  return Object.freeze({
+    env,
+    host: e.HOST,
+    port: e.PORT,
+    publicOrigin,
+    allowedOrigins: Object.freeze([...allowed]),
+    corsOrigins,
+    trustedProxies: Object.freeze(trustedProxies),
+    database,
+    keks,
+    sessionSecret,
+    insecureLocalhostCookies,
+    session: { idleSeconds: e.SESSION_IDLE_MINUTES * 60, absoluteSeconds: e.SESSION_ABSOLUTE_HOURS * 3600, touchIntervalSeconds: 60 },
+    logLevel: e.LOG_LEVEL,
+    stateDir,
+    generatedDevSecrets,
+  });
+}

@@ -1,0 +1,47 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { catalogProblems } from './catalog.js';
+import { createTestDatabase, ENGINES, type TestDatabase } from '../../test/support/db.js';
+
+describe.each(ENGINES)('catalog check on %s', (engine) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase(engine);
+  });
+  afterAll(async () => t?.drop());
+
+  it('finds no problem in the migrated schema', async () => {
+    expect(await catalogProblems(t.db)).toEqual([]);
+  });
+
+  it('fails when a tenant table lacks forced RLS', async () => {
+    await t.owner.script(`create table rogue (org_id uuid not null, v text); grant select on rogue to ${t.db.runtimeRole}`);
+    await t.owner.script(`create table rogue2 (org_id uuid not null); alter table rogue2 enable row level security`);
+    const problems = await catalogProblems(t.db);
+    expect(problems).toContain('rogue: row-level security is not enabled');
+    expect(problems).toContain('rogue: row-level security is not forced');
+    expect(problems).toContain('rogue2: row-level security is not forced');
+    expect(problems).toContain('rogue2: no tenant policy with USING and WITH CHECK on org_id');
+    await t.owner.script(`drop table rogue; drop table rogue2`);
+  });
+
+  it('fails on a SECURITY DEFINER function the runtime role can run, and on a view without security_invoker', async () => {
+    await t.owner.script(`create function leak() returns int language sql security definer as 'select 1'`);
+    await t.owner.script(`create view v_users as select id from users`);
+    const problems = await catalogProblems(t.db);
+    expect(problems).toContain('SECURITY DEFINER function public.leak is executable by the runtime role');
+    expect(problems).toContain('view v_users lacks security_invoker');
+    await t.owner.script(`drop function leak(); drop view v_users`);
+    expect(await catalogProblems(t.db)).toEqual([]);
+  });
+
+  it('fails when the runtime role gains BYPASSRLS or ownership', async () => {
+    if (engine === 'pglite') {
+      await t.owner.script(`alter role ${t.db.runtimeRole} bypassrls`);
+      expect(await catalogProblems(t.db)).toContain(`runtime role ${t.db.runtimeRole} has BYPASSRLS`);
+      await t.owner.script(`alter role ${t.db.runtimeRole} nobypassrls`);
+    }
+    await t.owner.script(`create table owned_by_app (id int); alter table owned_by_app owner to ${t.db.runtimeRole}`);
+    expect(await catalogProblems(t.db)).toContain('runtime role owns (or inherits the owner of) owned_by_app');
+    await t.owner.script(`drop table owned_by_app`);
+  });
+});

@@ -1,0 +1,68 @@
+import { sql } from 'kysely';
+import { rows, type Database } from './database.js';
+
+/**
+ * The isolation invariants, read from the live catalog. Run at server start (the server
+ * refuses to start on any problem) and by the catalog test.
+ */
+export async function catalogProblems(db: Database): Promise<string[]> {
+  return db.withSystem('catalog check', async (tx) => {
+    const problems: string[] = [];
+    const role = await rows<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }>(
+      tx,
+      sql`select rolname, rolsuper, rolbypassrls from pg_roles where rolname = current_user`,
+    );
+    const me = role[0];
+    if (!me || me.rolname !== db.runtimeRole) problems.push(`queries do not run as the runtime role ${db.runtimeRole}`);
+    if (me?.rolsuper) problems.push(`runtime role ${me.rolname} is a superuser`);
+    if (me?.rolbypassrls) problems.push(`runtime role ${me.rolname} has BYPASSRLS`);
+
+    const owned = await rows<{ relname: string }>(
+      tx,
+      sql`select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
+            and pg_has_role(current_user, c.relowner, 'USAGE')`,
+    );
+    for (const r of owned) problems.push(`runtime role owns (or inherits the owner of) ${r.relname}`);
+
+    const tenant = await rows<{ relname: string; rls: boolean; forced: boolean; kind: string }>(
+      tx,
+      sql`select c.relname, c.relrowsecurity as rls, c.relforcerowsecurity as forced, c.relkind as kind
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          join pg_attribute a on a.attrelid = c.oid and a.attname = 'org_id' and not a.attisdropped
+          where n.nspname = 'public' and c.relkind in ('r', 'p')`,
+    );
+    for (const t of tenant) {
+      if (!t.rls) problems.push(`${t.relname}: row-level security is not enabled`);
+      if (!t.forced) problems.push(`${t.relname}: row-level security is not forced`);
+      const policies = await rows<{ n: number }>(
+        tx,
+        sql`select count(*)::int as n from pg_policy p join pg_class c on c.oid = p.polrelid
+            join pg_namespace ns on ns.oid = c.relnamespace
+            where ns.nspname = 'public' and c.relname = ${t.relname} and p.polpermissive and p.polcmd = '*'
+              and p.polqual is not null and p.polwithcheck is not null
+              and pg_get_expr(p.polqual, p.polrelid) like '%palisade.org_id%'
+              and pg_get_expr(p.polwithcheck, p.polrelid) like '%palisade.org_id%'`,
+      );
+      if ((policies[0]?.n ?? 0) === 0) problems.push(`${t.relname}: no tenant policy with USING and WITH CHECK on org_id`);
+    }
+
+    const definers = await rows<{ proname: string; nspname: string }>(
+      tx,
+      sql`select p.proname, n.nspname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+          where p.prosecdef and n.nspname not in ('pg_catalog', 'information_schema')
+            and has_function_privilege(current_user, p.oid, 'EXECUTE')
+            and has_schema_privilege(current_user, n.oid, 'USAGE')`,
+    );
+    for (const d of definers) problems.push(`SECURITY DEFINER function ${d.nspname}.${d.proname} is executable by the runtime role`);
+
+    const views = await rows<{ relname: string }>(
+      tx,
+      sql`select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'public' and c.relkind in ('v', 'm')
+            and not coalesce(c.reloptions @> array['security_invoker=true'] or c.reloptions @> array['security_invoker=on'], false)`,
+    );
+    for (const v of views) problems.push(`view ${v.relname} lacks security_invoker`);
+    return problems;
+  });
+}

@@ -1,0 +1,99 @@
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import { InvariantError } from '../kernel/errors.js';
+import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
+
+// The schema is reached through parameterised `sql` templates, not a generated table type.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export type Schema = {};
+export type Tx = Transaction<Schema>;
+
+/**
+ * What a transaction is bound to. `orgId` scopes every tenant table through RLS; `userId`
+ * lets a user see their own memberships across orgs; `projectIds` is the project scope of a
+ * restricted member (null = every project of the org).
+ */
+export interface TenantBinding {
+  orgId: string | null;
+  userId?: string | null;
+  projectIds?: readonly string[] | null;
+}
+
+export type Engine = 'pglite' | 'postgres';
+
+export interface Database {
+  readonly engine: Engine;
+  readonly runtimeRole: string;
+  /** The one way to reach tenant data: a transaction with the tenant bound, on the runtime role. */
+  withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** Global tables (users, sessions) with no tenant bound; `reason` documents why. */
+  withSystem<T>(reason: string, fn: (tx: Tx) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function rows<R>(tx: Tx, q: RawBuilder<R>): Promise<R[]> {
+  return (await q.execute(tx)).rows;
+}
+
+export async function one<R>(tx: Tx, q: RawBuilder<R>): Promise<R | undefined> {
+  return (await q.execute(tx)).rows[0];
+}
+
+export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
+  return Number((await q.execute(tx)).numAffectedRows ?? 0n);
+}
+
+function scopeValue(projectIds: readonly string[] | null | undefined): string {
+  if (projectIds === null || projectIds === undefined) return '*';
+  for (const id of projectIds) if (!isUuid(id)) throw new InvariantError('project scope must be uuids');
+  return projectIds.join(',');
+}
+
+export class KyselyDatabase implements Database {
+  constructor(
+    readonly engine: Engine,
+    private readonly kysely: Kysely<Schema>,
+    readonly runtimeRole: string,
+    private readonly onClose: () => Promise<void>,
+  ) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(runtimeRole)) throw new InvariantError('bad runtime role name');
+  }
+
+  private async bind(tx: Tx, org: string, user: string, scope: string): Promise<void> {
+    // The embedded engine has one (superuser) connection: drop to the runtime role for this
+    // transaction only. On PostgreSQL the pool already connects as the runtime role.
+    if (this.engine === 'pglite') await sql`set local role ${sql.id(this.runtimeRole)}`.execute(tx);
+    await sql`select set_config('palisade.org_id', ${org}, true), set_config('palisade.user_id', ${user}, true),
+      set_config('palisade.project_ids', ${scope}, true)`.execute(tx);
+  }
+
+  withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (binding.orgId !== null && !isUuid(binding.orgId)) throw new InvariantError('withTenant needs a uuid orgId');
+    if (binding.userId && !isUuid(binding.userId)) throw new InvariantError('withTenant needs a uuid userId');
+    if (binding.orgId === null && !binding.userId) throw new InvariantError('withTenant needs an org or a user');
+    const scope = scopeValue(binding.projectIds);
+    return this.kysely.transaction().execute(async (tx) => {
+      await this.bind(tx, binding.orgId ?? '', binding.userId ?? '', binding.orgId ? scope : '');
+      return fn(tx);
+    });
+  }
+
+  withSystem<T>(reason: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (!reason) throw new InvariantError('withSystem needs a reason');
+    return this.kysely.transaction().execute(async (tx) => {
+      await this.bind(tx, '', '', '');
+      return fn(tx);
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.withSystem('readiness', (tx) => sql`select 1`.execute(tx));
+  }
+
+  async close(): Promise<void> {
+    await this.kysely.destroy();
+    await this.onClose();
+  }
+}
+
+export { SYSTEM_ORG_ID };

@@ -1,0 +1,73 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What migrations need from an owner connection: multi-statement scripts and parameterised queries. */
+export interface OwnerConnection {
+  script(text: string): Promise<void>;
+  query<R>(text: string, params?: unknown[]): Promise<R[]>;
+}
+
+const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+export function listMigrations(): { version: string; text: string }[] {
+  return readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ version: f.replace(/\.sql$/, ''), text: readFileSync(join(MIGRATIONS_DIR, f), 'utf8') }));
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+export interface MigrateOptions {
+  runtimeRole: string;
+  /** Null on the embedded engine, where the runtime role is entered with SET ROLE, not a login. */
+  runtimePassword: string | null;
+  login: boolean;
+}
+
+/**
+ * Runs as the owner. Creates the runtime role (no superuser, no BYPASSRLS, owns nothing),
+ * then applies the numbered migrations not yet applied, each in its own transaction,
+ * under an advisory lock so that two instances starting at once do not race.
+ */
+export async function migrate(owner: OwnerConnection, opts: MigrateOptions): Promise<string[]> {
+  const role = opts.runtimeRole;
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(role)) throw new Error('bad runtime role name');
+  await owner.query(`select pg_advisory_lock(727274)`);
+  try {
+    const existing = await owner.query<{ rolname: string }>(`select rolname from pg_roles where rolname = $1`, [role]);
+    if (existing.length === 0) {
+      try {
+        await owner.script(
+          `create role ${role} ${opts.login ? 'login' : 'nologin'} nosuperuser nobypassrls nocreatedb nocreaterole noinherit`,
+        );
+      } catch (err) {
+        // Another database in the same cluster may have created it at the same moment.
+        if (!/already exists/.test(String((err as Error).message))) throw err;
+      }
+    }
+    if (opts.runtimePassword) await owner.script(`alter role ${role} password ${quoteLiteral(opts.runtimePassword)}`);
+    await owner.script(`alter role ${role} set statement_timeout = '15s'`);
+    await owner.script(
+      `create table if not exists public.schema_migrations (version text primary key, applied_at timestamptz not null default now())`,
+    );
+    await owner.script(`revoke all on public.schema_migrations from public`);
+    const done = new Set((await owner.query<{ version: string }>(`select version from public.schema_migrations`)).map((r) => r.version));
+    const applied: string[] = [];
+    for (const m of listMigrations()) {
+      if (done.has(m.version)) continue;
+      const text = m.text.replaceAll('{{runtime_role}}', role);
+      await owner.script(`begin;\n${text}\n;insert into public.schema_migrations (version) values (${quoteLiteral(m.version)});\ncommit;`);
+      applied.push(m.version);
+    }
+    return applied;
+  } catch (err) {
+    await owner.script('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    await owner.query(`select pg_advisory_unlock(727274)`);
+  }
+}

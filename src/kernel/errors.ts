@@ -1,0 +1,62 @@
+/**
+ * The closed set of error codes. Domains throw AppError(code); only http/error-map knows
+ * HTTP statuses. Every credential failure reaches the client as `invalid_credentials` or
+ * `unauthenticated`, never as something that tells which part was wrong.
+ */
+export const ERROR_CODES = [
+  'validation_failed',
+  'malformed_request',
+  'unauthenticated',
+  'invalid_credentials',
+  'session_expired',
+  'csrf_rejected',
+  'forbidden',
+  'not_found',
+  'conflict',
+  'last_owner',
+  'privilege_escalation',
+  'weak_password',
+  'token_invalid',
+  'payload_too_large',
+  'unsupported_media_type',
+  'rate_limited',
+  'unavailable',
+  'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
+
+/** An error caused by what the caller sent or is allowed to do: safe to show. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: string | undefined;
+  readonly issues: FieldIssue[] | undefined;
+
+  constructor(code: ErrorCode, detail?: string, issues?: FieldIssue[]) {
+    super(detail ? `${code}: ${detail}` : code);
+    this.name = 'AppError';
+    this.code = code;
+    this.detail = detail;
+    this.issues = issues;
+  }
+}
+
+/**
+ * Programmer misuse or a broken invariant (a route without a permission, a tenant query
+ * without a tenant). Never shown to a client: it maps to a 500 with the request id only.
+ */
+export class InvariantError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvariantError';
+  }
+}
+
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new InvariantError(message);
+}

@@ -1,0 +1,59 @@
+import pg from 'pg';
+import { randomBytes } from 'node:crypto';
+import { openDatabase, pgOwner, type OpenedDatabase } from '../../src/db/open.js';
+import type { Engine } from '../../src/db/database.js';
+
+/** Engines the suite runs its database tests against; TEST_ENGINES narrows it. */
+export const ENGINES: Engine[] = (process.env.TEST_ENGINES ?? 'pglite,postgres')
+  .split(',')
+  .map((s) => s.trim())
+  .filter((s): s is Engine => s === 'pglite' || s === 'postgres');
+
+export const PG_ADMIN_URL = process.env.TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_RUNTIME_ROLE = 'palisade_test_app';
+
+export interface TestDatabase extends OpenedDatabase {
+  engine: Engine;
+  ownerUrl: string | null;
+  runtimeUrl: string | null;
+  drop(): Promise<void>;
+}
+
+function urlFor(dbName: string, user = 'postgres'): string {
+  const u = new URL(PG_ADMIN_URL);
+  u.pathname = `/${dbName}`;
+  u.username = user;
+  return u.toString();
+}
+
+/** A fresh, migrated database: PGlite in memory, or a new PostgreSQL database per call. */
+export async function createTestDatabase(engine: Engine): Promise<TestDatabase> {
+  if (engine === 'pglite') {
+    const opened = await openDatabase({ kind: 'pglite', dataDir: null, runtimeRole: TEST_RUNTIME_ROLE }, { migrate: true });
+    return { ...opened, engine, ownerUrl: null, runtimeUrl: null, drop: async () => { await opened.db.close(); } };
+  }
+  const name = `palisade_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const ownerUrl = urlFor(name);
+  const runtimeUrl = urlFor(name, TEST_RUNTIME_ROLE);
+  const opened = await openDatabase(
+    { kind: 'postgres', ownerUrl, runtimeUrl, runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 8 },
+    { migrate: true },
+  );
+  return {
+    ...opened,
+    engine,
+    ownerUrl,
+    runtimeUrl,
+    drop: async () => {
+      await opened.db.close();
+      await opened.owner.close();
+      const a = pgOwner(PG_ADMIN_URL);
+      await a.script(`drop database if exists ${name} with (force)`).catch(() => undefined);
+      await a.close();
+    },
+  };
+}
