@@ -43,8 +43,10 @@ export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
   return Number((await q.execute(tx)).numAffectedRows ?? 0n);
 }
 
+/** null: every project; undefined (not stated): none, so that forgetting the scope fails closed. */
 function scopeValue(projectIds: readonly string[] | null | undefined): string {
-  if (projectIds === null || projectIds === undefined) return '*';
+  if (projectIds === undefined) return '';
+  if (projectIds === null) return '*';
   for (const id of projectIds) if (!isUuid(id)) throw new InvariantError('project scope must be uuids');
   return projectIds.join(',');
 }

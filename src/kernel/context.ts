@@ -1,9 +1,19 @@
 import type { Permission, PermissionSet } from './permissions.js';
 
 /** Who is calling. Capabilities are never stored here beyond one request. */
+export interface SessionInfo {
+  id: string;
+  createdAt: Date;
+  lastSeenAt: Date;
+}
+
 export type Actor =
   | { type: 'anonymous' }
-  | { type: 'user'; userId: string; sessionId: string; email: string };
+  | { type: 'user'; userId: string; email: string; session: SessionInfo }
+  /** Operator tools (CLI) and background jobs. */
+  | { type: 'system'; name: string };
+
+export type UserActor = Extract<Actor, { type: 'user' }>;
 
 /** The caller's standing in the organization addressed by the request, derived per request. */
 export interface OrgAccess {
@@ -22,6 +32,13 @@ export interface RequestContext {
   userAgent: string;
   actor: Actor;
   org: OrgAccess | null;
+  /** Audit actions appended for this request; the pipeline checks the route's declaration against it. */
+  audited: string[];
 }
 
 export type { Permission };
+
+/** A context for work that no HTTP request started (CLI, jobs). */
+export function systemContext(name: string): RequestContext {
+  return { requestId: `system:${name}`, ip: '', userAgent: '', actor: { type: 'system', name }, org: null, audited: [] };
+}

@@ -177,13 +177,13 @@ select palisade_admin.tenant_table('assets');
 -- otherwise a comma-separated list of project ids; unset or empty means none.
 create policy project_scope on projects as restrictive for all
   using (coalesce(current_setting('palisade.project_ids', true), '') = '*'
-         or id = any (string_to_array(nullif(current_setting('palisade.project_ids', true), ''), ',')::uuid[]))
+         or id = any (string_to_array(nullif(nullif(current_setting('palisade.project_ids', true), ''), '*'), ',')::uuid[]))
   with check (coalesce(current_setting('palisade.project_ids', true), '') = '*');
 create policy project_scope on assets as restrictive for all
   using (coalesce(current_setting('palisade.project_ids', true), '') = '*'
-         or project_id = any (string_to_array(nullif(current_setting('palisade.project_ids', true), ''), ',')::uuid[]))
+         or project_id = any (string_to_array(nullif(nullif(current_setting('palisade.project_ids', true), ''), '*'), ',')::uuid[]))
   with check (coalesce(current_setting('palisade.project_ids', true), '') = '*'
-         or project_id = any (string_to_array(nullif(current_setting('palisade.project_ids', true), ''), ',')::uuid[]));
+         or project_id = any (string_to_array(nullif(nullif(current_setting('palisade.project_ids', true), ''), '*'), ',')::uuid[]));
 
 create table invitations (
   org_id uuid not null references organizations (org_id) on delete cascade,

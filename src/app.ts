@@ -1,0 +1,142 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config/index.js';
+import { Keyring } from './crypto/index.js';
+import type { Database } from './db/database.js';
+import type { Clock } from './kernel/clock.js';
+import { SYSTEM_ORG_ID } from './kernel/ids.js';
+import { buildOpenApi } from './http/openapi.js';
+import { mountRoutes, type Authenticators } from './http/pipeline.js';
+import type { AnyRoute } from './http/route.js';
+import { createHttpServer } from './http/server.js';
+import { Metrics } from './http/metrics.js';
+import { assetRoutes, createAssetService } from './domains/assets/index.js';
+import { auditRoutes, createAuditReader, createAuditWriter } from './domains/audit/index.js';
+import { createIdentityService, identityRoutes } from './domains/identity/index.js';
+import { createSealer } from './domains/keys/index.js';
+import { createOutboxMail } from './domains/mail/index.js';
+import { opsRoutes } from './domains/ops/routes.js';
+import { createSessionService, sessionRoutes, setSessionCookie, type CookieSettings } from './domains/sessions/index.js';
+import {
+  createInvitationService,
+  createMemberService,
+  createOrgService,
+  createProjectService,
+  createRoleService,
+  resolveAccess,
+  tenancyRoutes,
+} from './domains/tenancy/index.js';
+
+export type AppConfig = Pick<
+  Config,
+  'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
+>;
+
+export interface AppDeps {
+  config: AppConfig;
+  db: Database;
+  clock: Clock;
+  logger: Logger;
+}
+
+export const VERSION = '0.1.0';
+
+export function cookieSettings(config: Pick<Config, 'insecureLocalhostCookies'>): CookieSettings {
+  // `__Host-` needs Secure; the documented exception is plain-http loopback in development.
+  return config.insecureLocalhostCookies ? { name: 'palisade_session', secure: false } : { name: '__Host-palisade_session', secure: true };
+}
+
+/** Wires every domain into one Fastify app. No listen: tests use inject, main.ts listens. */
+export async function buildApp(deps: AppDeps) {
+  const { config, db, clock, logger } = deps;
+  const metrics = new Metrics(config.env !== 'test');
+  const keyring = new Keyring([...config.keks]);
+  const sealer = createSealer(keyring);
+  const mail = createOutboxMail(sealer);
+  const audit = createAuditWriter({ db, clock, onError: (err) => logger.error({ err }, 'audit append failed') });
+  const sessions = createSessionService({
+    db,
+    clock,
+    secret: config.sessionSecret,
+    idleSeconds: config.session.idleSeconds,
+    absoluteSeconds: config.session.absoluteSeconds,
+    touchIntervalSeconds: config.session.touchIntervalSeconds,
+  });
+  const tenancyDeps = {
+    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
+  };
+  const orgs = createOrgService(tenancyDeps);
+  const members = createMemberService(tenancyDeps);
+  const invitations = createInvitationService(tenancyDeps);
+  const roles = createRoleService(tenancyDeps);
+  const projects = createProjectService(tenancyDeps);
+  const assets = createAssetService({ db, audit, clock });
+  const identity = createIdentityService({
+    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    revokeSessions: async (tx, userId, reason, keep) => {
+      await sessions.revokeAll(tx, userId, reason, keep);
+    },
+  });
+  const cookie = cookieSettings(config);
+
+  const auth: Authenticators = {
+    async session(request, reply, ctx) {
+      const value = (request.cookies as Record<string, string | undefined>)[cookie.name];
+      const verified = await sessions.verify(value, ctx);
+      if (!verified) {
+        metrics.authFailures.inc({ kind: value ? 'session_invalid' : 'no_credential' });
+        return null;
+      }
+      if (verified.rotatedCookie) setSessionCookie(reply, cookie, verified.rotatedCookie, sessions.absoluteSeconds);
+      return verified.actor;
+    },
+    async orgAccess(actor, orgId) {
+      const resolved = await resolveAccess(db, orgId, actor.userId);
+      if (!resolved) return null;
+      sessions.assertOrgPolicy(actor.session, resolved.policy);
+      return resolved.access;
+    },
+    async denied(ctx, route, reason) {
+      metrics.authFailures.inc({ kind: `denied_${reason}` });
+      const params = { route: `${route.method} ${route.url}`, reason };
+      // A non-member's probe is evidence for the operator, not for the org it probed.
+      if (reason === 'not_member' || !ctx.org) {
+        await audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'authz.denied', result: 'denied', details: params });
+      } else {
+        await audit.appendStandalone(ctx.org.orgId, ctx, { action: 'authz.denied', result: 'denied', details: params });
+      }
+    },
+  };
+
+  const domainRoutes: AnyRoute[] = [
+    ...sessionRoutes({ db, audit, sessions, identity, orgs, cookie }),
+    ...identityRoutes(identity),
+    ...tenancyRoutes({ orgs, members, invitations, roles, projects }),
+    ...assetRoutes(assets),
+    ...auditRoutes(createAuditReader({ db })),
+  ];
+  let openapi: Record<string, unknown> | null = null;
+  const routes: AnyRoute[] = [
+    ...opsRoutes({ db, metrics: () => metrics.render(), openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
+    ...domainRoutes,
+  ];
+
+  const app: FastifyInstance = await createHttpServer({
+    logger,
+    allowedOrigins: config.allowedOrigins,
+    corsOrigins: config.corsOrigins,
+    trustedProxies: config.trustedProxies,
+    hsts: config.publicOrigin.startsWith('https:') || config.env === 'production',
+    sessionCookieName: cookie.name,
+    metrics,
+  });
+  const strictAudit = config.env !== 'production';
+  // One encapsulated context per trust boundary, each with its own authentication stack.
+  await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), { auth, strictAudit }));
+  await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), { auth, strictAudit }));
+  await app.ready();
+  return { app, routes, services: { sessions, identity, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
+}
+
+export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

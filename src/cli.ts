@@ -1,0 +1,95 @@
+import { writeFileSync } from 'node:fs';
+import { ConfigError, loadConfig } from './config/index.js';
+import { openDatabase } from './db/open.js';
+import { seedDemo } from './demo.js';
+import { createAuditWriter, verifyChain } from './domains/audit/index.js';
+import { systemClock } from './kernel/clock.js';
+import { SYSTEM_ORG_ID } from './kernel/ids.js';
+import { serve } from './main.js';
+
+const USAGE = `usage: palisade <command>
+  serve                       start the server (same as npm start)
+  migrate                     apply database migrations as the owner role
+  demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
+  audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  const config = loadConfig();
+  switch (cmd) {
+    case 'serve': {
+      await serve(config);
+      return new Promise<number>(() => undefined);
+    }
+    case 'migrate': {
+      const { db, owner } = await openDatabase(config.database, { migrate: true });
+      await db.close();
+      await owner.close();
+      process.stdout.write('migrations applied\n');
+      return 0;
+    }
+    case 'demo': {
+      const file = flag([sub ?? '', ...rest], '--json');
+      if (!file) throw new ConfigError('demo needs --json FILE');
+      const { db, owner } = await openDatabase(config.database, { migrate: true });
+      try {
+        const audit = createAuditWriter({ db, clock: systemClock, onError: () => undefined });
+        const data = await seedDemo(db, audit);
+        writeFileSync(file, JSON.stringify(data, null, 2), { mode: 0o600 });
+        process.stdout.write(`seeded ${data.orgs.map((o) => o.slug).join(', ')}; logins written to ${file}\n`);
+      } finally {
+        await db.close();
+        await owner.close();
+      }
+      return 0;
+    }
+    case 'audit': {
+      if (sub !== 'verify') break;
+      const slug = flag(rest, '--org');
+      const { db, owner } = await openDatabase(config.database, { migrate: false });
+      try {
+        // Operator tool: reads every org's chain over the owner connection (needs a role that
+        // bypasses RLS, e.g. the migration owner when it is superuser or BYPASSRLS).
+        const orgs = await owner.query<{ org_id: string; slug: string }>(
+          slug ? `select org_id, slug from organizations where slug = $1` : `select org_id, slug from organizations order by slug`,
+          slug ? [slug] : [],
+        );
+        if (slug && orgs.length === 0) {
+          process.stderr.write(`no organization ${slug}\n`);
+          return 2;
+        }
+        const targets = slug ? orgs : [{ org_id: SYSTEM_ORG_ID, slug: '(system)' }, ...orgs];
+        let failed = 0;
+        for (const o of targets) {
+          const report = await verifyChain((text, params) => owner.query(text, params), o.org_id, o.slug);
+          process.stdout.write(`${report.ok ? 'ok  ' : 'FAIL'} ${o.slug} (${o.org_id}): ${report.events} events\n`);
+          for (const p of report.problems) process.stdout.write(`     ${p}\n`);
+          if (!report.ok) failed++;
+        }
+        return failed > 0 ? 1 : 0;
+      } finally {
+        await db.close();
+        await owner.close();
+      }
+    }
+    default:
+      break;
+  }
+  process.stderr.write(`${USAGE}\n`);
+  return 2;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  runCli(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(err instanceof ConfigError ? 2 : 1);
+    },
+  );
+}

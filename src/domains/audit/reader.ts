@@ -1,0 +1,78 @@
+import { sql } from 'kysely';
+import type { Database, TenantBinding } from '../../db/database.js';
+import { rows } from '../../db/database.js';
+
+export interface AuditQuery {
+  actor?: string | undefined;
+  action?: string | undefined;
+  target?: string | undefined;
+  from?: Date | undefined;
+  to?: Date | undefined;
+  /** Sequence number to continue below (newest first). */
+  before?: number | undefined;
+  limit: number;
+}
+
+export interface AuditEventView {
+  seq: number;
+  id: string;
+  at: string;
+  actor: { type: string; id: string | null; role: string | null };
+  action: string;
+  target: { type: string; id: string } | null;
+  result: string;
+  ip: string;
+  userAgent: string;
+  requestId: string;
+  details: unknown;
+  hash: string;
+}
+
+export interface AuditReader {
+  list(binding: TenantBinding, orgId: string, q: AuditQuery): Promise<{ events: AuditEventView[]; nextBefore: number | null }>;
+}
+
+export function createAuditReader(deps: { db: Database }): AuditReader {
+  return {
+    async list(binding, orgId, q) {
+      return deps.db.withTenant(binding, async (tx) => {
+        const list = await rows<{
+          seq: number | string; id: string; at: Date; actor_type: string; actor_id: string | null; actor_role: string | null;
+          action: string; target_type: string | null; target_id: string | null; result: string; ip: string;
+          user_agent: string; request_id: string; details: unknown; hash: string;
+        }>(
+          tx,
+          sql`select seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent,
+                     request_id, details, hash
+              from audit_events
+              where org_id = ${orgId}
+                and (${q.actor ?? null}::text is null or actor_id = ${q.actor ?? null})
+                and (${q.action ?? null}::text is null or action = ${q.action ?? null} or starts_with(action, ${q.action ? `${q.action}.` : null}))
+                and (${q.target ?? null}::text is null or target_id = ${q.target ?? null})
+                and (${q.from?.toISOString() ?? null}::timestamptz is null or at >= ${q.from?.toISOString() ?? null}::timestamptz)
+                and (${q.to?.toISOString() ?? null}::timestamptz is null or at < ${q.to?.toISOString() ?? null}::timestamptz)
+                and (${q.before ?? null}::bigint is null or seq < ${q.before ?? null}::bigint)
+              order by seq desc limit ${q.limit + 1}`,
+        );
+        const page = list.slice(0, q.limit);
+        return {
+          events: page.map((r) => ({
+            seq: Number(r.seq),
+            id: r.id,
+            at: r.at.toISOString(),
+            actor: { type: r.actor_type, id: r.actor_id, role: r.actor_role },
+            action: r.action,
+            target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
+            result: r.result,
+            ip: r.ip,
+            userAgent: r.user_agent,
+            requestId: r.request_id,
+            details: r.details,
+            hash: r.hash,
+          })),
+          nextBefore: list.length > q.limit ? Number(page[page.length - 1]?.seq) : null,
+        };
+      });
+    },
+  };
+}

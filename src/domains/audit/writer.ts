@@ -1,0 +1,85 @@
+import { sql } from 'kysely';
+import { newId } from '../../crypto/index.js';
+import type { Clock } from '../../kernel/clock.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { exec, one, type Database, type Tx } from '../../db/database.js';
+import { eventHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
+
+export type AuditResult = 'success' | 'denied' | 'failure';
+export type AuditDetails = Record<string, string | number | boolean | null | string[]>;
+
+export interface AuditEventInput {
+  action: string;
+  target?: { type: string; id: string } | undefined;
+  result?: AuditResult;
+  details?: AuditDetails;
+  /** Overrides the request actor, e.g. the user a login attempt is about. */
+  actor?: { type: string; id: string | null; role?: string | null };
+}
+
+export interface AuditWriter {
+  /**
+   * Appends an event to `orgId`'s chain inside the caller's transaction, which must be bound
+   * to that org: the change and its evidence commit or roll back together.
+   */
+  append(tx: Tx, orgId: string, ctx: RequestContext, event: AuditEventInput): Promise<void>;
+  /** For refusals, which change nothing: its own transaction, errors logged not thrown. */
+  appendStandalone(orgId: string, ctx: RequestContext, event: AuditEventInput): Promise<void>;
+}
+
+export function createAuditWriter(deps: { db: Database; clock: Clock; onError: (err: unknown) => void }): AuditWriter {
+  const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
+    // Serializes appends per org on the head row: the chain has exactly one next position.
+    await exec(tx, sql`insert into audit_heads (org_id, seq, hash) values (${orgId}, 0, ${GENESIS_HASH}) on conflict (org_id) do nothing`);
+    const head = await one<{ seq: number | string; hash: string }>(
+      tx,
+      sql`select seq, hash from audit_heads where org_id = ${orgId} for update`,
+    );
+    if (!head) throw new Error('audit head missing: transaction is not bound to the org');
+    const actor = input.actor ?? actorOf(ctx);
+    const event: ChainedEvent = {
+      org_id: orgId,
+      seq: Number(head.seq) + 1,
+      id: newId(),
+      at: deps.clock.now().toISOString(),
+      actor_type: actor.type,
+      actor_id: actor.id,
+      actor_role: actor.role ?? null,
+      action: input.action,
+      target_type: input.target?.type ?? null,
+      target_id: input.target?.id ?? null,
+      result: input.result ?? 'success',
+      ip: ctx.ip,
+      user_agent: ctx.userAgent,
+      request_id: ctx.requestId,
+      details: input.details ?? {},
+    };
+    const hash = eventHash(head.hash, event);
+    await exec(
+      tx,
+      sql`insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
+            result, ip, user_agent, request_id, details, prev_hash, hash)
+          values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
+            ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
+            ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${head.hash}, ${hash})`,
+    );
+    await exec(tx, sql`update audit_heads set seq = ${event.seq}, hash = ${hash} where org_id = ${orgId}`);
+    ctx.audited.push(input.action);
+  };
+  return {
+    append,
+    async appendStandalone(orgId, ctx, event) {
+      try {
+        await deps.db.withTenant({ orgId }, (tx) => append(tx, orgId, ctx, event));
+      } catch (err) {
+        deps.onError(err);
+      }
+    },
+  };
+}
+
+function actorOf(ctx: RequestContext): { type: string; id: string | null; role: string | null } {
+  if (ctx.actor.type === 'user') return { type: 'user', id: ctx.actor.userId, role: ctx.org?.roleLabel ?? null };
+  if (ctx.actor.type === 'system') return { type: 'system', id: ctx.actor.name, role: null };
+  return { type: 'anonymous', id: null, role: null };
+}

@@ -1,0 +1,178 @@
+import { sql } from 'kysely';
+import { newId, randomToken, sha256Hex } from '../../crypto/index.js';
+import type { Clock } from '../../kernel/clock.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { exec, one, type Database, type Tx } from '../../db/database.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { MailPort } from '../mail/index.js';
+import { insertOrg } from '../tenancy/index.js';
+import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
+
+export const RESET_TTL_MS = 30 * 60 * 1000;
+
+export interface UserView {
+  id: string;
+  email: string;
+  name: string;
+}
+
+export interface IdentityDeps {
+  db: Database;
+  audit: AuditWriter;
+  clock: Clock;
+  mail: MailPort;
+  publicOrigin: string;
+  /** Every session of the user, except `keep`, must end (wired to the sessions domain). */
+  revokeSessions(tx: Tx, userId: string, reason: string, keep?: string): Promise<void>;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === '23505';
+}
+
+export function createIdentityService(deps: IdentityDeps) {
+  const system = { orgId: SYSTEM_ORG_ID };
+
+  async function findByEmail(tx: Tx, email: string) {
+    return one<{ id: string; email: string; name: string; password_hash: string | null }>(
+      tx,
+      sql`select id, email, name, password_hash from users where lower(email) = lower(${email})`,
+    );
+  }
+
+  return {
+    /** Creates a user and an org they own, in one transaction bound to the new org. */
+    async register(
+      ctx: RequestContext,
+      input: { email: string; password: string; name: string; orgName: string; orgSlug: string },
+    ): Promise<{ user: UserView; orgId: string }> {
+      assertPasswordAcceptable(input.password);
+      const passwordHash = await hashPassword(input.password);
+      const userId = newId();
+      const orgId = newId();
+      await deps.db.withTenant({ orgId, userId }, async (tx) => {
+        try {
+          await exec(tx, sql`savepoint create_user`);
+          await exec(
+            tx,
+            sql`insert into users (id, email, name, password_hash, password_changed_at)
+                values (${userId}, ${input.email}, ${input.name}, ${passwordHash}, ${deps.clock.now().toISOString()})`,
+          );
+          await exec(tx, sql`release savepoint create_user`);
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new AppError('conflict', 'registration failed: use another email or sign in');
+          throw err;
+        }
+        await insertOrg(deps, tx, ctx, { id: orgId, slug: input.orgSlug, name: input.orgName }, userId);
+        await deps.audit.append(tx, orgId, ctx, {
+          action: 'auth.registered',
+          target: { type: 'user', id: userId },
+          actor: { type: 'user', id: userId, role: 'owner' },
+        });
+      });
+      return { user: { id: userId, email: input.email, name: input.name }, orgId };
+    },
+
+    /**
+     * Same error and similar cost whether the email is unknown or the password wrong: an
+     * unknown email still pays for one argon2 verification.
+     */
+    async verifyCredentials(ctx: RequestContext, email: string, password: string): Promise<UserView> {
+      const user = await deps.db.withSystem('login lookup', (tx) => findByEmail(tx, email));
+      const ok = user?.password_hash ? await verifyPassword(user.password_hash, password) : await verifyPassword(await dummyHash(), password).then(() => false);
+      if (!user || !ok) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.login_failed',
+          result: 'failure',
+          target: user ? { type: 'user', id: user.id } : undefined,
+          details: { email: email.slice(0, 254), reason: user ? 'bad_password' : 'unknown_email' },
+          actor: { type: 'anonymous', id: null },
+        });
+        throw new AppError('invalid_credentials');
+      }
+      return { id: user.id, email: user.email, name: user.name };
+    },
+
+    async getUser(userId: string): Promise<UserView> {
+      const u = await deps.db.withSystem('read own profile', (tx) =>
+        one<UserView>(tx, sql`select id, email, name from users where id = ${userId}`),
+      );
+      if (!u) throw new AppError('unauthenticated');
+      return u;
+    },
+
+    async changePassword(ctx: RequestContext, userId: string, sessionId: string, current: string, next: string): Promise<void> {
+      const u = await deps.db.withSystem('password change', (tx) =>
+        one<{ password_hash: string | null }>(tx, sql`select password_hash from users where id = ${userId}`),
+      );
+      if (!u?.password_hash || !(await verifyPassword(u.password_hash, current))) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.password_change_failed', result: 'failure', target: { type: 'user', id: userId },
+        });
+        throw new AppError('invalid_credentials');
+      }
+      assertPasswordAcceptable(next);
+      if (current === next) throw new AppError('weak_password', 'choose a password different from the current one');
+      const hashed = await hashPassword(next);
+      await deps.db.withTenant(system, async (tx) => {
+        await exec(tx, sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()} where id = ${userId}`);
+        await deps.revokeSessions(tx, userId, 'password_changed', sessionId);
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.password_changed', target: { type: 'user', id: userId } });
+      });
+    },
+
+    /** Always answers the same; mails a single-use token only when the account exists. */
+    async requestReset(ctx: RequestContext, email: string): Promise<void> {
+      const secret = randomToken(32);
+      const now = deps.clock.now();
+      await deps.db.withTenant(system, async (tx) => {
+        const user = await findByEmail(tx, email);
+        if (user) {
+          await exec(
+            tx,
+            sql`insert into password_resets (token_hash, user_id, created_at, expires_at)
+                values (${sha256Hex(secret)}, ${user.id}, ${now.toISOString()}, ${new Date(now.getTime() + RESET_TTL_MS).toISOString()})`,
+          );
+          await deps.mail.enqueue(tx, {
+            to: user.email,
+            subject: 'Reset your Palisade password',
+            body: `Reset your password: ${deps.publicOrigin}/reset-password#token=pal_pwr_${secret}\nThis link expires in 30 minutes and works once.`,
+          });
+        }
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.password_reset_requested',
+          target: user ? { type: 'user', id: user.id } : undefined,
+          details: { email: email.slice(0, 254), known: Boolean(user) },
+          actor: { type: 'anonymous', id: null },
+        });
+      });
+    },
+
+    async confirmReset(ctx: RequestContext, token: string, password: string): Promise<void> {
+      const m = /^pal_pwr_([A-Za-z0-9_-]{43})$/.exec(token);
+      if (!m) throw new AppError('token_invalid');
+      assertPasswordAcceptable(password);
+      const hashed = await hashPassword(password);
+      const tokenHash = sha256Hex(m[1] as string);
+      await deps.db.withTenant(system, async (tx) => {
+        const r = await one<{ user_id: string; expires_at: Date; used_at: Date | null }>(
+          tx,
+          sql`select user_id, expires_at, used_at from password_resets where token_hash = ${tokenHash} for update`,
+        );
+        if (!r || r.used_at || r.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
+        await exec(tx, sql`update password_resets set used_at = ${deps.clock.now().toISOString()} where user_id = ${r.user_id} and used_at is null`);
+        await exec(tx, sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()} where id = ${r.user_id}`);
+        await deps.revokeSessions(tx, r.user_id, 'password_reset');
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.password_reset',
+          target: { type: 'user', id: r.user_id },
+          actor: { type: 'user', id: r.user_id },
+        });
+      });
+    },
+  };
+}
+
+export type IdentityService = ReturnType<typeof createIdentityService>;

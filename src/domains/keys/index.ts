@@ -1,0 +1,47 @@
+import { sql } from 'kysely';
+import { newId, type DataKeyStore, type FieldRef, type Keyring, type WrappedKey } from '../../crypto/index.js';
+import { exec, one, type Tx } from '../../db/database.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+
+/**
+ * The one encryption envelope. `scope` is an org id (data key in org_keys, under RLS) or a
+ * named system scope (system_keys). Callers seal inside their own transaction.
+ */
+export interface Sealer {
+  seal(tx: Tx, ref: FieldRef, plaintext: string): Promise<string>;
+  open(tx: Tx, ref: FieldRef, sealed: string): Promise<string>;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function storeFor(tx: Tx): DataKeyStore {
+  return {
+    async active(scope) {
+      const r = UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID
+        ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and active`)
+        : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and active`);
+      return r ?? null;
+    },
+    async byId(scope, id) {
+      if (!UUID_RE.test(id)) return null;
+      const r = UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID
+        ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and id = ${id}`)
+        : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and id = ${id}`);
+      return r ?? null;
+    },
+    async insert(scope, k) {
+      if (UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID) {
+        await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped) values (${scope}, ${k.id}, ${k.kekId}, ${k.wrapped})`);
+      } else {
+        await exec(tx, sql`insert into system_keys (id, scope, kek_id, wrapped) values (${k.id}, ${scope}, ${k.kekId}, ${k.wrapped})`);
+      }
+    },
+  };
+}
+
+export function createSealer(keyring: Keyring): Sealer {
+  return {
+    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx), ref, plaintext, newId),
+    open: (tx, ref, sealed) => keyring.open(storeFor(tx), ref, sealed),
+  };
+}

@@ -1,0 +1,167 @@
+import type { FastifyReply } from 'fastify';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { email, slug, text, uuid } from '../../http/schemas.js';
+import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { one, type Database } from '../../db/database.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { IdentityService } from '../identity/index.js';
+import { assertCanGrant, bindingOf, permissionsOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
+import type { SessionService } from './service.js';
+
+export interface CookieSettings {
+  name: string;
+  secure: boolean;
+}
+
+export function setSessionCookie(reply: FastifyReply, c: CookieSettings, value: string, maxAgeSeconds: number): void {
+  reply.setCookie(c.name, value, { path: '/', httpOnly: true, secure: c.secure, sameSite: 'lax', maxAge: maxAgeSeconds });
+}
+
+export function clearSessionCookie(reply: FastifyReply, c: CookieSettings): void {
+  reply.clearCookie(c.name, { path: '/', httpOnly: true, secure: c.secure, sameSite: 'lax' });
+}
+
+function userOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
+
+// Bounded before hashing so that nobody makes argon2 chew a megabyte.
+const password = z.string().min(1).max(1024);
+
+export function sessionRoutes(d: {
+  db: Database;
+  audit: AuditWriter;
+  sessions: SessionService;
+  identity: IdentityService;
+  orgs: OrgService;
+  cookie: CookieSettings;
+}): AnyRoute[] {
+  const tags = ['auth'];
+
+  async function startSession(ctx: RequestContext, reply: FastifyReply, userId: string, action: string, previousCookie?: string) {
+    // Login never keeps an id the client brought (fixation): the old one is revoked.
+    const previous = previousCookie ? await d.sessions.verify(previousCookie, ctx).catch(() => null) : null;
+    const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+      if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
+      const s = await d.sessions.issue(tx, userId, ctx);
+      await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+        action,
+        target: { type: 'session', id: s.id },
+        actor: { type: 'user', id: userId },
+      });
+      return s;
+    });
+    setSessionCookie(reply, d.cookie, issued.cookie, d.sessions.absoluteSeconds);
+    return issued.id;
+  }
+
+  return [
+    defineRoute({
+      method: 'POST', url: '/api/auth/register', summary: 'Create an account and an organization you own', tags,
+      auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
+      rateLimit: 'register', audit: { action: 'auth.registered' }, status: 201,
+      schema: {
+        body: z.strictObject({ email, password, name: text(100), orgName: text(100), orgSlug: slug }),
+      },
+      handler: async ({ ctx, body, reply }) => {
+        const { user, orgId } = await d.identity.register(ctx, body);
+        await startSession(ctx, reply, user.id, 'auth.login');
+        return { user, orgId };
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/login', summary: 'Sign in with email and password', tags,
+      auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
+      rateLimit: 'login', audit: { action: 'auth.login' },
+      schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }) },
+      handler: async ({ ctx, body, reply, }) => {
+        const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
+        const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
+        await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name]);
+        return { user, orgs: await d.orgs.listMine(user.id) };
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/logout', summary: 'End this session', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.logout' },
+      status: 204, schema: {},
+      handler: async ({ ctx, reply }) => {
+        const actor = userOf(ctx);
+        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          await d.sessions.revokeById(tx, actor.userId, actor.session.id, 'logout');
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.logout', target: { type: 'session', id: actor.session.id } });
+        });
+        clearSessionCookie(reply, d.cookie);
+      },
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/me', summary: 'Your profile and organizations', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      handler: async ({ ctx }) => {
+        const actor = userOf(ctx);
+        return { user: await d.identity.getUser(actor.userId), orgs: await d.orgs.listMine(actor.userId) };
+      },
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/me/sessions', summary: 'Your active sessions', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      handler: async ({ ctx }) => {
+        const actor = userOf(ctx);
+        return { sessions: await d.sessions.list(actor.userId, actor.session.id) };
+      },
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/me/sessions/:sessionId', summary: 'Revoke one of your sessions', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.session_revoked' },
+      status: 204, schema: { params: z.strictObject({ sessionId: uuid }) },
+      handler: async ({ ctx, params, reply }) => {
+        const actor = userOf(ctx);
+        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          if (!(await d.sessions.revokeById(tx, actor.userId, params.sessionId, 'revoked_by_user'))) throw new AppError('not_found');
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.session_revoked', target: { type: 'session', id: params.sessionId } });
+        });
+        if (params.sessionId === actor.session.id) clearSessionCookie(reply, d.cookie);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/password', summary: 'Change your password (ends your other sessions)', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.password_changed' },
+      status: 204, schema: { body: z.strictObject({ currentPassword: password, newPassword: password }) },
+      example: () => ({ currentPassword: 'not-the-password', newPassword: 'a-new-long-passphrase-42' }),
+      handler: async ({ ctx, body, reply }) => {
+        const actor = userOf(ctx);
+        await d.identity.changePassword(ctx, actor.userId, actor.session.id, body.currentPassword, body.newPassword);
+        const fresh = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => d.sessions.rotate(tx, actor.session, actor.userId, ctx));
+        setSessionCookie(reply, d.cookie, fresh.cookie, d.sessions.absoluteSeconds);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/members/:userId/sessions/revoke', summary: 'Sign a member out everywhere',
+      tags: ['members'], auth: { mode: 'session' }, permission: 'sessions:revoke', rateLimit: 'authenticated',
+      audit: { action: 'member.sessions_revoked' },
+      schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
+      handler: async ({ ctx, params }) => {
+        const org = requireOrg(ctx);
+        const revoked = await d.db.withTenant(bindingOf(ctx), async (tx) => {
+          const m = await one<{ role: RoleKey; permissions: string[] | null }>(
+            tx,
+            sql`select m.role, cr.permissions from memberships m left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
+                where m.org_id = ${org.orgId} and m.user_id = ${params.userId}`,
+          );
+          if (!m) throw new AppError('not_found');
+          if (m.role === 'owner' && !org.permissions.has('owners:manage')) throw new AppError('privilege_escalation', 'only owners can sign out an owner');
+          assertCanGrant(org, m.role, permissionsOf(m.role, m.permissions));
+          const n = await d.sessions.revokeAll(tx, params.userId, 'revoked_by_admin');
+          await d.audit.append(tx, org.orgId, ctx, { action: 'member.sessions_revoked', target: { type: 'user', id: params.userId }, details: { sessions: n } });
+          return n;
+        });
+        return { revoked };
+      },
+    }),
+  ];
+}

@@ -1,0 +1,186 @@
+import { sql } from 'kysely';
+import { hmacSha256, newId, randomToken, safeEqual, sha256Hex } from '../../crypto/index.js';
+import type { Clock } from '../../kernel/clock.js';
+import type { RequestContext, SessionInfo, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import type { OrgPolicy } from '../tenancy/index.js';
+
+/**
+ * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
+ * lookup, the store keeps only SHA-256 of the secret, and every request re-reads the row
+ * (revocation is immediate). Sliding idle expiry writes last_seen at most once per
+ * `touchIntervalSeconds`, not on every request.
+ */
+export interface SessionDeps {
+  db: Database;
+  clock: Clock;
+  secret: Buffer;
+  idleSeconds: number;
+  absoluteSeconds: number;
+  touchIntervalSeconds: number;
+}
+
+export interface SessionView {
+  id: string;
+  createdAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
+  ip: string;
+  userAgent: string;
+  current: boolean;
+}
+
+export interface Verified {
+  actor: UserActor;
+  /** Set when the session was rotated on this request: the reply must carry the new cookie. */
+  rotatedCookie: string | null;
+}
+
+interface Row {
+  id: string;
+  user_id: string;
+  email: string;
+  created_at: Date;
+  last_seen_at: Date;
+  absolute_expires_at: Date;
+  revoked_at: Date | null;
+  rotate_pending: boolean;
+  ip: string;
+  user_agent: string;
+}
+
+const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
+
+export function createSessionService(deps: SessionDeps) {
+  const sign = (secret: string) => hmacSha256(deps.secret, `palisade-session:${secret}`).toString('base64url');
+
+  function parseCookie(value: string | undefined): string | null {
+    if (!value || value.length !== 87 || value[43] !== '.') return null;
+    const secret = value.slice(0, 43);
+    const sig = value.slice(44);
+    if (!SECRET_RE.test(secret) || !safeEqual(sig, sign(secret))) return null;
+    return secret;
+  }
+
+  async function insert(tx: Tx, userId: string, ctx: RequestContext, from?: Row): Promise<{ cookie: string; id: string }> {
+    const secret = randomToken(32);
+    const id = newId();
+    const now = deps.clock.now();
+    const created = from?.created_at ?? now;
+    const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + deps.absoluteSeconds * 1000);
+    await exec(
+      tx,
+      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, ip, user_agent)
+          values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
+                  ${absolute.toISOString()}, ${ctx.ip}, ${ctx.userAgent})`,
+    );
+    return { cookie: `${secret}.${sign(secret)}`, id };
+  }
+
+  return {
+    absoluteSeconds: deps.absoluteSeconds,
+
+    /** A brand-new session id (login, registration): never reuses one the client brought. */
+    issue: insert,
+
+    async verify(cookieValue: string | undefined, ctx: RequestContext): Promise<Verified | null> {
+      const secret = parseCookie(cookieValue);
+      if (!secret) return null;
+      const now = deps.clock.now();
+      return deps.db.withSystem('session verification', async (tx) => {
+        const s = await one<Row>(
+          tx,
+          sql`select s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
+                     s.rotate_pending, s.ip, s.user_agent
+              from sessions s join users u on u.id = s.user_id where s.token_hash = ${sha256Hex(secret)}`,
+        );
+        if (!s || s.revoked_at) return null;
+        if (now >= s.absolute_expires_at) return null;
+        if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
+        let rotatedCookie: string | null = null;
+        let session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at };
+        if (s.rotate_pending) {
+          // Privileges changed since this id was issued: swap it for a fresh one. Only the
+          // request that wins the update rotates; a concurrent one proceeds on the old id.
+          const won = await exec(
+            tx,
+            sql`update sessions set revoked_at = ${now.toISOString()}, revoked_reason = 'rotated'
+                where id = ${s.id} and revoked_at is null and rotate_pending`,
+          );
+          if (won === 1) {
+            const fresh = await insert(tx, s.user_id, ctx, s);
+            rotatedCookie = fresh.cookie;
+            session = { id: fresh.id, createdAt: s.created_at, lastSeenAt: now };
+          }
+        } else if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
+          await exec(tx, sql`update sessions set last_seen_at = ${now.toISOString()} where id = ${s.id} and revoked_at is null`);
+        }
+        return { actor: { type: 'user', userId: s.user_id, email: s.email, session }, rotatedCookie };
+      });
+    },
+
+    /** An org may demand shorter sessions than the deployment: checked when the org is addressed. */
+    assertOrgPolicy(session: SessionInfo, policy: OrgPolicy): void {
+      const now = deps.clock.now().getTime();
+      if (policy.sessionIdleSeconds && now - session.lastSeenAt.getTime() > policy.sessionIdleSeconds * 1000) {
+        throw new AppError('session_expired');
+      }
+      if (policy.sessionAbsoluteSeconds && now - session.createdAt.getTime() > policy.sessionAbsoluteSeconds * 1000) {
+        throw new AppError('session_expired');
+      }
+    },
+
+    async revokeById(tx: Tx, userId: string, sessionId: string, reason: string): Promise<boolean> {
+      const n = await exec(
+        tx,
+        sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = ${reason}
+            where id = ${sessionId} and user_id = ${userId} and revoked_at is null`,
+      );
+      return n === 1;
+    },
+
+    async revokeAll(tx: Tx, userId: string, reason: string, keep?: string): Promise<number> {
+      return exec(
+        tx,
+        sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = ${reason}
+            where user_id = ${userId} and revoked_at is null and (${keep ?? null}::uuid is null or id <> ${keep ?? null}::uuid)`,
+      );
+    },
+
+    /** The user's privileges changed: each live session gets a new id on its next request. */
+    async markRotate(tx: Tx, userId: string): Promise<void> {
+      await exec(tx, sql`update sessions set rotate_pending = true where user_id = ${userId} and revoked_at is null`);
+    },
+
+    /** Revokes `current` and issues a replacement with the same absolute expiry (password change). */
+    async rotate(tx: Tx, current: SessionInfo, userId: string, ctx: RequestContext): Promise<{ cookie: string; id: string }> {
+      const row = await one<Row>(tx, sql`select * from sessions where id = ${current.id} and user_id = ${userId} for update`);
+      if (!row || row.revoked_at) throw new AppError('unauthenticated');
+      await exec(tx, sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = 'rotated' where id = ${row.id}`);
+      return insert(tx, userId, ctx, row);
+    },
+
+    async list(userId: string, currentId: string): Promise<SessionView[]> {
+      const now = deps.clock.now();
+      return deps.db.withSystem('list own sessions', async (tx) => {
+        const list = await rows<Row>(
+          tx,
+          sql`select * from sessions where user_id = ${userId} and revoked_at is null and absolute_expires_at > ${now.toISOString()}
+              and last_seen_at > ${new Date(now.getTime() - deps.idleSeconds * 1000).toISOString()} order by last_seen_at desc`,
+        );
+        return list.map((s) => ({
+          id: s.id,
+          createdAt: s.created_at.toISOString(),
+          lastSeenAt: s.last_seen_at.toISOString(),
+          expiresAt: s.absolute_expires_at.toISOString(),
+          ip: s.ip,
+          userAgent: s.user_agent,
+          current: s.id === currentId,
+        }));
+      });
+    },
+  };
+}
+
+export type SessionService = ReturnType<typeof createSessionService>;

@@ -1,0 +1,89 @@
+import { sql } from 'kysely';
+import type { OrgAccess } from '../../kernel/context.js';
+import { AppError, InvariantError } from '../../kernel/errors.js';
+import {
+  ALWAYS_RESTRICTED_ROLES,
+  BUILTIN_ROLE_PERMISSIONS,
+  isBuiltinRole,
+  PermissionSet,
+  type BuiltinRole,
+} from '../../kernel/permissions.js';
+import { one, type Database, type Tx } from '../../db/database.js';
+export { bindingOf, requireOrg } from '../../db/binding.js';
+
+export type RoleKey = BuiltinRole | 'custom';
+
+export interface MembershipRow {
+  role: RoleKey;
+  custom_role_id: string | null;
+  custom_name: string | null;
+  custom_permissions: string[] | null;
+  restricted: boolean;
+  project_ids: string[] | null;
+  session_idle_seconds: number | null;
+  session_absolute_seconds: number | null;
+}
+
+export function permissionsOf(role: RoleKey, customPermissions: readonly string[] | null): PermissionSet {
+  if (role === 'custom') return PermissionSet.of(customPermissions ?? []);
+  if (!isBuiltinRole(role)) throw new InvariantError(`unknown role ${String(role)}`);
+  return PermissionSet.of(BUILTIN_ROLE_PERMISSIONS[role]);
+}
+
+export function isRestricted(role: RoleKey, restricted: boolean): boolean {
+  return restricted || (ALWAYS_RESTRICTED_ROLES as readonly string[]).includes(role);
+}
+
+export interface OrgPolicy {
+  sessionIdleSeconds: number | null;
+  sessionAbsoluteSeconds: number | null;
+}
+
+const membershipQuery = (orgId: string, userId: string) => sql<MembershipRow>`
+  select m.role, m.custom_role_id, m.restricted, cr.name as custom_name, cr.permissions as custom_permissions,
+         s.session_idle_seconds, s.session_absolute_seconds,
+         case when m.restricted then coalesce(
+           (select array_agg(pa.project_id::text) from project_access pa where pa.org_id = m.org_id and pa.user_id = m.user_id),
+           '{}') end as project_ids
+  from memberships m
+  left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
+  left join org_settings s on s.org_id = m.org_id
+  where m.org_id = ${orgId} and m.user_id = ${userId}`;
+
+export async function loadMembership(tx: Tx, orgId: string, userId: string): Promise<MembershipRow | undefined> {
+  return one(tx, membershipQuery(orgId, userId));
+}
+
+export function accessFrom(orgId: string, m: MembershipRow): OrgAccess {
+  return {
+    orgId,
+    role: m.role,
+    roleLabel: m.role === 'custom' ? `custom:${m.custom_name ?? ''}` : m.role,
+    permissions: permissionsOf(m.role, m.custom_permissions),
+    projectIds: isRestricted(m.role, m.restricted) ? (m.project_ids ?? []) : null,
+  };
+}
+
+/** Derives the caller's standing from current roles: called on every org-scoped request. */
+export async function resolveAccess(
+  db: Database,
+  orgId: string,
+  userId: string,
+): Promise<{ access: OrgAccess; policy: OrgPolicy } | null> {
+  const m = await db.withTenant({ orgId, userId }, (tx) => loadMembership(tx, orgId, userId));
+  if (!m) return null;
+  return {
+    access: accessFrom(orgId, m),
+    policy: { sessionIdleSeconds: m.session_idle_seconds, sessionAbsoluteSeconds: m.session_absolute_seconds },
+  };
+}
+
+/** Nobody grants a permission they lack; the owner role is granted only by holders of owners:manage. */
+export function assertCanGrant(actor: OrgAccess, role: RoleKey, granted: PermissionSet): void {
+  if (role === 'owner' && !actor.permissions.has('owners:manage')) {
+    throw new AppError('privilege_escalation', 'only owners can grant the owner role');
+  }
+  if (!actor.permissions.covers(granted)) {
+    throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+  }
+}

@@ -1,0 +1,14 @@
+import type { Clock } from '../../kernel/clock.js';
+import type { Database, Tx } from '../../db/database.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { MailPort } from '../mail/index.js';
+
+export interface TenancyDeps {
+  db: Database;
+  audit: AuditWriter;
+  clock: Clock;
+  mail: MailPort;
+  publicOrigin: string;
+  /** A member's privileges changed: their sessions must rotate (wired to the sessions domain). */
+  onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
+}

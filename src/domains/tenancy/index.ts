@@ -1,0 +1,14 @@
+export { resolveAccess, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant } from './access.js';
+export type { RoleKey, OrgPolicy } from './access.js';
+export type { TenancyDeps } from './deps.js';
+export { insertOrg, createOrgService } from './orgs.js';
+export type { OrgService, OrgView } from './orgs.js';
+export { createMemberService } from './members.js';
+export type { MemberService } from './members.js';
+export { createInvitationService } from './invitations.js';
+export type { InvitationService } from './invitations.js';
+export { createRoleService } from './roles.js';
+export type { RoleService } from './roles.js';
+export { createProjectService } from './projects.js';
+export type { ProjectService } from './projects.js';
+export { tenancyRoutes } from './routes.js';

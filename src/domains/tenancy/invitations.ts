@@ -1,0 +1,176 @@
+import { sql } from 'kysely';
+import { newId, randomToken, safeEqual, sha256Hex } from '../../crypto/index.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { isUuid } from '../../kernel/ids.js';
+import { exec, one, rows } from '../../db/database.js';
+import { accessFrom, assertCanGrant, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
+import type { TenancyDeps } from './deps.js';
+import { grantedBy, type RoleAssignment } from './members.js';
+
+export const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export interface InvitationView {
+  id: string;
+  email: string;
+  role: RoleKey;
+  customRoleId: string | null;
+  restricted: boolean;
+  projectIds: string[];
+  invitedBy: string;
+  createdAt: string;
+  expiresAt: string;
+  status: 'pending' | 'accepted' | 'revoked' | 'expired';
+}
+
+/** `pal_inv_<org>.<invitation>.<secret>`: the org and id route the lookup; only a hash of the secret is stored. */
+function formatToken(orgId: string, id: string, secret: string): string {
+  return `pal_inv_${orgId}.${id}.${secret}`;
+}
+
+function parseToken(token: string): { orgId: string; id: string; secret: string } | null {
+  if (!token.startsWith('pal_inv_') || token.length > 200) return null;
+  const parts = token.slice(8).split('.');
+  if (parts.length !== 3) return null;
+  const [orgId, id, secret] = parts as [string, string, string];
+  if (!isUuid(orgId) || !isUuid(id) || !/^[A-Za-z0-9_-]{43}$/.test(secret)) return null;
+  return { orgId, id, secret };
+}
+
+interface InvRow {
+  id: string; email: string; role: RoleKey; custom_role_id: string | null; restricted: boolean; project_ids: string[];
+  invited_by: string; created_at: Date; expires_at: Date; accepted_at: Date | null; revoked_at: Date | null;
+}
+
+export function createInvitationService(deps: TenancyDeps) {
+  const view = (r: InvRow): InvitationView => {
+    const now = deps.clock.now();
+    return {
+      id: r.id,
+      email: r.email,
+      role: r.role,
+      customRoleId: r.custom_role_id,
+      restricted: r.restricted,
+      projectIds: r.project_ids,
+      invitedBy: r.invited_by,
+      createdAt: r.created_at.toISOString(),
+      expiresAt: r.expires_at.toISOString(),
+      status: r.accepted_at ? 'accepted' : r.revoked_at ? 'revoked' : r.expires_at <= now ? 'expired' : 'pending',
+    };
+  };
+
+  return {
+    async create(
+      ctx: RequestContext,
+      input: RoleAssignment & { email: string; projectIds?: string[] | undefined },
+    ): Promise<{ invitation: InvitationView; token: string }> {
+      const org = requireOrg(ctx);
+      if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+      const inviter = ctx.actor.userId;
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const granted = await grantedBy(tx, input);
+        assertCanGrant(org, input.role, granted);
+        const restricted = input.role !== 'owner' && isRestricted(input.role, input.restricted ?? false);
+        const projectIds = [...new Set(input.projectIds ?? [])];
+        if (projectIds.length > 0) {
+          if (!restricted) throw new AppError('validation_failed', 'projectIds are only for restricted members');
+          const found = await rows<{ id: string }>(tx, sql`select id from projects where id = any(${projectIds}::uuid[])`);
+          if (found.length !== projectIds.length) throw new AppError('not_found', 'no such project');
+        }
+        const id = newId();
+        const secret = randomToken(32);
+        const now = deps.clock.now();
+        const expires = new Date(now.getTime() + INVITATION_TTL_MS);
+        await exec(
+          tx,
+          sql`insert into invitations (org_id, id, email, role, custom_role_id, restricted, project_ids, token_hash, invited_by, created_at, expires_at)
+              values (${org.orgId}, ${id}, ${input.email}, ${input.role}, ${input.customRoleId ?? null}, ${restricted},
+                      ${projectIds}::uuid[], ${sha256Hex(secret)}, ${inviter}, ${now.toISOString()}, ${expires.toISOString()})`,
+        );
+        const token = formatToken(org.orgId, id, secret);
+        await deps.mail.enqueue(tx, {
+          to: input.email,
+          subject: 'You are invited to an organization on Palisade',
+          body: `Accept the invitation: ${deps.publicOrigin}/invitations/accept#token=${token}\nIt expires at ${expires.toISOString()}.`,
+        });
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'invitation.created',
+          target: { type: 'invitation', id },
+          details: { email: input.email, role: input.role, restricted },
+        });
+        const row = await one<InvRow>(tx, sql`select * from invitations where id = ${id}`);
+        return { invitation: view(row as InvRow), token };
+      });
+    },
+
+    async list(ctx: RequestContext): Promise<InvitationView[]> {
+      const org = requireOrg(ctx);
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const list = await rows<InvRow>(tx, sql`select * from invitations where org_id = ${org.orgId} order by created_at desc`);
+        return list.map(view);
+      });
+    },
+
+    async revoke(ctx: RequestContext, id: string): Promise<void> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const n = await exec(
+          tx,
+          sql`update invitations set revoked_at = now() where org_id = ${org.orgId} and id = ${id}
+              and accepted_at is null and revoked_at is null`,
+        );
+        if (n !== 1) throw new AppError('not_found');
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'invitation.revoked', target: { type: 'invitation', id } });
+      });
+    },
+
+    /**
+     * Single use, expiring, bound to the invited email, and re-checked against the inviter's
+     * current rights: an invitation from someone since demoted or removed grants nothing.
+     */
+    async accept(ctx: RequestContext, token: string): Promise<{ orgId: string }> {
+      if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+      const { userId, email } = ctx.actor;
+      const parsed = parseToken(token);
+      if (!parsed) throw new AppError('token_invalid');
+      const { orgId } = parsed;
+      await deps.db.withTenant({ orgId, userId, projectIds: null }, async (tx) => {
+        const inv = await one<InvRow & { token_hash: string }>(
+          tx,
+          sql`select * from invitations where org_id = ${orgId} and id = ${parsed.id} for update`,
+        );
+        if (!inv || !safeEqual(inv.token_hash, sha256Hex(parsed.secret))) throw new AppError('token_invalid');
+        if (inv.accepted_at || inv.revoked_at || inv.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
+        if (inv.email.toLowerCase() !== email.toLowerCase()) throw new AppError('token_invalid', 'the invitation is for another email address');
+        const inviter = await loadMembership(tx, orgId, inv.invited_by);
+        if (!inviter) throw new AppError('token_invalid', 'the inviter is no longer a member');
+        const granted = await grantedBy(tx, { role: inv.role, customRoleId: inv.custom_role_id });
+        assertCanGrant(accessFrom(orgId, inviter), inv.role, granted);
+        const existing = await one(tx, sql`select 1 as x from memberships where org_id = ${orgId} and user_id = ${userId}`);
+        if (existing) throw new AppError('conflict', 'already a member');
+        await exec(
+          tx,
+          sql`insert into memberships (org_id, user_id, role, custom_role_id, restricted)
+              values (${orgId}, ${userId}, ${inv.role}, ${inv.custom_role_id}, ${inv.restricted})`,
+        );
+        for (const projectId of inv.project_ids) {
+          await exec(
+            tx,
+            sql`insert into project_access (org_id, project_id, user_id) select ${orgId}, id, ${userId} from projects where id = ${projectId}`,
+          );
+        }
+        await exec(tx, sql`update invitations set accepted_at = now(), accepted_by = ${userId} where org_id = ${orgId} and id = ${inv.id}`);
+        await deps.audit.append(tx, orgId, ctx, {
+          action: 'invitation.accepted',
+          target: { type: 'invitation', id: inv.id },
+          details: { role: inv.role },
+          actor: { type: 'user', id: userId, role: inv.role },
+        });
+        await deps.onPrivilegeChange(tx, userId);
+      });
+      return { orgId };
+    },
+  };
+}
+
+export type InvitationService = ReturnType<typeof createInvitationService>;

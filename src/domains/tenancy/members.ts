@@ -1,0 +1,152 @@
+import { sql } from 'kysely';
+import type { RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
+import { exec, one, rows, type Tx } from '../../db/database.js';
+import { assertCanGrant, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
+import type { TenancyDeps } from './deps.js';
+
+export interface MemberView {
+  userId: string;
+  email: string;
+  name: string;
+  role: RoleKey;
+  customRoleId: string | null;
+  restricted: boolean;
+  projectIds: string[];
+  joinedAt: string;
+}
+
+export interface RoleAssignment {
+  role: RoleKey;
+  customRoleId?: string | null | undefined;
+  restricted?: boolean | undefined;
+}
+
+interface TargetRow {
+  role: RoleKey;
+  custom_role_id: string | null;
+  custom_permissions: string[] | null;
+  restricted: boolean;
+}
+
+async function lockTarget(tx: Tx, orgId: string, userId: string): Promise<TargetRow> {
+  const t = await one<TargetRow>(
+    tx,
+    sql`select m.role, m.custom_role_id, m.restricted, cr.permissions as custom_permissions
+        from memberships m left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
+        where m.org_id = ${orgId} and m.user_id = ${userId} for update of m`,
+  );
+  if (!t) throw new AppError('not_found');
+  return t;
+}
+
+/** Locks every owner row, then refuses when `userId` is the only one. */
+async function assertNotLastOwner(tx: Tx, orgId: string, userId: string): Promise<void> {
+  const owners = await rows<{ user_id: string }>(
+    tx,
+    sql`select user_id from memberships where org_id = ${orgId} and role = 'owner' order by user_id for update`,
+  );
+  if (owners.length <= 1 && owners.some((o) => o.user_id === userId)) throw new AppError('last_owner');
+}
+
+/** Resolves the permissions a role assignment grants (custom roles are read under RLS). */
+export async function grantedBy(tx: Tx, a: RoleAssignment) {
+  if (a.role === 'custom') {
+    if (!a.customRoleId) throw new AppError('validation_failed', 'customRoleId is required for role "custom"');
+    const r = await one<{ permissions: string[] }>(tx, sql`select permissions from custom_roles where id = ${a.customRoleId}`);
+    if (!r) throw new AppError('not_found', 'no such custom role');
+    return permissionsOf('custom', r.permissions);
+  }
+  if (a.customRoleId) throw new AppError('validation_failed', 'customRoleId is only for role "custom"');
+  if (!(BUILTIN_ROLES as readonly string[]).includes(a.role)) throw new AppError('validation_failed', 'unknown role');
+  return permissionsOf(a.role as BuiltinRole, null);
+}
+
+export function createMemberService(deps: TenancyDeps) {
+  return {
+    async list(ctx: RequestContext): Promise<MemberView[]> {
+      const org = requireOrg(ctx);
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const list = await rows<{
+          user_id: string; email: string; name: string; role: RoleKey; custom_role_id: string | null;
+          restricted: boolean; created_at: Date; project_ids: string[] | null;
+        }>(
+          tx,
+          sql`select m.user_id, u.email, u.name, m.role, m.custom_role_id, m.restricted, m.created_at,
+                     (select array_agg(pa.project_id::text order by pa.project_id) from project_access pa
+                       where pa.org_id = m.org_id and pa.user_id = m.user_id) as project_ids
+              from memberships m join users u on u.id = m.user_id
+              where m.org_id = ${org.orgId} order by u.email`,
+        );
+        return list.map((m) => ({
+          userId: m.user_id,
+          email: m.email,
+          name: m.name,
+          role: m.role,
+          customRoleId: m.custom_role_id,
+          restricted: isRestricted(m.role, m.restricted),
+          projectIds: m.project_ids ?? [],
+          joinedAt: m.created_at.toISOString(),
+        }));
+      });
+    },
+
+    async changeRole(ctx: RequestContext, userId: string, a: RoleAssignment): Promise<void> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const target = await lockTarget(tx, org.orgId, userId);
+        // Acting on someone needs every permission they hold now, and every one they would get.
+        if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
+          throw new AppError('privilege_escalation', 'only owners can change an owner');
+        }
+        assertCanGrant(org, target.role, permissionsOf(target.role, target.custom_permissions));
+        const granted = await grantedBy(tx, a);
+        assertCanGrant(org, a.role, granted);
+        if (target.role === 'owner' && a.role !== 'owner') await assertNotLastOwner(tx, org.orgId, userId);
+        const restricted = isRestricted(a.role, a.restricted ?? target.restricted) && a.role !== 'owner';
+        await exec(
+          tx,
+          sql`update memberships set role = ${a.role}, custom_role_id = ${a.role === 'custom' ? (a.customRoleId ?? null) : null},
+                restricted = ${restricted} where org_id = ${org.orgId} and user_id = ${userId}`,
+        );
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'member.role_changed',
+          target: { type: 'user', id: userId },
+          details: { from: target.role, to: a.role, customRoleId: a.customRoleId ?? null, restricted },
+        });
+        await deps.onPrivilegeChange(tx, userId);
+      });
+    },
+
+    async remove(ctx: RequestContext, userId: string): Promise<void> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const target = await lockTarget(tx, org.orgId, userId);
+        if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
+          throw new AppError('privilege_escalation', 'only owners can remove an owner');
+        }
+        assertCanGrant(org, target.role, permissionsOf(target.role, target.custom_permissions));
+        if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
+        await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.removed', target: { type: 'user', id: userId }, details: { role: target.role } });
+        await deps.onPrivilegeChange(tx, userId);
+      });
+    },
+
+    async leave(ctx: RequestContext): Promise<void> {
+      const org = requireOrg(ctx);
+      if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+      const userId = ctx.actor.userId;
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const target = await lockTarget(tx, org.orgId, userId);
+        if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
+        await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.left', target: { type: 'user', id: userId } });
+        await deps.onPrivilegeChange(tx, userId);
+      });
+    },
+  };
+}
+
+export type MemberService = ReturnType<typeof createMemberService>;

@@ -1,0 +1,136 @@
+import { sql } from 'kysely';
+import { newId } from '../../crypto/index.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { exec, one, rows, type Tx } from '../../db/database.js';
+import { bindingOf, requireOrg } from './access.js';
+import type { TenancyDeps } from './deps.js';
+
+export interface OrgView {
+  id: string;
+  slug: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface OrgSettingsView {
+  sessionIdleMinutes: number | null;
+  sessionAbsoluteHours: number | null;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === '23505';
+}
+
+/**
+ * Creates an org with `ownerId` as its owner, inside a transaction bound to the new org id.
+ * Used by registration and by "create another organization".
+ */
+export async function insertOrg(
+  deps: Pick<TenancyDeps, 'audit'>,
+  tx: Tx,
+  ctx: RequestContext,
+  org: { id: string; slug: string; name: string },
+  ownerId: string,
+): Promise<void> {
+  try {
+    await exec(tx, sql`savepoint create_org`);
+    await exec(tx, sql`insert into organizations (org_id, slug, name) values (${org.id}, ${org.slug}, ${org.name})`);
+    await exec(tx, sql`release savepoint create_org`);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new AppError('conflict', 'that organization slug is taken');
+    throw err;
+  }
+  await exec(tx, sql`insert into org_settings (org_id) values (${org.id})`);
+  await exec(tx, sql`insert into memberships (org_id, user_id, role) values (${org.id}, ${ownerId}, 'owner')`);
+  await deps.audit.append(tx, org.id, ctx, {
+    action: 'org.created',
+    target: { type: 'org', id: org.id },
+    details: { slug: org.slug },
+    actor: { type: 'user', id: ownerId, role: 'owner' },
+  });
+}
+
+export function createOrgService(deps: TenancyDeps) {
+  return {
+    async create(ctx: RequestContext, userId: string, input: { slug: string; name: string }): Promise<OrgView> {
+      const id = newId();
+      return deps.db.withTenant({ orgId: id, userId }, async (tx) => {
+        await insertOrg(deps, tx, ctx, { id, ...input }, userId);
+        const r = await one<{ created_at: Date }>(tx, sql`select created_at from organizations where org_id = ${id}`);
+        return { id, slug: input.slug, name: input.name, createdAt: (r?.created_at ?? new Date()).toISOString() };
+      });
+    },
+
+    async listMine(userId: string): Promise<(OrgView & { role: string })[]> {
+      return deps.db.withTenant({ orgId: null, userId }, async (tx) => {
+        const list = await rows<{ org_id: string; slug: string; name: string; created_at: Date; role: string }>(
+          tx,
+          sql`select o.org_id, o.slug, o.name, o.created_at, m.role from memberships m
+              join organizations o on o.org_id = m.org_id where m.user_id = ${userId} order by o.slug`,
+        );
+        return list.map((o) => ({ id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: o.role }));
+      });
+    },
+
+    async get(ctx: RequestContext): Promise<OrgView> {
+      const org = requireOrg(ctx);
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const o = await one<{ slug: string; name: string; created_at: Date }>(
+          tx,
+          sql`select slug, name, created_at from organizations where org_id = ${org.orgId}`,
+        );
+        if (!o) throw new AppError('not_found');
+        return { id: org.orgId, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString() };
+      });
+    },
+
+    async rename(ctx: RequestContext, name: string): Promise<OrgView> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const n = await exec(tx, sql`update organizations set name = ${name} where org_id = ${org.orgId}`);
+        if (n !== 1) throw new AppError('not_found');
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'org.updated', target: { type: 'org', id: org.orgId }, details: { name } });
+      });
+      return this.get(ctx);
+    },
+
+    async getSettings(ctx: RequestContext): Promise<OrgSettingsView> {
+      const org = requireOrg(ctx);
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const s = await one<{ session_idle_seconds: number | null; session_absolute_seconds: number | null }>(
+          tx,
+          sql`select session_idle_seconds, session_absolute_seconds from org_settings where org_id = ${org.orgId}`,
+        );
+        return {
+          sessionIdleMinutes: s?.session_idle_seconds != null ? s.session_idle_seconds / 60 : null,
+          sessionAbsoluteHours: s?.session_absolute_seconds != null ? s.session_absolute_seconds / 3600 : null,
+        };
+      });
+    },
+
+    async updateSettings(ctx: RequestContext, input: Partial<OrgSettingsView>): Promise<OrgSettingsView> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const idle = input.sessionIdleMinutes === undefined ? undefined : input.sessionIdleMinutes === null ? null : input.sessionIdleMinutes * 60;
+        const abs = input.sessionAbsoluteHours === undefined ? undefined : input.sessionAbsoluteHours === null ? null : input.sessionAbsoluteHours * 3600;
+        await exec(
+          tx,
+          sql`insert into org_settings (org_id, session_idle_seconds, session_absolute_seconds, updated_at)
+              values (${org.orgId}, ${idle ?? null}, ${abs ?? null}, now())
+              on conflict (org_id) do update set
+                session_idle_seconds = case when ${idle !== undefined} then excluded.session_idle_seconds else org_settings.session_idle_seconds end,
+                session_absolute_seconds = case when ${abs !== undefined} then excluded.session_absolute_seconds else org_settings.session_absolute_seconds end,
+                updated_at = now()`,
+        );
+        const details: Record<string, number | null> = {};
+        if (input.sessionIdleMinutes !== undefined) details.sessionIdleMinutes = input.sessionIdleMinutes;
+        if (input.sessionAbsoluteHours !== undefined) details.sessionAbsoluteHours = input.sessionAbsoluteHours;
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'org.settings_updated', target: { type: 'org', id: org.orgId }, details });
+      });
+      return this.getSettings(ctx);
+    },
+  };
+}
+
+export type OrgService = ReturnType<typeof createOrgService>;

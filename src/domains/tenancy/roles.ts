@@ -1,0 +1,137 @@
+import { sql } from 'kysely';
+import { newId } from '../../crypto/index.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, PermissionSet, type Permission } from '../../kernel/permissions.js';
+import { exec, one, rows } from '../../db/database.js';
+import { bindingOf, requireOrg } from './access.js';
+import type { TenancyDeps } from './deps.js';
+
+export interface RoleView {
+  id: string;
+  name: string;
+  description: string;
+  builtin: boolean;
+  permissions: Permission[];
+}
+
+interface CustomRow {
+  id: string;
+  name: string;
+  description: string;
+  permissions: string[];
+}
+
+function customView(r: CustomRow): RoleView {
+  return { id: r.id, name: r.name, description: r.description, builtin: false, permissions: PermissionSet.of(r.permissions).list() };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string }).code === '23505';
+}
+
+export function createRoleService(deps: TenancyDeps) {
+  return {
+    async list(ctx: RequestContext): Promise<RoleView[]> {
+      const org = requireOrg(ctx);
+      const builtins: RoleView[] = BUILTIN_ROLES.map((r) => ({
+        id: r,
+        name: r,
+        description: `Built-in ${r.replace('_', ' ')} role`,
+        builtin: true,
+        permissions: [...BUILTIN_ROLE_PERMISSIONS[r]],
+      }));
+      const custom = await deps.db.withTenant(bindingOf(ctx), (tx) =>
+        rows<CustomRow>(tx, sql`select id, name, description, permissions from custom_roles where org_id = ${org.orgId} order by name`),
+      );
+      return [...builtins, ...custom.map(customView)];
+    },
+
+    async create(ctx: RequestContext, input: { name: string; description?: string | undefined; permissions: Permission[] }): Promise<RoleView> {
+      const org = requireOrg(ctx);
+      const perms = PermissionSet.of(input.permissions);
+      if (!org.permissions.covers(perms)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+      const id = newId();
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        try {
+          await exec(tx, sql`savepoint role_insert`);
+          await exec(
+            tx,
+            sql`insert into custom_roles (org_id, id, name, description, permissions)
+                values (${org.orgId}, ${id}, ${input.name}, ${input.description ?? ''}, ${perms.list()}::text[])`,
+          );
+          await exec(tx, sql`release savepoint role_insert`);
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new AppError('conflict', 'a role with that name exists');
+          throw err;
+        }
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'role.created',
+          target: { type: 'role', id },
+          details: { name: input.name, permissions: perms.list() },
+        });
+        return customView({ id, name: input.name, description: input.description ?? '', permissions: perms.list() });
+      });
+    },
+
+    async update(
+      ctx: RequestContext,
+      id: string,
+      input: { name?: string | undefined; description?: string | undefined; permissions?: Permission[] | undefined },
+    ): Promise<RoleView> {
+      const org = requireOrg(ctx);
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const cur = await one<CustomRow>(tx, sql`select id, name, description, permissions from custom_roles where id = ${id} for update`);
+        if (!cur) throw new AppError('not_found');
+        // Changing a role changes what its holders can do: the editor needs its old and new rights.
+        if (!org.permissions.covers(PermissionSet.of(cur.permissions))) {
+          throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+        }
+        const next = input.permissions ? PermissionSet.of(input.permissions) : PermissionSet.of(cur.permissions);
+        if (!org.permissions.covers(next)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+        const name = input.name ?? cur.name;
+        const description = input.description ?? cur.description;
+        try {
+          await exec(tx, sql`savepoint role_update`);
+          await exec(
+            tx,
+            sql`update custom_roles set name = ${name}, description = ${description}, permissions = ${next.list()}::text[],
+                  updated_at = now() where id = ${id}`,
+          );
+          await exec(tx, sql`release savepoint role_update`);
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new AppError('conflict', 'a role with that name exists');
+          throw err;
+        }
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'role.updated',
+          target: { type: 'role', id },
+          details: { name, permissions: next.list() },
+        });
+        if (input.permissions) {
+          const holders = await rows<{ user_id: string }>(tx, sql`select user_id from memberships where custom_role_id = ${id}`);
+          for (const h of holders) await deps.onPrivilegeChange(tx, h.user_id);
+        }
+        return customView({ id, name, description, permissions: next.list() });
+      });
+    },
+
+    async remove(ctx: RequestContext, id: string): Promise<void> {
+      const org = requireOrg(ctx);
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const cur = await one<CustomRow>(tx, sql`select id, name, description, permissions from custom_roles where id = ${id} for update`);
+        if (!cur) throw new AppError('not_found');
+        if (!org.permissions.covers(PermissionSet.of(cur.permissions))) {
+          throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+        }
+        const used = await one(tx, sql`select 1 as x from memberships where custom_role_id = ${id} limit 1`);
+        if (used) throw new AppError('conflict', 'the role is assigned to members');
+        await exec(tx, sql`delete from invitations where custom_role_id = ${id} and accepted_at is null`);
+        await exec(tx, sql`delete from custom_roles where id = ${id}`);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'role.deleted', target: { type: 'role', id }, details: { name: cur.name } });
+      });
+    },
+  };
+}
+
+export type RoleService = ReturnType<typeof createRoleService>;

@@ -1,0 +1,209 @@
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { orgParams, projectParams, slug, text, uuid, email } from '../../http/schemas.js';
+import { ALL_PERMISSIONS, BUILTIN_ROLES, type Permission } from '../../kernel/permissions.js';
+import { AppError } from '../../kernel/errors.js';
+import type { OrgService } from './orgs.js';
+import type { MemberService } from './members.js';
+import type { InvitationService } from './invitations.js';
+import type { RoleService } from './roles.js';
+import type { ProjectService } from './projects.js';
+
+const roleKey = z.enum([...BUILTIN_ROLES, 'custom']);
+const permission = z.enum(ALL_PERMISSIONS as [Permission, ...Permission[]]);
+const memberParams = z.strictObject({ orgId: uuid, userId: uuid });
+const assignment = z.strictObject({
+  role: roleKey,
+  customRoleId: uuid.nullish(),
+  restricted: z.boolean().optional(),
+});
+
+function userOf(ctx: { actor: { type: string } } & { actor: unknown }): string {
+  const a = ctx.actor as { type: string; userId?: string };
+  if (a.type !== 'user' || !a.userId) throw new AppError('unauthenticated');
+  return a.userId;
+}
+
+export function tenancyRoutes(s: {
+  orgs: OrgService;
+  members: MemberService;
+  invitations: InvitationService;
+  roles: RoleService;
+  projects: ProjectService;
+}): AnyRoute[] {
+  const tags = ['organizations'];
+  return [
+    defineRoute({
+      method: 'POST', url: '/api/orgs', summary: 'Create an organization (the caller becomes its owner)', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'org.created' },
+      status: 201, schema: { body: z.strictObject({ name: text(100), slug }) },
+      example: () => ({ name: 'Matrix Org', slug: `m-${Math.random().toString(36).slice(2, 10)}` }),
+      handler: ({ ctx, body }) => s.orgs.create(ctx, userOf(ctx), body),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId', summary: 'Read the organization', tags,
+      auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.get(ctx),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId', summary: 'Rename the organization', tags,
+      auth: { mode: 'session' }, permission: 'org:update', rateLimit: 'authenticated', audit: { action: 'org.updated' },
+      schema: { params: orgParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'Renamed' }),
+      handler: ({ ctx, body }) => s.orgs.rename(ctx, body.name),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/settings', summary: 'Read security settings', tags,
+      auth: { mode: 'session' }, permission: 'settings:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.getSettings(ctx),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths)', tags,
+      auth: { mode: 'session' }, permission: 'settings:write', rateLimit: 'authenticated', audit: { action: 'org.settings_updated' },
+      schema: {
+        params: orgParams,
+        body: z.strictObject({
+          sessionIdleMinutes: z.number().int().min(1).max(1440).nullable().optional(),
+          sessionAbsoluteHours: z.number().int().min(1).max(720).nullable().optional(),
+        }),
+      },
+      example: () => ({ sessionIdleMinutes: 30 }),
+      handler: ({ ctx, body }) => s.orgs.updateSettings(ctx, body),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/leave', summary: 'Leave the organization', tags,
+      auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { action: 'member.left' },
+      status: 204, schema: { params: orgParams },
+      handler: async ({ ctx }) => s.members.leave(ctx),
+    }),
+
+    // Members
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/members', summary: 'List members', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: async ({ ctx }) => ({ members: await s.members.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId/members/:userId', summary: 'Change a member\u2019s role or restriction', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' },
+      status: 204, schema: { params: memberParams, body: assignment }, example: () => ({ role: 'viewer' }),
+      handler: async ({ ctx, params, body }) => s.members.changeRole(ctx, params.userId, body),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/members/:userId', summary: 'Remove a member', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:remove', rateLimit: 'authenticated', audit: { action: 'member.removed' },
+      status: 204, schema: { params: memberParams },
+      handler: async ({ ctx, params }) => s.members.remove(ctx, params.userId),
+    }),
+
+    // Invitations
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/invitations', summary: 'List invitations', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: async ({ ctx }) => ({ invitations: await s.invitations.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/invitations', summary: 'Invite someone (role no higher than your own)', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.created' },
+      status: 201,
+      schema: { params: orgParams, body: assignment.extend({ email, projectIds: z.array(uuid).max(100).optional() }) },
+      example: () => ({ email: `invitee-${Math.random().toString(36).slice(2, 10)}@example.test`, role: 'viewer' }),
+      handler: ({ ctx, body }) => s.invitations.create(ctx, body),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/invitations/:invitationId', summary: 'Revoke an invitation', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.revoked' },
+      status: 204, schema: { params: z.strictObject({ orgId: uuid, invitationId: uuid }) },
+      handler: async ({ ctx, params }) => s.invitations.revoke(ctx, params.invitationId),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/invitations/accept', summary: 'Accept an invitation addressed to your email', tags: ['members'],
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'invitation-accept', audit: { action: 'invitation.accepted' },
+      schema: { body: z.strictObject({ token: z.string().min(1).max(200) }) },
+      example: () => ({ token: 'pal_inv_invalid' }),
+      handler: ({ ctx, body }) => s.invitations.accept(ctx, body.token),
+    }),
+
+    // Roles
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/roles', summary: 'List built-in and custom roles', tags: ['roles'],
+      auth: { mode: 'session' }, permission: 'roles:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: async ({ ctx }) => ({ roles: await s.roles.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/roles', summary: 'Create a custom role from the permission catalogue', tags: ['roles'],
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.created' },
+      status: 201,
+      schema: {
+        params: orgParams,
+        body: z.strictObject({ name: text(60), description: z.string().max(500).optional(), permissions: z.array(permission).min(1).max(64) }),
+      },
+      example: () => ({ name: `role-${Math.random().toString(36).slice(2, 10)}`, permissions: ['projects:read'] }),
+      handler: ({ ctx, body }) => s.roles.create(ctx, body),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId/roles/:roleId', summary: 'Change a custom role', tags: ['roles'],
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.updated' },
+      schema: {
+        params: z.strictObject({ orgId: uuid, roleId: uuid }),
+        body: z.strictObject({ name: text(60).optional(), description: z.string().max(500).optional(), permissions: z.array(permission).min(1).max(64).optional() }),
+      },
+      example: () => ({ description: 'changed' }),
+      handler: ({ ctx, params, body }) => s.roles.update(ctx, params.roleId, body),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/roles/:roleId', summary: 'Delete an unused custom role', tags: ['roles'],
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.deleted' },
+      status: 204, schema: { params: z.strictObject({ orgId: uuid, roleId: uuid }) },
+      handler: async ({ ctx, params }) => s.roles.remove(ctx, params.roleId),
+    }),
+
+    // Projects
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/projects', summary: 'List projects (assigned ones when restricted)', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams }, handler: async ({ ctx }) => ({ projects: await s.projects.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/projects', summary: 'Create a project', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'projects:create', rateLimit: 'authenticated', audit: { action: 'project.created' },
+      status: 201, schema: { params: orgParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'New project' }),
+      handler: ({ ctx, body }) => s.projects.create(ctx, body.name),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Read a project', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: projectParams }, handler: ({ ctx, params }) => s.projects.get(ctx, params.projectId),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Rename a project', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
+      schema: { params: projectParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'Renamed project' }),
+      handler: ({ ctx, params, body }) => s.projects.rename(ctx, params.projectId, body.name),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Delete a project and its assets', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'projects:delete', rateLimit: 'authenticated', audit: { action: 'project.deleted' },
+      status: 204, schema: { params: projectParams },
+      handler: async ({ ctx, params }) => s.projects.remove(ctx, params.projectId),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/projects/:projectId/members', summary: 'List members assigned to a project', tags: ['projects'],
+      auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: projectParams }, handler: async ({ ctx, params }) => ({ members: await s.projects.listAccess(ctx, params.projectId) }),
+    }),
+    defineRoute({
+      method: 'PUT', url: '/api/orgs/:orgId/projects/:projectId/members/:userId', summary: 'Assign a restricted member to a project',
+      tags: ['projects'], auth: { mode: 'session' }, permission: 'projects:assign', rateLimit: 'authenticated',
+      audit: { action: 'project.member_assigned' }, status: 204,
+      schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) },
+      handler: async ({ ctx, params }) => s.projects.assign(ctx, params.projectId, params.userId),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId/members/:userId', summary: 'Remove a member from a project',
+      tags: ['projects'], auth: { mode: 'session' }, permission: 'projects:assign', rateLimit: 'authenticated',
+      audit: { action: 'project.member_unassigned' }, status: 204,
+      schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) },
+      handler: async ({ ctx, params }) => s.projects.unassign(ctx, params.projectId, params.userId),
+    }),
+  ];
+}

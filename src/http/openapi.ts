@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { orgScoped, projectScoped, type AnyRoute } from './route.js';
+
+function jsonSchema(schema: z.ZodType | undefined, io: 'input' | 'output' = 'input'): Record<string, unknown> | undefined {
+  if (!schema) return undefined;
+  try {
+    const s = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+    delete s.$schema;
+    return s;
+  } catch {
+    return { type: 'object' };
+  }
+}
+
+/** OpenAPI 3.1 of the live route table, each operation carrying its auth mode, permission, rate-limit policy and audit action. */
+export function buildOpenApi(routes: readonly AnyRoute[], info: { version: string; serverUrl: string }): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const params = jsonSchema(r.schema.params) as { properties?: Record<string, unknown> } | undefined;
+    const query = jsonSchema(r.schema.query) as { properties?: Record<string, unknown>; required?: string[] } | undefined;
+    const parameters = [
+      ...Object.entries(params?.properties ?? {}).map(([name, schema]) => ({ name, in: 'path', required: true, schema })),
+      ...Object.entries(query?.properties ?? {}).map(([name, schema]) => ({
+        name, in: 'query', required: query?.required?.includes(name) ?? false, schema,
+      })),
+    ];
+    const body = jsonSchema(r.schema.body);
+    const status = String(r.status ?? 200);
+    const op: Record<string, unknown> = {
+      summary: r.summary,
+      tags: r.tags,
+      operationId: `${r.method.toLowerCase()}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
+      security: r.auth.mode === 'public' ? [] : [{ sessionCookie: [] }],
+      'x-palisade-auth': r.auth.mode,
+      'x-palisade-permission': r.permission,
+      'x-palisade-rate-limit': r.rateLimit,
+      'x-palisade-audit': 'action' in r.audit ? r.audit.action : null,
+      'x-palisade-org-scoped': orgScoped(r),
+      'x-palisade-project-scoped': projectScoped(r),
+      parameters,
+      responses: {
+        [status]: { description: 'Success' },
+        default: { description: 'Problem', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } },
+      },
+    };
+    if (r.auth.mode === 'public') op.description = `Public: ${r.auth.reason}`;
+    else op.description = `Requires ${r.permission === 'self' ? 'a signed-in user' : `permission \`${r.permission}\``}.`;
+    if (body) op.requestBody = { required: true, content: { 'application/json': { schema: body } } };
+    (paths[path] ??= {})[r.method.toLowerCase()] = op;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Palisade API', version: info.version, description: 'Security core of a multi-tenant SaaS.' },
+    servers: [{ url: info.serverUrl }],
+    paths,
+    components: {
+      securitySchemes: { sessionCookie: { type: 'apiKey', in: 'cookie', name: '__Host-palisade_session' } },
+      schemas: {
+        Problem: {
+          type: 'object',
+          required: ['type', 'title', 'status', 'code', 'requestId'],
+          properties: {
+            type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, code: { type: 'string' },
+            detail: { type: 'string' }, requestId: { type: 'string' },
+            errors: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { Actor, OrgAccess, RequestContext, UserActor } from '../kernel/context.js';
+import { AppError, InvariantError } from '../kernel/errors.js';
+import { isUuid } from '../kernel/ids.js';
+import { assertRouteComplete, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
+
+/** What the pipeline needs from the domains; app.ts passes these in. */
+export interface Authenticators {
+  /** Verifies the session cookie; may set a rotated cookie on the reply. Null when absent or invalid. */
+  session(request: FastifyRequest, reply: FastifyReply, ctx: RequestContext): Promise<Actor | null>;
+  /** The caller's standing in an org, derived from current roles. Null when not a member. */
+  orgAccess(actor: UserActor, orgId: string, ctx: RequestContext): Promise<OrgAccess | null>;
+  /** Records a refused request in the audit trail (best effort, own transaction). */
+  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project'): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    ctx: RequestContext;
+  }
+  interface FastifyContextConfig {
+    route?: AnyRoute;
+  }
+}
+
+function issuesOf(err: z.ZodError, where: string) {
+  return err.issues.slice(0, 20).map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message }));
+}
+
+function parsePart(schema: z.ZodType | undefined, value: unknown, where: string): unknown {
+  if (!schema) return undefined;
+  const res = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
+  if (!res.success) throw new AppError('validation_failed', `invalid ${where}`, issuesOf(res.error, where));
+  return res.data;
+}
+
+export interface PipelineOptions {
+  auth: Authenticators;
+  /** Fail the request (500) when a mutation does not append its declared audit action. */
+  strictAudit: boolean;
+}
+
+async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
+  const ctx = request.ctx;
+  if (route.auth.mode === 'public') return;
+  const actor = await opts.auth.session(request, reply, ctx);
+  if (!actor || actor.type !== 'user') throw new AppError('unauthenticated');
+  ctx.actor = actor;
+  if (!orgScoped(route)) return;
+  const params = request.params as Record<string, unknown>;
+  const orgId = params.orgId;
+  if (!isUuid(orgId)) throw new AppError('not_found');
+  const access = await opts.auth.orgAccess(actor, orgId, ctx);
+  if (!access) {
+    await opts.auth.denied(ctx, route, 'not_member');
+    throw new AppError('not_found');
+  }
+  ctx.org = access;
+  if (route.permission === 'self' || route.permission === 'none') throw new InvariantError('org route without permission');
+  if (!access.permissions.has(route.permission)) {
+    await opts.auth.denied(ctx, route, 'permission');
+    throw new AppError('forbidden', `requires ${route.permission}`);
+  }
+  if (projectScoped(route)) {
+    const projectId = params.projectId;
+    if (!isUuid(projectId)) throw new AppError('not_found');
+    if (access.projectIds !== null && !access.projectIds.includes(projectId)) {
+      await opts.auth.denied(ctx, route, 'project');
+      throw new AppError('not_found');
+    }
+  }
+}
+
+export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], opts: PipelineOptions): void {
+  for (const route of routes) {
+    assertRouteComplete(route, `${route.method} ${route.url}`);
+    app.route({
+      method: route.method,
+      url: route.url,
+      config: { route },
+      handler: async (request, reply) => {
+        await authorize(route, request, reply, opts);
+        const params = parsePart(route.schema.params, request.params, 'params');
+        const query = parsePart(route.schema.query, request.query, 'query');
+        const body = parsePart(route.schema.body, request.body, 'body');
+        const result = await route.handler({ params, query, body, ctx: request.ctx, reply });
+        if (isMutation(route.method) && 'action' in route.audit && !request.ctx.audited.includes(route.audit.action)) {
+          const msg = `${route.method} ${route.url} did not append its audit action ${route.audit.action}`;
+          if (opts.strictAudit) throw new InvariantError(msg);
+          request.log.error(msg);
+        }
+        if (reply.sent) return reply;
+        const status = route.status ?? 200;
+        if (status === 204) return reply.code(204).send();
+        return reply.code(status).send(result ?? {});
+      },
+    });
+  }
+}
+
+export function isStateChanging(method: string): boolean {
+  return !['GET', 'HEAD', 'OPTIONS'].includes(method);
+}

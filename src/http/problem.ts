@@ -1,0 +1,104 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, type ErrorCode } from '../kernel/errors.js';
+
+/** The only place that knows HTTP statuses. Answers are RFC 9457 problem+json. */
+const STATUS: Record<ErrorCode, number> = {
+  validation_failed: 400,
+  malformed_request: 400,
+  unauthenticated: 401,
+  invalid_credentials: 401,
+  session_expired: 401,
+  csrf_rejected: 403,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  last_owner: 409,
+  privilege_escalation: 403,
+  weak_password: 422,
+  token_invalid: 400,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+const TITLES: Record<ErrorCode, string> = {
+  validation_failed: 'The request is not valid',
+  malformed_request: 'The request could not be read',
+  unauthenticated: 'Authentication required',
+  invalid_credentials: 'Invalid credentials',
+  session_expired: 'Session expired',
+  csrf_rejected: 'Cross-site request refused',
+  forbidden: 'Not allowed',
+  not_found: 'Not found',
+  conflict: 'Conflict',
+  last_owner: 'The organization needs at least one owner',
+  privilege_escalation: 'You cannot grant what you do not hold',
+  weak_password: 'Password does not meet the policy',
+  token_invalid: 'The token is invalid or expired',
+  payload_too_large: 'Payload too large',
+  unsupported_media_type: 'Unsupported media type',
+  rate_limited: 'Too many requests',
+  unavailable: 'Service unavailable',
+  internal: 'Internal error',
+};
+
+export function statusOf(code: ErrorCode): number {
+  return STATUS[code];
+}
+
+function fromFastify(err: FastifyError): AppError | null {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('payload_too_large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('unsupported_media_type');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError('malformed_request', 'the body is not valid JSON');
+    default:
+      break;
+  }
+  if (err instanceof SyntaxError) return new AppError('malformed_request', 'the body is not valid JSON');
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError('malformed_request');
+  }
+  return null;
+}
+
+const UNAVAILABLE_PG = /^(08|57P0|53)/;
+
+function isDatabaseDown(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown };
+  if (typeof e.code === 'string' && UNAVAILABLE_PG.test(e.code)) return true;
+  if (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code)) return true;
+  return typeof e.message === 'string' && /Connection terminated|connection timeout/i.test(e.message);
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: AppError): FastifyReply {
+  const status = STATUS[err.code];
+  const body: Record<string, unknown> = {
+    type: `https://palisade.dev/problems/${err.code}`,
+    title: TITLES[err.code],
+    status,
+    code: err.code,
+    requestId: request.id,
+  };
+  if (err.detail) body.detail = err.detail;
+  if (err.issues) body.errors = err.issues;
+  return reply.code(status).type('application/problem+json').send(body);
+}
+
+export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof AppError) return sendProblem(reply, request, err);
+  const mapped = fromFastify(err as FastifyError);
+  if (mapped) return sendProblem(reply, request, mapped);
+  if (isDatabaseDown(err)) {
+    request.log.error({ err: { message: (err as Error).message } }, 'database unavailable');
+    return sendProblem(reply, request, new AppError('unavailable'));
+  }
+  request.log.error({ err }, 'unhandled error');
+  return sendProblem(reply, request, new AppError('internal'));
+}

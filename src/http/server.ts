@@ -1,0 +1,125 @@
+import cookie from '@fastify/cookie';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { randomToken } from '../crypto/index.js';
+import { AppError } from '../kernel/errors.js';
+import type { RequestContext } from '../kernel/context.js';
+import type { Metrics } from './metrics.js';
+import { errorHandler, sendProblem } from './problem.js';
+import { isStateChanging } from './pipeline.js';
+import { assertRouteComplete } from './route.js';
+
+export interface HttpOptions {
+  logger: Logger;
+  allowedOrigins: readonly string[];
+  corsOrigins: readonly string[] | '*';
+  trustedProxies: readonly string[];
+  hsts: boolean;
+  /** Name of the session cookie: its presence makes Origin/Referer mandatory on mutations. */
+  sessionCookieName: string;
+  metrics: Metrics;
+  bodyLimit?: number;
+}
+
+function originOf(value: string | undefined): string | null {
+  if (!value) return null;
+  try {
+    return new URL(value).origin;
+  } catch {
+    return 'invalid';
+  }
+}
+
+/**
+ * CSRF defence for cookie-authenticated requests: a state-changing request that carries the
+ * session cookie must come from an allowed Origin (or, when a browser omits Origin, Referer).
+ * A foreign Origin is refused even without a cookie (login CSRF).
+ */
+export function checkCsrf(request: FastifyRequest, allowed: ReadonlySet<string>, cookieName: string): void {
+  if (!isStateChanging(request.method)) return;
+  const origin = originOf(request.headers.origin);
+  const referer = originOf(request.headers.referer);
+  const source = origin ?? referer;
+  if (source !== null) {
+    if (!allowed.has(source)) throw new AppError('csrf_rejected');
+    return;
+  }
+  const hasCookie = typeof request.headers.cookie === 'string' && request.headers.cookie.includes(`${cookieName}=`);
+  if (hasCookie) throw new AppError('csrf_rejected', 'Origin or Referer is required');
+}
+
+export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    trustProxy: opts.trustedProxies.length > 0 ? [...opts.trustedProxies] : false,
+    bodyLimit: opts.bodyLimit ?? 64 * 1024,
+    genReqId: () => randomToken(12),
+    exposeHeadRoutes: false,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 200 },
+  });
+
+  app.addHook('onRoute', (route) => {
+    // @fastify/cors answers preflights on its own catch-all OPTIONS route, which carries no data.
+    if (route.method === 'OPTIONS' && route.url === '*') return;
+    assertRouteComplete(route.config?.route, `${String(route.method)} ${route.url}`);
+  });
+
+  const allowed = new Set(opts.allowedOrigins);
+  app.decorateRequest('ctx', null as unknown as RequestContext);
+  app.addHook('onRequest', async (request) => {
+    request.ctx = {
+      requestId: request.id,
+      ip: request.ip,
+      userAgent: String(request.headers['user-agent'] ?? '').slice(0, 512),
+      actor: { type: 'anonymous' },
+      org: null,
+      audited: [],
+    };
+    checkCsrf(request, allowed, opts.sessionCookieName);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    opts.metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    request.log.info(
+      { req: { id: request.id, method: request.method, route, ip: request.ip }, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+  });
+
+  await app.register(cookie);
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    strictTransportSecurity: opts.hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+  await app.register(cors, {
+    origin: opts.corsOrigins === '*' ? true : [...opts.corsOrigins],
+    credentials: true,
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    maxAge: 600,
+  });
+
+  app.setErrorHandler((err, request, reply) => errorHandler(err, request, reply));
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new AppError('not_found')));
+  return app;
+}

@@ -1,0 +1,72 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { buildApp, VERSION } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { catalogProblems } from './db/catalog.js';
+import { openDatabase } from './db/open.js';
+import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
+import { systemClock } from './kernel/clock.js';
+import { createLogger } from './logging.js';
+
+/** The one composition root: config → dependencies → buildApp → listen. */
+export async function serve(config: Config): Promise<() => Promise<void>> {
+  const logger = createLogger(config.logLevel);
+  if (config.generatedDevSecrets) {
+    logger.warn(`development keys generated in ${config.stateDir}/dev-secrets.json: never use them in production`);
+  }
+  const { db, owner } = await openDatabase(config.database, { migrate: true });
+  const problems = await catalogProblems(db);
+  if (problems.length > 0) {
+    await db.close();
+    throw new Error(`refusing to start: the database fails the isolation check:\n - ${problems.join('\n - ')}`);
+  }
+  const built = await buildApp({ config, db, clock: systemClock, logger });
+  let demo: DemoData | null = null;
+  const demoFile = join(config.stateDir, 'demo-logins.json');
+  if (config.env !== 'production' && !(await hasAnyUser(db))) {
+    demo = await seedDemo(db, built.services.audit);
+    mkdirSync(dirname(demoFile), { recursive: true });
+    writeFileSync(demoFile, JSON.stringify(demo, null, 2), { mode: 0o600 });
+  } else if (existsSync(demoFile)) {
+    demo = JSON.parse(readFileSync(demoFile, 'utf8')) as DemoData;
+  }
+  const address = await built.app.listen({ port: config.port, host: config.host });
+  const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
+  if (demo) {
+    lines.push('Demo logins (also in ' + demoFile + '):');
+    for (const l of demo.logins) lines.push(`  ${l.org.padEnd(7)} ${l.role.padEnd(18)} ${l.email.padEnd(30)} ${l.password}`);
+    lines.push(`Sign in: curl -i -H 'content-type: application/json' -d '{"email":"${demo.logins[0]?.email}","password":"…"}' ${address}/api/auth/login`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return async () => {
+    await built.app.close();
+    await db.close();
+    await owner.close();
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration refused: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const stop = await serve(config);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      void stop().then(() => process.exit(0));
+    });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}
