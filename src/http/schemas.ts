@@ -7,6 +7,7 @@ export const text = (max: number) =>
     .trim()
     .min(1)
     .max(max)
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
     .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'control characters are not allowed');
 
 export const email = z

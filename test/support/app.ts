@@ -1,0 +1,96 @@
+import { Writable } from 'node:stream';
+import { sql } from 'kysely';
+import { buildApp, type AppConfig, type BuiltApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config/index.js';
+import { ManualClock, type Clock } from '../../src/kernel/clock.js';
+import { systemContext } from '../../src/kernel/context.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
+import { createLogger } from '../../src/logging.js';
+import { seedDemo, type DemoData, type DemoLogin } from '../../src/demo.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import type { Engine } from '../../src/db/database.js';
+
+export const ORIGIN = 'https://palisade.test';
+
+/** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
+export function testConfig(overrides: Record<string, string> = {}): AppConfig {
+  return loadConfig({
+    PALISADE_ENV: 'test',
+    PUBLIC_ORIGIN: ORIGIN,
+    PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
+    PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
+    PALISADE_STATE_DIR: '/tmp/palisade-test-state',
+    ...overrides,
+  });
+}
+
+export interface TestApp {
+  t: TestDatabase;
+  built: BuiltApp;
+  clock: ManualClock;
+  demo: DemoData;
+  logs: string[];
+  /** A session cookie header for a demo user, issued directly (no argon2 round). */
+  cookieFor(email: string): Promise<string>;
+  login(who: DemoLogin | { email: string; password: string }): Promise<string>;
+  user(org: string, role: DemoLogin['role']): DemoLogin;
+  orgId(slug: string): string;
+  close(): Promise<void>;
+}
+
+/** Builds the real app on a fresh database of `engine`, seeded with the demo orgs. */
+export async function createTestApp(engine: Engine, opts: { config?: Record<string, string>; clock?: Clock } = {}): Promise<TestApp> {
+  const t = await createTestDatabase(engine);
+  const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      logs.push(chunk.toString());
+      cb();
+    },
+  });
+  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger: createLogger('info', sink) });
+  const demo = await seedDemo(t.db, built.services.audit);
+  const cookieName = built.cookie.name;
+  const userIds = new Map<string, string>();
+  return {
+    t, built, clock, demo, logs,
+    user(org, role) {
+      const l = demo.logins.find((x) => x.org === org && x.role === role);
+      if (!l) throw new Error(`no demo user ${org}/${role}`);
+      return l;
+    },
+    orgId(slug) {
+      const o = demo.orgs.find((x) => x.slug === slug);
+      if (!o) throw new Error(`no demo org ${slug}`);
+      return o.id;
+    },
+    async cookieFor(email) {
+      let id = userIds.get(email);
+      if (!id) {
+        id = await t.db.withSystem('test', async (tx) => {
+          const row = (await sql<{ id: string }>`select id from users where email = ${email}`.execute(tx)).rows[0];
+          if (!row) throw new Error(`no user ${email}`);
+          return row.id;
+        });
+        userIds.set(email, id);
+      }
+      const uid = id;
+      const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test')));
+      return `${cookieName}=${s.cookie}`;
+    },
+    async login(who) {
+      const res = await built.app.inject({
+        method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: who.email, password: who.password },
+      });
+      if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`);
+      const set = res.cookies.find((c) => c.name === cookieName);
+      if (!set) throw new Error('no session cookie');
+      return `${cookieName}=${set.value}`;
+    },
+    async close() {
+      await built.app.close();
+      await t.drop();
+    },
+  };
+}
