@@ -6,12 +6,16 @@ import { createAuditWriter, verifyChain } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { serve } from './main.js';
+import { Keyring } from './crypto/index.js';
+import { createSealer } from './domains/keys/index.js';
+import { createOutboxMail } from './domains/mail/index.js';
 
 const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start)
   migrate                     apply database migrations as the owner role
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
-  audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event`;
+  audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
+  outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -72,6 +76,19 @@ export async function runCli(argv: string[]): Promise<number> {
           if (!report.ok) failed++;
         }
         return failed > 0 ? 1 : 0;
+      } finally {
+        await db.close();
+        await owner.close();
+      }
+    }
+    case 'outbox': {
+      const to = flag([sub ?? '', ...rest], '--to');
+      const { db, owner } = await openDatabase(config.database, { migrate: false });
+      try {
+        const mail = createOutboxMail(createSealer(new Keyring([...config.keks])));
+        const messages = await db.withSystem('operator reads the development outbox', (tx) => mail.read(tx, to));
+        for (const m of messages) process.stdout.write(`To: ${m.to}\nSubject: ${m.subject}\n\n${m.body}\n\n`);
+        return 0;
       } finally {
         await db.close();
         await owner.close();

@@ -15,6 +15,8 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
     logger.warn(`development keys generated in ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
   const { db, owner } = await openDatabase(config.database, { migrate: true });
+  // The owner connection is for migrations only: the server runs on the runtime role alone.
+  await owner.close();
   const problems = await catalogProblems(db);
   if (problems.length > 0) {
     await db.close();
@@ -22,7 +24,10 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   }
   const built = await buildApp({ config, db, clock: systemClock, logger });
   let demo: DemoData | null = null;
-  const demoFile = join(config.stateDir, 'demo-logins.json');
+  const demoFile = join(
+    config.stateDir,
+    config.database.kind === 'pglite' ? 'demo-logins.json' : `demo-logins-${new URL(config.database.ownerUrl).pathname.slice(1) || 'postgres'}.json`,
+  );
   if (config.env !== 'production' && !(await hasAnyUser(db))) {
     demo = await seedDemo(db, built.services.audit);
     mkdirSync(dirname(demoFile), { recursive: true });
@@ -41,7 +46,6 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   return async () => {
     await built.app.close();
     await db.close();
-    await owner.close();
   };
 }
 
