@@ -70,6 +70,20 @@ function fromFastify(err: FastifyError): AppError | null {
 
 const UNAVAILABLE_PG = /^(08|57P0|53)/;
 
+/**
+ * Safety net for input the schemas let through but PostgreSQL refuses (a NUL byte, an
+ * out-of-range number, a reference to a row that vanished): a client error, never a 500.
+ */
+function fromPostgres(err: unknown): AppError | null {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return null;
+  if (code === '23505') return new AppError('conflict');
+  if (code === '23503') return new AppError('not_found');
+  if (code.startsWith('23')) return new AppError('validation_failed');
+  if (code.startsWith('22')) return new AppError('malformed_request');
+  return null;
+}
+
 function isDatabaseDown(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   if (typeof e.code === 'string' && UNAVAILABLE_PG.test(e.code)) return true;
@@ -95,6 +109,11 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   if (err instanceof AppError) return sendProblem(reply, request, err);
   const mapped = fromFastify(err as FastifyError);
   if (mapped) return sendProblem(reply, request, mapped);
+  const pgMapped = fromPostgres(err);
+  if (pgMapped) {
+    request.log.warn({ pgCode: (err as { code: string }).code }, 'database refused input');
+    return sendProblem(reply, request, pgMapped);
+  }
   if (isDatabaseDown(err)) {
     request.log.error({ err: { message: (err as Error).message } }, 'database unavailable');
     return sendProblem(reply, request, new AppError('unavailable'));
