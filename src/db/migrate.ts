@@ -21,6 +21,27 @@ function quoteLiteral(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
+/**
+ * Roles are cluster-wide: two databases migrating at once (parallel test files, two
+ * instances of different apps) can race on the same catalog row. Retry those statements.
+ */
+async function roleDdl(owner: OwnerConnection, text: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await owner.script(text);
+      return;
+    } catch (err) {
+      const msg = String((err as Error).message);
+      if (attempt < 5 && /tuple concurrently updated|already exists|concurrently/.test(msg)) {
+        if (/already exists/.test(msg)) return;
+        await new Promise((r) => setTimeout(r, 20 * (attempt + 1)));
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
 export interface MigrateOptions {
   runtimeRole: string;
   /** Null on the embedded engine, where the runtime role is entered with SET ROLE, not a login. */
@@ -40,17 +61,15 @@ export async function migrate(owner: OwnerConnection, opts: MigrateOptions): Pro
   try {
     const existing = await owner.query<{ rolname: string }>(`select rolname from pg_roles where rolname = $1`, [role]);
     if (existing.length === 0) {
-      try {
-        await owner.script(
-          `create role ${role} ${opts.login ? 'login' : 'nologin'} nosuperuser nobypassrls nocreatedb nocreaterole noinherit`,
-        );
-      } catch (err) {
-        // Another database in the same cluster may have created it at the same moment.
-        if (!/already exists/.test(String((err as Error).message))) throw err;
-      }
+      await roleDdl(owner, `create role ${role} ${opts.login ? 'login' : 'nologin'} nosuperuser nobypassrls nocreatedb nocreaterole noinherit`);
     }
-    if (opts.runtimePassword) await owner.script(`alter role ${role} password ${quoteLiteral(opts.runtimePassword)}`);
-    await owner.script(`alter role ${role} set statement_timeout = '15s'`);
+    if (opts.runtimePassword) await roleDdl(owner, `alter role ${role} password ${quoteLiteral(opts.runtimePassword)}`);
+    const timeout = await owner.query<{ n: number }>(
+      `select count(*)::int as n from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+       where r.rolname = $1 and s.setdatabase = 0 and 'statement_timeout=15s' = any(s.setconfig)`,
+      [role],
+    );
+    if ((timeout[0]?.n ?? 0) === 0) await roleDdl(owner, `alter role ${role} set statement_timeout = '15s'`);
     await owner.script(
       `create table if not exists public.schema_migrations (version text primary key, applied_at timestamptz not null default now())`,
     );

@@ -43,16 +43,23 @@ export function createIdentityService(deps: IdentityDeps) {
   }
 
   return {
-    /** Creates a user and an org they own, in one transaction bound to the new org. */
+    /**
+     * Creates a user and, when an org is named, an org they own, in one transaction. Without
+     * an org (someone joining by invitation) the evidence goes to the system chain.
+     */
     async register(
       ctx: RequestContext,
-      input: { email: string; password: string; name: string; orgName: string; orgSlug: string },
-    ): Promise<{ user: UserView; orgId: string }> {
+      input: { email: string; password: string; name: string; orgName?: string | undefined; orgSlug?: string | undefined },
+    ): Promise<{ user: UserView; orgId: string | null }> {
       assertPasswordAcceptable(input.password);
+      if (Boolean(input.orgName) !== Boolean(input.orgSlug)) {
+        throw new AppError('validation_failed', 'orgName and orgSlug go together');
+      }
       const passwordHash = await hashPassword(input.password);
       const userId = newId();
-      const orgId = newId();
-      await deps.db.withTenant({ orgId, userId }, async (tx) => {
+      const orgId = input.orgSlug && input.orgName ? newId() : null;
+      const chain = orgId ?? SYSTEM_ORG_ID;
+      await deps.db.withTenant({ orgId: chain, userId }, async (tx) => {
         try {
           await exec(tx, sql`savepoint create_user`);
           await exec(
@@ -65,11 +72,13 @@ export function createIdentityService(deps: IdentityDeps) {
           if (isUniqueViolation(err)) throw new AppError('conflict', 'registration failed: use another email or sign in');
           throw err;
         }
-        await insertOrg(deps, tx, ctx, { id: orgId, slug: input.orgSlug, name: input.orgName }, userId);
-        await deps.audit.append(tx, orgId, ctx, {
+        if (orgId && input.orgSlug && input.orgName) {
+          await insertOrg(deps, tx, ctx, { id: orgId, slug: input.orgSlug, name: input.orgName }, userId);
+        }
+        await deps.audit.append(tx, chain, ctx, {
           action: 'auth.registered',
           target: { type: 'user', id: userId },
-          actor: { type: 'user', id: userId, role: 'owner' },
+          actor: { type: 'user', id: userId, role: orgId ? 'owner' : null },
         });
       });
       return { user: { id: userId, email: input.email, name: input.name }, orgId };

@@ -62,11 +62,11 @@ export function sessionRoutes(d: {
 
   return [
     defineRoute({
-      method: 'POST', url: '/api/auth/register', summary: 'Create an account and an organization you own', tags,
+      method: 'POST', url: '/api/auth/register', summary: 'Create an account (and, when named, an organization you own)', tags,
       auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
       rateLimit: 'register', audit: { action: 'auth.registered' }, status: 201,
       schema: {
-        body: z.strictObject({ email, password, name: text(100), orgName: text(100), orgSlug: slug }),
+        body: z.strictObject({ email, password, name: text(100), orgName: text(100).optional(), orgSlug: slug.optional() }),
       },
       handler: async ({ ctx, body, reply }) => {
         const { user, orgId } = await d.identity.register(ctx, body);
