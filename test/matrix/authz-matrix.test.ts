@@ -1,0 +1,327 @@
+/**
+ * Authorization matrix (DESIGN.md, "Tests and checks that must exist"): generated from the live
+ * route table that buildApp returns, never from a hand-copied list. Every route × every acme demo
+ * identity × credential (live session, revoked session, none) × org (own; other; the caller's org
+ * addressing another org's object) × project where the url has :projectId (assigned; unassigned;
+ * another org's; for assets, the assigned project addressing an asset of the unassigned one).
+ * Expected outcomes are derived from each route's declared auth mode and permission and the
+ * built-in role catalogue (see ./cases.ts). Each refusal is also traced to the layer that must make
+ * it: the pipeline's `authz.denied` audit event, or the domain's "no such object" for foreign ids.
+ *
+ * Not covered here: API keys (secret / publishable) — the route table has no API-key boundary yet;
+ * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts.
+ *
+ * Runs on one engine: MATRIX_ENGINE, else postgres when TEST_ENGINES has it, else pglite.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../src/db/database.js';
+import { isMutation, projectScoped, type AnyRoute } from '../../src/http/route.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
+import {
+  ALL_PERMISSIONS,
+  ALWAYS_RESTRICTED_ROLES,
+  BUILTIN_ROLE_PERMISSIONS,
+  type BuiltinRole,
+  type Permission,
+} from '../../src/kernel/permissions.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { ENGINES } from '../support/db.js';
+import { buildCases, identitySpec, minimumCases, objectParams, pathParams, routeKey, type IdentitySpec, type MatrixCase } from './cases.js';
+import { Fixtures, type OrgFixture } from './fixtures.js';
+
+function chooseEngine(): Engine {
+  const forced = process.env.MATRIX_ENGINE;
+  if (forced === 'pglite' || forced === 'postgres') return forced;
+  if (forced) throw new Error(`MATRIX_ENGINE must be pglite or postgres, not ${forced}`);
+  return ENGINES.includes('postgres') ? 'postgres' : 'pglite';
+}
+const ENGINE = chooseEngine();
+
+/** The caller's org and the other org of every case. */
+const OWN_ORG = 'acme';
+const OTHER_ORG = 'globex';
+
+type Body = Record<string, unknown>;
+
+function isRecord(v: unknown): v is Body {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Route-specific knowledge the declarations cannot carry. Each entry says why; the first test
+ * fails when an entry names a route that is no longer in the table, so none goes stale.
+ */
+interface LiveBody {
+  why: string;
+  fields(f: Fixtures, callerEmail: string): Promise<{ patch: Body; onSuccess?: () => void }>;
+}
+const LIVE_BODIES: Record<string, LiveBody> = {
+  'POST /api/me/password': {
+    why: 'the example carries a wrong current password (401 invalid_credentials); send the real one so the allowed case succeeds',
+    async fields(f, email) {
+      const next = `matrix-${Math.random().toString(36).slice(2)}-Long-Passphrase`;
+      return { patch: { currentPassword: f.password(email), newPassword: next }, onSuccess: () => f.setPassword(email, next) };
+    },
+  },
+  'POST /api/invitations/accept': {
+    why: 'the example token is invalid (400 token_invalid); send a live invitation from a throwaway org',
+    async fields(f, email) {
+      return { patch: { token: await f.invitationFromThrowawayOrg(email) } };
+    },
+  },
+};
+
+/** Routes that end the caller's membership: the case runs as a fresh member with the identity's role. */
+const CALLER_CONSUMED: Record<string, string> = {
+  'POST /api/orgs/:orgId/leave': 'leaving would remove the demo identity from acme for every later case',
+};
+
+/** A DELETE whose last path parameter is :projectId destroys the project: it gets a fresh one. */
+function deletesProject(route: AnyRoute): boolean {
+  return route.method === 'DELETE' && pathParams(route.url).at(-1) === 'projectId';
+}
+
+interface Outcome {
+  c: MatrixCase;
+  method: string;
+  url: string;
+  status: number;
+  code: string | null;
+  requestId: string | null;
+}
+
+const DENIAL_STATUSES = new Set([401, 403, 404]);
+const DENIAL_CODE: Record<401 | 403 | 404, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
+
+function describeCase(o: Outcome): string {
+  const { c } = o;
+  const dims = [c.identity.label, c.credential, c.org !== 'none' ? `org=${c.org}` : '', c.project !== 'none' ? `project=${c.project}` : '']
+    .filter(Boolean)
+    .join(' ');
+  const exp = c.expected.kind === 'allow' ? 'allow' : `${c.expected.status}`;
+  return `${routeKey(c.route)} [${dims}] expected ${exp} (${c.expected.why}), got ${o.status}${o.code ? ` ${o.code}` : ''} — ${o.method} ${o.url}`;
+}
+
+describe(`authorization matrix on ${ENGINE}`, () => {
+  let h: TestApp;
+  let fx: Fixtures;
+  let routes: readonly AnyRoute[];
+  let identities: { spec: IdentitySpec; email: string }[];
+
+  beforeAll(async () => {
+    h = await createTestApp(ENGINE);
+    fx = new Fixtures(h);
+    await fx.init();
+    routes = h.built.routes;
+    identities = h.demo.logins.filter((l) => l.org === OWN_ORG).map((l) => ({ spec: identitySpec(l.role), email: l.email }));
+  });
+  afterAll(async () => h?.close());
+
+  it('derives its cases from the mounted route table and the seeded identities', async () => {
+    expect(routes.length).toBeGreaterThan(0);
+    for (const r of routes) expect(h.built.app.hasRoute({ method: r.method, url: r.url }), routeKey(r)).toBe(true);
+    const keys = new Set(routes.map(routeKey));
+    for (const k of [...Object.keys(LIVE_BODIES), ...Object.keys(CALLER_CONSUMED)]) expect(keys, `stale entry ${k}`).toContain(k);
+    // Every built-in role is exercised, and each identity really holds the role its spec assumes.
+    const roles = new Set(identities.map((i) => i.spec.role));
+    for (const r of ['owner', 'admin', 'member', 'viewer', 'project_viewer']) expect(roles).toContain(r);
+    expect(identities.some((i) => i.spec.role === 'member' && i.spec.restricted)).toBe(true);
+    const own = fx.org(OWN_ORG);
+    for (const i of identities) {
+      expect(await fx.membership(own.id, fx.userId(i.email)), i.email).toEqual({ role: i.spec.role, restricted: i.spec.restricted });
+      expect(await fx.membership(fx.org(OTHER_ORG).id, fx.userId(i.email)), i.email).toBeUndefined();
+    }
+  });
+
+  it('derives expectations from a role catalogue that matches the design\u2019s role ladder', () => {
+    // DESIGN.md, "Built-in roles, most to least". The matrix trusts BUILTIN_ROLE_PERMISSIONS for its
+    // expectations, so the catalogue itself is held to the design here.
+    const perms = (r: BuiltinRole) => new Set<Permission>(BUILTIN_ROLE_PERMISSIONS[r]);
+    const subset = (a: Set<Permission>, b: Set<Permission>) => [...a].filter((p) => !b.has(p));
+    expect(perms('owner')).toEqual(new Set(ALL_PERMISSIONS));
+    for (const [lower, higher] of [['admin', 'owner'], ['member', 'admin'], ['viewer', 'member'], ['project_viewer', 'viewer']] as const) {
+      expect(subset(perms(lower), perms(higher)), `${lower} ⊆ ${higher}`).toEqual([]);
+    }
+    for (const p of ['billing:manage', 'owners:manage', 'org:delete'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
+    const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p));
+    expect(writesOutsideProjects, 'member writes only projects and their resources').toEqual([]);
+    for (const r of ['viewer', 'project_viewer'] as const) expect([...perms(r)].filter((p) => !p.endsWith(':read')), `${r} is read-only`).toEqual([]);
+    expect(ALWAYS_RESTRICTED_ROLES).toEqual(['project_viewer']);
+  });
+
+  it('answers every route × identity × org × project × credential as its declaration says', { timeout: 300_000 }, async () => {
+    const started = performance.now();
+    const specs = identities.map((i) => i.spec);
+    const cases = buildCases(routes, specs);
+    const emailOf = new Map(identities.map((i) => [i.spec.label, i.email]));
+    const own = fx.org(OWN_ORG);
+    const other = fx.org(OTHER_ORG);
+
+    const outcomes: Outcome[] = [];
+    for (const c of cases) {
+      const email = emailOf.get(c.identity.label);
+      if (!email) throw new Error(`no email for ${c.identity.label}`);
+      outcomes.push(await runCase(c, email, own, other));
+    }
+
+    // The pipeline records each refusal it makes; a 404 for another org's object must come from the
+    // domain, and a refusal the pipeline should make must not be left to RLS alone.
+    const denied = await fx.deniedEvents([SYSTEM_ORG_ID, own.id, other.id]);
+    const refusedBy = (o: Outcome): string | null => {
+      const e = o.requestId ? denied.get(o.requestId) : undefined;
+      if (!e) return null;
+      return e.route === routeKey(o.c.route) ? e.reason : `${e.reason} on ${e.route}`;
+    };
+
+    const unexpectedAllows: Outcome[] = [];
+    const unexpectedDenials: Outcome[] = [];
+    const wrongDenials: Outcome[] = [];
+    const wrongLayer: Outcome[] = [];
+    const serverErrors: Outcome[] = [];
+    const allowedNon2xx: Outcome[] = [];
+    for (const o of outcomes) {
+      const e = o.c.expected;
+      if (o.status >= 500) serverErrors.push(o);
+      else if (e.kind === 'deny') {
+        if (o.status === e.status && o.code === DENIAL_CODE[e.status]) {
+          const by = refusedBy(o);
+          const want = e.layer === 'authn' || e.layer === 'object' ? null : e.layer;
+          if (by !== want) wrongLayer.push({ ...o, code: `${o.code ?? ''}, refused by ${by ?? 'no authz.denied event'}` });
+          continue;
+        }
+        // Any answer other than an authorization denial means the handler ran: the request got through.
+        if (!DENIAL_STATUSES.has(o.status)) unexpectedAllows.push(o);
+        else wrongDenials.push(o);
+      } else if (DENIAL_STATUSES.has(o.status) || refusedBy(o) !== null) unexpectedDenials.push(o);
+      else if (o.status >= 300) allowedNon2xx.push(o);
+    }
+    const allowedSession = outcomes.filter((o) => o.c.expected.kind === 'allow' && o.c.route.auth.mode !== 'public');
+    const ms = Math.round(performance.now() - started);
+
+    const floor = minimumCases(routes, specs.length);
+    console.log(
+      `authorization matrix: ${outcomes.length} cases, ${unexpectedAllows.length} unexpected allows ` +
+        `(${routes.length} routes, ${specs.length} identities, floor ${floor}, ${ENGINE}, ${ms} ms; ` +
+        `${outcomes.filter((o) => o.c.expected.kind === 'deny').length} denials, ${unexpectedDenials.length} unexpected denials, ` +
+        `${wrongDenials.length} wrong denial codes, ${wrongLayer.length} refused by the wrong layer, ${serverErrors.length} server errors)`,
+    );
+    const show = (title: string, list: Outcome[]) => {
+      if (list.length > 0) console.log(`${title} (${list.length}):\n  ${list.slice(0, 40).map(describeCase).join('\n  ')}`);
+    };
+    show('UNEXPECTED ALLOWS', unexpectedAllows);
+    show('unexpected denials', unexpectedDenials);
+    show('wrong denial codes', wrongDenials);
+    show('refused by the wrong layer', wrongLayer);
+    show('server errors', serverErrors);
+    show('allowed, answered with a non-2xx domain result', onePerRouteAndStatus(allowedNon2xx));
+
+    expect(outcomes.length).toBeGreaterThanOrEqual(floor);
+    expect(new Set(outcomes.map((o) => routeKey(o.c.route)))).toEqual(new Set(routes.map(routeKey)));
+    expect(unexpectedAllows.map(describeCase)).toEqual([]);
+    expect(unexpectedDenials.map(describeCase)).toEqual([]);
+    expect(wrongDenials.map(describeCase)).toEqual([]);
+    expect(wrongLayer.map(describeCase)).toEqual([]);
+    expect(serverErrors.map(describeCase)).toEqual([]);
+    // Fixtures are real objects: an allowed signed-in request succeeds, it does not merely avoid a denial.
+    expect(allowedSession.filter((o) => o.status >= 300).map(describeCase)).toEqual([]);
+  });
+
+  /** One line per route and status is enough to see what the public routes answer to an example-less body. */
+  function onePerRouteAndStatus(list: Outcome[]): Outcome[] {
+    const seen = new Set<string>();
+    return list.filter((o) => {
+      const k = `${routeKey(o.c.route)} ${o.status}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+  }
+
+  async function runCase(c: MatrixCase, identityEmail: string, own: OrgFixture, other: OrgFixture): Promise<Outcome> {
+    const { route } = c;
+    const key = routeKey(route);
+
+    // Who calls: the identity, or a fresh member holding the same role when the route consumes the caller.
+    let callerEmail = identityEmail;
+    if (CALLER_CONSUMED[key] && c.credential === 'session') {
+      const clone = await fx.member(own.id, {
+        role: c.identity.role,
+        restricted: c.identity.restricted,
+        projectIds: c.identity.restricted ? [own.assignedProject] : [],
+      });
+      callerEmail = clone.email;
+    }
+
+    // Where: the org in the url, the project in the url, and the org and project the objects live in.
+    const urlOrg = c.org === 'other' ? other : own;
+    const projOrg = c.org === 'other' || c.project === 'foreign' ? other : own;
+    const objOrg = c.org === 'other' || c.org === 'idor' || c.project === 'foreign' ? other : own;
+    const params: Record<string, string> = {};
+    if (pathParams(route.url).includes('orgId')) params.orgId = urlOrg.id;
+    if (projectScoped(route)) {
+      if (deletesProject(route)) params.projectId = await fx.project(projOrg.id, c.project === 'unassigned' ? [] : projOrg.restrictedUserIds);
+      else params.projectId = c.project === 'unassigned' ? projOrg.unassignedProject : projOrg.assignedProject;
+    }
+    const objProject =
+      c.project === 'cross' ? own.unassignedProject
+      : projectScoped(route) && objOrg === projOrg ? (params.projectId as string)
+      : objOrg.assignedProject;
+    for (const name of objectParams(route.url)) {
+      switch (name) {
+        case 'userId':
+          params.userId = (await fx.member(objOrg.id, { role: 'member', restricted: true, projectIds: projectScoped(route) ? [objProject] : [] })).userId;
+          break;
+        case 'roleId':
+          params.roleId = await fx.customRole(objOrg.id);
+          break;
+        case 'invitationId':
+          params.invitationId = (await fx.invitation(objOrg.id, objOrg.ownerId)).id;
+          break;
+        case 'assetId':
+          params.assetId = await fx.asset(objOrg.id, objProject);
+          break;
+        case 'sessionId':
+          params.sessionId = await fx.session(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
+          break;
+        default:
+          throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);
+      }
+    }
+    const url = route.url.replace(/:([A-Za-z0-9_]+)/g, (_m, name: string) => {
+      const v = params[name];
+      if (!v) throw new Error(`no value for :${name} in ${key}`);
+      return v;
+    });
+
+    // What: the route's example body, with live secrets where the example cannot hold them.
+    let payload: Body | undefined;
+    let onSuccess: (() => void) | undefined;
+    if (route.schema.body) {
+      const example: unknown = route.example?.() ?? {};
+      if (!isRecord(example)) throw new Error(`${key}: example must be an object`);
+      payload = { ...example };
+      const live = LIVE_BODIES[key];
+      if (live) {
+        const f = await live.fields(fx, callerEmail);
+        Object.assign(payload, f.patch);
+        onSuccess = f.onSuccess;
+      }
+    }
+
+    const headers: Record<string, string> = {};
+    if (c.credential === 'session') headers.cookie = await h.cookieFor(callerEmail);
+    if (c.credential === 'revoked') headers.cookie = await fx.revokedCookie(callerEmail);
+    if (isMutation(route.method)) headers.origin = ORIGIN;
+
+    const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}) });
+    if (res.statusCode < 300 && c.credential === 'session') onSuccess?.();
+    let code: string | null = null;
+    let requestId: string | null = null;
+    if (String(res.headers['content-type'] ?? '').includes('application/problem+json')) {
+      const parsed: unknown = res.json();
+      if (isRecord(parsed) && typeof parsed.code === 'string') code = parsed.code;
+      if (isRecord(parsed) && typeof parsed.requestId === 'string') requestId = parsed.requestId;
+    }
+    return { c, method: route.method, url, status: res.statusCode, code, requestId };
+  }
+});

@@ -1,0 +1,148 @@
+/**
+ * The authorization matrix, derived from the live route table. Nothing here lists routes or
+ * their permissions: every case and every expected outcome comes from a route's declaration
+ * (auth mode, permission, the path parameters in its url) and the built-in role catalogue.
+ */
+import type { AnyRoute } from '../../src/http/route.js';
+import { orgScoped, projectScoped } from '../../src/http/route.js';
+import {
+  ALWAYS_RESTRICTED_ROLES,
+  BUILTIN_ROLE_PERMISSIONS,
+  type BuiltinRole,
+  type Permission,
+} from '../../src/kernel/permissions.js';
+import type { DemoLogin } from '../../src/demo.js';
+
+/** A demo identity of the caller's org, with what the role catalogue says it may do. */
+export interface IdentitySpec {
+  label: DemoLogin['role'];
+  role: BuiltinRole;
+  restricted: boolean;
+  permissions: ReadonlySet<Permission>;
+}
+
+export function identitySpec(label: DemoLogin['role']): IdentitySpec {
+  // src/demo.ts: `restricted_member` is a member restricted to assigned projects.
+  const role: BuiltinRole = label === 'restricted_member' ? 'member' : label;
+  const restricted = label === 'restricted_member' || ALWAYS_RESTRICTED_ROLES.includes(role);
+  return { label, role, restricted, permissions: new Set(BUILTIN_ROLE_PERMISSIONS[role]) };
+}
+
+/** session: a live cookie; revoked: a cookie whose session was revoked; none: no credential. */
+export const CREDENTIALS = ['session', 'revoked', 'none'] as const;
+export type Credential = (typeof CREDENTIALS)[number];
+
+/**
+ * own: the caller's org and objects in it. other: another org's id and its objects.
+ * idor: the caller's org (or, for account routes, the caller's own account) addressing another
+ * tenant's / user's object by id. none: the route has no org and no object parameter.
+ */
+export type OrgSide = 'own' | 'other' | 'idor' | 'none';
+
+/**
+ * assigned / unassigned: the restricted identities' scope; foreign: another org's project under the
+ * caller's org; cross: the assigned project in the url, the object inside the unassigned one.
+ */
+export type ProjectSide = 'assigned' | 'unassigned' | 'foreign' | 'cross' | 'none';
+
+/** Path parameters naming an object that lives inside the project of the url (not merely related to it). */
+export const PROJECT_CONTAINED_PARAMS: ReadonlySet<string> = new Set(['assetId']);
+
+/**
+ * Which layer must refuse: authentication (401), the pipeline's authorization step (which records
+ * an `authz.denied` audit event with this reason), or the domain finding no such object in the org.
+ */
+export type DenyLayer = 'authn' | 'not_member' | 'permission' | 'project' | 'object';
+
+export type Expected =
+  | { kind: 'allow'; why: string }
+  | { kind: 'deny'; status: 401 | 403 | 404; layer: DenyLayer; why: string };
+
+export interface MatrixCase {
+  route: AnyRoute;
+  identity: IdentitySpec;
+  credential: Credential;
+  org: OrgSide;
+  project: ProjectSide;
+  expected: Expected;
+}
+
+const SCOPE_PARAMS = new Set(['orgId', 'projectId']);
+
+export function routeKey(route: Pick<AnyRoute, 'method' | 'url'>): string {
+  return `${route.method} ${route.url}`;
+}
+
+export function pathParams(url: string): string[] {
+  return [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1] as string);
+}
+
+/** Path parameters naming an object inside the org (or account): anything but orgId and projectId. */
+export function objectParams(url: string): string[] {
+  return pathParams(url).filter((p) => !SCOPE_PARAMS.has(p));
+}
+
+/** The expected outcome, in the order the pipeline is specified to decide (DESIGN.md, "One protected request"). */
+export function expectedOutcome(route: AnyRoute, id: IdentitySpec, credential: Credential, org: OrgSide, project: ProjectSide): Expected {
+  if (route.auth.mode === 'public') return { kind: 'allow', why: 'public route' };
+  if (credential !== 'session') return { kind: 'deny', status: 401, layer: 'authn', why: `no valid credential (${credential})` };
+  if (!orgScoped(route)) {
+    if (org === 'idor') return { kind: 'deny', status: 404, layer: 'object', why: 'another user\u2019s object' };
+    return { kind: 'allow', why: `permission "${route.permission}" on own account` };
+  }
+  if (org === 'other') return { kind: 'deny', status: 404, layer: 'not_member', why: 'not a member of the org' };
+  const permission = route.permission as Permission;
+  if (!id.permissions.has(permission)) return { kind: 'deny', status: 403, layer: 'permission', why: `${id.label} lacks ${permission}` };
+  const urlProjectInScope = project === 'assigned' || project === 'cross';
+  if (projectScoped(route) && id.restricted && !urlProjectInScope) {
+    return { kind: 'deny', status: 404, layer: 'project', why: `restricted to assigned projects (${project} project)` };
+  }
+  if (project === 'foreign') return { kind: 'deny', status: 404, layer: 'object', why: 'project of another org' };
+  if (project === 'cross') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another project of the org' };
+  if (org === 'idor') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another org' };
+  return { kind: 'allow', why: `${id.label} holds ${permission}` };
+}
+
+function orgSides(route: AnyRoute): OrgSide[] {
+  const hasObjects = objectParams(route.url).length > 0;
+  if (route.auth.mode === 'public') return ['none'];
+  if (!orgScoped(route)) return hasObjects ? ['own', 'idor'] : ['none'];
+  return hasObjects ? ['own', 'other', 'idor'] : ['own', 'other'];
+}
+
+function projectSides(route: AnyRoute, org: OrgSide): ProjectSide[] {
+  if (!projectScoped(route)) return ['none'];
+  if (org === 'own') {
+    const contained = objectParams(route.url).some((p) => PROJECT_CONTAINED_PARAMS.has(p));
+    return contained ? ['assigned', 'unassigned', 'foreign', 'cross'] : ['assigned', 'unassigned', 'foreign'];
+  }
+  if (org === 'other') return ['assigned', 'unassigned'];
+  // idor isolates the object parameter: the project is in scope for everybody.
+  return ['assigned'];
+}
+
+export function buildCases(routes: readonly AnyRoute[], identities: readonly IdentitySpec[]): MatrixCase[] {
+  const cases: MatrixCase[] = [];
+  for (const route of routes) {
+    for (const identity of identities) {
+      for (const credential of CREDENTIALS) {
+        for (const org of orgSides(route)) {
+          for (const project of projectSides(route, org)) {
+            cases.push({ route, identity, credential, org, project, expected: expectedOutcome(route, identity, credential, org, project) });
+          }
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+/**
+ * The fewest cases the table may produce: every route × identity × credential, × {own, other}
+ * org for org-scoped routes, × {assigned, unassigned} project for project-scoped ones.
+ */
+export function minimumCases(routes: readonly AnyRoute[], identities: number): number {
+  let n = 0;
+  for (const r of routes) n += identities * CREDENTIALS.length * (orgScoped(r) ? 2 : 1) * (projectScoped(r) ? 2 : 1);
+  return n;
+}

@@ -1,0 +1,193 @@
+/**
+ * Fresh target objects for the authorization matrix, written with direct SQL through the
+ * runtime role (RLS-bound `withTenant`), so that an allowed request finds a real object and a
+ * denied one is denied by authorization, not by a missing row.
+ */
+import { sql } from 'kysely';
+import { newId, randomToken, sha256Hex } from '../../src/crypto/index.js';
+import { exec, one, rows } from '../../src/db/database.js';
+import { systemContext } from '../../src/kernel/context.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
+import type { BuiltinRole } from '../../src/kernel/permissions.js';
+import { insertOrg } from '../../src/domains/tenancy/index.js';
+import type { TestApp } from '../support/app.js';
+
+export interface OrgFixture {
+  slug: string;
+  id: string;
+  ownerId: string;
+  /** The project the restricted demo users are assigned to ('Production'). */
+  assignedProject: string;
+  /** A project nobody restricted is assigned to ('Staging'). */
+  unassignedProject: string;
+  /** Demo users restricted to assigned projects (project_viewer, restricted_member). */
+  restrictedUserIds: string[];
+}
+
+let serial = 0;
+const unique = (): string => `${Date.now().toString(36)}${(serial++).toString(36)}`;
+
+export class Fixtures {
+  private readonly ids = new Map<string, string>();
+  private readonly passwords = new Map<string, string>();
+  readonly orgs = new Map<string, OrgFixture>();
+
+  constructor(private readonly h: TestApp) {}
+
+  async init(): Promise<void> {
+    await this.h.t.db.withSystem('matrix fixtures', async (tx) => {
+      for (const login of this.h.demo.logins) {
+        const row = await one<{ id: string }>(tx, sql`select id from users where email = ${login.email}`);
+        if (!row) throw new Error(`demo user ${login.email} missing`);
+        this.ids.set(login.email, row.id);
+        this.passwords.set(login.email, login.password);
+      }
+    });
+    for (const org of this.h.demo.orgs) {
+      const [assigned, unassigned] = org.projects;
+      if (!assigned || !unassigned) throw new Error(`demo org ${org.slug} needs two projects`);
+      const logins = this.h.demo.logins.filter((l) => l.org === org.slug);
+      this.orgs.set(org.slug, {
+        slug: org.slug,
+        id: org.id,
+        ownerId: this.userId(this.h.user(org.slug, 'owner').email),
+        assignedProject: assigned.id,
+        unassignedProject: unassigned.id,
+        restrictedUserIds: logins.filter((l) => l.role === 'project_viewer' || l.role === 'restricted_member').map((l) => this.userId(l.email)),
+      });
+    }
+  }
+
+  org(slug: string): OrgFixture {
+    const o = this.orgs.get(slug);
+    if (!o) throw new Error(`no org fixture ${slug}`);
+    return o;
+  }
+
+  userId(email: string): string {
+    const id = this.ids.get(email);
+    if (!id) throw new Error(`unknown user ${email}`);
+    return id;
+  }
+
+  password(email: string): string {
+    const p = this.passwords.get(email);
+    if (!p) throw new Error(`no known password for ${email}`);
+    return p;
+  }
+
+  setPassword(email: string, password: string): void {
+    this.passwords.set(email, password);
+  }
+
+  /** The membership row of a user, to check the demo seeding against the identity specs. */
+  async membership(orgId: string, userId: string): Promise<{ role: string; restricted: boolean } | undefined> {
+    return this.h.t.db.withTenant({ orgId, userId, projectIds: null }, (tx) =>
+      one<{ role: string; restricted: boolean }>(tx, sql`select role, restricted from memberships where org_id = ${orgId} and user_id = ${userId}`),
+    );
+  }
+
+  /** A new user who is a member of `orgId` with `role`, assigned to `projectIds`. */
+  async member(orgId: string, opts: { role: BuiltinRole; restricted: boolean; projectIds: readonly string[] }): Promise<{ userId: string; email: string }> {
+    const userId = newId();
+    const email = `matrix-${unique()}@fixtures.test`;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      await exec(tx, sql`insert into users (id, email, name) values (${userId}, ${email}, 'matrix fixture')`);
+      await exec(tx, sql`insert into memberships (org_id, user_id, role, restricted) values (${orgId}, ${userId}, ${opts.role}, ${opts.restricted})`);
+      for (const p of opts.projectIds) {
+        await exec(tx, sql`insert into project_access (org_id, project_id, user_id) values (${orgId}, ${p}, ${userId})`);
+      }
+    });
+    this.ids.set(email, userId);
+    return { userId, email };
+  }
+
+  async project(orgId: string, assignUserIds: readonly string[]): Promise<string> {
+    const id = newId();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      await exec(tx, sql`insert into projects (org_id, id, name) values (${orgId}, ${id}, ${`matrix ${unique()}`})`);
+      for (const u of assignUserIds) {
+        await exec(tx, sql`insert into project_access (org_id, project_id, user_id) values (${orgId}, ${id}, ${u})`);
+      }
+    });
+    return id;
+  }
+
+  async customRole(orgId: string): Promise<string> {
+    const id = newId();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+      exec(tx, sql`insert into custom_roles (org_id, id, name, permissions) values (${orgId}, ${id}, ${`matrix-${unique()}`}, ${['projects:read']}::text[])`),
+    );
+    return id;
+  }
+
+  /** A pending invitation; returns its id and the token that accepts it. */
+  async invitation(orgId: string, invitedBy: string, email = `invitee-${unique()}@fixtures.test`): Promise<{ id: string; token: string }> {
+    const id = newId();
+    const secret = randomToken(32);
+    const expires = new Date(this.h.clock.now().getTime() + 24 * 3600 * 1000);
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+      exec(
+        tx,
+        sql`insert into invitations (org_id, id, email, role, restricted, token_hash, invited_by, expires_at)
+            values (${orgId}, ${id}, ${email}, 'viewer', false, ${sha256Hex(secret)}, ${invitedBy}, ${expires.toISOString()})`,
+      ),
+    );
+    return { id, token: `pal_inv_${orgId}.${id}.${secret}` };
+  }
+
+  async asset(orgId: string, projectId: string): Promise<string> {
+    const id = newId();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+      exec(tx, sql`insert into assets (org_id, project_id, id, name, kind) values (${orgId}, ${projectId}, ${id}, ${`matrix-${unique()}`}, 'host')`),
+    );
+    return id;
+  }
+
+  /** A live session of `userId` other than the one making the request. */
+  async session(userId: string): Promise<string> {
+    const s = await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => this.h.built.services.sessions.issue(tx, userId, systemContext('matrix')));
+    return s.id;
+  }
+
+  /**
+   * An invitation addressed to `email` from a throwaway org (so that accepting it changes no
+   * membership the rest of the matrix relies on). Returns the token.
+   */
+  async invitationFromThrowawayOrg(email: string): Promise<string> {
+    const orgId = newId();
+    const owner = newId();
+    const slug = `matrix-${unique()}`;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      await exec(tx, sql`insert into users (id, email, name) values (${owner}, ${`owner-${slug}@fixtures.test`}, 'matrix owner')`);
+      await insertOrg({ audit: this.h.built.services.audit }, tx, systemContext('matrix'), { id: orgId, slug, name: slug }, owner);
+    });
+    return (await this.invitation(orgId, owner, email)).token;
+  }
+
+  /** The pipeline's `authz.denied` audit events of the given orgs, by request id. */
+  async deniedEvents(orgIds: readonly string[]): Promise<Map<string, { reason: string; route: string }>> {
+    const out = new Map<string, { reason: string; route: string }>();
+    for (const orgId of orgIds) {
+      const list = await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+        rows<{ request_id: string; details: { reason?: unknown; route?: unknown } }>(
+          tx,
+          sql`select request_id, details from audit_events where org_id = ${orgId} and action = 'authz.denied'`,
+        ),
+      );
+      for (const e of list) out.set(e.request_id, { reason: String(e.details.reason), route: String(e.details.route) });
+    }
+    return out;
+  }
+
+  /** A session cookie header whose session has been revoked. */
+  async revokedCookie(email: string): Promise<string> {
+    const cookie = await this.h.cookieFor(email);
+    const secret = cookie.slice(cookie.indexOf('=') + 1).split('.')[0] ?? '';
+    const n = await this.h.t.db.withSystem('matrix: revoke a session', (tx) =>
+      exec(tx, sql`update sessions set revoked_at = now(), revoked_reason = 'matrix' where token_hash = ${sha256Hex(secret)}`),
+    );
+    if (n !== 1) throw new Error('could not revoke the matrix session');
+    return cookie;
+  }
+}
