@@ -24,6 +24,7 @@ export interface DataKeyStore {
   /** The active wrapped data key of a scope, or null when it has none yet. */
   active(scope: string): Promise<WrappedKey | null>;
   byId(scope: string, id: string): Promise<WrappedKey | null>;
+  /** Stores a new active key; does nothing if another transaction stored the scope's active key first. */
   insert(scope: string, key: WrappedKey): Promise<void>;
 }
 
@@ -73,6 +74,8 @@ export class Keyring {
     if (keks.length === 0) throw new InvariantError('keyring needs at least one KEK');
     for (const k of keks) if (k.key.length !== 32) throw new InvariantError(`KEK ${k.id} is not 256 bits`);
     this.keks = new Map(keks.map((k) => [k.id, k.key]));
+    // A repeated id would wrap with the first key and unwrap with the last: unreadable data.
+    if (this.keks.size !== keks.length) throw new InvariantError('KEK ids must be unique');
     this.activeKek = keks[0] as Kek;
   }
 
@@ -106,8 +109,10 @@ export class Keyring {
   async seal(store: DataKeyStore, ref: FieldRef, plaintext: string, newKeyId: () => string): Promise<string> {
     let w = await store.active(ref.scope);
     if (!w) {
-      w = this.newDataKey(ref.scope, newKeyId());
-      await store.insert(ref.scope, w);
+      // Read back what was stored: a concurrent first seal of the same scope may have won.
+      await store.insert(ref.scope, this.newDataKey(ref.scope, newKeyId()));
+      w = await store.active(ref.scope);
+      if (!w) throw new InvariantError(`no active data key for ${ref.scope} after storing one`);
     }
     const key = this.unwrap(ref.scope, w);
     return `${SEAL_VERSION}.${w.id}.${gcmEncrypt(key, Buffer.from(plaintext, 'utf8'), aadFor(ref))}`;
@@ -127,6 +132,7 @@ export class Keyring {
 }
 
 export function parseKeks(spec: string): Kek[] {
+  const seen = new Set<string>();
   return spec
     .split(',')
     .map((s) => s.trim())
@@ -136,6 +142,9 @@ export function parseKeks(spec: string): Kek[] {
       if (idx <= 0) throw new InvariantError('PALISADE_KEKS entries are id:base64key');
       const id = entry.slice(0, idx);
       if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) throw new InvariantError('KEK ids are 1-32 of [A-Za-z0-9_-]');
+      // A repeated id would wrap with the first key but unwrap with the last one.
+      if (seen.has(id)) throw new InvariantError(`KEK id ${id} is listed twice`);
+      seen.add(id);
       const key = Buffer.from(entry.slice(idx + 1), 'base64');
       if (key.length !== 32) throw new InvariantError(`KEK ${id} must decode to 32 bytes`);
       return { id, key };

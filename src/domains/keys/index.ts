@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId, type DataKeyStore, type FieldRef, type Keyring, type WrappedKey } from '../../crypto/index.js';
 import { exec, one, type Tx } from '../../db/database.js';
-import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { isUuid, SYSTEM_ORG_ID } from '../../kernel/ids.js';
 
 /**
  * The one encryption envelope. `scope` is an org id (data key in org_keys, under RLS) or a
@@ -12,36 +12,45 @@ export interface Sealer {
   open(tx: Tx, ref: FieldRef, sealed: string): Promise<string>;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/**
+ * Any UUID but the nil one names an org, whatever its letter case: an upper-case org id must
+ * not fall through to system_keys, which has no RLS (another org could then use the key).
+ */
+const isOrgScope = (scope: string): boolean => isUuid(scope) && scope !== SYSTEM_ORG_ID;
 
 function storeFor(tx: Tx): DataKeyStore {
   return {
     async active(scope) {
-      const r = UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID
+      const r = isOrgScope(scope)
         ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and active`)
         : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and active`);
       return r ?? null;
     },
     async byId(scope, id) {
-      if (!UUID_RE.test(id)) return null;
-      const r = UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID
+      if (!isUuid(id)) return null;
+      const r = isOrgScope(scope)
         ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and id = ${id}`)
         : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and id = ${id}`);
       return r ?? null;
     },
     async insert(scope, k) {
-      if (UUID_RE.test(scope) && scope !== SYSTEM_ORG_ID) {
-        await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped) values (${scope}, ${k.id}, ${k.kekId}, ${k.wrapped})`);
+      if (isOrgScope(scope)) {
+        await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped) values (${scope}, ${k.id}, ${k.kekId}, ${k.wrapped})
+                           on conflict do nothing`);
       } else {
-        await exec(tx, sql`insert into system_keys (id, scope, kek_id, wrapped) values (${k.id}, ${scope}, ${k.kekId}, ${k.wrapped})`);
+        await exec(tx, sql`insert into system_keys (id, scope, kek_id, wrapped) values (${k.id}, ${scope}, ${k.kekId}, ${k.wrapped})
+                           on conflict do nothing`);
       }
     },
   };
 }
 
+/** Org ids in canonical (lower) case, so that the AAD and the key cache agree however the id was spelled. */
+const canonical = (ref: FieldRef): FieldRef => (isUuid(ref.scope) ? { ...ref, scope: ref.scope.toLowerCase() } : ref);
+
 export function createSealer(keyring: Keyring): Sealer {
   return {
-    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx), ref, plaintext, newId),
-    open: (tx, ref, sealed) => keyring.open(storeFor(tx), ref, sealed),
+    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx), canonical(ref), plaintext, newId),
+    open: (tx, ref, sealed) => keyring.open(storeFor(tx), canonical(ref), sealed),
   };
 }

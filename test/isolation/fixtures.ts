@@ -1,0 +1,127 @@
+import { sql } from 'kysely';
+import { Keyring, newId, randomToken } from '../../src/crypto/index.js';
+import { exec, rows, type Database, type TenantBinding, type Tx } from '../../src/db/database.js';
+import type { OwnerConnection } from '../../src/db/migrate.js';
+import { createAuditWriter, type AuditWriter } from '../../src/domains/audit/index.js';
+import { createSealer } from '../../src/domains/keys/index.js';
+import { insertOrg } from '../../src/domains/tenancy/index.js';
+import { ManualClock } from '../../src/kernel/clock.js';
+import { systemContext } from '../../src/kernel/context.js';
+
+/** Every table that carries org_id; the catalog-driven tests also check nothing is missing here. */
+export const TENANT_TABLES = [
+  'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
+  'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads',
+] as const;
+export type TenantTable = (typeof TENANT_TABLES)[number];
+
+export const TEST_KEK = { id: 'k1', key: Buffer.alloc(32, 7) };
+
+export interface SeededTenant {
+  orgId: string;
+  slug: string;
+  ownerId: string;
+  memberId: string;
+  customRoleId: string;
+  invitationId: string;
+  projects: [string, string];
+  /** Asset ids per project, two each. */
+  assets: Record<string, string[]>;
+  sealed: string;
+}
+
+export function auditWriter(db: Database): AuditWriter {
+  return createAuditWriter({ db, clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
+}
+
+/**
+ * One org with a row in every tenant table: users, the org (settings, owner membership, audit
+ * events), a custom role and a restricted member using it, two projects with two assets each,
+ * project access, an invitation and an org data key (through the real sealer).
+ */
+export async function seedTenant(db: Database, audit: AuditWriter, slug: string): Promise<SeededTenant> {
+  const orgId = newId();
+  const ownerId = newId();
+  const memberId = newId();
+  const customRoleId = newId();
+  const invitationId = newId();
+  const projects: [string, string] = [newId(), newId()];
+  const assets: Record<string, string[]> = { [projects[0]]: [newId(), newId()], [projects[1]]: [newId(), newId()] };
+  const ctx = systemContext('isolation-test');
+  const sealer = createSealer(new Keyring([TEST_KEK]));
+  const sealed = await db.withTenant({ orgId, projectIds: null }, async (tx) => {
+    for (const [id, who] of [[ownerId, 'owner'], [memberId, 'member']] as const) {
+      await exec(tx, sql`insert into users (id, email, name) values (${id}, ${`${who}@${slug}.test`}, ${`${slug} ${who}`})`);
+    }
+    await insertOrg({ audit }, tx, ctx, { id: orgId, slug, name: `${slug} Inc` }, ownerId);
+    await exec(tx, sql`insert into custom_roles (org_id, id, name, permissions)
+                       values (${orgId}, ${customRoleId}, 'auditor', ${['audit:read']})`);
+    await exec(tx, sql`insert into memberships (org_id, user_id, role, custom_role_id, restricted)
+                       values (${orgId}, ${memberId}, 'custom', ${customRoleId}, true)`);
+    for (const p of projects) {
+      await exec(tx, sql`insert into projects (org_id, id, name) values (${orgId}, ${p}, ${`${slug}-${p.slice(0, 4)}`})`);
+      for (const a of assets[p] ?? []) {
+        await exec(tx, sql`insert into assets (org_id, project_id, id, name, kind) values (${orgId}, ${p}, ${a}, ${`host-${a.slice(0, 4)}`}, 'host')`);
+      }
+    }
+    await exec(tx, sql`insert into project_access (org_id, project_id, user_id) values (${orgId}, ${projects[0]}, ${memberId})`);
+    await exec(tx, sql`insert into invitations (org_id, id, email, role, token_hash, invited_by, expires_at)
+                       values (${orgId}, ${invitationId}, ${`new@${slug}.test`}, 'viewer', ${randomToken()}, ${ownerId}, now() + interval '1 day')`);
+    await audit.append(tx, orgId, ctx, { action: 'project.created', target: { type: 'project', id: projects[0] } });
+    return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
+  });
+  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, projects, assets, sealed };
+}
+
+/** A minimal org (org row, one project, `assetCount` assets) for the many-tenant tests. */
+export async function seedSmallOrg(db: Database, slug: string, assetCount: number): Promise<{ orgId: string; projectId: string }> {
+  const orgId = newId();
+  const projectId = newId();
+  await db.withTenant({ orgId, projectIds: null }, async (tx) => {
+    await exec(tx, sql`insert into organizations (org_id, slug, name) values (${orgId}, ${slug}, ${slug})`);
+    await exec(tx, sql`insert into projects (org_id, id, name) values (${orgId}, ${projectId}, ${`${slug} project`})`);
+    for (let i = 0; i < assetCount; i++) {
+      await exec(tx, sql`insert into assets (org_id, project_id, id, name, kind) values (${orgId}, ${projectId}, ${newId()}, ${`a${i}`}, 'host')`);
+    }
+  });
+  return { orgId, projectId };
+}
+
+/** Rows per org of a table, read by the owner (which bypasses RLS): the ground truth. */
+export async function ownerCounts(owner: OwnerConnection, table: TenantTable): Promise<Map<string, number>> {
+  const r = await owner.query<{ org_id: string; n: number }>(`select org_id::text as org_id, count(*)::int as n from ${table} group by org_id`);
+  return new Map(r.map((x) => [x.org_id, x.n]));
+}
+
+/** The org_id of every row of `table` this transaction can see. */
+export async function visibleOrgIds(tx: Tx, table: TenantTable): Promise<string[]> {
+  const r = await rows<{ org_id: string }>(tx, sql`select org_id::text as org_id from ${sql.table(table)}`);
+  return r.map((x) => x.org_id);
+}
+
+export interface Attempt<T> {
+  /** 'ok', or the SQLSTATE of the error. */
+  state: string;
+  message: string;
+  value: T | undefined;
+}
+
+/**
+ * Runs `fn` in its own transaction with `binding` and always rolls it back (so an attack that
+ * unexpectedly succeeds leaves nothing behind), reporting how it ended.
+ */
+export async function attempt<T>(db: Database, binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<Attempt<T>> {
+  const marker = new Error('rollback');
+  let value: T | undefined;
+  try {
+    await db.withTenant(binding, async (tx) => {
+      value = await fn(tx);
+      throw marker;
+    });
+  } catch (err) {
+    if (err === marker) return { state: 'ok', message: '', value };
+    const e = err as { code?: string; message?: string };
+    return { state: e.code ?? 'no-sqlstate', message: e.message ?? String(err), value: undefined };
+  }
+  throw new Error('unreachable: the attempt always rolls back');
+}

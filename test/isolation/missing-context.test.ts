@@ -1,0 +1,106 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rows, type Tx } from '../../src/db/database.js';
+import { InvariantError } from '../../src/kernel/errors.js';
+import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
+import { attempt, auditWriter, ownerCounts, seedTenant, TENANT_TABLES, type SeededTenant } from './fixtures.js';
+
+/** Row counts of every given table, as seen from inside `tx`. */
+async function countsIn(tx: Tx, tables: readonly string[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const table of tables) {
+    const r = await rows<{ n: number }>(tx, sql`select count(*)::int as n from ${sql.table(table)}`);
+    out[table] = r[0]?.n ?? -1;
+  }
+  return out;
+}
+
+const zeros = (tables: readonly string[]): Record<string, number> => Object.fromEntries(tables.map((x) => [x, 0]));
+
+describe.each(ENGINES)('missing or empty tenant context on %s', (engine) => {
+  let t: TestDatabase;
+  let a: SeededTenant;
+  /** Every public table with an org_id column, read from the live catalog. */
+  let catalogTenantTables: string[];
+
+  beforeAll(async () => {
+    t = await createTestDatabase(engine);
+    const audit = auditWriter(t.db);
+    a = await seedTenant(t.db, audit, 'alpha');
+    await seedTenant(t.db, audit, 'bravo');
+    const r = await t.owner.query<{ relname: string }>(
+      `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+       join pg_attribute att on att.attrelid = c.oid and att.attname = 'org_id' and not att.attisdropped
+       where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1`,
+    );
+    catalogTenantTables = r.map((x) => x.relname);
+  });
+  afterAll(async () => t?.drop());
+
+  it('knows every tenant table of the catalog, and each one holds rows', async () => {
+    expect(catalogTenantTables).toEqual([...TENANT_TABLES].sort());
+    for (const table of TENANT_TABLES) expect((await ownerCounts(t.owner, table)).size, table).toBe(2);
+  });
+
+  it('withSystem (no org bound) sees no tenant row in any tenant table', async () => {
+    const seen = await t.db.withSystem('isolation test', (tx) => countsIn(tx, catalogTenantTables));
+    expect(seen).toEqual(zeros(catalogTenantTables));
+  });
+
+  it('withSystem still reaches the global tables it exists for', async () => {
+    const users = await t.db.withSystem('isolation test', (tx) => rows<{ n: number }>(tx, sql`select count(*)::int as n from users`));
+    expect(users[0]?.n).toBe(4);
+  });
+
+  it("a transaction whose setting was emptied with set_config('palisade.org_id', '', true) sees nothing", async () => {
+    const seen = await t.db.withTenant({ orgId: a.orgId, projectIds: null }, async (tx) => {
+      const bound = await countsIn(tx, ['projects']);
+      await sql`select set_config('palisade.org_id', '', true)`.execute(tx);
+      return { bound, emptied: await countsIn(tx, catalogTenantTables) };
+    });
+    expect(seen.bound).toEqual({ projects: 2 });
+    expect(seen.emptied).toEqual(zeros(catalogTenantTables));
+  });
+
+  it('also with the project scope and user emptied, or after RESET of the settings', async () => {
+    const seen = await t.db.withTenant({ orgId: a.orgId, userId: a.ownerId, projectIds: null }, async (tx) => {
+      await sql`select set_config('palisade.org_id', '', true), set_config('palisade.user_id', '', true),
+                set_config('palisade.project_ids', '', true)`.execute(tx);
+      const emptied = await countsIn(tx, catalogTenantTables);
+      await sql`reset palisade.org_id`.execute(tx);
+      await sql`reset palisade.user_id`.execute(tx);
+      await sql`reset palisade.project_ids`.execute(tx);
+      const setting = await rows<{ v: string | null }>(tx, sql`select current_setting('palisade.org_id', true) as v`);
+      return { emptied, reset: await countsIn(tx, catalogTenantTables), setting: setting[0]?.v };
+    });
+    expect(seen.emptied).toEqual(zeros(catalogTenantTables));
+    expect(seen.reset).toEqual(zeros(catalogTenantTables));
+    expect(seen.setting ?? '').toBe('');
+  });
+
+  it('a garbage tenant setting fails the query instead of matching anything', async () => {
+    const r = await attempt(t.db, { orgId: a.orgId, projectIds: null }, async (tx) => {
+      await sql`select set_config('palisade.org_id', 'not-a-uuid', true)`.execute(tx);
+      return countsIn(tx, ['projects']);
+    });
+    expect(r.state).toBe('22P02');
+  });
+
+  it('a user-only binding sees that user\'s membership and org, and no other tenant data', async () => {
+    const seen = await t.db.withTenant({ orgId: null, userId: a.memberId }, async (tx) => ({
+      counts: await countsIn(tx, catalogTenantTables),
+      org: await rows<{ slug: string }>(tx, sql`select slug from organizations`),
+    }));
+    expect(seen.counts).toEqual({ ...zeros(catalogTenantTables), organizations: 1, memberships: 1 });
+    expect(seen.org).toEqual([{ slug: 'alpha' }]);
+  });
+
+  it('refuses to open a tenant transaction without a valid binding', async () => {
+    await expect(async () => t.db.withTenant({ orgId: null }, async () => 1)).rejects.toThrow(InvariantError);
+    await expect(async () => t.db.withTenant({ orgId: '' }, async () => 1)).rejects.toThrow(InvariantError);
+    await expect(async () => t.db.withTenant({ orgId: 'alpha' }, async () => 1)).rejects.toThrow(InvariantError);
+    await expect(async () => t.db.withTenant({ orgId: `${a.orgId}' or true --` }, async () => 1)).rejects.toThrow(InvariantError);
+    await expect(async () => t.db.withTenant({ orgId: a.orgId, userId: 'x' }, async () => 1)).rejects.toThrow(InvariantError);
+    await expect(async () => t.db.withSystem('', async () => 1)).rejects.toThrow(InvariantError);
+  });
+});
