@@ -57,8 +57,10 @@ export async function verifyChain(query: Query, orgId: string, slug: string | nu
   }
   const head = (await query<{ seq: number | string; hash: string }>(`select seq, hash from audit_heads where org_id = $1`, [orgId]))[0];
   if (head) {
-    if (Number(head.seq) !== expectedSeq - 1) {
+    if (Number(head.seq) > expectedSeq - 1) {
       problems.push(`the chain head records ${head.seq} events but the last present is ${expectedSeq - 1}: events were deleted from the end`);
+    } else if (Number(head.seq) < expectedSeq - 1) {
+      problems.push(`the chain head records ${head.seq} events but the last present is ${expectedSeq - 1}: events were appended outside the audit writer`);
     } else if (head.hash !== prevHash) {
       problems.push(`the chain head hash does not match the last event ${expectedSeq - 1}`);
     }

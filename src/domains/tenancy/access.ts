@@ -78,6 +78,20 @@ export async function resolveAccess(
   };
 }
 
+/**
+ * Nobody grants a scope they lack: a member restricted to projects grants only restricted
+ * access, to projects they are assigned to (else a restricted admin could lift their own
+ * restriction, or hand out rights on projects they cannot see).
+ */
+export function assertCanScope(actor: OrgAccess, grant: { restricted: boolean; projectIds: readonly string[] }): void {
+  if (actor.projectIds === null) return;
+  if (!grant.restricted) throw new AppError('privilege_escalation', 'you are restricted to projects: you can grant only restricted access');
+  const mine = new Set(actor.projectIds);
+  if (grant.projectIds.some((p) => !mine.has(p))) {
+    throw new AppError('privilege_escalation', 'you can grant access only to projects you are assigned to');
+  }
+}
+
 /** Nobody grants a permission they lack; the owner role is granted only by holders of owners:manage. */
 export function assertCanGrant(actor: OrgAccess, role: RoleKey, granted: PermissionSet): void {
   if (role === 'owner' && !actor.permissions.has('owners:manage')) {

@@ -4,7 +4,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
 import { exec, one, rows } from '../../db/database.js';
-import { accessFrom, assertCanGrant, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
+import { accessFrom, assertCanGrant, assertCanScope, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import { grantedBy, type RoleAssignment } from './members.js';
 
@@ -34,7 +34,8 @@ function parseToken(token: string): { orgId: string; id: string; secret: string 
   if (parts.length !== 3) return null;
   const [orgId, id, secret] = parts as [string, string, string];
   if (!isUuid(orgId) || !isUuid(id) || !/^[A-Za-z0-9_-]{43}$/.test(secret)) return null;
-  return { orgId, id, secret };
+  // Canonical form: the org id is hashed into the audit chain, which reads it back lower-cased.
+  return { orgId: orgId.toLowerCase(), id: id.toLowerCase(), secret };
 }
 
 interface InvRow {
@@ -77,6 +78,7 @@ export function createInvitationService(deps: TenancyDeps) {
           const found = await rows<{ id: string }>(tx, sql`select id from projects where id = any(${projectIds}::uuid[])`);
           if (found.length !== projectIds.length) throw new AppError('not_found', 'no such project');
         }
+        assertCanScope(org, { restricted, projectIds });
         const id = newId();
         const secret = randomToken(32);
         const now = deps.clock.now();
@@ -145,7 +147,9 @@ export function createInvitationService(deps: TenancyDeps) {
         const inviter = await loadMembership(tx, orgId, inv.invited_by);
         if (!inviter) throw new AppError('token_invalid', 'the inviter is no longer a member');
         const granted = await grantedBy(tx, { role: inv.role, customRoleId: inv.custom_role_id });
-        assertCanGrant(accessFrom(orgId, inviter), inv.role, granted);
+        const inviterAccess = accessFrom(orgId, inviter);
+        assertCanGrant(inviterAccess, inv.role, granted);
+        assertCanScope(inviterAccess, { restricted: inv.restricted, projectIds: inv.project_ids });
         const existing = await one(tx, sql`select 1 as x from memberships where org_id = ${orgId} and user_id = ${userId}`);
         if (existing) throw new AppError('conflict', 'already a member');
         await exec(

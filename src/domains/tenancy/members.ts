@@ -3,7 +3,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
-import { assertCanGrant, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
+import { assertCanGrant, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 
 export interface MemberView {
@@ -39,6 +39,15 @@ async function lockTarget(tx: Tx, orgId: string, userId: string): Promise<Target
   );
   if (!t) throw new AppError('not_found');
   return t;
+}
+
+/**
+ * Locks the org's owner rows, in user id order. Every role change, removal and leave takes
+ * these locks before the target's row: two owners acting on each other at once then queue
+ * instead of deadlocking (each holding their target's row while waiting for the other's).
+ */
+async function lockOwners(tx: Tx, orgId: string): Promise<void> {
+  await exec(tx, sql`select user_id from memberships where org_id = ${orgId} and role = 'owner' order by user_id for update`);
 }
 
 /** Locks every owner row, then refuses when `userId` is the only one. */
@@ -95,6 +104,7 @@ export function createMemberService(deps: TenancyDeps) {
     async changeRole(ctx: RequestContext, userId: string, a: RoleAssignment): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
         // Acting on someone needs every permission they hold now, and every one they would get.
         if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
@@ -105,6 +115,13 @@ export function createMemberService(deps: TenancyDeps) {
         assertCanGrant(org, a.role, granted);
         if (target.role === 'owner' && a.role !== 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         const restricted = isRestricted(a.role, a.restricted ?? target.restricted) && a.role !== 'owner';
+        if (org.projectIds !== null) {
+          const assigned = await rows<{ project_id: string }>(
+            tx,
+            sql`select project_id::text from project_access where org_id = ${org.orgId} and user_id = ${userId}`,
+          );
+          assertCanScope(org, { restricted, projectIds: assigned.map((p) => p.project_id) });
+        }
         await exec(
           tx,
           sql`update memberships set role = ${a.role}, custom_role_id = ${a.role === 'custom' ? (a.customRoleId ?? null) : null},
@@ -122,6 +139,7 @@ export function createMemberService(deps: TenancyDeps) {
     async remove(ctx: RequestContext, userId: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
         if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
           throw new AppError('privilege_escalation', 'only owners can remove an owner');
@@ -139,6 +157,7 @@ export function createMemberService(deps: TenancyDeps) {
       if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
       const userId = ctx.actor.userId;
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
         if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
