@@ -148,8 +148,14 @@ export function createInvitationService(deps: TenancyDeps) {
         if (!inviter) throw new AppError('token_invalid', 'the inviter is no longer a member');
         const granted = await grantedBy(tx, { role: inv.role, customRoleId: inv.custom_role_id });
         const inviterAccess = accessFrom(orgId, inviter);
-        assertCanGrant(inviterAccess, inv.role, granted);
-        assertCanScope(inviterAccess, { restricted: inv.restricted, projectIds: inv.project_ids });
+        try {
+          assertCanGrant(inviterAccess, inv.role, granted);
+          assertCanScope(inviterAccess, { restricted: inv.restricted, projectIds: inv.project_ids });
+        } catch (err) {
+          // The invitee did nothing wrong: the invitation itself is no longer good.
+          if (err instanceof AppError) throw new AppError('token_invalid', 'the inviter can no longer grant this access');
+          throw err;
+        }
         const existing = await one(tx, sql`select 1 as x from memberships where org_id = ${orgId} and user_id = ${userId}`);
         if (existing) throw new AppError('conflict', 'already a member');
         await exec(
