@@ -72,6 +72,17 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   }
 }
 
+/**
+ * UUIDs are case-insensitive on input, but downstream code compares them as text (project
+ * scope, the current session) and hashes them into the audit chain, where PostgreSQL hands back
+ * the canonical lower-case form: an upper-case id in a URL would make verification report
+ * tampering. Path ids are therefore lower-cased before anything reads them.
+ */
+function canonicalizeIds(params: Record<string, unknown> | null | undefined): void {
+  if (!params) return;
+  for (const [key, value] of Object.entries(params)) if (isUuid(value)) params[key] = value.toLowerCase();
+}
+
 export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], opts: PipelineOptions): void {
   for (const route of routes) {
     assertRouteComplete(route, `${route.method} ${route.url}`);
@@ -80,6 +91,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       url: route.url,
       config: { route },
       handler: async (request, reply) => {
+        canonicalizeIds(request.params as Record<string, unknown>);
         await authorize(route, request, reply, opts);
         const params = parsePart(route.schema.params, request.params, 'params');
         const query = parsePart(route.schema.query, request.query, 'query');

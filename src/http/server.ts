@@ -60,6 +60,11 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
+    // The router answers a malformed percent-encoding or an over-long path parameter before any
+    // hook or error handler runs, by default as plain JSON echoing the path: answer problem+json.
+    // An over-long parameter cannot name anything, like any other malformed id (404).
+    frameworkErrors: (err, request, reply) =>
+      sendProblem(reply, request, new AppError(err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'not_found' : 'malformed_request')),
   });
 
   app.addHook('onRoute', (route) => {
@@ -79,7 +84,6 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
       org: null,
       audited: [],
     };
-    checkCsrf(request, allowed, opts.sessionCookieName);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -118,6 +122,8 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
     maxAge: 600,
   });
+  // After helmet's and cors' hooks: a refused request still carries the security headers.
+  app.addHook('onRequest', async (request) => checkCsrf(request, allowed, opts.sessionCookieName));
 
   app.setErrorHandler((err, request, reply) => errorHandler(err, request, reply));
   app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new AppError('not_found')));

@@ -5,6 +5,8 @@ export interface SessionInfo {
   id: string;
   createdAt: Date;
   lastSeenAt: Date;
+  /** Longest gap between two uses of the session so far, this request included (org idle policies). */
+  longestIdleSeconds?: number;
 }
 
 export type Actor =

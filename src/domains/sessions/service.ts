@@ -46,6 +46,7 @@ interface Row {
   absolute_expires_at: Date;
   revoked_at: Date | null;
   rotate_pending: boolean;
+  longest_idle_seconds: number;
   ip: string;
   user_agent: string;
 }
@@ -69,11 +70,12 @@ export function createSessionService(deps: SessionDeps) {
     const now = deps.clock.now();
     const created = from?.created_at ?? now;
     const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + deps.absoluteSeconds * 1000);
+    const longestIdle = from?.longest_idle_seconds ?? 0;
     await exec(
       tx,
-      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, ip, user_agent)
+      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
-                  ${absolute.toISOString()}, ${ctx.ip}, ${ctx.userAgent})`,
+                  ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent})`,
     );
     return { cookie: `${secret}.${sign(secret)}`, id };
   }
@@ -92,14 +94,18 @@ export function createSessionService(deps: SessionDeps) {
         const s = await one<Row>(
           tx,
           sql`select s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
-                     s.rotate_pending, s.ip, s.user_agent
+                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent
               from sessions s join users u on u.id = s.user_id where s.token_hash = ${sha256Hex(secret)}`,
         );
         if (!s || s.revoked_at) return null;
         if (now >= s.absolute_expires_at) return null;
         if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
         let rotatedCookie: string | null = null;
-        let session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at };
+        // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
+        // revive a session an org's shorter idle limit has already expired.
+        const gapSeconds = Math.max(0, Math.ceil((now.getTime() - s.last_seen_at.getTime()) / 1000));
+        const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
+        let session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds };
         if (s.rotate_pending) {
           // Privileges changed since this id was issued: swap it for a fresh one. Only the
           // request that wins the update rotates; a concurrent one proceeds on the old id.
@@ -109,12 +115,16 @@ export function createSessionService(deps: SessionDeps) {
                 where id = ${s.id} and revoked_at is null and rotate_pending`,
           );
           if (won === 1) {
-            const fresh = await insert(tx, s.user_id, ctx, s);
+            const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
             rotatedCookie = fresh.cookie;
-            session = { id: fresh.id, createdAt: s.created_at, lastSeenAt: now };
+            session = { id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds };
           }
         } else if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
-          await exec(tx, sql`update sessions set last_seen_at = ${now.toISOString()} where id = ${s.id} and revoked_at is null`);
+          await exec(
+            tx,
+            sql`update sessions set last_seen_at = ${now.toISOString()}, longest_idle_seconds = greatest(longest_idle_seconds, ${gapSeconds}::int)
+                where id = ${s.id} and revoked_at is null`,
+          );
         }
         return { actor: { type: 'user', userId: s.user_id, email: s.email, session }, rotatedCookie };
       });
@@ -123,7 +133,8 @@ export function createSessionService(deps: SessionDeps) {
     /** An org may demand shorter sessions than the deployment: checked when the org is addressed. */
     assertOrgPolicy(session: SessionInfo, policy: OrgPolicy): void {
       const now = deps.clock.now().getTime();
-      if (policy.sessionIdleSeconds && now - session.lastSeenAt.getTime() > policy.sessionIdleSeconds * 1000) {
+      const idleMs = Math.max(now - session.lastSeenAt.getTime(), (session.longestIdleSeconds ?? 0) * 1000);
+      if (policy.sessionIdleSeconds && idleMs > policy.sessionIdleSeconds * 1000) {
         throw new AppError('session_expired');
       }
       if (policy.sessionAbsoluteSeconds && now - session.createdAt.getTime() > policy.sessionAbsoluteSeconds * 1000) {

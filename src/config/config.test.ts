@@ -1,0 +1,187 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cookieSettings } from '../app.js';
+import { ConfigError, loadConfig } from './index.js';
+
+const KEK = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
+const SECRET = Buffer.alloc(32, 9).toString('base64');
+const stateDir = mkdtempSync(join(tmpdir(), 'palisade-config-'));
+afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
+
+/** A complete production environment; each test removes or breaks one piece of it. */
+const prodEnv = (overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> => ({
+  NODE_ENV: 'production',
+  PUBLIC_ORIGIN: 'https://app.example.com',
+  PALISADE_KEKS: KEK,
+  PALISADE_SESSION_SECRET: SECRET,
+  PALISADE_STATE_DIR: stateDir,
+  ...overrides,
+});
+
+const devEnv = (overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> => ({
+  NODE_ENV: 'development',
+  PUBLIC_ORIGIN: 'http://127.0.0.1:3000',
+  PALISADE_KEKS: KEK,
+  PALISADE_SESSION_SECRET: SECRET,
+  PALISADE_STATE_DIR: stateDir,
+  ...overrides,
+});
+
+function refusal(env: Record<string, string | undefined>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('loadConfig accepted the configuration');
+}
+
+describe('loadConfig in production', () => {
+  it('accepts a complete https configuration with secure cookies', () => {
+    const c = loadConfig(prodEnv());
+    expect(c.env).toBe('production');
+    expect(c.publicOrigin).toBe('https://app.example.com');
+    expect(c.allowedOrigins).toEqual(['https://app.example.com']);
+    expect(c.insecureLocalhostCookies).toBe(false);
+    expect(c.generatedDevSecrets).toBe(false);
+    expect(c.keks.map((k) => k.id)).toEqual(['k1']);
+    expect(c.sessionSecret.equals(Buffer.alloc(32, 9))).toBe(true);
+    expect(c.session).toEqual({ idleSeconds: 1800, absoluteSeconds: 28_800, touchIntervalSeconds: 60 });
+    expect(cookieSettings(c)).toEqual({ name: '__Host-palisade_session', secure: true });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('refuses missing PALISADE_KEKS instead of generating a development key', () => {
+    expect(refusal(prodEnv({ PALISADE_KEKS: undefined }))).toMatch(/PALISADE_KEKS/);
+  });
+
+  it('refuses a missing or short session secret', () => {
+    expect(refusal(prodEnv({ PALISADE_SESSION_SECRET: undefined }))).toMatch(/PALISADE_SESSION_SECRET/);
+    expect(refusal(prodEnv({ PALISADE_SESSION_SECRET: Buffer.alloc(31, 1).toString('base64') }))).toMatch(/at least 32 bytes/);
+  });
+
+  it('refuses a plain-http public origin, loopback included', () => {
+    expect(refusal(prodEnv({ PUBLIC_ORIGIN: 'http://app.example.com' }))).toMatch(/https/);
+    expect(refusal(prodEnv({ PUBLIC_ORIGIN: 'http://127.0.0.1:3000' }))).toMatch(/https/);
+  });
+
+  it('refuses the default origin (http://127.0.0.1:PORT) when PUBLIC_ORIGIN is unset', () => {
+    expect(refusal(prodEnv({ PUBLIC_ORIGIN: undefined }))).toMatch(/https PUBLIC_ORIGIN/);
+  });
+
+  it('refuses PALISADE_INSECURE_LOCALHOST_COOKIES=true', () => {
+    expect(refusal(prodEnv({ PALISADE_INSECURE_LOCALHOST_COOKIES: 'true' }))).toMatch(/PALISADE_INSECURE_LOCALHOST_COOKIES/);
+  });
+
+  it('refuses wildcard CORS outside development', () => {
+    expect(refusal(prodEnv({ CORS_ORIGINS: '*' }))).toMatch(/wildcard/);
+    expect(refusal(prodEnv({ CORS_ORIGINS: 'https://a.example.com, *' }))).toMatch(/wildcard/);
+    expect(refusal(devEnv({ NODE_ENV: 'test', CORS_ORIGINS: '*' }))).toMatch(/wildcard/);
+  });
+
+  it('refuses origins with a path and non-http schemes', () => {
+    expect(refusal(prodEnv({ PUBLIC_ORIGIN: 'https://app.example.com/console' }))).toMatch(/no path/);
+    expect(refusal(prodEnv({ CORS_ORIGINS: 'ftp://files.example.com' }))).toMatch(/http\(s\)/);
+    expect(refusal(prodEnv({ CORS_ORIGINS: 'not a url' }))).toMatch(/invalid origin/);
+  });
+
+  it('refuses TRUSTED_PROXIES entries that are not IPs or CIDRs', () => {
+    expect(refusal(prodEnv({ TRUSTED_PROXIES: '10.0.0.1,proxy.internal' }))).toMatch(/proxy\.internal/);
+    expect(refusal(prodEnv({ TRUSTED_PROXIES: '10.0.0.0/33' }))).toMatch(/10\.0\.0\.0\/33/);
+    expect(loadConfig(prodEnv({ TRUSTED_PROXIES: '10.0.0.0/8, 127.0.0.1 ,::1' })).trustedProxies).toEqual(['10.0.0.0/8', '127.0.0.1', '::1']);
+  });
+
+  it('refuses out-of-range numbers and unknown environments', () => {
+    expect(refusal(prodEnv({ SESSION_IDLE_MINUTES: '0' }))).toMatch(/SESSION_IDLE_MINUTES/);
+    expect(refusal(prodEnv({ PORT: '70000' }))).toMatch(/PORT/);
+    expect(refusal(prodEnv({ NODE_ENV: 'staging' }))).toMatch(/NODE_ENV/);
+  });
+});
+
+describe('PALISADE_KEKS entries', () => {
+  const key = (fill: number, bytes = 32) => Buffer.alloc(bytes, fill).toString('base64');
+
+  it.each([
+    ['no separator', key(1)],
+    ['empty id', `:${key(1)}`],
+    ['id with a space', `bad id:${key(1)}`],
+    ['id longer than 32', `${'a'.repeat(33)}:${key(1)}`],
+    ['16-byte key', `k1:${key(1, 16)}`],
+    ['33-byte key', `k1:${key(1, 33)}`],
+    ['empty key', 'k1:'],
+    ['one good, one bad', `k1:${key(1)},k2:${key(2, 31)}`],
+    ['only separators', ' , ,'],
+    ['duplicate id', `k1:${key(1)},k1:${key(2)}`],
+  ])('refuses %s', (_label, spec) => {
+    expect(refusal(prodEnv({ PALISADE_KEKS: spec }))).toMatch(/PALISADE_KEKS/);
+  });
+
+  it('keeps the order: the first entry is the active key', () => {
+    const c = loadConfig(prodEnv({ PALISADE_KEKS: `new:${key(2)}, old:${key(1)}` }));
+    expect(c.keks.map((k) => k.id)).toEqual(['new', 'old']);
+    expect(c.keks[0]?.key.equals(Buffer.alloc(32, 2))).toBe(true);
+  });
+});
+
+describe('session cookie settings', () => {
+  it('development on plain-http loopback drops __Host- and Secure', () => {
+    for (const origin of ['http://127.0.0.1:3000', 'http://localhost:8080', 'http://[::1]:3000']) {
+      const c = loadConfig(devEnv({ PUBLIC_ORIGIN: origin }));
+      expect(c.insecureLocalhostCookies).toBe(true);
+      expect(cookieSettings(c)).toEqual({ name: 'palisade_session', secure: false });
+    }
+  });
+
+  it('development on loopback can opt back into secure cookies', () => {
+    const c = loadConfig(devEnv({ PALISADE_INSECURE_LOCALHOST_COOKIES: 'false' }));
+    expect(cookieSettings(c)).toEqual({ name: '__Host-palisade_session', secure: true });
+  });
+
+  it('development on https or a non-loopback host keeps __Host- and Secure', () => {
+    expect(cookieSettings(loadConfig(devEnv({ PUBLIC_ORIGIN: 'https://dev.example.com' })))).toEqual({ name: '__Host-palisade_session', secure: true });
+    expect(cookieSettings(loadConfig(devEnv({ PUBLIC_ORIGIN: 'http://dev.example.com' })))).toEqual({ name: '__Host-palisade_session', secure: true });
+  });
+
+  it('refuses the insecure opt-in for a non-loopback origin, even in development', () => {
+    expect(refusal(devEnv({ PUBLIC_ORIGIN: 'http://dev.example.com', PALISADE_INSECURE_LOCALHOST_COOKIES: 'true' }))).toMatch(/loopback/);
+    expect(refusal(devEnv({ PUBLIC_ORIGIN: 'https://localhost:3000', PALISADE_INSECURE_LOCALHOST_COOKIES: 'true' }))).toMatch(/loopback/);
+  });
+
+  it('the test harness config (https origin) gets production-like cookies', () => {
+    const c = loadConfig(devEnv({ NODE_ENV: undefined, PALISADE_ENV: 'test', PUBLIC_ORIGIN: 'https://palisade.test' }));
+    expect(c.env).toBe('test');
+    expect(cookieSettings(c)).toEqual({ name: '__Host-palisade_session', secure: true });
+  });
+});
+
+describe('development conveniences', () => {
+  it('allows wildcard CORS and adds the loopback aliases to the allowed origins', () => {
+    const c = loadConfig(devEnv({ CORS_ORIGINS: '*' }));
+    expect(c.corsOrigins).toBe('*');
+    expect([...c.allowedOrigins].sort()).toEqual(['http://127.0.0.1:3000', 'http://[::1]:3000', 'http://localhost:3000']);
+  });
+
+  it('normalizes listed CORS origins and allows them for CSRF too', () => {
+    const c = loadConfig(prodEnv({ CORS_ORIGINS: 'https://Console.Example.com/, https://b.example.com:8443' }));
+    expect(c.corsOrigins).toEqual(['https://console.example.com', 'https://b.example.com:8443']);
+    expect(c.allowedOrigins).toEqual(['https://app.example.com', 'https://console.example.com', 'https://b.example.com:8443']);
+  });
+
+  it('generates development keys once, in the state dir, and reuses them', () => {
+    const dir = join(stateDir, 'generated');
+    const env = devEnv({ PALISADE_KEKS: undefined, PALISADE_SESSION_SECRET: undefined, PALISADE_STATE_DIR: dir });
+    const a = loadConfig(env);
+    const b = loadConfig(env);
+    expect(a.generatedDevSecrets).toBe(true);
+    expect(a.keks[0]?.id).toBe('dev');
+    expect(a.keks[0]?.key.length).toBe(32);
+    expect(a.sessionSecret.length).toBe(32);
+    expect(b.keks[0]?.key.equals(a.keks[0]?.key ?? Buffer.alloc(0))).toBe(true);
+    expect(b.sessionSecret.equals(a.sessionSecret)).toBe(true);
+    const stored = JSON.parse(readFileSync(join(dir, 'dev-secrets.json'), 'utf8')) as { kek: string };
+    expect(Buffer.from(stored.kek, 'base64').equals(a.keks[0]?.key ?? Buffer.alloc(0))).toBe(true);
+  });
+});
