@@ -11,7 +11,7 @@ import type { AnyRoute } from './http/route.js';
 import { createHttpServer } from './http/server.js';
 import { Metrics } from './http/metrics.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
-import { auditRoutes, createAuditReader, createAuditWriter } from './domains/audit/index.js';
+import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
 import { createIdentityService, identityRoutes } from './domains/identity/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
@@ -53,7 +53,8 @@ export async function buildApp(deps: AppDeps) {
   const keyring = new Keyring([...config.keks]);
   const sealer = createSealer(keyring);
   const mail = createOutboxMail(sealer);
-  const audit = createAuditWriter({ db, clock, onError: (err) => logger.error({ err }, 'audit append failed') });
+  const chainKeys = chainKeysFrom(keyring);
+  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed') });
   const sessions = createSessionService({
     db,
     clock,
@@ -136,7 +137,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), { auth, strictAudit }));
   await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), { auth, strictAudit }));
   await app.ready();
-  return { app, routes, services: { sessions, identity, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
+  return { app, routes, services: { chainKeys, sessions, identity, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

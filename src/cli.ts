@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/index.js';
 import { openDatabase } from './db/open.js';
 import { seedDemo } from './demo.js';
-import { createAuditWriter, verifyChain } from './domains/audit/index.js';
+import { chainKeysFrom, createAuditWriter, verifyChain } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { serve } from './main.js';
@@ -42,7 +42,7 @@ export async function runCli(argv: string[]): Promise<number> {
       if (!file) throw new ConfigError('demo needs --json FILE');
       const { db, owner } = await openDatabase(config.database, { migrate: true });
       try {
-        const audit = createAuditWriter({ db, clock: systemClock, onError: () => undefined });
+        const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(new Keyring([...config.keks])), onError: () => undefined });
         const data = await seedDemo(db, audit);
         writeFileSync(file, JSON.stringify(data, null, 2), { mode: 0o600 });
         process.stdout.write(`seeded ${data.orgs.map((o) => o.slug).join(', ')}; logins written to ${file}\n`);
@@ -67,10 +67,11 @@ export async function runCli(argv: string[]): Promise<number> {
           process.stderr.write(`no organization ${slug}\n`);
           return 2;
         }
+        const keys = chainKeysFrom(new Keyring([...config.keks]));
         const targets = slug ? orgs : [{ org_id: SYSTEM_ORG_ID, slug: '(system)' }, ...orgs];
         let failed = 0;
         for (const o of targets) {
-          const report = await verifyChain((text, params) => owner.query(text, params), o.org_id, o.slug);
+          const report = await verifyChain((text, params) => owner.query(text, params), keys, o.org_id, o.slug);
           process.stdout.write(`${report.ok ? 'ok  ' : 'FAIL'} ${o.slug} (${o.org_id}): ${report.events} events\n`);
           for (const p of report.problems) process.stdout.write(`     ${p}\n`);
           if (!report.ok) failed++;

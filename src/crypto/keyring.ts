@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { AppError, InvariantError } from '../kernel/errors.js';
 
 /**
@@ -81,6 +81,24 @@ export class Keyring {
 
   get activeKekId(): string {
     return this.activeKek.id;
+  }
+
+  private readonly macKeys = new Map<string, Buffer>();
+
+  /**
+   * HMAC-SHA256 under a key derived (HKDF) from KEK `kekId` for `purpose`. The database never
+   * holds this key, so a role that can write rows cannot forge what it authenticates.
+   */
+  mac(purpose: string, kekId: string, data: string): string {
+    const cacheKey = `${purpose}/${kekId}`;
+    let key = this.macKeys.get(cacheKey);
+    if (!key) {
+      const kek = this.keks.get(kekId);
+      if (!kek) throw new AppError('token_invalid', `unknown key ${kekId}`);
+      key = Buffer.from(hkdfSync('sha256', kek, Buffer.alloc(0), `palisade:${purpose}`, 32));
+      this.macKeys.set(cacheKey, key);
+    }
+    return createHmac('sha256', key).update(data).digest('hex');
   }
 
   private unwrap(scope: string, w: WrappedKey): Buffer {

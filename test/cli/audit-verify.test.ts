@@ -67,7 +67,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     const lines: string[] = [];
     let failed = 0;
     for (const o of slug ? orgs : [{ org_id: SYSTEM_ORG_ID, slug: '(system)' }, ...orgs]) {
-      const r = await verifyChain((text, params) => h.t.owner.query(text, params), o.org_id, o.slug);
+      const r = await verifyChain((text, params) => h.t.owner.query(text, params), h.built.services.chainKeys, o.org_id, o.slug);
       lines.push(`${r.ok ? 'ok  ' : 'FAIL'} ${o.slug} (${o.org_id}): ${r.events} events`, ...r.problems.map((p) => `     ${p}`));
       if (!r.ok) failed++;
     }
@@ -219,7 +219,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
       const r = await verify();
       expect(r.code).toBe(1);
       expect(acmeProblems(r.out)).toEqual([
-        `event ${seq} (00000000-0000-4000-8000-00000000f0f0, forged) was edited: its hash does not match its content`,
+        `event ${seq} (00000000-0000-4000-8000-00000000f0f0, forged) names an unknown chain key "": forged or the key is missing`,
         `the chain head records ${seq - 1} events but the last present is ${seq}: events were appended outside the audit writer`,
       ]);
       await q('delete from audit_events where org_id = $1 and seq = $2', [acme, seq]);

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { Keyring, newId, randomToken } from '../../src/crypto/index.js';
 import { exec, rows, type Database, type TenantBinding, type Tx } from '../../src/db/database.js';
 import type { OwnerConnection } from '../../src/db/migrate.js';
-import { createAuditWriter, type AuditWriter } from '../../src/domains/audit/index.js';
+import { chainKeysFrom, createAuditWriter, type AuditWriter } from '../../src/domains/audit/index.js';
 import { createSealer } from '../../src/domains/keys/index.js';
 import { insertOrg } from '../../src/domains/tenancy/index.js';
 import { ManualClock } from '../../src/kernel/clock.js';
@@ -31,7 +31,7 @@ export interface SeededTenant {
 }
 
 export function auditWriter(db: Database): AuditWriter {
-  return createAuditWriter({ db, clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
+  return createAuditWriter({ db, keys: chainKeysFrom(new Keyring([{ id: 'k1', key: Buffer.alloc(32, 7) }])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
 }
 
 /**

@@ -83,6 +83,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
       user_agent: UA,
       request_id: expect.stringMatching(/^[A-Za-z0-9_-]{16}$/),
       details: { name: 'Evidence' },
+      key_id: 'k1',
       prev_hash: before?.hash,
       hash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
@@ -92,7 +93,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
       .filter((l) => l.reqId === e.request_id);
     expect(logged).toEqual([expect.objectContaining({ msg: 'request', status: 201, req: { method: 'POST', remoteAddress: '203.0.113.7' } })]);
     // The hash covers every field and the predecessor; the head moved to it.
-    expect(eventHash(e.prev_hash, { ...e, seq: Number(e.seq), at: new Date(e.at).toISOString() })).toBe(e.hash);
+    expect(eventHash(h.built.services.chainKeys, e.prev_hash, { ...e, seq: Number(e.seq), at: new Date(e.at).toISOString() })).toBe(e.hash);
     expect(await head(acme)).toEqual({ seq: (before?.seq ?? 0) + 1, hash: e.hash });
 
     const api = await call(owner, 'GET', `/api/orgs/${acme}/audit?target=${projectId}`);

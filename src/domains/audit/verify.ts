@@ -1,4 +1,4 @@
-import { eventHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
+import { eventHash, GENESIS_HASH, type ChainedEvent, type ChainKeys } from './chain.js';
 
 export type Query = <R>(text: string, params?: unknown[]) => Promise<R[]>;
 
@@ -24,7 +24,7 @@ const BATCH = 5000;
  * matches), deleted (a gap in the sequence or a broken link) or moved (a link that points to
  * the wrong predecessor), and a truncated tail (the head records more than is there).
  */
-export async function verifyChain(query: Query, orgId: string, slug: string | null = null): Promise<ChainReport> {
+export async function verifyChain(query: Query, keys: ChainKeys, orgId: string, slug: string | null = null): Promise<ChainReport> {
   const problems: string[] = [];
   let expectedSeq = 1;
   let prevHash = GENESIS_HASH;
@@ -33,7 +33,7 @@ export async function verifyChain(query: Query, orgId: string, slug: string | nu
   for (;;) {
     const batch = await query<Row>(
       `select org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip,
-              user_agent, request_id, details, prev_hash, hash
+              user_agent, request_id, details, key_id, prev_hash, hash
        from audit_events where org_id = $1 and seq > $2 order by seq limit ${BATCH}`,
       [orgId, after],
     );
@@ -47,8 +47,14 @@ export async function verifyChain(query: Query, orgId: string, slug: string | nu
         problems.push(`event ${seq} (${r.id}, ${r.action}) does not link to its predecessor: deleted or reordered`);
       }
       const at = r.at instanceof Date ? r.at.toISOString() : new Date(r.at).toISOString();
-      const computed = eventHash(r.prev_hash, { ...r, seq, at });
-      if (computed !== r.hash) problems.push(`event ${seq} (${r.id}, ${r.action}) was edited: its hash does not match its content`);
+      let computed: string | null;
+      try {
+        computed = eventHash(keys, r.prev_hash, { ...r, seq, at });
+      } catch {
+        computed = null;
+      }
+      if (computed === null) problems.push(`event ${seq} (${r.id}, ${r.action}) names an unknown chain key "${r.key_id}": forged or the key is missing`);
+      else if (computed !== r.hash) problems.push(`event ${seq} (${r.id}, ${r.action}) was edited: its hash does not match its content`);
       prevHash = r.hash;
       expectedSeq = seq + 1;
     }

@@ -3,7 +3,7 @@ import { newId } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
-import { eventHash, GENESIS_HASH, type ChainedEvent } from './chain.js';
+import { eventHash, GENESIS_HASH, type ChainedEvent, type ChainKeys } from './chain.js';
 
 export type AuditResult = 'success' | 'denied' | 'failure';
 export type AuditDetails = Record<string, string | number | boolean | null | string[]>;
@@ -27,7 +27,7 @@ export interface AuditWriter {
   appendStandalone(orgId: string, ctx: RequestContext, event: AuditEventInput): Promise<void>;
 }
 
-export function createAuditWriter(deps: { db: Database; clock: Clock; onError: (err: unknown) => void }): AuditWriter {
+export function createAuditWriter(deps: { db: Database; clock: Clock; keys: ChainKeys; onError: (err: unknown) => void }): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
     // Serializes appends per org on the head row: the chain has exactly one next position.
     await exec(tx, sql`insert into audit_heads (org_id, seq, hash) values (${orgId}, 0, ${GENESIS_HASH}) on conflict (org_id) do nothing`);
@@ -53,15 +53,16 @@ export function createAuditWriter(deps: { db: Database; clock: Clock; onError: (
       user_agent: ctx.userAgent,
       request_id: ctx.requestId,
       details: input.details ?? {},
+      key_id: deps.keys.activeKeyId,
     };
-    const hash = eventHash(head.hash, event);
+    const hash = eventHash(deps.keys, head.hash, event);
     await exec(
       tx,
       sql`insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
-            result, ip, user_agent, request_id, details, prev_hash, hash)
+            result, ip, user_agent, request_id, details, key_id, prev_hash, hash)
           values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
             ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
-            ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${head.hash}, ${hash})`,
+            ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})`,
     );
     await exec(tx, sql`update audit_heads set seq = ${event.seq}, hash = ${hash} where org_id = ${orgId}`);
     ctx.audited.push(input.action);

@@ -1,0 +1,143 @@
+/**
+ * Operations endpoints: liveness, readiness (and its 503 when the database is gone), the OpenAPI
+ * description generated from the live route table, and Prometheus metrics.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { ENGINES, PG_ADMIN_URL } from '../support/db.js';
+
+interface Operation {
+  'x-palisade-auth': string;
+  'x-palisade-permission': string;
+  'x-palisade-rate-limit': string;
+  'x-palisade-audit': string | null;
+  security: unknown[];
+  parameters: { name: string; in: string; required: boolean }[];
+  requestBody?: unknown;
+  responses: Record<string, unknown>;
+}
+
+interface OpenApiDoc {
+  openapi: string;
+  info: { title: string; version: string };
+  servers: { url: string }[];
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: { Problem: { required: string[] } } };
+}
+
+/** The counter's value for one label set, 0 when it has no sample yet. */
+function sample(metrics: string, labels: string): number {
+  const line = metrics.split('\n').find((l) => l.startsWith(`palisade_http_requests_total{${labels}} `));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+describe.each(ENGINES)('operations endpoints on %s', (engine) => {
+  let h: TestApp;
+  beforeAll(async () => {
+    h = await createTestApp(engine);
+  });
+  afterAll(async () => h?.close());
+
+  it('GET /healthz answers 200 without credentials, with security headers', async () => {
+    const res = await h.built.app.inject({ method: 'GET', url: '/healthz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+  });
+
+  it('GET /readyz answers 200 while the database answers', async () => {
+    const res = await h.built.app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ready', database: engine });
+  });
+
+  it('GET /openapi.json is OpenAPI 3.1 and describes every route with its permission', async () => {
+    const res = await h.built.app.inject({ method: 'GET', url: '/openapi.json' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    const doc = res.json() as OpenApiDoc;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(doc.info.title).toBe('Palisade API');
+    expect(doc.servers).toEqual([{ url: ORIGIN }]);
+    expect(doc.components.schemas.Problem.required).toEqual(['type', 'title', 'status', 'code', 'requestId']);
+
+    const routes = h.built.routes;
+    let operations = 0;
+    for (const ops of Object.values(doc.paths)) operations += Object.keys(ops).length;
+    expect(operations).toBe(routes.length);
+    for (const r of routes) {
+      const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
+      const op = doc.paths[path]?.[r.method.toLowerCase()];
+      const where = `${r.method} ${r.url}`;
+      expect(op, where).toBeDefined();
+      if (!op) continue;
+      expect(op['x-palisade-permission'], where).toBe(r.permission);
+      expect(op['x-palisade-auth'], where).toBe(r.auth.mode);
+      expect(op['x-palisade-rate-limit'], where).toBe(r.rateLimit);
+      expect(op['x-palisade-audit'], where).toBe('action' in r.audit ? r.audit.action : null);
+      expect(op.security, where).toEqual(r.auth.mode === 'public' ? [] : [{ sessionCookie: [] }]);
+      const pathParams = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]);
+      expect(op.parameters.filter((p) => p.in === 'path').map((p) => p.name), where).toEqual(pathParams);
+      expect(Object.keys(op.responses), where).toEqual([String(r.status ?? 200), 'default']);
+      expect(op.requestBody !== undefined, where).toBe(r.schema.body !== undefined);
+    }
+  });
+
+  it('GET /metrics is Prometheus text counting requests by route and status', async () => {
+    const first = await h.built.app.inject({ method: 'GET', url: '/metrics' });
+    expect(first.statusCode).toBe(200);
+    expect(first.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(first.body).toContain('# TYPE palisade_http_requests_total counter');
+    expect(first.body).toContain('# HELP palisade_http_requests_total HTTP requests by route and status');
+    expect(first.body).toContain('# TYPE palisade_http_request_duration_seconds histogram');
+    const ok = 'method="GET",route="/healthz",status="200"';
+    const missing = 'method="GET",route="unmatched",status="404"';
+    const okBefore = sample(first.body, ok);
+    const missingBefore = sample(first.body, missing);
+
+    for (let i = 0; i < 3; i++) expect((await h.built.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    expect((await h.built.app.inject({ method: 'GET', url: '/no/such/route' })).statusCode).toBe(404);
+
+    const after = (await h.built.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(sample(after, ok)).toBe(okBefore + 3);
+    expect(sample(after, missing)).toBe(missingBefore + 1);
+    // Labels are route patterns, never raw urls with ids in them.
+    expect(after).not.toContain('/no/such/route');
+  });
+});
+
+describe.each(ENGINES)('readiness without a database on %s', (engine) => {
+  let h: TestApp;
+  beforeAll(async () => {
+    h = await createTestApp(engine);
+  });
+  afterAll(async () => {
+    await h.built.app.close();
+    await h.t.owner.close();
+    if (h.t.ownerUrl) {
+      // The database handle is already closed: drop the test database directly.
+      const name = new URL(h.t.ownerUrl).pathname.slice(1);
+      const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+      await admin.connect();
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    }
+  });
+
+  it('GET /readyz answers 503 problem+json once the database is closed, while /healthz stays 200', async () => {
+    expect((await h.built.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    await h.t.db.close();
+    const res = await h.built.app.inject({ method: 'GET', url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const body = res.json() as Record<string, unknown>;
+    expect(body).toMatchObject({
+      type: 'https://palisade.dev/problems/unavailable', title: 'Service unavailable', status: 503, code: 'unavailable',
+      detail: 'database unreachable',
+    });
+    expect(body.requestId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect((await h.built.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+  });
+});

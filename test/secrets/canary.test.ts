@@ -1,0 +1,226 @@
+/**
+ * Canary secrets pushed through every credential flow — registration, login, failed login,
+ * password change, password reset, invitations — must never show up in the logs, in a problem
+ * answer, in the audit trail, nor in clear anywhere in the database. Neither may the session
+ * cookies and the reset and invitation tokens those flows hand out.
+ */
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { ENGINES } from '../support/db.js';
+
+const PASSWORD = 'CANARY-pw-7f3a9c1e-long';
+const BAD_PASSWORD = 'CANARY-bad-9d2b';
+const CHANGED_PASSWORD = 'CANARY-changed-4e1b8a77-long';
+const RESET_PASSWORD = 'CANARY-reset-5c2d9f01-long';
+const WEAK_PASSWORD = 'CANARY-w';
+const EMAIL = 'canary.user@example.test';
+
+type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+
+describe.each(ENGINES)('secret canaries on %s', (engine) => {
+  let h: TestApp;
+  /** Every secret the flows used or handed out. */
+  const secrets = new Map<string, string>();
+  /** Bodies of every problem+json answer seen. */
+  const problems: string[] = [];
+  /** Every session cookie value set on a response. */
+  const cookies: string[] = [];
+
+  beforeAll(async () => {
+    h = await createTestApp(engine);
+    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD })) {
+      secrets.set(name, value);
+    }
+  });
+  afterAll(async () => h?.close());
+
+  async function call(method: Method, url: string, opts: { cookie?: string; payload?: unknown } = {}): Promise<LightMyRequestResponse> {
+    const headers: Record<string, string> = { origin: ORIGIN, 'user-agent': 'canary-test' };
+    if (opts.cookie) headers.cookie = opts.cookie;
+    const res = await h.built.app.inject({ method, url, headers, ...(opts.payload !== undefined ? { payload: opts.payload as object } : {}) });
+    if (String(res.headers['content-type'] ?? '').startsWith('application/problem+json')) problems.push(res.body);
+    const set = res.cookies.find((c) => c.name === h.built.cookie.name && c.value);
+    if (set) {
+      cookies.push(set.value);
+      secrets.set(`cookie#${cookies.length}`, set.value);
+      secrets.set(`cookie-secret#${cookies.length}`, set.value.slice(0, 43));
+    }
+    return res;
+  }
+
+  function sessionOf(res: LightMyRequestResponse): string {
+    const set = res.cookies.find((c) => c.name === h.built.cookie.name && c.value);
+    if (!set) throw new Error(`no session cookie on ${res.statusCode} ${res.body}`);
+    return `${h.built.cookie.name}=${set.value}`;
+  }
+
+  async function outbox(to: string): Promise<string[]> {
+    const mails = await h.t.db.withSystem('t', (tx) => h.built.services.mail.read(tx, to));
+    return mails.map((m) => m.body);
+  }
+
+  function expectProblem(res: LightMyRequestResponse, status: number, code: string): void {
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.json()).toMatchObject({ status, code });
+  }
+
+  it('runs every credential flow with canary values', async () => {
+    // Registration (and a weak and a duplicate attempt).
+    expectProblem(await call('POST', '/api/auth/register', {
+      payload: { email: 'weak.canary@example.test', password: WEAK_PASSWORD, name: 'Weak', orgName: 'Weak Org', orgSlug: 'weak-org' },
+    }), 422, 'weak_password');
+    const registered = await call('POST', '/api/auth/register', {
+      payload: { email: EMAIL, password: PASSWORD, name: 'Canary User', orgName: 'Canary Org', orgSlug: 'canary-org' },
+    });
+    expect(registered.statusCode, registered.body).toBe(201);
+    expect(registered.json()).toMatchObject({ user: { email: EMAIL, name: 'Canary User' } });
+    expectProblem(await call('POST', '/api/auth/register', {
+      payload: { email: EMAIL, password: PASSWORD, name: 'Again', orgName: 'Again Org', orgSlug: 'again-org' },
+    }), 409, 'conflict');
+
+    // Login, failed logins (known and unknown email).
+    const loggedIn = await call('POST', '/api/auth/login', { payload: { email: EMAIL, password: PASSWORD } });
+    expect(loggedIn.statusCode, loggedIn.body).toBe(200);
+    let session = sessionOf(loggedIn);
+    expectProblem(await call('POST', '/api/auth/login', { payload: { email: EMAIL, password: BAD_PASSWORD } }), 401, 'invalid_credentials');
+    expectProblem(await call('POST', '/api/auth/login', { payload: { email: 'nobody@example.test', password: BAD_PASSWORD } }), 401, 'invalid_credentials');
+    // Login with the session cookie of the previous login (fixation path) and a garbage one.
+    const relogin = await call('POST', '/api/auth/login', { cookie: session, payload: { email: EMAIL, password: PASSWORD } });
+    expect(relogin.statusCode).toBe(200);
+    session = sessionOf(relogin);
+
+    // Password change: wrong current password, weak new one, then the real change.
+    expectProblem(await call('POST', '/api/me/password', { cookie: session, payload: { currentPassword: BAD_PASSWORD, newPassword: CHANGED_PASSWORD } }),
+      401, 'invalid_credentials');
+    expectProblem(await call('POST', '/api/me/password', { cookie: session, payload: { currentPassword: PASSWORD, newPassword: WEAK_PASSWORD } }),
+      422, 'weak_password');
+    const changed = await call('POST', '/api/me/password', { cookie: session, payload: { currentPassword: PASSWORD, newPassword: CHANGED_PASSWORD } });
+    expect(changed.statusCode, changed.body).toBe(204);
+    session = sessionOf(changed);
+    expect((await call('GET', '/api/me', { cookie: session })).statusCode).toBe(200);
+
+    // Password reset: request (known and unknown email), confirm, replay.
+    expect((await call('POST', '/api/auth/password-reset/request', { payload: { email: EMAIL } })).statusCode).toBe(202);
+    expect((await call('POST', '/api/auth/password-reset/request', { payload: { email: 'nobody@example.test' } })).statusCode).toBe(202);
+    const resetMail = (await outbox(EMAIL)).find((b) => b.includes('pal_pwr_')) ?? '';
+    const resetToken = /pal_pwr_[A-Za-z0-9_-]{43}/.exec(resetMail)?.[0] ?? '';
+    expect(resetToken).toHaveLength(8 + 43);
+    secrets.set('resetToken', resetToken);
+    secrets.set('resetSecret', resetToken.slice(8));
+    expectProblem(await call('POST', '/api/auth/password-reset/confirm', { payload: { token: resetToken, password: WEAK_PASSWORD } }), 422, 'weak_password');
+    const tampered = `${resetToken.slice(0, -1)}${resetToken.endsWith('A') ? 'B' : 'A'}`;
+    expectProblem(await call('POST', '/api/auth/password-reset/confirm', { payload: { token: tampered, password: RESET_PASSWORD } }), 400, 'token_invalid');
+    const confirmed = await call('POST', '/api/auth/password-reset/confirm', { payload: { token: resetToken, password: RESET_PASSWORD } });
+    expect(confirmed.statusCode, confirmed.body).toBe(204);
+    expectProblem(await call('POST', '/api/auth/password-reset/confirm', { payload: { token: resetToken, password: RESET_PASSWORD } }), 400, 'token_invalid');
+    // The reset ended every session.
+    expectProblem(await call('GET', '/api/me', { cookie: session }), 401, 'unauthenticated');
+    session = sessionOf(await call('POST', '/api/auth/login', { payload: { email: EMAIL, password: RESET_PASSWORD } }));
+
+    // Invitation: created by acme's owner, accepted by the canary user.
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const acme = h.orgId('acme');
+    const invited = await call('POST', `/api/orgs/${acme}/invitations`, { cookie: owner, payload: { email: EMAIL, role: 'member' } });
+    expect(invited.statusCode, invited.body).toBe(201);
+    const invitationToken = String((invited.json() as { token: string }).token);
+    expect(invitationToken).toMatch(/^pal_inv_[0-9a-f-]{36}\.[0-9a-f-]{36}\.[A-Za-z0-9_-]{43}$/);
+    const mailed = (await outbox(EMAIL)).find((b) => b.includes('pal_inv_')) ?? '';
+    expect(mailed).toContain(invitationToken);
+    secrets.set('invitationToken', invitationToken);
+    secrets.set('invitationSecret', invitationToken.slice(-43));
+    const forged = `${invitationToken.slice(0, -1)}${invitationToken.endsWith('A') ? 'B' : 'A'}`;
+    expectProblem(await call('POST', '/api/invitations/accept', { cookie: session, payload: { token: forged } }), 400, 'token_invalid');
+    // Someone else holding the token cannot use it.
+    const stranger = await h.cookieFor(h.user('globex', 'viewer').email);
+    expectProblem(await call('POST', '/api/invitations/accept', { cookie: stranger, payload: { token: invitationToken } }), 400, 'token_invalid');
+    const accepted = await call('POST', '/api/invitations/accept', { cookie: session, payload: { token: invitationToken } });
+    expect(accepted.statusCode, accepted.body).toBe(200);
+    expect(accepted.json()).toEqual({ orgId: acme });
+    // Privileges changed: the next request swaps the session id (and refuses the replayed token).
+    const replay = await call('POST', '/api/invitations/accept', { cookie: session, payload: { token: invitationToken } });
+    expectProblem(replay, 400, 'token_invalid');
+    session = sessionOf(replay);
+
+    // Sign out; the old cookie is dead.
+    expect((await call('POST', '/api/auth/logout', { cookie: session })).statusCode).toBe(204);
+    expectProblem(await call('GET', '/api/me', { cookie: session }), 401, 'unauthenticated');
+
+    expect(cookies.length).toBeGreaterThanOrEqual(5);
+    expect(problems.length).toBeGreaterThanOrEqual(12);
+  });
+
+  function leaks(haystack: string): string[] {
+    return [...secrets.entries()].filter(([, v]) => v.length >= 8 && haystack.includes(v)).map(([k]) => k);
+  }
+
+  it('never logs a canary, a cookie or a token', () => {
+    expect(secrets.size).toBeGreaterThanOrEqual(5 + 4 + 2 * 5);
+    const logs = h.logs.join('');
+    expect(logs).toContain('"msg":"request"');
+    expect(leaks(logs)).toEqual([]);
+  });
+
+  it('never echoes a canary, a cookie or a token in a problem answer', () => {
+    expect(problems.length).toBeGreaterThanOrEqual(12);
+    for (const body of problems) expect(leaks(body), body).toEqual([]);
+  });
+
+  it('never writes a canary, a cookie or a token into the audit trail', async () => {
+    const events = await h.t.owner.query<Record<string, unknown>>('select * from audit_events');
+    const actions = new Set(events.map((e) => String(e.action)));
+    for (const a of ['auth.registered', 'auth.login', 'auth.login_failed', 'auth.password_change_failed', 'auth.password_changed',
+      'auth.password_reset_requested', 'auth.password_reset', 'invitation.created', 'invitation.accepted', 'auth.logout']) {
+      expect(actions, a).toContain(a);
+    }
+    expect(leaks(JSON.stringify(events))).toEqual([]);
+  });
+
+  it('keeps no canary, cookie or token in clear anywhere in the database', async () => {
+    const tables = await h.t.owner.query<{ tablename: string }>(
+      `select tablename from pg_tables where schemaname = 'public' order by tablename`,
+    );
+    expect(tables.map((t) => t.tablename)).toEqual(expect.arrayContaining(['users', 'sessions', 'password_resets', 'invitations', 'mail_outbox']));
+    for (const { tablename } of tables) {
+      const rows = await h.t.owner.query<Record<string, unknown>>(`select * from "${tablename}"`);
+      expect(leaks(JSON.stringify(rows)), tablename).toEqual([]);
+    }
+  });
+
+  it('answers an unhandled error with the request id only, and logs it for the operator', async () => {
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const url = `/api/orgs/${h.orgId('acme')}/projects`;
+    const marker = 'INTERNAL-detail-5b1e0c77';
+    const spy = vi.spyOn(h.built.services.projects, 'create').mockRejectedValueOnce(new Error(`driver failed near ${marker}`));
+    const res = await call('POST', url, { cookie: owner, payload: { name: 'Boom' } });
+    spy.mockRestore();
+    expect(res.statusCode).toBe(500);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const body = res.json() as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(['code', 'requestId', 'status', 'title', 'type']);
+    expect(body).toMatchObject({ type: 'https://palisade.dev/problems/internal', title: 'Internal error', status: 500, code: 'internal' });
+    expect(body.requestId).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(res.body).not.toContain(marker);
+    expect(res.body).not.toContain('driver failed');
+    const line = h.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.reqId === body.requestId && l.msg === 'unhandled error');
+    expect(line, 'the operator finds the error by its request id').toBeDefined();
+    expect(JSON.stringify(line)).toContain(marker);
+    // The service works again once the fault is gone.
+    expect((await call('POST', url, { cookie: owner, payload: { name: 'After' } })).statusCode).toBe(201);
+  });
+
+  it('answers a mutation that skipped its audit event with a 500 showing only the request id', async () => {
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const url = `/api/orgs/${h.orgId('acme')}/projects`;
+    const spy = vi.spyOn(h.built.services.projects, 'create').mockResolvedValueOnce({ id: '00000000-0000-4000-8000-000000000001', name: 'Ghost', createdAt: new Date(0).toISOString() });
+    const res = await call('POST', url, { cookie: owner, payload: { name: 'Ghost' } });
+    spy.mockRestore();
+    expect(res.statusCode).toBe(500);
+    const body = res.json() as Record<string, unknown>;
+    expect(Object.keys(body).sort()).toEqual(['code', 'requestId', 'status', 'title', 'type']);
+    expect(body.code).toBe('internal');
+    expect(res.body).not.toContain('audit');
+    expect(res.body).not.toContain('Ghost');
+  });
+});
