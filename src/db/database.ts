@@ -1,11 +1,12 @@
-import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { InvariantError } from '../kernel/errors.js';
 import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
 
 // The schema is reached through parameterised `sql` templates, not a generated table type.
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export type Schema = {};
-export type Tx = Transaction<Schema>;
+/** An executor bound to one connection inside one transaction (or, for readGlobal, autocommit). */
+export type Tx = Kysely<Schema>;
 
 /**
  * What a transaction is bound to. `orgId` scopes every tenant table through RLS; `userId`
@@ -27,6 +28,11 @@ export interface Database {
   withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T>;
   /** Global tables (users, sessions) with no tenant bound; `reason` documents why. */
   withSystem<T>(reason: string, fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Single reads of global tables outside a transaction (one round trip): nothing is bound, so
+   * RLS shows no tenant row. On the embedded engine this is withSystem (it needs SET LOCAL ROLE).
+   */
+  readGlobal<T>(reason: string, fn: (db: Tx) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -61,12 +67,41 @@ export class KyselyDatabase implements Database {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(runtimeRole)) throw new InvariantError('bad runtime role name');
   }
 
-  private async bind(tx: Tx, org: string, user: string, scope: string): Promise<void> {
-    // The embedded engine has one (superuser) connection: drop to the runtime role for this
-    // transaction only. On PostgreSQL the pool already connects as the runtime role.
-    if (this.engine === 'pglite') await sql`set local role ${sql.id(this.runtimeRole)}`.execute(tx);
-    await sql`select set_config('palisade.org_id', ${org}, true), set_config('palisade.user_id', ${user}, true),
-      set_config('palisade.project_ids', ${scope}, true)`.execute(tx);
+  /**
+   * One transaction on the runtime role with the binding set transaction-locally. On
+   * PostgreSQL, BEGIN and the three set_config calls travel as one simple-protocol message
+   * (the values are validated uuids, lists of uuids, '*' or '', so inlining them is safe): a
+   * read costs three round trips (begin+bind, query, commit) instead of four.
+   */
+  private run<T>(org: string, user: string, scope: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.engine === 'pglite') {
+      return this.kysely.transaction().execute(async (tx) => {
+        // One superuser connection: drop to the runtime role for this transaction only.
+        await sql`set local role ${sql.id(this.runtimeRole)}`.execute(tx);
+        await sql`select set_config('palisade.org_id', ${org}, true), set_config('palisade.user_id', ${user}, true),
+          set_config('palisade.project_ids', ${scope}, true)`.execute(tx);
+        return fn(tx);
+      });
+    }
+    for (const v of [org, user]) if (v !== '' && !isUuid(v)) throw new InvariantError('binding values must be uuids');
+    if (!/^(\*|[0-9a-fA-F,-]*)$/.test(scope)) throw new InvariantError('bad project scope');
+    return this.kysely.connection().execute(async (conn) => {
+      await sql
+        .raw(
+          `begin; select set_config('palisade.org_id', '${org}', true), set_config('palisade.user_id', '${user}', true), ` +
+            `set_config('palisade.project_ids', '${scope}', true)`,
+        )
+        .execute(conn);
+      let result: T;
+      try {
+        result = await fn(conn);
+      } catch (err) {
+        await sql.raw('rollback').execute(conn).catch(() => undefined);
+        throw err;
+      }
+      await sql.raw('commit').execute(conn);
+      return result;
+    });
   }
 
   withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -74,18 +109,18 @@ export class KyselyDatabase implements Database {
     if (binding.userId && !isUuid(binding.userId)) throw new InvariantError('withTenant needs a uuid userId');
     if (binding.orgId === null && !binding.userId) throw new InvariantError('withTenant needs an org or a user');
     const scope = scopeValue(binding.projectIds);
-    return this.kysely.transaction().execute(async (tx) => {
-      await this.bind(tx, binding.orgId ?? '', binding.userId ?? '', binding.orgId ? scope : '');
-      return fn(tx);
-    });
+    return this.run(binding.orgId ?? '', binding.userId ?? '', binding.orgId ? scope : '', fn);
   }
 
   withSystem<T>(reason: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (!reason) throw new InvariantError('withSystem needs a reason');
-    return this.kysely.transaction().execute(async (tx) => {
-      await this.bind(tx, '', '', '');
-      return fn(tx);
-    });
+    return this.run('', '', '', fn);
+  }
+
+  readGlobal<T>(reason: string, fn: (db: Tx) => Promise<T>): Promise<T> {
+    if (!reason) throw new InvariantError('readGlobal needs a reason');
+    if (this.engine === 'pglite') return this.withSystem(reason, fn);
+    return fn(this.kysely);
   }
 
   async ping(): Promise<void> {

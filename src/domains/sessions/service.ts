@@ -90,44 +90,48 @@ export function createSessionService(deps: SessionDeps) {
       const secret = parseCookie(cookieValue);
       if (!secret) return null;
       const now = deps.clock.now();
-      return deps.db.withSystem('session verification', async (tx) => {
-        const s = await one<Row>(
-          tx,
+      // The common case is one autocommit read; only a rotation or a due touch writes.
+      const s = await deps.db.readGlobal('session verification', (db) =>
+        one<Row>(
+          db,
           sql`select s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
                      s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent
               from sessions s join users u on u.id = s.user_id where s.token_hash = ${sha256Hex(secret)}`,
-        );
-        if (!s || s.revoked_at) return null;
-        if (now >= s.absolute_expires_at) return null;
-        if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
-        let rotatedCookie: string | null = null;
-        // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
-        // revive a session an org's shorter idle limit has already expired.
-        const gapSeconds = Math.max(0, Math.ceil((now.getTime() - s.last_seen_at.getTime()) / 1000));
-        const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
-        let session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds };
-        if (s.rotate_pending) {
-          // Privileges changed since this id was issued: swap it for a fresh one. Only the
-          // request that wins the update rotates; a concurrent one proceeds on the old id.
+        ),
+      );
+      if (!s || s.revoked_at) return null;
+      if (now >= s.absolute_expires_at) return null;
+      if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
+      // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
+      // revive a session an org's shorter idle limit has already expired.
+      const gapSeconds = Math.max(0, Math.ceil((now.getTime() - s.last_seen_at.getTime()) / 1000));
+      const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
+      const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds };
+      const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, email: s.email, session: info });
+      if (s.rotate_pending) {
+        // Privileges changed since this id was issued: swap it for a fresh one. Only the
+        // request that wins the update rotates; a concurrent one proceeds on the old id.
+        return deps.db.withSystem('session rotation', async (tx) => {
           const won = await exec(
             tx,
             sql`update sessions set revoked_at = ${now.toISOString()}, revoked_reason = 'rotated'
                 where id = ${s.id} and revoked_at is null and rotate_pending`,
           );
-          if (won === 1) {
-            const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
-            rotatedCookie = fresh.cookie;
-            session = { id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds };
-          }
-        } else if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
-          await exec(
+          if (won !== 1) return { actor: actor(session), rotatedCookie: null };
+          const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
+          return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds }), rotatedCookie: fresh.cookie };
+        });
+      }
+      if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
+        await deps.db.withSystem('session touch', (tx) =>
+          exec(
             tx,
             sql`update sessions set last_seen_at = ${now.toISOString()}, longest_idle_seconds = greatest(longest_idle_seconds, ${gapSeconds}::int)
                 where id = ${s.id} and revoked_at is null`,
-          );
-        }
-        return { actor: { type: 'user', userId: s.user_id, email: s.email, session }, rotatedCookie };
-      });
+          ),
+        );
+      }
+      return { actor: actor(session), rotatedCookie: null };
     },
 
     /** An org may demand shorter sessions than the deployment: checked when the org is addressed. */
