@@ -1,0 +1,43 @@
+/** Shared bench settings; every figure the bench prints is relative to a baseline measured in the same run. */
+export const BENCH = {
+  adminUrl: process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  dbName: process.env.BENCH_DB ?? 'palisade_bench',
+  rows: Number(process.env.BENCH_ROWS ?? 1_000_000),
+  tenants: 100,
+  projectsPerTenant: 5,
+  usersPerTenant: 2,
+  seconds: Number(process.env.BENCH_SECONDS ?? 8),
+  warmupSeconds: Number(process.env.BENCH_WARMUP ?? 3),
+  rounds: Number(process.env.BENCH_ROUNDS ?? 3),
+  connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
+  poolSize: Number(process.env.BENCH_POOL ?? 20),
+  auditEvents: Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000),
+  password: 'bench-password-not-secret-42',
+  kek: `bench:${Buffer.alloc(32, 3).toString('base64')}`,
+  sessionSecret: Buffer.alloc(32, 5).toString('base64'),
+  runtimeRole: 'palisade_bench_app',
+};
+
+export function dbUrl(user = 'postgres', db = BENCH.dbName): string {
+  const u = new URL(BENCH.adminUrl);
+  u.pathname = `/${db}`;
+  u.username = user;
+  return u.toString();
+}
+
+/** The environment the real server runs with: production mode, the bench database. */
+export function palisadeEnv(port: number): Record<string, string> {
+  return {
+    PALISADE_ENV: 'production',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_ORIGIN: 'https://bench.palisade.test',
+    DATABASE_URL: dbUrl(),
+    PALISADE_DB_RUNTIME_ROLE: BENCH.runtimeRole,
+    PALISADE_DB_POOL_SIZE: String(BENCH.poolSize),
+    PALISADE_KEKS: BENCH.kek,
+    PALISADE_SESSION_SECRET: BENCH.sessionSecret,
+    PALISADE_STATE_DIR: '/tmp/palisade-bench-state',
+    LOG_LEVEL: 'warn',
+  };
+}

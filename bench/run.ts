@@ -1,0 +1,147 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openDatabase } from '../src/db/open.js';
+import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
+import { systemContext } from '../src/kernel/context.js';
+import { systemClock } from '../src/kernel/clock.js';
+import { createSessionService } from '../src/domains/sessions/index.js';
+import { ensureDataset, type BenchUser } from './lib/dataset.js';
+import { BENCH, dbUrl, palisadeEnv } from './lib/env.js';
+import { median, runLoad, type LoadResult, type Target } from './lib/load.js';
+import { chainVerification, mutation, permissionChecks } from './lib/micro.js';
+import { runToExit, startServer, type Server } from './lib/procs.js';
+
+/**
+ * npm run bench: bare Fastify, Palisade, Palisade with an API key (when keys exist) and
+ * Better Auth (with and without its cookie cache), same PostgreSQL and data set, one run;
+ * then the in-process figures. Prints medians over rounds run in alternating order.
+ */
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+async function palisadeSessions(users: BenchUser[]): Promise<Target[]> {
+  const { db, owner } = await openDatabase(
+    { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 4 },
+    { migrate: false },
+  );
+  const sessions = createSessionService({
+    db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+  });
+  const targets: Target[] = [];
+  for (const u of users) {
+    const s = await db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => sessions.issue(tx, u.userId, systemContext('bench')));
+    targets.push({ path: `/api/orgs/${u.orgId}/projects/${u.projectId}/assets?limit=20`, headers: { cookie: `__Host-palisade_session=${s.cookie}` }, project: u.projectId });
+  }
+  await db.close();
+  await owner.close();
+  return targets;
+}
+
+async function betterAuthSessions(users: BenchUser[]): Promise<Target[]> {
+  const c = new pg.Client({ connectionString: dbUrl() });
+  await c.connect();
+  await c.query('drop schema if exists better_auth cascade');
+  await c.query('create schema better_auth');
+  await c.end();
+  const file = join(mkdtempSync(join(tmpdir(), 'ba-')), 'cookies.json');
+  await runToExit('better-auth.ts', { PORT: '0', BA_SEED: file, BA_TARGETS: JSON.stringify(users.map((u) => ({ email: u.email, orgId: u.orgId }))) });
+  const cookies = JSON.parse(readFileSync(file, 'utf8')) as { email: string; cookie: string }[];
+  const byEmail = new Map(cookies.map((c2) => [c2.email, c2.cookie]));
+  return users.map((u) => ({ path: `/ba/${u.projectId}/assets`, headers: { cookie: byEmail.get(u.email) ?? '' }, project: u.projectId }));
+}
+
+function fmt(n: number, d = 0): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+}
+
+async function main(): Promise<void> {
+  log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
+  const users = await ensureDataset(log);
+  log(`${users.length} distinct sessions per contender; ${BENCH.connections} connections; ${BENCH.rounds} rounds × ${BENCH.seconds}s (warm-up ${BENCH.warmupSeconds}s)`);
+  const bareTargets: Target[] = users.map((u) => ({ path: `/bare/${u.orgId}/${u.projectId}/assets`, headers: {}, project: u.projectId }));
+  const palTargets = await palisadeSessions(users);
+  log('seeding Better Auth accounts (its sign-up, organization plugin)');
+  const baTargets = await betterAuthSessions(users);
+
+  const servers: Record<string, Server> = {
+    bare: await startServer('bare', 'bare.ts', 4101, {}),
+    palisade: await startServer('palisade', 'palisade.ts', 4102, palisadeEnv(4102)),
+    'better-auth': await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' }),
+    'better-auth-cache': await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' }),
+  };
+  const targets: Record<string, Target[]> = { bare: bareTargets, palisade: palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets };
+  const names = Object.keys(servers);
+  const results: Record<string, LoadResult[]> = Object.fromEntries(names.map((n) => [n, []]));
+  let leaks = 0;
+  try {
+    for (const n of names) await runLoad((servers[n] as Server).base, targets[n] as Target[], { seconds: BENCH.warmupSeconds, connections: BENCH.connections });
+    for (let round = 0; round < BENCH.rounds; round++) {
+      const order = names.map((_, i) => names[(i + round) % names.length] as string);
+      for (const n of order) {
+        const r = await runLoad((servers[n] as Server).base, targets[n] as Target[], { seconds: BENCH.seconds, connections: BENCH.connections });
+        results[n]?.push(r);
+        leaks += r.leaks;
+        log(`  round ${round + 1} ${n.padEnd(18)} ${fmt(r.rps)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  non-2xx ${r.non2xx}  leaks ${r.leaks}/${r.checked}`);
+      }
+    }
+    const med = (n: string, k: keyof LoadResult) => median((results[n] ?? []).map((r) => r[k] as number));
+    const bareRps = med('bare', 'rps');
+    log('\n| route | req/s | p50 ms | p99 ms | p99.9 ms | × bare | non-2xx |');
+    log('|---|---:|---:|---:|---:|---:|---:|');
+    for (const n of names) {
+      log(`| ${n} | ${fmt(med(n, 'rps'))} | ${fmt(med(n, 'p50'), 1)} | ${fmt(med(n, 'p99'), 1)} | ${fmt(med(n, 'p999'), 1)} | ${fmt(med(n, 'rps') / bareRps, 2)} | ${(results[n] ?? []).reduce((a, r) => a + r.non2xx, 0)} |`);
+    }
+    log('| palisade-key | skipped: API keys do not exist yet (issue #5) | | | | | |');
+    log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} ×; palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×`);
+
+    const half = Math.max(1, Math.round(bareRps / 2));
+    const halfBare = await runLoad(servers.bare!.base, bareTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
+    const halfPal = await runLoad(servers.palisade!.base, palTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
+    leaks += halfBare.leaks + halfPal.leaks;
+    log(`\nhalf load (${fmt(half)} req/s): bare p99 ${halfBare.p99} ms, palisade p99 ${halfPal.p99} ms (+${fmt(halfPal.p99 - halfBare.p99, 1)} ms; target ≤ +1.5 ms)`);
+
+    // Protected reads at half load while argon2 logins saturate their pool.
+    const loginTargets: Target[] = users.map((u) => ({ path: '/api/auth/login', headers: { origin: 'https://bench.palisade.test' }, project: u.projectId }));
+    const flood = runLoad(servers.palisade!.base, loginTargets, {
+      seconds: BENCH.seconds + 2, connections: 16, method: 'POST', check: false,
+      body: (i) => JSON.stringify({ email: users[i % users.length]?.email, password: BENCH.password }),
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const underFlood = await runLoad(servers.palisade!.base, palTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
+    const floodResult = await flood;
+    leaks += underFlood.leaks;
+    log(`login flood (${fmt(floodResult.rps)} logins/s): protected-read p99 ${underFlood.p99} ms vs idle ${halfPal.p99} ms = ${fmt(underFlood.p99 / Math.max(halfPal.p99, 0.001), 2)} × (target ≤ 2 ×)`);
+  } finally {
+    for (const s of Object.values(servers)) await s.stop();
+  }
+
+  const perms = permissionChecks();
+  log(`\npermission checks: ${fmt(perms / 1e6, 1)} M/s (target ≥ 5 M/s)`);
+  const { db, owner } = await openDatabase(
+    { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 16 },
+    { migrate: false },
+  );
+  try {
+    const m = await mutation(db, users, BENCH.seconds);
+    log(`mutation (2 sealed fields + chained audit): ${fmt(m.secured)} ops/s vs plain insert ${fmt(m.plain)} ops/s = ${fmt(m.secured / m.plain, 2)} × (target ≥ 0.6 ×)`);
+  } finally {
+    await db.close();
+    await owner.close();
+  }
+  const chain = await chainVerification(log);
+  log(`audit chain verification: ${fmt(chain.events)} events at ${fmt(chain.perSecond)} events/s, ${chain.ok ? 'intact' : 'BROKEN'} (target ≥ 500k/s)`);
+  if (leaks > 0) {
+    log(`\nFAIL: ${leaks} responses carried another tenant's rows`);
+    process.exit(1);
+  }
+  log('\nno tenant leak in any checked response');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);
