@@ -116,7 +116,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     throw new ConfigError(`invalid configuration: ${fields}`);
   }
   const e = parsed.data;
-  const env: Env = e.PALISADE_ENV ?? e.NODE_ENV ?? 'development';
+  // Either variable saying production means production: one cannot switch the other's checks off.
+  const env: Env = e.PALISADE_ENV === 'production' || e.NODE_ENV === 'production' ? 'production' : (e.PALISADE_ENV ?? e.NODE_ENV ?? 'development');
   const prod = env === 'production';
   const stateDir = resolve(e.PALISADE_STATE_DIR);
 

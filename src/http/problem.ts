@@ -78,6 +78,10 @@ function fromPostgres(err: unknown): AppError | null {
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return null;
   if (code === '23505') return new AppError('conflict');
+  // A row-level security WITH CHECK refusal: the policy is the backstop of a check that should
+  // have answered first, and it answers the same way.
+  if (code === '42501') return new AppError('forbidden');
+  if (code === '40P01' || code === '40001') return new AppError('unavailable', 'a concurrent change conflicted; retry');
   if (code === '23503') return new AppError('not_found');
   if (code.startsWith('23')) return new AppError('validation_failed');
   if (code.startsWith('22')) return new AppError('malformed_request');

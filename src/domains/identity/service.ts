@@ -36,9 +36,9 @@ export function createIdentityService(deps: IdentityDeps) {
   const system = { orgId: SYSTEM_ORG_ID };
 
   async function findByEmail(tx: Tx, email: string) {
-    return one<{ id: string; email: string; name: string; password_hash: string | null }>(
+    return one<{ id: string; email: string; name: string; password_hash: string | null; session_epoch: number }>(
       tx,
-      sql`select id, email, name, password_hash from users where lower(email) = lower(${email})`,
+      sql`select id, email, name, password_hash, session_epoch from users where lower(email) = lower(${email})`,
     );
   }
 
@@ -88,7 +88,8 @@ export function createIdentityService(deps: IdentityDeps) {
      * Same error and similar cost whether the email is unknown or the password wrong: an
      * unknown email still pays for one argon2 verification.
      */
-    async verifyCredentials(ctx: RequestContext, email: string, password: string): Promise<UserView> {
+    /** The user and the session epoch their password was checked under (see sessions.issue). */
+    async verifyCredentials(ctx: RequestContext, email: string, password: string): Promise<UserView & { sessionEpoch: number }> {
       const user = await deps.db.withSystem('login lookup', (tx) => findByEmail(tx, email));
       const ok = user?.password_hash ? await verifyPassword(user.password_hash, password) : await verifyPassword(await dummyHash(), password).then(() => false);
       if (!user || !ok) {
@@ -96,12 +97,14 @@ export function createIdentityService(deps: IdentityDeps) {
           action: 'auth.login_failed',
           result: 'failure',
           target: user ? { type: 'user', id: user.id } : undefined,
-          details: { email: email.slice(0, 254), reason: user ? 'bad_password' : 'unknown_email' },
+          // Only something shaped like an address is kept: a password typed into the email
+          // field must not become a permanent audit record.
+          details: { email: /^[^\s@]{1,64}@[^\s@]{1,253}$/.test(email) ? email.slice(0, 254) : '(not an email address)', reason: user ? 'bad_password' : 'unknown_email' },
           actor: { type: 'anonymous', id: null },
         });
         throw new AppError('invalid_credentials');
       }
-      return { id: user.id, email: user.email, name: user.name };
+      return { id: user.id, email: user.email, name: user.name, sessionEpoch: user.session_epoch };
     },
 
     async getUser(userId: string): Promise<UserView> {

@@ -9,7 +9,7 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { one, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService } from '../identity/index.js';
-import { assertCanGrant, bindingOf, permissionsOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
+import { assertCanActOn, assertCanGrant, bindingOf, permissionsOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
 import type { SessionService } from './service.js';
 
 export interface CookieSettings {
@@ -43,12 +43,12 @@ export function sessionRoutes(d: {
 }): AnyRoute[] {
   const tags = ['auth'];
 
-  async function startSession(ctx: RequestContext, reply: FastifyReply, userId: string, action: string, previousCookie?: string) {
+  async function startSession(ctx: RequestContext, reply: FastifyReply, userId: string, action: string, previousCookie?: string, epoch?: number) {
     // Login never keeps an id the client brought (fixation): the old one is revoked.
     const previous = previousCookie ? await d.sessions.verify(previousCookie, ctx).catch(() => null) : null;
     const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
       if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
-      const s = await d.sessions.issue(tx, userId, ctx);
+      const s = await d.sessions.issue(tx, userId, ctx, undefined, epoch);
       await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
         action,
         target: { type: 'session', id: s.id },
@@ -82,8 +82,8 @@ export function sessionRoutes(d: {
       handler: async ({ ctx, body, reply, }) => {
         const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
-        await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name]);
-        return { user, orgs: await d.orgs.listMine(user.id) };
+        await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name], user.sessionEpoch);
+        return { user: { id: user.id, email: user.email, name: user.name }, orgs: await d.orgs.listMine(user.id) };
       },
     }),
     defineRoute({
@@ -147,6 +147,7 @@ export function sessionRoutes(d: {
       schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
+        await assertCanActOn(d.db, org, params.userId);
         const revoked = await d.db.withTenant(bindingOf(ctx), async (tx) => {
           const m = await one<{ role: RoleKey; permissions: string[] | null }>(
             tx,

@@ -47,6 +47,8 @@ interface Row {
   revoked_at: Date | null;
   rotate_pending: boolean;
   longest_idle_seconds: number;
+  epoch: number;
+  user_epoch?: number;
   ip: string;
   user_agent: string;
 }
@@ -64,19 +66,29 @@ export function createSessionService(deps: SessionDeps) {
     return secret;
   }
 
-  async function insert(tx: Tx, userId: string, ctx: RequestContext, from?: Row): Promise<{ cookie: string; id: string }> {
+  /**
+   * Inserts a session carrying the user's session epoch: `epoch` when the caller read it
+   * before checking a credential (login), else the current one. A session whose epoch is
+   * stale (a reset or revocation happened meanwhile) is never valid.
+   */
+  async function insert(tx: Tx, userId: string, ctx: RequestContext, from?: Row, epoch?: number): Promise<{ cookie: string; id: string }> {
     const secret = randomToken(32);
     const id = newId();
     const now = deps.clock.now();
     const created = from?.created_at ?? now;
     const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + deps.absoluteSeconds * 1000);
     const longestIdle = from?.longest_idle_seconds ?? 0;
+    if (epoch !== undefined) {
+      // The credential was checked against this epoch: a reset or revocation since then wins.
+      const current = await one<{ session_epoch: number }>(tx, sql`select session_epoch from users where id = ${userId} for share`);
+      if (!current || current.session_epoch !== epoch) throw new AppError('invalid_credentials');
+    }
     await exec(
       tx,
-      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent)
+      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
-                  ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent})`,
-    );
+                  ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent},
+                  coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})))`);
     return { cookie: `${secret}.${sign(secret)}`, id };
   }
 
@@ -95,11 +107,11 @@ export function createSessionService(deps: SessionDeps) {
         one<Row>(
           db,
           sql`select s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
-                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent
+                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch
               from sessions s join users u on u.id = s.user_id where s.token_hash = ${sha256Hex(secret)}`,
         ),
       );
-      if (!s || s.revoked_at) return null;
+      if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
       if (now >= s.absolute_expires_at) return null;
       if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
       // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
@@ -155,7 +167,16 @@ export function createSessionService(deps: SessionDeps) {
       return n === 1;
     },
 
+    /**
+     * Ends every session of the user (but `keep`): revokes the rows and bumps the user's epoch,
+     * so that a session being issued or rotated concurrently is born dead.
+     */
     async revokeAll(tx: Tx, userId: string, reason: string, keep?: string): Promise<number> {
+      const bumped = await one<{ session_epoch: number }>(
+        tx,
+        sql`update users set session_epoch = session_epoch + 1 where id = ${userId} returning session_epoch`,
+      );
+      if (keep && bumped) await exec(tx, sql`update sessions set epoch = ${bumped.session_epoch} where id = ${keep} and user_id = ${userId}`);
       return exec(
         tx,
         sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = ${reason}

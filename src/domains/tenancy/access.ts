@@ -70,7 +70,8 @@ export async function resolveAccess(
   orgId: string,
   userId: string,
 ): Promise<{ access: OrgAccess; policy: OrgPolicy } | null> {
-  const m = await db.withTenant({ orgId, userId }, (tx) => loadMembership(tx, orgId, userId));
+  // Resolution reads every assignment of the member (the scope it computes is not bound yet).
+  const m = await db.withTenant({ orgId, userId, projectIds: null }, (tx) => loadMembership(tx, orgId, userId));
   if (!m) return null;
   return {
     access: accessFrom(orgId, m),
@@ -89,6 +90,21 @@ export function assertCanScope(actor: OrgAccess, grant: { restricted: boolean; p
   const mine = new Set(actor.projectIds);
   if (grant.projectIds.some((p) => !mine.has(p))) {
     throw new AppError('privilege_escalation', 'you can grant access only to projects you are assigned to');
+  }
+}
+
+/**
+ * A member restricted to projects acts only on members restricted within those projects: not
+ * on unrestricted members (demote, remove, sign out, re-scope), not on members of projects they
+ * cannot see. The target's scope is read in full, outside the actor's own binding.
+ */
+export async function assertCanActOn(db: Database, actor: OrgAccess, userId: string): Promise<void> {
+  if (actor.projectIds === null) return;
+  const target = await resolveAccess(db, actor.orgId, userId);
+  if (!target) return; // not a member: the caller answers 404
+  const mine = new Set(actor.projectIds);
+  if (target.access.projectIds === null || target.access.projectIds.some((p) => !mine.has(p))) {
+    throw new AppError('privilege_escalation', 'you are restricted to projects: you can act only on members restricted within them');
   }
 }
 

@@ -9,6 +9,9 @@ export interface TenancyDeps {
   clock: Clock;
   mail: MailPort;
   publicOrigin: string;
-  /** A member's privileges changed: their sessions must rotate (wired to the sessions domain). */
+  /**
+   * A member's privileges changed: their sessions must rotate (wired to the sessions domain).
+   * Lock order everywhere: sessions before the audit head, so call this before audit.append.
+   */
   onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
 }

@@ -170,13 +170,13 @@ export function createInvitationService(deps: TenancyDeps) {
           );
         }
         await exec(tx, sql`update invitations set accepted_at = now(), accepted_by = ${userId} where org_id = ${orgId} and id = ${inv.id}`);
+        await deps.onPrivilegeChange(tx, userId);
         await deps.audit.append(tx, orgId, ctx, {
           action: 'invitation.accepted',
           target: { type: 'invitation', id: inv.id },
           details: { role: inv.role },
           actor: { type: 'user', id: userId, role: inv.role },
         });
-        await deps.onPrivilegeChange(tx, userId);
       });
       return { orgId };
     },

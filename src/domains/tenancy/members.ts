@@ -3,7 +3,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
-import { assertCanGrant, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
+import { assertCanActOn, assertCanGrant, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 
 export interface MemberView {
@@ -95,6 +95,7 @@ export function createMemberService(deps: TenancyDeps) {
           role: m.role,
           customRoleId: m.custom_role_id,
           restricted: isRestricted(m.role, m.restricted),
+          // RLS on project_access already hides assignments outside a restricted caller's scope.
           projectIds: m.project_ids ?? [],
           joinedAt: m.created_at.toISOString(),
         }));
@@ -103,6 +104,7 @@ export function createMemberService(deps: TenancyDeps) {
 
     async changeRole(ctx: RequestContext, userId: string, a: RoleAssignment): Promise<void> {
       const org = requireOrg(ctx);
+      await assertCanActOn(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
@@ -127,17 +129,18 @@ export function createMemberService(deps: TenancyDeps) {
           sql`update memberships set role = ${a.role}, custom_role_id = ${a.role === 'custom' ? (a.customRoleId ?? null) : null},
                 restricted = ${restricted} where org_id = ${org.orgId} and user_id = ${userId}`,
         );
+        await deps.onPrivilegeChange(tx, userId);
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'member.role_changed',
           target: { type: 'user', id: userId },
           details: { from: target.role, to: a.role, customRoleId: a.customRoleId ?? null, restricted },
         });
-        await deps.onPrivilegeChange(tx, userId);
       });
     },
 
     async remove(ctx: RequestContext, userId: string): Promise<void> {
       const org = requireOrg(ctx);
+      await assertCanActOn(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
@@ -147,8 +150,8 @@ export function createMemberService(deps: TenancyDeps) {
         assertCanGrant(org, target.role, permissionsOf(target.role, target.custom_permissions));
         if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
-        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.removed', target: { type: 'user', id: userId }, details: { role: target.role } });
         await deps.onPrivilegeChange(tx, userId);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.removed', target: { type: 'user', id: userId }, details: { role: target.role } });
       });
     },
 
@@ -161,8 +164,8 @@ export function createMemberService(deps: TenancyDeps) {
         const target = await lockTarget(tx, org.orgId, userId);
         if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
-        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.left', target: { type: 'user', id: userId } });
         await deps.onPrivilegeChange(tx, userId);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'member.left', target: { type: 'user', id: userId } });
       });
     },
   };

@@ -3,7 +3,15 @@ import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows } from '../../db/database.js';
-import { bindingOf, isRestricted, requireOrg, type RoleKey } from './access.js';
+import { assertCanActOn, assertCanGrant, bindingOf, isRestricted, requireOrg, resolveAccess, type RoleKey } from './access.js';
+import type { OrgAccess } from '../../kernel/context.js';
+import type { Database } from '../../db/database.js';
+
+/** Changing a member's reach needs every permission they hold (as changing their role does). */
+async function assertCoversMember(db: Database, actor: OrgAccess, userId: string): Promise<void> {
+  const target = await resolveAccess(db, actor.orgId, userId);
+  if (target) assertCanGrant(actor, target.access.role as RoleKey, target.access.permissions);
+}
 import type { TenancyDeps } from './deps.js';
 
 export interface ProjectView {
@@ -100,6 +108,8 @@ export function createProjectService(deps: TenancyDeps) {
 
     async assign(ctx: RequestContext, projectId: string, userId: string): Promise<void> {
       const org = requireOrg(ctx);
+      await assertCanActOn(deps.db, org, userId);
+      await assertCoversMember(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const p = await one(tx, sql`select 1 as x from projects where org_id = ${org.orgId} and id = ${projectId}`);
         const m = await one<{ role: RoleKey; restricted: boolean }>(
@@ -122,6 +132,8 @@ export function createProjectService(deps: TenancyDeps) {
 
     async unassign(ctx: RequestContext, projectId: string, userId: string): Promise<void> {
       const org = requireOrg(ctx);
+      await assertCanActOn(deps.db, org, userId);
+      await assertCoversMember(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const n = await exec(
           tx,

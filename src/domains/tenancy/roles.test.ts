@@ -77,10 +77,11 @@ describe.each(ENGINES)('custom roles on %s', (engine) => {
     const renamed = await admin.call('PATCH', url(`/${role.id}`), { name: `${name}-2`, description: 'changed' });
     expect(renamed.statusCode).toBe(200);
     expect(renamed.json()).toEqual({ ...role, name: `${name}-2`, description: 'changed' });
+    // Every role carries org:read: a member can always see (and leave) their org.
     const perms = await admin.call('PATCH', url(`/${role.id}`), { permissions: ['projects:read'] });
-    expect(perms.json<RoleView>().permissions).toEqual(['projects:read']);
+    expect(perms.json<RoleView>().permissions).toEqual(['org:read', 'projects:read']);
     const stored = await h.t.owner.query<{ name: string; permissions: string[] }>('select name, permissions from custom_roles where id = $1', [role.id]);
-    expect(stored).toEqual([{ name: `${name}-2`, permissions: ['projects:read'] }]);
+    expect(stored).toEqual([{ name: `${name}-2`, permissions: ['org:read', 'projects:read'] }]);
 
     expect((await admin.call('DELETE', url(`/${role.id}`))).statusCode).toBe(204);
     expect((await admin.call('GET', url())).json<{ roles: RoleView[] }>().roles.map((r) => r.id)).not.toContain(role.id);

@@ -4,7 +4,18 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, PermissionSet, type Permission } from '../../kernel/permissions.js';
 import { exec, one, rows } from '../../db/database.js';
-import { bindingOf, requireOrg } from './access.js';
+import { assertCanActOn, bindingOf, requireOrg } from './access.js';
+import type { OrgAccess } from '../../kernel/context.js';
+import type { Database } from '../../db/database.js';
+
+/** Editing a role edits its holders: a restricted editor must be able to act on each of them. */
+async function assertCanActOnHolders(db: Database, actor: OrgAccess, roleId: string): Promise<void> {
+  if (actor.projectIds === null) return;
+  const holders = await db.withTenant({ orgId: actor.orgId }, (tx) =>
+    rows<{ user_id: string }>(tx, sql`select user_id from memberships where org_id = ${actor.orgId} and custom_role_id = ${roleId}`),
+  );
+  for (const h of holders) await assertCanActOn(db, actor, h.user_id);
+}
 import type { TenancyDeps } from './deps.js';
 
 export interface RoleView {
@@ -49,7 +60,8 @@ export function createRoleService(deps: TenancyDeps) {
 
     async create(ctx: RequestContext, input: { name: string; description?: string | undefined; permissions: Permission[] }): Promise<RoleView> {
       const org = requireOrg(ctx);
-      const perms = PermissionSet.of(input.permissions);
+      // Membership implies seeing the org (and leaving it): every role carries org:read.
+      const perms = PermissionSet.of([...input.permissions, 'org:read']);
       if (!org.permissions.covers(perms)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
       const id = newId();
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
@@ -80,6 +92,7 @@ export function createRoleService(deps: TenancyDeps) {
       input: { name?: string | undefined; description?: string | undefined; permissions?: Permission[] | undefined },
     ): Promise<RoleView> {
       const org = requireOrg(ctx);
+      await assertCanActOnHolders(deps.db, org, id);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const cur = await one<CustomRow>(tx, sql`select id, name, description, permissions from custom_roles where id = ${id} for update`);
         if (!cur) throw new AppError('not_found');
@@ -87,7 +100,7 @@ export function createRoleService(deps: TenancyDeps) {
         if (!org.permissions.covers(PermissionSet.of(cur.permissions))) {
           throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         }
-        const next = input.permissions ? PermissionSet.of(input.permissions) : PermissionSet.of(cur.permissions);
+        const next = PermissionSet.of([...(input.permissions ?? cur.permissions), 'org:read']);
         if (!org.permissions.covers(next)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         const name = input.name ?? cur.name;
         const description = input.description ?? cur.description;
@@ -103,21 +116,22 @@ export function createRoleService(deps: TenancyDeps) {
           if (isUniqueViolation(err)) throw new AppError('conflict', 'a role with that name exists');
           throw err;
         }
+        if (input.permissions) {
+          const holders = await rows<{ user_id: string }>(tx, sql`select user_id from memberships where custom_role_id = ${id} order by user_id`);
+          for (const h of holders) await deps.onPrivilegeChange(tx, h.user_id);
+        }
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'role.updated',
           target: { type: 'role', id },
           details: { name, permissions: next.list() },
         });
-        if (input.permissions) {
-          const holders = await rows<{ user_id: string }>(tx, sql`select user_id from memberships where custom_role_id = ${id}`);
-          for (const h of holders) await deps.onPrivilegeChange(tx, h.user_id);
-        }
         return customView({ id, name, description, permissions: next.list() });
       });
     },
 
     async remove(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
+      await assertCanActOnHolders(deps.db, org, id);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const cur = await one<CustomRow>(tx, sql`select id, name, description, permissions from custom_roles where id = ${id} for update`);
         if (!cur) throw new AppError('not_found');
