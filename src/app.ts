@@ -111,7 +111,7 @@ export async function buildApp(deps: AppDeps) {
   };
 
   const domainRoutes: AnyRoute[] = [
-    ...sessionRoutes({ db, audit, sessions, identity, orgs, cookie }),
+    ...sessionRoutes({ db, clock, audit, sessions, identity, orgs, cookie }),
     ...identityRoutes(identity),
     ...tenancyRoutes({ orgs, members, invitations, roles, projects }),
     ...assetRoutes(assets),

@@ -38,14 +38,15 @@ export async function ensureDataset(log: (s: string) => void): Promise<BenchUser
 
   const c = new pg.Client({ connectionString: dbUrl() });
   await c.connect();
+  // Always migrate: a reused data set still gets the schema the code under test expects.
+  const opened = await openDatabase(
+    { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 2 },
+    { migrate: true },
+  );
+  await opened.db.close();
+  await opened.owner.close();
   if (fresh) {
     log(`seeding ${BENCH.rows.toLocaleString()} assets over ${BENCH.tenants} tenants (once; reused by later runs)`);
-    const { db, owner } = await openDatabase(
-      { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 2 },
-      { migrate: true },
-    );
-    await db.close();
-    await owner.close();
     const hash = await hashPassword(BENCH.password);
     await c.query('begin');
     await c.query(`insert into organizations (org_id, slug, name)

@@ -6,7 +6,8 @@ import { email, slug, text, uuid } from '../../http/schemas.js';
 import type { RequestContext, UserActor } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { one, type Database } from '../../db/database.js';
+import { exec, one, type Database } from '../../db/database.js';
+import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService } from '../identity/index.js';
 import { assertCanActOn, assertCanGrant, bindingOf, permissionsOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
@@ -35,6 +36,7 @@ const password = z.string().min(1).max(1024);
 
 export function sessionRoutes(d: {
   db: Database;
+  clock: Clock;
   audit: AuditWriter;
   sessions: SessionService;
   identity: IdentityService;
@@ -141,13 +143,19 @@ export function sessionRoutes(d: {
       },
     }),
     defineRoute({
-      method: 'POST', url: '/api/orgs/:orgId/members/:userId/sessions/revoke', summary: 'Sign a member out everywhere',
+      method: 'POST', url: '/api/orgs/:orgId/members/:userId/sessions/revoke',
+      summary: 'Sign a member out: their current sessions stop reaching this org (everywhere, when it is their only org)',
       tags: ['members'], auth: { mode: 'session' }, permission: 'sessions:revoke', rateLimit: 'authenticated',
       audit: { action: 'member.sessions_revoked' },
       schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
         await assertCanActOn(d.db, org, params.userId);
+        // Sessions are global: end them outright only when this org is the member's only one, so
+        // that no org can sign a user out of the others (read before, never inside, the write).
+        const elsewhere = await d.db.withTenant({ orgId: null, userId: params.userId }, (own) =>
+          one<{ n: number }>(own, sql`select count(*)::int as n from memberships where user_id = ${params.userId} and org_id <> ${org.orgId}`),
+        );
         const revoked = await d.db.withTenant(bindingOf(ctx), async (tx) => {
           const m = await one<{ role: RoleKey; permissions: string[] | null }>(
             tx,
@@ -157,7 +165,13 @@ export function sessionRoutes(d: {
           if (!m) throw new AppError('not_found');
           if (m.role === 'owner' && !org.permissions.has('owners:manage')) throw new AppError('privilege_escalation', 'only owners can sign out an owner');
           assertCanGrant(org, m.role, permissionsOf(m.role, m.permissions));
-          const n = await d.sessions.revokeAll(tx, params.userId, 'revoked_by_admin');
+          // Always: sessions created until now no longer reach this org.
+          await exec(tx, sql`update memberships set sessions_revoked_at = ${d.clock.now().toISOString()}
+                             where org_id = ${org.orgId} and user_id = ${params.userId}`);
+          const n =
+            (elsewhere?.n ?? 0) === 0
+              ? await d.sessions.revokeAll(tx, params.userId, 'revoked_by_admin')
+              : await d.sessions.countLive(tx, params.userId);
           await d.audit.append(tx, org.orgId, ctx, { action: 'member.sessions_revoked', target: { type: 'user', id: params.userId }, details: { sessions: n } });
           return n;
         });

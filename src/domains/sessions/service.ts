@@ -156,6 +156,9 @@ export function createSessionService(deps: SessionDeps) {
       if (policy.sessionAbsoluteSeconds && now - session.createdAt.getTime() > policy.sessionAbsoluteSeconds * 1000) {
         throw new AppError('session_expired');
       }
+      if (policy.sessionsRevokedAt && session.createdAt.getTime() < policy.sessionsRevokedAt.getTime()) {
+        throw new AppError('session_expired');
+      }
     },
 
     async revokeById(tx: Tx, userId: string, sessionId: string, reason: string): Promise<boolean> {
@@ -182,6 +185,16 @@ export function createSessionService(deps: SessionDeps) {
         sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = ${reason}
             where user_id = ${userId} and revoked_at is null and (${keep ?? null}::uuid is null or id <> ${keep ?? null}::uuid)`,
       );
+    },
+
+    async countLive(tx: Tx, userId: string): Promise<number> {
+      const r = await one<{ n: number }>(
+        tx,
+        sql`select count(*)::int as n from sessions s join users u on u.id = s.user_id
+            where s.user_id = ${userId} and s.revoked_at is null and s.epoch = u.session_epoch
+              and s.absolute_expires_at > ${deps.clock.now().toISOString()}`,
+      );
+      return r?.n ?? 0;
     },
 
     /** The user's privileges changed: each live session gets a new id on its next request. */

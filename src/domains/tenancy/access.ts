@@ -22,6 +22,7 @@ export interface MembershipRow {
   project_ids: string[] | null;
   session_idle_seconds: number | null;
   session_absolute_seconds: number | null;
+  sessions_revoked_at: Date | null;
 }
 
 export function permissionsOf(role: RoleKey, customPermissions: readonly string[] | null): PermissionSet {
@@ -37,10 +38,12 @@ export function isRestricted(role: RoleKey, restricted: boolean): boolean {
 export interface OrgPolicy {
   sessionIdleSeconds: number | null;
   sessionAbsoluteSeconds: number | null;
+  /** Sessions of this member created at or before this instant no longer reach the org. */
+  sessionsRevokedAt: Date | null;
 }
 
 const membershipQuery = (orgId: string, userId: string) => sql<MembershipRow>`
-  select m.role, m.custom_role_id, m.restricted, cr.name as custom_name, cr.permissions as custom_permissions,
+  select m.role, m.custom_role_id, m.restricted, m.sessions_revoked_at, cr.name as custom_name, cr.permissions as custom_permissions,
          s.session_idle_seconds, s.session_absolute_seconds,
          case when m.restricted then coalesce(
            (select array_agg(pa.project_id::text) from project_access pa where pa.org_id = m.org_id and pa.user_id = m.user_id),
@@ -75,7 +78,11 @@ export async function resolveAccess(
   if (!m) return null;
   return {
     access: accessFrom(orgId, m),
-    policy: { sessionIdleSeconds: m.session_idle_seconds, sessionAbsoluteSeconds: m.session_absolute_seconds },
+    policy: {
+      sessionIdleSeconds: m.session_idle_seconds,
+      sessionAbsoluteSeconds: m.session_absolute_seconds,
+      sessionsRevokedAt: m.sessions_revoked_at,
+    },
   };
 }
 
