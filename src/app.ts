@@ -96,6 +96,7 @@ export async function buildApp(deps: AppDeps) {
       const resolved = await resolveAccess(db, orgId, actor.userId);
       if (!resolved) return null;
       sessions.assertOrgPolicy(actor.session, resolved.policy);
+      await sessions.touchForPolicy(actor.session, resolved.policy);
       return resolved.access;
     },
     async denied(ctx, route, reason) {

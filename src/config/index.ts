@@ -201,7 +201,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     keks,
     sessionSecret,
     insecureLocalhostCookies,
-    session: { idleSeconds: e.SESSION_IDLE_MINUTES * 60, absoluteSeconds: e.SESSION_ABSOLUTE_HOURS * 3600, touchIntervalSeconds: 60 },
+    // last_seen_at is written at most once per touch interval: a quarter of the idle limit, at most a minute.
+    session: {
+      idleSeconds: e.SESSION_IDLE_MINUTES * 60,
+      absoluteSeconds: e.SESSION_ABSOLUTE_HOURS * 3600,
+      touchIntervalSeconds: Math.min(60, (e.SESSION_IDLE_MINUTES * 60) / 4),
+    },
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

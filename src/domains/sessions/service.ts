@@ -187,6 +187,28 @@ export function createSessionService(deps: SessionDeps) {
       );
     },
 
+    /**
+     * Keeps last_seen_at fresh enough for an org idle limit shorter than the deployment's: the
+     * regular touch (once per touchIntervalSeconds) would let up to a minute of activity count
+     * as idleness. Runs after assertOrgPolicy, so it never hides a gap that already expired.
+     */
+    async touchForPolicy(session: SessionInfo, policy: OrgPolicy): Promise<void> {
+      if (!policy.sessionIdleSeconds) return;
+      const gapMs = deps.clock.now().getTime() - session.lastSeenAt.getTime();
+      const dueMs = Math.min(deps.touchIntervalSeconds, policy.sessionIdleSeconds / 4) * 1000;
+      // At or past the regular interval, verify() has already written it.
+      if (gapMs < dueMs || gapMs >= deps.touchIntervalSeconds * 1000) return;
+      const gapSeconds = Math.ceil(gapMs / 1000);
+      await deps.db.withSystem('session touch for an org idle limit', (tx) =>
+        exec(
+          tx,
+          sql`update sessions set last_seen_at = ${deps.clock.now().toISOString()},
+                longest_idle_seconds = greatest(longest_idle_seconds, ${gapSeconds}::int)
+              where id = ${session.id} and revoked_at is null`,
+        ),
+      );
+    },
+
     async countLive(tx: Tx, userId: string): Promise<number> {
       const r = await one<{ n: number }>(
         tx,
