@@ -6,7 +6,7 @@ import { BENCH, dbUrl } from '../lib/env.js';
  * Baseline: a plain Fastify route running the same tenant-filtered query as the protected
  * read, with no authentication, on a copy of the table without RLS.
  */
-const pool = new pg.Pool({ connectionString: dbUrl(), max: BENCH.poolSize });
+const pool = new pg.Pool({ connectionString: dbUrl(), max: BENCH.poolSize, idleTimeoutMillis: 1000 });
 const app = Fastify({ logger: false });
 
 interface Row {

@@ -17,8 +17,9 @@ const cache = process.env.BA_COOKIE_CACHE === '1';
 const port = Number(process.env.PORT);
 const baUrl = new URL(dbUrl());
 baUrl.searchParams.set('options', '-c search_path=better_auth');
-const baPool = new pg.Pool({ connectionString: baUrl.toString(), max: BENCH.poolSize });
-const dataPool = new pg.Pool({ connectionString: dbUrl(), max: BENCH.poolSize });
+// Two pools sharing the same connection budget as each other contender (PostgreSQL allows 100).
+const baPool = new pg.Pool({ connectionString: baUrl.toString(), max: Math.ceil(BENCH.poolSize / 2), idleTimeoutMillis: 1000 });
+const dataPool = new pg.Pool({ connectionString: dbUrl(), max: Math.ceil(BENCH.poolSize / 2), idleTimeoutMillis: 1000 });
 
 const auth = betterAuth({
   database: baPool,

@@ -29,11 +29,13 @@ export interface AuditWriter {
 
 export function createAuditWriter(deps: { db: Database; clock: Clock; keys: ChainKeys; onError: (err: unknown) => void }): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
-    // Serializes appends per org on the head row: the chain has exactly one next position.
-    await exec(tx, sql`insert into audit_heads (org_id, seq, hash) values (${orgId}, 0, ${GENESIS_HASH}) on conflict (org_id) do nothing`);
+    // Serializes appends per org on the head row: the chain has exactly one next position. The
+    // upsert creates the head on first use and, either way, locks it and returns it (one round trip).
     const head = await one<{ seq: number | string; hash: string }>(
       tx,
-      sql`select seq, hash from audit_heads where org_id = ${orgId} for update`,
+      sql`insert into audit_heads (org_id, seq, hash) values (${orgId}, 0, ${GENESIS_HASH})
+          on conflict (org_id) do update set seq = audit_heads.seq
+          returning seq, hash`,
     );
     if (!head) throw new Error('audit head missing: transaction is not bound to the org');
     const actor = input.actor ?? actorOf(ctx);
@@ -56,15 +58,18 @@ export function createAuditWriter(deps: { db: Database; clock: Clock; keys: Chai
       key_id: deps.keys.activeKeyId,
     };
     const hash = eventHash(deps.keys, head.hash, event);
+    // The event and the head move together, in one statement.
     await exec(
       tx,
-      sql`insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
-            result, ip, user_agent, request_id, details, key_id, prev_hash, hash)
-          values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
-            ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
-            ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})`,
+      sql`with appended as (
+            insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
+              result, ip, user_agent, request_id, details, key_id, prev_hash, hash)
+            values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
+              ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
+              ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})
+            returning seq)
+          update audit_heads set seq = (select seq from appended), hash = ${hash} where org_id = ${orgId}`,
     );
-    await exec(tx, sql`update audit_heads set seq = ${event.seq}, hash = ${hash} where org_id = ${orgId}`);
     ctx.audited.push(input.action);
   };
   return {
