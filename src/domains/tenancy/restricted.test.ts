@@ -1,7 +1,8 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, type TestApp } from '../../../test/support/app.js';
+import { client, type Method } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
 import type { TenantBinding } from '../../db/database.js';
@@ -9,28 +10,6 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLE_PERMISSIONS, PermissionSet } from '../../kernel/permissions.js';
 
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-interface Client {
-  cookie: string;
-  call(method: Method, url: string, payload?: object): Promise<LightMyRequestResponse>;
-}
-
-/** A signed-in browser: follows session rotation (privilege changes re-issue the cookie). */
-function client(h: TestApp, cookie: string): Client {
-  const name = h.built.cookie.name;
-  const c: Client = {
-    cookie,
-    async call(method, url, payload) {
-      const res = await h.built.app.inject({
-        method, url, headers: { cookie: c.cookie, origin: ORIGIN }, ...(payload === undefined ? {} : { payload }),
-      });
-      const set = res.cookies.find((x) => x.name === name);
-      if (set) c.cookie = `${name}=${set.value}`;
-      return res;
-    },
-  };
-  return c;
-}
 
 const idsOf = (res: LightMyRequestResponse) => res.json<{ projects: { id: string }[] }>().projects.map((p) => p.id).sort();
 
