@@ -1,14 +1,10 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openDatabase } from '../src/db/open.js';
-import { createSessionService } from '../src/domains/sessions/index.js';
-import { systemClock } from '../src/kernel/clock.js';
-import { systemContext } from '../src/kernel/context.js';
-import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
 import { ensureDataset } from './lib/dataset.js';
-import { BENCH, dbUrl, palisadeEnv } from './lib/env.js';
-import { runLoad, type Target } from './lib/load.js';
+import { BENCH, palisadeEnv } from './lib/env.js';
+import { runLoad } from './lib/load.js';
+import { palisadeSessions } from './lib/sessions.js';
 import { startServer } from './lib/procs.js';
 
 /**
@@ -22,18 +18,7 @@ interface ProfileNode {
 }
 
 const users = await ensureDataset((s) => process.stdout.write(`${s}\n`));
-const { db, owner } = await openDatabase(
-  { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 4 },
-  { migrate: false },
-);
-const sessions = createSessionService({ db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 28800, touchIntervalSeconds: 60 });
-const targets: Target[] = [];
-for (const u of users) {
-  const s = await db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => sessions.issue(tx, u.userId, systemContext('bench')));
-  targets.push({ path: `/api/orgs/${u.orgId}/projects/${u.projectId}/assets?limit=20`, headers: { cookie: `__Host-palisade_session=${s.cookie}` }, project: u.projectId });
-}
-await db.close();
-await owner.close();
+const targets = await palisadeSessions(users);
 const dir = mkdtempSync(join(tmpdir(), 'palisade-prof-'));
 const server = await startServer('palisade', 'palisade.ts', 4199, palisadeEnv(4199), ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
 await runLoad(server.base, targets, { seconds: 2, connections: BENCH.connections });

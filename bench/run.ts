@@ -2,16 +2,13 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { openDatabase } from '../src/db/open.js';
-import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
-import { systemContext } from '../src/kernel/context.js';
-import { systemClock } from '../src/kernel/clock.js';
-import { createSessionService } from '../src/domains/sessions/index.js';
 import { ensureDataset, type BenchUser } from './lib/dataset.js';
 import { BENCH, dbUrl, palisadeEnv } from './lib/env.js';
 import { median, runLoad, type LoadResult, type Target } from './lib/load.js';
 import { chainVerification, mutation, permissionChecks } from './lib/micro.js';
 import { runToExit, startServer, type Server } from './lib/procs.js';
+import { palisadeSessions } from './lib/sessions.js';
+import { openDatabase } from '../src/db/open.js';
 
 /**
  * npm run bench: bare Fastify, Palisade, Palisade with an API key (when keys exist) and
@@ -19,24 +16,6 @@ import { runToExit, startServer, type Server } from './lib/procs.js';
  * then the in-process figures. Prints medians over rounds run in alternating order.
  */
 const log = (s: string) => process.stdout.write(`${s}\n`);
-
-async function palisadeSessions(users: BenchUser[]): Promise<Target[]> {
-  const { db, owner } = await openDatabase(
-    { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 4 },
-    { migrate: false },
-  );
-  const sessions = createSessionService({
-    db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
-  });
-  const targets: Target[] = [];
-  for (const u of users) {
-    const s = await db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => sessions.issue(tx, u.userId, systemContext('bench')));
-    targets.push({ path: `/api/orgs/${u.orgId}/projects/${u.projectId}/assets?limit=20`, headers: { cookie: `__Host-palisade_session=${s.cookie}` }, project: u.projectId });
-  }
-  await db.close();
-  await owner.close();
-  return targets;
-}
 
 async function betterAuthSessions(users: BenchUser[]): Promise<Target[]> {
   const c = new pg.Client({ connectionString: dbUrl() });

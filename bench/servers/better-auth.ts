@@ -6,6 +6,7 @@ import { organization } from 'better-auth/plugins';
 import Fastify from 'fastify';
 import pg from 'pg';
 import { BENCH, dbUrl } from '../lib/env.js';
+import { ASSETS_SQL, assetsJson, type AssetRow } from '../lib/rows.js';
 
 /**
  * Better Auth (PostgreSQL adapter, organization plugin): getSession, then the same
@@ -67,13 +68,6 @@ if (seedFile) {
 
 const orgs = new Map((await baPool.query<{ id: string; slug: string }>('select id, slug from organization')).rows.map((r) => [r.id, r.slug]));
 
-interface Row {
-  id: string;
-  project_id: string;
-  name: string;
-  kind: string;
-  created_at: Date;
-}
 
 const app = Fastify({ logger: false });
 app.get<{ Params: { projectId: string } }>('/ba/:projectId/assets', async (req, reply) => {
@@ -81,12 +75,8 @@ app.get<{ Params: { projectId: string } }>('/ba/:projectId/assets', async (req, 
   const activeOrg = s?.session.activeOrganizationId;
   const orgId = activeOrg ? orgs.get(activeOrg) : undefined;
   if (!orgId) return reply.code(401).send({ error: 'unauthenticated' });
-  const { rows } = await dataPool.query<Row>(
-    `select id, project_id, name, kind, created_at from bench.assets
-     where org_id = $1 and project_id = $2 order by created_at desc, id limit 20`,
-    [orgId, req.params.projectId],
-  );
-  return { assets: rows.map((r) => ({ id: r.id, projectId: r.project_id, name: r.name, kind: r.kind, createdAt: r.created_at.toISOString() })) };
+  const { rows } = await dataPool.query<AssetRow>(ASSETS_SQL, [orgId, req.params.projectId]);
+  return assetsJson(rows);
 });
 await app.listen({ port, host: '127.0.0.1' });
 process.stdout.write('ready\n');
