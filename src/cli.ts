@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/index.js';
 import { openDatabase } from './db/open.js';
-import { seedDemo } from './demo.js';
+import { hasAnyUser, seedDemo } from './demo.js';
 import { chainKeysFrom, createAuditWriter, verifyChain } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
@@ -24,6 +24,10 @@ function flag(args: string[], name: string): string | undefined {
 
 export async function runCli(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const config = loadConfig();
   switch (cmd) {
     case 'serve': {
@@ -42,6 +46,10 @@ export async function runCli(argv: string[]): Promise<number> {
       if (!file) throw new ConfigError('demo needs --json FILE');
       const { db, owner } = await openDatabase(config.database, { migrate: true });
       try {
+        if (await hasAnyUser(db)) {
+          process.stderr.write('this database already has users: demo seeds an empty database only\n');
+          return 2;
+        }
         const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(new Keyring([...config.keks])), onError: () => undefined });
         const data = await seedDemo(db, audit);
         writeFileSync(file, JSON.stringify(data, null, 2), { mode: 0o600 });
@@ -88,6 +96,7 @@ export async function runCli(argv: string[]): Promise<number> {
       try {
         const mail = createOutboxMail(createSealer(new Keyring([...config.keks])));
         const messages = await db.withSystem('operator reads the development outbox', (tx) => mail.read(tx, to));
+        if (messages.length === 0) process.stdout.write('(the outbox is empty)\n');
         for (const m of messages) process.stdout.write(`To: ${m.to}\nSubject: ${m.subject}\n\n${m.body}\n\n`);
         return 0;
       } finally {

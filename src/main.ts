@@ -8,11 +8,19 @@ import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
 import { systemClock } from './kernel/clock.js';
 import { createLogger } from './logging.js';
 
+/** Where the demo logins of this database are kept: one file per database, so they always match it. */
+function demoLoginsFile(config: Config): string {
+  const db = config.database;
+  if (db.kind === 'postgres') return join(config.stateDir, `demo-logins-${new URL(db.ownerUrl).pathname.slice(1) || 'postgres'}.json`);
+  if (db.dataDir === null || db.dataDir === join(config.stateDir, 'data')) return join(config.stateDir, 'demo-logins.json');
+  return `${db.dataDir}.demo-logins.json`;
+}
+
 /** The one composition root: config → dependencies → buildApp → listen. */
 export async function serve(config: Config): Promise<() => Promise<void>> {
   const logger = createLogger(config.logLevel);
   if (config.generatedDevSecrets) {
-    logger.warn(`development keys generated in ${config.stateDir}/dev-secrets.json: never use them in production`);
+    logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
   const { db, owner } = await openDatabase(config.database, { migrate: true });
   // The owner connection is for migrations only: the server runs on the runtime role alone.
@@ -24,10 +32,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   }
   const built = await buildApp({ config, db, clock: systemClock, logger });
   let demo: DemoData | null = null;
-  const demoFile = join(
-    config.stateDir,
-    config.database.kind === 'pglite' ? 'demo-logins.json' : `demo-logins-${new URL(config.database.ownerUrl).pathname.slice(1) || 'postgres'}.json`,
-  );
+  const demoFile = demoLoginsFile(config);
   if (config.env !== 'production' && !(await hasAnyUser(db))) {
     demo = await seedDemo(db, built.services.audit);
     mkdirSync(dirname(demoFile), { recursive: true });
@@ -40,7 +45,8 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   if (demo) {
     lines.push('Demo logins (also in ' + demoFile + '):');
     for (const l of demo.logins) lines.push(`  ${l.org.padEnd(7)} ${l.role.padEnd(18)} ${l.email.padEnd(30)} ${l.password}`);
-    lines.push(`Sign in: curl -i -H 'content-type: application/json' -d '{"email":"${demo.logins[0]?.email}","password":"…"}' ${address}/api/auth/login`);
+    lines.push(`Sign in: curl -c jar -H 'content-type: application/json' -d '{"email":"${demo.logins[0]?.email}","password":"…"}' ${address}/api/auth/login`);
+    lines.push(`Then: curl -b jar ${address}/api/me   (state-changing calls also need -H 'origin: ${config.publicOrigin}')`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return async () => {
