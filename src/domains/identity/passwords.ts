@@ -1,9 +1,30 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { hash, verify } from '@node-rs/argon2';
 import { AppError } from '../../kernel/errors.js';
 
 /** OWASP's argon2id baseline: 19 MiB, 2 passes, 1 lane. Runs on libuv's pool, not the event loop. */
 const ARGON2 = { algorithm: 2 /* Algorithm.Argon2id (a const enum) */, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
+
+/**
+ * At most (cores - 1) argon2 computations at once, at least one: a flood of logins queues here
+ * instead of taking every core from the requests that are already signed in.
+ */
+const ARGON_SLOTS = Math.max(1, availableParallelism() - 1);
+let busy = 0;
+const waiting: (() => void)[] = [];
+
+async function withArgonSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (busy >= ARGON_SLOTS) await new Promise<void>((resolve) => waiting.push(resolve));
+  else busy++;
+  try {
+    return await fn();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else busy--;
+  }
+}
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 128;
@@ -44,12 +65,12 @@ export function assertPasswordAcceptable(password: string): void {
 }
 
 export function hashPassword(password: string): Promise<string> {
-  return hash(password, ARGON2);
+  return withArgonSlot(() => hash(password, ARGON2));
 }
 
 export async function verifyPassword(stored: string, password: string): Promise<boolean> {
   try {
-    return await verify(stored, password);
+    return await withArgonSlot(() => verify(stored, password));
   } catch {
     return false;
   }
