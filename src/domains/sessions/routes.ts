@@ -10,7 +10,7 @@ import { exec, one, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService } from '../identity/index.js';
-import { assertCanActOn, assertCanGrant, bindingOf, permissionsOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
+import { assertCanActOn, assertCanManage, bindingOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
 import type { SessionService } from './service.js';
 
 export interface CookieSettings {
@@ -163,8 +163,7 @@ export function sessionRoutes(d: {
                 where m.org_id = ${org.orgId} and m.user_id = ${params.userId}`,
           );
           if (!m) throw new AppError('not_found');
-          if (m.role === 'owner' && !org.permissions.has('owners:manage')) throw new AppError('privilege_escalation', 'only owners can sign out an owner');
-          assertCanGrant(org, m.role, permissionsOf(m.role, m.permissions));
+          assertCanManage(org, { role: m.role, customPermissions: m.permissions }, 'sign out');
           // Always: sessions created until now no longer reach this org.
           await exec(tx, sql`update memberships set sessions_revoked_at = ${d.clock.now().toISOString()}
                              where org_id = ${org.orgId} and user_id = ${params.userId}`);

@@ -115,6 +115,17 @@ export async function assertCanActOn(db: Database, actor: OrgAccess, userId: str
   }
 }
 
+/**
+ * Acting on a member (role change, removal, sign-out) needs every permission they hold now;
+ * an owner is acted on only by holders of owners:manage.
+ */
+export function assertCanManage(actor: OrgAccess, target: { role: RoleKey; customPermissions: readonly string[] | null }, verb: string): void {
+  if (target.role === 'owner' && !actor.permissions.has('owners:manage')) {
+    throw new AppError('privilege_escalation', `only owners can ${verb} an owner`);
+  }
+  assertCanGrant(actor, target.role, permissionsOf(target.role, target.customPermissions));
+}
+
 /** Nobody grants a permission they lack; the owner role is granted only by holders of owners:manage. */
 export function assertCanGrant(actor: OrgAccess, role: RoleKey, granted: PermissionSet): void {
   if (role === 'owner' && !actor.permissions.has('owners:manage')) {

@@ -1,4 +1,4 @@
-export { resolveAccess, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn } from './access.js';
+export { resolveAccess, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn, assertCanManage } from './access.js';
 export type { RoleKey, OrgPolicy } from './access.js';
 export type { TenancyDeps } from './deps.js';
 export { insertOrg, createOrgService } from './orgs.js';

@@ -3,7 +3,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
-import { assertCanActOn, assertCanGrant, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
+import { assertCanActOn, assertCanGrant, assertCanManage, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 
 export interface MemberView {
@@ -109,10 +109,7 @@ export function createMemberService(deps: TenancyDeps) {
         await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
         // Acting on someone needs every permission they hold now, and every one they would get.
-        if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
-          throw new AppError('privilege_escalation', 'only owners can change an owner');
-        }
-        assertCanGrant(org, target.role, permissionsOf(target.role, target.custom_permissions));
+        assertCanManage(org, { role: target.role, customPermissions: target.custom_permissions }, 'change');
         const granted = await grantedBy(tx, a);
         assertCanGrant(org, a.role, granted);
         if (target.role === 'owner' && a.role !== 'owner') await assertNotLastOwner(tx, org.orgId, userId);
@@ -144,10 +141,7 @@ export function createMemberService(deps: TenancyDeps) {
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         await lockOwners(tx, org.orgId);
         const target = await lockTarget(tx, org.orgId, userId);
-        if (target.role === 'owner' && !org.permissions.has('owners:manage')) {
-          throw new AppError('privilege_escalation', 'only owners can remove an owner');
-        }
-        assertCanGrant(org, target.role, permissionsOf(target.role, target.custom_permissions));
+        assertCanManage(org, { role: target.role, customPermissions: target.custom_permissions }, 'remove');
         if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
         await deps.onPrivilegeChange(tx, userId);
