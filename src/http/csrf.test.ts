@@ -1,13 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, type Problem } from '../../test/support/app.js';
 import { ENGINES } from '../../test/support/db.js';
-
-interface Problem {
-  type: string;
-  code: string;
-  status: number;
-  detail?: string;
-}
 
 describe.each(ENGINES)('CSRF defence on %s', (engine) => {
   let h: TestApp;

@@ -94,3 +94,17 @@ export async function createTestApp(engine: Engine, opts: { config?: Record<stri
     },
   };
 }
+
+/** The session cookie name under testConfig (https origin: `__Host-` and Secure). */
+export const SESSION_COOKIE = '__Host-palisade_session';
+
+/** An RFC 9457 problem as the API answers it. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: string;
+  requestId: string;
+  detail?: string;
+  errors?: { path: string; message: string }[];
+}

@@ -1,19 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import * as argon2 from '@node-rs/argon2';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { sha256Hex } from '../../crypto/index.js';
 
-const SESSION = '__Host-palisade_session';
+const SESSION = SESSION_COOKIE;
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: string;
-  requestId: string;
-}
 
 // The real argon2, observed: every login must pay for exactly one verification.
 vi.mock('@node-rs/argon2', async (importOriginal) => {
@@ -158,14 +151,14 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     const viewer = h.user('globex', 'viewer');
     await login('ghost@globex.test', 'whatever password 1', { 'user-agent': 'audit-probe/1' });
     await login(viewer.email, 'not the password 1', { 'user-agent': 'audit-probe/1' });
-    const events = await h.t.owner.query<{ actor_type: string; actor_id: string | null; target_id: string | null; result: string; ip: string; user_agent: string; details: { email: string; reason: string } }>(
+    const events = await h.t.owner.query<{ actor_type: string; actor_id: string | null; target_id: string | null; result: string; ip: string; user_agent: string; details: Record<string, string> }>(
       `select actor_type, actor_id, target_id, result, ip, user_agent, details from audit_events
        where org_id = $1 and action = 'auth.login_failed' and user_agent = 'audit-probe/1' order by seq`,
       [SYSTEM_ORG],
     );
     const viewerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [viewer.email]))[0]?.id;
     expect(events).toEqual([
-      { actor_type: 'anonymous', actor_id: null, target_id: null, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { email: 'ghost@globex.test', reason: 'unknown_email' } },
+      { actor_type: 'anonymous', actor_id: null, target_id: null, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { emailHash: sha256Hex('ghost@globex.test').slice(0, 16), reason: 'unknown_email' } },
       { actor_type: 'anonymous', actor_id: null, target_id: viewerId, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { email: viewer.email, reason: 'bad_password' } },
     ]);
     // The password tried is evidence nobody should hold.

@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
 const TOKEN_RE = /pal_pwr_[A-Za-z0-9_-]{43}/g;
 const NEW_PASSWORD = 'a brand new passphrase 42';
-
-interface Problem {
-  code: string;
-  status: number;
-}
 
 describe.each(ENGINES)('password reset on %s', (engine) => {
   let h: TestApp;

@@ -1,18 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 
-const SESSION = '__Host-palisade_session';
+const SESSION = SESSION_COOKIE;
 const GOOD_PASSWORD = 'correct horse battery staple';
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: string;
-  requestId: string;
-  errors?: { path: string; message: string }[];
-}
 
 describe.each(ENGINES)('registration on %s', (engine) => {
   let h: TestApp;

@@ -97,9 +97,11 @@ export function createIdentityService(deps: IdentityDeps) {
           action: 'auth.login_failed',
           result: 'failure',
           target: user ? { type: 'user', id: user.id } : undefined,
-          // Only something shaped like an address is kept: a password typed into the email
-          // field must not become a permanent audit record.
-          details: { email: /^[^\s@]{1,64}@[^\s@]{1,253}$/.test(email) ? email.slice(0, 254) : '(not an email address)', reason: user ? 'bad_password' : 'unknown_email' },
+          // What was typed is never kept (it may be a password in the wrong field): a known account
+          // is named by its stored address, an unknown one by a hash that still correlates attempts.
+          details: user
+            ? { email: user.email, reason: 'bad_password' }
+            : { emailHash: sha256Hex(email.trim().toLowerCase()).slice(0, 16), reason: 'unknown_email' },
           actor: { type: 'anonymous', id: null },
         });
         throw new AppError('invalid_credentials');

@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { sha256Hex } from '../../crypto/index.js';
 
-const SESSION = '__Host-palisade_session';
+const SESSION = SESSION_COOKIE;
 const MIN = 60_000;
-
-interface Problem {
-  code: string;
-  status: number;
-}
 
 describe.each(ENGINES)('session expiry on %s', (engine) => {
   let h: TestApp;

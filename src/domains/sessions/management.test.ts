@@ -1,24 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { sha256Hex } from '../../crypto/index.js';
+import type { SessionView } from './service.js';
 
-const SESSION = '__Host-palisade_session';
-
-interface Problem {
-  code: string;
-  status: number;
-}
-
-interface SessionView {
-  id: string;
-  createdAt: string;
-  lastSeenAt: string;
-  expiresAt: string;
-  ip: string;
-  userAgent: string;
-  current: boolean;
-}
+const SESSION = SESSION_COOKIE;
 
 describe.each(ENGINES)('managing sessions on %s', (engine) => {
   let h: TestApp;

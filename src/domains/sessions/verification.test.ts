@@ -1,19 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { hmacSha256, randomToken, sha256Hex } from '../../crypto/index.js';
 
-const SESSION = '__Host-palisade_session';
+const SESSION = SESSION_COOKIE;
 /** The session HMAC key of the test config (test/support/app.ts). */
 const TEST_SESSION_KEY = Buffer.alloc(32, 9);
-
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: string;
-  requestId: string;
-}
 
 const valueOf = (cookie: string) => cookie.slice(SESSION.length + 1);
 const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);

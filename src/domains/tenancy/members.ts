@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { RequestContext } from '../../kernel/context.js';
+import type { OrgAccess, RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
@@ -48,6 +48,17 @@ async function lockTarget(tx: Tx, orgId: string, userId: string): Promise<Target
  */
 async function lockOwners(tx: Tx, orgId: string): Promise<void> {
   await exec(tx, sql`select user_id from memberships where org_id = ${orgId} and role = 'owner' order by user_id for update`);
+}
+
+/**
+ * The start of every action on a member: owner rows then the target's row locked (one order),
+ * and the actor must be able to manage the target as they are now.
+ */
+async function lockForAction(tx: Tx, org: OrgAccess, userId: string, verb: string): Promise<TargetRow> {
+  await lockOwners(tx, org.orgId);
+  const target = await lockTarget(tx, org.orgId, userId);
+  assertCanManage(org, { role: target.role, customPermissions: target.custom_permissions }, verb);
+  return target;
 }
 
 /** Locks every owner row, then refuses when `userId` is the only one. */
@@ -106,10 +117,8 @@ export function createMemberService(deps: TenancyDeps) {
       const org = requireOrg(ctx);
       await assertCanActOn(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        await lockOwners(tx, org.orgId);
-        const target = await lockTarget(tx, org.orgId, userId);
         // Acting on someone needs every permission they hold now, and every one they would get.
-        assertCanManage(org, { role: target.role, customPermissions: target.custom_permissions }, 'change');
+        const target = await lockForAction(tx, org, userId, 'change');
         const granted = await grantedBy(tx, a);
         assertCanGrant(org, a.role, granted);
         if (target.role === 'owner' && a.role !== 'owner') await assertNotLastOwner(tx, org.orgId, userId);
@@ -139,9 +148,7 @@ export function createMemberService(deps: TenancyDeps) {
       const org = requireOrg(ctx);
       await assertCanActOn(deps.db, org, userId);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        await lockOwners(tx, org.orgId);
-        const target = await lockTarget(tx, org.orgId, userId);
-        assertCanManage(org, { role: target.role, customPermissions: target.custom_permissions }, 'remove');
+        const target = await lockForAction(tx, org, userId, 'remove');
         if (target.role === 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         await exec(tx, sql`delete from memberships where org_id = ${org.orgId} and user_id = ${userId}`);
         await deps.onPrivilegeChange(tx, userId);
