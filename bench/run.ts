@@ -40,15 +40,21 @@ async function main(): Promise<void> {
   log(`${users.length} distinct sessions per contender; ${BENCH.connections} connections; ${BENCH.rounds} rounds × ${BENCH.seconds}s (warm-up ${BENCH.warmupSeconds}s)`);
   const bareTargets: Target[] = users.map((u) => ({ path: `/bare/${u.orgId}/${u.projectId}/assets`, headers: {}, project: u.projectId }));
   const palTargets = await palisadeSessions(users);
-  log('seeding Better Auth accounts (its sign-up, organization plugin)');
-  const baTargets = await betterAuthSessions(users);
+  let baTargets: Target[] = [];
+  if (!BENCH.quick) {
+    log('seeding Better Auth accounts (its sign-up, organization plugin)');
+    baTargets = await betterAuthSessions(users);
+  }
 
   const servers: Record<string, Server> = {
     bare: await startServer('bare', 'bare.ts', 4101, {}),
     palisade: await startServer('palisade', 'palisade.ts', 4102, palisadeEnv(4102)),
-    'better-auth': await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' }),
-    'better-auth-cache': await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' }),
   };
+  // BENCH_QUICK=1 compares bare and palisade only (for iterating on the read path).
+  if (!BENCH.quick) {
+    servers['better-auth'] = await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' });
+    servers['better-auth-cache'] = await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' });
+  }
   const targets: Record<string, Target[]> = { bare: bareTargets, palisade: palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets };
   const names = Object.keys(servers);
   const results: Record<string, LoadResult[]> = Object.fromEntries(names.map((n) => [n, []]));
@@ -72,6 +78,7 @@ async function main(): Promise<void> {
       log(`| ${n} | ${fmt(med(n, 'rps'))} | ${fmt(med(n, 'p50'), 1)} | ${fmt(med(n, 'p99'), 1)} | ${fmt(med(n, 'p999'), 1)} | ${fmt(med(n, 'rps') / bareRps, 2)} | ${(results[n] ?? []).reduce((a, r) => a + r.non2xx, 0)} |`);
     }
     log('| palisade-key | skipped: API keys do not exist yet (issue #5) | | | | | |');
+    if (BENCH.quick) return;
     log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} ×; palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×`);
 
     const half = Math.max(1, Math.round(bareRps / 2));

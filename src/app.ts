@@ -23,7 +23,6 @@ import {
   createOrgService,
   createProjectService,
   createRoleService,
-  resolveAccess,
   tenancyRoutes,
 } from './domains/tenancy/index.js';
 
@@ -82,23 +81,22 @@ export async function buildApp(deps: AppDeps) {
   const cookie = cookieSettings(config);
 
   const auth: Authenticators = {
-    async session(request, reply, ctx) {
+    async session(request, reply, ctx, orgId) {
       const value = (request.cookies as Record<string, string | undefined>)[cookie.name];
-      const verified = await sessions.verify(value, ctx);
+      const verified = await sessions.verify(value, ctx, orgId ?? undefined);
       if (!verified) {
         metrics.authFailures.inc({ kind: value ? 'session_invalid' : 'no_credential' });
         return null;
       }
       if (verified.rotatedCookie) setSessionCookie(reply, cookie, verified.rotatedCookie, sessions.absoluteSeconds);
-      return verified.actor;
+      const standing = verified.standing ?? null;
+      if (standing) {
+        sessions.assertOrgPolicy(verified.actor.session, standing.policy);
+        await sessions.touchForPolicy(verified.actor.session, standing.policy);
+      }
+      return { actor: verified.actor, access: standing?.access ?? null };
     },
-    async orgAccess(actor, orgId) {
-      const resolved = await resolveAccess(db, orgId, actor.userId);
-      if (!resolved) return null;
-      sessions.assertOrgPolicy(actor.session, resolved.policy);
-      await sessions.touchForPolicy(actor.session, resolved.policy);
-      return resolved.access;
-    },
+    readScope: (fn) => db.requestTransaction(fn),
     async denied(ctx, route, reason) {
       metrics.authFailures.inc({ kind: `denied_${reason}` });
       const params = { route: `${route.method} ${route.url}`, reason };

@@ -11,6 +11,7 @@ export const BENCH = {
   rounds: Number(process.env.BENCH_ROUNDS ?? 3),
   connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
   poolSize: Number(process.env.BENCH_POOL ?? 20),
+  quick: process.env.BENCH_QUICK === '1',
   auditEvents: Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000),
   password: 'bench-password-not-secret-42',
   kek: `bench:${Buffer.alloc(32, 3).toString('base64')}`,

@@ -1,6 +1,10 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { InvariantError } from '../kernel/errors.js';
 import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
+import { bindingSql, PinnedConnection, type BoundColumns } from './pinned.js';
+
+export type { BoundColumns } from './pinned.js';
 
 // The schema is reached through parameterised `sql` templates, not a generated table type.
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
@@ -33,6 +37,23 @@ export interface Database {
    * RLS shows no tenant row. On the embedded engine this is withSystem (it needs SET LOCAL ROLE).
    */
   readGlobal<T>(reason: string, fn: (db: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` (one request) on one connection and at most one transaction: every withTenant,
+   * withSystem and readGlobal inside it reuses them, each call behind a savepoint (a failed call
+   * undoes only its own work), and the transaction commits when `fn` settles, before the
+   * response is sent. Only for requests whose writes may commit together (reads: a session
+   * touch or rotation, the audit of a refusal). See pinned.ts for the message budget. On the
+   * embedded engine `fn` simply runs (one connection already; transactions stay per call).
+   */
+  requestTransaction<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Authentication's read for an org-scoped request, with `orgId` bound (every project). As the
+   * first statement of a request transaction on PostgreSQL it travels in the same message as
+   * BEGIN and the binding, so it must be all literals (sql.lit of validated values; a parameter
+   * is refused), and it returns, as bound_user_id and bound_project_ids, the binding it set with
+   * set_config for the handler's queries. Elsewhere it is one withTenant.
+   */
+  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>): Promise<R | undefined>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -58,6 +79,8 @@ function scopeValue(projectIds: readonly string[] | null | undefined): string {
 }
 
 export class KyselyDatabase implements Database {
+  private readonly pinned = new AsyncLocalStorage<PinnedConnection>();
+
   constructor(
     readonly engine: Engine,
     private readonly kysely: Kysely<Schema>,
@@ -69,9 +92,8 @@ export class KyselyDatabase implements Database {
 
   /**
    * One transaction on the runtime role with the binding set transaction-locally. On
-   * PostgreSQL, BEGIN and the three set_config calls travel as one simple-protocol message
-   * (the values are validated uuids, lists of uuids, '*' or '', so inlining them is safe): a
-   * read costs three round trips (begin+bind, query, commit) instead of four.
+   * PostgreSQL, BEGIN and the binding travel as one simple-protocol message (pinned.ts), and
+   * inside a request transaction the call reuses the request's.
    */
   private run<T>(org: string, user: string, scope: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.engine === 'pglite') {
@@ -83,15 +105,12 @@ export class KyselyDatabase implements Database {
         return fn(tx);
       });
     }
-    for (const v of [org, user]) if (v !== '' && !isUuid(v)) throw new InvariantError('binding values must be uuids');
-    if (!/^(\*|[0-9a-fA-F,-]*)$/.test(scope)) throw new InvariantError('bad project scope');
+    const binding = { org, user, scope };
+    const pinned = this.pinned.getStore();
+    if (pinned?.usable) return pinned.call(binding, fn);
+    const bind = bindingSql(binding);
     return this.kysely.connection().execute(async (conn) => {
-      await sql
-        .raw(
-          `begin; select set_config('palisade.org_id', '${org}', true), set_config('palisade.user_id', '${user}', true), ` +
-            `set_config('palisade.project_ids', '${scope}', true)`,
-        )
-        .execute(conn);
+      await sql.raw(`begin; ${bind}`).execute(conn);
       let result: T;
       try {
         result = await fn(conn);
@@ -102,6 +121,29 @@ export class KyselyDatabase implements Database {
       await sql.raw('commit').execute(conn);
       return result;
     });
+  }
+
+  async requestTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.engine === 'pglite' || this.pinned.getStore()) return fn();
+    const pinned = new PinnedConnection(this.kysely);
+    let result: T;
+    try {
+      result = await this.pinned.run(pinned, fn);
+    } catch (err) {
+      await pinned.finish(true);
+      throw err;
+    }
+    await pinned.finish(false);
+    return result;
+  }
+
+  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>): Promise<R | undefined> {
+    if (!isUuid(orgId)) throw new InvariantError('authenticateInOrg needs a uuid orgId');
+    const compiled = statement.compile(this.kysely);
+    if (compiled.parameters.length > 0) throw new InvariantError('an authentication statement takes literals only');
+    const pinned = this.pinned.getStore();
+    if (pinned?.usable && this.engine === 'postgres') return pinned.authenticate<R>(orgId, compiled.sql);
+    return this.withTenant({ orgId, projectIds: null }, (tx) => one(tx, statement));
   }
 
   withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -120,6 +162,8 @@ export class KyselyDatabase implements Database {
   readGlobal<T>(reason: string, fn: (db: Tx) => Promise<T>): Promise<T> {
     if (!reason) throw new InvariantError('readGlobal needs a reason');
     if (this.engine === 'pglite') return this.withSystem(reason, fn);
+    const pinned = this.pinned.getStore();
+    if (pinned?.usable) return pinned.call(null, fn);
     return fn(this.kysely);
   }
 

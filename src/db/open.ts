@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
@@ -44,6 +44,45 @@ export function pgOwner(url: string): OwnerConnection & { close(): Promise<void>
   };
 }
 
+/** Distinct parameterised statements kept prepared; the code's statements are far fewer. */
+const PREPARED_LIMIT = 500;
+
+/**
+ * The pg pool as Kysely sees it, with two changes that cut PostgreSQL's work per request:
+ *  - a parameterised statement is prepared once per connection under a stable name, so its
+ *    plan is cached instead of made anew each time (RLS made planning cost more than running
+ *    the read: docs/performance.md). Statements with literals only stay unnamed.
+ *  - a simple-protocol message of several statements answers with one result each; Kysely
+ *    reads one, the last (the request transaction sends BEGIN, the binding and a savepoint
+ *    before authentication's statement: pinned.ts).
+ */
+function kyselyPool(pool: pg.Pool): PostgresPool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string): string | undefined => {
+    let name = names.get(text);
+    if (!name && names.size < PREPARED_LIMIT) names.set(text, (name = `palisade_${names.size}`));
+    return name;
+  };
+  return {
+    async connect() {
+      const client = await pool.connect();
+      const wrapped = {
+        async query(text: string, values: readonly unknown[]) {
+          const name = values.length > 0 ? nameOf(text) : undefined;
+          const r = (await client.query(name ? { name, text, values: [...values] } : { text, values: [...values] })) as unknown as
+            | pg.QueryResult
+            | pg.QueryResult[];
+          return Array.isArray(r) ? r[r.length - 1] : r;
+        },
+        release: () => client.release(),
+      };
+      // Kysely's client type also names a cursor overload, used only with its `cursor` option (not set here).
+      return wrapped as unknown as PostgresPoolClient;
+    },
+    end: () => pool.end(),
+  };
+}
+
 export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean }): Promise<OpenedDatabase> {
   if (cfg.kind === 'pglite') {
     if (cfg.dataDir) mkdirSync(cfg.dataDir, { recursive: true });
@@ -62,7 +101,7 @@ export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean
   // A dropped connection (database restart) must not crash the process; the next query fails
   // with a 503 and the pool reconnects.
   pool.on('error', () => undefined);
-  const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
   const db = new KyselyDatabase('postgres', kysely, cfg.runtimeRole, async () => undefined);
   return { db, owner };
 }

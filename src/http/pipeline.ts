@@ -1,18 +1,27 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import type { Actor, OrgAccess, RequestContext, UserActor } from '../kernel/context.js';
+import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
 import { assertRouteComplete, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
 export interface Authenticators {
-  /** Verifies the session cookie; may set a rotated cookie on the reply. Null when absent or invalid. */
-  session(request: FastifyRequest, reply: FastifyReply, ctx: RequestContext): Promise<Actor | null>;
-  /** The caller's standing in an org, derived from current roles. Null when not a member. */
-  orgAccess(actor: UserActor, orgId: string, ctx: RequestContext): Promise<OrgAccess | null>;
+  /**
+   * Verifies the session cookie; may set a rotated cookie on the reply. Null when absent or
+   * invalid. With `orgId`, also the caller's standing there, derived from current roles (null
+   * when not a member).
+   */
+  session(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    ctx: RequestContext,
+    orgId: string | null,
+  ): Promise<{ actor: Actor; access: OrgAccess | null } | null>;
   /** Records a refused request in the audit trail (best effort, own transaction). */
   denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project'): Promise<void>;
+  /** Runs a read request on one connection and transaction (Database.requestTransaction). */
+  readScope<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 declare module 'fastify' {
@@ -44,14 +53,14 @@ export interface PipelineOptions {
 async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
   const ctx = request.ctx;
   if (route.auth.mode === 'public') return;
-  const actor = await opts.auth.session(request, reply, ctx);
-  if (!actor || actor.type !== 'user') throw new AppError('unauthenticated');
-  ctx.actor = actor;
-  if (!orgScoped(route)) return;
   const params = request.params as Record<string, unknown>;
-  const orgId = params.orgId;
-  if (!isUuid(orgId)) throw new AppError('not_found');
-  const access = await opts.auth.orgAccess(actor, orgId, ctx);
+  const orgId = orgScoped(route) && isUuid(params.orgId) ? params.orgId : null;
+  const verified = await opts.auth.session(request, reply, ctx, orgId);
+  if (!verified || verified.actor.type !== 'user') throw new AppError('unauthenticated');
+  ctx.actor = verified.actor;
+  if (!orgScoped(route)) return;
+  if (!orgId) throw new AppError('not_found');
+  const access = verified.access;
   if (!access) {
     await opts.auth.denied(ctx, route, 'not_member');
     throw new AppError('not_found');
@@ -92,11 +101,16 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       config: { route },
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
-        await authorize(route, request, reply, opts);
-        const params = parsePart(route.schema.params, request.params, 'params');
-        const query = parsePart(route.schema.query, request.query, 'query');
-        const body = parsePart(route.schema.body, request.body, 'body');
-        const result = await route.handler({ params, query, body, ctx: request.ctx, reply });
+        const run = async () => {
+          await authorize(route, request, reply, opts);
+          const params = parsePart(route.schema.params, request.params, 'params');
+          const query = parsePart(route.schema.query, request.query, 'query');
+          const body = parsePart(route.schema.body, request.body, 'body');
+          return route.handler({ params, query, body, ctx: request.ctx, reply });
+        };
+        // A signed-in read keeps one transaction from authentication to its query; a mutation's
+        // transactions stay its own (its change and audit event commit or fail together).
+        const result = route.auth.mode !== 'public' && !isMutation(route.method) ? await opts.auth.readScope(run) : await run();
         if (isMutation(route.method) && 'action' in route.audit && !request.ctx.audited.includes(route.audit.action)) {
           const msg = `${route.method} ${route.url} did not append its audit action ${route.audit.action}`;
           if (opts.strictAudit) throw new InvariantError(msg);

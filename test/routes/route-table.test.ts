@@ -98,8 +98,8 @@ describe('the live route table', () => {
 describe('a route that does not declare everything refuses to start', () => {
   const denyAll: Authenticators = {
     session: async () => null,
-    orgAccess: async () => null,
     denied: async () => undefined,
+    readScope: (fn) => fn(),
   };
   const opts: PipelineOptions = { auth: denyAll, strictAudit: true };
   const servers: FastifyInstance[] = [];

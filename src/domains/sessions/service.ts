@@ -3,8 +3,9 @@ import { hmacSha256, newId, randomToken, safeEqual, sha256Hex } from '../../cryp
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext, SessionInfo, UserActor } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
-import type { OrgPolicy } from '../tenancy/index.js';
+import { exec, one, rows, type BoundColumns, type Database, type Tx } from '../../db/database.js';
+import { isUuid } from '../../kernel/ids.js';
+import { standingFrom, type MembershipRow, type OrgPolicy, type Standing } from '../tenancy/index.js';
 
 /**
  * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
@@ -35,6 +36,8 @@ export interface Verified {
   actor: UserActor;
   /** Set when the session was rotated on this request: the reply must carry the new cookie. */
   rotatedCookie: string | null;
+  /** The user's standing in the org verification was asked about: null when not a member. */
+  standing?: Standing | null;
 }
 
 interface Row {
@@ -98,19 +101,33 @@ export function createSessionService(deps: SessionDeps) {
     /** A brand-new session id (login, registration): never reuses one the client brought. */
     issue: insert,
 
-    async verify(cookieValue: string | undefined, ctx: RequestContext): Promise<Verified | null> {
+    /**
+     * With `orgId`, the same statement also reads the user's membership there (an org-scoped
+     * request pays one round trip for both); the org's session policy is then checked too.
+     */
+    async verify(cookieValue: string | undefined, ctx: RequestContext, orgId?: string): Promise<Verified | null> {
       const secret = parseCookie(cookieValue);
       if (!secret) return null;
       const now = deps.clock.now();
-      // The common case is one autocommit read; only a rotation or a due touch writes.
-      const s = await deps.db.readGlobal('session verification', (db) =>
-        one<Row>(
-          db,
-          sql`select s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
-                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch
-              from sessions s join users u on u.id = s.user_id where s.token_hash = ${sha256Hex(secret)}`,
-        ),
-      );
+      const sessionSql = sql`s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
+                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch`;
+      const tokenHash = sha256Hex(secret);
+      // The common case is one read; only a rotation or a due touch writes.
+      let s: (Row & Partial<MembershipRow>) | undefined;
+      if (orgId !== undefined) {
+        if (!isUuid(orgId)) return null;
+        // All literals (a hex digest and a checked uuid): on PostgreSQL it shares one message with
+        // BEGIN, and the binding it sets (this user, their project scope) serves the handler.
+        // The statement is migration 006's palisade_session_in_org (a plan cached per connection).
+        s = await deps.db.authenticateInOrg(
+          orgId,
+          sql<Row & Partial<MembershipRow> & BoundColumns>`select * from palisade_session_in_org(${sql.lit(tokenHash)}, ${sql.lit(orgId)}::uuid)`,
+        );
+      } else {
+        s = await deps.db.readGlobal('session verification', (db) =>
+          one<Row>(db, sql`select ${sessionSql} from sessions s join users u on u.id = s.user_id where s.token_hash = ${sql.lit(tokenHash)}`),
+        );
+      }
       if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
       if (now >= s.absolute_expires_at) return null;
       if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
@@ -120,6 +137,7 @@ export function createSessionService(deps: SessionDeps) {
       const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
       const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds };
       const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, email: s.email, session: info });
+      const standing = orgId === undefined ? undefined : s.role ? standingFrom(orgId, s as MembershipRow) : null;
       if (s.rotate_pending) {
         // Privileges changed since this id was issued: swap it for a fresh one. Only the
         // request that wins the update rotates; a concurrent one proceeds on the old id.
@@ -129,9 +147,9 @@ export function createSessionService(deps: SessionDeps) {
             sql`update sessions set revoked_at = ${now.toISOString()}, revoked_reason = 'rotated'
                 where id = ${s.id} and revoked_at is null and rotate_pending`,
           );
-          if (won !== 1) return { actor: actor(session), rotatedCookie: null };
+          if (won !== 1) return { actor: actor(session), rotatedCookie: null, standing };
           const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
-          return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds }), rotatedCookie: fresh.cookie };
+          return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds }), rotatedCookie: fresh.cookie, standing };
         });
       }
       if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
@@ -143,7 +161,7 @@ export function createSessionService(deps: SessionDeps) {
           ),
         );
       }
-      return { actor: actor(session), rotatedCookie: null };
+      return { actor: actor(session), rotatedCookie: null, standing };
     },
 
     /** An org may demand shorter sessions than the deployment: checked when the org is addressed. */

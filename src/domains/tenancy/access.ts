@@ -42,16 +42,9 @@ export interface OrgPolicy {
   sessionsRevokedAt: Date | null;
 }
 
-const membershipQuery = (orgId: string, userId: string) => sql<MembershipRow>`
-  select m.role, m.custom_role_id, m.restricted, m.sessions_revoked_at, cr.name as custom_name, cr.permissions as custom_permissions,
-         s.session_idle_seconds, s.session_absolute_seconds,
-         case when m.restricted then coalesce(
-           (select array_agg(pa.project_id::text) from project_access pa where pa.org_id = m.org_id and pa.user_id = m.user_id),
-           '{}') end as project_ids
-  from memberships m
-  left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
-  left join org_settings s on s.org_id = m.org_id
-  where m.org_id = ${orgId} and m.user_id = ${userId}`;
+// The statement lives in migration 006 (palisade_membership): a PL/pgSQL function keeps its
+// plan per connection, and session verification joins the same function.
+const membershipQuery = (orgId: string, userId: string) => sql<MembershipRow>`select * from palisade_membership(${orgId}::uuid, ${userId}::uuid)`;
 
 export async function loadMembership(tx: Tx, orgId: string, userId: string): Promise<MembershipRow | undefined> {
   return one(tx, membershipQuery(orgId, userId));
@@ -67,15 +60,12 @@ export function accessFrom(orgId: string, m: MembershipRow): OrgAccess {
   };
 }
 
-/** Derives the caller's standing from current roles: called on every org-scoped request. */
-export async function resolveAccess(
-  db: Database,
-  orgId: string,
-  userId: string,
-): Promise<{ access: OrgAccess; policy: OrgPolicy } | null> {
-  // Resolution reads every assignment of the member (the scope it computes is not bound yet).
-  const m = await db.withTenant({ orgId, userId, projectIds: null }, (tx) => loadMembership(tx, orgId, userId));
-  if (!m) return null;
+export interface Standing {
+  access: OrgAccess;
+  policy: OrgPolicy;
+}
+
+export function standingFrom(orgId: string, m: MembershipRow): Standing {
   return {
     access: accessFrom(orgId, m),
     policy: {
@@ -84,6 +74,13 @@ export async function resolveAccess(
       sessionsRevokedAt: m.sessions_revoked_at,
     },
   };
+}
+
+/** Derives a member's standing from current roles (session verification joins the same query). */
+export async function resolveAccess(db: Database, orgId: string, userId: string): Promise<Standing | null> {
+  // Resolution reads every assignment of the member (the scope it computes is not bound yet).
+  const m = await db.withTenant({ orgId, userId, projectIds: null }, (tx) => loadMembership(tx, orgId, userId));
+  return m ? standingFrom(orgId, m) : null;
 }
 
 /**

@@ -1,5 +1,5 @@
-export { resolveAccess, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn, assertCanManage } from './access.js';
-export type { RoleKey, OrgPolicy } from './access.js';
+export { resolveAccess, standingFrom, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn, assertCanManage } from './access.js';
+export type { RoleKey, OrgPolicy, Standing, MembershipRow } from './access.js';
 export type { TenancyDeps } from './deps.js';
 export { insertOrg, createOrgService } from './orgs.js';
 export type { OrgService, OrgView } from './orgs.js';

@@ -1,0 +1,177 @@
+import { sql, type Kysely } from 'kysely';
+import { InvariantError } from '../kernel/errors.js';
+import { isUuid } from '../kernel/ids.js';
+
+// A transaction executor; kept structural so that this file needs nothing from database.ts.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+type Conn = Kysely<{}>;
+
+/** The tenant binding as three validated strings: org uuid or '', user uuid or '', scope. */
+export interface BindingValues {
+  org: string;
+  user: string;
+  scope: string;
+}
+
+const SCOPE_RE = /^(\*|[0-9a-fA-F,-]*)$/;
+
+export function checkBinding(b: BindingValues): void {
+  for (const v of [b.org, b.user]) if (v !== '' && !isUuid(v)) throw new InvariantError('binding values must be uuids');
+  if (!SCOPE_RE.test(b.scope)) throw new InvariantError('bad project scope');
+}
+
+/** Inlined rather than parameterised so that it shares a message with BEGIN; values are checked first. */
+export function bindingSql(b: BindingValues): string {
+  checkBinding(b);
+  return (
+    `select set_config('palisade.org_id', '${b.org}', true), set_config('palisade.user_id', '${b.user}', true), ` +
+    `set_config('palisade.project_ids', '${b.scope}', true)`
+  );
+}
+
+const keyOf = (b: BindingValues) => `${b.org}|${b.user}|${b.scope}`;
+const UNBOUND: BindingValues = { org: '', user: '', scope: '' };
+
+/** Columns an authentication statement returns to say which binding it set (set_config results). */
+export interface BoundColumns {
+  bound_user_id: string;
+  bound_project_ids: string;
+}
+
+/**
+ * One request's connection and transaction (Database.requestTransaction). Each call starts at a
+ * savepoint, so that a failed call undoes only its own work, as its own transaction would have;
+ * the savepoint shares a message with the call's binding, and a call whose binding is already in
+ * place right after a savepoint sends nothing before its query. A signed-in read thus costs
+ * three messages: BEGIN + binding + savepoint + authentication, the query, COMMIT.
+ */
+export class PinnedConnection {
+  private conn: Conn | null = null;
+  private acquiring: Promise<Conn> | null = null;
+  private release: (() => void) | null = null;
+  private held: Promise<void> | null = null;
+  private began = false;
+  /** The binding in effect now, as a key. */
+  private bound = '';
+  /** The binding at the last savepoint when nothing worth keeping ran since it; else null. */
+  private atSavepoint: string | null = null;
+  /** A call is running: a nested call takes its own transaction, as without pinning. */
+  busy = false;
+  /** Undoing a failed call failed (the connection is gone): later calls take their own. */
+  broken = false;
+
+  constructor(private readonly kysely: Conn) {}
+
+  get usable(): boolean {
+    return !this.busy && !this.broken;
+  }
+
+  private connection(): Promise<Conn> {
+    if (this.conn) return Promise.resolve(this.conn);
+    this.acquiring ??= new Promise<Conn>((resolve, reject) => {
+      this.held = this.kysely
+        .connection()
+        .execute(
+          (conn) =>
+            new Promise<void>((done) => {
+              this.conn = conn;
+              this.release = done;
+              resolve(conn);
+            }),
+        )
+        .catch(reject);
+    });
+    return this.acquiring;
+  }
+
+  /** `binding` null: a global read, autocommit before the transaction began, unbound after. */
+  async call<T>(binding: BindingValues | null, fn: (tx: Conn) => Promise<T>): Promise<T> {
+    this.busy = true;
+    try {
+      const conn = await this.connection();
+      if (!this.began && binding === null) return await fn(conn);
+      const want = binding ?? UNBOUND;
+      const key = keyOf(want);
+      if (!this.began) {
+        await sql.raw(`begin; ${bindingSql(want)}; savepoint call`).execute(conn);
+        this.began = true;
+        this.bound = this.atSavepoint = key;
+      } else if (this.atSavepoint === null || this.bound !== key) {
+        await sql.raw(`savepoint call; ${bindingSql(want)}`).execute(conn);
+        this.atSavepoint = this.bound;
+        this.bound = key;
+      }
+      return await this.guarded(conn, fn);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /**
+   * Opens the transaction with `statement` (all literals) in the same message as BEGIN and the
+   * org binding; the binding the statement sets stays for the calls after it.
+   */
+  async authenticate<R extends BoundColumns>(org: string, statement: string): Promise<R | undefined> {
+    if (this.began) throw new InvariantError('authentication must open the request transaction');
+    this.busy = true;
+    try {
+      const conn = await this.connection();
+      const base: BindingValues = { org, user: '', scope: '*' };
+      const result = await sql.raw<R>(`begin; ${bindingSql(base)}; savepoint call; ${statement}`).execute(conn);
+      this.began = true;
+      this.atSavepoint = keyOf(base);
+      const row = result.rows[0];
+      if (row) {
+        const set: BindingValues = { org, user: row.bound_user_id, scope: row.bound_project_ids };
+        checkBinding(set);
+        this.bound = keyOf(set);
+      } else {
+        this.bound = keyOf(base);
+      }
+      return row;
+    } catch (err) {
+      // A failure before or during BEGIN leaves no transaction; one after it, an aborted one.
+      if (this.conn) await sql.raw('rollback').execute(this.conn).catch(() => (this.broken = true));
+      this.began = false;
+      throw err;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async guarded<T>(conn: Conn, fn: (tx: Conn) => Promise<T>): Promise<T> {
+    try {
+      const result = await fn(conn);
+      this.atSavepoint = null;
+      return result;
+    } catch (err) {
+      try {
+        await sql.raw('rollback to savepoint call').execute(conn);
+        this.bound = this.atSavepoint ?? this.bound;
+      } catch {
+        this.broken = true;
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Commits (also when the request failed: what a read writes, a session touch or rotation, the
+   * audit of a refusal, stands on its own) and gives the connection back.
+   */
+  async finish(requestFailed: boolean): Promise<void> {
+    try {
+      if (this.began && this.conn) {
+        try {
+          // An aborted transaction (a broken savepoint) makes PostgreSQL roll back instead.
+          await sql.raw('commit').execute(this.conn);
+        } catch (err) {
+          if (!requestFailed) throw err;
+        }
+      }
+    } finally {
+      this.release?.();
+      await this.held?.catch(() => undefined);
+    }
+  }
+}
