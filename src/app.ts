@@ -9,14 +9,15 @@ import { buildOpenApi } from './http/openapi.js';
 import { mountRoutes, type Authenticators } from './http/pipeline.js';
 import type { AnyRoute } from './http/route.js';
 import { createHttpServer } from './http/server.js';
+import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js';
 import { Metrics } from './http/metrics.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
 import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
-import { createIdentityService, identityRoutes } from './domains/identity/index.js';
+import { createIdentityService, createLockout, createMfaService, identityRoutes } from './domains/identity/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
-import { createSessionService, sessionRoutes, setSessionCookie, type CookieSettings } from './domains/sessions/index.js';
+import { createSessionService, mfaRoutes, sessionRoutes, setSessionCookie, type CookieSettings } from './domains/sessions/index.js';
 import {
   createInvitationService,
   createMemberService,
@@ -28,7 +29,8 @@ import {
 
 export type AppConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
+  | 'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
+  | 'lockout' | 'redisUrl' | 'rateLimits'
 >;
 
 export interface AppDeps {
@@ -72,8 +74,10 @@ export async function buildApp(deps: AppDeps) {
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
+  const lockout = createLockout(db, config.lockout, () => clock.now());
+  const mfa = createMfaService({ db, audit, clock, sealer, lockout });
   const identity = createIdentityService({
-    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout,
     revokeSessions: async (tx, userId, reason, keep) => {
       await sessions.revokeAll(tx, userId, reason, keep);
     },
@@ -110,8 +114,9 @@ export async function buildApp(deps: AppDeps) {
   };
 
   const domainRoutes: AnyRoute[] = [
-    ...sessionRoutes({ db, clock, audit, sessions, identity, orgs, cookie }),
-    ...identityRoutes(identity),
+    ...sessionRoutes({ db, clock, audit, sessions, identity, mfa, orgs, cookie }),
+    ...mfaRoutes({ db, clock, audit, sessions, identity, mfa, cookie, listOrgs: (userId) => orgs.listMine(userId) }),
+    ...identityRoutes(identity, mfa),
     ...tenancyRoutes({ orgs, members, invitations, roles, projects }),
     ...assetRoutes(assets),
     ...auditRoutes(createAuditReader({ db })),
@@ -132,11 +137,19 @@ export async function buildApp(deps: AppDeps) {
     metrics,
   });
   const strictAudit = config.env !== 'production';
+  const limiter = createRateLimiter({
+    redisUrl: config.redisUrl,
+    policies: config.rateLimits as Partial<PolicyTable>,
+    logger,
+    onFailOpen: () => metrics.rateLimitFailOpen.inc(),
+  });
+  app.addHook('onClose', () => limiter.close());
+  const pipeline = { auth, strictAudit, now: () => clock.now(), limiter, onLimited: (policy: string) => metrics.rateLimited.inc({ policy }) };
   // One encapsulated context per trust boundary, each with its own authentication stack.
-  await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), { auth, strictAudit }));
-  await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), { auth, strictAudit }));
+  await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), pipeline));
+  await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), pipeline));
   await app.ready();
-  return { app, routes, services: { chainKeys, sessions, identity, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
+  return { app, routes, services: { chainKeys, sessions, identity, mfa, lockout, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

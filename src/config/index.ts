@@ -27,6 +27,14 @@ export interface Config {
   /** Plain-http loopback development only: cookie without `__Host-` and `Secure`. */
   insecureLocalhostCookies: boolean;
   session: { idleSeconds: number; absoluteSeconds: number; touchIntervalSeconds: number };
+  /** Failed attempts (password, TOTP, recovery code) before the account locks, and for how long. */
+  lockout: { threshold: number; seconds: number };
+  /** Rate limits count in Redis when set; in process memory otherwise (one instance only). */
+  redisUrl: string | null;
+  /** Overrides of the rate-limit policies (RATE_LIMITS="login=10/60,authenticated=600/60"); names checked by the limiter. */
+  rateLimits: Readonly<Record<string, { limit: number; windowSeconds: number }>>;
+  /** WebAuthn relying party: its id (a registrable domain, never an IP) and the origins it accepts. */
+  webauthn: { rpId: string; rpName: string; origins: readonly string[] };
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -52,8 +60,24 @@ const envSchema = z.object({
   PALISADE_INSECURE_LOCALHOST_COOKIES: z.enum(['true', 'false']).optional(),
   SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
   SESSION_ABSOLUTE_HOURS: z.coerce.number().int().min(1).max(24 * 30).default(8),
+  LOCKOUT_THRESHOLD: z.coerce.number().int().min(1).max(100).default(5),
+  LOCKOUT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
+  REDIS_URL: z.string().optional(),
+  RATE_LIMITS: z.string().optional(),
+  WEBAUTHN_RP_ID: z.string().optional(),
+  WEBAUTHN_RP_NAME: z.string().default('Palisade'),
   LOG_LEVEL: z.string().default('info'),
 });
+
+function parseRateLimits(spec: string): Record<string, { limit: number; windowSeconds: number }> {
+  const out: Record<string, { limit: number; windowSeconds: number }> = {};
+  for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-z-]+)=(\d+)\/(\d+)$/.exec(part);
+    if (!m) throw new ConfigError(`RATE_LIMITS: "${part}" is not policy=limit/seconds`);
+    out[m[1] as string] = { limit: Number(m[2]), windowSeconds: Number(m[3]) };
+  }
+  return Object.freeze(out);
+}
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -207,6 +231,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       absoluteSeconds: e.SESSION_ABSOLUTE_HOURS * 3600,
       touchIntervalSeconds: Math.min(60, (e.SESSION_IDLE_MINUTES * 60) / 4),
     },
+    lockout: { threshold: e.LOCKOUT_THRESHOLD, seconds: e.LOCKOUT_MINUTES * 60 },
+    redisUrl: e.REDIS_URL ?? null,
+    rateLimits: parseRateLimits(e.RATE_LIMITS ?? ''),
+    webauthn: Object.freeze({
+      rpId: e.WEBAUTHN_RP_ID ?? new URL(publicOrigin).hostname,
+      rpName: e.WEBAUTHN_RP_NAME,
+      origins: Object.freeze([publicOrigin]),
+    }),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

@@ -23,6 +23,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly rateLimitFailOpen = new Counter({
+    name: 'palisade_rate_limit_fail_open_total',
+    help: 'Rate-limit hits Redis did not answer in time (counted by the per-process backstop instead)',
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'palisade_rate_limited_total',
+    help: 'Requests refused by a rate-limit policy',
+    labelNames: ['policy'] as const,
+    registers: [this.registry],
+  });
+
   constructor(withDefaults = true) {
     if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'palisade_' });
   }

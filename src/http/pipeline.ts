@@ -3,7 +3,10 @@ import type { z } from 'zod';
 import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
-import { assertRouteComplete, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
+import { ipInList } from '../kernel/ip.js';
+import { isAdminLevel } from '../kernel/permissions.js';
+import { rateLimitHeaders, type RateLimiter } from './rate-limit/index.js';
+import { assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
 export interface Authenticators {
@@ -19,7 +22,7 @@ export interface Authenticators {
     orgId: string | null,
   ): Promise<{ actor: Actor; access: OrgAccess | null } | null>;
   /** Records a refused request in the audit trail (best effort, own transaction). */
-  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project'): Promise<void>;
+  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip'): Promise<void>;
   /** Runs a read request on one connection and transaction (Database.requestTransaction). */
   readScope<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -48,6 +51,41 @@ export interface PipelineOptions {
   auth: Authenticators;
   /** Fail the request (500) when a mutation does not append its declared audit action. */
   strictAudit: boolean;
+  now: () => Date;
+  /** Null only in tests of the route table itself. */
+  limiter: RateLimiter | null;
+  onLimited?: (policy: string) => void;
+}
+
+function accountKey(route: AnyRoute, body: unknown): string[] | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const b = body as Record<string, unknown>;
+  // Per account as well as per address: a distributed guesser gets no more tries on one
+  // account than a single address would.
+  if (typeof b.email === 'string') return ['account', b.email.trim().toLowerCase().slice(0, 254)];
+  if (route.rateLimit === 'mfa-verify' && typeof b.mfaToken === 'string') return ['challenge', b.mfaToken.slice(0, 200)];
+  return null;
+}
+
+/** Counts the request under the route's policy for each key; 429 with Retry-After when one is over. */
+async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: PipelineOptions, keys: (string[] | null)[]): Promise<void> {
+  if (!opts.limiter) return;
+  for (const parts of keys) {
+    if (!parts) continue;
+    const d = await opts.limiter.hit(route.rateLimit, parts);
+    const headers = rateLimitHeaders(d);
+    if (!d.allowed) headers['Retry-After'] ??= String(Math.max(1, d.retryAfterSeconds));
+    for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+    if (!d.allowed) {
+      opts.onLimited?.(route.rateLimit);
+      throw new AppError('rate_limited');
+    }
+  }
+}
+
+function assertSteppedUp(actor: Actor, now: Date): void {
+  const at = actor.type === 'user' ? actor.session.steppedUpAt : null;
+  if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) throw new AppError('step_up_required');
 }
 
 async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
@@ -70,6 +108,12 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   if (!access.permissions.has(route.permission)) {
     await opts.auth.denied(ctx, route, 'permission');
     throw new AppError('forbidden', `requires ${route.permission}`);
+  }
+  // Checked on every admin-level request, not only at sign-in: a cookie carried elsewhere stops here.
+  const allowlist = access.adminIpAllowlist ?? [];
+  if (allowlist.length > 0 && isAdminLevel(route.permission) && !ipInList(ctx.ip, allowlist)) {
+    await opts.auth.denied(ctx, route, 'ip');
+    throw new AppError('ip_not_allowed');
   }
   if (projectScoped(route)) {
     const projectId = params.projectId;
@@ -102,7 +146,14 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
+          if (route.auth.mode === 'public') {
+            await enforceLimits(route, reply, opts, [['ip', request.ctx.ip], accountKey(route, request.body)]);
+          }
           await authorize(route, request, reply, opts);
+          if (route.auth.mode !== 'public' && request.ctx.actor.type === 'user') {
+            await enforceLimits(route, reply, opts, [['user', request.ctx.actor.userId]]);
+          }
+          if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
@@ -111,8 +162,9 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
         // A signed-in read keeps one transaction from authentication to its query; a mutation's
         // transactions stay its own (its change and audit event commit or fail together).
         const result = route.auth.mode !== 'public' && !isMutation(route.method) ? await opts.auth.readScope(run) : await run();
-        if (isMutation(route.method) && 'action' in route.audit && !request.ctx.audited.includes(route.audit.action)) {
-          const msg = `${route.method} ${route.url} did not append its audit action ${route.audit.action}`;
+        const declared = 'action' in route.audit ? [route.audit.action, ...(route.audit.or ?? [])] : [];
+        if (isMutation(route.method) && declared.length > 0 && !declared.some((a) => request.ctx.audited.includes(a))) {
+          const msg = `${route.method} ${route.url} did not append its audit action ${declared.join(' or ')}`;
           if (opts.strictAudit) throw new InvariantError(msg);
           request.log.error(msg);
         }

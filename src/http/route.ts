@@ -19,6 +19,7 @@ export const RATE_LIMIT_POLICIES = [
   'register',
   'password-reset',
   'invitation-accept',
+  'mfa-verify',
   'probe',
   'authenticated',
 ] as const;
@@ -27,7 +28,11 @@ export type RateLimitPolicy = (typeof RATE_LIMIT_POLICIES)[number];
 /** `self`: any signed-in user acting on their own account; needs no org permission. */
 export type RoutePermission = Permission | 'self' | 'none';
 
-export type AuditDecl = { action: string } | { none: string };
+/** `or`: other actions a successful call may append instead (a login that stops at its second factor). */
+export type AuditDecl = { action: string; or?: readonly string[] } | { none: string };
+
+/** A fresh proof of identity (step-up, "sudo mode") counts this long for sensitive routes. */
+export const STEP_UP_SECONDS = 600;
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -58,6 +63,11 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
   rateLimit: RateLimitPolicy;
   audit: AuditDecl;
   schema: S;
+  /**
+   * Sensitive: needs a fresh proof of identity within STEP_UP_SECONDS (a second factor; a
+   * password only for an account that has none).
+   */
+  stepUp?: true;
   /** Status of a successful answer (200 unless stated). */
   status?: 200 | 201 | 202 | 204;
   /** Example body the authorization matrix sends; must pass `schema.body`. */
@@ -107,6 +117,7 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
       fail('state-changing routes must declare an audit action');
     }
   }
+  if (route.stepUp && route.auth?.mode !== 'session') fail('step-up needs a signed-in caller');
   if (!route.summary) fail('no summary');
   if (!route.handler) fail('no handler');
 }

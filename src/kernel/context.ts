@@ -7,6 +7,12 @@ export interface SessionInfo {
   lastSeenAt: Date;
   /** Longest gap between two uses of the session so far, this request included (org idle policies). */
   longestIdleSeconds?: number;
+  /** Established (or since confirmed) with a second factor. */
+  mfaVerified?: boolean;
+  /** The last fresh proof of identity, for step-up ("sudo") routes. */
+  steppedUpAt?: Date | null;
+  /** The account has a second factor (then only a second factor counts as a step-up). */
+  mfaEnabled?: boolean;
 }
 
 export type Actor =
@@ -26,6 +32,8 @@ export interface OrgAccess {
   permissions: PermissionSet;
   /** null: every project; otherwise exactly these project ids. */
   projectIds: readonly string[] | null;
+  /** Addresses (CIDRs) admin-level requests must come from; empty: any. */
+  adminIpAllowlist?: readonly string[];
 }
 
 export interface RequestContext {

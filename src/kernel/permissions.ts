@@ -54,6 +54,16 @@ export const BUILTIN_ROLE_PERMISSIONS: Record<BuiltinRole, readonly Permission[]
   project_viewer: ['org:read', 'projects:read', 'assets:read'],
 };
 
+/**
+ * Admin-level permissions: every one the built-in member role lacks. An org's admin IP
+ * allowlist applies to routes that need one of them.
+ */
+export const ADMIN_LEVEL_PERMISSIONS: readonly Permission[] = ALL_PERMISSIONS.filter((p) => !BUILTIN_ROLE_PERMISSIONS.member.includes(p));
+
+export function isAdminLevel(p: string): boolean {
+  return (ADMIN_LEVEL_PERMISSIONS as readonly string[]).includes(p);
+}
+
 /** Roles whose holders only ever see the projects they are assigned to. */
 export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'];
 

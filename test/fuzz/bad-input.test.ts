@@ -394,8 +394,9 @@ describe.each(PLANS)('bad input on $engine', ({ engine, runs }) => {
         fc.asyncProperty(plausibleBody(route, known), params, async (body, p) => {
           const headers = await headersFor(route.auth.mode === 'session', { 'content-type': 'application/json' });
           const res = await send({ route, method: route.method, url: urlFor(route, p), headers, payload: JSON.stringify(body) });
-          // A member of acme addressing globex learns nothing but "not found".
-          if (route.url.includes(':orgId') && p.orgId === globex && res.statusCode !== 400) expect(res.statusCode).toBe(404);
+          // A member of acme addressing globex learns nothing but "not found" (a body refused for
+          // its shape or its size is refused before the org is looked at, and says nothing of it).
+          if (route.url.includes(':orgId') && p.orgId === globex && ![400, 413].includes(res.statusCode)) expect(res.statusCode).toBe(404);
         }),
         { numRuns: runs.plausible, endOnFailure: true },
       );

@@ -17,6 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/db/database.js';
 import { isMutation, projectScoped, type AnyRoute } from '../../src/http/route.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
+import { systemContext as systemContextFor } from '../../src/kernel/context.js';
+import { totpCodeAt } from '../../src/domains/identity/index.js';
 import {
   ALL_PERMISSIONS,
   ALWAYS_RESTRICTED_ROLES,
@@ -53,7 +55,7 @@ function isRecord(v: unknown): v is Body {
  */
 interface LiveBody {
   why: string;
-  fields(f: Fixtures, callerEmail: string): Promise<{ patch: Body; onSuccess?: () => void }>;
+  fields(f: Fixtures, callerEmail: string): Promise<{ patch: Body; onSuccess?: () => void; after?: () => Promise<void> }>;
 }
 const LIVE_BODIES: Record<string, LiveBody> = {
   'POST /api/me/password': {
@@ -61,6 +63,34 @@ const LIVE_BODIES: Record<string, LiveBody> = {
     async fields(f, email) {
       const next = `matrix-${Math.random().toString(36).slice(2)}-Long-Passphrase`;
       return { patch: { currentPassword: f.password(email), newPassword: next }, onSuccess: () => f.setPassword(email, next) };
+    },
+  },
+  'POST /api/auth/step-up': {
+    why: 'the example carries a wrong password (401 invalid_credentials); the demo identities have no second factor, so their password is the step-up',
+    async fields(f, email) {
+      return { patch: { password: f.password(email) } };
+    },
+  },
+  'POST /api/me/mfa/totp/confirm': {
+    why: 'confirming needs a pending enrollment and its current code; MFA is turned off again afterwards',
+    async fields(f, email) {
+      const mfa = f.app.built.services.mfa;
+      const { secret } = await mfa.enrollTotp(systemContextFor('matrix'), { id: f.userId(email), email });
+      return { patch: { code: totpCodeAt(secret, f.app.clock.now()) }, after: () => f.clearMfa(email) };
+    },
+  },
+  'POST /api/me/mfa/disable': {
+    why: 'disabling needs MFA on and a fresh factor: the identity enrolls first and sends a recovery code; MFA is off again afterwards either way',
+    async fields(f, email) {
+      const { recoveryCodes } = await f.enrollMfa(email);
+      return { patch: { code: undefined, recoveryCode: recoveryCodes[0] }, after: () => f.clearMfa(email) };
+    },
+  },
+  'POST /api/me/mfa/recovery-codes': {
+    why: 'new recovery codes need MFA on (409 otherwise): the identity enrolls first; MFA is off again afterwards',
+    async fields(f, email) {
+      await f.enrollMfa(email);
+      return { patch: {}, after: () => f.clearMfa(email) };
     },
   },
   'POST /api/invitations/accept': {
@@ -296,16 +326,18 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     // What: the route's example body, with live secrets where the example cannot hold them.
     let payload: Body | undefined;
     let onSuccess: (() => void) | undefined;
+    let after: (() => Promise<void>) | undefined;
     if (route.schema.body) {
       const example: unknown = route.example?.() ?? {};
       if (!isRecord(example)) throw new Error(`${key}: example must be an object`);
       payload = { ...example };
-      const live = LIVE_BODIES[key];
-      if (live) {
-        const f = await live.fields(fx, callerEmail);
-        Object.assign(payload, f.patch);
-        onSuccess = f.onSuccess;
-      }
+    }
+    const live = LIVE_BODIES[key];
+    if (live) {
+      const f = await live.fields(fx, callerEmail);
+      if (payload) Object.assign(payload, f.patch);
+      onSuccess = f.onSuccess;
+      after = f.after;
     }
 
     const headers: Record<string, string> = {};
@@ -315,6 +347,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
 
     const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}) });
     if (res.statusCode < 300 && c.credential === 'session') onSuccess?.();
+    await after?.();
     let code: string | null = null;
     let requestId: string | null = null;
     if (String(res.headers['content-type'] ?? '').includes('application/problem+json')) {

@@ -9,6 +9,7 @@ import { exec, one, rows } from '../../src/db/database.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import type { BuiltinRole } from '../../src/kernel/permissions.js';
+import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { insertOrg } from '../../src/domains/tenancy/index.js';
 import type { TestApp } from '../support/app.js';
 
@@ -33,6 +34,10 @@ export class Fixtures {
   readonly orgs = new Map<string, OrgFixture>();
 
   constructor(private readonly h: TestApp) {}
+
+  get app(): TestApp {
+    return this.h;
+  }
 
   async init(): Promise<void> {
     await this.h.t.db.withSystem('matrix fixtures', async (tx) => {
@@ -146,8 +151,25 @@ export class Fixtures {
 
   /** A live session of `userId` other than the one making the request. */
   async session(userId: string): Promise<string> {
-    const s = await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => this.h.built.services.sessions.issue(tx, userId, systemContext('matrix')));
+    const s = await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
+      this.h.built.services.sessions.issue(tx, userId, systemContext('matrix'), undefined, undefined, { mfaVerified: false, steppedUpAt: this.h.clock.now() }),
+    );
     return s.id;
+  }
+
+  /** Turns MFA on for `email` (an authenticator app, confirmed) the way the routes do; returns its secret and recovery codes. */
+  async enrollMfa(email: string): Promise<{ secret: string; recoveryCodes: string[] }> {
+    const mfa = this.h.built.services.mfa;
+    const userId = this.userId(email);
+    const ctx = systemContext('matrix');
+    const { secret } = await mfa.enrollTotp(ctx, { id: userId, email });
+    const { recoveryCodes } = await mfa.confirmTotp(ctx, userId, totpCodeAt(secret, this.h.clock.now()));
+    return { secret, recoveryCodes };
+  }
+
+  /** Turns MFA off again, whatever the case did, so that later cases see the demo identity unchanged. */
+  async clearMfa(email: string): Promise<void> {
+    await this.h.built.services.mfa.disable(systemContext('matrix'), this.userId(email));
   }
 
   /**

@@ -21,9 +21,13 @@ function auditOf(r: AnyRoute): string {
   return 'action' in r.audit ? r.audit.action : `none (${r.audit.none})`;
 }
 
+function stepUpOf(r: AnyRoute): string {
+  return r.stepUp ? 'step-up' : '';
+}
+
 /** One line per route: method, url, auth mode, permission, rate-limit policy, audit action. */
 function routeTable(routes: readonly AnyRoute[]): string {
-  const rows = routes.map((r) => [r.method, r.url, r.auth.mode, r.permission, r.rateLimit, auditOf(r)]);
+  const rows = routes.map((r) => [r.method, r.url, r.auth.mode, r.permission, r.rateLimit, auditOf(r), stepUpOf(r)]);
   const header = ['METHOD', 'URL', 'AUTH', 'PERMISSION', 'RATE LIMIT', 'AUDIT'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
@@ -63,6 +67,7 @@ describe('the live route table', () => {
     const publicMutations = routes.filter((r) => STATE_CHANGING.includes(r.method) && r.auth.mode === 'public');
     expect(publicMutations.map((r) => `${r.method} ${r.url} ${auditOf(r)}`).sort()).toEqual([
       'POST /api/auth/login auth.login',
+      'POST /api/auth/mfa/verify auth.login',
       'POST /api/auth/password-reset/confirm auth.password_reset',
       'POST /api/auth/password-reset/request auth.password_reset_requested',
       'POST /api/auth/register auth.registered',
@@ -101,7 +106,7 @@ describe('a route that does not declare everything refuses to start', () => {
     denied: async () => undefined,
     readScope: (fn) => fn(),
   };
-  const opts: PipelineOptions = { auth: denyAll, strictAudit: true };
+  const opts: PipelineOptions = { auth: denyAll, strictAudit: true, now: () => new Date(), limiter: null };
   const servers: FastifyInstance[] = [];
 
   async function server(): Promise<FastifyInstance> {

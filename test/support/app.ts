@@ -13,6 +13,10 @@ import type { Engine } from '../../src/db/database.js';
 export const ORIGIN = 'https://palisade.test';
 
 /** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
+export const RELAXED_LIMITS = ['login', 'register', 'password-reset', 'invitation-accept', 'mfa-verify', 'probe', 'authenticated']
+  .map((p) => `${p}=100000/60`)
+  .join(',');
+
 export function testConfig(overrides: Record<string, string> = {}): AppConfig {
   return loadConfig({
     PALISADE_ENV: 'test',
@@ -20,6 +24,8 @@ export function testConfig(overrides: Record<string, string> = {}): AppConfig {
     PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
     PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
     PALISADE_STATE_DIR: '/tmp/palisade-test-state',
+    // Suites sign in far more often than a person; the limiter's own tests set real limits.
+    RATE_LIMITS: RELAXED_LIMITS,
     ...overrides,
   });
 }
@@ -76,7 +82,8 @@ export async function createTestApp(engine: Engine, opts: { config?: Record<stri
         userIds.set(email, id);
       }
       const uid = id;
-      const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test')));
+      const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test'), undefined, undefined, { mfaVerified: false, steppedUpAt: clock.now() }),
+      );
       return `${cookieName}=${s.cookie}`;
     },
     async login(who) {

@@ -1,11 +1,39 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { email } from '../../http/schemas.js';
+import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import type { MfaService } from './mfa.js';
 import type { IdentityService } from './service.js';
 
-export function identityRoutes(identity: IdentityService): AnyRoute[] {
+function userOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
+
+export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyRoute[] {
   const tags = ['auth'];
   return [
+    defineRoute({
+      method: 'GET', url: '/api/me/mfa', summary: 'Your second factors', tags: ['mfa'],
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      handler: ({ ctx }) => mfa.status(userOf(ctx).userId),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/mfa/totp', summary: 'Start enrolling an authenticator app: secret, otpauth URI and QR code (confirm with a code)', tags: ['mfa'],
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.mfa_enrollment_started' },
+      stepUp: true, status: 201, schema: {},
+      handler: ({ ctx }) => {
+        const actor = userOf(ctx);
+        return mfa.enrollTotp(ctx, { id: actor.userId, email: actor.email });
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/mfa/recovery-codes', summary: 'Replace your recovery codes (the old ones stop working); shown once', tags: ['mfa'],
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.recovery_codes_regenerated' },
+      stepUp: true, schema: {},
+      handler: ({ ctx }) => mfa.regenerateRecoveryCodes(ctx, userOf(ctx).userId),
+    }),
     defineRoute({
       method: 'POST', url: '/api/auth/password-reset/request', summary: 'Mail a single-use reset link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'someone who forgot their password has no session' }, permission: 'none',

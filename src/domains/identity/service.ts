@@ -8,6 +8,7 @@ import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
 import { insertOrg } from '../tenancy/index.js';
+import type { Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
 
 export const RESET_TTL_MS = 30 * 60 * 1000;
@@ -26,6 +27,7 @@ export interface IdentityDeps {
   publicOrigin: string;
   /** Every session of the user, except `keep`, must end (wired to the sessions domain). */
   revokeSessions(tx: Tx, userId: string, reason: string, keep?: string): Promise<void>;
+  lockout: Lockout;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -36,9 +38,9 @@ export function createIdentityService(deps: IdentityDeps) {
   const system = { orgId: SYSTEM_ORG_ID };
 
   async function findByEmail(tx: Tx, email: string) {
-    return one<{ id: string; email: string; name: string; password_hash: string | null; session_epoch: number }>(
+    return one<{ id: string; email: string; name: string; password_hash: string | null; session_epoch: number; mfa_enabled: boolean }>(
       tx,
-      sql`select id, email, name, password_hash, session_epoch from users where lower(email) = lower(${email})`,
+      sql`select id, email, name, password_hash, session_epoch, mfa_enabled from users where lower(email) = lower(${email})`,
     );
   }
 
@@ -85,14 +87,23 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     /**
-     * Same error and similar cost whether the email is unknown or the password wrong: an
-     * unknown email still pays for one argon2 verification.
+     * Same error and similar cost whether the email is unknown, the password wrong or the
+     * account locked: each pays for one argon2 verification. The attempt takes a lockout slot
+     * before the password is checked (lockout.ts). With a second factor enabled, a right
+     * password hands its slot back but does not clear the count: only the second factor does,
+     * so knowing the password does not buy unlimited code guesses.
      */
-    /** The user and the session epoch their password was checked under (see sessions.issue). */
-    async verifyCredentials(ctx: RequestContext, email: string, password: string): Promise<UserView & { sessionEpoch: number }> {
+    async verifyCredentials(
+      ctx: RequestContext,
+      email: string,
+      password: string,
+    ): Promise<UserView & { sessionEpoch: number; mfaEnabled: boolean }> {
       const user = await deps.db.withSystem('login lookup', (tx) => findByEmail(tx, email));
-      const ok = user?.password_hash ? await verifyPassword(user.password_hash, password) : await verifyPassword(await dummyHash(), password).then(() => false);
+      const slot = user?.password_hash ? await deps.lockout.reserve(user.id) : null;
+      const checkable = Boolean(user?.password_hash && slot?.granted);
+      const ok = (await verifyPassword(checkable && user?.password_hash ? user.password_hash : await dummyHash(), password)) && checkable;
       if (!user || !ok) {
+        const reason = !user ? 'unknown_email' : slot && !slot.granted ? 'locked' : 'bad_password';
         await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
           action: 'auth.login_failed',
           result: 'failure',
@@ -100,13 +111,41 @@ export function createIdentityService(deps: IdentityDeps) {
           // What was typed is never kept (it may be a password in the wrong field): a known account
           // is named by its stored address, an unknown one by a hash that still correlates attempts.
           details: user
-            ? { email: user.email, reason: 'bad_password' }
-            : { emailHash: sha256Hex(email.trim().toLowerCase()).slice(0, 16), reason: 'unknown_email' },
+            ? { email: user.email, reason }
+            : { emailHash: sha256Hex(email.trim().toLowerCase()).slice(0, 16), reason },
           actor: { type: 'anonymous', id: null },
         });
+        if (user && slot?.granted && slot.locksNow) {
+          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+            action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: user.id }, actor: { type: 'anonymous', id: null },
+          });
+        }
         throw new AppError('invalid_credentials');
       }
-      return { id: user.id, email: user.email, name: user.name, sessionEpoch: user.session_epoch };
+      if (user.mfa_enabled) await deps.lockout.release(user.id);
+      else await deps.lockout.succeeded(user.id);
+      return { id: user.id, email: user.email, name: user.name, sessionEpoch: user.session_epoch, mfaEnabled: user.mfa_enabled };
+    },
+
+    /** A password typed again for a step-up (accounts without a second factor); counts toward lockout. */
+    async reauthenticate(ctx: RequestContext, userId: string, password: string): Promise<void> {
+      const u = await deps.db.withSystem('re-authentication', (tx) =>
+        one<{ password_hash: string | null }>(tx, sql`select password_hash from users where id = ${userId}`),
+      );
+      const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
+      const checkable = Boolean(u?.password_hash && slot?.granted);
+      const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), password)) && checkable;
+      if (!ok) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.step_up_failed', result: 'failure', target: { type: 'user', id: userId },
+          details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
+        });
+        if (slot?.granted && slot.locksNow) {
+          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
+        }
+        throw new AppError('invalid_credentials');
+      }
+      await deps.lockout.succeeded(userId);
     },
 
     async getUser(userId: string): Promise<UserView> {

@@ -1,4 +1,6 @@
 export { createSessionService } from './service.js';
-export type { SessionService, Verified, SessionView } from './service.js';
-export { sessionRoutes, setSessionCookie, clearSessionCookie } from './routes.js';
-export type { CookieSettings } from './routes.js';
+export type { SessionService, Verified, SessionView, SessionProof } from './service.js';
+export { sessionRoutes } from './routes.js';
+export { setSessionCookie, clearSessionCookie } from './cookie.js';
+export type { CookieSettings } from './cookie.js';
+export { mfaRoutes } from './mfa-routes.js';

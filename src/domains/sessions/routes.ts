@@ -9,22 +9,10 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
-import type { IdentityService } from '../identity/index.js';
+import type { IdentityService, MfaService } from '../identity/index.js';
 import { assertCanActOn, assertCanManage, bindingOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
-import type { SessionService } from './service.js';
-
-export interface CookieSettings {
-  name: string;
-  secure: boolean;
-}
-
-export function setSessionCookie(reply: FastifyReply, c: CookieSettings, value: string, maxAgeSeconds: number): void {
-  reply.setCookie(c.name, value, { path: '/', httpOnly: true, secure: c.secure, sameSite: 'lax', maxAge: maxAgeSeconds });
-}
-
-export function clearSessionCookie(reply: FastifyReply, c: CookieSettings): void {
-  reply.clearCookie(c.name, { path: '/', httpOnly: true, secure: c.secure, sameSite: 'lax' });
-}
+import type { SessionService, SessionProof } from './service.js';
+import { clearSessionCookie, setSessionCookie, type CookieSettings } from './cookie.js';
 
 function userOf(ctx: RequestContext): UserActor {
   if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
@@ -40,17 +28,27 @@ export function sessionRoutes(d: {
   audit: AuditWriter;
   sessions: SessionService;
   identity: IdentityService;
+  mfa: MfaService;
   orgs: OrgService;
   cookie: CookieSettings;
 }): AnyRoute[] {
   const tags = ['auth'];
 
-  async function startSession(ctx: RequestContext, reply: FastifyReply, userId: string, action: string, previousCookie?: string, epoch?: number) {
+  async function startSession(
+    ctx: RequestContext,
+    reply: FastifyReply,
+    userId: string,
+    action: string,
+    previousCookie?: string,
+    epoch?: number,
+  ) {
+    // A password just typed is a fresh proof (step-up) for an account without a second factor.
+    const proof: SessionProof = { mfaVerified: false, steppedUpAt: d.clock.now() };
     // Login never keeps an id the client brought (fixation): the old one is revoked.
     const previous = previousCookie ? await d.sessions.verify(previousCookie, ctx).catch(() => null) : null;
     const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
       if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
-      const s = await d.sessions.issue(tx, userId, ctx, undefined, epoch);
+      const s = await d.sessions.issue(tx, userId, ctx, undefined, epoch, proof);
       await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
         action,
         target: { type: 'session', id: s.id },
@@ -79,10 +77,18 @@ export function sessionRoutes(d: {
     defineRoute({
       method: 'POST', url: '/api/auth/login', summary: 'Sign in with email and password', tags,
       auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
-      rateLimit: 'login', audit: { action: 'auth.login' },
+      rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending'] },
       schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }) },
       handler: async ({ ctx, body, reply, }) => {
         const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
+        if (user.mfaEnabled) {
+          // Not a session: a five-minute, single-use token for POST /api/auth/mfa/verify.
+          const mfaToken = await d.mfa.startChallenge(user.id, user.sessionEpoch);
+          await d.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+            action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
+          });
+          return { mfaRequired: true, mfaToken, methods: ['totp', 'recovery_code'] };
+        }
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name], user.sessionEpoch);
         return { user: { id: user.id, email: user.email, name: user.name }, orgs: await d.orgs.listMine(user.id) };

@@ -54,6 +54,15 @@ interface Row {
   user_epoch?: number;
   ip: string;
   user_agent: string;
+  mfa_enabled?: boolean;
+  mfa_verified: boolean;
+  stepped_up_at: Date | null;
+}
+
+/** How the session was proven: carried over by rotation, set at login and by step-up. */
+export interface SessionProof {
+  mfaVerified: boolean;
+  steppedUpAt: Date | null;
 }
 
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -74,13 +83,22 @@ export function createSessionService(deps: SessionDeps) {
    * before checking a credential (login), else the current one. A session whose epoch is
    * stale (a reset or revocation happened meanwhile) is never valid.
    */
-  async function insert(tx: Tx, userId: string, ctx: RequestContext, from?: Row, epoch?: number): Promise<{ cookie: string; id: string }> {
+  async function insert(
+    tx: Tx,
+    userId: string,
+    ctx: RequestContext,
+    from?: Row,
+    epoch?: number,
+    proof?: SessionProof,
+  ): Promise<{ cookie: string; id: string }> {
     const secret = randomToken(32);
     const id = newId();
     const now = deps.clock.now();
     const created = from?.created_at ?? now;
     const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + deps.absoluteSeconds * 1000);
     const longestIdle = from?.longest_idle_seconds ?? 0;
+    const mfaVerified = proof?.mfaVerified ?? from?.mfa_verified ?? false;
+    const steppedUpAt = proof ? proof.steppedUpAt : (from?.stepped_up_at ?? null);
     if (epoch !== undefined) {
       // The credential was checked against this epoch: a reset or revocation since then wins.
       const current = await one<{ session_epoch: number }>(tx, sql`select session_epoch from users where id = ${userId} for share`);
@@ -88,10 +106,12 @@ export function createSessionService(deps: SessionDeps) {
     }
     await exec(
       tx,
-      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch)
+      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch,
+                                mfa_verified, stepped_up_at)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
                   ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent},
-                  coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})))`);
+                  coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})),
+                  ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null})`);
     return { cookie: `${secret}.${sign(secret)}`, id };
   }
 
@@ -110,7 +130,8 @@ export function createSessionService(deps: SessionDeps) {
       if (!secret) return null;
       const now = deps.clock.now();
       const sessionSql = sql`s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
-                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch`;
+                     s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch,
+                     u.mfa_enabled, s.mfa_verified, s.stepped_up_at`;
       const tokenHash = sha256Hex(secret);
       // The common case is one read; only a rotation or a due touch writes.
       let s: (Row & Partial<MembershipRow>) | undefined;
@@ -135,7 +156,8 @@ export function createSessionService(deps: SessionDeps) {
       // revive a session an org's shorter idle limit has already expired.
       const gapSeconds = Math.max(0, Math.ceil((now.getTime() - s.last_seen_at.getTime()) / 1000));
       const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
-      const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds };
+      const proof = { mfaVerified: s.mfa_verified, steppedUpAt: s.stepped_up_at, mfaEnabled: s.mfa_enabled ?? false };
+      const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds, ...proof };
       const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, email: s.email, session: info });
       const standing = orgId === undefined ? undefined : s.role ? standingFrom(orgId, s as MembershipRow) : null;
       if (s.rotate_pending) {
@@ -149,7 +171,7 @@ export function createSessionService(deps: SessionDeps) {
           );
           if (won !== 1) return { actor: actor(session), rotatedCookie: null, standing };
           const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
-          return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds }), rotatedCookie: fresh.cookie, standing };
+          return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds, ...proof }), rotatedCookie: fresh.cookie, standing };
         });
       }
       if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
@@ -176,6 +198,11 @@ export function createSessionService(deps: SessionDeps) {
       }
       if (policy.sessionsRevokedAt && session.createdAt.getTime() < policy.sessionsRevokedAt.getTime()) {
         throw new AppError('session_expired');
+      }
+      // Org MFA policy, past its grace period: no factor, enroll (the /api/me routes stay open);
+      // a factor but a session not proven with it, prove it (step-up marks the session).
+      if (policy.mfaEnforcedFrom && now >= policy.mfaEnforcedFrom.getTime() && !session.mfaVerified) {
+        throw new AppError(session.mfaEnabled ? 'step_up_required' : 'mfa_enrollment_required');
       }
     },
 
@@ -235,6 +262,15 @@ export function createSessionService(deps: SessionDeps) {
               and s.absolute_expires_at > ${deps.clock.now().toISOString()}`,
       );
       return r?.n ?? 0;
+    },
+
+    /** A fresh proof of identity on this session: a second factor (also marks it MFA-verified) or a password. */
+    async recordStepUp(tx: Tx, sessionId: string, userId: string, withSecondFactor: boolean): Promise<void> {
+      await exec(
+        tx,
+        sql`update sessions set stepped_up_at = ${deps.clock.now().toISOString()}, mfa_verified = mfa_verified or ${withSecondFactor}
+            where id = ${sessionId} and user_id = ${userId} and revoked_at is null`,
+      );
     },
 
     /** The user's privileges changed: each live session gets a new id on its next request. */

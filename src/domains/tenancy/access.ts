@@ -23,6 +23,8 @@ export interface MembershipRow {
   session_idle_seconds: number | null;
   session_absolute_seconds: number | null;
   sessions_revoked_at: Date | null;
+  mfa_enforced_from: Date | null;
+  admin_ip_allowlist: string[] | null;
 }
 
 export function permissionsOf(role: RoleKey, customPermissions: readonly string[] | null): PermissionSet {
@@ -40,6 +42,8 @@ export interface OrgPolicy {
   sessionAbsoluteSeconds: number | null;
   /** Sessions of this member created at or before this instant no longer reach the org. */
   sessionsRevokedAt: Date | null;
+  /** From this instant a member needs a second factor (and a session proven with one). */
+  mfaEnforcedFrom: Date | null;
 }
 
 // The statement lives in migration 006 (palisade_membership): a PL/pgSQL function keeps its
@@ -57,6 +61,7 @@ export function accessFrom(orgId: string, m: MembershipRow): OrgAccess {
     roleLabel: m.role === 'custom' ? `custom:${m.custom_name ?? ''}` : m.role,
     permissions: permissionsOf(m.role, m.custom_permissions),
     projectIds: isRestricted(m.role, m.restricted) ? (m.project_ids ?? []) : null,
+    adminIpAllowlist: m.admin_ip_allowlist ?? [],
   };
 }
 
@@ -72,6 +77,7 @@ export function standingFrom(orgId: string, m: MembershipRow): Standing {
       sessionIdleSeconds: m.session_idle_seconds,
       sessionAbsoluteSeconds: m.session_absolute_seconds,
       sessionsRevokedAt: m.sessions_revoked_at,
+      mfaEnforcedFrom: m.mfa_enforced_from,
     },
   };
 }

@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
+import { ipInList, normalizeCidr } from '../../kernel/ip.js';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
 import { bindingOf, requireOrg } from './access.js';
 import type { TenancyDeps } from './deps.js';
+import type { AuditDetails } from '../audit/index.js';
 
 export interface OrgView {
   id: string;
@@ -16,6 +18,20 @@ export interface OrgView {
 export interface OrgSettingsView {
   sessionIdleMinutes: number | null;
   sessionAbsoluteHours: number | null;
+  mfaRequired: boolean;
+  /** Members without a second factor lose access from this instant (requirement + grace). */
+  mfaEnforcedFrom: string | null;
+  adminIpAllowlist: string[];
+}
+
+export interface OrgSettingsInput {
+  sessionIdleMinutes?: number | null | undefined;
+  sessionAbsoluteHours?: number | null | undefined;
+  mfaRequired?: boolean | undefined;
+  mfaGraceDays?: number | undefined;
+  adminIpAllowlist?: string[] | undefined;
+  /** Saving an allowlist that excludes the caller's own address needs this, explicitly. */
+  confirmLockout?: boolean | undefined;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -98,34 +114,61 @@ export function createOrgService(deps: TenancyDeps) {
     async getSettings(ctx: RequestContext): Promise<OrgSettingsView> {
       const org = requireOrg(ctx);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const s = await one<{ session_idle_seconds: number | null; session_absolute_seconds: number | null }>(
+        const s = await one<{
+          session_idle_seconds: number | null; session_absolute_seconds: number | null; mfa_enforced_from: Date | null; admin_ip_allowlist: string[] | null;
+        }>(
           tx,
-          sql`select session_idle_seconds, session_absolute_seconds from org_settings where org_id = ${org.orgId}`,
+          sql`select session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist from org_settings where org_id = ${org.orgId}`,
         );
         return {
           sessionIdleMinutes: s?.session_idle_seconds != null ? s.session_idle_seconds / 60 : null,
           sessionAbsoluteHours: s?.session_absolute_seconds != null ? s.session_absolute_seconds / 3600 : null,
+          mfaRequired: Boolean(s?.mfa_enforced_from),
+          mfaEnforcedFrom: s?.mfa_enforced_from?.toISOString() ?? null,
+          adminIpAllowlist: s?.admin_ip_allowlist ?? [],
         };
       });
     },
 
-    async updateSettings(ctx: RequestContext, input: Partial<OrgSettingsView>): Promise<OrgSettingsView> {
+    async updateSettings(ctx: RequestContext, input: OrgSettingsInput): Promise<OrgSettingsView> {
       const org = requireOrg(ctx);
+      let allowlist: string[] | undefined;
+      if (input.adminIpAllowlist !== undefined) {
+        const normalized = input.adminIpAllowlist.map((e) => ({ e, cidr: normalizeCidr(e) }));
+        const bad = normalized.filter((n) => !n.cidr).map((n) => n.e);
+        if (bad.length > 0) throw new AppError('validation_failed', `not an IP address or CIDR range: ${bad.slice(0, 5).join(', ')}`);
+        allowlist = [...new Set(normalized.map((n) => n.cidr as string))];
+        if (allowlist.length > 0 && !ipInList(ctx.ip, allowlist) && !input.confirmLockout) {
+          throw new AppError('conflict', `the list does not include your current address (${ctx.ip}): you would lose admin access from here; resend with confirmLockout: true to save it anyway`);
+        }
+      }
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const idle = input.sessionIdleMinutes === undefined ? undefined : input.sessionIdleMinutes === null ? null : input.sessionIdleMinutes * 60;
         const abs = input.sessionAbsoluteHours === undefined ? undefined : input.sessionAbsoluteHours === null ? null : input.sessionAbsoluteHours * 3600;
+        const current = await one<{ mfa_enforced_from: Date | null }>(tx, sql`select mfa_enforced_from from org_settings where org_id = ${org.orgId} for update`);
+        // Turning MFA on starts the grace period now; leaving it on keeps the date it had.
+        let enforcedFrom = current?.mfa_enforced_from ?? null;
+        if (input.mfaRequired === false) enforcedFrom = null;
+        if (input.mfaRequired === true && (!enforcedFrom || input.mfaGraceDays !== undefined)) {
+          enforcedFrom = new Date(deps.clock.now().getTime() + (input.mfaGraceDays ?? 0) * 86_400_000);
+        }
         await exec(
           tx,
-          sql`insert into org_settings (org_id, session_idle_seconds, session_absolute_seconds, updated_at)
-              values (${org.orgId}, ${idle ?? null}, ${abs ?? null}, now())
+          sql`insert into org_settings (org_id, session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist, updated_at)
+              values (${org.orgId}, ${idle ?? null}, ${abs ?? null}, ${enforcedFrom?.toISOString() ?? null}, ${allowlist ?? []}, now())
               on conflict (org_id) do update set
                 session_idle_seconds = case when ${idle !== undefined} then excluded.session_idle_seconds else org_settings.session_idle_seconds end,
                 session_absolute_seconds = case when ${abs !== undefined} then excluded.session_absolute_seconds else org_settings.session_absolute_seconds end,
+                mfa_enforced_from = excluded.mfa_enforced_from,
+                admin_ip_allowlist = case when ${allowlist !== undefined} then excluded.admin_ip_allowlist else org_settings.admin_ip_allowlist end,
                 updated_at = now()`,
         );
-        const details: Record<string, number | null> = {};
+        const details: AuditDetails = {};
         if (input.sessionIdleMinutes !== undefined) details.sessionIdleMinutes = input.sessionIdleMinutes;
         if (input.sessionAbsoluteHours !== undefined) details.sessionAbsoluteHours = input.sessionAbsoluteHours;
+        if (input.mfaRequired !== undefined) details.mfaEnforcedFrom = enforcedFrom?.toISOString() ?? null;
+        if (allowlist !== undefined) details.adminIpAllowlist = allowlist;
+        if (allowlist !== undefined && allowlist.length > 0 && !ipInList(ctx.ip, allowlist)) details.excludesCaller = true;
         await deps.audit.append(tx, org.orgId, ctx, { action: 'org.settings_updated', target: { type: 'org', id: org.orgId }, details });
       });
       return this.getSettings(ctx);

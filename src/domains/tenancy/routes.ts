@@ -57,13 +57,18 @@ export function tenancyRoutes(s: {
       schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.getSettings(ctx),
     }),
     defineRoute({
-      method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths)', tags,
+      method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths, MFA requirement, admin IP allowlist)', tags,
       auth: { mode: 'session' }, permission: 'settings:write', rateLimit: 'authenticated', audit: { action: 'org.settings_updated' },
+      stepUp: true,
       schema: {
         params: orgParams,
         body: z.strictObject({
           sessionIdleMinutes: z.number().int().min(1).max(1440).nullable().optional(),
           sessionAbsoluteHours: z.number().int().min(1).max(720).nullable().optional(),
+          mfaRequired: z.boolean().optional(),
+          mfaGraceDays: z.number().int().min(0).max(90).optional(),
+          adminIpAllowlist: z.array(z.string().max(64)).max(100).optional(),
+          confirmLockout: z.boolean().optional(),
         }),
       },
       example: () => ({ sessionIdleMinutes: 30 }),
@@ -84,7 +89,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/members/:userId', summary: 'Change a member\u2019s role or restriction', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' },
+      auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' }, stepUp: true,
       status: 204, schema: { params: memberParams, body: assignment }, example: () => ({ role: 'viewer' }),
       handler: async ({ ctx, params, body }) => s.members.changeRole(ctx, params.userId, body),
     }),
@@ -131,7 +136,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/roles', summary: 'Create a custom role from the permission catalogue', tags: ['roles'],
-      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.created' },
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.created' }, stepUp: true,
       status: 201,
       schema: {
         params: orgParams,
@@ -142,7 +147,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/roles/:roleId', summary: 'Change a custom role', tags: ['roles'],
-      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.updated' },
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.updated' }, stepUp: true,
       schema: {
         params: z.strictObject({ orgId: uuid, roleId: uuid }),
         body: z.strictObject({ name: text(60).optional(), description: z.string().max(500).optional(), permissions: z.array(permission).min(1).max(64).optional() }),
@@ -152,7 +157,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/roles/:roleId', summary: 'Delete an unused custom role', tags: ['roles'],
-      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.deleted' },
+      auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.deleted' }, stepUp: true,
       status: 204, schema: { params: z.strictObject({ orgId: uuid, roleId: uuid }) },
       handler: async ({ ctx, params }) => s.roles.remove(ctx, params.roleId),
     }),

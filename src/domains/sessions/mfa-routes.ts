@@ -1,0 +1,120 @@
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import type { Database } from '../../db/database.js';
+import type { Clock } from '../../kernel/clock.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { FactorProof, IdentityService, MfaService } from '../identity/index.js';
+import { setSessionCookie, type CookieSettings } from './cookie.js';
+import type { SessionService } from './service.js';
+
+function userOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
+
+const code = z.string().trim().regex(/^\d{6}$/, 'six digits');
+const recoveryCode = z.string().trim().min(8).max(32);
+/** Exactly one of a TOTP code or a recovery code. */
+const factor = z
+  .strictObject({ code: code.optional(), recoveryCode: recoveryCode.optional() })
+  .refine((f) => Boolean(f.code) !== Boolean(f.recoveryCode), { message: 'send exactly one of code or recoveryCode' });
+
+/**
+ * Second factors as session state: completing a sign-in, confirming an enrollment, stepping up
+ * for a sensitive action, turning MFA off. Enrollment itself and recovery codes are in identity.
+ */
+export function mfaRoutes(d: {
+  db: Database;
+  clock: Clock;
+  audit: AuditWriter;
+  sessions: SessionService;
+  identity: IdentityService;
+  mfa: MfaService;
+  cookie: CookieSettings;
+  listOrgs(userId: string): Promise<unknown>;
+}): AnyRoute[] {
+  const tags = ['mfa'];
+  return [
+    defineRoute({
+      method: 'POST', url: '/api/auth/mfa/verify', summary: 'Second sign-in step: a TOTP or recovery code for the pending sign-in (issues the session)', tags,
+      auth: { mode: 'public', reason: 'the pending sign-in token from the password step is the credential' }, permission: 'none',
+      rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
+      schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), code: code.optional(), recoveryCode: recoveryCode.optional() }) },
+      handler: async ({ ctx, body, reply }) => {
+        if (Boolean(body.code) === Boolean(body.recoveryCode)) throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
+        const challenge = await d.mfa.readChallenge(body.mfaToken);
+        const method = await d.mfa.verifyFactor(ctx, challenge.userId, body as FactorProof, 'login');
+        const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
+        const previous = cookies[d.cookie.name] ? await d.sessions.verify(cookies[d.cookie.name], ctx).catch(() => null) : null;
+        const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          // Single use: of two requests racing with one token, one gets a session.
+          if (!(await d.mfa.consumeChallenge(tx, challenge.tokenHash))) throw new AppError('token_invalid');
+          if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
+          const s = await d.sessions.issue(tx, challenge.userId, ctx, undefined, challenge.sessionEpoch, {
+            mfaVerified: true, steppedUpAt: d.clock.now(),
+          });
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+            action: 'auth.login', target: { type: 'session', id: s.id }, actor: { type: 'user', id: challenge.userId }, details: { secondFactor: method },
+          });
+          return s;
+        });
+        setSessionCookie(reply, d.cookie, issued.cookie, d.sessions.absoluteSeconds);
+        const user = await d.identity.getUser(challenge.userId);
+        return { user, orgs: await d.listOrgs(challenge.userId) };
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/step-up', summary: 'Confirm it is you before sensitive actions (a second factor; your password if you have none)', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.step_up' },
+      schema: { body: z.strictObject({ code: code.optional(), recoveryCode: recoveryCode.optional(), password: z.string().min(1).max(1024).optional() }) },
+      example: () => ({ password: 'not-the-password' }),
+      handler: async ({ ctx, body }) => {
+        const actor = userOf(ctx);
+        const hasFactor = actor.session.mfaEnabled ?? false;
+        let method: string;
+        if (hasFactor) {
+          // With a second factor, a password alone never counts: it is the factor a thief is likeliest to have.
+          if (Boolean(body.code) === Boolean(body.recoveryCode) || body.password) {
+            throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
+          }
+          method = await d.mfa.verifyFactor(ctx, actor.userId, body, 'step_up');
+        } else {
+          if (!body.password || body.code || body.recoveryCode) throw new AppError('validation_failed', 'send your password');
+          await d.identity.reauthenticate(ctx, actor.userId, body.password);
+          method = 'password';
+        }
+        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          await d.sessions.recordStepUp(tx, actor.session.id, actor.userId, hasFactor);
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.step_up', target: { type: 'session', id: actor.session.id }, details: { method } });
+        });
+        return { steppedUpUntil: new Date(d.clock.now().getTime() + 600_000).toISOString() };
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/mfa/totp/confirm', summary: 'Confirm an authenticator app with its first code: MFA is on; returns ten recovery codes, once', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_enabled' }, stepUp: true,
+      schema: { body: z.strictObject({ code }) }, example: () => ({ code: '000000' }),
+      handler: async ({ ctx, body }) => {
+        const actor = userOf(ctx);
+        const result = await d.mfa.confirmTotp(ctx, actor.userId, body.code);
+        // The code just proved the factor on this session.
+        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => d.sessions.recordStepUp(tx, actor.session.id, actor.userId, true));
+        return result;
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/mfa/disable', summary: 'Turn MFA off (needs a fresh code or recovery code in the request)', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_disabled' },
+      schema: { body: factor }, example: () => ({ code: '000000' }),
+      handler: async ({ ctx, body }) => {
+        const actor = userOf(ctx);
+        await d.mfa.verifyFactor(ctx, actor.userId, body, 'disable');
+        await d.mfa.disable(ctx, actor.userId);
+        return { enabled: false };
+      },
+    }),
+  ];
+}

@@ -1,0 +1,214 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { randomToken } from '../../crypto/index.js';
+import { ManualClock } from '../../kernel/clock.js';
+import { createRateLimiter, type PolicyTable, type RateLimitDecision, type RateLimiter } from './index.js';
+import { MemoryRateLimiter } from './memory.js';
+import { DEFAULT_POLICIES } from './policies.js';
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+// Semantics, not latency, are checked here (faults.test.ts holds the 50 ms budget): a generous
+// budget keeps a loaded CI machine from turning a slow answer into a fail-open and a false count.
+const failOpenTimeoutMs = 2000;
+const quietLogger = { warn: () => undefined };
+const admin = new Redis(REDIS_URL, { lazyConnect: true });
+const opened: RateLimiter[] = [];
+const prefixes: string[] = [];
+
+function prefix(): string {
+  const p = `palisade-test:rl:${randomToken(6)}:`;
+  prefixes.push(p);
+  return p;
+}
+
+type Make = (policies: Partial<PolicyTable>, keyPrefix?: string) => RateLimiter;
+const makers: Record<'memory' | 'redis', Make> = {
+  memory: (policies, keyPrefix = prefix()) => track(createRateLimiter({ redisUrl: null, policies, keyPrefix, logger: quietLogger })),
+  redis: (policies, keyPrefix = prefix()) => track(createRateLimiter({ redisUrl: REDIS_URL, policies, keyPrefix, failOpenTimeoutMs, logger: quietLogger })),
+};
+
+function track(l: RateLimiter): RateLimiter {
+  opened.push(l);
+  return l;
+}
+
+async function keysUnder(p: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await admin.scan(cursor, 'MATCH', `${p}*`, 'COUNT', 1000);
+    found.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  return found;
+}
+
+const admitted = (ds: RateLimitDecision[]) => ds.filter((d) => d.allowed).length;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+afterAll(async () => {
+  await Promise.all(opened.map((l) => l.close()));
+  for (const p of prefixes) {
+    const keys = await keysUnder(p);
+    if (keys.length) await admin.del(...keys);
+  }
+  admin.disconnect();
+});
+
+describe.each(['memory', 'redis'] as const)('%s limiter: shared semantics', (kind) => {
+  const make = makers[kind];
+
+  it('admits exactly `limit`, then refuses with Retry-After >= 1', async () => {
+    const l = make({ login: { limit: 5, windowSeconds: 60 } });
+    const ds: RateLimitDecision[] = [];
+    for (let i = 0; i < 7; i++) ds.push(await l.hit('login', ['ip', '203.0.113.9']));
+    expect(ds.map((d) => d.allowed)).toEqual([true, true, true, true, true, false, false]);
+    expect(ds.map((d) => d.remaining)).toEqual([4, 3, 2, 1, 0, 0, 0]);
+    for (const d of ds.slice(0, 5)) {
+      expect(d).toMatchObject({ limit: 5, retryAfterSeconds: 0, failedOpen: false });
+      expect(d.resetSeconds).toBeGreaterThanOrEqual(59);
+      expect(d.resetSeconds).toBeLessThanOrEqual(60);
+    }
+    const refused = ds[5]!;
+    expect(refused.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(refused.retryAfterSeconds).toBeLessThanOrEqual(60);
+    expect(refused.resetSeconds).toBe(refused.retryAfterSeconds);
+  });
+
+  it('admits exactly 50 of 100 concurrent hits, each remaining count once', async () => {
+    const l = make({ authenticated: { limit: 50, windowSeconds: 60 } });
+    const ds = await Promise.all(Array.from({ length: 100 }, () => l.hit('authenticated', ['key', 'k1'])));
+    expect(admitted(ds)).toBe(50);
+    expect(ds.some((d) => d.failedOpen)).toBe(false);
+    // Atomicity: every admitted hit saw a distinct count (no two read the same value).
+    const remaining = ds.filter((d) => d.allowed).map((d) => d.remaining).sort((a, b) => a - b);
+    expect(remaining).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('keeps keys, policies and part boundaries independent', async () => {
+    const l = make({ login: { limit: 2, windowSeconds: 60 }, register: { limit: 2, windowSeconds: 60 } });
+    const burst = async (policy: 'login' | 'register', parts: string[]) => {
+      const ds: RateLimitDecision[] = [];
+      for (let i = 0; i < 3; i++) ds.push(await l.hit(policy, parts));
+      return admitted(ds);
+    };
+    expect(await burst('login', ['ip', '198.51.100.1'])).toBe(2);
+    expect(await burst('login', ['ip', '198.51.100.2'])).toBe(2);
+    expect(await burst('register', ['ip', '198.51.100.1'])).toBe(2);
+    // An unambiguous join: these two must not share a counter.
+    expect(await burst('login', ['a:b', 'c'])).toBe(2);
+    expect(await burst('login', ['a', 'b:c'])).toBe(2);
+    expect(await burst('login', ['ip', '198.51.100.1', 'account', 'alice@example.com'])).toBe(2);
+  });
+});
+
+describe('redis limiter', () => {
+  it('never over-admits across two instances sharing Redis (distributed)', async () => {
+    const p = prefix();
+    const a = makers.redis({ authenticated: { limit: 50, windowSeconds: 60 } }, p);
+    const b = makers.redis({ authenticated: { limit: 50, windowSeconds: 60 } }, p);
+    const ds = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).hit('authenticated', ['key', 'shared'])));
+    expect(admitted(ds)).toBe(50);
+    expect(ds.some((d) => d.failedOpen)).toBe(false);
+  });
+
+  it('stores only hashed keys: no email or IP in Redis', async () => {
+    const p = prefix();
+    const l = makers.redis({}, p);
+    await l.hit('login', ['ip', '203.0.113.77', 'account', 'carol@example.com']);
+    await l.hit('mfa-verify', ['account', 'carol@example.com']);
+    const keys = await keysUnder(p);
+    expect(keys).toHaveLength(2);
+    for (const k of keys) {
+      expect(k).toMatch(new RegExp(`^${p}(login|mfa-verify):[0-9a-f]{64}$`));
+      expect(k).not.toContain('203.0.113.77');
+      expect(k).not.toContain('carol');
+    }
+    // Members are instance nonces, scores are times: the raw parts are nowhere in the values either.
+    for (const k of keys) {
+      const members = await admin.zrange(k, '0', '-1');
+      expect(members.join(' ')).not.toMatch(/carol|203\.0\.113/);
+    }
+  });
+
+  it('slides: hits leave the window one by one; refused hits do not extend it', async () => {
+    const l = makers.redis({ 'password-reset': { limit: 5, windowSeconds: 1 } });
+    const hit = () => l.hit('password-reset', ['account', 'dave@example.com']);
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) expect((await hit()).allowed).toBe(true);
+    await sleep(500);
+    for (let i = 0; i < 2; i++) expect((await hit()).allowed).toBe(true);
+    const refused = await hit();
+    expect(refused.allowed).toBe(false);
+    expect(refused.retryAfterSeconds).toBe(1);
+    // Hammering while refused writes nothing...
+    for (let i = 0; i < 20; i++) expect((await hit()).allowed).toBe(false);
+    // ...so once the first three leave (t0 + 1 s), exactly three places are free again.
+    await sleep(Math.max(0, 1100 - (performance.now() - t0)));
+    const after = [await hit(), await hit(), await hit(), await hit()];
+    expect(after.map((d) => d.allowed)).toEqual([true, true, true, false]);
+    // Everything gone after a full quiet window.
+    await sleep(1050);
+    expect((await hit()).remaining).toBe(4);
+  });
+
+  it('lets idle keys expire in Redis', async () => {
+    const p = prefix();
+    const l = makers.redis({ probe: { limit: 3, windowSeconds: 60 } }, p);
+    await l.hit('probe', ['ip', '192.0.2.1']);
+    const [key] = await keysUnder(p);
+    const ttl = await admin.pttl(key!);
+    expect(ttl).toBeGreaterThan(59_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+  });
+});
+
+describe('memory limiter', () => {
+  function memory(policies: Partial<PolicyTable>, maxMemoryKeys?: number) {
+    const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'));
+    const limiter = createRateLimiter({ redisUrl: null, policies, clock, logger: quietLogger, maxMemoryKeys });
+    return { clock, limiter };
+  }
+
+  it('slides with the injected clock; a hit exactly one window old no longer counts', async () => {
+    const { clock, limiter } = memory({ login: { limit: 3, windowSeconds: 60 } });
+    const hit = () => limiter.hit('login', ['ip', '203.0.113.9']);
+    for (let i = 0; i < 3; i++) {
+      expect((await hit()).allowed).toBe(true); // at 0 s, 10 s, 20 s
+      clock.advance(10_000);
+    }
+    const refused = await hit(); // at 30 s: the oldest (0 s) leaves at 60 s
+    expect(refused).toMatchObject({ allowed: false, retryAfterSeconds: 30, resetSeconds: 30, remaining: 0 });
+    // Hammering while refused does not move the window.
+    for (let i = 0; i < 29; i++) {
+      clock.advance(1000);
+      expect((await hit()).allowed).toBe(false);
+    }
+    clock.advance(1000); // 60 s
+    const back = await hit();
+    expect(back).toMatchObject({ allowed: true, remaining: 0, resetSeconds: 10 }); // next to leave: the 10 s hit
+    expect((await hit()).allowed).toBe(false);
+    clock.advance(60_000);
+    expect((await hit()).remaining).toBe(2);
+  });
+
+  it('bounds its keys, evicting the least recently used', async () => {
+    const clock = new ManualClock();
+    const m = new MemoryRateLimiter({
+      policies: { ...DEFAULT_POLICIES, login: { limit: 1, windowSeconds: 3600 } },
+      keyPrefix: 'x:',
+      clock,
+      maxKeys: 3,
+    });
+    const hit = (who: string) => m.hit('login', ['ip', who]);
+    for (const who of ['a', 'b', 'c']) expect((await hit(who)).allowed).toBe(true);
+    expect((await hit('a')).allowed).toBe(false); // a is now the most recently used
+    expect((await hit('d')).allowed).toBe(true); // evicts b, the least recently used
+    expect(m.size).toBe(3);
+    expect((await hit('a')).allowed).toBe(false); // kept
+    expect((await hit('b')).allowed).toBe(true); // forgotten, so counted afresh (evicts c)
+    for (let i = 0; i < 1000; i++) await hit(`flood-${i}`);
+    expect(m.size).toBe(3);
+    await m.close();
+  });
+});

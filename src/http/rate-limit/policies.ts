@@ -1,0 +1,49 @@
+import { RATE_LIMIT_POLICIES } from '../route.js';
+import type { PolicyLimit, PolicyTable } from './types.js';
+
+/**
+ * Defaults, per key (the pipeline decides what a key is: an IP, an IP + account, an API key).
+ * The limiter is the outer layer; the DB-backed lockout is what protects an account when Redis
+ * is down, so these are tuned to stop floods without bothering a person who mistypes.
+ */
+export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
+  // 10 a minute: a person retrying a password never gets near it; a sprayer behind one address
+  // gets 14,400 guesses a day at most, spread over accounts that each have their own lockout.
+  login: { limit: 10, windowSeconds: 60 },
+  // 5 an hour: a household or office behind one NAT can still sign up a few people; a script
+  // cannot mass-create accounts or use the 409 "taken" answer to enumerate emails quickly.
+  register: { limit: 5, windowSeconds: 3600 },
+  // 5 an hour: each request sends an email, so this caps mail-bombing a victim and our sender's
+  // reputation cost; a user who lost the first mail can still ask again a few times.
+  'password-reset': { limit: 5, windowSeconds: 3600 },
+  // 20 an hour: invitation tokens are unguessable (256-bit), so this only bounds scanning noise;
+  // an admin onboarding a team from one office address still gets through.
+  'invitation-accept': { limit: 20, windowSeconds: 3600 },
+  // 5 per 5 minutes: a TOTP code is 6 digits with ±1 step accepted (3 valid of 10^6), so this
+  // keeps a guesser near 1,440 tries a day (~0.4 % success a day) before the lockout counts in.
+  'mfa-verify': { limit: 5, windowSeconds: 300 },
+  // 300 a minute: load balancers and orchestrators probe every few seconds, several from one
+  // NAT address; /readyz touches the database, so one address cannot turn it into a DB flood.
+  probe: { limit: 300, windowSeconds: 60 },
+  // 600 a minute (10/s sustained) per signed-in actor: above what the console or a well-behaved
+  // integration does, low enough that one key cannot monopolise the database pool.
+  authenticated: { limit: 600, windowSeconds: 60 },
+});
+
+/** Merges overrides into the defaults and refuses nonsense at start-up rather than at the first hit. */
+export function resolvePolicies(overrides: Partial<PolicyTable> = {}): PolicyTable {
+  for (const name of Object.keys(overrides)) {
+    if (!(RATE_LIMIT_POLICIES as readonly string[]).includes(name)) throw new Error(`unknown rate-limit policy ${name}`);
+  }
+  const table = { ...DEFAULT_POLICIES, ...overrides };
+  for (const name of RATE_LIMIT_POLICIES) {
+    assertValid(name, table[name]);
+  }
+  return Object.freeze(table);
+}
+
+function assertValid(name: string, p: PolicyLimit | undefined): void {
+  if (!p) throw new Error(`rate-limit policy ${name} has no limit`);
+  if (!Number.isInteger(p.limit) || p.limit < 1) throw new Error(`rate-limit policy ${name}: limit must be an integer >= 1`);
+  if (!Number.isFinite(p.windowSeconds) || p.windowSeconds <= 0) throw new Error(`rate-limit policy ${name}: windowSeconds must be > 0`);
+}
