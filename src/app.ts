@@ -13,11 +13,11 @@ import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js'
 import { Metrics } from './http/metrics.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
 import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
-import { createIdentityService, createLockout, createMfaService, identityRoutes } from './domains/identity/index.js';
+import { createIdentityService, createLockout, createMfaService, createPasskeyService, identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
-import { createSessionService, mfaRoutes, sessionRoutes, setSessionCookie, type CookieSettings } from './domains/sessions/index.js';
+import { createSessionService, mfaRoutes, passkeySessionRoutes, sessionRoutes, setSessionCookie, type CookieSettings } from './domains/sessions/index.js';
 import {
   createInvitationService,
   createMemberService,
@@ -30,7 +30,7 @@ import {
 export type AppConfig = Pick<
   Config,
   | 'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
-  | 'lockout' | 'redisUrl' | 'rateLimits'
+  | 'lockout' | 'redisUrl' | 'rateLimits' | 'webauthn'
 >;
 
 export interface AppDeps {
@@ -76,6 +76,7 @@ export async function buildApp(deps: AppDeps) {
   const assets = createAssetService({ db, audit, clock });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const mfa = createMfaService({ db, audit, clock, sealer, lockout });
+  const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn });
   const identity = createIdentityService({
     db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout,
     revokeSessions: async (tx, userId, reason, keep) => {
@@ -117,6 +118,8 @@ export async function buildApp(deps: AppDeps) {
     ...sessionRoutes({ db, clock, audit, sessions, identity, mfa, orgs, cookie }),
     ...mfaRoutes({ db, clock, audit, sessions, identity, mfa, cookie, listOrgs: (userId) => orgs.listMine(userId) }),
     ...identityRoutes(identity, mfa),
+    ...passkeyRoutes(passkeys),
+    ...passkeySessionRoutes({ db, clock, audit, sessions, cookie, passkeys, mfa, identity, lockout, listOrgs: (userId) => orgs.listMine(userId) }),
     ...tenancyRoutes({ orgs, members, invitations, roles, projects }),
     ...assetRoutes(assets),
     ...auditRoutes(createAuditReader({ db })),
@@ -149,7 +152,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), pipeline));
   await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), pipeline));
   await app.ready();
-  return { app, routes, services: { chainKeys, sessions, identity, mfa, lockout, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
+  return { app, routes, services: { chainKeys, sessions, identity, mfa, lockout, passkeys, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

@@ -27,6 +27,7 @@ import {
   type Permission,
 } from '../../src/kernel/permissions.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
 import { buildCases, identitySpec, minimumCases, objectParams, pathParams, routeKey, type IdentitySpec, type MatrixCase } from './cases.js';
 import { Fixtures, type OrgFixture } from './fixtures.js';
@@ -91,6 +92,23 @@ const LIVE_BODIES: Record<string, LiveBody> = {
     async fields(f, email) {
       await f.enrollMfa(email);
       return { patch: {}, after: () => f.clearMfa(email) };
+    },
+  },
+  'POST /api/me/passkeys': {
+    why: 'adding a passkey needs a live ceremony and an authenticator\u2019s attestation; the passkey is removed afterwards',
+    async fields(f, email) {
+      const ctx = systemContextFor('matrix');
+      const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
+      const { ceremonyToken, options } = await f.app.built.services.passkeys.registrationOptions(ctx, { id: f.userId(email), email });
+      return { patch: { ceremonyToken, response: auth.create(options) }, after: () => f.clearPasskeys(email) };
+    },
+  },
+  'POST /api/auth/step-up/passkey': {
+    why: 'a passkey step-up needs a registered passkey and a live assertion; the passkey is removed afterwards',
+    async fields(f, email) {
+      const auth = await f.registerPasskey(email);
+      const { ceremonyToken, options } = await f.app.built.services.passkeys.assertionOptions(systemContextFor('matrix'), 'step_up', f.userId(email));
+      return { patch: { ceremonyToken, response: auth.get(options) }, after: () => f.clearPasskeys(email) };
     },
   },
   'POST /api/invitations/accept': {
@@ -312,6 +330,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
           break;
         case 'sessionId':
           params.sessionId = await fx.session(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
+          break;
+        case 'passkeyId':
+          params.passkeyId = await fx.passkey(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
           break;
         default:
           throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);

@@ -11,7 +11,8 @@ import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import type { BuiltinRole } from '../../src/kernel/permissions.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { insertOrg } from '../../src/domains/tenancy/index.js';
-import type { TestApp } from '../support/app.js';
+import { ORIGIN, type TestApp } from '../support/app.js';
+import { SoftAuthenticator } from '../support/authenticator.js';
 
 export interface OrgFixture {
   slug: string;
@@ -155,6 +156,35 @@ export class Fixtures {
       this.h.built.services.sessions.issue(tx, userId, systemContext('matrix'), undefined, undefined, { mfaVerified: false, steppedUpAt: this.h.clock.now() }),
     );
     return s.id;
+  }
+
+  /** A real passkey registered through the service with a software authenticator. */
+  async registerPasskey(email: string): Promise<SoftAuthenticator> {
+    const ctx = systemContext('matrix');
+    const userId = this.userId(email);
+    const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
+    const { ceremonyToken, options } = await this.h.built.services.passkeys.registrationOptions(ctx, { id: userId, email });
+    await this.h.built.services.passkeys.register(ctx, userId, { ceremonyToken, name: 'matrix', response: auth.create(options) as never });
+    return auth;
+  }
+
+  /** Removes every passkey of `email` and recomputes its MFA flag, whatever a case did. */
+  async clearPasskeys(email: string): Promise<void> {
+    const userId = this.userId(email);
+    await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+      await exec(tx, sql`delete from passkeys where user_id = ${userId}`);
+      await exec(tx, sql`update users set mfa_enabled = exists (select 1 from totp_credentials where user_id = ${userId} and confirmed_at is not null) where id = ${userId}`);
+    });
+  }
+
+  /** A passkey row of `userId` (key material is irrelevant to who may rename or remove it). */
+  async passkey(userId: string): Promise<string> {
+    const id = newId();
+    await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
+      exec(tx, sql`insert into passkeys (id, user_id, credential_id, public_key, name, created_at)
+                   values (${id}, ${userId}, ${randomToken(32)}, ${Buffer.alloc(77, 1)}, 'matrix key', now())`),
+    );
+    return id;
   }
 
   /** Turns MFA on for `email` (an authenticator app, confirmed) the way the routes do; returns its secret and recovery codes. */

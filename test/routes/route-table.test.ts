@@ -67,7 +67,10 @@ describe('the live route table', () => {
     const publicMutations = routes.filter((r) => STATE_CHANGING.includes(r.method) && r.auth.mode === 'public');
     expect(publicMutations.map((r) => `${r.method} ${r.url} ${auditOf(r)}`).sort()).toEqual([
       'POST /api/auth/login auth.login',
+      'POST /api/auth/mfa/passkey auth.login',
       'POST /api/auth/mfa/verify auth.login',
+      'POST /api/auth/passkey/login auth.login',
+      'POST /api/auth/passkey/options auth.passkey_challenge',
       'POST /api/auth/password-reset/confirm auth.password_reset',
       'POST /api/auth/password-reset/request auth.password_reset_requested',
       'POST /api/auth/register auth.registered',

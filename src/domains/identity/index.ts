@@ -7,3 +7,6 @@ export type { Lockout, LockoutPolicy } from './lockout.js';
 export { createMfaService, RECOVERY_CODE_COUNT, CHALLENGE_TTL_MS } from './mfa.js';
 export type { MfaService, FactorProof, FactorMethod } from './mfa.js';
 export { totpCodeAt } from './totp.js';
+export { createPasskeyService, CEREMONY_TTL_MS, MAX_PASSKEYS } from './passkeys.js';
+export type { PasskeyService, PasskeyView, WebAuthnConfig } from './passkeys.js';
+export { passkeyRoutes, credentialJson } from './passkey-routes.js';

@@ -4,3 +4,4 @@ export { sessionRoutes } from './routes.js';
 export { setSessionCookie, clearSessionCookie } from './cookie.js';
 export type { CookieSettings } from './cookie.js';
 export { mfaRoutes } from './mfa-routes.js';
+export { passkeySessionRoutes } from './passkey-routes.js';

@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { uuid } from '../../http/schemas.js';
+import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import type { PasskeyService } from './passkeys.js';
+import type { RegistrationResponseJSON } from '@simplewebauthn/server';
+
+function userOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
+
+const name = z.string().trim().min(1).max(64);
+/** The browser's PublicKeyCredential as JSON; bounded here, checked field by field by the verifier. */
+export const credentialJson = z
+  .object({ id: z.string().min(1).max(1400), rawId: z.string().min(1).max(1400), type: z.literal('public-key'), response: z.record(z.string(), z.unknown()) })
+  .passthrough();
+
+/** Managing your passkeys. Signing in and stepping up with one: sessions/passkey-routes.ts. */
+export function passkeyRoutes(passkeys: PasskeyService): AnyRoute[] {
+  const tags = ['passkeys'];
+  return [
+    defineRoute({
+      method: 'GET', url: '/api/me/passkeys', summary: 'Your passkeys', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      handler: async ({ ctx }) => ({ passkeys: await passkeys.list(userOf(ctx).userId) }),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/passkeys/registration-options', summary: 'Start adding a passkey: WebAuthn creation options and a ceremony token', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_challenge' },
+      stepUp: true, schema: {},
+      handler: ({ ctx }) => {
+        const actor = userOf(ctx);
+        return passkeys.registrationOptions(ctx, { id: actor.userId, email: actor.email });
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/passkeys', summary: 'Add a passkey (the authenticator\u2019s attestation for the ceremony token)', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_added' }, stepUp: true, status: 201,
+      schema: { body: z.strictObject({ ceremonyToken: z.string().min(1).max(200), name, response: credentialJson }) },
+      example: () => ({ ceremonyToken: 'pal_wac_x', name: 'Laptop', response: { id: 'AA', rawId: 'AA', type: 'public-key', response: {} } }),
+      handler: ({ ctx, body }) =>
+        passkeys.register(ctx, userOf(ctx).userId, { ceremonyToken: body.ceremonyToken, name: body.name, response: body.response as unknown as RegistrationResponseJSON }),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/me/passkeys/:passkeyId', summary: 'Rename a passkey', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_renamed' },
+      schema: { params: z.strictObject({ passkeyId: uuid }), body: z.strictObject({ name }) }, example: () => ({ name: 'Phone' }),
+      handler: ({ ctx, params, body }) => passkeys.rename(ctx, userOf(ctx).userId, params.passkeyId, body.name),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/me/passkeys/:passkeyId', summary: 'Remove a passkey', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_removed' }, stepUp: true, status: 204,
+      schema: { params: z.strictObject({ passkeyId: uuid }) },
+      handler: ({ ctx, params }) => passkeys.remove(ctx, userOf(ctx).userId, params.passkeyId),
+    }),
+  ];
+}

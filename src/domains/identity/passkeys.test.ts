@@ -1,0 +1,155 @@
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { SoftAuthenticator } from '../../../test/support/authenticator.js';
+import { client, type Client } from '../../../test/support/client.js';
+import { ENGINES } from '../../../test/support/db.js';
+
+type Json = Record<string, unknown>;
+const json = (r: LightMyRequestResponse) => r.json<Json>();
+
+/** Passkeys through the HTTP API with a software authenticator and the real verifier. */
+describe.each(ENGINES)('passkeys on %s', (engine) => {
+  let h: TestApp;
+  const rpId = new URL(ORIGIN).hostname;
+
+  beforeAll(async () => {
+    h = await createTestApp(engine);
+  });
+  afterAll(async () => h?.close());
+
+  async function signedIn(role: 'owner' | 'admin' | 'member' | 'viewer' = 'member', org = 'acme'): Promise<{ c: Client; email: string; password: string }> {
+    const u = h.user(org, role);
+    return { c: client(h, await h.cookieFor(u.email)), email: u.email, password: u.password };
+  }
+
+  async function addPasskey(c: Client, auth: SoftAuthenticator, name = 'Laptop', origin?: string): Promise<LightMyRequestResponse> {
+    const opts = json(await c.call('POST', '/api/me/passkeys/registration-options'));
+    const options = opts.options as { challenge: string; rp: { id: string }; user: { id: string } };
+    expect(options.rp.id).toBe(rpId);
+    return c.call('POST', '/api/me/passkeys', { ceremonyToken: opts.ceremonyToken, name, response: auth.create(options, origin ? { origin } : {}) });
+  }
+
+  async function signInOptions(mfaToken?: string): Promise<{ ceremonyToken: string; options: { challenge: string; allowCredentials?: { id: string }[] } }> {
+    const r = await h.built.app.inject({ method: 'POST', url: '/api/auth/passkey/options', headers: { origin: ORIGIN }, payload: mfaToken ? { mfaToken } : {} });
+    expect(r.statusCode, r.body).toBe(200);
+    return r.json();
+  }
+
+  const post = (url: string, payload: object, cookie?: string) =>
+    h.built.app.inject({ method: 'POST', url, headers: { origin: ORIGIN, ...(cookie ? { cookie } : {}) }, payload });
+
+  it('registers several passkeys, lists, renames and removes them; MFA follows', async () => {
+    const { c } = await signedIn('viewer');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    const a = await addPasskey(c, auth, 'Laptop');
+    expect(a.statusCode, a.body).toBe(201);
+    const b = await addPasskey(c, auth, 'Phone');
+    expect(b.statusCode, b.body).toBe(201);
+    const list = json(await c.call('GET', '/api/me/passkeys')).passkeys as { id: string; name: string }[];
+    expect(list.map((p) => p.name)).toEqual(['Laptop', 'Phone']);
+    expect(json(await c.call('GET', '/api/me/mfa')).enabled).toBe(true);
+    const renamed = await c.call('PATCH', `/api/me/passkeys/${list[0]?.id}`, { name: 'Work laptop' });
+    expect(json(renamed).name).toBe('Work laptop');
+    for (const p of list) expect((await c.call('DELETE', `/api/me/passkeys/${p.id}`)).statusCode).toBe(204);
+    expect(json(await c.call('GET', '/api/me/mfa')).enabled).toBe(false);
+  });
+
+  it('refuses a registration from another origin, a reused ceremony and another user\u2019s ceremony', async () => {
+    const { c } = await signedIn('admin');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    expect((await addPasskey(c, auth, 'Phished', 'https://evil.example')).statusCode).toBe(401);
+    const opts = json(await c.call('POST', '/api/me/passkeys/registration-options'));
+    const response = auth.create(opts.options as never);
+    expect((await c.call('POST', '/api/me/passkeys', { ceremonyToken: opts.ceremonyToken, name: 'A', response })).statusCode).toBe(201);
+    expect(json(await c.call('POST', '/api/me/passkeys', { ceremonyToken: opts.ceremonyToken, name: 'B', response })).code).toBe('token_invalid');
+    const other = await signedIn('owner');
+    const theirs = json(await other.c.call('POST', '/api/me/passkeys/registration-options'));
+    const stolen = await c.call('POST', '/api/me/passkeys', { ceremonyToken: theirs.ceremonyToken, name: 'C', response: auth.create(theirs.options as never) });
+    expect(json(stolen).code).toBe('token_invalid');
+  });
+
+  it('signs in with a passkey alone (new session id, MFA-verified), once per challenge', async () => {
+    const { c, email } = await signedIn('member', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    expect((await addPasskey(c, auth)).statusCode).toBe(201);
+    const { ceremonyToken, options } = await signInOptions();
+    expect(options.allowCredentials ?? []).toEqual([]); // discoverable: the passkey names the user
+    const assertion = auth.get(options);
+    const res = await post('/api/auth/passkey/login', { ceremonyToken, response: assertion }, c.cookie);
+    expect(res.statusCode, res.body).toBe(200);
+    expect((json(res).user as Json).email).toBe(email);
+    const fresh = res.cookies.find((k) => k.name === h.built.cookie.name)?.value;
+    expect(fresh).toBeTruthy();
+    expect(`${h.built.cookie.name}=${fresh}`).not.toBe(c.cookie);
+    // The cookie the browser brought was revoked (no fixation), the new one works.
+    expect((await h.built.app.inject({ method: 'GET', url: '/api/me', headers: { cookie: c.cookie } })).statusCode).toBe(401);
+    expect((await h.built.app.inject({ method: 'GET', url: '/api/me', headers: { cookie: `${h.built.cookie.name}=${fresh}` } })).statusCode).toBe(200);
+    // Replaying the same response, or the token, gets nothing.
+    expect(json(await post('/api/auth/passkey/login', { ceremonyToken, response: assertion })).code).toBe('token_invalid');
+  });
+
+  it('refuses assertions from another origin, without user verification, with a bad signature, a replayed counter or an expired challenge', async () => {
+    const { c } = await signedIn('owner', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    expect((await addPasskey(c, auth)).statusCode).toBe(201);
+    const attempt = async (make: (o: { challenge: string }) => object, before?: () => void) => {
+      const { ceremonyToken, options } = await signInOptions();
+      before?.();
+      return post('/api/auth/passkey/login', { ceremonyToken, response: make(options) });
+    };
+    expect((await attempt((o) => auth.get(o, { origin: 'https://palisade.test.evil.example' }))).statusCode).toBe(401);
+    expect((await attempt((o) => auth.get(o, { userVerified: false }))).statusCode).toBe(401);
+    const tampered = await attempt((o) => {
+      const a = auth.get(o);
+      const sig = Buffer.from(a.response.signature, 'base64url');
+      sig[sig.length - 1] = (sig[sig.length - 1] ?? 0) ^ 1;
+      return { ...a, response: { ...a.response, signature: sig.toString('base64url') } };
+    });
+    expect(tampered.statusCode).toBe(401);
+    expect((await attempt((o) => auth.get(o))).statusCode).toBe(200);
+    // A cloned authenticator reuses an old counter value: refused.
+    const used = auth.credentials[0]?.counter ?? 0;
+    expect((await attempt((o) => auth.get(o, { counter: used }))).statusCode).toBe(401);
+    const expired = await attempt((o) => auth.get(o), () => h.clock.advance(3 * 60_000));
+    expect(json(expired).code).toBe('token_invalid');
+    const failures = await h.t.owner.query<{ reason: string }>(
+      `select details->>'reason' as reason from audit_events where action = 'auth.passkey_failed' order by seq`,
+    );
+    expect(failures.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('serves as the second factor after a password, and for step-up; never for another user', async () => {
+    const { c, email, password } = await signedIn('viewer', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    expect((await addPasskey(c, auth)).statusCode).toBe(201);
+    const login = await post('/api/auth/login', { email, password });
+    expect(login.statusCode, login.body).toBe(200);
+    expect(login.cookies.find((k) => k.name === h.built.cookie.name)).toBeUndefined();
+    const { mfaToken } = json(login) as { mfaToken: string };
+    const { ceremonyToken, options } = await signInOptions(mfaToken);
+    expect(options.allowCredentials?.length).toBe(1);
+    // Another user's passkey does not complete this user's sign-in.
+    const intruder = new SoftAuthenticator(rpId, ORIGIN);
+    const other = await signedIn('admin', 'globex');
+    expect((await addPasskey(other.c, intruder)).statusCode).toBe(201);
+    const wrong = await post('/api/auth/mfa/passkey', { mfaToken, ceremonyToken, response: intruder.get(options, { credential: intruder.credentials[0] }) });
+    expect(wrong.statusCode).toBe(401);
+    const again = await signInOptions(mfaToken);
+    const done = await post('/api/auth/mfa/passkey', { mfaToken, ceremonyToken: again.ceremonyToken, response: auth.get(again.options) });
+    expect(done.statusCode, done.body).toBe(200);
+    const cookie = `${h.built.cookie.name}=${done.cookies.find((k) => k.name === h.built.cookie.name)?.value}`;
+    // The pending token is spent.
+    const reuse = await signInOptions(mfaToken).catch(() => null);
+    expect(reuse).toBeNull();
+
+    // Step-up: after 10 minutes a sensitive route needs a fresh proof; the passkey gives it.
+    h.clock.advance(11 * 60_000);
+    const s = client(h, cookie);
+    expect(json(await s.call('POST', '/api/me/passkeys/registration-options')).code).toBe('step_up_required');
+    const so = json(await s.call('POST', '/api/me/passkeys/assertion-options')) as { ceremonyToken: string; options: { challenge: string } };
+    const up = await s.call('POST', '/api/auth/step-up/passkey', { ceremonyToken: so.ceremonyToken, response: auth.get(so.options) });
+    expect(up.statusCode, up.body).toBe(200);
+    expect((await s.call('POST', '/api/me/passkeys/registration-options')).statusCode).toBe(200);
+  });
+});

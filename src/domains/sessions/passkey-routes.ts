@@ -1,0 +1,83 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { credentialJson, type IdentityService, type Lockout, type MfaService, type PasskeyService } from '../identity/index.js';
+import { finishSignIn, type SignInDeps } from './sign-in.js';
+
+function userOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
+
+const ceremony = { ceremonyToken: z.string().min(1).max(200), response: credentialJson };
+const asAssertion = (r: unknown) => r as AuthenticationResponseJSON;
+const example = () => ({ ceremonyToken: 'pal_wac_x', response: { id: 'AA', rawId: 'AA', type: 'public-key', response: {} } });
+
+/** Signing in with a passkey, using one as the second factor, and stepping up with one. */
+export function passkeySessionRoutes(
+  d: SignInDeps & { passkeys: PasskeyService; mfa: MfaService; identity: IdentityService; lockout: Lockout; listOrgs(userId: string): Promise<unknown> },
+): AnyRoute[] {
+  const tags = ['passkeys'];
+  const signedIn = async (userId: string) => ({ user: await d.identity.getUser(userId), orgs: await d.listOrgs(userId) });
+  return [
+    defineRoute({
+      method: 'POST', url: '/api/auth/passkey/options', summary: 'WebAuthn assertion options: for a passkey sign-in, or (with mfaToken) the second step of a password sign-in', tags,
+      auth: { mode: 'public', reason: 'a passkey ceremony starts before anyone is signed in' }, permission: 'none',
+      rateLimit: 'login', audit: { action: 'auth.passkey_challenge' },
+      schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200).optional() }) },
+      handler: async ({ ctx, body }) => {
+        if (!body.mfaToken) return d.passkeys.assertionOptions(ctx, 'sign_in', null);
+        const pending = await d.mfa.readChallenge(body.mfaToken);
+        return d.passkeys.assertionOptions(ctx, 'second_factor', pending.userId);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/passkey/login', summary: 'Sign in with a passkey (discoverable, user-verified: no password needed)', tags,
+      auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
+      rateLimit: 'login', audit: { action: 'auth.login' },
+      schema: { body: z.strictObject(ceremony) }, example,
+      handler: async ({ ctx, body, reply }) => {
+        const { userId } = await d.passkeys.verifyAssertion(ctx, 'sign_in', body.ceremonyToken, asAssertion(body.response), null);
+        await finishSignIn(d, ctx, reply, userId, { method: 'passkey' });
+        return signedIn(userId);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/mfa/passkey', summary: 'Second sign-in step with a passkey (issues the session)', tags,
+      auth: { mode: 'public', reason: 'the pending sign-in token from the password step is the credential' }, permission: 'none',
+      rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
+      schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), ...ceremony }) },
+      handler: async ({ ctx, body, reply }) => {
+        const pending = await d.mfa.readChallenge(body.mfaToken);
+        await d.passkeys.verifyAssertion(ctx, 'second_factor', body.ceremonyToken, asAssertion(body.response), pending.userId);
+        await d.lockout.succeeded(pending.userId);
+        await finishSignIn(d, ctx, reply, pending.userId, {
+          epoch: pending.sessionEpoch, method: 'passkey', consume: (tx) => d.mfa.consumeChallenge(tx, pending.tokenHash),
+        });
+        return signedIn(pending.userId);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/passkeys/assertion-options', summary: 'WebAuthn assertion options to step up with one of your passkeys', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_challenge' }, schema: {},
+      handler: ({ ctx }) => d.passkeys.assertionOptions(ctx, 'step_up', userOf(ctx).userId),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/step-up/passkey', summary: 'Confirm it is you with a passkey before sensitive actions', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.step_up' },
+      schema: { body: z.strictObject(ceremony) }, example,
+      handler: async ({ ctx, body }) => {
+        const actor = userOf(ctx);
+        await d.passkeys.verifyAssertion(ctx, 'step_up', body.ceremonyToken, asAssertion(body.response), actor.userId);
+        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          await d.sessions.recordStepUp(tx, actor.session.id, actor.userId, true);
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.step_up', target: { type: 'session', id: actor.session.id }, details: { method: 'passkey' } });
+        });
+        return { steppedUpUntil: new Date(d.clock.now().getTime() + 600_000).toISOString() };
+      },
+    }),
+  ];
+}
