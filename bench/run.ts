@@ -49,13 +49,17 @@ async function main(): Promise<void> {
   const servers: Record<string, Server> = {
     bare: await startServer('bare', 'bare.ts', 4101, {}),
     palisade: await startServer('palisade', 'palisade.ts', 4102, palisadeEnv(4102)),
+    // The same server with its rate-limit counters in Redis (what a multi-instance deployment runs).
+    'palisade-redis': await startServer('palisade-redis', 'palisade.ts', 4105, { ...palisadeEnv(4105), REDIS_URL: BENCH.redisUrl }),
   };
   // BENCH_QUICK=1 compares bare and palisade only (for iterating on the read path).
   if (!BENCH.quick) {
     servers['better-auth'] = await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' });
     servers['better-auth-cache'] = await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' });
   }
-  const targets: Record<string, Target[]> = { bare: bareTargets, palisade: palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets };
+  const targets: Record<string, Target[]> = {
+    bare: bareTargets, palisade: palTargets, 'palisade-redis': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
+  };
   const names = Object.keys(servers);
   const results: Record<string, LoadResult[]> = Object.fromEntries(names.map((n) => [n, []]));
   let leaks = 0;
@@ -78,6 +82,7 @@ async function main(): Promise<void> {
       log(`| ${n} | ${fmt(med(n, 'rps'))} | ${fmt(med(n, 'p50'), 1)} | ${fmt(med(n, 'p99'), 1)} | ${fmt(med(n, 'p999'), 1)} | ${fmt(med(n, 'rps') / bareRps, 2)} | ${(results[n] ?? []).reduce((a, r) => a + r.non2xx, 0)} |`);
     }
     log('| palisade-key | skipped: API keys do not exist yet (issue #5) | | | | | |');
+    log(`\nrate limiter in Redis vs in process: p50 ${fmt(med('palisade-redis', 'p50') - med('palisade', 'p50'), 1)} ms, p99 ${fmt(med('palisade-redis', 'p99') - med('palisade', 'p99'), 1)} ms, throughput ${fmt(med('palisade-redis', 'rps') / med('palisade', 'rps'), 2)} ×`);
     if (BENCH.quick) return;
     log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} ×; palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×`);
 
