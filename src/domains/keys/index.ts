@@ -18,13 +18,39 @@ export interface Sealer {
  */
 const isOrgScope = (scope: string): boolean => isUuid(scope) && scope !== SYSTEM_ORG_ID;
 
-function storeFor(tx: Tx): DataKeyStore {
+/** How long a scope's active data key is reused without asking the database (a rotation reaches every instance within this). */
+export const ACTIVE_KEY_TTL_MS = 60_000;
+
+interface CachedKey {
+  key: WrappedKey;
+  until: number;
+}
+
+/**
+ * The active key of a scope is cached per process, but only once it is known to be committed:
+ * a key this very transaction inserted (a first seal) could still roll back, and data sealed
+ * under a key that never existed would be lost. `mine` says the row is this transaction's own.
+ */
+function storeFor(tx: Tx, cache: Map<string, CachedKey>, now: () => number): DataKeyStore {
   return {
     async active(scope) {
+      const hit = cache.get(scope);
+      if (hit && hit.until > now()) return hit.key;
       const r = isOrgScope(scope)
-        ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and active`)
-        : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and active`);
-      return r ?? null;
+        ? await one<WrappedKey & { mine: boolean }>(
+            tx,
+            sql`select id, kek_id as "kekId", wrapped, coalesce(xmin = pg_current_xact_id_if_assigned()::xid, false) as mine
+                from org_keys where org_id = ${scope} and active`,
+          )
+        : await one<WrappedKey & { mine: boolean }>(
+            tx,
+            sql`select id, kek_id as "kekId", wrapped, coalesce(xmin = pg_current_xact_id_if_assigned()::xid, false) as mine
+                from system_keys where scope = ${scope} and active`,
+          );
+      if (!r) return null;
+      const key: WrappedKey = { id: r.id, kekId: r.kekId, wrapped: r.wrapped };
+      if (!r.mine) cache.set(scope, { key, until: now() + ACTIVE_KEY_TTL_MS });
+      return key;
     },
     async byId(scope, id) {
       if (!isUuid(id)) return null;
@@ -48,9 +74,10 @@ function storeFor(tx: Tx): DataKeyStore {
 /** Org ids in canonical (lower) case, so that the AAD and the key cache agree however the id was spelled. */
 const canonical = (ref: FieldRef): FieldRef => (isUuid(ref.scope) ? { ...ref, scope: ref.scope.toLowerCase() } : ref);
 
-export function createSealer(keyring: Keyring): Sealer {
+export function createSealer(keyring: Keyring, now: () => number = Date.now): Sealer {
+  const cache = new Map<string, CachedKey>();
   return {
-    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx), canonical(ref), plaintext, newId),
-    open: (tx, ref, sealed) => keyring.open(storeFor(tx), canonical(ref), sealed),
+    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx, cache, now), canonical(ref), plaintext, newId),
+    open: (tx, ref, sealed) => keyring.open(storeFor(tx, cache, now), canonical(ref), sealed),
   };
 }

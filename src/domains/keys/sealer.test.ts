@@ -147,3 +147,48 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
     expect(opened).toEqual(Array.from({ length: 8 }, (_, i) => `v${i}`));
   });
 });
+
+/** The active data key is cached per process (ACTIVE_KEY_TTL_MS), but never one that could still roll back. */
+describe.each(ENGINES)('active data key cache on %s', (engine) => {
+  let t: TestDatabase;
+  let org: string;
+  let clock = 1_000_000;
+  const sealer = createSealer(new Keyring([K1]), () => clock);
+  const ref = (row: string): FieldRef => ({ scope: org, table: 'assets', column: 'secret', row });
+  const inOrg = <T>(fn: (tx: Tx) => Promise<T>) => t.db.withTenant({ orgId: org, projectIds: null }, fn);
+
+  beforeAll(async () => {
+    t = await createTestDatabase(engine);
+    org = (await seedSmallOrg(t.db, 'cache', 1)).orgId;
+  });
+  afterAll(async () => t?.drop());
+
+  it('does not cache a first key whose transaction rolled back: the next seal makes a real one', async () => {
+    await expect(
+      inOrg(async (tx) => {
+        await sealer.seal(tx, ref('r1'), 'lost');
+        await sealer.seal(tx, ref('r2'), 'lost too'); // reads back its own uncommitted key
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    expect(await t.owner.query(`select 1 from org_keys where org_id = $1`, [org])).toHaveLength(0);
+    const sealed = await inOrg((tx) => sealer.seal(tx, ref('r3'), 'kept'));
+    expect(await inOrg((tx) => sealer.open(tx, ref('r3'), sealed))).toBe('kept');
+    expect(await t.owner.query(`select 1 from org_keys where org_id = $1`, [org])).toHaveLength(1);
+  });
+
+  it('reuses a committed key without reading it again, and picks up a rotation after the TTL', async () => {
+    const first = await inOrg((tx) => sealer.seal(tx, ref('a'), 'one'));
+    // Rotate: a new active key (as a key-rotation job would), behind the cache's back.
+    await t.owner.query(`update org_keys set active = false where org_id = $1`, [org]);
+    const k2 = new Keyring([K1]).newDataKey(org, '00000000-0000-4000-8000-00000000c0de');
+    await t.owner.query(`insert into org_keys (org_id, id, kek_id, wrapped) values ($1, $2, $3, $4)`, [org, k2.id, k2.kekId, k2.wrapped]);
+    const cached = await inOrg((tx) => sealer.seal(tx, ref('b'), 'two'));
+    expect(cached.split('.')[1]).toBe(first.split('.')[1]); // still the cached (old, valid) key
+    clock += 61_000;
+    const rotated = await inOrg((tx) => sealer.seal(tx, ref('c'), 'three'));
+    expect(rotated.split('.')[1]).toBe(k2.id);
+    // Everything stays readable: old data names its key.
+    expect(await inOrg((tx) => sealer.open(tx, ref('b'), cached))).toBe('two');
+  });
+});
