@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import ipaddr from 'ipaddr.js';
+import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
 import { parseKeks, randomKey, type Kek } from '../crypto/index.js';
 
@@ -164,7 +164,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
 
   const trustedProxies = splitList(e.TRUSTED_PROXIES);
   for (const p of trustedProxies) {
-    const ok = p.includes('/') ? (() => { try { ipaddr.parseCIDR(p); return true; } catch { return false; } })() : ipaddr.isValid(p);
+    // The allowlist's strict parser: no octal, short or hex IPv4 forms that mean another address.
+    const ok = normalizeCidr(p) !== null;
     if (!ok) throw new ConfigError(`TRUSTED_PROXIES entry is not an IP or CIDR: ${p}`);
   }
 

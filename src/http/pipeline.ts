@@ -3,9 +3,9 @@ import type { z } from 'zod';
 import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
-import { ipInList } from '../kernel/ip.js';
+import { ipInList, rateLimitSubject } from '../kernel/ip.js';
 import { isAdminLevel } from '../kernel/permissions.js';
-import { rateLimitHeaders, type RateLimiter } from './rate-limit/index.js';
+import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
@@ -70,16 +70,23 @@ function accountKey(route: AnyRoute, body: unknown): string[] | null {
 /** Counts the request under the route's policy for each key; 429 with Retry-After when one is over. */
 async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: PipelineOptions, keys: (string[] | null)[]): Promise<void> {
   if (!opts.limiter) return;
+  // The headers describe the most constrained key, not the last one counted: a client pacing
+  // itself on RateLimit-Remaining was told "2 left" by its account key while its address had
+  // none, and got a 429 next.
+  let shown: RateLimitDecision | null = null;
   for (const parts of keys) {
     if (!parts) continue;
     const d = await opts.limiter.hit(route.rateLimit, parts);
-    const headers = rateLimitHeaders(d);
-    if (!d.allowed) headers['Retry-After'] ??= String(Math.max(1, d.retryAfterSeconds));
-    for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-    if (!d.allowed) {
-      opts.onLimited?.(route.rateLimit);
-      throw new AppError('rate_limited');
-    }
+    if (!shown || !d.allowed || d.remaining < shown.remaining) shown = d;
+    if (!d.allowed) break;
+  }
+  if (!shown) return;
+  const headers = rateLimitHeaders(shown);
+  if (!shown.allowed) headers['Retry-After'] ??= String(Math.max(1, shown.retryAfterSeconds));
+  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
+  if (!shown.allowed) {
+    opts.onLimited?.(route.rateLimit);
+    throw new AppError('rate_limited');
   }
 }
 
@@ -147,7 +154,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
           if (route.auth.mode === 'public') {
-            await enforceLimits(route, reply, opts, [['ip', request.ctx.ip], accountKey(route, request.body)]);
+            // Per address by rateLimitSubject: an IPv6 /64 counts as one address (kernel/ip.ts).
+            await enforceLimits(route, reply, opts, [['ip', rateLimitSubject(request.ctx.ip)], accountKey(route, request.body)]);
           }
           await authorize(route, request, reply, opts);
           if (route.auth.mode !== 'public' && request.ctx.actor.type === 'user') {

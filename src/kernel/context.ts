@@ -1,3 +1,4 @@
+import { AppError } from './errors.js';
 import type { Permission, PermissionSet } from './permissions.js';
 
 /** Who is calling. Capabilities are never stored here beyond one request. */
@@ -47,6 +48,12 @@ export interface RequestContext {
 }
 
 export type { Permission };
+
+/** The signed-in user of a request on a session route (the pipeline guarantees one; anything else is a 401). */
+export function userActorOf(ctx: RequestContext): UserActor {
+  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
+  return ctx.actor;
+}
 
 /** A context for work that no HTTP request started (CLI, jobs). */
 export function systemContext(name: string): RequestContext {

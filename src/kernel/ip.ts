@@ -7,10 +7,23 @@ import ipaddr from 'ipaddr.js';
  */
 export function normalizeCidr(entry: string): string | null {
   const text = entry.trim();
+  const slash = text.indexOf('/');
+  const addrText = slash === -1 ? text : text.slice(0, slash);
+  // Only the plain dotted-quad spelling of IPv4 (also inside ::ffff:a.b.c.d): ipaddr.js also
+  // parses "10.1", "0x0a.0.0.1" and octal "010.0.0.1" (= 8.0.0.1), so an allowlist silently
+  // admitted another address than the one the admin typed. Such entries are refused instead.
+  const dotted = addrText.slice(addrText.lastIndexOf(':') + 1);
+  if ((dotted.includes('.') || !addrText.includes(':')) && !ipaddr.IPv4.isValidFourPartDecimal(dotted)) return null;
   try {
-    if (text.includes('/')) {
+    if (slash !== -1) {
       if (!ipaddr.isValidCIDR(text)) return null;
       const [addr, bits] = ipaddr.parseCIDR(text);
+      // An IPv4-mapped range (::ffff:192.0.2.0/120) is the IPv4 range it covers: clients are
+      // matched as IPv4 (ipInList processes ::ffff:a.b.c.d to a.b.c.d), so kept as IPv6 it
+      // never matched anyone.
+      if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+        return `${(addr as ipaddr.IPv6).toIPv4Address().toString()}/${bits - 96}`;
+      }
       return `${addr.toString()}/${bits}`;
     }
     if (!ipaddr.isValid(text)) return null;
@@ -31,4 +44,18 @@ export function ipInList(ip: string, list: readonly string[]): boolean {
     if (range.kind() === addr.kind() && addr.match(range, bits)) return true;
   }
   return false;
+}
+
+/**
+ * The address a per-address rate limit counts. IPv4 as itself, also when a dual-stack socket
+ * reports it IPv4-mapped (one client, one key). IPv6 by its /64: that is what one subscriber is
+ * routed (RFC 6177), and every address in it is theirs to use, so counting single IPv6
+ * addresses gave a client 2^64 fresh budgets. Anything unparsable is counted as given.
+ */
+export function rateLimitSubject(ip: string): string {
+  if (!ipaddr.isValid(ip)) return ip;
+  const addr = ipaddr.process(ip);
+  if (addr.kind() === 'ipv4') return addr.toString();
+  const parts = (addr as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16));
+  return `${parts.join(':')}::/64`;
 }

@@ -77,17 +77,18 @@ export function createMfaService(deps: MfaDeps) {
   }
 
   return {
-    async status(userId: string): Promise<{ enabled: boolean; totp: boolean; recoveryCodesLeft: number }> {
+    async status(userId: string): Promise<{ enabled: boolean; totp: boolean; passkeys: number; recoveryCodesLeft: number }> {
       const r = await deps.db.withTenant(system, (tx) =>
-        one<{ enabled: boolean; totp: boolean; left: number }>(
+        one<{ enabled: boolean; totp: boolean; passkeys: number; left: number }>(
           tx,
           sql`select u.mfa_enabled as enabled,
                      exists (select 1 from totp_credentials t where t.user_id = u.id and t.confirmed_at is not null) as totp,
+                     (select count(*)::int from passkeys p where p.user_id = u.id) as passkeys,
                      (select count(*)::int from recovery_codes r where r.user_id = u.id and r.used_at is null) as left
               from users u where u.id = ${userId}`,
         ),
       );
-      return { enabled: r?.enabled ?? false, totp: r?.totp ?? false, recoveryCodesLeft: r?.left ?? 0 };
+      return { enabled: r?.enabled ?? false, totp: r?.totp ?? false, passkeys: r?.passkeys ?? 0, recoveryCodesLeft: r?.left ?? 0 };
     },
 
     /** A new, unconfirmed secret (replacing an unconfirmed one): it counts only once a code confirms it. */
@@ -120,6 +121,11 @@ export function createMfaService(deps: MfaDeps) {
         if (step === null) throw new AppError('invalid_credentials');
         await exec(tx, sql`update totp_credentials set confirmed_at = ${now().toISOString()}, last_step = ${step} where user_id = ${userId}`);
         await exec(tx, sql`update users set mfa_enabled = true where id = ${userId}`);
+        // From now on only a second factor is a step-up: a password proof other sessions made
+        // before (inside its ten minutes) stops counting, or a password-only session could still
+        // mint recovery codes, i.e. a permanent second factor. The confirming session gets its
+        // proof back from the route (recordStepUp with the factor).
+        await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });
         return { recoveryCodes };
@@ -160,14 +166,23 @@ export function createMfaService(deps: MfaDeps) {
       return method;
     },
 
-    /** Turns MFA off; the caller has just verified a factor in this same request. */
-    async disable(ctx: RequestContext, userId: string): Promise<void> {
-      await deps.db.withTenant(system, async (tx) => {
+    /**
+     * Turns the authenticator app and the recovery codes off; the caller has just verified a
+     * factor in this same request. MFA stays on while passkeys remain (they are removed one by
+     * one); returns whether it is still on.
+     */
+    async disable(ctx: RequestContext, userId: string): Promise<{ enabled: boolean }> {
+      return deps.db.withTenant(system, async (tx) => {
         await exec(tx, sql`delete from totp_credentials where user_id = ${userId}`);
         await exec(tx, sql`delete from recovery_codes where user_id = ${userId}`);
-        await exec(tx, sql`update users set mfa_enabled = false where id = ${userId}`);
-        await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId}`);
-        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_disabled', target: { type: 'user', id: userId } });
+        const r = await one<{ mfa_enabled: boolean }>(
+          tx,
+          sql`update users set mfa_enabled = exists (select 1 from passkeys where user_id = ${userId}) where id = ${userId} returning mfa_enabled`,
+        );
+        const enabled = r?.mfa_enabled ?? false;
+        if (!enabled) await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId}`);
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_disabled', target: { type: 'user', id: userId }, details: { stillEnabled: enabled } });
+        return { enabled };
       });
     },
 

@@ -1,15 +1,11 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { uuid } from '../../http/schemas.js';
-import type { RequestContext, UserActor } from '../../kernel/context.js';
-import { AppError } from '../../kernel/errors.js';
+import { userActorOf } from '../../kernel/context.js';
 import type { PasskeyService } from './passkeys.js';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 
-function userOf(ctx: RequestContext): UserActor {
-  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-  return ctx.actor;
-}
+const userOf = userActorOf;
 
 const name = z.string().trim().min(1).max(64);
 /** The browser's PublicKeyCredential as JSON; bounded here, checked field by field by the verifier. */

@@ -4,6 +4,8 @@ import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.j
 import { SoftAuthenticator } from '../../../test/support/authenticator.js';
 import { client, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { systemContext } from '../../kernel/context.js';
+import { totpCodeAt } from './totp.js';
 
 type Json = Record<string, unknown>;
 const json = (r: LightMyRequestResponse) => r.json<Json>();
@@ -151,5 +153,21 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     const up = await s.call('POST', '/api/auth/step-up/passkey', { ceremonyToken: so.ceremonyToken, response: auth.get(so.options) });
     expect(up.statusCode, up.body).toBe(200);
     expect((await s.call('POST', '/api/me/passkeys/registration-options')).statusCode).toBe(200);
+  });
+
+  it('keeps MFA on while a passkey remains when the authenticator app is turned off; sign-in lists the methods left', async () => {
+    const { c, email, password } = await signedIn('admin', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    expect((await addPasskey(c, auth)).statusCode).toBe(201);
+    const ctx = systemContext('test');
+    const userId = (json(await c.call('GET', '/api/me')).user as { id: string }).id;
+    const { secret } = await h.built.services.mfa.enrollTotp(ctx, { id: userId, email });
+    const { recoveryCodes } = await h.built.services.mfa.confirmTotp(ctx, userId, totpCodeAt(secret, h.clock.now()));
+    const methods = (body: Json) => body.methods as string[];
+    expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['totp', 'recovery_code', 'passkey']);
+    const off = await c.call('POST', '/api/me/mfa/disable', { recoveryCode: recoveryCodes[0] });
+    expect(off.statusCode, off.body).toBe(200);
+    expect(json(off)).toEqual({ enabled: true });
+    expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['passkey']);
   });
 });

@@ -142,6 +142,14 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
               returning *`,
         );
         await exec(tx, sql`update users set mfa_enabled = true where id = ${userId}`);
+        // As for an authenticator app (mfa.ts confirmTotp): from now on only a second factor is a
+        // step-up, so password proofs other sessions made before stop counting.
+        await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
+        // The registering session just proved the new factor (a user-verified attestation).
+        const current = ctx.actor.type === 'user' ? ctx.actor.session.id : null;
+        if (current) {
+          await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
+        }
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_added', target: { type: 'passkey', id }, details: { name: input.name } });
         return view(r as PasskeyRow);
       });

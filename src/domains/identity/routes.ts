@@ -1,15 +1,11 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { email } from '../../http/schemas.js';
-import type { RequestContext, UserActor } from '../../kernel/context.js';
-import { AppError } from '../../kernel/errors.js';
+import { userActorOf } from '../../kernel/context.js';
 import type { MfaService } from './mfa.js';
 import type { IdentityService } from './service.js';
 
-function userOf(ctx: RequestContext): UserActor {
-  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-  return ctx.actor;
-}
+const userOf = userActorOf;
 
 export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyRoute[] {
   const tags = ['auth'];

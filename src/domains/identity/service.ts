@@ -158,14 +158,27 @@ export function createIdentityService(deps: IdentityDeps) {
 
     async changePassword(ctx: RequestContext, userId: string, sessionId: string, current: string, next: string): Promise<void> {
       const u = await deps.db.withSystem('password change', (tx) =>
-        one<{ password_hash: string | null }>(tx, sql`select password_hash from users where id = ${userId}`),
+        one<{ password_hash: string | null; mfa_enabled: boolean }>(tx, sql`select password_hash, mfa_enabled from users where id = ${userId}`),
       );
-      if (!u?.password_hash || !(await verifyPassword(u.password_hash, current))) {
+      // The current password typed here is a password attempt like any other: it takes a lockout
+      // slot first (and a locked account is refused even with the right one). Without this, a
+      // stolen session was an unlimited password-guessing oracle beside the locked login.
+      const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
+      const checkable = Boolean(u?.password_hash && slot?.granted);
+      const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), current)) && checkable;
+      if (!ok) {
         await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
           action: 'auth.password_change_failed', result: 'failure', target: { type: 'user', id: userId },
+          details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
         });
+        if (slot?.granted && slot.locksNow) {
+          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
+        }
         throw new AppError('invalid_credentials');
       }
+      // As at sign-in: with a second factor, a right password hands its slot back without clearing the count.
+      if (u?.mfa_enabled) await deps.lockout.release(userId);
+      else await deps.lockout.succeeded(userId);
       assertPasswordAcceptable(next);
       if (current === next) throw new AppError('weak_password', 'choose a password different from the current one');
       const hashed = await hashPassword(next);

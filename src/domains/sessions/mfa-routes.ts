@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import type { Database } from '../../db/database.js';
@@ -10,10 +10,7 @@ import type { FactorProof, IdentityService, MfaService } from '../identity/index
 import { setSessionCookie, type CookieSettings } from './cookie.js';
 import type { SessionService } from './service.js';
 
-function userOf(ctx: RequestContext): UserActor {
-  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-  return ctx.actor;
-}
+const userOf = userActorOf;
 
 const code = z.string().trim().regex(/^\d{6}$/, 'six digits');
 const recoveryCode = z.string().trim().min(8).max(32);
@@ -106,14 +103,13 @@ export function mfaRoutes(d: {
       },
     }),
     defineRoute({
-      method: 'POST', url: '/api/me/mfa/disable', summary: 'Turn MFA off (needs a fresh code or recovery code in the request)', tags,
+      method: 'POST', url: '/api/me/mfa/disable', summary: 'Turn the authenticator app and recovery codes off (needs a fresh code or recovery code in the request; passkeys stay)', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_disabled' },
       schema: { body: factor }, example: () => ({ code: '000000' }),
       handler: async ({ ctx, body }) => {
         const actor = userOf(ctx);
         await d.mfa.verifyFactor(ctx, actor.userId, body, 'disable');
-        await d.mfa.disable(ctx, actor.userId);
-        return { enabled: false };
+        return d.mfa.disable(ctx, actor.userId);
       },
     }),
   ];

@@ -1,16 +1,12 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import type { RequestContext, UserActor } from '../../kernel/context.js';
-import { AppError } from '../../kernel/errors.js';
+import { userActorOf } from '../../kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { credentialJson, type IdentityService, type Lockout, type MfaService, type PasskeyService } from '../identity/index.js';
 import { finishSignIn, type SignInDeps } from './sign-in.js';
 
-function userOf(ctx: RequestContext): UserActor {
-  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-  return ctx.actor;
-}
+const userOf = userActorOf;
 
 const ceremony = { ceremonyToken: z.string().min(1).max(200), response: credentialJson };
 const asAssertion = (r: unknown) => r as AuthenticationResponseJSON;

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { email, slug, text, uuid } from '../../http/schemas.js';
-import type { RequestContext, UserActor } from '../../kernel/context.js';
+import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database } from '../../db/database.js';
@@ -14,10 +14,7 @@ import { assertCanActOn, assertCanManage, bindingOf, requireOrg, type OrgService
 import type { SessionService, SessionProof } from './service.js';
 import { clearSessionCookie, setSessionCookie, type CookieSettings } from './cookie.js';
 
-function userOf(ctx: RequestContext): UserActor {
-  if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-  return ctx.actor;
-}
+const userOf = userActorOf;
 
 // Bounded before hashing so that nobody makes argon2 chew a megabyte.
 const password = z.string().min(1).max(1024);
@@ -87,7 +84,9 @@ export function sessionRoutes(d: {
           await d.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
             action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
           });
-          return { mfaRequired: true, mfaToken, methods: ['totp', 'recovery_code'] };
+          const f = await d.mfa.status(user.id);
+          const methods = [...(f.totp ? ['totp'] : []), ...(f.recoveryCodesLeft > 0 ? ['recovery_code'] : []), ...(f.passkeys > 0 ? ['passkey'] : [])];
+          return { mfaRequired: true, mfaToken, methods };
         }
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name], user.sessionEpoch);

@@ -268,8 +268,11 @@ export function createSessionService(deps: SessionDeps) {
     async recordStepUp(tx: Tx, sessionId: string, userId: string, withSecondFactor: boolean): Promise<void> {
       await exec(
         tx,
+        // A password proof counts only while the account has no second factor: one racing the
+        // enrollment's confirmation must not land after it (mfa.ts confirmTotp clears those).
         sql`update sessions set stepped_up_at = ${deps.clock.now().toISOString()}, mfa_verified = mfa_verified or ${withSecondFactor}
-            where id = ${sessionId} and user_id = ${userId} and revoked_at is null`,
+            where id = ${sessionId} and user_id = ${userId} and revoked_at is null
+              and (${withSecondFactor} or not (select mfa_enabled from users where id = ${userId}))`,
       );
     },
 

@@ -1,0 +1,135 @@
+/**
+ * The admin IP allowlist attacked: checked on every admin-level request (a cookie carried to
+ * another network stops there, audited), member-level routes unaffected, IPv4/IPv6/IPv4-mapped
+ * entries and ranges matched as the addresses they are, spoofed X-Forwarded-For ignored, and an
+ * owner cannot lock themselves out by accident or save entries that mean something else.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ipInList, normalizeCidr } from '../../src/kernel/ip.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { ENGINES } from '../support/db.js';
+import { audit, call, code, freshOrg, passwordUser } from './support.js';
+
+const PROXY = '10.9.9.9';
+
+describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
+  let h: TestApp;
+  beforeAll(async () => {
+    h = await createTestApp(engine, { config: { TRUSTED_PROXIES: PROXY } });
+  });
+  afterAll(async () => h?.close());
+
+  /** An org whose owner saved `list` from `from`. */
+  async function restricted(list: string[], from: string) {
+    const o = await freshOrg(h);
+    const res = await call(h, 'PATCH', `/api/orgs/${o.orgId}/settings`, { cookie: o.cookie, ip: from, payload: { adminIpAllowlist: list } });
+    expect(res.statusCode, res.body).toBe(200);
+    return { ...o, saved: res.json<{ adminIpAllowlist: string[] }>().adminIpAllowlist };
+  }
+
+  it('IPv4 range: admin-level routes only from inside; member-level routes from anywhere; refusals audited', async () => {
+    const { orgId, cookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
+    const member = await passwordUser(h, orgId, 'member');
+    const settings = (ip: string) => call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip });
+    expect((await settings('198.51.100.200')).statusCode).toBe(200);
+    const out = await settings('203.0.113.9');
+    expect(out.statusCode).toBe(403);
+    expect(code(out)).toBe('ip_not_allowed');
+    // Writes too: a role change and a settings change from outside.
+    const role = await call(h, 'PATCH', `/api/orgs/${orgId}/members/${member.id}`, { cookie, ip: '203.0.113.9', payload: { role: 'viewer' } });
+    expect(code(role)).toBe('ip_not_allowed');
+    const clear = await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.9', payload: { adminIpAllowlist: [], confirmLockout: true } });
+    expect(code(clear)).toBe('ip_not_allowed');
+    const [row] = await h.t.owner.query<{ role: string }>('select role from memberships where org_id = $1 and user_id = $2', [orgId, member.id]);
+    expect(row?.role).toBe('member');
+    // Member-level routes of the same session still work from outside.
+    expect((await call(h, 'GET', `/api/orgs/${orgId}`, { cookie, ip: '203.0.113.9' })).statusCode).toBe(200);
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/projects`, { cookie, ip: '203.0.113.9' })).statusCode).toBe(200);
+    // And a plain member is not affected by the list at all.
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/members`, { cookie: await h.cookieFor(member.email), ip: '203.0.113.9' })).statusCode).toBe(200);
+
+    const denied = (await audit(h, orgId, 'authz.denied')).filter((e) => e.details.reason === 'ip');
+    expect(denied).toHaveLength(3);
+    expect(denied[0]).toMatchObject({ result: 'denied', ip: '203.0.113.9', details: { route: 'GET /api/orgs/:orgId/settings', reason: 'ip' } });
+    expect(denied.map((e) => e.details.route)).toContain('PATCH /api/orgs/:orgId/members/:userId');
+  });
+
+  it('IPv6 ranges and single addresses, in any spelling', async () => {
+    const { orgId, cookie, saved } = await restricted(['2001:db8:abcd::/48', '2001:0DB8:0000:0000:0000:0000:0000:0042'], '2001:db8:abcd:12::5');
+    expect(saved).toEqual(['2001:db8:abcd::/48', '2001:db8::42/128']);
+    const get = (ip: string) => call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip });
+    expect((await get('2001:db8:abcd:ffff::1')).statusCode).toBe(200);
+    expect((await get('2001:db8::42')).statusCode).toBe(200);
+    expect(code(await get('2001:db8:abce::1'))).toBe('ip_not_allowed');
+    expect(code(await get('2001:db8::43'))).toBe('ip_not_allowed');
+    expect(code(await get('198.51.100.7'))).toBe('ip_not_allowed');
+  });
+
+  it('IPv4-mapped IPv6: a dual-stack socket\u2019s ::ffff:a.b.c.d matches IPv4 entries, and mapped entries match IPv4 clients', async () => {
+    const v4 = await restricted(['198.51.100.0/24'], '198.51.100.7');
+    expect((await call(h, 'GET', `/api/orgs/${v4.orgId}/settings`, { cookie: v4.cookie, ip: '::ffff:198.51.100.9' })).statusCode).toBe(200);
+    expect(code(await call(h, 'GET', `/api/orgs/${v4.orgId}/settings`, { cookie: v4.cookie, ip: '::ffff:203.0.113.9' }))).toBe('ip_not_allowed');
+
+    const mapped = await restricted(['::ffff:198.51.100.7', '::ffff:192.0.2.0/120'], '198.51.100.7');
+    for (const ip of ['198.51.100.7', '::ffff:198.51.100.7', '192.0.2.77', '::ffff:192.0.2.77']) {
+      expect((await call(h, 'GET', `/api/orgs/${mapped.orgId}/settings`, { cookie: mapped.cookie, ip })).statusCode, ip).toBe(200);
+    }
+    expect(code(await call(h, 'GET', `/api/orgs/${mapped.orgId}/settings`, { cookie: mapped.cookie, ip: '192.0.3.1' }))).toBe('ip_not_allowed');
+  });
+
+  it('a spoofed X-Forwarded-For does not get an outsider in; the configured proxy\u2019s does decide', async () => {
+    const { orgId, cookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
+    const get = (ip: string, xff: string) => call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip, headers: { 'x-forwarded-for': xff } });
+    expect(code(await get('203.0.113.9', '198.51.100.7'))).toBe('ip_not_allowed');
+    expect((await get(PROXY, '198.51.100.7')).statusCode).toBe(200);
+    expect(code(await get(PROXY, '198.51.100.7, 203.0.113.9'))).toBe('ip_not_allowed'); // the hop the proxy saw decides
+    // The proxy itself is not in the list: without a forwarded address it is refused.
+    expect(code(await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: PROXY }))).toBe('ip_not_allowed');
+  });
+
+  it('saving a list that excludes the caller is refused (409) unless confirmLockout: true, which is audited', async () => {
+    const { orgId, cookie } = await freshOrg(h);
+    const save = (payload: object) => call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.50', payload });
+    const refused = await save({ adminIpAllowlist: ['198.51.100.0/24'] });
+    expect(refused.statusCode).toBe(409);
+    expect(code(refused)).toBe('conflict');
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.50' })).json()).toMatchObject({ adminIpAllowlist: [] });
+    // A mapped spelling of the caller's own address counts as including it.
+    expect((await save({ adminIpAllowlist: ['::ffff:203.0.113.50'] })).statusCode).toBe(200);
+    const confirmed = await save({ adminIpAllowlist: ['198.51.100.0/24'], confirmLockout: true });
+    expect(confirmed.statusCode).toBe(200);
+    expect(code(await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.50' }))).toBe('ip_not_allowed');
+    const [ev] = (await audit(h, orgId, 'org.settings_updated')).slice(-1);
+    expect(ev?.details).toMatchObject({ adminIpAllowlist: ['198.51.100.0/24'], excludesCaller: true });
+  });
+
+  it('refuses entries that are not plainly an address or range (400), and saves nothing', async () => {
+    const { orgId, cookie } = await freshOrg(h);
+    const bad = [
+      'not-an-ip', '10.0.0.0/33', '300.1.1.1', '', ' ', '1.2.3.4/', '2001:db8::/129', '10.0.0.1/-1',
+      // Shorthand and octal forms some parsers accept: "010.0.0.1" would silently mean 8.0.0.1.
+      '1', '10.1', '010.0.0.1', '0x0a.0.0.1', '10.0.0.01/24', '::ffff:010.0.0.1',
+    ];
+    for (const entry of bad) {
+      const res = await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, payload: { adminIpAllowlist: [entry], confirmLockout: true } });
+      expect(res.statusCode, JSON.stringify(entry)).toBe(400);
+      expect(res.body).not.toMatch(/"status":5/);
+    }
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie })).json()).toMatchObject({ adminIpAllowlist: [] });
+  });
+});
+
+describe('address list matching (unit)', () => {
+  it('normalizes and matches what it accepts', () => {
+    expect(normalizeCidr('198.51.100.7')).toBe('198.51.100.7/32');
+    expect(normalizeCidr(' 2001:DB8::1 ')).toBe('2001:db8::1/128');
+    expect(normalizeCidr('::ffff:192.0.2.0/120')).toBe('192.0.2.0/24');
+    expect(normalizeCidr('::ffff:192.0.2.1')).toBe('192.0.2.1/32');
+    expect(ipInList('192.0.2.1', ['::ffff:192.0.2.0/120'])).toBe(true);
+    expect(ipInList('::ffff:192.0.2.1', ['192.0.2.0/24'])).toBe(true);
+    expect(ipInList('192.0.2.1', ['::/0'])).toBe(false); // an IPv6 range does not admit IPv4 clients
+    expect(ipInList('2001:db8::1', ['0.0.0.0/0'])).toBe(false);
+    expect(ipInList('not-an-ip', ['0.0.0.0/0', '::/0'])).toBe(false);
+    expect(ipInList('8.0.0.1', ['010.0.0.1'])).toBe(false); // refused entry: never matches anything
+  });
+});

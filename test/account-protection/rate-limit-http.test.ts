@@ -1,0 +1,137 @@
+/**
+ * Rate limiting seen through HTTP: 429 with Retry-After and RateLimit-* headers and a problem
+ * body; per-address and per-account keys that a guesser cannot sidestep by changing the other
+ * one, by spoofing X-Forwarded-For, or by walking an IPv6 /64; signed-in calls limited per
+ * user. The limiter itself (Lua, memory) has its own tests in src/http/rate-limit.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../support/app.js';
+import { SYSTEM_ORG, WRONG, audit, call, code, enrollTotp, lockState, login, passwordUser, pendingToken, verifyMfa } from './support.js';
+
+const LIMITS = 'login=3/60,mfa-verify=3/60,authenticated=5/60,probe=1000/60,register=1000/60,password-reset=3/60,invitation-accept=1000/60';
+
+describe('rate limits through HTTP (per-process limiter)', () => {
+  let h: TestApp;
+  let n = 0;
+  /** An email nobody has used yet: isolates the per-address key from the per-account one. */
+  const fresh = () => `nobody-${n++}-${Date.now()}@example.test`;
+  beforeAll(async () => {
+    h = await createTestApp('postgres', { config: { RATE_LIMITS: LIMITS, TRUSTED_PROXIES: '10.0.0.1,fd00::1' } });
+  });
+  afterAll(async () => h?.close());
+
+  it('answers 429 problem+json with Retry-After and RateLimit-* headers, and runs no password check', async () => {
+    const ip = '203.0.113.10';
+    const remaining: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await login(h, fresh(), WRONG, { ip });
+      expect(res.statusCode).toBe(401);
+      expect(res.headers['ratelimit-limit']).toBe('3');
+      remaining.push(String(res.headers['ratelimit-remaining']));
+      expect(res.headers['retry-after']).toBeUndefined();
+    }
+    // The most constrained key is what the headers report (here the address: 2, 1, 0).
+    expect(remaining).toEqual(['2', '1', '0']);
+    const u = await passwordUser(h);
+    const limited = await login(h, u.email, WRONG, { ip });
+    expect(limited.statusCode).toBe(429);
+    expect(limited.headers['content-type']).toContain('application/problem+json');
+    expect(limited.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+    const retry = Number(limited.headers['retry-after']);
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(60);
+    expect(limited.headers['ratelimit-limit']).toBe('3');
+    expect(limited.headers['ratelimit-remaining']).toBe('0');
+    expect(Number(limited.headers['ratelimit-reset'])).toBe(retry);
+    expect(limited.headers['set-cookie']).toBeUndefined();
+    // Refused before the password: no lockout slot taken, no failed-login evidence.
+    expect((await lockState(h, u.id)).failed_logins).toBe(0);
+    expect(await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id)).toHaveLength(0);
+    // Even the right password is refused from this address now.
+    expect((await login(h, u.email, u.password, { ip })).statusCode).toBe(429);
+  });
+
+  it('counts per account across addresses (a distributed guesser gets no more tries on one account)', async () => {
+    const email = fresh();
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) codes.push((await login(h, email, WRONG, { ip: `203.0.113.${20 + i}` })).statusCode);
+    expect(codes).toEqual([401, 401, 401, 429, 429]);
+    // Spelling variants of the same account share the key.
+    expect((await login(h, `  ${email.toUpperCase()} `, WRONG, { ip: '203.0.113.30' })).statusCode).toBe(429);
+  });
+
+  it('a spoofed X-Forwarded-For from an untrusted peer changes neither the key nor the recorded address', async () => {
+    const peer = '203.0.113.40';
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      codes.push((await login(h, fresh(), WRONG, { ip: peer, headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } })).statusCode);
+    }
+    expect(codes).toEqual([401, 401, 401, 429, 429]);
+    const u = await passwordUser(h);
+    await login(h, u.email, WRONG, { ip: '203.0.113.41', headers: { 'x-forwarded-for': '198.51.100.99' } });
+    const [ev] = await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id);
+    expect(ev?.ip).toBe('203.0.113.41');
+  });
+
+  it('from a configured proxy, X-Forwarded-For decides (the rightmost untrusted hop; spoofed hops before it do not)', async () => {
+    const proxy = '10.0.0.1';
+    // Distinct clients behind the proxy: each has its own budget.
+    const distinct: number[] = [];
+    for (let i = 0; i < 6; i++) distinct.push((await login(h, fresh(), WRONG, { ip: proxy, headers: { 'x-forwarded-for': `198.51.100.${10 + i}` } })).statusCode);
+    expect(distinct).toEqual([401, 401, 401, 401, 401, 401]);
+    // One client who prepends random spoofed hops: still one key.
+    const spoofed: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      spoofed.push((await login(h, fresh(), WRONG, { ip: proxy, headers: { 'x-forwarded-for': `1.2.3.${i}, 198.51.100.50` } })).statusCode);
+    }
+    expect(spoofed).toEqual([401, 401, 401, 429, 429]);
+    const u = await passwordUser(h);
+    await login(h, u.email, WRONG, { ip: proxy, headers: { 'x-forwarded-for': '7.7.7.7, 198.51.100.60' } });
+    const [ev] = await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id);
+    expect(ev?.ip).toBe('198.51.100.60');
+  });
+
+  it('an IPv6 client cannot walk its /64 for a fresh budget; IPv4 and IPv4-mapped IPv6 share one', async () => {
+    const walk: number[] = [];
+    for (let i = 1; i <= 5; i++) walk.push((await login(h, fresh(), WRONG, { ip: `2001:db8:77:1::${i.toString(16)}` })).statusCode);
+    expect(walk).toEqual([401, 401, 401, 429, 429]);
+    // The neighbouring /64 is another subscriber.
+    expect((await login(h, fresh(), WRONG, { ip: '2001:db8:77:2::1' })).statusCode).toBe(401);
+    const mixed: number[] = [];
+    for (const ip of ['::ffff:203.0.113.70', '203.0.113.70', '::ffff:203.0.113.70', '203.0.113.70']) mixed.push((await login(h, fresh(), WRONG, { ip })).statusCode);
+    expect(mixed).toEqual([401, 401, 401, 429]);
+  });
+
+  it('driven concurrently at several times the limit, admits exactly the limit', async () => {
+    const ip = '203.0.113.150';
+    const res = await Promise.all(Array.from({ length: 12 }, () => login(h, fresh(), WRONG, { ip })));
+    expect(res.filter((r) => r.statusCode !== 429)).toHaveLength(3);
+    const email = fresh();
+    const acc = await Promise.all(Array.from({ length: 12 }, (_, i) => login(h, email, WRONG, { ip: `203.0.113.${160 + i}` })));
+    expect(acc.filter((r) => r.statusCode !== 429)).toHaveLength(3);
+  });
+
+  it('the second sign-in step is limited per pending token and per address', async () => {
+    const u = await passwordUser(h);
+    const { secret } = await enrollTotp(h, u);
+    void secret;
+    const token = await pendingToken(h, u);
+    const codes: number[] = [];
+    for (let i = 0; i < 4; i++) codes.push((await verifyMfa(h, token, { code: '000000' }, { ip: `203.0.113.${80 + i}` })).statusCode);
+    expect(codes.slice(0, 3).every((c) => c === 401)).toBe(true);
+    expect(codes[3]).toBe(429);
+  });
+
+  it('signed-in calls are limited per user, whatever the address; other users are unaffected', async () => {
+    const a = await passwordUser(h);
+    const b = await passwordUser(h);
+    const ca = await h.cookieFor(a.email);
+    const codes: number[] = [];
+    for (let i = 0; i < 7; i++) codes.push((await call(h, 'GET', '/api/me', { cookie: ca, ip: `203.0.113.${90 + i}` })).statusCode);
+    expect(codes).toEqual([200, 200, 200, 200, 200, 429, 429]);
+    const last = await call(h, 'GET', '/api/me', { cookie: ca });
+    expect(code(last)).toBe('rate_limited');
+    expect(Number(last.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect((await call(h, 'GET', '/api/me', { cookie: await h.cookieFor(b.email) })).statusCode).toBe(200);
+  });
+});
