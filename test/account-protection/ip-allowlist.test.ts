@@ -5,7 +5,10 @@
  * owner cannot lock themselves out by accident or save entries that mean something else.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../../src/crypto/index.js';
+import { orgScoped } from '../../src/http/route.js';
 import { ipInList, normalizeCidr } from '../../src/kernel/ip.js';
+import { isAdminLevel } from '../../src/kernel/permissions.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
 import { audit, call, code, freshOrg, passwordUser } from './support.js';
@@ -117,6 +120,23 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     }
     expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie })).json()).toMatchObject({ adminIpAllowlist: [] });
   });
+
+  it('walks the live route table: every admin-level org route is refused from outside the list, no other route is', async () => {
+    const { orgId, cookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
+    const routes = h.built.routes.filter((r) => orgScoped(r) && r.permission !== 'self' && r.permission !== 'none');
+    const admin = routes.filter((r) => isAdminLevel(r.permission));
+    expect(admin.length).toBeGreaterThan(10);
+    const wrong: string[] = [];
+    for (const r of routes) {
+      const url = r.url.replace(':orgId', orgId).replace(/:[A-Za-z]+/g, () => newId());
+      // The owner holds every permission: whatever else refuses, only the list may say ip_not_allowed.
+      const res = await call(h, r.method, url, { cookie, ip: '203.0.113.9', payload: r.method === 'GET' ? undefined : (r.example?.() ?? {}) });
+      const refusedByList = res.statusCode === 403 && code(res) === 'ip_not_allowed';
+      if (refusedByList !== isAdminLevel(r.permission)) wrong.push(`${r.method} ${r.url} (${r.permission}) -> ${res.statusCode} ${code(res)}`);
+    }
+    expect(wrong).toEqual([]);
+    console.log(`allowlist walk (${engine}): ${admin.length} admin-level routes refused from outside, ${routes.length - admin.length} others not`);
+  });
 });
 
 describe('address list matching (unit)', () => {
@@ -132,4 +152,5 @@ describe('address list matching (unit)', () => {
     expect(ipInList('not-an-ip', ['0.0.0.0/0', '::/0'])).toBe(false);
     expect(ipInList('8.0.0.1', ['010.0.0.1'])).toBe(false); // refused entry: never matches anything
   });
+
 });

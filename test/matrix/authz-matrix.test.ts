@@ -9,7 +9,10 @@
  * it: the pipeline's `authz.denied` audit event, or the domain's "no such object" for foreign ids.
  *
  * Not covered here: API keys (secret / publishable) — the route table has no API-key boundary yet;
- * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts.
+ * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts. Org policies that refuse
+ * whole classes of requests are walked over the same live route table in test/account-protection:
+ * MFA enforcement (every org route × unenrolled roles → 403 mfa_enrollment_required) and the
+ * admin IP allowlist (admin-level routes from outside the list → 403 ip_not_allowed).
  *
  * Runs on one engine: MATRIX_ENGINE, else postgres when TEST_ENGINES has it, else pglite.
  */
