@@ -9,16 +9,14 @@
  * it: the pipeline's `authz.denied` audit event, or the domain's "no such object" for foreign ids.
  *
  * Not covered here: API keys (secret / publishable) — the route table has no API-key boundary yet;
- * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts. Org policies that refuse
- * whole classes of requests are walked over the same live route table in test/account-protection:
- * MFA enforcement (every org route × unenrolled roles → 403 mfa_enrollment_required) and the
- * admin IP allowlist (admin-level routes from outside the list → 403 ip_not_allowed).
+ * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts. The org policies (MFA
+ * requirement, admin IP allowlist) run over the signed-in own-org cases in their own test below.
  *
  * Runs on one engine: MATRIX_ENGINE, else postgres when TEST_ENGINES has it, else pglite.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/db/database.js';
-import { isMutation, projectScoped, type AnyRoute } from '../../src/http/route.js';
+import { isMutation, orgScoped, projectScoped, type AnyRoute } from '../../src/http/route.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { systemContext as systemContextFor } from '../../src/kernel/context.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
@@ -26,6 +24,7 @@ import {
   ALL_PERMISSIONS,
   ALWAYS_RESTRICTED_ROLES,
   BUILTIN_ROLE_PERMISSIONS,
+  isAdminLevel,
   type BuiltinRole,
   type Permission,
 } from '../../src/kernel/permissions.js';
@@ -277,6 +276,51 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     expect(allowedSession.filter((o) => o.status >= 300).map(describeCase)).toEqual([]);
   });
 
+  /**
+   * Org policies over the same cases (signed-in, own org, in-scope project): with MFA required
+   * past its grace period, every org route refuses the demo identities (none has a factor) before
+   * anything else; with an admin IP allowlist, a request from outside keeps its declared answer
+   * unless the route needs an admin-level permission the caller holds, which becomes 403
+   * ip_not_allowed.
+   */
+  it('applies the org MFA requirement and the admin IP allowlist to every org route and identity', { timeout: 300_000 }, async () => {
+    const own = fx.org(OWN_ORG);
+    const other = fx.org(OTHER_ORG);
+    const emailOf = new Map(identities.map((i) => [i.spec.label, i.email]));
+    const cases = buildCases(routes, identities.map((i) => i.spec)).filter(
+      (c) => c.credential === 'session' && c.org === 'own' && (c.project === 'none' || c.project === 'assigned') && orgScoped(c.route),
+    );
+    expect(cases.length).toBeGreaterThan(100);
+    const wrong: string[] = [];
+    const check = (o: Outcome, wantStatus: number | 'allow', wantCode?: string) => {
+      const ok = wantStatus === 'allow' ? !DENIAL_STATUSES.has(o.status) && o.status < 500 : o.status === wantStatus && o.code === wantCode;
+      if (!ok) wrong.push(`${describeCase(o)} (wanted ${wantStatus} ${wantCode ?? ''})`);
+    };
+    const setPolicy = (column: 'mfa_enforced_from' | 'admin_ip_allowlist', value: unknown) =>
+      h.t.owner.query(`update org_settings set ${column} = $2 where org_id = $1`, [own.id, value]);
+
+    await setPolicy('mfa_enforced_from', new Date(h.clock.now().getTime() - 1000).toISOString());
+    try {
+      for (const c of cases) check(await runCase(c, emailOf.get(c.identity.label) ?? '', own, other), 403, 'mfa_enrollment_required');
+    } finally {
+      await setPolicy('mfa_enforced_from', null);
+    }
+    await setPolicy('admin_ip_allowlist', ['198.51.100.0/24']);
+    try {
+      for (const c of cases) {
+        const o = await runCase(c, emailOf.get(c.identity.label) ?? '', own, other, '203.0.113.9');
+        const e = c.expected;
+        if (e.kind === 'deny') check(o, e.status, DENIAL_CODE[e.status]);
+        else if (isAdminLevel(c.route.permission)) check(o, 403, 'ip_not_allowed');
+        else check(o, 'allow');
+      }
+    } finally {
+      await setPolicy('admin_ip_allowlist', []);
+    }
+    console.log(`org policies over the matrix: ${cases.length * 2} cases (MFA requirement, admin IP allowlist), ${wrong.length} wrong`);
+    expect(wrong).toEqual([]);
+  });
+
   /** One line per route and status is enough to see what the public routes answer to an example-less body. */
   function onePerRouteAndStatus(list: Outcome[]): Outcome[] {
     const seen = new Set<string>();
@@ -288,7 +332,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     });
   }
 
-  async function runCase(c: MatrixCase, identityEmail: string, own: OrgFixture, other: OrgFixture): Promise<Outcome> {
+  async function runCase(c: MatrixCase, identityEmail: string, own: OrgFixture, other: OrgFixture, from?: string): Promise<Outcome> {
     const { route } = c;
     const key = routeKey(route);
 
@@ -369,7 +413,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     if (c.credential === 'revoked') headers.cookie = await fx.revokedCookie(callerEmail);
     if (isMutation(route.method)) headers.origin = ORIGIN;
 
-    const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}) });
+    const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}), ...(from ? { remoteAddress: from } : {}) });
     if (res.statusCode < 300 && c.credential === 'session') onSuccess?.();
     await after?.();
     let code: string | null = null;
