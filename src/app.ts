@@ -75,8 +75,8 @@ export async function buildApp(deps: AppDeps) {
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
   const lockout = createLockout(db, config.lockout, () => clock.now());
-  const mfa = createMfaService({ db, audit, clock, sealer, lockout });
-  const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn });
+  const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail });
+  const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn, mail });
   const identity = createIdentityService({
     db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout,
     revokeSessions: async (tx, userId, reason, keep) => {

@@ -53,17 +53,27 @@ export class PinnedConnection {
   private began = false;
   /** The binding in effect now, as a key. */
   private bound = '';
-  /** The binding at the last savepoint when nothing worth keeping ran since it; else null. */
-  private atSavepoint: string | null = null;
+  /** The binding in effect at the latest savepoint (what a rollback to it restores). */
+  private savepointBinding = '';
+  /** Nothing worth keeping ran since the latest savepoint: a call may start from it as is. */
+  private fresh = false;
   /** A call is running: a nested call takes its own transaction, as without pinning. */
   busy = false;
   /** Undoing a failed call failed (the connection is gone): later calls take their own. */
   broken = false;
+  /**
+   * The request is over: work it started that outlives it (a timer, an un-awaited promise)
+   * still carries this object in its async context, and must not reach a connection that is
+   * back in the pool, inside another request's transaction.
+   */
+  private finished = false;
+  /** The call in progress, which finish() waits for before committing. */
+  private running: Promise<unknown> | null = null;
 
   constructor(private readonly kysely: Conn) {}
 
   get usable(): boolean {
-    return !this.busy && !this.broken;
+    return !this.busy && !this.broken && !this.finished;
   }
 
   private connection(): Promise<Conn> {
@@ -85,7 +95,30 @@ export class PinnedConnection {
   }
 
   /** `binding` null: a global read, autocommit before the transaction began, unbound after. */
-  async call<T>(binding: BindingValues | null, fn: (tx: Conn) => Promise<T>): Promise<T> {
+  call<T>(binding: BindingValues | null, fn: (tx: Conn) => Promise<T>): Promise<T> {
+    const p = this.callNow(binding, fn);
+    this.running = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Opens a call: a savepoint and the binding. A previous call that caught its own SQL error
+   * returned normally but left the transaction aborted (25P02): rolling back to its savepoint
+   * undoes that call only (as its own transaction's COMMIT would have) and the call proceeds.
+   */
+  private async open(conn: Conn, bind: string): Promise<void> {
+    try {
+      await sql.raw(`savepoint call; ${bind}`).execute(conn);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== '25P02') throw err;
+      await sql.raw('rollback to savepoint call').execute(conn);
+      this.bound = this.savepointBinding;
+      await sql.raw(`savepoint call; ${bind}`).execute(conn);
+    }
+    this.savepointBinding = this.bound;
+  }
+
+  private async callNow<T>(binding: BindingValues | null, fn: (tx: Conn) => Promise<T>): Promise<T> {
     this.busy = true;
     try {
       const conn = await this.connection();
@@ -95,10 +128,12 @@ export class PinnedConnection {
       if (!this.began) {
         await sql.raw(`begin; ${bindingSql(want)}; savepoint call`).execute(conn);
         this.began = true;
-        this.bound = this.atSavepoint = key;
-      } else if (this.atSavepoint === null || this.bound !== key) {
-        await sql.raw(`savepoint call; ${bindingSql(want)}`).execute(conn);
-        this.atSavepoint = this.bound;
+        this.bound = this.savepointBinding = key;
+      } else if (!this.fresh || this.bound !== key) {
+        await this.open(conn, bindingSql(want)).catch((err: unknown) => {
+          this.broken = true;
+          throw err;
+        });
         this.bound = key;
       }
       return await this.guarded(conn, fn);
@@ -119,7 +154,8 @@ export class PinnedConnection {
       const base: BindingValues = { org, user: '', scope: '*' };
       const result = await sql.raw<R>(`begin; ${bindingSql(base)}; savepoint call; ${statement}`).execute(conn);
       this.began = true;
-      this.atSavepoint = keyOf(base);
+      this.savepointBinding = keyOf(base);
+      this.fresh = true;
       const row = result.rows[0];
       if (row) {
         const set: BindingValues = { org, user: row.bound_user_id, scope: row.bound_project_ids };
@@ -141,13 +177,14 @@ export class PinnedConnection {
 
   private async guarded<T>(conn: Conn, fn: (tx: Conn) => Promise<T>): Promise<T> {
     try {
+      this.fresh = false;
       const result = await fn(conn);
-      this.atSavepoint = null;
       return result;
     } catch (err) {
       try {
         await sql.raw('rollback to savepoint call').execute(conn);
-        this.bound = this.atSavepoint ?? this.bound;
+        this.bound = this.savepointBinding;
+        this.fresh = true;
       } catch {
         this.broken = true;
       }
@@ -160,6 +197,8 @@ export class PinnedConnection {
    * audit of a refusal, stands on its own) and gives the connection back.
    */
   async finish(requestFailed: boolean): Promise<void> {
+    this.finished = true;
+    await this.running;
     try {
       if (this.began && this.conn) {
         try {
@@ -172,6 +211,7 @@ export class PinnedConnection {
     } finally {
       this.release?.();
       await this.held?.catch(() => undefined);
+      this.conn = null;
     }
   }
 }

@@ -70,7 +70,7 @@ describe('the live route table', () => {
       'POST /api/auth/mfa/passkey auth.login',
       'POST /api/auth/mfa/verify auth.login',
       'POST /api/auth/passkey/login auth.login',
-      'POST /api/auth/passkey/options auth.passkey_challenge',
+      'POST /api/auth/passkey/options none (a sign-in ceremony changes no account (audited when it names a pending sign-in\u2019s user))',
       'POST /api/auth/password-reset/confirm auth.password_reset',
       'POST /api/auth/password-reset/request auth.password_reset_requested',
       'POST /api/auth/register auth.registered',

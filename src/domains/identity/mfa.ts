@@ -7,6 +7,8 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
+import type { MailPort } from '../mail/index.js';
+import { notifyFactorAdded, settleFactors } from './factors.js';
 import type { Lockout } from './lockout.js';
 import { matchTotpStep, newTotpSecret, otpauthUri, qrDataUrl } from './totp.js';
 
@@ -27,6 +29,7 @@ export interface MfaDeps {
   clock: Clock;
   sealer: Sealer;
   lockout: Lockout;
+  mail: MailPort;
 }
 
 const secretRef = (userId: string) => ({ scope: 'mfa', table: 'totp_credentials', column: 'secret_sealed', row: userId });
@@ -127,6 +130,7 @@ export function createMfaService(deps: MfaDeps) {
         // proof back from the route (recordStepUp with the factor).
         await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
+        await notifyFactorAdded(tx, deps.mail, userId, 'An authenticator app');
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });
         return { recoveryCodes };
       });
@@ -174,13 +178,10 @@ export function createMfaService(deps: MfaDeps) {
     async disable(ctx: RequestContext, userId: string): Promise<{ enabled: boolean }> {
       return deps.db.withTenant(system, async (tx) => {
         await exec(tx, sql`delete from totp_credentials where user_id = ${userId}`);
+        // Recovery codes belong to the account's MFA as a whole: turning the app off removes them
+        // even while passkeys remain (new ones can be generated).
         await exec(tx, sql`delete from recovery_codes where user_id = ${userId}`);
-        const r = await one<{ mfa_enabled: boolean }>(
-          tx,
-          sql`update users set mfa_enabled = exists (select 1 from passkeys where user_id = ${userId}) where id = ${userId} returning mfa_enabled`,
-        );
-        const enabled = r?.mfa_enabled ?? false;
-        if (!enabled) await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId}`);
+        const { enabled } = await settleFactors(tx, userId);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_disabled', target: { type: 'user', id: userId }, details: { stillEnabled: enabled } });
         return { enabled };
       });

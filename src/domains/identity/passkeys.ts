@@ -14,6 +14,8 @@ import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
+import type { MailPort } from '../mail/index.js';
+import { notifyFactorAdded, settleFactors } from './factors.js';
 
 export const CEREMONY_TTL_MS = 2 * 60 * 1000;
 export const MAX_PASSKEYS = 20;
@@ -60,7 +62,7 @@ const view = (r: PasskeyRow): PasskeyView => ({
  * response is accepted at most once. Sign-in requires user verification (the passkey is then
  * two factors in one); the signature counter must move forward when the authenticator keeps one.
  */
-export function createPasskeyService(deps: { db: Database; audit: AuditWriter; clock: Clock; webauthn: WebAuthnConfig }) {
+export function createPasskeyService(deps: { db: Database; audit: AuditWriter; clock: Clock; webauthn: WebAuthnConfig; mail: MailPort }) {
   const system = { orgId: SYSTEM_ORG_ID };
   const now = () => deps.clock.now();
   const w = deps.webauthn;
@@ -69,22 +71,29 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
     const secret = randomToken(32);
     const at = now();
     await deps.db.withTenant(system, async (tx) => {
+      // Spent and expired ceremonies are purged as new ones arrive (the table never grows past
+      // what two minutes of traffic leaves).
+      await exec(tx, sql`delete from webauthn_challenges where expires_at < ${at.toISOString()}`);
       await exec(
         tx,
         sql`insert into webauthn_challenges (token_hash, user_id, purpose, challenge, created_at, expires_at)
             values (${sha256Hex(secret)}, ${userId}, ${purpose}, ${challenge}, ${at.toISOString()}, ${new Date(at.getTime() + CEREMONY_TTL_MS).toISOString()})`,
       );
-      await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
-        action: 'auth.passkey_challenge', details: { purpose }, ...(userId ? { target: { type: 'user', id: userId } } : {}),
-      });
+      // An anonymous sign-in ceremony changes nothing about an account: not audited, so that a
+      // flood of them does not queue on the system chain's head row.
+      if (userId) await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_challenge', details: { purpose }, target: { type: 'user', id: userId } });
     });
     return `pal_wac_${secret}`;
   }
 
   /** Burns the challenge (single use) and returns it with its user; token_invalid when unknown, used, expired or of another purpose. */
-  async function takeChallenge(token: string, purpose: CeremonyPurpose): Promise<{ challenge: string; userId: string | null }> {
+  async function takeChallenge(ctx: RequestContext, token: string, purpose: CeremonyPurpose): Promise<{ challenge: string; userId: string | null }> {
+    const refuse = async (reason: string): Promise<never> => {
+      await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_failed', result: 'failure', details: { purpose, reason } });
+      throw new AppError('token_invalid');
+    };
     const m = /^pal_wac_([A-Za-z0-9_-]{43})$/.exec(token);
-    if (!m) throw new AppError('token_invalid');
+    if (!m) return refuse('malformed_ceremony');
     const r = await deps.db.withTenant(system, (tx) =>
       one<{ challenge: string; user_id: string | null }>(
         tx,
@@ -93,7 +102,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
             returning challenge, user_id`,
       ),
     );
-    if (!r) throw new AppError('token_invalid');
+    if (!r) return refuse('unknown_used_or_expired_ceremony');
     return { challenge: r.challenge, userId: r.user_id };
   }
 
@@ -120,7 +129,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
     },
 
     async register(ctx: RequestContext, userId: string, input: { ceremonyToken: string; name: string; response: RegistrationResponseJSON }): Promise<PasskeyView> {
-      const c = await takeChallenge(input.ceremonyToken, 'register');
+      const c = await takeChallenge(ctx, input.ceremonyToken, 'register');
       if (c.userId !== userId) throw new AppError('token_invalid');
       const result = await verifyRegistrationResponse({
         response: input.response,
@@ -129,10 +138,20 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
         expectedRPID: w.rpId,
         requireUserVerification: true,
       }).catch(() => ({ verified: false as const }));
-      if (!result.verified) throw new AppError('invalid_credentials');
+      if (!result.verified) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.passkey_failed', result: 'failure', target: { type: 'user', id: userId }, details: { purpose: 'register', reason: 'rejected' },
+        });
+        throw new AppError('invalid_credentials');
+      }
       const cred = result.registrationInfo.credential;
       const id = newId();
       return deps.db.withTenant(system, async (tx) => {
+        // The cap and uniqueness are checked here, under the user's row lock: two ceremonies
+        // opened side by side must not both pass a count taken when their options were issued.
+        await exec(tx, sql`select 1 from users where id = ${userId} for update`);
+        const have = await one<{ n: number }>(tx, sql`select count(*)::int as n from passkeys where user_id = ${userId}`);
+        if ((have?.n ?? 0) >= MAX_PASSKEYS) throw new AppError('conflict', `at most ${MAX_PASSKEYS} passkeys`);
         const taken = await one(tx, sql`select 1 as x from passkeys where credential_id = ${cred.id}`);
         if (taken) throw new AppError('conflict', 'this passkey is already registered');
         const r = await one<PasskeyRow>(
@@ -150,6 +169,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
         if (current) {
           await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
         }
+        await notifyFactorAdded(tx, deps.mail, userId, `A passkey named "${input.name}"`);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_added', target: { type: 'passkey', id }, details: { name: input.name } });
         return view(r as PasskeyRow);
       });
@@ -169,12 +189,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
       await deps.db.withTenant(system, async (tx) => {
         const n = await exec(tx, sql`delete from passkeys where id = ${id} and user_id = ${userId}`);
         if (n !== 1) throw new AppError('not_found');
-        await exec(
-          tx,
-          sql`update users set mfa_enabled = exists (select 1 from passkeys where user_id = ${userId})
-                or exists (select 1 from totp_credentials where user_id = ${userId} and confirmed_at is not null)
-              where id = ${userId}`,
-        );
+        await settleFactors(tx, userId);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_removed', target: { type: 'passkey', id } });
       });
     },
@@ -199,7 +214,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
       response: AuthenticationResponseJSON,
       expectedUser: string | null,
     ): Promise<{ userId: string; passkeyId: string }> {
-      const c = await takeChallenge(ceremonyToken, purpose);
+      const c = await takeChallenge(ctx, ceremonyToken, purpose);
       const fail = async (reason: string, userId?: string): Promise<never> => {
         await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
           action: 'auth.passkey_failed', result: 'failure', details: { purpose, reason },

@@ -22,7 +22,7 @@ export function passkeySessionRoutes(
     defineRoute({
       method: 'POST', url: '/api/auth/passkey/options', summary: 'WebAuthn assertion options: for a passkey sign-in, or (with mfaToken) the second step of a password sign-in', tags,
       auth: { mode: 'public', reason: 'a passkey ceremony starts before anyone is signed in' }, permission: 'none',
-      rateLimit: 'login', audit: { action: 'auth.passkey_challenge' },
+      rateLimit: 'login', audit: { none: 'a sign-in ceremony changes no account (audited when it names a pending sign-in\u2019s user)' },
       schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200).optional() }) },
       handler: async ({ ctx, body }) => {
         if (!body.mfaToken) return d.passkeys.assertionOptions(ctx, 'sign_in', null);

@@ -1,0 +1,40 @@
+import { sql } from 'kysely';
+import { exec, one, type Tx } from '../../db/database.js';
+import type { MailPort } from '../mail/index.js';
+
+/**
+ * After a factor is removed: MFA stays on while any factor remains (a passkey, or a confirmed
+ * authenticator app). When none does, the account has no second factor in any sense: sessions
+ * lose their "proven with a second factor" mark and recovery codes are deleted (they must not
+ * come back into force with the next factor). The user row is locked first, so that a factor
+ * being added concurrently is not judged from a stale snapshot.
+ */
+export async function settleFactors(tx: Tx, userId: string): Promise<{ enabled: boolean }> {
+  await exec(tx, sql`select 1 from users where id = ${userId} for update`);
+  const r = await one<{ enabled: boolean }>(
+    tx,
+    sql`update users set mfa_enabled = exists (select 1 from passkeys where user_id = ${userId})
+                                   or exists (select 1 from totp_credentials where user_id = ${userId} and confirmed_at is not null)
+        where id = ${userId} returning mfa_enabled as enabled`,
+  );
+  const enabled = r?.enabled ?? false;
+  if (!enabled) {
+    await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId} and mfa_verified`);
+    await exec(tx, sql`delete from recovery_codes where user_id = ${userId}`);
+  }
+  return { enabled };
+}
+
+/**
+ * Tells the account's owner a sign-in factor was added, in the same transaction: a factor
+ * added from a stolen session would otherwise outlive a password reset unnoticed.
+ */
+export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, what: string): Promise<void> {
+  const u = await one<{ email: string }>(tx, sql`select email from users where id = ${userId}`);
+  if (!u) return;
+  await mail.enqueue(tx, {
+    to: u.email,
+    subject: 'A sign-in method was added to your Palisade account',
+    body: `${what} was added to your account. If this was not you, reset your password, remove it under your security settings, and sign out everywhere.`,
+  });
+}
