@@ -5,6 +5,9 @@ import { hasAnyUser, seedDemo } from './demo.js';
 import { chainKeysFrom, createAuditWriter, verifyChain } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
+import { systemContext } from './kernel/context.js';
+import { one } from './db/database.js';
+import { sql } from 'kysely';
 import { serve } from './main.js';
 import { Keyring } from './crypto/index.js';
 import { createSealer } from './domains/keys/index.js';
@@ -15,7 +18,8 @@ const USAGE = `usage: palisade <command>
   migrate                     apply database migrations as the owner role
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
   audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
-  outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)`;
+  outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)
+  unlock EMAIL                lift an account lockout now (audited as the operator)`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -98,6 +102,31 @@ export async function runCli(argv: string[]): Promise<number> {
         const messages = await db.withSystem('operator reads the development outbox', (tx) => mail.read(tx, to));
         if (messages.length === 0) process.stdout.write('(the outbox is empty)\n');
         for (const m of messages) process.stdout.write(`To: ${m.to}\nSubject: ${m.subject}\n\n${m.body}\n\n`);
+        return 0;
+      } finally {
+        await db.close();
+        await owner.close();
+      }
+    }
+    case 'unlock': {
+      if (!sub) break;
+      const { db, owner } = await openDatabase(config.database, { migrate: false });
+      try {
+        const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(new Keyring([...config.keks])), onError: () => undefined });
+        const ctx = systemContext('cli unlock');
+        const userId = await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          const u = await one<{ id: string }>(
+            tx,
+            sql`update users set failed_logins = 0, locked_until = null where lower(email) = lower(${sub}) returning id`,
+          );
+          if (u) await audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.account_unlocked', target: { type: 'user', id: u.id } });
+          return u?.id ?? null;
+        });
+        if (!userId) {
+          process.stderr.write(`no account ${sub}\n`);
+          return 2;
+        }
+        process.stdout.write(`unlocked ${sub}\n`);
         return 0;
       } finally {
         await db.close();

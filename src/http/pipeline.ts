@@ -86,13 +86,15 @@ async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: Pipelin
   for (const [k, v] of Object.entries(headers)) reply.header(k, v);
   if (!shown.allowed) {
     opts.onLimited?.(route.rateLimit);
-    throw new AppError('rate_limited');
+    throw new AppError('rate_limited', `retry in ${Math.max(1, shown.retryAfterSeconds)} s`);
   }
 }
 
 function assertSteppedUp(actor: Actor, now: Date): void {
   const at = actor.type === 'user' ? actor.session.steppedUpAt : null;
-  if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) throw new AppError('step_up_required');
+  if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) {
+    throw new AppError('step_up_required', 'POST /api/auth/step-up (or /api/auth/step-up/passkey), then retry within 10 minutes');
+  }
 }
 
 async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
@@ -153,7 +155,11 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
-          if (route.auth.mode === 'public') {
+          if (route.auth.mode === 'public' && route.rateLimit === 'mfa-verify') {
+            // Per pending sign-in only (it needed a password step, itself limited per address): an
+            // office behind one address completes its sign-ins together.
+            await enforceLimits(route, reply, opts, [accountKey(route, request.body) ?? ['ip', rateLimitSubject(request.ctx.ip)]]);
+          } else if (route.auth.mode === 'public') {
             // Per address by rateLimitSubject: an IPv6 /64 counts as one address (kernel/ip.ts).
             await enforceLimits(route, reply, opts, [['ip', rateLimitSubject(request.ctx.ip)], accountKey(route, request.body)]);
           }

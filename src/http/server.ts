@@ -43,7 +43,7 @@ export function checkCsrf(request: FastifyRequest, allowed: ReadonlySet<string>,
   const referer = originOf(request.headers.referer);
   const source = origin ?? referer;
   if (source !== null) {
-    if (!allowed.has(source)) throw new AppError('csrf_rejected');
+    if (!allowed.has(source)) throw new AppError('csrf_rejected', `${source} is not an allowed origin`);
     return;
   }
   const hasCookie = typeof request.headers.cookie === 'string' && request.headers.cookie.includes(`${cookieName}=`);

@@ -111,7 +111,7 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(acc.filter((r) => r.statusCode !== 429)).toHaveLength(3);
   });
 
-  it('the second sign-in step is limited per pending token and per address', async () => {
+  it('the second sign-in step is limited per pending token, from whatever address (not per address: an office signs in together)', async () => {
     const u = await passwordUser(h);
     const { secret } = await enrollTotp(h, u);
     void secret;

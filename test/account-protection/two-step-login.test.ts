@@ -29,7 +29,7 @@ describe.each(ENGINES)('two-step sign-in on %s', (engine) => {
     const res = await login(h, u.email, u.password);
     expect(res.statusCode).toBe(200);
     const body = res.json<{ mfaRequired: boolean; mfaToken: string; methods: string[] }>();
-    expect(body).toEqual({ mfaRequired: true, mfaToken: expect.stringMatching(/^pal_mfa_[A-Za-z0-9_-]{43}$/), methods: ['totp', 'recovery_code'] });
+    expect(body).toEqual({ mfaRequired: true, mfaToken: expect.stringMatching(/^pal_mfa_[A-Za-z0-9_-]{43}$/), methods: ['totp', 'recoveryCode'] });
     expect(res.headers['set-cookie']).toBeUndefined();
     expect(await liveSessions(u.id)).toBe(before);
     // The pending state is stored hashed, not as the token.

@@ -1,36 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/domains/audit/index.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
+import { runBin, type Outcome } from '../support/bin.js';
 
-const BIN = fileURLToPath(new URL('../../bin/palisade.mjs', import.meta.url));
 const STATE_DIR = mkdtempSync(join(tmpdir(), 'palisade-cli-'));
-
-interface Outcome {
-  code: number;
-  out: string;
-  err: string;
-}
-
-function runBin(args: string[], env: Record<string, string>): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const base: Record<string, string | undefined> = { ...process.env };
-    delete base.DATABASE_RUNTIME_URL;
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
 
 interface EventRow {
   seq: number | string;

@@ -164,7 +164,7 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     const { secret } = await h.built.services.mfa.enrollTotp(ctx, { id: userId, email });
     const { recoveryCodes } = await h.built.services.mfa.confirmTotp(ctx, userId, totpCodeAt(secret, h.clock.now()));
     const methods = (body: Json) => body.methods as string[];
-    expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['totp', 'recovery_code', 'passkey']);
+    expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['totp', 'recoveryCode', 'passkey']);
     const off = await c.call('POST', '/api/me/mfa/disable', { recoveryCode: recoveryCodes[0] });
     expect(off.statusCode, off.body).toBe(200);
     expect(json(off)).toEqual({ enabled: true });

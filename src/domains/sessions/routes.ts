@@ -85,7 +85,7 @@ export function sessionRoutes(d: {
             action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
           });
           const f = await d.mfa.status(user.id);
-          const methods = [...(f.totp ? ['totp'] : []), ...(f.recoveryCodesLeft > 0 ? ['recovery_code'] : []), ...(f.passkeys > 0 ? ['passkey'] : [])];
+          const methods = [...(f.totp ? ['totp'] : []), ...(f.recoveryCodesLeft > 0 ? ['recoveryCode'] : []), ...(f.passkeys > 0 ? ['passkey'] : [])];
           return { mfaRequired: true, mfaToken, methods };
         }
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;

@@ -19,9 +19,10 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 20 an hour: invitation tokens are unguessable (256-bit), so this only bounds scanning noise;
   // an admin onboarding a team from one office address still gets through.
   'invitation-accept': { limit: 20, windowSeconds: 3600 },
-  // 5 per 5 minutes: a TOTP code is 6 digits with ±1 step accepted (3 valid of 10^6), so this
-  // keeps a guesser near 1,440 tries a day (~0.4 % success a day) before the lockout counts in.
-  'mfa-verify': { limit: 5, windowSeconds: 300 },
+  // 10 per 5 minutes, per pending sign-in and per signed-in user (not per address: an office
+  // behind one NAT signs in together). Guessing is bounded by the account lockout (5 failures)
+  // anyway; this stops a flood of verifications, and leaves room for a typo or two.
+  'mfa-verify': { limit: 10, windowSeconds: 300 },
   // 300 a minute: load balancers and orchestrators probe every few seconds, several from one
   // NAT address; /readyz touches the database, so one address cannot turn it into a DB flood.
   probe: { limit: 300, windowSeconds: 60 },
