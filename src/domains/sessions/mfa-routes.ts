@@ -3,12 +3,8 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import type { Database } from '../../db/database.js';
-import type { Clock } from '../../kernel/clock.js';
-import type { AuditWriter } from '../audit/index.js';
 import type { FactorProof, IdentityService, MfaService } from '../identity/index.js';
-import { setSessionCookie, type CookieSettings } from './cookie.js';
-import type { SessionService } from './service.js';
+import { finishSignIn, type SignInDeps } from './sign-in.js';
 
 const userOf = userActorOf;
 
@@ -23,16 +19,9 @@ const factor = z
  * Second factors as session state: completing a sign-in, confirming an enrollment, stepping up
  * for a sensitive action, turning MFA off. Enrollment itself and recovery codes are in identity.
  */
-export function mfaRoutes(d: {
-  db: Database;
-  clock: Clock;
-  audit: AuditWriter;
-  sessions: SessionService;
-  identity: IdentityService;
-  mfa: MfaService;
-  cookie: CookieSettings;
-  listOrgs(userId: string): Promise<unknown>;
-}): AnyRoute[] {
+export function mfaRoutes(
+  d: SignInDeps & { identity: IdentityService; mfa: MfaService; listOrgs(userId: string): Promise<unknown> },
+): AnyRoute[] {
   const tags = ['mfa'];
   return [
     defineRoute({
@@ -44,21 +33,10 @@ export function mfaRoutes(d: {
         if (Boolean(body.code) === Boolean(body.recoveryCode)) throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
         const challenge = await d.mfa.readChallenge(body.mfaToken);
         const method = await d.mfa.verifyFactor(ctx, challenge.userId, body as FactorProof, 'login');
-        const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
-        const previous = cookies[d.cookie.name] ? await d.sessions.verify(cookies[d.cookie.name], ctx).catch(() => null) : null;
-        const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          // Single use: of two requests racing with one token, one gets a session.
-          if (!(await d.mfa.consumeChallenge(tx, challenge.tokenHash))) throw new AppError('token_invalid');
-          if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
-          const s = await d.sessions.issue(tx, challenge.userId, ctx, undefined, challenge.sessionEpoch, {
-            mfaVerified: true, steppedUpAt: d.clock.now(),
-          });
-          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
-            action: 'auth.login', target: { type: 'session', id: s.id }, actor: { type: 'user', id: challenge.userId }, details: { secondFactor: method },
-          });
-          return s;
+        // Single use: of two requests racing with one token, one gets a session.
+        await finishSignIn(d, ctx, reply, challenge.userId, {
+          epoch: challenge.sessionEpoch, method, consume: (tx) => d.mfa.consumeChallenge(tx, challenge.tokenHash),
         });
-        setSessionCookie(reply, d.cookie, issued.cookie, d.sessions.absoluteSeconds);
         const user = await d.identity.getUser(challenge.userId);
         return { user, orgs: await d.listOrgs(challenge.userId) };
       },
