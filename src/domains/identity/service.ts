@@ -44,6 +44,33 @@ export function createIdentityService(deps: IdentityDeps) {
     );
   }
 
+  /**
+   * A password typed by a signed-in user (step-up, password change): it takes a lockout slot
+   * first (a locked account is refused even with the right one), costs one argon2 verification
+   * whatever the outcome, and `failedAction` is audited with the reason. On success, as at
+   * sign-in: with a second factor the slot is handed back without clearing the count.
+   */
+  async function checkOwnPassword(ctx: RequestContext, userId: string, password: string, failedAction: string): Promise<void> {
+    const u = await deps.db.withSystem('password re-check', (tx) =>
+      one<{ password_hash: string | null; mfa_enabled: boolean }>(tx, sql`select password_hash, mfa_enabled from users where id = ${userId}`),
+    );
+    const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
+    const checkable = Boolean(u?.password_hash && slot?.granted);
+    const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), password)) && checkable;
+    if (!ok) {
+      await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+        action: failedAction, result: 'failure', target: { type: 'user', id: userId },
+        details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
+      });
+      if (slot?.granted && slot.locksNow) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
+      }
+      throw new AppError('invalid_credentials');
+    }
+    if (u?.mfa_enabled) await deps.lockout.release(userId);
+    else await deps.lockout.succeeded(userId);
+  }
+
   return {
     /**
      * Creates a user and, when an org is named, an org they own, in one transaction. Without
@@ -128,25 +155,7 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     /** A password typed again for a step-up (accounts without a second factor); counts toward lockout. */
-    async reauthenticate(ctx: RequestContext, userId: string, password: string): Promise<void> {
-      const u = await deps.db.withSystem('re-authentication', (tx) =>
-        one<{ password_hash: string | null }>(tx, sql`select password_hash from users where id = ${userId}`),
-      );
-      const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
-      const checkable = Boolean(u?.password_hash && slot?.granted);
-      const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), password)) && checkable;
-      if (!ok) {
-        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
-          action: 'auth.step_up_failed', result: 'failure', target: { type: 'user', id: userId },
-          details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
-        });
-        if (slot?.granted && slot.locksNow) {
-          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
-        }
-        throw new AppError('invalid_credentials');
-      }
-      await deps.lockout.succeeded(userId);
-    },
+    reauthenticate: (ctx: RequestContext, userId: string, password: string) => checkOwnPassword(ctx, userId, password, 'auth.step_up_failed'),
 
     async getUser(userId: string): Promise<UserView> {
       const u = await deps.db.withSystem('read own profile', (tx) =>
@@ -157,28 +166,9 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     async changePassword(ctx: RequestContext, userId: string, sessionId: string, current: string, next: string): Promise<void> {
-      const u = await deps.db.withSystem('password change', (tx) =>
-        one<{ password_hash: string | null; mfa_enabled: boolean }>(tx, sql`select password_hash, mfa_enabled from users where id = ${userId}`),
-      );
-      // The current password typed here is a password attempt like any other: it takes a lockout
-      // slot first (and a locked account is refused even with the right one). Without this, a
-      // stolen session was an unlimited password-guessing oracle beside the locked login.
-      const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
-      const checkable = Boolean(u?.password_hash && slot?.granted);
-      const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), current)) && checkable;
-      if (!ok) {
-        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
-          action: 'auth.password_change_failed', result: 'failure', target: { type: 'user', id: userId },
-          details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
-        });
-        if (slot?.granted && slot.locksNow) {
-          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
-        }
-        throw new AppError('invalid_credentials');
-      }
-      // As at sign-in: with a second factor, a right password hands its slot back without clearing the count.
-      if (u?.mfa_enabled) await deps.lockout.release(userId);
-      else await deps.lockout.succeeded(userId);
+      // The current password typed here is a password attempt like any other: without the
+      // lockout, a stolen session was an unlimited password-guessing oracle beside the locked login.
+      await checkOwnPassword(ctx, userId, current, 'auth.password_change_failed');
       assertPasswordAcceptable(next);
       if (current === next) throw new AppError('weak_password', 'choose a password different from the current one');
       const hashed = await hashPassword(next);
