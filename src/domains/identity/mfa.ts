@@ -129,6 +129,12 @@ export function createMfaService(deps: MfaDeps) {
         // mint recovery codes, i.e. a permanent second factor. The confirming session gets its
         // proof back from the route (recordStepUp with the factor).
         await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
+        // The confirming session just proved the factor: marked in the same transaction, so MFA is
+        // never on without the session that turned it on knowing it (and its codes answered).
+        const current = ctx.actor.type === 'user' ? ctx.actor.session.id : null;
+        if (current) {
+          await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
+        }
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
         await notifyFactorAdded(tx, deps.mail, userId, 'An authenticator app');
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });

@@ -180,4 +180,15 @@ describe.each(ENGINES)('password reset on %s', (engine) => {
       expect(res.json<Problem>().code).toBe('validation_failed');
     }
   });
+
+  it('a completed reset ends a lockout: the new password signs in at once', async () => {
+    const u = { email: `locked-${Date.now()}@example.test`, password: 'an-original-long-passphrase-1' };
+    expect((await post('/api/auth/register', { ...u, name: 'Locked' })).statusCode).toBe(201);
+    for (let i = 0; i < 5; i++) expect(await loginStatus(u.email, 'not-the-password-at-all')).toBe(401);
+    expect(await loginStatus(u.email, u.password)).toBe(401); // locked
+    expect((await requestReset(u.email)).statusCode).toBe(202);
+    const next = 'a-fresh-long-passphrase-after-lockout';
+    expect((await confirm(await latestToken(u.email), next)).statusCode).toBe(204);
+    expect(await loginStatus(u.email, next)).toBe(200);
+  });
 });

@@ -219,7 +219,12 @@ export function createIdentityService(deps: IdentityDeps) {
         );
         if (!r || r.used_at || r.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
         await exec(tx, sql`update password_resets set used_at = ${deps.clock.now().toISOString()} where user_id = ${r.user_id} and used_at is null`);
-        await exec(tx, sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()} where id = ${r.user_id}`);
+        // Proof of the mailbox ends a lockout too: the lock guards the old password, now replaced.
+        await exec(
+          tx,
+          sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()}, failed_logins = 0, locked_until = null
+              where id = ${r.user_id}`,
+        );
         await deps.revokeSessions(tx, r.user_id, 'password_reset');
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
           action: 'auth.password_reset',

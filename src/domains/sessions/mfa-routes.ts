@@ -73,11 +73,8 @@ export function mfaRoutes(
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_enabled' }, stepUp: true,
       schema: { body: z.strictObject({ code }) }, example: () => ({ code: '000000' }),
       handler: async ({ ctx, body }) => {
-        const actor = userOf(ctx);
-        const result = await d.mfa.confirmTotp(ctx, actor.userId, body.code);
-        // The code just proved the factor on this session.
-        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => d.sessions.recordStepUp(tx, actor.session.id, actor.userId, true));
-        return result;
+        // confirmTotp also marks this session as proven with the new factor, in its transaction.
+        return d.mfa.confirmTotp(ctx, userOf(ctx).userId, body.code);
       },
     }),
     defineRoute({

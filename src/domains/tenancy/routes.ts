@@ -108,7 +108,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/invitations', summary: 'Invite someone (role no higher than your own)', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.created' },
+      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.created' }, stepUp: true,
       status: 201,
       schema: { params: orgParams, body: assignment.extend({ email, projectIds: z.array(uuid).max(100).optional() }) },
       example: () => ({ email: `invitee-${Math.random().toString(36).slice(2, 10)}@example.test`, role: 'viewer' }),
@@ -199,7 +199,7 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'PUT', url: '/api/orgs/:orgId/projects/:projectId/members/:userId', summary: 'Assign a restricted member to a project',
       tags: ['projects'], auth: { mode: 'session' }, permission: 'projects:assign', rateLimit: 'authenticated',
-      audit: { action: 'project.member_assigned' }, status: 204,
+      audit: { action: 'project.member_assigned' }, status: 204, stepUp: true,
       schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) },
       handler: async ({ ctx, params }) => s.projects.assign(ctx, params.projectId, params.userId),
     }),
