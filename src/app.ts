@@ -6,14 +6,17 @@ import type { Database } from './db/database.js';
 import type { Clock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { buildOpenApi } from './http/openapi.js';
-import { mountRoutes, type Authenticators } from './http/pipeline.js';
-import type { AnyRoute } from './http/route.js';
+import { keepRawBodies, mountRoutes, type Authenticators } from './http/pipeline.js';
+import { apiMirrors, type AnyRoute } from './http/route.js';
 import { createHttpServer } from './http/server.js';
 import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js';
 import { Metrics } from './http/metrics.js';
+import { apiKeyRoutes, createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
+import { createWebhookService, createWebhookTransport, createWebhookWorker, enqueueWebhooks, webhookRoutes } from './domains/webhooks/index.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
 import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMfaService, createPasskeyService, identityRoutes, passkeyRoutes } from './domains/identity/index.js';
+import { createInboundService, inboundRoutes } from './domains/inbound/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
@@ -30,7 +33,7 @@ import {
 export type AppConfig = Pick<
   Config,
   | 'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
-  | 'lockout' | 'redisUrl' | 'rateLimits' | 'webauthn'
+  | 'lockout' | 'redisUrl' | 'rateLimits' | 'webauthn' | 'webhooks'
 >;
 
 export interface AppDeps {
@@ -55,7 +58,8 @@ export async function buildApp(deps: AppDeps) {
   const sealer = createSealer(keyring);
   const mail = createOutboxMail(sealer);
   const chainKeys = chainKeysFrom(keyring);
-  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed') });
+  // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
+  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), onAppended: enqueueWebhooks });
   const sessions = createSessionService({
     db,
     clock,
@@ -74,6 +78,7 @@ export async function buildApp(deps: AppDeps) {
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
+  const inbound = createInboundService({ db, audit, clock, sealer });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail });
   const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn, mail });
@@ -83,6 +88,11 @@ export async function buildApp(deps: AppDeps) {
       await sessions.revokeAll(tx, userId, reason, keep);
     },
   });
+  const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
+  const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
+  const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
+  const webhooks = createWebhookService({ db, audit, clock, sealer, destination });
+  const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });
   const cookie = cookieSettings(config);
 
   const auth: Authenticators = {
@@ -100,6 +110,18 @@ export async function buildApp(deps: AppDeps) {
         await sessions.touchForPolicy(verified.actor.session, standing.policy);
       }
       return { actor: verified.actor, access: standing?.access ?? null };
+    },
+    async key(request, _ctx, orgId) {
+      const header = request.headers.authorization;
+      const m = typeof header === 'string' ? /^Bearer ([A-Za-z0-9_]{1,100})$/i.exec(header) : null;
+      if (!m || !orgId) {
+        metrics.authFailures.inc({ kind: header ? 'key_invalid' : 'no_credential' });
+        return null;
+      }
+      const origin = typeof request.headers.origin === 'string' ? request.headers.origin : null;
+      const verified = await apiKeys.authenticate(m[1] as string, orgId, origin);
+      if (!verified) metrics.authFailures.inc({ kind: 'key_invalid' });
+      return verified;
     },
     readScope: (fn) => db.requestTransaction(fn),
     async denied(ctx, route, reason) {
@@ -122,12 +144,16 @@ export async function buildApp(deps: AppDeps) {
     ...passkeySessionRoutes({ db, clock, audit, sessions, cookie, passkeys, mfa, identity, lockout, listOrgs: (userId) => orgs.listMine(userId) }),
     ...tenancyRoutes({ orgs, members, invitations, roles, projects }),
     ...assetRoutes(assets),
+    ...inboundRoutes(inbound),
+    ...apiKeyRoutes(apiKeys),
+    ...webhookRoutes(webhooks),
     ...auditRoutes(createAuditReader({ db })),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [
     ...opsRoutes({ db, metrics: () => metrics.render(), openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
     ...domainRoutes,
+    ...apiMirrors(domainRoutes),
   ];
 
   const app: FastifyInstance = await createHttpServer({
@@ -147,12 +173,19 @@ export async function buildApp(deps: AppDeps) {
     onFailOpen: () => metrics.rateLimitFailOpen.inc(),
   });
   app.addHook('onClose', () => limiter.close());
+  app.addHook('onClose', () => keyUsage.close());
+  app.addHook('onClose', () => webhookWorker.stop());
   const pipeline = { auth, strictAudit, now: () => clock.now(), limiter, onLimited: (policy: string) => metrics.rateLimited.inc({ policy }) };
   // One encapsulated context per trust boundary, each with its own authentication stack.
-  await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public'), pipeline));
+  await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public' && !r.rawBody), pipeline));
+  await app.register(async (signed) => {
+    keepRawBodies(signed);
+    mountRoutes(signed, routes.filter((r) => r.auth.mode === 'public' && r.rawBody), pipeline);
+  });
   await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), pipeline));
+  await app.register(async (keys) => mountRoutes(keys, routes.filter((r) => r.auth.mode === 'key'), pipeline));
   await app.ready();
-  return { app, routes, services: { chainKeys, sessions, identity, mfa, lockout, passkeys, orgs, members, invitations, roles, projects, assets, audit, mail, sealer, keyring }, cookie, metrics };
+  return { app, routes, services: { apiKeys, keyUsage, webhooks, webhookWorker, chainKeys, sessions, identity, mfa, lockout, passkeys, orgs, members, invitations, roles, projects, assets, inbound, audit, mail, sealer, keyring }, cookie, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

@@ -9,6 +9,9 @@ import { systemContext } from './kernel/context.js';
 import { one } from './db/database.js';
 import { sql } from 'kysely';
 import { serve } from './main.js';
+import { buildApp } from './app.js';
+import { catalogProblems } from './db/catalog.js';
+import { createLogger } from './logging.js';
 import { Keyring } from './crypto/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
@@ -19,7 +22,8 @@ const USAGE = `usage: palisade <command>
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
   audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
   outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)
-  unlock EMAIL                lift an account lockout now (audited as the operator)`;
+  unlock EMAIL                lift an account lockout now (audited as the operator)
+  worker                      run only the webhook delivery worker (PostgreSQL; serve runs one too)`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -107,6 +111,43 @@ export async function runCli(argv: string[]): Promise<number> {
         await db.close();
         await owner.close();
       }
+    }
+    case 'worker': {
+      // A second process on an embedded data directory would corrupt it: PostgreSQL only.
+      if (config.database.kind !== 'postgres') {
+        process.stderr.write('palisade worker needs PostgreSQL (DATABASE_URL); on the embedded engine `serve` runs the worker\n');
+        return 2;
+      }
+      const logger = createLogger(config.logLevel);
+      const { db, owner } = await openDatabase(config.database, { migrate: false });
+      await owner.close();
+      const problems = await catalogProblems(db);
+      if (problems.length > 0) {
+        await db.close();
+        process.stderr.write(`refusing to start: the database fails the isolation check:\n - ${problems.join('\n - ')}\n`);
+        return 1;
+      }
+      const built = await buildApp({ config, db, clock: systemClock, logger });
+      // Graceful: deliveries in flight are recorded before the process exits, so none is sent twice.
+      // The handlers go in before the worker starts and before "running" is printed: until a
+      // listener exists a signal has its default effect and kills the process mid-delivery.
+      let closing: Promise<number> | null = null;
+      const stopped = new Promise<number>((resolve) => {
+        const shutdown = () => {
+          closing ??= built.app.close().then(() => db.close()).then(
+            () => 0,
+            (err: unknown) => {
+              logger.error({ err }, 'worker shutdown failed');
+              return 1;
+            },
+          );
+          void closing.then(resolve);
+        };
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
+      });
+      built.services.webhookWorker.start();
+      process.stdout.write('webhook worker running\n');
+      return stopped;
     }
     case 'unlock': {
       if (!sub) break;

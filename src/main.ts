@@ -41,6 +41,8 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
     demo = JSON.parse(readFileSync(demoFile, 'utf8')) as DemoData;
   }
   const address = await built.app.listen({ port: config.port, host: config.host });
+  // Deliveries run in the server process; more instances (or `palisade worker`) share the queue.
+  built.services.webhookWorker.start();
   const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
   if (demo) {
     lines.push('Demo logins (also in ' + demoFile + '):');
@@ -66,12 +68,18 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const stop = await serve(config);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      void stop().then(() => process.exit(0));
-    });
-  }
+  // Handlers first: a signal that arrives while the server starts (its worker may already be
+  // delivering) must still stop it gracefully rather than kill it mid-delivery.
+  let stop: (() => Promise<void>) | null = null;
+  let stopRequested = false;
+  const shutdown = () => {
+    if (stopRequested) return;
+    stopRequested = true;
+    if (stop) void stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
+  stop = await serve(config);
+  if (stopRequested) await stop().then(() => process.exit(0), () => process.exit(1));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -35,6 +35,12 @@ export interface Config {
   rateLimits: Readonly<Record<string, { limit: number; windowSeconds: number }>>;
   /** WebAuthn relying party: its id (a registrable domain, never an IP) and the origins it accepts. */
   webauthn: { rpId: string; rpName: string; origins: readonly string[] };
+  /**
+   * Outbound webhooks. `allowLoopback`: the development and test opt-in to deliver to loopback
+   * addresses (a receiver on this machine); production refuses it. Private, link-local and
+   * metadata addresses are refused always.
+   */
+  webhooks: { allowLoopback: boolean };
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -66,6 +72,7 @@ const envSchema = z.object({
   RATE_LIMITS: z.string().optional(),
   WEBAUTHN_RP_ID: z.string().optional(),
   WEBAUTHN_RP_NAME: z.string().default('Palisade'),
+  PALISADE_WEBHOOKS_ALLOW_LOOPBACK: z.enum(['true', 'false']).optional(),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -202,6 +209,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   }
   if (!isLoopbackHttp(publicOrigin)) insecureLocalhostCookies = false;
 
+  const allowLoopback = e.PALISADE_WEBHOOKS_ALLOW_LOOPBACK === 'true';
+  if (allowLoopback && prod) throw new ConfigError('PALISADE_WEBHOOKS_ALLOW_LOOPBACK is a development opt-in: production refuses it');
+
   const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
   const database: Config['database'] = e.DATABASE_URL
     ? {
@@ -240,6 +250,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       rpName: e.WEBAUTHN_RP_NAME,
       origins: Object.freeze([publicOrigin]),
     }),
+    webhooks: Object.freeze({ allowLoopback }),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

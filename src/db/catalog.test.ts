@@ -24,6 +24,13 @@ describe.each(ENGINES)('catalog check on %s', (engine) => {
     await t.owner.script(`drop table rogue; drop table rogue2`);
   });
 
+  it('exempts a global-by-design table from RLS only while it holds its documented columns', async () => {
+    await t.owner.script(`alter table webhook_due add column payload text`);
+    expect(await catalogProblems(t.db)).toContain('webhook_due: global by design, but holds more than org_id, due_at: payload');
+    await t.owner.script(`alter table webhook_due drop column payload`);
+    expect(await catalogProblems(t.db)).toEqual([]);
+  });
+
   it('fails on a SECURITY DEFINER function the runtime role can run, and on a view without security_invoker', async () => {
     await t.owner.script(`create function leak() returns int language sql security definer as 'select 1'`);
     await t.owner.script(`create view v_users as select id from users`);

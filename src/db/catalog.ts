@@ -5,6 +5,17 @@ import { rows, type Database } from './database.js';
  * The isolation invariants, read from the live catalog. Run at server start (the server
  * refuses to start on any problem) and by the catalog test.
  */
+/**
+ * Tables with an org_id that are global by design, each with why: they hold no tenant data,
+ * only what a process needs to know before it can bind an org.
+ */
+export const GLOBAL_TABLES_WITH_ORG_ID: Readonly<Record<string, { columns: readonly string[]; why: string }>> = {
+  webhook_due: {
+    columns: ['org_id', 'due_at'],
+    why: 'which org has webhook deliveries due and when: the worker reads it before it can bind the org',
+  },
+};
+
 export async function catalogProblems(db: Database): Promise<string[]> {
   return db.withSystem('catalog check', async (tx) => {
     const problems: string[] = [];
@@ -33,6 +44,18 @@ export async function catalogProblems(db: Database): Promise<string[]> {
           where n.nspname = 'public' and c.relkind in ('r', 'p')`,
     );
     for (const t of tenant) {
+      const global = Object.prototype.hasOwnProperty.call(GLOBAL_TABLES_WITH_ORG_ID, t.relname) ? GLOBAL_TABLES_WITH_ORG_ID[t.relname] : undefined;
+      if (global) {
+        // Exempt from RLS only while it holds nothing but what it is documented to hold.
+        const cols = await rows<{ attname: string }>(
+          tx,
+          sql`select a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = 'public' and c.relname = ${t.relname} and a.attnum > 0 and not a.attisdropped order by a.attnum`,
+        );
+        const extra = cols.map((c) => c.attname).filter((c) => !global.columns.includes(c));
+        if (extra.length > 0) problems.push(`${t.relname}: global by design, but holds more than ${global.columns.join(', ')}: ${extra.join(', ')}`);
+        continue;
+      }
       if (!t.rls) problems.push(`${t.relname}: row-level security is not enabled`);
       if (!t.forced) problems.push(`${t.relname}: row-level security is not forced`);
       const policies = await rows<{ n: number }>(

@@ -21,6 +21,11 @@ export interface Authenticators {
     ctx: RequestContext,
     orgId: string | null,
   ): Promise<{ actor: Actor; access: OrgAccess | null } | null>;
+  /**
+   * Verifies an API key (`Authorization: Bearer …`) for the org in the path: checksum first,
+   * then one lookup. Null when absent or not a live key of that org. Never reads cookies.
+   */
+  key(request: FastifyRequest, ctx: RequestContext, orgId: string | null): Promise<{ actor: Actor; access: OrgAccess } | null>;
   /** Records a refused request in the audit trail (best effort, own transaction). */
   denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip'): Promise<void>;
   /** Runs a read request on one connection and transaction (Database.requestTransaction). */
@@ -102,8 +107,11 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   if (route.auth.mode === 'public') return;
   const params = request.params as Record<string, unknown>;
   const orgId = orgScoped(route) && isUuid(params.orgId) ? params.orgId : null;
-  const verified = await opts.auth.session(request, reply, ctx, orgId);
-  if (!verified || verified.actor.type !== 'user') throw new AppError('unauthenticated');
+  // Each context has one credential: console routes read only the cookie, key routes only the
+  // Authorization header, so neither can stand in for the other.
+  const verified = route.auth.mode === 'key' ? await opts.auth.key(request, ctx, orgId) : await opts.auth.session(request, reply, ctx, orgId);
+  const expected = route.auth.mode === 'key' ? 'api_key' : 'user';
+  if (!verified || verified.actor.type !== expected) throw new AppError('unauthenticated');
   ctx.actor = verified.actor;
   if (!orgScoped(route)) return;
   if (!orgId) throw new AppError('not_found');
@@ -145,6 +153,18 @@ function canonicalizeIds(params: Record<string, unknown> | null | undefined): vo
   for (const [key, value] of Object.entries(params)) if (isUuid(value)) params[key] = value.toLowerCase();
 }
 
+/** Largest provider-signed body accepted (inbound webhooks). */
+export const RAW_BODY_LIMIT = 256 * 1024;
+
+/**
+ * Routes declared `rawBody`: every content type reaches the handler as the string sent, so a
+ * signature is checked over the exact bytes. Call inside the context that mounts them.
+ */
+export function keepRawBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+}
+
 export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], opts: PipelineOptions): void {
   for (const route of routes) {
     assertRouteComplete(route, `${route.method} ${route.url}`);
@@ -152,6 +172,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       method: route.method,
       url: route.url,
       config: { route },
+      // Provider events (inbound webhooks) run larger than console bodies.
+      ...(route.rawBody ? { bodyLimit: RAW_BODY_LIMIT } : {}),
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
@@ -166,6 +188,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           await authorize(route, request, reply, opts);
           if (route.auth.mode !== 'public' && request.ctx.actor.type === 'user') {
             await enforceLimits(route, reply, opts, [['user', request.ctx.actor.userId]]);
+          } else if (request.ctx.actor.type === 'api_key') {
+            await enforceLimits(route, reply, opts, [['key', request.ctx.actor.keyId]]);
           }
           if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
           const params = parsePart(route.schema.params, request.params, 'params');

@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import type { RequestContext } from '../kernel/context.js';
-import type { Permission } from '../kernel/permissions.js';
+import { API_KEY_PERMISSIONS, type Permission } from '../kernel/permissions.js';
 
 /**
  * Every route is one definition that states who may call it, with what permission, under
@@ -12,7 +12,15 @@ import type { Permission } from '../kernel/permissions.js';
 export type AuthMode =
   | { mode: 'public'; reason: string }
   /** A signed-in user; `orgId`/`projectId` path params are resolved against their membership. */
-  | { mode: 'session' };
+  | { mode: 'session' }
+  /**
+   * An API key (`Authorization: Bearer pal_…`) of the org in the path; never a cookie. Served
+   * under API_PREFIX in a context of its own.
+   */
+  | { mode: 'key' };
+
+/** Where routes for API keys live; console (session) routes live under /api. */
+export const API_PREFIX = '/v1';
 
 export const RATE_LIMIT_POLICIES = [
   'login',
@@ -22,6 +30,7 @@ export const RATE_LIMIT_POLICIES = [
   'mfa-verify',
   'probe',
   'authenticated',
+  'inbound',
 ] as const;
 export type RateLimitPolicy = (typeof RATE_LIMIT_POLICIES)[number];
 
@@ -68,6 +77,16 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    * password only for an account that has none).
    */
   stepUp?: true;
+  /**
+   * Also served to API keys: the same definition is mounted a second time under API_PREFIX
+   * with auth mode `key` (apiMirrors). Only for org-scoped routes whose permission a key may hold.
+   */
+  api?: true;
+  /**
+   * The handler receives the body as the exact string sent (signature checks need the bytes);
+   * it parses it itself. Public routes only.
+   */
+  rawBody?: true;
   /** Status of a successful answer (200 unless stated). */
   status?: 200 | 201 | 202 | 204;
   /** Example body the authorization matrix sends; must pass `schema.body`. */
@@ -118,6 +137,26 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
     }
   }
   if (route.stepUp && route.auth?.mode !== 'session') fail('step-up needs a signed-in caller');
+  const keyReachable = route.auth?.mode === 'key' || route.api;
+  if (route.api && route.auth?.mode !== 'session') fail('only session routes are mirrored to API keys');
+  if (keyReachable && route.stepUp) fail('a key cannot step up: sensitive routes stay with sessions');
+  if (keyReachable && route.url && !orgScoped({ url: route.url })) fail('key routes are org-scoped (the key is looked up in that org)');
+  if (keyReachable && !(API_KEY_PERMISSIONS as readonly string[]).includes(String(route.permission))) {
+    fail(`permission ${String(route.permission)} is not one an API key may hold`);
+  }
+  if (route.auth?.mode === 'key' && route.url && !route.url.startsWith(`${API_PREFIX}/`)) fail(`key routes live under ${API_PREFIX}`);
+  if (route.auth?.mode !== 'key' && route.url?.startsWith(`${API_PREFIX}/`)) fail(`only key routes live under ${API_PREFIX}`);
+  if (route.rawBody && route.auth?.mode !== 'public') fail('raw bodies are for provider-signed public routes');
   if (!route.summary) fail('no summary');
   if (!route.handler) fail('no handler');
+}
+
+/**
+ * The key-facing copies of routes declared `api: true`: same permission, schema, audit and
+ * handler, under API_PREFIX, authenticated by key only.
+ */
+export function apiMirrors(routes: readonly AnyRoute[]): AnyRoute[] {
+  return routes
+    .filter((r) => r.api)
+    .map((r) => ({ ...r, url: r.url.replace(/^\/api\//, `${API_PREFIX}/`), auth: { mode: 'key' as const }, api: undefined }));
 }

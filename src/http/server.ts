@@ -9,7 +9,7 @@ import type { RequestContext } from '../kernel/context.js';
 import type { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { isStateChanging } from './pipeline.js';
-import { assertRouteComplete } from './route.js';
+import { API_PREFIX, assertRouteComplete } from './route.js';
 
 export interface HttpOptions {
   logger: Logger;
@@ -39,6 +39,10 @@ function originOf(value: string | undefined): string | null {
  */
 export function checkCsrf(request: FastifyRequest, allowed: ReadonlySet<string>, cookieName: string): void {
   if (!isStateChanging(request.method)) return;
+  // Key routes never read a cookie: a cross-site page has no ambient credential to ride on
+  // there, and browsers calling them with a publishable key are checked against the org's
+  // registered origins instead.
+  if (isKeyRoute(request.url)) return;
   const origin = originOf(request.headers.origin);
   const referer = originOf(request.headers.referer);
   const source = origin ?? referer;
@@ -48,6 +52,10 @@ export function checkCsrf(request: FastifyRequest, allowed: ReadonlySet<string>,
   }
   const hasCookie = typeof request.headers.cookie === 'string' && request.headers.cookie.includes(`${cookieName}=`);
   if (hasCookie) throw new AppError('csrf_rejected', 'Origin or Referer is required');
+}
+
+function isKeyRoute(url: string): boolean {
+  return url.startsWith(`${API_PREFIX}/`);
 }
 
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
@@ -116,11 +124,18 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     crossOriginResourcePolicy: { policy: 'same-origin' },
     referrerPolicy: { policy: 'no-referrer' },
   });
-  await app.register(cors, {
+  const consoleCors = {
     origin: opts.corsOrigins === '*' ? true : [...opts.corsOrigins],
     credentials: true,
     methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
     maxAge: 600,
+  };
+  // Key routes answer any origin without credentials: the Bearer key is the whole credential
+  // (a page that has it can use it anyway), and publishable keys are held to the org's
+  // registered origins when the request is authenticated.
+  const keyCors = { origin: true, credentials: false, methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], allowedHeaders: ['authorization', 'content-type'], maxAge: 600 };
+  await app.register(cors, {
+    delegator: (request, callback) => callback(null, isKeyRoute(request.url ?? '') ? keyCors : consoleCors),
   });
   // After helmet's and cors' hooks: a refused request still carries the security headers.
   app.addHook('onRequest', async (request) => checkCsrf(request, allowed, opts.sessionCookieName));

@@ -19,8 +19,15 @@ export interface SessionInfo {
 export type Actor =
   | { type: 'anonymous' }
   | { type: 'user'; userId: string; email: string; session: SessionInfo }
+  /**
+   * An API key of one org. It acts with its scopes intersected with its creator's current
+   * permissions; the audit trail names the key, not the creator.
+   */
+  | { type: 'api_key'; keyId: string; kind: ApiKeyKind; createdBy: string }
   /** Operator tools (CLI) and background jobs. */
   | { type: 'system'; name: string };
+
+export type ApiKeyKind = 'secret' | 'publishable';
 
 export type UserActor = Extract<Actor, { type: 'user' }>;
 

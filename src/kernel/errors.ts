@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'step_up_required',
   'mfa_enrollment_required',
   'ip_not_allowed',
+  'origin_not_allowed',
   'not_found',
   'conflict',
   'last_owner',

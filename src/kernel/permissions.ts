@@ -24,6 +24,9 @@ export const PERMISSIONS = {
   'assets:read': 'Read assets inside projects',
   'assets:write': 'Create and delete assets inside projects',
   'audit:read': 'Read the organization\u2019s audit trail',
+  'keys:own': 'Create API keys within your own permissions; list and revoke your own',
+  'keys:manage': 'List and revoke every API key of the organization',
+  'webhooks:manage': 'Manage webhook endpoints, deliveries and inbound webhook sources',
   'billing:manage': 'Manage plan and billing',
 } as const;
 
@@ -49,7 +52,7 @@ const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'proj
 export const BUILTIN_ROLE_PERMISSIONS: Record<BuiltinRole, readonly Permission[]> = {
   owner: ALL_PERMISSIONS,
   admin: ALL_PERMISSIONS.filter((p) => !OWNER_ONLY.includes(p)),
-  member: [...READ_ONLY, 'assets:write'],
+  member: [...READ_ONLY, 'assets:write', 'keys:own'],
   viewer: READ_ONLY,
   project_viewer: ['org:read', 'projects:read', 'assets:read'],
 };
@@ -63,6 +66,27 @@ export const ADMIN_LEVEL_PERMISSIONS: readonly Permission[] = ALL_PERMISSIONS.fi
 export function isAdminLevel(p: string): boolean {
   return (ADMIN_LEVEL_PERMISSIONS as readonly string[]).includes(p);
 }
+
+/**
+ * What an API key may carry: the permissions of the routes served to keys (`/v1`). Managing
+ * members, roles, settings, keys and webhooks stays with people, behind a session and step-up.
+ */
+export const API_KEY_PERMISSIONS: readonly Permission[] = [
+  'org:read', 'members:read', 'projects:read', 'projects:create', 'projects:update', 'projects:delete',
+  'assets:read', 'assets:write', 'audit:read',
+];
+
+/**
+ * What a publishable key (shipped to browsers, so public) may carry: reads of data an org
+ * chooses to show on its own pages. Nothing that writes, nothing about people or the audit trail.
+ */
+export const BROWSER_SAFE_PERMISSIONS: readonly Permission[] = ['org:read', 'projects:read', 'assets:read'];
+
+/**
+ * What a key bound to one project may carry: work inside that project. Org-wide reads (members,
+ * the audit trail) and creating or deleting projects reach beyond it.
+ */
+export const PROJECT_KEY_PERMISSIONS: readonly Permission[] = ['org:read', 'projects:read', 'projects:update', 'assets:read', 'assets:write'];
 
 /** Roles whose holders only ever see the projects they are assigned to. */
 export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'];

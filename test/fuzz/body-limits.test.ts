@@ -5,6 +5,7 @@
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RAW_BODY_LIMIT } from '../../src/http/pipeline.js';
 import type { AnyRoute } from '../../src/http/route.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
@@ -35,12 +36,15 @@ const COUNTS = `select (select count(*)::int from projects) as projects, (select
 describe.each(ENGINES)('request bodies on %s', (engine) => {
   let h: TestApp;
   let mutations: AnyRoute[];
+  let signed: AnyRoute[];
   let cookie: string;
   let before: Record<string, unknown>;
 
   beforeAll(async () => {
     h = await createTestApp(engine);
-    mutations = h.built.routes.filter((r) => r.method !== 'GET');
+    // Provider-signed routes (`rawBody`) read any body as text, for the signature, under their own limit: see the last test.
+    mutations = h.built.routes.filter((r) => r.method !== 'GET' && !r.rawBody);
+    signed = h.built.routes.filter((r) => r.rawBody);
     cookie = await h.cookieFor(h.user('acme', 'owner').email);
     before = (await h.t.owner.query<Record<string, unknown>>(COUNTS))[0] as Record<string, unknown>;
   });
@@ -101,6 +105,22 @@ describe.each(ENGINES)('request bodies on %s', (engine) => {
       for (const [i, [type, payload]] of types.entries()) {
         const res = await send(route, i % 2 === 1, type, payload);
         expectProblem(res, 415, 'unsupported_media_type', `${route.method} ${route.url} ${type}`);
+      }
+    }
+  });
+
+  it('provider-signed routes: 413 above their limit; below it, any unsigned body is a 4xx refusal (never parsed, never 415)', async () => {
+    expect(signed.length).toBeGreaterThan(0);
+    for (const route of signed) {
+      const where = `${route.method} ${route.url}`;
+      expectProblem(await send(route, false, 'application/json', jsonOfSize(RAW_BODY_LIMIT + 1)), 413, 'payload_too_large', where);
+      const bodies: [string, string][] = [['application/json', jsonOfSize(RAW_BODY_LIMIT)], ['application/json', '{"name":'],
+        ['application/xml', '<name>x</name>'], ['application/x-www-form-urlencoded', 'name=x'], ['text/html', '<b>x</b>']];
+      for (const [type, payload] of bodies) {
+        const res = await send(route, false, type, payload);
+        expect(res.statusCode, `${where} ${type}`).toBeGreaterThanOrEqual(400);
+        expect(res.statusCode, `${where} ${type}`).toBeLessThan(500);
+        expect([413, 415], `${where} ${type}`).not.toContain(res.statusCode);
       }
     }
   });

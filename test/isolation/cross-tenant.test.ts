@@ -43,8 +43,33 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
                  values (${org}, 999999, ${id}, now(), 'user', 'forged', 'success', 'p', 'h') ${tail}`;
     case 'audit_heads':
       return sql`insert into audit_heads (org_id, seq, hash) values (${org}, 0, 'forged') ${tail}`;
+    case 'inbound_sources':
+      return sql`insert into inbound_sources (org_id, id, provider, name, secret_sealed, created_by, created_at)
+                 values (${org}, ${id}, 'stripe', 'planted', 'forged', ${actor.ownerId}, now()) ${tail}`;
+    case 'inbound_events':
+      // A planted event id would make the real event look like a replay.
+      return sql`insert into inbound_events (org_id, source_id, event_id, type, received_at)
+                 values (${org}, ${target.inboundSourceId}, ${`evt_${id}`}, 'forged', now()) ${tail}`;
+    case 'api_keys':
+      // A planted key would be a credential into the target org.
+      return sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, created_by, creator_joined_at, created_at)
+                 values (${org}, ${id}, ${randomToken()}, 'secret', 'planted', 'pal_sk_', 'abcd', ${['projects:read']}, ${target.ownerId}, now(), now()) ${tail}`;
+    case 'webhook_endpoints':
+      // A planted endpoint would receive the target org's events.
+      return sql`insert into webhook_endpoints (org_id, id, url, events, secret_sealed, created_by, created_at, updated_at)
+                 values (${org}, ${id}, 'https://evil.example/', ${['*']}, 'forged', ${actor.ownerId}, now(), now()) ${tail}`;
+    case 'webhook_deliveries':
+      return sql`insert into webhook_deliveries (org_id, id, endpoint_id, message_id, event_type, payload, status, created_at)
+                 values (${org}, ${id}, ${target.endpointId}, 'msg_forged', 'project.created', '{}', 'pending', now()) ${tail}`;
+    case 'webhook_attempts':
+      return sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, latency_ms)
+                 values (${org}, ${target.deliveryId}, 99, now(), 1) ${tail}`;
   }
 }
+
+/** Tables the runtime role may not UPDATE (append-only) or DELETE from (chain heads; soft-deleted sources). */
+const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts'];
+const NO_DELETE: readonly TenantTable[] = ['audit_heads', 'inbound_sources', 'api_keys'];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {
   let t: TestDatabase;
@@ -90,8 +115,9 @@ describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine
       role: await rows(tx, sql`select id from custom_roles where id = ${b.customRoleId}`),
       member: await rows(tx, sql`select user_id from memberships where user_id = ${b.ownerId}`),
       org: await rows(tx, sql`select org_id from organizations where slug = ${b.slug}`),
+      inboundSource: await rows(tx, sql`select id from inbound_sources where id = ${b.inboundSourceId}`),
     }));
-    expect(found).toEqual({ project: [], asset: [], invitation: [], role: [], member: [], org: [] });
+    expect(found).toEqual({ project: [], asset: [], invitation: [], role: [], member: [], org: [], inboundSource: [] });
   });
 
   it.each(TENANT_TABLES)('%s: INSERT of a row of B is rejected by WITH CHECK (and valid under B)', async (table) => {
@@ -106,16 +132,16 @@ describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine
   it.each(TENANT_TABLES)('%s: UPDATE moving a row of A into B is rejected', async (table) => {
     const moved = await attempt(t.db, A(), (tx) => exec(tx, sql`update ${sql.table(table)} set org_id = ${b.orgId} where org_id = ${a.orgId}`));
     expect(moved.state).toBe('42501');
-    // audit_events has no UPDATE grant at all; everywhere else the tenant policy refuses.
-    expect(moved.message).toMatch(table === 'audit_events' ? /permission denied/ : RLS_VIOLATION);
+    // Append-only tables have no UPDATE grant at all; everywhere else the tenant policy refuses.
+    expect(moved.message).toMatch(NO_UPDATE.includes(table) ? /permission denied/ : RLS_VIOLATION);
   });
 
-  it.each(TENANT_TABLES.filter((x) => x !== 'audit_events'))('%s: UPDATE and DELETE of B rows affect nothing', async (table) => {
+  it.each(TENANT_TABLES.filter((x) => !NO_UPDATE.includes(x)))('%s: UPDATE and DELETE of B rows affect nothing', async (table) => {
     const updated = await t.db.withTenant(A(), (tx) => exec(tx, sql`update ${sql.table(table)} set org_id = org_id where org_id = ${b.orgId}`));
     expect(updated).toBe(0);
     const deleted = await attempt(t.db, A(), (tx) => exec(tx, sql`delete from ${sql.table(table)} where org_id = ${b.orgId}`));
-    // The audit chain heads are never deleted by the runtime role (no DELETE grant).
-    expect(deleted.state).toBe(table === 'audit_heads' ? '42501' : 'ok');
+    // Audit chain heads, inbound sources and API keys (both revoked, never deleted) have no DELETE grant.
+    expect(deleted.state).toBe(NO_DELETE.includes(table) ? '42501' : 'ok');
     if (deleted.state === 'ok') expect(deleted.value).toBe(0);
     // Control: the same UPDATE does reach A's own rows.
     const own = await attempt(t.db, A(), (tx) => exec(tx, sql`update ${sql.table(table)} set org_id = org_id where org_id = ${a.orgId}`));

@@ -11,7 +11,8 @@ import { systemContext } from '../../src/kernel/context.js';
 /** Every table that carries org_id; the catalog-driven tests also check nothing is missing here. */
 export const TENANT_TABLES = [
   'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
-  'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads',
+  'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
+  'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -24,6 +25,10 @@ export interface SeededTenant {
   memberId: string;
   customRoleId: string;
   invitationId: string;
+  /** A webhook endpoint and one of its deliveries. */
+  endpointId: string;
+  deliveryId: string;
+  inboundSourceId: string;
   projects: [string, string];
   /** Asset ids per project, two each. */
   assets: Record<string, string[]>;
@@ -45,6 +50,9 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
   const memberId = newId();
   const customRoleId = newId();
   const invitationId = newId();
+  const inboundSourceId = newId();
+  const endpointId = newId();
+  const deliveryId = newId();
   const projects: [string, string] = [newId(), newId()];
   const assets: Record<string, string[]> = { [projects[0]]: [newId(), newId()], [projects[1]]: [newId(), newId()] };
   const ctx = systemContext('isolation-test');
@@ -68,9 +76,23 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
     await exec(tx, sql`insert into invitations (org_id, id, email, role, token_hash, invited_by, expires_at)
                        values (${orgId}, ${invitationId}, ${`new@${slug}.test`}, 'viewer', ${randomToken()}, ${ownerId}, now() + interval '1 day')`);
     await audit.append(tx, orgId, ctx, { action: 'project.created', target: { type: 'project', id: projects[0] } });
+    const inboundSecret = await sealer.seal(tx, { scope: orgId, table: 'inbound_sources', column: 'secret_sealed', row: inboundSourceId }, `whsec_${randomToken()}`);
+    await exec(tx, sql`insert into inbound_sources (org_id, id, provider, name, secret_sealed, created_by, created_at)
+                       values (${orgId}, ${inboundSourceId}, 'stripe', 'billing', ${inboundSecret}, ${ownerId}, now())`);
+    await exec(tx, sql`insert into inbound_events (org_id, source_id, event_id, type, received_at)
+                       values (${orgId}, ${inboundSourceId}, ${`evt_${slug}`}, 'invoice.paid', now())`);
+    await exec(tx, sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, created_by, creator_joined_at, created_at)
+                       values (${orgId}, ${newId()}, ${randomToken()}, 'secret', 'ci', 'pal_sk_', 'abcd', ${['projects:read']}, ${ownerId}, now(), now())`);
+    const whsec = await sealer.seal(tx, { scope: orgId, table: 'webhook_endpoints', column: 'secret_sealed', row: endpointId }, `whsec_${randomToken()}`);
+    await exec(tx, sql`insert into webhook_endpoints (org_id, id, url, events, secret_sealed, created_by, created_at, updated_at)
+                       values (${orgId}, ${endpointId}, 'https://hooks.example.com/x', ${['*']}, ${whsec}, ${ownerId}, now(), now())`);
+    await exec(tx, sql`insert into webhook_deliveries (org_id, id, endpoint_id, message_id, event_type, payload, status, attempts, created_at)
+                       values (${orgId}, ${deliveryId}, ${endpointId}, ${`msg_${slug}`}, 'project.created', '{}', 'succeeded', 1, now())`);
+    await exec(tx, sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, status, latency_ms)
+                       values (${orgId}, ${deliveryId}, 1, now(), 204, 12)`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
-  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, projects, assets, sealed };
+  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, endpointId, deliveryId, projects, assets, sealed };
 }
 
 /** A minimal org (org row, one project, `assetCount` assets) for the many-tenant tests. */

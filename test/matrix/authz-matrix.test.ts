@@ -8,9 +8,11 @@
  * built-in role catalogue (see ./cases.ts). Each refusal is also traced to the layer that must make
  * it: the pipeline's `authz.denied` audit event, or the domain's "no such object" for foreign ids.
  *
- * Not covered here: API keys (secret / publishable) — the route table has no API-key boundary yet;
- * when one is mounted, add its credentials to CREDENTIALS in ./cases.ts. The org policies (MFA
- * requirement, admin IP allowlist) run over the signed-in own-org cases in their own test below.
+ * API keys are credentials of the same matrix: every route meets a secret and a publishable key
+ * of the identity (never a credential on console routes); the key routes (/v1) also meet a
+ * project-bound, a revoked, an expired and another org's key, and session cookies (never a
+ * credential there). The org policies (MFA requirement, admin IP allowlist) run over the
+ * signed-in own-org cases in their own test below.
  *
  * Runs on one engine: MATRIX_ENGINE, else postgres when TEST_ENGINES has it, else pglite.
  */
@@ -31,7 +33,7 @@ import {
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
-import { buildCases, identitySpec, minimumCases, objectParams, pathParams, routeKey, type IdentitySpec, type MatrixCase } from './cases.js';
+import { buildCases, identitySpec, isKeyCredential, minimumCases, objectParams, pathParams, routeKey, type IdentitySpec, type MatrixCase } from './cases.js';
 import { Fixtures, type OrgFixture } from './fixtures.js';
 
 function chooseEngine(): Engine {
@@ -162,6 +164,11 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     h = await createTestApp(ENGINE);
     fx = new Fixtures(h);
     await fx.init();
+    // The console's origin doubles as the page the publishable keys are used from.
+    await h.t.owner.query(
+      `insert into org_settings (org_id, browser_origins) values ($1, $2) on conflict (org_id) do update set browser_origins = excluded.browser_origins`,
+      [fx.org(OWN_ORG).id, [ORIGIN]],
+    );
     routes = h.built.routes;
     identities = h.demo.logins.filter((l) => l.org === OWN_ORG).map((l) => ({ spec: identitySpec(l.role), email: l.email }));
   });
@@ -193,8 +200,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
       expect(subset(perms(lower), perms(higher)), `${lower} ⊆ ${higher}`).toEqual([]);
     }
     for (const p of ['billing:manage', 'owners:manage', 'org:delete'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
-    const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p));
-    expect(writesOutsideProjects, 'member writes only projects and their resources').toEqual([]);
+    // "member (operate on projects and their resources; create own API keys within their permissions)"
+    const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p) && p !== 'keys:own');
+    expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);
     for (const r of ['viewer', 'project_viewer'] as const) expect([...perms(r)].filter((p) => !p.endsWith(':read')), `${r} is read-only`).toEqual([]);
     expect(ALWAYS_RESTRICTED_ROLES).toEqual(['project_viewer']);
   });
@@ -287,8 +295,12 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     const own = fx.org(OWN_ORG);
     const other = fx.org(OTHER_ORG);
     const emailOf = new Map(identities.map((i) => [i.spec.label, i.email]));
+    // Console routes with a session, key routes with the identity's secret key: a key answers to
+    // the org's policies through its creator (MFA requirement) and its request (IP allowlist).
     const cases = buildCases(routes, identities.map((i) => i.spec)).filter(
-      (c) => c.credential === 'session' && c.org === 'own' && (c.project === 'none' || c.project === 'assigned') && orgScoped(c.route),
+      (c) =>
+        (c.route.auth.mode === 'key' ? c.credential === 'secret_key' : c.credential === 'session') &&
+        c.org === 'own' && (c.project === 'none' || c.project === 'assigned') && orgScoped(c.route),
     );
     expect(cases.length).toBeGreaterThan(100);
     const wrong: string[] = [];
@@ -381,6 +393,27 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'passkeyId':
           params.passkeyId = await fx.passkey(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
           break;
+        case 'org':
+          // The provider-signed receiver names its org as :org (it is no member route).
+          params.org = objOrg.id;
+          break;
+        case 'endpointId':
+        case 'deliveryId': {
+          if (!params.endpointId) {
+            const w = await fx.webhookEndpoint(objOrg.id, objOrg.ownerId);
+            params.endpointId = w.endpointId;
+            params.deliveryId = w.deliveryId;
+          }
+          break;
+        }
+        case 'keyId':
+          // The caller's own key (revoking another member's needs keys:manage, a domain rule);
+          // for idor and the other org, a key of that org's owner.
+          params.keyId = (await fx.apiKey(objOrg.id, objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId, { kind: 'secret' })).id;
+          break;
+        case 'sourceId':
+          params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
+          break;
         default:
           throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);
       }
@@ -411,6 +444,11 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     const headers: Record<string, string> = {};
     if (c.credential === 'session') headers.cookie = await h.cookieFor(callerEmail);
     if (c.credential === 'revoked') headers.cookie = await fx.revokedCookie(callerEmail);
+    if (isKeyCredential(c.credential)) {
+      headers.authorization = `Bearer ${await fx.keyToken(c.credential, callerEmail, own, other)}`;
+      // A registered browser origin of the caller's org (publishable keys need one; others ignore it).
+      headers.origin = ORIGIN;
+    }
     if (isMutation(route.method)) headers.origin = ORIGIN;
 
     const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}), ...(from ? { remoteAddress: from } : {}) });

@@ -7,7 +7,10 @@ import type { AnyRoute } from '../../src/http/route.js';
 import { orgScoped, projectScoped } from '../../src/http/route.js';
 import {
   ALWAYS_RESTRICTED_ROLES,
+  API_KEY_PERMISSIONS,
+  BROWSER_SAFE_PERMISSIONS,
   BUILTIN_ROLE_PERMISSIONS,
+  PROJECT_KEY_PERMISSIONS,
   type BuiltinRole,
   type Permission,
 } from '../../src/kernel/permissions.js';
@@ -28,9 +31,29 @@ export function identitySpec(label: DemoLogin['role']): IdentitySpec {
   return { label, role, restricted, permissions: new Set(BUILTIN_ROLE_PERMISSIONS[role]) };
 }
 
-/** session: a live cookie; revoked: a cookie whose session was revoked; none: no credential. */
-export const CREDENTIALS = ['session', 'revoked', 'none'] as const;
+/**
+ * session: a live cookie; revoked: a cookie whose session was revoked; none: no credential.
+ * Keys are the identity's own (it is their creator), with every permission a key of that kind
+ * may hold that the identity holds: secret_key, publishable_key (sent from a registered
+ * origin), project_key (a secret key bound to the assigned project), revoked_key, expired_key;
+ * other_org_key is the other org's owner's secret key.
+ */
+export const CREDENTIALS = [
+  'session', 'revoked', 'none', 'secret_key', 'publishable_key', 'project_key', 'revoked_key', 'expired_key', 'other_org_key',
+] as const;
 export type Credential = (typeof CREDENTIALS)[number];
+export type KeyCredential = Extract<Credential, `${string}_key`>;
+
+export function isKeyCredential(c: Credential): c is KeyCredential {
+  return c.endsWith('_key');
+}
+
+/** Every route meets a cookie, no credential and both kinds of key; key routes meet every credential. */
+export function credentialsFor(route: AnyRoute): readonly Credential[] {
+  return route.auth.mode === 'key' ? CREDENTIALS : ['session', 'revoked', 'none', 'secret_key', 'publishable_key'];
+}
+
+const LIVE_KEYS: ReadonlySet<Credential> = new Set(['secret_key', 'publishable_key', 'project_key']);
 
 /**
  * own: the caller's org and objects in it. other: another org's id and its objects.
@@ -85,6 +108,7 @@ export function objectParams(url: string): string[] {
 /** The expected outcome, in the order the pipeline is specified to decide (DESIGN.md, "One protected request"). */
 export function expectedOutcome(route: AnyRoute, id: IdentitySpec, credential: Credential, org: OrgSide, project: ProjectSide): Expected {
   if (route.auth.mode === 'public') return { kind: 'allow', why: 'public route' };
+  if (route.auth.mode === 'key') return expectedForKey(route, id, credential, org, project);
   if (credential !== 'session') return { kind: 'deny', status: 401, layer: 'authn', why: `no valid credential (${credential})` };
   if (!orgScoped(route)) {
     if (org === 'idor') return { kind: 'deny', status: 404, layer: 'object', why: 'another user\u2019s object' };
@@ -101,6 +125,29 @@ export function expectedOutcome(route: AnyRoute, id: IdentitySpec, credential: C
   if (project === 'cross') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another project of the org' };
   if (org === 'idor') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another org' };
   return { kind: 'allow', why: `${id.label} holds ${permission}` };
+}
+
+/**
+ * A key route: only a live key counts; a key is nobody in another org (401, not 404: it is
+ * looked up within the org of the url); it may do what its kind allows of what its creator holds.
+ */
+function expectedForKey(route: AnyRoute, id: IdentitySpec, credential: Credential, org: OrgSide, project: ProjectSide): Expected {
+  if (!LIVE_KEYS.has(credential)) return { kind: 'deny', status: 401, layer: 'authn', why: `not a live key of the org (${credential})` };
+  if (org === 'other') return { kind: 'deny', status: 401, layer: 'authn', why: 'a key of another org' };
+  const ceiling = credential === 'publishable_key' ? BROWSER_SAFE_PERMISSIONS : credential === 'project_key' ? PROJECT_KEY_PERMISSIONS : API_KEY_PERMISSIONS;
+  const permission = route.permission as Permission;
+  if (!ceiling.includes(permission) || !id.permissions.has(permission)) {
+    return { kind: 'deny', status: 403, layer: 'permission', why: `a ${credential} of ${id.label} lacks ${permission}` };
+  }
+  const restricted = id.restricted || credential === 'project_key';
+  const urlProjectInScope = project === 'assigned' || project === 'cross';
+  if (projectScoped(route) && restricted && !urlProjectInScope) {
+    return { kind: 'deny', status: 404, layer: 'project', why: `bound to the assigned project (${project} project)` };
+  }
+  if (project === 'foreign') return { kind: 'deny', status: 404, layer: 'object', why: 'project of another org' };
+  if (project === 'cross') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another project of the org' };
+  if (org === 'idor') return { kind: 'deny', status: 404, layer: 'object', why: 'object of another org' };
+  return { kind: 'allow', why: `a ${credential} of ${id.label} holds ${permission}` };
 }
 
 function orgSides(route: AnyRoute): OrgSide[] {
@@ -125,8 +172,10 @@ export function buildCases(routes: readonly AnyRoute[], identities: readonly Ide
   const cases: MatrixCase[] = [];
   for (const route of routes) {
     for (const identity of identities) {
-      for (const credential of CREDENTIALS) {
+      for (const credential of credentialsFor(route)) {
         for (const org of orgSides(route)) {
+          // The other org's key on the other org's url is simply a live key there: not a case.
+          if (credential === 'other_org_key' && org === 'other') continue;
           for (const project of projectSides(route, org)) {
             cases.push({ route, identity, credential, org, project, expected: expectedOutcome(route, identity, credential, org, project) });
           }
@@ -143,6 +192,6 @@ export function buildCases(routes: readonly AnyRoute[], identities: readonly Ide
  */
 export function minimumCases(routes: readonly AnyRoute[], identities: number): number {
   let n = 0;
-  for (const r of routes) n += identities * CREDENTIALS.length * (orgScoped(r) ? 2 : 1) * (projectScoped(r) ? 2 : 1);
+  for (const r of routes) n += identities * credentialsFor(r).length * (orgScoped(r) ? 2 : 1) * (projectScoped(r) ? 2 : 1);
   return n;
 }

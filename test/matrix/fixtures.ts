@@ -6,11 +6,12 @@
 import { sql } from 'kysely';
 import { newId, randomToken, sha256Hex } from '../../src/crypto/index.js';
 import { exec, one, rows } from '../../src/db/database.js';
-import { systemContext } from '../../src/kernel/context.js';
+import { systemContext, type RequestContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
-import type { BuiltinRole } from '../../src/kernel/permissions.js';
+import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
-import { insertOrg } from '../../src/domains/tenancy/index.js';
+import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
+import type { KeyCredential } from './cases.js';
 import { ORIGIN, type TestApp } from '../support/app.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 
@@ -32,6 +33,7 @@ const unique = (): string => `${Date.now().toString(36)}${(serial++).toString(36
 export class Fixtures {
   private readonly ids = new Map<string, string>();
   private readonly passwords = new Map<string, string>();
+  private readonly keyTokens = new Map<string, string>();
   readonly orgs = new Map<string, OrgFixture>();
 
   constructor(private readonly h: TestApp) {}
@@ -150,6 +152,18 @@ export class Fixtures {
     return id;
   }
 
+  /** An inbound webhook source of `orgId`, its secret sealed the way the service seals it. */
+  async inboundSource(orgId: string, createdBy: string): Promise<string> {
+    const id = newId();
+    const sealer = this.h.built.services.sealer;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'inbound_sources', column: 'secret_sealed', row: id }, `whsec_${randomToken(32)}`);
+      await exec(tx, sql`insert into inbound_sources (org_id, id, provider, name, secret_sealed, created_by, created_at)
+                         values (${orgId}, ${id}, 'stripe', ${`matrix-${unique()}`}, ${sealed}, ${createdBy}, now())`);
+    });
+    return id;
+  }
+
   /** A live session of `userId` other than the one making the request. */
   async session(userId: string): Promise<string> {
     const s = await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
@@ -215,6 +229,78 @@ export class Fixtures {
       await insertOrg({ audit: this.h.built.services.audit }, tx, systemContext('matrix'), { id: orgId, slug, name: slug }, owner);
     });
     return (await this.invitation(orgId, owner, email)).token;
+  }
+
+  /**
+   * An API key created by `userId` through the service (its rules apply: scopes within what the
+   * creator holds), carrying every permission of its kind that the creator holds.
+   */
+  async apiKey(orgId: string, userId: string, opts: { kind: 'secret' | 'publishable'; projectId?: string }): Promise<{ id: string; token: string }> {
+    const standing = await resolveAccess(this.h.t.db, orgId, userId);
+    if (!standing) throw new Error(`${userId} is not a member of ${orgId}`);
+    const now = this.h.clock.now();
+    const ctx: RequestContext = {
+      ...systemContext('matrix'),
+      actor: { type: 'user', userId, email: 'matrix@fixtures.test', session: { id: newId(), createdAt: now, lastSeenAt: now } },
+      org: standing.access,
+    };
+    const ceiling = opts.kind === 'publishable' ? BROWSER_SAFE_PERMISSIONS : opts.projectId ? PROJECT_KEY_PERMISSIONS : API_KEY_PERMISSIONS;
+    const permissions = ceiling.filter((p) => standing.access.permissions.has(p));
+    const { key, token } = await this.h.built.services.apiKeys.create(ctx, { name: `matrix-${unique()}`, kind: opts.kind, permissions, projectId: opts.projectId ?? null });
+    return { id: key.id, token };
+  }
+
+  /** The Bearer token of a key credential of the matrix (cached: one key per identity and credential). */
+  async keyToken(credential: KeyCredential, email: string, own: OrgFixture, other: OrgFixture): Promise<string> {
+    const cacheKey = `${credential}|${email}`;
+    const cached = this.keyTokens.get(cacheKey);
+    if (cached) return cached;
+    const userId = this.userId(email);
+    let token: string;
+    switch (credential) {
+      case 'secret_key':
+        token = (await this.apiKey(own.id, userId, { kind: 'secret' })).token;
+        break;
+      case 'publishable_key':
+        token = (await this.apiKey(own.id, userId, { kind: 'publishable' })).token;
+        break;
+      case 'project_key':
+        token = (await this.apiKey(own.id, userId, { kind: 'secret', projectId: own.assignedProject })).token;
+        break;
+      case 'revoked_key': {
+        const k = await this.apiKey(own.id, userId, { kind: 'secret' });
+        await this.h.t.owner.query('update api_keys set revoked_at = now() where id = $1', [k.id]);
+        token = k.token;
+        break;
+      }
+      case 'expired_key': {
+        const k = await this.apiKey(own.id, userId, { kind: 'secret' });
+        await this.h.t.owner.query('update api_keys set expires_at = $2 where id = $1', [k.id, new Date(this.h.clock.now().getTime() - 60_000).toISOString()]);
+        token = k.token;
+        break;
+      }
+      case 'other_org_key':
+        token = (await this.apiKey(other.id, other.ownerId, { kind: 'secret' })).token;
+        break;
+    }
+    this.keyTokens.set(cacheKey, token);
+    return token;
+  }
+
+  /** A webhook endpoint of `orgId` (secret sealed as the service seals it) with one finished delivery. */
+  async webhookEndpoint(orgId: string, createdBy: string): Promise<{ endpointId: string; deliveryId: string }> {
+    const endpointId = newId();
+    const deliveryId = newId();
+    const sealer = this.h.built.services.sealer;
+    const at = this.h.clock.now().toISOString();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'webhook_endpoints', column: 'secret_sealed', row: endpointId }, `whsec_${randomToken(32)}`);
+      await exec(tx, sql`insert into webhook_endpoints (org_id, id, url, events, secret_sealed, created_by, created_at, updated_at)
+                         values (${orgId}, ${endpointId}, 'https://hooks.example.com/matrix', ${['*']}, ${sealed}, ${createdBy}, ${at}, ${at})`);
+      await exec(tx, sql`insert into webhook_deliveries (org_id, id, endpoint_id, message_id, event_type, payload, status, attempts, created_at, completed_at)
+                         values (${orgId}, ${deliveryId}, ${endpointId}, ${`msg_${unique()}`}, 'project.created', '{}', 'succeeded', 1, ${at}, ${at})`);
+    });
+    return { endpointId, deliveryId };
   }
 
   /** The pipeline's `authz.denied` audit events of the given orgs, by request id. */

@@ -8,13 +8,13 @@ export function assetRoutes(assets: AssetService): AnyRoute[] {
   return [
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects/:projectId/assets', summary: 'List a project\u2019s assets (newest first)', tags,
-      auth: { mode: 'session' }, permission: 'assets:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, api: true, permission: 'assets:read', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { params: projectParams, query: z.strictObject({ limit: z.coerce.number().int().min(1).max(200).default(20) }) },
       handler: async ({ ctx, params, query }) => ({ assets: await assets.list(ctx, params.projectId, query.limit) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/projects/:projectId/assets', summary: 'Create an asset', tags,
-      auth: { mode: 'session' }, permission: 'assets:write', rateLimit: 'authenticated', audit: { action: 'asset.created' },
+      auth: { mode: 'session' }, api: true, permission: 'assets:write', rateLimit: 'authenticated', audit: { action: 'asset.created' },
       status: 201,
       schema: { params: projectParams, body: z.strictObject({ name: text(200), kind: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }) },
       example: () => ({ name: 'web-01', kind: 'host' }),
@@ -22,7 +22,7 @@ export function assetRoutes(assets: AssetService): AnyRoute[] {
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId/assets/:assetId', summary: 'Delete an asset', tags,
-      auth: { mode: 'session' }, permission: 'assets:write', rateLimit: 'authenticated', audit: { action: 'asset.deleted' },
+      auth: { mode: 'session' }, api: true, permission: 'assets:write', rateLimit: 'authenticated', audit: { action: 'asset.deleted' },
       status: 204, schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, assetId: uuid }) },
       handler: async ({ ctx, params }) => assets.remove(ctx, params.projectId, params.assetId),
     }),

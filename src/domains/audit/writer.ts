@@ -27,7 +27,17 @@ export interface AuditWriter {
   appendStandalone(orgId: string, ctx: RequestContext, event: AuditEventInput): Promise<void>;
 }
 
-export function createAuditWriter(deps: { db: Database; clock: Clock; keys: ChainKeys; onError: (err: unknown) => void }): AuditWriter {
+export function createAuditWriter(deps: {
+  db: Database;
+  clock: Clock;
+  keys: ChainKeys;
+  onError: (err: unknown) => void;
+  /**
+   * Runs in the appending transaction after the event is written (the webhook outbox): what it
+   * writes commits or rolls back with the change and its evidence.
+   */
+  onAppended?: (tx: Tx, event: ChainedEvent) => Promise<void>;
+}): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
     // Serializes appends per org on the head row: the chain has exactly one next position. The
     // upsert creates the head on first use and, either way, locks it and returns it (one round trip).
@@ -70,6 +80,7 @@ export function createAuditWriter(deps: { db: Database; clock: Clock; keys: Chai
             returning seq)
           update audit_heads set seq = (select seq from appended), hash = ${hash} where org_id = ${orgId}`,
     );
+    await deps.onAppended?.(tx, event);
     ctx.audited.push(input.action);
   };
   return {
@@ -87,5 +98,6 @@ export function createAuditWriter(deps: { db: Database; clock: Clock; keys: Chai
 function actorOf(ctx: RequestContext): { type: string; id: string | null; role: string | null } {
   if (ctx.actor.type === 'user') return { type: 'user', id: ctx.actor.userId, role: ctx.org?.roleLabel ?? null };
   if (ctx.actor.type === 'system') return { type: 'system', id: ctx.actor.name, role: null };
+  if (ctx.actor.type === 'api_key') return { type: 'api_key', id: ctx.actor.keyId, role: ctx.org?.roleLabel ?? null };
   return { type: 'anonymous', id: null, role: null };
 }

@@ -22,6 +22,8 @@ export interface OrgSettingsView {
   /** Members without a second factor lose access from this instant (requirement + grace). */
   mfaEnforcedFrom: string | null;
   adminIpAllowlist: string[];
+  /** Pages (origins) allowed to call the API with the org's publishable keys. */
+  browserOrigins: string[];
 }
 
 export interface OrgSettingsInput {
@@ -30,8 +32,30 @@ export interface OrgSettingsInput {
   mfaRequired?: boolean | undefined;
   mfaGraceDays?: number | undefined;
   adminIpAllowlist?: string[] | undefined;
+  browserOrigins?: string[] | undefined;
   /** Saving an allowlist that excludes the caller's own address needs this, explicitly. */
   confirmLockout?: boolean | undefined;
+}
+
+/**
+ * An origin exactly as browsers send it: https://host[:port], or plain http for a loopback
+ * page under development. Null for anything else (paths, wildcards, other schemes).
+ */
+export function normalizeBrowserOrigin(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  // Letters, digits, dots and dashes (or a bracketed IPv6 literal): the URL parser accepts
+  // `*.example.com`, which a browser never sends as an Origin.
+  if (!/^([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$/.test(url.hostname)) return null;
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) return null;
+  if (url.username || url.password || url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) return null;
+  if (value.replace(/\/$/, '') !== url.origin) return null;
+  return url.origin;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -116,9 +140,11 @@ export function createOrgService(deps: TenancyDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const s = await one<{
           session_idle_seconds: number | null; session_absolute_seconds: number | null; mfa_enforced_from: Date | null; admin_ip_allowlist: string[] | null;
+          browser_origins: string[] | null;
         }>(
           tx,
-          sql`select session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist from org_settings where org_id = ${org.orgId}`,
+          sql`select session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist, browser_origins
+              from org_settings where org_id = ${org.orgId}`,
         );
         return {
           sessionIdleMinutes: s?.session_idle_seconds != null ? s.session_idle_seconds / 60 : null,
@@ -126,6 +152,7 @@ export function createOrgService(deps: TenancyDeps) {
           mfaRequired: Boolean(s?.mfa_enforced_from),
           mfaEnforcedFrom: s?.mfa_enforced_from?.toISOString() ?? null,
           adminIpAllowlist: s?.admin_ip_allowlist ?? [],
+          browserOrigins: s?.browser_origins ?? [],
         };
       });
     },
@@ -142,6 +169,12 @@ export function createOrgService(deps: TenancyDeps) {
           throw new AppError('conflict', `the list does not include your current address (${ctx.ip}): you would lose admin access from here; resend with confirmLockout: true to save it anyway`);
         }
       }
+      let origins: string[] | undefined;
+      if (input.browserOrigins !== undefined) {
+        const bad = input.browserOrigins.filter((o) => !normalizeBrowserOrigin(o));
+        if (bad.length > 0) throw new AppError('validation_failed', `not a browser origin (https://host[:port]): ${bad.slice(0, 5).join(', ')}`);
+        origins = [...new Set(input.browserOrigins.map((o) => normalizeBrowserOrigin(o) as string))];
+      }
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const idle = input.sessionIdleMinutes === undefined ? undefined : input.sessionIdleMinutes === null ? null : input.sessionIdleMinutes * 60;
         const abs = input.sessionAbsoluteHours === undefined ? undefined : input.sessionAbsoluteHours === null ? null : input.sessionAbsoluteHours * 3600;
@@ -154,13 +187,15 @@ export function createOrgService(deps: TenancyDeps) {
         }
         await exec(
           tx,
-          sql`insert into org_settings (org_id, session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist, updated_at)
-              values (${org.orgId}, ${idle ?? null}, ${abs ?? null}, ${enforcedFrom?.toISOString() ?? null}, ${allowlist ?? []}, now())
+          sql`insert into org_settings (org_id, session_idle_seconds, session_absolute_seconds, mfa_enforced_from, admin_ip_allowlist,
+                browser_origins, updated_at)
+              values (${org.orgId}, ${idle ?? null}, ${abs ?? null}, ${enforcedFrom?.toISOString() ?? null}, ${allowlist ?? []}, ${origins ?? []}, now())
               on conflict (org_id) do update set
                 session_idle_seconds = case when ${idle !== undefined} then excluded.session_idle_seconds else org_settings.session_idle_seconds end,
                 session_absolute_seconds = case when ${abs !== undefined} then excluded.session_absolute_seconds else org_settings.session_absolute_seconds end,
                 mfa_enforced_from = excluded.mfa_enforced_from,
                 admin_ip_allowlist = case when ${allowlist !== undefined} then excluded.admin_ip_allowlist else org_settings.admin_ip_allowlist end,
+                browser_origins = case when ${origins !== undefined} then excluded.browser_origins else org_settings.browser_origins end,
                 updated_at = now()`,
         );
         const details: AuditDetails = {};
@@ -168,6 +203,7 @@ export function createOrgService(deps: TenancyDeps) {
         if (input.sessionAbsoluteHours !== undefined) details.sessionAbsoluteHours = input.sessionAbsoluteHours;
         if (input.mfaRequired !== undefined) details.mfaEnforcedFrom = enforcedFrom?.toISOString() ?? null;
         if (allowlist !== undefined) details.adminIpAllowlist = allowlist;
+        if (origins !== undefined) details.browserOrigins = origins;
         if (allowlist !== undefined && allowlist.length > 0 && !ipInList(ctx.ip, allowlist)) details.excludesCaller = true;
         await deps.audit.append(tx, org.orgId, ctx, { action: 'org.settings_updated', target: { type: 'org', id: org.orgId }, details });
       });

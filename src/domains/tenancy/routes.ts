@@ -42,7 +42,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId', summary: 'Read the organization', tags,
-      auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, api: true, permission: 'org:read', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.get(ctx),
     }),
     defineRoute({
@@ -57,7 +57,7 @@ export function tenancyRoutes(s: {
       schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.getSettings(ctx),
     }),
     defineRoute({
-      method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths, MFA requirement, admin IP allowlist)', tags,
+      method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths, MFA requirement, admin IP allowlist, browser origins for publishable keys)', tags,
       auth: { mode: 'session' }, permission: 'settings:write', rateLimit: 'authenticated', audit: { action: 'org.settings_updated' },
       stepUp: true,
       schema: {
@@ -68,6 +68,7 @@ export function tenancyRoutes(s: {
           mfaRequired: z.boolean().optional(),
           mfaGraceDays: z.number().int().min(0).max(90).optional(),
           adminIpAllowlist: z.array(z.string().max(64)).max(100).optional(),
+          browserOrigins: z.array(z.string().max(300)).max(50).optional(),
           confirmLockout: z.boolean().optional(),
         }),
       },
@@ -84,7 +85,7 @@ export function tenancyRoutes(s: {
     // Members
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/members', summary: 'List members', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, api: true, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { params: orgParams }, handler: async ({ ctx }) => ({ members: await s.members.list(ctx) }),
     }),
     defineRoute({
@@ -165,29 +166,29 @@ export function tenancyRoutes(s: {
     // Projects
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects', summary: 'List projects (assigned ones when restricted)', tags: ['projects'],
-      auth: { mode: 'session' }, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, api: true, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { params: orgParams }, handler: async ({ ctx }) => ({ projects: await s.projects.list(ctx) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/projects', summary: 'Create a project', tags: ['projects'],
-      auth: { mode: 'session' }, permission: 'projects:create', rateLimit: 'authenticated', audit: { action: 'project.created' },
+      auth: { mode: 'session' }, api: true, permission: 'projects:create', rateLimit: 'authenticated', audit: { action: 'project.created' },
       status: 201, schema: { params: orgParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'New project' }),
       handler: ({ ctx, body }) => s.projects.create(ctx, body.name),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Read a project', tags: ['projects'],
-      auth: { mode: 'session' }, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, api: true, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { params: projectParams }, handler: ({ ctx, params }) => s.projects.get(ctx, params.projectId),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Rename a project', tags: ['projects'],
-      auth: { mode: 'session' }, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
+      auth: { mode: 'session' }, api: true, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
       schema: { params: projectParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'Renamed project' }),
       handler: ({ ctx, params, body }) => s.projects.rename(ctx, params.projectId, body.name),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Delete a project and its assets', tags: ['projects'],
-      auth: { mode: 'session' }, permission: 'projects:delete', rateLimit: 'authenticated', audit: { action: 'project.deleted' },
+      auth: { mode: 'session' }, api: true, permission: 'projects:delete', rateLimit: 'authenticated', audit: { action: 'project.deleted' },
       status: 204, schema: { params: projectParams },
       handler: async ({ ctx, params }) => s.projects.remove(ctx, params.projectId),
     }),

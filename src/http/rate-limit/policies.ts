@@ -29,6 +29,9 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 600 a minute (10/s sustained) per signed-in actor: above what the console or a well-behaved
   // integration does, low enough that one key cannot monopolise the database pool.
   authenticated: { limit: 600, windowSeconds: 60 },
+  // 600 a minute per sending address on provider-signed inbound webhooks: providers send bursts
+  // (a retry storm after their outage) from few addresses; the signature check is one HMAC.
+  inbound: { limit: 600, windowSeconds: 60 },
 });
 
 /** Merges overrides into the defaults and refuses nonsense at start-up rather than at the first hit. */

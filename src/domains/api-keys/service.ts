@@ -1,0 +1,255 @@
+import { sql } from 'kysely';
+import { generateApiToken, newId, parseApiToken, sha256Hex } from '../../crypto/index.js';
+import { exec, one, rows, type BoundColumns, type Database } from '../../db/database.js';
+import type { Clock } from '../../kernel/clock.js';
+import { userActorOf, type ApiKeyKind, type Actor, type OrgAccess, type RequestContext } from '../../kernel/context.js';
+import { AppError } from '../../kernel/errors.js';
+import { isUuid } from '../../kernel/ids.js';
+import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission } from '../../kernel/permissions.js';
+import type { AuditWriter } from '../audit/index.js';
+import { bindingOf, permissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
+import type { KeyUsage } from './usage.js';
+
+/** An org holds at most this many keys that are neither revoked nor expired. */
+export const MAX_ACTIVE_KEYS = 500;
+/** The furthest expiry a key may be given. */
+export const MAX_KEY_DAYS = 730;
+
+const KEY_SET = PermissionSet.of(API_KEY_PERMISSIONS);
+const BROWSER_SET = PermissionSet.of(BROWSER_SAFE_PERMISSIONS);
+const PROJECT_SET = PermissionSet.of(PROJECT_KEY_PERMISSIONS);
+
+export interface NewKey {
+  name: string;
+  kind: ApiKeyKind;
+  permissions: Permission[];
+  projectId?: string | null | undefined;
+  expiresAt?: Date | null | undefined;
+}
+
+export interface ApiKeyView {
+  id: string;
+  name: string;
+  kind: ApiKeyKind;
+  prefix: string;
+  lastFour: string;
+  permissions: Permission[];
+  projectId: string | null;
+  createdBy: string;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+  status: 'active' | 'revoked' | 'expired';
+}
+
+interface KeyRow {
+  id: string;
+  name: string;
+  kind: ApiKeyKind;
+  prefix: string;
+  last_four: string;
+  permissions: string[];
+  project_id: string | null;
+  created_by: string;
+  created_at: Date;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+const KEY_COLUMNS = sql`id, name, kind, prefix, last_four, permissions, project_id, created_by, created_at, expires_at, last_used_at, revoked_at`;
+
+/** The row palisade_key_in_org (migration 010) returns: the key, its creator's standing, the org's policies. */
+interface KeyStanding extends BoundColumns {
+  id: string;
+  kind: ApiKeyKind;
+  permissions: string[];
+  project_id: string | null;
+  created_by: string;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+  role: MembershipRow['role'] | null;
+  custom_name: string | null;
+  custom_permissions: string[] | null;
+  restricted: boolean | null;
+  project_ids: string[] | null;
+  admin_ip_allowlist: string[] | null;
+  browser_origins: string[];
+  mfa_enforced_from: Date | null;
+  creator_mfa_enabled: boolean | null;
+}
+
+const KIND_OF_PREFIX = { sk: 'secret', pk: 'publishable' } as const;
+
+export function createApiKeyService(deps: { db: Database; audit: AuditWriter; clock: Clock; usage: KeyUsage }) {
+  const now = () => deps.clock.now();
+
+  function view(r: KeyRow): ApiKeyView {
+    const expired = r.expires_at !== null && r.expires_at <= now();
+    return {
+      id: r.id,
+      name: r.name,
+      kind: r.kind,
+      prefix: r.prefix,
+      lastFour: r.last_four,
+      permissions: PermissionSet.of(r.permissions).list(),
+      projectId: r.project_id,
+      createdBy: r.created_by,
+      createdAt: r.created_at.toISOString(),
+      expiresAt: r.expires_at?.toISOString() ?? null,
+      lastUsedAt: r.last_used_at?.toISOString() ?? null,
+      revokedAt: r.revoked_at?.toISOString() ?? null,
+      status: r.revoked_at ? 'revoked' : expired ? 'expired' : 'active',
+    };
+  }
+
+  function checkScopes(org: OrgAccess, input: NewKey): PermissionSet {
+    const wanted = PermissionSet.of(input.permissions);
+    if (!KEY_SET.covers(wanted)) throw new AppError('validation_failed', `an API key may hold only ${API_KEY_PERMISSIONS.join(', ')}`);
+    if (input.kind === 'publishable' && !BROWSER_SET.covers(wanted)) {
+      throw new AppError('validation_failed', `a publishable key is public: it may hold only ${BROWSER_SAFE_PERMISSIONS.join(', ')}`);
+    }
+    if (input.projectId && !PROJECT_SET.covers(wanted)) {
+      throw new AppError('validation_failed', `a key bound to a project may hold only ${PROJECT_KEY_PERMISSIONS.join(', ')}`);
+    }
+    if (!org.permissions.covers(wanted)) throw new AppError('privilege_escalation', 'a key cannot hold a permission you do not have');
+    return wanted;
+  }
+
+  return {
+    /** Creates a key; the token is in this answer and nowhere else, ever. */
+    async create(ctx: RequestContext, input: NewKey): Promise<{ key: ApiKeyView; token: string }> {
+      const org = requireOrg(ctx);
+      const user = userActorOf(ctx);
+      const scopes = checkScopes(org, input);
+      const at = now();
+      if (input.expiresAt) {
+        if (input.expiresAt.getTime() <= at.getTime() + 60_000) throw new AppError('validation_failed', 'expiresAt must be at least a minute ahead');
+        if (input.expiresAt.getTime() > at.getTime() + MAX_KEY_DAYS * 86_400_000) throw new AppError('validation_failed', `expiresAt is at most ${MAX_KEY_DAYS} days ahead`);
+      }
+      const projectId = input.projectId ?? null;
+      // A restricted member binds keys only to projects they are assigned to (the RLS scope of
+      // this transaction makes any other project invisible: 404, as for any unseen project).
+      if (projectId && org.projectIds !== null && !org.projectIds.includes(projectId)) throw new AppError('not_found');
+      const token = generateApiToken(input.kind === 'secret' ? 'sk' : 'pk');
+      const id = newId();
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        if (projectId && !(await one(tx, sql`select 1 from projects where org_id = ${org.orgId} and id = ${projectId}`))) {
+          throw new AppError('not_found');
+        }
+        const active = await one<{ n: number }>(
+          tx,
+          sql`select count(*)::int as n from api_keys where org_id = ${org.orgId} and revoked_at is null
+              and (expires_at is null or expires_at > ${at.toISOString()})`,
+        );
+        if ((active?.n ?? 0) >= MAX_ACTIVE_KEYS) throw new AppError('conflict', `the organization has ${MAX_ACTIVE_KEYS} active keys: revoke some first`);
+        const r = await one<KeyRow>(
+          tx,
+          sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, project_id, created_by,
+                creator_joined_at, created_at, expires_at)
+              values (${org.orgId}, ${id}, ${sha256Hex(token)}, ${input.kind}, ${input.name}, ${token.slice(0, 7)}, ${token.slice(-4)},
+                ${scopes.list()}, ${projectId}, ${user.userId},
+                -- Copied in SQL: a JavaScript Date would drop the microseconds the key is matched on.
+                (select created_at from memberships where org_id = ${org.orgId} and user_id = ${user.userId}),
+                ${at.toISOString()}, ${input.expiresAt?.toISOString() ?? null})
+              returning ${KEY_COLUMNS}`,
+        );
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'api_key.created',
+          target: { type: 'api_key', id },
+          details: { name: input.name, kind: input.kind, permissions: scopes.list(), projectId, expiresAt: input.expiresAt?.toISOString() ?? null },
+        });
+        return { key: view(r as KeyRow), token };
+      });
+    },
+
+    /** Holders of keys:manage see every key of the org; others their own. */
+    async list(ctx: RequestContext): Promise<ApiKeyView[]> {
+      const org = requireOrg(ctx);
+      const user = userActorOf(ctx);
+      const all = org.permissions.has('keys:manage');
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const list = await rows<KeyRow>(
+          tx,
+          all
+            ? sql`select ${KEY_COLUMNS} from api_keys where org_id = ${org.orgId} order by created_at desc, id`
+            : sql`select ${KEY_COLUMNS} from api_keys where org_id = ${org.orgId} and created_by = ${user.userId} order by created_at desc, id`,
+        );
+        return list.map(view);
+      });
+    },
+
+    /** Revokes at once (the next request with it is refused). Another member's key needs keys:manage. */
+    async revoke(ctx: RequestContext, keyId: string): Promise<void> {
+      const org = requireOrg(ctx);
+      const user = userActorOf(ctx);
+      const all = org.permissions.has('keys:manage');
+      await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const r = await one<{ created_by: string; revoked_at: Date | null; name: string }>(
+          tx,
+          sql`select created_by, revoked_at, name from api_keys where org_id = ${org.orgId} and id = ${keyId} for update`,
+        );
+        // Without keys:manage, another member's key is as invisible as one of another org.
+        if (!r || (!all && r.created_by !== user.userId)) throw new AppError('not_found');
+        if (r.revoked_at) throw new AppError('conflict', 'the key is already revoked');
+        await exec(tx, sql`update api_keys set revoked_at = ${now().toISOString()}, revoked_by = ${user.userId} where org_id = ${org.orgId} and id = ${keyId}`);
+        await deps.audit.append(tx, org.orgId, ctx, { action: 'api_key.revoked', target: { type: 'api_key', id: keyId }, details: { name: r.name } });
+      });
+    },
+
+    /** What the calling key may do now (its scopes within its creator's current rights). */
+    whoami(ctx: RequestContext): { keyId: string; kind: ApiKeyKind; orgId: string; permissions: Permission[]; projectIds: readonly string[] | null } {
+      const org = requireOrg(ctx);
+      if (ctx.actor.type !== 'api_key') throw new AppError('unauthenticated');
+      return { keyId: ctx.actor.keyId, kind: ctx.actor.kind, orgId: org.orgId, permissions: org.permissions.list(), projectIds: org.projectIds };
+    },
+
+    /**
+     * The key's actor and standing in `orgId`, or null when the token is not a live key of that
+     * org (malformed, bad checksum, unknown, revoked, expired, creator gone). The checksum is
+     * checked before anything reaches the database.
+     */
+    async authenticate(token: string, orgId: string, origin: string | null): Promise<{ actor: Actor; access: OrgAccess } | null> {
+      const prefix = parseApiToken(token);
+      if (!prefix || !isUuid(orgId)) return null;
+      // All literals (a hex digest and a checked uuid): on PostgreSQL it shares one message with
+      // BEGIN and sets the binding the handler's queries run under (migration 010).
+      const k = await deps.db.authenticateInOrg(
+        orgId,
+        sql<KeyStanding>`select * from palisade_key_in_org(${sql.lit(sha256Hex(token))}, ${sql.lit(orgId)}::uuid)`,
+      );
+      const at = now();
+      if (!k || k.revoked_at || !k.role || k.kind !== KIND_OF_PREFIX[prefix]) return null;
+      if (k.expires_at && at >= k.expires_at) return null;
+      // Keys are not a way around the org's MFA requirement: a creator without the required
+      // second factor has no access, and neither have their keys.
+      if (k.mfa_enforced_from && at >= k.mfa_enforced_from && !k.creator_mfa_enabled) {
+        throw new AppError('mfa_enrollment_required', 'the key\u2019s creator has not enrolled the second factor this organization requires');
+      }
+      if (k.kind === 'publishable' && (!origin || !k.browser_origins.includes(origin))) {
+        throw new AppError('origin_not_allowed', origin ? `${origin} is not a registered browser origin of this organization` : 'publishable keys need an Origin header');
+      }
+      // Re-checked at every use: the key loses whatever its creator has lost since.
+      let ceiling = k.kind === 'publishable' ? BROWSER_SET : KEY_SET;
+      if (k.project_id) ceiling = ceiling.intersect(PROJECT_SET);
+      const permissions = PermissionSet.of(k.permissions).intersect(permissionsOf(k.role, k.custom_permissions)).intersect(ceiling);
+      const scope = k.bound_project_ids;
+      deps.usage.note(orgId, k.id, k.last_used_at, at);
+      return {
+        actor: { type: 'api_key', keyId: k.id, kind: k.kind, createdBy: k.created_by },
+        access: {
+          orgId,
+          role: 'api_key',
+          roleLabel: `api_key:${k.kind}`,
+          permissions,
+          projectIds: scope === '*' ? null : scope === '' ? [] : scope.split(','),
+          adminIpAllowlist: k.admin_ip_allowlist ?? [],
+        },
+      };
+    },
+  };
+}
+
+export type ApiKeyService = ReturnType<typeof createApiKeyService>;

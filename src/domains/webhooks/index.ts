@@ -1,0 +1,10 @@
+export { createWebhookService, MAX_ENDPOINTS, ROTATION_OVERLAP_SECONDS } from './service.js';
+export type { WebhookService, EndpointView, DeliveryView } from './service.js';
+export { createWebhookWorker, MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, LEASE_SECONDS, retryDelaySeconds } from './worker.js';
+export type { WebhookWorker } from './worker.js';
+export { createWebhookTransport } from './transport.js';
+export type { WebhookTransport, DeliveryOutcome, Resolver } from './transport.js';
+export { enqueueWebhooks } from './outbox.js';
+export { WEBHOOK_EVENT_TYPES, ALL_EVENTS } from './events.js';
+export { newWebhookSecret, signedHeaders } from './signing.js';
+export { webhookRoutes } from './routes.js';

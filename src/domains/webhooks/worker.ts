@@ -1,0 +1,282 @@
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import type { Clock } from '../../kernel/clock.js';
+import { systemContext } from '../../kernel/context.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { Sealer } from '../keys/index.js';
+import { secretRef } from './service.js';
+import { signedHeaders } from './signing.js';
+import type { DeliveryOutcome, WebhookTransport } from './transport.js';
+
+/**
+ * Seconds before each retry: about 24 hours in all over 11 attempts, each delay jittered by
+ * up to ±20 % so that the deliveries of one outage do not all come back in the same second.
+ */
+export const RETRY_DELAYS_SECONDS = [5, 30, 120, 600, 1800, 3600, 7200, 14_400, 28_800, 28_800] as const;
+export const MAX_ATTEMPTS = RETRY_DELAYS_SECONDS.length + 1;
+/** How long a claimed delivery (and a claimed org) is a worker's before another may take it. */
+export const LEASE_SECONDS = 60;
+/** The transport's deadline per delivery (transport.ts default), which bounds a batch's duration. */
+const SEND_DEADLINE_SECONDS = 10;
+
+interface Claimed {
+  id: string;
+  endpoint_id: string;
+  message_id: string;
+  payload: string;
+  attempts: number;
+  url: string;
+  secret_sealed: string;
+  previous_secret_sealed: string | null;
+  previous_secret_expires_at: Date | null;
+}
+
+export interface WorkerDeps {
+  db: Database;
+  clock: Clock;
+  sealer: Sealer;
+  audit: AuditWriter;
+  transport: WebhookTransport;
+  logger: Logger;
+  /** Deliveries in flight at once. */
+  concurrency?: number;
+  /** Pause between polls when nothing was due. */
+  idleMs?: number;
+  random?: () => number;
+}
+
+export function retryDelaySeconds(attempt: number, random: () => number): number {
+  const base = RETRY_DELAYS_SECONDS[Math.min(attempt, RETRY_DELAYS_SECONDS.length) - 1] ?? 5;
+  return Math.max(1, Math.round(base * (0.8 + 0.4 * random())));
+}
+
+/**
+ * The delivery worker. State lives in PostgreSQL only: a worker that dies loses its leases,
+ * and whatever it held is delivered by the next one (with the same webhook-id; a receiver may
+ * see an event twice only when the worker died between sending it and recording the answer).
+ */
+export function createWebhookWorker(deps: WorkerDeps) {
+  const concurrency = deps.concurrency ?? 16;
+  // A batch must finish inside its lease even if every send runs to the transport's deadline,
+  // or another worker would claim it again and send it twice.
+  const batch = Math.max(1, Math.min(50, concurrency * Math.floor(LEASE_SECONDS / (SEND_DEADLINE_SECONDS + 5))));
+  const random = deps.random ?? Math.random;
+  const iso = (ms = 0) => new Date(deps.clock.now().getTime() + ms).toISOString();
+  let running = false;
+  /** Set by stop(): the pass in progress claims nothing more and hands back what it has not sent. */
+  let stopping = false;
+  let loop: Promise<void> | null = null;
+  let wake: (() => void) | null = null;
+  const inFlight = new Set<Promise<void>>();
+
+  /** Takes up to `limit` orgs with work due, leasing each for LEASE_SECONDS. */
+  async function claimOrgs(limit: number): Promise<{ orgId: string; lease: string }[]> {
+    const lease = iso(LEASE_SECONDS * 1000);
+    const list = await deps.db.withSystem('webhook worker: which orgs have deliveries due', (tx) =>
+      rows<{ org_id: string }>(
+        tx,
+        sql`update webhook_due set due_at = ${lease}::timestamptz
+            where org_id in (select org_id from webhook_due where due_at <= ${iso()}::timestamptz order by due_at limit ${limit} for update skip locked)
+            returning org_id`,
+      ),
+    );
+    return list.map((r) => ({ orgId: r.org_id, lease }));
+  }
+
+  async function claimDeliveries(orgId: string, limit: number): Promise<{ claimed: Claimed; secrets: string[]; lease: string }[]> {
+    const lease = iso(LEASE_SECONDS * 1000);
+    return deps.db.withTenant({ orgId }, async (tx) => {
+      const list = await rows<Claimed>(
+        tx,
+        sql`update webhook_deliveries d set lease_until = ${lease}::timestamptz, attempts = d.attempts + 1
+            from webhook_endpoints e
+            where d.org_id = ${orgId} and e.org_id = d.org_id and e.id = d.endpoint_id and e.enabled
+              and d.id in (select id from webhook_deliveries
+                           where org_id = ${orgId} and status = 'pending' and next_attempt_at <= ${iso()}::timestamptz
+                             and (lease_until is null or lease_until < ${iso()}::timestamptz)
+                           order by next_attempt_at limit ${limit} for update skip locked)
+            returning d.id, d.endpoint_id, d.message_id, d.payload, d.attempts, e.url, e.secret_sealed, e.previous_secret_sealed,
+              e.previous_secret_expires_at`,
+      );
+      const out = [];
+      for (const c of list) out.push({ claimed: c, secrets: await secretsOf(tx, orgId, c), lease });
+      return out;
+    });
+  }
+
+  async function secretsOf(tx: Tx, orgId: string, c: Claimed): Promise<string[]> {
+    const secrets = [await deps.sealer.open(tx, secretRef(orgId, c.endpoint_id), c.secret_sealed)];
+    if (c.previous_secret_sealed && c.previous_secret_expires_at && c.previous_secret_expires_at > deps.clock.now()) {
+      secrets.push(await deps.sealer.open(tx, secretRef(orgId, c.endpoint_id, 'previous_secret_sealed'), c.previous_secret_sealed));
+    }
+    return secrets;
+  }
+
+  /** Records one attempt; a lease lost meanwhile (another worker took over) records nothing. */
+  async function record(orgId: string, c: Claimed, lease: string, outcome: DeliveryOutcome): Promise<void> {
+    const at = iso();
+    await deps.db.withTenant({ orgId }, async (tx) => {
+      const held = await one(tx, sql`select 1 from webhook_deliveries where org_id = ${orgId} and id = ${c.id} and lease_until = ${lease}::timestamptz for update`);
+      if (!held) return;
+      await exec(
+        tx,
+        sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, status, latency_ms, error)
+            values (${orgId}, ${c.id}, ${c.attempts}, ${at}::timestamptz, ${outcome.status}, ${Math.round(outcome.latencyMs)}, ${outcome.error})
+            on conflict do nothing`,
+      );
+      const exhausted = !outcome.ok && c.attempts >= MAX_ATTEMPTS;
+      const next = outcome.ok || exhausted ? null : iso(retryDelaySeconds(c.attempts, random) * 1000);
+      await exec(
+        tx,
+        sql`update webhook_deliveries set status = ${outcome.ok ? 'succeeded' : exhausted ? 'failed' : 'pending'},
+              next_attempt_at = ${next}::timestamptz, lease_until = null, last_status = ${outcome.status}, last_error = ${outcome.error},
+              last_latency_ms = ${Math.round(outcome.latencyMs)}, completed_at = ${next ? null : at}::timestamptz
+            where org_id = ${orgId} and id = ${c.id}`,
+      );
+      await exec(
+        tx,
+        sql`update webhook_endpoints set consecutive_failures = case when ${outcome.ok} then 0 else consecutive_failures + 1 end
+            where org_id = ${orgId} and id = ${c.endpoint_id}`,
+      );
+      if (exhausted) await disable(tx, orgId, c.endpoint_id);
+    });
+  }
+
+  /**
+   * An endpoint that failed one event for its whole retry schedule (about a day) is switched
+   * off; its other pending deliveries end as failed (manual redelivery remains), and the org
+   * hears of it through its audit trail and any other endpoint subscribed to the event.
+   */
+  async function disable(tx: Tx, orgId: string, endpointId: string): Promise<void> {
+    const n = await exec(
+      tx,
+      sql`update webhook_endpoints set enabled = false, disabled_reason = 'failing', updated_at = ${iso()}::timestamptz
+          where org_id = ${orgId} and id = ${endpointId} and enabled`,
+    );
+    if (n !== 1) return;
+    await exec(
+      tx,
+      sql`update webhook_deliveries set status = 'failed', next_attempt_at = null, lease_until = null, last_error = 'endpoint disabled',
+            completed_at = ${iso()}::timestamptz
+          where org_id = ${orgId} and endpoint_id = ${endpointId} and status = 'pending'`,
+    );
+    await deps.audit.append(tx, orgId, systemContext('webhook-worker'), {
+      action: 'webhook.endpoint_disabled', target: { type: 'webhook_endpoint', id: endpointId }, details: { reason: 'failing' },
+    });
+  }
+
+  /** After a pass over an org: due again at its next pending attempt, or off the list. */
+  async function reschedule(orgId: string, lease: string): Promise<void> {
+    await deps.db.withTenant({ orgId }, async (tx) => {
+      const next = await one<{ at: Date | null }>(
+        tx,
+        sql`select min(d.next_attempt_at) as at from webhook_deliveries d
+            join webhook_endpoints e on e.org_id = d.org_id and e.id = d.endpoint_id and e.enabled
+            where d.org_id = ${orgId} and d.status = 'pending'`,
+      );
+      // Conditional on our lease: an event queued meanwhile moved due_at to now, and stays due.
+      if (next?.at) {
+        await exec(tx, sql`update webhook_due set due_at = ${next.at.toISOString()}::timestamptz where org_id = ${orgId} and due_at = ${lease}::timestamptz`);
+      } else {
+        await exec(tx, sql`delete from webhook_due where org_id = ${orgId} and due_at = ${lease}::timestamptz`);
+      }
+    });
+  }
+
+  /** A claimed delivery not yet sent when the worker stops: handed back as if never claimed. */
+  async function release(orgId: string, job: { claimed: Claimed; lease: string }): Promise<void> {
+    await deps.db.withTenant({ orgId }, (tx) =>
+      exec(
+        tx,
+        sql`update webhook_deliveries set lease_until = null, attempts = attempts - 1
+            where org_id = ${orgId} and id = ${job.claimed.id} and lease_until = ${job.lease}::timestamptz`,
+      ),
+    );
+  }
+
+  async function deliver(orgId: string, job: { claimed: Claimed; secrets: string[]; lease: string }): Promise<void> {
+    const { claimed: c } = job;
+    const headers = signedHeaders(c.message_id, deps.clock.now(), c.payload, job.secrets);
+    const outcome = await deps.transport.send(c.url, headers, c.payload);
+    await record(orgId, c, job.lease, outcome);
+  }
+
+  /** One pass: every org due now, every delivery due in it. Returns how many were attempted. */
+  async function tick(): Promise<number> {
+    let attempted = 0;
+    for (const { orgId, lease } of await claimOrgs(20)) {
+      try {
+        // Once stopping, no new claim; the org is still rescheduled, so it is due again at once
+        // for the next worker instead of staying leased to a process that is going away.
+        while (!stopping) {
+          const jobs = await claimDeliveries(orgId, batch);
+          if (jobs.length === 0) break;
+          attempted += jobs.length;
+          await pool(jobs, concurrency, (job) => track(stopping ? release(orgId, job) : deliver(orgId, job)));
+        }
+        await reschedule(orgId, lease);
+      } catch (err) {
+        // The org's lease runs out and another pass retries it.
+        deps.logger.error({ err, orgId }, 'webhook delivery pass failed');
+      }
+    }
+    return attempted;
+  }
+
+  function track(p: Promise<void>): Promise<void> {
+    inFlight.add(p);
+    return p.finally(() => inFlight.delete(p));
+  }
+
+  return {
+    tick,
+    /** Ticks until nothing is due now (tests, the CLI). */
+    async drain(): Promise<number> {
+      let total = 0;
+      for (;;) {
+        const n = await tick();
+        total += n;
+        if (n === 0) return total;
+      }
+    },
+    start(): void {
+      if (running) return;
+      running = true;
+      stopping = false;
+      loop = (async () => {
+        while (running) {
+          const n = await tick().catch((err: unknown) => {
+            deps.logger.error({ err }, 'webhook worker tick failed');
+            return 0;
+          });
+          if (n === 0 && running) await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, deps.idleMs ?? 1000).unref();
+          });
+        }
+      })();
+    },
+    /** Stops polling and waits for the deliveries in flight to be recorded (graceful shutdown). */
+    async stop(): Promise<void> {
+      running = false;
+      stopping = true;
+      wake?.();
+      await loop;
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+async function pool<T>(items: readonly T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(size, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+export type WebhookWorker = ReturnType<typeof createWebhookWorker>;
