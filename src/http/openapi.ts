@@ -31,7 +31,7 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
       summary: r.summary,
       tags: r.tags,
       operationId: `${r.method.toLowerCase()}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
-      security: r.auth.mode === 'public' ? [] : [{ sessionCookie: [] }],
+      security: r.auth.mode === 'public' ? [] : r.auth.mode === 'key' ? [{ apiKey: [] }] : [{ sessionCookie: [] }],
       'x-palisade-auth': r.auth.mode,
       'x-palisade-permission': r.permission,
       'x-palisade-rate-limit': r.rateLimit,
@@ -55,7 +55,10 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
     servers: [{ url: info.serverUrl }],
     paths,
     components: {
-      securitySchemes: { sessionCookie: { type: 'apiKey', in: 'cookie', name: '__Host-palisade_session' } },
+      securitySchemes: {
+        sessionCookie: { type: 'apiKey', in: 'cookie', name: '__Host-palisade_session' },
+        apiKey: { type: 'http', scheme: 'bearer', bearerFormat: 'pal_sk_… or pal_pk_… (43 characters, CRC32 checksum)' },
+      },
       schemas: {
         Problem: {
           type: 'object',

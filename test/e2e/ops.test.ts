@@ -77,7 +77,7 @@ describe.each(ENGINES)('operations endpoints on %s', (engine) => {
       expect(op['x-palisade-auth'], where).toBe(r.auth.mode);
       expect(op['x-palisade-rate-limit'], where).toBe(r.rateLimit);
       expect(op['x-palisade-audit'], where).toBe('action' in r.audit ? r.audit.action : null);
-      expect(op.security, where).toEqual(r.auth.mode === 'public' ? [] : [{ sessionCookie: [] }]);
+      expect(op.security, where).toEqual(r.auth.mode === 'public' ? [] : r.auth.mode === 'key' ? [{ apiKey: [] }] : [{ sessionCookie: [] }]);
       const pathParams = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]);
       expect(op.parameters.filter((p) => p.in === 'path').map((p) => p.name), where).toEqual(pathParams);
       expect(Object.keys(op.responses), where).toEqual([String(r.status ?? 200), 'default']);

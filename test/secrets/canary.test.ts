@@ -147,6 +147,30 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     expect((await call('POST', '/api/auth/logout', { cookie: session })).statusCode).toBe(204);
     expectProblem(await call('GET', '/api/me', { cookie: session }), 401, 'unauthenticated');
 
+    // Machine credentials: an API key (used, misused, revoked) and a webhook signing secret (rotated).
+    const key = await call('POST', `/api/orgs/${acme}/api-keys`, { cookie: owner, payload: { name: 'canary', kind: 'secret', permissions: ['projects:read'] } });
+    expect(key.statusCode, key.body).toBe(201);
+    const { token, key: keyView } = key.json() as { token: string; key: { id: string } };
+    secrets.set('apiKey', token);
+    secrets.set('apiKeyRandom', token.slice(7, 37));
+    const withKey = (url: string, method: Method = 'GET', t = token) =>
+      h.built.app.inject({ method, url, headers: { authorization: `Bearer ${t}` } }).then((res) => {
+        if (String(res.headers['content-type'] ?? '').startsWith('application/problem+json')) problems.push(res.body);
+        return res;
+      });
+    expect((await withKey(`/v1/orgs/${acme}/projects`)).statusCode).toBe(200);
+    expectProblem(await withKey(`/v1/orgs/${acme}/projects`, 'POST'), 403, 'forbidden');
+    expectProblem(await withKey(`/v1/orgs/${acme}/projects`, 'GET', `${token.slice(0, -1)}x`), 401, 'unauthenticated');
+    expect((await call('DELETE', `/api/orgs/${acme}/api-keys/${keyView.id}`, { cookie: owner })).statusCode).toBe(204);
+    expectProblem(await withKey(`/v1/orgs/${acme}/projects`), 401, 'unauthenticated');
+    const hook = await call('POST', `/api/orgs/${acme}/webhooks`, { cookie: owner, payload: { url: 'https://hooks.example.com/canary', events: ['*'] } });
+    expect(hook.statusCode, hook.body).toBe(201);
+    const { secret, endpoint } = hook.json() as { secret: string; endpoint: { id: string } };
+    secrets.set('webhookSecret', secret);
+    secrets.set('webhookSecretKey', secret.slice(6));
+    const rotated = await call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`, { cookie: owner });
+    secrets.set('webhookSecretRotated', String((rotated.json() as { secret: string }).secret).slice(6));
+
     expect(cookies.length).toBeGreaterThanOrEqual(5);
     expect(problems.length).toBeGreaterThanOrEqual(12);
   });
