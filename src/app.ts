@@ -12,7 +12,7 @@ import { createHttpServer } from './http/server.js';
 import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js';
 import { Metrics } from './http/metrics.js';
 import { apiKeyRoutes, createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
-import { createWebhookService, createWebhookTransport, createWebhookWorker, enqueueWebhooks, webhookRoutes } from './domains/webhooks/index.js';
+import { createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements, webhookRoutes } from './domains/webhooks/index.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
 import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMfaService, createPasskeyService, identityRoutes, passkeyRoutes } from './domains/identity/index.js';
@@ -59,7 +59,7 @@ export async function buildApp(deps: AppDeps) {
   const mail = createOutboxMail(sealer);
   const chainKeys = chainKeysFrom(keyring);
   // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
-  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), onAppended: enqueueWebhooks });
+  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements });
   const sessions = createSessionService({
     db,
     clock,

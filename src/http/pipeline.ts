@@ -4,7 +4,7 @@ import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
 import { ipInList, rateLimitSubject } from '../kernel/ip.js';
-import { isAdminLevel } from '../kernel/permissions.js';
+import { isAdminLevel, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
@@ -95,6 +95,21 @@ async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: Pipelin
   }
 }
 
+/**
+ * Who a signed-in request is counted against. A person: per user. A secret key: per key and
+ * per creator, so that a member's many keys share one budget. A publishable key (public, used
+ * by an org's visitors): per key and client address, so that someone who copies it from a page
+ * spends their own budget, not the visitors'.
+ */
+function actorLimitKeys(actor: Actor, ip: string): string[][] {
+  if (actor.type === 'api_key') {
+    return actor.kind === 'publishable'
+      ? [['key', actor.keyId, rateLimitSubject(ip)]]
+      : [['key', actor.keyId], ['key-creator', actor.createdBy]];
+  }
+  return actor.type === 'user' ? [['user', actor.userId]] : [];
+}
+
 function assertSteppedUp(actor: Actor, now: Date): void {
   const at = actor.type === 'user' ? actor.session.steppedUpAt : null;
   if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) {
@@ -113,6 +128,10 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   const expected = route.auth.mode === 'key' ? 'api_key' : 'user';
   if (!verified || verified.actor.type !== expected) throw new AppError('unauthenticated');
   ctx.actor = verified.actor;
+  // Counted before anything can refuse: a refusal is audited (a write to the org's chain), so
+  // refused requests must spend the caller's budget too, or a publishable key (public by
+  // design) would let anyone append to an org's audit trail without limit.
+  await enforceLimits(route, reply, opts, actorLimitKeys(verified.actor, ctx.ip));
   if (!orgScoped(route)) return;
   if (!orgId) throw new AppError('not_found');
   const access = verified.access;
@@ -128,9 +147,14 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   }
   // Checked on every admin-level request, not only at sign-in: a cookie carried elsewhere stops here.
   const allowlist = access.adminIpAllowlist ?? [];
-  if (allowlist.length > 0 && isAdminLevel(route.permission) && !ipInList(ctx.ip, allowlist)) {
-    await opts.auth.denied(ctx, route, 'ip');
-    throw new AppError('ip_not_allowed');
+  if (allowlist.length > 0 && !ipInList(ctx.ip, allowlist)) {
+    if (isAdminLevel(route.permission)) {
+      await opts.auth.denied(ctx, route, 'ip');
+      throw new AppError('ip_not_allowed');
+    }
+    // From outside the list no admin-level permission is held, also where a member-level route
+    // lets its holders do more (keys:own routes reach every member's keys with keys:manage).
+    ctx.org = { ...access, permissions: withoutAdminLevel(access.permissions) };
   }
   if (projectScoped(route)) {
     const projectId = params.projectId;
@@ -185,12 +209,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
             // Per address by rateLimitSubject: an IPv6 /64 counts as one address (kernel/ip.ts).
             await enforceLimits(route, reply, opts, [['ip', rateLimitSubject(request.ctx.ip)], accountKey(route, request.body)]);
           }
+          // Signed-in callers are counted per user or key inside authorize, before any refusal.
           await authorize(route, request, reply, opts);
-          if (route.auth.mode !== 'public' && request.ctx.actor.type === 'user') {
-            await enforceLimits(route, reply, opts, [['user', request.ctx.actor.userId]]);
-          } else if (request.ctx.actor.type === 'api_key') {
-            await enforceLimits(route, reply, opts, [['key', request.ctx.actor.keyId]]);
-          }
           if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');

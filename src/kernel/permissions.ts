@@ -127,3 +127,10 @@ export class PermissionSet {
     return ALL_PERMISSIONS.filter((p) => this.has(p));
   }
 }
+
+const MEMBER_LEVEL = PermissionSet.of(BUILTIN_ROLE_PERMISSIONS.member);
+
+/** `set` without its admin-level permissions: what a caller holds from outside the org's admin IP allowlist. */
+export function withoutAdminLevel(set: PermissionSet): PermissionSet {
+  return set.intersect(MEMBER_LEVEL);
+}

@@ -12,6 +12,8 @@ import type { KeyUsage } from './usage.js';
 
 /** An org holds at most this many keys that are neither revoked nor expired. */
 export const MAX_ACTIVE_KEYS = 500;
+/** One member holds at most this many active keys (within the org's cap). */
+export const MAX_ACTIVE_KEYS_PER_CREATOR = 25;
 /** The furthest expiry a key may be given. */
 export const MAX_KEY_DAYS = 730;
 
@@ -83,6 +85,15 @@ interface KeyStanding extends BoundColumns {
 
 const KIND_OF_PREFIX = { sk: 'secret', pk: 'publishable' } as const;
 
+/**
+ * keys:manage reaches every member's keys, but a holder restricted to projects acts on their
+ * own only: like every other action on members (assertCanActOn), a restricted member does not
+ * act on unrestricted members and owners, nor see keys bound to projects outside their scope.
+ */
+function managesAll(org: OrgAccess): boolean {
+  return org.permissions.has('keys:manage') && org.projectIds === null;
+}
+
 export function createApiKeyService(deps: { db: Database; audit: AuditWriter; clock: Clock; usage: KeyUsage }) {
   const now = () => deps.clock.now();
 
@@ -139,12 +150,16 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
         if (projectId && !(await one(tx, sql`select 1 from projects where org_id = ${org.orgId} and id = ${projectId}`))) {
           throw new AppError('not_found');
         }
-        const active = await one<{ n: number }>(
+        const active = await one<{ n: number; mine: number }>(
           tx,
-          sql`select count(*)::int as n from api_keys where org_id = ${org.orgId} and revoked_at is null
+          sql`select count(*)::int as n, (count(*) filter (where created_by = ${user.userId}))::int as mine
+              from api_keys where org_id = ${org.orgId} and revoked_at is null
               and (expires_at is null or expires_at > ${at.toISOString()})`,
         );
         if ((active?.n ?? 0) >= MAX_ACTIVE_KEYS) throw new AppError('conflict', `the organization has ${MAX_ACTIVE_KEYS} active keys: revoke some first`);
+        if ((active?.mine ?? 0) >= MAX_ACTIVE_KEYS_PER_CREATOR) {
+          throw new AppError('conflict', `you have ${MAX_ACTIVE_KEYS_PER_CREATOR} active keys in this organization: revoke some first`);
+        }
         const r = await one<KeyRow>(
           tx,
           sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, project_id, created_by,
@@ -169,7 +184,7 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
     async list(ctx: RequestContext): Promise<ApiKeyView[]> {
       const org = requireOrg(ctx);
       const user = userActorOf(ctx);
-      const all = org.permissions.has('keys:manage');
+      const all = managesAll(org);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const list = await rows<KeyRow>(
           tx,
@@ -185,7 +200,7 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
     async revoke(ctx: RequestContext, keyId: string): Promise<void> {
       const org = requireOrg(ctx);
       const user = userActorOf(ctx);
-      const all = org.permissions.has('keys:manage');
+      const all = managesAll(org);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const r = await one<{ created_by: string; revoked_at: Date | null; name: string }>(
           tx,

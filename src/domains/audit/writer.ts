@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
@@ -33,10 +33,11 @@ export function createAuditWriter(deps: {
   keys: ChainKeys;
   onError: (err: unknown) => void;
   /**
-   * Runs in the appending transaction after the event is written (the webhook outbox): what it
-   * writes commits or rolls back with the change and its evidence.
+   * More data-modifying sub-statements (`name as (…)`, comma-separated) to run in the append's
+   * own statement (the webhook outbox): they commit or roll back with the change and its
+   * evidence, and cost no extra round trip. Null for events that need none.
    */
-  onAppended?: (tx: Tx, event: ChainedEvent) => Promise<void>;
+  alsoWrite?: (event: ChainedEvent) => RawBuilder<unknown> | null;
 }): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
     // Serializes appends per org on the head row: the chain has exactly one next position. The
@@ -68,6 +69,7 @@ export function createAuditWriter(deps: {
       key_id: deps.keys.activeKeyId,
     };
     const hash = eventHash(deps.keys, head.hash, event);
+    const extra = deps.alsoWrite?.(event) ?? null;
     // The event and the head move together, in one statement.
     await exec(
       tx,
@@ -77,10 +79,9 @@ export function createAuditWriter(deps: {
             values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
               ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
               ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})
-            returning seq)
+            returning seq)${extra ? sql`, ${extra}` : sql``}
           update audit_heads set seq = (select seq from appended), hash = ${hash} where org_id = ${orgId}`,
     );
-    await deps.onAppended?.(tx, event);
     ctx.audited.push(input.action);
   };
   return {

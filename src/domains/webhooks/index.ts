@@ -4,7 +4,7 @@ export { createWebhookWorker, MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, LEASE_SECONDS,
 export type { WebhookWorker } from './worker.js';
 export { createWebhookTransport } from './transport.js';
 export type { WebhookTransport, DeliveryOutcome, Resolver } from './transport.js';
-export { enqueueWebhooks } from './outbox.js';
+export { outboxStatements } from './outbox.js';
 export { WEBHOOK_EVENT_TYPES, ALL_EVENTS } from './events.js';
 export { newWebhookSecret, signedHeaders } from './signing.js';
 export { webhookRoutes } from './routes.js';

@@ -8,6 +8,7 @@ import { AppError } from '../../kernel/errors.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { checkDestinationUrl } from './destination.js';
+import { markOrgDue } from './outbox.js';
 import { newWebhookSecret } from './signing.js';
 
 /** Endpoints per org. */
@@ -151,6 +152,9 @@ export function createWebhookService(deps: WebhookServiceDeps) {
                 updated_at = ${now().toISOString()}
               where org_id = ${org.orgId} and id = ${id} returning ${ENDPOINT_COLUMNS}`,
         );
+        // Deliveries left pending while it was off go out again: the worker passes over an org
+        // only while it is listed as due, and the pass that found nothing to send unlisted it.
+        if (enabled && !current.enabled) await markOrgDue(tx, org.orgId, now().toISOString());
         const details: Record<string, string | boolean | string[]> = {};
         if (url !== undefined) details.url = url;
         if (input.events) details.events = input.events;
@@ -246,11 +250,7 @@ export function createWebhookService(deps: WebhookServiceDeps) {
               from webhook_deliveries where org_id = ${org.orgId} and endpoint_id = ${endpointId} and id = ${deliveryId} and status <> 'pending'`,
         );
         if (n !== 1) throw new AppError('not_found', 'no finished delivery with that id on this endpoint');
-        await exec(
-          tx,
-          sql`insert into webhook_due (org_id, due_at) values (${org.orgId}, ${at}::timestamptz)
-              on conflict (org_id) do update set due_at = least(webhook_due.due_at, excluded.due_at)`,
-        );
+        await markOrgDue(tx, org.orgId, at);
         await deps.audit.append(tx, org.orgId, ctx, { action: 'webhook.redelivered', target: { type: 'webhook_delivery', id: deliveryId }, details: { newDeliveryId: id } });
       });
       return { deliveryId: id };

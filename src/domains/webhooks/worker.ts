@@ -76,9 +76,12 @@ export function createWebhookWorker(deps: WorkerDeps) {
     const list = await deps.db.withSystem('webhook worker: which orgs have deliveries due', (tx) =>
       rows<{ org_id: string }>(
         tx,
-        sql`update webhook_due set due_at = ${lease}::timestamptz
-            where org_id in (select org_id from webhook_due where due_at <= ${iso()}::timestamptz order by due_at limit ${limit} for update skip locked)
-            returning org_id`,
+        // Chosen once (see claimDeliveries), and served longest-waiting first.
+        sql`with due as materialized (
+              select org_id, due_at from webhook_due where due_at <= ${iso()}::timestamptz order by due_at limit ${limit} for update skip locked),
+            claimed as (
+              update webhook_due w set due_at = ${lease}::timestamptz from due where w.org_id = due.org_id returning w.org_id, due.due_at as waited_since)
+            select org_id from claimed order by waited_since, org_id`,
       ),
     );
     return list.map((r) => ({ orgId: r.org_id, lease }));
@@ -87,15 +90,22 @@ export function createWebhookWorker(deps: WorkerDeps) {
   async function claimDeliveries(orgId: string, limit: number): Promise<{ claimed: Claimed; secrets: string[]; lease: string }[]> {
     const lease = iso(LEASE_SECONDS * 1000);
     return deps.db.withTenant({ orgId }, async (tx) => {
+      // The rows to claim are chosen once (a materialized CTE): as an IN (… limit … for update
+      // skip locked) subquery, a nested-loop plan rescans it per row and each rescan skips the
+      // rows just leased, so one claim took far more than `limit`. Only deliveries of enabled
+      // endpoints are candidates, or a disabled endpoint's backlog would fill every batch.
       const list = await rows<Claimed>(
         tx,
-        sql`update webhook_deliveries d set lease_until = ${lease}::timestamptz, attempts = d.attempts + 1
-            from webhook_endpoints e
-            where d.org_id = ${orgId} and e.org_id = d.org_id and e.id = d.endpoint_id and e.enabled
-              and d.id in (select id from webhook_deliveries
-                           where org_id = ${orgId} and status = 'pending' and next_attempt_at <= ${iso()}::timestamptz
-                             and (lease_until is null or lease_until < ${iso()}::timestamptz)
-                           order by next_attempt_at limit ${limit} for update skip locked)
+        sql`with due as materialized (
+              select d.id from webhook_deliveries d
+              join webhook_endpoints e on e.org_id = d.org_id and e.id = d.endpoint_id and e.enabled
+              where d.org_id = ${orgId} and d.status = 'pending' and d.next_attempt_at <= ${iso()}::timestamptz
+                and (d.lease_until is null or d.lease_until < ${iso()}::timestamptz)
+              order by d.next_attempt_at limit ${limit}
+              for update of d skip locked)
+            update webhook_deliveries d set lease_until = ${lease}::timestamptz, attempts = d.attempts + 1
+            from due, webhook_endpoints e
+            where d.org_id = ${orgId} and d.id = due.id and e.org_id = d.org_id and e.id = d.endpoint_id
             returning d.id, d.endpoint_id, d.message_id, d.payload, d.attempts, e.url, e.secret_sealed, e.previous_secret_sealed,
               e.previous_secret_expires_at`,
       );
@@ -134,10 +144,13 @@ export function createWebhookWorker(deps: WorkerDeps) {
               last_latency_ms = ${Math.round(outcome.latencyMs)}, completed_at = ${next ? null : at}::timestamptz
             where org_id = ${orgId} and id = ${c.id}`,
       );
+      // The endpoint row is shared by all its deliveries: a success writes (and locks) it only
+      // when there is a failure streak to end, or concurrent successes would queue on its lock.
       await exec(
         tx,
-        sql`update webhook_endpoints set consecutive_failures = case when ${outcome.ok} then 0 else consecutive_failures + 1 end
-            where org_id = ${orgId} and id = ${c.endpoint_id}`,
+        outcome.ok
+          ? sql`update webhook_endpoints set consecutive_failures = 0 where org_id = ${orgId} and id = ${c.endpoint_id} and consecutive_failures <> 0`
+          : sql`update webhook_endpoints set consecutive_failures = consecutive_failures + 1 where org_id = ${orgId} and id = ${c.endpoint_id}`,
       );
       if (exhausted) await disable(tx, orgId, c.endpoint_id);
     });
@@ -166,7 +179,11 @@ export function createWebhookWorker(deps: WorkerDeps) {
     });
   }
 
-  /** After a pass over an org: due again at its next pending attempt, or off the list. */
+  /**
+   * After a pass over an org: due again at its next pending attempt, or off the list. Work
+   * already due counts as due now, behind the orgs that have waited longer (claims go oldest
+   * first): a backlog's old attempt times would otherwise put its org first on every pass.
+   */
   async function reschedule(orgId: string, lease: string): Promise<void> {
     await deps.db.withTenant({ orgId }, async (tx) => {
       const next = await one<{ at: Date | null }>(
@@ -177,7 +194,8 @@ export function createWebhookWorker(deps: WorkerDeps) {
       );
       // Conditional on our lease: an event queued meanwhile moved due_at to now, and stays due.
       if (next?.at) {
-        await exec(tx, sql`update webhook_due set due_at = ${next.at.toISOString()}::timestamptz where org_id = ${orgId} and due_at = ${lease}::timestamptz`);
+        const due = new Date(Math.max(next.at.getTime(), deps.clock.now().getTime()));
+        await exec(tx, sql`update webhook_due set due_at = ${due.toISOString()}::timestamptz where org_id = ${orgId} and due_at = ${lease}::timestamptz`);
       } else {
         await exec(tx, sql`delete from webhook_due where org_id = ${orgId} and due_at = ${lease}::timestamptz`);
       }
@@ -207,11 +225,12 @@ export function createWebhookWorker(deps: WorkerDeps) {
     let attempted = 0;
     for (const { orgId, lease } of await claimOrgs(20)) {
       try {
-        // Once stopping, no new claim; the org is still rescheduled, so it is due again at once
-        // for the next worker instead of staying leased to a process that is going away.
-        while (!stopping) {
+        // One batch per org per pass: an org with a backlog (or slow receivers) takes its turn
+        // with the others instead of holding the worker until it is drained. Once stopping, no
+        // new claim; the org is still rescheduled, so it is due again at once for the next
+        // worker instead of staying leased to a process that is going away.
+        if (!stopping) {
           const jobs = await claimDeliveries(orgId, batch);
-          if (jobs.length === 0) break;
           attempted += jobs.length;
           await pool(jobs, concurrency, (job) => track(stopping ? release(orgId, job) : deliver(orgId, job)));
         }
@@ -252,7 +271,7 @@ export function createWebhookWorker(deps: WorkerDeps) {
           });
           if (n === 0 && running) await new Promise<void>((resolve) => {
             wake = resolve;
-            setTimeout(resolve, deps.idleMs ?? 1000).unref();
+            setTimeout(resolve, deps.idleMs ?? 250).unref();
           });
         }
       })();
