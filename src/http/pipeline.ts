@@ -96,6 +96,36 @@ async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: Pipelin
 }
 
 /**
+ * Addresses whose failed key authentications went over the `probe` policy, until when. The
+ * checksum is public, so well-formed unknown tokens are free to mint and each costs a lookup
+ * (a forged session cookie fails its HMAC first): past the limit an address is refused before
+ * the lookup. The count is shared (the limiter); the block is per process, learnt by each
+ * instance at the address's next failure there.
+ */
+const keyFailureBlocks = new WeakMap<PipelineOptions, Map<string, number>>();
+
+async function verifyKey(request: FastifyRequest, ctx: RequestContext, orgId: string | null, opts: PipelineOptions) {
+  let blocks = keyFailureBlocks.get(opts);
+  if (!blocks) keyFailureBlocks.set(opts, (blocks = new Map()));
+  const subject = rateLimitSubject(ctx.ip);
+  const now = opts.now().getTime();
+  const until = blocks.get(subject);
+  if (until !== undefined) {
+    if (until > now) throw new AppError('rate_limited', `too many failed key authentications: retry in ${Math.ceil((until - now) / 1000)} s`);
+    blocks.delete(subject);
+  }
+  const verified = await opts.auth.key(request, ctx, orgId);
+  if (!verified && request.headers.authorization && opts.limiter) {
+    const d = await opts.limiter.hit('probe', ['key-failure', subject]);
+    if (!d.allowed) {
+      if (blocks.size > 10_000) blocks.clear();
+      blocks.set(subject, now + Math.max(1, d.retryAfterSeconds) * 1000);
+    }
+  }
+  return verified;
+}
+
+/**
  * Who a signed-in request is counted against. A person: per user. A secret key: per key and
  * per creator, so that a member's many keys share one budget. A publishable key (public, used
  * by an org's visitors): per key and client address, so that someone who copies it from a page
@@ -124,7 +154,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   const orgId = orgScoped(route) && isUuid(params.orgId) ? params.orgId : null;
   // Each context has one credential: console routes read only the cookie, key routes only the
   // Authorization header, so neither can stand in for the other.
-  const verified = route.auth.mode === 'key' ? await opts.auth.key(request, ctx, orgId) : await opts.auth.session(request, reply, ctx, orgId);
+  const verified = route.auth.mode === 'key' ? await verifyKey(request, ctx, orgId, opts) : await opts.auth.session(request, reply, ctx, orgId);
   const expected = route.auth.mode === 'key' ? 'api_key' : 'user';
   if (!verified || verified.actor.type !== expected) throw new AppError('unauthenticated');
   ctx.actor = verified.actor;

@@ -14,6 +14,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import { generateApiToken } from '../../src/crypto/index.js';
 import { createWebhookWorker, newWebhookSecret, type DeliveryOutcome, type WebhookTransport } from '../../src/domains/webhooks/index.js';
 import { call, code, freshOrg, passwordUser } from '../account-protection/support.js';
 import { seedTenant } from '../isolation/fixtures.js';
@@ -246,12 +247,6 @@ describe.each(ENGINES)('review s3 — API keys and webhooks on %s', (engine) => 
   });
 
   it.todo(
-    '[review S3 K-3, open] failed key authentications are not throttled: the CRC32 checksum is public, so anyone can mint well-formed tokens ' +
-      'that each cost a database lookup (no per-address limit on /v1 before or after the lookup; a forged session cookie, by contrast, fails its HMAC ' +
-      'before any query). Fix: count key-authentication failures per address (rateLimitSubject) under the probe policy and refuse an address over ' +
-      'it before the lookup (needs a limiter check that does not count, or counting every unauthenticated /v1 request per address)',
-  );
-  it.todo(
     '[review S3 K-6, open] deleting a project deletes the keys bound to it (api_keys FK on delete cascade): they vanish from the key list with no ' +
       'api_key.revoked event, so the audit trail\u2019s actor ids for them no longer resolve to a name, kind or creator. Fix: revoke bound keys in ' +
       'projects.remove (revoked_at, revoked_by, audit api_key.revoked) before the delete, and keep the rows (an FK that cannot cascade to set null, ' +
@@ -454,7 +449,7 @@ describe.each(ENGINES)('review s3 — API keys and webhooks on %s', (engine) => 
 describe.each(ENGINES)('review s3 — refusals and the per-actor rate limit on %s', (engine) => {
   let h: TestApp;
   beforeAll(async () => {
-    h = await createTestApp(engine, { config: { RATE_LIMITS: RELAXED_LIMITS.replace('authenticated=100000/60', 'authenticated=5/60') } });
+    h = await createTestApp(engine, { config: { RATE_LIMITS: RELAXED_LIMITS.replace('authenticated=100000/60', 'authenticated=5/60').replace('probe=100000/60', 'probe=5/60') } });
   });
   afterAll(async () => h?.close());
 
@@ -480,6 +475,31 @@ describe.each(ENGINES)('review s3 — refusals and the per-actor rate limit on %
     const memberStatuses: number[] = [];
     for (let i = 0; i < 8; i++) memberStatuses.push((await call(h, 'PATCH', `/api/orgs/${orgId}`, { cookie: mc, payload: { name: 'renamed' } })).statusCode);
     expect(memberStatuses).toContain(429);
+  });
+
+  it('[review S3 K-3, fixed] an address that keeps failing key authentication is refused before the lookup', async () => {
+    const { orgId } = await freshOrg(h);
+    const ip = '192.0.2.77';
+    const forged = () =>
+      h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, remoteAddress: ip, headers: { authorization: `Bearer ${generateApiToken('sk')}` } });
+    let lookups = 0;
+    const real = h.built.services.apiKeys.authenticate;
+    h.built.services.apiKeys.authenticate = (...args) => {
+      lookups++;
+      return real(...args);
+    };
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) statuses.push((await forged()).statusCode);
+      expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+      expect(statuses.at(-1)).toBe(429);
+      expect(lookups).toBeLessThan(12);
+      // Another address is not affected.
+      const other = await h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, remoteAddress: '198.51.100.9', headers: { authorization: `Bearer ${generateApiToken('sk')}` } });
+      expect(other.statusCode).toBe(401);
+    } finally {
+      h.built.services.apiKeys.authenticate = real;
+    }
   });
 
   it('[review S3 K-7, fixed] a copied publishable key spends its copier’s budget (per key and address), not the visitors’', async () => {
