@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/index.js';
 import { Keyring } from './crypto/index.js';
-import type { Database } from './db/database.js';
+import type { Database, Tx } from './db/database.js';
+import type { RequestContext } from './kernel/context.js';
 import type { Clock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { buildOpenApi } from './http/openapi.js';
@@ -68,9 +69,12 @@ export async function buildApp(deps: AppDeps) {
     absoluteSeconds: config.session.absoluteSeconds,
     touchIntervalSeconds: config.session.touchIntervalSeconds,
   });
+  const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
+  const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
   const tenancyDeps = {
     db, audit, clock, mail, publicOrigin: config.publicOrigin,
     onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
+    onProjectDeleted: (tx: Tx, ctx: RequestContext, orgId: string, projectId: string) => apiKeys.revokeBoundTo(tx, ctx, orgId, projectId),
   };
   const orgs = createOrgService(tenancyDeps);
   const members = createMemberService(tenancyDeps);
@@ -88,8 +92,6 @@ export async function buildApp(deps: AppDeps) {
       await sessions.revokeAll(tx, userId, reason, keep);
     },
   });
-  const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
-  const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
   const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
   const webhooks = createWebhookService({ db, audit, clock, sealer, destination });
   const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });

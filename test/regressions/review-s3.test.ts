@@ -246,12 +246,19 @@ describe.each(ENGINES)('review s3 — API keys and webhooks on %s', (engine) => 
     expect((await bearer(h, 'GET', url, token, { headers: { origin: 'https://shop.example' } })).statusCode).toBe(200);
   });
 
-  it.todo(
-    '[review S3 K-6, open] deleting a project deletes the keys bound to it (api_keys FK on delete cascade): they vanish from the key list with no ' +
-      'api_key.revoked event, so the audit trail\u2019s actor ids for them no longer resolve to a name, kind or creator. Fix: revoke bound keys in ' +
-      'projects.remove (revoked_at, revoked_by, audit api_key.revoked) before the delete, and keep the rows (an FK that cannot cascade to set null, ' +
-      'which would unbind and widen the key)',
-  );
+  it('[review S3 K-6, fixed] deleting a project revokes the keys bound to it, audited, and keeps their rows', async () => {
+    const project = (await admin.call('POST', `/api/orgs/${acme}/projects`, { name: `doomed-${uniq()}` })).json<{ id: string }>().id;
+    const bound = await createKey(admin, acme, { name: `bound-${uniq()}`, kind: 'secret', permissions: ['projects:read', 'assets:read'], projectId: project });
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects/${project}/assets`, bound.token)).statusCode).toBe(200);
+    expect((await admin.call('DELETE', `/api/orgs/${acme}/projects/${project}`)).statusCode).toBe(204);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, bound.token)).statusCode).toBe(401);
+    const listed = (await admin.call('GET', `/api/orgs/${acme}/api-keys`)).json<{ keys: (KeyView & { status: string; projectId: string })[] }>().keys;
+    expect(listed.find((k) => k.id === bound.key.id)).toMatchObject({ status: 'revoked', projectId: project });
+    const events = await h.t.owner.query<{ details: { reason?: string } }>(
+      "select details from audit_events where org_id = $1 and action = 'api_key.revoked' and target_id = $2", [acme, bound.key.id],
+    );
+    expect(events.map((e) => e.details.reason)).toEqual(['project_deleted']);
+  });
 
   // -------------------------------------------------------------------------------------------
   // Outbound webhooks

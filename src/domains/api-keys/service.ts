@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { generateApiToken, newId, parseApiToken, sha256Hex } from '../../crypto/index.js';
-import { exec, one, rows, type BoundColumns, type Database } from '../../db/database.js';
+import { exec, one, rows, type BoundColumns, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type ApiKeyKind, type Actor, type OrgAccess, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -212,6 +212,19 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
         await exec(tx, sql`update api_keys set revoked_at = ${now().toISOString()}, revoked_by = ${user.userId} where org_id = ${org.orgId} and id = ${keyId}`);
         await deps.audit.append(tx, org.orgId, ctx, { action: 'api_key.revoked', target: { type: 'api_key', id: keyId }, details: { name: r.name } });
       });
+    },
+
+    /** Revokes, with an audit event each, the keys bound to a project that is being deleted (in its transaction). */
+    async revokeBoundTo(tx: Tx, ctx: RequestContext, orgId: string, projectId: string): Promise<void> {
+      const revokedBy = ctx.actor.type === 'user' ? ctx.actor.userId : null;
+      const revoked = await rows<{ id: string; name: string }>(
+        tx,
+        sql`update api_keys set revoked_at = ${now().toISOString()}, revoked_by = ${revokedBy}
+            where org_id = ${orgId} and project_id = ${projectId} and revoked_at is null returning id, name`,
+      );
+      for (const k of revoked) {
+        await deps.audit.append(tx, orgId, ctx, { action: 'api_key.revoked', target: { type: 'api_key', id: k.id }, details: { name: k.name, reason: 'project_deleted' } });
+      }
     },
 
     /** What the calling key may do now (its scopes within its creator's current rights). */

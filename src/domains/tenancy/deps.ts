@@ -1,5 +1,6 @@
 import type { Clock } from '../../kernel/clock.js';
 import type { Database, Tx } from '../../db/database.js';
+import type { RequestContext } from '../../kernel/context.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
 
@@ -14,4 +15,6 @@ export interface TenancyDeps {
    * Lock order everywhere: sessions before the audit head, so call this before audit.append.
    */
   onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
+  /** A project is about to be deleted (wired to the API keys bound to it, which are revoked). */
+  onProjectDeleted?(tx: Tx, ctx: RequestContext, orgId: string, projectId: string): Promise<void>;
 }

@@ -86,6 +86,9 @@ export function createProjectService(deps: TenancyDeps) {
     async remove(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const found = await one(tx, sql`select 1 from projects where org_id = ${org.orgId} and id = ${id} for update`);
+        if (!found) throw new AppError('not_found');
+        await deps.onProjectDeleted?.(tx, ctx, org.orgId, id);
         const n = await exec(tx, sql`delete from projects where org_id = ${org.orgId} and id = ${id}`);
         if (n !== 1) throw new AppError('not_found');
         await deps.audit.append(tx, org.orgId, ctx, { action: 'project.deleted', target: { type: 'project', id } });
