@@ -362,12 +362,9 @@ describe.each(ENGINES)('review s3 — API keys and webhooks on %s', (engine) => 
       'twenty orgs whose receivers stall delay a quiet org by minutes per pass (head-of-line blocking; W-1 only bounds it to one batch each). ' +
       'Fix: share the lanes across the orgs of a pass, with the total claimed per pass still within what the lanes can send inside one lease',
   );
-  it.todo(
-    '[review S3 W-5, open] destinations are resolved with dns.lookup (getaddrinfo on the libuv threadpool, 4 threads by default): a tenant whose ' +
-      'endpoint names sit on a deliberately slow authoritative server holds those threads for the resolver timeout on every attempt, even after ' +
-      'the transport\u2019s deadline gave up, and in `palisade serve` that stalls everything else on the pool (argon2 verification at sign-in, other ' +
-      'lookups) for every tenant. Fix: resolve with a dns.Resolver (c-ares, own timeout and tries, no threadpool, no hosts file) in defaultResolve',
-  );
+  // [review S3 W-5, fixed] destinations are resolved with a c-ares dns.Resolver (own timeout, no libuv threadpool),
+  // so slow authoritative servers cannot stall argon2 and other lookups: see defaultResolver in
+  // src/domains/webhooks/transport.ts; its localhost path is exercised by transport.test.ts.
 
   it('[SOUND] a delivery is reachable only through its own endpoint and org: no cross-endpoint or cross-org redelivery or log', async () => {
     const globexAdmin = client(h, await h.cookieFor(h.user('globex', 'admin').email));

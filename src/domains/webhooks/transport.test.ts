@@ -251,7 +251,7 @@ describe('with the loopback opt-in (development and tests)', () => {
     expect(rx.requests[0]?.headers.host).toBe(`[::1]:${rx.port}`);
   });
 
-  it('delivers to localhost through the system resolver, keeping the Host header', async () => {
+  it('delivers to localhost through the default resolver (c-ares, localhost answered locally), keeping the Host header', async () => {
     const rx = await receiver('127.0.0.1');
     const t = createWebhookTransport({ allowLoopback: true });
     const out = await t.send(`http://localhost:${rx.port}/`, secretHeaders, body);

@@ -51,7 +51,27 @@ const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
 // The transport owns framing and identity; a caller setting these would change what is checked or sent.
 const OWNED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'content-type', 'user-agent']);
 
-const defaultResolve: Resolver = (host) => dns.lookup(host, { all: true, verbatim: true });
+/**
+ * Destinations are resolved with c-ares (dns.Resolver: its own timeout and tries, no libuv
+ * threadpool), not getaddrinfo: a tenant whose names sit on a deliberately slow authoritative
+ * server would otherwise hold the threadpool's four threads on every attempt, stalling argon2
+ * and every other tenant's lookups in the same process (review S3 W-5). localhost names are
+ * loopback by definition (RFC 6761) and answered here, like the hosts file would.
+ */
+function defaultResolver(): Resolver {
+  const resolver = new dns.Resolver({ timeout: 2000, tries: 2 });
+  return async (host) => {
+    const name = host.toLowerCase().replace(/\.$/, '');
+    if (name === 'localhost' || name.endsWith('.localhost')) return [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }];
+    const [v4, v6] = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+    const answers = [
+      ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+      ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+    ];
+    if (answers.length === 0) throw new Error('no address');
+    return answers;
+  };
+}
 
 type Checked = { ok: true; addresses: ResolvedAddress[] } | { ok: false; error: string };
 
@@ -134,7 +154,7 @@ function checkHeaders(headers: Record<string, string>): Record<string, string> {
 export function createWebhookTransport(opts: WebhookTransportOptions): WebhookTransport {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxResponseBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-  const resolve = opts.resolve ?? defaultResolve;
+  const resolve = opts.resolve ?? defaultResolver();
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new InvariantError('timeoutMs must be a positive integer');
   if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 0) throw new InvariantError('maxResponseBytes must be a non-negative integer');
 
