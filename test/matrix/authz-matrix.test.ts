@@ -410,6 +410,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
           // The caller's own key (revoking another member's needs keys:manage, a domain rule);
           // for idor and the other org, a key of that org's owner.
           params.keyId = (await fx.apiKey(objOrg.id, objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId, { kind: 'secret' })).id;
+          // Expired at once (revoking it still works): the cases leave no active key behind, so the
+          // identities stay under the 25 active keys a member may hold.
+          await h.t.owner.query('update api_keys set expires_at = $2 where id = $1', [params.keyId, new Date(h.clock.now().getTime() - 1000).toISOString()]);
           break;
         case 'sourceId':
           params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
