@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { ensureDataset } from './lib/dataset.js';
 import { BENCH, palisadeEnv } from './lib/env.js';
 import { runLoad } from './lib/load.js';
-import { palisadeSessions } from './lib/sessions.js';
+import { palisadeKeys, palisadeSessions } from './lib/sessions.js';
 import { startServer } from './lib/procs.js';
 
 /**
  * npm run bench:profile — the protected read under load with --cpu-prof, then the functions
  * that took the most self time. Where the time goes, before changing anything.
+ * BENCH_PROFILE=key profiles the same read authenticated by API keys (/v1) instead of sessions.
  */
 interface ProfileNode {
   id: number;
@@ -17,14 +18,15 @@ interface ProfileNode {
   hitCount?: number;
 }
 
+const byKey = process.env.BENCH_PROFILE === 'key';
 const users = await ensureDataset((s) => process.stdout.write(`${s}\n`));
-const targets = await palisadeSessions(users);
 const dir = mkdtempSync(join(tmpdir(), 'palisade-prof-'));
 const server = await startServer('palisade', 'palisade.ts', 4199, palisadeEnv(4199), ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+const targets = byKey ? await palisadeKeys(server.base, users) : await palisadeSessions(users);
 await runLoad(server.base, targets, { seconds: 2, connections: BENCH.connections });
 const r = await runLoad(server.base, targets, { seconds: BENCH.seconds, connections: BENCH.connections });
 await server.stop();
-process.stdout.write(`${Math.round(r.rps)} req/s during the profile\n`);
+process.stdout.write(`${Math.round(r.rps)} req/s during the profile (${byKey ? 'API keys' : 'sessions'}; non-2xx ${r.non2xx})\n`);
 // One profile per thread: the main thread's is the largest (tsx's loader worker idles).
 const file = readdirSync(dir)
   .filter((f) => f.endsWith('.cpuprofile'))

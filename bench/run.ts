@@ -5,15 +5,16 @@ import pg from 'pg';
 import { ensureDataset, type BenchUser } from './lib/dataset.js';
 import { BENCH, dbUrl, palisadeEnv } from './lib/env.js';
 import { median, runLoad, type LoadResult, type Target } from './lib/load.js';
-import { chainVerification, mutation, permissionChecks } from './lib/micro.js';
+import { chainVerification, mutation, permissionChecks, verificationCost } from './lib/micro.js';
 import { runToExit, startServer, type Server } from './lib/procs.js';
-import { palisadeSessions } from './lib/sessions.js';
+import { palisadeKeys, palisadeSessions } from './lib/sessions.js';
 import { openDatabase } from '../src/db/open.js';
 
 /**
- * npm run bench: bare Fastify, Palisade, Palisade with an API key (when keys exist) and
- * Better Auth (with and without its cookie cache), same PostgreSQL and data set, one run;
- * then the in-process figures. Prints medians over rounds run in alternating order.
+ * npm run bench: bare Fastify, Palisade (session cookie), Palisade with an API key, Palisade with
+ * its rate-limit counters in Redis and Better Auth (with and without its cookie cache), same
+ * PostgreSQL and data set, one run; then the in-process figures. Prints medians over rounds run
+ * in alternating order. BENCH_QUICK=1: bare, palisade and palisade-key only.
  */
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -34,6 +35,21 @@ function fmt(n: number, d = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 }
 
+function signed(n: number, d = 1): string {
+  return `${n >= 0 ? '+' : ''}${fmt(n, d)}`;
+}
+
+/** The orgs and raw credentials of a contender's targets (the cookie value or the Bearer token), for the in-process figure. */
+function credentials(targets: Target[], header: 'cookie' | 'authorization'): { orgId: string; cookie: string; token: string }[] {
+  return targets.map((t) => {
+    const orgId = /\/orgs\/([0-9a-f-]{36})\//.exec(t.path)?.[1];
+    const raw = t.headers[header];
+    if (!orgId || !raw) throw new Error(`no ${header} in bench target ${t.path}`);
+    const value = header === 'cookie' ? raw.slice(raw.indexOf('=') + 1) : raw.replace(/^Bearer /, '');
+    return { orgId, cookie: value, token: value };
+  });
+}
+
 async function main(): Promise<void> {
   log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`);
   const users = await ensureDataset(log);
@@ -49,21 +65,29 @@ async function main(): Promise<void> {
   const servers: Record<string, Server> = {
     bare: await startServer('bare', 'bare.ts', 4101, {}),
     palisade: await startServer('palisade', 'palisade.ts', 4102, palisadeEnv(4102)),
-    // The same server with its rate-limit counters in Redis (what a multi-instance deployment runs).
-    'palisade-redis': await startServer('palisade-redis', 'palisade.ts', 4105, { ...palisadeEnv(4105), REDIS_URL: BENCH.redisUrl }),
   };
-  // BENCH_QUICK=1 compares bare and palisade only (for iterating on the read path).
+  // The same read on the same server process (same pool, same warm code), authenticated by a
+  // secret API key (Authorization: Bearer) on /v1 instead of the session cookie. A process of its
+  // own would hold another pool: six pools of 20 exceed PostgreSQL's default 100 connections.
+  servers['palisade-key'] = servers.palisade as Server;
+  // BENCH_QUICK=1 compares bare, palisade and palisade-key only (for iterating on the read path).
   if (!BENCH.quick) {
+    // The same server with its rate-limit counters in Redis (what a multi-instance deployment runs).
+    servers['palisade-redis'] = await startServer('palisade-redis', 'palisade.ts', 4105, { ...palisadeEnv(4105), REDIS_URL: BENCH.redisUrl });
     servers['better-auth'] = await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' });
     servers['better-auth-cache'] = await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' });
   }
-  const targets: Record<string, Target[]> = {
-    bare: bareTargets, palisade: palTargets, 'palisade-redis': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
-  };
   const names = Object.keys(servers);
   const results: Record<string, LoadResult[]> = Object.fromEntries(names.map((n) => [n, []]));
   let leaks = 0;
+  const med = (n: string, k: keyof LoadResult) => median((results[n] ?? []).map((r) => r[k] as number));
+  let keyTargets: Target[];
   try {
+    log('creating one secret API key per bench user (the console route, assets:read, bound to the user\u2019s project)');
+    keyTargets = await palisadeKeys((servers['palisade-key'] as Server).base, users);
+    const targets: Record<string, Target[]> = {
+      bare: bareTargets, palisade: palTargets, 'palisade-key': keyTargets, 'palisade-redis': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
+    };
     for (const n of names) await runLoad((servers[n] as Server).base, targets[n] as Target[], { seconds: BENCH.warmupSeconds, connections: BENCH.connections });
     for (let round = 0; round < BENCH.rounds; round++) {
       const order = names.map((_, i) => names[(i + round) % names.length] as string);
@@ -74,26 +98,40 @@ async function main(): Promise<void> {
         log(`  round ${round + 1} ${n.padEnd(18)} ${fmt(r.rps)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  non-2xx ${r.non2xx}  leaks ${r.leaks}/${r.checked}`);
       }
     }
-    const med = (n: string, k: keyof LoadResult) => median((results[n] ?? []).map((r) => r[k] as number));
     const bareRps = med('bare', 'rps');
     log('\n| route | req/s | p50 ms | p99 ms | p99.9 ms | × bare | non-2xx |');
     log('|---|---:|---:|---:|---:|---:|---:|');
     for (const n of names) {
       log(`| ${n} | ${fmt(med(n, 'rps'))} | ${fmt(med(n, 'p50'), 1)} | ${fmt(med(n, 'p99'), 1)} | ${fmt(med(n, 'p999'), 1)} | ${fmt(med(n, 'rps') / bareRps, 2)} | ${(results[n] ?? []).reduce((a, r) => a + r.non2xx, 0)} |`);
     }
-    log('| palisade-key | skipped: API keys do not exist yet (issue #5) | | | | | |');
-    log(`\nrate limiter in Redis vs in process: p50 ${fmt(med('palisade-redis', 'p50') - med('palisade', 'p50'), 1)} ms, p99 ${fmt(med('palisade-redis', 'p99') - med('palisade', 'p99'), 1)} ms, throughput ${fmt(med('palisade-redis', 'rps') / med('palisade', 'rps'), 2)} ×`);
-    if (BENCH.quick) return;
+    const keyRps = med('palisade-key', 'rps');
+    const palRps = med('palisade', 'rps');
+    // At saturation the server spends 1/throughput per request: the difference is what the key
+    // costs the server per request more (or less) than the session.
+    const extraUs = (1 / keyRps - 1 / palRps) * 1e6;
+    log(`\nAPI key vs session (same read): palisade-key / palisade ${fmt(keyRps / palRps, 2)} × throughput (${fmt(keyRps / bareRps, 2)} × bare, palisade ${fmt(palRps / bareRps, 2)} × bare); `
+      + `p50 ${signed(med('palisade-key', 'p50') - med('palisade', 'p50'))} ms, p99 ${signed(med('palisade-key', 'p99') - med('palisade', 'p99'))} ms; `
+      + `${signed(extraUs, 0)} µs of server time per request at saturation`);
+    if (!BENCH.quick) leaks += await fullOnly();
+  } finally {
+    for (const s of new Set(Object.values(servers))) await s.stop();
+  }
+
+  /** The comparisons a quick run skips: Redis limiter, Better Auth, half load, login flood. Returns leaks seen. */
+  async function fullOnly(): Promise<number> {
+    let seen = 0;
+    const bareRps = med('bare', 'rps');
+    log(`rate limiter in Redis vs in process: p50 ${fmt(med('palisade-redis', 'p50') - med('palisade', 'p50'), 1)} ms, p99 ${fmt(med('palisade-redis', 'p99') - med('palisade', 'p99'), 1)} ms, throughput ${fmt(med('palisade-redis', 'rps') / med('palisade', 'rps'), 2)} ×`);
     log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} ×; palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×`);
 
     const half = Math.max(1, Math.round(bareRps / 2));
     const halfBare = await runLoad(servers.bare!.base, bareTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
     const halfPal = await runLoad(servers.palisade!.base, palTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
-    leaks += halfBare.leaks + halfPal.leaks;
+    seen += halfBare.leaks + halfPal.leaks;
     log(`\nhalf load (${fmt(half)} req/s): bare p99 ${halfBare.p99} ms, palisade p99 ${halfPal.p99} ms (+${fmt(halfPal.p99 - halfBare.p99, 1)} ms; target ≤ +1.5 ms)`);
 
     // Protected reads at half load while argon2 logins saturate their pool.
-    const loginTargets: Target[] = users.map((u) => ({ path: '/api/auth/login', headers: { origin: 'https://bench.palisade.test' }, project: u.projectId }));
+    const loginTargets: Target[] = users.map((u) => ({ path: '/api/auth/login', headers: { origin: BENCH.publicOrigin }, project: u.projectId }));
     const flood = runLoad(servers.palisade!.base, loginTargets, {
       seconds: BENCH.seconds + 2, connections: 16, method: 'POST', check: false,
       body: (i) => JSON.stringify({ email: users[i % users.length]?.email, password: BENCH.password }),
@@ -101,27 +139,34 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 1000));
     const underFlood = await runLoad(servers.palisade!.base, palTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
     const floodResult = await flood;
-    leaks += underFlood.leaks;
+    seen += underFlood.leaks;
     log(`login flood (${fmt(floodResult.rps)} logins/s): protected-read p99 ${underFlood.p99} ms vs idle ${halfPal.p99} ms = ${fmt(underFlood.p99 / Math.max(halfPal.p99, 0.001), 2)} × (target ≤ 2 ×)`);
-  } finally {
-    for (const s of Object.values(servers)) await s.stop();
+    return seen;
   }
 
-  const perms = permissionChecks();
-  log(`\npermission checks: ${fmt(perms / 1e6, 1)} M/s (target ≥ 5 M/s)`);
   const { db, owner } = await openDatabase(
     { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 16 },
     { migrate: false },
   );
   try {
-    const m = await mutation(db, users, BENCH.seconds);
-    log(`mutation (2 sealed fields + chained audit): ${fmt(m.secured)} ops/s vs plain insert ${fmt(m.plain)} ops/s = ${fmt(m.secured / m.plain, 2)} × (target ≥ 0.6 ×)`);
+    const v = await verificationCost(db, credentials(palTargets, 'cookie'), credentials(keyTargets, 'authorization'), BENCH.seconds);
+    log(`\nverification alone (in process, request transaction, no HTTP): session ${fmt(v.session.sequentialUs)} µs, key ${fmt(v.key.sequentialUs)} µs sequentially `
+      + `(key / session ${fmt(v.key.sequentialUs / v.session.sequentialUs, 2)} ×); 16 callers: session ${fmt(v.session.concurrentPerSecond)}/s, key ${fmt(v.key.concurrentPerSecond)}/s `
+      + `(key / session ${fmt(v.key.concurrentPerSecond / v.session.concurrentPerSecond, 2)} ×)`);
+    if (!BENCH.quick) {
+      const perms = permissionChecks();
+      log(`\npermission checks: ${fmt(perms / 1e6, 1)} M/s (target ≥ 5 M/s)`);
+      const m = await mutation(db, users, BENCH.seconds);
+      log(`mutation (2 sealed fields + chained audit): ${fmt(m.secured)} ops/s vs plain insert ${fmt(m.plain)} ops/s = ${fmt(m.secured / m.plain, 2)} × (target ≥ 0.6 ×)`);
+    }
   } finally {
     await db.close();
     await owner.close();
   }
-  const chain = await chainVerification(log);
-  log(`audit chain verification: ${fmt(chain.events)} events at ${fmt(chain.perSecond)} events/s, ${chain.ok ? 'intact' : 'BROKEN'} (target ≥ 500k/s)`);
+  if (!BENCH.quick) {
+    const chain = await chainVerification(log);
+    log(`audit chain verification: ${fmt(chain.events)} events at ${fmt(chain.perSecond)} events/s, ${chain.ok ? 'intact' : 'BROKEN'} (target ≥ 500k/s)`);
+  }
   if (leaks > 0) {
     log(`\nFAIL: ${leaks} responses carried another tenant's rows`);
     process.exit(1);

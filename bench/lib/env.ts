@@ -18,6 +18,8 @@ export const BENCH = {
   kek: `bench:${Buffer.alloc(32, 3).toString('base64')}`,
   sessionSecret: Buffer.alloc(32, 5).toString('base64'),
   runtimeRole: 'palisade_bench_app',
+  /** The server's PUBLIC_ORIGIN: what a browser's Origin header says on console mutations. */
+  publicOrigin: 'https://bench.palisade.test',
 };
 
 export function dbUrl(user = 'postgres', db = BENCH.dbName): string {
@@ -33,7 +35,7 @@ export function palisadeEnv(port: number): Record<string, string> {
     PALISADE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',
-    PUBLIC_ORIGIN: 'https://bench.palisade.test',
+    PUBLIC_ORIGIN: BENCH.publicOrigin,
     DATABASE_URL: dbUrl(),
     PALISADE_DB_RUNTIME_ROLE: BENCH.runtimeRole,
     PALISADE_DB_POOL_SIZE: String(BENCH.poolSize),

@@ -4,7 +4,9 @@ import { Keyring, newId } from '../../src/crypto/index.js';
 import { exec, type Database } from '../../src/db/database.js';
 import { chainKeysFrom, createAuditWriter, verifyChain } from '../../src/domains/audit/index.js';
 import { eventHash, GENESIS_HASH, type ChainedEvent } from '../../src/domains/audit/chain.js';
+import { createApiKeyService, createKeyUsage } from '../../src/domains/api-keys/index.js';
 import { createSealer } from '../../src/domains/keys/index.js';
+import { createSessionService } from '../../src/domains/sessions/index.js';
 import { systemClock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { ALL_PERMISSIONS, BUILTIN_ROLE_PERMISSIONS, PermissionSet } from '../../src/kernel/permissions.js';
@@ -120,3 +122,58 @@ export async function chainVerification(log: (s: string) => void): Promise<{ eve
 }
 
 export { dbUrl };
+
+export interface VerificationCost {
+  /** Mean time of one verification, one caller after another (µs). */
+  sequentialUs: number;
+  /** Verifications per second with 16 callers at once. */
+  concurrentPerSecond: number;
+}
+
+/**
+ * Authentication alone, in process, as the server runs it for an org-scoped read: a request
+ * transaction (BEGIN + binding + the authentication statement in one message, then COMMIT)
+ * around `sessions.verify` (cookie HMAC + palisade_session_in_org) or `apiKeys.authenticate`
+ * (token checksum + SHA-256 + palisade_key_in_org). No HTTP, no query: what a credential costs.
+ */
+export async function verificationCost(
+  db: Database,
+  sessionTargets: { orgId: string; cookie: string }[],
+  keyTargets: { orgId: string; token: string }[],
+  seconds: number,
+): Promise<{ session: VerificationCost; key: VerificationCost }> {
+  const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
+  const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), onError: () => undefined });
+  const sessions = createSessionService({
+    db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+  });
+  const usage = createKeyUsage({ db, onError: () => undefined });
+  const apiKeys = createApiKeyService({ db, audit, clock: systemClock, usage });
+  const ctx = systemContext('bench');
+  const verifySession = async (i: number) => {
+    const t = sessionTargets[i % sessionTargets.length] as { orgId: string; cookie: string };
+    const v = await db.requestTransaction(() => sessions.verify(t.cookie, ctx, t.orgId));
+    if (!v?.standing) throw new Error('bench session did not verify');
+  };
+  const verifyKey = async (i: number) => {
+    const t = keyTargets[i % keyTargets.length] as { orgId: string; token: string };
+    const v = await db.requestTransaction(() => apiKeys.authenticate(t.token, t.orgId, null));
+    if (!v) throw new Error('bench key did not verify');
+  };
+  const half = seconds / 2;
+  try {
+    // Warm both (plans cached per connection), then alternate so that neither runs on a colder pool.
+    await timed(1, 16, verifySession);
+    await timed(1, 16, verifyKey);
+    const s1 = await timed(half, 1, verifySession);
+    const k1 = await timed(half, 1, verifyKey);
+    const k16 = await timed(half, 16, verifyKey);
+    const s16 = await timed(half, 16, verifySession);
+    return {
+      session: { sequentialUs: 1e6 / s1, concurrentPerSecond: s16 },
+      key: { sequentialUs: 1e6 / k1, concurrentPerSecond: k16 },
+    };
+  } finally {
+    await usage.close();
+  }
+}
