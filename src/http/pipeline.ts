@@ -6,7 +6,7 @@ import { isUuid } from '../kernel/ids.js';
 import { ipInList, rateLimitSubject } from '../kernel/ip.js';
 import { isAdminLevel, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
-import { assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
+import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
 export interface Authenticators {
@@ -156,7 +156,11 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // Authorization header, so neither can stand in for the other.
   const verified = route.auth.mode === 'key' ? await verifyKey(request, ctx, orgId, opts) : await opts.auth.session(request, reply, ctx, orgId);
   const expected = route.auth.mode === 'key' ? 'api_key' : 'user';
-  if (!verified || verified.actor.type !== expected) throw new AppError('unauthenticated');
+  if (!verified || verified.actor.type !== expected) {
+    // Says nothing about the key (it is not looked at here), only where keys are accepted.
+    const sentKey = route.auth.mode === 'session' && /^Bearer pal_/i.test(String(request.headers.authorization ?? ''));
+    throw new AppError('unauthenticated', sentKey ? `API keys work on ${API_PREFIX}/… routes; this console route needs a session` : undefined);
+  }
   ctx.actor = verified.actor;
   // Counted before anything can refuse: a refusal is audited (a write to the org's chain), so
   // refused requests must spend the caller's budget too, or a publishable key (public by

@@ -83,8 +83,12 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     // Console-only resources have no /v1 route at all.
     expect((await bearer('GET', `/v1/orgs/${acme}/settings`, token)).statusCode).toBe(404);
     expect((await bearer('GET', `/v1/orgs/${acme}/api-keys`, token)).statusCode).toBe(404);
+    // Every key can read its org, and so look at itself.
     const whoami = await bearer('GET', `/v1/orgs/${acme}/key`, token);
-    expect(whoami.statusCode).toBe(403); // the key lacks org:read
+    expect(whoami.statusCode).toBe(200);
+    expect(whoami.json()).toMatchObject({ kind: 'secret', orgId: acme, permissions: ['org:read', 'projects:read'], projectIds: null });
+    // A key on a console route is told where keys work (nothing about the key itself).
+    expect((await bearer('GET', `/api/orgs/${acme}/projects`, token)).json<Problem>().detail).toMatch(/\/v1/);
   });
 
   it('refuses malformed, checksum-broken, unknown, other-org, revoked and expired keys alike', async () => {

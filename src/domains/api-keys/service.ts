@@ -117,7 +117,8 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
   }
 
   function checkScopes(org: OrgAccess, input: NewKey): PermissionSet {
-    const wanted = PermissionSet.of(input.permissions);
+    // Like every role, every key can read its org (and so introspect itself at /v1/orgs/:orgId/key).
+    const wanted = PermissionSet.of([...input.permissions, 'org:read']);
     if (!KEY_SET.covers(wanted)) throw new AppError('validation_failed', `an API key may hold only ${API_KEY_PERMISSIONS.join(', ')}`);
     if (input.kind === 'publishable' && !BROWSER_SET.covers(wanted)) {
       throw new AppError('validation_failed', `a publishable key is public: it may hold only ${BROWSER_SAFE_PERMISSIONS.join(', ')}`);
@@ -125,7 +126,10 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
     if (input.projectId && !PROJECT_SET.covers(wanted)) {
       throw new AppError('validation_failed', `a key bound to a project may hold only ${PROJECT_KEY_PERMISSIONS.join(', ')}`);
     }
-    if (!org.permissions.covers(wanted)) throw new AppError('privilege_escalation', 'a key cannot hold a permission you do not have');
+    if (!org.permissions.covers(wanted)) {
+      const missing = wanted.list().filter((p) => !org.permissions.has(p));
+      throw new AppError('privilege_escalation', `a key cannot hold a permission you do not have here: ${missing.join(', ')}`);
+    }
     return wanted;
   }
 

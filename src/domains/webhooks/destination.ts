@@ -200,6 +200,11 @@ export function inspectDestinationUrl(raw: string, opts: DestinationOptions): De
  */
 export function checkDestinationUrl(raw: string, opts: DestinationOptions): URL {
   const r = inspectDestinationUrl(raw, opts);
-  if (!r.ok) throw new AppError('validation_failed', r.reason);
+  if (!r.ok) {
+    // The transport keeps the bare reason (delivery logs); a person registering a URL also
+    // learns how a local receiver is allowed in development.
+    const hint = r.refused === 'loopback' && !opts.allowLoopback ? ' (a development server allows it with PALISADE_WEBHOOKS_ALLOW_LOOPBACK=true)' : '';
+    throw new AppError('validation_failed', `${r.reason}${hint}`);
+  }
   return r.url;
 }
