@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
 import { PGliteDialect } from './pglite-dialect.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { migrate, type OwnerConnection } from './migrate.js';
 
 // int8 (audit sequence numbers, counts) as JS numbers: they stay far below 2^53.
@@ -86,11 +87,21 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
 export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean }): Promise<OpenedDatabase> {
   if (cfg.kind === 'pglite') {
     if (cfg.dataDir) mkdirSync(cfg.dataDir, { recursive: true });
-    const client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create();
+    const release = cfg.dataDir ? lockDataDir(cfg.dataDir) : () => undefined;
+    let client: PGlite;
+    try {
+      client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create();
+      if (opts.migrate) await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false });
+    } catch (err) {
+      release();
+      throw err;
+    }
     const owner = pgliteOwner(client);
-    if (opts.migrate) await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false });
     const kysely = new Kysely<Schema>({ dialect: new PGliteDialect(client) });
-    const db = new KyselyDatabase('pglite', kysely, cfg.runtimeRole, () => client.close());
+    const db = new KyselyDatabase('pglite', kysely, cfg.runtimeRole, async () => {
+      await client.close();
+      release();
+    });
     return { db, owner };
   }
   const owner = pgOwner(cfg.ownerUrl);
