@@ -22,7 +22,7 @@ export function lockDataDir(dir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    let holder = NaN;
+    let holder: number;
     try {
       holder = Number(readFileSync(file, 'utf8').trim());
     } catch {
