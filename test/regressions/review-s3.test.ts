@@ -4,7 +4,7 @@
  *
  * Each "[review S3 …, fixed]" test demonstrated a confirmed problem (it failed against the code
  * as reviewed) and now holds the fix; "[SOUND …]" tests pin down an attack that was tried and
- * refused; `it.todo` entries are confirmed problems left open, with what a fix involves.
+ * refused; comments marked "open" name confirmed problems left open, with what a fix involves.
  * Fixes: src/http/pipeline.ts (per-actor limit before any refusal; no admin-level permission
  * from outside the admin IP allowlist), src/kernel/permissions.ts (withoutAdminLevel),
  * src/domains/webhooks/worker.ts (one batch per org per pass, round-robin due times),
@@ -357,11 +357,9 @@ describe.each(ENGINES)('review s3 — API keys and webhooks on %s', (engine) => 
     expect(log.map((d) => d.status)).toEqual(['succeeded']);
   });
 
-  it.todo(
-    '[review S3 W-4, open] orgs claimed in one pass are served one after another and each batch waits for its slowest receiver (10 s deadline): ' +
-      'twenty orgs whose receivers stall delay a quiet org by minutes per pass (head-of-line blocking; W-1 only bounds it to one batch each). ' +
-      'Fix: share the lanes across the orgs of a pass, with the total claimed per pass still within what the lanes can send inside one lease',
-  );
+  // [review S3 W-4, open, in the closing note and docs/architecture.md] orgs claimed in one pass are served one
+  // after another, each batch waiting for its slowest receiver (10 s deadline): twenty orgs whose receivers stall
+  // delay a quiet org by minutes per pass. Fix: share the lanes across the orgs of a pass.
   // [review S3 W-5, fixed] destinations are resolved with a c-ares dns.Resolver (own timeout, no libuv threadpool),
   // so slow authoritative servers cannot stall argon2 and other lookups: see defaultResolver in
   // src/domains/webhooks/transport.ts; its localhost path is exercised by transport.test.ts.
