@@ -273,11 +273,16 @@ describe.each(ENGINES)('outbound webhooks on %s', (engine) => {
   });
 
   it('keeps secrets out of logs, problems and the audit trail', async () => {
-    const { secret, endpoint } = await addEndpoint(['*']);
+    const { secret, endpoint } = await addEndpoint(['*'], '/services/T000/B000/XOXB-url-credential?token=CANARYQ');
+    expect((await admin.call('PATCH', `/api/orgs/${acme}/webhooks/${endpoint.id}`, { url: `${base}/hooks/CANARYP` })).statusCode).toBe(200);
     const { secret: rotated } = (await admin.call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`)).json<{ secret: string }>();
     await newProject();
     await worker().drain();
     const trail = await h.t.owner.query<{ j: string }>('select to_jsonb(a)::text as j from audit_events a');
+    // A credential in the URL's path or query stays with the endpoint: the trail keeps the origin.
+    const joined = trail.map((r) => r.j).join('');
+    for (const canary of ['XOXB-url-credential', 'CANARYQ', 'CANARYP']) expect(joined).not.toContain(canary);
+    expect(joined).toContain(`"destination": "${base}"`);
     for (const s of [secret, rotated]) {
       expect(h.logs.join('')).not.toContain(s.slice(6));
       expect(trail.map((r) => r.j).join('')).not.toContain(s.slice(6));
