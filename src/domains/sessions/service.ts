@@ -40,7 +40,7 @@ export interface Verified {
   standing?: Standing | null;
 }
 
-interface Row {
+export interface SessionRow {
   id: string;
   user_id: string;
   email: string;
@@ -87,7 +87,7 @@ export function createSessionService(deps: SessionDeps) {
     tx: Tx,
     userId: string,
     ctx: RequestContext,
-    from?: Row,
+    from?: SessionRow,
     epoch?: number,
     proof?: SessionProof,
   ): Promise<{ cookie: string; id: string }> {
@@ -134,7 +134,7 @@ export function createSessionService(deps: SessionDeps) {
                      u.mfa_enabled, s.mfa_verified, s.stepped_up_at`;
       const tokenHash = sha256Hex(secret);
       // The common case is one read; only a rotation or a due touch writes.
-      let s: (Row & Partial<MembershipRow>) | undefined;
+      let s: (SessionRow & Partial<MembershipRow>) | undefined;
       if (orgId !== undefined) {
         if (!isUuid(orgId)) return null;
         // All literals (a hex digest and a checked uuid): on PostgreSQL it shares one message with
@@ -142,11 +142,11 @@ export function createSessionService(deps: SessionDeps) {
         // The statement is migration 006's palisade_session_in_org (a plan cached per connection).
         s = await deps.db.authenticateInOrg(
           orgId,
-          sql<Row & Partial<MembershipRow> & BoundColumns>`select * from palisade_session_in_org(${sql.lit(tokenHash)}, ${sql.lit(orgId)}::uuid)`,
+          sql<SessionRow & Partial<MembershipRow> & BoundColumns>`select * from palisade_session_in_org(${sql.lit(tokenHash)}, ${sql.lit(orgId)}::uuid)`,
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>
-          one<Row>(db, sql`select ${sessionSql} from sessions s join users u on u.id = s.user_id where s.token_hash = ${sql.lit(tokenHash)}`),
+          one<SessionRow>(db, sql`select ${sessionSql} from sessions s join users u on u.id = s.user_id where s.token_hash = ${sql.lit(tokenHash)}`),
         );
       }
       if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
@@ -283,7 +283,7 @@ export function createSessionService(deps: SessionDeps) {
 
     /** Revokes `current` and issues a replacement with the same absolute expiry (password change). */
     async rotate(tx: Tx, current: SessionInfo, userId: string, ctx: RequestContext): Promise<{ cookie: string; id: string }> {
-      const row = await one<Row>(tx, sql`select * from sessions where id = ${current.id} and user_id = ${userId} for update`);
+      const row = await one<SessionRow>(tx, sql`select * from sessions where id = ${current.id} and user_id = ${userId} for update`);
       if (!row || row.revoked_at) throw new AppError('unauthenticated');
       await exec(tx, sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = 'rotated' where id = ${row.id}`);
       return insert(tx, userId, ctx, row);
@@ -292,7 +292,7 @@ export function createSessionService(deps: SessionDeps) {
     async list(userId: string, currentId: string): Promise<SessionView[]> {
       const now = deps.clock.now();
       return deps.db.withSystem('list own sessions', async (tx) => {
-        const list = await rows<Row>(
+        const list = await rows<SessionRow>(
           tx,
           sql`select * from sessions where user_id = ${userId} and revoked_at is null and absolute_expires_at > ${now.toISOString()}
               and last_seen_at > ${new Date(now.getTime() - deps.idleSeconds * 1000).toISOString()} order by last_seen_at desc`,

@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// `npm start`: in production run the compiled server (dist/, made by `npm run build`), so nothing
+// compiles TypeScript at run time; in development run the sources through tsx, so a fresh clone
+// starts with `npm ci && npm start` and no build step.
+import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const compiled = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const production = process.env.NODE_ENV === 'production';
+if (production && !existsSync(compiled)) {
+  process.stderr.write('NODE_ENV=production runs the compiled server: run `npm run build` first (dist/main.js is missing)\n');
+  process.exit(2);
+}
+const args = production
+  ? ['--enable-source-maps', compiled]
+  : ['--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))];
+const child = spawn(process.execPath, [...args, ...process.argv.slice(2)], { stdio: 'inherit' });
+// The server handles SIGINT/SIGTERM itself (graceful stop); pass them on and exit as it does.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
