@@ -2,6 +2,9 @@
 // Runs the TypeScript CLI through tsx's loader, so that `npx palisade …` needs no build step.
 import { register } from 'tsx/esm/api';
 import { fileURLToPath } from 'node:url';
+import { loadDotEnv } from './env-file.mjs';
+
+loadDotEnv();
 
 register();
 const { runCli } = await import(fileURLToPath(new URL('../src/cli.ts', import.meta.url)));

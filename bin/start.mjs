@@ -5,6 +5,9 @@
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { loadDotEnv } from './env-file.mjs';
+
+loadDotEnv();
 
 const compiled = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const production = process.env.NODE_ENV === 'production';
@@ -14,7 +17,7 @@ if (production && !existsSync(compiled)) {
 }
 const args = production
   ? ['--enable-source-maps', compiled]
-  : ['--import', 'tsx', fileURLToPath(new URL('../src/main.ts', import.meta.url))];
+  : ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/main.ts', import.meta.url))];
 const child = spawn(process.execPath, [...args, ...process.argv.slice(2)], { stdio: 'inherit' });
 // The server handles SIGINT/SIGTERM itself (graceful stop); pass them on and exit as it does.
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
