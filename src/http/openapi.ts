@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AUDIT_ACTIONS } from '../kernel/audit-actions.js';
 import { orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 function jsonSchema(schema: z.ZodType | undefined, io: 'input' | 'output' = 'input'): Record<string, unknown> | undefined {
@@ -54,6 +55,9 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
     info: { title: 'Palisade API', version: info.version, description: 'Security core of a multi-tenant SaaS.' },
     servers: [{ url: info.serverUrl }],
     paths,
+    // The closed catalogue: what `x-palisade-audit` and the audit trail's `action` can be, and
+    // which of them are webhook event types.
+    'x-palisade-audit-actions': AUDIT_ACTIONS,
     components: {
       securitySchemes: {
         sessionCookie: { type: 'apiKey', in: 'cookie', name: '__Host-palisade_session' },

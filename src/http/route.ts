@@ -1,5 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import type { z } from 'zod';
+import type { AuditAction } from '../kernel/audit-actions.js';
 import type { RequestContext } from '../kernel/context.js';
 import { API_KEY_PERMISSIONS, type Permission } from '../kernel/permissions.js';
 
@@ -38,7 +39,7 @@ export type RateLimitPolicy = (typeof RATE_LIMIT_POLICIES)[number];
 export type RoutePermission = Permission | 'self' | 'none';
 
 /** `or`: other actions a successful call may append instead (a login that stops at its second factor). */
-export type AuditDecl = { action: string; or?: readonly string[] } | { none: string };
+export type AuditDecl = { action: AuditAction; or?: readonly AuditAction[] } | { none: string };
 
 /** A fresh proof of identity (step-up, "sudo mode") counts this long for sensitive routes. */
 export const STEP_UP_SECONDS = 600;

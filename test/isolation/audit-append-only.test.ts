@@ -86,12 +86,12 @@ describe.each(ENGINES)('audit_events is append-only for the runtime role on %s',
 
   it('still appends through the writer (the one allowed write), in the caller\'s transaction', async () => {
     const before = await snapshot();
-    await t.db.withTenant(own(), (tx) => audit.append(tx, a.orgId, systemContext('test'), { action: 'asset.viewed' }));
+    await t.db.withTenant(own(), (tx) => audit.append(tx, a.orgId, systemContext('test'), { action: 'asset.created' }));
     const after = await snapshot();
     expect(after.n).toBe(before.n + 1);
     const last = await t.owner.query<{ action: string; seq: number }>(
       `select action, seq::int as seq from audit_events where org_id = $1 order by seq desc limit 1`, [a.orgId]);
-    expect(last[0]?.action).toBe('asset.viewed');
+    expect(last[0]?.action).toBe('asset.created');
   });
 
   it('an append rolled back with its transaction leaves nothing', async () => {

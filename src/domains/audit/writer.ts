@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { newId } from '../../crypto/index.js';
+import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
@@ -9,7 +10,7 @@ export type AuditResult = 'success' | 'denied' | 'failure';
 export type AuditDetails = Record<string, string | number | boolean | null | string[]>;
 
 export interface AuditEventInput {
-  action: string;
+  action: AuditAction;
   target?: { type: string; id: string } | undefined;
   result?: AuditResult;
   details?: AuditDetails;

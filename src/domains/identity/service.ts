@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { newId, randomToken, sha256Hex } from '../../crypto/index.js';
+import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -50,7 +51,7 @@ export function createIdentityService(deps: IdentityDeps) {
    * whatever the outcome, and `failedAction` is audited with the reason. On success, as at
    * sign-in: with a second factor the slot is handed back without clearing the count.
    */
-  async function checkOwnPassword(ctx: RequestContext, userId: string, password: string, failedAction: string): Promise<void> {
+  async function checkOwnPassword(ctx: RequestContext, userId: string, password: string, failedAction: AuditAction): Promise<void> {
     const u = await deps.db.withSystem('password re-check', (tx) =>
       one<{ password_hash: string | null; mfa_enabled: boolean }>(tx, sql`select password_hash, mfa_enabled from users where id = ${userId}`),
     );

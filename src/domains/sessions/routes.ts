@@ -7,6 +7,7 @@ import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database } from '../../db/database.js';
+import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService, MfaService } from '../identity/index.js';
@@ -35,7 +36,7 @@ export function sessionRoutes(d: {
     ctx: RequestContext,
     reply: FastifyReply,
     userId: string,
-    action: string,
+    action: AuditAction,
     previousCookie?: string,
     epoch?: number,
   ) {

@@ -1,3 +1,5 @@
+import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../../kernel/audit-actions.js';
+
 /** What the outbox reads of an appended audit event (the audit writer hands its event over). */
 export interface AuditedEvent {
   org_id: string;
@@ -13,21 +15,11 @@ export interface AuditedEvent {
 }
 
 /**
- * The audit actions an org can subscribe to. Webhook events are audit events: whatever the trail
- * records for these actions (successful ones only) is what endpoints receive, from the same
+ * Webhook event types are the audit actions marked `webhook` in the kernel's catalogue: whatever
+ * the trail records for them (successful ones only) is what endpoints receive, from the same
  * transaction. Sign-in events stay out: they are about people, not the org's data.
  */
-export const WEBHOOK_EVENT_TYPES = [
-  'org.updated', 'org.settings_updated',
-  'member.role_changed', 'member.removed', 'member.left', 'member.sessions_revoked',
-  'invitation.created', 'invitation.revoked', 'invitation.accepted',
-  'role.created', 'role.updated', 'role.deleted',
-  'project.created', 'project.updated', 'project.deleted', 'project.member_assigned', 'project.member_unassigned',
-  'asset.created', 'asset.deleted',
-  'api_key.created', 'api_key.revoked',
-  'webhook.endpoint_disabled',
-] as const;
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+export { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../../kernel/audit-actions.js';
 
 /** Subscribes to every type, present and future. */
 export const ALL_EVENTS = '*';

@@ -1,0 +1,88 @@
+/**
+ * The closed catalogue of audit actions. Routes declare one of them, services append one of
+ * them, and the webhook event types are the subset marked `webhook`: adding an action here is
+ * the only way to create one, and a typo is a compile error instead of an event nobody matches.
+ */
+interface ActionSpec {
+  readonly description: string;
+  /** Delivered to subscribed webhook endpoints (successful events only). */
+  readonly webhook?: true;
+}
+
+export const AUDIT_ACTIONS = {
+  'auth.registered': { description: 'An account was created' },
+  'auth.login': { description: 'A sign-in completed and a session was issued' },
+  'auth.login_failed': { description: 'A sign-in was refused (wrong password, locked account, unknown address)' },
+  'auth.login_second_factor_pending': { description: 'The password step passed; a second factor is awaited' },
+  'auth.logout': { description: 'A session was ended by its holder' },
+  'auth.account_locked': { description: 'Too many failed proofs locked the account' },
+  'auth.account_unlocked': { description: 'An operator lifted a lockout' },
+  'auth.password_changed': { description: 'A signed-in user changed their password' },
+  'auth.password_change_failed': { description: 'A password change was refused: the current password was wrong' },
+  'auth.password_reset_requested': { description: 'A password reset link was asked for' },
+  'auth.password_reset': { description: 'A password was reset with a reset link' },
+  'auth.step_up': { description: 'A signed-in user proved their identity again (sudo mode)' },
+  'auth.step_up_failed': { description: 'A step-up was refused: the password was wrong' },
+  'auth.session_revoked': { description: 'A session was revoked' },
+  'auth.mfa_enrollment_started': { description: 'A TOTP secret was issued, not yet confirmed' },
+  'auth.mfa_enabled': { description: 'TOTP was confirmed and turned on' },
+  'auth.mfa_disabled': { description: 'TOTP was turned off' },
+  'auth.mfa_failed': { description: 'A second-factor code was refused' },
+  'auth.recovery_code_used': { description: 'A recovery code was spent' },
+  'auth.recovery_codes_regenerated': { description: 'New recovery codes replaced the old ones' },
+  'auth.passkey_challenge': { description: 'A passkey ceremony was started' },
+  'auth.passkey_added': { description: 'A passkey was registered' },
+  'auth.passkey_renamed': { description: 'A passkey was renamed' },
+  'auth.passkey_removed': { description: 'A passkey was removed' },
+  'auth.passkey_failed': { description: 'A passkey assertion or registration was refused' },
+  'authz.denied': { description: 'A request was refused for lack of permission, project scope or policy' },
+  'org.created': { description: 'An organization was created' },
+  'org.updated': { description: 'The organization was renamed', webhook: true },
+  'org.settings_updated': { description: 'Security settings changed', webhook: true },
+  'member.added': { description: 'A member joined (organization creation)' },
+  'member.role_changed': { description: 'A member\u2019s role or project restriction changed', webhook: true },
+  'member.removed': { description: 'A member was removed', webhook: true },
+  'member.left': { description: 'A member left the organization', webhook: true },
+  'member.sessions_revoked': { description: 'Every session of a member was revoked', webhook: true },
+  'invitation.created': { description: 'An invitation was sent', webhook: true },
+  'invitation.revoked': { description: 'An invitation was revoked', webhook: true },
+  'invitation.accepted': { description: 'An invitation was accepted', webhook: true },
+  'role.created': { description: 'A custom role was created', webhook: true },
+  'role.updated': { description: 'A custom role changed', webhook: true },
+  'role.deleted': { description: 'A custom role was deleted', webhook: true },
+  'project.created': { description: 'A project was created', webhook: true },
+  'project.updated': { description: 'A project was renamed', webhook: true },
+  'project.deleted': { description: 'A project was deleted', webhook: true },
+  'project.member_assigned': { description: 'A restricted member was assigned to a project', webhook: true },
+  'project.member_unassigned': { description: 'A restricted member was unassigned from a project', webhook: true },
+  'asset.created': { description: 'An asset was created', webhook: true },
+  'asset.deleted': { description: 'An asset was deleted', webhook: true },
+  'api_key.created': { description: 'An API key was created', webhook: true },
+  'api_key.revoked': { description: 'An API key was revoked', webhook: true },
+  'webhook.endpoint_created': { description: 'A webhook endpoint was added' },
+  'webhook.endpoint_updated': { description: 'A webhook endpoint changed' },
+  'webhook.endpoint_deleted': { description: 'A webhook endpoint was deleted' },
+  'webhook.endpoint_disabled': { description: 'An endpoint that kept failing was disabled', webhook: true },
+  'webhook.secret_rotated': { description: 'A webhook endpoint\u2019s signing secret was rotated' },
+  'webhook.redelivered': { description: 'A delivery was sent again on request' },
+  'inbound.source_created': { description: 'An inbound webhook source was added' },
+  'inbound.source_deleted': { description: 'An inbound webhook source was deleted' },
+  'inbound.received': { description: 'A verified inbound event was applied' },
+} as const satisfies Record<string, ActionSpec>;
+
+export type AuditAction = keyof typeof AUDIT_ACTIONS;
+
+export const ALL_AUDIT_ACTIONS = Object.keys(AUDIT_ACTIONS) as AuditAction[];
+
+export function isAuditAction(value: unknown): value is AuditAction {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(AUDIT_ACTIONS, value);
+}
+
+type WebhookActions<T> = { [K in keyof T]: T[K] extends { webhook: true } ? K : never }[keyof T];
+
+/** The audit actions an org can subscribe to as webhook events. */
+export type WebhookEventType = WebhookActions<typeof AUDIT_ACTIONS>;
+
+export const WEBHOOK_EVENT_TYPES = ALL_AUDIT_ACTIONS.filter(
+  (a): a is WebhookEventType => 'webhook' in AUDIT_ACTIONS[a],
+);
