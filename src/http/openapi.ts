@@ -1,16 +1,45 @@
 import { z } from 'zod';
 import { AUDIT_ACTIONS } from '../kernel/audit-actions.js';
+import { ERROR_CODES, type ErrorCode } from '../kernel/errors.js';
+import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
+import { statusOf } from './problem.js';
 import { orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 function jsonSchema(schema: z.ZodType | undefined, io: 'input' | 'output' = 'input'): Record<string, unknown> | undefined {
   if (!schema) return undefined;
   try {
-    const s = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
-    delete s.$schema;
-    return s;
+    return jsonSchemaOf(schema, io);
   } catch {
     return { type: 'object' };
   }
+}
+
+/** The problem answers of a route, one per HTTP status, each naming the codes it can carry. */
+function problemResponses(route: AnyRoute): Record<string, unknown> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of problemCodesOf(route)) {
+    const status = statusOf(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
+    out[String(status)] = {
+      description: codes.join(', '),
+      content: {
+        'application/problem+json': {
+          schema: { allOf: [{ $ref: '#/components/schemas/Problem' }, { type: 'object', properties: { code: { enum: codes } } }] },
+        },
+      },
+    };
+  }
+  return out;
+}
+
+function successResponse(route: AnyRoute): Record<string, unknown> {
+  const status = String(successStatus(route));
+  if (status === '204') return { [status]: { description: 'Done; no body' } };
+  const schema = jsonSchema(route.schema.response, 'output');
+  return { [status]: schema ? { description: 'Success', content: { 'application/json': { schema } } } : { description: 'Success' } };
 }
 
 /** OpenAPI 3.1 of the live route table, each operation carrying its auth mode, permission, rate-limit policy and audit action. */
@@ -27,7 +56,6 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
       })),
     ];
     const body = jsonSchema(r.schema.body);
-    const status = String(r.status ?? 200);
     const op: Record<string, unknown> = {
       summary: r.summary,
       tags: r.tags,
@@ -40,10 +68,7 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
       'x-palisade-org-scoped': orgScoped(r),
       'x-palisade-project-scoped': projectScoped(r),
       parameters,
-      responses: {
-        [status]: { description: 'Success' },
-        default: { description: 'Problem', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } },
-      },
+      responses: { ...successResponse(r), ...problemResponses(r) },
     };
     if (r.auth.mode === 'public') op.description = `Public: ${r.auth.reason}`;
     else op.description = `Requires ${r.permission === 'self' ? 'a signed-in user' : `permission \`${r.permission}\``}.`;
@@ -68,7 +93,7 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
           type: 'object',
           required: ['type', 'title', 'status', 'code', 'requestId'],
           properties: {
-            type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, code: { type: 'string' },
+            type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, code: { type: 'string', enum: [...ERROR_CODES] },
             detail: { type: 'string' }, requestId: { type: 'string' },
             errors: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
           },

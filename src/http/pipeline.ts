@@ -6,6 +6,7 @@ import { isUuid } from '../kernel/ids.js';
 import { ipInList, rateLimitSubject } from '../kernel/ip.js';
 import { isAdminLevel, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
+import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
 import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
@@ -232,6 +233,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       config: { route },
       // Provider events (inbound webhooks) run larger than console bodies.
       ...(route.rawBody ? { bodyLimit: RAW_BODY_LIMIT } : {}),
+      ...(route.schema.response ? { schema: { response: { [successStatus(route)]: jsonSchemaOf(route.schema.response, 'output', 'draft-7') } } } : {}),
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
@@ -251,9 +253,10 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           const body = parsePart(route.schema.body, request.body, 'body');
           return route.handler({ params, query, body, ctx: request.ctx, reply });
         };
+        const checked = opts.strictAudit ? () => keepsContract(route, run) : run;
         // A signed-in read keeps one transaction from authentication to its query; a mutation's
         // transactions stay its own (its change and audit event commit or fail together).
-        const result = route.auth.mode !== 'public' && !isMutation(route.method) ? await opts.auth.readScope(run) : await run();
+        const result = route.auth.mode !== 'public' && !isMutation(route.method) ? await opts.auth.readScope(checked) : await checked();
         const declared = 'action' in route.audit ? [route.audit.action, ...(route.audit.or ?? [])] : [];
         if (isMutation(route.method) && declared.length > 0 && !declared.some((a) => request.ctx.audited.includes(a))) {
           const msg = `${route.method} ${route.url} did not append its audit action ${declared.join(' or ')}`;
@@ -267,6 +270,31 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       },
     });
   }
+}
+
+/**
+ * Development and test only: a handler must answer what its route declares (the success body
+ * and the problem codes of problemCodesOf), or the request fails loudly, so the OpenAPI
+ * document the clients are generated from cannot drift from what the server does.
+ */
+async function keepsContract(route: AnyRoute, run: () => Promise<unknown>): Promise<unknown> {
+  let result: unknown;
+  try {
+    result = await run();
+  } catch (err) {
+    if (err instanceof AppError && route.errors && !problemCodesOf(route).includes(err.code)) {
+      throw new InvariantError(`${route.method} ${route.url} answered ${err.code}, which it does not declare`);
+    }
+    throw err;
+  }
+  if (route.schema.response && !(result && typeof result === 'object' && 'sent' in result)) {
+    const parsed = (route.schema.response as z.ZodType).safeParse(result);
+    if (!parsed.success) {
+      const where = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      throw new InvariantError(`${route.method} ${route.url} returned a body its response schema refuses (${where})`);
+    }
+  }
+  return result;
 }
 
 export function isStateChanging(method: string): boolean {

@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify';
 import type { z } from 'zod';
 import type { AuditAction } from '../kernel/audit-actions.js';
 import type { RequestContext } from '../kernel/context.js';
+import type { ErrorCode } from '../kernel/errors.js';
 import { API_KEY_PERMISSIONS, type Permission } from '../kernel/permissions.js';
 
 /**
@@ -61,7 +62,16 @@ export interface RouteSchemas {
   params?: Schema;
   query?: Schema;
   body?: Schema;
+  /**
+   * The success body. The reply is serialized through it (Fastify's compiled serializer), so a
+   * field it does not name (a hash, a sealed blob) never leaves; the handler's return type is
+   * checked against it, and in development and test so is the value returned.
+   */
+  response?: Schema;
 }
+
+/** What a handler returns: the declared success body, as the handler builds it (before serialization). */
+type Sent<S> = S extends { response: infer R extends z.ZodType } ? z.input<R> : unknown;
 
 export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
   method: Method;
@@ -92,7 +102,12 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
   status?: 200 | 201 | 202 | 204;
   /** Example body the authorization matrix sends; must pass `schema.body`. */
   example?: () => unknown;
-  handler(input: RouteInput<Out<S['params']>, Out<S['query']>, Out<S['body']>>): Promise<unknown>;
+  /**
+   * Problem codes the handler's services can throw beyond what the declaration already implies
+   * (see problemCodesOf): a 409 conflict, a 422 weak password… Listed in the OpenAPI document.
+   */
+  errors?: readonly ErrorCode[];
+  handler(input: RouteInput<Out<S['params']>, Out<S['query']>, Out<S['body']>>): Promise<Sent<S>>;
 }
 
 // The heterogeneous route table erases each route's own schema types once defined.

@@ -80,7 +80,7 @@ describe.each(ENGINES)('operations endpoints on %s', (engine) => {
       expect(op.security, where).toEqual(r.auth.mode === 'public' ? [] : r.auth.mode === 'key' ? [{ apiKey: [] }] : [{ sessionCookie: [] }]);
       const pathParams = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]);
       expect(op.parameters.filter((p) => p.in === 'path').map((p) => p.name), where).toEqual(pathParams);
-      expect(Object.keys(op.responses), where).toEqual([String(r.status ?? 200), 'default']);
+      expect(Object.keys(op.responses)[0], where).toBe(String(r.status ?? 200));
       expect(op.requestBody !== undefined, where).toBe(r.schema.body !== undefined);
     }
   });
