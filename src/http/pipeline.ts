@@ -4,7 +4,7 @@ import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
 import { ipInList, rateLimitSubject } from '../kernel/ip.js';
-import { isAdminLevel, withoutAdminLevel } from '../kernel/permissions.js';
+import { isAdminLevel, isOrgWide, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
 import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
@@ -178,7 +178,8 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   if (route.permission === 'self' || route.permission === 'none') throw new InvariantError('org route without permission');
   if (!access.permissions.has(route.permission)) {
     await opts.auth.denied(ctx, route, 'permission');
-    throw new AppError('forbidden', `requires ${route.permission}`);
+    const why = access.projectIds !== null && isOrgWide(route.permission) ? ', an org-wide permission, which access restricted to projects never holds' : '';
+    throw new AppError('forbidden', `requires ${route.permission}${why}`);
   }
   // Checked on every admin-level request, not only at sign-in: a cookie carried elsewhere stops here.
   const allowlist = access.adminIpAllowlist ?? [];

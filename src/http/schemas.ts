@@ -1,14 +1,24 @@
 import { z } from 'zod';
+import { normalizeUserText, userTextProblem } from '../kernel/text.js';
 
-/** Shared request-shape pieces: every text field is bounded and free of control characters. */
-export const text = (max: number) =>
+/**
+ * Every name or label a user chooses (review R4 finding 5): the kernel's one rule
+ * (src/kernel/text.ts) — NFC, trimmed, 1..max code points, no control, bidi or invisible
+ * formatting characters. A refusal is a 400 naming the field (`body.name`) and the reason.
+ * `allowEmpty` is for optional free text that may be cleared (a description).
+ */
+export const userText = (max: number, opts: { allowEmpty?: boolean } = {}) =>
   z
     .string()
-    .trim()
-    .min(1)
-    .max(max)
-    // eslint-disable-next-line no-control-regex -- matching control characters is the point
-    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'control characters are not allowed');
+    .overwrite(normalizeUserText)
+    .superRefine((s, ctx) => {
+      const problem = userTextProblem(s, max, opts);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .meta({ minLength: opts.allowEmpty ? 0 : 1, maxLength: max });
+
+/** @deprecated the same schema under its older name, kept so parallel branches still merge; use userText. */
+export const text = userText;
 
 export const email = z
   .string()

@@ -92,6 +92,56 @@ export const PROJECT_KEY_PERMISSIONS: readonly Permission[] = ['org:read', 'proj
 export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'];
 
 /**
+ * Permissions that reach beyond the projects a member is assigned to: what they open is the
+ * org itself, or a channel that carries every project's data. A member restricted to projects
+ * (the `restricted` flag, or an always-restricted role) never holds one (review R4 finding 4):
+ * assigning such a role to a restricted member, restricting its holder, or adding one to a
+ * custom role a restricted member holds is refused, and request-time resolution drops any that
+ * older data still grants. A new permission, or a new route or channel behind an existing one
+ * (exports, reports, ...), is classified here: org-wide unless every row it reads or writes is
+ * confined to the caller's projects (pipeline `:projectId` check, RLS project scope, or a
+ * service filter on `OrgAccess.projectIds`).
+ *
+ * Org-wide, and why:
+ * - org:update, org:delete: rename or delete the org every project belongs to.
+ * - settings:read, settings:write: the org's security policy (session lengths, MFA requirement,
+ *   admin IP allowlist, browser origins): org configuration, no project of its own.
+ * - owners:manage: ownership of the org (owners are never restricted).
+ * - roles:write: a custom role is org configuration any admin may assign to anyone; editing one
+ *   changes the rights of its unrestricted holders too.
+ * - projects:create: a new project is outside the creator's assignment (RLS refuses the insert).
+ * - audit:read: the trail carries every project's events (names, assets, members).
+ * - keys:manage: every member's API keys (the service already confined a restricted holder to
+ *   their own, which is keys:own: holding it restricted only misled).
+ * - webhooks:manage: endpoints subscribe to event types org-wide (the outbox filters by org and
+ *   type, not project), inbound sources feed the org, and the delivery log shows every payload.
+ * - billing:manage: the org's plan.
+ *
+ * Not org-wide (a restricted member may hold them), and why:
+ * - org:read: the org's name; every membership carries it.
+ * - members:read: a restricted reader sees only the members and invitations that reach one of
+ *   their projects (unrestricted members, who reach every project, and members assigned to one
+ *   of theirs), with assignments inside their scope only (tenancy/members.ts, invitations.ts).
+ * - members:invite, members:update, members:remove, sessions:revoke, projects:assign: a
+ *   restricted actor grants only restricted access to their own projects (assertCanScope) and
+ *   acts only on members restricted within them (assertCanActOn).
+ * - roles:read: the role catalogue (names and permission lists): it names no member, project or
+ *   event, and whoever assigns roles within a project needs it.
+ * - projects:read, projects:update, projects:delete, assets:read, assets:write: the pipeline
+ *   refuses unassigned `:projectId`s and RLS binds the scope; what a deletion removes lies
+ *   inside the project.
+ * - keys:own: a key acts within its creator's current permissions and project scope.
+ */
+export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
+  'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
+  'audit:read', 'keys:manage', 'webhooks:manage', 'billing:manage',
+];
+
+export function isOrgWide(p: string): boolean {
+  return (ORG_WIDE_PERMISSIONS as readonly string[]).includes(p);
+}
+
+/**
  * Permissions held as a bit set: the check on every request is one AND, which is what makes
  * millions of checks a second possible without a cache that could go stale.
  */
@@ -133,4 +183,16 @@ const MEMBER_LEVEL = PermissionSet.of(BUILTIN_ROLE_PERMISSIONS.member);
 /** `set` without its admin-level permissions: what a caller holds from outside the org's admin IP allowlist. */
 export function withoutAdminLevel(set: PermissionSet): PermissionSet {
   return set.intersect(MEMBER_LEVEL);
+}
+
+const NOT_ORG_WIDE = PermissionSet.of(ALL_PERMISSIONS.filter((p) => !isOrgWide(p)));
+
+/** What a member restricted to projects holds of `set`: everything but the org-wide permissions. */
+export function withoutOrgWide(set: PermissionSet): PermissionSet {
+  return set.intersect(NOT_ORG_WIDE);
+}
+
+/** The org-wide permissions in `set`, to name them in a refusal. */
+export function orgWideIn(set: PermissionSet): Permission[] {
+  return set.list().filter(isOrgWide);
 }

@@ -194,6 +194,31 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     expect((await bearer('GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(401);
   });
 
+  // review R4 finding 4
+  it('a key never carries an org-wide permission its creator cannot hold while restricted to projects', async () => {
+    const id = crypto.randomUUID();
+    const email = `keys-scope-${id.slice(0, 8)}@example.test`;
+    const role = (await admin.call('POST', `/api/orgs/${acme}/roles`, { name: `key-auditor-${id.slice(0, 6)}`, permissions: ['projects:read', 'audit:read', 'keys:own'] }))
+      .json<{ id: string }>().id;
+    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Key creator']);
+    await h.t.owner.query("insert into memberships (org_id, user_id, role, custom_role_id) values ($1, $2, 'custom', $3)", [acme, id, role]);
+    const creator = await as(email);
+    // Made while unrestricted: the key reads the trail.
+    const { token } = await createKey(creator, { name: 'trail reader', kind: 'secret', permissions: ['projects:read', 'audit:read'] });
+    expect((await bearer('GET', `/v1/orgs/${acme}/audit`, token)).statusCode).toBe(200);
+
+    // Restricted afterwards (by hand: the role would be refused through the API), the key loses it at once.
+    await h.t.owner.query('update memberships set restricted = true where org_id = $1 and user_id = $2', [acme, id]);
+    await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, projectA, id]);
+    const denied = await bearer('GET', `/v1/orgs/${acme}/audit`, token);
+    expect(denied.statusCode, denied.body).toBe(403);
+    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).json()).toMatchObject({ permissions: ['org:read', 'projects:read'], projectIds: [projectA] });
+    // And a new key cannot be given it.
+    const refused = await creator.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'x', kind: 'secret', permissions: ['audit:read'] });
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('audit:read') });
+  });
+
   it('binds a project-bound key to its project, in the pipeline and in RLS', async () => {
     const { key, token } = await createKey(admin, { name: 'project A', kind: 'secret', permissions: ['projects:read', 'assets:read', 'assets:write'], projectId: projectA });
     expect(key.projectId).toBe(projectA);

@@ -27,13 +27,14 @@ import {
   ALWAYS_RESTRICTED_ROLES,
   BUILTIN_ROLE_PERMISSIONS,
   isAdminLevel,
+  ORG_WIDE_PERMISSIONS,
   type BuiltinRole,
   type Permission,
 } from '../../src/kernel/permissions.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
-import { buildCases, identitySpec, isKeyCredential, minimumCases, objectParams, pathParams, routeKey, type IdentitySpec, type MatrixCase } from './cases.js';
+import { buildCases, identitySpec, isKeyCredential, minimumCases, objectParams, pathParams, routeKey, specOf, type IdentitySpec, type MatrixCase } from './cases.js';
 import { Fixtures, type OrgFixture } from './fixtures.js';
 
 function chooseEngine(): Engine {
@@ -205,6 +206,11 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);
     for (const r of ['viewer', 'project_viewer'] as const) expect([...perms(r)].filter((p) => !p.endsWith(':read')), `${r} is read-only`).toEqual([]);
     expect(ALWAYS_RESTRICTED_ROLES).toEqual(['project_viewer']);
+    // Review R4 finding 4: roles meant to be restricted (always, or as the demo's restricted
+    // member) grant nothing org-wide, so restricting them takes nothing away they advertise.
+    for (const r of [...ALWAYS_RESTRICTED_ROLES, 'member', 'viewer'] as const) {
+      expect([...perms(r)].filter((p) => ORG_WIDE_PERMISSIONS.includes(p)), `${r} holds org-wide permissions`).toEqual([]);
+    }
   });
 
   it('answers every route × identity × org × project × credential as its declaration says', { timeout: 300_000 }, async () => {
@@ -331,6 +337,43 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     }
     console.log(`org policies over the matrix: ${cases.length * 2} cases (MFA requirement, admin IP allowlist), ${wrong.length} wrong`);
     expect(wrong).toEqual([]);
+  });
+
+  /**
+   * Review R4 finding 4: a member restricted to projects holds no org-wide permission, even where
+   * their membership grants one (rows from before the rule; the API now refuses to write them).
+   * A restricted admin, and a secret key they made while unrestricted, meet every org-wide route;
+   * the expectations come from the same derivation as above (specOf drops ORG_WIDE_PERMISSIONS).
+   */
+  it('refuses every org-wide route to a restricted member whose role grants it, and to their older key', { timeout: 120_000 }, async () => {
+    const own = fx.org(OWN_ORG);
+    const other = fx.org(OTHER_ORG);
+    const radmin = await fx.member(own.id, { role: 'admin', restricted: false, projectIds: [] });
+    const key = await fx.apiKey(own.id, radmin.userId, { kind: 'secret' });
+    await h.t.owner.query('update memberships set restricted = true where org_id = $1 and user_id = $2', [own.id, radmin.userId]);
+    await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [own.id, own.assignedProject, radmin.userId]);
+    fx.useKeyToken('secret_key', radmin.email, key.token);
+
+    const spec = specOf('restricted_admin', 'admin', true);
+    const cases = buildCases(routes, [spec]).filter(
+      (c) =>
+        (c.route.auth.mode === 'key' ? c.credential === 'secret_key' : c.credential === 'session') &&
+        c.org === 'own' && (c.project === 'none' || c.project === 'assigned') && orgScoped(c.route) &&
+        ORG_WIDE_PERMISSIONS.includes(c.route.permission as Permission),
+    );
+    const covered = new Set(cases.map((c) => routeKey(c.route)));
+    for (const k of ['GET /api/orgs/:orgId/audit', 'GET /v1/orgs/:orgId/audit', 'GET /api/orgs/:orgId/webhooks', 'GET /api/orgs/:orgId/settings']) expect(covered).toContain(k);
+    // The role does grant each of them: the refusals below are the restriction's doing.
+    const granted = new Set<Permission>(BUILTIN_ROLE_PERMISSIONS.admin);
+    expect(cases.filter((c) => !granted.has(c.route.permission as Permission)).map((c) => routeKey(c.route))).toEqual([]);
+    expect(cases.filter((c) => c.expected.kind !== 'deny' || c.expected.layer !== 'permission').map((c) => routeKey(c.route))).toEqual([]);
+
+    const outcomes: Outcome[] = [];
+    for (const c of cases) outcomes.push(await runCase(c, radmin.email, own, other));
+    const denied = await fx.deniedEvents([own.id]);
+    const wrong = outcomes.filter((o) => o.status !== 403 || o.code !== 'forbidden' || denied.get(o.requestId ?? '')?.reason !== 'permission');
+    console.log(`org-wide routes × restricted admin: ${outcomes.length} cases, ${wrong.length} wrong`);
+    expect(wrong.map(describeCase)).toEqual([]);
   });
 
   /** One line per route and status is enough to see what the public routes answer to an example-less body. */

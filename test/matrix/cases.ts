@@ -10,6 +10,7 @@ import {
   API_KEY_PERMISSIONS,
   BROWSER_SAFE_PERMISSIONS,
   BUILTIN_ROLE_PERMISSIONS,
+  ORG_WIDE_PERMISSIONS,
   PROJECT_KEY_PERMISSIONS,
   type BuiltinRole,
   type Permission,
@@ -18,17 +19,27 @@ import type { DemoLogin } from '../../src/demo.js';
 
 /** A demo identity of the caller's org, with what the role catalogue says it may do. */
 export interface IdentitySpec {
-  label: DemoLogin['role'];
+  label: DemoLogin['role'] | 'restricted_admin';
   role: BuiltinRole;
   restricted: boolean;
+  /** What the identity holds at request time (its role's permissions, less the org-wide ones when restricted). */
   permissions: ReadonlySet<Permission>;
+}
+
+/**
+ * A member restricted to projects holds none of the org-wide permissions (ORG_WIDE_PERMISSIONS),
+ * whatever their role grants: the catalogue's list, applied here, not the outcomes it implies.
+ */
+export function specOf(label: IdentitySpec['label'], role: BuiltinRole, restrictedFlag: boolean): IdentitySpec {
+  const restricted = restrictedFlag || ALWAYS_RESTRICTED_ROLES.includes(role);
+  const granted = BUILTIN_ROLE_PERMISSIONS[role];
+  const held = restricted ? granted.filter((p) => !ORG_WIDE_PERMISSIONS.includes(p)) : granted;
+  return { label, role, restricted, permissions: new Set(held) };
 }
 
 export function identitySpec(label: DemoLogin['role']): IdentitySpec {
   // src/demo.ts: `restricted_member` is a member restricted to assigned projects.
-  const role: BuiltinRole = label === 'restricted_member' ? 'member' : label;
-  const restricted = label === 'restricted_member' || ALWAYS_RESTRICTED_ROLES.includes(role);
-  return { label, role, restricted, permissions: new Set(BUILTIN_ROLE_PERMISSIONS[role]) };
+  return specOf(label, label === 'restricted_member' ? 'member' : label, label === 'restricted_member');
 }
 
 /**

@@ -250,6 +250,11 @@ export class Fixtures {
     return { id: key.id, token };
   }
 
+  /** Makes `token` the key credential `credential` of `email` (a key written before a later rule, say). */
+  useKeyToken(credential: KeyCredential, email: string, token: string): void {
+    this.keyTokens.set(`${credential}|${email}`, token);
+  }
+
   /** The Bearer token of a key credential of the matrix (cached: one key per identity and credential). */
   async keyToken(credential: KeyCredential, email: string, own: OrgFixture, other: OrgFixture): Promise<string> {
     const cacheKey = `${credential}|${email}`;

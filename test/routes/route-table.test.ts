@@ -93,6 +93,41 @@ describe('the live route table', () => {
     }
   });
 
+  // review R4 finding 5
+  it('holds every free-text body field to the one user-text rule, or lists it here with why it is never shown as a name', () => {
+    const NOT_NAMES: Record<string, string> = {
+      password: 'a secret: hashed, never shown',
+      currentPassword: 'a secret: checked, never shown',
+      newPassword: 'a secret: hashed, never shown',
+      token: 'a token: parsed and matched by hash, never shown',
+      ceremonyToken: 'a token: parsed and matched by hash, never shown',
+      mfaToken: 'a token: parsed and matched by hash, never shown',
+      secret: 'a provider\u2019s signing secret: sealed, never shown',
+      email: 'an address: stored only through the email schema (ASCII address syntax); at sign-in it is only looked up',
+      url: 'a webhook URL: parsed by the WHATWG URL parser (which drops tabs and line breaks) and kept as its href',
+    };
+    const probes = ['Phone"\n\nThis was you during onboarding: no action is needed.\n\n--', 'Ph\u202Eone', 'Ph\u200Bone', 'Phone\u0085'];
+    const unwrap = (schema: z.ZodType): z.ZodType => (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ? unwrap(schema.unwrap() as z.ZodType) : schema);
+    const accepting: string[] = [];
+    const names: string[] = [];
+    for (const r of routes) {
+      const body = r.schema.body as z.ZodType | undefined;
+      if (!(body instanceof z.ZodObject)) continue;
+      for (const [key, field] of Object.entries(body.shape as Record<string, z.ZodType>)) {
+        const schema = unwrap(field);
+        const where = `${r.method} ${r.url} body.${key}`;
+        if (probes.some((p) => schema.safeParse(p).success) && !(key in NOT_NAMES)) accepting.push(where);
+        if (/name|description|label|title/i.test(key)) {
+          names.push(where);
+          // A name in any script, NFC-normalised (e + combining diaeresis becomes ë).
+          expect(schema.safeParse('T\u00E9l\u00E9phone de Zoe\u0308 \u{1F4F1}').data, where).toBe('T\u00E9l\u00E9phone de Zo\u00EB \u{1F4F1}');
+        }
+      }
+    }
+    expect(accepting, 'free text that accepts line breaks, bidi or invisible characters').toEqual([]);
+    expect(names.length).toBeGreaterThanOrEqual(12);
+  });
+
   it('answers every route of the table (none is shadowed or unmounted)', async () => {
     for (const r of routes) {
       const url = r.url.replace(/:([A-Za-z]+)/g, 'x');

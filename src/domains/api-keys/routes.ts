@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { API_PREFIX, defineRoute, type AnyRoute } from '../../http/route.js';
-import { orgParams, text, uuid } from '../../http/schemas.js';
+import { orgParams, userText, uuid } from '../../http/schemas.js';
 import { API_KEY_PERMISSIONS, type Permission } from '../../kernel/permissions.js';
 import type { ApiKeyService } from './service.js';
 
 const keyPermission = z.enum(API_KEY_PERMISSIONS as [Permission, ...Permission[]]);
 
 const newKey = z.strictObject({
-  name: text(100),
+  name: userText(100),
   kind: z.enum(['secret', 'publishable']),
   permissions: z.array(keyPermission).min(1).max(API_KEY_PERMISSIONS.length),
   projectId: uuid.nullish(),

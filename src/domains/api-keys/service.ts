@@ -7,7 +7,7 @@ import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission } from '../../kernel/permissions.js';
 import type { AuditWriter } from '../audit/index.js';
-import { bindingOf, permissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
+import { bindingOf, effectivePermissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
 import type { KeyUsage } from './usage.js';
 
 /** An org holds at most this many keys that are neither revoked nor expired. */
@@ -266,7 +266,10 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
       // Re-checked at every use: the key loses whatever its creator has lost since.
       let ceiling = k.kind === 'publishable' ? BROWSER_SET : KEY_SET;
       if (k.project_id) ceiling = ceiling.intersect(PROJECT_SET);
-      const permissions = PermissionSet.of(k.permissions).intersect(permissionsOf(k.role, k.custom_permissions)).intersect(ceiling);
+      // The creator's effective permissions: a creator restricted to projects holds no org-wide
+      // one (review R4 finding 4), so neither does a key they made before they were restricted.
+      const creator = effectivePermissionsOf(k.role, k.custom_permissions, k.restricted ?? false);
+      const permissions = PermissionSet.of(k.permissions).intersect(creator).intersect(ceiling);
       const scope = k.bound_project_ids;
       deps.usage.note(orgId, k.id, k.last_used_at, at);
       return {

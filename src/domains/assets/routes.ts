@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { projectParams, text, uuid } from '../../http/schemas.js';
+import { projectParams, userText, uuid } from '../../http/schemas.js';
 import type { AssetService } from './service.js';
 
 export function assetRoutes(assets: AssetService): AnyRoute[] {
@@ -16,7 +16,7 @@ export function assetRoutes(assets: AssetService): AnyRoute[] {
       method: 'POST', url: '/api/orgs/:orgId/projects/:projectId/assets', summary: 'Create an asset', tags,
       auth: { mode: 'session' }, api: true, permission: 'assets:write', rateLimit: 'authenticated', audit: { action: 'asset.created' },
       status: 201,
-      schema: { params: projectParams, body: z.strictObject({ name: text(200), kind: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }) },
+      schema: { params: projectParams, body: z.strictObject({ name: userText(200), kind: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/) }) },
       example: () => ({ name: 'web-01', kind: 'host' }),
       handler: ({ ctx, params, body }) => assets.create(ctx, params.projectId, body),
     }),

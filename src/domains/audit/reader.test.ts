@@ -133,7 +133,9 @@ describe.each(ENGINES)('reading the audit trail on %s', (engine) => {
     for (const role of ['viewer', 'member', 'project_viewer', 'restricted_member'] as const) {
       const res = await h.built.app.inject({ method: 'GET', url: `/api/orgs/${acme}/audit`, headers: { cookie: await h.cookieFor(h.user('acme', role).email) } });
       expect(res.statusCode, role).toBe(403);
-      expect(res.json()).toMatchObject({ code: 'forbidden', detail: 'requires audit:read' });
+      // Members restricted to projects are told why: the trail is org-wide (review R4 finding 4).
+      const why = role === 'project_viewer' || role === 'restricted_member' ? ', an org-wide permission, which access restricted to projects never holds' : '';
+      expect(res.json()).toMatchObject({ code: 'forbidden', detail: `requires audit:read${why}` });
     }
     expect(actions(await read('?limit=1', h.user('acme', 'admin').email))).toEqual(['authz.denied']);
 

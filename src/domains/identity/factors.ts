@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { exec, one, type Tx } from '../../db/database.js';
-import type { MailPort } from '../mail/index.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { quotedLine, type MailPort } from '../mail/index.js';
 
 /**
  * After a factor is removed: MFA stays on while any factor remains (a passkey, or a confirmed
@@ -25,16 +26,30 @@ export async function settleFactors(tx: Tx, userId: string): Promise<{ enabled: 
   return { enabled };
 }
 
+/** A sign-in method just added: what kind, and the name its adder chose (a passkey's). */
+export type AddedFactor = { kind: 'authenticator_app' } | { kind: 'passkey'; name: string };
+
 /**
  * Tells the account's owner a sign-in factor was added, in the same transaction: a factor
- * added from a stolen session would otherwise outlive a password reset unnoticed.
+ * added from a stolen session would otherwise outlive a password reset unnoticed. Whatever the
+ * adder chose or sent (the passkey's name, the browser's user agent, the address) is quoted as
+ * data on its own labelled line (review R4 finding 5), never spliced into the mail's sentences.
  */
-export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, what: string): Promise<void> {
+export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, factor: AddedFactor, ctx: RequestContext): Promise<void> {
   const u = await one<{ email: string }>(tx, sql`select email from users where id = ${userId}`);
   if (!u) return;
+  const lines = [
+    factor.kind === 'passkey' ? 'A passkey was added to your Palisade account.' : 'An authenticator app was added to your Palisade account.',
+    '',
+    ...(factor.kind === 'passkey' ? [quotedLine('Name given to the passkey', factor.name, 64)] : []),
+    ...(ctx.ip ? [quotedLine('Added from the network address', ctx.ip, 64)] : []),
+    ...(ctx.userAgent ? [quotedLine('By a browser describing itself as', ctx.userAgent, 200)] : []),
+    '',
+    'If this was not you, reset your password, remove it under your security settings, and sign out everywhere.',
+  ];
   await mail.enqueue(tx, {
     to: u.email,
     subject: 'A sign-in method was added to your Palisade account',
-    body: `${what} was added to your account. If this was not you, reset your password, remove it under your security settings, and sign out everywhere.`,
+    body: lines.join('\n'),
   });
 }

@@ -136,7 +136,7 @@ export function createMfaService(deps: MfaDeps) {
           await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
         }
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
-        await notifyFactorAdded(tx, deps.mail, userId, 'An authenticator app');
+        await notifyFactorAdded(tx, deps.mail, userId, { kind: 'authenticator_app' }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });
         return { recoveryCodes };
       });

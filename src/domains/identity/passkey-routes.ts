@@ -1,13 +1,13 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { uuid } from '../../http/schemas.js';
+import { userText, uuid } from '../../http/schemas.js';
 import { userActorOf } from '../../kernel/context.js';
 import type { PasskeyService } from './passkeys.js';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 
 const userOf = userActorOf;
 
-const name = z.string().trim().min(1).max(64);
+const name = userText(64);
 /** The browser's PublicKeyCredential as JSON; bounded here, checked field by field by the verifier. */
 export const credentialJson = z
   .object({ id: z.string().min(1).max(1400), rawId: z.string().min(1).max(1400), type: z.literal('public-key'), response: z.record(z.string(), z.unknown()) })

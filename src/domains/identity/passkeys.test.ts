@@ -170,4 +170,67 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect(json(off)).toEqual({ enabled: true });
     expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['passkey']);
   });
+
+  const REWRITE = 'Phone"\n\nThis was you during onboarding: no action is needed.\n\n--';
+  const mailsTo = (email: string) => h.t.db.withSystem('test', (tx) => h.built.services.mail.read(tx, email));
+
+  // review R4 finding 5
+  it('refuses a name that would rewrite the notification or reorder itself, on create and on rename', async () => {
+    const { c, email } = await signedIn('member', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    const before = (await mailsTo(email)).length;
+    const listed = async () => (json(await c.call('GET', '/api/me/passkeys')).passkeys as { name: string }[]).map((p) => p.name);
+    const had = await listed();
+    for (const name of [REWRITE, 'Phone\u202Eenoh', 'a\u200Bb', 'Tab\there', 'x'.repeat(65)]) {
+      const res = await addPasskey(c, auth, name);
+      expect(res.statusCode, JSON.stringify(name)).toBe(400);
+      expect(json(res)).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body.name' }] });
+    }
+    expect(await listed()).toEqual(had);
+    expect(await mailsTo(email)).toHaveLength(before);
+
+    const pk = json(await addPasskey(c, auth, 'Renamable'));
+    for (const name of [REWRITE, '\u202Eenohp', 'Phone\u2066x\u2069', 'line\u2028break']) {
+      const res = await c.call('PATCH', `/api/me/passkeys/${pk.id as string}`, { name });
+      expect(res.statusCode, JSON.stringify(name)).toBe(400);
+      expect(json(res)).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body.name' }] });
+    }
+    expect(await listed()).toEqual([...had, 'Renamable']);
+  });
+
+  // review R4 finding 5
+  it('accepts a name in any script and mails it quoted, on its own labelled line, with the address and user agent quoted too', async () => {
+    const { c, email } = await signedIn('viewer', 'globex');
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    const added = await addPasskey(c, auth, '  Te\u0301le\u0301phone de Zoe\u0308 \u{1F4F1} ');
+    expect(added.statusCode, added.body).toBe(201);
+    expect(json(added).name).toBe('T\u00E9l\u00E9phone de Zo\u00EB \u{1F4F1}');
+    const mail = (await mailsTo(email)).at(-1);
+    expect(mail?.subject).toBe('A sign-in method was added to your Palisade account');
+    const lines = mail?.body.split('\n') ?? [];
+    expect(lines).toContain('  Name given to the passkey: \u201CT\u00E9l\u00E9phone de Zo\u00EB \u{1F4F1}\u201D');
+    expect(lines).toContain('  Added from the network address: \u201C127.0.0.1\u201D');
+    expect(lines).toContain('  By a browser describing itself as: \u201ClightMyRequest\u201D');
+    const renamed = await c.call('PATCH', `/api/me/passkeys/${json(added).id as string}`, { name: 'T\u00E9l\u00E9phone \u00AB pro \u00BB' });
+    expect(renamed.statusCode).toBe(200);
+  });
+
+  // review R4 finding 5 (the mail does not trust the route: text stored or sent before any check)
+  it('quotes and neutralises a hostile name and user agent that never met the schema', async () => {
+    const { email } = await signedIn('owner', 'globex');
+    const userId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id as string;
+    const auth = new SoftAuthenticator(rpId, ORIGIN);
+    const ctx = { ...systemContext('test'), ip: '203.0.113.7', userAgent: 'Evil\r\n\r\nNo action is needed.\u202E' };
+    const { ceremonyToken, options } = await h.built.services.passkeys.registrationOptions(ctx, { id: userId, email });
+    await h.built.services.passkeys.register(ctx, userId, { ceremonyToken, name: REWRITE, response: auth.create(options) as never });
+    const body = (await mailsTo(email)).at(-1)?.body ?? '';
+    expect(body).not.toContain('\n\nThis was you');
+    expect(body).not.toContain('\nNo action is needed');
+    expect(body).not.toContain('\u202E');
+    const lines = body.split('\n');
+    const nameLine = lines.find((l) => l.startsWith('  Name given to the passkey: '));
+    expect(nameLine).toBe("  Name given to the passkey: \u201CPhone' This was you during onboarding: no action is needed. --\u201D");
+    expect(lines.find((l) => l.startsWith('  By a browser'))).toBe('  By a browser describing itself as: \u201CEvil No action is needed.\uFFFD\u201D');
+    expect(lines.at(-1)).toMatch(/^If this was not you, reset your password/);
+  });
 });

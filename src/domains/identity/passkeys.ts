@@ -169,7 +169,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
         if (current) {
           await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
         }
-        await notifyFactorAdded(tx, deps.mail, userId, `A passkey named "${input.name}"`);
+        await notifyFactorAdded(tx, deps.mail, userId, { kind: 'passkey', name: input.name }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_added', target: { type: 'passkey', id }, details: { name: input.name } });
         return view(r as PasskeyRow);
       });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { orgParams, text, uuid } from '../../http/schemas.js';
+import { orgParams, userText, uuid } from '../../http/schemas.js';
 import { DeliveryRejected } from './providers.js';
 import type { InboundService } from './service.js';
 
@@ -12,7 +12,7 @@ export function inboundRoutes(inbound: InboundService): AnyRoute[] {
   const names = inbound.providerNames();
   const createBody = z
     .strictObject({
-      name: text(100),
+      name: userText(100),
       provider: z.string().refine((p) => names.includes(p), `one of ${names.join(', ')}`),
       secret: z.string().trim().min(1).max(300),
     })

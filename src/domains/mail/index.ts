@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import { exec, rows, type Tx } from '../../db/database.js';
+import { neutralizeText } from '../../kernel/text.js';
 import type { Sealer } from '../keys/index.js';
 
 export interface MailMessage {
@@ -15,6 +16,19 @@ export interface MailMessage {
  */
 export interface MailPort {
   enqueue(tx: Tx, message: MailMessage): Promise<void>;
+}
+
+/**
+ * User text in a mail is data, never prose (review R4 finding 5): every value someone other than
+ * us chose — a passkey name, a browser's user agent, a client address — goes on its own line,
+ * after a label that says whose words they are, inside typographic quotes. Control, bidi and
+ * invisible characters become U+FFFD (the text may predate validation, or was never validated,
+ * like a user agent), double-quote look-alikes become apostrophes so the value cannot close its
+ * quotes, and it is cut to `max` characters.
+ */
+export function quotedLine(label: string, value: string, max = 120): string {
+  const safe = neutralizeText(value, max).replace(/["\u201C\u201D\u201E\u201F\u00AB\u00BB\u2033\u2036\uFF02]/gu, "'");
+  return `  ${label}: \u201C${safe}\u201D`;
 }
 
 const OUTBOX_SCOPE = 'mail-outbox';

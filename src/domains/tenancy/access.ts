@@ -5,7 +5,9 @@ import {
   ALWAYS_RESTRICTED_ROLES,
   BUILTIN_ROLE_PERMISSIONS,
   isBuiltinRole,
+  orgWideIn,
   PermissionSet,
+  withoutOrgWide,
   type BuiltinRole,
 } from '../../kernel/permissions.js';
 import { one, type Database, type Tx } from '../../db/database.js';
@@ -37,6 +39,34 @@ export function isRestricted(role: RoleKey, restricted: boolean): boolean {
   return restricted || (ALWAYS_RESTRICTED_ROLES as readonly string[]).includes(role);
 }
 
+/**
+ * What a member holds at request time: their role's permissions, without the org-wide ones when
+ * they are restricted to projects (ORG_WIDE_PERMISSIONS). Assignments that would grant those are
+ * refused (assertRestrictable); this also holds for rows written before that rule, or by hand.
+ */
+export function effectivePermissionsOf(role: RoleKey, customPermissions: readonly string[] | null, restricted: boolean): PermissionSet {
+  const granted = permissionsOf(role, customPermissions);
+  return isRestricted(role, restricted) ? withoutOrgWide(granted) : granted;
+}
+
+/**
+ * A member restricted to projects holds no org-wide permission (review R4 finding 4): a role
+ * that grants one is refused for a restricted member, naming what reaches beyond the projects,
+ * rather than silently holding less than it says.
+ */
+export function assertRestrictable(granted: PermissionSet, restricted: boolean): void {
+  if (!restricted) return;
+  const wide = orgWideIn(granted);
+  if (wide.length > 0) {
+    throw new AppError(
+      'validation_failed',
+      `a member restricted to projects cannot hold org-wide permissions, and this role holds ${wide.join(', ')}: ` +
+        'choose a role without them, or leave the member unrestricted',
+      [{ path: 'restricted', message: `the role holds org-wide permissions: ${wide.join(', ')}` }],
+    );
+  }
+}
+
 export interface OrgPolicy {
   sessionIdleSeconds: number | null;
   sessionAbsoluteSeconds: number | null;
@@ -59,7 +89,7 @@ export function accessFrom(orgId: string, m: MembershipRow): OrgAccess {
     orgId,
     role: m.role,
     roleLabel: m.role === 'custom' ? `custom:${m.custom_name ?? ''}` : m.role,
-    permissions: permissionsOf(m.role, m.custom_permissions),
+    permissions: effectivePermissionsOf(m.role, m.custom_permissions, m.restricted),
     projectIds: isRestricted(m.role, m.restricted) ? (m.project_ids ?? []) : null,
     adminIpAllowlist: m.admin_ip_allowlist ?? [],
   };

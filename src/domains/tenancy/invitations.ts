@@ -4,7 +4,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
 import { exec, one, rows } from '../../db/database.js';
-import { accessFrom, assertCanGrant, assertCanScope, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
+import { accessFrom, assertCanGrant, assertCanScope, assertRestrictable, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import { grantedBy, type RoleAssignment } from './members.js';
 
@@ -72,6 +72,7 @@ export function createInvitationService(deps: TenancyDeps) {
         const granted = await grantedBy(tx, input);
         assertCanGrant(org, input.role, granted);
         const restricted = input.role !== 'owner' && isRestricted(input.role, input.restricted ?? false);
+        assertRestrictable(granted, restricted);
         const projectIds = [...new Set(input.projectIds ?? [])];
         if (projectIds.length > 0) {
           if (!restricted) throw new AppError('validation_failed', 'projectIds are only for restricted members');
@@ -105,17 +106,44 @@ export function createInvitationService(deps: TenancyDeps) {
       });
     },
 
+    /**
+     * Every invitation, for an unrestricted reader. A reader restricted to projects sees, as in
+     * the member list, the invitations that reach one of their projects (unrestricted ones, and
+     * restricted ones naming one of theirs), with only their own projects named.
+     */
     async list(ctx: RequestContext): Promise<InvitationView[]> {
       const org = requireOrg(ctx);
+      const scope = org.projectIds;
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const list = await rows<InvRow>(tx, sql`select * from invitations where org_id = ${org.orgId} order by created_at desc`);
-        return list.map(view);
+        const list = await rows<InvRow>(
+          tx,
+          scope === null
+            ? sql`select * from invitations where org_id = ${org.orgId} order by created_at desc`
+            : sql`select * from invitations where org_id = ${org.orgId} and (not restricted or project_ids && ${[...scope]}::uuid[])
+                  order by created_at desc`,
+        );
+        return list.map((r) => (scope === null ? view(r) : { ...view(r), projectIds: r.project_ids.filter((p) => scope.includes(p)) }));
       });
     },
 
+    /**
+     * A restricted member revokes only invitations they could have made: restricted to projects
+     * of theirs. Others they can see are refused; those they cannot see are not found.
+     */
     async revoke(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        if (org.projectIds !== null) {
+          const scope = org.projectIds;
+          const inv = await one<{ restricted: boolean; project_ids: string[] }>(
+            tx,
+            sql`select restricted, project_ids from invitations where org_id = ${org.orgId} and id = ${id} for update`,
+          );
+          if (!inv || (inv.restricted && !inv.project_ids.some((p) => scope.includes(p)))) throw new AppError('not_found');
+          if (!inv.restricted || inv.project_ids.some((p) => !scope.includes(p))) {
+            throw new AppError('privilege_escalation', 'you are restricted to projects: you can revoke only invitations restricted to your projects');
+          }
+        }
         const n = await exec(
           tx,
           sql`update invitations set revoked_at = now() where org_id = ${org.orgId} and id = ${id}
@@ -154,6 +182,14 @@ export function createInvitationService(deps: TenancyDeps) {
         } catch (err) {
           // The invitee did nothing wrong: the invitation itself is no longer good.
           if (err instanceof AppError) throw new AppError('token_invalid', 'the inviter can no longer grant this access');
+          throw err;
+        }
+        try {
+          // The invitation's custom role may hold org-wide permissions by now (data from before
+          // role edits were checked against pending restricted invitations).
+          assertRestrictable(granted, isRestricted(inv.role, inv.restricted));
+        } catch (err) {
+          if (err instanceof AppError) throw new AppError('token_invalid', 'the invitation\u2019s role now holds org-wide permissions, which a member restricted to projects cannot hold');
           throw err;
         }
         const existing = await one(tx, sql`select 1 as x from memberships where org_id = ${orgId} and user_id = ${userId}`);

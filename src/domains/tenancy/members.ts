@@ -3,7 +3,9 @@ import type { OrgAccess, RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
-import { assertCanActOn, assertCanGrant, assertCanManage, assertCanScope, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey } from './access.js';
+import {
+  assertCanActOn, assertCanGrant, assertCanManage, assertCanScope, assertRestrictable, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey,
+} from './access.js';
 import type { TenancyDeps } from './deps.js';
 
 export interface MemberView {
@@ -74,7 +76,9 @@ async function assertNotLastOwner(tx: Tx, orgId: string, userId: string): Promis
 export async function grantedBy(tx: Tx, a: RoleAssignment) {
   if (a.role === 'custom') {
     if (!a.customRoleId) throw new AppError('validation_failed', 'customRoleId is required for role "custom"');
-    const r = await one<{ permissions: string[] }>(tx, sql`select permissions from custom_roles where id = ${a.customRoleId}`);
+    // Shared lock: an edit of the role (roles.ts) waits for this assignment, then counts it among
+    // the role's holders; an assignment waiting on an edit reads the edited permissions.
+    const r = await one<{ permissions: string[] }>(tx, sql`select permissions from custom_roles where id = ${a.customRoleId} for share`);
     if (!r) throw new AppError('not_found', 'no such custom role');
     return permissionsOf('custom', r.permissions);
   }
@@ -85,8 +89,20 @@ export async function grantedBy(tx: Tx, a: RoleAssignment) {
 
 export function createMemberService(deps: TenancyDeps) {
   return {
+    /**
+     * Every member, for an unrestricted reader. A reader restricted to projects (or their key)
+     * sees who reaches one of their projects: unrestricted members, members assigned to one of
+     * theirs, and themselves (review R4 finding 4: the roster is not an org-wide channel).
+     */
     async list(ctx: RequestContext): Promise<MemberView[]> {
       const org = requireOrg(ctx);
+      const scope = org.projectIds;
+      const self = ctx.actor.type === 'user' ? ctx.actor.userId : ctx.actor.type === 'api_key' ? ctx.actor.createdBy : null;
+      const reach =
+        scope === null
+          ? sql`true`
+          : sql`(not m.restricted or m.user_id = ${self} or exists (select 1 from project_access pa
+                 where pa.org_id = m.org_id and pa.user_id = m.user_id and pa.project_id = any(${[...scope]}::uuid[])))`;
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const list = await rows<{
           user_id: string; email: string; name: string; role: RoleKey; custom_role_id: string | null;
@@ -97,7 +113,7 @@ export function createMemberService(deps: TenancyDeps) {
                      (select array_agg(pa.project_id::text order by pa.project_id) from project_access pa
                        where pa.org_id = m.org_id and pa.user_id = m.user_id) as project_ids
               from memberships m join users u on u.id = m.user_id
-              where m.org_id = ${org.orgId} order by u.email`,
+              where m.org_id = ${org.orgId} and ${reach} order by u.email`,
         );
         return list.map((m) => ({
           userId: m.user_id,
@@ -123,6 +139,9 @@ export function createMemberService(deps: TenancyDeps) {
         assertCanGrant(org, a.role, granted);
         if (target.role === 'owner' && a.role !== 'owner') await assertNotLastOwner(tx, org.orgId, userId);
         const restricted = isRestricted(a.role, a.restricted ?? target.restricted) && a.role !== 'owner';
+        // Covers both ways in: a role with org-wide permissions given to a restricted member, and
+        // restricting the holder of one (review R4 finding 4).
+        assertRestrictable(granted, restricted);
         if (org.projectIds !== null) {
           const assigned = await rows<{ project_id: string }>(
             tx,

@@ -212,4 +212,135 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     expect(stale.json()).toMatchObject({ code: 'token_invalid' });
     expect(await h.t.owner.query('select 1 from memberships where org_id = $1 and user_id = $2', [acme, invitee])).toEqual([]);
   });
+
+  /** A new user who is a member of acme, written directly (data from before the rules, or by hand). */
+  async function seedMember(m: { role: string; customRoleId?: string; restricted: boolean; projects: string[] }): Promise<{ id: string; email: string }> {
+    const id = newId();
+    const email = `scope-${id.slice(0, 8)}@example.test`;
+    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Scope test']);
+    await h.t.owner.query('insert into memberships (org_id, user_id, role, custom_role_id, restricted) values ($1, $2, $3, $4, $5)',
+      [acme, id, m.role, m.customRoleId ?? null, m.restricted]);
+    for (const p of m.projects) await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, p, id]);
+    return { id, email };
+  }
+  async function createRole(permissions: string[]): Promise<string> {
+    const admin = await as(h.user('acme', 'admin').email);
+    const res = await admin.call('POST', url('/roles'), { name: `scope-${newId().slice(0, 8)}`, permissions });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json<{ id: string }>().id;
+  }
+  const membership = async (userId: string) =>
+    (await h.t.owner.query<{ role: string; custom_role_id: string | null; restricted: boolean }>(
+      'select role, custom_role_id, restricted from memberships where org_id = $1 and user_id = $2', [acme, userId]))[0];
+
+  // review R4 finding 4
+  it('a role with org-wide permissions is refused for a restricted member: assigned, invited, or by restricting its holder', async () => {
+    const auditor = await createRole(['projects:read', 'assets:read', 'audit:read', 'webhooks:manage']);
+    const admin = await as(h.user('acme', 'admin').email);
+    const refusedNaming = (res: LightMyRequestResponse, ...perms: string[]) => {
+      expect(res.statusCode, res.body).toBe(400);
+      const body = res.json<{ code: string; detail: string }>();
+      expect(body.code).toBe('validation_failed');
+      for (const p of perms) expect(body.detail).toContain(p);
+    };
+
+    // Assigning the role to a member restricted to Production (the review's reproduction).
+    const restricted = await seedMember({ role: 'member', restricted: true, projects: [production] });
+    refusedNaming(await admin.call('PATCH', url(`/members/${restricted.id}`), { role: 'custom', customRoleId: auditor }), 'audit:read', 'webhooks:manage');
+    refusedNaming(await admin.call('PATCH', url(`/members/${restricted.id}`), { role: 'custom', customRoleId: auditor, restricted: true }), 'audit:read');
+    expect(await membership(restricted.id)).toEqual({ role: 'member', custom_role_id: null, restricted: true });
+
+    // Restricting a member who holds such a role: the custom one, or the built-in admin.
+    const holder = await seedMember({ role: 'member', restricted: false, projects: [] });
+    expect((await admin.call('PATCH', url(`/members/${holder.id}`), { role: 'custom', customRoleId: auditor })).statusCode).toBe(204);
+    refusedNaming(await admin.call('PATCH', url(`/members/${holder.id}`), { role: 'custom', customRoleId: auditor, restricted: true }), 'audit:read');
+    expect(await membership(holder.id)).toEqual({ role: 'custom', custom_role_id: auditor, restricted: false });
+    const owner = await as(h.user('acme', 'owner').email);
+    refusedNaming(await owner.call('PATCH', url(`/members/${holder.id}`), { role: 'admin', restricted: true }), 'audit:read', 'settings:read', 'roles:write', 'projects:create');
+
+    // An invitation may not promise it either.
+    refusedNaming(await admin.call('POST', url('/invitations'), {
+      email: `inv-${newId().slice(0, 8)}@example.test`, role: 'custom', customRoleId: auditor, restricted: true, projectIds: [production],
+    }), 'audit:read');
+    refusedNaming(await owner.call('POST', url('/invitations'), { email: `inv-${newId().slice(0, 8)}@example.test`, role: 'admin', restricted: true }), 'webhooks:manage');
+
+    // Roles without org-wide permissions are restricted as before.
+    const reader = await createRole(['projects:read', 'assets:read', 'members:read']);
+    expect((await admin.call('PATCH', url(`/members/${restricted.id}`), { role: 'custom', customRoleId: reader })).statusCode).toBe(204);
+    expect(await membership(restricted.id)).toEqual({ role: 'custom', custom_role_id: reader, restricted: true });
+  });
+
+  // review R4 finding 4
+  it('a restricted member whose role still grants org-wide permissions (older data) is refused every org-wide channel', async () => {
+    const admin = await as(h.user('acme', 'admin').email);
+    // An event about the unassigned project, which the trail would otherwise hand over.
+    expect((await admin.call('PATCH', url(`/projects/${staging}`), { name: 'Staging' })).statusCode).toBe(200);
+    const wide = await createRole(['projects:read', 'assets:read', 'audit:read', 'webhooks:manage', 'settings:read', 'keys:own', 'keys:manage']);
+    const m = await seedMember({ role: 'custom', customRoleId: wide, restricted: true, projects: [production] });
+    const me = await as(m.email);
+    for (const path of ['/audit', '/webhooks', '/inbound-sources', '/settings']) {
+      const res = await me.call('GET', url(path));
+      expect(res.statusCode, `${path}: ${res.body}`).toBe(403);
+      expect(res.json<{ code: string; detail: string }>()).toMatchObject({ code: 'forbidden', detail: expect.stringContaining('org-wide') });
+    }
+    expect((await me.call('POST', url('/webhooks'), { url: 'https://hooks.example.com/x', events: ['*'] })).statusCode).toBe(403);
+    // keys:manage held restricted reaches no other member's key.
+    expect((await me.call('GET', url('/api-keys'))).json<{ keys: unknown[] }>().keys).toEqual([]);
+    // Within the project they work as before.
+    expect((await me.call('GET', url(`/projects/${production}/assets`))).statusCode).toBe(200);
+    // The built-in admin restricted by hand: the same.
+    const radmin = await seedMember({ role: 'admin', restricted: true, projects: [production] });
+    const ra = await as(radmin.email);
+    for (const path of ['/audit', '/webhooks', '/settings']) expect((await ra.call('GET', url(path))).statusCode, path).toBe(403);
+    expect((await ra.call('POST', url('/projects'), { name: 'outside' })).statusCode).toBe(403);
+  });
+
+  // review R4 finding 4 (the same class: the member roster and invitations list the whole org)
+  it('a restricted reader lists only the members and invitations that reach one of their projects', async () => {
+    const staffer = await seedMember({ role: 'member', restricted: true, projects: [staging] });
+    const both = await seedMember({ role: 'viewer', restricted: true, projects: [production, staging] });
+    const unassigned = await seedMember({ role: 'member', restricted: true, projects: [] });
+    const manager = await createRole(['projects:read', 'members:read', 'members:invite']);
+    const me = await seedMember({ role: 'custom', customRoleId: manager, restricted: true, projects: [production] });
+    const mine = await as(me.email);
+
+    const seen = (await mine.call('GET', url('/members'))).json<{ members: { userId: string; projectIds: string[]; restricted: boolean }[] }>().members;
+    const ids = seen.map((x) => x.userId);
+    expect(ids).toContain(me.id);
+    expect(ids).toContain(both.id);
+    expect(ids).toContain(await userIdOf(h.user('acme', 'owner').email));
+    expect(ids).toContain(await userIdOf(h.user('acme', 'restricted_member').email));
+    expect(ids).not.toContain(staffer.id);
+    expect(ids).not.toContain(unassigned.id);
+    expect(seen.find((x) => x.userId === both.id)?.projectIds).toEqual([production]);
+    expect(seen.every((x) => !x.restricted || x.projectIds.every((p) => p === production))).toBe(true);
+    // The unrestricted view is unchanged.
+    const full = (await (await as(h.user('acme', 'admin').email)).call('GET', url('/members'))).json<{ members: { userId: string }[] }>().members;
+    expect(full.map((x) => x.userId)).toEqual(expect.arrayContaining([staffer.id, unassigned.id]));
+
+    const admin = await as(h.user('acme', 'admin').email);
+    const invite = async (body: object) => {
+      const res = await admin.call('POST', url('/invitations'), { email: `list-${newId().slice(0, 8)}@example.test`, ...body });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json<{ invitation: { id: string } }>().invitation.id;
+    };
+    const toStaging = await invite({ role: 'viewer', restricted: true, projectIds: [staging] });
+    const toBoth = await invite({ role: 'viewer', restricted: true, projectIds: [production, staging] });
+    const wideInv = await invite({ role: 'viewer' });
+    const listed = (await mine.call('GET', url('/invitations'))).json<{ invitations: { id: string; projectIds: string[] }[] }>().invitations;
+    expect(listed.map((i) => i.id)).not.toContain(toStaging);
+    expect(listed.find((i) => i.id === toBoth)?.projectIds).toEqual([production]);
+    expect(listed.map((i) => i.id)).toContain(wideInv);
+
+    // Revoking: an invitation they cannot see is not found; one reaching beyond their projects is refused.
+    expect((await mine.call('DELETE', url(`/invitations/${toStaging}`))).statusCode).toBe(404);
+    const beyond = await mine.call('DELETE', url(`/invitations/${toBoth}`));
+    expect(beyond.statusCode).toBe(403);
+    expect(beyond.json()).toMatchObject({ code: 'privilege_escalation' });
+    expect((await mine.call('DELETE', url(`/invitations/${wideInv}`))).statusCode).toBe(403);
+    const own = await invite({ role: 'viewer', restricted: true, projectIds: [production] });
+    expect((await mine.call('DELETE', url(`/invitations/${own}`))).statusCode).toBe(204);
+    const pending = await h.t.owner.query<{ id: string }>('select id from invitations where id = any($1) and revoked_at is null', [[toStaging, toBoth, wideInv]]);
+    expect(pending).toHaveLength(3);
+  });
 });

@@ -171,4 +171,37 @@ describe.each(ENGINES)('custom roles on %s', (engine) => {
     expect(await h.t.owner.query('select 1 from custom_roles where name = $1', [name])).toEqual([]);
     expect((await h.t.owner.query<{ permissions: string[] }>('select permissions from custom_roles where id = $1', [role.id]))[0]?.permissions).toEqual(['org:read']);
   });
+
+  // review R4 finding 4
+  it('a role held by a restricted member (or promised by a pending restricted invitation) cannot gain org-wide permissions', async () => {
+    admin = await as(h.user('acme', 'admin').email);
+    const production = h.demo.orgs[0]?.projects[0]?.id as string;
+    const role = await createRole(admin, uniqueName('scoped'), ['projects:read', 'assets:read']);
+    const holder = await newMember('member');
+    const assign = await admin.call('PATCH', `/api/orgs/${acme}/members/${holder.id}`, { role: 'custom', customRoleId: role.id, restricted: true });
+    expect(assign.statusCode, assign.body).toBe(204);
+
+    const widen = await admin.call('PATCH', url(`/${role.id}`), { permissions: ['projects:read', 'assets:read', 'audit:read'] });
+    expect(widen.statusCode, widen.body).toBe(409);
+    expect(widen.json<{ code: string; detail: string }>()).toMatchObject({ code: 'conflict', detail: expect.stringContaining('audit:read') });
+    // Renaming, and changes within the project, are fine.
+    expect((await admin.call('PATCH', url(`/${role.id}`), { description: 'still scoped' })).statusCode).toBe(200);
+    expect((await admin.call('PATCH', url(`/${role.id}`), { permissions: ['projects:read', 'assets:read', 'assets:write'] })).statusCode).toBe(200);
+    expect((await h.t.owner.query<{ permissions: string[] }>('select permissions from custom_roles where id = $1', [role.id]))[0]?.permissions)
+      .toEqual(['org:read', 'projects:read', 'assets:read', 'assets:write']);
+
+    // Once no restricted member holds it, it can.
+    expect((await admin.call('PATCH', `/api/orgs/${acme}/members/${holder.id}`, { role: 'custom', customRoleId: role.id, restricted: false })).statusCode).toBe(204);
+    expect((await admin.call('PATCH', url(`/${role.id}`), { permissions: ['projects:read', 'audit:read'] })).statusCode).toBe(200);
+
+    // A pending restricted invitation holds it just the same.
+    const invited = await createRole(admin, uniqueName('invited'), ['projects:read']);
+    const inv = await admin.call('POST', `/api/orgs/${acme}/invitations`, {
+      email: `roles-inv-${newId().slice(0, 8)}@example.test`, role: 'custom', customRoleId: invited.id, restricted: true, projectIds: [production],
+    });
+    expect(inv.statusCode, inv.body).toBe(201);
+    const refused = await admin.call('PATCH', url(`/${invited.id}`), { permissions: ['projects:read', 'webhooks:manage'] });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json<{ detail: string }>().detail).toContain('webhooks:manage');
+  });
 });

@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, PermissionSet, type Permission } from '../../kernel/permissions.js';
-import { exec, one, rows } from '../../db/database.js';
+import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, orgWideIn, PermissionSet, type Permission } from '../../kernel/permissions.js';
+import { exec, one, rows, type Tx } from '../../db/database.js';
 import { assertCanActOn, bindingOf, requireOrg } from './access.js';
 import type { OrgAccess } from '../../kernel/context.js';
 import type { Database } from '../../db/database.js';
@@ -17,6 +17,32 @@ async function assertCanActOnHolders(db: Database, actor: OrgAccess, roleId: str
   for (const h of holders) await assertCanActOn(db, actor, h.user_id);
 }
 import type { TenancyDeps } from './deps.js';
+
+/**
+ * A member restricted to projects holds no org-wide permission (review R4 finding 4): a custom
+ * role that a restricted member holds, or that a pending restricted invitation grants, cannot
+ * be given one. Runs under the role's row lock; assignments take it in share mode (members.ts
+ * grantedBy), so an assignment racing the edit is either counted here or reads the edited role.
+ */
+async function assertNoRestrictedHolders(tx: Tx, roleId: string, wide: readonly Permission[]): Promise<void> {
+  const r = await one<{ members: number; invitations: number }>(
+    tx,
+    sql`select (select count(*)::int from memberships where custom_role_id = ${roleId} and restricted) as members,
+               (select count(*)::int from invitations where custom_role_id = ${roleId} and restricted
+                  and accepted_at is null and revoked_at is null and expires_at > now()) as invitations`,
+  );
+  const members = r?.members ?? 0;
+  const invitations = r?.invitations ?? 0;
+  if (members + invitations === 0) return;
+  const holders = [members > 0 ? `${members} member(s) restricted to projects` : '', invitations > 0 ? `${invitations} pending restricted invitation(s)` : '']
+    .filter(Boolean)
+    .join(' and ');
+  throw new AppError(
+    'conflict',
+    `the role is held by ${holders}, who cannot hold org-wide permissions: ${wide.join(', ')}; ` +
+      'lift their restriction or give them another role first',
+  );
+}
 
 export interface RoleView {
   id: string;
@@ -102,6 +128,8 @@ export function createRoleService(deps: TenancyDeps) {
         }
         const next = PermissionSet.of([...(input.permissions ?? cur.permissions), 'org:read']);
         if (!org.permissions.covers(next)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
+        const wide = input.permissions ? orgWideIn(next) : [];
+        if (wide.length > 0) await assertNoRestrictedHolders(tx, id, wide);
         const name = input.name ?? cur.name;
         const description = input.description ?? cur.description;
         try {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { orgParams, projectParams, slug, text, uuid, email } from '../../http/schemas.js';
+import { orgParams, projectParams, slug, userText, uuid, email } from '../../http/schemas.js';
 import { ALL_PERMISSIONS, BUILTIN_ROLES, type Permission } from '../../kernel/permissions.js';
 import { AppError } from '../../kernel/errors.js';
 import type { OrgService } from './orgs.js';
@@ -36,7 +36,7 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'POST', url: '/api/orgs', summary: 'Create an organization (the caller becomes its owner)', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'org.created' },
-      status: 201, schema: { body: z.strictObject({ name: text(100), slug }) },
+      status: 201, schema: { body: z.strictObject({ name: userText(100), slug }) },
       example: () => ({ name: 'Matrix Org', slug: `m-${Math.random().toString(36).slice(2, 10)}` }),
       handler: ({ ctx, body }) => s.orgs.create(ctx, userOf(ctx), body),
     }),
@@ -48,7 +48,7 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId', summary: 'Rename the organization', tags,
       auth: { mode: 'session' }, permission: 'org:update', rateLimit: 'authenticated', audit: { action: 'org.updated' },
-      schema: { params: orgParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'Renamed' }),
+      schema: { params: orgParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'Renamed' }),
       handler: ({ ctx, body }) => s.orgs.rename(ctx, body.name),
     }),
     defineRoute({
@@ -141,7 +141,7 @@ export function tenancyRoutes(s: {
       status: 201,
       schema: {
         params: orgParams,
-        body: z.strictObject({ name: text(60), description: z.string().max(500).optional(), permissions: z.array(permission).min(1).max(64) }),
+        body: z.strictObject({ name: userText(60), description: userText(500, { allowEmpty: true }).optional(), permissions: z.array(permission).min(1).max(64) }),
       },
       example: () => ({ name: `role-${Math.random().toString(36).slice(2, 10)}`, permissions: ['projects:read'] }),
       handler: ({ ctx, body }) => s.roles.create(ctx, body),
@@ -151,7 +151,7 @@ export function tenancyRoutes(s: {
       auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.updated' }, stepUp: true,
       schema: {
         params: z.strictObject({ orgId: uuid, roleId: uuid }),
-        body: z.strictObject({ name: text(60).optional(), description: z.string().max(500).optional(), permissions: z.array(permission).min(1).max(64).optional() }),
+        body: z.strictObject({ name: userText(60).optional(), description: userText(500, { allowEmpty: true }).optional(), permissions: z.array(permission).min(1).max(64).optional() }),
       },
       example: () => ({ description: 'changed' }),
       handler: ({ ctx, params, body }) => s.roles.update(ctx, params.roleId, body),
@@ -172,7 +172,7 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/projects', summary: 'Create a project', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:create', rateLimit: 'authenticated', audit: { action: 'project.created' },
-      status: 201, schema: { params: orgParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'New project' }),
+      status: 201, schema: { params: orgParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'New project' }),
       handler: ({ ctx, body }) => s.projects.create(ctx, body.name),
     }),
     defineRoute({
@@ -183,7 +183,7 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Rename a project', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
-      schema: { params: projectParams, body: z.strictObject({ name: text(100) }) }, example: () => ({ name: 'Renamed project' }),
+      schema: { params: projectParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'Renamed project' }),
       handler: ({ ctx, params, body }) => s.projects.rename(ctx, params.projectId, body.name),
     }),
     defineRoute({

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { orgParams, text, uuid } from '../../http/schemas.js';
+import { orgParams, userText, uuid } from '../../http/schemas.js';
 import { ALL_EVENTS, WEBHOOK_EVENT_TYPES } from './events.js';
 import type { WebhookService } from './service.js';
 
@@ -17,7 +17,7 @@ export function webhookRoutes(webhooks: WebhookService): AnyRoute[] {
     defineRoute({
       ...common, method: 'POST', url: base, summary: 'Add a webhook endpoint (its signing secret is shown in this answer only)',
       audit: { action: 'webhook.endpoint_created' }, stepUp: true, status: 201,
-      schema: { params: orgParams, body: z.strictObject({ url, events, description: text(200).optional(), enabled: z.boolean().optional() }) },
+      schema: { params: orgParams, body: z.strictObject({ url, events, description: userText(200).optional(), enabled: z.boolean().optional() }) },
       example: () => ({ url: 'https://hooks.example.com/palisade', events: ['project.created'] }),
       handler: ({ ctx, body }) => webhooks.create(ctx, body),
     }),
@@ -34,7 +34,7 @@ export function webhookRoutes(webhooks: WebhookService): AnyRoute[] {
       audit: { action: 'webhook.endpoint_updated' }, stepUp: true,
       schema: {
         params: endpointParams,
-        body: z.strictObject({ url: url.optional(), events: events.optional(), description: text(200).optional(), enabled: z.boolean().optional() }),
+        body: z.strictObject({ url: url.optional(), events: events.optional(), description: userText(200).optional(), enabled: z.boolean().optional() }),
       },
       example: () => ({ description: 'renamed' }),
       handler: ({ ctx, params, body }) => webhooks.update(ctx, params.endpointId, body),
