@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomToken } from '../../src/crypto/index.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import {
   ORIGIN, SYSTEM_ORG, WRONG, audit, call, freePort, killHard, login, passwordUser, percentile, randomIp, secondInstance, startRedis,
@@ -21,7 +22,7 @@ async function failOpens(h: TestApp): Promise<number> {
 }
 
 describe('redis limiter under concurrency', () => {
-  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60' };
+  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60,mfa-verify-address=10/300' };
   let h: TestApp;
   let other: Awaited<ReturnType<typeof secondInstance>>;
   beforeAll(async () => {
@@ -70,6 +71,14 @@ describe('redis limiter under concurrency', () => {
     const admitted = res.filter((r) => r.statusCode !== 429).length;
     console.log(`2x the limit over two instances: ${admitted} of 20 admitted (over-admission ${admitted - 10})`);
     expect(admitted).toBe(10);
+  });
+
+  // review R4 finding 2
+  it('made-up MFA tokens from one address: 10 looked up (limit 10), the rest refused before the database', async () => {
+    const ip = randomIp();
+    const res = await Promise.all(Array.from({ length: 30 }, () => call(h, 'POST', '/api/auth/mfa/verify', { ip, payload: { mfaToken: `pal_mfa_${randomToken(32)}`, code: '000000' } })));
+    expect(res.filter((r) => r.statusCode === 400)).toHaveLength(10);
+    expect(res.filter((r) => r.statusCode === 429)).toHaveLength(20);
   });
 
   it('100 concurrent probes from one address (limit 50): exactly 50 admitted', async () => {

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { buildApp, type AppConfig, type BuiltApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/index.js';
+import { RATE_LIMIT_POLICIES } from '../../src/http/route.js';
 import { ManualClock, type Clock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
@@ -13,7 +14,7 @@ import type { Engine } from '../../src/db/database.js';
 export const ORIGIN = 'https://palisade.test';
 
 /** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
-export const RELAXED_LIMITS = ['login', 'register', 'password-reset', 'invitation-accept', 'mfa-verify', 'probe', 'authenticated', 'inbound']
+export const RELAXED_LIMITS = RATE_LIMIT_POLICIES
   .map((p) => `${p}=100000/60`)
   .join(',');
 
@@ -45,7 +46,10 @@ export interface TestApp {
 }
 
 /** Builds the real app on a fresh database of `engine`, seeded with the demo orgs. */
-export async function createTestApp(engine: Engine, opts: { config?: Record<string, string>; clock?: Clock } = {}): Promise<TestApp> {
+export async function createTestApp(
+  engine: Engine,
+  opts: { config?: Record<string, string>; clock?: Clock; memoryKeysPerPolicy?: number } = {},
+): Promise<TestApp> {
   const t = await createTestDatabase(engine);
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
   const logs: string[] = [];
@@ -55,7 +59,7 @@ export async function createTestApp(engine: Engine, opts: { config?: Record<stri
       cb();
     },
   });
-  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger: createLogger('info', sink) });
+  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger: createLogger('info', sink), memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
   const demo = await seedDemo(t.db, built.services.audit);
   const cookieName = built.cookie.name;
   const userIds = new Map<string, string>();
