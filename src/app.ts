@@ -155,7 +155,7 @@ export async function buildApp(deps: AppDeps) {
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [
-    ...opsRoutes({ db, metrics: () => metrics.render(), openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
+    ...opsRoutes({ db, openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
     ...domainRoutes,
     ...apiMirrors(domainRoutes),
   ];

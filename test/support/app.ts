@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import { buildApp, type AppConfig, type BuiltApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -37,6 +38,8 @@ export interface TestApp {
   clock: ManualClock;
   demo: DemoData;
   logs: string[];
+  /** The logger whose lines land in `logs` (for listeners a test builds beside the app). */
+  logger: Logger;
   /** A session cookie header for a demo user, issued directly (no argon2 round). */
   cookieFor(email: string): Promise<string>;
   login(who: DemoLogin | { email: string; password: string }): Promise<string>;
@@ -59,12 +62,13 @@ export async function createTestApp(
       cb();
     },
   });
-  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger: createLogger('info', sink), memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
+  const logger = createLogger('info', sink);
+  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger, memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
   const demo = await seedDemo(t.db, built.services.audit);
   const cookieName = built.cookie.name;
   const userIds = new Map<string, string>();
   return {
-    t, built, clock, demo, logs,
+    t, built, clock, demo, logs, logger,
     user(org, role) {
       const l = demo.logins.find((x) => x.org === org && x.role === role);
       if (!l) throw new Error(`no demo user ${org}/${role}`);
