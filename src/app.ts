@@ -42,6 +42,8 @@ export interface AppDeps {
   db: Database;
   clock: Clock;
   logger: Logger;
+  /** Counters the in-memory rate limiter keeps per policy (its default unless a test floods a smaller store). */
+  memoryKeysPerPolicy?: number;
 }
 
 export const VERSION = '0.1.0';
@@ -153,7 +155,7 @@ export async function buildApp(deps: AppDeps) {
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [
-    ...opsRoutes({ db, metrics: () => metrics.render(), openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
+    ...opsRoutes({ db, openapi: () => (openapi ??= buildOpenApi(routes, { version: VERSION, serverUrl: config.publicOrigin })) }),
     ...domainRoutes,
     ...apiMirrors(domainRoutes),
   ];
@@ -173,6 +175,7 @@ export async function buildApp(deps: AppDeps) {
     policies: config.rateLimits as Partial<PolicyTable>,
     logger,
     onFailOpen: () => metrics.rateLimitFailOpen.inc(),
+    maxMemoryKeysPerPolicy: deps.memoryKeysPerPolicy,
   });
   app.addHook('onClose', () => limiter.close());
   app.addHook('onClose', () => keyUsage.close());

@@ -1,10 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { catalogProblems } from './db/catalog.js';
 import { openDatabase } from './db/open.js';
 import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
+import { createMetricsServer } from './http/metrics-server.js';
 import { systemClock } from './kernel/clock.js';
 import { createLogger } from './logging.js';
 
@@ -41,9 +43,17 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
     demo = JSON.parse(readFileSync(demoFile, 'utf8')) as DemoData;
   }
   const address = await built.app.listen({ port: config.port, host: config.host });
+  // Prometheus gets a listener of its own (config: METRICS_PORT); the API listener never serves /metrics.
+  let metricsServer: FastifyInstance | null = null;
+  let metricsAddress: string | null = null;
+  if (config.metrics) {
+    metricsServer = await createMetricsServer({ metrics: built.metrics, token: config.metrics.token, logger });
+    metricsAddress = await metricsServer.listen({ port: config.metrics.port, host: config.metrics.host });
+  }
   // Deliveries run in the server process; more instances (or `palisade worker`) share the queue.
   built.services.webhookWorker.start();
   const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
+  if (metricsAddress) lines.push(`Metrics on ${metricsAddress}/metrics${config.metrics?.token ? ' (bearer token: PALISADE_METRICS_TOKEN)' : ' (loopback, no token)'}`);
   if (demo) {
     lines.push('Demo logins (also in ' + demoFile + '):');
     for (const l of demo.logins) lines.push(`  ${l.org.padEnd(7)} ${l.role.padEnd(18)} ${l.email.padEnd(30)} ${l.password}`);
@@ -52,6 +62,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return async () => {
+    await metricsServer?.close();
     await built.app.close();
     await db.close();
   };

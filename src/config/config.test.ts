@@ -185,3 +185,43 @@ describe('development conveniences', () => {
     expect(Buffer.from(stored.kek, 'base64').equals(a.keks[0]?.key ?? Buffer.alloc(0))).toBe(true);
   });
 });
+
+describe('the metrics listener', () => {
+  const TOKEN = 'metrics-token-0123456789abcdef0123456789abcdef';
+
+  // review R4 finding 8
+  it('is off unless METRICS_PORT is set, in production and in development: the API listener never serves /metrics', () => {
+    expect(loadConfig(prodEnv()).metrics).toBeNull();
+    expect(loadConfig(devEnv()).metrics).toBeNull();
+  });
+
+  it('binds to loopback by default, where no token is needed', () => {
+    expect(loadConfig(prodEnv({ METRICS_PORT: '9464' })).metrics).toEqual({ host: '127.0.0.1', port: 9464, token: null });
+    expect(loadConfig(prodEnv({ METRICS_PORT: '9464', METRICS_HOST: '::1' })).metrics?.host).toBe('::1');
+  });
+
+  it('refuses a listener other hosts can reach without a token, in production and in development', () => {
+    for (const env of [prodEnv, devEnv]) {
+      const why = refusal(env({ METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0' }));
+      expect(why).toMatch(/PALISADE_METRICS_TOKEN/);
+    }
+    expect(loadConfig(prodEnv({ METRICS_PORT: '9464', METRICS_HOST: '0.0.0.0', PALISADE_METRICS_TOKEN: TOKEN })).metrics).toEqual({
+      host: '0.0.0.0', port: 9464, token: TOKEN,
+    });
+  });
+
+  it('refuses a short or unprintable token without echoing it', () => {
+    for (const bad of ['short-token-1234', `${'x'.repeat(40)} with space`, `${'y'.repeat(40)}\u00e9`]) {
+      const why = refusal(prodEnv({ METRICS_PORT: '9464', PALISADE_METRICS_TOKEN: bad }));
+      expect(why).toMatch(/PALISADE_METRICS_TOKEN must be 32/);
+      expect(why).not.toContain(bad);
+    }
+  });
+
+  it('refuses a token or host without a port (metrics are never on the API listener), and the API port itself', () => {
+    expect(refusal(prodEnv({ PALISADE_METRICS_TOKEN: TOKEN }))).toMatch(/need METRICS_PORT/);
+    expect(refusal(prodEnv({ METRICS_HOST: '127.0.0.1' }))).toMatch(/need METRICS_PORT/);
+    expect(refusal(prodEnv({ PORT: '9464', METRICS_PORT: '9464' }))).toMatch(/METRICS_PORT must differ from PORT/);
+    expect(refusal(prodEnv({ METRICS_PORT: '0' }))).toMatch(/METRICS_PORT/);
+  });
+});

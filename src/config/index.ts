@@ -41,6 +41,12 @@ export interface Config {
    * metadata addresses are refused always.
    */
   webhooks: { allowLoopback: boolean };
+  /**
+   * The Prometheus listener, separate from the API's (the API never serves /metrics); null when
+   * METRICS_PORT is unset: no listener at all, in every environment. `token`: the bearer token
+   * every scrape must present; required unless the listener is bound to loopback.
+   */
+  metrics: { host: string; port: number; token: string | null } | null;
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -73,6 +79,9 @@ const envSchema = z.object({
   WEBAUTHN_RP_ID: z.string().optional(),
   WEBAUTHN_RP_NAME: z.string().default('Palisade'),
   PALISADE_WEBHOOKS_ALLOW_LOOPBACK: z.enum(['true', 'false']).optional(),
+  METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  METRICS_HOST: z.string().min(1).optional(),
+  PALISADE_METRICS_TOKEN: z.string().optional(),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -84,6 +93,35 @@ function parseRateLimits(spec: string): Record<string, { limit: number; windowSe
     out[m[1] as string] = { limit: Number(m[2]), windowSeconds: Number(m[3]) };
   }
   return Object.freeze(out);
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Metrics show per-route request and failure counts: operational data an attacker uses to time
+ * and tune an attack (review R4 finding 8). They live on a listener of their own, never on the
+ * API's, and a listener other hosts can reach needs a bearer token. Messages never echo the token.
+ */
+function metricsListener(e: { PORT: number; METRICS_PORT?: number; METRICS_HOST?: string; PALISADE_METRICS_TOKEN?: string }): Config['metrics'] {
+  const token = e.PALISADE_METRICS_TOKEN ?? null;
+  if (e.METRICS_PORT === undefined) {
+    if (token !== null || e.METRICS_HOST !== undefined) {
+      throw new ConfigError('PALISADE_METRICS_TOKEN and METRICS_HOST need METRICS_PORT: /metrics is served only on its own listener');
+    }
+    return null;
+  }
+  if (e.METRICS_PORT === e.PORT) throw new ConfigError('METRICS_PORT must differ from PORT: the API listener never serves /metrics');
+  // Printable ASCII (it travels in a header), long enough not to be guessed: `openssl rand -hex 32`.
+  if (token !== null && !/^[\x21-\x7e]{32,512}$/.test(token)) {
+    throw new ConfigError('PALISADE_METRICS_TOKEN must be 32 to 512 printable characters without spaces (e.g. openssl rand -hex 32)');
+  }
+  const host = e.METRICS_HOST ?? '127.0.0.1';
+  if (token === null && !isLoopbackHost(host)) {
+    throw new ConfigError(`METRICS_HOST ${host} is reachable from other hosts: set PALISADE_METRICS_TOKEN, or bind the metrics listener to loopback`);
+  }
+  return Object.freeze({ host, port: e.METRICS_PORT, token });
 }
 
 export class ConfigError extends Error {
@@ -251,6 +289,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       origins: Object.freeze([publicOrigin]),
     }),
     webhooks: Object.freeze({ allowLoopback }),
+    metrics: metricsListener(e),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

@@ -7,7 +7,7 @@ import { ipInList, rateLimitSubject } from '../kernel/ip.js';
 import { isAdminLevel, isOrgWide, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
-import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute } from './route.js';
+import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute, type RateLimitPolicy } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
 export interface Authenticators {
@@ -63,36 +63,66 @@ export interface PipelineOptions {
   onLimited?: (policy: string) => void;
 }
 
-function accountKey(route: AnyRoute, body: unknown): string[] | null {
-  if (typeof body !== 'object' || body === null) return null;
-  const b = body as Record<string, unknown>;
-  // Per account as well as per address: a distributed guesser gets no more tries on one
-  // account than a single address would.
-  if (typeof b.email === 'string') return ['account', b.email.trim().toLowerCase().slice(0, 254)];
-  if (route.rateLimit === 'mfa-verify' && typeof b.mfaToken === 'string') return ['challenge', b.mfaToken.slice(0, 200)];
-  return null;
+/** One counter to hit: a policy and the parts of its key. */
+interface LimitKey {
+  policy: RateLimitPolicy;
+  parts: readonly string[];
 }
 
-/** Counts the request under the route's policy for each key; 429 with Retry-After when one is over. */
-async function enforceLimits(route: AnyRoute, reply: FastifyReply, opts: PipelineOptions, keys: (string[] | null)[]): Promise<void> {
+/** The most constrained decision seen for one request, across the limit checks it went through. */
+interface Shown {
+  decision: RateLimitDecision | null;
+}
+
+/**
+ * Every public call is counted per client address (by rateLimitSubject: an IPv6 /64 counts as one
+ * address, kernel/ip.ts) before anything else, under the route's policy, except where that policy
+ * counts something else: mfa-verify counts per pending sign-in, so its public routes are counted
+ * per address under mfa-verify-address (wider: an office behind one address signs in together).
+ * Without this, each made-up MFA token was a free database lookup and a fresh counter
+ * (review R4 finding 2).
+ */
+function publicAddressKey(route: AnyRoute, ip: string): LimitKey {
+  const policy: RateLimitPolicy = route.rateLimit === 'mfa-verify' ? 'mfa-verify-address' : route.rateLimit;
+  return { policy, parts: ['ip', rateLimitSubject(ip)] };
+}
+
+/**
+ * Per account as well as per address: a distributed guesser gets no more tries on one account
+ * than a single address would. Made from the validated body only (a route whose schema has no
+ * email field gets no account key, whatever the raw body carries), after the address was admitted.
+ */
+function accountKey(route: AnyRoute, body: unknown): LimitKey | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const email = (body as Record<string, unknown>).email;
+  if (typeof email !== 'string') return null;
+  return { policy: route.rateLimit, parts: ['account', email.trim().toLowerCase().slice(0, 254)] };
+}
+
+/** Counts the request for each key; 429 with Retry-After when one is over. */
+async function enforceLimits(reply: FastifyReply, opts: PipelineOptions, keys: readonly LimitKey[], shown: Shown): Promise<void> {
   if (!opts.limiter) return;
   // The headers describe the most constrained key, not the last one counted: a client pacing
   // itself on RateLimit-Remaining was told "2 left" by its account key while its address had
   // none, and got a 429 next.
-  let shown: RateLimitDecision | null = null;
-  for (const parts of keys) {
-    if (!parts) continue;
-    const d = await opts.limiter.hit(route.rateLimit, parts);
-    if (!shown || !d.allowed || d.remaining < shown.remaining) shown = d;
-    if (!d.allowed) break;
+  let refused: LimitKey | null = null;
+  for (const key of keys) {
+    const d = await opts.limiter.hit(key.policy, key.parts);
+    const before = shown.decision;
+    if (!before || !d.allowed || (before.allowed && d.remaining < before.remaining)) shown.decision = d;
+    if (!d.allowed) {
+      refused = key;
+      break;
+    }
   }
-  if (!shown) return;
-  const headers = rateLimitHeaders(shown);
-  if (!shown.allowed) headers['Retry-After'] ??= String(Math.max(1, shown.retryAfterSeconds));
+  const d = shown.decision;
+  if (!d) return;
+  const headers = rateLimitHeaders(d);
+  if (!d.allowed) headers['Retry-After'] ??= String(Math.max(1, d.retryAfterSeconds));
   for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-  if (!shown.allowed) {
-    opts.onLimited?.(route.rateLimit);
-    throw new AppError('rate_limited', `retry in ${Math.max(1, shown.retryAfterSeconds)} s`);
+  if (refused) {
+    opts.onLimited?.(refused.policy);
+    throw new AppError('rate_limited', `retry in ${Math.max(1, d.retryAfterSeconds)} s`);
   }
 }
 
@@ -132,13 +162,14 @@ async function verifyKey(request: FastifyRequest, ctx: RequestContext, orgId: st
  * by an org's visitors): per key and client address, so that someone who copies it from a page
  * spends their own budget, not the visitors'.
  */
-function actorLimitKeys(actor: Actor, ip: string): string[][] {
+function actorLimitKeys(route: AnyRoute, actor: Actor, ip: string): LimitKey[] {
+  const keyed = (parts: string[]): LimitKey => ({ policy: route.rateLimit, parts });
   if (actor.type === 'api_key') {
     return actor.kind === 'publishable'
-      ? [['key', actor.keyId, rateLimitSubject(ip)]]
-      : [['key', actor.keyId], ['key-creator', actor.createdBy]];
+      ? [keyed(['key', actor.keyId, rateLimitSubject(ip)])]
+      : [keyed(['key', actor.keyId]), keyed(['key-creator', actor.createdBy])];
   }
-  return actor.type === 'user' ? [['user', actor.userId]] : [];
+  return actor.type === 'user' ? [keyed(['user', actor.userId])] : [];
 }
 
 function assertSteppedUp(actor: Actor, now: Date): void {
@@ -148,7 +179,7 @@ function assertSteppedUp(actor: Actor, now: Date): void {
   }
 }
 
-async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
+async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions, shown: Shown): Promise<void> {
   const ctx = request.ctx;
   if (route.auth.mode === 'public') return;
   const params = request.params as Record<string, unknown>;
@@ -166,7 +197,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // Counted before anything can refuse: a refusal is audited (a write to the org's chain), so
   // refused requests must spend the caller's budget too, or a publishable key (public by
   // design) would let anyone append to an org's audit trail without limit.
-  await enforceLimits(route, reply, opts, actorLimitKeys(verified.actor, ctx.ip));
+  await enforceLimits(reply, opts, actorLimitKeys(route, verified.actor, ctx.ip), shown);
   if (!orgScoped(route)) return;
   if (!orgId) throw new AppError('not_found');
   const access = verified.access;
@@ -238,21 +269,19 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
-          if (route.auth.mode === 'public' && route.rateLimit === 'mfa-verify') {
-            // Per pending sign-in only (it needed a password step, itself limited per address): an
-            // office behind one address completes its sign-ins together.
-            await enforceLimits(route, reply, opts, [accountKey(route, request.body) ?? ['ip', rateLimitSubject(request.ctx.ip)]]);
-          } else if (route.auth.mode === 'public') {
-            // Per address by rateLimitSubject: an IPv6 /64 counts as one address (kernel/ip.ts).
-            await enforceLimits(route, reply, opts, [['ip', rateLimitSubject(request.ctx.ip)], accountKey(route, request.body)]);
-          }
+          const shown: Shown = { decision: null };
+          if (route.auth.mode === 'public') await enforceLimits(reply, opts, [publicAddressKey(route, request.ctx.ip)], shown);
           // Signed-in callers are counted per user or key inside authorize, before any refusal.
-          await authorize(route, request, reply, opts);
+          await authorize(route, request, reply, opts, shown);
           if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
-          return route.handler({ params, query, body, ctx: request.ctx, reply });
+          const account = route.auth.mode === 'public' ? accountKey(route, body) : null;
+          if (account) await enforceLimits(reply, opts, [account], shown);
+          const countChallenge = (challengeId: string) =>
+            enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId] }], shown);
+          return route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge });
         };
         const checked = opts.strictAudit ? () => keepsContract(route, run) : run;
         // A signed-in read keeps one transaction from authentication to its query; a mutation's

@@ -30,6 +30,9 @@ export const RATE_LIMIT_POLICIES = [
   'password-reset',
   'invitation-accept',
   'mfa-verify',
+  // Not for routes: public mfa-verify routes are also counted per client address under it (the
+  // pipeline's publicAddressPolicy), since their own policy counts per pending sign-in.
+  'mfa-verify-address',
   'probe',
   'authenticated',
   'inbound',
@@ -53,6 +56,12 @@ export interface RouteInput<P, Q, B> {
   body: B;
   ctx: RequestContext;
   reply: FastifyReply;
+  /**
+   * Counts this call under the route's policy against the challenge the body named (a pending
+   * sign-in), once the handler has found it: a made-up token costs its caller's address budget
+   * and creates no counter of its own. Throws rate_limited (429) when over.
+   */
+  countChallenge(challengeId: string): Promise<void>;
 }
 
 type Schema = z.ZodType;
@@ -145,6 +154,7 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
     fail('org-scoped routes need a catalogue permission');
   }
   if (!route.rateLimit || !(RATE_LIMIT_POLICIES as readonly string[]).includes(route.rateLimit)) fail('no known rate-limit policy');
+  if (route.rateLimit === 'mfa-verify-address') fail('mfa-verify-address is counted by the pipeline, not declared by a route');
   if (!route.audit) fail('no audit declaration');
   if (route.audit && 'none' in route.audit) {
     if (!route.audit.none.trim()) fail('audit "none" without a reason');

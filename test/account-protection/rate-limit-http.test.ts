@@ -5,7 +5,8 @@
  * user. The limiter itself (Lua, memory) has its own tests in src/http/rate-limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { randomToken } from '../../src/crypto/index.js';
+import { createTestApp, RELAXED_LIMITS, type TestApp } from '../support/app.js';
 import { SYSTEM_ORG, WRONG, audit, call, code, enrollTotp, lockState, login, passwordUser, pendingToken, verifyMfa } from './support.js';
 
 const LIMITS = 'login=3/60,mfa-verify=3/60,authenticated=5/60,probe=1000/60,register=1000/60,password-reset=3/60,invitation-accept=1000/60';
@@ -111,7 +112,7 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(acc.filter((r) => r.statusCode !== 429)).toHaveLength(3);
   });
 
-  it('the second sign-in step is limited per pending token, from whatever address (not per address: an office signs in together)', async () => {
+  it('the second sign-in step is limited per pending token, from whatever address (per address only by the wider mfa-verify-address)', async () => {
     const u = await passwordUser(h);
     const { secret } = await enrollTotp(h, u);
     void secret;
@@ -133,5 +134,62 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(code(last)).toBe('rate_limited');
     expect(Number(last.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect((await call(h, 'GET', '/api/me', { cookie: await h.cookieFor(b.email) })).statusCode).toBe(200);
+  });
+});
+
+describe('made-up challenges (per-process limiter, a small store)', () => {
+  let h: TestApp;
+  beforeAll(async () => {
+    const limits = `${RELAXED_LIMITS},password-reset=3/3600,mfa-verify=3/300,mfa-verify-address=20/300`;
+    // 50 counters per policy instead of 50,000: the flood below stays small and fast.
+    h = await createTestApp('postgres', { config: { RATE_LIMITS: limits }, memoryKeysPerPolicy: 50 });
+  });
+  afterAll(async () => h?.close());
+
+  const madeUp = () => `pal_mfa_${randomToken(32)}`;
+  const resetRequest = (email: string, ip: string) => call(h, 'POST', '/api/auth/password-reset/request', { ip, payload: { email } });
+
+  // review R4 finding 2
+  it('a flood of made-up MFA tokens is refused per address, creates no counters, and resets no other limit', async () => {
+    const victimIp = '198.51.100.200';
+    const reset: number[] = [];
+    for (let i = 0; i < 4; i++) reset.push((await resetRequest(`reset-${i}-${Date.now()}@example.test`, victimIp)).statusCode);
+    expect(reset).toEqual([202, 202, 202, 429]);
+
+    // One address: each made-up token was a database lookup and a counter of its own; now the
+    // address's budget (20) runs out and the rest are refused before any lookup.
+    const oneAddress: number[] = [];
+    for (let i = 0; i < 60; i++) oneAddress.push((await verifyMfa(h, madeUp(), { code: '000000' }, { ip: '203.0.113.250' })).statusCode);
+    expect(oneAddress.slice(0, 20).every((s) => s === 400)).toBe(true);
+    expect(oneAddress.slice(20).every((s) => s === 429)).toBe(true);
+    // Many addresses, four times the store's bound: each address's one call is answered, none
+    // creates a per-token counter, and the counters of other policies stay where they were.
+    for (let i = 0; i < 200; i++) {
+      const res = await verifyMfa(h, madeUp(), { code: '000000' }, { ip: `2001:db8:${(i + 1).toString(16)}::1` });
+      expect(res.statusCode).toBe(400);
+      expect(code(res)).toBe('token_invalid');
+    }
+    const still = await resetRequest(`reset-late-${Date.now()}@example.test`, victimIp);
+    expect(still.statusCode).toBe(429);
+    expect(Number(still.headers['retry-after'])).toBeGreaterThan(3000);
+
+    // A real pending sign-in is still counted per challenge (3), from whatever address.
+    const u = await passwordUser(h);
+    await enrollTotp(h, u);
+    const token = await pendingToken(h, u);
+    const tries: number[] = [];
+    for (let i = 0; i < 4; i++) tries.push((await verifyMfa(h, token, { code: '000000' }, { ip: `203.0.113.${100 + i}` })).statusCode);
+    expect(tries).toEqual([401, 401, 401, 429]);
+  });
+
+  it('an email in a body the route does not accept is no account key (keys come from the validated body)', async () => {
+    const email = `victim-${Date.now()}@example.test`;
+    // password-reset/confirm takes no email: three refused bodies naming the victim, from three addresses.
+    for (let i = 0; i < 3; i++) {
+      const res = await call(h, 'POST', '/api/auth/password-reset/confirm', { ip: `203.0.113.${210 + i}`, payload: { token: 'pal_pwr_x', password: 'x', email } });
+      expect(res.statusCode).toBe(400);
+    }
+    // The victim's own reset request is not charged for them.
+    expect((await resetRequest(email, '203.0.113.220')).statusCode).toBe(202);
   });
 });

@@ -1,12 +1,13 @@
 /**
  * The Redis limiter through HTTP: driven concurrently at twice its limit it admits exactly the
  * limit (per address and per account); with its Redis killed mid-run, requests carry on without
- * a 5xx and within a bounded latency, /metrics counts the fail-opens, one warning is logged, and
+ * a 5xx and within a bounded latency, the metrics count the fail-opens, one warning is logged, and
  * the database lockout still protects the account.
  */
 import { performance } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomToken } from '../../src/crypto/index.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import {
   ORIGIN, SYSTEM_ORG, WRONG, audit, call, freePort, killHard, login, passwordUser, percentile, randomIp, secondInstance, startRedis,
@@ -15,13 +16,13 @@ import {
 const SHARED_REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 async function failOpens(h: TestApp): Promise<number> {
-  const text = (await call(h, 'GET', '/metrics')).body;
+  const text = await h.built.metrics.render();
   const m = /^palisade_rate_limit_fail_open_total (\d+)/m.exec(text);
   return m ? Number(m[1]) : 0;
 }
 
 describe('redis limiter under concurrency', () => {
-  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60' };
+  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60,mfa-verify-address=10/300' };
   let h: TestApp;
   let other: Awaited<ReturnType<typeof secondInstance>>;
   beforeAll(async () => {
@@ -70,6 +71,16 @@ describe('redis limiter under concurrency', () => {
     const admitted = res.filter((r) => r.statusCode !== 429).length;
     console.log(`2x the limit over two instances: ${admitted} of 20 admitted (over-admission ${admitted - 10})`);
     expect(admitted).toBe(10);
+  });
+
+  // review R4 finding 2
+  it('made-up MFA tokens from one address: 10 looked up (limit 10), the rest refused before the database', async () => {
+    const ip = randomIp();
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      statuses.push((await call(h, 'POST', '/api/auth/mfa/verify', { ip, payload: { mfaToken: `pal_mfa_${randomToken(32)}`, code: '000000' } })).statusCode);
+    }
+    expect(statuses).toEqual([...Array<number>(10).fill(400), ...Array<number>(20).fill(429)]);
   });
 
   it('100 concurrent probes from one address (limit 50): exactly 50 admitted', async () => {
@@ -146,7 +157,7 @@ describe('redis killed mid-run', () => {
     expect((await login(h, u.email, u.password)).statusCode).toBe(401);
     const reasons = (await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id)).map((e) => e.details.reason);
     expect(reasons.filter((r) => r === 'bad_password')).toHaveLength(5);
-    console.log(`Redis down: ${opened} fail-opens counted in /metrics; lockout after ${reasons.filter((r) => r === 'bad_password').length} password checks`);
+    console.log(`Redis down: ${opened} fail-opens counted in the metrics; lockout after ${reasons.filter((r) => r === 'bad_password').length} password checks`);
   });
 });
 

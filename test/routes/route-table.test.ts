@@ -222,6 +222,7 @@ describe('a route that does not declare everything refuses to start', () => {
     ['no auth mode', without('auth'), 'no auth mode'],
     ['no rate-limit policy', without('rateLimit'), 'no known rate-limit policy'],
     ['an unknown rate-limit policy', complete({ rateLimit: 'unlimited' as AnyRoute['rateLimit'] }), 'no known rate-limit policy'],
+    ['the pipeline\'s own address policy', complete({ rateLimit: 'mfa-verify-address' }), 'mfa-verify-address is counted by the pipeline'],
     ['no audit declaration', without('audit'), 'no audit declaration'],
     ['audit "none" without a reason', complete({ audit: { none: ' ' } }), 'audit "none" without a reason'],
     ['a session mutation without an audit action', complete({ method: 'POST', auth: { mode: 'session' }, permission: 'self', audit: { none: 'nothing to see' } }),

@@ -1,11 +1,13 @@
 /**
  * Canary secrets pushed through every credential flow — registration, login, failed login,
- * password change, password reset, invitations — must never show up in the logs, in a problem
- * answer, in the audit trail, nor in clear anywhere in the database. Neither may the session
- * cookies and the reset and invitation tokens those flows hand out.
+ * password change, password reset, invitations, API keys, webhook secrets, the metrics token —
+ * must never show up in the logs, in a problem answer, in the audit trail, nor in clear anywhere
+ * in the database. Neither may the session cookies and the reset and invitation tokens those
+ * flows hand out.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createMetricsServer } from '../../src/http/metrics-server.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
 
@@ -170,6 +172,24 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     secrets.set('webhookSecretKey', secret.slice(6));
     const rotated = await call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`, { cookie: owner });
     secrets.set('webhookSecretRotated', String((rotated.json() as { secret: string }).secret).slice(6));
+
+    // review R4 finding 8: the metrics listener's bearer token, right and wrong.
+    const metricsToken = 'CANARY-metrics-0b7e4d2a9c1f5e8a3d6b';
+    secrets.set('metricsToken', metricsToken);
+    const metricsServer = await createMetricsServer({ metrics: h.built.metrics, token: metricsToken, logger: h.logger });
+    try {
+      const scrape = async (authorization: string) => {
+        const res = await metricsServer.inject({ method: 'GET', url: '/metrics', headers: { authorization } });
+        if (String(res.headers['content-type'] ?? '').startsWith('application/problem+json')) problems.push(res.body);
+        return res;
+      };
+      expect((await scrape(`Bearer ${metricsToken}`)).statusCode).toBe(200);
+      expectProblem(await scrape(`Bearer ${metricsToken}-wrong`), 401, 'unauthenticated');
+      expectProblem(await scrape(metricsToken), 401, 'unauthenticated');
+    } finally {
+      await metricsServer.close();
+    }
+    expect(h.logs.join('')).toContain('"msg":"metrics request"');
 
     expect(cookies.length).toBeGreaterThanOrEqual(5);
     expect(problems.length).toBeGreaterThanOrEqual(12);

@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import { sql } from 'kysely';
 import { buildApp, type AppConfig, type BuiltApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/index.js';
+import { RATE_LIMIT_POLICIES } from '../../src/http/route.js';
 import { ManualClock, type Clock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
@@ -13,7 +15,7 @@ import type { Engine } from '../../src/db/database.js';
 export const ORIGIN = 'https://palisade.test';
 
 /** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
-export const RELAXED_LIMITS = ['login', 'register', 'password-reset', 'invitation-accept', 'mfa-verify', 'probe', 'authenticated', 'inbound']
+export const RELAXED_LIMITS = RATE_LIMIT_POLICIES
   .map((p) => `${p}=100000/60`)
   .join(',');
 
@@ -36,6 +38,8 @@ export interface TestApp {
   clock: ManualClock;
   demo: DemoData;
   logs: string[];
+  /** The logger whose lines land in `logs` (for listeners a test builds beside the app). */
+  logger: Logger;
   /** A session cookie header for a demo user, issued directly (no argon2 round). */
   cookieFor(email: string): Promise<string>;
   login(who: DemoLogin | { email: string; password: string }): Promise<string>;
@@ -45,7 +49,10 @@ export interface TestApp {
 }
 
 /** Builds the real app on a fresh database of `engine`, seeded with the demo orgs. */
-export async function createTestApp(engine: Engine, opts: { config?: Record<string, string>; clock?: Clock } = {}): Promise<TestApp> {
+export async function createTestApp(
+  engine: Engine,
+  opts: { config?: Record<string, string>; clock?: Clock; memoryKeysPerPolicy?: number } = {},
+): Promise<TestApp> {
   const t = await createTestDatabase(engine);
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock(new Date());
   const logs: string[] = [];
@@ -55,12 +62,13 @@ export async function createTestApp(engine: Engine, opts: { config?: Record<stri
       cb();
     },
   });
-  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger: createLogger('info', sink) });
+  const logger = createLogger('info', sink);
+  const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger, memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
   const demo = await seedDemo(t.db, built.services.audit);
   const cookieName = built.cookie.name;
   const userIds = new Map<string, string>();
   return {
-    t, built, clock, demo, logs,
+    t, built, clock, demo, logs, logger,
     user(org, role) {
       const l = demo.logins.find((x) => x.org === org && x.role === role);
       if (!l) throw new Error(`no demo user ${org}/${role}`);

@@ -3,7 +3,12 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { AppError } from '../../kernel/errors.js';
 import type { Database } from '../../db/database.js';
 
-export function opsRoutes(d: { db: Database; openapi: () => Record<string, unknown>; metrics: () => Promise<string> }): AnyRoute[] {
+/**
+ * What the API listener tells anyone: that it lives, that it is ready, and how its API is shaped.
+ * Nothing operational beyond that: Prometheus metrics (per-route counts) are served only by the
+ * metrics listener (src/http/metrics-server.ts), and readiness does not name the database engine.
+ */
+export function opsRoutes(d: { db: Database; openapi: () => Record<string, unknown> }): AnyRoute[] {
   const tags = ['operations'];
   const publicOps = (reason: string) => ({ mode: 'public' as const, reason });
   return [
@@ -21,19 +26,15 @@ export function opsRoutes(d: { db: Database; openapi: () => Record<string, unkno
         } catch {
           throw new AppError('unavailable', 'database unreachable');
         }
-        return { status: 'ready', database: d.db.engine };
+        // The engine stays unsaid: "pglite" would tell an outsider which isolation backstop is weaker
+        // (docs/threat-model.md, embedded engine limit). Operators read it in the start-up line.
+        return { status: 'ready' };
       },
     }),
     defineRoute({
       method: 'GET', url: '/openapi.json', summary: 'OpenAPI 3.1 description of every route with its permission', tags,
       auth: publicOps('the API description holds no tenant data'), permission: 'none', rateLimit: 'probe',
       audit: { none: 'read' }, schema: {}, handler: async () => d.openapi(),
-    }),
-    defineRoute({
-      method: 'GET', url: '/metrics', summary: 'Prometheus metrics', tags,
-      auth: publicOps('scraped by Prometheus; counters by route and status, no tenant data'), permission: 'none', rateLimit: 'probe',
-      audit: { none: 'read' }, schema: {},
-      handler: async ({ reply }) => reply.type('text/plain; version=0.0.4').send(await d.metrics()),
     }),
   ];
 }

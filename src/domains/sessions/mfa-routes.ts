@@ -29,9 +29,11 @@ export function mfaRoutes(
       auth: { mode: 'public', reason: 'the pending sign-in token from the password step is the credential' }, permission: 'none',
       rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
       schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), code: code.optional(), recoveryCode: recoveryCode.optional() }) },
-      handler: async ({ ctx, body, reply }) => {
+      handler: async ({ ctx, body, reply, countChallenge }) => {
         if (Boolean(body.code) === Boolean(body.recoveryCode)) throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
         const challenge = await d.mfa.readChallenge(body.mfaToken);
+        // Counted per pending sign-in only once it exists: a made-up token created no counter.
+        await countChallenge(challenge.tokenHash);
         const method = await d.mfa.verifyFactor(ctx, challenge.userId, body as FactorProof, 'login');
         // Single use: of two requests racing with one token, one gets a session.
         await finishSignIn(d, ctx, reply, challenge.userId, {

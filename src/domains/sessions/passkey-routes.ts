@@ -46,8 +46,9 @@ export function passkeySessionRoutes(
       auth: { mode: 'public', reason: 'the pending sign-in token from the password step is the credential' }, permission: 'none',
       rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
       schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), ...ceremony }) },
-      handler: async ({ ctx, body, reply }) => {
+      handler: async ({ ctx, body, reply, countChallenge }) => {
         const pending = await d.mfa.readChallenge(body.mfaToken);
+        await countChallenge(pending.tokenHash);
         await d.passkeys.verifyAssertion(ctx, 'second_factor', body.ceremonyToken, asAssertion(body.response), pending.userId);
         await d.lockout.succeeded(pending.userId);
         await finishSignIn(d, ctx, reply, pending.userId, {

@@ -11,6 +11,12 @@ export { DEFAULT_POLICIES } from './policies.js';
 export { rateLimitHeaders } from './decision.js';
 
 /**
+ * Counters kept in memory per policy. At about 250 bytes a counter (limit 10), a full policy
+ * holds some 12 MB, however many addresses an attacker brings.
+ */
+export const DEFAULT_MEMORY_KEYS_PER_POLICY = 50_000;
+
+/**
  * Redis when a URL is configured (shared by every instance), else the per-process memory log.
  * A Redis hit that fails open (Redis down, or this process too busy to read its answer within
  * the deadline) is still counted by a per-process memory log with the same policy: an attacker
@@ -19,7 +25,12 @@ export { rateLimitHeaders } from './decision.js';
 export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
   const policies = resolvePolicies(opts.policies);
   const keyPrefix = opts.keyPrefix ?? DEFAULT_KEY_PREFIX;
-  const memory = new MemoryRateLimiter({ policies, keyPrefix, clock: opts.clock ?? systemClock, maxKeys: opts.maxMemoryKeys ?? 100_000 });
+  const memory = new MemoryRateLimiter({
+    policies,
+    keyPrefix,
+    clock: opts.clock ?? systemClock,
+    maxKeysPerPolicy: opts.maxMemoryKeysPerPolicy ?? DEFAULT_MEMORY_KEYS_PER_POLICY,
+  });
   if (opts.redisUrl === null) return memory;
   const redis = new RedisRateLimiter({
     redisUrl: opts.redisUrl,

@@ -164,9 +164,9 @@ describe('redis limiter', () => {
 });
 
 describe('memory limiter', () => {
-  function memory(policies: Partial<PolicyTable>, maxMemoryKeys?: number) {
+  function memory(policies: Partial<PolicyTable>) {
     const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'));
-    const limiter = createRateLimiter({ redisUrl: null, policies, clock, logger: quietLogger, maxMemoryKeys });
+    const limiter = createRateLimiter({ redisUrl: null, policies, clock, logger: quietLogger });
     return { clock, limiter };
   }
 
@@ -192,23 +192,74 @@ describe('memory limiter', () => {
     expect((await hit()).remaining).toBe(2);
   });
 
-  it('bounds its keys, evicting the least recently used', async () => {
-    const clock = new ManualClock();
-    const m = new MemoryRateLimiter({
-      policies: { ...DEFAULT_POLICIES, login: { limit: 1, windowSeconds: 3600 } },
-      keyPrefix: 'x:',
-      clock,
-      maxKeys: 3,
+  function bounded(maxKeysPerPolicy: number, policies: Partial<PolicyTable>) {
+    const clock = new ManualClock(new Date('2026-01-01T00:00:00Z'));
+    const m = new MemoryRateLimiter({ policies: { ...DEFAULT_POLICIES, ...policies }, keyPrefix: 'x:', clock, maxKeysPerPolicy });
+    return { clock, m };
+  }
+
+  // review R4 finding 2
+  it('a flood of unique keys never evicts a counter at its limit, and stays in its own policy', async () => {
+    const { m } = bounded(100, {
+      'password-reset': { limit: 5, windowSeconds: 3600 },
+      'mfa-verify': { limit: 10, windowSeconds: 300 },
+      login: { limit: 3, windowSeconds: 60 },
     });
+    const reset = () => m.hit('password-reset', ['ip', '203.0.113.5']);
+    for (let i = 0; i < 5; i++) expect((await reset()).allowed).toBe(true);
+    expect((await reset()).allowed).toBe(false);
+    const victim = () => m.hit('login', ['account', 'victim@example.test']);
+    for (let i = 0; i < 3; i++) await victim();
+    expect((await victim()).allowed).toBe(false);
+
+    // The review's attack: unique MFA tokens, ten times the bound. Each is admitted (a first hit),
+    // but only its own policy's store fills.
+    for (let i = 0; i < 1000; i++) expect((await m.hit('mfa-verify', ['challenge', `pal_mfa_random-${i}`])).allowed).toBe(true);
+    expect(m.size('mfa-verify')).toBe(100);
+    const stillRefused = await reset();
+    expect(stillRefused).toMatchObject({ allowed: false, remaining: 0 });
+    expect(stillRefused.retryAfterSeconds).toBeGreaterThan(3500);
+
+    // The same flood inside the victim's own policy: new keys push out each other, not the
+    // counter at its limit.
+    for (let i = 0; i < 1000; i++) await m.hit('login', ['account', `flood-${i}@example.test`]);
+    expect(m.size('login')).toBe(100);
+    expect((await victim()).allowed).toBe(false);
+    await m.close();
+  });
+
+  it('makes room with the counter that forgets least: an expired one, else the fewest hits', async () => {
+    const { clock, m } = bounded(3, { login: { limit: 5, windowSeconds: 60 } });
     const hit = (who: string) => m.hit('login', ['ip', who]);
-    for (const who of ['a', 'b', 'c']) expect((await hit(who)).allowed).toBe(true);
-    expect((await hit('a')).allowed).toBe(false); // a is now the most recently used
-    expect((await hit('d')).allowed).toBe(true); // evicts b, the least recently used
-    expect(m.size).toBe(3);
-    expect((await hit('a')).allowed).toBe(false); // kept
-    expect((await hit('b')).allowed).toBe(true); // forgotten, so counted afresh (evicts c)
-    for (let i = 0; i < 1000; i++) await hit(`flood-${i}`);
-    expect(m.size).toBe(3);
+    for (let i = 0; i < 4; i++) await hit('a');
+    await hit('b');
+    for (let i = 0; i < 2; i++) await hit('c');
+    expect((await hit('d')).allowed).toBe(true); // drops b (1 hit), not a (4) nor c (2)
+    expect((await hit('a')).remaining).toBe(0); // a kept its 4: this is its 5th
+    expect((await hit('c')).remaining).toBe(2);
+    expect((await hit('b')).remaining).toBe(4); // b was forgotten (and took d's place: d had 1)
+    clock.advance(60_000);
+    // Every counter has expired: any of them makes room, nothing counts any more.
+    expect((await hit('e')).remaining).toBe(4);
+    expect(m.size('login')).toBe(3);
+    await m.close();
+  });
+
+  it('when every counter of a full policy is at its limit, refuses new keys until one expires (fail closed); other policies still admit', async () => {
+    const { clock, m } = bounded(5, { login: { limit: 2, windowSeconds: 60 } });
+    for (let k = 0; k < 5; k++) {
+      for (let i = 0; i < 2; i++) await m.hit('login', ['ip', `full-${k}`]);
+      clock.advance(1000);
+    }
+    const refused = await m.hit('login', ['ip', 'newcomer']);
+    expect(refused).toMatchObject({ allowed: false, remaining: 0 });
+    // The oldest full counter (hits at 0 s) frees a slot at 60 s; it is now 5 s.
+    expect(refused.retryAfterSeconds).toBe(55);
+    expect((await m.hit('register', ['ip', 'newcomer'])).allowed).toBe(true);
+    for (let k = 0; k < 5; k++) expect((await m.hit('login', ['ip', `full-${k}`])).allowed).toBe(false);
+    clock.advance(55_000);
+    expect((await m.hit('login', ['ip', 'newcomer'])).allowed).toBe(true);
+    expect(m.size('login')).toBe(5);
     await m.close();
   });
 });

@@ -19,10 +19,14 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 20 an hour: invitation tokens are unguessable (256-bit), so this only bounds scanning noise;
   // an admin onboarding a team from one office address still gets through.
   'invitation-accept': { limit: 20, windowSeconds: 3600 },
-  // 10 per 5 minutes, per pending sign-in and per signed-in user (not per address: an office
-  // behind one NAT signs in together). Guessing is bounded by the account lockout (5 failures)
-  // anyway; this stops a flood of verifications, and leaves room for a typo or two.
+  // 10 per 5 minutes, per pending sign-in (counted once the handler has found it) and per
+  // signed-in user. Guessing is bounded by the account lockout (5 failures) anyway; this stops a
+  // flood of verifications, and leaves room for a typo or two.
   'mfa-verify': { limit: 10, windowSeconds: 300 },
+  // 100 per 5 minutes per address on the public second-step routes (mfa/verify, mfa/passkey):
+  // the `login` limit lets one address start at most 50 sign-ins in 5 minutes, each may need a
+  // retry; beyond that, calls from one address are made-up tokens, each a database lookup.
+  'mfa-verify-address': { limit: 100, windowSeconds: 300 },
   // 300 a minute: load balancers and orchestrators probe every few seconds, several from one
   // NAT address; /readyz touches the database, so one address cannot turn it into a DB flood.
   probe: { limit: 300, windowSeconds: 60 },

@@ -44,6 +44,10 @@ export interface RateLimiterOptions {
   clock?: { now(): Date };
   /** Default 60000: "Redis unreachable" is logged at most once per interval. */
   logIntervalMs?: number;
-  /** Memory implementation only, default 100000: keys kept before the least recently used is evicted. */
-  maxMemoryKeys?: number;
+  /**
+   * Memory implementation (and the Redis fail-open backstop), default 50000: counters kept per
+   * policy; a full policy makes room only by dropping an expired or non-refusing counter, else
+   * refuses the new key (see memory.ts).
+   */
+  maxMemoryKeysPerPolicy?: number;
 }
