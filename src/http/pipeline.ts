@@ -26,8 +26,12 @@ export interface Authenticators {
    * then one lookup. Null when absent or not a live key of that org. Never reads cookies.
    */
   key(request: FastifyRequest, ctx: RequestContext, orgId: string | null): Promise<{ actor: Actor; access: OrgAccess } | null>;
-  /** Records a refused request in the audit trail (best effort, own transaction). */
-  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip'): Promise<void>;
+  /**
+   * Records a refused request in the audit trail (best effort, own transaction). The domains'
+   * `privilege_escalation` refusals (acting beyond what one holds: granting, acting on an owner
+   * or on their credentials) are recorded here too.
+   */
+  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip' | 'privilege_escalation'): Promise<void>;
   /** Runs a read request on one connection and transaction (Database.requestTransaction). */
   readScope<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -249,7 +253,13 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
-          return route.handler({ params, query, body, ctx: request.ctx, reply });
+          try {
+            return await route.handler({ params, query, body, ctx: request.ctx, reply });
+          } catch (err) {
+            // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals.
+            if (err instanceof AppError && err.code === 'privilege_escalation') await opts.auth.denied(request.ctx, route, 'privilege_escalation');
+            throw err;
+          }
         };
         // A signed-in read keeps one transaction from authentication to its query; a mutation's
         // transactions stay its own (its change and audit event commit or fail together).

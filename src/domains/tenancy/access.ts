@@ -112,10 +112,40 @@ export async function assertCanActOn(db: Database, actor: OrgAccess, userId: str
   if (actor.projectIds === null) return;
   const target = await resolveAccess(db, actor.orgId, userId);
   if (!target) return; // not a member: the caller answers 404
+  assertWithinScope(actor, target.access);
+}
+
+function assertWithinScope(actor: OrgAccess, target: OrgAccess): void {
+  if (actor.projectIds === null) return;
   const mine = new Set(actor.projectIds);
-  if (target.access.projectIds === null || target.access.projectIds.some((p) => !mine.has(p))) {
+  if (target.projectIds === null || target.projectIds.some((p) => !mine.has(p))) {
     throw new AppError('privilege_escalation', 'you are restricted to projects: you can act only on members restricted within them');
   }
+}
+
+/**
+ * The one rule for acting on another member's credentials: their sessions, their API keys, and
+ * any factor, lock or token of theirs a route reaches. Ending someone's credentials is acting on
+ * them, so it needs what acting on them needs: within the actor's project scope
+ * (assertCanActOn), an owner's only with owners:manage, anyone's only with every permission they
+ * hold now (as for their role). Otherwise an admin could not sign an owner out, yet could cut
+ * the owner's integrations by revoking their keys. One's own credentials are always one's own.
+ * The holder is read in full, outside the actor's binding. Returns false when the holder is not
+ * a member of the org (the caller answers 404, or goes on: a key dies with its creator's membership).
+ */
+export async function assertCanActOnCredentials(db: Database, actor: OrgAccess, actorUserId: string, holderId: string, verb: string): Promise<boolean> {
+  if (holderId === actorUserId) return true;
+  const holder = await resolveAccess(db, actor.orgId, holderId);
+  if (!holder) return false;
+  assertWithinScope(actor, holder.access);
+  if (holder.access.role === 'owner' && !actor.permissions.has('owners:manage')) {
+    throw new AppError('privilege_escalation', `only owners can ${verb} an owner: it needs owners:manage`);
+  }
+  const missing = holder.access.permissions.list().filter((p) => !actor.permissions.has(p));
+  if (missing.length > 0) {
+    throw new AppError('privilege_escalation', `to ${verb} this member you need every permission they hold; you lack ${missing.join(', ')}`);
+  }
+  return true;
 }
 
 /**

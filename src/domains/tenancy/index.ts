@@ -1,4 +1,4 @@
-export { resolveAccess, standingFrom, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn, assertCanManage } from './access.js';
+export { resolveAccess, standingFrom, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, isRestricted, assertCanGrant, assertCanScope, assertCanActOn, assertCanActOnCredentials, assertCanManage } from './access.js';
 export type { RoleKey, OrgPolicy, Standing, MembershipRow } from './access.js';
 export type { TenancyDeps } from './deps.js';
 export { insertOrg, createOrgService } from './orgs.js';
