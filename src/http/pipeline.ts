@@ -144,16 +144,20 @@ function actorLimitKeys(actor: Actor, ip: string): string[][] {
   return actor.type === 'user' ? [['user', actor.userId]] : [];
 }
 
-function assertSteppedUp(actor: Actor, now: Date): void {
+function assertSteppedUp(actor: Actor, now: Date, why?: string): void {
   const at = actor.type === 'user' ? actor.session.steppedUpAt : null;
   if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) {
-    throw new AppError('step_up_required', 'POST /api/auth/step-up (or /api/auth/step-up/passkey), then retry within 10 minutes');
+    throw new AppError('step_up_required', `${why ? `${why}: ` : ''}POST /api/auth/step-up (or /api/auth/step-up/passkey), then retry within 10 minutes`);
   }
 }
 
-async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<void> {
+/** What authorization decided beyond yes: the request needs a fresh step-up it would not otherwise. */
+type Authorized = { stepUp: string | null };
+
+async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions): Promise<Authorized> {
   const ctx = request.ctx;
-  if (route.auth.mode === 'public') return;
+  const done: Authorized = { stepUp: null };
+  if (route.auth.mode === 'public') return done;
   const params = request.params as Record<string, unknown>;
   const orgId = orgScoped(route) && isUuid(params.orgId) ? params.orgId : null;
   // Each context has one credential: console routes read only the cookie, key routes only the
@@ -170,7 +174,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // refused requests must spend the caller's budget too, or a publishable key (public by
   // design) would let anyone append to an org's audit trail without limit.
   await enforceLimits(route, reply, opts, actorLimitKeys(verified.actor, ctx.ip));
-  if (!orgScoped(route)) return;
+  if (!orgScoped(route)) return done;
   if (!orgId) throw new AppError('not_found');
   const access = verified.access;
   if (!access) {
@@ -186,13 +190,20 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // Checked on every admin-level request, not only at sign-in: a cookie carried elsewhere stops here.
   const allowlist = access.adminIpAllowlist ?? [];
   if (allowlist.length > 0 && !ipInList(ctx.ip, allowlist)) {
-    if (isAdminLevel(route.permission)) {
+    const owner = access.permissions.has('owners:manage');
+    if (route.ownerRecovery && owner) {
+      // An owner is never locked out of changing the list, nor of removing a rogue admin and
+      // seeing what it did (an admin may have saved a list that excludes every owner). The list's
+      // defence against a cookie carried elsewhere becomes a fresh proof of identity.
+      done.stepUp = 'from outside the admin IP allowlist an owner confirms it is them';
+    } else if (isAdminLevel(route.permission)) {
       await opts.auth.denied(ctx, route, 'ip');
-      throw new AppError('ip_not_allowed');
+      throw new AppError('ip_not_allowed', owner ? `owners can change the list from any address: PATCH /api/orgs/${access.orgId}/settings after a step-up` : undefined);
+    } else {
+      // From outside the list no admin-level permission is held, also where a member-level route
+      // lets its holders do more (keys:own routes reach every member's keys with keys:manage).
+      ctx.org = { ...access, permissions: withoutAdminLevel(access.permissions) };
     }
-    // From outside the list no admin-level permission is held, also where a member-level route
-    // lets its holders do more (keys:own routes reach every member's keys with keys:manage).
-    ctx.org = { ...access, permissions: withoutAdminLevel(access.permissions) };
   }
   if (projectScoped(route)) {
     const projectId = params.projectId;
@@ -202,6 +213,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
       throw new AppError('not_found');
     }
   }
+  return done;
 }
 
 /**
@@ -248,16 +260,18 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
             await enforceLimits(route, reply, opts, [['ip', rateLimitSubject(request.ctx.ip)], accountKey(route, request.body)]);
           }
           // Signed-in callers are counted per user or key inside authorize, before any refusal.
-          await authorize(route, request, reply, opts);
-          if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
+          const authorized = await authorize(route, request, reply, opts);
+          if (route.stepUp || authorized.stepUp) assertSteppedUp(request.ctx.actor, opts.now(), authorized.stepUp ?? undefined);
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
           try {
             return await route.handler({ params, query, body, ctx: request.ctx, reply });
           } catch (err) {
-            // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals.
+            // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals
+            // (a domain's ip_not_allowed: an owner outside the admin IP allowlist changing more than the list).
             if (err instanceof AppError && err.code === 'privilege_escalation') await opts.auth.denied(request.ctx, route, 'privilege_escalation');
+            if (err instanceof AppError && err.code === 'ip_not_allowed') await opts.auth.denied(request.ctx, route, 'ip');
             throw err;
           }
         };

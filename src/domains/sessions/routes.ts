@@ -151,7 +151,7 @@ export function sessionRoutes(d: {
       method: 'POST', url: '/api/orgs/:orgId/members/:userId/sessions/revoke',
       summary: 'Sign a member out: their current sessions stop reaching this org (everywhere, when it is their only org)',
       tags: ['members'], auth: { mode: 'session' }, permission: 'sessions:revoke', rateLimit: 'authenticated',
-      audit: { action: 'member.sessions_revoked' },
+      audit: { action: 'member.sessions_revoked' }, ownerRecovery: true,
       schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
