@@ -138,25 +138,26 @@ export async function assertCanActOnCredentials(db: Database, actor: OrgAccess, 
   const holder = await resolveAccess(db, actor.orgId, holderId);
   if (!holder) return false;
   assertWithinScope(actor, holder.access);
-  if (holder.access.role === 'owner' && !actor.permissions.has('owners:manage')) {
-    throw new AppError('privilege_escalation', `only owners can ${verb} an owner: it needs owners:manage`);
-  }
-  const missing = holder.access.permissions.list().filter((p) => !actor.permissions.has(p));
-  if (missing.length > 0) {
-    throw new AppError('privilege_escalation', `to ${verb} this member you need every permission they hold; you lack ${missing.join(', ')}`);
-  }
+  assertManages(actor, holder.access.role, holder.access.permissions, verb);
   return true;
 }
 
 /**
- * Acting on a member (role change, removal, sign-out) needs every permission they hold now;
- * an owner is acted on only by holders of owners:manage.
+ * Acting on a member (role change, removal; their credentials through assertCanActOnCredentials)
+ * needs every permission they hold now; an owner is acted on only by holders of owners:manage.
  */
 export function assertCanManage(actor: OrgAccess, target: { role: RoleKey; customPermissions: readonly string[] | null }, verb: string): void {
-  if (target.role === 'owner' && !actor.permissions.has('owners:manage')) {
-    throw new AppError('privilege_escalation', `only owners can ${verb} an owner`);
+  assertManages(actor, target.role, permissionsOf(target.role, target.customPermissions), verb);
+}
+
+function assertManages(actor: OrgAccess, role: string, held: PermissionSet, verb: string): void {
+  if (role === 'owner' && !actor.permissions.has('owners:manage')) {
+    throw new AppError('privilege_escalation', `only owners can ${verb} an owner: it needs owners:manage`);
   }
-  assertCanGrant(actor, target.role, permissionsOf(target.role, target.customPermissions));
+  const missing = held.list().filter((p) => !actor.permissions.has(p));
+  if (missing.length > 0) {
+    throw new AppError('privilege_escalation', `to ${verb} this member you need every permission they hold; you lack ${missing.join(', ')}`);
+  }
 }
 
 /** Nobody grants a permission they lack; the owner role is granted only by holders of owners:manage. */
