@@ -15,6 +15,8 @@ import { createLogger } from './logging.js';
 import { Keyring } from './crypto/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
+import { clearAdminIpAllowlist } from './domains/tenancy/index.js';
+import { outboxStatements } from './domains/webhooks/index.js';
 
 const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start)
@@ -23,6 +25,7 @@ const USAGE = `usage: palisade <command>
   audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
   outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)
   unlock EMAIL                lift an account lockout now (audited as the operator)
+  allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
   worker                      run only the webhook delivery worker (PostgreSQL; serve runs one too)`;
 
 function flag(args: string[], name: string): string | undefined {
@@ -168,6 +171,33 @@ export async function runCli(argv: string[]): Promise<number> {
           return 2;
         }
         process.stdout.write(`unlocked ${sub}\n`);
+        return 0;
+      } finally {
+        await db.close();
+        await owner.close();
+      }
+    }
+    case 'allowlist': {
+      const slug = flag(rest, '--org');
+      if (sub !== 'clear' || !slug) break;
+      const { db, owner } = await openDatabase(config.database, { migrate: false });
+      try {
+        // The org by slug over the owner connection, as `audit verify` does (nothing is bound yet).
+        const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
+        if (!org) {
+          process.stderr.write(`no organization ${slug}\n`);
+          return 2;
+        }
+        // With the webhook outbox: the org's subscribers to org.settings_updated hear of it too.
+        const audit = createAuditWriter({
+          db, clock: systemClock, keys: chainKeysFrom(new Keyring([...config.keks])), onError: () => undefined, alsoWrite: outboxStatements,
+        });
+        const cleared = await clearAdminIpAllowlist({ db, audit }, systemContext('cli allowlist clear'), org.org_id);
+        if (cleared === null) {
+          process.stderr.write(`no settings for organization ${slug}\n`);
+          return 2;
+        }
+        process.stdout.write(`cleared the admin IP allowlist of ${slug}${cleared.length > 0 ? ` (was ${cleared.join(', ')})` : ' (it was empty)'}\n`);
         return 0;
       } finally {
         await db.close();

@@ -67,11 +67,13 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
       'x-palisade-audit': 'action' in r.audit ? r.audit.action : null,
       'x-palisade-org-scoped': orgScoped(r),
       'x-palisade-project-scoped': projectScoped(r),
+      ...(r.ownerRecovery ? { 'x-palisade-owner-recovery': true } : {}),
       parameters,
       responses: { ...successResponse(r), ...problemResponses(r) },
     };
     if (r.auth.mode === 'public') op.description = `Public: ${r.auth.reason}`;
     else op.description = `Requires ${r.permission === 'self' ? 'a signed-in user' : `permission \`${r.permission}\``}.`;
+    if (r.ownerRecovery) op.description += ' Owners keep it from outside the admin IP allowlist, with a fresh step-up.';
     if (body) op.requestBody = { required: true, content: { 'application/json': { schema: body } } };
     (paths[path] ??= {})[r.method.toLowerCase()] = op;
   }

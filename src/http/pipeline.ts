@@ -27,8 +27,12 @@ export interface Authenticators {
    * then one lookup. Null when absent or not a live key of that org. Never reads cookies.
    */
   key(request: FastifyRequest, ctx: RequestContext, orgId: string | null): Promise<{ actor: Actor; access: OrgAccess } | null>;
-  /** Records a refused request in the audit trail (best effort, own transaction). */
-  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip'): Promise<void>;
+  /**
+   * Records a refused request in the audit trail (best effort, own transaction). The domains'
+   * `privilege_escalation` refusals (acting beyond what one holds: granting, acting on an owner
+   * or on their credentials) are recorded here too.
+   */
+  denied(ctx: RequestContext, route: AnyRoute, reason: 'not_member' | 'permission' | 'project' | 'ip' | 'privilege_escalation'): Promise<void>;
   /** Runs a read request on one connection and transaction (Database.requestTransaction). */
   readScope<T>(fn: () => Promise<T>): Promise<T>;
 }
@@ -172,16 +176,20 @@ function actorLimitKeys(route: AnyRoute, actor: Actor, ip: string): LimitKey[] {
   return actor.type === 'user' ? [keyed(['user', actor.userId])] : [];
 }
 
-function assertSteppedUp(actor: Actor, now: Date): void {
+function assertSteppedUp(actor: Actor, now: Date, why?: string): void {
   const at = actor.type === 'user' ? actor.session.steppedUpAt : null;
   if (!at || now.getTime() - at.getTime() > STEP_UP_SECONDS * 1000) {
-    throw new AppError('step_up_required', 'POST /api/auth/step-up (or /api/auth/step-up/passkey), then retry within 10 minutes');
+    throw new AppError('step_up_required', `${why ? `${why}: ` : ''}POST /api/auth/step-up (or /api/auth/step-up/passkey), then retry within 10 minutes`);
   }
 }
 
-async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions, shown: Shown): Promise<void> {
+/** What authorization decided beyond yes: the request needs a fresh step-up it would not otherwise. */
+type Authorized = { stepUp: string | null };
+
+async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions, shown: Shown): Promise<Authorized> {
   const ctx = request.ctx;
-  if (route.auth.mode === 'public') return;
+  const done: Authorized = { stepUp: null };
+  if (route.auth.mode === 'public') return done;
   const params = request.params as Record<string, unknown>;
   const orgId = orgScoped(route) && isUuid(params.orgId) ? params.orgId : null;
   // Each context has one credential: console routes read only the cookie, key routes only the
@@ -198,7 +206,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // refused requests must spend the caller's budget too, or a publishable key (public by
   // design) would let anyone append to an org's audit trail without limit.
   await enforceLimits(reply, opts, actorLimitKeys(route, verified.actor, ctx.ip), shown);
-  if (!orgScoped(route)) return;
+  if (!orgScoped(route)) return done;
   if (!orgId) throw new AppError('not_found');
   const access = verified.access;
   if (!access) {
@@ -215,13 +223,20 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // Checked on every admin-level request, not only at sign-in: a cookie carried elsewhere stops here.
   const allowlist = access.adminIpAllowlist ?? [];
   if (allowlist.length > 0 && !ipInList(ctx.ip, allowlist)) {
-    if (isAdminLevel(route.permission)) {
+    const owner = access.permissions.has('owners:manage');
+    if (route.ownerRecovery && owner) {
+      // An owner is never locked out of changing the list, nor of removing a rogue admin and
+      // seeing what it did (an admin may have saved a list that excludes every owner). The list's
+      // defence against a cookie carried elsewhere becomes a fresh proof of identity.
+      done.stepUp = 'from outside the admin IP allowlist an owner confirms it is them';
+    } else if (isAdminLevel(route.permission)) {
       await opts.auth.denied(ctx, route, 'ip');
-      throw new AppError('ip_not_allowed');
+      throw new AppError('ip_not_allowed', owner ? `owners can change the list from any address: PATCH /api/orgs/${access.orgId}/settings after a step-up` : undefined);
+    } else {
+      // From outside the list no admin-level permission is held, also where a member-level route
+      // lets its holders do more (keys:own routes reach every member's keys with keys:manage).
+      ctx.org = { ...access, permissions: withoutAdminLevel(access.permissions) };
     }
-    // From outside the list no admin-level permission is held, also where a member-level route
-    // lets its holders do more (keys:own routes reach every member's keys with keys:manage).
-    ctx.org = { ...access, permissions: withoutAdminLevel(access.permissions) };
   }
   if (projectScoped(route)) {
     const projectId = params.projectId;
@@ -231,6 +246,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
       throw new AppError('not_found');
     }
   }
+  return done;
 }
 
 /**
@@ -272,8 +288,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           const shown: Shown = { decision: null };
           if (route.auth.mode === 'public') await enforceLimits(reply, opts, [publicAddressKey(route, request.ctx.ip)], shown);
           // Signed-in callers are counted per user or key inside authorize, before any refusal.
-          await authorize(route, request, reply, opts, shown);
-          if (route.stepUp) assertSteppedUp(request.ctx.actor, opts.now());
+          const authorized = await authorize(route, request, reply, opts, shown);
+          if (route.stepUp || authorized.stepUp) assertSteppedUp(request.ctx.actor, opts.now(), authorized.stepUp ?? undefined);
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
@@ -281,7 +297,15 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           if (account) await enforceLimits(reply, opts, [account], shown);
           const countChallenge = (challengeId: string) =>
             enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId] }], shown);
-          return route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge });
+          try {
+            return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge });
+          } catch (err) {
+            // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals
+            // (a domain's ip_not_allowed: an owner outside the admin IP allowlist changing more than the list).
+            if (err instanceof AppError && err.code === 'privilege_escalation') await opts.auth.denied(request.ctx, route, 'privilege_escalation');
+            if (err instanceof AppError && err.code === 'ip_not_allowed') await opts.auth.denied(request.ctx, route, 'ip');
+            throw err;
+          }
         };
         const checked = opts.strictAudit ? () => keepsContract(route, run) : run;
         // A signed-in read keeps one transaction from authentication to its query; a mutation's

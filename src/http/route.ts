@@ -98,6 +98,12 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    */
   stepUp?: true;
   /**
+   * Owners keep this route from outside the org's admin IP allowlist (with a fresh step-up):
+   * what they need to change the list and to remove a rogue admin and see what it did. An admin
+   * may have saved a list that excludes every owner; the list must never take those away.
+   */
+  ownerRecovery?: true;
+  /**
    * Also served to API keys: the same definition is mounted a second time under API_PREFIX
    * with auth mode `key` (apiMirrors). Only for org-scoped routes whose permission a key may hold.
    */
@@ -163,6 +169,9 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
     }
   }
   if (route.stepUp && route.auth?.mode !== 'session') fail('step-up needs a signed-in caller');
+  if (route.ownerRecovery && (route.auth?.mode !== 'session' || !route.url || !orgScoped({ url: route.url }))) {
+    fail('owner recovery is for org-scoped session routes (an owner signed in, stepping up)');
+  }
   const keyReachable = route.auth?.mode === 'key' || route.api;
   if (route.api && route.auth?.mode !== 'session') fail('only session routes are mirrored to API keys');
   if (keyReachable && route.stepUp) fail('a key cannot step up: sensitive routes stay with sessions');
@@ -184,5 +193,5 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
 export function apiMirrors(routes: readonly AnyRoute[]): AnyRoute[] {
   return routes
     .filter((r) => r.api)
-    .map((r) => ({ ...r, url: r.url.replace(/^\/api\//, `${API_PREFIX}/`), auth: { mode: 'key' as const }, api: undefined }));
+    .map((r) => ({ ...r, url: r.url.replace(/^\/api\//, `${API_PREFIX}/`), auth: { mode: 'key' as const }, api: undefined, ownerRecovery: undefined }));
 }

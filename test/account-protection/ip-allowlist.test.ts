@@ -2,7 +2,9 @@
  * The admin IP allowlist attacked: checked on every admin-level request (a cookie carried to
  * another network stops there, audited), member-level routes unaffected, IPv4/IPv6/IPv4-mapped
  * entries and ranges matched as the addresses they are, spoofed X-Forwarded-For ignored, and an
- * owner cannot lock themselves out by accident or save entries that mean something else.
+ * owner cannot lock themselves out by accident or save entries that mean something else. Only
+ * owners change the list, and no list locks them out of changing it or of removing a rogue admin
+ * and seeing what it did (owner-recovery routes, with a fresh step-up from outside).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/crypto/index.js';
@@ -11,7 +13,7 @@ import { ipInList, normalizeCidr } from '../../src/kernel/ip.js';
 import { isAdminLevel } from '../../src/kernel/permissions.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import { audit, call, code, freshOrg, passwordUser } from './support.js';
+import { audit, call, code, freshOrg, passwordUser, stepUp } from './support.js';
 
 const PROXY = '10.9.9.9';
 
@@ -22,12 +24,16 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
   });
   afterAll(async () => h?.close());
 
-  /** An org whose owner saved `list` from `from`. */
+  /**
+   * An org whose owner saved `list` from `from`, with an admin: `cookie` is the admin's (the list
+   * holds them to it everywhere), `ownerCookie` the owner's.
+   */
   async function restricted(list: string[], from: string) {
     const o = await freshOrg(h);
     const res = await call(h, 'PATCH', `/api/orgs/${o.orgId}/settings`, { cookie: o.cookie, ip: from, payload: { adminIpAllowlist: list } });
     expect(res.statusCode, res.body).toBe(200);
-    return { ...o, saved: res.json<{ adminIpAllowlist: string[] }>().adminIpAllowlist };
+    const admin = await passwordUser(h, o.orgId, 'admin');
+    return { ...o, admin, ownerCookie: o.cookie, cookie: await h.cookieFor(admin.email), saved: res.json<{ adminIpAllowlist: string[] }>().adminIpAllowlist };
   }
 
   it('IPv4 range: admin-level routes only from inside; member-level routes from anywhere; refusals audited', async () => {
@@ -41,7 +47,7 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     // Writes too: a role change and a settings change from outside.
     const role = await call(h, 'PATCH', `/api/orgs/${orgId}/members/${member.id}`, { cookie, ip: '203.0.113.9', payload: { role: 'viewer' } });
     expect(code(role)).toBe('ip_not_allowed');
-    const clear = await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.9', payload: { adminIpAllowlist: [], confirmLockout: true } });
+    const clear = await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.9', payload: { sessionIdleMinutes: 5 } });
     expect(code(clear)).toBe('ip_not_allowed');
     const [row] = await h.t.owner.query<{ role: string }>('select role from memberships where org_id = $1 and user_id = $2', [orgId, member.id]);
     expect(row?.role).toBe('member');
@@ -101,7 +107,8 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     expect((await save({ adminIpAllowlist: ['::ffff:203.0.113.50'] })).statusCode).toBe(200);
     const confirmed = await save({ adminIpAllowlist: ['198.51.100.0/24'], confirmLockout: true });
     expect(confirmed.statusCode).toBe(200);
-    expect(code(await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.50' }))).toBe('ip_not_allowed');
+    // The owner is outside now: admin-level work waits (owner recovery aside, below).
+    expect(code(await call(h, 'GET', `/api/orgs/${orgId}/webhooks`, { cookie, ip: '203.0.113.50' }))).toBe('ip_not_allowed');
     const [ev] = (await audit(h, orgId, 'org.settings_updated')).slice(-1);
     expect(ev?.details).toMatchObject({ adminIpAllowlist: ['198.51.100.0/24'], excludesCaller: true });
   });
@@ -121,22 +128,114 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie })).json()).toMatchObject({ adminIpAllowlist: [] });
   });
 
-  it('walks the live route table: every admin-level org route is refused from outside the list, no other route is', async () => {
-    const { orgId, cookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
+  // review R4 finding 1
+  it('only owners change the list: an admin\u2019s PATCH touching it is refused (403 privilege_escalation, audited), other settings stay theirs', async () => {
+    const { orgId } = await freshOrg(h);
+    const admin = await passwordUser(h, orgId, 'admin');
+    const cookie = await h.cookieFor(admin.email);
+    // The review's attack: the admin's own address, so no confirmLockout is even needed.
+    for (const payload of [{ adminIpAllowlist: ['127.0.0.5/32'] }, { adminIpAllowlist: [] }, { adminIpAllowlist: ['127.0.0.5'], sessionIdleMinutes: 20 }]) {
+      const res = await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '127.0.0.5', payload });
+      expect(res.statusCode, JSON.stringify(payload)).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
+    }
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: '127.0.0.5' })).json()).toMatchObject({ adminIpAllowlist: [], sessionIdleMinutes: null });
+    const denied = (await audit(h, orgId, 'authz.denied')).filter((e) => e.details.reason === 'privilege_escalation');
+    expect(denied).toHaveLength(3);
+    expect(denied[0]).toMatchObject({ actor_id: admin.id, details: { route: 'PATCH /api/orgs/:orgId/settings' } });
+    // The other settings are still an admin's to change.
+    expect((await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '127.0.0.5', payload: { sessionIdleMinutes: 20 } })).statusCode).toBe(200);
+  });
+
+  // review R4 finding 1
+  it('a list an admin saved (before only owners could) never locks the owners out: from outside, after a step-up, an owner reads the trail, revokes the admin\u2019s keys, invitations and sessions, demotes and removes the admin, and clears the list', async () => {
+    const { orgId, cookie: ownerCookie, owner } = await freshOrg(h);
+    const rogue = await passwordUser(h, orgId, 'admin');
+    const other = await passwordUser(h, orgId, 'admin');
+    const [inside, outside] = ['127.0.0.5', '127.0.0.1'];
+    const rogueCookie = await h.cookieFor(rogue.email);
+    // The rogue admin's doings, from its own address: a key, an invitation, then the list as the
+    // review saved it (written directly: the API no longer lets an admin save it).
+    const key = await call(h, 'POST', `/api/orgs/${orgId}/api-keys`, { cookie: rogueCookie, ip: inside, payload: { name: 'exfil', kind: 'secret', permissions: ['projects:read'] } });
+    expect(key.statusCode, key.body).toBe(201);
+    const { key: { id: keyId }, token } = key.json<{ key: { id: string }; token: string }>();
+    const invite = await call(h, 'POST', `/api/orgs/${orgId}/invitations`, { cookie: rogueCookie, ip: inside, payload: { email: `accomplice-${newId().slice(0, 8)}@example.test`, role: 'admin' } });
+    expect(invite.statusCode, invite.body).toBe(201);
+    const invitationId = invite.json<{ invitation: { id: string } }>().invitation.id;
+    await h.t.owner.query('update org_settings set admin_ip_allowlist = $2 where org_id = $1', [orgId, ['127.0.0.5/32']]);
+
+    const asOwner = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, payload?: object) =>
+      call(h, method, `/api/orgs/${orgId}${path}`, { cookie: ownerCookie, ip: outside, ...(payload ? { payload } : {}) });
+    // Everything else admin-level stays behind the list, and the refusal says how out.
+    const webhooks = await asOwner('GET', '/webhooks');
+    expect(webhooks.json()).toMatchObject({ code: 'ip_not_allowed', detail: expect.stringContaining(`PATCH /api/orgs/${orgId}/settings`) });
+    // Outside the list the owner proves it is them again: a cookie carried elsewhere is not enough.
+    h.clock.advance(11 * 60_000);
+    expect(code(await asOwner('GET', '/audit'))).toBe('step_up_required');
+    expect(code(await asOwner('DELETE', `/members/${rogue.id}`))).toBe('step_up_required');
+    expect((await stepUp(h, ownerCookie, { password: owner.password })).statusCode).toBe(200);
+
+    const trail = await asOwner('GET', '/audit');
+    expect(trail.statusCode, trail.body).toBe(200);
+    expect(trail.json<{ events: { action: string }[] }>().events.map((e) => e.action)).toEqual(expect.arrayContaining(['api_key.created', 'invitation.created']));
+    expect((await asOwner('GET', '/settings')).json()).toMatchObject({ adminIpAllowlist: ['127.0.0.5/32'] });
+    const keys = (await asOwner('GET', '/api-keys')).json<{ keys: { id: string }[] }>().keys;
+    expect(keys.map((k) => k.id)).toContain(keyId);
+    expect((await asOwner('DELETE', `/api-keys/${keyId}`)).statusCode).toBe(204);
+    expect((await h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(401);
+    expect((await asOwner('DELETE', `/invitations/${invitationId}`)).statusCode).toBe(204);
+    expect((await asOwner('POST', `/members/${rogue.id}/sessions/revoke`)).statusCode).toBe(200);
+    expect((await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie: rogueCookie, ip: inside })).statusCode).toBe(401);
+    expect((await asOwner('PATCH', `/members/${rogue.id}`, { role: 'viewer' })).statusCode).toBe(204);
+    expect((await asOwner('DELETE', `/members/${rogue.id}`)).statusCode).toBe(204);
+    // The settings route serves the list only, from outside.
+    expect(code(await asOwner('PATCH', '/settings', { sessionIdleMinutes: 5 }))).toBe('ip_not_allowed');
+    // Owners only: another admin from outside keeps nothing of this.
+    const otherCookie = await h.cookieFor(other.email);
+    for (const [method, path] of [['GET', '/audit'], ['PATCH', '/settings'], ['DELETE', `/members/${owner.id}`]] as const) {
+      const res = await call(h, method, `/api/orgs/${orgId}${path}`, { cookie: otherCookie, ip: outside, ...(method === 'PATCH' ? { payload: { adminIpAllowlist: [] } } : {}) });
+      expect(code(res), `${method} ${path}`).toBe('ip_not_allowed');
+    }
+    const cleared = await asOwner('PATCH', '/settings', { adminIpAllowlist: [] });
+    expect(cleared.statusCode, cleared.body).toBe(200);
+    expect(cleared.json()).toMatchObject({ adminIpAllowlist: [] });
+    expect((await asOwner('GET', '/webhooks')).statusCode).toBe(200);
+    // The evidence names the owner and the address outside the list.
+    const [removed] = await audit(h, orgId, 'member.removed', rogue.id);
+    expect(removed).toMatchObject({ actor_id: owner.id, ip: outside, details: { role: 'viewer' } });
+  });
+
+  it('walks the live route table: every admin-level org route is refused from outside the list, no other route is, owner recovery aside', async () => {
+    const { orgId, cookie, ownerCookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
     // Console routes with a cookie; the key routes (/v1) meet the allowlist in the matrix's org-policy test.
-    const routes = h.built.routes.filter((r) => r.auth.mode === 'session' && orgScoped(r) && r.permission !== 'self' && r.permission !== 'none');
+    // Leaving (member-level) ends the admin's membership and rotates the cookie: walked last.
+    const routes = h.built.routes
+      .filter((r) => r.auth.mode === 'session' && orgScoped(r) && r.permission !== 'self' && r.permission !== 'none')
+      .sort((a, b) => Number(a.url.endsWith('/leave')) - Number(b.url.endsWith('/leave')));
     const admin = routes.filter((r) => isAdminLevel(r.permission));
     expect(admin.length).toBeGreaterThan(10);
+    // What an owner keeps from outside: the list itself, people and their credentials, the trail.
+    const recovery = routes.filter((r) => r.ownerRecovery).map((r) => `${r.method} ${r.url}`).sort();
+    expect(recovery).toEqual([
+      'DELETE /api/orgs/:orgId/api-keys/:keyId', 'DELETE /api/orgs/:orgId/invitations/:invitationId', 'DELETE /api/orgs/:orgId/members/:userId',
+      'GET /api/orgs/:orgId/api-keys', 'GET /api/orgs/:orgId/audit', 'GET /api/orgs/:orgId/settings',
+      'PATCH /api/orgs/:orgId/members/:userId', 'PATCH /api/orgs/:orgId/settings', 'POST /api/orgs/:orgId/members/:userId/sessions/revoke',
+    ]);
     const wrong: string[] = [];
-    for (const r of routes) {
-      const url = r.url.replace(':orgId', orgId).replace(/:[A-Za-z]+/g, () => newId());
-      // The owner holds every permission: whatever else refuses, only the list may say ip_not_allowed.
-      const res = await call(h, r.method, url, { cookie, ip: '203.0.113.9', payload: r.method === 'GET' ? undefined : (r.example?.() ?? {}) });
-      const refusedByList = res.statusCode === 403 && code(res) === 'ip_not_allowed';
-      if (refusedByList !== isAdminLevel(r.permission)) wrong.push(`${r.method} ${r.url} (${r.permission}) -> ${res.statusCode} ${code(res)}`);
+    for (const [who, c] of [['admin', cookie], ['owner', ownerCookie]] as const) {
+      for (const r of routes) {
+        const url = r.url.replace(':orgId', orgId).replace(/:[A-Za-z]+/g, () => newId());
+        // The settings example changes a session length, which an owner outside may not: send the list.
+        const payload = r.method === 'GET' ? undefined : r.ownerRecovery && r.method === 'PATCH' && r.url.endsWith('/settings') ? { adminIpAllowlist: ['198.51.100.0/24'] } : (r.example?.() ?? {});
+        // Whatever else refuses (an id that does not exist), only the list may say ip_not_allowed.
+        const res = await call(h, r.method, url, { cookie: c, ip: '203.0.113.9', payload });
+        const refusedByList = res.statusCode === 403 && code(res) === 'ip_not_allowed';
+        const wanted = isAdminLevel(r.permission) && !(who === 'owner' && r.ownerRecovery);
+        if (refusedByList !== wanted) wrong.push(`${who}: ${r.method} ${r.url} (${r.permission}) -> ${res.statusCode} ${code(res)}`);
+      }
     }
     expect(wrong).toEqual([]);
-    console.log(`allowlist walk (${engine}): ${admin.length} admin-level routes refused from outside, ${routes.length - admin.length} others not`);
+    console.log(`allowlist walk (${engine}): ${admin.length} admin-level routes refused from outside (owners keep ${recovery.length}), ${routes.length - admin.length} others not`);
   });
 });
 

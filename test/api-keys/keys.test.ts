@@ -150,6 +150,53 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     await usage.close();
   });
 
+  // review R4 finding 7
+  it('revoking another member\u2019s key is acting on them: an admin cannot revoke an owner\u2019s key (audited refusal), an owner can revoke an admin\u2019s, an admin a member\u2019s', async () => {
+    const owner = await as(h.user('acme', 'owner').email);
+    const member = await as(h.user('acme', 'member').email);
+    const ownerKey = await createKey(owner, { name: 'owner integration', kind: 'secret', permissions: ['projects:read'] });
+    const refused = await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${ownerKey.key.id}`);
+    expect(refused.statusCode, refused.body).toBe(403);
+    expect(refused.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
+    expect((await bearer('GET', `/v1/orgs/${acme}/key`, ownerKey.token)).statusCode).toBe(200);
+    const [stored] = await h.t.owner.query<{ revoked_at: Date | null }>('select revoked_at from api_keys where id = $1', [ownerKey.key.id]);
+    expect(stored?.revoked_at).toBeNull();
+    // Recorded like the pipeline's refusals: who tried, on which route, why.
+    const [denied] = await h.t.owner.query<{ actor_id: string; result: string; details: { route: string; reason: string } }>(
+      "select actor_id, result, details from audit_events where org_id = $1 and action = 'authz.denied' order by seq desc limit 1", [acme],
+    );
+    const adminId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'admin').email]))[0]?.id;
+    expect(denied).toEqual({ actor_id: adminId, result: 'denied', details: { route: 'DELETE /api/orgs/:orgId/api-keys/:keyId', reason: 'privilege_escalation' } });
+
+    const adminKey = await createKey(admin, { name: 'admin integration', kind: 'secret', permissions: ['projects:read'] });
+    expect((await owner.call('DELETE', `/api/orgs/${acme}/api-keys/${adminKey.key.id}`)).statusCode).toBe(204);
+    expect((await bearer('GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(401);
+    const memberKey = await createKey(member, { name: 'member integration', kind: 'secret', permissions: ['projects:read'] });
+    expect((await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${memberKey.key.id}`)).statusCode).toBe(204);
+    expect((await bearer('GET', `/v1/orgs/${acme}/key`, memberKey.token)).statusCode).toBe(401);
+    // Everyone revokes their own, the owner included.
+    expect((await owner.call('DELETE', `/api/orgs/${acme}/api-keys/${ownerKey.key.id}`)).statusCode).toBe(204);
+  });
+
+  // review R4 finding 7 (the same rule as for signing out): keys:manage without every permission
+  // the creator holds does not reach the creator's keys.
+  it('a custom role holding keys:manage revokes the keys of members it covers, not an admin\u2019s', async () => {
+    const roleId = crypto.randomUUID();
+    await h.t.owner.query('insert into custom_roles (org_id, id, name, permissions) values ($1, $2, $3, $4)',
+      [acme, roleId, `key steward ${roleId.slice(0, 8)}`, ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'assets:write', 'keys:own', 'keys:manage']]);
+    const id = crypto.randomUUID();
+    const email = `steward-${id.slice(0, 8)}@example.test`;
+    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Key steward']);
+    await h.t.owner.query("insert into memberships (org_id, user_id, role, custom_role_id) values ($1, $2, 'custom', $3)", [acme, id, roleId]);
+    const steward = await as(email);
+    const adminKey = await createKey(admin, { name: 'admin ci', kind: 'secret', permissions: ['projects:read'] });
+    const refused = await steward.call('DELETE', `/api/orgs/${acme}/api-keys/${adminKey.key.id}`);
+    expect(refused.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('members:update') });
+    expect((await bearer('GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(200);
+    const memberKey = await createKey(await as(h.user('acme', 'member').email), { name: 'member ci', kind: 'secret', permissions: ['projects:read'] });
+    expect((await steward.call('DELETE', `/api/orgs/${acme}/api-keys/${memberKey.key.id}`)).statusCode).toBe(204);
+  });
+
   it('holds scopes to the catalogue for keys and to what the creator holds', async () => {
     const member = await as(h.user('acme', 'member').email);
     expect((await member.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'x', kind: 'secret', permissions: ['projects:create'] })).json<Problem>().code).toBe('privilege_escalation');

@@ -22,7 +22,8 @@ function auditOf(r: AnyRoute): string {
 }
 
 function stepUpOf(r: AnyRoute): string {
-  return r.stepUp ? 'step-up' : '';
+  // owner-recovery: owners keep the route from outside the admin IP allowlist (with a step-up).
+  return [r.stepUp ? 'step-up' : '', r.ownerRecovery ? 'owner-recovery' : ''].filter(Boolean).join(' ');
 }
 
 /** One line per route: method, url, auth mode, permission, rate-limit policy, audit action. */
@@ -233,6 +234,8 @@ describe('a route that does not declare everything refuses to start', () => {
       'org-scoped routes need a catalogue permission'],
     ['no summary', without('summary'), 'no summary'],
     ['no handler', without('handler'), 'no handler'],
+    ['owner recovery on a route that is not an org session route', complete({ auth: { mode: 'session' }, permission: 'self', ownerRecovery: true }),
+      'owner recovery is for org-scoped session routes'],
   ];
 
   it.each(broken)('mountRoutes throws for a route with %s', async (_name, route, why) => {

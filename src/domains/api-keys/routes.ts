@@ -26,12 +26,12 @@ export function apiKeyRoutes(keys: ApiKeyService): AnyRoute[] {
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/api-keys', summary: 'List API keys (every key with keys:manage, else your own)', tags,
-      auth: { mode: 'session' }, permission: 'keys:own', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, permission: 'keys:own', rateLimit: 'authenticated', audit: { none: 'read' }, ownerRecovery: true,
       schema: { params: orgParams }, handler: async ({ ctx }) => ({ keys: await keys.list(ctx) }),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/api-keys/:keyId', summary: 'Revoke an API key (another member\u2019s needs keys:manage)', tags,
-      auth: { mode: 'session' }, permission: 'keys:own', rateLimit: 'authenticated', audit: { action: 'api_key.revoked' },
+      auth: { mode: 'session' }, permission: 'keys:own', rateLimit: 'authenticated', audit: { action: 'api_key.revoked' }, ownerRecovery: true,
       status: 204, schema: { params: z.strictObject({ orgId: uuid, keyId: uuid }) },
       handler: async ({ ctx, params }) => keys.revoke(ctx, params.keyId),
     }),

@@ -7,7 +7,7 @@ import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission } from '../../kernel/permissions.js';
 import type { AuditWriter } from '../audit/index.js';
-import { bindingOf, effectivePermissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
+import { assertCanActOnCredentials, bindingOf, effectivePermissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
 import type { KeyUsage } from './usage.js';
 
 /** An org holds at most this many keys that are neither revoked nor expired. */
@@ -200,18 +200,28 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
       });
     },
 
-    /** Revokes at once (the next request with it is refused). Another member's key needs keys:manage. */
+    /**
+     * Revokes at once (the next request with it is refused). Another member's key needs
+     * keys:manage, and acting on its creator (assertCanActOnCredentials: an owner's key only with
+     * owners:manage).
+     */
     async revoke(ctx: RequestContext, keyId: string): Promise<void> {
       const org = requireOrg(ctx);
       const user = userActorOf(ctx);
       const all = managesAll(org);
+      const creatorOf = (tx: Tx) => one<{ created_by: string; revoked_at: Date | null; name: string }>(
+        tx,
+        sql`select created_by, revoked_at, name from api_keys where org_id = ${org.orgId} and id = ${keyId} for update`,
+      );
+      // The creator never changes: read first, since the rule reads the creator's standing in a
+      // transaction of its own.
+      const key = await deps.db.withTenant(bindingOf(ctx), creatorOf);
+      // Without keys:manage, another member's key is as invisible as one of another org.
+      if (!key || (!all && key.created_by !== user.userId)) throw new AppError('not_found');
+      await assertCanActOnCredentials(deps.db, org, user.userId, key.created_by, 'revoke the API key of');
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const r = await one<{ created_by: string; revoked_at: Date | null; name: string }>(
-          tx,
-          sql`select created_by, revoked_at, name from api_keys where org_id = ${org.orgId} and id = ${keyId} for update`,
-        );
-        // Without keys:manage, another member's key is as invisible as one of another org.
-        if (!r || (!all && r.created_by !== user.userId)) throw new AppError('not_found');
+        const r = await creatorOf(tx);
+        if (!r) throw new AppError('not_found');
         if (r.revoked_at) throw new AppError('conflict', 'the key is already revoked');
         await exec(tx, sql`update api_keys set revoked_at = ${now().toISOString()}, revoked_by = ${user.userId} where org_id = ${org.orgId} and id = ${keyId}`);
         await deps.audit.append(tx, org.orgId, ctx, { action: 'api_key.revoked', target: { type: 'api_key', id: keyId }, details: { name: r.name } });

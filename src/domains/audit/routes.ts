@@ -10,7 +10,7 @@ export function auditRoutes(reader: AuditReader): AnyRoute[] {
   return [
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/audit', summary: 'Page through the organization\u2019s audit trail (newest first)',
-      tags: ['audit'], auth: { mode: 'session' }, api: true, permission: 'audit:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      tags: ['audit'], auth: { mode: 'session' }, api: true, permission: 'audit:read', rateLimit: 'authenticated', audit: { none: 'read' }, ownerRecovery: true,
       schema: {
         params: orgParams,
         query: z.strictObject({

@@ -148,6 +148,21 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     expect((await me(owner)).statusCode).toBe(200);
   });
 
+  // review R4 finding 7: one rule for another member's credentials (assertCanActOnCredentials),
+  // and its refusal is evidence like the pipeline's.
+  it('records the refused sign-out of an owner in the org\u2019s audit trail', async () => {
+    const admin = await h.cookieFor('admin@acme.test');
+    const denied = await revokeMember(admin, 'acme', await userId('owner@acme.test'));
+    expect(denied.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
+    const [ev] = await h.t.owner.query<{ actor_id: string; result: string; details: unknown }>(
+      "select actor_id, result, details from audit_events where org_id = $1 and action = 'authz.denied' order by seq desc limit 1", [h.orgId('acme')],
+    );
+    expect(ev).toEqual({
+      actor_id: await userId('admin@acme.test'), result: 'denied',
+      details: { route: 'POST /api/orgs/:orgId/members/:userId/sessions/revoke', reason: 'privilege_escalation' },
+    });
+  });
+
   it('refuses members without sessions:revoke and targets outside the org', async () => {
     const member = await h.cookieFor('restricted-member@acme.test');
     const viewer = await h.cookieFor('viewer@acme.test');

@@ -11,7 +11,7 @@ import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService, MfaService } from '../identity/index.js';
-import { assertCanActOn, assertCanManage, bindingOf, requireOrg, type OrgService, type RoleKey } from '../tenancy/index.js';
+import { assertCanActOnCredentials, bindingOf, requireOrg, type OrgService } from '../tenancy/index.js';
 import type { SessionService, SessionProof } from './service.js';
 import { clearSessionCookie, setSessionCookie, type CookieSettings } from './cookie.js';
 
@@ -152,27 +152,21 @@ export function sessionRoutes(d: {
       method: 'POST', url: '/api/orgs/:orgId/members/:userId/sessions/revoke',
       summary: 'Sign a member out: their current sessions stop reaching this org (everywhere, when it is their only org)',
       tags: ['members'], auth: { mode: 'session' }, permission: 'sessions:revoke', rateLimit: 'authenticated',
-      audit: { action: 'member.sessions_revoked' },
+      audit: { action: 'member.sessions_revoked' }, ownerRecovery: true,
       schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
-        await assertCanActOn(d.db, org, params.userId);
+        if (!(await assertCanActOnCredentials(d.db, org, userOf(ctx).userId, params.userId, 'sign out'))) throw new AppError('not_found');
         // Sessions are global: end them outright only when this org is the member's only one, so
         // that no org can sign a user out of the others (read before, never inside, the write).
         const elsewhere = await d.db.withTenant({ orgId: null, userId: params.userId }, (own) =>
           one<{ n: number }>(own, sql`select count(*)::int as n from memberships where user_id = ${params.userId} and org_id <> ${org.orgId}`),
         );
         const revoked = await d.db.withTenant(bindingOf(ctx), async (tx) => {
-          const m = await one<{ role: RoleKey; permissions: string[] | null }>(
-            tx,
-            sql`select m.role, cr.permissions from memberships m left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
-                where m.org_id = ${org.orgId} and m.user_id = ${params.userId}`,
-          );
-          if (!m) throw new AppError('not_found');
-          assertCanManage(org, { role: m.role, customPermissions: m.permissions }, 'sign out');
           // Always: sessions created until now no longer reach this org.
-          await exec(tx, sql`update memberships set sessions_revoked_at = ${d.clock.now().toISOString()}
+          const member = await exec(tx, sql`update memberships set sessions_revoked_at = ${d.clock.now().toISOString()}
                              where org_id = ${org.orgId} and user_id = ${params.userId}`);
+          if (member !== 1) throw new AppError('not_found');
           const n =
             (elsewhere?.n ?? 0) === 0
               ? await d.sessions.revokeAll(tx, params.userId, 'revoked_by_admin')

@@ -142,21 +142,52 @@ export async function assertCanActOn(db: Database, actor: OrgAccess, userId: str
   if (actor.projectIds === null) return;
   const target = await resolveAccess(db, actor.orgId, userId);
   if (!target) return; // not a member: the caller answers 404
+  assertWithinScope(actor, target.access);
+}
+
+function assertWithinScope(actor: OrgAccess, target: OrgAccess): void {
+  if (actor.projectIds === null) return;
   const mine = new Set(actor.projectIds);
-  if (target.access.projectIds === null || target.access.projectIds.some((p) => !mine.has(p))) {
+  if (target.projectIds === null || target.projectIds.some((p) => !mine.has(p))) {
     throw new AppError('privilege_escalation', 'you are restricted to projects: you can act only on members restricted within them');
   }
 }
 
 /**
- * Acting on a member (role change, removal, sign-out) needs every permission they hold now;
- * an owner is acted on only by holders of owners:manage.
+ * The one rule for acting on another member's credentials: their sessions, their API keys, and
+ * any factor, lock or token of theirs a route reaches. Ending someone's credentials is acting on
+ * them, so it needs what acting on them needs: within the actor's project scope
+ * (assertCanActOn), an owner's only with owners:manage, anyone's only with every permission they
+ * hold now (as for their role). Otherwise an admin could not sign an owner out, yet could cut
+ * the owner's integrations by revoking their keys. One's own credentials are always one's own.
+ * The holder is read in full, outside the actor's binding. Returns false when the holder is not
+ * a member of the org (the caller answers 404, or goes on: a key dies with its creator's membership).
+ */
+export async function assertCanActOnCredentials(db: Database, actor: OrgAccess, actorUserId: string, holderId: string, verb: string): Promise<boolean> {
+  if (holderId === actorUserId) return true;
+  const holder = await resolveAccess(db, actor.orgId, holderId);
+  if (!holder) return false;
+  assertWithinScope(actor, holder.access);
+  assertManages(actor, holder.access.role, holder.access.permissions, verb);
+  return true;
+}
+
+/**
+ * Acting on a member (role change, removal; their credentials through assertCanActOnCredentials)
+ * needs every permission they hold now; an owner is acted on only by holders of owners:manage.
  */
 export function assertCanManage(actor: OrgAccess, target: { role: RoleKey; customPermissions: readonly string[] | null }, verb: string): void {
-  if (target.role === 'owner' && !actor.permissions.has('owners:manage')) {
-    throw new AppError('privilege_escalation', `only owners can ${verb} an owner`);
+  assertManages(actor, target.role, permissionsOf(target.role, target.customPermissions), verb);
+}
+
+function assertManages(actor: OrgAccess, role: string, held: PermissionSet, verb: string): void {
+  if (role === 'owner' && !actor.permissions.has('owners:manage')) {
+    throw new AppError('privilege_escalation', `only owners can ${verb} an owner: it needs owners:manage`);
   }
-  assertCanGrant(actor, target.role, permissionsOf(target.role, target.customPermissions));
+  const missing = held.list().filter((p) => !actor.permissions.has(p));
+  if (missing.length > 0) {
+    throw new AppError('privilege_escalation', `to ${verb} this member you need every permission they hold; you lack ${missing.join(', ')}`);
+  }
 }
 
 /** Nobody grants a permission they lack; the owner role is granted only by holders of owners:manage. */

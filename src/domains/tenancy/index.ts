@@ -1,7 +1,7 @@
-export { resolveAccess, standingFrom, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, effectivePermissionsOf, isRestricted, assertRestrictable, assertCanGrant, assertCanScope, assertCanActOn, assertCanManage } from './access.js';
+export { resolveAccess, standingFrom, bindingOf, requireOrg, accessFrom, loadMembership, permissionsOf, effectivePermissionsOf, isRestricted, assertRestrictable, assertCanGrant, assertCanScope, assertCanActOn, assertCanActOnCredentials, assertCanManage } from './access.js';
 export type { RoleKey, OrgPolicy, Standing, MembershipRow } from './access.js';
 export type { TenancyDeps } from './deps.js';
-export { insertOrg, createOrgService } from './orgs.js';
+export { insertOrg, createOrgService, clearAdminIpAllowlist } from './orgs.js';
 export type { OrgService, OrgView } from './orgs.js';
 export { createMemberService } from './members.js';
 export type { MemberService } from './members.js';

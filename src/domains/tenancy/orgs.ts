@@ -91,6 +91,26 @@ export async function insertOrg(
   });
 }
 
+/**
+ * Break-glass (`palisade allowlist clear --org SLUG`): empties an org's admin IP allowlist when
+ * no owner can act through the API (none can step up, or a list saved by an admin before owners
+ * alone could change it shuts them out of everything else). Audited in the org's chain as the
+ * operator, with the list it cleared. Null when the org has no settings (no such org).
+ */
+export async function clearAdminIpAllowlist(deps: Pick<TenancyDeps, 'db' | 'audit'>, ctx: RequestContext, orgId: string): Promise<string[] | null> {
+  return deps.db.withTenant({ orgId }, async (tx) => {
+    const row = await one<{ admin_ip_allowlist: string[] }>(tx, sql`select admin_ip_allowlist from org_settings where org_id = ${orgId} for update`);
+    if (!row) return null;
+    await exec(tx, sql`update org_settings set admin_ip_allowlist = '{}', updated_at = now() where org_id = ${orgId}`);
+    await deps.audit.append(tx, orgId, ctx, {
+      action: 'org.settings_updated',
+      target: { type: 'org', id: orgId },
+      details: { adminIpAllowlist: [], clearedAdminIpAllowlist: row.admin_ip_allowlist, breakGlass: true },
+    });
+    return row.admin_ip_allowlist;
+  });
+}
+
 export function createOrgService(deps: TenancyDeps) {
   return {
     async create(ctx: RequestContext, userId: string, input: { slug: string; name: string }): Promise<OrgView> {
@@ -159,6 +179,22 @@ export function createOrgService(deps: TenancyDeps) {
 
     async updateSettings(ctx: RequestContext, input: OrgSettingsInput): Promise<OrgSettingsView> {
       const org = requireOrg(ctx);
+      // The list decides where admin-level work happens, owners' included: an admin who could set
+      // it could lock every owner out of their own org.
+      if (input.adminIpAllowlist !== undefined && !org.permissions.has('owners:manage')) {
+        throw new AppError('privilege_escalation', 'changing the admin IP allowlist needs owners:manage (owners only)');
+      }
+      // From outside the list only an owner gets here (the pipeline's owner recovery), and only to
+      // change the list: everything else waits until they are inside it, or it lets them in.
+      const inForce = org.adminIpAllowlist ?? [];
+      if (inForce.length > 0 && !ipInList(ctx.ip, inForce)) {
+        const others = (Object.keys(input) as (keyof OrgSettingsInput)[]).filter(
+          (k) => input[k] !== undefined && k !== 'adminIpAllowlist' && k !== 'confirmLockout',
+        );
+        if (others.length > 0) {
+          throw new AppError('ip_not_allowed', `from outside the admin IP allowlist an owner changes only the list itself, not ${others.join(', ')}`);
+        }
+      }
       let allowlist: string[] | undefined;
       if (input.adminIpAllowlist !== undefined) {
         const normalized = input.adminIpAllowlist.map((e) => ({ e, cidr: normalizeCidr(e) }));

@@ -53,12 +53,12 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/settings', summary: 'Read security settings', tags,
-      auth: { mode: 'session' }, permission: 'settings:read', rateLimit: 'authenticated', audit: { none: 'read' },
+      auth: { mode: 'session' }, permission: 'settings:read', rateLimit: 'authenticated', audit: { none: 'read' }, ownerRecovery: true,
       schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.getSettings(ctx),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths, MFA requirement, admin IP allowlist, browser origins for publishable keys)', tags,
-      auth: { mode: 'session' }, permission: 'settings:write', rateLimit: 'authenticated', audit: { action: 'org.settings_updated' },
+      auth: { mode: 'session' }, permission: 'settings:write', rateLimit: 'authenticated', audit: { action: 'org.settings_updated' }, ownerRecovery: true,
       stepUp: true,
       schema: {
         params: orgParams,
@@ -90,13 +90,13 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/members/:userId', summary: 'Change a member\u2019s role or restriction', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' }, stepUp: true,
+      auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' }, stepUp: true, ownerRecovery: true,
       status: 204, schema: { params: memberParams, body: assignment }, example: () => ({ role: 'viewer' }),
       handler: async ({ ctx, params, body }) => s.members.changeRole(ctx, params.userId, body),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/members/:userId', summary: 'Remove a member', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:remove', rateLimit: 'authenticated', audit: { action: 'member.removed' },
+      auth: { mode: 'session' }, permission: 'members:remove', rateLimit: 'authenticated', audit: { action: 'member.removed' }, ownerRecovery: true,
       status: 204, schema: { params: memberParams },
       handler: async ({ ctx, params }) => s.members.remove(ctx, params.userId),
     }),
@@ -117,7 +117,7 @@ export function tenancyRoutes(s: {
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/invitations/:invitationId', summary: 'Revoke an invitation', tags: ['members'],
-      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.revoked' },
+      auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.revoked' }, ownerRecovery: true,
       status: 204, schema: { params: z.strictObject({ orgId: uuid, invitationId: uuid }) },
       handler: async ({ ctx, params }) => s.invitations.revoke(ctx, params.invitationId),
     }),
