@@ -26,6 +26,7 @@ export const RATE_LIMIT_POLICIES = [
   'login',
   'register',
   'password-reset',
+  'email-verify',
   'invitation-accept',
   'mfa-verify',
   'probe',

@@ -13,7 +13,7 @@ import type { Engine } from '../../src/db/database.js';
 export const ORIGIN = 'https://palisade.test';
 
 /** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
-export const RELAXED_LIMITS = ['login', 'register', 'password-reset', 'invitation-accept', 'mfa-verify', 'probe', 'authenticated', 'inbound']
+export const RELAXED_LIMITS = ['login', 'register', 'password-reset', 'email-verify', 'invitation-accept', 'mfa-verify', 'probe', 'authenticated', 'inbound']
   .map((p) => `${p}=100000/60`)
   .join(',');
 
