@@ -143,7 +143,7 @@ export function createIdentityService(deps: IdentityDeps) {
             body:
               `Confirm this address to finish creating your Palisade account: ${verifyLink(token)}\n` +
               'The page asks for the password you chose. The link expires in 24 hours and works once.\n' +
-              'If you did not create an account, ignore this mail: without the link nobody can use this address.',
+              'If you did not create an account, ignore this mail: nobody can sign in to it without this link.',
           });
           await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
             action: 'auth.registered', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
