@@ -23,7 +23,7 @@ const USAGE = `usage: palisade <command>
   migrate                     apply database migrations as the owner role
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
   audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
-  outbox [--to EMAIL]         print the development mail outbox (reset links, invitations)
+  outbox [--to EMAIL]         print the development mail outbox (verification and reset links, invitations)
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
   worker                      run only the webhook delivery worker (PostgreSQL; serve runs one too)`;

@@ -56,8 +56,8 @@ export async function ensureDataset(log: (s: string) => void): Promise<BenchUser
                    select o.org_id, gen_random_uuid() as id, (row_number() over (order by o.slug, p) - 1)::int as rn
                    from organizations o cross join generate_series(1, ${BENCH.projectsPerTenant}) p`);
     await c.query(`insert into projects (org_id, id, name) select org_id, id, 'project-' || rn from proj`);
-    await c.query(`insert into users (id, email, name, password_hash, password_changed_at)
-                   select gen_random_uuid(), 'u' || u || '.' || o.slug || '@bench.test', 'bench', $1, now()
+    await c.query(`insert into users (id, email, name, password_hash, password_changed_at, email_verified_at)
+                   select gen_random_uuid(), 'u' || u || '.' || o.slug || '@bench.test', 'bench', $1, now(), now()
                    from organizations o cross join generate_series(1, ${BENCH.usersPerTenant}) u`, [hash]);
     await c.query(`insert into memberships (org_id, user_id, role)
                    select o.org_id, u.id, 'member' from users u

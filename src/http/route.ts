@@ -28,6 +28,7 @@ export const RATE_LIMIT_POLICIES = [
   'login',
   'register',
   'password-reset',
+  'email-verify',
   'invitation-accept',
   'mfa-verify',
   // Not for routes: public mfa-verify routes are also counted per client address under it (the

@@ -17,8 +17,6 @@ export const userText = (max: number, opts: { allowEmpty?: boolean } = {}) =>
     })
     .meta({ minLength: opts.allowEmpty ? 0 : 1, maxLength: max });
 
-/** @deprecated the same schema under its older name, kept so parallel branches still merge; use userText. */
-export const text = userText;
 
 export const email = z
   .string()

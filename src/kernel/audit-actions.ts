@@ -10,9 +10,13 @@ interface ActionSpec {
 }
 
 export const AUDIT_ACTIONS = {
-  'auth.registered': { description: 'An account was created' },
+  'auth.registered': { description: 'An account was created (its address not yet proven)' },
+  'auth.registration_duplicate': { description: 'A registration named an address that has an account (answered like any other; the owner is mailed)' },
+  'auth.email_verification_requested': { description: 'A verification link was mailed' },
+  'auth.email_verified': { description: 'An account proved its mailbox (the link and its password, or a password reset)' },
+  'auth.email_verification_failed': { description: 'A verification was refused (wrong password or spent link)' },
   'auth.login': { description: 'A sign-in completed and a session was issued' },
-  'auth.login_failed': { description: 'A sign-in was refused (wrong password, locked account, unknown address)' },
+  'auth.login_failed': { description: 'A sign-in was refused (wrong password, locked account, unknown or unverified address)' },
   'auth.login_second_factor_pending': { description: 'The password step passed; a second factor is awaited' },
   'auth.logout': { description: 'A session was ended by its holder' },
   'auth.account_locked': { description: 'Too many failed proofs locked the account' },

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'forbidden',
   'step_up_required',
   'mfa_enrollment_required',
+  'email_unverified',
   'ip_not_allowed',
   'origin_not_allowed',
   'not_found',

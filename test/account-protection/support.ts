@@ -28,12 +28,17 @@ export interface TestUser {
   password: string;
 }
 
-/** A fresh user with PASSWORD (one argon2 hash per process), optionally a member of `orgId`. */
+/**
+ * A fresh user with PASSWORD (one argon2 hash per process), optionally a member of `orgId`.
+ * Written directly, as an account that verified its address long ago: these suites are about
+ * lockout, factors and limits, and registering through the API would spend the very limits they
+ * measure (test/support/accounts.ts `signUp` is the real flow).
+ */
 export async function passwordUser(h: TestApp, orgId?: string, role = 'member'): Promise<TestUser> {
   hashed ??= hashPassword(PASSWORD);
   const id = newId();
   const email = `ap-${(serial++).toString(36)}-${id.slice(0, 8)}@example.test`;
-  await h.t.owner.query('insert into users (id, email, name, password_hash, password_changed_at) values ($1, $2, $3, $4, now())', [
+  await h.t.owner.query('insert into users (id, email, name, password_hash, password_changed_at, email_verified_at) values ($1, $2, $3, $4, now(), now())', [
     id, email, 'AP user', await hashed,
   ]);
   if (orgId) await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [orgId, id, role]);

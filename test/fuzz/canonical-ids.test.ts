@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/domains/audit/verify.js';
+import { signUp } from '../support/accounts.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
 
@@ -51,12 +52,7 @@ describe.each(ENGINES)('non-canonical ids on %s', (engine) => {
   it('keeps the audit chain verifiable when an invitation token names its org in upper case', async () => {
     const owner = await h.cookieFor(h.user('acme', 'owner').email);
     const email = 'upper.invitee@example.test';
-    const registered = await h.built.app.inject({
-      method: 'POST', url: '/api/auth/register', headers: { origin: ORIGIN },
-      payload: { email, password: 'Upper-invitee-passphrase-41', name: 'Upper Invitee' },
-    });
-    expect(registered.statusCode, registered.body).toBe(201);
-    const invitee = await h.cookieFor(email);
+    const { cookie: invitee } = await signUp(h, { email, password: 'Upper-invitee-passphrase-41', name: 'Upper Invitee' });
     const invited = await h.built.app.inject({
       method: 'POST', url: `/api/orgs/${acme}/invitations`, headers: { cookie: owner, origin: ORIGIN }, payload: { email, role: 'viewer' },
     });

@@ -1,9 +1,9 @@
 /**
- * Canary secrets pushed through every credential flow — registration, login, failed login,
- * password change, password reset, invitations, API keys, webhook secrets, the metrics token —
- * must never show up in the logs, in a problem answer, in the audit trail, nor in clear anywhere
- * in the database. Neither may the session cookies and the reset and invitation tokens those
- * flows hand out.
+ * Canary secrets pushed through every credential flow — registration, email verification,
+ * login, failed login, password change, password reset, invitations, API keys, webhook secrets,
+ * the metrics token — must never show up in the logs, in a problem answer, in the audit trail,
+ * nor in clear anywhere in the database. Neither may the session cookies and the verification,
+ * reset and invitation tokens those flows hand out.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -69,18 +69,23 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
   }
 
   it('runs every credential flow with canary values', async () => {
-    // Registration (and a weak and a duplicate attempt).
+    // Registration (and a weak and a duplicate attempt), then the verification link.
     expectProblem(await call('POST', '/api/auth/register', {
-      payload: { email: 'weak.canary@example.test', password: WEAK_PASSWORD, name: 'Weak', orgName: 'Weak Org', orgSlug: 'weak-org' },
+      payload: { email: 'weak.canary@example.test', password: WEAK_PASSWORD, name: 'Weak' },
     }), 422, 'weak_password');
-    const registered = await call('POST', '/api/auth/register', {
-      payload: { email: EMAIL, password: PASSWORD, name: 'Canary User', orgName: 'Canary Org', orgSlug: 'canary-org' },
-    });
-    expect(registered.statusCode, registered.body).toBe(201);
-    expect(registered.json()).toMatchObject({ user: { email: EMAIL, name: 'Canary User' } });
-    expectProblem(await call('POST', '/api/auth/register', {
-      payload: { email: EMAIL, password: PASSWORD, name: 'Again', orgName: 'Again Org', orgSlug: 'again-org' },
-    }), 409, 'conflict');
+    const registered = await call('POST', '/api/auth/register', { payload: { email: EMAIL, password: PASSWORD, name: 'Canary User' } });
+    expect(registered.statusCode, registered.body).toBe(202);
+    const duplicate = await call('POST', '/api/auth/register', { payload: { email: EMAIL, password: BAD_PASSWORD, name: 'Again' } });
+    expect([duplicate.statusCode, duplicate.body]).toEqual([202, registered.body]);
+    expectProblem(await call('POST', '/api/auth/login', { payload: { email: EMAIL, password: PASSWORD } }), 403, 'email_unverified');
+    expect((await call('POST', '/api/auth/verify-email/resend', { payload: { email: EMAIL } })).statusCode).toBe(202);
+    const verificationToken = /pal_emv_[A-Za-z0-9_-]{43}/.exec((await outbox(EMAIL)).find((b) => b.includes('pal_emv_')) ?? '')?.[0] ?? '';
+    expect(verificationToken).toHaveLength(8 + 43);
+    secrets.set('verificationToken', verificationToken);
+    secrets.set('verificationSecret', verificationToken.slice(8));
+    expectProblem(await call('POST', '/api/auth/verify-email', { payload: { token: verificationToken, password: BAD_PASSWORD } }), 401, 'invalid_credentials');
+    expect((await call('POST', '/api/auth/verify-email', { payload: { token: verificationToken, password: PASSWORD } })).statusCode).toBe(204);
+    expectProblem(await call('POST', '/api/auth/verify-email', { payload: { token: verificationToken, password: PASSWORD } }), 400, 'token_invalid');
 
     // Login, failed logins (known and unknown email).
     const loggedIn = await call('POST', '/api/auth/login', { payload: { email: EMAIL, password: PASSWORD } });
@@ -214,7 +219,8 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
   it('never writes a canary, a cookie or a token into the audit trail', async () => {
     const events = await h.t.owner.query<Record<string, unknown>>('select * from audit_events');
     const actions = new Set(events.map((e) => String(e.action)));
-    for (const a of ['auth.registered', 'auth.login', 'auth.login_failed', 'auth.password_change_failed', 'auth.password_changed',
+    for (const a of ['auth.registered', 'auth.registration_duplicate', 'auth.email_verification_requested', 'auth.email_verification_failed',
+      'auth.email_verified', 'auth.login', 'auth.login_failed', 'auth.password_change_failed', 'auth.password_changed',
       'auth.password_reset_requested', 'auth.password_reset', 'invitation.created', 'invitation.accepted', 'auth.logout']) {
       expect(actions, a).toContain(a);
     }

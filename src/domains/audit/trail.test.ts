@@ -2,6 +2,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
 import { eventHash, type ChainedEvent } from './chain.js';
@@ -126,9 +127,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     const inv = (await ok(call(owner, 'POST', `${base}/invitations`, { email, role: 'member', restricted: true }))).json<{ token: string; invitation: { id: string } }>();
     const spare = (await ok(call(owner, 'POST', `${base}/invitations`, { email: `spare-${email}`, role: 'viewer' }))).json<{ invitation: { id: string } }>();
     await ok(call(owner, 'DELETE', `${base}/invitations/${spare.invitation.id}`));
-    const newcomer = newId();
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [newcomer, email, 'Newcomer']);
-    const newcomerCookie = await h.cookieFor(email);
+    const { id: newcomer, cookie: newcomerCookie } = await signUp(h, { email, name: 'Newcomer' });
     await ok(call(newcomerCookie, 'POST', '/api/invitations/accept', { token: inv.token }));
     await ok(call(owner, 'PUT', `${base}/projects/${project}/members/${newcomer}`));
     await ok(call(owner, 'DELETE', `${base}/projects/${project}/members/${newcomer}`));

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { randomCode, randomToken, sha256Hex } from '../../crypto/index.js';
+import { mintOpaqueToken, opaqueTokenHash, randomCode, sha256Hex } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -195,7 +195,7 @@ export function createMfaService(deps: MfaDeps) {
 
     /** The password step passed: a single-use, five-minute token for the second step (not a session). */
     async startChallenge(userId: string, sessionEpoch: number): Promise<string> {
-      const secret = randomToken(32);
+      const { token, hash } = mintOpaqueToken('mfaChallenge');
       const at = now();
       await deps.db.withTenant(system, async (tx) => {
         // One pending challenge per user: a new password step supersedes the old one.
@@ -203,17 +203,16 @@ export function createMfaService(deps: MfaDeps) {
         await exec(
           tx,
           sql`insert into mfa_challenges (token_hash, user_id, session_epoch, created_at, expires_at)
-              values (${sha256Hex(secret)}, ${userId}, ${sessionEpoch}, ${at.toISOString()}, ${new Date(at.getTime() + CHALLENGE_TTL_MS).toISOString()})`,
+              values (${hash}, ${userId}, ${sessionEpoch}, ${at.toISOString()}, ${new Date(at.getTime() + CHALLENGE_TTL_MS).toISOString()})`,
         );
       });
-      return `pal_mfa_${secret}`;
+      return token;
     },
 
     /** The user and epoch of a live challenge, or token_invalid. Not consumed until `consumeChallenge`. */
     async readChallenge(token: string): Promise<{ userId: string; sessionEpoch: number; tokenHash: string }> {
-      const m = /^pal_mfa_([A-Za-z0-9_-]{43})$/.exec(token);
-      if (!m) throw new AppError('token_invalid');
-      const tokenHash = sha256Hex(m[1] as string);
+      const tokenHash = opaqueTokenHash('mfaChallenge', token);
+      if (!tokenHash) throw new AppError('token_invalid');
       const r = await deps.db.withTenant(system, (tx) =>
         one<{ user_id: string; session_epoch: number; expires_at: Date; used_at: Date | null }>(
           tx,

@@ -7,7 +7,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { sql } from 'kysely';
-import { newId, randomToken, sha256Hex } from '../../crypto/index.js';
+import { mintOpaqueToken, newId, opaqueTokenHash } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -68,7 +68,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
   const w = deps.webauthn;
 
   async function storeChallenge(ctx: RequestContext, purpose: CeremonyPurpose, userId: string | null, challenge: string): Promise<string> {
-    const secret = randomToken(32);
+    const { token, hash } = mintOpaqueToken('webauthnCeremony');
     const at = now();
     await deps.db.withTenant(system, async (tx) => {
       // Spent and expired ceremonies are purged as new ones arrive (the table never grows past
@@ -77,13 +77,13 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
       await exec(
         tx,
         sql`insert into webauthn_challenges (token_hash, user_id, purpose, challenge, created_at, expires_at)
-            values (${sha256Hex(secret)}, ${userId}, ${purpose}, ${challenge}, ${at.toISOString()}, ${new Date(at.getTime() + CEREMONY_TTL_MS).toISOString()})`,
+            values (${hash}, ${userId}, ${purpose}, ${challenge}, ${at.toISOString()}, ${new Date(at.getTime() + CEREMONY_TTL_MS).toISOString()})`,
       );
       // An anonymous sign-in ceremony changes nothing about an account: not audited, so that a
       // flood of them does not queue on the system chain's head row.
       if (userId) await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_challenge', details: { purpose }, target: { type: 'user', id: userId } });
     });
-    return `pal_wac_${secret}`;
+    return token;
   }
 
   /** Burns the challenge (single use) and returns it with its user; token_invalid when unknown, used, expired or of another purpose. */
@@ -92,13 +92,13 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
       await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_failed', result: 'failure', details: { purpose, reason } });
       throw new AppError('token_invalid');
     };
-    const m = /^pal_wac_([A-Za-z0-9_-]{43})$/.exec(token);
-    if (!m) return refuse('malformed_ceremony');
+    const tokenHash = opaqueTokenHash('webauthnCeremony', token);
+    if (!tokenHash) return refuse('malformed_ceremony');
     const r = await deps.db.withTenant(system, (tx) =>
       one<{ challenge: string; user_id: string | null }>(
         tx,
         sql`update webauthn_challenges set used_at = ${now().toISOString()}
-            where token_hash = ${sha256Hex(m[1] as string)} and purpose = ${purpose} and used_at is null and expires_at > ${now().toISOString()}
+            where token_hash = ${tokenHash} and purpose = ${purpose} and used_at is null and expires_at > ${now().toISOString()}
             returning challenge, user_id`,
       ),
     );

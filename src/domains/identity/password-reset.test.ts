@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp, type Problem } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
 
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
@@ -183,7 +184,7 @@ describe.each(ENGINES)('password reset on %s', (engine) => {
 
   it('a completed reset ends a lockout: the new password signs in at once', async () => {
     const u = { email: `locked-${Date.now()}@example.test`, password: 'an-original-long-passphrase-1' };
-    expect((await post('/api/auth/register', { ...u, name: 'Locked' })).statusCode).toBe(201);
+    await signUp(h, { ...u, name: 'Locked' });
     for (let i = 0; i < 5; i++) expect(await loginStatus(u.email, 'not-the-password-at-all')).toBe(401);
     expect(await loginStatus(u.email, u.password)).toBe(401); // locked
     expect((await requestReset(u.email)).statusCode).toBe(202);

@@ -1,15 +1,47 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { email } from '../../http/schemas.js';
+import { email, userText } from '../../http/schemas.js';
 import { userActorOf } from '../../kernel/context.js';
 import type { MfaService } from './mfa.js';
-import type { IdentityService } from './service.js';
+import { REGISTRATION_ANSWER, type IdentityService } from './service.js';
 
 const userOf = userActorOf;
+
+// Bounded before hashing so that nobody makes argon2 chew a megabyte.
+const password = z.string().min(1).max(1024);
+const token = z.string().min(1).max(200);
 
 export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyRoute[] {
   const tags = ['auth'];
   return [
+    defineRoute({
+      method: 'POST', url: '/api/auth/register', summary: 'Create an account; a verification link is mailed (same answer for every email)', tags,
+      auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
+      rateLimit: 'register', audit: { action: 'auth.registered', or: ['auth.registration_duplicate'] }, status: 202,
+      schema: { body: z.strictObject({ email, password, name: userText(100) }) },
+      example: () => ({ email: 'new-user@example.com', password: 'a-long-enough-passphrase-42', name: 'New User' }),
+      handler: async ({ ctx, body }) => {
+        await identity.register(ctx, body);
+        return REGISTRATION_ANSWER;
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/verify-email', summary: 'Verify your email address: the mailed link\u2019s token and the account\u2019s password', tags,
+      auth: { mode: 'public', reason: 'an unverified account cannot sign in: the mailed token and the password are the credential' }, permission: 'none',
+      rateLimit: 'email-verify', audit: { action: 'auth.email_verified' }, status: 204,
+      schema: { body: z.strictObject({ token, password }) },
+      handler: async ({ ctx, body }) => identity.verifyEmail(ctx, body.token, body.password),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/auth/verify-email/resend', summary: 'Mail a new verification link (same answer for every email)', tags,
+      auth: { mode: 'public', reason: 'an unverified account cannot sign in to ask' }, permission: 'none',
+      rateLimit: 'email-verify', audit: { action: 'auth.email_verification_requested' }, status: 202,
+      schema: { body: z.strictObject({ email }) },
+      handler: async ({ ctx, body }) => {
+        await identity.resendVerification(ctx, body.email);
+        return { status: 'If the address has an unverified account, a new link is on its way.' };
+      },
+    }),
     defineRoute({
       method: 'GET', url: '/api/me/mfa', summary: 'Your second factors', tags: ['mfa'],
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
@@ -44,7 +76,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       method: 'POST', url: '/api/auth/password-reset/confirm', summary: 'Set a new password with a reset token (ends every session)', tags,
       auth: { mode: 'public', reason: 'the reset token is the credential' }, permission: 'none',
       rateLimit: 'password-reset', audit: { action: 'auth.password_reset' }, status: 204,
-      schema: { body: z.strictObject({ token: z.string().min(1).max(200), password: z.string().min(1).max(1024) }) },
+      schema: { body: z.strictObject({ token, password }) },
       handler: async ({ ctx, body }) => identity.confirmReset(ctx, body.token, body.password),
     }),
   ];

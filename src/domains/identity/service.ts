@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { newId, randomToken, sha256Hex } from '../../crypto/index.js';
+import { mintOpaqueToken, newId, opaqueTokenHash, sha256Hex } from '../../crypto/index.js';
 import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
@@ -8,11 +8,14 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
-import { insertOrg } from '../tenancy/index.js';
 import type { Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
 
 export const RESET_TTL_MS = 30 * 60 * 1000;
+export const EMAIL_VERIFICATION_TTL_MS = 24 * 3600 * 1000;
+
+/** What registration answers, whether the address was new or taken (only the mail differs). */
+export const REGISTRATION_ANSWER = { status: 'Check your mailbox: we sent a message to that address to finish.' } as const;
 
 export interface UserView {
   id: string;
@@ -39,10 +42,40 @@ export function createIdentityService(deps: IdentityDeps) {
   const system = { orgId: SYSTEM_ORG_ID };
 
   async function findByEmail(tx: Tx, email: string) {
-    return one<{ id: string; email: string; name: string; password_hash: string | null; session_epoch: number; mfa_enabled: boolean }>(
+    return one<{
+      id: string; email: string; name: string; password_hash: string | null; session_epoch: number; mfa_enabled: boolean; email_verified_at: Date | null;
+    }>(
       tx,
-      sql`select id, email, name, password_hash, session_epoch, mfa_enabled from users where lower(email) = lower(${email})`,
+      sql`select id, email, name, password_hash, session_epoch, mfa_enabled, email_verified_at from users where lower(email) = lower(${email})`,
     );
+  }
+
+  const verifyLink = (token: string) => `${deps.publicOrigin}/verify-email#token=${token}`;
+  const resetPage = `${deps.publicOrigin}/reset-password`;
+
+  /** A new single-use verification link for the user (older live ones stay valid until they expire). */
+  async function issueVerification(tx: Tx, userId: string): Promise<string> {
+    const now = deps.clock.now();
+    // Spent and expired links go as new ones are made: the table holds live links only.
+    await exec(tx, sql`delete from email_verifications where user_id = ${userId} and (used_at is not null or expires_at <= ${now.toISOString()})`);
+    const { token, hash } = mintOpaqueToken('emailVerification');
+    await exec(
+      tx,
+      sql`insert into email_verifications (token_hash, user_id, created_at, expires_at)
+          values (${hash}, ${userId}, ${now.toISOString()}, ${new Date(now.getTime() + EMAIL_VERIFICATION_TTL_MS).toISOString()})`,
+    );
+    return token;
+  }
+
+  /**
+   * The mailbox is proven: the account may sign in and accept invitations from now on. Every
+   * live verification link of the user is spent with it. True when the account was unverified.
+   */
+  async function markVerified(tx: Tx, userId: string): Promise<boolean> {
+    const at = deps.clock.now().toISOString();
+    const n = await exec(tx, sql`update users set email_verified_at = ${at} where id = ${userId} and email_verified_at is null`);
+    await exec(tx, sql`update email_verifications set used_at = ${at} where user_id = ${userId} and used_at is null`);
+    return n === 1;
   }
 
   /**
@@ -74,22 +107,22 @@ export function createIdentityService(deps: IdentityDeps) {
 
   return {
     /**
-     * Creates a user and, when an org is named, an org they own, in one transaction. Without
-     * an org (someone joining by invitation) the evidence goes to the system chain.
+     * Answers the same, at the same cost (one argon2 hash), whether the address is new or taken,
+     * so that registration tells nobody which addresses have accounts. What differs is the mail,
+     * which only the mailbox's owner reads:
+     * - a new address: the account is created unverified and the mail carries a verification link;
+     * - a taken, unverified address: a new verification link, and a hint to reset the password
+     *   when the reader does not know it (someone else may have registered their address);
+     * - a taken, verified address: a notice that someone tried, with a hint to reset the password.
+     * Nothing about the existing account changes. An unverified account cannot sign in
+     * (verifyCredentials), so the link, confirmed with the password, is what opens it.
      */
-    async register(
-      ctx: RequestContext,
-      input: { email: string; password: string; name: string; orgName?: string | undefined; orgSlug?: string | undefined },
-    ): Promise<{ user: UserView; orgId: string | null }> {
+    async register(ctx: RequestContext, input: { email: string; password: string; name: string }): Promise<void> {
       assertPasswordAcceptable(input.password);
-      if (Boolean(input.orgName) !== Boolean(input.orgSlug)) {
-        throw new AppError('validation_failed', 'orgName and orgSlug go together');
-      }
       const passwordHash = await hashPassword(input.password);
       const userId = newId();
-      const orgId = input.orgSlug && input.orgName ? newId() : null;
-      const chain = orgId ?? SYSTEM_ORG_ID;
-      await deps.db.withTenant({ orgId: chain, userId }, async (tx) => {
+      await deps.db.withTenant({ orgId: SYSTEM_ORG_ID, userId }, async (tx) => {
+        let created = true;
         try {
           await exec(tx, sql`savepoint create_user`);
           await exec(
@@ -99,19 +132,117 @@ export function createIdentityService(deps: IdentityDeps) {
           );
           await exec(tx, sql`release savepoint create_user`);
         } catch (err) {
-          if (isUniqueViolation(err)) throw new AppError('conflict', 'registration failed: use another email or sign in');
-          throw err;
+          if (!isUniqueViolation(err)) throw err;
+          await exec(tx, sql`rollback to savepoint create_user`);
+          created = false;
         }
-        if (orgId && input.orgSlug && input.orgName) {
-          await insertOrg(deps, tx, ctx, { id: orgId, slug: input.orgSlug, name: input.orgName }, userId);
+        if (created) {
+          const token = await issueVerification(tx, userId);
+          await deps.mail.enqueue(tx, {
+            to: input.email,
+            subject: 'Verify your email address for Palisade',
+            body:
+              `Confirm this address to finish creating your Palisade account: ${verifyLink(token)}\n` +
+              'The page asks for the password you chose. The link expires in 24 hours and works once.\n' +
+              'If you did not create an account, ignore this mail: nobody can sign in to it without this link.',
+          });
+          await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+            action: 'auth.registered', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
+          });
+          return;
         }
-        await deps.audit.append(tx, chain, ctx, {
-          action: 'auth.registered',
-          target: { type: 'user', id: userId },
-          actor: { type: 'user', id: userId, role: orgId ? 'owner' : null },
+        const existing = await findByEmail(tx, input.email);
+        if (existing && !existing.email_verified_at) {
+          const token = await issueVerification(tx, existing.id);
+          await deps.mail.enqueue(tx, {
+            to: existing.email,
+            subject: 'Verify your email address for Palisade',
+            body:
+              'Someone (perhaps you) registered again with this address, which has an account that is not verified yet.\n' +
+              `To verify it with the password chosen when it was created: ${verifyLink(token)}\n` +
+              `If you do not know that password, or did not create the account, reset the password at ${resetPage} instead: ` +
+              'that verifies the address too, and only the new password will work. The link expires in 24 hours.',
+          });
+        } else if (existing) {
+          await deps.mail.enqueue(tx, {
+            to: existing.email,
+            subject: 'Someone tried to register with your email address',
+            body:
+              'Someone (perhaps you) tried to create a Palisade account with this address, which already has one. Nothing was changed.\n' +
+              `If it was you, sign in instead. Forgot your password? Ask for a reset link at ${resetPage}.\n` +
+              'If it was not you, you can ignore this mail.',
+          });
+        }
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.registration_duplicate',
+          result: 'denied',
+          target: existing ? { type: 'user', id: existing.id } : undefined,
+          details: { emailVerified: Boolean(existing?.email_verified_at) },
+          actor: { type: 'anonymous', id: null },
         });
       });
-      return { user: { id: userId, email: input.email, name: input.name }, orgId };
+    },
+
+    /**
+     * Confirms a verification link. The link proves the mailbox; the password proves that whoever
+     * holds the mailbox also chose the account's password. Both are needed: a link alone would let
+     * someone who registered another person's address wait for that person to click, and keep
+     * the account with their own password (pre-hijacking). A wrong password counts toward the
+     * lockout and leaves the link usable; success spends every link of the account.
+     */
+    async verifyEmail(ctx: RequestContext, token: string, password: string): Promise<void> {
+      const tokenHash = opaqueTokenHash('emailVerification', token);
+      if (!tokenHash) throw new AppError('token_invalid');
+      const live = await deps.db.withSystem('email verification lookup', (tx) =>
+        one<{ user_id: string; expires_at: Date; used_at: Date | null }>(
+          tx,
+          sql`select user_id, expires_at, used_at from email_verifications where token_hash = ${tokenHash}`,
+        ),
+      );
+      if (!live || live.used_at || live.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
+      await checkOwnPassword(ctx, live.user_id, password, 'auth.email_verification_failed');
+      await deps.db.withTenant(system, async (tx) => {
+        // Conditional: of two requests with the same link, one verifies and the other is refused.
+        const spent = await exec(
+          tx,
+          sql`update email_verifications set used_at = ${deps.clock.now().toISOString()}
+              where token_hash = ${tokenHash} and used_at is null and expires_at > ${deps.clock.now().toISOString()}`,
+        );
+        if (spent !== 1) throw new AppError('token_invalid');
+        const changed = await markVerified(tx, live.user_id);
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.email_verified',
+          target: { type: 'user', id: live.user_id },
+          details: { via: 'link', alreadyVerified: !changed },
+          actor: { type: 'user', id: live.user_id },
+        });
+      });
+    },
+
+    /** Always answers the same; mails a new link only when the address has an unverified account. */
+    async resendVerification(ctx: RequestContext, email: string): Promise<void> {
+      await deps.db.withTenant(system, async (tx) => {
+        const user = await findByEmail(tx, email);
+        const send = Boolean(user && !user.email_verified_at);
+        if (user && send) {
+          const token = await issueVerification(tx, user.id);
+          await deps.mail.enqueue(tx, {
+            to: user.email,
+            subject: 'Verify your email address for Palisade',
+            body:
+              `Confirm this address for your Palisade account: ${verifyLink(token)}\n` +
+              'The page asks for the password chosen when the account was created. The link expires in 24 hours and works once.\n' +
+              `If you do not know that password, or did not create the account, reset the password at ${resetPage} instead: ` +
+              'that verifies the address too.',
+          });
+        }
+        await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.email_verification_requested',
+          target: user ? { type: 'user', id: user.id } : undefined,
+          details: { email: email.slice(0, 254), known: Boolean(user), sent: send },
+          actor: { type: 'anonymous', id: null },
+        });
+      });
     },
 
     /**
@@ -152,6 +283,16 @@ export function createIdentityService(deps: IdentityDeps) {
       }
       if (user.mfa_enabled) await deps.lockout.release(user.id);
       else await deps.lockout.succeeded(user.id);
+      if (!user.email_verified_at) {
+        // Told only to whoever typed the right password. The account holds no session, factor
+        // or key before this, so nothing set up by someone who registered another person's
+        // address survives that person's password reset.
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.login_failed', result: 'denied', target: { type: 'user', id: user.id },
+          details: { email: user.email, reason: 'email_unverified' }, actor: { type: 'anonymous', id: null },
+        });
+        throw new AppError('email_unverified', 'follow the link mailed at registration, or ask for a new one: POST /api/auth/verify-email/resend');
+      }
       return { id: user.id, email: user.email, name: user.name, sessionEpoch: user.session_epoch, mfaEnabled: user.mfa_enabled };
     },
 
@@ -182,7 +323,7 @@ export function createIdentityService(deps: IdentityDeps) {
 
     /** Always answers the same; mails a single-use token only when the account exists. */
     async requestReset(ctx: RequestContext, email: string): Promise<void> {
-      const secret = randomToken(32);
+      const { token, hash } = mintOpaqueToken('passwordReset');
       const now = deps.clock.now();
       await deps.db.withTenant(system, async (tx) => {
         const user = await findByEmail(tx, email);
@@ -190,12 +331,12 @@ export function createIdentityService(deps: IdentityDeps) {
           await exec(
             tx,
             sql`insert into password_resets (token_hash, user_id, created_at, expires_at)
-                values (${sha256Hex(secret)}, ${user.id}, ${now.toISOString()}, ${new Date(now.getTime() + RESET_TTL_MS).toISOString()})`,
+                values (${hash}, ${user.id}, ${now.toISOString()}, ${new Date(now.getTime() + RESET_TTL_MS).toISOString()})`,
           );
           await deps.mail.enqueue(tx, {
             to: user.email,
             subject: 'Reset your Palisade password',
-            body: `Reset your password: ${deps.publicOrigin}/reset-password#token=pal_pwr_${secret}\nThis link expires in 30 minutes and works once.`,
+            body: `Reset your password: ${resetPage}#token=${token}\nThis link expires in 30 minutes and works once.`,
           });
         }
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
@@ -208,11 +349,10 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     async confirmReset(ctx: RequestContext, token: string, password: string): Promise<void> {
-      const m = /^pal_pwr_([A-Za-z0-9_-]{43})$/.exec(token);
-      if (!m) throw new AppError('token_invalid');
+      const tokenHash = opaqueTokenHash('passwordReset', token);
+      if (!tokenHash) throw new AppError('token_invalid');
       assertPasswordAcceptable(password);
       const hashed = await hashPassword(password);
-      const tokenHash = sha256Hex(m[1] as string);
       await deps.db.withTenant(system, async (tx) => {
         const r = await one<{ user_id: string; expires_at: Date; used_at: Date | null }>(
           tx,
@@ -232,6 +372,13 @@ export function createIdentityService(deps: IdentityDeps) {
           target: { type: 'user', id: r.user_id },
           actor: { type: 'user', id: r.user_id },
         });
+        // The reset link went to the mailbox and the password is now the mailbox owner's: that
+        // proves the address, and whatever password someone else registered it with is gone.
+        if (await markVerified(tx, r.user_id)) {
+          await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+            action: 'auth.email_verified', target: { type: 'user', id: r.user_id }, details: { via: 'password_reset' }, actor: { type: 'user', id: r.user_id },
+          });
+        }
       });
     },
   };

@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { email, slug, userText, uuid } from '../../http/schemas.js';
+import { uuid } from '../../http/schemas.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
@@ -59,19 +59,6 @@ export function sessionRoutes(d: {
   }
 
   return [
-    defineRoute({
-      method: 'POST', url: '/api/auth/register', summary: 'Create an account (and, when named, an organization you own)', tags,
-      auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
-      rateLimit: 'register', audit: { action: 'auth.registered' }, status: 201,
-      schema: {
-        body: z.strictObject({ email, password, name: userText(100), orgName: userText(100).optional(), orgSlug: slug.optional() }),
-      },
-      handler: async ({ ctx, body, reply }) => {
-        const { user, orgId } = await d.identity.register(ctx, body);
-        await startSession(ctx, reply, user.id, 'auth.login');
-        return { user, orgId };
-      },
-    }),
     defineRoute({
       method: 'POST', url: '/api/auth/login', summary: 'Sign in with email and password', tags,
       auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',

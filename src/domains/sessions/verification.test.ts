@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { hmacSha256, randomToken, sha256Hex } from '../../crypto/index.js';
 
@@ -130,13 +131,7 @@ describe.each(ENGINES)('session verification on %s', (engine) => {
   });
 
   it('refuses a session of a user who no longer exists', async () => {
-    const reg = await h.built.app.inject({
-      method: 'POST', url: '/api/auth/register', headers: { origin: ORIGIN },
-      payload: { email: 'shortlived@example.com', password: 'correct horse battery staple', name: 'Short Lived' },
-    });
-    expect(reg.statusCode).toBe(201);
-    const c = reg.cookies.find((x) => x.name === SESSION);
-    const cookie = `${SESSION}=${c?.value}`;
+    const { cookie } = await signUp(h, { email: 'shortlived@example.com', password: 'correct horse battery staple', name: 'Short Lived' });
     expect((await me(cookie)).statusCode).toBe(200);
     await h.t.owner.query('delete from users where email = $1', ['shortlived@example.com']);
     await expectUnauthenticated(cookie);

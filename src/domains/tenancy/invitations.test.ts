@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { client, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
@@ -14,10 +15,9 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
   const as = async (email: string) => client(h, await h.cookieFor(email));
   const orgUrl = (path = '') => `/api/orgs/${acme}${path}`;
 
+  /** An invitee who registered and verified their address (accepting needs a proven mailbox). */
   async function newUser(email: string): Promise<string> {
-    const id = newId();
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Invitee']);
-    return id;
+    return (await signUp(h, { email, name: 'Invitee' })).id;
   }
   async function addMember(userId: string, role: string): Promise<void> {
     await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [acme, userId, role]);
@@ -67,14 +67,9 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
     expect(stored[0]?.token_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(stored[0]?.token_hash).not.toContain(secret);
 
-    const reg = await h.built.app.inject({
-      method: 'POST', url: '/api/auth/register', headers: { origin: ORIGIN },
-      payload: { email, password: 'Invitee-passphrase-2026-long', name: 'New Viewer' },
-    });
-    expect(reg.statusCode, reg.body).toBe(201);
-    const userId = reg.json<{ user: { id: string } }>().user.id;
-    const set = reg.cookies.find((c) => c.name === h.built.cookie.name);
-    const invitee = client(h, `${h.built.cookie.name}=${set?.value ?? ''}`);
+    const registered = await signUp(h, { email, password: 'Invitee-passphrase-2026-long', name: 'New Viewer' });
+    const userId = registered.id;
+    const invitee = client(h, registered.cookie);
 
     const ok = await accept(invitee, token);
     expect(ok.statusCode, ok.body).toBe(200);
@@ -145,6 +140,27 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
     expect(await membership(userId)).toBeNull();
     expect((await accept(invitee, inv.token)).statusCode).toBe(200);
     expect(await membership(userId)).toEqual({ role: 'viewer', restricted: false });
+  });
+
+  // review R4 finding 6
+  it('the invited address must be proven: an unverified account is refused (403 email_unverified) and the invitation stays usable', async () => {
+    const admin = await as(h.user('acme', 'admin').email);
+    const email = uniqueEmail('unproven');
+    const inv = await invite(admin, { email, role: 'viewer' });
+    // Whoever holds the link registers the invited address; the mailbox is not theirs.
+    const reg = await h.built.app.inject({
+      method: 'POST', url: '/api/auth/register', headers: { origin: ORIGIN },
+      payload: { email, password: 'Link-holder-passphrase-2026', name: 'Link holder' },
+    });
+    expect(reg.statusCode).toBe(202);
+    const [{ id: userId } = { id: '' }] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]);
+    // A session issued behind the login's back (an unverified account gets none from it).
+    const res = await accept(await as(email), inv.token);
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'email_unverified' });
+    expect(await membership(userId)).toBeNull();
+    const list = (await admin.call('GET', orgUrl('/invitations'))).json<{ invitations: { id: string; status: string }[] }>();
+    expect(list.invitations.find((i) => i.id === inv.id)?.status).toBe('pending');
   });
 
   it('an account with another email cannot accept', async () => {

@@ -155,8 +155,9 @@ export function createInvitationService(deps: TenancyDeps) {
     },
 
     /**
-     * Single use, expiring, bound to the invited email, and re-checked against the inviter's
-     * current rights: an invitation from someone since demoted or removed grants nothing.
+     * Single use, expiring, bound to the invited email (which the account must have verified),
+     * and re-checked against the inviter's current rights: an invitation from someone since
+     * demoted or removed grants nothing.
      */
     async accept(ctx: RequestContext, token: string): Promise<{ orgId: string }> {
       if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
@@ -165,6 +166,11 @@ export function createInvitationService(deps: TenancyDeps) {
       if (!parsed) throw new AppError('token_invalid');
       const { orgId } = parsed;
       await deps.db.withTenant({ orgId, userId, projectIds: null }, async (tx) => {
+        // The binding to the invited email means something only once the account has proven
+        // that mailbox (a verification link or a password reset). The invitation token proves
+        // nothing about it: the inviter is shown the token, and a forwarded mail leaks it.
+        const me = await one<{ email_verified_at: Date | null }>(tx, sql`select email_verified_at from users where id = ${userId}`);
+        if (!me?.email_verified_at) throw new AppError('email_unverified', 'verify your email address before accepting an invitation');
         const inv = await one<InvRow & { token_hash: string }>(
           tx,
           sql`select * from invitations where org_id = ${orgId} and id = ${parsed.id} for update`,

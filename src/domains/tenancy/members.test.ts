@@ -1,6 +1,7 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { client, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
@@ -107,8 +108,8 @@ describe.each(ENGINES)('members and role changes on %s', (engine) => {
     }
     expect(await owners(orgId)).toEqual([ownerId]);
 
-    // A second owner arrives through an invitation.
-    const second = await newUser();
+    // A second owner arrives through an invitation (a registered, verified account).
+    const second = await signUp(h, { email: uniqueEmail('second-owner') });
     const inv = await owner.call('POST', `/api/orgs/${orgId}/invitations`, { email: second.email, role: 'owner' });
     expect(inv.statusCode).toBe(201);
     const other = await as(second.email);

@@ -2,6 +2,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../../../test/support/app.js';
+import { signUp } from '../../../test/support/accounts.js';
 import { client, type Method } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
@@ -204,9 +205,8 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     const wide = await me.call('POST', url('/invitations'), { email: `w-${id.slice(0, 8)}@example.test`, role: 'viewer' });
     expect(wide.statusCode).toBe(201);
     await h.t.owner.query('update memberships set restricted = true where org_id = $1 and user_id = $2', [acme, id]);
-    const invitee = newId();
     const inviteeEmail = `w-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [invitee, inviteeEmail, 'Invitee']);
+    const { id: invitee } = await signUp(h, { email: inviteeEmail, name: 'Invitee' });
     const stale = await (await as(inviteeEmail)).call('POST', '/api/invitations/accept', { token: wide.json<{ token: string }>().token });
     expect(stale.statusCode, 'stale unrestricted invitation').toBe(400);
     expect(stale.json()).toMatchObject({ code: 'token_invalid' });

@@ -16,6 +16,10 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 5 an hour: each request sends an email, so this caps mail-bombing a victim and our sender's
   // reputation cost; a user who lost the first mail can still ask again a few times.
   'password-reset': { limit: 5, windowSeconds: 3600 },
+  // 10 an hour, for confirming a verification link and for asking for a new one: each new link
+  // is a mail (per address and per email, so one victim gets at most 10 from here); confirming
+  // takes the password, whose guesses the account lockout counts as well.
+  'email-verify': { limit: 10, windowSeconds: 3600 },
   // 20 an hour: invitation tokens are unguessable (256-bit), so this only bounds scanning noise;
   // an admin onboarding a team from one office address still gets through.
   'invitation-accept': { limit: 20, windowSeconds: 3600 },
