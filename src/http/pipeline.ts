@@ -186,6 +186,21 @@ function assertSteppedUp(actor: Actor, now: Date, why?: string): void {
 /** What authorization decided beyond yes: the request needs a fresh step-up it would not otherwise. */
 type Authorized = { stepUp: string | null };
 
+/**
+ * What a refused credential is told. The same words for every way a credential can fail
+ * (unknown, revoked, expired, another org's), so nothing is learnt about a key or a session,
+ * only what to send and where keys are accepted.
+ */
+function unauthenticatedDetail(route: AnyRoute, request: FastifyRequest): string {
+  const bearer = /^Bearer pal_/i.test(String(request.headers.authorization ?? ''));
+  if (route.auth.mode === 'session') {
+    return bearer ? `API keys work on ${API_PREFIX}/… routes; this console route needs a session` : 'sign in first: this route needs a session cookie';
+  }
+  return bearer
+    ? 'the API key is not valid for this organization: unknown, revoked or expired'
+    : 'send an API key of this organization: Authorization: Bearer pal_sk_…';
+}
+
 async function authorize(route: AnyRoute, request: FastifyRequest, reply: FastifyReply, opts: PipelineOptions, shown: Shown): Promise<Authorized> {
   const ctx = request.ctx;
   const done: Authorized = { stepUp: null };
@@ -198,8 +213,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   const expected = route.auth.mode === 'key' ? 'api_key' : 'user';
   if (!verified || verified.actor.type !== expected) {
     // Says nothing about the key (it is not looked at here), only where keys are accepted.
-    const sentKey = route.auth.mode === 'session' && /^Bearer pal_/i.test(String(request.headers.authorization ?? ''));
-    throw new AppError('unauthenticated', sentKey ? `API keys work on ${API_PREFIX}/… routes; this console route needs a session` : undefined);
+    throw new AppError('unauthenticated', unauthenticatedDetail(route, request));
   }
   ctx.actor = verified.actor;
   // Counted before anything can refuse: a refusal is audited (a write to the org's chain), so
@@ -207,7 +221,7 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
   // design) would let anyone append to an org's audit trail without limit.
   await enforceLimits(reply, opts, actorLimitKeys(route, verified.actor, ctx.ip), shown);
   if (!orgScoped(route)) return done;
-  if (!orgId) throw new AppError('not_found');
+  if (!orgId) throw new AppError('not_found', 'organizations are addressed by id, not slug: GET /api/me lists yours');
   const access = verified.access;
   if (!access) {
     await opts.auth.denied(ctx, route, 'not_member');
