@@ -15,6 +15,7 @@ import { createLogger } from './logging.js';
 import { Keyring } from './crypto/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
+import { clearLockout } from './domains/identity/index.js';
 import { clearAdminIpAllowlist } from './domains/tenancy/index.js';
 import { outboxStatements } from './domains/webhooks/index.js';
 
@@ -158,19 +159,23 @@ export async function runCli(argv: string[]): Promise<number> {
       try {
         const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(new Keyring([...config.keks])), onError: () => undefined });
         const ctx = systemContext('cli unlock');
-        const userId = await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          const u = await one<{ id: string }>(
-            tx,
-            sql`update users set failed_logins = 0, locked_until = null where lower(email) = lower(${sub}) returning id`,
-          );
-          if (u) await audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.account_unlocked', target: { type: 'user', id: u.id } });
-          return u?.id ?? null;
+        const outcome = await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          const u = await one<{ id: string }>(tx, sql`select id from users where lower(email) = lower(${sub})`);
+          if (!u) return null;
+          const cleared = await clearLockout(tx, u.id, systemClock.now());
+          // Evidence only when something changed: an operator's no-op is not an unlock.
+          if (cleared && (cleared.wasLocked || cleared.failures > 0)) {
+            await audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.account_unlocked', target: { type: 'user', id: u.id }, details: { wasLocked: cleared.wasLocked, failures: cleared.failures } });
+          }
+          return cleared;
         });
-        if (!userId) {
+        if (!outcome) {
           process.stderr.write(`no account ${sub}\n`);
           return 2;
         }
-        process.stdout.write(`unlocked ${sub}\n`);
+        if (outcome.wasLocked) process.stdout.write(`unlocked ${sub} (it was locked after ${outcome.failures} failed attempts)\n`);
+        else if (outcome.failures > 0) process.stdout.write(`${sub} was not locked; its ${outcome.failures} failed attempts are forgotten\n`);
+        else process.stdout.write(`${sub} was not locked; nothing to do\n`);
         return 0;
       } finally {
         await db.close();

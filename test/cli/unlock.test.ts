@@ -39,5 +39,11 @@ describe.runIf(ENGINES.includes('postgres'))('palisade unlock', () => {
     expect(ev).toEqual([{ actor_type: 'system' }]);
     const unknown = await runBin(['unlock', 'nobody@example.test'], env());
     expect(unknown.code).toBe(2);
-  });
+    // An account that is not locked is not reported "unlocked", and no evidence of an unlock is written.
+    const again = await runBin(['unlock', u.email], env());
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).toContain('was not locked');
+    const after = await h.t.owner.query(`select 1 from audit_events where org_id = $1 and action = 'auth.account_unlocked'`, [SYSTEM_ORG_ID]);
+    expect(after).toHaveLength(1);
+  }, 300_000);
 });

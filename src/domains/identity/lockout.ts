@@ -1,9 +1,26 @@
 import { sql } from 'kysely';
-import { exec, one, type Database } from '../../db/database.js';
+import { exec, one, type Database, type Tx } from '../../db/database.js';
 
 export interface LockoutPolicy {
   threshold: number;
   seconds: number;
+}
+
+/**
+ * The one statement that ends a lockout and forgets failed attempts: a successful proof, a
+ * completed password reset, an operator's unlock. Says what there was to clear (null: no such
+ * account), so an operator is not told "unlocked" about an account that was not locked.
+ */
+export async function clearLockout(tx: Tx, userId: string, now: Date): Promise<{ wasLocked: boolean; failures: number } | null> {
+  return (
+    (await one<{ wasLocked: boolean; failures: number }>(
+      tx,
+      sql`with before as (select id, failed_logins, locked_until from users where id = ${userId} for update),
+              cleared as (update users u set failed_logins = 0, locked_until = null from before b
+                          where u.id = b.id and (b.failed_logins <> 0 or b.locked_until is not null) returning u.id)
+          select coalesce(locked_until > ${now.toISOString()}::timestamptz, false) as "wasLocked", failed_logins::int as failures from before`,
+    )) ?? null
+  );
 }
 
 export type Reservation = { granted: true; attempt: number; locksNow: boolean } | { granted: false };
@@ -56,9 +73,7 @@ export function createLockout(db: Database, policy: LockoutPolicy, now: () => Da
 
     /** The attempt succeeded: the count starts over (and a lock its own reservation set is lifted). */
     async succeeded(userId: string): Promise<void> {
-      await db.withSystem('lockout: success resets', (tx) =>
-        exec(tx, sql`update users set failed_logins = 0, locked_until = null where id = ${userId} and (failed_logins <> 0 or locked_until is not null)`),
-      );
+      await db.withSystem('lockout: success resets', (tx) => clearLockout(tx, userId, now()));
     },
   };
 }

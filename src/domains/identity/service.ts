@@ -8,7 +8,7 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
-import type { Lockout } from './lockout.js';
+import { clearLockout, type Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
 
 export const RESET_TTL_MS = 30 * 60 * 1000;
@@ -363,9 +363,9 @@ export function createIdentityService(deps: IdentityDeps) {
         // Proof of the mailbox ends a lockout too: the lock guards the old password, now replaced.
         await exec(
           tx,
-          sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()}, failed_logins = 0, locked_until = null
-              where id = ${r.user_id}`,
+          sql`update users set password_hash = ${hashed}, password_changed_at = ${deps.clock.now().toISOString()} where id = ${r.user_id}`,
         );
+        await clearLockout(tx, r.user_id, deps.clock.now());
         await deps.revokeSessions(tx, r.user_id, 'password_reset');
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
           action: 'auth.password_reset',
