@@ -41,6 +41,11 @@ export interface Config {
    * metadata addresses are refused always.
    */
   webhooks: { allowLoopback: boolean };
+  /**
+   * Audit checkpoints: the file that chain heads are appended to (ship it off the machine), and
+   * how often the server writes the heads of the chains it appended to (and at shutdown).
+   */
+  auditCheckpoints: { file: string; intervalSeconds: number };
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -73,6 +78,8 @@ const envSchema = z.object({
   WEBAUTHN_RP_ID: z.string().optional(),
   WEBAUTHN_RP_NAME: z.string().default('Palisade'),
   PALISADE_WEBHOOKS_ALLOW_LOOPBACK: z.enum(['true', 'false']).optional(),
+  PALISADE_AUDIT_CHECKPOINT_FILE: z.string().min(1).optional(),
+  PALISADE_AUDIT_CHECKPOINT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(5),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -251,6 +258,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       origins: Object.freeze([publicOrigin]),
     }),
     webhooks: Object.freeze({ allowLoopback }),
+    auditCheckpoints: Object.freeze({
+      file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? join(stateDir, 'audit-checkpoints.jsonl')),
+      intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,
+    }),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

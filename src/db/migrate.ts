@@ -47,6 +47,11 @@ export interface MigrateOptions {
   /** Null on the embedded engine, where the runtime role is entered with SET ROLE, not a login. */
   runtimePassword: string | null;
   login: boolean;
+  /**
+   * Work a migration leaves to a process that holds the keys (SQL has none), run under the
+   * migration lock after the last migration, before this process serves anything.
+   */
+  afterMigrations?: ((owner: OwnerConnection) => Promise<void>) | undefined;
 }
 
 /**
@@ -82,6 +87,7 @@ export async function migrate(owner: OwnerConnection, opts: MigrateOptions): Pro
       await owner.script(`begin;\n${text}\n;insert into public.schema_migrations (version) values (${quoteLiteral(m.version)});\ncommit;`);
       applied.push(m.version);
     }
+    await opts.afterMigrations?.(owner);
     return applied;
   } catch (err) {
     await owner.script('rollback').catch(() => undefined);

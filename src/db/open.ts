@@ -6,7 +6,7 @@ import type { Config } from '../config/index.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { migrate, type OwnerConnection } from './migrate.js';
+import { migrate, type MigrateOptions, type OwnerConnection } from './migrate.js';
 
 // int8 (audit sequence numbers, counts) as JS numbers: they stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -84,14 +84,19 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
   };
 }
 
-export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean }): Promise<OpenedDatabase> {
+export async function openDatabase(
+  cfg: DatabaseConfig,
+  opts: { migrate: boolean; afterMigrations?: MigrateOptions['afterMigrations'] },
+): Promise<OpenedDatabase> {
   if (cfg.kind === 'pglite') {
     if (cfg.dataDir) mkdirSync(cfg.dataDir, { recursive: true });
     const release = cfg.dataDir ? lockDataDir(cfg.dataDir) : () => undefined;
     let client: PGlite;
     try {
       client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create();
-      if (opts.migrate) await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false });
+      if (opts.migrate) {
+        await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false, afterMigrations: opts.afterMigrations });
+      }
     } catch (err) {
       release();
       throw err;
@@ -106,7 +111,7 @@ export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean
   }
   const owner = pgOwner(cfg.ownerUrl);
   if (opts.migrate) {
-    await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true });
+    await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true, afterMigrations: opts.afterMigrations });
   }
   const pool = new pg.Pool({ connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000 });
   // A dropped connection (database restart) must not crash the process; the next query fails
