@@ -1,7 +1,9 @@
 import { appendFileSync, copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exec } from '../../src/db/database.js';
 import { auditCheckpoint, auditVerify, checkpointLine, chainKeysFrom, signCheckpoint, type Checkpoint } from '../../src/domains/audit/index.js';
 import { Keyring } from '../../src/crypto/index.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
@@ -285,8 +287,11 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     });
 
     // review R4 finding 3
-    it('(i) an org row deleted under its chain: verify names the chain without its org', SLOW, async () => {
+    it('(i) an org row deleted under its chain: the runtime role may not, and verify names the chain without its org', SLOW, async () => {
       const { orgId } = await newOrg('initech');
+      const denied = await h.t.db.withTenant({ orgId }, (tx) => exec(tx, sql`delete from organizations where org_id = ${orgId}`))
+        .then(() => 'deleted', (e: { code?: string }) => e.code);
+      expect(denied).toBe('42501');
       await q('delete from organizations where org_id = $1', [orgId]);
       const r = await verify();
       expect(r.code, r.out).toBe(1);
