@@ -8,7 +8,7 @@ import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { systemContext } from './kernel/context.js';
 import { one } from './db/database.js';
 import { sql } from 'kysely';
-import { afterMigrations, serveUntilSignal } from './main.js';
+import { migrationSteps, serveUntilSignal } from './main.js';
 import { buildApp } from './app.js';
 import { catalogProblems } from './db/catalog.js';
 import { createLogger } from './logging.js';
@@ -44,7 +44,7 @@ export async function runCli(argv: string[]): Promise<number> {
     case 'serve':
       return serveUntilSignal(config);
     case 'migrate': {
-      const { db, owner } = await openDatabase(config.database, { migrate: true, afterMigrations: afterMigrations(config) });
+      const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       await db.close();
       await owner.close();
       process.stdout.write('migrations applied\n');
@@ -53,7 +53,7 @@ export async function runCli(argv: string[]): Promise<number> {
     case 'demo': {
       const file = flag([sub ?? '', ...rest], '--json');
       if (!file) throw new ConfigError('demo needs --json FILE');
-      const { db, owner } = await openDatabase(config.database, { migrate: true, afterMigrations: afterMigrations(config) });
+      const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       try {
         if (await hasAnyUser(db)) {
           process.stderr.write('this database already has users: demo seeds an empty database only\n');

@@ -4,9 +4,9 @@ import { buildApp, VERSION } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { Keyring } from './crypto/index.js';
 import { catalogProblems } from './db/catalog.js';
-import type { OwnerConnection } from './db/migrate.js';
+import type { MigrateOptions } from './db/migrate.js';
 import { openDatabase } from './db/open.js';
-import { chainKeysFrom, sealListedHeads } from './domains/audit/index.js';
+import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
 import { systemClock } from './kernel/clock.js';
 import { createLogger } from './logging.js';
@@ -19,11 +19,9 @@ function demoLoginsFile(config: Config): string {
   return `${db.dataDir}.demo-logins.json`;
 }
 
-/** What migrations leave to a process holding the keys: every entry point that migrates passes it. */
-export function afterMigrations(config: Pick<Config, 'keks'>): (owner: OwnerConnection) => Promise<void> {
-  return async (owner) => {
-    await sealListedHeads(owner, chainKeysFrom(new Keyring([...config.keks])));
-  };
+/** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
+export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
+  return auditMigrationSteps(chainKeysFrom(new Keyring([...config.keks])));
 }
 
 /** The one composition root: config → dependencies → buildApp → listen. */
@@ -32,7 +30,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   if (config.generatedDevSecrets) {
     logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
-  const { db, owner } = await openDatabase(config.database, { migrate: true, afterMigrations: afterMigrations(config) });
+  const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
   // The owner connection is for migrations only: the server runs on the runtime role alone.
   await owner.close();
   const problems = await catalogProblems(db);

@@ -6,19 +6,17 @@
 -- the last ones, which needs only values readable in the tables, no longer verifies.
 alter table audit_heads add column key_id text not null default '', add column mac text not null default '';
 
--- Heads written before this migration carry no MAC, and SQL cannot make one (no key here). The
--- process that applies this migration holds the keys: it seals the heads listed here, then drops
--- the list (audit/seal.ts). The table owner reads every head only with FORCE lifted, inside
--- this transaction.
+-- Heads written before this migration carry no MAC, and SQL cannot make one (no key here): the
+-- process that applies this migration holds the keys and seals them in this same transaction
+-- (audit/seal.ts; it sets palisade.keyed_steps). Applied without it, those chains would refuse
+-- every append: refuse the migration instead. FORCE applies to the owner too: lifted to look.
 alter table audit_heads no force row level security;
-create table palisade_admin.audit_heads_to_seal as
-  select org_id, seq, hash, ''::text as key_id, ''::text as mac from audit_heads;
-alter table audit_heads force row level security;
 do $$ begin
-  if not exists (select 1 from palisade_admin.audit_heads_to_seal) then
-    drop table palisade_admin.audit_heads_to_seal;
+  if exists (select 1 from audit_heads) and coalesce(current_setting('palisade.keyed_steps', true), '') <> 'on' then
+    raise exception 'migration 014 seals the existing audit chain heads with the keys: apply it with palisade migrate or palisade serve';
   end if;
 end $$;
+alter table audit_heads force row level security;
 
 -- Privileges the runtime role held and no code uses. Every grant it keeps is listed, with the
 -- code that needs it, in test/isolation/runtime-grants.test.ts.

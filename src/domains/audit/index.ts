@@ -11,4 +11,4 @@ export { createCheckpointer, readCheckpoints, signCheckpoint, checkpointLine } f
 export type { Checkpoint, Checkpointer, CheckpointSet } from './checkpoints.js';
 export { auditVerify, auditCheckpoint } from './operator.js';
 export type { CommandOutcome, AuditWalkOptions } from './operator.js';
-export { sealListedHeads } from './seal.js';
+export { auditMigrationSteps, sealHeadsWithoutMac, HEAD_MAC_MIGRATION } from './seal.js';
