@@ -20,7 +20,7 @@ const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start)
   migrate                     apply database migrations as the owner role
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
-  audit verify [--org SLUG] [--checkpoints FILE]
+  audit verify [--org SLUG|ID] [--checkpoints FILE]
                               verify the audit chains and compare them with their latest checkpoints;
                               exit 1 naming each broken event, cut or missing chain, or forged checkpoint
   audit checkpoint            verify, then append each sound chain's head to the checkpoint file
