@@ -15,7 +15,7 @@ import { Metrics } from './http/metrics.js';
 import { apiKeyRoutes, createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
 import { createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements, webhookRoutes } from './domains/webhooks/index.js';
 import { assetRoutes, createAssetService } from './domains/assets/index.js';
-import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter } from './domains/audit/index.js';
+import { auditRoutes, chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMfaService, createPasskeyService, identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { createInboundService, inboundRoutes } from './domains/inbound/index.js';
 import { createSealer } from './domains/keys/index.js';
@@ -34,7 +34,7 @@ import {
 export type AppConfig = Pick<
   Config,
   | 'env' | 'publicOrigin' | 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'keks' | 'sessionSecret' | 'insecureLocalhostCookies' | 'session'
-  | 'lockout' | 'redisUrl' | 'rateLimits' | 'webauthn' | 'webhooks'
+  | 'lockout' | 'redisUrl' | 'rateLimits' | 'webauthn' | 'webhooks' | 'auditCheckpoints'
 >;
 
 export interface AppDeps {
@@ -61,8 +61,15 @@ export async function buildApp(deps: AppDeps) {
   const sealer = createSealer(keyring);
   const mail = createOutboxMail(sealer);
   const chainKeys = chainKeysFrom(keyring);
+  // Started by the processes that serve (main.ts, `palisade worker`): heads of the chains they append to leave the database.
+  const checkpoints = createCheckpointer({
+    db, keys: chainKeys, clock, logger, file: config.auditCheckpoints.file, intervalMs: config.auditCheckpoints.intervalSeconds * 1000,
+  });
   // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
-  const audit = createAuditWriter({ db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements });
+  const audit = createAuditWriter({
+    db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements,
+    onAppend: (orgId) => checkpoints.noteAppend(orgId),
+  });
   const sessions = createSessionService({
     db,
     clock,
@@ -179,7 +186,11 @@ export async function buildApp(deps: AppDeps) {
   });
   app.addHook('onClose', () => limiter.close());
   app.addHook('onClose', () => keyUsage.close());
-  app.addHook('onClose', () => webhookWorker.stop());
+  app.addHook('onClose', async () => {
+    await webhookWorker.stop();
+    // After the worker, so that its last appends are checkpointed too.
+    await checkpoints.stop();
+  });
   const pipeline = { auth, strictAudit, now: () => clock.now(), limiter, onLimited: (policy: string) => metrics.rateLimited.inc({ policy }) };
   // One encapsulated context per trust boundary, each with its own authentication stack.
   await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public' && !r.rawBody), pipeline));
@@ -190,7 +201,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), pipeline));
   await app.register(async (keys) => mountRoutes(keys, routes.filter((r) => r.auth.mode === 'key'), pipeline));
   await app.ready();
-  return { app, routes, services: { apiKeys, keyUsage, webhooks, webhookWorker, chainKeys, sessions, identity, mfa, lockout, passkeys, orgs, members, invitations, roles, projects, assets, inbound, audit, mail, sealer, keyring }, cookie, metrics };
+  return { app, routes, services: { apiKeys, keyUsage, webhooks, webhookWorker, checkpoints, chainKeys, sessions, identity, mfa, lockout, passkeys, orgs, members, invitations, roles, projects, assets, inbound, audit, mail, sealer, keyring }, cookie, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

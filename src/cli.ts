@@ -2,13 +2,13 @@ import { writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config/index.js';
 import { openDatabase } from './db/open.js';
 import { hasAnyUser, seedDemo } from './demo.js';
-import { chainKeysFrom, createAuditWriter, verifyChain } from './domains/audit/index.js';
+import { auditCheckpoint, auditVerify, chainKeysFrom, createAuditWriter, type Query } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { systemContext } from './kernel/context.js';
 import { one } from './db/database.js';
 import { sql } from 'kysely';
-import { serve } from './main.js';
+import { migrationSteps, serveUntilSignal } from './main.js';
 import { buildApp } from './app.js';
 import { catalogProblems } from './db/catalog.js';
 import { createLogger } from './logging.js';
@@ -23,7 +23,10 @@ const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start)
   migrate                     apply database migrations as the owner role
   demo --json FILE            seed the demo orgs (acme, globex) and write their logins to FILE
-  audit verify [--org SLUG]   verify the audit hash chains; exit 1 naming each broken event
+  audit verify [--org SLUG|ID] [--checkpoints FILE]
+                              verify the audit chains and compare them with their latest checkpoints;
+                              exit 1 naming each broken event, cut or missing chain, or forged checkpoint
+  audit checkpoint            verify, then append each sound chain's head to the checkpoint file
   outbox [--to EMAIL]         print the development mail outbox (verification and reset links, invitations)
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
@@ -42,12 +45,10 @@ export async function runCli(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   switch (cmd) {
-    case 'serve': {
-      await serve(config);
-      return new Promise<number>(() => undefined);
-    }
+    case 'serve':
+      return serveUntilSignal(config);
     case 'migrate': {
-      const { db, owner } = await openDatabase(config.database, { migrate: true });
+      const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       await db.close();
       await owner.close();
       process.stdout.write('migrations applied\n');
@@ -56,7 +57,7 @@ export async function runCli(argv: string[]): Promise<number> {
     case 'demo': {
       const file = flag([sub ?? '', ...rest], '--json');
       if (!file) throw new ConfigError('demo needs --json FILE');
-      const { db, owner } = await openDatabase(config.database, { migrate: true });
+      const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       try {
         if (await hasAnyUser(db)) {
           process.stderr.write('this database already has users: demo seeds an empty database only\n');
@@ -73,30 +74,18 @@ export async function runCli(argv: string[]): Promise<number> {
       return 0;
     }
     case 'audit': {
-      if (sub !== 'verify') break;
-      const slug = flag(rest, '--org');
+      if (sub !== 'verify' && sub !== 'checkpoint') break;
       const { db, owner } = await openDatabase(config.database, { migrate: false });
       try {
         // Operator tool: reads every org's chain over the owner connection (needs a role that
         // bypasses RLS, e.g. the migration owner when it is superuser or BYPASSRLS).
-        const orgs = await owner.query<{ org_id: string; slug: string }>(
-          slug ? `select org_id, slug from organizations where slug = $1` : `select org_id, slug from organizations order by slug`,
-          slug ? [slug] : [],
-        );
-        if (slug && orgs.length === 0) {
-          process.stderr.write(`no organization ${slug}\n`);
-          return 2;
-        }
+        const query: Query = (text, params) => owner.query(text, params);
         const keys = chainKeysFrom(new Keyring([...config.keks]));
-        const targets = slug ? orgs : [{ org_id: SYSTEM_ORG_ID, slug: '(system)' }, ...orgs];
-        let failed = 0;
-        for (const o of targets) {
-          const report = await verifyChain((text, params) => owner.query(text, params), keys, o.org_id, o.slug);
-          process.stdout.write(`${report.ok ? 'ok  ' : 'FAIL'} ${o.slug} (${o.org_id}): ${report.events} events\n`);
-          for (const p of report.problems) process.stdout.write(`     ${p}\n`);
-          if (!report.ok) failed++;
-        }
-        return failed > 0 ? 1 : 0;
+        const opts = { org: flag(rest, '--org'), checkpointFile: flag(rest, '--checkpoints') ?? config.auditCheckpoints.file };
+        const outcome = sub === 'verify' ? await auditVerify(query, keys, opts) : await auditCheckpoint(query, keys, systemClock, opts);
+        process.stdout.write(outcome.out);
+        process.stderr.write(outcome.err);
+        return outcome.code;
       } finally {
         await db.close();
         await owner.close();
@@ -150,6 +139,7 @@ export async function runCli(argv: string[]): Promise<number> {
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
       });
       built.services.webhookWorker.start();
+      built.services.checkpoints.start();
       process.stdout.write('webhook worker running\n');
       return stopped;
     }

@@ -3,8 +3,11 @@ import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
+import { Keyring } from './crypto/index.js';
 import { catalogProblems } from './db/catalog.js';
+import type { MigrateOptions } from './db/migrate.js';
 import { openDatabase } from './db/open.js';
+import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
 import { createMetricsServer } from './http/metrics-server.js';
 import { systemClock } from './kernel/clock.js';
@@ -18,13 +21,18 @@ function demoLoginsFile(config: Config): string {
   return `${db.dataDir}.demo-logins.json`;
 }
 
+/** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
+export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
+  return auditMigrationSteps(chainKeysFrom(new Keyring([...config.keks])));
+}
+
 /** The one composition root: config → dependencies → buildApp → listen. */
 export async function serve(config: Config): Promise<() => Promise<void>> {
   const logger = createLogger(config.logLevel);
   if (config.generatedDevSecrets) {
     logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
-  const { db, owner } = await openDatabase(config.database, { migrate: true });
+  const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
   // The owner connection is for migrations only: the server runs on the runtime role alone.
   await owner.close();
   const problems = await catalogProblems(db);
@@ -52,6 +60,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   }
   // Deliveries run in the server process; more instances (or `palisade worker`) share the queue.
   built.services.webhookWorker.start();
+  built.services.checkpoints.start();
   const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
   if (metricsAddress) lines.push(`Metrics on ${metricsAddress}/metrics${config.metrics?.token ? ' (bearer token: PALISADE_METRICS_TOKEN)' : ' (loopback, no token)'}`);
   if (demo) {
@@ -68,6 +77,29 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * Serves until SIGINT or SIGTERM, then closes gracefully: deliveries in flight are recorded and
+ * a last audit checkpoint is written. Resolves with the exit code.
+ */
+export async function serveUntilSignal(config: Config): Promise<number> {
+  // Handlers first: a signal that arrives while the server starts (its worker may already be
+  // delivering) must still stop it gracefully rather than kill it mid-delivery.
+  let stop: (() => Promise<void>) | null = null;
+  let stopRequested = false;
+  let exit: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((resolve) => (exit = resolve));
+  const close = (s: () => Promise<void>) => void s().then(() => exit(0), () => exit(1));
+  const shutdown = () => {
+    if (stopRequested) return;
+    stopRequested = true;
+    if (stop) close(stop);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
+  stop = await serve(config);
+  if (stopRequested) close(stop);
+  return exited;
+}
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -79,18 +111,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  // Handlers first: a signal that arrives while the server starts (its worker may already be
-  // delivering) must still stop it gracefully rather than kill it mid-delivery.
-  let stop: (() => Promise<void>) | null = null;
-  let stopRequested = false;
-  const shutdown = () => {
-    if (stopRequested) return;
-    stopRequested = true;
-    if (stop) void stop().then(() => process.exit(0), () => process.exit(1));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
-  stop = await serve(config);
-  if (stopRequested) await stop().then(() => process.exit(0), () => process.exit(1));
+  process.exit(await serveUntilSignal(config));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

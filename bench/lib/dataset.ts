@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { hashPassword } from '../../src/domains/identity/index.js';
 import { openDatabase } from '../../src/db/open.js';
+import { parseKeks } from '../../src/crypto/index.js';
+import { migrationSteps } from '../../src/main.js';
 import { BENCH, dbUrl } from './env.js';
 
 export interface BenchUser {
@@ -41,7 +43,8 @@ export async function ensureDataset(log: (s: string) => void): Promise<BenchUser
   // Always migrate: a reused data set still gets the schema the code under test expects.
   const opened = await openDatabase(
     { kind: 'postgres', ownerUrl: dbUrl(), runtimeUrl: dbUrl(BENCH.runtimeRole), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 2 },
-    { migrate: true },
+    // A reused data set's chain heads from before migration 014 are sealed with the bench KEK.
+    { migrate: true, keyedSteps: migrationSteps({ keks: parseKeks(BENCH.kek) }) },
   );
   await opened.db.close();
   await opened.owner.close();

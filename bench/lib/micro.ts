@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { Keyring, newId } from '../../src/crypto/index.js';
 import { exec, type Database } from '../../src/db/database.js';
 import { chainKeysFrom, createAuditWriter, verifyChain } from '../../src/domains/audit/index.js';
-import { eventHash, GENESIS_HASH, type ChainedEvent } from '../../src/domains/audit/chain.js';
+import { eventHash, GENESIS_HASH, headMac, type ChainedEvent } from '../../src/domains/audit/chain.js';
 import { createApiKeyService, createKeyUsage } from '../../src/domains/api-keys/index.js';
 import { createSealer } from '../../src/domains/keys/index.js';
 import { createSessionService } from '../../src/domains/sessions/index.js';
@@ -107,7 +107,8 @@ export async function chainVerification(log: (s: string) => void): Promise<{ eve
         [orgId, ...cols],
       );
     }
-    await c.query('insert into audit_heads (org_id, seq, hash) values ($1, $2, $3)', [orgId, BENCH.auditEvents, prev]);
+    const mac = headMac(keys, 'bench', { org_id: orgId, seq: BENCH.auditEvents, hash: prev });
+    await c.query('insert into audit_heads (org_id, seq, hash, key_id, mac) values ($1, $2, $3, $4, $5)', [orgId, BENCH.auditEvents, prev, 'bench', mac]);
     await c.query('alter table audit_events enable trigger audit_events_append_only');
     await c.query('commit');
     // Fresh statistics, as autovacuum would have them: without, the planner sorts the chain.

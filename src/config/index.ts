@@ -47,6 +47,11 @@ export interface Config {
    * every scrape must present; required unless the listener is bound to loopback.
    */
   metrics: { host: string; port: number; token: string | null } | null;
+  /**
+   * Audit checkpoints: the file that chain heads are appended to (ship it off the machine), and
+   * how often the server writes the heads of the chains it appended to (and at shutdown).
+   */
+  auditCheckpoints: { file: string; intervalSeconds: number };
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -82,6 +87,8 @@ const envSchema = z.object({
   METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   METRICS_HOST: z.string().min(1).optional(),
   PALISADE_METRICS_TOKEN: z.string().optional(),
+  PALISADE_AUDIT_CHECKPOINT_FILE: z.string().min(1).optional(),
+  PALISADE_AUDIT_CHECKPOINT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(5),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -290,6 +297,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     }),
     webhooks: Object.freeze({ allowLoopback }),
     metrics: metricsListener(e),
+    auditCheckpoints: Object.freeze({
+      file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? join(stateDir, 'audit-checkpoints.jsonl')),
+      intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,
+    }),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

@@ -41,6 +41,25 @@ describe.each(ENGINES)('catalog check on %s', (engine) => {
     expect(await catalogProblems(t.db)).toEqual([]);
   });
 
+  // review R4 finding 3
+  it('fails when the runtime role holds a privilege that undoes isolation or the append-only trail', async () => {
+    const role = t.db.runtimeRole;
+    await t.owner.script(`grant truncate on projects to ${role}; grant delete on audit_heads to ${role};
+      grant update on audit_events to ${role}; grant create on schema public to ${role}`);
+    await t.owner.script(`do $$ begin execute format('grant temporary on database %I to ${role}', current_database()); end $$`);
+    expect(await catalogProblems(t.db)).toEqual([
+      'runtime role holds CREATE in schema public, which no code path needs',
+      'runtime role holds DELETE on audit_heads, which no code path needs',
+      'runtime role holds TEMPORARY on the database, which no code path needs',
+      'runtime role holds TRUNCATE on projects, which no code path needs',
+      'runtime role holds UPDATE on audit_events, which no code path needs',
+    ]);
+    await t.owner.script(`revoke truncate on projects from ${role}; revoke delete on audit_heads from ${role};
+      revoke update on audit_events from ${role}; revoke create on schema public from ${role}`);
+    await t.owner.script(`do $$ begin execute format('revoke temporary on database %I from ${role}', current_database()); end $$`);
+    expect(await catalogProblems(t.db)).toEqual([]);
+  });
+
   it('fails when the runtime role gains BYPASSRLS or ownership', async () => {
     if (engine === 'pglite') {
       await t.owner.script(`alter role ${t.db.runtimeRole} bypassrls`);

@@ -86,6 +86,28 @@ export async function catalogProblems(db: Database): Promise<string[]> {
             and not coalesce(c.reloptions @> array['security_invoker=true'] or c.reloptions @> array['security_invoker=on'], false)`,
     );
     for (const v of views) problems.push(`view ${v.relname} lacks security_invoker`);
+
+    // Privileges no code path uses and that undo the guarantees above, whoever granted them:
+    // TRUNCATE ignores RLS; REFERENCES and TRIGGER act on other tenants' rows; the audit trail is
+    // append-only; CREATE or TEMP can shadow a table for later queries on a pooled connection.
+    // (test/isolation/runtime-grants.test.ts holds the full list of what the role may hold.)
+    const excess = await rows<{ what: string }>(
+      tx,
+      sql`select p.priv || ' on ' || c.relname as what
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          cross join unnest(array['TRUNCATE', 'REFERENCES', 'TRIGGER', 'UPDATE', 'DELETE']) as p(priv)
+          where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and c.relkind in ('r', 'p')
+            and (p.priv in ('TRUNCATE', 'REFERENCES', 'TRIGGER') or c.relname = 'audit_events' or (c.relname = 'audit_heads' and p.priv = 'DELETE'))
+            and has_table_privilege(current_user, c.oid, p.priv)
+          union all
+          select 'CREATE in schema ' || n.nspname from pg_namespace n
+          where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+            and has_schema_privilege(current_user, n.oid, 'CREATE')
+          union all
+          select 'TEMPORARY on the database' where has_database_privilege(current_user, current_database(), 'TEMPORARY')
+          order by 1`,
+    );
+    for (const e of excess) problems.push(`runtime role holds ${e.what}, which no code path needs`);
     return problems;
   });
 }

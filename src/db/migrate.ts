@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 export interface OwnerConnection {
   script(text: string): Promise<void>;
   query<R>(text: string, params?: unknown[]): Promise<R[]>;
+  /** Runs `fn` in one transaction on one connection; rolls back if it throws. */
+  transaction<T>(fn: (tx: OwnerConnection) => Promise<T>): Promise<T>;
 }
 
 const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -47,6 +49,12 @@ export interface MigrateOptions {
   /** Null on the embedded engine, where the runtime role is entered with SET ROLE, not a login. */
   runtimePassword: string | null;
   login: boolean;
+  /**
+   * Work a migration leaves to a process that holds the keys (SQL has none), by migration
+   * version: run after that migration's SQL, in its transaction, so that the migration is applied
+   * with it or not at all. The migration's SQL sees `palisade.keyed_steps = 'on'` when it is given.
+   */
+  keyedSteps?: Readonly<Record<string, (tx: OwnerConnection) => Promise<void>>> | undefined;
 }
 
 /**
@@ -79,13 +87,18 @@ export async function migrate(owner: OwnerConnection, opts: MigrateOptions): Pro
     for (const m of listMigrations()) {
       if (done.has(m.version)) continue;
       const text = m.text.replaceAll('{{runtime_role}}', role);
-      await owner.script(`begin;\n${text}\n;insert into public.schema_migrations (version) values (${quoteLiteral(m.version)});\ncommit;`);
+      const step = opts.keyedSteps?.[m.version];
+      // One connection, one transaction: a failed migration is rolled back on the connection
+      // that ran it, and a keyed step commits with its migration or not at all.
+      await owner.transaction(async (tx) => {
+        if (step) await tx.query(`select set_config('palisade.keyed_steps', 'on', true)`);
+        await tx.script(text);
+        await step?.(tx);
+        await tx.query(`insert into public.schema_migrations (version) values ($1)`, [m.version]);
+      });
       applied.push(m.version);
     }
     return applied;
-  } catch (err) {
-    await owner.script('rollback').catch(() => undefined);
-    throw err;
   } finally {
     await owner.query(`select pg_advisory_unlock(727274)`);
   }

@@ -6,7 +6,7 @@ import type { Config } from '../config/index.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { migrate, type OwnerConnection } from './migrate.js';
+import { migrate, type MigrateOptions, type OwnerConnection } from './migrate.js';
 
 // int8 (audit sequence numbers, counts) as JS numbers: they stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -27,6 +27,20 @@ function pgliteOwner(client: PGlite): OwnerConnection & { close(): Promise<void>
     async query<R>(text: string, params: unknown[] = []) {
       return (await client.query<R>(text, params)).rows;
     },
+    transaction<T>(fn: (tx: OwnerConnection) => Promise<T>): Promise<T> {
+      return client.transaction(async (t) => {
+        const tx: OwnerConnection = {
+          async script(text) {
+            await t.exec(text);
+          },
+          async query<R>(text: string, params: unknown[] = []) {
+            return (await t.query<R>(text, params)).rows;
+          },
+          transaction: () => Promise.reject(new Error('nested owner transaction')),
+        };
+        return fn(tx);
+      });
+    },
     async close() {},
   };
 }
@@ -40,6 +54,29 @@ export function pgOwner(url: string): OwnerConnection & { close(): Promise<void>
     },
     async query<R>(text: string, params: unknown[] = []) {
       return (await pool.query(text, params)).rows as R[];
+    },
+    async transaction<T>(fn: (tx: OwnerConnection) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      const tx: OwnerConnection = {
+        async script(text) {
+          await client.query(text);
+        },
+        async query<R>(text: string, params: unknown[] = []) {
+          return (await client.query(text, params)).rows as R[];
+        },
+        transaction: () => Promise.reject(new Error('nested owner transaction')),
+      };
+      try {
+        await client.query('begin');
+        const result = await fn(tx);
+        await client.query('commit');
+        return result;
+      } catch (err) {
+        await client.query('rollback').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
     },
     close: () => pool.end(),
   };
@@ -84,14 +121,19 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
   };
 }
 
-export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean }): Promise<OpenedDatabase> {
+export async function openDatabase(
+  cfg: DatabaseConfig,
+  opts: { migrate: boolean; keyedSteps?: MigrateOptions['keyedSteps'] },
+): Promise<OpenedDatabase> {
   if (cfg.kind === 'pglite') {
     if (cfg.dataDir) mkdirSync(cfg.dataDir, { recursive: true });
     const release = cfg.dataDir ? lockDataDir(cfg.dataDir) : () => undefined;
     let client: PGlite;
     try {
       client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create();
-      if (opts.migrate) await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false });
+      if (opts.migrate) {
+        await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false, keyedSteps: opts.keyedSteps });
+      }
     } catch (err) {
       release();
       throw err;
@@ -106,7 +148,7 @@ export async function openDatabase(cfg: DatabaseConfig, opts: { migrate: boolean
   }
   const owner = pgOwner(cfg.ownerUrl);
   if (opts.migrate) {
-    await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true });
+    await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true, keyedSteps: opts.keyedSteps });
   }
   const pool = new pg.Pool({ connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000 });
   // A dropped connection (database restart) must not crash the process; the next query fails

@@ -1,8 +1,11 @@
-import { mkdtempSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyChain } from '../../src/domains/audit/index.js';
+import { exec } from '../../src/db/database.js';
+import { auditCheckpoint, auditVerify, checkpointLine, chainKeysFrom, signCheckpoint, type Checkpoint } from '../../src/domains/audit/index.js';
+import { Keyring } from '../../src/crypto/index.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
@@ -16,50 +19,60 @@ interface EventRow {
   action: string;
 }
 
+interface HeadRow {
+  seq: number | string;
+  hash: string;
+  key_id: string;
+  mac: string;
+}
+
 /**
- * `palisade audit verify`: on PostgreSQL the real CLI in a child process against the test
- * database; PGlite in memory cannot be shared with another process, so there the same walk
- * (verifyChain over the owner connection, one chain per org plus the system chain) runs here.
+ * `palisade audit verify` and `audit checkpoint`: on PostgreSQL the real CLI in a child process
+ * against the test database; PGlite in memory cannot be shared with another process, so there
+ * the functions the CLI runs (auditVerify, auditCheckpoint, over the owner connection) run here.
  */
 describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
   let h: TestApp;
   let acme: string;
+  let backupHead: HeadRow | undefined;
   const q = <R>(text: string, params: unknown[] = []) => h.t.owner.query<R>(text, params);
+  const checkpointFile = join(STATE_DIR, `${engine}-audit-checkpoints.jsonl`);
+  // Generous: under load, each run of the real CLI starts a Node process with tsx.
+  const SLOW = { timeout: 300_000 };
 
-  async function verify(args: string[] = []): Promise<Outcome> {
+  async function cli(sub: 'verify' | 'checkpoint', args: string[] = []): Promise<Outcome> {
     if (engine === 'postgres') {
-      return runBin(['audit', 'verify', ...args], {
+      return runBin(['audit', sub, ...args], {
         DATABASE_URL: h.t.ownerUrl ?? '',
         PALISADE_DB_RUNTIME_ROLE: TEST_RUNTIME_ROLE,
         PALISADE_ENV: 'test',
         PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
         PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
         PALISADE_STATE_DIR: STATE_DIR,
+        PALISADE_AUDIT_CHECKPOINT_FILE: checkpointFile,
         LOG_LEVEL: 'silent',
       });
     }
-    const slug = args[0] === '--org' ? args[1] : undefined;
-    const orgs = await q<{ org_id: string; slug: string }>(
-      slug ? 'select org_id, slug from organizations where slug = $1' : 'select org_id, slug from organizations order by slug', slug ? [slug] : []);
-    if (slug && orgs.length === 0) return { code: 2, out: '', err: `no organization ${slug}\n` };
-    const lines: string[] = [];
-    let failed = 0;
-    for (const o of slug ? orgs : [{ org_id: SYSTEM_ORG_ID, slug: '(system)' }, ...orgs]) {
-      const r = await verifyChain((text, params) => h.t.owner.query(text, params), h.built.services.chainKeys, o.org_id, o.slug);
-      lines.push(`${r.ok ? 'ok  ' : 'FAIL'} ${o.slug} (${o.org_id}): ${r.events} events`, ...r.problems.map((p) => `     ${p}`));
-      if (!r.ok) failed++;
-    }
-    return { code: failed > 0 ? 1 : 0, out: `${lines.join('\n')}\n`, err: '' };
+    const at = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+    const opts = { org: at('--org'), checkpointFile: at('--checkpoints') ?? checkpointFile };
+    const query = <R>(text: string, params?: unknown[]) => h.t.owner.query<R>(text, params);
+    return sub === 'verify'
+      ? auditVerify(query, h.built.services.chainKeys, opts)
+      : auditCheckpoint(query, h.built.services.chainKeys, h.clock, opts);
   }
+  const verify = (args: string[] = []) => cli('verify', args);
   const events = () => q<EventRow>('select seq, id, action from audit_events where org_id = $1 order by seq', [acme]);
-  /** The problem lines printed for acme's chain. */
-  const acmeProblems = (out: string) => {
+  /** The problem lines printed under the first line containing `header`. */
+  const problemsUnder = (out: string, header: string) => {
     const lines = out.split('\n');
-    const start = lines.findIndex((l) => l.includes(` acme (${acme})`));
+    const start = lines.findIndex((l) => l.includes(header));
+    if (start < 0) return null;
     const rest = lines.slice(start + 1);
     const end = rest.findIndex((l) => !l.startsWith('     '));
     return rest.slice(0, end === -1 ? rest.length : end).map((l) => l.trim());
   };
+  const problemsOf = (out: string, orgId: string) => problemsUnder(out, ` (${orgId}): `);
+  const acmeProblems = (out: string) => problemsOf(out, acme);
   async function expectOk(): Promise<void> {
     const r = await verify();
     expect(r.code, r.out + r.err).toBe(0);
@@ -74,7 +87,10 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     const viewer = await h.cookieFor(h.user('acme', 'viewer').email);
     const send = (cookie: string, method: 'POST' | 'PATCH', url: string, payload: object) =>
       h.built.app.inject({ method, url, headers: { cookie, origin: ORIGIN }, payload });
-    for (const name of ['One', 'Two', 'Three']) expect((await send(owner, 'POST', `/api/orgs/${acme}/projects`, { name })).statusCode).toBe(201);
+    for (const name of ['One', 'Two']) expect((await send(owner, 'POST', `/api/orgs/${acme}/projects`, { name })).statusCode).toBe(201);
+    // What a backup taken now would hold of acme's head: a position with its genuine MAC.
+    backupHead = (await q<HeadRow>('select seq, hash, key_id, mac from audit_heads where org_id = $1', [acme]))[0];
+    expect((await send(owner, 'POST', `/api/orgs/${acme}/projects`, { name: 'Three' })).statusCode).toBe(201);
     expect((await send(owner, 'POST', `/api/orgs/${acme}/invitations`, { email: 'cli@example.test', role: 'viewer' })).statusCode).toBe(201);
     expect((await send(viewer, 'POST', `/api/orgs/${acme}/projects`, { name: 'denied' })).statusCode).toBe(403);
     expect((await send(owner, 'POST', `/api/orgs/${h.orgId('globex')}/projects`, { name: 'probe' })).statusCode).toBe(404);
@@ -105,7 +121,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
       await h.t.owner.script('alter table audit_events disable trigger audit_events_append_only');
     });
 
-    it('(a) an edited event fails verification naming its seq and id; restoring it passes', async () => {
+    it('(a) an edited event fails verification naming its seq and id; restoring it passes', SLOW, async () => {
       const target = (await events()).find((e) => e.action === 'project.created' && e.seq !== 1) as EventRow;
       const seq = Number(target.seq);
       const original = (await q<{ details: unknown; actor_id: string; result: string; at: Date }>(
@@ -203,7 +219,123 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
       await q('delete from audit_events where org_id = $1 and seq = $2', [acme, seq]);
       await expectOk();
     });
+
+    // review R4 finding 3
+    it('(f) the last three events deleted and the head set back onto the event before them: the head\'s MAC names it', SLOW, async () => {
+      const list = await events();
+      const n = list.length;
+      const saved = await q<Record<string, unknown>>('select * from audit_events where org_id = $1 and seq > $2 order by seq', [acme, n - 3]);
+      const head = (await q<HeadRow>('select seq, hash, key_id, mac from audit_heads where org_id = $1', [acme]))[0];
+      const before = (await q<{ hash: string }>('select hash from audit_events where org_id = $1 and seq = $2', [acme, n - 3]))[0];
+      await q('delete from audit_events where org_id = $1 and seq > $2', [acme, n - 3]);
+      await q('update audit_heads set seq = $2, hash = $3 where org_id = $1', [acme, n - 3, before?.hash]);
+      const r = await verify();
+      expect(r.code, r.out).toBe(1);
+      expect(acmeProblems(r.out)).toEqual([`the chain head's MAC does not match its position (seq ${n - 3}): the head was moved or forged`]);
+      for (const row of saved) await reinsert(row);
+      await q('update audit_heads set seq = $2, hash = $3, key_id = $4, mac = $5 where org_id = $1', [acme, head?.seq, head?.hash, head?.key_id, head?.mac]);
+      await expectOk();
+    });
+
+    // review R4 finding 3
+    it('(g) the same cut with an older head restored from a backup, MAC and all: the checkpoint names the missing range', SLOW, async () => {
+      const cp = await cli('checkpoint');
+      expect(cp.code, cp.out + cp.err).toBe(0);
+      expect(cp.out).toContain(`checkpointed 3 chains to ${checkpointFile}`);
+      const latest = latestCheckpoint(acme);
+      const n = (await events()).length;
+      expect(latest?.seq).toBe(n);
+      const b = Number(backupHead?.seq);
+      expect(b).toBeLessThan(n);
+      const saved = await q<Record<string, unknown>>('select * from audit_events where org_id = $1 and seq > $2 order by seq', [acme, b]);
+      const head = (await q<HeadRow>('select seq, hash, key_id, mac from audit_heads where org_id = $1', [acme]))[0];
+      await q('delete from audit_events where org_id = $1 and seq > $2', [acme, b]);
+      await q('update audit_heads set seq = $2, hash = $3, key_id = $4, mac = $5 where org_id = $1',
+        [acme, backupHead?.seq, backupHead?.hash, backupHead?.key_id, backupHead?.mac]);
+      const r = await verify();
+      expect(r.code, r.out).toBe(1);
+      expect(acmeProblems(r.out)).toEqual([`events ${b + 1}..${n} are missing: the chain is shorter than its checkpoint of ${latest?.at}`]);
+      // Nor does `audit checkpoint` vouch for the cut chain.
+      const again = await cli('checkpoint');
+      expect(again.code).toBe(1);
+      expect(latestCheckpoint(acme)).toEqual(latest);
+      for (const row of saved) await reinsert(row);
+      await q('update audit_heads set seq = $2, hash = $3, key_id = $4, mac = $5 where org_id = $1', [acme, head?.seq, head?.hash, head?.key_id, head?.mac]);
+      // A clean chain still passes against its checkpoint.
+      await expectOk();
+    });
+
+    // review R4 finding 3
+    it('(h) a forged or mangled line in the checkpoint file is reported and not trusted', SLOW, async () => {
+      const copy = join(STATE_DIR, `${engine}-forged.jsonl`);
+      copyFileSync(checkpointFile, copy);
+      const lines = readFileSync(copy, 'utf8').split('\n').filter(Boolean).length;
+      const real = latestCheckpoint(acme) as Checkpoint;
+      // A checkpoint claiming more events than acme has, MACed under a key the server does not hold.
+      const other = chainKeysFrom(new Keyring([{ id: 'k1', key: Buffer.alloc(32, 8) }]));
+      appendFileSync(copy, checkpointLine(signCheckpoint(other, { ...real, seq: real.seq + 5 })));
+      appendFileSync(copy, checkpointLine({ ...real, seq: real.seq + 5 }));
+      appendFileSync(copy, '{"v":1,"org":"not an org"}\n');
+      const r = await verify(['--checkpoints', copy]);
+      expect(r.code, r.out).toBe(1);
+      expect(acmeProblems(r.out)).toEqual([]);
+      expect(problemsUnder(r.out, `FAIL checkpoints (${copy})`)).toEqual([
+        `line ${lines + 1} (org ${acme}, seq ${real.seq + 5}) fails its MAC: forged or corrupted`,
+        `line ${lines + 2} (org ${acme}, seq ${real.seq + 5}) fails its MAC: forged or corrupted`,
+        `line ${lines + 3} is not a checkpoint`,
+      ]);
+    });
+
+    // review R4 finding 3
+    it('(i) an org row deleted under its chain: the runtime role may not, and verify names the chain without its org', SLOW, async () => {
+      const { orgId } = await newOrg('initech');
+      const denied = await h.t.db.withTenant({ orgId }, (tx) => exec(tx, sql`delete from organizations where org_id = ${orgId}`))
+        .then(() => 'deleted', (e: { code?: string }) => e.code);
+      expect(denied).toBe('42501');
+      await q('delete from organizations where org_id = $1', [orgId]);
+      const r = await verify();
+      expect(r.code, r.out).toBe(1);
+      expect(r.out).toContain(`FAIL (no organization) (${orgId}): 1 events`);
+      expect(problemsOf(r.out, orgId)).toEqual(['its organization row is missing (deleted): the chain has no org']);
+    });
+
+    // review R4 finding 3
+    it('(j) a whole chain deleted past its checkpoint (events, head, then the org row) is named', SLOW, async () => {
+      const { orgId } = await newOrg('umbrella');
+      expect((await cli('checkpoint')).out).toContain('checkpointed 1 chain to');
+      const at = latestCheckpoint(orgId)?.at;
+      await q('delete from audit_events where org_id = $1', [orgId]);
+      await q('delete from audit_heads where org_id = $1', [orgId]);
+      const gone = `the chain is gone: its checkpoint of ${at} recorded 1 events (1..1 are missing)`;
+      const r = await verify();
+      expect(r.code, r.out).toBe(1);
+      expect(r.out).toContain(`FAIL umbrella (${orgId}): 0 events`);
+      expect(problemsOf(r.out, orgId)).toEqual([gone]);
+      await q('delete from organizations where org_id = $1', [orgId]);
+      const r2 = await verify();
+      expect(r2.code, r2.out).toBe(1);
+      expect(problemsOf(r2.out, orgId)).toEqual([gone, 'its organization row is missing (deleted): the chain has no org']);
+      expect(acmeProblems(r2.out)).toEqual([]);
+    });
   });
+
+  /** Creates an org through the API (its org.created event starts its chain). */
+  async function newOrg(slug: string): Promise<{ orgId: string }> {
+    const cookie = await h.cookieFor(h.user('acme', 'owner').email);
+    const res = await h.built.app.inject({ method: 'POST', url: '/api/orgs', headers: { cookie, origin: ORIGIN }, payload: { name: slug, slug } });
+    expect(res.statusCode, res.body).toBe(201);
+    const orgId = (await q<{ org_id: string }>('select org_id::text as org_id from organizations where slug = $1', [slug]))[0]?.org_id;
+    if (!orgId) throw new Error('no org');
+    return { orgId };
+  }
+
+  function latestCheckpoint(orgId: string): Checkpoint | undefined {
+    const all = readFileSync(checkpointFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Checkpoint & { v: number });
+    const mine = all.filter((c) => c.org === orgId).sort((a, b) => a.seq - b.seq).at(-1);
+    if (!mine) return undefined;
+    const { org, seq, hash, at, keyId, mac } = mine;
+    return { org, seq, hash, at, keyId, mac };
+  }
 
   async function reinsert(row: Record<string, unknown> | undefined): Promise<void> {
     if (!row) throw new Error('nothing saved');

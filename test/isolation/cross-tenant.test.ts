@@ -67,9 +67,15 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
   }
 }
 
-/** Tables the runtime role may not UPDATE (append-only) or DELETE from (chain heads; soft-deleted sources). */
-const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts'];
-const NO_DELETE: readonly TenantTable[] = ['audit_heads', 'inbound_sources', 'api_keys'];
+/**
+ * Tables the runtime role may not UPDATE (append-only, or never edited) or DELETE from (chain
+ * heads, orgs, kept or soft-deleted rows): the privileges the code does not use are not granted
+ * (test/isolation/runtime-grants.test.ts lists every one it keeps).
+ */
+const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets'];
+const NO_DELETE: readonly TenantTable[] = [
+  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries',
+];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {
   let t: TestDatabase;
@@ -132,7 +138,7 @@ describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine
   it.each(TENANT_TABLES)('%s: UPDATE moving a row of A into B is rejected', async (table) => {
     const moved = await attempt(t.db, A(), (tx) => exec(tx, sql`update ${sql.table(table)} set org_id = ${b.orgId} where org_id = ${a.orgId}`));
     expect(moved.state).toBe('42501');
-    // Append-only tables have no UPDATE grant at all; everywhere else the tenant policy refuses.
+    // Tables without an UPDATE grant refuse it outright; everywhere else the tenant policy refuses.
     expect(moved.message).toMatch(NO_UPDATE.includes(table) ? /permission denied/ : RLS_VIOLATION);
   });
 
@@ -140,7 +146,7 @@ describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine
     const updated = await t.db.withTenant(A(), (tx) => exec(tx, sql`update ${sql.table(table)} set org_id = org_id where org_id = ${b.orgId}`));
     expect(updated).toBe(0);
     const deleted = await attempt(t.db, A(), (tx) => exec(tx, sql`delete from ${sql.table(table)} where org_id = ${b.orgId}`));
-    // Audit chain heads, inbound sources and API keys (both revoked, never deleted) have no DELETE grant.
+    // Tables nothing deletes from (chain heads, orgs, data keys, kept or soft-deleted rows) have no DELETE grant.
     expect(deleted.state).toBe(NO_DELETE.includes(table) ? '42501' : 'ok');
     if (deleted.state === 'ok') expect(deleted.value).toBe(0);
     // Control: the same UPDATE does reach A's own rows.

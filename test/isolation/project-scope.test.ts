@@ -30,6 +30,10 @@ describe.each(ENGINES)('project scope in RLS on %s', (engine) => {
     a = await seedTenant(t.db, audit, 'alpha');
     b = await seedTenant(t.db, audit, 'bravo');
     [p1, p2] = a.projects;
+    // No code edits an asset, so the runtime role holds no UPDATE on assets (migration 014). The
+    // project-scope policy is the layer below that privilege: it is tested here as if a later
+    // feature granted it.
+    await t.owner.script(`grant update on assets to ${t.db.runtimeRole}`);
   });
   afterAll(async () => t?.drop());
 

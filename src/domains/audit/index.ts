@@ -3,7 +3,12 @@ export type { AuditWriter, AuditEventInput, AuditResult, AuditDetails } from './
 export { verifyChain } from './verify.js';
 export { chainKeysFrom } from './keys.js';
 export type { ChainKeys } from './chain.js';
-export type { ChainReport, Query } from './verify.js';
+export type { ChainReport, ChainCheckpoint, Query } from './verify.js';
 export { createAuditReader } from './reader.js';
 export type { AuditReader, AuditQuery, AuditEventView } from './reader.js';
 export { auditRoutes } from './routes.js';
+export { createCheckpointer, readCheckpoints, signCheckpoint, checkpointLine } from './checkpoints.js';
+export type { Checkpoint, Checkpointer, CheckpointSet } from './checkpoints.js';
+export { auditVerify, auditCheckpoint } from './operator.js';
+export type { CommandOutcome, AuditWalkOptions } from './operator.js';
+export { auditMigrationSteps, sealHeadsWithoutMac, HEAD_MAC_MIGRATION } from './seal.js';

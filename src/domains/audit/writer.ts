@@ -4,7 +4,8 @@ import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
-import { eventHash, GENESIS_HASH, type ChainedEvent, type ChainKeys } from './chain.js';
+import { InvariantError } from '../../kernel/errors.js';
+import { eventHash, GENESIS_HASH, headMac, headMacProblem, type ChainedEvent, type ChainKeys } from './chain.js';
 
 export type AuditResult = 'success' | 'denied' | 'failure';
 export type AuditDetails = Record<string, string | number | boolean | null | string[]>;
@@ -39,17 +40,28 @@ export function createAuditWriter(deps: {
    * evidence, and cost no extra round trip. Null for events that need none.
    */
   alsoWrite?: (event: ChainedEvent) => RawBuilder<unknown> | null;
+  /** Told the org of each append, before its transaction commits (the checkpointer: checkpoints.ts). */
+  onAppend?: (orgId: string) => void;
 }): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
     // Serializes appends per org on the head row: the chain has exactly one next position. The
     // upsert creates the head on first use and, either way, locks it and returns it (one round trip).
-    const head = await one<{ seq: number | string; hash: string }>(
+    const keyId = deps.keys.activeKeyId;
+    const genesis = { org_id: orgId, seq: 0, hash: GENESIS_HASH };
+    const head = await one<{ seq: number | string; hash: string; key_id: string; mac: string }>(
       tx,
-      sql`insert into audit_heads (org_id, seq, hash) values (${orgId}, 0, ${GENESIS_HASH})
+      sql`insert into audit_heads (org_id, seq, hash, key_id, mac)
+          values (${orgId}, 0, ${GENESIS_HASH}, ${keyId}, ${headMac(deps.keys, keyId, genesis)})
           on conflict (org_id) do update set seq = audit_heads.seq
-          returning seq, hash`,
+          returning seq, hash, key_id, mac`,
     );
     if (!head) throw new Error('audit head missing: transaction is not bound to the org');
+    // Extending a head that fails its MAC would launder it: after the last events were deleted
+    // and the head set back, the next event would link onto the earlier one and carry a valid
+    // MAC again. No audit, no change: the mutation fails until an operator has looked.
+    const current = { org_id: orgId, seq: Number(head.seq), hash: head.hash, key_id: head.key_id, mac: head.mac };
+    const problem = headMacProblem(deps.keys, current);
+    if (problem) throw new InvariantError(`audit chain of org ${orgId}: ${problem}; refusing to extend it (run palisade audit verify)`);
     const actor = input.actor ?? actorOf(ctx);
     const event: ChainedEvent = {
       org_id: orgId,
@@ -67,9 +79,10 @@ export function createAuditWriter(deps: {
       user_agent: ctx.userAgent,
       request_id: ctx.requestId,
       details: input.details ?? {},
-      key_id: deps.keys.activeKeyId,
+      key_id: keyId,
     };
     const hash = eventHash(deps.keys, head.hash, event);
+    const mac = headMac(deps.keys, keyId, { org_id: orgId, seq: event.seq, hash });
     const extra = deps.alsoWrite?.(event) ?? null;
     // The event and the head move together, in one statement.
     await exec(
@@ -81,8 +94,9 @@ export function createAuditWriter(deps: {
               ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
               ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})
             returning seq)${extra ? sql`, ${extra}` : sql``}
-          update audit_heads set seq = (select seq from appended), hash = ${hash} where org_id = ${orgId}`,
+          update audit_heads set seq = (select seq from appended), hash = ${hash}, key_id = ${keyId}, mac = ${mac} where org_id = ${orgId}`,
     );
+    deps.onAppend?.(orgId);
     ctx.audited.push(input.action);
   };
   return {

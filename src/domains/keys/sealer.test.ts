@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, type FieldRef, type Kek } from '../../crypto/index.js';
-import { exec, rows, type Tx } from '../../db/database.js';
+import { rows, type Tx } from '../../db/database.js';
 import { AppError } from '../../kernel/errors.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../../../test/support/db.js';
 import { seedSmallOrg } from '../../../test/isolation/fixtures.js';
@@ -119,13 +119,14 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
   it('rotates the KEK: the key is re-wrapped in place and old ciphertexts open with the new KEK only', async () => {
     const old = await inOrg(a, (tx) => sealer.seal(tx, ref(a, 'rot'), 'sealed under k1'));
     const rotating = new Keyring([K2, K1]);
-    await inOrg(a, async (tx) => {
-      for (const k of await rows<{ id: string; kekId: string; wrapped: string }>(
-        tx, sql`select id::text, kek_id as "kekId", wrapped from org_keys where org_id = ${a}`)) {
-        const w = rotating.rewrap(a, k);
-        await exec(tx, sql`update org_keys set kek_id = ${w.kekId}, wrapped = ${w.wrapped} where org_id = ${a} and id = ${k.id}`);
-      }
-    });
+    // Re-wrapping is an operator job over the owner connection: the runtime role may read data
+    // keys and add them, never rewrite them (migration 014).
+    const current = await inOrg(a, (tx) => rows<{ id: string; kekId: string; wrapped: string }>(
+      tx, sql`select id::text, kek_id as "kekId", wrapped from org_keys where org_id = ${a}`));
+    for (const k of current) {
+      const w = rotating.rewrap(a, k);
+      await t.owner.query('update org_keys set kek_id = $1, wrapped = $2 where org_id = $3 and id = $4', [w.kekId, w.wrapped, a, k.id]);
+    }
     expect((await keysOf(a)).map((k) => k.kek_id)).toEqual(['k2']);
     const onlyK2: Sealer = createSealer(new Keyring([K2]));
     expect(await inOrg(a, (tx) => onlyK2.open(tx, ref(a, 'rot'), old))).toBe('sealed under k1');

@@ -1,0 +1,164 @@
+import { sql, type RawBuilder } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exec } from '../../src/db/database.js';
+import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
+import { attempt, auditWriter, seedTenant, type SeededTenant } from './fixtures.js';
+
+type Privilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
+
+/**
+ * Every privilege the runtime role holds on a table, and the code that needs it. A grant that
+ * is not here fails this test: adding one to a migration means adding it here, with its reason,
+ * for review. UPDATE also covers `select … for update` and `on conflict … do update`; a cascade
+ * of a foreign key runs as the table owner and needs nothing here.
+ */
+const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
+  // identity/service.ts (registration, password change), lockout.ts, mfa.ts, passkeys.ts, sessions (epoch); never deleted
+  users: ['SELECT', 'INSERT', 'UPDATE'],
+  // sessions/service.ts: issued, touched, rotated and revoked (a revoked session stays, marked)
+  sessions: ['SELECT', 'INSERT', 'UPDATE'],
+  // identity/service.ts: a reset token is marked used, not deleted
+  password_resets: ['SELECT', 'INSERT', 'UPDATE'],
+  // identity/service.ts: a verification link is issued, spent (used_at), and spent or expired ones are purged at the next issue
+  email_verifications: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // keys/index.ts: data keys are written once (`on conflict do nothing`)
+  system_keys: ['SELECT', 'INSERT'],
+  org_keys: ['SELECT', 'INSERT'],
+  // mail/index.ts: the outbox is append-only
+  mail_outbox: ['SELECT', 'INSERT'],
+  // tenancy/orgs.ts: created and renamed; nothing deletes an org (its audit chain would lose its org)
+  organizations: ['SELECT', 'INSERT', 'UPDATE'],
+  // tenancy/orgs.ts: created with the org, changed by settings (upsert, row locked)
+  org_settings: ['SELECT', 'INSERT', 'UPDATE'],
+  // tenancy/roles.ts
+  custom_roles: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // tenancy/members.ts, invitations.ts, orgs.ts; sessions/routes.ts (sign-out cutoff)
+  memberships: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // tenancy/projects.ts
+  projects: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // tenancy/projects.ts, invitations.ts: assigned and unassigned, never edited
+  project_access: ['SELECT', 'INSERT', 'DELETE'],
+  // assets/service.ts: created and deleted, never edited
+  assets: ['SELECT', 'INSERT', 'DELETE'],
+  // tenancy/invitations.ts (accept, revoke), roles.ts (a deleted custom role's pending invitations)
+  invitations: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // audit/writer.ts: events appended only; the head is moved (and locked) by each append
+  audit_events: ['SELECT', 'INSERT'],
+  audit_heads: ['SELECT', 'INSERT', 'UPDATE'],
+  // identity/mfa.ts, factors.ts
+  totp_credentials: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  recovery_codes: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  mfa_challenges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // identity/passkeys.ts
+  passkeys: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  webauthn_challenges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // api-keys/service.ts, usage.ts: revoked keys stay, marked
+  api_keys: ['SELECT', 'INSERT', 'UPDATE'],
+  // webhooks/service.ts, worker.ts
+  webhook_endpoints: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // webhooks/outbox.ts, worker.ts: the delivery log is kept (rows leave with their endpoint)
+  webhook_deliveries: ['SELECT', 'INSERT', 'UPDATE'],
+  webhook_attempts: ['SELECT', 'INSERT'],
+  // webhooks/outbox.ts, worker.ts: the due queue
+  webhook_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
+  inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
+  inbound_events: ['SELECT', 'INSERT'],
+};
+
+/** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */
+const EXPECTED_FUNCTIONS = ['public.palisade_key_in_org', 'public.palisade_membership', 'public.palisade_session_in_org'];
+
+describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
+  let t: TestDatabase;
+  let a: SeededTenant;
+  const role = () => t.db.runtimeRole;
+  const q = <R>(text: string, params: unknown[] = []) => t.owner.query<R>(text, params);
+
+  beforeAll(async () => {
+    t = await createTestDatabase(engine);
+    a = await seedTenant(t.db, auditWriter(t.db), 'alpha');
+  });
+  afterAll(async () => t?.drop());
+
+  // review R4 finding 3
+  it('are exactly the table privileges the code needs, listed above', async () => {
+    const held = await q<{ relname: string; priv: Privilege }>(
+      `select case when n.nspname = 'public' then c.relname else n.nspname || '.' || c.relname end as relname, p.priv
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace
+       cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) as p(priv)
+       where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+         and c.relkind in ('r', 'p', 'v', 'm', 'f') and has_table_privilege($1, c.oid, p.priv)
+       order by 1, array_position(array['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'], p.priv)`,
+      [role()],
+    );
+    const actual: Record<string, Privilege[]> = {};
+    for (const r of held) (actual[r.relname] ??= []).push(r.priv);
+    expect(actual).toEqual(EXPECTED);
+  });
+
+  it('hold no column-level grant beyond the tables\', and no sequence', async () => {
+    const columns = await q<{ relname: string; attname: string; priv: string }>(
+      `select c.relname, a.attname, p.priv
+       from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+       cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) as p(priv)
+       where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
+         and a.attnum > 0 and not a.attisdropped
+         and has_column_privilege($1, c.oid, a.attnum, p.priv) and not has_table_privilege($1, c.oid, p.priv)`,
+      [role()],
+    );
+    expect(columns).toEqual([]);
+    const sequences = await q<{ relname: string }>(
+      `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+       where c.relkind = 'S' and n.nspname not in ('pg_catalog', 'information_schema')
+         and (has_sequence_privilege($1, c.oid, 'USAGE') or has_sequence_privilege($1, c.oid, 'UPDATE'))`,
+      [role()],
+    );
+    expect(sequences).toEqual([]);
+  });
+
+  it('use the public schema only, create nothing, belong to no role, and call only the listed functions', async () => {
+    const schemas = await q<{ nspname: string; priv: string }>(
+      `select n.nspname, p.priv from pg_namespace n cross join unnest(array['USAGE', 'CREATE']) as p(priv)
+       where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' and n.nspname not like 'pg_temp%'
+         and has_schema_privilege($1, n.oid, p.priv) order by 1, 2`,
+      [role()],
+    );
+    expect(schemas).toEqual([{ nspname: 'public', priv: 'USAGE' }]);
+    const database = await q<{ priv: string }>(
+      `select p.priv from unnest(array['CREATE', 'TEMPORARY']) as p(priv) where has_database_privilege($1, current_database(), p.priv)`,
+      [role()],
+    );
+    expect(database).toEqual([]);
+    const memberOf = await q<{ rolname: string }>(
+      `select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid join pg_roles r on r.oid = m.member where r.rolname = $1`,
+      [role()],
+    );
+    expect(memberOf).toEqual([]);
+    const functions = await q<{ name: string }>(
+      `select distinct n.nspname || '.' || p.proname as name from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+       where n.nspname not in ('pg_catalog', 'information_schema')
+         and has_function_privilege($1, p.oid, 'EXECUTE') and has_schema_privilege($1, n.oid, 'USAGE') order by 1`,
+      [role()],
+    );
+    expect(functions.map((f) => f.name)).toEqual(EXPECTED_FUNCTIONS);
+  });
+
+  // review R4 finding 3
+  it('cannot delete its own organization, users or sessions, nor rewrite data keys', async () => {
+    const own = { orgId: a.orgId, userId: a.ownerId, projectIds: null };
+    const attacks: [string, RawBuilder<unknown>][] = [
+      ['delete the org', sql`delete from organizations where org_id = ${a.orgId}`],
+      ['delete a user', sql`delete from users where id = ${a.ownerId}`],
+      ['delete sessions', sql`delete from sessions`],
+      ['deactivate data keys', sql`update org_keys set active = false where org_id = ${a.orgId}`],
+      ['delete data keys', sql`delete from org_keys where org_id = ${a.orgId}`],
+      ['shadow a table', sql`create temporary table users (id uuid)`],
+    ];
+    for (const [name, statement] of attacks) {
+      const r = await attempt(t.db, own, (tx) => exec(tx, statement));
+      expect(r.state, name).toBe('42501');
+    }
+    expect((await q<{ n: number }>('select count(*)::int as n from organizations where org_id = $1', [a.orgId]))[0]?.n).toBe(1);
+  });
+});
