@@ -116,6 +116,21 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
     expect(await membership(userId)).toBeNull();
   });
 
+  // review R5 finding D: an admin could revoke an owner's invitation of a co-owner, which it could not have made.
+  it('revoking needs what inviting needs: an admin cannot undo an owner invitation', async () => {
+    const owner = await as(h.user('acme', 'owner').email);
+    const admin = await as(h.user('acme', 'admin').email);
+    const { id } = await invite(owner, { email: uniqueEmail('co-owner'), role: 'owner' });
+    const refused = await admin.call('DELETE', orgUrl(`/invitations/${id}`));
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json<{ code: string }>().code).toBe('privilege_escalation');
+    const pending = await h.t.owner.query<{ revoked_at: Date | null }>('select revoked_at from invitations where id = $1', [id]);
+    expect(pending[0]?.revoked_at).toBeNull();
+    const { id: viewerInvite } = await invite(owner, { email: uniqueEmail('viewer'), role: 'viewer' });
+    expect((await admin.call('DELETE', orgUrl(`/invitations/${viewerInvite}`))).statusCode).toBe(204);
+    expect((await owner.call('DELETE', orgUrl(`/invitations/${id}`))).statusCode).toBe(204);
+  });
+
   it('tampered tokens are refused and do not burn the real one', async () => {
     const admin = await as(h.user('acme', 'admin').email);
     const email = uniqueEmail('tamper');

@@ -133,17 +133,21 @@ export function createInvitationService(deps: TenancyDeps) {
     async revoke(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        const inv = await one<{ role: RoleAssignment['role']; custom_role_id: string | null; restricted: boolean; project_ids: string[] }>(
+          tx,
+          sql`select role, custom_role_id, restricted, project_ids from invitations where org_id = ${org.orgId} and id = ${id} for update`,
+        );
+        if (!inv) throw new AppError('not_found');
         if (org.projectIds !== null) {
           const scope = org.projectIds;
-          const inv = await one<{ restricted: boolean; project_ids: string[] }>(
-            tx,
-            sql`select restricted, project_ids from invitations where org_id = ${org.orgId} and id = ${id} for update`,
-          );
-          if (!inv || (inv.restricted && !inv.project_ids.some((p) => scope.includes(p)))) throw new AppError('not_found');
+          if (inv.restricted && !inv.project_ids.some((p) => scope.includes(p))) throw new AppError('not_found');
           if (!inv.restricted || inv.project_ids.some((p) => !scope.includes(p))) {
             throw new AppError('privilege_escalation', 'you are restricted to projects: you can revoke only invitations restricted to your projects');
           }
         }
+        // Revoking needs what creating needed (review R5 D): an admin cannot invite an owner, so
+        // cannot undo an owner's invitation of a co-owner either.
+        assertCanGrant(org, inv.role, await grantedBy(tx, { role: inv.role, customRoleId: inv.custom_role_id }));
         const n = await exec(
           tx,
           sql`update invitations set revoked_at = now() where org_id = ${org.orgId} and id = ${id}
