@@ -51,7 +51,8 @@ export function problemCodesOf(route: AnyRoute): ErrorCode[] {
     if (route.permission !== 'self' && route.permission !== 'none' && isAdminLevel(route.permission)) codes.add('ip_not_allowed');
   }
   if (projectScoped(route)) codes.add('not_found');
-  if (route.stepUp) codes.add('step_up_required');
+  // An owner outside the admin IP allowlist steps up on the routes that let owners recover.
+  if (route.stepUp || route.ownerRecovery) codes.add('step_up_required');
   for (const c of route.errors ?? []) codes.add(c);
   return [...codes];
 }

@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { randomToken } from '../crypto/index.js';
 import { AppError } from '../kernel/errors.js';
+import { neutralizeText } from '../kernel/text.js';
 import type { RequestContext } from '../kernel/context.js';
 import type { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
@@ -87,7 +88,9 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     request.ctx = {
       requestId: request.id,
       ip: request.ip,
-      userAgent: String(request.headers['user-agent'] ?? '').slice(0, 512),
+      // Written to the audit trail and into security mails: neutralised like any text that never
+      // met the user-text rule (review R5 E: C1 controls and bidi overrides came through raw).
+      userAgent: neutralizeText(String(request.headers['user-agent'] ?? ''), 512),
       actor: { type: 'anonymous' },
       org: null,
       audited: [],

@@ -12,7 +12,8 @@
  * - bidirectional controls: U+061C, U+200E/U+200F, U+202A–U+202E, U+2066–U+2069 (they reorder
  *   the text around them, so a name can display as something else);
  * - other format and default-ignorable characters (zero-width space, word joiner, BOM, soft
- *   hyphen, invisible operators, tag characters, Hangul fillers, interlinear annotations, …):
+ *   hyphen, invisible operators, tag characters, Hangul fillers, interlinear annotations, the
+ *   Braille blank, …):
  *   renderers show nothing for them, so they hide text, make a name look blank, or make two
  *   names that look the same differ. The zero-width joiner and non-joiner and the variation
  *   selectors stay allowed: emoji sequences, Persian and Indic spelling and ideographic
@@ -24,8 +25,10 @@
 
 const CONTROL = /[\p{Cc}\u2028\u2029]/u;
 const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+// U+2800 (Braille pattern blank) is a symbol that renders as nothing (review R5 F: a project
+// named with it looked blank, and "Admin\u2800\u2800(verified)" looked like spacing).
 // eslint-disable-next-line no-misleading-character-class -- joiners and selectors are matched one code point at a time, on purpose
-const HIDDEN = /(?![\u200C\u200D\uFE00-\uFE0F\u{E0100}-\u{E01EF}])[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}\uFDD0-\uFDEF\uFFFE\uFFFF]/u;
+const HIDDEN = /(?![\u200C\u200D\uFE00-\uFE0F\u{E0100}-\u{E01EF}])[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}\uFDD0-\uFDEF\uFFFE\uFFFF\u2800]/u;
 const MARK_PILE = /\p{M}{5,}/u;
 const VISIBLE = /[\p{L}\p{N}\p{P}\p{S}]/u;
 
