@@ -355,4 +355,23 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const list = (await admin.call('GET', `/api/orgs/${acme}/api-keys`)).json<{ keys: KeyView[] }>().keys;
     expect(list.find((k) => k.id === key.id)?.lastUsedAt).toBe(h.clock.now().toISOString());
   });
+
+  // Owner recovery on the key routes: outside the admin IP allowlist an owner steps up first. The
+  // routes declare step_up_required, so the contract check lets the answer through (not a 500).
+  it('asks an owner outside the admin IP allowlist to step up before listing or revoking keys', async () => {
+    const owner = await as(h.user('acme', 'owner').email);
+    const { key } = await createKey(admin, { name: 'outside', kind: 'secret', permissions: ['projects:read'] });
+    await h.t.owner.query('update org_settings set admin_ip_allowlist = $2 where org_id = $1', [acme, ['127.0.0.5/32']]);
+    h.clock.advance(11 * 60_000);
+    try {
+      for (const [method, url] of [['GET', `/api/orgs/${acme}/api-keys`], ['DELETE', `/api/orgs/${acme}/api-keys/${key.id}`]] as const) {
+        const res = await owner.call(method, url);
+        expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(403);
+        expect(res.json<Problem>().code).toBe('step_up_required');
+      }
+    } finally {
+      h.clock.advance(-11 * 60_000);
+      await h.t.owner.query('update org_settings set admin_ip_allowlist = $2 where org_id = $1', [acme, []]);
+    }
+  });
 });

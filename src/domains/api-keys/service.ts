@@ -8,6 +8,7 @@ import { isUuid } from '../../kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission } from '../../kernel/permissions.js';
 import type { AuditWriter } from '../audit/index.js';
 import { assertCanActOnCredentials, bindingOf, effectivePermissionsOf, requireOrg, type MembershipRow } from '../tenancy/index.js';
+import type { ApiKeyView, KeyIdentity } from './responses.js';
 import type { KeyUsage } from './usage.js';
 
 /** An org holds at most this many keys that are neither revoked nor expired. */
@@ -27,22 +28,6 @@ export interface NewKey {
   permissions: Permission[];
   projectId?: string | null | undefined;
   expiresAt?: Date | null | undefined;
-}
-
-export interface ApiKeyView {
-  id: string;
-  name: string;
-  kind: ApiKeyKind;
-  prefix: string;
-  lastFour: string;
-  permissions: Permission[];
-  projectId: string | null;
-  createdBy: string;
-  createdAt: string;
-  expiresAt: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-  status: 'active' | 'revoked' | 'expired';
 }
 
 interface KeyRow {
@@ -242,10 +227,11 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
     },
 
     /** What the calling key may do now (its scopes within its creator's current rights). */
-    whoami(ctx: RequestContext): { keyId: string; kind: ApiKeyKind; orgId: string; permissions: Permission[]; projectIds: readonly string[] | null } {
+    whoami(ctx: RequestContext): KeyIdentity {
       const org = requireOrg(ctx);
       if (ctx.actor.type !== 'api_key') throw new AppError('unauthenticated');
-      return { keyId: ctx.actor.keyId, kind: ctx.actor.kind, orgId: org.orgId, permissions: org.permissions.list(), projectIds: org.projectIds };
+      const projectIds = org.projectIds === null ? null : [...org.projectIds];
+      return { keyId: ctx.actor.keyId, kind: ctx.actor.kind, orgId: org.orgId, permissions: org.permissions.list(), projectIds };
     },
 
     /**

@@ -6,15 +6,9 @@ import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import { bindingOf, requireOrg } from '../tenancy/index.js';
+import type { AssetView } from './responses.js';
 
 /** Assets: the project-scoped resource a product built on Palisade stores (hosts, accounts, repos…). */
-export interface AssetView {
-  id: string;
-  projectId: string;
-  name: string;
-  kind: string;
-  createdAt: string;
-}
 
 interface AssetRow {
   id: string;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams, userText, uuid } from '../../http/schemas.js';
 import { DeliveryRejected } from './providers.js';
+import { receipt, sourceList, sourceView } from './responses.js';
 import type { InboundService } from './service.js';
 
 /** A Standard Webhooks secret that passes the shape check (the matrix's example; it signs nothing real). */
@@ -34,7 +35,9 @@ export function inboundRoutes(inbound: InboundService): AnyRoute[] {
       permission: 'none', rateLimit: 'inbound', rawBody: true,
       audit: { none: 'the service appends inbound.received when an event is first applied; a refused or duplicate delivery changes nothing' },
       // Anything malformed in the path is one more unknown source: the same answer as a bad signature.
-      schema: { params: z.strictObject({ org: z.string(), sourceId: z.string() }), body: z.string().optional() },
+      schema: { params: z.strictObject({ org: z.string(), sourceId: z.string() }), body: z.string().optional(), response: receipt },
+      // token_invalid: the one answer to an unknown source, a bad signature or a stale timestamp.
+      errors: ['token_invalid'],
       handler: async ({ ctx, params, body, reply }) => {
         try {
           return await inbound.receive(ctx, params.org, params.sourceId, { headers: reply.request.headers, body: body ?? '' });
@@ -48,7 +51,7 @@ export function inboundRoutes(inbound: InboundService): AnyRoute[] {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/inbound-sources', summary: 'List the organization\u2019s inbound webhook sources (never their secrets)', tags,
       auth: { mode: 'session' }, permission: 'webhooks:manage', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams },
+      schema: { params: orgParams, response: sourceList }, errors: [],
       handler: async ({ ctx }) => ({ sources: await inbound.list(ctx) }),
     }),
     defineRoute({
@@ -56,14 +59,16 @@ export function inboundRoutes(inbound: InboundService): AnyRoute[] {
       auth: { mode: 'session' }, permission: 'webhooks:manage', rateLimit: 'authenticated', audit: { action: 'inbound.source_created' },
       // Stores a credential that lets whoever holds it inject events into the org.
       stepUp: true, status: 201,
-      schema: { params: orgParams, body: createBody },
+      schema: { params: orgParams, body: createBody, response: sourceView },
+      // conflict: the org already has MAX_SOURCES_PER_ORG sources.
+      errors: ['conflict'],
       example: () => ({ name: 'Billing events', provider: 'standard', secret: EXAMPLE_SECRET }),
       handler: ({ ctx, body }) => inbound.create(ctx, body),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/inbound-sources/:sourceId', summary: 'Delete an inbound webhook source (its secret is destroyed)', tags,
       auth: { mode: 'session' }, permission: 'webhooks:manage', rateLimit: 'authenticated', audit: { action: 'inbound.source_deleted' },
-      status: 204, schema: { params: z.strictObject({ orgId: uuid, sourceId: uuid }) },
+      status: 204, schema: { params: z.strictObject({ orgId: uuid, sourceId: uuid }) }, errors: [],
       handler: ({ ctx, params }) => inbound.remove(ctx, params.sourceId),
     }),
   ];

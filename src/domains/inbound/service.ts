@@ -8,6 +8,7 @@ import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
+import type { Receipt, SourceView } from './responses.js';
 import { BUILTIN_PROVIDERS, rejectDelivery, type InboundEvent, type InboundHeaders, type InboundProvider } from './providers.js';
 
 /** A verified, first-seen event as the handler receives it. */
@@ -22,16 +23,6 @@ export interface AppliedEvent extends InboundEvent {
  * applies it again (an AppError answers 4xx, anything else 500).
  */
 export type InboundHandler = (tx: Tx, orgId: string, event: AppliedEvent) => Promise<void>;
-
-export interface SourceView {
-  id: string;
-  name: string;
-  provider: string;
-  createdBy: string;
-  createdAt: string;
-  /** Where the provider posts events (append to the public origin). */
-  receivePath: string;
-}
 
 interface SourceRow {
   id: string;
@@ -121,7 +112,7 @@ export function createInboundService(deps: InboundDeps) {
      * event applied in one transaction. The key (org, source, event id) is unique: a concurrent
      * second delivery waits for the first to commit, then conflicts and applies nothing.
      */
-    async receive(ctx: RequestContext, orgId: string, sourceId: string, delivery: { headers: InboundHeaders; body: string }): Promise<{ received: true; duplicate: boolean }> {
+    async receive(ctx: RequestContext, orgId: string, sourceId: string, delivery: { headers: InboundHeaders; body: string }): Promise<Receipt> {
       if (!isUuid(orgId) || !isUuid(sourceId)) rejectDelivery('unknown_source');
       return deps.db.withTenant({ orgId }, async (tx) => {
         const source = await one<{ provider: string; secret_sealed: string }>(

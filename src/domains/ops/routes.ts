@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { AppError } from '../../kernel/errors.js';
 import type { Database } from '../../db/database.js';
+import { liveness, openApiDocument, readiness } from './responses.js';
 
 /**
  * What the API listener tells anyone: that it lives, that it is ready, and how its API is shaped.
@@ -14,12 +15,12 @@ export function opsRoutes(d: { db: Database; openapi: () => Record<string, unkno
   return [
     defineRoute({
       method: 'GET', url: '/healthz', summary: 'Liveness', tags, auth: publicOps('load balancers probe without credentials'),
-      permission: 'none', rateLimit: 'probe', audit: { none: 'probe' }, schema: { query: z.object({}) },
-      handler: async () => ({ status: 'ok' }),
+      permission: 'none', rateLimit: 'probe', audit: { none: 'probe' }, schema: { query: z.object({}), response: liveness }, errors: [],
+      handler: async () => ({ status: 'ok' as const }),
     }),
     defineRoute({
       method: 'GET', url: '/readyz', summary: 'Readiness: the database answers', tags, auth: publicOps('orchestrators probe without credentials'),
-      permission: 'none', rateLimit: 'probe', audit: { none: 'probe' }, schema: {},
+      permission: 'none', rateLimit: 'probe', audit: { none: 'probe' }, schema: { response: readiness }, errors: [],
       handler: async () => {
         try {
           await d.db.ping();
@@ -28,13 +29,13 @@ export function opsRoutes(d: { db: Database; openapi: () => Record<string, unkno
         }
         // The engine stays unsaid: "pglite" would tell an outsider which isolation backstop is weaker
         // (docs/threat-model.md, embedded engine limit). Operators read it in the start-up line.
-        return { status: 'ready' };
+        return { status: 'ready' as const };
       },
     }),
     defineRoute({
       method: 'GET', url: '/openapi.json', summary: 'OpenAPI 3.1 description of every route with its permission', tags,
       auth: publicOps('the API description holds no tenant data'), permission: 'none', rateLimit: 'probe',
-      audit: { none: 'read' }, schema: {}, handler: async () => d.openapi(),
+      audit: { none: 'read' }, schema: { response: openApiDocument }, errors: [], handler: async () => d.openapi(),
     }),
   ];
 }

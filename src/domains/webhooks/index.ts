@@ -1,5 +1,6 @@
 export { createWebhookService, MAX_ENDPOINTS, ROTATION_OVERLAP_SECONDS } from './service.js';
-export type { WebhookService, EndpointView, DeliveryView } from './service.js';
+export type { WebhookService } from './service.js';
+export type { EndpointView, DeliveryView } from './responses.js';
 export { createWebhookWorker, MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, LEASE_SECONDS, retryDelaySeconds } from './worker.js';
 export type { WebhookWorker } from './worker.js';
 export { createWebhookTransport } from './transport.js';

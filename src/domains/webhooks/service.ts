@@ -9,6 +9,7 @@ import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { checkDestinationUrl } from './destination.js';
 import { markOrgDue } from './outbox.js';
+import type { DeliveryView, EndpointView, Subscription } from './responses.js';
 import { newWebhookSecret } from './signing.js';
 
 /** Endpoints per org. */
@@ -16,38 +17,13 @@ export const MAX_ENDPOINTS = 20;
 /** How long the previous secret keeps signing after a rotation. */
 export const ROTATION_OVERLAP_SECONDS = 24 * 3600;
 
-export interface EndpointView {
-  id: string;
-  url: string;
-  description: string;
-  events: string[];
-  enabled: boolean;
-  disabledReason: string | null;
-  consecutiveFailures: number;
-  /** While set, deliveries carry a signature by the previous secret too. */
-  previousSecretExpiresAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface DeliveryView {
-  id: string;
-  messageId: string;
-  eventType: string;
-  status: 'pending' | 'succeeded' | 'failed';
-  attempts: { attempt: number; at: string; status: number | null; latencyMs: number; error: string | null }[];
-  nextAttemptAt: string | null;
-  createdAt: string;
-  completedAt: string | null;
-}
-
 interface EndpointRow {
   id: string;
   url: string;
   description: string;
-  events: string[];
+  events: Subscription[];
   enabled: boolean;
-  disabled_reason: string | null;
+  disabled_reason: EndpointView['disabledReason'];
   consecutive_failures: number;
   previous_secret_expires_at: Date | null;
   created_at: Date;
@@ -101,7 +77,7 @@ export function createWebhookService(deps: WebhookServiceDeps) {
 
   return {
     /** The secret is in this answer and nowhere else: it is stored sealed. */
-    async create(ctx: RequestContext, input: { url: string; events: string[]; description?: string | undefined; enabled?: boolean | undefined }) {
+    async create(ctx: RequestContext, input: { url: string; events: Subscription[]; description?: string | undefined; enabled?: boolean | undefined }) {
       const org = requireOrg(ctx);
       const url = checkUrl(input.url);
       const id = newId();
@@ -136,7 +112,7 @@ export function createWebhookService(deps: WebhookServiceDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => view(await load(tx, org.orgId, id)));
     },
 
-    async update(ctx: RequestContext, id: string, input: { url?: string | undefined; events?: string[] | undefined; description?: string | undefined; enabled?: boolean | undefined }) {
+    async update(ctx: RequestContext, id: string, input: { url?: string | undefined; events?: Subscription[] | undefined; description?: string | undefined; enabled?: boolean | undefined }) {
       const org = requireOrg(ctx);
       const url = input.url === undefined ? undefined : checkUrl(input.url);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
@@ -207,7 +183,7 @@ export function createWebhookService(deps: WebhookServiceDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         await load(tx, org.orgId, endpointId);
         const list = await rows<{
-          id: string; message_id: string; event_type: string; status: DeliveryView['status']; next_attempt_at: Date | null;
+          id: string; message_id: string; event_type: DeliveryView['eventType']; status: DeliveryView['status']; next_attempt_at: Date | null;
           created_at: Date; completed_at: Date | null;
           attempts: { attempt: number; at: string; status: number | null; latency_ms: number; error: string | null }[] | null;
         }>(
