@@ -13,7 +13,7 @@ function forbidden(cp: number): boolean {
     cp === 0x2028 || cp === 0x2029 || // line and paragraph separators
     cp === 0x061c || cp === 0x200e || cp === 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || // bidi
     cp === 0x200b || cp === 0xfeff || cp === 0x00ad || (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0xe0000 && cp <= 0xe007f) || // invisible
-    cp === 0x115f || cp === 0x1160 || cp === 0x3164 || cp === 0xffa0 || // Hangul fillers (blank-looking letters)
+    cp === 0x115f || cp === 0x1160 || cp === 0x3164 || cp === 0xffa0 || cp === 0x2800 || // blank-looking letters and the Braille blank (review R5 F)
     (cp >= 0xd800 && cp <= 0xdfff) // surrogate halves
   );
 }
@@ -21,7 +21,7 @@ const codePoints = (s: string) => [...s].map((c) => c.codePointAt(0) as number);
 
 const DANGEROUS = [
   '\n', '\r', '\t', '\u0000', '\u001b', '\u007f', '\u0085', '\u009b', '\u2028', '\u2029', '\u061c', '\u200e', '\u200f', '\u202a', '\u202b',
-  '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200b', '\ufeff', '\u00ad', '\u2060', '\u{e0041}', '\u{e0002}', '\u3164', '\ufe0f', '\ud800', '\udfff',
+  '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069', '\u200b', '\ufeff', '\u00ad', '\u2060', '\u{e0041}', '\u{e0002}', '\u3164', '\u2800', '\ufe0f', '\ud800', '\udfff',
   '"', '\u201c', '\u201d', ' ', 'e\u0301', '\u0301\u0301\u0301\u0301\u0301', '\u200d', '\u{1F4F1}',
 ];
 /** Strings of any code points, laced with the characters the rule is about. */
