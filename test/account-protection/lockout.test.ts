@@ -45,6 +45,12 @@ describe.each(ENGINES)('account lockout on %s', (engine) => {
     expect(failed.map((e) => e.details.reason)).toEqual(['bad_password', 'bad_password', 'bad_password', 'bad_password', 'bad_password', 'locked']);
     // Nothing typed is kept in the evidence.
     expect(JSON.stringify(failed)).not.toContain(WRONG);
+    // The owner of the account is told, with the way out (issue 11, new-user trial); the guesser is not.
+    const mail = await h.t.db.withSystem('t', (tx) => h.built.services.mail.read(tx, u.email));
+    const notice = mail.filter((m) => m.subject === 'Your Palisade account was locked');
+    expect(notice).toHaveLength(1);
+    expect(notice[0]?.body).toContain('reset it (the reset ends the lock)');
+    expect(notice[0]?.body).not.toContain(WRONG);
 
     // Still locked one second before the end; open at 30 minutes, and the count starts afresh.
     h.clock.advance(30 * MINUTE - 1000);

@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
-import { exec, one, type Tx } from '../../db/database.js';
+import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { RequestContext } from '../../kernel/context.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import type { AuditWriter } from '../audit/index.js';
 import { quotedLine, type MailPort } from '../mail/index.js';
 
 /**
@@ -51,5 +53,35 @@ export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, 
     to: u.email,
     subject: 'A sign-in method was added to your Palisade account',
     body: lines.join('\n'),
+  });
+}
+
+/**
+ * An account just locked (too many wrong passwords or codes): the audit event and a security
+ * mail to the account's owner, in one transaction. The caller who tripped it is told nothing
+ * more than `invalid_credentials` (a lock is not announced to whoever guesses); the owner learns
+ * it from their mailbox, with the way out, and the guesser's address and browser quoted as data.
+ */
+export async function recordAccountLocked(
+  deps: { db: Database; audit: AuditWriter; mail: MailPort },
+  ctx: RequestContext,
+  userId: string,
+  actor?: { type: string; id: string | null },
+): Promise<void> {
+  await deps.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+    await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId }, ...(actor ? { actor } : {}) });
+    const u = await one<{ email: string; locked_until: Date | null }>(tx, sql`select email, locked_until from users where id = ${userId}`);
+    if (!u) return;
+    const lines = [
+      'Your Palisade account was locked after too many wrong passwords or codes.',
+      ...(u.locked_until ? [`It unlocks by itself at ${u.locked_until.toISOString()}.`] : []),
+      '',
+      ...(ctx.ip ? [quotedLine('Last attempt from the network address', ctx.ip, 64)] : []),
+      ...(ctx.userAgent ? [quotedLine('By a browser describing itself as', ctx.userAgent, 200)] : []),
+      '',
+      'If this was not you, someone may be guessing your password: reset it (the reset ends the lock),',
+      'and turn on a second factor.',
+    ];
+    await deps.mail.enqueue(tx, { to: u.email, subject: 'Your Palisade account was locked', body: lines.join('\n') });
   });
 }

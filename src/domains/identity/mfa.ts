@@ -8,7 +8,7 @@ import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import type { MailPort } from '../mail/index.js';
-import { notifyFactorAdded, settleFactors } from './factors.js';
+import { notifyFactorAdded, recordAccountLocked, settleFactors } from './factors.js';
 import type { Lockout } from './lockout.js';
 import { matchTotpStep, newTotpSecret, otpauthUri, qrDataUrl } from './totp.js';
 
@@ -164,9 +164,7 @@ export function createMfaService(deps: MfaDeps) {
           action: 'auth.mfa_failed', result: 'failure', target: { type: 'user', id: userId },
           details: { purpose, reason: slot.granted ? 'bad_code' : 'locked' }, actor: { type: 'user', id: userId },
         });
-        if (slot.granted && slot.locksNow) {
-          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
-        }
+        if (slot.granted && slot.locksNow) await recordAccountLocked(deps, ctx, userId);
         throw new AppError('invalid_credentials');
       }
       await deps.lockout.succeeded(userId);

@@ -8,6 +8,7 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
+import { recordAccountLocked } from './factors.js';
 import { clearLockout, type Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
 
@@ -96,9 +97,7 @@ export function createIdentityService(deps: IdentityDeps) {
         action: failedAction, result: 'failure', target: { type: 'user', id: userId },
         details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
       });
-      if (slot?.granted && slot.locksNow) {
-        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId } });
-      }
+      if (slot?.granted && slot.locksNow) await recordAccountLocked(deps, ctx, userId);
       throw new AppError('invalid_credentials');
     }
     if (u?.mfa_enabled) await deps.lockout.release(userId);
@@ -274,11 +273,7 @@ export function createIdentityService(deps: IdentityDeps) {
             : { emailHash: sha256Hex(email.trim().toLowerCase()).slice(0, 16), reason },
           actor: { type: 'anonymous', id: null },
         });
-        if (user && slot?.granted && slot.locksNow) {
-          await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
-            action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: user.id }, actor: { type: 'anonymous', id: null },
-          });
-        }
+        if (user && slot?.granted && slot.locksNow) await recordAccountLocked(deps, ctx, user.id, { type: 'anonymous', id: null });
         throw new AppError('invalid_credentials');
       }
       if (user.mfa_enabled) await deps.lockout.release(user.id);
