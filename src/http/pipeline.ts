@@ -194,7 +194,12 @@ type Authorized = { stepUp: string | null };
 function unauthenticatedDetail(route: AnyRoute, request: FastifyRequest): string {
   const bearer = /^Bearer pal_/i.test(String(request.headers.authorization ?? ''));
   if (route.auth.mode === 'session') {
-    return bearer ? `API keys work on ${API_PREFIX}/… routes; this console route needs a session` : 'sign in first: this route needs a session cookie';
+    if (bearer) return `API keys work on ${API_PREFIX}/… routes; this console route needs a session`;
+    // A session cookie was sent but is no longer valid: ended, expired, or replaced by a rotation
+    // (a client that keeps the old cookie after a rotation lands here).
+    return /(^|;\s*)(__Host-)?palisade_session=/.test(String(request.headers.cookie ?? ''))
+      ? 'your session has ended or was replaced (sessions rotate after sign-in changes): keep the newest cookie, or sign in again'
+      : 'sign in first: this route needs a session cookie';
   }
   return bearer
     ? 'the API key is not valid for this organization: unknown, revoked or expired'
