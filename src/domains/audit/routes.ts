@@ -2,9 +2,21 @@ import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams } from '../../http/schemas.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
-import type { AuditReader } from './reader.js';
+import type { AuditEventView as StoredEvent, AuditReader } from './reader.js';
+import { auditPage, type AuditEventView } from './responses.js';
+import type { AuditResult } from './writer.js';
 
 const filter = z.string().trim().min(1).max(200).optional();
+
+/**
+ * The reader's event in the declared shape: the table's check constraint keeps `result` to
+ * the three AuditResult values, and the writer always stores an object as `details` (`{}` for none).
+ */
+function eventView(e: StoredEvent): AuditEventView {
+  const d = e.details;
+  const details = typeof d === 'object' && d !== null && !Array.isArray(d) ? (d as Record<string, unknown>) : {};
+  return { ...e, result: e.result as AuditResult, details };
+}
 
 export function auditRoutes(reader: AuditReader): AnyRoute[] {
   return [
@@ -22,8 +34,16 @@ export function auditRoutes(reader: AuditReader): AnyRoute[] {
           before: z.coerce.number().int().min(1).optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
         }),
+        response: auditPage,
       },
-      handler: ({ ctx, query }) => reader.list(bindingOf(ctx), requireOrg(ctx).orgId, query),
+      // An owner outside the admin IP allowlist keeps the trail with a fresh step-up (ownerRecovery);
+      // any member is sent to step up by the org's MFA policy when their session was not proven with
+      // their second factor (problemCodesOf derives only mfa_enrollment_required from that policy).
+      errors: ['step_up_required'],
+      handler: async ({ ctx, query }) => {
+        const page = await reader.list(bindingOf(ctx), requireOrg(ctx).orgId, query);
+        return { ...page, events: page.events.map(eventView) };
+      },
     }),
   ];
 }

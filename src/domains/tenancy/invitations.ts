@@ -7,21 +7,9 @@ import { exec, one, rows } from '../../db/database.js';
 import { accessFrom, assertCanGrant, assertCanScope, assertRestrictable, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import { grantedBy, type RoleAssignment } from './members.js';
+import type { AcceptedInvitation, CreatedInvitation, InvitationView } from './responses.js';
 
 export const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
-
-export interface InvitationView {
-  id: string;
-  email: string;
-  role: RoleKey;
-  customRoleId: string | null;
-  restricted: boolean;
-  projectIds: string[];
-  invitedBy: string;
-  createdAt: string;
-  expiresAt: string;
-  status: 'pending' | 'accepted' | 'revoked' | 'expired';
-}
 
 /** `pal_inv_<org>.<invitation>.<secret>`: the org and id route the lookup; only a hash of the secret is stored. */
 function formatToken(orgId: string, id: string, secret: string): string {
@@ -64,7 +52,7 @@ export function createInvitationService(deps: TenancyDeps) {
     async create(
       ctx: RequestContext,
       input: RoleAssignment & { email: string; projectIds?: string[] | undefined },
-    ): Promise<{ invitation: InvitationView; token: string }> {
+    ): Promise<CreatedInvitation> {
       const org = requireOrg(ctx);
       if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
       const inviter = ctx.actor.userId;
@@ -163,7 +151,7 @@ export function createInvitationService(deps: TenancyDeps) {
      * and re-checked against the inviter's current rights: an invitation from someone since
      * demoted or removed grants nothing.
      */
-    async accept(ctx: RequestContext, token: string): Promise<{ orgId: string }> {
+    async accept(ctx: RequestContext, token: string): Promise<AcceptedInvitation> {
       if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
       const { userId, email } = ctx.actor;
       const parsed = parseToken(token);

@@ -7,17 +7,7 @@ import {
   assertCanActOn, assertCanGrant, assertCanManage, assertCanScope, assertRestrictable, bindingOf, isRestricted, permissionsOf, requireOrg, type RoleKey,
 } from './access.js';
 import type { TenancyDeps } from './deps.js';
-
-export interface MemberView {
-  userId: string;
-  email: string;
-  name: string;
-  role: RoleKey;
-  customRoleId: string | null;
-  restricted: boolean;
-  projectIds: string[];
-  joinedAt: string;
-}
+import type { MemberView } from './responses.js';
 
 export interface RoleAssignment {
   role: RoleKey;

@@ -7,24 +7,7 @@ import { exec, one, rows, type Tx } from '../../db/database.js';
 import { bindingOf, requireOrg } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import type { AuditDetails } from '../audit/index.js';
-
-export interface OrgView {
-  id: string;
-  slug: string;
-  name: string;
-  createdAt: string;
-}
-
-export interface OrgSettingsView {
-  sessionIdleMinutes: number | null;
-  sessionAbsoluteHours: number | null;
-  mfaRequired: boolean;
-  /** Members without a second factor lose access from this instant (requirement + grace). */
-  mfaEnforcedFrom: string | null;
-  adminIpAllowlist: string[];
-  /** Pages (origins) allowed to call the API with the org's publishable keys. */
-  browserOrigins: string[];
-}
+import type { OrgSettingsView, OrgView } from './responses.js';
 
 export interface OrgSettingsInput {
   sessionIdleMinutes?: number | null | undefined;

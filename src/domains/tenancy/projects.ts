@@ -13,12 +13,7 @@ async function assertCoversMember(db: Database, actor: OrgAccess, userId: string
   if (target) assertCanGrant(actor, target.access.role as RoleKey, target.access.permissions);
 }
 import type { TenancyDeps } from './deps.js';
-
-export interface ProjectView {
-  id: string;
-  name: string;
-  createdAt: string;
-}
+import type { ProjectMemberView, ProjectView } from './responses.js';
 
 interface ProjectRow {
   id: string;
@@ -95,7 +90,7 @@ export function createProjectService(deps: TenancyDeps) {
       });
     },
 
-    async listAccess(ctx: RequestContext, projectId: string): Promise<{ userId: string; email: string }[]> {
+    async listAccess(ctx: RequestContext, projectId: string): Promise<ProjectMemberView[]> {
       const org = requireOrg(ctx);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const p = await one(tx, sql`select 1 as x from projects where org_id = ${org.orgId} and id = ${projectId}`);

@@ -17,6 +17,7 @@ async function assertCanActOnHolders(db: Database, actor: OrgAccess, roleId: str
   for (const h of holders) await assertCanActOn(db, actor, h.user_id);
 }
 import type { TenancyDeps } from './deps.js';
+import type { RoleView } from './responses.js';
 
 /**
  * A member restricted to projects holds no org-wide permission (review R4 finding 4): a custom
@@ -42,14 +43,6 @@ async function assertNoRestrictedHolders(tx: Tx, roleId: string, wide: readonly 
     `the role is held by ${holders}, who cannot hold org-wide permissions: ${wide.join(', ')}; ` +
       'lift their restriction or give them another role first',
   );
-}
-
-export interface RoleView {
-  id: string;
-  name: string;
-  description: string;
-  builtin: boolean;
-  permissions: Permission[];
 }
 
 interface CustomRow {

@@ -1,22 +1,31 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams, projectParams, slug, userText, uuid, email } from '../../http/schemas.js';
-import { ALL_PERMISSIONS, BUILTIN_ROLES, type Permission } from '../../kernel/permissions.js';
-import { AppError } from '../../kernel/errors.js';
+import { AppError, type ErrorCode } from '../../kernel/errors.js';
 import type { OrgService } from './orgs.js';
 import type { MemberService } from './members.js';
 import type { InvitationService } from './invitations.js';
 import type { RoleService } from './roles.js';
 import type { ProjectService } from './projects.js';
+import {
+  acceptedInvitation, createdInvitation, invitationList, memberList, orgSettingsView, orgView, permission, projectList, projectMemberList,
+  projectView, roleKey, roleList, roleView,
+} from './responses.js';
 
-const roleKey = z.enum([...BUILTIN_ROLES, 'custom']);
-const permission = z.enum(ALL_PERMISSIONS as [Permission, ...Permission[]]);
 const memberParams = z.strictObject({ orgId: uuid, userId: uuid });
 const assignment = z.strictObject({
   role: roleKey,
   customRoleId: uuid.nullish(),
   restricted: z.boolean().optional(),
 });
+
+/**
+ * Any org-scoped console route can answer step_up_required: past the org's MFA grace period a
+ * session not proven with the member's second factor is sent to step up (sessions
+ * assertOrgPolicy), before the handler runs. problemCodesOf derives mfa_enrollment_required
+ * from the same policy, not this one, so org-scoped routes name it here.
+ */
+const orgPolicy: readonly ErrorCode[] = ['step_up_required'];
 
 function userOf(ctx: { actor: { type: string } } & { actor: unknown }): string {
   const a = ctx.actor as { type: string; userId?: string };
@@ -36,25 +45,30 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'POST', url: '/api/orgs', summary: 'Create an organization (the caller becomes its owner)', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'org.created' },
-      status: 201, schema: { body: z.strictObject({ name: userText(100), slug }) },
+      status: 201, schema: { body: z.strictObject({ name: userText(100), slug }), response: orgView },
+      errors: ['conflict'], // the slug is taken
       example: () => ({ name: 'Matrix Org', slug: `m-${Math.random().toString(36).slice(2, 10)}` }),
       handler: ({ ctx, body }) => s.orgs.create(ctx, userOf(ctx), body),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId', summary: 'Read the organization', tags,
       auth: { mode: 'session' }, api: true, permission: 'org:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.get(ctx),
+      schema: { params: orgParams, response: orgView }, errors: orgPolicy,
+      handler: ({ ctx }) => s.orgs.get(ctx),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId', summary: 'Rename the organization', tags,
       auth: { mode: 'session' }, permission: 'org:update', rateLimit: 'authenticated', audit: { action: 'org.updated' },
-      schema: { params: orgParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'Renamed' }),
+      schema: { params: orgParams, body: z.strictObject({ name: userText(100) }), response: orgView }, errors: orgPolicy,
+      example: () => ({ name: 'Renamed' }),
       handler: ({ ctx, body }) => s.orgs.rename(ctx, body.name),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/settings', summary: 'Read security settings', tags,
       auth: { mode: 'session' }, permission: 'settings:read', rateLimit: 'authenticated', audit: { none: 'read' }, ownerRecovery: true,
-      schema: { params: orgParams }, handler: ({ ctx }) => s.orgs.getSettings(ctx),
+      // step_up_required also for an owner outside the admin IP allowlist (ownerRecovery).
+      schema: { params: orgParams, response: orgSettingsView }, errors: orgPolicy,
+      handler: ({ ctx }) => s.orgs.getSettings(ctx),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/settings', summary: 'Change security settings (session lengths, MFA requirement, admin IP allowlist, browser origins for publishable keys)', tags,
@@ -71,14 +85,18 @@ export function tenancyRoutes(s: {
           browserOrigins: z.array(z.string().max(300)).max(50).optional(),
           confirmLockout: z.boolean().optional(),
         }),
+        response: orgSettingsView,
       },
+      // privilege_escalation: the allowlist needs owners:manage; ip_not_allowed: an owner outside the
+      // list changes only the list; conflict: a list without the caller's address and no confirmLockout.
+      errors: ['privilege_escalation', 'ip_not_allowed', 'conflict'],
       example: () => ({ sessionIdleMinutes: 30 }),
       handler: ({ ctx, body }) => s.orgs.updateSettings(ctx, body),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/leave', summary: 'Leave the organization', tags,
       auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { action: 'member.left' },
-      status: 204, schema: { params: orgParams },
+      status: 204, schema: { params: orgParams }, errors: [...orgPolicy, 'last_owner'],
       handler: async ({ ctx }) => s.members.leave(ctx),
     }),
 
@@ -86,18 +104,20 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/members', summary: 'List members', tags: ['members'],
       auth: { mode: 'session' }, api: true, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams }, handler: async ({ ctx }) => ({ members: await s.members.list(ctx) }),
+      schema: { params: orgParams, response: memberList }, errors: orgPolicy,
+      handler: async ({ ctx }) => ({ members: await s.members.list(ctx) }),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/members/:userId', summary: 'Change a member\u2019s role or restriction', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:update', rateLimit: 'authenticated', audit: { action: 'member.role_changed' }, stepUp: true, ownerRecovery: true,
-      status: 204, schema: { params: memberParams, body: assignment }, example: () => ({ role: 'viewer' }),
+      status: 204, schema: { params: memberParams, body: assignment }, errors: ['privilege_escalation', 'last_owner'],
+      example: () => ({ role: 'viewer' }),
       handler: async ({ ctx, params, body }) => s.members.changeRole(ctx, params.userId, body),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/members/:userId', summary: 'Remove a member', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:remove', rateLimit: 'authenticated', audit: { action: 'member.removed' }, ownerRecovery: true,
-      status: 204, schema: { params: memberParams },
+      status: 204, schema: { params: memberParams }, errors: [...orgPolicy, 'privilege_escalation', 'last_owner'],
       handler: async ({ ctx, params }) => s.members.remove(ctx, params.userId),
     }),
 
@@ -105,26 +125,31 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/invitations', summary: 'List invitations', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams }, handler: async ({ ctx }) => ({ invitations: await s.invitations.list(ctx) }),
+      schema: { params: orgParams, response: invitationList }, errors: orgPolicy,
+      handler: async ({ ctx }) => ({ invitations: await s.invitations.list(ctx) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/invitations', summary: 'Invite someone (role no higher than your own)', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.created' }, stepUp: true,
       status: 201,
-      schema: { params: orgParams, body: assignment.extend({ email, projectIds: z.array(uuid).max(100).optional() }) },
+      schema: { params: orgParams, body: assignment.extend({ email, projectIds: z.array(uuid).max(100).optional() }), response: createdInvitation },
+      errors: ['privilege_escalation'],
       example: () => ({ email: `invitee-${Math.random().toString(36).slice(2, 10)}@example.test`, role: 'viewer' }),
       handler: ({ ctx, body }) => s.invitations.create(ctx, body),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/invitations/:invitationId', summary: 'Revoke an invitation', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.revoked' }, ownerRecovery: true,
-      status: 204, schema: { params: z.strictObject({ orgId: uuid, invitationId: uuid }) },
+      status: 204, schema: { params: z.strictObject({ orgId: uuid, invitationId: uuid }) }, errors: [...orgPolicy, 'privilege_escalation'],
       handler: async ({ ctx, params }) => s.invitations.revoke(ctx, params.invitationId),
     }),
     defineRoute({
       method: 'POST', url: '/api/invitations/accept', summary: 'Accept an invitation addressed to your email', tags: ['members'],
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'invitation-accept', audit: { action: 'invitation.accepted' },
-      schema: { body: z.strictObject({ token: z.string().min(1).max(200) }) },
+      schema: { body: z.strictObject({ token: z.string().min(1).max(200) }), response: acceptedInvitation },
+      // token_invalid: malformed, unknown, spent, expired, for another address, or the inviter can no
+      // longer grant it; email_unverified: the account has not proven its mailbox; conflict: already a member.
+      errors: ['token_invalid', 'email_unverified', 'conflict'],
       example: () => ({ token: 'pal_inv_invalid' }),
       handler: ({ ctx, body }) => s.invitations.accept(ctx, body.token),
     }),
@@ -133,7 +158,8 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/roles', summary: 'List built-in and custom roles', tags: ['roles'],
       auth: { mode: 'session' }, permission: 'roles:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams }, handler: async ({ ctx }) => ({ roles: await s.roles.list(ctx) }),
+      schema: { params: orgParams, response: roleList }, errors: orgPolicy,
+      handler: async ({ ctx }) => ({ roles: await s.roles.list(ctx) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/roles', summary: 'Create a custom role from the permission catalogue', tags: ['roles'],
@@ -142,7 +168,9 @@ export function tenancyRoutes(s: {
       schema: {
         params: orgParams,
         body: z.strictObject({ name: userText(60), description: userText(500, { allowEmpty: true }).optional(), permissions: z.array(permission).min(1).max(64) }),
+        response: roleView,
       },
+      errors: ['privilege_escalation', 'conflict'], // conflict: the name is taken
       example: () => ({ name: `role-${Math.random().toString(36).slice(2, 10)}`, permissions: ['projects:read'] }),
       handler: ({ ctx, body }) => s.roles.create(ctx, body),
     }),
@@ -152,7 +180,10 @@ export function tenancyRoutes(s: {
       schema: {
         params: z.strictObject({ orgId: uuid, roleId: uuid }),
         body: z.strictObject({ name: userText(60).optional(), description: userText(500, { allowEmpty: true }).optional(), permissions: z.array(permission).min(1).max(64).optional() }),
+        response: roleView,
       },
+      // conflict: the name is taken, or org-wide permissions for a role that restricted members hold.
+      errors: ['privilege_escalation', 'conflict'],
       example: () => ({ description: 'changed' }),
       handler: ({ ctx, params, body }) => s.roles.update(ctx, params.roleId, body),
     }),
@@ -160,6 +191,7 @@ export function tenancyRoutes(s: {
       method: 'DELETE', url: '/api/orgs/:orgId/roles/:roleId', summary: 'Delete an unused custom role', tags: ['roles'],
       auth: { mode: 'session' }, permission: 'roles:write', rateLimit: 'authenticated', audit: { action: 'role.deleted' }, stepUp: true,
       status: 204, schema: { params: z.strictObject({ orgId: uuid, roleId: uuid }) },
+      errors: ['privilege_escalation', 'conflict'], // conflict: the role is assigned to members
       handler: async ({ ctx, params }) => s.roles.remove(ctx, params.roleId),
     }),
 
@@ -167,48 +199,54 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects', summary: 'List projects (assigned ones when restricted)', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams }, handler: async ({ ctx }) => ({ projects: await s.projects.list(ctx) }),
+      schema: { params: orgParams, response: projectList }, errors: orgPolicy,
+      handler: async ({ ctx }) => ({ projects: await s.projects.list(ctx) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/projects', summary: 'Create a project', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:create', rateLimit: 'authenticated', audit: { action: 'project.created' },
-      status: 201, schema: { params: orgParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'New project' }),
+      status: 201, schema: { params: orgParams, body: z.strictObject({ name: userText(100) }), response: projectView }, errors: orgPolicy,
+      example: () => ({ name: 'New project' }),
       handler: ({ ctx, body }) => s.projects.create(ctx, body.name),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Read a project', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: projectParams }, handler: ({ ctx, params }) => s.projects.get(ctx, params.projectId),
+      schema: { params: projectParams, response: projectView }, errors: orgPolicy,
+      handler: ({ ctx, params }) => s.projects.get(ctx, params.projectId),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Rename a project', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
-      schema: { params: projectParams, body: z.strictObject({ name: userText(100) }) }, example: () => ({ name: 'Renamed project' }),
+      schema: { params: projectParams, body: z.strictObject({ name: userText(100) }), response: projectView }, errors: orgPolicy,
+      example: () => ({ name: 'Renamed project' }),
       handler: ({ ctx, params, body }) => s.projects.rename(ctx, params.projectId, body.name),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId', summary: 'Delete a project and its assets', tags: ['projects'],
       auth: { mode: 'session' }, api: true, permission: 'projects:delete', rateLimit: 'authenticated', audit: { action: 'project.deleted' },
-      status: 204, schema: { params: projectParams },
+      status: 204, schema: { params: projectParams }, errors: orgPolicy,
       handler: async ({ ctx, params }) => s.projects.remove(ctx, params.projectId),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/projects/:projectId/members', summary: 'List members assigned to a project', tags: ['projects'],
       auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: projectParams }, handler: async ({ ctx, params }) => ({ members: await s.projects.listAccess(ctx, params.projectId) }),
+      schema: { params: projectParams, response: projectMemberList }, errors: orgPolicy,
+      handler: async ({ ctx, params }) => ({ members: await s.projects.listAccess(ctx, params.projectId) }),
     }),
     defineRoute({
       method: 'PUT', url: '/api/orgs/:orgId/projects/:projectId/members/:userId', summary: 'Assign a restricted member to a project',
       tags: ['projects'], auth: { mode: 'session' }, permission: 'projects:assign', rateLimit: 'authenticated',
       audit: { action: 'project.member_assigned' }, status: 204, stepUp: true,
       schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) },
+      errors: ['privilege_escalation', 'conflict'], // conflict: the member is not restricted to projects
       handler: async ({ ctx, params }) => s.projects.assign(ctx, params.projectId, params.userId),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/projects/:projectId/members/:userId', summary: 'Remove a member from a project',
       tags: ['projects'], auth: { mode: 'session' }, permission: 'projects:assign', rateLimit: 'authenticated',
       audit: { action: 'project.member_unassigned' }, status: 204,
-      schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) },
+      schema: { params: z.strictObject({ orgId: uuid, projectId: uuid, userId: uuid }) }, errors: [...orgPolicy, 'privilege_escalation'],
       handler: async ({ ctx, params }) => s.projects.unassign(ctx, params.projectId, params.userId),
     }),
   ];

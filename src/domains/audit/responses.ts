@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/schemas.js';
+
+/**
+ * What the audit trail page answers: each event as the chain holds it (its key id stays
+ * inside), and the cursor to the next page.
+ */
+export const auditEventView = z.object({
+  seq: z.number().int().meta({ description: 'Position in the org\u2019s chain; pages continue below it (`before`)' }),
+  id: uuid,
+  at: timestamp,
+  actor: z.object({
+    type: z.string().meta({ description: 'Who acted: user, api_key, system, anonymous or inbound_source' }),
+    id: z.string().nullable(),
+    role: z.string().nullable(),
+  }),
+  action: z.string().meta({ description: 'One of the catalogue in x-palisade-audit-actions (older events may carry retired names)' }),
+  target: z.object({ type: z.string(), id: z.string() }).nullable(),
+  result: z.enum(['success', 'denied', 'failure']),
+  ip: z.string(),
+  userAgent: z.string(),
+  requestId: z.string(),
+  details: z.record(z.string(), z.unknown()).meta({ description: 'Free-form facts of the event, as the action recorded them' }),
+  hash: z.string().meta({ description: 'The event\u2019s link in the hash chain (an HMAC under a key the database does not hold)' }),
+});
+export type AuditEventView = z.infer<typeof auditEventView>;
+
+export const auditPage = z.object({
+  events: z.array(auditEventView),
+  nextBefore: z.number().int().nullable().meta({ description: 'Pass as `before` for the next (older) page; null on the last one' }),
+});

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/schemas.js';
+import { ALL_PERMISSIONS, BUILTIN_ROLES, type Permission } from '../../kernel/permissions.js';
+
+/**
+ * What the tenancy routes answer. The services' view types are derived from these schemas
+ * (one definition); the reply is serialized through them, so a column nobody named here (an
+ * invitation's token hash) never leaves.
+ */
+
+/** A built-in role, or `custom` (then `customRoleId` names the custom role). */
+export const roleKey = z.enum([...BUILTIN_ROLES, 'custom']);
+
+export const permission = z.enum(ALL_PERMISSIONS as [Permission, ...Permission[]]);
+
+export const orgView = z.object({
+  id: uuid,
+  slug: z.string(),
+  name: z.string(),
+  createdAt: timestamp,
+});
+export type OrgView = z.infer<typeof orgView>;
+
+export const orgSettingsView = z.object({
+  sessionIdleMinutes: z.number().nullable().meta({ description: 'The org\u2019s idle timeout; null for the deployment\u2019s' }),
+  sessionAbsoluteHours: z.number().nullable().meta({ description: 'The org\u2019s absolute session length; null for the deployment\u2019s' }),
+  mfaRequired: z.boolean(),
+  mfaEnforcedFrom: timestamp.nullable().meta({ description: 'Members without a second factor lose access from this instant (requirement + grace)' }),
+  adminIpAllowlist: z.array(z.string()).meta({ description: 'Addresses and CIDR ranges admin-level work is allowed from; empty for anywhere' }),
+  browserOrigins: z.array(z.string()).meta({ description: 'Pages (origins) allowed to call the API with the org\u2019s publishable keys' }),
+});
+export type OrgSettingsView = z.infer<typeof orgSettingsView>;
+
+export const memberView = z.object({
+  userId: uuid,
+  email: z.string(),
+  name: z.string(),
+  role: roleKey,
+  customRoleId: uuid.nullable(),
+  restricted: z.boolean().meta({ description: 'Restricted to the projects in projectIds (always for project_viewer)' }),
+  projectIds: z.array(uuid).meta({ description: 'Projects the member is assigned to (those the reader can see)' }),
+  joinedAt: timestamp,
+});
+export type MemberView = z.infer<typeof memberView>;
+
+export const memberList = z.object({ members: z.array(memberView) });
+
+export const invitationView = z.object({
+  id: uuid,
+  email: z.string(),
+  role: roleKey,
+  customRoleId: uuid.nullable(),
+  restricted: z.boolean(),
+  projectIds: z.array(uuid).meta({ description: 'Projects a restricted invitee gets (those the reader can see)' }),
+  invitedBy: uuid,
+  createdAt: timestamp,
+  expiresAt: timestamp,
+  status: z.enum(['pending', 'accepted', 'revoked', 'expired']),
+});
+export type InvitationView = z.infer<typeof invitationView>;
+
+export const invitationList = z.object({ invitations: z.array(invitationView) });
+
+/** A new invitation and its token: the only answer that holds the token (it is stored as a hash). */
+export const createdInvitation = z.object({
+  invitation: invitationView,
+  token: z.string().meta({ description: 'pal_inv_…: also mailed to the invitee; shown in this answer only' }),
+});
+export type CreatedInvitation = z.infer<typeof createdInvitation>;
+
+export const acceptedInvitation = z.object({ orgId: uuid.meta({ description: 'The organization joined' }) });
+export type AcceptedInvitation = z.infer<typeof acceptedInvitation>;
+
+export const roleView = z.object({
+  id: z.string().meta({ description: 'A custom role\u2019s UUID, or the name of a built-in role' }),
+  name: z.string(),
+  description: z.string(),
+  builtin: z.boolean(),
+  permissions: z.array(permission),
+});
+export type RoleView = z.infer<typeof roleView>;
+
+export const roleList = z.object({ roles: z.array(roleView) });
+
+export const projectView = z.object({
+  id: uuid,
+  name: z.string(),
+  createdAt: timestamp,
+});
+export type ProjectView = z.infer<typeof projectView>;
+
+export const projectList = z.object({ projects: z.array(projectView) });
+
+/** A member assigned to a project. */
+export const projectMemberView = z.object({ userId: uuid, email: z.string() });
+export type ProjectMemberView = z.infer<typeof projectMemberView>;
+
+export const projectMemberList = z.object({ members: z.array(projectMemberView) });
