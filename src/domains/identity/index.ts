@@ -10,3 +10,4 @@ export { totpCodeAt } from './totp.js';
 export { createPasskeyService, CEREMONY_TTL_MS, MAX_PASSKEYS } from './passkeys.js';
 export type { PasskeyService, PasskeyView, WebAuthnConfig } from './passkeys.js';
 export { passkeyRoutes, credentialJson } from './passkey-routes.js';
+export { userView, passkeyAssertionStart, recoveryCodes, mfaDisabled } from './responses.js';

@@ -10,6 +10,7 @@ import type { Sealer } from '../keys/index.js';
 import type { MailPort } from '../mail/index.js';
 import { notifyFactorAdded, recordAccountLocked, settleFactors } from './factors.js';
 import type { Lockout } from './lockout.js';
+import type { MfaStatus, RecoveryCodes, TotpEnrollment } from './responses.js';
 import { matchTotpStep, newTotpSecret, otpauthUri, qrDataUrl } from './totp.js';
 
 export const RECOVERY_CODE_COUNT = 10;
@@ -80,7 +81,7 @@ export function createMfaService(deps: MfaDeps) {
   }
 
   return {
-    async status(userId: string): Promise<{ enabled: boolean; totp: boolean; passkeys: number; recoveryCodesLeft: number }> {
+    async status(userId: string): Promise<MfaStatus> {
       const r = await deps.db.withTenant(system, (tx) =>
         one<{ enabled: boolean; totp: boolean; passkeys: number; left: number }>(
           tx,
@@ -95,7 +96,7 @@ export function createMfaService(deps: MfaDeps) {
     },
 
     /** A new, unconfirmed secret (replacing an unconfirmed one): it counts only once a code confirms it. */
-    async enrollTotp(ctx: RequestContext, user: { id: string; email: string }): Promise<{ secret: string; otpauthUri: string; qrCode: string }> {
+    async enrollTotp(ctx: RequestContext, user: { id: string; email: string }): Promise<TotpEnrollment> {
       const secret = newTotpSecret();
       await deps.db.withTenant(system, async (tx) => {
         const existing = await one<{ confirmed_at: Date | null }>(tx, sql`select confirmed_at from totp_credentials where user_id = ${user.id} for update`);
@@ -113,7 +114,7 @@ export function createMfaService(deps: MfaDeps) {
     },
 
     /** The first valid code turns MFA on; the ten recovery codes are returned here and never again. */
-    async confirmTotp(ctx: RequestContext, userId: string, code: string): Promise<{ recoveryCodes: string[] }> {
+    async confirmTotp(ctx: RequestContext, userId: string, code: string): Promise<RecoveryCodes> {
       return deps.db.withTenant(system, async (tx) => {
         const row = await one<{ secret_sealed: string; confirmed_at: Date | null }>(
           tx,
@@ -142,7 +143,7 @@ export function createMfaService(deps: MfaDeps) {
       });
     },
 
-    async regenerateRecoveryCodes(ctx: RequestContext, userId: string): Promise<{ recoveryCodes: string[] }> {
+    async regenerateRecoveryCodes(ctx: RequestContext, userId: string): Promise<RecoveryCodes> {
       return deps.db.withTenant(system, async (tx) => {
         const u = await one<{ mfa_enabled: boolean }>(tx, sql`select mfa_enabled from users where id = ${userId} for update`);
         if (!u?.mfa_enabled) throw new AppError('conflict', 'enable a second factor first');

@@ -16,6 +16,7 @@ import { exec, one, rows, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
 import { notifyFactorAdded, settleFactors } from './factors.js';
+import type { PasskeyView } from './responses.js';
 
 export const CEREMONY_TTL_MS = 2 * 60 * 1000;
 export const MAX_PASSKEYS = 20;
@@ -28,13 +29,7 @@ export interface WebAuthnConfig {
 
 export type CeremonyPurpose = 'register' | 'sign_in' | 'second_factor' | 'step_up';
 
-export interface PasskeyView {
-  id: string;
-  name: string;
-  createdAt: string;
-  lastUsedAt: string | null;
-  transports: string[];
-}
+export type { PasskeyView };
 
 interface PasskeyRow {
   id: string;

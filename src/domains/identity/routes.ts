@@ -3,6 +3,7 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { email, userText } from '../../http/schemas.js';
 import { userActorOf } from '../../kernel/context.js';
 import type { MfaService } from './mfa.js';
+import { mailboxNotice, mfaStatus, recoveryCodes, totpEnrollment } from './responses.js';
 import { REGISTRATION_ANSWER, type IdentityService } from './service.js';
 
 const userOf = userActorOf;
@@ -18,7 +19,8 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       method: 'POST', url: '/api/auth/register', summary: 'Create an account; a verification link is mailed (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
       rateLimit: 'register', audit: { action: 'auth.registered', or: ['auth.registration_duplicate'] }, status: 202,
-      schema: { body: z.strictObject({ email, password, name: userText(100) }) },
+      schema: { body: z.strictObject({ email, password, name: userText(100) }), response: mailboxNotice },
+      errors: ['weak_password'],
       example: () => ({ email: 'new-user@example.com', password: 'a-long-enough-passphrase-42', name: 'New User' }),
       handler: async ({ ctx, body }) => {
         await identity.register(ctx, body);
@@ -30,13 +32,15 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       auth: { mode: 'public', reason: 'an unverified account cannot sign in: the mailed token and the password are the credential' }, permission: 'none',
       rateLimit: 'email-verify', audit: { action: 'auth.email_verified' }, status: 204,
       schema: { body: z.strictObject({ token, password }) },
+      // A wrong password counts toward the lockout: the same answer as a wrong sign-in.
+      errors: ['token_invalid', 'invalid_credentials'],
       handler: async ({ ctx, body }) => identity.verifyEmail(ctx, body.token, body.password),
     }),
     defineRoute({
       method: 'POST', url: '/api/auth/verify-email/resend', summary: 'Mail a new verification link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'an unverified account cannot sign in to ask' }, permission: 'none',
       rateLimit: 'email-verify', audit: { action: 'auth.email_verification_requested' }, status: 202,
-      schema: { body: z.strictObject({ email }) },
+      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
       handler: async ({ ctx, body }) => {
         await identity.resendVerification(ctx, body.email);
         return { status: 'If the address has an unverified account, a new link is on its way.' };
@@ -44,13 +48,18 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
     }),
     defineRoute({
       method: 'GET', url: '/api/me/mfa', summary: 'Your second factors', tags: ['mfa'],
-      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { response: mfaStatus }, errors: [],
       handler: ({ ctx }) => mfa.status(userOf(ctx).userId),
     }),
     defineRoute({
       method: 'POST', url: '/api/me/mfa/totp', summary: 'Start enrolling an authenticator app: secret, otpauth URI and QR code (confirm with a code)', tags: ['mfa'],
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.mfa_enrollment_started' },
-      stepUp: true, status: 201, schema: {},
+      stepUp: true, status: 201,
+      // One-time secret: the TOTP secret, its otpauth URI and QR code leave in this answer only.
+      schema: { response: totpEnrollment },
+      // conflict: an authenticator app is already enabled.
+      errors: ['conflict'],
       handler: ({ ctx }) => {
         const actor = userOf(ctx);
         return mfa.enrollTotp(ctx, { id: actor.userId, email: actor.email });
@@ -59,14 +68,18 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
     defineRoute({
       method: 'POST', url: '/api/me/mfa/recovery-codes', summary: 'Replace your recovery codes (the old ones stop working); shown once', tags: ['mfa'],
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.recovery_codes_regenerated' },
-      stepUp: true, schema: {},
+      stepUp: true,
+      // One-time secret: the new recovery codes leave in this answer only.
+      schema: { response: recoveryCodes },
+      // conflict: no second factor to recover.
+      errors: ['conflict'],
       handler: ({ ctx }) => mfa.regenerateRecoveryCodes(ctx, userOf(ctx).userId),
     }),
     defineRoute({
       method: 'POST', url: '/api/auth/password-reset/request', summary: 'Mail a single-use reset link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'someone who forgot their password has no session' }, permission: 'none',
       rateLimit: 'password-reset', audit: { action: 'auth.password_reset_requested' }, status: 202,
-      schema: { body: z.strictObject({ email }) },
+      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
       handler: async ({ ctx, body }) => {
         await identity.requestReset(ctx, body.email);
         return { status: 'If the address has an account, a reset link is on its way.' };
@@ -77,6 +90,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       auth: { mode: 'public', reason: 'the reset token is the credential' }, permission: 'none',
       rateLimit: 'password-reset', audit: { action: 'auth.password_reset' }, status: 204,
       schema: { body: z.strictObject({ token, password }) },
+      errors: ['token_invalid', 'weak_password'],
       handler: async ({ ctx, body }) => identity.confirmReset(ctx, body.token, body.password),
     }),
   ];

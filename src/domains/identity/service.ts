@@ -11,6 +11,7 @@ import type { MailPort } from '../mail/index.js';
 import { recordAccountLocked } from './factors.js';
 import { clearLockout, type Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
+import type { UserView } from './responses.js';
 
 export const RESET_TTL_MS = 30 * 60 * 1000;
 export const EMAIL_VERIFICATION_TTL_MS = 24 * 3600 * 1000;
@@ -18,11 +19,7 @@ export const EMAIL_VERIFICATION_TTL_MS = 24 * 3600 * 1000;
 /** What registration answers, whether the address was new or taken (only the mail differs). */
 export const REGISTRATION_ANSWER = { status: 'Check your mailbox: we sent a message to that address to finish.' } as const;
 
-export interface UserView {
-  id: string;
-  email: string;
-  name: string;
-}
+export type { UserView };
 
 export interface IdentityDeps {
   db: Database;

@@ -3,7 +3,8 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import type { FactorProof, IdentityService, MfaService } from '../identity/index.js';
+import { mfaDisabled, recoveryCodes, type FactorProof, type IdentityService, type MfaService } from '../identity/index.js';
+import { signedIn, steppedUp, type MyOrg } from './responses.js';
 import { finishSignIn, type SignInDeps } from './sign-in.js';
 
 const userOf = userActorOf;
@@ -20,7 +21,7 @@ const factor = z
  * for a sensitive action, turning MFA off. Enrollment itself and recovery codes are in identity.
  */
 export function mfaRoutes(
-  d: SignInDeps & { identity: IdentityService; mfa: MfaService; listOrgs(userId: string): Promise<unknown> },
+  d: SignInDeps & { identity: IdentityService; mfa: MfaService; listOrgs(userId: string): Promise<MyOrg[]> },
 ): AnyRoute[] {
   const tags = ['mfa'];
   return [
@@ -28,7 +29,11 @@ export function mfaRoutes(
       method: 'POST', url: '/api/auth/mfa/verify', summary: 'Second sign-in step: a TOTP or recovery code for the pending sign-in (issues the session)', tags,
       auth: { mode: 'public', reason: 'the pending sign-in token from the password step is the credential' }, permission: 'none',
       rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
-      schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), code: code.optional(), recoveryCode: recoveryCode.optional() }) },
+      schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), code: code.optional(), recoveryCode: recoveryCode.optional() }), response: signedIn },
+      // token_invalid: the pending sign-in is unknown, spent or expired (or, from the sealer, the
+      // stored TOTP secret does not open); invalid_credentials: a wrong code, a locked account, or
+      // a reset that raced the sign-in; unauthenticated: the account is gone (getUser).
+      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated'],
       handler: async ({ ctx, body, reply, countChallenge }) => {
         if (Boolean(body.code) === Boolean(body.recoveryCode)) throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
         const challenge = await d.mfa.readChallenge(body.mfaToken);
@@ -46,7 +51,9 @@ export function mfaRoutes(
     defineRoute({
       method: 'POST', url: '/api/auth/step-up', summary: 'Confirm it is you before sensitive actions (a second factor; your password if you have none)', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.step_up' },
-      schema: { body: z.strictObject({ code: code.optional(), recoveryCode: recoveryCode.optional(), password: z.string().min(1).max(1024).optional() }) },
+      schema: { body: z.strictObject({ code: code.optional(), recoveryCode: recoveryCode.optional(), password: z.string().min(1).max(1024).optional() }), response: steppedUp },
+      // token_invalid: the stored TOTP secret does not open (the sealer refuses a blob not sealed for this user).
+      errors: ['invalid_credentials', 'token_invalid'],
       example: () => ({ password: 'not-the-password' }),
       handler: async ({ ctx, body }) => {
         const actor = userOf(ctx);
@@ -73,7 +80,10 @@ export function mfaRoutes(
     defineRoute({
       method: 'POST', url: '/api/me/mfa/totp/confirm', summary: 'Confirm an authenticator app with its first code: MFA is on; returns ten recovery codes, once', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_enabled' }, stepUp: true,
-      schema: { body: z.strictObject({ code }) }, example: () => ({ code: '000000' }),
+      // One-time secret: the recovery codes leave in this answer only.
+      schema: { body: z.strictObject({ code }), response: recoveryCodes }, example: () => ({ code: '000000' }),
+      // conflict: no enrollment pending; invalid_credentials: a wrong code; token_invalid: the sealer.
+      errors: ['conflict', 'invalid_credentials', 'token_invalid'],
       handler: async ({ ctx, body }) => {
         // confirmTotp also marks this session as proven with the new factor, in its transaction.
         return d.mfa.confirmTotp(ctx, userOf(ctx).userId, body.code);
@@ -82,7 +92,8 @@ export function mfaRoutes(
     defineRoute({
       method: 'POST', url: '/api/me/mfa/disable', summary: 'Turn the authenticator app and recovery codes off (needs a fresh code or recovery code in the request; passkeys stay)', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'mfa-verify', audit: { action: 'auth.mfa_disabled' },
-      schema: { body: factor }, example: () => ({ code: '000000' }),
+      schema: { body: factor, response: mfaDisabled }, example: () => ({ code: '000000' }),
+      errors: ['invalid_credentials', 'token_invalid'],
       handler: async ({ ctx, body }) => {
         const actor = userOf(ctx);
         await d.mfa.verifyFactor(ctx, actor.userId, body, 'disable');

@@ -14,6 +14,7 @@ import type { IdentityService, MfaService } from '../identity/index.js';
 import { assertCanActOnCredentials, bindingOf, requireOrg, type OrgService } from '../tenancy/index.js';
 import type { SessionService, SessionProof } from './service.js';
 import { clearSessionCookie, setSessionCookie, type CookieSettings } from './cookie.js';
+import { loginAnswer, memberSignedOut, sessionList, signedIn, type SecondFactorMethod } from './responses.js';
 
 const userOf = userActorOf;
 
@@ -63,7 +64,9 @@ export function sessionRoutes(d: {
       method: 'POST', url: '/api/auth/login', summary: 'Sign in with email and password', tags,
       auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
       rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending'] },
-      schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }) },
+      schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }), response: loginAnswer },
+      // invalid_credentials also when a reset or revocation raced the password check (the epoch).
+      errors: ['invalid_credentials', 'email_unverified'],
       handler: async ({ ctx, body, reply, }) => {
         const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
         if (user.mfaEnabled) {
@@ -73,8 +76,12 @@ export function sessionRoutes(d: {
             action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
           });
           const f = await d.mfa.status(user.id);
-          const methods = [...(f.totp ? ['totp'] : []), ...(f.recoveryCodesLeft > 0 ? ['recoveryCode'] : []), ...(f.passkeys > 0 ? ['passkey'] : [])];
-          return { mfaRequired: true, mfaToken, methods };
+          const methods: SecondFactorMethod[] = [
+            ...(f.totp ? ['totp' as const] : []),
+            ...(f.recoveryCodesLeft > 0 ? ['recoveryCode' as const] : []),
+            ...(f.passkeys > 0 ? ['passkey' as const] : []),
+          ];
+          return { mfaRequired: true as const, mfaToken, methods };
         }
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name], user.sessionEpoch);
@@ -84,7 +91,7 @@ export function sessionRoutes(d: {
     defineRoute({
       method: 'POST', url: '/api/auth/logout', summary: 'End this session', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.logout' },
-      status: 204, schema: {},
+      status: 204, schema: {}, errors: [],
       handler: async ({ ctx, reply }) => {
         const actor = userOf(ctx);
         await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
@@ -96,7 +103,8 @@ export function sessionRoutes(d: {
     }),
     defineRoute({
       method: 'GET', url: '/api/me', summary: 'Your profile and organizations', tags,
-      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { response: signedIn }, errors: [],
       handler: async ({ ctx }) => {
         const actor = userOf(ctx);
         return { user: await d.identity.getUser(actor.userId), orgs: await d.orgs.listMine(actor.userId) };
@@ -104,7 +112,8 @@ export function sessionRoutes(d: {
     }),
     defineRoute({
       method: 'GET', url: '/api/me/sessions', summary: 'Your active sessions', tags,
-      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' }, schema: {},
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { response: sessionList }, errors: [],
       handler: async ({ ctx }) => {
         const actor = userOf(ctx);
         return { sessions: await d.sessions.list(actor.userId, actor.session.id) };
@@ -114,6 +123,7 @@ export function sessionRoutes(d: {
       method: 'DELETE', url: '/api/me/sessions/:sessionId', summary: 'Revoke one of your sessions', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.session_revoked' },
       status: 204, schema: { params: z.strictObject({ sessionId: uuid }) },
+      errors: ['not_found'],
       handler: async ({ ctx, params, reply }) => {
         const actor = userOf(ctx);
         await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
@@ -128,6 +138,7 @@ export function sessionRoutes(d: {
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.password_changed' },
       status: 204, schema: { body: z.strictObject({ currentPassword: password, newPassword: password }) },
       example: () => ({ currentPassword: 'not-the-password', newPassword: 'a-new-long-passphrase-42' }),
+      errors: ['invalid_credentials', 'weak_password'],
       handler: async ({ ctx, body, reply }) => {
         const actor = userOf(ctx);
         await d.identity.changePassword(ctx, actor.userId, actor.session.id, body.currentPassword, body.newPassword);
@@ -140,7 +151,12 @@ export function sessionRoutes(d: {
       summary: 'Sign a member out: their current sessions stop reaching this org (everywhere, when it is their only org)',
       tags: ['members'], auth: { mode: 'session' }, permission: 'sessions:revoke', rateLimit: 'authenticated',
       audit: { action: 'member.sessions_revoked' }, ownerRecovery: true,
-      schema: { params: z.strictObject({ orgId: uuid, userId: uuid }) },
+      schema: { params: z.strictObject({ orgId: uuid, userId: uuid }), response: memberSignedOut },
+      // privilege_escalation: the member is an owner, or holds permissions the caller lacks.
+      // step_up_required: an owner outside the admin IP allowlist (ownerRecovery), or an org
+      // requiring MFA of a session not proven with it; the pipeline answers both, and
+      // problemCodesOf does not derive them yet.
+      errors: ['privilege_escalation', 'step_up_required'],
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
         if (!(await assertCanActOnCredentials(d.db, org, userOf(ctx).userId, params.userId, 'sign out'))) throw new AppError('not_found');

@@ -6,6 +6,7 @@ import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows, type BoundColumns, type Database, type Tx } from '../../db/database.js';
 import { isUuid } from '../../kernel/ids.js';
 import { standingFrom, type MembershipRow, type OrgPolicy, type Standing } from '../tenancy/index.js';
+import type { SessionView } from './responses.js';
 
 /**
  * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
@@ -22,15 +23,7 @@ export interface SessionDeps {
   touchIntervalSeconds: number;
 }
 
-export interface SessionView {
-  id: string;
-  createdAt: string;
-  lastSeenAt: string;
-  expiresAt: string;
-  ip: string;
-  userAgent: string;
-  current: boolean;
-}
+export type { SessionView };
 
 export interface Verified {
   actor: UserActor;

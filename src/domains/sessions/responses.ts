@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/schemas.js';
+import { userView } from '../identity/index.js';
+
+/**
+ * What the session routes answer (sign-in, your profile and sessions, step-up). The services'
+ * view types are derived from these schemas (one definition); the reply is serialized through
+ * them, so a column nobody named here (a session's token hash, its epoch) never leaves.
+ */
+
+/** An org you belong to, with your role there. */
+export const myOrg = z.object({
+  id: uuid,
+  slug: z.string(),
+  name: z.string(),
+  createdAt: timestamp,
+  role: z.string().meta({ description: 'Your role there: owner, admin, member, viewer, project_viewer or custom' }),
+});
+export type MyOrg = z.infer<typeof myOrg>;
+
+/** Who is signed in: the answer of GET /api/me and of every completed sign-in. */
+export const signedIn = z.object({
+  user: userView,
+  orgs: z.array(myOrg).meta({ description: 'By slug' }),
+});
+
+export const secondFactorMethod = z.enum(['totp', 'recoveryCode', 'passkey']);
+export type SecondFactorMethod = z.infer<typeof secondFactorMethod>;
+
+/** The password was right and the account has a second factor: no session yet. */
+export const secondFactorPending = z.object({
+  mfaRequired: z.literal(true),
+  mfaToken: z.string().meta({
+    description: 'The pending sign-in (single use, five minutes; not a session): send it to POST /api/auth/mfa/verify or /api/auth/mfa/passkey',
+  }),
+  methods: z.array(secondFactorMethod).meta({ description: 'The second factors the account can finish with' }),
+});
+
+/** A password sign-in: signed in (the session cookie is set), or a second factor is still needed. */
+export const loginAnswer = z.union([signedIn, secondFactorPending]);
+
+export const sessionView = z.object({
+  id: uuid,
+  createdAt: timestamp,
+  lastSeenAt: timestamp,
+  expiresAt: timestamp.meta({ description: 'The absolute expiry; idleness ends it sooner' }),
+  ip: z.string(),
+  userAgent: z.string(),
+  current: z.boolean().meta({ description: 'The session this request came with' }),
+});
+export type SessionView = z.infer<typeof sessionView>;
+
+export const sessionList = z.object({ sessions: z.array(sessionView).meta({ description: 'Live sessions, most recently seen first' }) });
+
+export const steppedUp = z.object({
+  steppedUpUntil: timestamp.meta({ description: 'Sensitive actions need no new proof until then' }),
+});
+
+export const memberSignedOut = z.object({
+  revoked: z.number().int().nonnegative().meta({
+    description: 'Sessions ended outright (when this org is the member\u2019s only one), else their live sessions, which no longer reach this org',
+  }),
+});
