@@ -355,7 +355,7 @@ async function keepsContract(route: AnyRoute, run: () => Promise<unknown>): Prom
   try {
     result = await run();
   } catch (err) {
-    if (err instanceof AppError && route.errors && !problemCodesOf(route).includes(err.code)) {
+    if (err instanceof AppError && !problemCodesOf(route).includes(err.code)) {
       throw new InvariantError(`${route.method} ${route.url} answered ${err.code}, which it does not declare`);
     }
     throw err;

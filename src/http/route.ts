@@ -183,6 +183,10 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   if (route.auth?.mode === 'key' && route.url && !route.url.startsWith(`${API_PREFIX}/`)) fail(`key routes live under ${API_PREFIX}`);
   if (route.auth?.mode !== 'key' && route.url?.startsWith(`${API_PREFIX}/`)) fail(`only key routes live under ${API_PREFIX}`);
   if (route.rawBody && route.auth?.mode !== 'public') fail('raw bodies are for provider-signed public routes');
+  // Declare what leaves (issue 11): the success body, and the problem codes beyond the derived ones.
+  if (route.status === 204 && route.schema?.response) fail('a 204 answer has no body to declare');
+  if (route.status !== 204 && !route.schema?.response) fail('no response schema (schema.response)');
+  if (!route.errors) fail('no errors declaration (the domain codes it can answer, or [])');
   if (!route.summary) fail('no summary');
   if (!route.handler) fail('no handler');
 }

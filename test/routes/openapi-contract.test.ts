@@ -54,14 +54,14 @@ describe('a declared response schema', () => {
       defineRoute({
         method: 'GET', url: '/contract', summary: 'contract test', tags: [], auth: { mode: 'public', reason: 'test' },
         permission: 'none', rateLimit: 'probe', audit: { none: 'test' },
-        schema: { response: z.object({ id: z.string(), createdAt: z.date() }) },
+        schema: { response: z.object({ id: z.string(), createdAt: z.date() }) }, errors: [],
         // A handler that returns a row as the database gave it: the hash must not leave.
         handler: async () => ({ id: 'k1', createdAt: new Date('2026-01-02T03:04:05Z'), tokenHash: 'f00d', sealed: { ct: 'x' } }),
       }),
       defineRoute({
         method: 'GET', url: '/broken', summary: 'contract test', tags: [], auth: { mode: 'public', reason: 'test' },
         permission: 'none', rateLimit: 'probe', audit: { none: 'test' },
-        schema: { response: z.object({ id: z.string() }) },
+        schema: { response: z.object({ id: z.string() }) }, errors: [],
         handler: async () => ({ id: 7 }) as never,
       }),
     ], { auth: {} as never, strictAudit: true, now: () => new Date(), limiter: null });

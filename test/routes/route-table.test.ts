@@ -173,8 +173,8 @@ describe('a route that does not declare everything refuses to start', () => {
     ({
       ...defineRoute({
         method: 'GET', url: '/probe', summary: 'probe', tags: ['test'], auth: { mode: 'public', reason: 'a test route for the start checks' },
-        permission: 'none', rateLimit: 'probe', audit: { none: 'read' }, schema: { query: z.object({}) },
-        handler: async () => ({ ok: true }),
+        permission: 'none', rateLimit: 'probe', audit: { none: 'read' }, schema: { query: z.object({}), response: z.object({ ok: z.boolean() }) },
+        errors: [], handler: async () => ({ ok: true }),
       }),
       ...over,
     }) as AnyRoute;
@@ -234,6 +234,9 @@ describe('a route that does not declare everything refuses to start', () => {
     ['a public route carrying a permission', complete({ permission: 'projects:read' }), 'public routes carry permission "none"'],
     ['an org route without a catalogue permission', complete({ url: '/orgs/:orgId/x', auth: { mode: 'session' }, permission: 'self' }),
       'org-scoped routes need a catalogue permission'],
+    ['no response schema', complete({ schema: { query: z.object({}) } }), 'no response schema (schema.response)'],
+    ['a 204 route declaring a body', complete({ status: 204 }), 'a 204 answer has no body to declare'],
+    ['no errors declaration', without('errors'), 'no errors declaration'],
     ['no summary', without('summary'), 'no summary'],
     ['no handler', without('handler'), 'no handler'],
     ['owner recovery on a route that is not an org session route', complete({ auth: { mode: 'session' }, permission: 'self', ownerRecovery: true }),
