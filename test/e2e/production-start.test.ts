@@ -15,7 +15,7 @@ import { createSealer } from '../../src/domains/keys/index.js';
 import { serve } from '../../src/main.js';
 import { startupCheck } from '../../src/startup.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { ENGINES } from '../support/db.js';
+import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
 import { freePort } from '../support/redis.js';
 
 const K1 = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
@@ -140,6 +140,17 @@ describe.each(ENGINES)('the start-up check on %s (serve and worker)', (engine) =
     expect(refused.warnings).toEqual([]);
     const rotated = await startupCheck(h.t.db, h.t.owner, { env: 'test', keks: [k2, k1] });
     expect(rotated.problems).toEqual([]);
+  });
+
+  // new-user trial
+  // (PostgreSQL only: PGlite is one connection, which the owner transaction holds.)
+  it.skipIf(engine === 'pglite')('with an owner that does not bypass RLS, does not pass org keys silently: it warns that they were not checked', async () => {
+    const k2 = { id: 'k2', key: Buffer.alloc(32, 3) };
+    const check = await h.t.owner.transaction(async (tx) => {
+      await tx.query(`set local role ${TEST_RUNTIME_ROLE}`);
+      return startupCheck(h.t.db, tx, { env: 'test', keks: [k2] });
+    });
+    expect(check.warnings).toEqual([expect.stringContaining('org data keys (org_keys) were not checked')]);
   });
 
   // new-user trial
