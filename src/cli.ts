@@ -8,9 +8,9 @@ import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { systemContext } from './kernel/context.js';
 import { one } from './db/database.js';
 import { sql } from 'kysely';
-import { migrationSteps, serveUntilSignal } from './main.js';
+import { migrationSteps, OUTBOX_ONLY_MAIL_WARNING, serveUntilSignal } from './main.js';
 import { buildApp } from './app.js';
-import { catalogProblems } from './db/catalog.js';
+import { refusal, startupCheck, type StartupCheck } from './startup.js';
 import { createLogger } from './logging.js';
 import { Keyring } from './crypto/index.js';
 import { createSealer } from './domains/keys/index.js';
@@ -57,6 +57,11 @@ export async function runCli(argv: string[]): Promise<number> {
     case 'demo': {
       const file = flag([sub ?? '', ...rest], '--json');
       if (!file) throw new ConfigError('demo needs --json FILE');
+      // Known accounts with passwords in a file: production refuses them at start, so never seeds them.
+      if (config.env === 'production') {
+        process.stderr.write('palisade demo is for development and test databases: production refuses the demo accounts\n');
+        return 2;
+      }
       const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       try {
         if (await hasAnyUser(db)) {
@@ -113,13 +118,19 @@ export async function runCli(argv: string[]): Promise<number> {
       }
       const logger = createLogger(config.logLevel);
       const { db, owner } = await openDatabase(config.database, { migrate: false });
-      await owner.close();
-      const problems = await catalogProblems(db);
-      if (problems.length > 0) {
+      let check: StartupCheck;
+      try {
+        check = await startupCheck(db, owner, config);
+      } finally {
+        await owner.close();
+      }
+      if (check.problems.length > 0) {
         await db.close();
-        process.stderr.write(`refusing to start: the database fails the isolation check:\n - ${problems.join('\n - ')}\n`);
+        process.stderr.write(`${refusal(check.problems)}\n`);
         return 1;
       }
+      for (const w of check.warnings) logger.warn(w);
+      if (config.env === 'production') logger.warn(OUTBOX_ONLY_MAIL_WARNING);
       const built = await buildApp({ config, db, clock: systemClock, logger });
       // Graceful: deliveries in flight are recorded before the process exits, so none is sent twice.
       // The handlers go in before the worker starts and before "running" is printed: until a

@@ -19,6 +19,10 @@ export interface DemoData {
   logins: DemoLogin[];
 }
 
+/** The demo orgs; their users' addresses are role@slug.test (the start-up check looks for them). */
+export const DEMO_ORG_SLUGS = ['acme', 'globex'] as const;
+export const DEMO_EMAIL_DOMAINS: readonly string[] = DEMO_ORG_SLUGS.map((slug) => `${slug}.test`);
+
 const ROLES: (BuiltinRole | 'restricted_member')[] = ['owner', 'admin', 'member', 'viewer', 'project_viewer', 'restricted_member'];
 
 export async function hasAnyUser(db: Database): Promise<boolean> {
@@ -33,7 +37,7 @@ export async function hasAnyUser(db: Database): Promise<boolean> {
 export async function seedDemo(db: Database, audit: AuditWriter): Promise<DemoData> {
   const ctx = systemContext('demo');
   const data: DemoData = { orgs: [], logins: [] };
-  for (const slug of ['acme', 'globex']) {
+  for (const slug of DEMO_ORG_SLUGS) {
     const orgId = newId();
     const users: { id: string; role: (typeof ROLES)[number]; email: string; password: string; hash: string }[] = [];
     for (const role of ROLES) {

@@ -4,7 +4,6 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { Keyring } from './crypto/index.js';
-import { catalogProblems } from './db/catalog.js';
 import type { MigrateOptions } from './db/migrate.js';
 import { openDatabase } from './db/open.js';
 import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
@@ -12,6 +11,7 @@ import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
 import { createMetricsServer } from './http/metrics-server.js';
 import { systemClock } from './kernel/clock.js';
 import { createLogger } from './logging.js';
+import { refusal, startupCheck, type StartupCheck } from './startup.js';
 
 /** Where the demo logins of this database are kept: one file per database, so they always match it. */
 function demoLoginsFile(config: Config): string {
@@ -20,6 +20,14 @@ function demoLoginsFile(config: Config): string {
   if (db.dataDir === null || db.dataDir === join(config.stateDir, 'data')) return join(config.stateDir, 'demo-logins.json');
   return `${db.dataDir}.demo-logins.json`;
 }
+
+/**
+ * Production has no mail transport yet: messages go only to the database outbox. Said at every
+ * production start, so that nobody learns it from a user who never got their link.
+ */
+export const OUTBOX_ONLY_MAIL_WARNING =
+  'mail goes only to the database outbox (no mail transport is configured in this version): registration verification, ' +
+  'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
 
 /** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
 export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
@@ -33,22 +41,31 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
     logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
   const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
-  // The owner connection is for migrations only: the server runs on the runtime role alone.
-  await owner.close();
-  const problems = await catalogProblems(db);
-  if (problems.length > 0) {
-    await db.close();
-    throw new Error(`refusing to start: the database fails the isolation check:\n - ${problems.join('\n - ')}`);
+  let check: StartupCheck;
+  try {
+    check = await startupCheck(db, owner, config);
+  } finally {
+    // The owner connection is for migrations and this check only: the server runs on the runtime role alone.
+    await owner.close();
   }
+  if (check.problems.length > 0) {
+    await db.close();
+    throw new Error(refusal(check.problems));
+  }
+  for (const w of check.warnings) logger.warn(w);
+  if (config.env === 'production') logger.warn(OUTBOX_ONLY_MAIL_WARNING);
   const built = await buildApp({ config, db, clock: systemClock, logger });
+  // Demo logins never in production: not seeded, not read from a file, not printed.
   let demo: DemoData | null = null;
   const demoFile = demoLoginsFile(config);
-  if (config.env !== 'production' && !(await hasAnyUser(db))) {
-    demo = await seedDemo(db, built.services.audit);
-    mkdirSync(dirname(demoFile), { recursive: true });
-    writeFileSync(demoFile, JSON.stringify(demo, null, 2), { mode: 0o600 });
-  } else if (existsSync(demoFile)) {
-    demo = JSON.parse(readFileSync(demoFile, 'utf8')) as DemoData;
+  if (config.env !== 'production') {
+    if (!(await hasAnyUser(db))) {
+      demo = await seedDemo(db, built.services.audit);
+      mkdirSync(dirname(demoFile), { recursive: true });
+      writeFileSync(demoFile, JSON.stringify(demo, null, 2), { mode: 0o600 });
+    } else if (existsSync(demoFile)) {
+      demo = JSON.parse(readFileSync(demoFile, 'utf8')) as DemoData;
+    }
   }
   const address = await built.app.listen({ port: config.port, host: config.host });
   // Prometheus gets a listener of its own (config: METRICS_PORT); the API listener never serves /metrics.

@@ -99,6 +99,33 @@ describe('loadConfig in production', () => {
     expect(refusal(prodEnv({ PORT: '70000' }))).toMatch(/PORT/);
     expect(refusal(prodEnv({ NODE_ENV: 'staging' }))).toMatch(/NODE_ENV/);
   });
+
+  // new-user trial
+  it('reports every refusal at once, one line each, instead of one per start', () => {
+    const env = prodEnv({
+      PUBLIC_ORIGIN: 'http://app.example.com', PALISADE_KEKS: undefined, PALISADE_SESSION_SECRET: undefined,
+      TRUSTED_PROXIES: '10.0.0.0/8,not-an-ip', PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', METRICS_PORT: '9100', METRICS_HOST: '0.0.0.0',
+    });
+    let err: unknown = null;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems;
+    expect(problems).toEqual([
+      'production needs an https PUBLIC_ORIGIN',
+      'TRUSTED_PROXIES entry is not an IP or CIDR: not-an-ip',
+      'production needs PALISADE_KEKS (generated development keys are refused)',
+      'production needs PALISADE_SESSION_SECRET',
+      'PALISADE_WEBHOOKS_ALLOW_LOOPBACK is a development opt-in: production refuses it',
+      expect.stringMatching(/^METRICS_HOST 0\.0\.0\.0 is reachable from other hosts/),
+    ]);
+    expect((err as Error).message.split('\n')).toEqual([`${problems.length} problems:`, ...problems.map((p) => ` - ${p}`)]);
+    // A lone refusal still reads as itself.
+    expect(refusal(prodEnv({ PALISADE_KEKS: undefined }))).toBe('production needs PALISADE_KEKS (generated development keys are refused)');
+  });
 });
 
 describe('PALISADE_KEKS entries', () => {

@@ -132,9 +132,18 @@ function metricsListener(e: { PORT: number; METRICS_PORT?: number; METRICS_HOST?
 }
 
 export class ConfigError extends Error {
-  constructor(message: string) {
+  /** Every refusal, one line each (loadConfig reports them all at once, not one per attempt). */
+  readonly problems: readonly string[];
+  constructor(message: string, problems: readonly string[] = [message]) {
     super(message);
     this.name = 'ConfigError';
+    this.problems = problems;
+  }
+
+  /** One refusal reads as itself; several as a count and one line each. */
+  static of(problems: readonly string[]): ConfigError {
+    const message = problems.length === 1 ? (problems[0] as string) : `${problems.length} problems:\n - ${problems.join('\n - ')}`;
+    return new ConfigError(message, problems);
   }
 }
 
@@ -192,21 +201,38 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     throw new ConfigError(`invalid configuration: ${fields}`);
   }
   const e = parsed.data;
+  // Refusals are collected and reported together: an operator fixing a production environment
+  // should not learn them one start at a time. A refused value is replaced by a harmless
+  // fallback only so that the remaining checks can run; the result is never returned.
+  const refusals: string[] = [];
+  const attempt = <T>(fn: () => T, fallback: T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      refusals.push(...err.problems);
+      return fallback;
+    }
+  };
+  const refuse = (message: string): void => {
+    refusals.push(message);
+  };
   // Either variable saying production means production: one cannot switch the other's checks off.
   const env: Env = e.PALISADE_ENV === 'production' || e.NODE_ENV === 'production' ? 'production' : (e.PALISADE_ENV ?? e.NODE_ENV ?? 'development');
   const prod = env === 'production';
   const stateDir = resolve(e.PALISADE_STATE_DIR);
 
-  const publicOrigin = normalizeOrigin(e.PUBLIC_ORIGIN ?? `http://127.0.0.1:${e.PORT}`);
-  if (prod && !publicOrigin.startsWith('https:')) throw new ConfigError('production needs an https PUBLIC_ORIGIN');
+  // An invalid origin is refused; the fallback (never used) keeps it from adding an https refusal.
+  const publicOrigin = attempt(() => normalizeOrigin(e.PUBLIC_ORIGIN ?? `http://127.0.0.1:${e.PORT}`), 'https://invalid.invalid');
+  if (prod && !publicOrigin.startsWith('https:')) refuse('production needs an https PUBLIC_ORIGIN');
 
   const corsRaw = splitList(e.CORS_ORIGINS);
   let corsOrigins: readonly string[] | '*';
   if (corsRaw.includes('*')) {
-    if (env !== 'development') throw new ConfigError('wildcard credentialed CORS is refused outside development');
+    if (env !== 'development') refuse('wildcard credentialed CORS is refused outside development');
     corsOrigins = '*';
   } else {
-    corsOrigins = corsRaw.map(normalizeOrigin);
+    corsOrigins = corsRaw.flatMap((o) => attempt(() => [normalizeOrigin(o)], []));
   }
   const allowed = new Set<string>([publicOrigin, ...(corsOrigins === '*' ? [] : corsOrigins)]);
   if (!prod && isLoopbackHttp(publicOrigin)) {
@@ -218,31 +244,34 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   for (const p of trustedProxies) {
     // The allowlist's strict parser: no octal, short or hex IPv4 forms that mean another address.
     const ok = normalizeCidr(p) !== null;
-    if (!ok) throw new ConfigError(`TRUSTED_PROXIES entry is not an IP or CIDR: ${p}`);
+    if (!ok) refuse(`TRUSTED_PROXIES entry is not an IP or CIDR: ${p}`);
   }
 
   let generatedDevSecrets = false;
-  let keks: Kek[];
+  let keks: Kek[] = [];
   let sessionSecret: Buffer;
   let dev: DevSecrets | null = null;
   const devSecrets = (): DevSecrets => (dev ??= loadDevSecrets(stateDir));
   if (e.PALISADE_KEKS) {
     try {
       keks = parseKeks(e.PALISADE_KEKS);
+      if (keks.length === 0) refuse('PALISADE_KEKS is empty');
     } catch (err) {
-      throw new ConfigError(`PALISADE_KEKS: ${(err as Error).message}`);
+      refuse(`PALISADE_KEKS: ${(err as Error).message}`);
     }
-    if (keks.length === 0) throw new ConfigError('PALISADE_KEKS is empty');
+  } else if (prod) {
+    refuse('production needs PALISADE_KEKS (generated development keys are refused)');
   } else {
-    if (prod) throw new ConfigError('production needs PALISADE_KEKS (generated development keys are refused)');
     keks = [{ id: 'dev', key: Buffer.from(devSecrets().kek, 'base64') }];
     generatedDevSecrets = true;
   }
   if (e.PALISADE_SESSION_SECRET) {
     sessionSecret = Buffer.from(e.PALISADE_SESSION_SECRET, 'base64');
-    if (sessionSecret.length < 32) throw new ConfigError('PALISADE_SESSION_SECRET must be at least 32 bytes (base64)');
+    if (sessionSecret.length < 32) refuse('PALISADE_SESSION_SECRET must be at least 32 bytes (base64)');
+  } else if (prod) {
+    refuse('production needs PALISADE_SESSION_SECRET');
+    sessionSecret = Buffer.alloc(0);
   } else {
-    if (prod) throw new ConfigError('production needs PALISADE_SESSION_SECRET');
     sessionSecret = Buffer.from(devSecrets().sessionSecret, 'base64');
     generatedDevSecrets = true;
   }
@@ -250,12 +279,15 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const insecureRequested = e.PALISADE_INSECURE_LOCALHOST_COOKIES;
   let insecureLocalhostCookies = insecureRequested === undefined ? !prod && isLoopbackHttp(publicOrigin) : insecureRequested === 'true';
   if (insecureLocalhostCookies && (prod || !isLoopbackHttp(publicOrigin))) {
-    throw new ConfigError('PALISADE_INSECURE_LOCALHOST_COOKIES is only allowed for a plain-http loopback origin outside production');
+    refuse('PALISADE_INSECURE_LOCALHOST_COOKIES is only allowed for a plain-http loopback origin outside production');
   }
   if (!isLoopbackHttp(publicOrigin)) insecureLocalhostCookies = false;
 
   const allowLoopback = e.PALISADE_WEBHOOKS_ALLOW_LOOPBACK === 'true';
-  if (allowLoopback && prod) throw new ConfigError('PALISADE_WEBHOOKS_ALLOW_LOOPBACK is a development opt-in: production refuses it');
+  if (allowLoopback && prod) refuse('PALISADE_WEBHOOKS_ALLOW_LOOPBACK is a development opt-in: production refuses it');
+  const rateLimits = attempt(() => parseRateLimits(e.RATE_LIMITS ?? ''), {});
+  const metrics = attempt(() => metricsListener(e), null);
+  if (refusals.length > 0) throw ConfigError.of(refusals);
 
   const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
   const database: Config['database'] = e.DATABASE_URL
@@ -289,14 +321,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     lockout: { threshold: e.LOCKOUT_THRESHOLD, seconds: e.LOCKOUT_MINUTES * 60 },
     redisUrl: e.REDIS_URL ?? null,
-    rateLimits: parseRateLimits(e.RATE_LIMITS ?? ''),
+    rateLimits,
     webauthn: Object.freeze({
       rpId: e.WEBAUTHN_RP_ID ?? new URL(publicOrigin).hostname,
       rpName: e.WEBAUTHN_RP_NAME,
       origins: Object.freeze([publicOrigin]),
     }),
     webhooks: Object.freeze({ allowLoopback }),
-    metrics: metricsListener(e),
+    metrics,
     auditCheckpoints: Object.freeze({
       file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? join(stateDir, 'audit-checkpoints.jsonl')),
       intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,

@@ -1,0 +1,72 @@
+import type { Config } from './config/index.js';
+import { catalogProblems } from './db/catalog.js';
+import type { Database } from './db/database.js';
+import type { OwnerConnection } from './db/migrate.js';
+import { DEMO_EMAIL_DOMAINS } from './demo.js';
+
+/**
+ * What every long-running process (serve, worker) checks before it takes traffic. Each problem
+ * is one self-explanatory line; any problem refuses the start. Nothing here names a key, only
+ * KEK ids (labels from PALISADE_KEKS).
+ */
+export interface StartupCheck {
+  problems: string[];
+  /** What could not be checked, for the log. */
+  warnings: string[];
+}
+
+/**
+ * Every wrapped data key must name a KEK of the configured keyring: a key wrapped by a KEK the
+ * process lacks makes every sealed value of its org unreadable, and the first request that
+ * needs one fails with a 500 (a development database started with production keys did exactly
+ * that). Read over the owner connection: org_keys is under FORCE RLS, so only a role that
+ * bypasses RLS sees every org's keys.
+ */
+async function unknownKekProblems(owner: OwnerConnection, keks: Config['keks']): Promise<StartupCheck> {
+  const known = new Set(keks.map((k) => k.id));
+  const [me] = await owner.query<{ sees_all: boolean }>('select rolsuper or rolbypassrls as sees_all from pg_roles where rolname = current_user');
+  const seesAll = me?.sees_all === true;
+  const wrapped = await owner.query<{ kek_id: string; n: number }>(
+    `select kek_id, count(*)::int as n from (
+       select kek_id from system_keys${seesAll ? ' union all select kek_id from org_keys' : ''}
+     ) k group by kek_id order by kek_id`,
+  );
+  const missing = wrapped.filter((w) => !known.has(w.kek_id));
+  const problems =
+    missing.length === 0
+      ? []
+      : [
+          `data keys in this database are wrapped by KEK ids that PALISADE_KEKS lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
+            'add those KEKs to PALISADE_KEKS (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to',
+        ];
+  const warnings = seesAll
+    ? []
+    : ['the owner role neither is superuser nor has BYPASSRLS: the KEK ids of org data keys (org_keys) were not checked at start'];
+  return { problems, warnings };
+}
+
+/**
+ * The demo seed's accounts have passwords that development printed and wrote to a file: a
+ * production process on such a database would let anyone who saw them sign in.
+ */
+async function demoAccountProblems(owner: OwnerConnection): Promise<string[]> {
+  // Constants of our own (slug-shaped), so they are spelled into the statement.
+  const patterns = DEMO_EMAIL_DOMAINS.map((d) => `'%@${d}'`).join(', ');
+  const [r] = await owner.query<{ n: number }>(`select count(*)::int as n from users where lower(email) like any (array[${patterns}])`);
+  if ((r?.n ?? 0) === 0) return [];
+  return [
+    `this database holds the ${r?.n} demo accounts (@${DEMO_EMAIL_DOMAINS.join(', @')}) whose passwords development printed: ` +
+      'production refuses it; use a fresh PALISADE_DATA_DIR or database, never the development one',
+  ];
+}
+
+export async function startupCheck(db: Database, owner: OwnerConnection, config: Pick<Config, 'env' | 'keks'>): Promise<StartupCheck> {
+  const catalog = (await catalogProblems(db)).map((p) => `isolation check: ${p}`);
+  const keys = await unknownKekProblems(owner, config.keks);
+  const demo = config.env === 'production' ? await demoAccountProblems(owner) : [];
+  return { problems: [...catalog, ...keys.problems, ...demo], warnings: keys.warnings };
+}
+
+export function refusal(problems: readonly string[]): string {
+  return `refusing to start:\n - ${problems.join('\n - ')}`;
+}
