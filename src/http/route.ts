@@ -175,6 +175,8 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   }
   if (!route.rateLimit || !(RATE_LIMIT_POLICIES as readonly string[]).includes(route.rateLimit)) fail('no known rate-limit policy');
   if (route.rateLimit === 'mfa-verify-address') fail('mfa-verify-address is counted by the pipeline, not declared by a route');
+  // A signed-in route has no account key to cap, and a 200 answer would let the cap show.
+  if (route.accountLimitCapsMail && (route.auth?.mode !== 'public' || route.status !== 202)) fail('accountLimitCapsMail is for public routes answering 202');
   if (!route.audit) fail('no audit declaration');
   if (route.audit && 'none' in route.audit) {
     if (!route.audit.none.trim()) fail('audit "none" without a reason');

@@ -198,7 +198,7 @@ describe('made-up challenges (per-process limiter, a small store)', () => {
 describe('one allocation, another person\u2019s account (per-process limiter, a small store)', () => {
   let h: TestApp;
   beforeAll(async () => {
-    const limits = `${RELAXED_LIMITS},password-reset=3/3600,login=3/60`;
+    const limits = `${RELAXED_LIMITS},password-reset=3/3600,login=3/60,register=2/3600,email-verify=2/3600`;
     h = await createTestApp('postgres', { config: { RATE_LIMITS: limits }, memoryKeysPerPolicy: 50 });
   });
   afterAll(async () => h?.close());
@@ -253,6 +253,30 @@ describe('one allocation, another person\u2019s account (per-process limiter, a 
     const own = await resetRequest(victim.email, '198.51.100.60');
     expect(own.statusCode).toBe(202);
     expect(await mailTo(h, victim.email)).toHaveLength(4);
+  });
+
+  // review R5 finding B
+  it('registration and verification resend for another person\u2019s address: past the cap the same 202, no mail; the owner still gets theirs', async () => {
+    const email = `squat-${Date.now()}@example.test`;
+    const body = { email, password: 'a-long-enough-passphrase-42', name: 'Squatter' };
+    const register = (ip: string) => call(h, 'POST', '/api/auth/register', { ip, payload: body });
+    const resend = (ip: string) => call(h, 'POST', '/api/auth/verify-email/resend', { ip, payload: { email } });
+    // Mail caps per policy: per (account, sender's allocation) 2, per account 4 × 2. Registering
+    // twice mails twice (`register`); another address's two resends mail twice (`email-verify`).
+    expect([(await register('203.0.113.170')).statusCode, (await register('203.0.113.170')).statusCode]).toEqual([202, 202]);
+    expect(await mailTo(h, email)).toHaveLength(2);
+    expect([(await resend('203.0.113.171')).statusCode, (await resend('203.0.113.171')).statusCode]).toEqual([202, 202]);
+    expect(await mailTo(h, email)).toHaveLength(4);
+    // Over that address's own budget it is refused per address, as anyone would be...
+    expect((await register('203.0.113.170')).statusCode).toBe(429);
+    // ... while past the mail cap the answer stays 202: one /48 gets 2 more links, its third call none.
+    expect((await resend('2001:db8:5151:1::1')).statusCode).toBe(202);
+    expect((await resend('2001:db8:5151:1::1')).statusCode).toBe(202);
+    expect((await resend('2001:db8:5151:2::1')).statusCode).toBe(202);
+    expect(await mailTo(h, email)).toHaveLength(6);
+    // The owner, from their own address: the same 202 and a link (per account 4 × 2 = 8 an hour).
+    expect((await resend('198.51.100.70')).statusCode).toBe(202);
+    expect(await mailTo(h, email)).toHaveLength(7);
   });
 
   // review R5 finding C
