@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import type { Actor, OrgAccess, RequestContext } from '../kernel/context.js';
 import { AppError, InvariantError } from '../kernel/errors.js';
 import { isUuid } from '../kernel/ids.js';
-import { ipInList, rateLimitSubject } from '../kernel/ip.js';
+import { ipInList, rateLimitAllocation, rateLimitSubject } from '../kernel/ip.js';
 import { isAdminLevel, isOrgWide, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
@@ -71,7 +71,27 @@ export interface PipelineOptions {
 interface LimitKey {
   policy: RateLimitPolicy;
   parts: readonly string[];
+  /** Multiplies the policy's limit (a key shared by many clients); 1 unless stated. */
+  scale?: number;
+  /**
+   * False for keys whose count is other people's business (an account, an IPv6 /48): their
+   * RateLimit-* headers would tell a caller how often others asked for that email or from that
+   * block. A refusal by such a key says Retry-After only. Review R5 finding C.
+   */
+  shown: boolean;
 }
+
+/**
+ * One IPv6 /48 (65,536 /64 subjects, a free tunnel-broker allocation) is counted as a whole too,
+ * with 16 times the policy's limit, before its /64: without it, one allocation minted tens of
+ * thousands of refusing counters and filled a policy's memory store, which then refused every
+ * new client for up to an hour (review R5 finding A). 16 a /48 leaves a site's subscribers room
+ * to share it; a /64 over its own limit spends the /48's budget as well (it is counted first).
+ */
+const ALLOCATION_SCALE = 16;
+
+/** Mail per account from every address together, as a multiple of the per-(account, address) limit. */
+const ACCOUNT_MAIL_SCALE = 4;
 
 /** The most constrained decision seen for one request, across the limit checks it went through. */
 interface Shown {
@@ -86,9 +106,11 @@ interface Shown {
  * Without this, each made-up MFA token was a free database lookup and a fresh counter
  * (review R4 finding 2).
  */
-function publicAddressKey(route: AnyRoute, ip: string): LimitKey {
+function publicAddressKeys(route: AnyRoute, ip: string): LimitKey[] {
   const policy: RateLimitPolicy = route.rateLimit === 'mfa-verify' ? 'mfa-verify-address' : route.rateLimit;
-  return { policy, parts: ['ip', rateLimitSubject(ip)] };
+  const allocation = rateLimitAllocation(ip);
+  const address: LimitKey = { policy, parts: ['ip', rateLimitSubject(ip)], shown: true };
+  return allocation ? [{ policy, parts: ['ip-allocation', allocation], scale: ALLOCATION_SCALE, shown: false }, address] : [address];
 }
 
 /**
@@ -96,38 +118,64 @@ function publicAddressKey(route: AnyRoute, ip: string): LimitKey {
  * than a single address would. Made from the validated body only (a route whose schema has no
  * email field gets no account key, whatever the raw body carries), after the address was admitted.
  */
-function accountKey(route: AnyRoute, body: unknown): LimitKey | null {
+function accountEmail(body: unknown): string | null {
   if (typeof body !== 'object' || body === null) return null;
   const email = (body as Record<string, unknown>).email;
   if (typeof email !== 'string') return null;
-  return { policy: route.rateLimit, parts: ['account', email.trim().toLowerCase().slice(0, 254)] };
+  return email.trim().toLowerCase().slice(0, 254);
+}
+
+/**
+ * Mail for one account (routes with `accountLimitCapsMail`): the policy's limit per account and
+ * sender's allocation (an IPv6 /48, else the address), then 4 times that per account from every
+ * address. Someone asking for another person's mail spends their own budget first: the victim,
+ * from their own address, still gets their reset mail unless the asker brings more than
+ * ACCOUNT_MAIL_SCALE allocations (review R5 finding B).
+ */
+function accountMailKeys(route: AnyRoute, email: string, ip: string): LimitKey[] {
+  const from = rateLimitAllocation(ip) ?? rateLimitSubject(ip);
+  return [
+    { policy: route.rateLimit, parts: ['account-mail', email, from], shown: false },
+    { policy: route.rateLimit, parts: ['account-mail', email], scale: ACCOUNT_MAIL_SCALE, shown: false },
+  ];
+}
+
+/** Counts each key in turn until one is over; true when all admitted. Refuses nothing itself. */
+async function withinLimits(opts: PipelineOptions, keys: readonly LimitKey[]): Promise<boolean> {
+  if (!opts.limiter) return true;
+  for (const key of keys) {
+    if (!(await opts.limiter.hit(key.policy, key.parts, key.scale)).allowed) return false;
+  }
+  return true;
 }
 
 /** Counts the request for each key; 429 with Retry-After when one is over. */
 async function enforceLimits(reply: FastifyReply, opts: PipelineOptions, keys: readonly LimitKey[], shown: Shown): Promise<void> {
   if (!opts.limiter) return;
-  // The headers describe the most constrained key, not the last one counted: a client pacing
-  // itself on RateLimit-Remaining was told "2 left" by its account key while its address had
-  // none, and got a 429 next.
-  let refused: LimitKey | null = null;
+  // The headers describe the most constrained key shown to this caller, not the last one
+  // counted: a client pacing itself on RateLimit-Remaining was told "2 left" while its address
+  // had none, and got a 429 next. Keys counting others (an account) are never shown.
   for (const key of keys) {
-    const d = await opts.limiter.hit(key.policy, key.parts);
+    const d = await opts.limiter.hit(key.policy, key.parts, key.scale);
     const before = shown.decision;
-    if (!before || !d.allowed || (before.allowed && d.remaining < before.remaining)) shown.decision = d;
+    if (key.shown && (!before || !d.allowed || (before.allowed && d.remaining < before.remaining))) shown.decision = d;
     if (!d.allowed) {
-      refused = key;
-      break;
+      opts.onLimited?.(key.policy);
+      const retry = String(Math.max(1, d.retryAfterSeconds));
+      if (!key.shown) {
+        // Only when to come back: what is left on another person's key is not this caller's to see.
+        reply.removeHeader('RateLimit-Limit').removeHeader('RateLimit-Remaining').removeHeader('RateLimit-Reset');
+        reply.header('Retry-After', retry);
+      } else {
+        for (const [k, v] of Object.entries(rateLimitHeaders(d))) reply.header(k, v);
+        reply.header('Retry-After', retry);
+      }
+      throw new AppError('rate_limited', `retry in ${retry} s`);
     }
   }
   const d = shown.decision;
   if (!d) return;
-  const headers = rateLimitHeaders(d);
-  if (!d.allowed) headers['Retry-After'] ??= String(Math.max(1, d.retryAfterSeconds));
-  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
-  if (refused) {
-    opts.onLimited?.(refused.policy);
-    throw new AppError('rate_limited', `retry in ${Math.max(1, d.retryAfterSeconds)} s`);
-  }
+  for (const [k, v] of Object.entries(rateLimitHeaders(d))) reply.header(k, v);
 }
 
 /**
@@ -167,7 +215,7 @@ async function verifyKey(request: FastifyRequest, ctx: RequestContext, orgId: st
  * spends their own budget, not the visitors'.
  */
 function actorLimitKeys(route: AnyRoute, actor: Actor, ip: string): LimitKey[] {
-  const keyed = (parts: string[]): LimitKey => ({ policy: route.rateLimit, parts });
+  const keyed = (parts: string[]): LimitKey => ({ policy: route.rateLimit, parts, shown: true });
   if (actor.type === 'api_key') {
     return actor.kind === 'publishable'
       ? [keyed(['key', actor.keyId, rateLimitSubject(ip)])]
@@ -305,19 +353,22 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
           const shown: Shown = { decision: null };
-          if (route.auth.mode === 'public') await enforceLimits(reply, opts, [publicAddressKey(route, request.ctx.ip)], shown);
+          if (route.auth.mode === 'public') await enforceLimits(reply, opts, publicAddressKeys(route, request.ctx.ip), shown);
           // Signed-in callers are counted per user or key inside authorize, before any refusal.
           const authorized = await authorize(route, request, reply, opts, shown);
           if (route.stepUp || authorized.stepUp) assertSteppedUp(request.ctx.actor, opts.now(), authorized.stepUp ?? undefined);
           const params = parsePart(route.schema.params, request.params, 'params');
           const query = parsePart(route.schema.query, request.query, 'query');
           const body = parsePart(route.schema.body, request.body, 'body');
-          const account = route.auth.mode === 'public' ? accountKey(route, body) : null;
-          if (account) await enforceLimits(reply, opts, [account], shown);
+          const email = route.auth.mode === 'public' ? accountEmail(body) : null;
+          let mailAllowed = true;
+          if (email !== null && route.accountLimitCapsMail) mailAllowed = await withinLimits(opts, accountMailKeys(route, email, request.ctx.ip));
+          else if (email !== null) await enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['account', email], shown: false }], shown);
+          // The pending sign-in is known only to whoever holds its token: its count is theirs to see.
           const countChallenge = (challengeId: string) =>
-            enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId] }], shown);
+            enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId], shown: true }], shown);
           try {
-            return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge });
+            return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge, mailAllowed });
           } catch (err) {
             // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals
             // (a domain's ip_not_allowed: an owner outside the admin IP allowlist changing more than the list).

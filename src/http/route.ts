@@ -63,6 +63,12 @@ export interface RouteInput<P, Q, B> {
    * and creates no counter of its own. Throws rate_limited (429) when over.
    */
   countChallenge(challengeId: string): Promise<void>;
+  /**
+   * Routes declaring `accountLimitCapsMail`: false when the mail for the body's email is over its
+   * cap (per account and sender's address, and per account); the handler answers as usual and
+   * sends no mail. Always true elsewhere.
+   */
+  mailAllowed: boolean;
 }
 
 type Schema = z.ZodType;
@@ -114,6 +120,13 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    * it parses it itself. Public routes only.
    */
   rawBody?: true;
+  /**
+   * Public routes that answer the same for every email and whose only effect for the account is
+   * a mail (reset request, verification resend, registration): the per-account count caps the
+   * mail instead of refusing, so nobody can spend another person's budget and learn nothing
+   * from the answer (the handler reads `mailAllowed`). Review R5 finding B.
+   */
+  accountLimitCapsMail?: true;
   /** Status of a successful answer (200 unless stated). */
   status?: 200 | 201 | 202 | 204;
   /** Example body the authorization matrix sends; must pass `schema.body`. */
@@ -162,6 +175,8 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   }
   if (!route.rateLimit || !(RATE_LIMIT_POLICIES as readonly string[]).includes(route.rateLimit)) fail('no known rate-limit policy');
   if (route.rateLimit === 'mfa-verify-address') fail('mfa-verify-address is counted by the pipeline, not declared by a route');
+  // A signed-in route has no account key to cap, and a 200 answer would let the cap show.
+  if (route.accountLimitCapsMail && (route.auth?.mode !== 'public' || route.status !== 202)) fail('accountLimitCapsMail is for public routes answering 202');
   if (!route.audit) fail('no audit declaration');
   if (route.audit && 'none' in route.audit) {
     if (!route.audit.none.trim()) fail('audit "none" without a reason');

@@ -59,3 +59,17 @@ export function rateLimitSubject(ip: string): string {
   const parts = (addr as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16));
   return `${parts.join(':')}::/64`;
 }
+
+/**
+ * The allocation an IPv6 address belongs to for rate limiting: its /48, what one site or one
+ * tunnel-broker account is given (65,536 /64s). Null for IPv4 (and anything unparsable): an IPv4
+ * address is scarce and counted as itself; a /24 holds 256 of them and is often shared by
+ * unrelated customers (CGNAT, hosting), so it is not counted as one client (review R5 finding A).
+ */
+export function rateLimitAllocation(ip: string): string | null {
+  if (!ipaddr.isValid(ip)) return null;
+  const addr = ipaddr.process(ip);
+  if (addr.kind() === 'ipv4') return null;
+  const parts = (addr as ipaddr.IPv6).parts.slice(0, 3).map((p) => p.toString(16));
+  return `${parts.join(':')}::/48`;
+}

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomToken } from '../../src/crypto/index.js';
+import { mailTo } from '../support/accounts.js';
 import { createTestApp, RELAXED_LIMITS, type TestApp } from '../support/app.js';
 import { SYSTEM_ORG, WRONG, audit, call, code, enrollTotp, lockState, login, passwordUser, pendingToken, verifyMfa } from './support.js';
 
@@ -191,5 +192,105 @@ describe('made-up challenges (per-process limiter, a small store)', () => {
     }
     // The victim's own reset request is not charged for them.
     expect((await resetRequest(email, '203.0.113.220')).statusCode).toBe(202);
+  });
+});
+
+describe('one allocation, another person\u2019s account (per-process limiter, a small store)', () => {
+  let h: TestApp;
+  beforeAll(async () => {
+    const limits = `${RELAXED_LIMITS},password-reset=3/3600,login=3/60,register=2/3600,email-verify=2/3600`;
+    h = await createTestApp('postgres', { config: { RATE_LIMITS: limits }, memoryKeysPerPolicy: 50 });
+  });
+  afterAll(async () => h?.close());
+
+  const resetRequest = (email: unknown, ip: string) => call(h, 'POST', '/api/auth/password-reset/request', { ip, payload: { email } });
+
+  // review R5 finding A
+  it('one IPv6 /48 cannot fill a policy\u2019s store with refusing counters: fresh clients elsewhere are still admitted', async () => {
+    // More distinct /64s than the store holds, each sending its full budget of junk bodies
+    // (counted per address before the body is validated).
+    const answers: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      for (let k = 0; k < 3; k++) answers.push((await resetRequest(42, `2001:db8:4848:${i.toString(16)}::1`)).statusCode);
+    }
+    // The /48 as a whole gets 16 × 3 = 48 calls an hour; the rest are refused before any /64 counter.
+    expect(answers.slice(0, 48).every((s) => s === 400)).toBe(true);
+    expect(answers.slice(48).every((s) => s === 429)).toBe(true);
+    const refused = await resetRequest('x@example.test', '2001:db8:4848:ffff::1');
+    expect(refused.statusCode).toBe(429);
+    // The /48's count is shared with its neighbours: only when to come back is said.
+    expect(refused.headers['ratelimit-remaining']).toBeUndefined();
+    for (const ip of ['198.51.100.7', '203.0.113.9', '2a00:1450::1', '2001:db8:4849::1']) {
+      expect((await resetRequest(`fresh-${ip.replace(/[.:]/g, '-')}@example.test`, ip)).statusCode).toBe(202);
+    }
+  });
+
+  // review R5 finding B
+  it('asking for another person\u2019s reset past the caps answers the same 202 and sends no more mail', async () => {
+    const victim = await passwordUser(h);
+    // Each address is within its own budget (3); per account and address 3 mails, per account 4 × 3.
+    const asked: number[] = [];
+    for (const ip of ['203.0.113.101', '203.0.113.102', '203.0.113.103', '203.0.113.104']) {
+      for (let k = 0; k < 3; k++) asked.push((await resetRequest(victim.email, ip)).statusCode);
+    }
+    expect(asked.every((s) => s === 202)).toBe(true);
+    expect(await mailTo(h, victim.email)).toHaveLength(12);
+    // Past the per-account cap: the answer an unknown email gets, the address's own headers, no mail.
+    const past = await resetRequest(victim.email, '203.0.113.105');
+    const unknown = await resetRequest(`nobody-${Date.now()}@example.test`, '203.0.113.106');
+    expect(past.statusCode).toBe(202);
+    expect(past.json()).toEqual(unknown.json());
+    expect(past.headers['ratelimit-remaining']).toBe(unknown.headers['ratelimit-remaining']);
+    expect(await mailTo(h, victim.email)).toHaveLength(12);
+    const [capped] = (await audit(h, SYSTEM_ORG, 'auth.password_reset_requested', victim.id)).slice(-1);
+    expect(capped?.details).toMatchObject({ mailCapped: true });
+  });
+
+  // review R5 finding B
+  it('one address asking for another person\u2019s reset leaves the victim\u2019s own reset mail', async () => {
+    const victim = await passwordUser(h);
+    for (let k = 0; k < 3; k++) expect((await resetRequest(victim.email, '203.0.113.120')).statusCode).toBe(202);
+    const own = await resetRequest(victim.email, '198.51.100.60');
+    expect(own.statusCode).toBe(202);
+    expect(await mailTo(h, victim.email)).toHaveLength(4);
+  });
+
+  // review R5 finding B
+  it('registration and verification resend for another person\u2019s address: past the cap the same 202, no mail; the owner still gets theirs', async () => {
+    const email = `squat-${Date.now()}@example.test`;
+    const body = { email, password: 'a-long-enough-passphrase-42', name: 'Squatter' };
+    const register = (ip: string) => call(h, 'POST', '/api/auth/register', { ip, payload: body });
+    const resend = (ip: string) => call(h, 'POST', '/api/auth/verify-email/resend', { ip, payload: { email } });
+    // Mail caps per policy: per (account, sender's allocation) 2, per account 4 × 2. Registering
+    // twice mails twice (`register`); another address's two resends mail twice (`email-verify`).
+    expect([(await register('203.0.113.170')).statusCode, (await register('203.0.113.170')).statusCode]).toEqual([202, 202]);
+    expect(await mailTo(h, email)).toHaveLength(2);
+    expect([(await resend('203.0.113.171')).statusCode, (await resend('203.0.113.171')).statusCode]).toEqual([202, 202]);
+    expect(await mailTo(h, email)).toHaveLength(4);
+    // Over that address's own budget it is refused per address, as anyone would be...
+    expect((await register('203.0.113.170')).statusCode).toBe(429);
+    // ... while past the mail cap the answer stays 202: one /48 gets 2 more links, its third call none.
+    expect((await resend('2001:db8:5151:1::1')).statusCode).toBe(202);
+    expect((await resend('2001:db8:5151:1::1')).statusCode).toBe(202);
+    expect((await resend('2001:db8:5151:2::1')).statusCode).toBe(202);
+    expect(await mailTo(h, email)).toHaveLength(6);
+    // The owner, from their own address: the same 202 and a link (per account 4 × 2 = 8 an hour).
+    expect((await resend('198.51.100.70')).statusCode).toBe(202);
+    expect(await mailTo(h, email)).toHaveLength(7);
+  });
+
+  // review R5 finding C
+  it('RateLimit-* headers count the caller\u2019s address only, never how often others asked for an account', async () => {
+    const victim = await passwordUser(h);
+    for (let k = 0; k < 3; k++) await resetRequest(victim.email, `203.0.113.${130 + k}`);
+    const fresh = await resetRequest(victim.email, '203.0.113.140');
+    expect(fresh.headers['ratelimit-remaining']).toBe('2');
+    // Login keeps refusing per account; the refusal says when to come back, not what is left.
+    for (let k = 0; k < 3; k++) await login(h, victim.email, WRONG, { ip: `203.0.113.${150 + k}` });
+    const refused = await login(h, victim.email, WRONG, { ip: '203.0.113.160' });
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(refused.headers['ratelimit-remaining']).toBeUndefined();
+    expect(refused.headers['ratelimit-limit']).toBeUndefined();
   });
 });

@@ -18,12 +18,12 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
     defineRoute({
       method: 'POST', url: '/api/auth/register', summary: 'Create an account; a verification link is mailed (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
-      rateLimit: 'register', audit: { action: 'auth.registered', or: ['auth.registration_duplicate'] }, status: 202,
+      rateLimit: 'register', accountLimitCapsMail: true, audit: { action: 'auth.registered', or: ['auth.registration_duplicate'] }, status: 202,
       schema: { body: z.strictObject({ email, password, name: userText(100) }), response: mailboxNotice },
       errors: ['weak_password'],
       example: () => ({ email: 'new-user@example.com', password: 'a-long-enough-passphrase-42', name: 'New User' }),
-      handler: async ({ ctx, body }) => {
-        await identity.register(ctx, body);
+      handler: async ({ ctx, body, mailAllowed }) => {
+        await identity.register(ctx, body, mailAllowed);
         return REGISTRATION_ANSWER;
       },
     }),
@@ -39,10 +39,10 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
     defineRoute({
       method: 'POST', url: '/api/auth/verify-email/resend', summary: 'Mail a new verification link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'an unverified account cannot sign in to ask' }, permission: 'none',
-      rateLimit: 'email-verify', audit: { action: 'auth.email_verification_requested' }, status: 202,
+      rateLimit: 'email-verify', accountLimitCapsMail: true, audit: { action: 'auth.email_verification_requested' }, status: 202,
       schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
-      handler: async ({ ctx, body }) => {
-        await identity.resendVerification(ctx, body.email);
+      handler: async ({ ctx, body, mailAllowed }) => {
+        await identity.resendVerification(ctx, body.email, mailAllowed);
         return { status: 'If the address has an unverified account, a new link is on its way.' };
       },
     }),
@@ -78,10 +78,10 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
     defineRoute({
       method: 'POST', url: '/api/auth/password-reset/request', summary: 'Mail a single-use reset link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'someone who forgot their password has no session' }, permission: 'none',
-      rateLimit: 'password-reset', audit: { action: 'auth.password_reset_requested' }, status: 202,
+      rateLimit: 'password-reset', accountLimitCapsMail: true, audit: { action: 'auth.password_reset_requested' }, status: 202,
       schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
-      handler: async ({ ctx, body }) => {
-        await identity.requestReset(ctx, body.email);
+      handler: async ({ ctx, body, mailAllowed }) => {
+        await identity.requestReset(ctx, body.email, mailAllowed);
         return { status: 'If the address has an account, a reset link is on its way.' };
       },
     }),

@@ -113,7 +113,10 @@ export function createIdentityService(deps: IdentityDeps) {
      * Nothing about the existing account changes. An unverified account cannot sign in
      * (verifyCredentials), so the link, confirmed with the password, is what opens it.
      */
-    async register(ctx: RequestContext, input: { email: string; password: string; name: string }): Promise<void> {
+    async register(ctx: RequestContext, input: { email: string; password: string; name: string }, mailAllowed = true): Promise<void> {
+      // Over the mail cap for this address (review R5 finding B): the same answer and the same
+      // work, without the mail.
+      const enqueue: typeof deps.mail.enqueue = mailAllowed ? (tx, m) => deps.mail.enqueue(tx, m) : () => Promise.resolve();
       assertPasswordAcceptable(input.password);
       const passwordHash = await hashPassword(input.password);
       const userId = newId();
@@ -134,7 +137,7 @@ export function createIdentityService(deps: IdentityDeps) {
         }
         if (created) {
           const token = await issueVerification(tx, userId);
-          await deps.mail.enqueue(tx, {
+          await enqueue(tx, {
             to: input.email,
             subject: 'Verify your email address for Palisade',
             body:
@@ -149,8 +152,9 @@ export function createIdentityService(deps: IdentityDeps) {
         }
         const existing = await findByEmail(tx, input.email);
         if (existing && !existing.email_verified_at) {
-          const token = await issueVerification(tx, existing.id);
-          await deps.mail.enqueue(tx, {
+          // Over the cap no link is made that nobody would receive.
+          const token = mailAllowed ? await issueVerification(tx, existing.id) : '';
+          await enqueue(tx, {
             to: existing.email,
             subject: 'Verify your email address for Palisade',
             body:
@@ -160,7 +164,7 @@ export function createIdentityService(deps: IdentityDeps) {
               'that verifies the address too, and only the new password will work. The link expires in 24 hours.',
           });
         } else if (existing) {
-          await deps.mail.enqueue(tx, {
+          await enqueue(tx, {
             to: existing.email,
             subject: 'Someone tried to register with your email address',
             body:
@@ -216,10 +220,11 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     /** Always answers the same; mails a new link only when the address has an unverified account. */
-    async resendVerification(ctx: RequestContext, email: string): Promise<void> {
+    async resendVerification(ctx: RequestContext, email: string, mailAllowed = true): Promise<void> {
       await deps.db.withTenant(system, async (tx) => {
         const user = await findByEmail(tx, email);
-        const send = Boolean(user && !user.email_verified_at);
+        // Over the mail cap for this address (review R5 finding B): the same answer, no mail.
+        const send = Boolean(user && !user.email_verified_at) && mailAllowed;
         if (user && send) {
           const token = await issueVerification(tx, user.id);
           await deps.mail.enqueue(tx, {
@@ -314,12 +319,14 @@ export function createIdentityService(deps: IdentityDeps) {
     },
 
     /** Always answers the same; mails a single-use token only when the account exists. */
-    async requestReset(ctx: RequestContext, email: string): Promise<void> {
+    async requestReset(ctx: RequestContext, email: string, mailAllowed = true): Promise<void> {
       const { token, hash } = mintOpaqueToken('passwordReset');
       const now = deps.clock.now();
       await deps.db.withTenant(system, async (tx) => {
         const user = await findByEmail(tx, email);
-        if (user) {
+        // Over the mail cap for this address (review R5 finding B): the same answer, and neither
+        // a mail nor a token nobody would receive.
+        if (user && mailAllowed) {
           await exec(
             tx,
             sql`insert into password_resets (token_hash, user_id, created_at, expires_at)
@@ -334,7 +341,7 @@ export function createIdentityService(deps: IdentityDeps) {
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, {
           action: 'auth.password_reset_requested',
           target: user ? { type: 'user', id: user.id } : undefined,
-          details: { email: email.slice(0, 254), known: Boolean(user) },
+          details: { email: email.slice(0, 254), known: Boolean(user), ...(mailAllowed ? {} : { mailCapped: true }) },
           actor: { type: 'anonymous', id: null },
         });
       });

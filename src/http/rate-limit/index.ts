@@ -41,10 +41,10 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
     onFailOpen: opts.onFailOpen ?? (() => undefined),
   });
   return {
-    async hit(policy, parts) {
-      const d = await redis.hit(policy, parts);
+    async hit(policy, parts, scale) {
+      const d = await redis.hit(policy, parts, scale);
       if (!d.failedOpen) return d;
-      const local = await memory.hit(policy, parts);
+      const local = await memory.hit(policy, parts, scale);
       return { ...local, failedOpen: true };
     },
     async close() {

@@ -75,6 +75,16 @@ describe.each(['memory', 'redis'] as const)('%s limiter: shared semantics', (kin
     expect(refused.resetSeconds).toBe(refused.retryAfterSeconds);
   });
 
+  // review R5 finding A
+  it('a scaled key (an IPv6 /48, an account\u2019s mail) has scale \u00d7 the policy\u2019s limit', async () => {
+    const l = make({ 'password-reset': { limit: 2, windowSeconds: 60 } });
+    const ds: RateLimitDecision[] = [];
+    for (let i = 0; i < 9; i++) ds.push(await l.hit('password-reset', ['ip-allocation', '2001:db8:1::/48'], 4));
+    expect(ds.map((d) => d.allowed)).toEqual([true, true, true, true, true, true, true, true, false]);
+    expect(ds[0]).toMatchObject({ limit: 8, remaining: 7 });
+    expect((await l.hit('password-reset', ['ip', '2001:db8:1:1::/64'])).limit).toBe(2);
+  });
+
   it('admits exactly 50 of 100 concurrent hits, each remaining count once', async () => {
     const l = make({ authenticated: { limit: 50, windowSeconds: 60 } });
     const ds = await Promise.all(Array.from({ length: 100 }, () => l.hit('authenticated', ['key', 'k1'])));
@@ -197,6 +207,16 @@ describe('memory limiter', () => {
     const m = new MemoryRateLimiter({ policies: { ...DEFAULT_POLICIES, ...policies }, keyPrefix: 'x:', clock, maxKeysPerPolicy });
     return { clock, m };
   }
+
+  // review R5 finding A
+  it('counters of another scale live in a store of their own: a refusing /48 counter is never judged by the /64 limit', async () => {
+    const { m } = bounded(3, { 'password-reset': { limit: 2, windowSeconds: 3600 } });
+    // Three /48 counters with 2 of their 32 hits would each look "at the limit" to a /64 of limit 2 ...
+    for (let i = 0; i < 6; i++) expect((await m.hit('password-reset', ['ip-allocation', `2001:db8:${i % 3}::/48`], 16)).allowed).toBe(true);
+    // ... yet the unscaled store is empty, so fresh /64s are admitted.
+    for (let i = 0; i < 3; i++) expect((await m.hit('password-reset', ['ip', `198.51.100.${i}`])).allowed).toBe(true);
+    expect(m.size('password-reset')).toBe(3);
+  });
 
   // review R4 finding 2
   it('a flood of unique keys never evicts a counter at its limit, and stays in its own policy', async () => {

@@ -31,16 +31,19 @@ const EVICTION_SCAN = 32;
  * per-address count.
  */
 export class MemoryRateLimiter implements RateLimiter {
-  private readonly stores = new Map<RateLimitPolicy, Map<string, number[]>>();
+  private readonly stores = new Map<string, Map<string, number[]>>();
 
   constructor(private readonly d: MemoryLimiterDeps) {}
 
-  hit(policy: RateLimitPolicy, parts: readonly string[]): Promise<RateLimitDecision> {
-    const { limit, windowSeconds } = this.d.policies[policy];
+  hit(policy: RateLimitPolicy, parts: readonly string[], scale = 1): Promise<RateLimitDecision> {
+    const { windowSeconds } = this.d.policies[policy];
+    const limit = this.d.policies[policy].limit * scale;
     const key = storageKey(this.d.keyPrefix, policy, parts);
     const now = this.d.clock.now().getTime();
     const windowMs = windowSeconds * 1000;
-    const store = this.storeOf(policy);
+    // One store per (policy, scale): every counter in a store has the same limit, so "at its
+    // limit" means the same thing for all of them when one must make room.
+    const store = this.storeOf(scale === 1 ? policy : `${policy}×${scale}`);
     let log = store.get(key);
     // The Map's insertion order doubles as recency: a hit re-inserts its key at the end.
     if (log) store.delete(key);
@@ -68,7 +71,7 @@ export class MemoryRateLimiter implements RateLimiter {
     return this.stores.get(policy)?.size ?? 0;
   }
 
-  private storeOf(policy: RateLimitPolicy): Map<string, number[]> {
+  private storeOf(policy: string): Map<string, number[]> {
     let store = this.stores.get(policy);
     if (!store) this.stores.set(policy, (store = new Map()));
     return store;

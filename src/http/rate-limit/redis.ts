@@ -70,8 +70,9 @@ export class RedisRateLimiter implements RateLimiter {
     });
   }
 
-  async hit(policy: RateLimitPolicy, parts: readonly string[]): Promise<RateLimitDecision> {
-    const { limit, windowSeconds } = this.d.policies[policy];
+  async hit(policy: RateLimitPolicy, parts: readonly string[], scale = 1): Promise<RateLimitDecision> {
+    const { windowSeconds } = this.d.policies[policy];
+    const limit = this.d.policies[policy].limit * scale;
     const key = storageKey(this.d.keyPrefix, policy, parts);
     const member = `${this.nonce}:${(this.seq = (this.seq + 1) % Number.MAX_SAFE_INTEGER)}`;
     const attempt = { abandoned: false };

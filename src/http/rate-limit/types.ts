@@ -26,7 +26,12 @@ export interface RateLimitDecision {
 
 export interface RateLimiter {
   /** Counts one hit for `policy` under the key made of `parts` (e.g. ['ip', '203.0.113.9'] or ['ip', ip, 'account', email]). */
-  hit(policy: RateLimitPolicy, parts: readonly string[]): Promise<RateLimitDecision>;
+  /**
+   * `scale` (default 1) multiplies the policy's limit for this key: a key shared by many clients
+   * (an IPv6 /48, every address asking mail for one account) is counted with a wider budget.
+   * Callers use a fixed handful of scales; the memory store keeps one bounded store per scale.
+   */
+  hit(policy: RateLimitPolicy, parts: readonly string[], scale?: number): Promise<RateLimitDecision>;
   close(): Promise<void>;
 }
 
