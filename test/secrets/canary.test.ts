@@ -168,8 +168,8 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     expect((await withKey(`/v1/orgs/${acme}/projects`)).statusCode).toBe(200);
     expectProblem(await withKey(`/v1/orgs/${acme}/projects`, 'POST'), 403, 'forbidden');
     // The last character changed, never to itself (1 in 62 keys end in any given character).
-    const tampered = `${token.slice(0, -1)}${token.endsWith('x') ? 'y' : 'x'}`;
-    expectProblem(await withKey(`/v1/orgs/${acme}/projects`, 'GET', tampered), 401, 'unauthenticated');
+    const tamperedKey = `${token.slice(0, -1)}${token.endsWith('x') ? 'y' : 'x'}`;
+    expectProblem(await withKey(`/v1/orgs/${acme}/projects`, 'GET', tamperedKey), 401, 'unauthenticated');
     expect((await call('DELETE', `/api/orgs/${acme}/api-keys/${keyView.id}`, { cookie: owner })).statusCode).toBe(204);
     expectProblem(await withKey(`/v1/orgs/${acme}/projects`), 401, 'unauthenticated');
     const hook = await call('POST', `/api/orgs/${acme}/webhooks`, { cookie: owner, payload: { url: 'https://hooks.example.com/canary', events: ['*'] } });
