@@ -70,6 +70,24 @@ export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
   return Number((await q.execute(tx)).numAffectedRows ?? 0n);
 }
 
+/**
+ * Runs a write that may hit a unique constraint: false when it did (only that write is undone,
+ * under a savepoint, so the transaction goes on), true when it went in. Any other error throws.
+ */
+export async function writeUnlessTaken(tx: Tx, q: RawBuilder<unknown>): Promise<boolean> {
+  // A repeated name is fine: ROLLBACK TO and RELEASE act on the newest savepoint of that name.
+  await exec(tx, sql`savepoint unless_taken`);
+  try {
+    await exec(tx, q);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '23505') throw err;
+    await exec(tx, sql`rollback to savepoint unless_taken`);
+    return false;
+  }
+  await exec(tx, sql`release savepoint unless_taken`);
+  return true;
+}
+
 /** null: every project; undefined (not stated): none, so that forgetting the scope fails closed. */
 function scopeValue(projectIds: readonly string[] | null | undefined): string {
   if (projectIds === undefined) return '';

@@ -5,7 +5,7 @@ import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { exec, one, type Database, type Tx } from '../../db/database.js';
+import { exec, one, writeUnlessTaken, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
 import { recordAccountLocked } from './factors.js';
@@ -30,10 +30,6 @@ export interface IdentityDeps {
   /** Every session of the user, except `keep`, must end (wired to the sessions domain). */
   revokeSessions(tx: Tx, userId: string, reason: string, keep?: string): Promise<void>;
   lockout: Lockout;
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === '23505';
 }
 
 export function createIdentityService(deps: IdentityDeps) {
@@ -121,20 +117,11 @@ export function createIdentityService(deps: IdentityDeps) {
       const passwordHash = await hashPassword(input.password);
       const userId = newId();
       await deps.db.withTenant({ orgId: SYSTEM_ORG_ID, userId }, async (tx) => {
-        let created = true;
-        try {
-          await exec(tx, sql`savepoint create_user`);
-          await exec(
-            tx,
-            sql`insert into users (id, email, name, password_hash, password_changed_at)
-                values (${userId}, ${input.email}, ${input.name}, ${passwordHash}, ${deps.clock.now().toISOString()})`,
-          );
-          await exec(tx, sql`release savepoint create_user`);
-        } catch (err) {
-          if (!isUniqueViolation(err)) throw err;
-          await exec(tx, sql`rollback to savepoint create_user`);
-          created = false;
-        }
+        const created = await writeUnlessTaken(
+          tx,
+          sql`insert into users (id, email, name, password_hash, password_changed_at)
+              values (${userId}, ${input.email}, ${input.name}, ${passwordHash}, ${deps.clock.now().toISOString()})`,
+        );
         if (created) {
           const token = await issueVerification(tx, userId);
           await enqueue(tx, {

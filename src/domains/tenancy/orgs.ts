@@ -3,7 +3,7 @@ import { ipInList, normalizeCidr } from '../../kernel/ip.js';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { exec, one, rows, type Tx } from '../../db/database.js';
+import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import { bindingOf, requireOrg } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import type { AuditDetails } from '../audit/index.js';
@@ -41,10 +41,6 @@ export function normalizeBrowserOrigin(value: string): string | null {
   return url.origin;
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === '23505';
-}
-
 /**
  * Creates an org with `ownerId` as its owner, inside a transaction bound to the new org id.
  * Used by registration and by "create another organization".
@@ -56,13 +52,8 @@ export async function insertOrg(
   org: { id: string; slug: string; name: string },
   ownerId: string,
 ): Promise<void> {
-  try {
-    await exec(tx, sql`savepoint create_org`);
-    await exec(tx, sql`insert into organizations (org_id, slug, name) values (${org.id}, ${org.slug}, ${org.name})`);
-    await exec(tx, sql`release savepoint create_org`);
-  } catch (err) {
-    if (isUniqueViolation(err)) throw new AppError('conflict', 'that organization slug is taken');
-    throw err;
+  if (!(await writeUnlessTaken(tx, sql`insert into organizations (org_id, slug, name) values (${org.id}, ${org.slug}, ${org.name})`))) {
+    throw new AppError('conflict', 'that organization slug is taken');
   }
   await exec(tx, sql`insert into org_settings (org_id) values (${org.id})`);
   await exec(tx, sql`insert into memberships (org_id, user_id, role) values (${org.id}, ${ownerId}, 'owner')`);

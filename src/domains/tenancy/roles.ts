@@ -3,7 +3,7 @@ import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, orgWideIn, PermissionSet, type Permission } from '../../kernel/permissions.js';
-import { exec, one, rows, type Tx } from '../../db/database.js';
+import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import { assertCanActOn, bindingOf, requireOrg } from './access.js';
 import type { OrgAccess } from '../../kernel/context.js';
 import type { Database } from '../../db/database.js';
@@ -56,9 +56,7 @@ function customView(r: CustomRow): RoleView {
   return { id: r.id, name: r.name, description: r.description, builtin: false, permissions: PermissionSet.of(r.permissions).list() };
 }
 
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string }).code === '23505';
-}
+const ROLE_NAME_TAKEN = 'a role with that name exists';
 
 export function createRoleService(deps: TenancyDeps) {
   return {
@@ -84,18 +82,12 @@ export function createRoleService(deps: TenancyDeps) {
       if (!org.permissions.covers(perms)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
       const id = newId();
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        try {
-          await exec(tx, sql`savepoint role_insert`);
-          await exec(
-            tx,
-            sql`insert into custom_roles (org_id, id, name, description, permissions)
-                values (${org.orgId}, ${id}, ${input.name}, ${input.description ?? ''}, ${perms.list()}::text[])`,
-          );
-          await exec(tx, sql`release savepoint role_insert`);
-        } catch (err) {
-          if (isUniqueViolation(err)) throw new AppError('conflict', 'a role with that name exists');
-          throw err;
-        }
+        const inserted = await writeUnlessTaken(
+          tx,
+          sql`insert into custom_roles (org_id, id, name, description, permissions)
+              values (${org.orgId}, ${id}, ${input.name}, ${input.description ?? ''}, ${perms.list()}::text[])`,
+        );
+        if (!inserted) throw new AppError('conflict', ROLE_NAME_TAKEN);
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'role.created',
           target: { type: 'role', id },
@@ -125,18 +117,12 @@ export function createRoleService(deps: TenancyDeps) {
         if (wide.length > 0) await assertNoRestrictedHolders(tx, id, wide);
         const name = input.name ?? cur.name;
         const description = input.description ?? cur.description;
-        try {
-          await exec(tx, sql`savepoint role_update`);
-          await exec(
-            tx,
-            sql`update custom_roles set name = ${name}, description = ${description}, permissions = ${next.list()}::text[],
-                  updated_at = now() where id = ${id}`,
-          );
-          await exec(tx, sql`release savepoint role_update`);
-        } catch (err) {
-          if (isUniqueViolation(err)) throw new AppError('conflict', 'a role with that name exists');
-          throw err;
-        }
+        const updated = await writeUnlessTaken(
+          tx,
+          sql`update custom_roles set name = ${name}, description = ${description}, permissions = ${next.list()}::text[],
+                updated_at = now() where id = ${id}`,
+        );
+        if (!updated) throw new AppError('conflict', ROLE_NAME_TAKEN);
         if (input.permissions) {
           const holders = await rows<{ user_id: string }>(tx, sql`select user_id from memberships where custom_role_id = ${id} order by user_id`);
           for (const h of holders) await deps.onPrivilegeChange(tx, h.user_id);
