@@ -78,23 +78,43 @@ export function createIdentityService(deps: IdentityDeps) {
    * whatever the outcome, and `failedAction` is audited with the reason. On success, as at
    * sign-in: with a second factor the slot is handed back without clearing the count.
    */
+  /**
+   * The one password check, for sign-in and re-checks alike: the attempt takes a lockout slot
+   * first (a locked account is refused even with the right password), and it costs one argon2
+   * verification whatever the account (none, no password, locked). On success with a second
+   * factor the slot is handed back without clearing the count: only the second factor does, so
+   * knowing the password does not buy unlimited code guesses.
+   */
+  async function passwordMatches(
+    user: { id: string; password_hash: string | null; mfa_enabled: boolean } | undefined,
+    password: string,
+  ): Promise<{ ok: true } | { ok: false; reason: 'unknown_email' | 'locked' | 'bad_password'; locksNow: boolean }> {
+    const slot = user?.password_hash ? await deps.lockout.reserve(user.id) : null;
+    const checkable = Boolean(user?.password_hash && slot?.granted);
+    const ok = (await verifyPassword(checkable && user?.password_hash ? user.password_hash : await dummyHash(), password)) && checkable;
+    if (!user || !ok) {
+      const reason = !user ? 'unknown_email' : slot && !slot.granted ? 'locked' : 'bad_password';
+      return { ok: false, reason, locksNow: Boolean(slot?.granted && slot.locksNow) };
+    }
+    if (user.mfa_enabled) await deps.lockout.release(user.id);
+    else await deps.lockout.succeeded(user.id);
+    return { ok: true };
+  }
+
+  /** A password typed by a signed-in user (step-up, password change); `failedAction` is audited with the reason. */
   async function checkOwnPassword(ctx: RequestContext, userId: string, password: string, failedAction: AuditAction): Promise<void> {
     const u = await deps.db.withSystem('password re-check', (tx) =>
       one<{ password_hash: string | null; mfa_enabled: boolean }>(tx, sql`select password_hash, mfa_enabled from users where id = ${userId}`),
     );
-    const slot = u?.password_hash ? await deps.lockout.reserve(userId) : null;
-    const checkable = Boolean(u?.password_hash && slot?.granted);
-    const ok = (await verifyPassword(checkable && u?.password_hash ? u.password_hash : await dummyHash(), password)) && checkable;
-    if (!ok) {
+    const check = await passwordMatches(u && { id: userId, ...u }, password);
+    if (!check.ok) {
       await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
         action: failedAction, result: 'failure', target: { type: 'user', id: userId },
-        details: { reason: slot && !slot.granted ? 'locked' : 'bad_password' },
+        details: { reason: check.reason === 'locked' ? 'locked' : 'bad_password' },
       });
-      if (slot?.granted && slot.locksNow) await recordAccountLocked(deps, ctx, userId);
+      if (check.locksNow) await recordAccountLocked(deps, ctx, userId);
       throw new AppError('invalid_credentials');
     }
-    if (u?.mfa_enabled) await deps.lockout.release(userId);
-    else await deps.lockout.succeeded(userId);
   }
 
   return {
@@ -235,10 +255,7 @@ export function createIdentityService(deps: IdentityDeps) {
 
     /**
      * Same error and similar cost whether the email is unknown, the password wrong or the
-     * account locked: each pays for one argon2 verification. The attempt takes a lockout slot
-     * before the password is checked (lockout.ts). With a second factor enabled, a right
-     * password hands its slot back but does not clear the count: only the second factor does,
-     * so knowing the password does not buy unlimited code guesses.
+     * account locked (passwordMatches).
      */
     async verifyCredentials(
       ctx: RequestContext,
@@ -246,11 +263,9 @@ export function createIdentityService(deps: IdentityDeps) {
       password: string,
     ): Promise<UserView & { sessionEpoch: number; mfaEnabled: boolean }> {
       const user = await deps.db.withSystem('login lookup', (tx) => findByEmail(tx, email));
-      const slot = user?.password_hash ? await deps.lockout.reserve(user.id) : null;
-      const checkable = Boolean(user?.password_hash && slot?.granted);
-      const ok = (await verifyPassword(checkable && user?.password_hash ? user.password_hash : await dummyHash(), password)) && checkable;
-      if (!user || !ok) {
-        const reason = !user ? 'unknown_email' : slot && !slot.granted ? 'locked' : 'bad_password';
+      const check = await passwordMatches(user, password);
+      if (!user || !check.ok) {
+        const reason = check.ok ? 'unknown_email' : check.reason;
         await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
           action: 'auth.login_failed',
           result: 'failure',
@@ -262,11 +277,9 @@ export function createIdentityService(deps: IdentityDeps) {
             : { emailHash: sha256Hex(email.trim().toLowerCase()).slice(0, 16), reason },
           actor: { type: 'anonymous', id: null },
         });
-        if (user && slot?.granted && slot.locksNow) await recordAccountLocked(deps, ctx, user.id, { type: 'anonymous', id: null });
+        if (user && !check.ok && check.locksNow) await recordAccountLocked(deps, ctx, user.id, { type: 'anonymous', id: null });
         throw new AppError('invalid_credentials');
       }
-      if (user.mfa_enabled) await deps.lockout.release(user.id);
-      else await deps.lockout.succeeded(user.id);
       if (!user.email_verified_at) {
         // Told only to whoever typed the right password. The account holds no session, factor
         // or key before this, so nothing set up by someone who registered another person's
