@@ -1,5 +1,5 @@
 export { randomToken, randomCode, newId, sha256Hex, hmacSha256, safeEqual, randomKey } from './primitives.js';
-export { Keyring, parseKeks } from './keyring.js';
+export { Keyring, parseKeks, SealedValueError } from './keyring.js';
 export type { Kek, WrappedKey, DataKeyStore, FieldRef } from './keyring.js';
 export { generateApiToken, parseApiToken, API_TOKEN_LENGTH } from './api-token.js';
 export type { ApiTokenKind } from './api-token.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AppError, InvariantError } from '../kernel/errors.js';
-import { Keyring, parseKeks, type DataKeyStore, type FieldRef, type Kek, type WrappedKey } from './keyring.js';
+import { Keyring, parseKeks, SealedValueError, type DataKeyStore, type FieldRef, type Kek, type WrappedKey } from './keyring.js';
 
 /** A plain in-memory implementation of the store interface (the SQL one is tested in domains/keys). */
 class MemoryStore implements DataKeyStore {
@@ -87,9 +87,9 @@ describe('Keyring seal and open', () => {
     expect(Buffer.from(a?.wrapped.split('.')[1] ?? '', 'base64url')).toHaveLength(32);
   });
 
-  it.each([[0, 'iv'], [1, 'ciphertext'], [2, 'tag']] as const)('rejects a tampered part %i (%s) as token_invalid', async (index, _part) => {
+  it.each([[0, 'iv'], [1, 'ciphertext'], [2, 'tag']] as const)('rejects a tampered part %i (%s) as an integrity failure', async (index, _part) => {
     const { ring, store, value } = await sealed();
-    expect(await openError(ring.open(store, REF, tamper(value, index)))).toBe('token_invalid');
+    expect(await openError(ring.open(store, REF, tamper(value, index)))).toBe('invariant');
   });
 
   it.each([
@@ -98,10 +98,10 @@ describe('Keyring seal and open', () => {
     ['no key id', 'v1'],
     ['missing tag', 'v1.KEY.aaaaaaaaaaaaaaaa.bbbb'],
     ['short tag', 'v1.KEY.aaaaaaaaaaaaaaaa.bbbb.cccc'],
-  ])('rejects a malformed value (%s) as token_invalid', async (_name, bad) => {
+  ])('rejects a malformed value (%s) as an integrity failure', async (_name, bad) => {
     const { ring, store } = await sealed();
     const keyId = store.keys.get(ORG_A)?.[0]?.id ?? '';
-    expect(await openError(ring.open(store, REF, bad.replace('KEY', keyId)))).toBe('token_invalid');
+    expect(await openError(ring.open(store, REF, bad.replace('KEY', keyId)))).toBe('invariant');
   });
 
   it.each([
@@ -115,7 +115,7 @@ describe('Keyring seal and open', () => {
     // Give every scope the same data key so that only the AAD can tell the places apart.
     const w = store.keys.get(ORG_A)?.[0];
     if (w) store.keys.set(ORG_B, [w]);
-    expect(await openError(ring.open(store, { ...REF, ...change }, value))).toBe('token_invalid');
+    expect(await openError(ring.open(store, { ...REF, ...change }, value))).toBe('invariant');
   });
 
   it('does not unwrap a data key copied to another scope (wrapping AAD)', async () => {
@@ -123,14 +123,14 @@ describe('Keyring seal and open', () => {
     const w = store.keys.get(ORG_A)?.[0];
     if (w) store.keys.set(ORG_B, [w]);
     const moved = { ...REF, scope: ORG_B };
-    expect(await openError(new Keyring([K1]).open(store, moved, value))).toBe('token_invalid');
+    expect(await openError(new Keyring([K1]).open(store, moved, value))).toBe('invariant');
   });
 
-  it('rejects an unknown data key id as token_invalid, and an unknown KEK as an invariant breach', async () => {
+  it('rejects an unknown data key id as an integrity failure, and an unknown KEK as an invariant breach', async () => {
     const { ring, store, value } = await sealed();
     const [v, , ...rest] = value.split('.');
-    expect(await openError(ring.open(store, REF, [v, randomUUID(), ...rest].join('.')))).toBe('token_invalid');
-    expect(await openError(ring.open(new MemoryStore(), REF, value))).toBe('token_invalid');
+    expect(await openError(ring.open(store, REF, [v, randomUUID(), ...rest].join('.')))).toBe('invariant');
+    expect(await openError(ring.open(new MemoryStore(), REF, value))).toBe('invariant');
     expect(await openError(new Keyring([K2]).open(store, REF, value))).toBe('invariant');
   });
 
@@ -142,7 +142,7 @@ describe('Keyring seal and open', () => {
     const bytes = Buffer.from(ct ?? '', 'base64url');
     bytes[5] = (bytes[5] ?? 0) ^ 0x80;
     store.replace(ORG_A, { ...w, wrapped: [iv, bytes.toString('base64url'), tag].join('.') });
-    expect(await openError(new Keyring([K1]).open(store, REF, value))).toBe('token_invalid');
+    expect(await openError(new Keyring([K1]).open(store, REF, value))).toBe('invariant');
   });
 
   it('refuses a keyring without KEKs, with a KEK not of 256 bits, or with a KEK id twice', () => {
@@ -188,7 +188,7 @@ describe('KEK rotation', () => {
     const w = store.keys.get(ORG_A)?.[0];
     if (!w) throw new Error('no key');
     expect(() => new Keyring([K2]).rewrap(ORG_A, w)).toThrow(InvariantError);
-    expect(() => new Keyring([K2, K1]).rewrap(ORG_B, w)).toThrow(AppError);
+    expect(() => new Keyring([K2, K1]).rewrap(ORG_B, w)).toThrow(SealedValueError);
   });
 });
 

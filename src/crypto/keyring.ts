@@ -1,5 +1,17 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { AppError, InvariantError } from '../kernel/errors.js';
+import { InvariantError } from '../kernel/errors.js';
+
+/**
+ * A stored value that does not open (tampered, moved to another row, malformed, or naming a key
+ * that is gone). Sealed values come only from our own database, so this is an integrity failure
+ * for operators (a 500 with the request id, logged), never a client's error.
+ */
+export class SealedValueError extends InvariantError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SealedValueError';
+  }
+}
 
 /**
  * Envelope encryption. Key-encryption keys (KEKs) come from configuration and never touch the
@@ -47,16 +59,16 @@ function gcmEncrypt(key: Buffer, plaintext: Buffer, aad: string): string {
 
 function gcmDecrypt(key: Buffer, sealed: string, aad: string): Buffer {
   const parts = sealed.split('.');
-  if (parts.length !== 3) throw new AppError('token_invalid', 'sealed value is malformed');
+  if (parts.length !== 3) throw new SealedValueError('sealed value is malformed');
   const [iv, ct, tag] = parts.map((p) => Buffer.from(p, 'base64url')) as [Buffer, Buffer, Buffer];
-  if (iv.length !== 12 || tag.length !== 16) throw new AppError('token_invalid', 'sealed value is malformed');
+  if (iv.length !== 12 || tag.length !== 16) throw new SealedValueError('sealed value is malformed');
   const decipher = createDecipheriv('aes-256-gcm', key, iv);
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(tag);
   try {
     return Buffer.concat([decipher.update(ct), decipher.final()]);
   } catch {
-    throw new AppError('token_invalid', 'sealed value failed authentication');
+    throw new SealedValueError('sealed value failed authentication');
   }
 }
 
@@ -94,7 +106,7 @@ export class Keyring {
     let key = this.macKeys.get(cacheKey);
     if (!key) {
       const kek = this.keks.get(kekId);
-      if (!kek) throw new AppError('token_invalid', `unknown key ${kekId}`);
+      if (!kek) throw new SealedValueError(`unknown key ${kekId}`);
       key = Buffer.from(hkdfSync('sha256', kek, Buffer.alloc(0), `palisade:${purpose}`, 32));
       this.macKeys.set(cacheKey, key);
     }
@@ -140,11 +152,11 @@ export class Keyring {
     const first = sealed.indexOf('.');
     const second = sealed.indexOf('.', first + 1);
     if (first < 0 || second < 0 || sealed.slice(0, first) !== SEAL_VERSION) {
-      throw new AppError('token_invalid', 'sealed value is malformed');
+      throw new SealedValueError('sealed value is malformed');
     }
     const keyId = sealed.slice(first + 1, second);
     const w = await store.byId(ref.scope, keyId);
-    if (!w) throw new AppError('token_invalid', 'sealed value names an unknown data key');
+    if (!w) throw new SealedValueError('sealed value names an unknown data key');
     return gcmDecrypt(this.unwrap(ref.scope, w), sealed.slice(second + 1), aadFor(ref)).toString('utf8');
   }
 }

@@ -32,4 +32,3 @@ export const timestamp = z.iso.datetime();
 export const orgParams = z.strictObject({ orgId: uuid });
 export const projectParams = z.strictObject({ orgId: uuid, projectId: uuid });
 export const slug = z.string().regex(/^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$/, 'lowercase letters, digits and dashes, 3-40 long');
-export const noQuery = z.strictObject({});

@@ -61,7 +61,3 @@ export class InvariantError extends Error {
     this.name = 'InvariantError';
   }
 }
-
-export function invariant(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new InvariantError(message);
-}

@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Keyring, type FieldRef, type Kek } from '../../crypto/index.js';
+import { Keyring, SealedValueError, type FieldRef, type Kek } from '../../crypto/index.js';
 import { rows, type Tx } from '../../db/database.js';
-import { AppError } from '../../kernel/errors.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../../../test/support/db.js';
 import { seedSmallOrg } from '../../../test/isolation/fixtures.js';
 import { createSealer, type Sealer } from './index.js';
@@ -15,7 +14,8 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     await p;
     return 'opened';
   } catch (err) {
-    return err instanceof AppError ? err.code : `${(err as Error).name}: ${(err as Error).message}`;
+    // Sealed values come from our own rows: one that does not open is an integrity failure.
+    return err instanceof SealedValueError ? 'unreadable' : `${(err as Error).name}: ${(err as Error).message}`;
   }
 }
 
@@ -70,10 +70,10 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
       asB: await codeOf(createSealer(new Keyring([K1])).open(tx, ref(b), sealed)),
     }));
     expect(fromB.visibleKeys.every((k) => k.org_id === b)).toBe(true);
-    expect(fromB.asA).toBe('token_invalid');
-    expect(fromB.asB).toBe('token_invalid');
+    expect(fromB.asA).toBe('unreadable');
+    expect(fromB.asB).toBe('unreadable');
     // withSystem sees no org key either.
-    expect(await t.db.withSystem('test', (tx) => codeOf(sealer.open(tx, ref(a), sealed)))).toBe('token_invalid');
+    expect(await t.db.withSystem('test', (tx) => codeOf(sealer.open(tx, ref(a), sealed)))).toBe('unreadable');
   });
 
   it('gives the other org its own key, which the first org cannot use', async () => {
@@ -82,7 +82,7 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
     expect(keyB).toBeDefined();
     expect(keyB).not.toBe(keyA);
     expect(sealedB.split('.')[1]).toBe(keyB);
-    expect(await inOrg(a, (tx) => codeOf(sealer.open(tx, ref(b), sealedB)))).toBe('token_invalid');
+    expect(await inOrg(a, (tx) => codeOf(sealer.open(tx, ref(b), sealedB)))).toBe('unreadable');
     expect(await inOrg(b, (tx) => sealer.open(tx, ref(b), sealedB))).toBe('bravo secret');
   });
 
@@ -93,7 +93,7 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
     await t.owner.query(`insert into org_keys (org_id, id, kek_id, wrapped, active) values ($1, $2, $3, $4, false)`,
       [b, key.id, key.kek_id, key.wrapped]);
     const opened = await inOrg(b, (tx) => codeOf(createSealer(new Keyring([K1])).open(tx, ref(b), sealed)));
-    expect(opened).toBe('token_invalid');
+    expect(opened).toBe('unreadable');
     await t.owner.query(`delete from org_keys where org_id = $1 and id = $2`, [b, key.id]);
   });
 
@@ -104,7 +104,7 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
       await codeOf(sealer.open(tx, { ...ref(a, 'row-1'), column: 'name' }, sealed)),
       await codeOf(sealer.open(tx, { ...ref(a, 'row-1'), table: 'projects' }, sealed)),
     ]);
-    expect(moved).toEqual(['token_invalid', 'token_invalid', 'token_invalid']);
+    expect(moved).toEqual(['unreadable', 'unreadable', 'unreadable']);
   });
 
   it('an org id in any letter case still keeps its key in org_keys under RLS', async () => {
@@ -113,7 +113,7 @@ describe.each(ENGINES)('org-scoped sealing through createSealer on %s', (engine)
     expect(await t.owner.query(`select scope from system_keys`)).toEqual([]);
     expect(sealed.split('.')[1]).toBe((await keysOf(a))[0]?.id);
     expect(await inOrg(a, (tx) => createSealer(new Keyring([K1])).open(tx, ref(a, 'upper'), sealed))).toBe('case');
-    expect(await inOrg(b, (tx) => codeOf(createSealer(new Keyring([K1])).open(tx, ref(upper, 'upper'), sealed)))).toBe('token_invalid');
+    expect(await inOrg(b, (tx) => codeOf(createSealer(new Keyring([K1])).open(tx, ref(upper, 'upper'), sealed)))).toBe('unreadable');
   });
 
   it('rotates the KEK: the key is re-wrapped in place and old ciphertexts open with the new KEK only', async () => {
