@@ -158,4 +158,14 @@ describe.each(ENGINES)('reading the audit trail on %s', (engine) => {
       expect(res.json()).toMatchObject({ code: 'validation_failed' });
     }
   });
+
+  it('names the expected time format when a bound is not ISO 8601, and takes a bare day', async () => {
+    const cookie = await h.cookieFor(h.user('acme', 'owner').email);
+    const bad = await h.built.app.inject({ method: 'GET', url: `/api/orgs/${acme}/audit?from=yesterday`, headers: { cookie } });
+    expect(bad.body).toContain('ISO 8601');
+    expect(bad.body).not.toContain('received Date');
+    const day = await h.built.app.inject({ method: 'GET', url: `/api/orgs/${acme}/audit?from=2000-01-01&to=2999-12-31T00:00:00%2B01:00`, headers: { cookie } });
+    expect(day.statusCode, day.body).toBe(200);
+    expect((day.json() as { events: unknown[] }).events.length).toBeGreaterThan(0);
+  });
 });

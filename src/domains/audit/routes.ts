@@ -18,6 +18,11 @@ function eventView(e: StoredEvent): AuditEventView {
   return { ...e, result: e.result as AuditResult, details };
 }
 
+/** A bound of the time filter, as ISO 8601: a day (2026-12-04, midnight UTC) or a date-time with its offset. */
+const moment = z
+  .union([z.iso.date(), z.iso.datetime({ offset: true })], { error: 'expected an ISO 8601 date or date-time, e.g. 2026-12-04 or 2026-12-04T09:30:00Z' })
+  .transform((v) => new Date(v));
+
 export function auditRoutes(reader: AuditReader): AnyRoute[] {
   return [
     defineRoute({
@@ -29,8 +34,8 @@ export function auditRoutes(reader: AuditReader): AnyRoute[] {
           actor: filter,
           action: filter,
           target: filter,
-          from: z.coerce.date().optional(),
-          to: z.coerce.date().optional(),
+          from: moment.optional(),
+          to: moment.optional(),
           before: z.coerce.number().int().min(1).optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
         }),
