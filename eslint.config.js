@@ -17,6 +17,18 @@ export default tseslint.config(
       }],
     },
   },
+  // The services and the processes that run without HTTP (the worker, the CLI) never see Fastify:
+  // createServices is what the worker and the tests build on, so Fastify there would tie them to the server.
+  {
+    files: ['src/services.ts', 'src/worker.ts', 'src/cli.ts', 'src/startup.ts', 'src/domains/*/service.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'node:crypto', message: 'Only src/crypto may import node:crypto.' },
+                { name: 'crypto', message: 'Only src/crypto may import node:crypto.' }],
+        patterns: [{ group: ['fastify', '@fastify/*', '**/http/server.js', '**/http/pipeline.js', '**/app.js'], message: 'Services and the worker run without the HTTP app.' }],
+      }],
+    },
+  },
   // Size budget (issue 11): today's largest file and function plus a margin, so growth past it
   // is a visible decision (split the file, or raise the budget in review), not a drift.
   {

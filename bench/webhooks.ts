@@ -205,7 +205,7 @@ async function setup(): Promise<Setup> {
   const userId = (await opened.owner.query<{ id: string }>('select id from users where email = $1', [owner.email]))[0]?.id;
   if (!userId) throw new Error('no owner user');
   const s = await opened.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
-    built.services.sessions.issue(tx, userId, systemContext('bench'), undefined, undefined, { mfaVerified: false, steppedUpAt: new Date() }),
+    built.services.sessions.issue(tx, userId, systemContext('bench'), { proof: { mfaVerified: false, steppedUpAt: new Date() } }),
   );
   const cookie = `${built.cookie.name}=${s.cookie}`;
   return {

@@ -3,15 +3,11 @@ import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, VERSION } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
-import { Keyring } from './crypto/index.js';
-import type { MigrateOptions } from './db/migrate.js';
-import { openDatabase } from './db/open.js';
-import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { hasAnyUser, seedDemo, type DemoData } from './demo.js';
 import { createMetricsServer } from './http/metrics-server.js';
 import { systemClock } from './kernel/clock.js';
 import { createLogger } from './logging.js';
-import { refusal, startupCheck, type StartupCheck } from './startup.js';
+import { openCheckedDatabase } from './startup.js';
 
 /** Where the demo logins of this database are kept: one file per database, so they always match it. */
 function demoLoginsFile(config: Config): string {
@@ -21,18 +17,8 @@ function demoLoginsFile(config: Config): string {
   return `${db.dataDir}.demo-logins.json`;
 }
 
-/**
- * Production has no mail transport yet: messages go only to the database outbox. Said at every
- * production start, so that nobody learns it from a user who never got their link.
- */
-export const OUTBOX_ONLY_MAIL_WARNING =
-  'mail goes only to the database outbox (no mail transport is configured in this version): registration verification, ' +
-  'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
-
-/** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
-export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
-  return auditMigrationSteps(chainKeysFrom(new Keyring([...config.keks])));
-}
+// Where the entry points, the tests and the bench have always taken it from.
+export { migrationSteps } from './startup.js';
 
 /** The one composition root: config → dependencies → buildApp → listen. */
 export async function serve(config: Config): Promise<() => Promise<void>> {
@@ -40,20 +26,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   if (config.generatedDevSecrets) {
     logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
-  const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
-  let check: StartupCheck;
-  try {
-    check = await startupCheck(db, owner, config);
-  } finally {
-    // The owner connection is for migrations and this check only: the server runs on the runtime role alone.
-    await owner.close();
-  }
-  if (check.problems.length > 0) {
-    await db.close();
-    throw new Error(refusal(check.problems));
-  }
-  for (const w of check.warnings) logger.warn(w);
-  if (config.env === 'production') logger.warn(OUTBOX_ONLY_MAIL_WARNING);
+  const db = await openCheckedDatabase(config, logger, { migrate: true });
   const built = await buildApp({ config, db, clock: systemClock, logger });
   // Demo logins never in production: not seeded, not read from a file, not printed.
   let demo: DemoData | null = null;
@@ -76,8 +49,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
     metricsAddress = await metricsServer.listen({ port: config.metrics.port, host: config.metrics.host });
   }
   // Deliveries run in the server process; more instances (or `palisade worker`) share the queue.
-  built.services.webhookWorker.start();
-  built.services.checkpoints.start();
+  built.services.startBackground();
   const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
   if (metricsAddress) lines.push(`Metrics on ${metricsAddress}/metrics${config.metrics?.token ? ' (bearer token: PALISADE_METRICS_TOKEN)' : ' (loopback, no token)'}`);
   if (demo) {
@@ -111,7 +83,9 @@ export async function serveUntilSignal(config: Config): Promise<number> {
     stopRequested = true;
     if (stop) close(stop);
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, shutdown);
+  // on, not once: a terminal's Ctrl-C reaches npm, bin/start.mjs and the server, so several signals
+  // arrive; a second one with no listener left would kill the process before its checkpoint.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, shutdown);
   stop = await serve(config);
   if (stopRequested) close(stop);
   return exited;

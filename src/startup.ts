@@ -1,8 +1,25 @@
+import type { Logger } from 'pino';
 import type { Config } from './config/index.js';
+import { Keyring } from './crypto/index.js';
 import { catalogProblems } from './db/catalog.js';
 import type { Database } from './db/database.js';
-import type { OwnerConnection } from './db/migrate.js';
+import type { MigrateOptions, OwnerConnection } from './db/migrate.js';
+import { openDatabase, refuseMissingDatabase, refuseUnmigrated } from './db/open.js';
+import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { DEMO_EMAIL_DOMAINS } from './demo.js';
+
+/**
+ * Production has no mail transport yet: messages go only to the database outbox. Said at every
+ * production start, so that nobody learns it from a user who never got their link.
+ */
+export const OUTBOX_ONLY_MAIL_WARNING =
+  'mail goes only to the database outbox (no mail transport is configured in this version): registration verification, ' +
+  'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
+
+/** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
+export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
+  return auditMigrationSteps(chainKeysFrom(new Keyring([...config.keks])));
+}
 
 /**
  * What every long-running process (serve, worker) checks before it takes traffic. Each problem
@@ -69,4 +86,38 @@ export async function startupCheck(db: Database, owner: OwnerConnection, config:
 
 export function refusal(problems: readonly string[]): string {
   return `refusing to start:\n - ${problems.join('\n - ')}`;
+}
+
+/**
+ * How every long-running process (serve, worker) opens its database: migrated first when it is
+ * the one that migrates, then checked (startupCheck) over the owner connection, which is closed
+ * before any traffic: the process runs on the runtime role alone. Throws the refusal, naming
+ * every problem, rather than start.
+ */
+export async function openCheckedDatabase(
+  config: Pick<Config, 'env' | 'keks' | 'database'>,
+  logger: Pick<Logger, 'warn'>,
+  opts: { migrate: boolean },
+): Promise<Database> {
+  if (!opts.migrate) refuseMissingDatabase(config.database);
+  const { db, owner } = await openDatabase(config.database, opts.migrate ? { migrate: true, keyedSteps: migrationSteps(config) } : { migrate: false });
+  let check: StartupCheck;
+  try {
+    if (!opts.migrate) {
+      await refuseUnmigrated(config.database, owner).catch(async (err: unknown) => {
+        await db.close();
+        throw err;
+      });
+    }
+    check = await startupCheck(db, owner, config);
+  } finally {
+    await owner.close();
+  }
+  if (check.problems.length > 0) {
+    await db.close();
+    throw new Error(refusal(check.problems));
+  }
+  for (const w of check.warnings) logger.warn(w);
+  if (config.env === 'production') logger.warn(OUTBOX_ONLY_MAIL_WARNING);
+  return db;
 }

@@ -58,7 +58,7 @@ export async function palisadeKeys(base: string, users: BenchUser[]): Promise<Ta
     const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
     for (const u of users) {
       const s = await db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
-        sessions.issue(tx, u.userId, systemContext('bench'), undefined, undefined, { mfaVerified: false, steppedUpAt: new Date() }),
+        sessions.issue(tx, u.userId, systemContext('bench'), { proof: { mfaVerified: false, steppedUpAt: new Date() } }),
       );
       const headers = { cookie: `${SESSION_COOKIE}=${s.cookie}`, origin: BENCH.publicOrigin };
       const listed = await fetch(`${base}/api/orgs/${u.orgId}/api-keys`, { headers });

@@ -217,7 +217,9 @@ describe('the metrics listener', () => {
   const TOKEN = 'metrics-token-0123456789abcdef0123456789abcdef';
 
   // review R4 finding 8
-  it('is off unless METRICS_PORT is set, in production and in development: the API listener never serves /metrics', () => {
+  // In full: is off unless METRICS_PORT is set, in production and in development: the API listener
+  // never serves /metrics
+  it('is off unless METRICS_PORT is set: the API listener never serves /metrics', () => {
     expect(loadConfig(prodEnv()).metrics).toBeNull();
     expect(loadConfig(devEnv()).metrics).toBeNull();
   });
@@ -245,10 +247,31 @@ describe('the metrics listener', () => {
     }
   });
 
-  it('refuses a token or host without a port (metrics are never on the API listener), and the API port itself', () => {
+  // In full: refuses a token or host without a port (metrics are never on the API listener), and
+  // the API port itself
+  it('refuses a metrics token or host without a port, and the API port itself', () => {
     expect(refusal(prodEnv({ PALISADE_METRICS_TOKEN: TOKEN }))).toMatch(/need METRICS_PORT/);
     expect(refusal(prodEnv({ METRICS_HOST: '127.0.0.1' }))).toMatch(/need METRICS_PORT/);
     expect(refusal(prodEnv({ PORT: '9464', METRICS_PORT: '9464' }))).toMatch(/METRICS_PORT must differ from PORT/);
     expect(refusal(prodEnv({ METRICS_PORT: '0' }))).toMatch(/METRICS_PORT/);
+  });
+});
+
+describe('loadConfig file locations', () => {
+  const dev = (env: Record<string, string>) => loadConfig({ PALISADE_ENV: 'development', PALISADE_STATE_DIR: stateDir, PALISADE_KEKS: KEK, PALISADE_SESSION_SECRET: SECRET, ...env });
+
+  // new-user trial 2026-12-05: a second data directory shared the checkpoint file, and `audit verify` of the first failed.
+  it('keeps the audit checkpoints of another PGlite directory beside it, the default one in the state directory', () => {
+    expect(dev({}).auditCheckpoints.file).toBe(join(stateDir, 'audit-checkpoints.jsonl'));
+    const other = join(stateDir, 'elsewhere');
+    expect(dev({ PALISADE_DATA_DIR: other }).auditCheckpoints.file).toBe(`${other}.audit-checkpoints.jsonl`);
+    expect(dev({ PALISADE_DATA_DIR: other, PALISADE_AUDIT_CHECKPOINT_FILE: join(stateDir, 'c.jsonl') }).auditCheckpoints.file).toBe(join(stateDir, 'c.jsonl'));
+  });
+
+  it('accepts DNS servers as ip, ip:port or [ipv6]:port and refuses anything else', () => {
+    expect(dev({ DNS_SERVERS: '1.1.1.1, 127.0.0.1:5353,[::1]:53,::1' }).dnsServers).toEqual(['1.1.1.1', '127.0.0.1:5353', '[::1]:53', '::1']);
+    for (const bad of ['dns.example.com', '1.1.1.1:0', '1.1.1.1:70000', '[::1]x', '300.1.1.1']) {
+      expect(() => dev({ DNS_SERVERS: bad }), bad).toThrow(ConfigError);
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
@@ -52,6 +53,11 @@ export interface Config {
    * how often the server writes the heads of the chains it appended to (and at shutdown).
    */
   auditCheckpoints: { file: string; intervalSeconds: number };
+  /**
+   * The DNS servers asked for domain verification records (`ip` or `ip:port`, IPv6 as
+   * `[addr]:port`); empty: the system's resolvers.
+   */
+  dnsServers: readonly string[];
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -89,6 +95,7 @@ const envSchema = z.object({
   PALISADE_METRICS_TOKEN: z.string().optional(),
   PALISADE_AUDIT_CHECKPOINT_FILE: z.string().min(1).optional(),
   PALISADE_AUDIT_CHECKPOINT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(5),
+  DNS_SERVERS: z.string().optional(),
   LOG_LEVEL: z.string().default('info'),
 });
 
@@ -100,6 +107,25 @@ function parseRateLimits(spec: string): Record<string, { limit: number; windowSe
     out[m[1] as string] = { limit: Number(m[2]), windowSeconds: Number(m[3]) };
   }
   return Object.freeze(out);
+}
+
+/**
+ * One checkpoint file per embedded database: a PGlite directory other than the default keeps its
+ * checkpoints beside it (like its demo logins), so a second database started with the same state
+ * directory never makes `audit verify` of the first report chains it never had.
+ */
+function defaultCheckpointFile(stateDir: string, database: Config['database']): string {
+  const shared = join(stateDir, 'audit-checkpoints.jsonl');
+  if (database.kind !== 'pglite' || database.dataDir === null || database.dataDir === resolve(join(stateDir, 'data'))) return shared;
+  return `${database.dataDir}.audit-checkpoints.jsonl`;
+}
+
+function isDnsServer(entry: string): boolean {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(entry) ?? /^([0-9a-fA-F:]+)()$/.exec(entry);
+  if (!m) return false;
+  const host = m[1] || m[2] || '';
+  const port = m[3] === undefined ? 53 : Number(m[3]);
+  return isIP(host) !== 0 && port >= 1 && port <= 65535;
 }
 
 function isLoopbackHost(host: string): boolean {
@@ -247,6 +273,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     if (!ok) refuse(`TRUSTED_PROXIES entry is not an IP or CIDR: ${p}`);
   }
 
+  const dnsServers = splitList(e.DNS_SERVERS);
+  for (const d of dnsServers) if (!isDnsServer(d)) refuse(`DNS_SERVERS entry is not ip, ip:port or [ipv6]:port: ${d}`);
+
   let generatedDevSecrets = false;
   let keks: Kek[] = [];
   let sessionSecret: Buffer;
@@ -330,9 +359,10 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     webhooks: Object.freeze({ allowLoopback }),
     metrics,
     auditCheckpoints: Object.freeze({
-      file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? join(stateDir, 'audit-checkpoints.jsonl')),
+      file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? defaultCheckpointFile(stateDir, database)),
       intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,
     }),
+    dnsServers: Object.freeze(dnsServers),
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

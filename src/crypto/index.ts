@@ -5,3 +5,5 @@ export { generateApiToken, parseApiToken, API_TOKEN_LENGTH } from './api-token.j
 export type { ApiTokenKind } from './api-token.js';
 export { mintOpaqueToken, opaqueTokenHash, OPAQUE_TOKEN_PREFIXES } from './opaque-token.js';
 export type { OpaqueTokenKind } from './opaque-token.js';
+export { createSealedBox } from './sealed-box.js';
+export type { SealedBox } from './sealed-box.js';

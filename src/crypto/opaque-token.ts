@@ -23,6 +23,10 @@ export const OPAQUE_TOKEN_PREFIXES = {
   mfaChallenge: 'pal_mfa_',
   /** WebAuthn ceremony challenge, 2 minutes. */
   webauthnCeremony: 'pal_wac_',
+  /** The SSO callback's handover to the page that asks for the second factor, 60 seconds. */
+  ssoHandover: 'pal_sho_',
+  /** Magic sign-in link, 15 minutes, only in the browser that asked for it. */
+  magicLink: 'pal_mgl_',
 } as const;
 
 export type OpaqueTokenKind = keyof typeof OPAQUE_TOKEN_PREFIXES;

@@ -17,7 +17,9 @@ describe('one process per embedded data directory', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('refuses a second open of a directory in use (a CLI command while the server runs), and frees it on close', async () => {
+  // In full: refuses a second open of a directory in use (a CLI command while the server runs), and
+  // frees it on close
+  it('refuses a second open of a directory in use, and frees it on close', async () => {
     const dataDir = fresh();
     const cfg = { kind: 'pglite' as const, dataDir, runtimeRole: 'palisade_lock_test' };
     const first = await openDatabase(cfg, { migrate: false });

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
@@ -119,6 +119,30 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
     },
     end: () => pool.end(),
   };
+}
+
+/** Where a command looked for its database, in the words of the settings that choose it. */
+function whereIs(cfg: DatabaseConfig): string {
+  if (cfg.kind === 'postgres') return `PostgreSQL database ${new URL(cfg.ownerUrl).pathname.slice(1) || 'postgres'} (DATABASE_URL)`;
+  return cfg.dataDir ? `embedded database ${cfg.dataDir} (PALISADE_DATA_DIR, PALISADE_STATE_DIR)` : 'in-memory embedded database';
+}
+
+/**
+ * Operator commands and the worker work on a database the server (or `palisade migrate`) made:
+ * one that is not there is named, instead of PostgreSQL's 'role "palisade_app" does not exist',
+ * and an embedded directory that does not exist is not created empty (new-user trial 2026-12-05).
+ */
+export function refuseMissingDatabase(cfg: DatabaseConfig): void {
+  if (cfg.kind === 'pglite' && cfg.dataDir && !existsSync(cfg.dataDir)) throw new Error(notMigrated(cfg));
+}
+
+export async function refuseUnmigrated(cfg: DatabaseConfig, owner: OwnerConnection): Promise<void> {
+  const [r] = await owner.query<{ ok: boolean }>(`select to_regclass('public.schema_migrations') is not null as ok`);
+  if (!r?.ok) throw new Error(notMigrated(cfg));
+}
+
+function notMigrated(cfg: DatabaseConfig): string {
+  return `no Palisade database in the ${whereIs(cfg)}: start the server once or run \`palisade migrate\`, or point those settings at the database the server uses`;
 }
 
 export async function openDatabase(

@@ -27,10 +27,27 @@ class Mutex {
   }
 }
 
+/**
+ * Parameters in the forms node-postgres would send (text, except bytes): PGlite's own serializer
+ * throws halfway through writing a message when a value does not fit the parameter's inferred
+ * type (a number or a Date where an array is expected, an object where text is), and that leaves
+ * its one connection out of step, so every later query of the process fails (review: a passkey's
+ * `transports` given as a number took the embedded server down). As text, a misfit is an ordinary
+ * PostgreSQL input error (22P02, a 400), as it is on a PostgreSQL server.
+ */
+export function asPgliteParameter(value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map(asPgliteParameter);
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value as number | bigint | boolean);
+}
+
 class PGliteConnection implements DatabaseConnection {
   constructor(private readonly client: PGlite) {}
   async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
-    const res = await this.client.query<R>(q.sql, [...q.parameters]);
+    const res = await this.client.query<R>(q.sql, q.parameters.map(asPgliteParameter));
     return {
       rows: res.rows,
       ...(res.affectedRows !== undefined ? { numAffectedRows: BigInt(res.affectedRows) } : {}),

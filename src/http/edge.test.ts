@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../test/support/app.js';
 import { ENGINES } from '../../test/support/db.js';
+import { SYSTEM_ORG_ID } from '../kernel/ids.js';
 
-const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
 const CONSOLE = 'https://console.example.com';
 /** The alternative deployment: plain-http loopback (development-style cookies), a CORS origin and a trusted proxy. */
 const LOCAL = 'http://127.0.0.1:3000';
@@ -30,7 +30,7 @@ describe.each(ENGINES)('HTTP edge on %s', (engine) => {
     });
     expect(res.statusCode).toBe(401);
     const rows = await t.t.owner.query<{ ip: string }>(
-      `select ip from audit_events where org_id = $1 and action = 'auth.login_failed' and user_agent = $2`, [SYSTEM_ORG, ua],
+      `select ip from audit_events where org_id = $1 and action = 'auth.login_failed' and user_agent = $2`, [SYSTEM_ORG_ID, ua],
     );
     expect(rows).toHaveLength(1);
     return rows[0]?.ip;

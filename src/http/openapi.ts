@@ -38,6 +38,9 @@ function problemResponses(route: AnyRoute): Record<string, unknown> {
 function successResponse(route: AnyRoute): Record<string, unknown> {
   const status = String(successStatus(route));
   if (status === '204') return { [status]: { description: 'Done; no body' } };
+  if (status === '302') {
+    return { [status]: { description: 'Redirect: the browser goes on to the Location', headers: { Location: { required: true, schema: { type: 'string', format: 'uri-reference' } } } } };
+  }
   const schema = jsonSchema(route.schema.response, 'output');
   return { [status]: schema ? { description: 'Success', content: { 'application/json': { schema } } } : { description: 'Success' } };
 }

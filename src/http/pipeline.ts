@@ -348,7 +348,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
       config: { route },
       // Provider events (inbound webhooks) run larger than console bodies.
       ...(route.rawBody ? { bodyLimit: RAW_BODY_LIMIT } : {}),
-      ...(route.schema.response ? { schema: { response: { [successStatus(route)]: jsonSchemaOf(route.schema.response, 'output', 'draft-7') } } } : {}),
+      ...(route.schema.response && route.status !== 302 ? { schema: { response: { [successStatus(route)]: jsonSchemaOf(route.schema.response, 'output', 'draft-7') } } } : {}),
       handler: async (request, reply) => {
         canonicalizeIds(request.params as Record<string, unknown>);
         const run = async () => {
@@ -390,6 +390,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
         if (reply.sent) return reply;
         const status = route.status ?? 200;
         if (status === 204) return reply.code(204).send();
+        // The browser follows it; nothing of the flow may be cached on the way.
+        if (status === 302) return reply.code(302).header('location', (result as { location: string }).location).header('cache-control', 'no-store').send();
         return reply.code(status).send(result ?? {});
       },
     });

@@ -28,6 +28,7 @@ export const RATE_LIMIT_POLICIES = [
   'login',
   'register',
   'password-reset',
+  'magic-link',
   'email-verify',
   'invitation-accept',
   'mfa-verify',
@@ -46,8 +47,7 @@ export type RoutePermission = Permission | 'self' | 'none';
 /** `or`: other actions a successful call may append instead (a login that stops at its second factor). */
 export type AuditDecl = { action: AuditAction; or?: readonly AuditAction[] } | { none: string };
 
-/** A fresh proof of identity (step-up, "sudo mode") counts this long for sensitive routes. */
-export const STEP_UP_SECONDS = 600;
+export { STEP_UP_SECONDS } from '../kernel/context.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -127,8 +127,12 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    * from the answer (the handler reads `mailAllowed`). Review R5 finding B.
    */
   accountLimitCapsMail?: true;
-  /** Status of a successful answer (200 unless stated). */
-  status?: 200 | 201 | 202 | 204;
+  /**
+   * Status of a successful answer (200 unless stated). 302: a browser navigation (single sign-on)
+   * answered with a redirect; the handler returns `{ location }` (its response schema) and the
+   * reply carries it as the Location header, with no body.
+   */
+  status?: 200 | 201 | 202 | 204 | 302;
   /** Example body the authorization matrix sends; must pass `schema.body`. */
   example?: () => unknown;
   /**
@@ -201,6 +205,7 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   // Declare what leaves (issue 11): the success body, and the problem codes beyond the derived ones.
   if (route.status === 204 && route.schema?.response) fail('a 204 answer has no body to declare');
   if (route.status !== 204 && !route.schema?.response) fail('no response schema (schema.response)');
+  if (route.status === 302 && (route.method !== 'GET' || route.auth?.mode !== 'public')) fail('redirects are for public browser navigations (GET)');
   if (!route.errors) fail('no errors declaration (the domain codes it can answer, or [])');
   if (!route.summary) fail('no summary');
   if (!route.handler) fail('no handler');

@@ -32,7 +32,9 @@ const anyText = fc
 describe('the user-text schema (review R4 finding 5)', () => {
   const name = userText(100);
 
-  it('accepts nothing that holds a control, bidi or invisible character, and stores NFC, trimmed, within bounds', () => {
+  // In full: accepts nothing that holds a control, bidi or invisible character, and stores NFC,
+  // trimmed, within bounds
+  it('accepts no control, bidi or invisible character; stores NFC, trimmed, within bounds', () => {
     fc.assert(
       fc.property(anyText, (raw) => {
         const r = name.safeParse(raw);

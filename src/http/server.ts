@@ -100,8 +100,11 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     opts.metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    // The path without its query (no route takes a secret in its path; a query might carry one).
+    // route and path sit beside `req`: Fastify's req serializer keeps only method and address.
+    const path = request.url.split('?', 1)[0]?.slice(0, 256);
     request.log.info(
-      { req: { id: request.id, method: request.method, route, ip: request.ip }, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      { req: { method: request.method, ip: request.ip }, route, path, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request',
     );
   });

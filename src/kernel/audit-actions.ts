@@ -24,6 +24,7 @@ export const AUDIT_ACTIONS = {
   'auth.password_changed': { description: 'A signed-in user changed their password' },
   'auth.password_change_failed': { description: 'A password change was refused: the current password was wrong' },
   'auth.password_reset_requested': { description: 'A password reset link was asked for' },
+  'auth.magic_link_requested': { description: 'A sign-in link was asked for (mailed only to a verified address, for the asking browser)' },
   'auth.password_reset': { description: 'A password was reset with a reset link' },
   'auth.step_up': { description: 'A signed-in user proved their identity again (sudo mode)' },
   'auth.step_up_failed': { description: 'A step-up was refused: the password was wrong' },
@@ -72,6 +73,15 @@ export const AUDIT_ACTIONS = {
   'inbound.source_created': { description: 'An inbound webhook source was added' },
   'inbound.source_deleted': { description: 'An inbound webhook source was deleted' },
   'inbound.received': { description: 'A verified inbound event was applied' },
+  'domain.claimed': { description: 'An email domain was claimed (its DNS record not yet checked)' },
+  'domain.verified': { description: 'An email domain was proven by its DNS TXT record', webhook: true },
+  'domain.removed': { description: 'A claimed or verified email domain was removed', webhook: true },
+  'sso.connection_created': { description: 'A single sign-on connection was added (disabled until enabled)', webhook: true },
+  'sso.connection_updated': { description: 'A single sign-on connection changed (settings, secret, enabled)', webhook: true },
+  'sso.connection_deleted': { description: 'A single sign-on connection was deleted (its secret destroyed)', webhook: true },
+  'sso.identity_linked': { description: 'An identity at an org\u2019s identity provider was linked to an account (first SSO sign-in)', webhook: true },
+  'sso.member_provisioned': { description: 'An SSO sign-in created an account or a membership (just-in-time provisioning)', webhook: true },
+  'auth.sso_failed': { description: 'An SSO sign-in was refused (the IdP\u2019s answer, or no account it may reach)' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type AuditAction = keyof typeof AUDIT_ACTIONS;

@@ -56,6 +56,12 @@ export interface RequestContext {
 
 export type { Permission };
 
+/**
+ * How long a fresh proof of identity (step-up, "sudo mode") counts for sensitive routes. Here so
+ * that the pipeline that checks it and the sign-in service that grants it read one number.
+ */
+export const STEP_UP_SECONDS = 600;
+
 /** The signed-in user of a request on a session route (the pipeline guarantees one; anything else is a 401). */
 export function userActorOf(ctx: RequestContext): UserActor {
   if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');

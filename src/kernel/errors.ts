@@ -14,6 +14,8 @@ export const ERROR_CODES = [
   'step_up_required',
   'mfa_enrollment_required',
   'email_unverified',
+  'domain_unverified',
+  'sso_failed',
   'ip_not_allowed',
   'origin_not_allowed',
   'not_found',

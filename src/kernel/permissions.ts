@@ -27,6 +27,7 @@ export const PERMISSIONS = {
   'keys:own': 'Create API keys within your own permissions; list and revoke your own',
   'keys:manage': 'List and revoke every API key of the organization',
   'webhooks:manage': 'Manage webhook endpoints, deliveries and inbound webhook sources',
+  'sso:manage': 'Claim and verify email domains; manage single sign-on connections and their enforcement',
   'billing:manage': 'Manage plan and billing',
 } as const;
 
@@ -134,7 +135,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
-  'audit:read', 'keys:manage', 'webhooks:manage', 'billing:manage',
+  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage',
 ];
 
 export function isOrgWide(p: string): boolean {

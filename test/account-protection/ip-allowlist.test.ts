@@ -13,7 +13,10 @@ import { ipInList, normalizeCidr } from '../../src/kernel/ip.js';
 import { isAdminLevel } from '../../src/kernel/permissions.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import { audit, call, code, freshOrg, passwordUser, stepUp } from './support.js';
+import { audit } from '../support/evidence.js';
+import { call, code } from '../support/client.js';
+import { freshOrg, passwordUser } from '../support/users.js';
+import { stepUp } from '../support/mfa.js';
 
 const PROXY = '10.9.9.9';
 
@@ -36,7 +39,9 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     return { ...o, admin, ownerCookie: o.cookie, cookie: await h.cookieFor(admin.email), saved: res.json<{ adminIpAllowlist: string[] }>().adminIpAllowlist };
   }
 
-  it('IPv4 range: admin-level routes only from inside; member-level routes from anywhere; refusals audited', async () => {
+  // In full: IPv4 range: admin-level routes only from inside; member-level routes from anywhere;
+  // refusals audited
+  it('IPv4 range: admin-level routes only from inside, member-level from anywhere', async () => {
     const { orgId, cookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
     const member = await passwordUser(h, orgId, 'member');
     const settings = (ip: string) => call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip });
@@ -74,7 +79,9 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     expect(code(await get('198.51.100.7'))).toBe('ip_not_allowed');
   });
 
-  it('IPv4-mapped IPv6: a dual-stack socket\u2019s ::ffff:a.b.c.d matches IPv4 entries, and mapped entries match IPv4 clients', async () => {
+  // In full: IPv4-mapped IPv6: a dual-stack socket’s ::ffff:a.b.c.d matches IPv4 entries, and
+  // mapped entries match IPv4 clients
+  it('IPv4-mapped IPv6 addresses and IPv4 entries match each other', async () => {
     const v4 = await restricted(['198.51.100.0/24'], '198.51.100.7');
     expect((await call(h, 'GET', `/api/orgs/${v4.orgId}/settings`, { cookie: v4.cookie, ip: '::ffff:198.51.100.9' })).statusCode).toBe(200);
     expect(code(await call(h, 'GET', `/api/orgs/${v4.orgId}/settings`, { cookie: v4.cookie, ip: '::ffff:203.0.113.9' }))).toBe('ip_not_allowed');
@@ -96,7 +103,9 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     expect(code(await call(h, 'GET', `/api/orgs/${orgId}/settings`, { cookie, ip: PROXY }))).toBe('ip_not_allowed');
   });
 
-  it('saving a list that excludes the caller is refused (409) unless confirmLockout: true, which is audited', async () => {
+  // In full: saving a list that excludes the caller is refused (409) unless confirmLockout: true,
+  // which is audited
+  it('saving a list that excludes the caller needs confirmLockout: true, audited', async () => {
     const { orgId, cookie } = await freshOrg(h);
     const save = (payload: object) => call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, ip: '203.0.113.50', payload });
     const refused = await save({ adminIpAllowlist: ['198.51.100.0/24'] });
@@ -129,7 +138,9 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
   });
 
   // review R4 finding 1
-  it('only owners change the list: an admin\u2019s PATCH touching it is refused (403 privilege_escalation, audited), other settings stay theirs', async () => {
+  // In full: only owners change the list: an admin’s PATCH touching it is refused (403
+  // privilege_escalation, audited), other settings stay theirs
+  it('only owners change the list: an admin\u2019s change to it is refused and audited', async () => {
     const { orgId } = await freshOrg(h);
     const admin = await passwordUser(h, orgId, 'admin');
     const cookie = await h.cookieFor(admin.email);
@@ -148,7 +159,10 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
   });
 
   // review R4 finding 1
-  it('a list an admin saved (before only owners could) never locks the owners out: from outside, after a step-up, an owner reads the trail, revokes the admin\u2019s keys, invitations and sessions, demotes and removes the admin, and clears the list', async () => {
+  // In full: a list an admin saved (before only owners could) never locks the owners out: from
+  // outside, after a step-up, an owner reads the trail, revokes the admin’s keys, invitations and
+  // sessions, demotes and removes the admin, and clears the list
+  it('a list an admin saved never locks the owners out', async () => {
     const { orgId, cookie: ownerCookie, owner } = await freshOrg(h);
     const rogue = await passwordUser(h, orgId, 'admin');
     const other = await passwordUser(h, orgId, 'admin');
@@ -205,7 +219,9 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
     expect(removed).toMatchObject({ actor_id: owner.id, ip: outside, details: { role: 'viewer' } });
   });
 
-  it('walks the live route table: every admin-level org route is refused from outside the list, no other route is, owner recovery aside', async () => {
+  // In full: walks the live route table: every admin-level org route is refused from outside the
+  // list, no other route is, owner recovery aside
+  it('walks the live route table: only admin-level org routes are refused from outside', async () => {
     const { orgId, cookie, ownerCookie } = await restricted(['198.51.100.0/24'], '198.51.100.7');
     // Console routes with a cookie; the key routes (/v1) meet the allowlist in the matrix's org-policy test.
     // Leaving (member-level) ends the admin's membership and rotates the cookie: walked last.

@@ -5,12 +5,14 @@
  * spraying two server instances at once gets no more than five password checks.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import {
-  ORIGIN, SYSTEM_ORG, WRONG, audit, call, enrollTotp, lockState, login, nextCode, passwordUser, pendingToken, sameProblem, secondInstance,
-  sessionFrom, verifyMfa, wrongCode,
-} from './support.js';
+import { passwordUser, WRONG } from '../support/users.js';
+import { audit, lockState } from '../support/evidence.js';
+import { call, sameProblem, sessionFrom } from '../support/client.js';
+import { enrollTotp, login, nextCode, pendingToken, verifyMfa, wrongCode } from '../support/mfa.js';
+import { secondInstance } from './support.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 const MINUTE = 60_000;
 
@@ -21,7 +23,9 @@ describe.each(ENGINES)('account lockout on %s', (engine) => {
   });
   afterAll(async () => h?.close());
 
-  it('five failures lock for 30 minutes behind the same generic answer, also for the right password; audited', async () => {
+  // In full: five failures lock for 30 minutes behind the same generic answer, also for the right
+  // password; audited
+  it('five failures lock for 30 minutes behind the same generic answer; audited', async () => {
     const u = await passwordUser(h);
     const wrong = [];
     for (let i = 0; i < 5; i++) wrong.push(await login(h, u.email, `${WRONG} ${i}`));
@@ -38,10 +42,10 @@ describe.each(ENGINES)('account lockout on %s', (engine) => {
     const state = await lockState(h, u.id);
     expect(state.failed_logins).toBe(5);
     expect(new Date(state.locked_until ?? 0).getTime()).toBe(h.clock.now().getTime() + 30 * MINUTE);
-    const lockedEvents = await audit(h, SYSTEM_ORG, 'auth.account_locked', u.id);
+    const lockedEvents = await audit(h, SYSTEM_ORG_ID, 'auth.account_locked', u.id);
     expect(lockedEvents).toHaveLength(1);
     expect(lockedEvents[0]).toMatchObject({ result: 'denied', target_id: u.id });
-    const failed = await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id);
+    const failed = await audit(h, SYSTEM_ORG_ID, 'auth.login_failed', u.id);
     expect(failed.map((e) => e.details.reason)).toEqual(['bad_password', 'bad_password', 'bad_password', 'bad_password', 'bad_password', 'locked']);
     // Nothing typed is kept in the evidence.
     expect(JSON.stringify(failed)).not.toContain(WRONG);
@@ -80,9 +84,9 @@ describe.each(ENGINES)('account lockout on %s', (engine) => {
     expect(right.statusCode).toBe(401);
     expect(sessionFrom(right)).toBeNull();
     expect((await login(h, u.email, u.password)).statusCode).toBe(401);
-    const reasons = (await audit(h, SYSTEM_ORG, 'auth.mfa_failed', u.id)).map((e) => e.details.reason);
+    const reasons = (await audit(h, SYSTEM_ORG_ID, 'auth.mfa_failed', u.id)).map((e) => e.details.reason);
     expect(reasons).toEqual(['bad_code', 'bad_code', 'bad_code', 'bad_code', 'bad_code', 'locked']);
-    expect(await audit(h, SYSTEM_ORG, 'auth.account_locked', u.id)).toHaveLength(1);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.account_locked', u.id)).toHaveLength(1);
     h.clock.advance(30 * MINUTE);
     const t2 = await pendingToken(h, u);
     expect((await verifyMfa(h, t2, { code: nextCode(h, secret) })).statusCode).toBe(200);
@@ -153,7 +157,9 @@ describe.each(ENGINES)('distributed brute force across two instances on %s', (en
     await h?.close();
   });
 
-  it('20 concurrent wrong logins split over both instances run at most 5 password checks, then both refuse the right one', async () => {
+  // In full: 20 concurrent wrong logins split over both instances run at most 5 password checks,
+  // then both refuse the right one
+  it('20 concurrent wrong logins over two instances run at most 5 password checks', async () => {
     const u = await passwordUser(h);
     const apps = [h.built.app, other.built.app];
     const fire = (i: number, password: string) =>
@@ -162,13 +168,13 @@ describe.each(ENGINES)('distributed brute force across two instances on %s', (en
       });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => fire(i, `${WRONG} ${i}`)));
     expect(results.every((r) => r.statusCode === 401)).toBe(true);
-    const reasons = (await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id)).map((e) => String(e.details.reason));
+    const reasons = (await audit(h, SYSTEM_ORG_ID, 'auth.login_failed', u.id)).map((e) => String(e.details.reason));
     const checked = reasons.filter((r) => r === 'bad_password').length;
     console.log(`two instances (${engine}): 20 concurrent wrong logins -> ${checked} password checks, ${reasons.filter((r) => r === 'locked').length} refused as locked`);
     expect(reasons).toHaveLength(20);
     expect(checked).toBeLessThanOrEqual(5);
     expect(checked).toBe(5);
-    expect(await audit(h, SYSTEM_ORG, 'auth.account_locked', u.id)).toHaveLength(1);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.account_locked', u.id)).toHaveLength(1);
     for (const i of [0, 1]) {
       const res = await fire(i, u.password);
       expect(res.statusCode, `instance ${i + 1}`).toBe(401);

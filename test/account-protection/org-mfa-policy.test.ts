@@ -7,9 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/crypto/index.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { orgScoped } from '../../src/http/route.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
-import { call, code, enrollTotp, freshOrg, nextCode, passwordUser, signInWithMfa, stepUp } from './support.js';
+import { call, code } from '../support/client.js';
+import { addPasskey, enrollTotp, nextCode, passkeyIds, signInWithMfa, stepUp } from '../support/mfa.js';
+import { freshOrg, passwordUser } from '../support/users.js';
 
 const DAY = 86_400_000;
 
@@ -30,7 +33,9 @@ describe.each(ENGINES)('org MFA requirement on %s', (engine) => {
     return { orgId, owner, ownerCookie: cookie };
   }
 
-  it('grace 0: a member without a factor is refused with mfa_enrollment_required but can enroll, and is let in once enrolled', async () => {
+  // In full: grace 0: a member without a factor is refused with mfa_enrollment_required but can
+  // enroll, and is let in once enrolled
+  it('grace 0: a member without a factor may only enroll, and is let in once enrolled', async () => {
     const { orgId, ownerCookie } = await mfaOrg(0);
     // The owner's own session was proven with a factor: still in.
     expect((await call(h, 'GET', `/api/orgs/${orgId}`, { cookie: ownerCookie })).statusCode).toBe(200);
@@ -65,7 +70,9 @@ describe.each(ENGINES)('org MFA requirement on %s', (engine) => {
     expect(code(await call(h, 'GET', `/api/orgs/${orgId}`, { cookie: await h.cookieFor(m.email) }))).toBe('mfa_enrollment_required');
   });
 
-  it('a member with a factor but a session not proven with it must step up; a password step-up does not count', async () => {
+  // In full: a member with a factor but a session not proven with it must step up; a password step-
+  // up does not count
+  it('a member with a factor but an unproven session must step up with a factor', async () => {
     const { orgId } = await mfaOrg(0);
     const m = await passwordUser(h, orgId, 'admin');
     const { secret } = await enrollTotp(h, m);
@@ -139,5 +146,30 @@ describe.each(ENGINES)('org MFA requirement on %s', (engine) => {
       const res = await call(h, 'GET', `/api/orgs/${orgId}`, { cookie });
       expect(res.statusCode).toBe(404);
     });
+  });
+
+  // review S2 P2-1, fixed (the second attacker review: passkeys, 1ea3d0c). It failed as: removing
+  // the last passkey turned MFA off but left the session MFA-verified, so an MFA-required org still
+  // let a member with no factor in. Fix: src/domains/identity/factors.ts (settleFactors).
+  it('removing the last passkey ends the MFA proof of the session: the member must enroll again', async () => {
+    const { orgId } = await mfaOrg(0);
+    const m = await passwordUser(h, orgId, 'member');
+    const cookie = await h.cookieFor(m.email);
+    expect(code(await call(h, 'GET', `/api/orgs/${orgId}`, { cookie }))).toBe('mfa_enrollment_required');
+
+    const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
+    expect((await addPasskey(h, cookie, auth)).statusCode).toBe(201);
+    expect((await call(h, 'GET', `/api/orgs/${orgId}`, { cookie })).statusCode).toBe(200);
+
+    // The only factor goes (the registration's step-up is still fresh).
+    const [id] = await passkeyIds(h, cookie);
+    expect((await call(h, 'DELETE', `/api/me/passkeys/${id}`, { cookie })).statusCode).toBe(204);
+    expect((await call(h, 'GET', '/api/me/mfa', { cookie })).json()).toMatchObject({ enabled: false, passkeys: 0, totp: false });
+
+    // Turning the authenticator app off clears mfa_verified (mfa.ts disable); removing the last
+    // passkey does not, so the org's MFA requirement is met by a member who has no factor at all.
+    const after = await call(h, 'GET', `/api/orgs/${orgId}`, { cookie });
+    expect(after.statusCode, after.body).toBe(403);
+    expect(code(after)).toBe('mfa_enrollment_required');
   });
 });

@@ -5,10 +5,15 @@
  * user. The limiter itself (Lua, memory) has its own tests in src/http/rate-limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomToken } from '../../src/crypto/index.js';
+import { generateApiToken, randomToken } from '../../src/crypto/index.js';
 import { mailTo } from '../support/accounts.js';
 import { createTestApp, RELAXED_LIMITS, type TestApp } from '../support/app.js';
-import { SYSTEM_ORG, WRONG, audit, call, code, enrollTotp, lockState, login, passwordUser, pendingToken, verifyMfa } from './support.js';
+import { freshOrg, passwordUser, WRONG } from '../support/users.js';
+import { audit, lockState } from '../support/evidence.js';
+import { bearer, call, code } from '../support/client.js';
+import { ENGINES } from '../support/db.js';
+import { enrollTotp, login, pendingToken, verifyMfa } from '../support/mfa.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 const LIMITS = 'login=3/60,mfa-verify=3/60,authenticated=5/60,probe=1000/60,register=1000/60,password-reset=3/60,invitation-accept=1000/60';
 
@@ -48,7 +53,7 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(limited.headers['set-cookie']).toBeUndefined();
     // Refused before the password: no lockout slot taken, no failed-login evidence.
     expect((await lockState(h, u.id)).failed_logins).toBe(0);
-    expect(await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id)).toHaveLength(0);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.login_failed', u.id)).toHaveLength(0);
     // Even the right password is refused from this address now.
     expect((await login(h, u.email, u.password, { ip })).statusCode).toBe(429);
   });
@@ -71,11 +76,13 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(codes).toEqual([401, 401, 401, 429, 429]);
     const u = await passwordUser(h);
     await login(h, u.email, WRONG, { ip: '203.0.113.41', headers: { 'x-forwarded-for': '198.51.100.99' } });
-    const [ev] = await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id);
+    const [ev] = await audit(h, SYSTEM_ORG_ID, 'auth.login_failed', u.id);
     expect(ev?.ip).toBe('203.0.113.41');
   });
 
-  it('from a configured proxy, X-Forwarded-For decides (the rightmost untrusted hop; spoofed hops before it do not)', async () => {
+  // In full: from a configured proxy, X-Forwarded-For decides (the rightmost untrusted hop; spoofed
+  // hops before it do not)
+  it('from a configured proxy, X-Forwarded-For decides (the rightmost untrusted hop)', async () => {
     const proxy = '10.0.0.1';
     // Distinct clients behind the proxy: each has its own budget.
     const distinct: number[] = [];
@@ -89,7 +96,7 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(spoofed).toEqual([401, 401, 401, 429, 429]);
     const u = await passwordUser(h);
     await login(h, u.email, WRONG, { ip: proxy, headers: { 'x-forwarded-for': '7.7.7.7, 198.51.100.60' } });
-    const [ev] = await audit(h, SYSTEM_ORG, 'auth.login_failed', u.id);
+    const [ev] = await audit(h, SYSTEM_ORG_ID, 'auth.login_failed', u.id);
     expect(ev?.ip).toBe('198.51.100.60');
   });
 
@@ -113,7 +120,9 @@ describe('rate limits through HTTP (per-process limiter)', () => {
     expect(acc.filter((r) => r.statusCode !== 429)).toHaveLength(3);
   });
 
-  it('the second sign-in step is limited per pending token, from whatever address (per address only by the wider mfa-verify-address)', async () => {
+  // In full: the second sign-in step is limited per pending token, from whatever address (per
+  // address only by the wider mfa-verify-address)
+  it('the second sign-in step is limited per pending token, from whatever address', async () => {
     const u = await passwordUser(h);
     const { secret } = await enrollTotp(h, u);
     void secret;
@@ -151,7 +160,9 @@ describe('made-up challenges (per-process limiter, a small store)', () => {
   const resetRequest = (email: string, ip: string) => call(h, 'POST', '/api/auth/password-reset/request', { ip, payload: { email } });
 
   // review R4 finding 2
-  it('a flood of made-up MFA tokens is refused per address, creates no counters, and resets no other limit', async () => {
+  // In full: a flood of made-up MFA tokens is refused per address, creates no counters, and resets
+  // no other limit
+  it('a flood of made-up MFA tokens is refused per address and creates no counters', async () => {
     const victimIp = '198.51.100.200';
     const reset: number[] = [];
     for (let i = 0; i < 4; i++) reset.push((await resetRequest(`reset-${i}-${Date.now()}@example.test`, victimIp)).statusCode);
@@ -206,7 +217,9 @@ describe('one allocation, another person\u2019s account (per-process limiter, a 
   const resetRequest = (email: unknown, ip: string) => call(h, 'POST', '/api/auth/password-reset/request', { ip, payload: { email } });
 
   // review R5 finding A
-  it('one IPv6 /48 cannot fill a policy\u2019s store with refusing counters: fresh clients elsewhere are still admitted', async () => {
+  // In full: one IPv6 /48 cannot fill a policy’s store with refusing counters: fresh clients
+  // elsewhere are still admitted
+  it('one IPv6 /48 cannot fill a policy\u2019s store with refusing counters', async () => {
     // More distinct /64s than the store holds, each sending its full budget of junk bodies
     // (counted per address before the body is validated).
     const answers: number[] = [];
@@ -242,7 +255,7 @@ describe('one allocation, another person\u2019s account (per-process limiter, a 
     expect(past.json()).toEqual(unknown.json());
     expect(past.headers['ratelimit-remaining']).toBe(unknown.headers['ratelimit-remaining']);
     expect(await mailTo(h, victim.email)).toHaveLength(12);
-    const [capped] = (await audit(h, SYSTEM_ORG, 'auth.password_reset_requested', victim.id)).slice(-1);
+    const [capped] = (await audit(h, SYSTEM_ORG_ID, 'auth.password_reset_requested', victim.id)).slice(-1);
     expect(capped?.details).toMatchObject({ mailCapped: true });
   });
 
@@ -256,7 +269,9 @@ describe('one allocation, another person\u2019s account (per-process limiter, a 
   });
 
   // review R5 finding B
-  it('registration and verification resend for another person\u2019s address: past the cap the same 202, no mail; the owner still gets theirs', async () => {
+  // In full: registration and verification resend for another person’s address: past the cap the
+  // same 202, no mail; the owner still gets theirs
+  it('past the cap, registration and resend for another\u2019s address answer 202 and mail nothing', async () => {
     const email = `squat-${Date.now()}@example.test`;
     const body = { email, password: 'a-long-enough-passphrase-42', name: 'Squatter' };
     const register = (ip: string) => call(h, 'POST', '/api/auth/register', { ip, payload: body });
@@ -292,5 +307,100 @@ describe('one allocation, another person\u2019s account (per-process limiter, a 
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(refused.headers['ratelimit-remaining']).toBeUndefined();
     expect(refused.headers['ratelimit-limit']).toBeUndefined();
+  });
+});
+
+/**
+ * The third attacker review (S3, machine access, 96efc88): refusals, key authentication and key
+ * traffic under small limits (5 a minute for a signed-in actor and for failed key probes). Fixes:
+ * src/http/pipeline.ts (the per-actor limit applies before any refusal).
+ */
+describe.each(ENGINES)('per-actor limits for refusals and API keys on %s', (engine) => {
+  let h: TestApp;
+  beforeAll(async () => {
+    h = await createTestApp(engine, { config: { RATE_LIMITS: RELAXED_LIMITS.replace('authenticated=100000/60', 'authenticated=5/60').replace('probe=100000/60', 'probe=5/60') } });
+  });
+  afterAll(async () => h?.close());
+
+  // review S3 K-2, fixed. It failed as: refused requests skipped the per-actor limit, and each
+  // refusal is an audit write, so a publishable key (public by design) let anyone append to an
+  // org's audit trail without limit.
+  it('refused requests count against the per-actor limit, so refusals cannot flood the audit trail', async () => {
+    const { orgId, cookie } = await freshOrg(h);
+    expect((await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, payload: { browserOrigins: ['https://shop.example'] } })).statusCode).toBe(200);
+    const made = await call(h, 'POST', `/api/orgs/${orgId}/api-keys`, { cookie, payload: { name: 'storefront', kind: 'publishable', permissions: ['projects:read'] } });
+    expect(made.statusCode, made.body).toBe(201);
+    const { token } = made.json<{ token: string }>();
+    const denials = async () =>
+      (await h.t.owner.query<{ n: number }>("select count(*)::int as n from audit_events where org_id = $1 and action = 'authz.denied'", [orgId]))[0]?.n ?? 0;
+    const before = await denials();
+    const statuses: number[] = [];
+    // Anyone who loaded the shop's page holds the key and can send its Origin from a script.
+    for (let i = 0; i < 12; i++) {
+      statuses.push((await bearer(h, 'POST', `/v1/orgs/${orgId}/projects`, token, { headers: { origin: 'https://shop.example' }, payload: { name: 'x' } })).statusCode);
+    }
+    expect(statuses, 'answers to 12 refused writes under a 5/min limit').toContain(429);
+    expect((await denials()) - before, 'authz.denied events appended').toBeLessThanOrEqual(5);
+    // The same holds for a member probing what they may not do.
+    const m = await passwordUser(h, orgId, 'viewer');
+    const mc = await h.cookieFor(m.email);
+    const memberStatuses: number[] = [];
+    for (let i = 0; i < 8; i++) memberStatuses.push((await call(h, 'PATCH', `/api/orgs/${orgId}`, { cookie: mc, payload: { name: 'renamed' } })).statusCode);
+    expect(memberStatuses).toContain(429);
+  });
+
+  // review S3 K-3, fixed
+  it('an address that keeps failing key authentication is refused before the lookup', async () => {
+    const { orgId } = await freshOrg(h);
+    const ip = '192.0.2.77';
+    const forged = () =>
+      h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, remoteAddress: ip, headers: { authorization: `Bearer ${generateApiToken('sk')}` } });
+    let lookups = 0;
+    const real = h.built.services.apiKeys.authenticate;
+    h.built.services.apiKeys.authenticate = (...args) => {
+      lookups++;
+      return real(...args);
+    };
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) statuses.push((await forged()).statusCode);
+      expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+      expect(statuses.at(-1)).toBe(429);
+      expect(lookups).toBeLessThan(12);
+      // Another address is not affected.
+      const other = await h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, remoteAddress: '198.51.100.9', headers: { authorization: `Bearer ${generateApiToken('sk')}` } });
+      expect(other.statusCode).toBe(401);
+    } finally {
+      h.built.services.apiKeys.authenticate = real;
+    }
+  });
+
+  // review S3 K-7, fixed
+  it('a copied publishable key spends its copier’s budget (per key and address), not the visitors’', async () => {
+    const { orgId, cookie } = await freshOrg(h);
+    expect((await call(h, 'PATCH', `/api/orgs/${orgId}/settings`, { cookie, payload: { browserOrigins: ['https://shop.example'] } })).statusCode).toBe(200);
+    const made = await call(h, 'POST', `/api/orgs/${orgId}/api-keys`, { cookie, payload: { name: 'storefront', kind: 'publishable', permissions: ['projects:read'] } });
+    const { token } = made.json<{ token: string }>();
+    const from = (ip: string) =>
+      h.built.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/projects`, remoteAddress: ip, headers: { authorization: `Bearer ${token}`, origin: 'https://shop.example' } });
+    const abuser: number[] = [];
+    for (let i = 0; i < 8; i++) abuser.push((await from('203.0.113.7')).statusCode);
+    expect(abuser).toContain(429);
+    expect((await from('198.51.100.20')).statusCode).toBe(200);
+  });
+
+  // review S3 K-4, fixed
+  it('a member’s secret keys share one budget: more keys do not buy more requests', async () => {
+    const { orgId, cookie } = await freshOrg(h);
+    const tokens: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const made = await call(h, 'POST', `/api/orgs/${orgId}/api-keys`, { cookie, payload: { name: `k${i}`, kind: 'secret', permissions: ['projects:read'] } });
+      expect(made.statusCode, made.body).toBe(201);
+      tokens.push(made.json<{ token: string }>().token);
+    }
+    const statuses: number[] = [];
+    for (const t of tokens) for (let i = 0; i < 3; i++) statuses.push((await bearer(h, 'GET', `/v1/orgs/${orgId}/projects`, t)).statusCode);
+    expect(statuses.filter((x) => x === 200).length).toBeLessThanOrEqual(5);
+    expect(statuses).toContain(429);
   });
 });

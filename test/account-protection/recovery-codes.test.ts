@@ -5,9 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
-import { call, code, enrollTotp, nextCode, passwordUser, pendingToken, sessionFrom, signInWithMfa, stepUp, verifyMfa } from './support.js';
+import { call, code, sessionFrom } from '../support/client.js';
+import { addPasskey, enrollTotp, login, nextCode, passkeyIds, pendingToken, signInWithMfa, stepUp, verifyMfa } from '../support/mfa.js';
+import { passwordUser } from '../support/users.js';
 
 describe.each(ENGINES)('recovery codes on %s', (engine) => {
   let h: TestApp;
@@ -123,5 +126,33 @@ describe.each(ENGINES)('recovery codes on %s', (engine) => {
     expect(left?.n).toBe(0);
     // The remaining recovery codes died with it.
     expect((await stepUp(h, cookie, { recoveryCode: recoveryCodes[1] as string })).statusCode).toBe(400); // no factor: password only
+  });
+
+  // review S2 P2-2, fixed (the second attacker review: passkeys, 1ea3d0c). It failed as: recovery
+  // codes outlived MFA turned off by removing the last passkey, and came back into force with the
+  // next passkey. Fix: src/domains/identity/factors.ts (settleFactors).
+  it('removing the last passkey voids the recovery codes: they do not return with the next one', async () => {
+    const u = await passwordUser(h);
+    const cookie = await h.cookieFor(u.email);
+    const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
+    expect((await addPasskey(h, cookie, auth, 'Old')).statusCode).toBe(201);
+    const gen = await call(h, 'POST', '/api/me/mfa/recovery-codes', { cookie });
+    expect(gen.statusCode, gen.body).toBe(200);
+    const { recoveryCodes } = gen.json<{ recoveryCodes: string[] }>();
+
+    const [id] = await passkeyIds(h, cookie);
+    expect((await call(h, 'DELETE', `/api/me/passkeys/${id}`, { cookie })).statusCode).toBe(204);
+    const status = (await call(h, 'GET', '/api/me/mfa', { cookie })).json<Record<string, unknown>>();
+    expect(status.enabled).toBe(false);
+    // MFA is off; POST /api/me/mfa/disable would have deleted the codes here. They stay:
+    expect.soft(status.recoveryCodesLeft, 'recovery codes left while MFA is off').toBe(0);
+
+    // Months later the user adds a new passkey: the old printed codes are second factors again.
+    expect((await addPasskey(h, cookie, new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN), 'New')).statusCode).toBe(201);
+    const pending = await login(h, u.email, u.password);
+    const { mfaToken, methods } = pending.json<{ mfaToken: string; methods: string[] }>();
+    expect.soft(methods).toEqual(['passkey']);
+    const res = await call(h, 'POST', '/api/auth/mfa/verify', { payload: { mfaToken, recoveryCode: recoveryCodes[0] } });
+    expect(res.statusCode, 'a recovery code issued before MFA was turned off must not complete a sign-in').toBe(401);
   });
 });

@@ -8,7 +8,9 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import { call as rawCall, enrollTotp, nextCode, passwordUser, sessionFrom, wrongCode, type CallOpts } from './support.js';
+import { call as rawCall, type CallOpts, sessionFrom } from '../support/client.js';
+import { enrollTotp, nextCode, wrongCode } from '../support/mfa.js';
+import { passwordUser } from '../support/users.js';
 
 describe.each(ENGINES)('account-protection secrets on %s', (engine) => {
   let h: TestApp;

@@ -7,9 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/crypto/index.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import {
-  SYSTEM_ORG, WRONG, audit, call, code, enrollTotp, freshOrg, lockState, login, nextCode, passwordUser, signInWithMfa, stepUp, wrongCode,
-} from './support.js';
+import { freshOrg, passwordUser, WRONG } from '../support/users.js';
+import { audit, lockState } from '../support/evidence.js';
+import { call, code } from '../support/client.js';
+import { enrollTotp, login, nextCode, signInWithMfa, stepUp, wrongCode } from '../support/mfa.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 const TEN_MINUTES = 10 * 60_000;
 
@@ -62,7 +64,7 @@ describe.each(ENGINES)('step-up on %s', (engine) => {
     expect(up.statusCode).toBe(200);
     expect(new Date(up.json<{ steppedUpUntil: string }>().steppedUpUntil).getTime()).toBe(h.clock.now().getTime() + TEN_MINUTES);
     expect((await patch({ sessionIdleMinutes: 25 })).statusCode).toBe(200);
-    expect(await audit(h, SYSTEM_ORG, 'auth.step_up', undefined)).not.toHaveLength(0);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.step_up', undefined)).not.toHaveLength(0);
     h.clock.advance(TEN_MINUTES + 1000);
     expect(code(await patch({ sessionIdleMinutes: 26 }))).toBe('step_up_required');
   });
@@ -92,7 +94,9 @@ describe.each(ENGINES)('step-up on %s', (engine) => {
     expect((await regen()).statusCode).toBe(200);
   });
 
-  it('a password proof made before MFA was turned on stops counting once it is on (no recovery codes for a password-only session)', async () => {
+  // In full: a password proof made before MFA was turned on stops counting once it is on (no
+  // recovery codes for a password-only session)
+  it('a password proof made before MFA was turned on stops counting once it is on', async () => {
     const u = await passwordUser(h);
     // A session proven with the password only (say, stolen), still inside its ten minutes...
     const passwordOnly = await h.cookieFor(u.email);
@@ -119,15 +123,17 @@ describe.each(ENGINES)('step-up on %s', (engine) => {
     expect((await stepUp(h, cookie, {})).statusCode).toBe(400);
   });
 
-  it('failed password step-ups count toward the lockout: the fifth locks the account, the right password is then refused', async () => {
+  // In full: failed password step-ups count toward the lockout: the fifth locks the account, the
+  // right password is then refused
+  it('failed password step-ups count toward the lockout', async () => {
     const u = await passwordUser(h);
     const cookie = await h.cookieFor(u.email);
     for (let i = 0; i < 5; i++) expect((await stepUp(h, cookie, { password: WRONG })).statusCode).toBe(401);
     expect((await lockState(h, u.id)).locked_until).not.toBeNull();
     expect((await stepUp(h, cookie, { password: u.password })).statusCode).toBe(401);
     expect((await login(h, u.email, u.password)).statusCode).toBe(401);
-    expect(await audit(h, SYSTEM_ORG, 'auth.account_locked', u.id)).toHaveLength(1);
-    const failed = await audit(h, SYSTEM_ORG, 'auth.step_up_failed', u.id);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.account_locked', u.id)).toHaveLength(1);
+    const failed = await audit(h, SYSTEM_ORG_ID, 'auth.step_up_failed', u.id);
     expect(failed.map((e) => e.details.reason)).toEqual(['bad_password', 'bad_password', 'bad_password', 'bad_password', 'bad_password', 'locked']);
   });
 
@@ -140,6 +146,6 @@ describe.each(ENGINES)('step-up on %s', (engine) => {
     // Locked: even the right code is refused, and so is the password step of a new sign-in.
     expect((await stepUp(h, cookie, { code: nextCode(h, secret) })).statusCode).toBe(401);
     expect((await login(h, u.email, u.password)).statusCode).toBe(401);
-    expect(await audit(h, SYSTEM_ORG, 'auth.account_locked', u.id)).toHaveLength(1);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.account_locked', u.id)).toHaveLength(1);
   });
 });

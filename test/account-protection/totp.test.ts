@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import {
-  call, code, enrollTotp, login, nextCode, passwordUser, pendingToken, sessionFrom, stepUp, verifyMfa, wrongCode,
-} from './support.js';
+import { call, code, sessionFrom } from '../support/client.js';
+import { enrollTotp, login, nextCode, pendingToken, stepUp, verifyMfa, wrongCode } from '../support/mfa.js';
+import { passwordUser } from '../support/users.js';
 
 describe.each(ENGINES)('TOTP on %s', (engine) => {
   let h: TestApp;
@@ -18,7 +18,9 @@ describe.each(ENGINES)('TOTP on %s', (engine) => {
   });
   afterAll(async () => h?.close());
 
-  it('enrollment returns an otpauth URI and a PNG data-URL QR code, and counts for nothing until confirmed', async () => {
+  // In full: enrollment returns an otpauth URI and a PNG data-URL QR code, and counts for nothing
+  // until confirmed
+  it('enrollment returns an otpauth URI and a QR code, and counts for nothing until confirmed', async () => {
     const u = await passwordUser(h);
     const cookie = await h.cookieFor(u.email);
     const res = await call(h, 'POST', '/api/me/mfa/totp', { cookie });
@@ -141,7 +143,9 @@ describe.each(ENGINES)('TOTP on %s', (engine) => {
     }
   });
 
-  it('a replaced pending secret no longer confirms; two racing confirmations with one code enable MFA once', async () => {
+  // In full: a replaced pending secret no longer confirms; two racing confirmations with one code
+  // enable MFA once
+  it('a replaced pending secret no longer confirms; racing confirmations enable MFA once', async () => {
     const u = await passwordUser(h);
     const [a, b] = [await h.cookieFor(u.email), await h.cookieFor(u.email)];
     const first = (await call(h, 'POST', '/api/me/mfa/totp', { cookie: a })).json<{ secret: string }>().secret;
@@ -160,7 +164,9 @@ describe.each(ENGINES)('TOTP on %s', (engine) => {
     expect(raced.find((r) => r.statusCode !== 200)?.body).not.toContain('recoveryCodes');
   });
 
-  it('cannot replace a confirmed authenticator by enrolling again (a stolen session cannot swap the secret)', async () => {
+  // In full: cannot replace a confirmed authenticator by enrolling again (a stolen session cannot
+  // swap the secret)
+  it('cannot replace a confirmed authenticator by enrolling again', async () => {
     const u = await passwordUser(h);
     const { secret, cookie } = await enrollTotp(h, u);
     const again = await call(h, 'POST', '/api/me/mfa/totp', { cookie });

@@ -4,11 +4,13 @@
  * minutes, and only the latest one; the session issued after it must be a new one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../support/app.js';
+import { createTestApp, SESSION_COOKIE, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
-import {
-  SESSION_COOKIE, SYSTEM_ORG, audit, call, code, enrollTotp, login, nextCode, passwordUser, pendingToken, sessionFrom, verifyMfa, wrongCode,
-} from './support.js';
+import { audit } from '../support/evidence.js';
+import { call, code, sessionFrom } from '../support/client.js';
+import { enrollTotp, login, nextCode, pendingToken, verifyMfa, wrongCode } from '../support/mfa.js';
+import { passwordUser } from '../support/users.js';
+import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 describe.each(ENGINES)('two-step sign-in on %s', (engine) => {
   let h: TestApp;
@@ -35,7 +37,7 @@ describe.each(ENGINES)('two-step sign-in on %s', (engine) => {
     // The pending state is stored hashed, not as the token.
     const dump = JSON.stringify(await h.t.owner.query('select * from mfa_challenges where user_id = $1', [u.id]));
     expect(dump).not.toContain(body.mfaToken.slice('pal_mfa_'.length));
-    expect(await audit(h, SYSTEM_ORG, 'auth.login_second_factor_pending', u.id)).toHaveLength(1);
+    expect(await audit(h, SYSTEM_ORG_ID, 'auth.login_second_factor_pending', u.id)).toHaveLength(1);
   });
 
   it('the pending token is not a session: as a cookie, a bearer token or a header it opens nothing', async () => {
@@ -177,7 +179,9 @@ describe.each(ENGINES)('two-step sign-in on %s', (engine) => {
     expect(sessionFrom(res)).toBeNull();
   });
 
-  it('issues a brand-new session id after the second factor, revokes the one the browser brought, and marks it MFA-verified', async () => {
+  // In full: issues a brand-new session id after the second factor, revokes the one the browser
+  // brought, and marks it MFA-verified
+  it('issues a new, MFA-verified session id after the second factor and revokes the old one', async () => {
     const u = await passwordUser(h);
     const { secret } = await enrollTotp(h, u);
     const old = await h.cookieFor(u.email);

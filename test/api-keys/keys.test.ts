@@ -4,13 +4,12 @@
  * origins, every credential in its own context, and the key named in the audit trail.
  */
 import { sql } from 'kysely';
-import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiToken } from '../../src/crypto/index.js';
 import { createApiKeyService, createKeyUsage } from '../../src/domains/api-keys/index.js';
 import type { Database } from '../../src/db/database.js';
 import { createTestApp, ORIGIN, type Problem, type TestApp } from '../support/app.js';
-import { client, type Client } from '../support/client.js';
+import { bearer, client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 
 interface KeyView {
@@ -34,10 +33,6 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
   let projectB: string;
   let admin: Client;
   const as = async (email: string) => client(h, await h.cookieFor(email));
-
-  function bearer(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, token: string, extra: { payload?: object; headers?: Record<string, string> } = {}): Promise<LightMyRequestResponse> {
-    return h.built.app.inject({ method, url, headers: { authorization: `Bearer ${token}`, ...extra.headers }, ...(extra.payload ? { payload: extra.payload } : {}) });
-  }
 
   async function createKey(by: Client, body: Record<string, unknown>, org = acme): Promise<{ key: KeyView; token: string }> {
     const res = await by.call('POST', `/api/orgs/${org}/api-keys`, body);
@@ -71,29 +66,29 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
 
   it('works with Bearer on /v1 routes only; cookies never count there, keys never on console routes', async () => {
     const { token } = await createKey(admin, { name: 'reader', kind: 'secret', permissions: ['projects:read'] });
-    const ok = await bearer('GET', `/v1/orgs/${acme}/projects`, token);
+    const ok = await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token);
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.json<{ projects: unknown[] }>().projects.length).toBeGreaterThanOrEqual(2);
     // The same key on the console route of the same resource: not a credential there.
-    expect((await bearer('GET', `/api/orgs/${acme}/projects`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/api/orgs/${acme}/projects`, token)).statusCode).toBe(401);
     // A session cookie on the key route: not a credential there.
     const cookie = await h.cookieFor(h.user('acme', 'owner').email);
     const withCookie = await h.built.app.inject({ method: 'GET', url: `/v1/orgs/${acme}/projects`, headers: { cookie, origin: ORIGIN } });
     expect(withCookie.statusCode).toBe(401);
     // Console-only resources have no /v1 route at all.
-    expect((await bearer('GET', `/v1/orgs/${acme}/settings`, token)).statusCode).toBe(404);
-    expect((await bearer('GET', `/v1/orgs/${acme}/api-keys`, token)).statusCode).toBe(404);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/settings`, token)).statusCode).toBe(404);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/api-keys`, token)).statusCode).toBe(404);
     // Every key can read its org, and so look at itself.
-    const whoami = await bearer('GET', `/v1/orgs/${acme}/key`, token);
+    const whoami = await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token);
     expect(whoami.statusCode).toBe(200);
     expect(whoami.json()).toMatchObject({ kind: 'secret', orgId: acme, permissions: ['org:read', 'projects:read'], projectIds: null });
     // A key on a console route is told where keys work (nothing about the key itself).
-    expect((await bearer('GET', `/api/orgs/${acme}/projects`, token)).json<Problem>().detail).toMatch(/\/v1/);
+    expect((await bearer(h, 'GET', `/api/orgs/${acme}/projects`, token)).json<Problem>().detail).toMatch(/\/v1/);
   });
 
   it('refuses malformed, checksum-broken, unknown, other-org, revoked and expired keys alike', async () => {
     const { key, token } = await createKey(admin, { name: 'short-lived', kind: 'secret', permissions: ['org:read', 'projects:read'], expiresAt: new Date(h.clock.now().getTime() + 3_600_000).toISOString() });
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(200);
     const flipped = token.slice(0, 10) + (token[10] === 'a' ? 'b' : 'a') + token.slice(11);
     const attempts = [
       flipped, // a typo: the checksum no longer holds
@@ -104,7 +99,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
       'pal_sk_', '', 'x'.repeat(5000),
     ];
     for (const t of attempts) {
-      const res = await bearer('GET', `/v1/orgs/${acme}/key`, t);
+      const res = await bearer(h, 'GET', `/v1/orgs/${acme}/key`, t);
       expect(res.statusCode, t.slice(0, 20)).toBe(401);
       expect(res.json<Problem>().code).toBe('unauthenticated');
     }
@@ -113,15 +108,15 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
       expect(res.statusCode, header).toBe(401);
     }
     // The key of acme is nobody in globex (RLS hides it from the lookup there).
-    expect((await bearer('GET', `/v1/orgs/${globex}/key`, token)).statusCode).toBe(401);
-    expect((await bearer('GET', `/v1/orgs/${globex}/projects`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${globex}/key`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${globex}/projects`, token)).statusCode).toBe(401);
 
     h.clock.advance(3_600_000);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(401);
     h.clock.advance(-3_600_000);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(200);
     expect((await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${key.id}`)).statusCode).toBe(204);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token)).statusCode).toBe(401);
     expect((await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${key.id}`)).statusCode).toBe(409);
   });
 
@@ -151,14 +146,16 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
   });
 
   // review R4 finding 7
-  it('revoking another member\u2019s key is acting on them: an admin cannot revoke an owner\u2019s key (audited refusal), an owner can revoke an admin\u2019s, an admin a member\u2019s', async () => {
+  // In full: revoking another member’s key is acting on them: an admin cannot revoke an owner’s key
+  // (audited refusal), an owner can revoke an admin’s, an admin a member’s
+  it('revoking another member\u2019s key is acting on them, held to the role order', async () => {
     const owner = await as(h.user('acme', 'owner').email);
     const member = await as(h.user('acme', 'member').email);
     const ownerKey = await createKey(owner, { name: 'owner integration', kind: 'secret', permissions: ['projects:read'] });
     const refused = await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${ownerKey.key.id}`);
     expect(refused.statusCode, refused.body).toBe(403);
     expect(refused.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, ownerKey.token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, ownerKey.token)).statusCode).toBe(200);
     const [stored] = await h.t.owner.query<{ revoked_at: Date | null }>('select revoked_at from api_keys where id = $1', [ownerKey.key.id]);
     expect(stored?.revoked_at).toBeNull();
     // Recorded like the pipeline's refusals: who tried, on which route, why.
@@ -170,10 +167,10 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
 
     const adminKey = await createKey(admin, { name: 'admin integration', kind: 'secret', permissions: ['projects:read'] });
     expect((await owner.call('DELETE', `/api/orgs/${acme}/api-keys/${adminKey.key.id}`)).statusCode).toBe(204);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(401);
     const memberKey = await createKey(member, { name: 'member integration', kind: 'secret', permissions: ['projects:read'] });
     expect((await admin.call('DELETE', `/api/orgs/${acme}/api-keys/${memberKey.key.id}`)).statusCode).toBe(204);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, memberKey.token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, memberKey.token)).statusCode).toBe(401);
     // Everyone revokes their own, the owner included.
     expect((await owner.call('DELETE', `/api/orgs/${acme}/api-keys/${ownerKey.key.id}`)).statusCode).toBe(204);
   });
@@ -192,7 +189,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const adminKey = await createKey(admin, { name: 'admin ci', kind: 'secret', permissions: ['projects:read'] });
     const refused = await steward.call('DELETE', `/api/orgs/${acme}/api-keys/${adminKey.key.id}`);
     expect(refused.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('members:update') });
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, adminKey.token)).statusCode).toBe(200);
     const memberKey = await createKey(await as(h.user('acme', 'member').email), { name: 'member ci', kind: 'secret', permissions: ['projects:read'] });
     expect((await steward.call('DELETE', `/api/orgs/${acme}/api-keys/${memberKey.key.id}`)).statusCode).toBe(204);
   });
@@ -208,9 +205,9 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     expect((await viewer.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'x', kind: 'secret', permissions: ['projects:read'] })).statusCode).toBe(403);
 
     const { token } = await createKey(member, { name: 'member writer', kind: 'secret', permissions: ['assets:read', 'assets:write'] });
-    const created = await bearer('POST', `/v1/orgs/${acme}/projects/${projectA}/assets`, token, { payload: { name: 'from-key', kind: 'host' } });
+    const created = await bearer(h, 'POST', `/v1/orgs/${acme}/projects/${projectA}/assets`, token, { payload: { name: 'from-key', kind: 'host' } });
     expect(created.statusCode, created.body).toBe(201);
-    expect((await bearer('POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'nope' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'nope' } })).statusCode).toBe(403);
     // A member sees and revokes only their own keys.
     const mine = (await member.call('GET', `/api/orgs/${acme}/api-keys`)).json<{ keys: KeyView[] }>().keys;
     expect(mine.length).toBeGreaterThan(0);
@@ -228,17 +225,17 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [acme, id, 'admin']);
     const creator = await as(email);
     const { token } = await createKey(creator, { name: 'admin key', kind: 'secret', permissions: ['projects:read', 'projects:create'] });
-    expect((await bearer('POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'by key' } })).statusCode).toBe(201);
+    expect((await bearer(h, 'POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'by key' } })).statusCode).toBe(201);
 
     const owner = await as(h.user('acme', 'owner').email);
     expect((await owner.call('PATCH', `/api/orgs/${acme}/members/${id}`, { role: 'viewer' })).statusCode).toBe(204);
-    expect((await bearer('POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'denied' } })).statusCode).toBe(403);
-    expect((await bearer('GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(200);
+    expect((await bearer(h, 'POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'denied' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(200);
 
     expect((await owner.call('DELETE', `/api/orgs/${acme}/members/${id}`)).statusCode).toBe(204);
-    expect((await bearer('GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(401);
     await h.t.owner.query("insert into memberships (org_id, user_id, role, created_at) values ($1, $2, 'admin', now() + interval '1 second')", [acme, id]);
-    expect((await bearer('GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(401);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(401);
   });
 
   // review R4 finding 4
@@ -252,14 +249,14 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const creator = await as(email);
     // Made while unrestricted: the key reads the trail.
     const { token } = await createKey(creator, { name: 'trail reader', kind: 'secret', permissions: ['projects:read', 'audit:read'] });
-    expect((await bearer('GET', `/v1/orgs/${acme}/audit`, token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/audit`, token)).statusCode).toBe(200);
 
     // Restricted afterwards (by hand: the role would be refused through the API), the key loses it at once.
     await h.t.owner.query('update memberships set restricted = true where org_id = $1 and user_id = $2', [acme, id]);
     await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, projectA, id]);
-    const denied = await bearer('GET', `/v1/orgs/${acme}/audit`, token);
+    const denied = await bearer(h, 'GET', `/v1/orgs/${acme}/audit`, token);
     expect(denied.statusCode, denied.body).toBe(403);
-    expect((await bearer('GET', `/v1/orgs/${acme}/key`, token)).json()).toMatchObject({ permissions: ['org:read', 'projects:read'], projectIds: [projectA] });
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/key`, token)).json()).toMatchObject({ permissions: ['org:read', 'projects:read'], projectIds: [projectA] });
     // And a new key cannot be given it.
     const refused = await creator.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'x', kind: 'secret', permissions: ['audit:read'] });
     expect(refused.statusCode).toBe(403);
@@ -274,10 +271,10 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
       const res = await admin.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'wide', kind: 'secret', permissions: ['projects:read', wide], projectId: projectA });
       expect(res.statusCode, wide).toBe(400);
     }
-    expect((await bearer('GET', `/v1/orgs/${acme}/projects/${projectA}/assets`, token)).statusCode).toBe(200);
-    expect((await bearer('GET', `/v1/orgs/${acme}/projects/${projectB}/assets`, token)).statusCode).toBe(404);
-    expect((await bearer('POST', `/v1/orgs/${acme}/projects/${projectB}/assets`, token, { payload: { name: 'x', kind: 'host' } })).statusCode).toBe(404);
-    const listed = (await bearer('GET', `/v1/orgs/${acme}/projects`, token)).json<{ projects: { id: string }[] }>().projects;
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects/${projectA}/assets`, token)).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects/${projectB}/assets`, token)).statusCode).toBe(404);
+    expect((await bearer(h, 'POST', `/v1/orgs/${acme}/projects/${projectB}/assets`, token, { payload: { name: 'x', kind: 'host' } })).statusCode).toBe(404);
+    const listed = (await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token)).json<{ projects: { id: string }[] }>().projects;
     expect(listed.map((p) => p.id)).toEqual([projectA]);
 
     // The binding the lookup sets is what RLS enforces: in the same transaction, the runtime
@@ -295,7 +292,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const refused = await restricted.call('POST', `/api/orgs/${acme}/api-keys`, { name: 'b', kind: 'secret', permissions: ['assets:read'], projectId: projectB });
     expect(refused.statusCode).toBe(404);
     const { token: rtoken } = await createKey(restricted, { name: 'restricted unbound', kind: 'secret', permissions: ['projects:read', 'assets:read'] });
-    const rl = (await bearer('GET', `/v1/orgs/${acme}/projects`, rtoken)).json<{ projects: { id: string }[] }>().projects;
+    const rl = (await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, rtoken)).json<{ projects: { id: string }[] }>().projects;
     expect(rl.map((p) => p.id)).toEqual([projectA]);
   });
 
@@ -304,30 +301,30 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const { token } = await createKey(admin, { name: 'storefront', kind: 'publishable', permissions: ['projects:read', 'org:read'] });
     expect(token).toMatch(/^pal_pk_/);
     const url = `/v1/orgs/${acme}/projects`;
-    expect((await bearer('GET', url, token)).json<Problem>().code).toBe('origin_not_allowed');
-    expect((await bearer('GET', url, token, { headers: { origin: 'https://shop.example' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'GET', url, token)).json<Problem>().code).toBe('origin_not_allowed');
+    expect((await bearer(h, 'GET', url, token, { headers: { origin: 'https://shop.example' } })).statusCode).toBe(403);
     const owner = await as(h.user('acme', 'owner').email);
     const saved = await owner.call('PATCH', `/api/orgs/${acme}/settings`, { browserOrigins: ['https://shop.example', 'http://localhost:5173'] });
     expect(saved.statusCode, saved.body).toBe(200);
     for (const bad of ['https://*.example', 'javascript:alert(1)', 'https://shop.example/path', 'http://shop.example', 'ftp://x']) {
       expect((await owner.call('PATCH', `/api/orgs/${acme}/settings`, { browserOrigins: [bad] })).statusCode, bad).toBe(400);
     }
-    const ok = await bearer('GET', url, token, { headers: { origin: 'https://shop.example' } });
+    const ok = await bearer(h, 'GET', url, token, { headers: { origin: 'https://shop.example' } });
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.headers['access-control-allow-origin']).toBe('https://shop.example');
     expect(ok.headers['access-control-allow-credentials']).toBeUndefined();
-    expect((await bearer('GET', url, token, { headers: { origin: 'https://evil.example' } })).statusCode).toBe(403);
-    expect((await bearer('GET', url, token, { headers: { origin: 'https://shop.example.evil.example' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'GET', url, token, { headers: { origin: 'https://evil.example' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'GET', url, token, { headers: { origin: 'https://shop.example.evil.example' } })).statusCode).toBe(403);
     // Another org's pages do not count, and a publishable key never writes.
-    expect((await bearer('POST', url, token, { headers: { origin: 'https://shop.example' }, payload: { name: 'x' } })).statusCode).toBe(403);
+    expect((await bearer(h, 'POST', url, token, { headers: { origin: 'https://shop.example' }, payload: { name: 'x' } })).statusCode).toBe(403);
     // A secret key is not held to origins (servers send none).
     const { token: sk } = await createKey(admin, { name: 'server', kind: 'secret', permissions: ['projects:read'] });
-    expect((await bearer('GET', url, sk, { headers: { origin: 'https://evil.example' } })).statusCode).toBe(200);
+    expect((await bearer(h, 'GET', url, sk, { headers: { origin: 'https://evil.example' } })).statusCode).toBe(200);
   });
 
   it('names the key in the audit trail and the refusal log', async () => {
     const { key, token } = await createKey(admin, { name: 'auditable', kind: 'secret', permissions: ['projects:read', 'projects:create'] });
-    const res = await bearer('POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'audited by key' } });
+    const res = await bearer(h, 'POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'audited by key' } });
     expect(res.statusCode).toBe(201);
     const events = await h.t.owner.query<{ actor_type: string; actor_id: string; action: string; details: unknown }>(
       "select actor_type, actor_id, action, details from audit_events where org_id = $1 and action in ('project.created', 'api_key.created') order by seq desc limit 2",
@@ -336,7 +333,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     expect(events[0]).toMatchObject({ actor_type: 'api_key', actor_id: key.id, action: 'project.created' });
     expect(events[1]).toMatchObject({ actor_type: 'user', action: 'api_key.created' });
     expect(JSON.stringify(events)).not.toContain(token);
-    await bearer('DELETE', `/v1/orgs/${acme}/projects/${projectA}`, token);
+    await bearer(h, 'DELETE', `/v1/orgs/${acme}/projects/${projectA}`, token);
     const denied = await h.t.owner.query<{ actor_type: string; actor_id: string }>(
       "select actor_type, actor_id from audit_events where org_id = $1 and action = 'authz.denied' order by seq desc limit 1",
       [acme],
@@ -348,7 +345,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
   it('records last use in batches, not per request', async () => {
     const { key, token } = await createKey(admin, { name: 'usage', kind: 'secret', permissions: ['projects:read'] });
     await h.built.services.keyUsage.flush();
-    for (let i = 0; i < 5; i++) expect((await bearer('GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, token)).statusCode).toBe(200);
     const before = await h.t.owner.query<{ last_used_at: Date | null }>('select last_used_at from api_keys where id = $1', [key.id]);
     expect(before[0]?.last_used_at).toBeNull();
     await h.built.services.keyUsage.flush();

@@ -28,7 +28,9 @@ describe.runIf(ENGINES.includes('postgres'))('palisade allowlist clear', () => {
   afterAll(async () => h?.close());
 
   // review R4 finding 1
-  it('empties the list at once, leaves evidence in the org\u2019s chain (which still verifies), and refuses an unknown org', async () => {
+  // In full: empties the list at once, leaves evidence in the org’s chain (which still verifies),
+  // and refuses an unknown org
+  it('empties the list at once, leaves evidence in the org\u2019s chain, refuses an unknown org', async () => {
     const acme = h.orgId('acme');
     await h.t.owner.query('update org_settings set admin_ip_allowlist = $2 where org_id = $1', [acme, ['198.51.100.0/24']]);
     const cookie = await h.cookieFor(h.user('acme', 'owner').email);
@@ -56,7 +58,9 @@ describe.runIf(ENGINES.includes('postgres'))('palisade allowlist clear', () => {
 });
 
 describe('palisade allowlist clear on the embedded engine', () => {
-  it('is refused while another process holds the data directory (the running server), like every CLI command', async () => {
+  // In full: is refused while another process holds the data directory (the running server), like
+  // every CLI command
+  it('is refused while another process holds the data directory', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'palisade-held-'));
     try {
       writeFileSync(join(dataDir, 'palisade.pid'), String(process.pid)); // this process: alive

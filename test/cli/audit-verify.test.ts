@@ -221,7 +221,9 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     });
 
     // review R4 finding 3
-    it('(f) the last three events deleted and the head set back onto the event before them: the head\'s MAC names it', SLOW, async () => {
+    // In full: (f) the last three events deleted and the head set back onto the event before them:
+    // the head's MAC names it
+    it('(f) the last three events deleted and the head set back: the head\'s MAC names it', SLOW, async () => {
       const list = await events();
       const n = list.length;
       const saved = await q<Record<string, unknown>>('select * from audit_events where org_id = $1 and seq > $2 order by seq', [acme, n - 3]);
@@ -238,7 +240,9 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     });
 
     // review R4 finding 3
-    it('(g) the same cut with an older head restored from a backup, MAC and all: the checkpoint names the missing range', SLOW, async () => {
+    // In full: (g) the same cut with an older head restored from a backup, MAC and all: the
+    // checkpoint names the missing range
+    it('(g) the same cut with an older head restored from a backup: the checkpoint names it', SLOW, async () => {
       const cp = await cli('checkpoint');
       expect(cp.code, cp.out + cp.err).toBe(0);
       expect(cp.out).toContain(`checkpointed 3 chains to ${checkpointFile}`);
@@ -287,7 +291,9 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     });
 
     // review R4 finding 3
-    it('(i) an org row deleted under its chain: the runtime role may not, and verify names the chain without its org', SLOW, async () => {
+    // In full: (i) an org row deleted under its chain: the runtime role may not, and verify names
+    // the chain without its org
+    it('(i) an org row deleted under its chain: the runtime role may not; verify names it', SLOW, async () => {
       const { orgId } = await newOrg('initech');
       const denied = await h.t.db.withTenant({ orgId }, (tx) => exec(tx, sql`delete from organizations where org_id = ${orgId}`))
         .then(() => 'deleted', (e: { code?: string }) => e.code);
@@ -295,7 +301,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
       await q('delete from organizations where org_id = $1', [orgId]);
       const r = await verify();
       expect(r.code, r.out).toBe(1);
-      expect(r.out).toContain(`FAIL (no organization) (${orgId}): 1 events`);
+      expect(r.out).toContain(`FAIL (no organization) (${orgId}): 1 event`);
       expect(problemsOf(r.out, orgId)).toEqual(['its organization row is missing (deleted): the chain has no org']);
     });
 

@@ -105,7 +105,9 @@ describe.each(ENGINES)('operations endpoints on %s', (engine) => {
   });
 
   // review R4 finding 8
-  it('the metrics listener answers 401 without the token or with a wrong one, in constant time, and never echoes it', async () => {
+  // In full: the metrics listener answers 401 without the token or with a wrong one, in constant
+  // time, and never echoes it
+  it('the metrics listener answers 401 without the right token, in constant time', async () => {
     const m = await createMetricsServer({ metrics: h.built.metrics, token: METRICS_TOKEN, logger: h.logger });
     try {
       const wrong = [undefined, `Bearer ${METRICS_TOKEN.slice(0, -1)}x`, `Bearer ${METRICS_TOKEN}x`, METRICS_TOKEN, `Basic ${METRICS_TOKEN}`, 'Bearer '];
@@ -126,7 +128,9 @@ describe.each(ENGINES)('operations endpoints on %s', (engine) => {
     }
   });
 
-  it('the metrics listener serves Prometheus text counting the API requests by route and status, with the token', async () => {
+  // In full: the metrics listener serves Prometheus text counting the API requests by route and
+  // status, with the token
+  it('the metrics listener serves Prometheus text by route and status, with the token', async () => {
     const m = await createMetricsServer({ metrics: h.built.metrics, token: METRICS_TOKEN, logger: h.logger });
     const scrape = () => m.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
     try {
@@ -156,7 +160,9 @@ describe.each(ENGINES)('operations endpoints on %s', (engine) => {
     }
   });
 
-  it('a loopback metrics listener without a token (config allows it only there) serves without credentials', async () => {
+  // In full: a loopback metrics listener without a token (config allows it only there) serves
+  // without credentials
+  it('a loopback metrics listener without a token serves without credentials', async () => {
     const m = await createMetricsServer({ metrics: h.built.metrics, token: null, logger: h.logger });
     try {
       const res = await m.inject({ method: 'GET', url: '/metrics' });

@@ -68,7 +68,9 @@ describe('a production start on the development data directory (new-user trial)'
   afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
   // new-user trial
-  it('production refuses to start, naming the missing KEK id and the demo accounts, and prints no demo login', async () => {
+  // In full: production refuses to start, naming the missing KEK id and the demo accounts, and
+  // prints no demo login
+  it('production refuses to start, naming the missing KEK id and the demo accounts', async () => {
     const r = await serveCapturing({ ...production, PALISADE_KEKS: K1 });
     await r.stop?.();
     expect(r.error?.message).toMatch(/^refusing to start:/);
@@ -133,7 +135,9 @@ describe.each(ENGINES)('the start-up check on %s (serve and worker)', (engine) =
   afterAll(async () => h?.close());
 
   // new-user trial
-  it('names the KEK ids the keyring lacks (every org, read over the owner connection), and passes when it holds them', async () => {
+  // In full: names the KEK ids the keyring lacks (every org, read over the owner connection), and
+  // passes when it holds them
+  it('names the KEK ids the keyring lacks, and passes when it holds them', async () => {
     const k2 = { id: 'k2', key: Buffer.alloc(32, 3) };
     const refused = await startupCheck(h.t.db, h.t.owner, { env: 'test', keks: [k2] });
     expect(refused.problems).toEqual([expect.stringMatching(/PALISADE_KEKS lacks: k1 \(\d+ keys?\);/)]);
@@ -145,7 +149,9 @@ describe.each(ENGINES)('the start-up check on %s (serve and worker)', (engine) =
   // new-user trial
   // (PostgreSQL only: PGlite is one connection, which the owner transaction holds.)
   if (engine === 'postgres') {
-    it('with an owner that does not bypass RLS, does not pass org keys silently: it warns that they were not checked', async () => {
+    // In full: with an owner that does not bypass RLS, does not pass org keys silently: it warns
+    // that they were not checked
+    it('warns that org keys were not checked when the owner does not bypass RLS', async () => {
       const k2 = { id: 'k2', key: Buffer.alloc(32, 3) };
       const check = await h.t.owner.transaction(async (tx) => {
         await tx.query(`set local role ${TEST_RUNTIME_ROLE}`);

@@ -109,7 +109,9 @@ describe.each(ENGINES)('request bodies on %s', (engine) => {
     }
   });
 
-  it('provider-signed routes: 413 above their limit; below it, any unsigned body is a 4xx refusal (never parsed, never 415)', async () => {
+  // In full: provider-signed routes: 413 above their limit; below it, any unsigned body is a 4xx
+  // refusal (never parsed, never 415)
+  it('provider-signed routes: 413 above their limit, any unsigned body below it a 4xx', async () => {
     expect(signed.length).toBeGreaterThan(0);
     for (const route of signed) {
       const where = `${route.method} ${route.url}`;

@@ -4,7 +4,7 @@ import { exec, type Database, type TenantBinding } from '../../src/db/database.j
 import type { AuditWriter } from '../../src/domains/audit/index.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
-import { attempt, auditWriter, seedTenant, type SeededTenant } from './fixtures.js';
+import { attempt, auditWriter, seedTenant, type SeededTenant } from '../support/tenants.js';
 
 interface Snapshot {
   n: number;

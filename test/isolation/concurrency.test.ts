@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/crypto/index.js';
 import { exec, rows, type Tx } from '../../src/db/database.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
-import { seedSmallOrg } from './fixtures.js';
+import { seedSmallOrg } from '../support/tenants.js';
 
 const TENANTS = 50;
 

@@ -5,7 +5,7 @@ import { exec, rows, type TenantBinding } from '../../src/db/database.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
 import {
   attempt, auditWriter, ownerCounts, seedTenant, TENANT_TABLES, visibleOrgIds, type SeededTenant, type TenantTable,
-} from './fixtures.js';
+} from '../support/tenants.js';
 
 const RLS_VIOLATION = /new row violates row-level security policy/;
 
@@ -64,6 +64,18 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
     case 'webhook_attempts':
       return sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, latency_ms)
                  values (${org}, ${target.deliveryId}, 99, now(), 1) ${tail}`;
+    case 'sso_connections':
+      // A planted connection would let the attacker's IdP sign people in to the target org.
+      return sql`insert into sso_connections (org_id, id, kind, name, settings, created_by, created_at, updated_at)
+                 values (${org}, ${id}, 'oidc', 'planted', '{}'::jsonb, ${actor.ownerId}, now(), now()) ${tail}`;
+    case 'org_domains':
+      // A planted verified claim would route the domain's sign-ins to the target org.
+      return sql`insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at)
+                 values (${org}, ${id}, ${`planted-${id.slice(0, 8)}.example`}, 'x', ${actor.ownerId}, now(), now()) ${tail}`;
+    case 'sso_identities':
+      // A planted link would sign the attacker's IdP subject in as the target's owner.
+      return sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
+                 values (${org}, ${target.connectionId}, 'https://evil.example', ${id}, ${target.ownerId}, 'x@evil.example', now(), now()) ${tail}`;
   }
 }
 
@@ -74,7 +86,7 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
  */
 const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets'];
 const NO_DELETE: readonly TenantTable[] = [
-  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries',
+  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

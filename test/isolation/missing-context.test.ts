@@ -4,7 +4,7 @@ import { GLOBAL_TABLES_WITH_ORG_ID } from '../../src/db/catalog.js';
 import { rows, type Tx } from '../../src/db/database.js';
 import { InvariantError } from '../../src/kernel/errors.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
-import { attempt, auditWriter, ownerCounts, seedTenant, TENANT_TABLES, type SeededTenant } from './fixtures.js';
+import { attempt, auditWriter, ownerCounts, seedTenant, TENANT_TABLES, type SeededTenant } from '../support/tenants.js';
 
 /** Row counts of every given table, as seen from inside `tx`. */
 async function countsIn(tx: Tx, tables: readonly string[]): Promise<Record<string, number>> {

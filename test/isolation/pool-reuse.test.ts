@@ -4,7 +4,7 @@ import { newId } from '../../src/crypto/index.js';
 import { exec, rows, type Database, type Tx } from '../../src/db/database.js';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.js';
 import { createTestDatabase, ENGINES, TEST_RUNTIME_ROLE, type TestDatabase } from '../support/db.js';
-import { seedSmallOrg } from './fixtures.js';
+import { seedSmallOrg } from '../support/tenants.js';
 
 const ITERATIONS = 200;
 
@@ -92,7 +92,9 @@ describe.each(ENGINES)('connection reuse with alternating tenants on %s', (engin
     await t?.drop();
   });
 
-  it(`alternates A, B, A, B… ${ITERATIONS} times with aborted transactions between, never crossing tenants`, async () => {
+  // In full: alternates A, B, A, B… ${ITERATIONS} times with aborted transactions between, never
+  // crossing tenants
+  it(`alternates A, B, A, B\u2026 ${ITERATIONS} times with aborted transactions between`, async () => {
     const pids = new Set<number>();
     const outcomes = new Map<string, { rejected: number; resolved: number }>();
     for (let i = 0; i < ITERATIONS; i++) {

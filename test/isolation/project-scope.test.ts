@@ -4,7 +4,7 @@ import { newId } from '../../src/crypto/index.js';
 import { exec, rows, type TenantBinding, type Tx } from '../../src/db/database.js';
 import { InvariantError } from '../../src/kernel/errors.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
-import { attempt, auditWriter, seedTenant, type SeededTenant } from './fixtures.js';
+import { attempt, auditWriter, seedTenant, type SeededTenant } from '../support/tenants.js';
 
 const RLS_VIOLATION = /new row violates row-level security policy/;
 

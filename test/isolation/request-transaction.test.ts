@@ -4,7 +4,8 @@ import { newId } from '../../src/crypto/index.js';
 import { exec, one, rows, type Database, type Tx } from '../../src/db/database.js';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.js';
 import { createTestDatabase, ENGINES, TEST_RUNTIME_ROLE, type TestDatabase } from '../support/db.js';
-import { seedSmallOrg } from './fixtures.js';
+import { sleep } from '../support/locks.js';
+import { seedSmallOrg } from '../support/tenants.js';
 
 interface Where {
   pid: number;
@@ -145,5 +146,95 @@ describe.each(ENGINES)('request transaction on %s', (engine) => {
     // An autocommit read afterwards is outside any transaction the request left open.
     const state = await db.readGlobal('test', (tx) => one<{ open: boolean }>(tx, sql`select now() = statement_timestamp() as open`));
     expect(state?.open).toBe(true);
+  });
+});
+
+// The second attacker review (S2, the signed-in read path, f012475), PostgreSQL only: PGlite runs no
+// request transaction. Both were confirmed problems, fixed in src/db/pinned.ts (finished state,
+// aborted-call recovery).
+describe.runIf(ENGINES.includes('postgres'))('request transaction on one pooled connection (postgres)', () => {
+  let t: TestDatabase;
+  let single: OpenedDatabase;
+  let db: Database;
+  let a: string;
+  let b: string;
+
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres');
+    a = (await seedSmallOrg(t.db, 's2-alpha', 1)).orgId;
+    b = (await seedSmallOrg(t.db, 's2-bravo', 1)).orgId;
+    if (!t.ownerUrl || !t.runtimeUrl) throw new Error('postgres test database without urls');
+    // One connection, so that the next request is certain to get the connection the last one released.
+    single = await openDatabase(
+      { kind: 'postgres', ownerUrl: t.ownerUrl, runtimeUrl: t.runtimeUrl, runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 1 },
+      { migrate: false },
+    );
+    db = single.db;
+  });
+  afterAll(async () => {
+    await single?.db.close();
+    await single?.owner.close();
+    await t?.drop();
+  });
+
+  // review S2 P1-1, fixed. It failed as: a call made after its request transaction finished still
+  // ran on the released connection, inside the next request's transaction, and so read the other
+  // tenant's rows.
+  it('a call made after its request transaction finished runs in a transaction of its own', async () => {
+    // Request 1 (org A) leaves something behind that outlives it: a timer, an event listener, an
+    // un-awaited promise. AsyncLocalStorage carries the finished PinnedConnection into it.
+    let late: Promise<unknown> = Promise.resolve();
+    await db.requestTransaction(async () => {
+      await db.withTenant({ orgId: a, projectIds: null }, (tx) => rows(tx, sql`select 1`));
+      await new Promise<void>((scheduled) => {
+        setTimeout(() => {
+          late = db.withTenant({ orgId: a, projectIds: null }, (tx) => rows(tx, sql`select 1`)).catch((e: unknown) => e);
+        }, 30);
+        scheduled();
+      });
+    });
+    // Request 2 (org B) gets the same (only) connection and reads its projects a moment later.
+    const seen = await db.requestTransaction(() =>
+      db.withTenant({ orgId: b, projectIds: null }, async (tx) => {
+        await sleep(120);
+        return one<{ org: string; orgs: string[] }>(
+          tx,
+          sql`select current_setting('palisade.org_id', true) as org, coalesce(array_agg(distinct org_id::text), '{}') as orgs from projects`,
+        );
+      }),
+    );
+    const lateResult = await late;
+    expect(seen, `the late call ${lateResult instanceof Error ? 'threw' : 'ran'}`).toEqual({ org: b, orgs: [b] });
+    // The late call ran in a transaction of its own (as it would without a request transaction).
+    expect(lateResult).not.toBeInstanceOf(Error);
+  });
+
+  // review S2 P1-2, fixed. It failed as: a call that catches its own SQL error left the request
+  // transaction aborted, so every later call of the request failed and the earlier calls' writes
+  // were rolled back at COMMIT (as separate transactions, only the failing call's work was lost).
+  it('a call that catches its own SQL error neither fails later calls nor loses earlier writes', async () => {
+    const kept = newId();
+    const outcome = await db.requestTransaction(async () => {
+      // 1. A write that should stand (a session touch or rotation in real requests).
+      await db.withTenant({ orgId: a, projectIds: null }, (tx) =>
+        rows(tx, sql`insert into projects (org_id, id, name) values (${a}, ${kept}, 'written before') returning id`),
+      );
+      // 2. A call that treats a failed statement as "not found" and returns normally.
+      const soft = await db.withTenant({ orgId: a, projectIds: null }, async (tx) => {
+        try {
+          await sql`select 1 / 0`.execute(tx);
+          return 'found';
+        } catch {
+          return 'not found';
+        }
+      });
+      // 3. The next call, for another org.
+      const next = await db
+        .withTenant({ orgId: b, projectIds: null }, (tx) => rows<{ id: string }>(tx, sql`select id::text from projects`))
+        .then((r) => `ok: ${r.length} rows`, (e: Error) => `failed: ${e.message}`);
+      return { soft, next };
+    });
+    const written = await t.owner.query('select 1 from projects where id = $1', [kept]);
+    expect({ ...outcome, firstWriteCommitted: written.length === 1 }).toEqual({ soft: 'not found', next: 'ok: 1 rows', firstWriteCommitted: true });
   });
 });

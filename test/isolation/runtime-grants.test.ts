@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec } from '../../src/db/database.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
-import { attempt, auditWriter, seedTenant, type SeededTenant } from './fixtures.js';
+import { attempt, auditWriter, seedTenant, type SeededTenant } from '../support/tenants.js';
 
 type Privilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
 
@@ -54,6 +54,12 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   webauthn_challenges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // api-keys/service.ts, usage.ts: revoked keys stay, marked
   api_keys: ['SELECT', 'INSERT', 'UPDATE'],
+  // sso/sign-in.ts: an IdP subject is linked and its last sign-in noted; links leave with their user or connection (cascade)
+  sso_identities: ['SELECT', 'INSERT', 'UPDATE'],
+  // sso/sign-in.ts: a handover code is issued and spent (used_at); never deleted by the runtime
+  sso_handovers: ['SELECT', 'INSERT', 'UPDATE'],
+  // identity/magic-link.ts: a link is issued and spent (used_at); rows leave with their user
+  magic_links: ['SELECT', 'INSERT', 'UPDATE'],
   // webhooks/service.ts, worker.ts
   webhook_endpoints: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // webhooks/outbox.ts, worker.ts: the delivery log is kept (rows leave with their endpoint)
@@ -64,6 +70,11 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],
+  // sso/domains.ts: a claim is verified (verified_at) or removed; the global domain → org entry is added or removed
+  org_domains: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  verified_domains: ['SELECT', 'INSERT', 'DELETE'],
+  // sso/connections.ts
+  sso_connections: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
 };
 
 /** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */

@@ -1,5 +1,6 @@
 /**
- * Authorization matrix (DESIGN.md, "Tests and checks that must exist"): generated from the live
+ * Authorization matrix (the "matrix" that docs/threat-model.md cites for cross-org access,
+ * restricted members, escalation and API keys): generated from the live
  * route table that buildApp returns, never from a hand-copied list. Every route × every acme demo
  * identity × credential (live session, revoked session, none) × org (own; other; the caller's org
  * addressing another org's object) × project where the url has :projectId (assigned; unassigned;
@@ -32,6 +33,8 @@ import {
   type Permission,
 } from '../../src/kernel/permissions.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { startLoopbackDns, type LoopbackDns } from '../support/dns.js';
+import { startOidcProvider, type LoopbackIdp } from '../support/oidc.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
 import { buildCases, identitySpec, isKeyCredential, minimumCases, objectParams, pathParams, routeKey, specOf, type IdentitySpec, type MatrixCase } from './cases.js';
@@ -63,7 +66,18 @@ interface LiveBody {
   why: string;
   fields(f: Fixtures, callerEmail: string): Promise<{ patch: Body; onSuccess?: () => void; after?: () => Promise<void> }>;
 }
+/** The identity provider the SSO connection cases discover (started before the cases run). */
+let matrixIdp: LoopbackIdp | undefined;
+
 const LIVE_BODIES: Record<string, LiveBody> = {
+  'POST /api/orgs/:orgId/sso/connections': {
+    why: 'adding a connection reads the issuer\u2019s discovery document: point it at the IdP on loopback (and stay under the per-org cap the :connectionId fixtures fill)',
+    async fields(f) {
+      if (!matrixIdp) throw new Error('the matrix IdP is not running');
+      await f.app.t.owner.query('delete from sso_connections');
+      return { patch: { issuer: matrixIdp.issuer } };
+    },
+  },
   'POST /api/me/password': {
     why: 'the example carries a wrong current password (401 invalid_credentials); send the real one so the allowed case succeeds',
     async fields(f, email) {
@@ -145,6 +159,14 @@ interface Outcome {
 
 const DENIAL_STATUSES = new Set([401, 403, 404]);
 const DENIAL_CODE: Record<401 | 403 | 404, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
+/**
+ * An access-control refusal. A public route may answer 401 with its own code (an SSO callback
+ * without its flow answers sso_failed): the handler ran, so that is the route's result, not a denial.
+ */
+function refusedAccess(o: Outcome): boolean {
+  if (!DENIAL_STATUSES.has(o.status)) return false;
+  return o.c.route.auth.mode !== 'public' || Object.values(DENIAL_CODE).includes(o.code ?? '');
+}
 
 function describeCase(o: Outcome): string {
   const { c } = o;
@@ -158,11 +180,15 @@ function describeCase(o: Outcome): string {
 describe(`authorization matrix on ${ENGINE}`, () => {
   let h: TestApp;
   let fx: Fixtures;
+  let dns: LoopbackDns;
   let routes: readonly AnyRoute[];
   let identities: { spec: IdentitySpec; email: string }[];
 
   beforeAll(async () => {
-    h = await createTestApp(ENGINE);
+    dns = await startLoopbackDns();
+    matrixIdp = await startOidcProvider({ clients: [{ client_id: 'matrix', client_secret: 'matrix-secret', redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`] }] });
+    // Loopback egress: the IdP above runs on this machine.
+    h = await createTestApp(ENGINE, { config: { DNS_SERVERS: dns.server, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
     fx = new Fixtures(h);
     await fx.init();
     // The console's origin doubles as the page the publishable keys are used from.
@@ -173,7 +199,11 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     routes = h.built.routes;
     identities = h.demo.logins.filter((l) => l.org === OWN_ORG).map((l) => ({ spec: identitySpec(l.role), email: l.email }));
   });
-  afterAll(async () => h?.close());
+  afterAll(async () => {
+    await h?.close();
+    await dns?.close();
+    await matrixIdp?.close();
+  });
 
   it('derives its cases from the mounted route table and the seeded identities', async () => {
     expect(routes.length).toBeGreaterThan(0);
@@ -192,8 +222,12 @@ describe(`authorization matrix on ${ENGINE}`, () => {
   });
 
   it('derives expectations from a role catalogue that matches the design\u2019s role ladder', () => {
-    // DESIGN.md, "Built-in roles, most to least". The matrix trusts BUILTIN_ROLE_PERMISSIONS for its
-    // expectations, so the catalogue itself is held to the design here.
+    // The built-in roles, most to least (src/kernel/permissions.ts, README "built-in role"): owner
+    // holds every permission; admin all but billing:manage, owners:manage and org:delete; member
+    // operates on projects and their resources and creates own API keys within their permissions;
+    // viewer and project_viewer read. Each role holds nothing the one above it lacks. The matrix
+    // trusts BUILTIN_ROLE_PERMISSIONS for its expectations, so the catalogue itself is held to
+    // that ladder here.
     const perms = (r: BuiltinRole) => new Set<Permission>(BUILTIN_ROLE_PERMISSIONS[r]);
     const subset = (a: Set<Permission>, b: Set<Permission>) => [...a].filter((p) => !b.has(p));
     expect(perms('owner')).toEqual(new Set(ALL_PERMISSIONS));
@@ -256,7 +290,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         // Any answer other than an authorization denial means the handler ran: the request got through.
         if (!DENIAL_STATUSES.has(o.status)) unexpectedAllows.push(o);
         else wrongDenials.push(o);
-      } else if (DENIAL_STATUSES.has(o.status) || refusedBy(o) !== null) unexpectedDenials.push(o);
+      } else if (refusedAccess(o) || refusedBy(o) !== null) unexpectedDenials.push(o);
       else if (o.status >= 300) allowedNon2xx.push(o);
     }
     const allowedSession = outcomes.filter((o) => o.c.expected.kind === 'allow' && o.c.route.auth.mode !== 'public');
@@ -464,6 +498,12 @@ describe(`authorization matrix on ${ENGINE}`, () => {
           break;
         case 'sourceId':
           params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
+          break;
+        case 'connectionId':
+          params.connectionId = await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
+          break;
+        case 'domainId':
+          params.domainId = await fx.domainClaim(objOrg.id, objOrg.ownerId, dns.zone);
           break;
         default:
           throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);

@@ -116,7 +116,7 @@ export function objectParams(url: string): string[] {
   return pathParams(url).filter((p) => !SCOPE_PARAMS.has(p));
 }
 
-/** The expected outcome, in the order the pipeline is specified to decide (DESIGN.md, "One protected request"). */
+/** The expected outcome, in the order the pipeline is specified to decide (docs/architecture.md, "One protected request"). */
 export function expectedOutcome(route: AnyRoute, id: IdentitySpec, credential: Credential, org: OrgSide, project: ProjectSide): Expected {
   if (route.auth.mode === 'public') return { kind: 'allow', why: 'public route' };
   if (route.auth.mode === 'key') return expectedForKey(route, id, credential, org, project);

@@ -14,6 +14,7 @@ import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
 import type { KeyCredential } from './cases.js';
 import { ORIGIN, type TestApp } from '../support/app.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
+import type { LoopbackDns } from '../support/dns.js';
 
 export interface OrgFixture {
   slug: string;
@@ -164,10 +165,39 @@ export class Fixtures {
     return id;
   }
 
+  /** An OIDC connection of `orgId` at `issuer`, its secret sealed as the service would. */
+  async ssoConnection(orgId: string, createdBy: string, issuer: string): Promise<string> {
+    const id = newId();
+    const sealer = this.h.built.services.sealer;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'sso_connections', column: 'secret_sealed', row: id }, 'matrix-secret');
+      await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, settings, secret_sealed, created_by, created_at, updated_at)
+                         values (${orgId}, ${id}, 'oidc', ${`matrix-${unique()}`}, ${JSON.stringify({ issuer, clientId: 'matrix', scopes: ['openid'] })}::jsonb,
+                                 ${sealed}, ${createdBy}, now(), now())`);
+    });
+    return id;
+  }
+
+  /**
+   * A pending domain claim whose TXT record `zone` (the loopback DNS server the app asks)
+   * publishes, so verifying it succeeds for whoever may.
+   */
+  async domainClaim(orgId: string, createdBy: string, zone: LoopbackDns['zone']): Promise<string> {
+    const id = newId();
+    const domain = `matrix-${unique()}.example`;
+    const value = `palisade-verification=${randomToken(24)}`;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+      exec(tx, sql`insert into org_domains (org_id, id, domain, record_value, created_by, created_at)
+                   values (${orgId}, ${id}, ${domain}, ${value}, ${createdBy}, now())`),
+    );
+    zone.set(`_palisade-verification.${domain}`, { txt: [[value]] });
+    return id;
+  }
+
   /** A live session of `userId` other than the one making the request. */
   async session(userId: string): Promise<string> {
     const s = await this.h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
-      this.h.built.services.sessions.issue(tx, userId, systemContext('matrix'), undefined, undefined, { mfaVerified: false, steppedUpAt: this.h.clock.now() }),
+      this.h.built.services.sessions.issue(tx, userId, systemContext('matrix'), { proof: { mfaVerified: false, steppedUpAt: this.h.clock.now() } }),
     );
     return s.id;
   }

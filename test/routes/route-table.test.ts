@@ -68,6 +68,8 @@ describe('the live route table', () => {
     const publicMutations = routes.filter((r) => STATE_CHANGING.includes(r.method) && r.auth.mode === 'public');
     expect(publicMutations.map((r) => `${r.method} ${r.url} ${auditOf(r)}`).sort()).toEqual([
       'POST /api/auth/login auth.login',
+      'POST /api/auth/magic-link auth.magic_link_requested',
+      'POST /api/auth/magic-link/verify auth.login',
       'POST /api/auth/mfa/passkey auth.login',
       'POST /api/auth/mfa/verify auth.login',
       'POST /api/auth/passkey/login auth.login',
@@ -75,6 +77,7 @@ describe('the live route table', () => {
       'POST /api/auth/password-reset/confirm auth.password_reset',
       'POST /api/auth/password-reset/request auth.password_reset_requested',
       'POST /api/auth/register auth.registered',
+      'POST /api/auth/sso/handover auth.login_second_factor_pending',
       'POST /api/auth/verify-email auth.email_verified',
       'POST /api/auth/verify-email/resend auth.email_verification_requested',
       'POST /api/inbound/:org/:sourceId none (the service appends inbound.received when an event is first applied; a refused or duplicate delivery changes nothing)',
@@ -97,7 +100,9 @@ describe('the live route table', () => {
   });
 
   // review R4 finding 5
-  it('holds every free-text body field to the one user-text rule, or lists it here with why it is never shown as a name', () => {
+  // In full: holds every free-text body field to the one user-text rule, or lists it here with why
+  // it is never shown as a name
+  it('holds every free-text body field to the one user-text rule, or lists it here', () => {
     const NOT_NAMES: Record<string, string> = {
       password: 'a secret: hashed, never shown',
       currentPassword: 'a secret: checked, never shown',
@@ -105,9 +110,12 @@ describe('the live route table', () => {
       token: 'a token: parsed and matched by hash, never shown',
       ceremonyToken: 'a token: parsed and matched by hash, never shown',
       mfaToken: 'a token: parsed and matched by hash, never shown',
+      code: 'the SSO handover code: parsed and matched by hash, never shown',
       secret: 'a provider\u2019s signing secret: sealed, never shown',
       email: 'an address: stored only through the email schema (ASCII address syntax); at sign-in it is only looked up',
       url: 'a webhook URL: parsed by the WHATWG URL parser (which drops tabs and line breaks) and kept as its href',
+      issuer: 'an identity provider\u2019s issuer URL: printable ASCII only, and it must answer discovery',
+      domain: 'a DNS name: kept only in its IDNA ASCII form (normalizeDomain refuses control, format and invisible characters)',
     };
     const probes = ['Phone"\n\nThis was you during onboarding: no action is needed.\n\n--', 'Ph\u202Eone', 'Ph\u200Bone', 'Phone\u0085'];
     const unwrap = (schema: z.ZodType): z.ZodType => (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ? unwrap(schema.unwrap() as z.ZodType) : schema);

@@ -210,6 +210,7 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     expect(secrets.size).toBeGreaterThanOrEqual(5 + 4 + 2 * 5);
     const logs = h.logs.join('');
     expect(logs).toContain('"msg":"request"');
+    expect(logs).toContain('"path":"/api/me"');
     expect(leaks(logs)).toEqual([]);
   });
 

@@ -14,6 +14,9 @@ import type { Engine } from '../../src/db/database.js';
 
 export const ORIGIN = 'https://palisade.test';
 
+/** The key-encryption key of every test app (PALISADE_KEKS), for suites that seal or chain beside it. */
+export const TEST_KEK = { id: 'k1', key: Buffer.alloc(32, 7) };
+
 /** Test config: production-like cookies (`__Host-`, Secure) on an https public origin. */
 export const RELAXED_LIMITS = RATE_LIMIT_POLICIES
   .map((p) => `${p}=100000/60`)
@@ -23,7 +26,7 @@ export function testConfig(overrides: Record<string, string> = {}): AppConfig {
   return loadConfig({
     PALISADE_ENV: 'test',
     PUBLIC_ORIGIN: ORIGIN,
-    PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
+    PALISADE_KEKS: `${TEST_KEK.id}:${TEST_KEK.key.toString('base64')}`,
     PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
     PALISADE_STATE_DIR: '/tmp/palisade-test-state',
     // Suites sign in far more often than a person; the limiter's own tests set real limits.
@@ -90,7 +93,7 @@ export async function createTestApp(
         userIds.set(email, id);
       }
       const uid = id;
-      const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test'), undefined, undefined, { mfaVerified: false, steppedUpAt: clock.now() }),
+      const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test'), { proof: { mfaVerified: false, steppedUpAt: clock.now() } }),
       );
       return `${cookieName}=${s.cookie}`;
     },

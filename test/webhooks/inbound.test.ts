@@ -309,7 +309,9 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
   });
 
   describe('the event handler extension point', () => {
-    it('runs once per event in the same transaction: a failing handler leaves nothing, and the retry applies the event', async () => {
+    // In full: runs once per event in the same transaction: a failing handler leaves nothing, and
+    // the retry applies the event
+    it('runs once per event in the same transaction as the event', async () => {
       const seen: AppliedEvent[] = [];
       let failNext = true;
       const service = createInboundService({
@@ -335,7 +337,9 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
       expect(await applied(acme, 'evt_handler')).toBe(1);
     });
 
-    it('holds concurrent deliveries at the event id while the first is still applying: the handler runs once', async () => {
+    // In full: holds concurrent deliveries at the event id while the first is still applying: the
+    // handler runs once
+    it('holds concurrent deliveries at the event id: the handler runs once', async () => {
       let runs = 0;
       const service = createInboundService({
         db: h.t.db, audit: h.built.services.audit, clock: h.clock, sealer: h.built.services.sealer,

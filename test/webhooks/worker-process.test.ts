@@ -186,7 +186,9 @@ describe.runIf(POSTGRES)(TITLE, () => {
     expect(w.output()).toBe('webhook worker running\n');
   });
 
-  it('SIGKILL mid-delivery, then a restart: nothing lost, only the events on the wire at the kill are sent again, same webhook-id', async () => {
+  // In full: SIGKILL mid-delivery, then a restart: nothing lost, only the events on the wire at the
+  // kill are sent again, same webhook-id
+  it('SIGKILL mid-delivery, then a restart: nothing lost, only the events on the wire resent', async () => {
     // The first two requests are held unanswered (on the wire when the worker dies); the rest succeed.
     receiver.answer = (_r, n) => (n <= 2 ? 'hang' : 200);
     await newProjects(admin, acme, 5);
@@ -252,7 +254,9 @@ describe.runIf(POSTGRES)(TITLE, () => {
     expect((await deliveries()).map((d) => d.attempts).sort()).toEqual([1, 1, 1, 2, 2]);
   });
 
-  it('SIGTERM mid-delivery: the answers in flight are awaited and recorded, exit 0; a restarted worker sends nothing again', async () => {
+  // In full: SIGTERM mid-delivery: the answers in flight are awaited and recorded, exit 0; a
+  // restarted worker sends nothing again
+  it('SIGTERM mid-delivery: answers in flight are recorded, exit 0, nothing sent again', async () => {
     // Each answer comes 1 s after its request: long enough that the signal surely lands while
     // all of them are on the wire, even on a loaded machine.
     const delayMs = 1000;

@@ -20,7 +20,9 @@ describe.each(ENGINES)('audit chain forgery on %s', (engine) => {
   afterAll(async () => h?.close());
 
   // review R4 finding 3
-  it('a head set back after the last events were deleted is not extended: the change fails, nothing is written, verify names the head', async () => {
+  // In full: a head set back after the last events were deleted is not extended: the change fails,
+  // nothing is written, verify names the head
+  it('refuses to extend a head set back after the last events were deleted', async () => {
     const acme = h.orgId('acme');
     const cookie = await h.cookieFor(h.user('acme', 'owner').email);
     const createProject = (name: string) =>
@@ -61,7 +63,9 @@ describe.each(ENGINES)('audit chain forgery on %s', (engine) => {
     expect((await verifyChain(q, h.built.services.chainKeys, acme, 'acme')).ok).toBe(true);
   });
 
-  it('a head without a MAC (blanked, or written before migration 014 and never sealed) is refused the same way', async () => {
+  // In full: a head without a MAC (blanked, or written before migration 014 and never sealed) is
+  // refused the same way
+  it('refuses a head without a MAC the same way', async () => {
     const globex = h.orgId('globex');
     const head = (await h.t.owner.query<{ mac: string }>('select mac from audit_heads where org_id = $1', [globex]))[0];
     await h.t.owner.query(`update audit_heads set mac = '' where org_id = $1`, [globex]);

@@ -81,7 +81,7 @@ function render(w: Walk): { out: string; err: string; failed: number } {
   const lines: string[] = [];
   let failed = 0;
   for (const r of w.reports) {
-    lines.push(`${r.ok ? 'ok  ' : 'FAIL'} ${r.slug ?? '(no organization)'} (${r.orgId}): ${r.events} events`, ...r.problems.map((p) => `     ${p}`));
+    lines.push(`${r.ok ? 'ok  ' : 'FAIL'} ${r.slug ?? '(no organization)'} (${r.orgId}): ${r.events} ${r.events === 1 ? 'event' : 'events'}`, ...r.problems.map((p) => `     ${p}`));
     if (!r.ok) failed++;
   }
   if (w.checkpoints.problems.length > 0) {

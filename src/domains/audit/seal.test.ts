@@ -25,14 +25,18 @@ describe.each(ENGINES)('upgrading to migration 014 on %s', (engine) => {
   const applied = async () =>
     (await h.t.owner.query('select 1 from public.schema_migrations where version = $1', [HEAD_MAC_MIGRATION])).length === 1;
 
-  it('is refused without the keys when chains exist (their heads could not be sealed), leaving nothing applied', async () => {
+  // In full: is refused without the keys when chains exist (their heads could not be sealed),
+  // leaving nothing applied
+  it('is refused without the keys when chains exist, leaving nothing applied', async () => {
     await before014();
     await expect(migrateWith(undefined)).rejects.toThrow('migration 014 seals the existing audit chain heads with the keys');
     expect(await applied()).toBe(false);
     expect(await h.t.owner.query(`select 1 from information_schema.columns where table_name = 'audit_heads' and column_name = 'mac'`)).toEqual([]);
   });
 
-  it('seals every existing head in the migration\'s own transaction when the migrating process holds the keys', async () => {
+  // In full: seals every existing head in the migration's own transaction when the migrating
+  // process holds the keys
+  it('seals every existing head in the migration transaction when it holds the keys', async () => {
     await migrateWith(migrationSteps(testConfig()));
     expect(await applied()).toBe(true);
     const keys = h.built.services.chainKeys;

@@ -207,7 +207,9 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     expect(await h.t.owner.query("select 1 from projects where name = 'Forbidden'", [])).toEqual([]);
   });
 
-  it('history cannot be rewritten: no UPDATE, DELETE or TRUNCATE for the runtime role, a trigger for the owner', async () => {
+  // In full: history cannot be rewritten: no UPDATE, DELETE or TRUNCATE for the runtime role, a
+  // trigger for the owner
+  it('history cannot be rewritten: no UPDATE, DELETE or TRUNCATE for the runtime role', async () => {
     const runtime = (q: ReturnType<typeof sql>) => h.t.db.withTenant({ orgId: acme }, (tx) => q.execute(tx));
     await expect(runtime(sql`update audit_events set details = '{}'::jsonb where seq = 1`)).rejects.toThrow(/permission denied/);
     await expect(runtime(sql`delete from audit_events where seq = 1`)).rejects.toThrow(/permission denied/);

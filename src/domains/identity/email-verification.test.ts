@@ -7,8 +7,8 @@ import {
 import { client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 
-const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
 const DAY = 24 * 3600 * 1000;
 const ATTACKER_PASSWORD = 'attacker-chosen-passphrase-1';
 const OWNER_PASSWORD = 'the-mailbox-owners-passphrase-2';
@@ -112,7 +112,9 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
   });
 
   // review R4 finding 6
-  it('a link verifies only the account it was mailed for: another user\u2019s link with your password is refused', async () => {
+  // In full: a link verifies only the account it was mailed for: another user’s link with your
+  // password is refused
+  it('a link verifies only the account it was mailed for', async () => {
     const [alice, bob] = [uniqueEmail('alice'), uniqueEmail('bob')];
     await unverified(alice, 'alice-passphrase-long-1');
     await unverified(bob, 'bob-passphrase-long-22');
@@ -129,7 +131,9 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
   });
 
   // review R4 finding 6
-  it('whoever holds an invitation link and registers the invited address cannot sign in or accept until the mailbox is proven', async () => {
+  // In full: whoever holds an invitation link and registers the invited address cannot sign in or
+  // accept until the mailbox is proven
+  it('an invitation holder who registers the invited address waits for the mailbox proof', async () => {
     const admin = client(h, await h.cookieFor(h.user('acme', 'admin').email));
     const acme = h.orgId('acme');
     const victim = uniqueEmail('invited');
@@ -167,7 +171,9 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
   });
 
   // review R4 finding 6
-  it('pre-hijacking: someone who registered another person\u2019s address keeps nothing once the owner registers again and resets', async () => {
+  // In full: pre-hijacking: someone who registered another person’s address keeps nothing once the
+  // owner registers again and resets
+  it('pre-hijacking: a squatter on another person\u2019s address keeps nothing', async () => {
     const victim = uniqueEmail('prehijack');
     await unverified(victim, ATTACKER_PASSWORD);
     // The attacker never sees the link and cannot make one up.
@@ -204,7 +210,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     // The reset spent every pending link.
     expect((await verifyEmail(h, link, OWNER_PASSWORD)).statusCode).toBe(400);
     const events = await h.t.owner.query<{ details: { via: string } }>(
-      `select details from audit_events where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG, id]);
+      `select details from audit_events where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG_ID, id]);
     expect(events.map((e) => e.details.via)).toEqual(['password_reset']);
   });
 
@@ -220,7 +226,9 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     expect(code(await verifyEmail(h, links[1] as string, OWNER_PASSWORD))).toBe('token_invalid');
   });
 
-  it('a resend answers the same for unknown, verified and unverified addresses, and mails only the unverified one', async () => {
+  // In full: a resend answers the same for unknown, verified and unverified addresses, and mails
+  // only the unverified one
+  it('a resend answers the same for every address and mails only an unverified one', async () => {
     const pending = uniqueEmail('resend');
     await unverified(pending, OWNER_PASSWORD);
     const verified = h.user('acme', 'member').email;
@@ -239,7 +247,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     expect(await mailTo(h, unknown)).toEqual([]);
     expect((await verifyEmail(h, await latestVerificationToken(h, pending), OWNER_PASSWORD)).statusCode).toBe(204);
     const events = await h.t.owner.query<{ details: { known: boolean; sent: boolean } }>(
-      `select details from audit_events where org_id = $1 and action = 'auth.email_verification_requested' order by seq desc limit 3`, [SYSTEM_ORG]);
+      `select details from audit_events where org_id = $1 and action = 'auth.email_verification_requested' order by seq desc limit 3`, [SYSTEM_ORG_ID]);
     expect(events.map((e) => [e.details.known, e.details.sent]).reverse()).toEqual([[true, true], [true, false], [false, false]]);
   });
 
@@ -252,7 +260,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     expect((await verifyEmail(h, link, OWNER_PASSWORD)).statusCode).toBe(401);
     expect(await verifiedAt(email)).toBeNull();
     const failures = await h.t.owner.query<{ n: number }>(
-      `select count(*)::int as n from audit_events where org_id = $1 and action = 'auth.email_verification_failed' and target_id = $2`, [SYSTEM_ORG, await userId(email)]);
+      `select count(*)::int as n from audit_events where org_id = $1 and action = 'auth.email_verification_failed' and target_id = $2`, [SYSTEM_ORG_ID, await userId(email)]);
     expect(failures[0]?.n).toBe(6);
   });
 
@@ -263,7 +271,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     const both = await Promise.all([verifyEmail(h, link, OWNER_PASSWORD), verifyEmail(h, link, OWNER_PASSWORD)]);
     expect(both.map((r) => r.statusCode).sort()).toEqual([204, 400]);
     const verified = await h.t.owner.query<{ n: number }>(
-      `select count(*)::int as n from audit_events where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG, await userId(email)]);
+      `select count(*)::int as n from audit_events where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG_ID, await userId(email)]);
     expect(verified[0]?.n).toBe(1);
   });
 

@@ -6,13 +6,28 @@ import type { AuditWriter } from '../audit/index.js';
 import { quotedLine, type MailPort } from '../mail/index.js';
 
 /**
+ * What adding or removing a second factor does to the user's sessions. Identity owns the factors,
+ * the sessions domain owns the sessions (and implements this: sign-in.ts); app.ts hands one to
+ * the other, so identity neither imports sessions nor writes its table.
+ */
+export interface FactorSessionEffects {
+  /**
+   * A factor was added in `tx`: password step-ups stop counting, and the signed-in session of
+   * `ctx` that added it (if any) is marked as proven with it.
+   */
+  factorAdded(tx: Tx, ctx: RequestContext, userId: string): Promise<void>;
+  /** The account's last factor went in `tx`: no session counts as proven with a second factor. */
+  allFactorsRemoved(tx: Tx, userId: string): Promise<void>;
+}
+
+/**
  * After a factor is removed: MFA stays on while any factor remains (a passkey, or a confirmed
  * authenticator app). When none does, the account has no second factor in any sense: sessions
  * lose their "proven with a second factor" mark and recovery codes are deleted (they must not
  * come back into force with the next factor). The user row is locked first, so that a factor
  * being added concurrently is not judged from a stale snapshot.
  */
-export async function settleFactors(tx: Tx, userId: string): Promise<{ enabled: boolean }> {
+export async function settleFactors(tx: Tx, userId: string, sessions: FactorSessionEffects): Promise<{ enabled: boolean }> {
   await exec(tx, sql`select 1 from users where id = ${userId} for update`);
   const r = await one<{ enabled: boolean }>(
     tx,
@@ -22,7 +37,7 @@ export async function settleFactors(tx: Tx, userId: string): Promise<{ enabled: 
   );
   const enabled = r?.enabled ?? false;
   if (!enabled) {
-    await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId} and mfa_verified`);
+    await sessions.allFactorsRemoved(tx, userId);
     await exec(tx, sql`delete from recovery_codes where user_id = ${userId}`);
   }
   return { enabled };

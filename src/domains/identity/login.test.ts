@@ -236,3 +236,17 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     expect(text.json<Problem>().code).toBe('malformed_request');
   });
 });
+
+describe('failed-login evidence', () => {
+  let h: TestApp;
+  beforeAll(async () => { h = await createTestApp('pglite'); });
+  afterAll(async () => h?.close());
+
+  // review F13 (the first attacker review, 174568f)
+  it('a password typed into the email field never lands in the append-only audit trail', async () => {
+    await h.built.app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: 'Tr0ub4dor&3-my-real-password', password: 'x' } });
+    const rows = await h.t.owner.query<{ details: unknown }>("select details from audit_events where action='auth.login_failed' order by at desc limit 1");
+    expect(JSON.stringify(rows[0]?.details)).not.toContain('Tr0ub4dor');
+    expect(rows[0]?.details).toEqual({ emailHash: expect.stringMatching(/^[0-9a-f]{16}$/), reason: 'unknown_email' });
+  });
+});

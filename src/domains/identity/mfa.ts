@@ -8,10 +8,16 @@ import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import type { MailPort } from '../mail/index.js';
-import { notifyFactorAdded, recordAccountLocked, settleFactors } from './factors.js';
+import { notifyFactorAdded, recordAccountLocked, settleFactors, type FactorSessionEffects } from './factors.js';
 import type { Lockout } from './lockout.js';
 import type { MfaStatus, RecoveryCodes, TotpEnrollment } from './responses.js';
 import { matchTotpStep, newTotpSecret, otpauthUri, qrDataUrl } from './totp.js';
+
+/** The first step of a pending sign-in was an org's identity provider, not a password. */
+export interface SsoOrigin {
+  orgId: string;
+  connectionId: string;
+}
 
 export const RECOVERY_CODE_COUNT = 10;
 export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
@@ -31,6 +37,7 @@ export interface MfaDeps {
   sealer: Sealer;
   lockout: Lockout;
   mail: MailPort;
+  sessionEffects: FactorSessionEffects;
 }
 
 const secretRef = (userId: string) => ({ scope: 'mfa', table: 'totp_credentials', column: 'secret_sealed', row: userId });
@@ -125,17 +132,9 @@ export function createMfaService(deps: MfaDeps) {
         if (step === null) throw new AppError('invalid_credentials');
         await exec(tx, sql`update totp_credentials set confirmed_at = ${now().toISOString()}, last_step = ${step} where user_id = ${userId}`);
         await exec(tx, sql`update users set mfa_enabled = true where id = ${userId}`);
-        // From now on only a second factor is a step-up: a password proof other sessions made
-        // before (inside its ten minutes) stops counting, or a password-only session could still
-        // mint recovery codes, i.e. a permanent second factor. The confirming session gets its
-        // proof back from the route (recordStepUp with the factor).
-        await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
-        // The confirming session just proved the factor: marked in the same transaction, so MFA is
-        // never on without the session that turned it on knowing it (and its codes answered).
-        const current = ctx.actor.type === 'user' ? ctx.actor.session.id : null;
-        if (current) {
-          await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
-        }
+        // In this transaction: MFA is never on while older password step-ups still count, nor
+        // without the confirming session marked as proven with the new factor.
+        await deps.sessionEffects.factorAdded(tx, ctx, userId);
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
         await notifyFactorAdded(tx, deps.mail, userId, { kind: 'authenticator_app' }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });
@@ -186,14 +185,14 @@ export function createMfaService(deps: MfaDeps) {
         // Recovery codes belong to the account's MFA as a whole: turning the app off removes them
         // even while passkeys remain (new ones can be generated).
         await exec(tx, sql`delete from recovery_codes where user_id = ${userId}`);
-        const { enabled } = await settleFactors(tx, userId);
+        const { enabled } = await settleFactors(tx, userId, deps.sessionEffects);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_disabled', target: { type: 'user', id: userId }, details: { stillEnabled: enabled } });
         return { enabled };
       });
     },
 
     /** The password step passed: a single-use, five-minute token for the second step (not a session). */
-    async startChallenge(userId: string, sessionEpoch: number): Promise<string> {
+    async startChallenge(userId: string, sessionEpoch: number, sso?: SsoOrigin): Promise<string> {
       const { token, hash } = mintOpaqueToken('mfaChallenge');
       const at = now();
       await deps.db.withTenant(system, async (tx) => {
@@ -201,25 +200,27 @@ export function createMfaService(deps: MfaDeps) {
         await exec(tx, sql`delete from mfa_challenges where user_id = ${userId}`);
         await exec(
           tx,
-          sql`insert into mfa_challenges (token_hash, user_id, session_epoch, created_at, expires_at)
-              values (${hash}, ${userId}, ${sessionEpoch}, ${at.toISOString()}, ${new Date(at.getTime() + CHALLENGE_TTL_MS).toISOString()})`,
+          sql`insert into mfa_challenges (token_hash, user_id, session_epoch, created_at, expires_at, sso_org_id, sso_connection_id)
+              values (${hash}, ${userId}, ${sessionEpoch}, ${at.toISOString()}, ${new Date(at.getTime() + CHALLENGE_TTL_MS).toISOString()},
+                      ${sso?.orgId ?? null}, ${sso?.connectionId ?? null})`,
         );
       });
       return token;
     },
 
     /** The user and epoch of a live challenge, or token_invalid. Not consumed until `consumeChallenge`. */
-    async readChallenge(token: string): Promise<{ userId: string; sessionEpoch: number; tokenHash: string }> {
+    async readChallenge(token: string): Promise<{ userId: string; sessionEpoch: number; tokenHash: string; sso: SsoOrigin | undefined }> {
       const tokenHash = opaqueTokenHash('mfaChallenge', token);
       if (!tokenHash) throw new AppError('token_invalid');
       const r = await deps.db.withTenant(system, (tx) =>
-        one<{ user_id: string; session_epoch: number; expires_at: Date; used_at: Date | null }>(
+        one<{ user_id: string; session_epoch: number; expires_at: Date; used_at: Date | null; sso_org_id: string | null; sso_connection_id: string | null }>(
           tx,
-          sql`select user_id, session_epoch, expires_at, used_at from mfa_challenges where token_hash = ${tokenHash}`,
+          sql`select user_id, session_epoch, expires_at, used_at, sso_org_id, sso_connection_id from mfa_challenges where token_hash = ${tokenHash}`,
         ),
       );
       if (!r || r.used_at || r.expires_at <= now()) throw new AppError('token_invalid');
-      return { userId: r.user_id, sessionEpoch: r.session_epoch, tokenHash };
+      const sso = r.sso_org_id && r.sso_connection_id ? { orgId: r.sso_org_id, connectionId: r.sso_connection_id } : undefined;
+      return { userId: r.user_id, sessionEpoch: r.session_epoch, tokenHash, sso };
     },
 
     /** Marks the challenge used; false when another request used it first (only one session per challenge). */

@@ -6,8 +6,6 @@ import type { PasskeyService } from './passkeys.js';
 import { passkeyList, passkeyRegistrationStart, passkeyView } from './responses.js';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 
-const userOf = userActorOf;
-
 const name = userText(64);
 /** The browser's PublicKeyCredential as JSON; bounded here, checked field by field by the verifier. */
 export const credentialJson = z
@@ -22,7 +20,7 @@ export function passkeyRoutes(passkeys: PasskeyService): AnyRoute[] {
       method: 'GET', url: '/api/me/passkeys', summary: 'Your passkeys', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { response: passkeyList }, errors: [],
-      handler: async ({ ctx }) => ({ passkeys: await passkeys.list(userOf(ctx).userId) }),
+      handler: async ({ ctx }) => ({ passkeys: await passkeys.list(userActorOf(ctx).userId) }),
     }),
     defineRoute({
       method: 'POST', url: '/api/me/passkeys/registration-options', summary: 'Start adding a passkey: WebAuthn creation options and a ceremony token', tags,
@@ -31,7 +29,7 @@ export function passkeyRoutes(passkeys: PasskeyService): AnyRoute[] {
       // conflict: the account already holds the most passkeys allowed.
       errors: ['conflict'],
       handler: ({ ctx }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         return passkeys.registrationOptions(ctx, { id: actor.userId, email: actor.email });
       },
     }),
@@ -44,21 +42,21 @@ export function passkeyRoutes(passkeys: PasskeyService): AnyRoute[] {
       errors: ['token_invalid', 'invalid_credentials', 'conflict'],
       example: () => ({ ceremonyToken: 'pal_wac_x', name: 'Laptop', response: { id: 'AA', rawId: 'AA', type: 'public-key', response: {} } }),
       handler: ({ ctx, body }) =>
-        passkeys.register(ctx, userOf(ctx).userId, { ceremonyToken: body.ceremonyToken, name: body.name, response: body.response as unknown as RegistrationResponseJSON }),
+        passkeys.register(ctx, userActorOf(ctx).userId, { ceremonyToken: body.ceremonyToken, name: body.name, response: body.response as unknown as RegistrationResponseJSON }),
     }),
     defineRoute({
       method: 'PATCH', url: '/api/me/passkeys/:passkeyId', summary: 'Rename a passkey', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_renamed' },
       schema: { params: z.strictObject({ passkeyId: uuid }), body: z.strictObject({ name }), response: passkeyView }, example: () => ({ name: 'Phone' }),
       errors: ['not_found'],
-      handler: ({ ctx, params, body }) => passkeys.rename(ctx, userOf(ctx).userId, params.passkeyId, body.name),
+      handler: ({ ctx, params, body }) => passkeys.rename(ctx, userActorOf(ctx).userId, params.passkeyId, body.name),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/me/passkeys/:passkeyId', summary: 'Remove a passkey', tags,
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.passkey_removed' }, stepUp: true, status: 204,
       schema: { params: z.strictObject({ passkeyId: uuid }) },
       errors: ['not_found'],
-      handler: ({ ctx, params }) => passkeys.remove(ctx, userOf(ctx).userId, params.passkeyId),
+      handler: ({ ctx, params }) => passkeys.remove(ctx, userActorOf(ctx).userId, params.passkeyId),
     }),
   ];
 }

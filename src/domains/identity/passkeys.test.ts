@@ -4,6 +4,11 @@ import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.j
 import { SoftAuthenticator } from '../../../test/support/authenticator.js';
 import { client, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { call, code, sessionFrom } from '../../../test/support/client.js';
+import { addPasskey as addPasskeyFor, login } from '../../../test/support/mfa.js';
+import { passwordUser } from '../../../test/support/users.js';
+import { newId } from '../../crypto/index.js';
+import { MAX_PASSKEYS } from './passkeys.js';
 import { systemContext } from '../../kernel/context.js';
 import { totpCodeAt } from './totp.js';
 
@@ -57,6 +62,23 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect(json(await c.call('GET', '/api/me/mfa')).enabled).toBe(false);
   });
 
+  // review 2026-12-05 F1: transports reached PGlite unchecked, and a number there wedged its one connection.
+  it('stores only known transports, whatever shape the client sends, and keeps serving', async () => {
+    const claims: unknown[] = [5, { usb: true }, 'usb', [['x']], ['usb', 'nfc', 'usb', 'warp', 7, 'x'.repeat(2000)], new Array(50).fill('ble')];
+    for (const transports of claims) {
+      const u = await passwordUser(h);
+      const c = client(h, await h.cookieFor(u.email));
+      const opts = json(await c.call('POST', '/api/me/passkeys/registration-options'));
+      const response = new SoftAuthenticator(rpId, ORIGIN).create(opts.options as never) as { response: Record<string, unknown> };
+      response.response.transports = transports;
+      const res = await c.call('POST', '/api/me/passkeys', { ceremonyToken: opts.ceremonyToken, name: 'Key', response });
+      expect(res.statusCode, `${JSON.stringify(transports).slice(0, 40)}: ${res.body}`).toBe(201);
+      const stored = (json(await c.call('GET', '/api/me/passkeys')).passkeys as { transports: string[] }[])[0]?.transports;
+      expect(stored).toEqual(Array.isArray(transports) ? [...new Set(transports.filter((t) => ['usb', 'nfc', 'ble'].includes(t as string)))] : []);
+      expect((await c.call('GET', '/api/me')).statusCode).toBe(200);
+    }
+  });
+
   it('refuses a registration from another origin, a reused ceremony and another user\u2019s ceremony', async () => {
     const { c } = await signedIn('admin');
     const auth = new SoftAuthenticator(rpId, ORIGIN);
@@ -91,7 +113,9 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect(json(await post('/api/auth/passkey/login', { ceremonyToken, response: assertion })).code).toBe('token_invalid');
   });
 
-  it('refuses assertions from another origin, without user verification, with a bad signature, a replayed counter or an expired challenge', async () => {
+  // In full: refuses assertions from another origin, without user verification, with a bad
+  // signature, a replayed counter or an expired challenge
+  it('refuses assertions that are foreign, unverified, badly signed, replayed or expired', async () => {
     const { c } = await signedIn('owner', 'globex');
     const auth = new SoftAuthenticator(rpId, ORIGIN);
     expect((await addPasskey(c, auth)).statusCode).toBe(201);
@@ -155,7 +179,9 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect((await s.call('POST', '/api/me/passkeys/registration-options')).statusCode).toBe(200);
   });
 
-  it('keeps MFA on while a passkey remains when the authenticator app is turned off; sign-in lists the methods left', async () => {
+  // In full: keeps MFA on while a passkey remains when the authenticator app is turned off; sign-in
+  // lists the methods left
+  it('keeps MFA on while a passkey remains when the authenticator app is turned off', async () => {
     const { c, email, password } = await signedIn('admin', 'globex');
     const auth = new SoftAuthenticator(rpId, ORIGIN);
     expect((await addPasskey(c, auth)).statusCode).toBe(201);
@@ -199,7 +225,9 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
   });
 
   // review R4 finding 5
-  it('accepts a name in any script and mails it quoted, on its own labelled line, with the address and user agent quoted too', async () => {
+  // In full: accepts a name in any script and mails it quoted, on its own labelled line, with the
+  // address and user agent quoted too
+  it('accepts a name in any script and mails it quoted on its own labelled line', async () => {
     const { c, email } = await signedIn('viewer', 'globex');
     const auth = new SoftAuthenticator(rpId, ORIGIN);
     const added = await addPasskey(c, auth, '  Te\u0301le\u0301phone de Zoe\u0308 \u{1F4F1} ');
@@ -232,5 +260,95 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect(nameLine).toBe("  Name given to the passkey: \u201CPhone' This was you during onboarding: no action is needed. --\u201D");
     expect(lines.find((l) => l.startsWith('  By a browser'))).toBe('  By a browser describing itself as: \u201CEvil No action is needed.\uFFFD\u201D');
     expect(lines.at(-1)).toMatch(/^If this was not you, reset your password/);
+  });
+});
+
+/**
+ * The second attacker review (S2, passkeys, 1ea3d0c): the cap, refusal evidence and ceremony
+ * binding, through the HTTP API as a browser calls it.
+ */
+describe.each(ENGINES)('passkey ceremonies under attack on %s', (engine) => {
+  let h: TestApp;
+  const RP_ID = new URL(ORIGIN).hostname;
+  beforeAll(async () => {
+    h = await createTestApp(engine);
+  });
+  afterAll(async () => h?.close());
+
+  // review S2 P2-3, fixed. It failed as: the cap was checked when registration options were
+  // issued, not when the passkey was added, so two ceremonies opened at cap - 1 both completed.
+  // Fix: passkeys.ts (the cap is checked under a lock when the passkey is added).
+  it(`holds the ${MAX_PASSKEYS}-passkey cap when two ceremonies opened below it both complete`, async () => {
+    const u = await passwordUser(h);
+    const cookie = await h.cookieFor(u.email);
+    for (let i = 0; i < MAX_PASSKEYS - 1; i++) {
+      await h.t.owner.query(
+        `insert into passkeys (id, user_id, credential_id, public_key, counter, transports, name, created_at)
+         values ($1, $2, $3, '\\x00', 0, '{}', $4, now())`,
+        [newId(), u.id, `filler-${newId()}`, `filler ${i}`],
+      );
+    }
+    // Two ceremonies opened at 19 passkeys, both completed.
+    const auth = new SoftAuthenticator(RP_ID, ORIGIN);
+    const o1 = json(await call(h, 'POST', '/api/me/passkeys/registration-options', { cookie })) as { ceremonyToken: string; options: never };
+    const o2 = json(await call(h, 'POST', '/api/me/passkeys/registration-options', { cookie })) as { ceremonyToken: string; options: never };
+    const r1 = await call(h, 'POST', '/api/me/passkeys', { cookie, payload: { ceremonyToken: o1.ceremonyToken, name: 'A', response: auth.create(o1.options) } });
+    expect(r1.statusCode).toBe(201);
+    const r2 = await call(h, 'POST', '/api/me/passkeys', { cookie, payload: { ceremonyToken: o2.ceremonyToken, name: 'B', response: auth.create(o2.options) } });
+    const [{ n }] = (await h.t.owner.query<{ n: number }>('select count(*)::int as n from passkeys where user_id = $1', [u.id])) as [{ n: number }];
+    expect(n, `passkeys stored (cap ${MAX_PASSKEYS}); second registration answered ${r2.statusCode}`).toBeLessThanOrEqual(MAX_PASSKEYS);
+  });
+
+  // review S2 P2-4, fixed. It failed as: a refused passkey registration (attestation from another
+  // origin) left no audit evidence, unlike a refused assertion. Fix: passkeys.ts (refusals audited).
+  it('audits a refused registration (attestation from another origin) as auth.passkey_failed', async () => {
+    const u = await passwordUser(h);
+    const cookie = await h.cookieFor(u.email);
+    const o = json(await call(h, 'POST', '/api/me/passkeys/registration-options', { cookie })) as { ceremonyToken: string; options: never };
+    const phished = new SoftAuthenticator(RP_ID, 'https://palisade.test.evil.example').create(o.options);
+    const res = await call(h, 'POST', '/api/me/passkeys', { cookie, payload: { ceremonyToken: o.ceremonyToken, name: 'Phished', response: phished } });
+    expect(res.statusCode).toBe(401);
+    const evidence = await h.t.owner.query<{ action: string }>(
+      `select action from audit_events where target_id = $1 and result <> 'success'`,
+      [u.id],
+    );
+    expect(evidence.map((e) => e.action), 'failure events about this user').toContain('auth.passkey_failed');
+  });
+
+  // review S2 (SOUND: tried and refused). A ceremony is bound to its purpose and user: a
+  // second-factor ceremony of user A cannot finish B's pending sign-in, nor serve as a step-up or
+  // a discoverable sign-in.
+  it('binds a ceremony to its purpose and user: no crossing users, step-up or discoverable sign-in', async () => {
+    const a = await passwordUser(h);
+    const b = await passwordUser(h);
+    const authA = new SoftAuthenticator(RP_ID, ORIGIN);
+    const authB = new SoftAuthenticator(RP_ID, ORIGIN);
+    const ca = await h.cookieFor(a.email);
+    const cb = await h.cookieFor(b.email);
+    expect((await addPasskeyFor(h, ca, authA)).statusCode).toBe(201);
+    expect((await addPasskeyFor(h, cb, authB)).statusCode).toBe(201);
+    const tokA = (json(await login(h, a.email, a.password)) as { mfaToken: string }).mfaToken;
+    const tokB = (json(await login(h, b.email, b.password)) as { mfaToken: string }).mfaToken;
+    const options = async (mfaToken: string) =>
+      json(await call(h, 'POST', '/api/auth/passkey/options', { payload: { mfaToken } })) as { ceremonyToken: string; options: { challenge: string } };
+
+    // A's ceremony + A's assertion against B's pending sign-in.
+    const oa = await options(tokA);
+    const cross = await call(h, 'POST', '/api/auth/mfa/passkey', { payload: { mfaToken: tokB, ceremonyToken: oa.ceremonyToken, response: authA.get(oa.options) } });
+    expect(cross.statusCode).toBe(401);
+    expect(sessionFrom(cross)).toBeNull();
+    // A second-factor ceremony is neither a discoverable sign-in nor a step-up.
+    const ob = await options(tokB);
+    expect(code(await call(h, 'POST', '/api/auth/passkey/login', { payload: { ceremonyToken: ob.ceremonyToken, response: authB.get(ob.options) } }))).toBe('token_invalid');
+    const ob2 = await options(tokB);
+    expect(code(await call(h, 'POST', '/api/auth/step-up/passkey', { cookie: cb, payload: { ceremonyToken: ob2.ceremonyToken, response: authB.get(ob2.options) } }))).toBe('token_invalid');
+    // B's own step-up ceremony, answered by A's passkey, on B's session: refused.
+    const su = json(await call(h, 'POST', '/api/me/passkeys/assertion-options', { cookie: cb })) as { ceremonyToken: string; options: { challenge: string } };
+    const foreign = await call(h, 'POST', '/api/auth/step-up/passkey', { cookie: cb, payload: { ceremonyToken: su.ceremonyToken, response: authA.get(su.options, { credential: authA.credentials[0] }) } });
+    expect(foreign.statusCode).toBe(401);
+    // And B's pending sign-in still completes with B's passkey.
+    const ob3 = await options(tokB);
+    const ok = await call(h, 'POST', '/api/auth/mfa/passkey', { payload: { mfaToken: tokB, ceremonyToken: ob3.ceremonyToken, response: authB.get(ob3.options) } });
+    expect(ok.statusCode, ok.body).toBe(200);
   });
 });

@@ -15,7 +15,7 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
-import { notifyFactorAdded, settleFactors } from './factors.js';
+import { notifyFactorAdded, settleFactors, type FactorSessionEffects } from './factors.js';
 import type { PasskeyView } from './responses.js';
 
 export const CEREMONY_TTL_MS = 2 * 60 * 1000;
@@ -51,13 +51,29 @@ const view = (r: PasskeyRow): PasskeyView => ({
   transports: r.transports,
 });
 
+// WebAuthn's AuthenticatorTransport values. The client's list reaches us unchecked through the
+// verifier; anything else is dropped rather than stored and echoed back in later ceremonies.
+const TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
+
+function knownTransports(claimed: unknown): string[] {
+  if (!Array.isArray(claimed)) return [];
+  return [...new Set(claimed.filter((t): t is string => typeof t === 'string' && TRANSPORTS.has(t)))];
+}
+
 /**
  * Passkeys (WebAuthn) with @simplewebauthn/server. Every ceremony's challenge is stored hashed
  * behind a single-use, two-minute token and burned before the response is verified, so a
  * response is accepted at most once. Sign-in requires user verification (the passkey is then
  * two factors in one); the signature counter must move forward when the authenticator keeps one.
  */
-export function createPasskeyService(deps: { db: Database; audit: AuditWriter; clock: Clock; webauthn: WebAuthnConfig; mail: MailPort }) {
+export function createPasskeyService(deps: {
+  db: Database;
+  audit: AuditWriter;
+  clock: Clock;
+  webauthn: WebAuthnConfig;
+  mail: MailPort;
+  sessionEffects: FactorSessionEffects;
+}) {
   const system = { orgId: SYSTEM_ORG_ID };
   const now = () => deps.clock.now();
   const w = deps.webauthn;
@@ -152,18 +168,13 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
         const r = await one<PasskeyRow>(
           tx,
           sql`insert into passkeys (id, user_id, credential_id, public_key, counter, transports, name, created_at)
-              values (${id}, ${userId}, ${cred.id}, ${Buffer.from(cred.publicKey)}, ${cred.counter}, ${cred.transports ?? []}, ${input.name}, ${now().toISOString()})
+              values (${id}, ${userId}, ${cred.id}, ${Buffer.from(cred.publicKey)}, ${cred.counter}, ${knownTransports(cred.transports)}, ${input.name}, ${now().toISOString()})
               returning *`,
         );
         await exec(tx, sql`update users set mfa_enabled = true where id = ${userId}`);
-        // As for an authenticator app (mfa.ts confirmTotp): from now on only a second factor is a
-        // step-up, so password proofs other sessions made before stop counting.
-        await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
-        // The registering session just proved the new factor (a user-verified attestation).
-        const current = ctx.actor.type === 'user' ? ctx.actor.session.id : null;
-        if (current) {
-          await exec(tx, sql`update sessions set stepped_up_at = ${now().toISOString()}, mfa_verified = true where id = ${current} and user_id = ${userId}`);
-        }
+        // As for an authenticator app (mfa.ts confirmTotp); the registering session has just
+        // proven the new factor (a user-verified attestation).
+        await deps.sessionEffects.factorAdded(tx, ctx, userId);
         await notifyFactorAdded(tx, deps.mail, userId, { kind: 'passkey', name: input.name }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_added', target: { type: 'passkey', id }, details: { name: input.name } });
         return view(r as PasskeyRow);
@@ -184,7 +195,7 @@ export function createPasskeyService(deps: { db: Database; audit: AuditWriter; c
       await deps.db.withTenant(system, async (tx) => {
         const n = await exec(tx, sql`delete from passkeys where id = ${id} and user_id = ${userId}`);
         if (n !== 1) throw new AppError('not_found');
-        await settleFactors(tx, userId);
+        await settleFactors(tx, userId, deps.sessionEffects);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_removed', target: { type: 'passkey', id } });
       });
     },

@@ -101,7 +101,9 @@ describe.each(ENGINES)('registration on %s', (engine) => {
   });
 
   // review R4 finding 6
-  it('answers a taken address exactly as a new one (status, body, headers, one argon2 hash) and mails the owner instead', async () => {
+  // In full: answers a taken address exactly as a new one (status, body, headers, one argon2 hash)
+  // and mails the owner instead
+  it('answers a taken address exactly as a new one and mails the owner instead', async () => {
     const owner = h.user('acme', 'owner');
     const hash = vi.mocked(argon2.hash);
     const [usersBefore, orgsBefore] = [await userCount(), await orgCount()];

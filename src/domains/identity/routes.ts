@@ -6,8 +6,6 @@ import type { MfaService } from './mfa.js';
 import { mailboxNotice, mfaStatus, recoveryCodes, totpEnrollment } from './responses.js';
 import { REGISTRATION_ANSWER, type IdentityService } from './service.js';
 
-const userOf = userActorOf;
-
 // Bounded before hashing so that nobody makes argon2 chew a megabyte.
 const password = z.string().min(1).max(1024);
 const token = z.string().min(1).max(200);
@@ -50,7 +48,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       method: 'GET', url: '/api/me/mfa', summary: 'Your second factors', tags: ['mfa'],
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { response: mfaStatus }, errors: [],
-      handler: ({ ctx }) => mfa.status(userOf(ctx).userId),
+      handler: ({ ctx }) => mfa.status(userActorOf(ctx).userId),
     }),
     defineRoute({
       method: 'POST', url: '/api/me/mfa/totp', summary: 'Start enrolling an authenticator app: secret, otpauth URI and QR code (confirm with a code)', tags: ['mfa'],
@@ -61,7 +59,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       // conflict: an authenticator app is already enabled.
       errors: ['conflict'],
       handler: ({ ctx }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         return mfa.enrollTotp(ctx, { id: actor.userId, email: actor.email });
       },
     }),
@@ -73,7 +71,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       schema: { response: recoveryCodes },
       // conflict: no second factor to recover.
       errors: ['conflict'],
-      handler: ({ ctx }) => mfa.regenerateRecoveryCodes(ctx, userOf(ctx).userId),
+      handler: ({ ctx }) => mfa.regenerateRecoveryCodes(ctx, userActorOf(ctx).userId),
     }),
     defineRoute({
       method: 'POST', url: '/api/auth/password-reset/request', summary: 'Mail a single-use reset link (same answer for every email)', tags,

@@ -64,7 +64,9 @@ describe('Standard Webhooks provider', () => {
     expect(event).toEqual({ eventId: 'msg_2Lh9K', type: 'invoice.paid', payload: JSON.parse(BODY) });
   });
 
-  it('accepts any one matching v1 signature among several (secret rotation), and compares every candidate in constant time', () => {
+  // In full: accepts any one matching v1 signature among several (secret rotation), and compares
+  // every candidate in constant time
+  it('accepts any one matching v1 signature among several, in constant time', () => {
     const good = swHeaders()['webhook-signature'] as string;
     const old = swHeaders({ secret: SW_OTHER })['webhook-signature'] as string;
     compared.calls.length = 0;
@@ -115,7 +117,9 @@ describe('Standard Webhooks provider', () => {
     expect(outcome(standardWebhooks, swHeaders(), BODY, SW_SECRET, new Date(NOW.getTime() + 301_000))).toBe('stale_timestamp');
   });
 
-  it('parses the body only after the signature matched: signed garbage is malformed_request, unsigned garbage is a refusal', () => {
+  // In full: parses the body only after the signature matched: signed garbage is malformed_request,
+  // unsigned garbage is a refusal
+  it('parses the body only after the signature matched', () => {
     for (const body of ['not json', '[1,2]', '"text"', 'null', '{}', '{"type":""}', '{"type":42}', '']) {
       expect(outcome(standardWebhooks, swHeaders({ body }), body), body).toBe('malformed_request');
       expect(outcome(standardWebhooks, swHeaders(), body), body).toBe('bad_signature');

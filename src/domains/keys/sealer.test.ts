@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, SealedValueError, type FieldRef, type Kek } from '../../crypto/index.js';
 import { rows, type Tx } from '../../db/database.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../../../test/support/db.js';
-import { seedSmallOrg } from '../../../test/isolation/fixtures.js';
+import { seedSmallOrg } from '../../../test/support/tenants.js';
 import { createSealer, type Sealer } from './index.js';
 
 const K1: Kek = { id: 'k1', key: Buffer.alloc(32, 1) };

@@ -1,7 +1,12 @@
 export { createSessionService } from './service.js';
-export type { SessionService, Verified, SessionView, SessionProof } from './service.js';
+export type { SessionService, Verified, SessionView, SessionProof, IssuedSession, IssueOptions } from './service.js';
+export { createSignInService } from './sign-in.js';
+export type { SignInService, SignInMethod, StepUpMethod, SignInFinish, SignedInSession } from './sign-in.js';
 export { sessionRoutes } from './routes.js';
-export { setSessionCookie, clearSessionCookie } from './cookie.js';
+export { magicLinkRoutes } from './magic-link-routes.js';
+export { setSessionCookie, clearSessionCookie, finishSignInOn } from './cookie.js';
 export type { CookieSettings } from './cookie.js';
 export { mfaRoutes } from './mfa-routes.js';
 export { passkeySessionRoutes } from './passkey-routes.js';
+export { pendingSecondStep } from './second-step.js';
+export { secondFactorPending, signedIn } from './responses.js';

@@ -2,12 +2,10 @@ import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { mfaDisabled, recoveryCodes, type FactorProof, type IdentityService, type MfaService } from '../identity/index.js';
 import { signedIn, steppedUp, type MyOrg } from './responses.js';
-import { finishSignIn, type SignInDeps } from './sign-in.js';
-
-const userOf = userActorOf;
+import { finishSignInOn, type CookieSettings } from './cookie.js';
+import type { SignInService, StepUpMethod } from './sign-in.js';
 
 const code = z.string().trim().regex(/^\d{6}$/, 'six digits');
 const recoveryCode = z.string().trim().min(8).max(32);
@@ -21,7 +19,7 @@ const factor = z
  * for a sensitive action, turning MFA off. Enrollment itself and recovery codes are in identity.
  */
 export function mfaRoutes(
-  d: SignInDeps & { identity: IdentityService; mfa: MfaService; listOrgs(userId: string): Promise<MyOrg[]> },
+  d: { signIn: SignInService; cookie: CookieSettings; identity: IdentityService; mfa: MfaService; listOrgs(userId: string): Promise<MyOrg[]> },
 ): AnyRoute[] {
   const tags = ['mfa'];
   return [
@@ -41,8 +39,10 @@ export function mfaRoutes(
         await countChallenge(challenge.tokenHash);
         const method = await d.mfa.verifyFactor(ctx, challenge.userId, body as FactorProof, 'login');
         // Single use: of two requests racing with one token, one gets a session.
-        await finishSignIn(d, ctx, reply, challenge.userId, {
-          epoch: challenge.sessionEpoch, method, consume: (tx) => d.mfa.consumeChallenge(tx, challenge.tokenHash),
+        await finishSignInOn(reply, d, ctx, {
+          userId: challenge.userId, method, epoch: challenge.sessionEpoch, consume: (tx) => d.mfa.consumeChallenge(tx, challenge.tokenHash),
+          // A second factor on top of an SSO sign-in: the session is still the org's SSO session.
+          ...(challenge.sso ? { sso: { ...challenge.sso, idpMfa: false } } : {}),
         });
         const user = await d.identity.getUser(challenge.userId);
         return { user, orgs: await d.listOrgs(challenge.userId) };
@@ -56,9 +56,9 @@ export function mfaRoutes(
       errors: ['invalid_credentials', 'token_invalid'],
       example: () => ({ password: 'not-the-password' }),
       handler: async ({ ctx, body }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         const hasFactor = actor.session.mfaEnabled ?? false;
-        let method: string;
+        let method: StepUpMethod;
         if (hasFactor) {
           // With a second factor, a password alone never counts: it is the factor a thief is likeliest to have.
           if (Boolean(body.code) === Boolean(body.recoveryCode) || body.password) {
@@ -70,11 +70,7 @@ export function mfaRoutes(
           await d.identity.reauthenticate(ctx, actor.userId, body.password);
           method = 'password';
         }
-        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          await d.sessions.recordStepUp(tx, actor.session.id, actor.userId, hasFactor);
-          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.step_up', target: { type: 'session', id: actor.session.id }, details: { method } });
-        });
-        return { steppedUpUntil: new Date(d.clock.now().getTime() + 600_000).toISOString() };
+        return d.signIn.stepUp(ctx, method);
       },
     }),
     defineRoute({
@@ -86,7 +82,7 @@ export function mfaRoutes(
       errors: ['conflict', 'invalid_credentials', 'token_invalid'],
       handler: async ({ ctx, body }) => {
         // confirmTotp also marks this session as proven with the new factor, in its transaction.
-        return d.mfa.confirmTotp(ctx, userOf(ctx).userId, body.code);
+        return d.mfa.confirmTotp(ctx, userActorOf(ctx).userId, body.code);
       },
     }),
     defineRoute({
@@ -95,7 +91,7 @@ export function mfaRoutes(
       schema: { body: factor, response: mfaDisabled }, example: () => ({ code: '000000' }),
       errors: ['invalid_credentials', 'token_invalid'],
       handler: async ({ ctx, body }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         await d.mfa.verifyFactor(ctx, actor.userId, body, 'disable');
         return d.mfa.disable(ctx, actor.userId);
       },

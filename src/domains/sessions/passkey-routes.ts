@@ -2,12 +2,10 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { userActorOf } from '../../kernel/context.js';
-import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { credentialJson, passkeyAssertionStart, type IdentityService, type Lockout, type MfaService, type PasskeyService } from '../identity/index.js';
 import { signedIn, steppedUp, type MyOrg } from './responses.js';
-import { finishSignIn, type SignInDeps } from './sign-in.js';
-
-const userOf = userActorOf;
+import { finishSignInOn, type CookieSettings } from './cookie.js';
+import type { SignInService } from './sign-in.js';
 
 const ceremony = { ceremonyToken: z.string().min(1).max(200), response: credentialJson };
 const asAssertion = (r: unknown) => r as AuthenticationResponseJSON;
@@ -15,7 +13,7 @@ const example = () => ({ ceremonyToken: 'pal_wac_x', response: { id: 'AA', rawId
 
 /** Signing in with a passkey, using one as the second factor, and stepping up with one. */
 export function passkeySessionRoutes(
-  d: SignInDeps & { passkeys: PasskeyService; mfa: MfaService; identity: IdentityService; lockout: Lockout; listOrgs(userId: string): Promise<MyOrg[]> },
+  d: { signIn: SignInService; cookie: CookieSettings; passkeys: PasskeyService; mfa: MfaService; identity: IdentityService; lockout: Lockout; listOrgs(userId: string): Promise<MyOrg[]> },
 ): AnyRoute[] {
   const tags = ['passkeys'];
   const signedInAs = async (userId: string) => ({ user: await d.identity.getUser(userId), orgs: await d.listOrgs(userId) });
@@ -43,7 +41,7 @@ export function passkeySessionRoutes(
       errors: ['token_invalid', 'invalid_credentials', 'unauthenticated'],
       handler: async ({ ctx, body, reply }) => {
         const { userId } = await d.passkeys.verifyAssertion(ctx, 'sign_in', body.ceremonyToken, asAssertion(body.response), null);
-        await finishSignIn(d, ctx, reply, userId, { method: 'passkey' });
+        await finishSignInOn(reply, d, ctx, { userId, method: 'passkey' });
         return signedInAs(userId);
       },
     }),
@@ -59,8 +57,9 @@ export function passkeySessionRoutes(
         await countChallenge(pending.tokenHash);
         await d.passkeys.verifyAssertion(ctx, 'second_factor', body.ceremonyToken, asAssertion(body.response), pending.userId);
         await d.lockout.succeeded(pending.userId);
-        await finishSignIn(d, ctx, reply, pending.userId, {
-          epoch: pending.sessionEpoch, method: 'passkey', consume: (tx) => d.mfa.consumeChallenge(tx, pending.tokenHash),
+        await finishSignInOn(reply, d, ctx, {
+          userId: pending.userId, method: 'passkey', epoch: pending.sessionEpoch, consume: (tx) => d.mfa.consumeChallenge(tx, pending.tokenHash),
+          ...(pending.sso ? { sso: { ...pending.sso, idpMfa: false } } : {}),
         });
         return signedInAs(pending.userId);
       },
@@ -71,7 +70,7 @@ export function passkeySessionRoutes(
       schema: { response: passkeyAssertionStart },
       // conflict: no passkey is registered.
       errors: ['conflict'],
-      handler: ({ ctx }) => d.passkeys.assertionOptions(ctx, 'step_up', userOf(ctx).userId),
+      handler: ({ ctx }) => d.passkeys.assertionOptions(ctx, 'step_up', userActorOf(ctx).userId),
     }),
     defineRoute({
       method: 'POST', url: '/api/auth/step-up/passkey', summary: 'Confirm it is you with a passkey before sensitive actions', tags,
@@ -79,13 +78,9 @@ export function passkeySessionRoutes(
       schema: { body: z.strictObject(ceremony), response: steppedUp }, example,
       errors: ['token_invalid', 'invalid_credentials'],
       handler: async ({ ctx, body }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         await d.passkeys.verifyAssertion(ctx, 'step_up', body.ceremonyToken, asAssertion(body.response), actor.userId);
-        await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          await d.sessions.recordStepUp(tx, actor.session.id, actor.userId, true);
-          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.step_up', target: { type: 'session', id: actor.session.id }, details: { method: 'passkey' } });
-        });
-        return { steppedUpUntil: new Date(d.clock.now().getTime() + 600_000).toISOString() };
+        return d.signIn.stepUp(ctx, 'passkey');
       },
     }),
   ];

@@ -1,22 +1,20 @@
-import type { FastifyReply } from 'fastify';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { uuid } from '../../http/schemas.js';
-import { userActorOf, type RequestContext } from '../../kernel/context.js';
+import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database } from '../../db/database.js';
-import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { IdentityService, MfaService } from '../identity/index.js';
 import { assertCanActOnCredentials, bindingOf, requireOrg, type OrgService } from '../tenancy/index.js';
-import type { SessionService, SessionProof } from './service.js';
-import { clearSessionCookie, setSessionCookie, type CookieSettings } from './cookie.js';
-import { loginAnswer, memberSignedOut, sessionList, signedIn, type SecondFactorMethod } from './responses.js';
-
-const userOf = userActorOf;
+import type { SessionService } from './service.js';
+import type { SignInService } from './sign-in.js';
+import { clearSessionCookie, finishSignInOn, setSessionCookie, type CookieSettings } from './cookie.js';
+import { loginAnswer, memberSignedOut, sessionList, signedIn } from './responses.js';
+import { pendingSecondStep } from './second-step.js';
 
 // Bounded before hashing so that nobody makes argon2 chew a megabyte.
 const password = z.string().min(1).max(1024);
@@ -26,38 +24,13 @@ export function sessionRoutes(d: {
   clock: Clock;
   audit: AuditWriter;
   sessions: SessionService;
+  signIn: SignInService;
   identity: IdentityService;
   mfa: MfaService;
   orgs: OrgService;
   cookie: CookieSettings;
 }): AnyRoute[] {
   const tags = ['auth'];
-
-  async function startSession(
-    ctx: RequestContext,
-    reply: FastifyReply,
-    userId: string,
-    action: AuditAction,
-    previousCookie?: string,
-    epoch?: number,
-  ) {
-    // A password just typed is a fresh proof (step-up) for an account without a second factor.
-    const proof: SessionProof = { mfaVerified: false, steppedUpAt: d.clock.now() };
-    // Login never keeps an id the client brought (fixation): the old one is revoked.
-    const previous = previousCookie ? await d.sessions.verify(previousCookie, ctx).catch(() => null) : null;
-    const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-      if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
-      const s = await d.sessions.issue(tx, userId, ctx, undefined, epoch, proof);
-      await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
-        action,
-        target: { type: 'session', id: s.id },
-        actor: { type: 'user', id: userId },
-      });
-      return s;
-    });
-    setSessionCookie(reply, d.cookie, issued.cookie, d.sessions.absoluteSeconds);
-    return issued.id;
-  }
 
   return [
     defineRoute({
@@ -67,24 +40,11 @@ export function sessionRoutes(d: {
       schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }), response: loginAnswer },
       // invalid_credentials also when a reset or revocation raced the password check (the epoch).
       errors: ['invalid_credentials', 'email_unverified'],
-      handler: async ({ ctx, body, reply, }) => {
+      handler: async ({ ctx, body, reply }) => {
         const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
-        if (user.mfaEnabled) {
-          // Not a session: a five-minute, single-use token for POST /api/auth/mfa/verify.
-          const mfaToken = await d.mfa.startChallenge(user.id, user.sessionEpoch);
-          await d.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
-            action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
-          });
-          const f = await d.mfa.status(user.id);
-          const methods: SecondFactorMethod[] = [
-            ...(f.totp ? ['totp' as const] : []),
-            ...(f.recoveryCodesLeft > 0 ? ['recoveryCode' as const] : []),
-            ...(f.passkeys > 0 ? ['passkey' as const] : []),
-          ];
-          return { mfaRequired: true as const, mfaToken, methods };
-        }
-        const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
-        await startSession(ctx, reply, user.id, 'auth.login', cookies[d.cookie.name], user.sessionEpoch);
+        // Not a session: a five-minute, single-use token for POST /api/auth/mfa/verify.
+        if (user.mfaEnabled) return pendingSecondStep(d, ctx, user);
+        await finishSignInOn(reply, d, ctx, { userId: user.id, method: 'password', epoch: user.sessionEpoch });
         return { user: { id: user.id, email: user.email, name: user.name }, orgs: await d.orgs.listMine(user.id) };
       },
     }),
@@ -93,7 +53,7 @@ export function sessionRoutes(d: {
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.logout' },
       status: 204, schema: {}, errors: [],
       handler: async ({ ctx, reply }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
           await d.sessions.revokeById(tx, actor.userId, actor.session.id, 'logout');
           await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.logout', target: { type: 'session', id: actor.session.id } });
@@ -106,7 +66,7 @@ export function sessionRoutes(d: {
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { response: signedIn }, errors: [],
       handler: async ({ ctx }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         return { user: await d.identity.getUser(actor.userId), orgs: await d.orgs.listMine(actor.userId) };
       },
     }),
@@ -115,7 +75,7 @@ export function sessionRoutes(d: {
       auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
       schema: { response: sessionList }, errors: [],
       handler: async ({ ctx }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         return { sessions: await d.sessions.list(actor.userId, actor.session.id) };
       },
     }),
@@ -125,7 +85,7 @@ export function sessionRoutes(d: {
       status: 204, schema: { params: z.strictObject({ sessionId: uuid }) },
       errors: ['not_found'],
       handler: async ({ ctx, params, reply }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
           if (!(await d.sessions.revokeById(tx, actor.userId, params.sessionId, 'revoked_by_user'))) throw new AppError('not_found');
           await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.session_revoked', target: { type: 'session', id: params.sessionId } });
@@ -140,7 +100,7 @@ export function sessionRoutes(d: {
       example: () => ({ currentPassword: 'not-the-password', newPassword: 'a-new-long-passphrase-42' }),
       errors: ['invalid_credentials', 'weak_password'],
       handler: async ({ ctx, body, reply }) => {
-        const actor = userOf(ctx);
+        const actor = userActorOf(ctx);
         await d.identity.changePassword(ctx, actor.userId, actor.session.id, body.currentPassword, body.newPassword);
         const fresh = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => d.sessions.rotate(tx, actor.session, actor.userId, ctx));
         setSessionCookie(reply, d.cookie, fresh.cookie, d.sessions.absoluteSeconds);
@@ -159,7 +119,7 @@ export function sessionRoutes(d: {
       errors: ['privilege_escalation', 'step_up_required'],
       handler: async ({ ctx, params }) => {
         const org = requireOrg(ctx);
-        if (!(await assertCanActOnCredentials(d.db, org, userOf(ctx).userId, params.userId, 'sign out'))) throw new AppError('not_found');
+        if (!(await assertCanActOnCredentials(d.db, org, userActorOf(ctx).userId, params.userId, 'sign out'))) throw new AppError('not_found');
         // Sessions are global: end them outright only when this org is the member's only one, so
         // that no org can sign a user out of the others (read before, never inside, the write).
         const elsewhere = await d.db.withTenant({ orgId: null, userId: params.userId }, (own) =>

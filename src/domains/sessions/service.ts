@@ -7,6 +7,7 @@ import { exec, one, rows, type BoundColumns, type Database, type Tx } from '../.
 import { isUuid } from '../../kernel/ids.js';
 import { standingFrom, type MembershipRow, type OrgPolicy, type Standing } from '../tenancy/index.js';
 import type { SessionView } from './responses.js';
+import type { SignInMethod } from './sign-in.js';
 
 /**
  * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
@@ -50,12 +51,39 @@ export interface SessionRow {
   mfa_enabled?: boolean;
   mfa_verified: boolean;
   stepped_up_at: Date | null;
+  auth_method?: SignInMethod | null;
+  sso_org_id?: string | null;
+  sso_connection_id?: string | null;
 }
 
 /** How the session was proven: carried over by rotation, set at login and by step-up. */
 export interface SessionProof {
   mfaVerified: boolean;
   steppedUpAt: Date | null;
+}
+
+/** A new session's cookie value (shown once, to the client) and its id. */
+export interface IssuedSession {
+  cookie: string;
+  id: string;
+}
+
+export interface IssueOptions {
+  /** The session epoch the credential was checked under (see insert); absent: the current one. */
+  epoch?: number;
+  /** How the session was proven; absent: neither MFA-verified nor stepped up. */
+  proof?: SessionProof;
+  /**
+   * The session is proven by a password alone: refused (invalid_credentials) when the account has
+   * a second factor by now. The login looked before its password check; a factor confirmed in
+   * between (its row lock is waited for here) must not get a password-only session, let alone a
+   * stepped-up one (review 2026-12-05 F2).
+   */
+  passwordOnly?: boolean;
+  /** The method that proved the sign-in (sessions.auth_method); a rotation keeps the row's. */
+  method?: SignInMethod;
+  /** An SSO sign-in: the org and connection whose identity provider proved it. */
+  sso?: { orgId: string; connectionId: string };
 }
 
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -74,16 +102,13 @@ export function createSessionService(deps: SessionDeps) {
   /**
    * Inserts a session carrying the user's session epoch: `epoch` when the caller read it
    * before checking a credential (login), else the current one. A session whose epoch is
-   * stale (a reset or revocation happened meanwhile) is never valid.
+   * stale (a reset or revocation happened meanwhile) is never valid. `from` is the row a
+   * rotation replaces: its lifetime and proof carry over unless `proof` says otherwise.
    */
-  async function insert(
-    tx: Tx,
-    userId: string,
-    ctx: RequestContext,
-    from?: SessionRow,
-    epoch?: number,
-    proof?: SessionProof,
-  ): Promise<{ cookie: string; id: string }> {
+  async function insert(tx: Tx, userId: string, ctx: RequestContext, opts: IssueOptions & { from?: SessionRow }): Promise<IssuedSession> {
+    const { from, epoch, proof, passwordOnly } = opts;
+    const method = opts.method ?? from?.auth_method ?? null;
+    const sso = opts.sso ?? (from?.sso_org_id && from.sso_connection_id ? { orgId: from.sso_org_id, connectionId: from.sso_connection_id } : null);
     const secret = randomToken(32);
     const id = newId();
     const now = deps.clock.now();
@@ -92,27 +117,32 @@ export function createSessionService(deps: SessionDeps) {
     const longestIdle = from?.longest_idle_seconds ?? 0;
     const mfaVerified = proof?.mfaVerified ?? from?.mfa_verified ?? false;
     const steppedUpAt = proof ? proof.steppedUpAt : (from?.stepped_up_at ?? null);
-    if (epoch !== undefined) {
+    if (epoch !== undefined || passwordOnly) {
       // The credential was checked against this epoch: a reset or revocation since then wins.
-      const current = await one<{ session_epoch: number }>(tx, sql`select session_epoch from users where id = ${userId} for share`);
-      if (!current || current.session_epoch !== epoch) throw new AppError('invalid_credentials');
+      const current = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${userId} for share`);
+      if (!current || (epoch !== undefined && current.session_epoch !== epoch)) throw new AppError('invalid_credentials');
+      if (passwordOnly && current.mfa_enabled) throw new AppError('invalid_credentials');
     }
     await exec(
       tx,
       sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch,
-                                mfa_verified, stepped_up_at)
+                                mfa_verified, stepped_up_at, auth_method, sso_org_id, sso_connection_id)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
                   ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent},
                   coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})),
-                  ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null})`);
+                  ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null}, ${method}, ${sso?.orgId ?? null}, ${sso?.connectionId ?? null})`);
     return { cookie: `${secret}.${sign(secret)}`, id };
   }
 
   return {
     absoluteSeconds: deps.absoluteSeconds,
 
-    /** A brand-new session id (login, registration): never reuses one the client brought. */
-    issue: insert,
+    /**
+     * A brand-new session id: never reuses one the client brought. Sign-ins go through the
+     * sign-in service (sign-in.ts), which decides the proof and audits; tests and benches call it
+     * directly.
+     */
+    issue: (tx: Tx, userId: string, ctx: RequestContext, opts: IssueOptions = {}): Promise<IssuedSession> => insert(tx, userId, ctx, opts),
 
     /**
      * With `orgId`, the same statement also reads the user's membership there (an org-scoped
@@ -163,7 +193,10 @@ export function createSessionService(deps: SessionDeps) {
                 where id = ${s.id} and revoked_at is null and rotate_pending`,
           );
           if (won !== 1) return { actor: actor(session), rotatedCookie: null, standing };
-          const fresh = await insert(tx, s.user_id, ctx, { ...s, longest_idle_seconds: longestIdleSeconds });
+          // The read path does not carry how the session was proven; its replacement keeps it.
+          const how = await one<Pick<SessionRow, 'auth_method' | 'sso_org_id' | 'sso_connection_id'>>(
+            tx, sql`select auth_method, sso_org_id, sso_connection_id from sessions where id = ${s.id}`);
+          const fresh = await insert(tx, s.user_id, ctx, { from: { ...s, ...how, longest_idle_seconds: longestIdleSeconds } });
           return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds, ...proof }), rotatedCookie: fresh.cookie, standing };
         });
       }
@@ -262,11 +295,24 @@ export function createSessionService(deps: SessionDeps) {
       await exec(
         tx,
         // A password proof counts only while the account has no second factor: one racing the
-        // enrollment's confirmation must not land after it (mfa.ts confirmTotp clears those).
+        // enrollment's confirmation must not land after it (sign-in.ts factorAdded clears those).
         sql`update sessions set stepped_up_at = ${deps.clock.now().toISOString()}, mfa_verified = mfa_verified or ${withSecondFactor}
             where id = ${sessionId} and user_id = ${userId} and revoked_at is null
               and (${withSecondFactor} or not (select mfa_enabled from users where id = ${userId}))`,
       );
+    },
+
+    /**
+     * Password step-ups of the user's sessions stop counting (a second factor was just added:
+     * from now on only a factor is a step-up). Sessions proven with a factor keep theirs.
+     */
+    async voidPasswordStepUps(tx: Tx, userId: string): Promise<void> {
+      await exec(tx, sql`update sessions set stepped_up_at = null where user_id = ${userId} and revoked_at is null and not mfa_verified`);
+    },
+
+    /** The account has no second factor left: no session of it counts as proven with one. */
+    async unmarkSecondFactor(tx: Tx, userId: string): Promise<void> {
+      await exec(tx, sql`update sessions set mfa_verified = false where user_id = ${userId} and mfa_verified`);
     },
 
     /** The user's privileges changed: each live session gets a new id on its next request. */
@@ -275,11 +321,11 @@ export function createSessionService(deps: SessionDeps) {
     },
 
     /** Revokes `current` and issues a replacement with the same absolute expiry (password change). */
-    async rotate(tx: Tx, current: SessionInfo, userId: string, ctx: RequestContext): Promise<{ cookie: string; id: string }> {
+    async rotate(tx: Tx, current: SessionInfo, userId: string, ctx: RequestContext): Promise<IssuedSession> {
       const row = await one<SessionRow>(tx, sql`select * from sessions where id = ${current.id} and user_id = ${userId} for update`);
       if (!row || row.revoked_at) throw new AppError('unauthenticated');
       await exec(tx, sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = 'rotated' where id = ${row.id}`);
-      return insert(tx, userId, ctx, row);
+      return insert(tx, userId, ctx, { from: row });
     },
 
     async list(userId: string, currentId: string): Promise<SessionView[]> {

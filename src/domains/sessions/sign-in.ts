@@ -1,45 +1,141 @@
-import type { FastifyReply } from 'fastify';
-import type { RequestContext } from '../../kernel/context.js';
+import { STEP_UP_SECONDS, userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import type { Database, Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { AuditWriter } from '../audit/index.js';
-import { setSessionCookie, type CookieSettings } from './cookie.js';
-import type { SessionService } from './service.js';
+import type { FactorSessionEffects } from '../identity/index.js';
+import type { SessionProof, SessionService } from './service.js';
+
+/** Every way a sign-in can be proven. SSO is listed so that its work plugs in here, not beside. */
+export type SignInMethod = 'password' | 'totp' | 'recovery_code' | 'passkey' | 'sso' | 'magic_link';
+
+/** What can freshly prove a signed-in user's identity again. */
+export type StepUpMethod = Exclude<SignInMethod, 'sso' | 'magic_link'>;
+
+/**
+ * What each method proves on the session it opens. A password is a fresh proof only because an
+ * account with a second factor never gets a session from its password alone (the login answers
+ * with a pending second step instead). An SSO sign-in is not a step-up: Palisade cannot tell how
+ * long ago the user proved themselves at the IdP (its session may be days old), so sensitive
+ * actions ask for a proof of our own; it is a second factor only where the connection trusts the
+ * IdP's MFA (`sso.idpMfa`).
+ */
+const PROVES: Readonly<Record<SignInMethod, { secondFactor: boolean; fresh: boolean }>> = {
+  password: { secondFactor: false, fresh: true },
+  totp: { secondFactor: true, fresh: true },
+  recovery_code: { secondFactor: true, fresh: true },
+  passkey: { secondFactor: true, fresh: true },
+  sso: { secondFactor: false, fresh: false },
+  // Proof of the mailbox, as a first factor only (an account with a second factor still gives
+  // it); not fresh: a mail can sit unread in an inbox others can reach.
+  magic_link: { secondFactor: false, fresh: false },
+};
+
+export interface SignInFinish {
+  userId: string;
+  method: SignInMethod;
+  /** The session cookie the client sent along, if any: revoked, never reused (fixation). */
+  brought?: string | undefined;
+  /** The session epoch the credential was checked under: a reset or revocation since then wins. */
+  epoch?: number;
+  /**
+   * Spends what the sign-in was made of (a pending second-step token) in the session's own
+   * transaction: false refuses the sign-in, so of two requests racing with one token, one wins.
+   */
+  consume?: (tx: Tx) => Promise<boolean>;
+  /**
+   * The sign-in came through an org's identity provider (alone with method `sso`, or with
+   * Palisade's own second factor on top): recorded on the session. `idpMfa`: the connection
+   * trusts the IdP's multi-factor sign-in, so the session counts as proven with a second factor.
+   */
+  sso?: { orgId: string; connectionId: string; idpMfa: boolean };
+}
+
+export interface SignedInSession {
+  sessionId: string;
+  cookie: string;
+  maxAgeSeconds: number;
+}
 
 export interface SignInDeps {
   db: Database;
   clock: Clock;
   audit: AuditWriter;
   sessions: SessionService;
-  cookie: CookieSettings;
 }
 
 /**
- * Ends a sign-in proven with a second factor (or a passkey, which is two factors in one): a new
- * session id (the cookie the client brought is revoked, never reused), marked MFA-verified and
- * freshly stepped up. `consume` runs first in the same transaction (a pending sign-in token is
- * spent there: of two requests racing with one token, one gets a session).
+ * The one place a session is born from a proof of identity, a proof is recorded on a session, and
+ * adding or removing a second factor reaches the user's sessions. Routes prove the credential
+ * (identity) and set the cookie (cookie.ts `finishSignInOn`); everything between is here, so that
+ * every sign-in path issues, audits and marks its session the same way.
  */
-export async function finishSignIn(
-  d: SignInDeps,
-  ctx: RequestContext,
-  reply: FastifyReply,
-  userId: string,
-  opts: { epoch?: number; method: string; consume?: (tx: Tx) => Promise<boolean> },
-): Promise<void> {
-  const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
-  const brought = cookies[d.cookie.name];
-  const previous = brought ? await d.sessions.verify(brought, ctx).catch(() => null) : null;
-  const issued = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-    if (opts.consume && !(await opts.consume(tx))) throw new AppError('token_invalid');
-    if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
-    const s = await d.sessions.issue(tx, userId, ctx, undefined, opts.epoch, { mfaVerified: true, steppedUpAt: d.clock.now() });
-    await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
-      action: 'auth.login', target: { type: 'session', id: s.id }, actor: { type: 'user', id: userId }, details: { secondFactor: opts.method },
-    });
-    return s;
-  });
-  setSessionCookie(reply, d.cookie, issued.cookie, d.sessions.absoluteSeconds);
+export function createSignInService(d: SignInDeps) {
+  const system = { orgId: SYSTEM_ORG_ID };
+
+  async function recordFactorAdded(tx: Tx, ctx: RequestContext, userId: string): Promise<void> {
+    // From now on only a second factor is a step-up: a password proof other sessions made before
+    // (inside its window) stops counting, or a password-only session could still mint recovery
+    // codes, i.e. a permanent second factor.
+    await d.sessions.voidPasswordStepUps(tx, userId);
+    // The session that added the factor just proved it: marked in the same transaction, so MFA is
+    // never on without the session that turned it on knowing it.
+    if (ctx.actor.type === 'user') await d.sessions.recordStepUp(tx, ctx.actor.session.id, userId, true);
+  }
+
+  const factorEffects: FactorSessionEffects = {
+    factorAdded: recordFactorAdded,
+    allFactorsRemoved: (tx, userId) => d.sessions.unmarkSecondFactor(tx, userId),
+  };
+
+  return {
+    ...factorEffects,
+
+    /**
+     * Ends a proven sign-in: a new session id (the cookie the client brought is revoked), marked
+     * with what `method` proves, audited as `auth.login`. `consume` runs first, in the same
+     * transaction.
+     */
+    async finish(ctx: RequestContext, input: SignInFinish): Promise<SignedInSession> {
+      const proves = PROVES[input.method];
+      const secondFactor = proves.secondFactor || (input.sso?.idpMfa ?? false);
+      const previous = input.brought ? await d.sessions.verify(input.brought, ctx).catch(() => null) : null;
+      const proof: SessionProof = { mfaVerified: secondFactor, steppedUpAt: proves.fresh ? d.clock.now() : null };
+      const sso = input.sso ? { orgId: input.sso.orgId, connectionId: input.sso.connectionId } : undefined;
+      const issued = await d.db.withTenant(system, async (tx) => {
+        if (input.consume && !(await input.consume(tx))) throw new AppError('token_invalid');
+        if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
+        const s = await d.sessions.issue(tx, input.userId, ctx, {
+          epoch: input.epoch, proof, passwordOnly: input.method === 'password', method: sso ? 'sso' : input.method, ...(sso ? { sso } : {}),
+        });
+        const details = {
+          ...(proves.secondFactor ? { secondFactor: input.method } : input.sso?.idpMfa ? { secondFactor: 'identity_provider' } : {}),
+          ...(sso ? { ssoOrgId: sso.orgId, ssoConnectionId: sso.connectionId } : {}),
+        };
+        await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
+          action: 'auth.login', target: { type: 'session', id: s.id }, actor: { type: 'user', id: input.userId },
+          ...(Object.keys(details).length > 0 ? { details } : {}),
+        });
+        return s;
+      });
+      return { sessionId: issued.id, cookie: issued.cookie, maxAgeSeconds: d.sessions.absoluteSeconds };
+    },
+
+    /**
+     * Records a fresh proof of identity the caller has just checked on the signed-in session:
+     * sensitive routes accept it for STEP_UP_SECONDS. A second factor also marks the session as
+     * proven with one; a password counts only while the account has no second factor.
+     */
+    async stepUp(ctx: RequestContext, method: StepUpMethod): Promise<{ steppedUpUntil: string }> {
+      const actor = userActorOf(ctx);
+      await d.db.withTenant(system, async (tx) => {
+        await d.sessions.recordStepUp(tx, actor.session.id, actor.userId, PROVES[method].secondFactor);
+        await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.step_up', target: { type: 'session', id: actor.session.id }, details: { method } });
+      });
+      return { steppedUpUntil: new Date(d.clock.now().getTime() + STEP_UP_SECONDS * 1000).toISOString() };
+    },
+  };
 }
+
+export type SignInService = ReturnType<typeof createSignInService>;

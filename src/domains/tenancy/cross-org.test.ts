@@ -79,7 +79,9 @@ describe.each(ENGINES)('objects of another org on %s', (engine) => {
     expect(await q('select count(*)::int as n from project_access where project_id = $1', [g.project])).toEqual([{ n: 2 }]);
   });
 
-  it('another org\u2019s URLs are 404 (not 403) for a non-member, and the probe is kept out of that org\u2019s trail', async () => {
+  // In full: another org’s URLs are 404 (not 403) for a non-member, and the probe is kept out of
+  // that org’s trail
+  it('another org\u2019s URLs are 404 for a non-member, kept out of that org\u2019s trail', async () => {
     const before = await h.t.owner.query<{ n: number }>("select count(*)::int as n from audit_events where org_id = $1 and action = 'authz.denied'", [globex]);
     const attempts: [Method, string, object | undefined][] = [
       ['GET', '', undefined],

@@ -41,7 +41,9 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
   });
   afterAll(async () => h?.close());
 
-  it('admin invites a viewer: token mailed and shown once; the registered invitee becomes a viewer; single use', async () => {
+  // In full: admin invites a viewer: token mailed and shown once; the registered invitee becomes a
+  // viewer; single use
+  it('admin invites a viewer: the registered invitee becomes a viewer; single use', async () => {
     const admin = await as(h.user('acme', 'admin').email);
     const email = uniqueEmail('viewer');
     const created = await admin.call('POST', orgUrl('/invitations'), { email, role: 'viewer' });
@@ -158,7 +160,9 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
   });
 
   // review R4 finding 6
-  it('the invited address must be proven: an unverified account is refused (403 email_unverified) and the invitation stays usable', async () => {
+  // In full: the invited address must be proven: an unverified account is refused (403
+  // email_unverified) and the invitation stays usable
+  it('the invited address must be proven before the invitation is accepted', async () => {
     const admin = await as(h.user('acme', 'admin').email);
     const email = uniqueEmail('unproven');
     const inv = await invite(admin, { email, role: 'viewer' });

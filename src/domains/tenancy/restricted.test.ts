@@ -165,7 +165,9 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     expect(rows.map((r) => r.project_id)).toEqual([production]);
   });
 
-  it('a restricted admin cannot widen anyone\u2019s scope: not their own, not by invitation, not beyond their projects', async () => {
+  // In full: a restricted admin cannot widen anyone’s scope: not their own, not by invitation, not
+  // beyond their projects
+  it('a restricted admin cannot widen anyone\u2019s scope', async () => {
     const id = newId();
     const email = `radmin-${id.slice(0, 8)}@example.test`;
     await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Restricted admin']);
@@ -234,7 +236,9 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
       'select role, custom_role_id, restricted from memberships where org_id = $1 and user_id = $2', [acme, userId]))[0];
 
   // review R4 finding 4
-  it('a role with org-wide permissions is refused for a restricted member: assigned, invited, or by restricting its holder', async () => {
+  // In full: a role with org-wide permissions is refused for a restricted member: assigned,
+  // invited, or by restricting its holder
+  it('a role with org-wide permissions is refused for a restricted member', async () => {
     const auditor = await createRole(['projects:read', 'assets:read', 'audit:read', 'webhooks:manage']);
     const admin = await as(h.user('acme', 'admin').email);
     const refusedNaming = (res: LightMyRequestResponse, ...perms: string[]) => {
@@ -271,7 +275,9 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
   });
 
   // review R4 finding 4
-  it('a restricted member whose role still grants org-wide permissions (older data) is refused every org-wide channel', async () => {
+  // In full: a restricted member whose role still grants org-wide permissions (older data) is
+  // refused every org-wide channel
+  it('a restricted member whose role grants org-wide permissions is refused every org-wide channel', async () => {
     const admin = await as(h.user('acme', 'admin').email);
     // An event about the unassigned project, which the trail would otherwise hand over.
     expect((await admin.call('PATCH', url(`/projects/${staging}`), { name: 'Staging' })).statusCode).toBe(200);

@@ -173,7 +173,9 @@ describe.each(ENGINES)('custom roles on %s', (engine) => {
   });
 
   // review R4 finding 4
-  it('a role held by a restricted member (or promised by a pending restricted invitation) cannot gain org-wide permissions', async () => {
+  // In full: a role held by a restricted member (or promised by a pending restricted invitation)
+  // cannot gain org-wide permissions
+  it('a role held or promised to a restricted member cannot gain org-wide permissions', async () => {
     admin = await as(h.user('acme', 'admin').email);
     const production = h.demo.orgs[0]?.projects[0]?.id as string;
     const role = await createRole(admin, uniqueName('scoped'), ['projects:read', 'assets:read']);

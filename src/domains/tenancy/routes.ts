@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams, projectParams, slug, userText, uuid, email } from '../../http/schemas.js';
-import { AppError, type ErrorCode } from '../../kernel/errors.js';
+import { userActorOf } from '../../kernel/context.js';
+import type { ErrorCode } from '../../kernel/errors.js';
 import type { OrgService } from './orgs.js';
 import type { MemberService } from './members.js';
 import type { InvitationService } from './invitations.js';
@@ -27,12 +28,6 @@ const assignment = z.strictObject({
  */
 const orgPolicy: readonly ErrorCode[] = ['step_up_required'];
 
-function userOf(ctx: { actor: { type: string } } & { actor: unknown }): string {
-  const a = ctx.actor as { type: string; userId?: string };
-  if (a.type !== 'user' || !a.userId) throw new AppError('unauthenticated');
-  return a.userId;
-}
-
 export function tenancyRoutes(s: {
   orgs: OrgService;
   members: MemberService;
@@ -48,7 +43,7 @@ export function tenancyRoutes(s: {
       status: 201, schema: { body: z.strictObject({ name: userText(100), slug }), response: orgView },
       errors: ['conflict'], // the slug is taken
       example: () => ({ name: 'Matrix Org', slug: `m-${Math.random().toString(36).slice(2, 10)}` }),
-      handler: ({ ctx, body }) => s.orgs.create(ctx, userOf(ctx), body),
+      handler: ({ ctx, body }) => s.orgs.create(ctx, userActorOf(ctx).userId, body),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId', summary: 'Read the organization', tags,

@@ -9,3 +9,5 @@ export { outboxStatements } from './outbox.js';
 export { WEBHOOK_EVENT_TYPES, ALL_EVENTS } from './events.js';
 export { newWebhookSecret, signedHeaders } from './signing.js';
 export { webhookRoutes } from './routes.js';
+export { createEgressFetch, EgressRefused } from './egress.js';
+export type { EgressOptions, EgressRequest } from './egress.js';

@@ -191,7 +191,9 @@ describe('without the loopback opt-in (production)', () => {
     expect(rx.connections).toBe(0);
   });
 
-  it('a name resolving to a public address first and loopback after is connected only to the checked address', async () => {
+  // In full: a name resolving to a public address first and loopback after is connected only to the
+  // checked address
+  it('connects a name that resolves public, then loopback, only to the checked address', async () => {
     const rx = await receiver('127.0.0.1');
     // 1.1.1.1 stands for "any public receiver": whatever happens there, it is not this machine.
     const dns = countingResolver((call) => (call === 1 ? [v4('1.1.1.1')] : [v4('127.0.0.1')]));
@@ -251,7 +253,9 @@ describe('with the loopback opt-in (development and tests)', () => {
     expect(rx.requests[0]?.headers.host).toBe(`[::1]:${rx.port}`);
   });
 
-  it('delivers to localhost through the default resolver (c-ares, localhost answered locally), keeping the Host header', async () => {
+  // In full: delivers to localhost through the default resolver (c-ares, localhost answered
+  // locally), keeping the Host header
+  it('delivers to localhost through the default resolver, keeping the Host header', async () => {
     const rx = await receiver('127.0.0.1');
     const t = createWebhookTransport({ allowLoopback: true });
     const out = await t.send(`http://localhost:${rx.port}/`, secretHeaders, body);

@@ -58,7 +58,7 @@ const OWNED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'c
  * and every other tenant's lookups in the same process (review S3 W-5). localhost names are
  * loopback by definition (RFC 6761) and answered here, like the hosts file would.
  */
-function defaultResolver(): Resolver {
+export function defaultResolver(): Resolver {
   const resolver = new dns.Resolver({ timeout: 2000, tries: 2 });
   return async (host) => {
     const name = host.toLowerCase().replace(/\.$/, '');
@@ -73,9 +73,9 @@ function defaultResolver(): Resolver {
   };
 }
 
-type Checked = { ok: true; addresses: ResolvedAddress[] } | { ok: false; error: string };
+export type Checked = { ok: true; addresses: ResolvedAddress[] } | { ok: false; error: string };
 
-async function resolveChecked(host: string, resolve: Resolver, allowLoopback: boolean): Promise<Checked> {
+export async function resolveChecked(host: string, resolve: Resolver, allowLoopback: boolean): Promise<Checked> {
   let answers: ResolvedAddress[];
   try {
     answers = await resolve(host);
@@ -96,7 +96,7 @@ async function resolveChecked(host: string, resolve: Resolver, allowLoopback: bo
 }
 
 /** A lookup for node:net that never queries DNS: it answers with the addresses already checked. */
-function pinnedLookup(host: string, addresses: readonly ResolvedAddress[]): LookupFunction {
+export function pinnedLookup(host: string, addresses: readonly ResolvedAddress[]): LookupFunction {
   return (hostname, options, callback) => {
     const wanted = options.family === 4 || options.family === 6 ? addresses.filter((a) => a.family === options.family) : addresses;
     process.nextTick(() => {
@@ -126,7 +126,7 @@ const NETWORK_ERRORS: Readonly<Record<string, string>> = {
 };
 
 /** Maps a Node error to fixed wording; err.message is never used (it may quote what the peer sent). */
-function networkError(err: unknown): string {
+export function networkError(err: unknown): string {
   const code = typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : '';
   const known = NETWORK_ERRORS[code];
   if (known) return known;

@@ -209,7 +209,9 @@ describe('memory limiter', () => {
   }
 
   // review R5 finding A
-  it('counters of another scale live in a store of their own: a refusing /48 counter is never judged by the /64 limit', async () => {
+  // In full: counters of another scale live in a store of their own: a refusing /48 counter is
+  // never judged by the /64 limit
+  it('keeps counters of another scale in a store of their own', async () => {
     const { m } = bounded(3, { 'password-reset': { limit: 2, windowSeconds: 3600 } });
     // Three /48 counters with 2 of their 32 hits would each look "at the limit" to a /64 of limit 2 ...
     for (let i = 0; i < 6; i++) expect((await m.hit('password-reset', ['ip-allocation', `2001:db8:${i % 3}::/48`], 16)).allowed).toBe(true);
@@ -265,7 +267,9 @@ describe('memory limiter', () => {
     await m.close();
   });
 
-  it('when every counter of a full policy is at its limit, refuses new keys until one expires (fail closed); other policies still admit', async () => {
+  // In full: when every counter of a full policy is at its limit, refuses new keys until one
+  // expires (fail closed); other policies still admit
+  it('fails closed when every counter of a full policy is at its limit; others still admit', async () => {
     const { clock, m } = bounded(5, { login: { limit: 2, windowSeconds: 60 } });
     for (let k = 0; k < 5; k++) {
       for (let i = 0; i < 2; i++) await m.hit('login', ['ip', `full-${k}`]);

@@ -16,6 +16,10 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 5 an hour: each request sends an email, so this caps mail-bombing a victim and our sender's
   // reputation cost; a user who lost the first mail can still ask again a few times.
   'password-reset': { limit: 5, windowSeconds: 3600 },
+  // 10 per 15 minutes, for asking for a sign-in link and for redeeming one: each ask is a mail
+  // (also capped per address: one victim gets at most 10 per 15 minutes from here); redeeming
+  // needs an unguessable token and the asking browser's cookie, so this only bounds noise.
+  'magic-link': { limit: 10, windowSeconds: 900 },
   // 10 an hour, for confirming a verification link and for asking for a new one: each new link
   // is a mail (per address and per email, so one victim gets at most 10 from here); confirming
   // takes the password, whose guesses the account lockout counts as well.

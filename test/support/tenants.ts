@@ -1,3 +1,7 @@
+/**
+ * Tenants written with direct SQL through the runtime role: one org with a row in every tenant
+ * table, small orgs for the many-tenant tests, and the probes the isolation suites read with.
+ */
 import { sql } from 'kysely';
 import { Keyring, newId, randomToken } from '../../src/crypto/index.js';
 import { exec, rows, type Database, type TenantBinding, type Tx } from '../../src/db/database.js';
@@ -7,16 +11,16 @@ import { createSealer } from '../../src/domains/keys/index.js';
 import { insertOrg } from '../../src/domains/tenancy/index.js';
 import { ManualClock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
+import { TEST_KEK } from './app.js';
 
 /** Every table that carries org_id; the catalog-driven tests also check nothing is missing here. */
 export const TENANT_TABLES = [
   'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
-  'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts',
+  'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
+  'sso_identities',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
-
-export const TEST_KEK = { id: 'k1', key: Buffer.alloc(32, 7) };
 
 export interface SeededTenant {
   orgId: string;
@@ -29,6 +33,8 @@ export interface SeededTenant {
   endpointId: string;
   deliveryId: string;
   inboundSourceId: string;
+  /** An OIDC connection, with the member's identity at it linked. */
+  connectionId: string;
   projects: [string, string];
   /** Asset ids per project, two each. */
   assets: Record<string, string[]>;
@@ -36,7 +42,7 @@ export interface SeededTenant {
 }
 
 export function auditWriter(db: Database): AuditWriter {
-  return createAuditWriter({ db, keys: chainKeysFrom(new Keyring([{ id: 'k1', key: Buffer.alloc(32, 7) }])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
+  return createAuditWriter({ db, keys: chainKeysFrom(new Keyring([TEST_KEK])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
 }
 
 /**
@@ -48,6 +54,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
   const orgId = newId();
   const ownerId = newId();
   const memberId = newId();
+  const connectionId = newId();
   const customRoleId = newId();
   const invitationId = newId();
   const inboundSourceId = newId();
@@ -81,6 +88,13 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${inboundSourceId}, 'stripe', 'billing', ${inboundSecret}, ${ownerId}, now())`);
     await exec(tx, sql`insert into inbound_events (org_id, source_id, event_id, type, received_at)
                        values (${orgId}, ${inboundSourceId}, ${`evt_${slug}`}, 'invoice.paid', now())`);
+    await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, settings, secret_sealed, created_by, created_at, updated_at)
+                       values (${orgId}, ${connectionId}, 'oidc', 'IdP', ${JSON.stringify({ issuer: `https://idp.${slug}.example`, clientId: slug, scopes: ['openid'] })}::jsonb,
+                               'sealed', ${ownerId}, now(), now())`);
+    await exec(tx, sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
+                       values (${orgId}, ${connectionId}, ${`https://idp.${slug}.example`}, ${`sub-${slug}`}, ${memberId}, ${`member@${slug}.test`}, now(), now())`);
+    await exec(tx, sql`insert into org_domains (org_id, id, domain, record_value, created_by, created_at)
+                       values (${orgId}, ${newId()}, ${`${slug}.example`}, ${`palisade-verification=${randomToken()}`}, ${ownerId}, now())`);
     await exec(tx, sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, created_by, creator_joined_at, created_at)
                        values (${orgId}, ${newId()}, ${randomToken()}, 'secret', 'ci', 'pal_sk_', 'abcd', ${['projects:read']}, ${ownerId}, now(), now())`);
     const whsec = await sealer.seal(tx, { scope: orgId, table: 'webhook_endpoints', column: 'secret_sealed', row: endpointId }, `whsec_${randomToken()}`);
@@ -92,7 +106,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${deliveryId}, 1, now(), 204, 12)`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
-  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, endpointId, deliveryId, projects, assets, sealed };
+  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, connectionId, endpointId, deliveryId, projects, assets, sealed };
 }
 
 /** A minimal org (org row, one project, `assetCount` assets) for the many-tenant tests. */

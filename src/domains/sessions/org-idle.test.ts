@@ -1,15 +1,18 @@
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { createTestApp, type TestApp } from '../support/app.js';
-import { as, expect, newUser } from './helpers.js';
+/** An org's idle policy counts from the last request, not from sign-in. Id F4: the first attacker review (174568f). */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../../../test/support/app.js';
+import { signedIn } from '../../../test/support/client.js';
+import { newUser } from '../../../test/support/users.js';
 
 describe('org idle policy (pglite)', () => {
   let h: TestApp;
   beforeAll(async () => { h = await createTestApp('pglite'); });
   afterAll(async () => h?.close());
 
-  it('F4: a member active every 45 s stays signed in under a 1-minute org idle policy', async () => {
+  // review F4
+  it('a member active every 45 s stays signed in under a 1-minute org idle policy', async () => {
     const u = await newUser(h);
-    const c = await as(h, u.email);
+    const c = await signedIn(h, u.email);
     const org = await c.call('POST', '/api/orgs', { name: 'Strict', slug: `strict-${Date.now()}` });
     const orgId = org.json<{ id: string }>().id;
     expect((await c.call('PATCH', `/api/orgs/${orgId}/settings`, { sessionIdleMinutes: 1 })).statusCode).toBe(200);

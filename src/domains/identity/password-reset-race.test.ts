@@ -1,15 +1,16 @@
-import { afterAll, beforeAll, describe, it } from 'vitest';
-import { buildApp, type BuiltApp } from '../../src/app.js';
-import type { Database } from '../../src/db/database.js';
-import { ManualClock } from '../../src/kernel/clock.js';
-import { createLogger } from '../../src/logging.js';
-import { seedDemo, type DemoData } from '../../src/demo.js';
-import { systemContext } from '../../src/kernel/context.js';
-import { testConfig, ORIGIN } from '../support/app.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { expect } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type BuiltApp } from '../../app.js';
+import type { Database } from '../../db/database.js';
+import { ManualClock } from '../../kernel/clock.js';
+import { createLogger } from '../../logging.js';
+import { seedDemo, type DemoData } from '../../demo.js';
+import { createTestApp, testConfig, ORIGIN, type TestApp } from '../../../test/support/app.js';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/db.js';
 
 /**
+ * A password sign-in racing a password reset: the sign-in that checked the old password must not
+ * end with a live session. Ids F5, F5b: the first attacker review (174568f).
+ *
  * The login handler reads the password hash, verifies it with argon2 (~10-50 ms, off the event
  * loop) and only then opens the transaction that issues the session. Nothing re-checks that the
  * password is still the one verified. The gate below only widens that argon2 window so the
@@ -43,7 +44,8 @@ for (const engine of ['pglite', 'postgres'] as const) {
     });
     afterAll(async () => { await built?.app.close(); await t?.drop(); });
 
-    it('F5: a login that checked the old password before a reset gets no live session', async () => {
+    // review F5
+    it('a login that checked the old password before a reset gets no live session', async () => {
       const victim = demo.logins.find((l) => l.org === 'acme' && l.role === 'admin')!;
       // Victim asks for a reset link.
       await built.app.inject({ method: 'POST', url: '/api/auth/password-reset/request', headers: { origin: ORIGIN }, payload: { email: victim.email } });
@@ -71,4 +73,37 @@ for (const engine of ['pglite', 'postgres'] as const) {
     });
   });
 }
-void systemContext;
+
+describe('login racing a password reset, no instrumentation (postgres)', () => {
+  let h: TestApp;
+  beforeAll(async () => { h = await createTestApp('postgres'); });
+  afterAll(async () => h?.close());
+
+  // review F5b
+  it('hammering login with the old password leaves no session alive after the reset', async () => {
+    const victim = h.user('acme', 'admin');
+    const app = h.built.app;
+    await app.inject({ method: 'POST', url: '/api/auth/password-reset/request', headers: { origin: ORIGIN }, payload: { email: victim.email } });
+    const mails = await h.t.db.withSystem('test', (tx) => h.built.services.mail.read(tx, victim.email));
+    const token = /token=(pal_pwr_[A-Za-z0-9_-]{43})/.exec(mails.at(-1)!.body)![1]!;
+    let stop = false;
+    const cookies: string[] = [];
+    const attacker = async () => {
+      while (!stop) {
+        const r = await app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: victim.email, password: victim.password } });
+        const c = r.cookies.find((x) => x.name === h.built.cookie.name);
+        if (c) cookies.push(`${c.name}=${c.value}`);
+      }
+    };
+    const workers = [attacker(), attacker(), attacker()];
+    await new Promise((r) => setTimeout(r, 200));
+    const reset = await app.inject({ method: 'POST', url: '/api/auth/password-reset/confirm', headers: { origin: ORIGIN }, payload: { token, password: 'a-brand-new-long-passphrase-91' } });
+    expect(reset.statusCode).toBe(204);
+    stop = true;
+    await Promise.all(workers);
+    let alive = 0;
+    for (const c of cookies) if ((await app.inject({ method: 'GET', url: '/api/me', headers: { cookie: c } })).statusCode === 200) alive++;
+    console.log(`attacker logins: ${cookies.length}, sessions alive after reset: ${alive}`);
+    expect(alive).toBe(0);
+  });
+});

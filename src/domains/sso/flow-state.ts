@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { createSealedBox } from '../../crypto/index.js';
+
+/**
+ * What the browser carries between `/api/auth/sso/start` and the identity provider's callback:
+ * the org and connection, the OIDC state, nonce and PKCE verifier, and what the flow is for.
+ * Sealed (AES-256-GCM under a key derived from the session secret), so the verifier stays
+ * secret and nothing in it can be changed or forged; short-lived; in an HttpOnly cookie, so the
+ * flow is bound to the browser that started it (a callback URL sent to someone else finds no
+ * cookie in their browser and fails).
+ */
+export const flowState = z.object({
+  v: z.literal(1),
+  orgId: z.uuid(),
+  connectionId: z.uuid(),
+  state: z.string().min(16).max(128),
+  nonce: z.string().min(16).max(128),
+  verifier: z.string().min(43).max(128),
+  /** Milliseconds since the epoch after which the flow is refused. */
+  expiresAt: z.number().int(),
+  /** `sign_in`; `link`: a signed-in user links this IdP identity to their account. */
+  purpose: z.enum(['sign_in', 'link']),
+  /** For `link`: the session that asked (it must still be the caller's at the callback). */
+  sessionId: z.uuid().optional(),
+  returnTo: z.string().max(512),
+});
+export type FlowState = z.infer<typeof flowState>;
+
+/** Ten minutes: long enough to sign in at the IdP (with its own MFA), short enough to matter little if copied. */
+export const FLOW_TTL_SECONDS = 600;
+
+export function flowCookieName(secure: boolean): string {
+  // `__Host-` needs Secure: the same development exception as the session cookie.
+  return secure ? '__Host-palisade_sso' : 'palisade_sso';
+}
+
+export function createFlowSealer(sessionSecret: Buffer) {
+  // A key of its own: the session secret signs session ids and is never an encryption key directly.
+  const box = createSealedBox(sessionSecret, 'sso flow state v1');
+  return {
+    seal: (s: FlowState): string => box.seal(JSON.stringify(s)),
+    /** The state, or null for anything that was not sealed here, was changed, or is past its expiry. */
+    open(value: string | undefined, nowMs: number): FlowState | null {
+      const text = value ? box.open(value) : null;
+      if (text === null) return null;
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        return null;
+      }
+      const parsed = flowState.safeParse(json);
+      return parsed.success && parsed.data.expiresAt > nowMs ? parsed.data : null;
+    },
+  };
+}
+
+export type FlowSealer = ReturnType<typeof createFlowSealer>;
+
+/**
+ * Where to send the browser after the sign-in: a path on this origin only (an open redirect
+ * would turn the sign-in into a phishing relay). Anything else becomes `/`.
+ */
+export function safeReturnTo(value: string | undefined): string {
+  if (!value || value.length > 512) return '/';
+  if (!value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
+  // Control characters and backslashes let some browsers read a path as another host.
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\u0000-\u001f\u007f\\]/.test(value)) return '/';
+  return value;
+}

@@ -1,0 +1,13 @@
+export { createDomainService, MAX_DOMAINS_PER_ORG, VERIFICATION_LABEL } from './domains.js';
+export type { DomainService, DomainDeps } from './domains.js';
+export { dnsTxtLookup } from './dns.js';
+export type { TxtLookup, TxtAnswer } from './dns.js';
+export type { DomainView } from './responses.js';
+export { ssoRoutes } from './routes.js';
+export { createConnectionService, MAX_CONNECTIONS_PER_ORG, OIDC_CALLBACK_PATH } from './connections.js';
+export type { ConnectionService, ConnectionDeps } from './connections.js';
+export type { ConnectionView } from './responses.js';
+export { createSsoSignIn } from './sign-in.js';
+export type { SsoSignIn } from './sign-in.js';
+export { createFlowSealer } from './flow-state.js';
+export { ssoAuthRoutes } from './auth-routes.js';

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { timestamp, uuid } from '../../http/schemas.js';
+import { signInPolicy } from './policy.js';
+
+/** A claimed email domain and the DNS record that proves it. */
+export const domainView = z.object({
+  id: uuid,
+  domain: z.string().meta({ description: 'Lower case; IDNA (punycode) for non-ASCII names' }),
+  status: z.enum(['pending', 'verified']),
+  verification: z.object({
+    type: z.literal('TXT'),
+    name: z.string().meta({ description: 'The record to publish: _palisade-verification.<domain>' }),
+    value: z.string().meta({ description: 'Its value, exactly' }),
+  }),
+  createdBy: uuid,
+  createdAt: timestamp,
+  verifiedAt: timestamp.nullable(),
+});
+export type DomainView = z.infer<typeof domainView>;
+
+export const domainList = z.object({ domains: z.array(domainView) });
+
+/** An SSO connection as the API shows it: never its client secret (stored sealed). */
+export const connectionView = z.object({
+  id: uuid,
+  kind: z.enum(['oidc', 'saml']),
+  name: z.string(),
+  enabled: z.boolean(),
+  signIn: signInPolicy,
+  oidc: z
+    .object({
+      issuer: z.string(),
+      clientId: z.string(),
+      scopes: z.array(z.string()),
+      clientSecretSet: z.boolean(),
+      redirectUri: z.string().meta({ description: 'The redirect URI to register at the identity provider' }),
+    })
+    .nullable(),
+  createdBy: uuid,
+  createdAt: timestamp,
+  updatedAt: timestamp,
+});
+export type ConnectionView = z.infer<typeof connectionView>;
+
+export const connectionList = z.object({ connections: z.array(connectionView) });

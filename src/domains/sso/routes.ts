@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { orgParams, userText, uuid } from '../../http/schemas.js';
+import type { ConnectionService } from './connections.js';
+import type { DomainService } from './domains.js';
+import { signInPolicy } from './policy.js';
+import { connectionList, connectionView, domainList, domainView } from './responses.js';
+
+const domainParams = z.strictObject({ orgId: uuid, domainId: uuid });
+const connectionParams = z.strictObject({ orgId: uuid, connectionId: uuid });
+
+// RFC 6749 scope-token characters; openid is what makes it an OIDC sign-in.
+const scopes = z
+  .array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,64}$/, 'a scope token (printable ASCII, no spaces, quotes or backslashes)'))
+  .min(1).max(20)
+  .refine((list) => list.includes('openid'), 'must include openid');
+// Printable ASCII: identifiers the IdP issued, shown back to admins.
+const clientId = z.string().trim().regex(/^[\x21-\x7E]{1,255}$/, 'printable ASCII without spaces, at most 255 characters');
+const clientSecret = z.string().min(1).max(512).regex(/^[\x20-\x7E]+$/, 'printable ASCII');
+
+const newOidcConnection = z.strictObject({
+  kind: z.literal('oidc'),
+  name: userText(100),
+  // Kept as typed: the discovery document's issuer must equal it character for character.
+  issuer: z.string().max(2048).regex(/^[\x21-\x7E]+$/, 'a URL in printable ASCII').meta({ description: 'The issuer URL; its /.well-known/openid-configuration is read at once' }),
+  clientId,
+  clientSecret,
+  scopes: scopes.optional(),
+  jitRole: signInPolicy.shape.jitRole.optional(),
+  trustIdpMfa: z.boolean().optional(),
+  groupRoles: signInPolicy.shape.groupRoles.optional(),
+});
+
+const connectionChange = z
+  .strictObject({
+    name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(),
+    jitRole: signInPolicy.shape.jitRole.optional(), trustIdpMfa: z.boolean().optional(), groupRoles: signInPolicy.shape.groupRoles.optional(),
+  })
+  .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
+
+export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService }): AnyRoute[] {
+  const tags = ['sso'];
+  return [
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/domains', summary: 'List the organization\u2019s claimed email domains and their DNS records', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams, response: domainList }, errors: ['step_up_required'],
+      handler: async ({ ctx }) => ({ domains: await s.domains.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/domains', summary: 'Claim an email domain: answers the TXT record that proves it', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'domain.claimed' },
+      status: 201, schema: { params: orgParams, body: z.strictObject({ domain: z.string().min(1).max(300) }), response: domainView },
+      // conflict: already claimed here, verified by another org, or the org's cap reached.
+      errors: ['conflict', 'step_up_required'],
+      example: () => ({ domain: `m-${Math.random().toString(36).slice(2, 10)}.example` }),
+      handler: ({ ctx, body }) => s.domains.claim(ctx, body.domain),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/domains/:domainId/verify', summary: 'Check the domain\u2019s TXT record and mark it verified', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'domain.verified' },
+      // A verified domain sends its users' sign-ins to the org's SSO: a change worth a fresh proof.
+      stepUp: true, schema: { params: domainParams, response: domainView },
+      // domain_unverified: the record is not there (yet) or DNS did not answer; conflict: another org verified it first.
+      errors: ['domain_unverified', 'conflict'],
+      handler: ({ ctx, params }) => s.domains.verify(ctx, params.domainId),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/domains/:domainId', summary: 'Remove a claimed or verified email domain', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'domain.removed' },
+      // Removing a verified domain lets its users sign in without the org's SSO.
+      stepUp: true, status: 204, schema: { params: domainParams }, errors: [],
+      handler: ({ ctx, params }) => s.domains.remove(ctx, params.domainId),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/sso/connections', summary: 'List the organization\u2019s SSO connections (never their secrets)', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams, response: connectionList }, errors: ['step_up_required'],
+      handler: async ({ ctx }) => ({ connections: await s.connections.list(ctx) }),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Read an SSO connection and the redirect URI to register', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: connectionParams, response: connectionView }, errors: ['step_up_required'],
+      handler: ({ ctx, params }) => s.connections.get(ctx, params.connectionId),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/sso/connections', summary: 'Add an OIDC connection (disabled until enabled); the issuer is discovered first', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_created' },
+      // Stores a client secret, and decides who may sign in to the org.
+      stepUp: true, status: 201, schema: { params: orgParams, body: newOidcConnection, response: connectionView },
+      // conflict: the org's cap reached.
+      errors: ['conflict'],
+      example: () => ({ kind: 'oidc', name: 'Entra ID', issuer: 'https://login.microsoftonline.com/<tenant id>/v2.0', clientId: 'palisade', clientSecret: 'from the IdP' }),
+      handler: ({ ctx, body }) => s.connections.createOidc(ctx, body),
+    }),
+    defineRoute({
+      method: 'PATCH', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Rename, enable or disable an SSO connection, rotate its client secret', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_updated' },
+      stepUp: true, schema: { params: connectionParams, body: connectionChange, response: connectionView }, errors: [],
+      example: () => ({ name: `Matrix IdP ${Math.random().toString(36).slice(2, 8)}` }),
+      handler: ({ ctx, params, body }) => s.connections.update(ctx, params.connectionId, body),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Delete an SSO connection (its secret is destroyed)', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_deleted' },
+      stepUp: true, status: 204, schema: { params: connectionParams }, errors: [],
+      handler: ({ ctx, params }) => s.connections.remove(ctx, params.connectionId),
+    }),
+  ];
+}

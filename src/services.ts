@@ -1,0 +1,118 @@
+import type { Logger } from 'pino';
+import type { Config } from './config/index.js';
+import { Keyring } from './crypto/index.js';
+import type { Database, Tx } from './db/database.js';
+import type { RequestContext } from './kernel/context.js';
+import type { Clock } from './kernel/clock.js';
+import { createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
+import { createEgressFetch, createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements } from './domains/webhooks/index.js';
+import { createAssetService } from './domains/assets/index.js';
+import { chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
+import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
+import { createInboundService } from './domains/inbound/index.js';
+import { createConnectionService, createDomainService, createFlowSealer, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
+import { createSealer } from './domains/keys/index.js';
+import { createOutboxMail } from './domains/mail/index.js';
+import { createSessionService, createSignInService } from './domains/sessions/index.js';
+import {
+  createInvitationService,
+  createMemberService,
+  createOrgService,
+  createProjectService,
+  createRoleService,
+} from './domains/tenancy/index.js';
+
+export type ServicesConfig = Pick<
+  Config,
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers'
+>;
+
+/**
+ * Every service of Palisade, wired once, without HTTP: the server (buildApp), the worker process,
+ * the CLI's operator commands and the tests all take their keyring, audit writer and services
+ * from here, so none of them can wire a writer that forgets the webhook outbox or the checkpoints.
+ * Nothing starts here: timers and the delivery loop run only after `startBackground()`.
+ */
+export function createServices(config: ServicesConfig, db: Database, clock: Clock, logger: Logger) {
+  const keyring = new Keyring([...config.keks]);
+  const sealer = createSealer(keyring);
+  const mail = createOutboxMail(sealer);
+  const chainKeys = chainKeysFrom(keyring);
+  // Started by the processes that serve (main.ts, `palisade worker`): heads of the chains they append to leave the database.
+  const checkpoints = createCheckpointer({
+    db, keys: chainKeys, clock, logger, file: config.auditCheckpoints.file, intervalMs: config.auditCheckpoints.intervalSeconds * 1000,
+  });
+  // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
+  const audit = createAuditWriter({
+    db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements,
+    onAppend: (orgId) => checkpoints.noteAppend(orgId),
+  });
+  const auditReader = createAuditReader({ db });
+  const sessions = createSessionService({
+    db,
+    clock,
+    secret: config.sessionSecret,
+    idleSeconds: config.session.idleSeconds,
+    absoluteSeconds: config.session.absoluteSeconds,
+    touchIntervalSeconds: config.session.touchIntervalSeconds,
+  });
+  const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
+  const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
+  const tenancyDeps = {
+    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
+    onProjectDeleted: (tx: Tx, ctx: RequestContext, orgId: string, projectId: string) => apiKeys.revokeBoundTo(tx, ctx, orgId, projectId),
+  };
+  const orgs = createOrgService(tenancyDeps);
+  const members = createMemberService(tenancyDeps);
+  const invitations = createInvitationService(tenancyDeps);
+  const roles = createRoleService(tenancyDeps);
+  const projects = createProjectService(tenancyDeps);
+  const assets = createAssetService({ db, audit, clock });
+  const inbound = createInboundService({ db, audit, clock, sealer });
+  const domains = createDomainService({ db, audit, clock, dns: dnsTxtLookup(config.dnsServers) });
+  // An identity provider on this machine is the same development opt-in as a local webhook receiver.
+  const egress = createEgressFetch({ allowLoopback: config.webhooks.allowLoopback });
+  const connections = createConnectionService({
+    db, audit, clock, sealer, egress, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
+  });
+  const sso = createSsoSignIn({
+    db, clock, audit, connections, domains, egress, flows: createFlowSealer(config.sessionSecret),
+    publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
+    onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId),
+  });
+  const lockout = createLockout(db, config.lockout, () => clock.now());
+  const signIn = createSignInService({ db, clock, audit, sessions });
+  const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail, sessionEffects: signIn });
+  const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn, mail, sessionEffects: signIn });
+  const identity = createIdentityService({
+    db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout,
+    revokeSessions: async (tx, userId, reason, keep) => {
+      await sessions.revokeAll(tx, userId, reason, keep);
+    },
+  });
+  const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
+  const webhooks = createWebhookService({ db, audit, clock, sealer, destination });
+  const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });
+
+  return {
+    keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
+    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker,
+    magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */
+    startBackground(): void {
+      webhookWorker.start();
+      checkpoints.start();
+    },
+    /** Graceful end: pending last-used notes are written, deliveries in flight recorded, a last checkpoint taken. */
+    async close(): Promise<void> {
+      await keyUsage.close();
+      await webhookWorker.stop();
+      // After the worker, so that its last appends are checkpointed too.
+      await checkpoints.stop();
+    },
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;
