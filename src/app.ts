@@ -23,7 +23,7 @@ import { magicLinkRoutes, mfaRoutes, passkeySessionRoutes, sessionRoutes, type C
 import { tenancyRoutes } from './domains/tenancy/index.js';
 
 export type AppConfig = ServicesConfig &
-  Pick<Config, 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'insecureLocalhostCookies' | 'redisUrl' | 'rateLimits'>;
+  Pick<Config, 'allowedOrigins' | 'corsOrigins' | 'trustedProxies' | 'insecureLocalhostCookies' | 'redisUrl' | 'redisLimitTimeoutMs' | 'rateLimits'>;
 
 export interface AppDeps {
   config: AppConfig;
@@ -59,7 +59,7 @@ export async function buildApp(deps: AppDeps) {
     ...tenancyRoutes({ orgs, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects }),
     ...assetRoutes(services.assets),
     ...inboundRoutes(services.inbound),
-    ...ssoRoutes({ domains: services.domains, connections: services.connections }),
+    ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, tests: services.ssoTests, secureCookies: cookie.secure }),
     ...ssoAuthRoutes({ sso: services.sso, signIn, cookie, mfa, audit }),
     ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie }),
     ...apiKeyRoutes(services.apiKeys),
@@ -85,6 +85,7 @@ export async function buildApp(deps: AppDeps) {
   const strictAudit = config.env !== 'production';
   const limiter = createRateLimiter({
     redisUrl: config.redisUrl,
+    failOpenTimeoutMs: config.redisLimitTimeoutMs,
     policies: config.rateLimits as Partial<PolicyTable>,
     logger,
     onFailOpen: () => metrics.rateLimitFailOpen.inc(),

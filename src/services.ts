@@ -10,7 +10,7 @@ import { createAssetService } from './domains/assets/index.js';
 import { chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
-import { createConnectionService, createDomainService, createFlowSealer, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
+import { createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
@@ -76,8 +76,9 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const connections = createConnectionService({
     db, audit, clock, sealer, egress, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
   });
+  const ssoTests = createConnectionTests({ db, clock, audit, sealer });
   const sso = createSsoSignIn({
-    db, clock, audit, connections, domains, egress, flows: createFlowSealer(config.sessionSecret),
+    db, clock, audit, connections, domains, egress, flows: createFlowSealer(config.sessionSecret), tests: ssoTests,
     publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
     onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId),
   });
@@ -97,7 +98,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
-    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso,
+    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests,
     lockout, mfa, passkeys, identity, webhooks, webhookWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */

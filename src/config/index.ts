@@ -32,6 +32,8 @@ export interface Config {
   lockout: { threshold: number; seconds: number };
   /** Rate limits count in Redis when set; in process memory otherwise (one instance only). */
   redisUrl: string | null;
+  /** How long a rate-limit decision waits for Redis before the per-process backstop decides. */
+  redisLimitTimeoutMs: number;
   /** Overrides of the rate-limit policies (RATE_LIMITS="login=10/60,authenticated=600/60"); names checked by the limiter. */
   rateLimits: Readonly<Record<string, { limit: number; windowSeconds: number }>>;
   /** WebAuthn relying party: its id (a registrable domain, never an IP) and the origins it accepts. */
@@ -86,6 +88,7 @@ const envSchema = z.object({
   LOCKOUT_THRESHOLD: z.coerce.number().int().min(1).max(100).default(5),
   LOCKOUT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(30),
   REDIS_URL: z.string().optional(),
+  REDIS_LIMIT_TIMEOUT_MS: z.coerce.number().int().min(5).max(5000).default(50),
   RATE_LIMITS: z.string().optional(),
   WEBAUTHN_RP_ID: z.string().optional(),
   WEBAUTHN_RP_NAME: z.string().default('Palisade'),
@@ -350,6 +353,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     lockout: { threshold: e.LOCKOUT_THRESHOLD, seconds: e.LOCKOUT_MINUTES * 60 },
     redisUrl: e.REDIS_URL ?? null,
+    redisLimitTimeoutMs: e.REDIS_LIMIT_TIMEOUT_MS,
     rateLimits,
     webauthn: Object.freeze({
       rpId: e.WEBAUTHN_RP_ID ?? new URL(publicOrigin).hostname,

@@ -68,6 +68,9 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     exposeHeadRoutes: false,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    // Every plugin here is async (none can forget a done callback); the 10 s default only fails
+    // a start on a machine busy compiling the embedded engine at the same moment.
+    pluginTimeout: 60_000,
     routerOptions: { maxParamLength: 200 },
     // The router answers a malformed percent-encoding or an over-long path parameter before any
     // hook or error handler runs, by default as plain JSON echoing the path: answer problem+json.

@@ -26,7 +26,8 @@ async function failOpens(h: TestApp): Promise<number> {
 }
 
 describe('redis limiter under concurrency', () => {
-  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60,mfa-verify-address=10/300' };
+  // Exact admission counts: a loaded test machine must not turn a slow Redis answer into a backstop decision.
+  const config = { REDIS_URL: SHARED_REDIS, RATE_LIMITS: 'login=10/60,probe=50/60,mfa-verify-address=10/300', REDIS_LIMIT_TIMEOUT_MS: '1000' };
   let h: TestApp;
   let other: Awaited<ReturnType<typeof secondInstance>>;
   beforeAll(async () => {

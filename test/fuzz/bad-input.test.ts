@@ -519,14 +519,15 @@ describe.each(PLANS)('bad input on $engine', ({ engine, runs }) => {
     expect(me.statusCode).toBe(200);
   }, TIMEOUT);
 
-  it('well-formed but forged reset, verification and invitation tokens are refused as token_invalid', async () => {
+  it('well-formed but forged reset, verification, invitation and sign-in link tokens are refused as token_invalid', async () => {
     const tokenRoutes = routes.filter((r) => bodyKeys(r).includes('token'));
     expect(tokenRoutes.map((r) => `${r.method} ${r.url}`).sort()).toEqual([
-      'POST /api/auth/password-reset/confirm', 'POST /api/auth/verify-email', 'POST /api/invitations/accept',
+      'POST /api/auth/magic-link/verify', 'POST /api/auth/password-reset/confirm', 'POST /api/auth/verify-email', 'POST /api/invitations/accept',
     ]);
     const token = fc.oneof(
       b64url.map((s) => `pal_pwr_${s}`),
       b64url.map((s) => `pal_emv_${s}`),
+      b64url.map((s) => `pal_mgl_${s}`),
       fc.tuple(fc.constantFrom(acme, globex), fc.uuid(), b64url).map(([o, i, s]) => `pal_inv_${o}.${i}.${s}`),
       fc.tuple(fc.uuid(), fc.uuid(), b64url).map(([o, i, s]) => `pal_inv_${o}.${i}.${s}`),
       fc.string({ minLength: 1, maxLength: 200 }).filter((s) => s.trim().length > 0),

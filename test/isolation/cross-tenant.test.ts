@@ -76,6 +76,10 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted link would sign the attacker's IdP subject in as the target's owner.
       return sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
                  values (${org}, ${target.connectionId}, 'https://evil.example', ${id}, ${target.ownerId}, 'x@evil.example', now(), now()) ${tail}`;
+    case 'sso_tests':
+      // A planted run would show the target's admin claims of the attacker's choosing.
+      return sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at, status)
+                 values (${org}, ${id}, ${target.connectionId}, ${target.ownerId}, now(), now() + interval '10 minutes', 'succeeded') ${tail}`;
   }
 }
 
@@ -86,7 +90,7 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
  */
 const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets'];
 const NO_DELETE: readonly TenantTable[] = [
-  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities',
+  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

@@ -58,6 +58,8 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   sso_identities: ['SELECT', 'INSERT', 'UPDATE'],
   // sso/sign-in.ts: a handover code is issued and spent (used_at); never deleted by the runtime
   sso_handovers: ['SELECT', 'INSERT', 'UPDATE'],
+  // sso/connection-tests.ts: a run is started and its result recorded once; rows leave with their connection
+  sso_tests: ['SELECT', 'INSERT', 'UPDATE'],
   // identity/magic-link.ts: a link is issued and spent (used_at); rows leave with their user
   magic_links: ['SELECT', 'INSERT', 'UPDATE'],
   // webhooks/service.ts, worker.ts

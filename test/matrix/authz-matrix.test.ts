@@ -502,6 +502,10 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'connectionId':
           params.connectionId = await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
           break;
+        case 'testId':
+          // The caller's own run (a run is read by whoever started it only); the other org's: its owner's.
+          params.testId = await fx.ssoTest(objOrg.id, params.connectionId ?? '', objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId);
+          break;
         case 'domainId':
           params.domainId = await fx.domainClaim(objOrg.id, objOrg.ownerId, dns.zone);
           break;

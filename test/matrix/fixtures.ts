@@ -178,6 +178,17 @@ export class Fixtures {
     return id;
   }
 
+  /** A pending "test connection" run of `connectionId`, started by `startedBy` (only they read it). */
+  async ssoTest(orgId: string, connectionId: string, startedBy: string): Promise<string> {
+    const id = newId();
+    const now = this.h.clock.now();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
+      exec(tx, sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at)
+                   values (${orgId}, ${id}, ${connectionId}, ${startedBy}, ${now.toISOString()}, ${new Date(now.getTime() + 600_000).toISOString()})`),
+    );
+    return id;
+  }
+
   /**
    * A pending domain claim whose TXT record `zone` (the loopback DNS server the app asks)
    * publishes, so verifying it succeeds for whoever may.

@@ -18,7 +18,7 @@ export const TENANT_TABLES = [
   'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
-  'sso_identities',
+  'sso_identities', 'sso_tests',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -93,6 +93,8 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                                'sealed', ${ownerId}, now(), now())`);
     await exec(tx, sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
                        values (${orgId}, ${connectionId}, ${`https://idp.${slug}.example`}, ${`sub-${slug}`}, ${memberId}, ${`member@${slug}.test`}, now(), now())`);
+    await exec(tx, sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at)
+                       values (${orgId}, ${newId()}, ${connectionId}, ${ownerId}, now(), now() + interval '10 minutes')`);
     await exec(tx, sql`insert into org_domains (org_id, id, domain, record_value, created_by, created_at)
                        values (${orgId}, ${newId()}, ${`${slug}.example`}, ${`palisade-verification=${randomToken()}`}, ${ownerId}, now())`);
     await exec(tx, sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, created_by, creator_joined_at, created_at)

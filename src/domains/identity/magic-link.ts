@@ -99,11 +99,15 @@ export function createMagicLinkService(deps: MagicLinkDeps) {
         return { user: { id: u.id, email: u.email, name: u.name, sessionEpoch: u.session_epoch, mfaEnabled: u.mfa_enabled } };
       });
       if ('user' in outcome) return outcome.user;
+      // A made-up token names nobody: refused like a forged reset token, with no event (a flood
+      // of them would otherwise fill the trail). A real link misused is evidence about its account.
       // After the transaction: the audit append takes a connection of its own.
-      await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
-        action: 'auth.login_failed', target: outcome.userId ? { type: 'user', id: outcome.userId } : undefined, actor: { type: 'anonymous', id: null },
-        details: { method: 'magic_link', reason: outcome.refused },
-      });
+      if (outcome.userId) {
+        await deps.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
+          action: 'auth.login_failed', target: { type: 'user', id: outcome.userId }, actor: { type: 'anonymous', id: null },
+          details: { method: 'magic_link', reason: outcome.refused },
+        });
+      }
       throw new AppError('token_invalid');
     },
   };

@@ -62,7 +62,7 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie
     defineRoute({
       method: 'GET', url: OIDC_CALLBACK_PATH, summary: 'The OpenID Provider\u2019s redirect back: signs in, or hands over to the second factor', tags,
       auth: { mode: 'public', reason: 'the browser returns from the identity provider; the flow cookie and the code are the credential' },
-      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed'] },
+      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed', 'sso.connection_tested'] },
       status: 302, schema: { query: callbackQuery, response: redirect },
       // sso_failed: state, PKCE, token or account refused; invalid_credentials: a sign-out everywhere raced it.
       errors: ['sso_failed', 'invalid_credentials'],
@@ -72,6 +72,8 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie
         reply.clearCookie(flowCookie, flowCookieOptions);
         const raw = reply.request.url;
         const outcome = await d.sso.callback(ctx, raw.includes('?') ? raw.slice(raw.indexOf('?') + 1) : '', cookies[flowCookie]);
+        // An admin's test run: nobody signs in; the page reads the run (its id is no credential).
+        if ('testId' in outcome) return { location: withParam(outcome.returnTo, 'sso_test', outcome.testId) };
         if (outcome.secondFactorNeeded) {
           // No token in this URL beyond a one-minute, single-use code the page redeems at once.
           const code = await d.sso.mintHandover(outcome);

@@ -198,13 +198,14 @@ export function createConnectionService(deps: ConnectionDeps) {
     /**
      * An enabled connection as the sign-in needs it (its secret opened), for a caller who is not
      * signed in: bound to the org the flow names. `id` absent: the org's oldest enabled one. Null
-     * when there is none (unknown, disabled, or another org's id).
+     * when there is none (unknown, disabled, or another org's id). `disabledToo`: an admin's test
+     * run, which may try a connection before it is enabled (it signs nobody in).
      */
-    async forSignIn(orgId: string, id?: string): Promise<SignInConnection | null> {
+    async forSignIn(orgId: string, id?: string, disabledToo = false): Promise<SignInConnection | null> {
       return deps.db.withTenant({ orgId }, async (tx) => {
         const r = await one<ConnectionRow>(
           tx,
-          sql`select ${COLUMNS} from sso_connections where org_id = ${orgId} and enabled and kind = 'oidc'
+          sql`select ${COLUMNS} from sso_connections where org_id = ${orgId} and (enabled or ${disabledToo}) and kind = 'oidc'
                 and (${id ?? null}::uuid is null or id = ${id ?? null}::uuid)
               order by created_at, id limit 1`,
         );

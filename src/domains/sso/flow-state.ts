@@ -18,10 +18,15 @@ export const flowState = z.object({
   verifier: z.string().min(43).max(128),
   /** Milliseconds since the epoch after which the flow is refused. */
   expiresAt: z.number().int(),
-  /** `sign_in`; `link`: a signed-in user links this IdP identity to their account. */
-  purpose: z.enum(['sign_in', 'link']),
+  /**
+   * `sign_in`; `link`: a signed-in user links this IdP identity to their account; `test`: an
+   * admin's trial run, which records the claims and signs nobody in.
+   */
+  purpose: z.enum(['sign_in', 'link', 'test']),
   /** For `link`: the session that asked (it must still be the caller's at the callback). */
   sessionId: z.uuid().optional(),
+  /** For `test`: the run the callback records its result in. */
+  testId: z.uuid().optional(),
   returnTo: z.string().max(512),
 });
 export type FlowState = z.infer<typeof flowState>;

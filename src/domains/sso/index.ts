@@ -11,3 +11,5 @@ export { createSsoSignIn } from './sign-in.js';
 export type { SsoSignIn } from './sign-in.js';
 export { createFlowSealer } from './flow-state.js';
 export { ssoAuthRoutes } from './auth-routes.js';
+export { createConnectionTests } from './connection-tests.js';
+export type { ConnectionTests } from './connection-tests.js';

@@ -43,3 +43,37 @@ export const connectionView = z.object({
 export type ConnectionView = z.infer<typeof connectionView>;
 
 export const connectionList = z.object({ connections: z.array(connectionView) });
+
+/** A "test connection" run: what the IdP asserted, and what a real sign-in would do with it. */
+export const ssoTestView = z.object({
+  id: uuid,
+  connectionId: uuid,
+  status: z.enum(['pending', 'succeeded', 'failed']).meta({ description: 'pending until the browser returns from the identity provider' }),
+  createdAt: timestamp,
+  finishedAt: timestamp.nullable(),
+  reason: z.string().nullable().meta({ description: 'failed: why (state, token, issuer, …)' }),
+  claims: z
+    .object({
+      issuer: z.string(),
+      subject: z.string(),
+      email: z.string().nullable(),
+      emailVerified: z.boolean(),
+      name: z.string().nullable(),
+      groups: z.array(z.string()),
+    })
+    .nullable(),
+  signIn: z
+    .object({
+      outcome: z.enum(['signs_in', 'links_account', 'creates_account', 'refused']),
+      userId: uuid.nullable().meta({ description: 'The account it reaches, when one exists' }),
+      role: z.string().nullable().meta({ description: 'The role the group mapping (or the JIT role of a new member) gives' }),
+      detail: z.string(),
+    })
+    .nullable(),
+});
+export type SsoTestView = z.infer<typeof ssoTestView>;
+
+export const ssoTestStarted = z.object({
+  testId: uuid,
+  location: z.string().meta({ description: 'Open it in this browser: the identity provider\u2019s sign-in page' }),
+});

@@ -1,13 +1,17 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams, userText, uuid } from '../../http/schemas.js';
+import type { ConnectionTests } from './connection-tests.js';
 import type { ConnectionService } from './connections.js';
 import type { DomainService } from './domains.js';
 import { signInPolicy } from './policy.js';
-import { connectionList, connectionView, domainList, domainView } from './responses.js';
+import { connectionList, connectionView, domainList, domainView, ssoTestStarted, ssoTestView } from './responses.js';
+import type { SsoSignIn } from './sign-in.js';
+import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 
 const domainParams = z.strictObject({ orgId: uuid, domainId: uuid });
 const connectionParams = z.strictObject({ orgId: uuid, connectionId: uuid });
+const testParams = z.strictObject({ orgId: uuid, connectionId: uuid, testId: uuid });
 
 // RFC 6749 scope-token characters; openid is what makes it an OIDC sign-in.
 const scopes = z
@@ -38,8 +42,9 @@ const connectionChange = z
   })
   .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
 
-export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService }): AnyRoute[] {
+export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService; sso: SsoSignIn; tests: ConnectionTests; secureCookies: boolean }): AnyRoute[] {
   const tags = ['sso'];
+  const flowCookie = flowCookieName(s.secureCookies);
   return [
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/domains', summary: 'List the organization\u2019s claimed email domains and their DNS records', tags,
@@ -100,6 +105,36 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       stepUp: true, schema: { params: connectionParams, body: connectionChange, response: connectionView }, errors: [],
       example: () => ({ name: `Matrix IdP ${Math.random().toString(36).slice(2, 8)}` }),
       handler: ({ ctx, params, body }) => s.connections.update(ctx, params.connectionId, body),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/sso/connections/:connectionId/test',
+      summary: 'Test a connection (enabled or not): sign in at its IdP in this browser and read the claims; no session, no account', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_test_started' },
+      status: 201,
+      schema: {
+        params: connectionParams,
+        body: z.strictObject({
+          returnTo: z.string().max(512).regex(/^\/[\x21-\x7E]*$/, 'a path on this origin, printable ASCII').optional()
+            .meta({ description: 'A path on this origin to come back to, with ?sso_test=<id> (default /)' }),
+        }),
+        response: ssoTestStarted,
+      },
+      // validation_failed: the IdP's discovery document could not be read.
+      errors: ['validation_failed'],
+      example: () => ({}),
+      handler: async ({ ctx, params, body, reply }) => {
+        const started = await s.sso.startTest(ctx, params.connectionId, body.returnTo);
+        // The same browser-bound flow cookie as a sign-in (Lax: the IdP's redirect back is a top-level GET).
+        reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });
+        return { testId: started.testId, location: started.location };
+      },
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/sso/connections/:connectionId/tests/:testId',
+      summary: 'Read a test run of yours: what the IdP asserted and what a sign-in would do (ten minutes)', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: testParams, response: ssoTestView }, errors: [],
+      handler: ({ ctx, params }) => s.tests.read(ctx, params.connectionId, params.testId),
     }),
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Delete an SSO connection (its secret is destroyed)', tags,

@@ -1,18 +1,19 @@
 import { sql } from 'kysely';
 import type * as client from 'openid-client';
-import { mintOpaqueToken, newId, opaqueTokenHash } from '../../crypto/index.js';
+import { mintOpaqueToken, opaqueTokenHash } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
-import { emailDomain } from '../../kernel/domain-name.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
-import { exec, one, writeUnlessTaken, type Database, type Tx } from '../../db/database.js';
+import { exec, one, type Database, type Tx } from '../../db/database.js';
+import { requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
+import { accountOf, provisionMembership } from './accounts.js';
+import type { ConnectionTests } from './connection-tests.js';
 import { OIDC_CALLBACK_PATH, type ConnectionService, type SignInConnection } from './connections.js';
 import type { DomainService } from './domains.js';
 import { FLOW_TTL_SECONDS, safeReturnTo, type FlowSealer, type FlowState } from './flow-state.js';
-import { applyGroupRoles, roleFor } from './role-mapping.js';
+import { applyGroupRoles } from './role-mapping.js';
 import { authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode, type EgressFetch, type OidcIdentity } from './oidc.js';
 
 export interface SsoSignInDeps {
@@ -23,6 +24,7 @@ export interface SsoSignInDeps {
   domains: DomainService;
   egress: EgressFetch;
   flows: FlowSealer;
+  tests: ConnectionTests;
   publicOrigin: string;
   allowInsecureIssuers: boolean;
   /** A member's role or projects changed (group mapping): their sessions pick it up at once. */
@@ -42,6 +44,12 @@ export interface SsoOutcome {
   /** The account has a second factor and the connection does not trust the IdP's MFA. */
   secondFactorNeeded: boolean;
   sso: { orgId: string; connectionId: string; idpMfa: boolean };
+  returnTo: string;
+}
+
+/** An admin's test run came back: nobody is signed in; the page shows the run. */
+export interface SsoTestDone {
+  testId: string;
   returnTo: string;
 }
 
@@ -84,75 +92,33 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     throw new AppError('sso_failed', reason);
   }
 
-  /**
-   * The account this IdP identity reaches, linking or creating it where the org's verified domain
-   * vouches for the address. Runs bound to the connection's org.
-   */
-  async function accountOf(tx: Tx, ctx: RequestContext, c: SignInConnection, id: OidcIdentity): Promise<{ userId: string } | { refused: string }> {
-    const now = d.clock.now().toISOString();
-    const linked = await one<{ user_id: string }>(
-      tx,
-      sql`update sso_identities set last_sign_in_at = ${now}, email = ${id.email ?? ''}
-          where org_id = ${c.orgId} and connection_id = ${c.id} and issuer = ${id.issuer} and subject = ${id.subject} returning user_id`,
-    );
-    if (linked) return { userId: linked.user_id };
-    // First sign-in of this identity: only an address the IdP verified, in a domain this org has
-    // proven in DNS, may reach or create an account (the IdP of another org, or one asserting an
-    // address outside the org's domains, reaches nobody).
-    if (!id.email || !id.emailVerified) return { refused: 'the identity provider did not assert a verified email address for an identity not linked yet' };
-    const domain = emailDomain(id.email);
-    const owner = domain ? await one<{ org_id: string }>(tx, sql`select org_id from verified_domains where domain = ${domain}`) : undefined;
-    if (owner?.org_id !== c.orgId) return { refused: 'the email address is not in a domain this organization has verified' };
-    const existing = await one<{ id: string; email_verified_at: Date | null }>(tx, sql`select id, email_verified_at from users where lower(email) = lower(${id.email})`);
-    let userId: string;
-    if (existing) {
-      // An unverified account may have been registered by someone else with this address
-      // (pre-hijacking): it is not linked until its holder proves the mailbox.
-      if (!existing.email_verified_at) return { refused: 'the account with this email address has not verified it yet' };
-      userId = existing.id;
-    } else {
-      if (!c.policy.jitRole && !roleFor(c.policy.groupRoles, id.groups)) return { refused: 'no account has this email address, and this connection does not create accounts for it' };
-      userId = newId();
-      const created = await writeUnlessTaken(
-        tx,
-        sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${id.email}, ${displayName(id.name)}, ${now})`,
-      );
-      // Created by a concurrent first sign-in: that one links it.
-      if (!created) return { refused: 'the account is being created by another sign-in; try again' };
-      await d.audit.append(tx, c.orgId, ctx, {
-        action: 'sso.member_provisioned', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
-        details: { connectionId: c.id, created: 'account' },
-      });
-    }
-    const inserted = await writeUnlessTaken(
-      tx,
-      sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
-          values (${c.orgId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email}, ${now}, ${now})`,
-    );
-    // The same identity linked concurrently, or this account linked to another identity at this connection.
-    if (!inserted) return { refused: 'the account is linked to another identity at this identity provider' };
-    await d.audit.append(tx, c.orgId, ctx, {
-      action: 'sso.identity_linked', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
-      details: { connectionId: c.id, issuer: id.issuer, via: 'verified_domain' },
-    });
-    return { userId };
+  /** The browser's way to the IdP, and the flow sealed for its cookie. */
+  async function beginFlow(
+    config: client.Configuration, c: SignInConnection, what: Pick<FlowState, 'purpose' | 'returnTo' | 'testId'>, loginHint?: string,
+  ): Promise<SsoStart> {
+    const req = await authorizationRequest(config, { redirectUri, scopes: c.settings.scopes, loginHint });
+    const flow: FlowState = {
+      v: 1, orgId: c.orgId, connectionId: c.id, state: req.state, nonce: req.nonce, verifier: req.verifier,
+      expiresAt: d.clock.now().getTime() + FLOW_TTL_SECONDS * 1000, ...what,
+    };
+    return { location: req.url, flow: d.flows.seal(flow) };
   }
 
-  /** Just-in-time membership: members the connection creates get its role (never an existing member's change). */
-  async function provisionMembership(tx: Tx, ctx: RequestContext, c: SignInConnection, userId: string): Promise<void> {
-    const role = c.policy.jitRole;
-    if (!role) return;
-    const restricted = ALWAYS_RESTRICTED_ROLES.includes(role);
-    const added = await exec(
-      tx,
-      sql`insert into memberships (org_id, user_id, role, restricted) values (${c.orgId}, ${userId}, ${role}, ${restricted}) on conflict do nothing`,
-    );
-    if (added === 1) {
-      await d.audit.append(tx, c.orgId, ctx, {
-        action: 'sso.member_provisioned', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
-        details: { connectionId: c.id, created: 'membership', role },
-      });
+  /** The IdP's answer to a test run: recorded for the admin, whatever it is. */
+  async function finishTest(ctx: RequestContext, flow: FlowState & { testId: string }, callbackUrl: URL): Promise<SsoTestDone> {
+    const c = await d.connections.forSignIn(flow.orgId, flow.connectionId, true);
+    if (!c) {
+      await d.tests.record(ctx, flow, { reason: 'the connection was deleted during the test' });
+    } else {
+      try {
+        const identity = await redeemCode(await configOf(c), callbackUrl, flow);
+        await d.tests.record(ctx, flow, { c, identity });
+      } catch (err) {
+        if (!(err instanceof CallbackFailed || err instanceof DiscoveryFailed)) throw err;
+        await d.tests.record(ctx, flow, { reason: err.reason });
+      }
     }
+    return { testId: flow.testId, returnTo: flow.returnTo };
   }
 
   return {
@@ -170,34 +136,51 @@ export function createSsoSignIn(d: SsoSignInDeps) {
         if (!(err instanceof DiscoveryFailed)) throw err;
         return refuse(ctx, c.orgId, c.id, `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
       }
-      const req = await authorizationRequest(config, { redirectUri, scopes: c.settings.scopes, loginHint: input.email });
-      const flow: FlowState = {
-        v: 1, orgId: c.orgId, connectionId: c.id, state: req.state, nonce: req.nonce, verifier: req.verifier,
-        expiresAt: d.clock.now().getTime() + FLOW_TTL_SECONDS * 1000, purpose: 'sign_in', returnTo: safeReturnTo(input.returnTo),
-      };
-      return { location: req.url, flow: d.flows.seal(flow) };
+      return beginFlow(config, c, { purpose: 'sign_in', returnTo: safeReturnTo(input.returnTo) }, input.email);
+    },
+
+    /**
+     * An admin's test run of one of their org's connections, enabled or not: a real sign-in at the
+     * IdP whose callback records the claims and signs nobody in.
+     */
+    async startTest(ctx: RequestContext, connectionId: string, returnTo: string | undefined): Promise<SsoStart & { testId: string }> {
+      const org = requireOrg(ctx);
+      const c = await d.connections.forSignIn(org.orgId, connectionId, true);
+      if (!c) throw new AppError('not_found');
+      let config: client.Configuration;
+      try {
+        config = await configOf(c);
+      } catch (err) {
+        if (!(err instanceof DiscoveryFailed)) throw err;
+        throw new AppError('validation_failed', `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
+      }
+      const testId = await d.tests.open(ctx, c.id);
+      const started = await beginFlow(config, c, { purpose: 'test', testId, returnTo: safeReturnTo(returnTo) });
+      return { ...started, testId };
     },
 
     /**
      * The IdP sent the browser back. `flowCookie` is the sealed state `start` set (the caller
      * clears it: each flow is tried once). Refusals are audited in the org's chain.
      */
-    async callback(ctx: RequestContext, query: string, flowCookie: string | undefined): Promise<SsoOutcome> {
+    async callback(ctx: RequestContext, query: string, flowCookie: string | undefined): Promise<SsoOutcome | SsoTestDone> {
       const flow = d.flows.open(flowCookie, d.clock.now().getTime());
       if (!flow) throw new AppError('sso_failed', 'this browser has no single sign-on in progress (it expired, or it was started elsewhere)');
+      const callbackUrl = new URL(`${redirectUri}${query ? `?${query}` : ''}`);
+      if (flow.purpose === 'test' && flow.testId) return finishTest(ctx, { ...flow, testId: flow.testId }, callbackUrl);
+      if (flow.purpose !== 'sign_in') throw new AppError('sso_failed', 'this single sign-on flow is not a sign-in');
       const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
       if (!c) return refuse(ctx, flow.orgId, flow.connectionId, 'the connection was disabled or deleted during the sign-in');
       let identity: OidcIdentity;
       try {
-        const url = new URL(`${redirectUri}${query ? `?${query}` : ''}`);
-        identity = await redeemCode(await configOf(c), url, flow);
+        identity = await redeemCode(await configOf(c), callbackUrl, flow);
       } catch (err) {
         if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
         throw err;
       }
       // Every project of the org is in view: a group mapping assigns projects.
       const found = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, async (tx) => {
-        const account = await accountOf(tx, ctx, c, identity);
+        const account = await accountOf(tx, ctx, d.audit, c, identity, d.clock.now().toISOString());
         if ('refused' in account) return account;
         if (c.policy.groupRoles.length > 0) {
           const target = { orgId: c.orgId, connectionId: c.id, rules: c.policy.groupRoles, fallback: c.policy.jitRole };
@@ -205,7 +188,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
           // Returned, not thrown: the removal of a member whose groups no longer reach the org stays.
           if (!member) return { refused: 'none of the identity\u2019s groups gives access to this organization' };
         } else {
-          await provisionMembership(tx, ctx, c, account.userId);
+          await provisionMembership(tx, ctx, d.audit, c, account.userId);
         }
         const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
         return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };
@@ -251,9 +234,3 @@ export function createSsoSignIn(d: SsoSignInDeps) {
 }
 
 export type SsoSignIn = ReturnType<typeof createSsoSignIn>;
-
-/** The IdP's display name, as plain text: no control or direction-changing characters, bounded. */
-function displayName(name: string | null): string {
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
-  return (name ?? '').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, '').trim().slice(0, 100);
-}

@@ -1,0 +1,114 @@
+import { sql } from 'kysely';
+import { newId } from '../../crypto/index.js';
+import type { RequestContext } from '../../kernel/context.js';
+import { emailDomain } from '../../kernel/domain-name.js';
+import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
+import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
+import type { AuditWriter } from '../audit/index.js';
+import type { SignInConnection } from './connections.js';
+import type { OidcIdentity } from './oidc.js';
+import { roleFor } from './role-mapping.js';
+
+/** What a sign-in of this identity through this connection reaches, decided before anything is written. */
+export type AccountDecision =
+  | { kind: 'linked'; userId: string }
+  | { kind: 'link'; userId: string }
+  | { kind: 'create' }
+  | { kind: 'refused'; reason: string };
+
+/**
+ * Reads only: the identity's linked account, or whether its first sign-in may link or create one.
+ * Only an address the IdP verified, in a domain this org has proven in DNS, may reach or create an
+ * account on a first sign-in (the IdP of another org, or one asserting an address outside the
+ * org's domains, reaches nobody). Runs bound to the connection's org.
+ */
+export async function decideAccount(tx: Tx, c: SignInConnection, id: OidcIdentity): Promise<AccountDecision> {
+  const linked = await one<{ user_id: string }>(
+    tx,
+    sql`select user_id from sso_identities
+        where org_id = ${c.orgId} and connection_id = ${c.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
+  );
+  if (linked) return { kind: 'linked', userId: linked.user_id };
+  if (!id.email || !id.emailVerified) return { kind: 'refused', reason: 'the identity provider did not assert a verified email address for an identity not linked yet' };
+  const domain = emailDomain(id.email);
+  const owner = domain ? await one<{ org_id: string }>(tx, sql`select org_id from verified_domains where domain = ${domain}`) : undefined;
+  if (owner?.org_id !== c.orgId) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
+  const existing = await one<{ id: string; email_verified_at: Date | null }>(tx, sql`select id, email_verified_at from users where lower(email) = lower(${id.email})`);
+  if (existing) {
+    // An unverified account may have been registered by someone else with this address
+    // (pre-hijacking): it is not linked until its holder proves the mailbox.
+    if (!existing.email_verified_at) return { kind: 'refused', reason: 'the account with this email address has not verified it yet' };
+    return { kind: 'link', userId: existing.id };
+  }
+  if (!c.policy.jitRole && !roleFor(c.policy.groupRoles, id.groups)) {
+    return { kind: 'refused', reason: 'no account has this email address, and this connection does not create accounts for it' };
+  }
+  return { kind: 'create' };
+}
+
+/** The account this IdP identity reaches, linking or creating it as `decideAccount` allows. */
+export async function accountOf(
+  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, id: OidcIdentity, now: string,
+): Promise<{ userId: string } | { refused: string }> {
+  const decision = await decideAccount(tx, c, id);
+  if (decision.kind === 'refused') return { refused: decision.reason };
+  if (decision.kind === 'linked') {
+    await exec(
+      tx,
+      sql`update sso_identities set last_sign_in_at = ${now}, email = ${id.email ?? ''}
+          where org_id = ${c.orgId} and connection_id = ${c.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
+    );
+    return { userId: decision.userId };
+  }
+  let userId: string;
+  if (decision.kind === 'link') {
+    userId = decision.userId;
+  } else {
+    userId = newId();
+    const created = await writeUnlessTaken(
+      tx,
+      sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${id.email}, ${displayName(id.name)}, ${now})`,
+    );
+    // Created by a concurrent first sign-in: that one links it.
+    if (!created) return { refused: 'the account is being created by another sign-in; try again' };
+    await audit.append(tx, c.orgId, ctx, {
+      action: 'sso.member_provisioned', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
+      details: { connectionId: c.id, created: 'account' },
+    });
+  }
+  const inserted = await writeUnlessTaken(
+    tx,
+    sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
+        values (${c.orgId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email}, ${now}, ${now})`,
+  );
+  // The same identity linked concurrently, or this account linked to another identity at this connection.
+  if (!inserted) return { refused: 'the account is linked to another identity at this identity provider' };
+  await audit.append(tx, c.orgId, ctx, {
+    action: 'sso.identity_linked', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
+    details: { connectionId: c.id, issuer: id.issuer, via: 'verified_domain' },
+  });
+  return { userId };
+}
+
+/** Just-in-time membership: members the connection creates get its role (never an existing member's change). */
+export async function provisionMembership(tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, userId: string): Promise<void> {
+  const role = c.policy.jitRole;
+  if (!role) return;
+  const restricted = ALWAYS_RESTRICTED_ROLES.includes(role);
+  const added = await exec(
+    tx,
+    sql`insert into memberships (org_id, user_id, role, restricted) values (${c.orgId}, ${userId}, ${role}, ${restricted}) on conflict do nothing`,
+  );
+  if (added === 1) {
+    await audit.append(tx, c.orgId, ctx, {
+      action: 'sso.member_provisioned', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
+      details: { connectionId: c.id, created: 'membership', role },
+    });
+  }
+}
+
+/** The IdP's display name, as plain text: no control or direction-changing characters, bounded. */
+function displayName(name: string | null): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
+  return (name ?? '').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, '').trim().slice(0, 100);
+}

@@ -1,0 +1,163 @@
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId } from '../../crypto/index.js';
+import { createTestApp, ORIGIN, type Problem, type TestApp } from '../../../test/support/app.js';
+import { call, sessionFrom } from '../../../test/support/client.js';
+import { ENGINES } from '../../../test/support/db.js';
+import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
+import type { SsoTestView } from './responses.js';
+
+const SECRET = 'canary-sso-test-secret-5f0d2a';
+const CALLBACK = '/api/auth/sso/oidc/callback';
+const FLOW = '__Host-palisade_sso';
+
+/** "Test connection": a real sign-in at the IdP that shows the claims and signs nobody in. */
+describe.each(ENGINES)('SSO connection test runs on %s', (engine) => {
+  let h: TestApp;
+  let idp: LoopbackIdp;
+  let acme: string;
+  let domain: string;
+  let connection: string;
+  let owner: string;
+  const accounts = new Map<string, IdpAccount>();
+  const clients = [{ client_id: 'palisade', client_secret: SECRET, redirect_uris: [`${ORIGIN}${CALLBACK}`] }];
+
+  const person = (over: Partial<IdpAccount> = {}): IdpAccount => {
+    const sub = `sub-${newId()}`;
+    const a = { sub, email: `${sub.slice(4, 16)}@${domain}`, email_verified: true, name: 'Grace Test', groups: ['eng'], ...over };
+    accounts.set(sub, a);
+    return a;
+  };
+  const flowOf = (res: LightMyRequestResponse) => res.cookies.find((c) => c.name === FLOW)?.value;
+  const count = async (table: string) => Number((await h.t.owner.query<{ n: string }>(`select count(*)::int as n from ${table}`))[0]?.n);
+  const startTest = (cookie: string, id = connection, org = acme, payload: object = {}) =>
+    call(h, 'POST', `/api/orgs/${org}/sso/connections/${id}/test`, { cookie, payload });
+  const readTest = (cookie: string, testId: string, id = connection) => call(h, 'GET', `/api/orgs/${acme}/sso/connections/${id}/tests/${testId}`, { cookie });
+
+  /** Start a run as `cookie`, sign in at the IdP as `who`, come back: the callback's answer and the run id. */
+  async function run(cookie: string, who: IdpAccount, tamper?: (u: URL) => void): Promise<{ back: LightMyRequestResponse; testId: string }> {
+    const started = await startTest(cookie, connection, acme, { returnTo: '/settings/sso' });
+    expect(started.statusCode, started.body).toBe(201);
+    const { testId, location } = started.json<{ testId: string; location: string }>();
+    const url = await signInAtIdp(location, who.sub, `${ORIGIN}${CALLBACK}`);
+    tamper?.(url);
+    const back = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flowOf(started)}` });
+    return { back, testId };
+  }
+
+  beforeAll(async () => {
+    idp = await startOidcProvider({ clients, accounts, keys: [rsaSigningKey('k1')] });
+    h = await createTestApp(engine, { config: { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
+    acme = h.orgId('acme');
+    domain = `sso-test-${newId().slice(0, 8)}.example`;
+    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]);
+    await h.t.owner.query('insert into verified_domains (domain, org_id) values ($1, $2)', [domain, acme]);
+    await h.t.owner.query('insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at) values ($1, $2, $3, $4, $5, now(), now())', [
+      acme, newId(), domain, 'palisade-verification=test', ownerRow?.id,
+    ]);
+    owner = await h.cookieFor(h.user('acme', 'owner').email);
+    // Created and left disabled: an admin tests a connection before anyone can sign in with it.
+    const c = await call(h, 'POST', `/api/orgs/${acme}/sso/connections`, {
+      cookie: owner,
+      payload: { kind: 'oidc', name: 'IdP', issuer: idp.issuer, clientId: 'palisade', clientSecret: SECRET, scopes: ['openid', 'email', 'profile', 'groups'], groupRoles: [{ group: 'eng', role: 'member' }] },
+    });
+    expect(c.statusCode, c.body).toBe(201);
+    connection = c.json<{ id: string }>().id;
+  });
+  afterAll(async () => {
+    await h?.close();
+    await idp?.close();
+  });
+
+  it('shows what the IdP asserted and what a sign-in would do, creating no session, account or link', async () => {
+    const grace = person();
+    const before = { users: await count('users'), sessions: await count('sessions'), identities: await count('sso_identities'), members: await count('memberships') };
+    const { back, testId } = await run(owner, grace);
+    expect(back.statusCode, back.body).toBe(302);
+    expect(back.headers.location).toBe(`/settings/sso?sso_test=${testId}`);
+    expect(sessionFrom(back)).toBeFalsy();
+    expect(back.cookies.find((c) => c.name === FLOW)?.value).toBe('');
+    expect({ users: await count('users'), sessions: await count('sessions'), identities: await count('sso_identities'), members: await count('memberships') }).toEqual(before);
+
+    const r = await readTest(owner, testId);
+    expect(r.statusCode, r.body).toBe(200);
+    const view = r.json<SsoTestView>();
+    expect(view).toMatchObject({ id: testId, connectionId: connection, status: 'succeeded', reason: null });
+    expect(view.claims).toEqual({ issuer: idp.issuer, subject: grace.sub, email: grace.email, emailVerified: true, name: 'Grace Test', groups: ['eng'] });
+    expect(view.signIn).toMatchObject({ outcome: 'creates_account', userId: null, role: 'member' });
+
+    // The claims are someone's personal data: sealed at rest, and the audit trail keeps the outcome only.
+    const [row] = await h.t.owner.query<{ result_sealed: string }>('select result_sealed from sso_tests where id = $1', [testId]);
+    expect(row?.result_sealed).not.toContain(grace.email);
+    const events = await h.t.owner.query<{ action: string; details: unknown }>("select action, details from audit_events where action like 'sso.connection_test%' and details::text like $1", [`%${testId}%`]);
+    expect(events.map((e) => e.action).sort()).toEqual(['sso.connection_test_started', 'sso.connection_tested']);
+    expect(JSON.stringify(events)).not.toContain(grace.email);
+  });
+
+  it('names the account a linked identity or an existing verified address reaches, and refusals with their reason', async () => {
+    const ownerEmail = h.user('acme', 'owner').email;
+    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [ownerEmail]);
+    // An address outside the org's verified domains is refused, as the sign-in would refuse it.
+    const outsider = person({ email: `someone@elsewhere-${newId().slice(0, 6)}.example` });
+    const refusedRun = await run(owner, outsider);
+    const refused = (await readTest(owner, refusedRun.testId)).json<SsoTestView>();
+    expect(refused.signIn).toMatchObject({ outcome: 'refused', detail: 'the email address is not in a domain this organization has verified' });
+    // An address the IdP did not verify reaches nobody either.
+    const unverified = (await readTest(owner, (await run(owner, person({ email_verified: false }))).testId)).json<SsoTestView>();
+    expect(unverified.signIn?.outcome).toBe('refused');
+    // An identity already linked signs in as its account.
+    const linked = person();
+    await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
+      acme, connection, idp.issuer, linked.sub, ownerRow?.id, ownerEmail,
+    ]);
+    const signsIn = (await readTest(owner, (await run(owner, linked)).testId)).json<SsoTestView>();
+    expect(signsIn.signIn).toMatchObject({ outcome: 'signs_in', userId: ownerRow?.id });
+  });
+
+  it('records a tampered callback as a failed run, with the reason', async () => {
+    const { back, testId } = await run(owner, person(), (u) => u.searchParams.set('state', 'x'.repeat(43)));
+    expect(back.statusCode, back.body).toBe(302);
+    expect(sessionFrom(back)).toBeFalsy();
+    const view = (await readTest(owner, testId)).json<SsoTestView>();
+    expect(view.status).toBe('failed');
+    expect(view.claims).toBeNull();
+    expect(view.reason).toMatch(/identity provider|ID token|sign-in/);
+  });
+
+  it('lets only the admin who started a run read it, for ten minutes; a test flow never signs in', async () => {
+    const { back, testId } = await run(owner, person());
+    expect(back.statusCode).toBe(302);
+    // Another admin of the same org holds sso:manage but did not start it.
+    const admin = await h.cookieFor(h.user('acme', 'admin').email);
+    const other = await readTest(admin, testId);
+    expect(other.statusCode, other.body).toBe(404);
+    // Another org's admin reaches neither the connection nor the run.
+    const globexOwner = await h.cookieFor(h.user('globex', 'owner').email);
+    expect((await call(h, 'GET', `/api/orgs/${acme}/sso/connections/${connection}/tests/${testId}`, { cookie: globexOwner })).statusCode).toBe(404);
+    expect((await startTest(globexOwner, connection, h.orgId('globex'))).statusCode).toBe(404);
+    // A member without sso:manage cannot start one.
+    const member = await h.cookieFor(h.user('acme', 'member').email);
+    expect((await startTest(member)).statusCode).toBe(403);
+    // The same id under another connection is not it.
+    expect((await readTest(owner, testId, newId())).statusCode).toBe(404);
+    h.clock.advance(11 * 60_000);
+    expect((await readTest(owner, testId)).statusCode).toBe(404);
+  });
+
+  it('refuses a connection that is not the org\u2019s, and an IdP that cannot be discovered, with a 4xx', async () => {
+    const unknown = await startTest(owner, newId());
+    expect(unknown.statusCode).toBe(404);
+    // A fresh sign-in: adding a connection needs a recent proof of identity.
+    const fresh = await h.cookieFor(h.user('acme', 'owner').email);
+    const broken = await call(h, 'POST', `/api/orgs/${acme}/sso/connections`, {
+      cookie: fresh, payload: { kind: 'oidc', name: 'Soon gone', issuer: idp.issuer, clientId: 'palisade', clientSecret: SECRET },
+    });
+    expect(broken.statusCode, broken.body).toBe(201);
+    const brokenId = broken.json<{ id: string }>().id;
+    // The IdP's document moves away after the connection was saved.
+    await h.t.owner.query(`update sso_connections set settings = jsonb_set(settings, '{issuer}', '"http://127.0.0.1:9/nowhere"'), updated_at = now() where id = $1`, [brokenId]);
+    const res = await startTest(owner, brokenId);
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json<Problem>().code).toBe('validation_failed');
+  });
+});
