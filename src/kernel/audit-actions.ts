@@ -80,6 +80,7 @@ export const AUDIT_ACTIONS = {
   'sso.connection_updated': { description: 'A single sign-on connection changed (settings, secret, enabled)', webhook: true },
   'sso.connection_deleted': { description: 'A single sign-on connection was deleted (its secret destroyed)', webhook: true },
   'sso.connection_test_started': { description: 'An admin started a test sign-in at a connection\u2019s identity provider (no session, no account)' },
+  'sso.identity_link_started': { description: 'A signed-in member started linking their identity at a connection\u2019s identity provider' },
   'sso.connection_tested': { description: 'A test sign-in came back from the identity provider: succeeded (claims kept sealed for the admin) or failed, with why' },
   'sso.identity_linked': { description: 'An identity at an org\u2019s identity provider was linked to an account (first SSO sign-in)', webhook: true },
   'sso.member_provisioned': { description: 'An SSO sign-in created an account or a membership (just-in-time provisioning)', webhook: true },

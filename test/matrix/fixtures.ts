@@ -171,8 +171,8 @@ export class Fixtures {
     const sealer = this.h.built.services.sealer;
     await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
       const sealed = await sealer.seal(tx, { scope: orgId, table: 'sso_connections', column: 'secret_sealed', row: id }, 'matrix-secret');
-      await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, settings, secret_sealed, created_by, created_at, updated_at)
-                         values (${orgId}, ${id}, 'oidc', ${`matrix-${unique()}`}, ${JSON.stringify({ issuer, clientId: 'matrix', scopes: ['openid'] })}::jsonb,
+      await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, enabled, settings, secret_sealed, created_by, created_at, updated_at)
+                         values (${orgId}, ${id}, 'oidc', ${`matrix-${unique()}`}, true, ${JSON.stringify({ issuer, clientId: 'matrix', scopes: ['openid'] })}::jsonb,
                                  ${sealed}, ${createdBy}, now(), now())`);
     });
     return id;

@@ -112,3 +112,37 @@ function displayName(name: string | null): string {
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
   return (name ?? '').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, '').trim().slice(0, 100);
 }
+
+/**
+ * Links an IdP identity to the account of a signed-in session: the session proves the account,
+ * the IdP flow the identity, so the addresses need not match. The session must still be live
+ * and its user a member of the connection's org. Linking the same pair again changes nothing.
+ */
+export async function linkToSession(
+  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, id: OidcIdentity, sessionId: string, now: string,
+): Promise<{ userId: string } | { refused: string }> {
+  const session = await one<{ user_id: string }>(
+    tx,
+    sql`select s.user_id from sessions s join users u on u.id = s.user_id
+        where s.id = ${sessionId} and s.revoked_at is null and s.epoch = u.session_epoch and s.absolute_expires_at > ${now}`,
+  );
+  if (!session) return { refused: 'the session that asked for the link has ended; sign in and try again' };
+  const userId = session.user_id;
+  const member = await one<{ user_id: string }>(tx, sql`select user_id from memberships where org_id = ${c.orgId} and user_id = ${userId}`);
+  if (!member) return { refused: 'your account is not a member of this organization' };
+  const decision = await decideAccount(tx, c, id);
+  if (decision.kind === 'linked') {
+    return decision.userId === userId ? { userId } : { refused: 'this identity is linked to another account' };
+  }
+  const inserted = await writeUnlessTaken(
+    tx,
+    sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at)
+        values (${c.orgId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email ?? ''}, ${now})`,
+  );
+  if (!inserted) return { refused: 'your account is linked to another identity at this identity provider' };
+  await audit.append(tx, c.orgId, ctx, {
+    action: 'sso.identity_linked', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
+    details: { connectionId: c.id, issuer: id.issuer, via: 'session' },
+  });
+  return { userId };
+}

@@ -62,7 +62,7 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie
     defineRoute({
       method: 'GET', url: OIDC_CALLBACK_PATH, summary: 'The OpenID Provider\u2019s redirect back: signs in, or hands over to the second factor', tags,
       auth: { mode: 'public', reason: 'the browser returns from the identity provider; the flow cookie and the code are the credential' },
-      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed', 'sso.connection_tested'] },
+      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed', 'sso.connection_tested', 'sso.identity_linked'] },
       status: 302, schema: { query: callbackQuery, response: redirect },
       // sso_failed: state, PKCE, token or account refused; invalid_credentials: a sign-out everywhere raced it.
       errors: ['sso_failed', 'invalid_credentials'],
@@ -74,6 +74,8 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie
         const outcome = await d.sso.callback(ctx, raw.includes('?') ? raw.slice(raw.indexOf('?') + 1) : '', cookies[flowCookie]);
         // An admin's test run: nobody signs in; the page reads the run (its id is no credential).
         if ('testId' in outcome) return { location: withParam(outcome.returnTo, 'sso_test', outcome.testId) };
+        // A signed-in member linked their identity: the session they have goes on.
+        if ('linked' in outcome) return { location: withParam(outcome.returnTo, 'sso_linked', '1') };
         if (outcome.secondFactorNeeded) {
           // No token in this URL beyond a one-minute, single-use code the page redeems at once.
           const code = await d.sso.mintHandover(outcome);

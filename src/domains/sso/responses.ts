@@ -77,3 +77,7 @@ export const ssoTestStarted = z.object({
   testId: uuid,
   location: z.string().meta({ description: 'Open it in this browser: the identity provider\u2019s sign-in page' }),
 });
+
+export const ssoLinkStarted = z.object({
+  location: z.string().meta({ description: 'Open it in this browser: the identity provider\u2019s sign-in page' }),
+});

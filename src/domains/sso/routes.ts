@@ -5,12 +5,14 @@ import type { ConnectionTests } from './connection-tests.js';
 import type { ConnectionService } from './connections.js';
 import type { DomainService } from './domains.js';
 import { signInPolicy } from './policy.js';
-import { connectionList, connectionView, domainList, domainView, ssoTestStarted, ssoTestView } from './responses.js';
+import { connectionList, connectionView, domainList, domainView, ssoLinkStarted, ssoTestStarted, ssoTestView } from './responses.js';
 import type { SsoSignIn } from './sign-in.js';
 import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 
 const domainParams = z.strictObject({ orgId: uuid, domainId: uuid });
 const connectionParams = z.strictObject({ orgId: uuid, connectionId: uuid });
+const returnTo = z.string().max(512).regex(/^\/[\x21-\x7E]*$/, 'a path on this origin, printable ASCII').optional()
+  .meta({ description: 'A path on this origin to come back to (default /), with ?sso_test=<id> or ?sso_linked=1' });
 const testParams = z.strictObject({ orgId: uuid, connectionId: uuid, testId: uuid });
 
 // RFC 6749 scope-token characters; openid is what makes it an OIDC sign-in.
@@ -113,10 +115,7 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       status: 201,
       schema: {
         params: connectionParams,
-        body: z.strictObject({
-          returnTo: z.string().max(512).regex(/^\/[\x21-\x7E]*$/, 'a path on this origin, printable ASCII').optional()
-            .meta({ description: 'A path on this origin to come back to, with ?sso_test=<id> (default /)' }),
-        }),
+        body: z.strictObject({ returnTo }),
         response: ssoTestStarted,
       },
       // validation_failed: the IdP's discovery document could not be read.
@@ -127,6 +126,22 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
         // The same browser-bound flow cookie as a sign-in (Lax: the IdP's redirect back is a top-level GET).
         reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });
         return { testId: started.testId, location: started.location };
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/sso/connections/:connectionId/link',
+      summary: 'Link your identity at this connection\u2019s IdP to your account: sign in there in this browser', tags,
+      // Every member may link their own identity; it is a new way into the account, so it needs a fresh proof.
+      auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { action: 'sso.identity_link_started' },
+      stepUp: true, status: 201,
+      schema: { params: connectionParams, body: z.strictObject({ returnTo }), response: ssoLinkStarted },
+      // validation_failed: the IdP's discovery document could not be read.
+      errors: ['validation_failed'],
+      example: () => ({}),
+      handler: async ({ ctx, params, body, reply }) => {
+        const started = await s.sso.startLink(ctx, params.connectionId, body.returnTo);
+        reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });
+        return { location: started.location };
       },
     }),
     defineRoute({

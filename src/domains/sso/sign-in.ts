@@ -2,13 +2,13 @@ import { sql } from 'kysely';
 import type * as client from 'openid-client';
 import { mintOpaqueToken, opaqueTokenHash } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
-import type { RequestContext } from '../../kernel/context.js';
+import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import { requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
-import { accountOf, provisionMembership } from './accounts.js';
+import { accountOf, linkToSession, provisionMembership } from './accounts.js';
 import type { ConnectionTests } from './connection-tests.js';
 import { OIDC_CALLBACK_PATH, type ConnectionService, type SignInConnection } from './connections.js';
 import type { DomainService } from './domains.js';
@@ -44,6 +44,12 @@ export interface SsoOutcome {
   /** The account has a second factor and the connection does not trust the IdP's MFA. */
   secondFactorNeeded: boolean;
   sso: { orgId: string; connectionId: string; idpMfa: boolean };
+  returnTo: string;
+}
+
+/** A signed-in user's link came back: the identity is linked; the session goes on. */
+export interface SsoLinkDone {
+  linked: true;
   returnTo: string;
 }
 
@@ -94,7 +100,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
 
   /** The browser's way to the IdP, and the flow sealed for its cookie. */
   async function beginFlow(
-    config: client.Configuration, c: SignInConnection, what: Pick<FlowState, 'purpose' | 'returnTo' | 'testId'>, loginHint?: string,
+    config: client.Configuration, c: SignInConnection, what: Pick<FlowState, 'purpose' | 'returnTo' | 'testId' | 'sessionId'>, loginHint?: string,
   ): Promise<SsoStart> {
     const req = await authorizationRequest(config, { redirectUri, scopes: c.settings.scopes, loginHint });
     const flow: FlowState = {
@@ -119,6 +125,22 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       }
     }
     return { testId: flow.testId, returnTo: flow.returnTo };
+  }
+
+  /** The IdP's answer to a link started from a session. */
+  async function finishLink(ctx: RequestContext, flow: FlowState & { sessionId: string }, callbackUrl: URL): Promise<SsoLinkDone> {
+    const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
+    if (!c) return refuse(ctx, flow.orgId, flow.connectionId, 'the connection was disabled or deleted during the link');
+    let identity: OidcIdentity;
+    try {
+      identity = await redeemCode(await configOf(c), callbackUrl, flow);
+    } catch (err) {
+      if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
+      throw err;
+    }
+    const linked = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, (tx) => linkToSession(tx, ctx, d.audit, c, identity, flow.sessionId, d.clock.now().toISOString()));
+    if ('refused' in linked) return refuse(ctx, c.orgId, c.id, linked.refused);
+    return { linked: true, returnTo: flow.returnTo };
   }
 
   return {
@@ -163,11 +185,33 @@ export function createSsoSignIn(d: SsoSignInDeps) {
      * The IdP sent the browser back. `flowCookie` is the sealed state `start` set (the caller
      * clears it: each flow is tried once). Refusals are audited in the org's chain.
      */
-    async callback(ctx: RequestContext, query: string, flowCookie: string | undefined): Promise<SsoOutcome | SsoTestDone> {
+    /**
+     * A signed-in member links their identity at one of the org's enabled connections: the
+     * other way to link an account whose address the IdP does not share (never by email).
+     */
+    async startLink(ctx: RequestContext, connectionId: string, returnTo: string | undefined): Promise<SsoStart> {
+      const org = requireOrg(ctx);
+      const user = userActorOf(ctx);
+      if (!user.session) throw new AppError('unauthenticated');
+      const c = await d.connections.forSignIn(org.orgId, connectionId);
+      if (!c) throw new AppError('not_found', 'no such enabled single sign-on connection');
+      let config: client.Configuration;
+      try {
+        config = await configOf(c);
+      } catch (err) {
+        if (!(err instanceof DiscoveryFailed)) throw err;
+        throw new AppError('validation_failed', `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
+      }
+      await d.audit.appendStandalone(org.orgId, ctx, { action: 'sso.identity_link_started', target: { type: 'sso_connection', id: c.id } });
+      return beginFlow(config, c, { purpose: 'link', sessionId: user.session.id, returnTo: safeReturnTo(returnTo) });
+    },
+
+    async callback(ctx: RequestContext, query: string, flowCookie: string | undefined): Promise<SsoOutcome | SsoTestDone | SsoLinkDone> {
       const flow = d.flows.open(flowCookie, d.clock.now().getTime());
       if (!flow) throw new AppError('sso_failed', 'this browser has no single sign-on in progress (it expired, or it was started elsewhere)');
       const callbackUrl = new URL(`${redirectUri}${query ? `?${query}` : ''}`);
       if (flow.purpose === 'test' && flow.testId) return finishTest(ctx, { ...flow, testId: flow.testId }, callbackUrl);
+      if (flow.purpose === 'link' && flow.sessionId) return finishLink(ctx, { ...flow, sessionId: flow.sessionId }, callbackUrl);
       if (flow.purpose !== 'sign_in') throw new AppError('sso_failed', 'this single sign-on flow is not a sign-in');
       const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
       if (!c) return refuse(ctx, flow.orgId, flow.connectionId, 'the connection was disabled or deleted during the sign-in');

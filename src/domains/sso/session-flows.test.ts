@@ -11,8 +11,11 @@ const SECRET = 'canary-sso-test-secret-5f0d2a';
 const CALLBACK = '/api/auth/sso/oidc/callback';
 const FLOW = '__Host-palisade_sso';
 
-/** "Test connection": a real sign-in at the IdP that shows the claims and signs nobody in. */
-describe.each(ENGINES)('SSO connection test runs on %s', (engine) => {
+/**
+ * SSO flows started from a session: an admin's test run (a real sign-in at the IdP that shows the
+ * claims and signs nobody in) and a member linking their own identity.
+ */
+describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
   let h: TestApp;
   let idp: LoopbackIdp;
   let acme: string;
@@ -159,5 +162,77 @@ describe.each(ENGINES)('SSO connection test runs on %s', (engine) => {
     const res = await startTest(owner, brokenId);
     expect(res.statusCode, res.body).toBe(400);
     expect(res.json<Problem>().code).toBe('validation_failed');
+  });
+
+  /** Start a link as `cookie`, sign in at the IdP as `who`, come back (after `between`, if given). */
+  async function link(cookie: string, who: IdpAccount, between?: () => Promise<void>): Promise<LightMyRequestResponse> {
+    const started = await call(h, 'POST', `/api/orgs/${acme}/sso/connections/${connection}/link`, { cookie, payload: { returnTo: '/account' } });
+    expect(started.statusCode, started.body).toBe(201);
+    const url = await signInAtIdp(started.json<{ location: string }>().location, who.sub, `${ORIGIN}${CALLBACK}`);
+    await between?.();
+    return call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flowOf(started)}; ${cookie}` });
+  }
+  const linkedTo = async (sub: string) => (await h.t.owner.query<{ user_id: string }>('select user_id from sso_identities where subject = $1', [sub])).map((r) => r.user_id);
+  const enable = async () => {
+    const fresh = await h.cookieFor(h.user('acme', 'owner').email);
+    expect((await call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${connection}`, { cookie: fresh, payload: { enabled: true } })).statusCode).toBe(200);
+  };
+
+  it('links a signed-in member to an IdP identity whose address differs, and that identity then signs them in', async () => {
+    await enable();
+    const memberEmail = h.user('acme', 'member').email;
+    const [memberRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [memberEmail]);
+    const cookie = await h.cookieFor(memberEmail);
+    // Not in a verified domain, not even verified by the IdP: the session proves the account.
+    const personal = person({ email: `ada.personal@elsewhere-${newId().slice(0, 6)}.example`, email_verified: false });
+    const back = await link(cookie, personal);
+    expect(back.statusCode, back.body).toBe(302);
+    expect(back.headers.location).toBe('/account?sso_linked=1');
+    expect(sessionFrom(back)).toBeFalsy();
+    expect(await linkedTo(personal.sub)).toEqual([memberRow?.id]);
+    const [event] = await h.t.owner.query<{ details: { via: string } }>("select details from audit_events where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1", [memberRow?.id]);
+    expect(event?.details.via).toBe('session');
+
+    const signIn = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${connection}`);
+    expect(signIn.statusCode, signIn.body).toBe(302);
+    const url = await signInAtIdp(String(signIn.headers.location), personal.sub, `${ORIGIN}${CALLBACK}`);
+    const res = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flowOf(signIn)}` });
+    expect(res.statusCode, res.body).toBe(302);
+    const me = await call(h, 'GET', '/api/me', { cookie: sessionFrom(res) as string });
+    expect(me.json<{ user: { id: string } }>().user.id).toBe(memberRow?.id);
+  });
+
+  it('refuses a link whose session ended before the IdP answered, and an identity already linked to someone else', async () => {
+    const viewerEmail = h.user('acme', 'viewer').email;
+    const cookie = await h.cookieFor(viewerEmail);
+    const someone = person({ email: `x@elsewhere-${newId().slice(0, 6)}.example` });
+    const ended = await link(cookie, someone, async () => {
+      expect((await call(h, 'POST', '/api/auth/logout', { cookie })).statusCode).toBe(204);
+    });
+    expect(ended.statusCode, ended.body).toBe(401);
+    expect(ended.json<Problem>().code).toBe('sso_failed');
+    expect(await linkedTo(someone.sub)).toEqual([]);
+
+    // The admin's identity at this IdP cannot be taken over by linking it from another account.
+    const ownerIdentity = person();
+    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'admin').email]);
+    await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
+      acme, connection, idp.issuer, ownerIdentity.sub, ownerRow?.id, ownerIdentity.email,
+    ]);
+    const taken = await link(await h.cookieFor(viewerEmail), ownerIdentity);
+    expect(taken.statusCode, taken.body).toBe(401);
+    expect(taken.json<Problem>().detail).toContain('linked to another account');
+    expect(await linkedTo(ownerIdentity.sub)).toEqual([ownerRow?.id]);
+  });
+
+  it('needs a fresh proof of identity to start a link, and membership of the org', async () => {
+    const cookie = await h.cookieFor(h.user('acme', 'member').email);
+    h.clock.advance(11 * 60_000);
+    const stale = await call(h, 'POST', `/api/orgs/${acme}/sso/connections/${connection}/link`, { cookie, payload: {} });
+    expect(stale.statusCode, stale.body).toBe(403);
+    expect(stale.json<Problem>().code).toBe('step_up_required');
+    const outsider = await h.cookieFor(h.user('globex', 'member').email);
+    expect((await call(h, 'POST', `/api/orgs/${acme}/sso/connections/${connection}/link`, { cookie: outsider, payload: {} })).statusCode).toBe(404);
+    expect((await call(h, 'POST', `/api/orgs/${acme}/sso/connections/${newId()}/link`, { cookie: await h.cookieFor(h.user('acme', 'member').email), payload: {} })).statusCode).toBe(404);
   });
 });
