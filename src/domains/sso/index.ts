@@ -11,3 +11,6 @@ export { createSsoSignIn } from './sign-in.js';
 export type { SsoSignIn } from './sign-in.js';
 export { createFlowSealer } from './flow-state.js';
 export { ssoAuthRoutes } from './auth-routes.js';
+export { createSamlSignIn, createSamlFlowSealer } from './saml.js';
+export type { SamlSignIn } from './saml.js';
+export { samlAuthRoutes } from './saml-routes.js';

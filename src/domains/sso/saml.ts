@@ -10,6 +10,7 @@ import { exec, one, writeUnlessTaken, type Database } from '../../db/database.js
 import { samlAcsPath, samlMetadataPath, type ConnectionService, type SamlSignInConnection } from './connections.js';
 import { FLOW_TTL_SECONDS, safeReturnTo } from './flow-state.js';
 import { hasForbiddenMarkup, parseXmlStrict } from './saml-metadata.js';
+import type { DomainService } from './domains.js';
 import type { SsoIdentity, SsoOutcome, SsoSignIn, SsoStart } from './sign-in.js';
 
 /** Clock difference tolerated between the IdP and this server on NotBefore/NotOnOrAfter. */
@@ -71,6 +72,7 @@ export interface SamlDeps {
   db: Database;
   clock: Clock;
   connections: ConnectionService;
+  domains: DomainService;
   sso: SsoSignIn;
   flows: SamlFlowSealer;
   publicOrigin: string;
@@ -90,7 +92,7 @@ function validationReason(err: unknown): string {
   if (/multiple assertions/i.test(msg)) return 'the response carries more than one assertion';
   if (/InResponseTo/i.test(msg)) return 'the response does not answer a sign-in this service provider started (InResponseTo)';
   if (/signature/i.test(msg)) return 'the response and its assertion must both be signed by the identity provider\u2019s certificate';
-  if (/expired|not yet valid|SubjectConfirmation/i.test(msg)) return 'the assertion has expired or is not valid yet';
+  if (/expired|not yet valid|SubjectConfirmation|subject confirmation/i.test(msg)) return 'the assertion has expired or is not valid yet';
   if (/audience/i.test(msg)) return 'the assertion is not for this service provider (audience)';
   if (/provider returned/i.test(msg)) return 'the identity provider refused the sign-in';
   return 'the SAML response could not be validated';
@@ -128,10 +130,11 @@ export function createSamlSignIn(d: SamlDeps) {
       },
       getAsync: async (key) => {
         const r = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
-          one<{ request_id: string }>(tx, sql`select request_id from saml_requests where request_id = ${key} and connection_id = ${connectionId}
-                                              and used_at is null and expires_at > ${d.clock.now().toISOString()}`),
+          one<{ expires_at: Date }>(tx, sql`select expires_at from saml_requests where request_id = ${key} and connection_id = ${connectionId}
+                                            and used_at is null and expires_at > ${d.clock.now().toISOString()}`),
         );
-        return r ? key : null;
+        // node-saml wants the value saved: the request's issue instant (it checks its own expiry from it).
+        return r ? new Date(new Date(r.expires_at).getTime() - FLOW_TTL_SECONDS * 1000).toISOString() : null;
       },
       // Spent by the ACS itself, atomically with the assertion id (see consume); never deleted early.
       removeAsync: async () => null,
@@ -248,6 +251,18 @@ export function createSamlSignIn(d: SamlDeps) {
   }
 
   return {
+    /**
+     * `/api/auth/sso/start` for a SAML connection: the same routing as OIDC (an email's verified
+     * domain, or an org and connection), null when the connection it reaches is not SAML.
+     */
+    async startFor(input: { email?: string | undefined; orgId?: string | undefined; connectionId?: string | undefined; returnTo?: string | undefined }): Promise<SsoStart | null> {
+      const orgId = input.orgId ?? (input.email ? await d.domains.orgOfEmail(input.email) : null);
+      const target = orgId ? await d.connections.kindForSignIn(orgId, input.connectionId) : null;
+      if (!orgId || target?.kind !== 'saml') return null;
+      const c = await d.connections.samlConnection(orgId, target.id, true);
+      return c ? this.start(c, input.returnTo) : null;
+    },
+
     /** The SP-initiated redirect to the IdP with a fresh AuthnRequest; its id goes in the browser's SAML flow cookie. */
     async start(c: SamlSignInConnection, returnTo: string | undefined): Promise<SsoStart> {
       const requestId = `_${randomToken(20)}`;
