@@ -1,6 +1,5 @@
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { AppError } from '../../kernel/errors.js';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { uuid } from '../../http/schemas.js';
 import type { AuditWriter } from '../audit/index.js';
@@ -56,11 +55,11 @@ export function samlAuthRoutes(d: { saml: SamlSignIn; sso: SsoSignIn; signIn: Si
       crossSiteForm: 'the IdP\u2019s page posts the form from its own origin; the signed response and the SAML flow cookie (naming the request) are the credential',
       status: 302, schema: { params: connectionParams, body: z.string().optional(), response: z.object({ location: z.string() }) },
       // sso_failed: any check of the response refused; not_found: no such enabled SAML connection;
-      // malformed_request, validation_failed, payload_too_large, unsupported_media_type: not a SAML form post.
-      errors: ['sso_failed', 'invalid_credentials', 'not_found', 'malformed_request', 'payload_too_large', 'unsupported_media_type'],
+      // malformed_request, validation_failed, payload_too_large: not a SAML form post.
+      errors: ['sso_failed', 'invalid_credentials', 'not_found', 'malformed_request', 'payload_too_large'],
       handler: async ({ ctx, params, body, reply }) => {
-        const type = String(reply.request.headers['content-type'] ?? '').split(';', 1)[0]?.trim().toLowerCase();
-        if (type !== 'application/x-www-form-urlencoded') throw new AppError('unsupported_media_type', 'the IdP posts the SAMLResponse as an HTML form (application/x-www-form-urlencoded)');
+        // Read as a form whatever the content type says (like every raw-body route): a body that
+        // is not one has no SAMLResponse and is refused with 400.
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         // Each request is answered once, whatever the outcome.
         if (cookies[flowCookie]) reply.clearCookie(flowCookie, samlCookieOptions(d.cookie.secure));
