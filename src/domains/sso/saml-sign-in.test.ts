@@ -253,6 +253,23 @@ describe.each(ENGINES)('SAML single sign-on on %s', (engine) => {
     expect(memberships).toHaveLength(0);
   });
 
+  it('accepts the next certificate during a rollover, and refuses the old one once it is removed', async () => {
+    const next = await idpKey('acme idp next');
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const patch = (certificates: string[]) => call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${idpInitiated}`, { cookie: owner, payload: { certificates } });
+    const who = email();
+    expect((await patch([idp.key.certPem, next.certPem])).statusCode).toBe(200);
+    const rolled = await post(idpInitiated, samlForm(answer(who, undefined, { key: next }, idpInitiated)));
+    expect(rolled.statusCode, rolled.body).toBe(302);
+    const changed = await patch([next.certPem]);
+    expect(changed.json<{ saml: { certificates: string[] } }>().saml.certificates).toHaveLength(1);
+    expect(refused(await post(idpInitiated, samlForm(answer(who, undefined, {}, idpInitiated))))).toMatch(/signed/);
+    expect((await patch([idp.key.certPem])).statusCode).toBe(200);
+    // Certificates are SAML's: an OIDC-only field on a SAML connection is refused.
+    const wrong = await call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${idpInitiated}`, { cookie: owner, payload: { clientSecret: 'x' } });
+    expect(wrong.statusCode).toBe(400);
+  });
+
   it('refuses malformed or hostile IdP metadata with a 400 and stores nothing', async () => {
     const owner = await h.cookieFor(h.user('acme', 'owner').email);
     const before = await h.t.owner.query('select id from sso_connections where org_id = $1', [acme]);
