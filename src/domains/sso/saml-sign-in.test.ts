@@ -5,6 +5,7 @@ import { createTestApp, ORIGIN, testConfig, type Problem, type TestApp } from '.
 import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { idpKey, newSamlId, samlForm, TestSamlIdp, type AssertionSpec, type IdpKey } from '../../../test/support/saml.js';
+import { secondInstance } from '../../../test/account-protection/support.js';
 import { createSamlFlowSealer } from './saml.js';
 
 const FLOW = '__Host-palisade_saml';
@@ -251,6 +252,31 @@ describe.each(ENGINES)('SAML single sign-on on %s', (engine) => {
     refused(res);
     const memberships = await h.t.owner.query('select 1 from memberships m join users u on u.id = m.user_id where u.email = $1', [who]);
     expect(memberships).toHaveLength(0);
+  });
+
+  it('accepts a response once across two app instances on one database, even posted to both at once', async () => {
+    const other = await secondInstance(h);
+    try {
+      const postTo = (app: typeof h.built.app, body: string, flow?: string) =>
+        app.inject({
+          method: 'POST', url: acsPath(conn), payload: body,
+          headers: { origin: IDP_ORIGIN, 'content-type': 'application/x-www-form-urlencoded', ...(flow ? { cookie: `${FLOW}=${flow}` } : {}) },
+        });
+      // SP-initiated: started on one instance, the same answer posted to both concurrently.
+      const who = email();
+      const { requestId, flow } = await begin(who);
+      const body = samlForm(answer(who, requestId));
+      const results = await Promise.all([postTo(h.built.app, body, flow), postTo(other.built.app, body, flow)]);
+      expect(results.map((r) => r.statusCode).sort()).toEqual([302, 401]);
+      // IdP-initiated: accepted by one instance, refused by the other (the cache is the database's).
+      const again = email();
+      const unsolicited = samlForm(answer(again, undefined, {}, idpInitiated));
+      const first = await other.built.app.inject({ method: 'POST', url: acsPath(idpInitiated), payload: unsolicited, headers: { origin: IDP_ORIGIN, 'content-type': 'application/x-www-form-urlencoded' } });
+      expect(first.statusCode, first.body).toBe(302);
+      expect(refused(await post(idpInitiated, unsolicited))).toMatch(/already used/);
+    } finally {
+      await other.close();
+    }
   });
 
   it('accepts the next certificate during a rollover, and refuses the old one once it is removed', async () => {
