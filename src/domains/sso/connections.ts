@@ -9,6 +9,7 @@ import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { discover, DiscoveryFailed, type EgressFetch } from './oidc.js';
+import { EgressRefused } from '../webhooks/index.js';
 import type { ConnectionView } from './responses.js';
 import { DEFAULT_SIGN_IN_POLICY, mergePolicy, policyChangeDetails, policyOf, type PolicyChange, type SignInPolicy } from './policy.js';
 import { checkGroupRoles } from './role-mapping.js';
@@ -109,6 +110,8 @@ export interface NewOidcConnection extends PolicyChange {
 export interface NewSamlConnection extends PolicyChange {
   name: string;
   metadataXml?: string | undefined;
+  /** Where the IdP publishes its metadata: read once, now, through the SSRF-guarded egress. */
+  metadataUrl?: string | undefined;
   idpEntityId?: string | undefined;
   ssoUrl?: string | undefined;
   certificates?: string[] | undefined;
@@ -159,6 +162,27 @@ export function createConnectionService(deps: ConnectionDeps) {
       if (!(err instanceof DiscoveryFailed)) throw err;
       throw new AppError('validation_failed', `the issuer's discovery document could not be read: ${err.reason}`, [{ path: 'issuer', message: err.reason }]);
     }
+  }
+
+  /** The metadata document at `metadataUrl`, read through the egress guard (private addresses refused). */
+  async function fetchMetadata(input: NewSamlConnection): Promise<string> {
+    const refuse = (reason: string): never => {
+      throw new AppError('validation_failed', `the IdP metadata could not be read: ${reason}`, [{ path: 'metadataUrl', message: reason }]);
+    };
+    if (input.metadataXml !== undefined || input.idpEntityId !== undefined || input.ssoUrl !== undefined || input.certificates !== undefined) {
+      refuse('give the metadata URL alone');
+    }
+    const urlProblem = checkIdpUrl(input.metadataUrl ?? '', deps.allowInsecureIssuers);
+    if (urlProblem) refuse(urlProblem);
+    let res: Response;
+    try {
+      res = await deps.egress(input.metadataUrl ?? '', { method: 'GET', headers: { accept: 'application/samlmetadata+xml, application/xml, text/xml' } });
+    } catch (err) {
+      if (err instanceof EgressRefused) return refuse(err.reason);
+      throw err;
+    }
+    if (res.status !== 200) refuse(`the server answered ${res.status}`);
+    return res.text();
   }
 
   async function load(ctx: RequestContext, id: string): Promise<ConnectionView> {
@@ -221,7 +245,8 @@ export function createConnectionService(deps: ConnectionDeps) {
     async createSaml(ctx: RequestContext, input: NewSamlConnection): Promise<ConnectionView> {
       const org = requireOrg(ctx);
       const user = userActorOf(ctx);
-      const idp = samlIdpOf(input, deps.allowInsecureIssuers);
+      // Before the transaction: a slow IdP holds no connection.
+      const idp = samlIdpOf(input.metadataUrl === undefined ? input : { ...input, metadataUrl: undefined, metadataXml: await fetchMetadata(input) }, deps.allowInsecureIssuers);
       const id = newId();
       const settings: SamlSettings = {
         idpEntityId: idp.entityId, ssoUrl: idp.ssoUrl, certificates: idp.certificates,

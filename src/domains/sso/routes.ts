@@ -39,6 +39,7 @@ const newSamlConnection = z.strictObject({
   name: userText(100),
   // The service parses it (DOCTYPE and entities refused, 60 KiB cap): the body limit is the outer bound.
   metadataXml: z.string().min(1).max(60 * 1024).optional().meta({ description: 'The IdP\u2019s SAML 2.0 metadata XML; or give idpEntityId, ssoUrl and certificates' }),
+  metadataUrl: z.string().max(2048).optional().meta({ description: 'Where the IdP publishes its metadata: read once, at creation, through the SSRF guard' }),
   idpEntityId: z.string().max(1024).optional(),
   ssoUrl: z.string().max(2048).optional().meta({ description: 'The IdP\u2019s SingleSignOnService URL (HTTP-Redirect binding)' }),
   certificates: certificates.optional(),

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../crypto/index.js';
@@ -294,6 +296,34 @@ describe.each(ENGINES)('SAML single sign-on on %s', (engine) => {
     // Certificates are SAML's: an OIDC-only field on a SAML connection is refused.
     const wrong = await call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${idpInitiated}`, { cookie: owner, payload: { clientSecret: 'x' } });
     expect(wrong.statusCode).toBe(400);
+  });
+
+  it('reads metadata from a URL through the SSRF guard: loopback refused unless the development opt-in is on', async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url === '/metadata') res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' }).end(idp.metadataXml());
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const other = await secondInstance(h, { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' });
+    try {
+      const owner = await h.cookieFor(h.user('acme', 'owner').email);
+      const create = (app: typeof h.built.app, metadataUrl: string) =>
+        app.inject({ method: 'POST', url: `/api/orgs/${acme}/sso/connections`, headers: { origin: ORIGIN, cookie: owner }, payload: { kind: 'saml', name: 'by URL', metadataUrl } });
+      const refusedHere = await create(h.built.app, `${base}/metadata`);
+      expect(refusedHere.statusCode, refusedHere.body).toBe(400);
+      expect(refusedHere.json<Problem>().errors?.[0]?.path).toBe('metadataUrl');
+      const missing = await create(other.built.app, `${base}/nothing`);
+      expect(missing.statusCode, missing.body).toBe(400);
+      const ok = await create(other.built.app, `${base}/metadata`);
+      expect(ok.statusCode, ok.body).toBe(201);
+      expect(ok.json<{ saml: { idpEntityId: string } }>().saml.idpEntityId).toBe(idp.entityId);
+      await h.t.owner.query('delete from sso_connections where id = $1', [ok.json<{ id: string }>().id]);
+    } finally {
+      await other.close();
+      server.closeAllConnections();
+      await new Promise<void>((done) => server.close(() => done()));
+    }
   });
 
   it('refuses malformed or hostile IdP metadata with a 400 and stores nothing', async () => {
