@@ -316,6 +316,8 @@ export function createSamlSignIn(d: SamlDeps) {
           throw new SamlRefused(validationReason(err));
         }
         if (!profile?.nameID) throw new SamlRefused('the assertion names no subject (NameID)');
+        // An identity key, stored and compared: bounded like any identifier (SAML core caps nothing).
+        if (profile.nameID.length > 512) throw new SamlRefused('the NameID is longer than 512 characters');
         const { assertionId, rememberUntil } = checkAssertion(c, profile, doc);
         const spent = await consume(c, assertionId, rememberUntil, inResponseTo);
         if (spent) throw new SamlRefused(spent);
