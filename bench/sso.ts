@@ -3,6 +3,7 @@ import { newId } from '../src/crypto/index.js';
 import { createTestApp, ORIGIN, type TestApp } from '../test/support/app.js';
 import { call, sessionFrom } from '../test/support/client.js';
 import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount } from '../test/support/oidc.js';
+import { idpKey, samlForm, TestSamlIdp } from '../test/support/saml.js';
 
 /**
  * npm run bench:sso — what an SSO sign-in costs in process, against a password sign-in measured
@@ -10,6 +11,8 @@ import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount } from '
  *  1. the OIDC callback (state, PKCE and nonce checks, the code redeemed at a real oidc-provider on
  *     loopback, the ID token's signature checked against its JWKS, the account found by subject,
  *     the session issued) against POST /api/auth/login (argon2id, lockout, session);
+ *     and the SAML ACS (node-saml's checks of a Response and Assertion both signed with RSA-SHA256,
+ *     the request and assertion id spent in the database, the account found by NameID, the session);
  *  2. the protected read (a project's assets) with the session each one issued: an SSO session
  *     must cost nothing more per request.
  * The IdP's own pages (login, consent) are driven between start and callback and not timed.
@@ -58,6 +61,33 @@ async function main(): Promise<void> {
     // One person, linked at the first sign-in: every timed sign-in is the steady state.
     const ada: IdpAccount = { sub: 'bench-ada', email: `ada@${domain}`, email_verified: true, name: 'Ada' };
     accounts.set(ada.sub, ada);
+    // A SAML connection of the same org, reached with ?org&connection (the email routes to the older OIDC one).
+    const samlIdp = new TestSamlIdp('https://idp.bench.test', await idpKey('bench idp'));
+    const samlCreated = await call(h, 'POST', `/api/orgs/${acme}/sso/connections`, {
+      cookie: owner, payload: { kind: 'saml', name: 'bench saml', metadataXml: samlIdp.metadataXml(), jitRole: 'member' },
+    });
+    const samlId = samlCreated.json<{ id: string }>().id;
+    await call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${samlId}`, { cookie: owner, payload: { enabled: true } });
+    const acsPath = `/api/auth/sso/saml/${samlId}/acs`;
+    const sp = { acsUrl: `${ORIGIN}${acsPath}`, audience: `${ORIGIN}/api/auth/sso/saml/${samlId}/metadata` };
+
+    async function samlSignIn(times: number[]): Promise<string> {
+      const start = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${samlId}`);
+      const flow = start.cookies.find((c) => c.name === '__Host-palisade_saml')?.value ?? '';
+      const { id } = TestSamlIdp.requestOf(String(start.headers.location));
+      // The IdP's signing is its own cost: outside the timing.
+      const body = samlForm(samlIdp.response({ ...sp, nameId: `saml-ada@${domain}`, inResponseTo: id, attributes: { email: `saml-ada@${domain}` } }));
+      let cookie: string | null = null;
+      times.push(await timed(async () => {
+        const res = await call(h, 'POST', acsPath, {
+          payload: body, headers: { origin: 'https://idp.bench.test', 'content-type': 'application/x-www-form-urlencoded', cookie: `__Host-palisade_saml=${flow}` },
+        });
+        if (res.statusCode !== 302) throw new Error(`SAML ACS: ${res.statusCode} ${res.body}`);
+        cookie = sessionFrom(res);
+      }));
+      if (!cookie) throw new Error('no session from SAML');
+      return cookie;
+    }
 
     async function ssoSignIn(times: number[]): Promise<string> {
       const start = await call(h, 'GET', `/api/auth/sso/start?email=${encodeURIComponent(ada.email ?? '')}`);
@@ -84,13 +114,16 @@ async function main(): Promise<void> {
     }
 
     await ssoSignIn([]);
+    await samlSignIn([]);
     await passwordSignIn([]);
+    const saml: number[] = [];
     const sso: number[] = [];
     const password: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < Math.ceil(SIGN_INS / ROUNDS); i++) {
         await passwordSignIn(password);
         await ssoSignIn(sso);
+        await samlSignIn(saml);
       }
     }
 
@@ -121,6 +154,7 @@ async function main(): Promise<void> {
     log('|---|---:|---:|---:|---:|');
     log(row('password sign-in (baseline)', password, password));
     log(row('OIDC callback', sso, password));
+    log(row('SAML ACS', saml, password));
     log(row('read, password session (baseline)', readPassword, readPassword));
     log(row('read, SSO session', readSso, readPassword));
   } finally {

@@ -10,7 +10,7 @@ import { createAssetService } from './domains/assets/index.js';
 import { chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
-import { createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
+import { createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
@@ -82,6 +82,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
     onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId),
   });
+  const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const signIn = createSignInService({ db, clock, audit, sessions });
   const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail, sessionEffects: signIn });
@@ -98,7 +99,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
-    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests,
+    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml,
     lockout, mfa, passkeys, identity, webhooks, webhookWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */

@@ -7,3 +7,5 @@ export { mintOpaqueToken, opaqueTokenHash, OPAQUE_TOKEN_PREFIXES } from './opaqu
 export type { OpaqueTokenKind } from './opaque-token.js';
 export { createSealedBox } from './sealed-box.js';
 export type { SealedBox } from './sealed-box.js';
+export { parseCertificate } from './x509.js';
+export type { CertificateInfo } from './x509.js';

@@ -121,6 +121,12 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    */
   rawBody?: true;
   /**
+   * A form another site's page posts in the user's browser by design (a SAML IdP's POST to the
+   * Assertion Consumer Service): the CSRF Origin check lets it through, and it may answer with a
+   * redirect. The reason says what credential the body carries instead. Public raw-body POSTs only.
+   */
+  crossSiteForm?: string;
+  /**
    * Public routes that answer the same for every email and whose only effect for the account is
    * a mail (reset request, verification resend, registration): the per-account count caps the
    * mail instead of refusing, so nobody can spend another person's budget and learn nothing
@@ -205,7 +211,12 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   // Declare what leaves (issue 11): the success body, and the problem codes beyond the derived ones.
   if (route.status === 204 && route.schema?.response) fail('a 204 answer has no body to declare');
   if (route.status !== 204 && !route.schema?.response) fail('no response schema (schema.response)');
-  if (route.status === 302 && (route.method !== 'GET' || route.auth?.mode !== 'public')) fail('redirects are for public browser navigations (GET)');
+  if (route.crossSiteForm !== undefined && (!route.crossSiteForm.trim() || route.method !== 'POST' || route.auth?.mode !== 'public' || !route.rawBody)) {
+    fail('a cross-site form is a public raw-body POST with a written reason');
+  }
+  if (route.status === 302 && ((route.method !== 'GET' && !route.crossSiteForm) || route.auth?.mode !== 'public')) {
+    fail('redirects are for public browser navigations (GET, or a declared cross-site form POST)');
+  }
   if (!route.errors) fail('no errors declaration (the domain codes it can answer, or [])');
   if (!route.summary) fail('no summary');
   if (!route.handler) fail('no handler');

@@ -10,7 +10,7 @@ import type { RequestContext } from '../kernel/context.js';
 import type { Metrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { isStateChanging } from './pipeline.js';
-import { API_PREFIX, assertRouteComplete } from './route.js';
+import { API_PREFIX, assertRouteComplete, type RouteDef } from './route.js';
 
 export interface HttpOptions {
   logger: Logger;
@@ -44,6 +44,9 @@ export function checkCsrf(request: FastifyRequest, allowed: ReadonlySet<string>,
   // there, and browsers calling them with a publishable key are checked against the org's
   // registered origins instead.
   if (isKeyRoute(request.url)) return;
+  // A route that declares it takes another site's form post (the SAML ACS) carries its own
+  // credential in the body (a signed response) and its own browser binding.
+  if ((request.routeOptions.config as { route?: Partial<RouteDef> } | undefined)?.route?.crossSiteForm) return;
   const origin = originOf(request.headers.origin);
   const referer = originOf(request.headers.referer);
   const source = origin ?? referer;

@@ -75,6 +75,11 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // sso/domains.ts: a claim is verified (verified_at) or removed; the global domain → org entry is added or removed
   org_domains: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   verified_domains: ['SELECT', 'INSERT', 'DELETE'],
+  // sso/saml.ts: a SAML connection's ACS route is added with it and leaves with it (cascade);
+  // requests are issued and spent (used_at), accepted assertion ids recorded; both swept when expired
+  saml_acs_routes: ['SELECT', 'INSERT'],
+  saml_requests: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  saml_assertions: ['SELECT', 'INSERT', 'DELETE'],
   // sso/connections.ts
   sso_connections: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
 };

@@ -35,6 +35,7 @@ import {
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { startLoopbackDns, type LoopbackDns } from '../support/dns.js';
 import { startOidcProvider, type LoopbackIdp } from '../support/oidc.js';
+import { idpKey, type IdpKey } from '../support/saml.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import { ENGINES } from '../support/db.js';
 import { buildCases, identitySpec, isKeyCredential, minimumCases, objectParams, pathParams, routeKey, specOf, type IdentitySpec, type MatrixCase } from './cases.js';
@@ -68,6 +69,8 @@ interface LiveBody {
 }
 /** The identity provider the SSO connection cases discover (started before the cases run). */
 let matrixIdp: LoopbackIdp | undefined;
+/** The SAML IdP certificate the matrix's SAML connections trust (made once). */
+let matrixSamlKey: IdpKey | undefined;
 
 const LIVE_BODIES: Record<string, LiveBody> = {
   'POST /api/orgs/:orgId/sso/connections': {
@@ -500,7 +503,10 @@ describe(`authorization matrix on ${ENGINE}`, () => {
           params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
           break;
         case 'connectionId':
-          params.connectionId = await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
+          // The SAML endpoints serve SAML connections only (an OIDC id is an unknown one there).
+          params.connectionId = route.url.startsWith('/api/auth/sso/saml/')
+            ? await fx.samlConnection(objOrg.id, objOrg.ownerId, (matrixSamlKey ??= await idpKey('matrix idp')).certPem)
+            : await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
           break;
         case 'testId':
           // The caller's own run (a run is read by whoever started it only); the other org's: its owner's.

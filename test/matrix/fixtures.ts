@@ -189,6 +189,18 @@ export class Fixtures {
     return id;
   }
 
+  /** An enabled SAML connection of `orgId` trusting `certPem`, with its ACS route entry, as the service writes them. */
+  async samlConnection(orgId: string, createdBy: string, certPem: string): Promise<string> {
+    const id = newId();
+    const settings = { idpEntityId: 'https://idp.matrix.test', ssoUrl: 'https://idp.matrix.test/sso', certificates: [certPem], allowIdpInitiated: false, requireSignedResponse: true };
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, enabled, settings, created_by, created_at, updated_at)
+                         values (${orgId}, ${id}, 'saml', ${`matrix-${unique()}`}, true, ${JSON.stringify(settings)}::jsonb, ${createdBy}, now(), now())`);
+      await exec(tx, sql`insert into saml_acs_routes (connection_id, org_id) values (${id}, ${orgId})`);
+    });
+    return id;
+  }
+
   /**
    * A pending domain claim whose TXT record `zone` (the loopback DNS server the app asks)
    * publishes, so verifying it succeeds for whoever may.

@@ -78,6 +78,7 @@ describe('the live route table', () => {
       'POST /api/auth/password-reset/request auth.password_reset_requested',
       'POST /api/auth/register auth.registered',
       'POST /api/auth/sso/handover auth.login_second_factor_pending',
+      'POST /api/auth/sso/saml/:connectionId/acs auth.login',
       'POST /api/auth/verify-email auth.email_verified',
       'POST /api/auth/verify-email/resend auth.email_verification_requested',
       'POST /api/inbound/:org/:sourceId none (the service appends inbound.received when an event is first applied; a refused or duplicate delivery changes nothing)',

@@ -6,6 +6,9 @@ import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
 import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { SignInConnection } from './connections.js';
+
+/** The part of a connection the account decisions read: which org and connection, and its policy. */
+type AccountConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
 import type { OidcIdentity } from './oidc.js';
 import { roleFor } from './role-mapping.js';
 
@@ -22,7 +25,7 @@ export type AccountDecision =
  * account on a first sign-in (the IdP of another org, or one asserting an address outside the
  * org's domains, reaches nobody). Runs bound to the connection's org.
  */
-export async function decideAccount(tx: Tx, c: SignInConnection, id: OidcIdentity): Promise<AccountDecision> {
+export async function decideAccount(tx: Tx, c: AccountConnection, id: OidcIdentity): Promise<AccountDecision> {
   const linked = await one<{ user_id: string }>(
     tx,
     sql`select user_id from sso_identities
@@ -48,7 +51,7 @@ export async function decideAccount(tx: Tx, c: SignInConnection, id: OidcIdentit
 
 /** The account this IdP identity reaches, linking or creating it as `decideAccount` allows. */
 export async function accountOf(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, id: OidcIdentity, now: string,
+  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: AccountConnection, id: OidcIdentity, now: string,
 ): Promise<{ userId: string } | { refused: string }> {
   const decision = await decideAccount(tx, c, id);
   if (decision.kind === 'refused') return { refused: decision.reason };
@@ -91,7 +94,7 @@ export async function accountOf(
 }
 
 /** Just-in-time membership: members the connection creates get its role (never an existing member's change). */
-export async function provisionMembership(tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, userId: string): Promise<void> {
+export async function provisionMembership(tx: Tx, ctx: RequestContext, audit: AuditWriter, c: AccountConnection, userId: string): Promise<void> {
   const role = c.policy.jitRole;
   if (!role) return;
   const restricted = ALWAYS_RESTRICTED_ROLES.includes(role);
@@ -119,7 +122,7 @@ function displayName(name: string | null): string {
  * and its user a member of the connection's org. Linking the same pair again changes nothing.
  */
 export async function linkToSession(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: SignInConnection, id: OidcIdentity, sessionId: string, now: string,
+  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: AccountConnection, id: OidcIdentity, sessionId: string, now: string,
 ): Promise<{ userId: string } | { refused: string }> {
   const session = await one<{ user_id: string }>(
     tx,

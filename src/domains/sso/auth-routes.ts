@@ -7,6 +7,8 @@ import { finishSignInOn, pendingSecondStep, secondFactorPending, type CookieSett
 import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 import { OIDC_CALLBACK_PATH } from './connections.js';
 import type { SsoSignIn } from './sign-in.js';
+import type { SamlSignIn } from './saml.js';
+import { setSamlFlowCookie } from './saml-routes.js';
 
 const redirect = z.object({ location: z.string() });
 
@@ -40,7 +42,7 @@ function withParam(path: string, name: string, value: string): string {
  * cookie), the IdP's callback (a session, or a handover to the second factor), and the
  * handover's redemption. Each ends where every sign-in ends: the sign-in service.
  */
-export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie: CookieSettings; mfa: MfaService; audit: AuditWriter }): AnyRoute[] {
+export function ssoAuthRoutes(d: { sso: SsoSignIn; saml: SamlSignIn; signIn: SignInService; cookie: CookieSettings; mfa: MfaService; audit: AuditWriter }): AnyRoute[] {
   const tags = ['sso'];
   const flowCookie = flowCookieName(d.cookie.secure);
   // Lax: the IdP's redirect back is a top-level GET navigation, which carries it.
@@ -54,6 +56,12 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; signIn: SignInService; cookie
       // not_found: no verified domain, or no enabled connection; sso_failed: the IdP's discovery failed.
       errors: ['not_found', 'sso_failed'],
       handler: async ({ ctx, query, reply }) => {
+        // A SAML connection: an AuthnRequest, its id in the SAML flow cookie (SameSite=None: the IdP posts back cross-site).
+        const saml = await d.saml.startFor({ email: query.email, orgId: query.org, connectionId: query.connection, returnTo: query.returnTo });
+        if (saml) {
+          setSamlFlowCookie(reply, d.cookie.secure, saml.flow);
+          return { location: saml.location };
+        }
         const started = await d.sso.start(ctx, { email: query.email, orgId: query.org, connectionId: query.connection, returnTo: query.returnTo });
         reply.setCookie(flowCookie, started.flow, { ...flowCookieOptions, maxAge: FLOW_TTL_SECONDS });
         return { location: started.location };

@@ -3,20 +3,27 @@ import { newId, type FieldRef } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
+import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { discover, DiscoveryFailed, type EgressFetch } from './oidc.js';
+import { EgressRefused } from '../webhooks/index.js';
 import type { ConnectionView } from './responses.js';
 import { DEFAULT_SIGN_IN_POLICY, mergePolicy, policyChangeDetails, policyOf, type PolicyChange, type SignInPolicy } from './policy.js';
 import { checkGroupRoles } from './role-mapping.js';
+import { checkCertificates, checkEntityId, checkIdpUrl, MetadataRefused, parseIdpMetadata } from './saml-metadata.js';
 
 /** A few IdPs per org (one per subsidiary or migration); the cap bounds storage and discovery calls. */
 export const MAX_CONNECTIONS_PER_ORG = 20;
 
 /** The one OIDC redirect URI: the browser's state cookie, not the path, names the connection. */
 export const OIDC_CALLBACK_PATH = '/api/auth/sso/oidc/callback';
+
+/** A SAML connection's SP entity id is its metadata URL; the IdP posts to its ACS URL. */
+export const samlMetadataPath = (connectionId: string): string => `/api/auth/sso/saml/${connectionId}/metadata`;
+export const samlAcsPath = (connectionId: string): string => `/api/auth/sso/saml/${connectionId}/acs`;
 
 export interface OidcSettings {
   issuer: string;
@@ -25,12 +32,25 @@ export interface OidcSettings {
   signIn?: Partial<SignInPolicy>;
 }
 
+/** A SAML IdP as this SP trusts it. None of it is secret; the certificates are public keys. */
+export interface SamlSettings {
+  idpEntityId: string;
+  ssoUrl: string;
+  /** PEM; a response signed by any of them is accepted (an IdP's certificate rollover). */
+  certificates: string[];
+  /** Unsolicited responses (no AuthnRequest of ours) accepted; off unless the admin turns it on. */
+  allowIdpInitiated: boolean;
+  /** The Response must be signed as well as the Assertion (the default); some IdPs sign the assertion only. */
+  requireSignedResponse: boolean;
+  signIn?: Partial<SignInPolicy>;
+}
+
 interface ConnectionRow {
   id: string;
   kind: 'oidc' | 'saml';
   name: string;
   enabled: boolean;
-  settings: OidcSettings | string;
+  settings: OidcSettings | SamlSettings | string;
   secret_sealed: string | null;
   created_by: string;
   created_at: Date;
@@ -42,7 +62,18 @@ const COLUMNS = sql`id, kind, name, enabled, settings, secret_sealed, created_by
 const secretRef = (orgId: string, id: string): FieldRef => ({ scope: orgId, table: 'sso_connections', column: 'secret_sealed', row: id });
 
 // PGlite hands jsonb back parsed, node-postgres too; a string means a driver that did not.
-const settingsOf = (r: ConnectionRow): OidcSettings => (typeof r.settings === 'string' ? (JSON.parse(r.settings) as OidcSettings) : r.settings);
+const rawSettingsOf = (r: ConnectionRow): OidcSettings | SamlSettings => (typeof r.settings === 'string' ? (JSON.parse(r.settings) as OidcSettings | SamlSettings) : r.settings);
+const settingsOf = (r: ConnectionRow): OidcSettings => rawSettingsOf(r) as OidcSettings;
+const samlSettingsOf = (r: ConnectionRow): SamlSettings => rawSettingsOf(r) as SamlSettings;
+
+/** An enabled SAML connection, for the ACS and the SP-initiated start. */
+export interface SamlSignInConnection {
+  orgId: string;
+  id: string;
+  kind: 'saml';
+  settings: SamlSettings;
+  policy: SignInPolicy;
+}
 
 /** An enabled connection, for the sign-in flow only: it holds the opened client secret. */
 export interface SignInConnection {
@@ -75,7 +106,24 @@ export interface NewOidcConnection extends PolicyChange {
   scopes?: string[] | undefined;
 }
 
+/** A SAML IdP: its metadata XML, or its entity id, SSO URL and signing certificates. */
+export interface NewSamlConnection extends PolicyChange {
+  name: string;
+  metadataXml?: string | undefined;
+  /** Where the IdP publishes its metadata: read once, now, through the SSRF-guarded egress. */
+  metadataUrl?: string | undefined;
+  idpEntityId?: string | undefined;
+  ssoUrl?: string | undefined;
+  certificates?: string[] | undefined;
+  allowIdpInitiated?: boolean | undefined;
+  requireSignedResponse?: boolean | undefined;
+}
+
 export interface ConnectionChange extends PolicyChange {
+  /** SAML: a new certificate list (rollover: add the next one, later remove the old one). */
+  certificates?: string[] | undefined;
+  allowIdpInitiated?: boolean | undefined;
+  requireSignedResponse?: boolean | undefined;
   name?: string | undefined;
   enabled?: boolean | undefined;
   clientSecret?: string | undefined;
@@ -91,9 +139,18 @@ export function createConnectionService(deps: ConnectionDeps) {
   const redirectUri = new URL(OIDC_CALLBACK_PATH, deps.publicOrigin).href;
   const view = (r: ConnectionRow): ConnectionView => {
     const s = settingsOf(r);
+    const saml = samlSettingsOf(r);
     return {
       id: r.id, kind: r.kind, name: r.name, enabled: r.enabled, signIn: policyOf(s),
       oidc: r.kind === 'oidc' ? { issuer: s.issuer, clientId: s.clientId, scopes: s.scopes, clientSecretSet: r.secret_sealed !== null, redirectUri } : null,
+      saml: r.kind === 'saml'
+        ? {
+            idpEntityId: saml.idpEntityId, ssoUrl: saml.ssoUrl, certificates: saml.certificates, allowIdpInitiated: saml.allowIdpInitiated,
+            requireSignedResponse: saml.requireSignedResponse,
+            spEntityId: new URL(samlMetadataPath(r.id), deps.publicOrigin).href, acsUrl: new URL(samlAcsPath(r.id), deps.publicOrigin).href,
+            metadataUrl: new URL(samlMetadataPath(r.id), deps.publicOrigin).href,
+          }
+        : null,
       createdBy: r.created_by, createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
     };
   };
@@ -105,6 +162,27 @@ export function createConnectionService(deps: ConnectionDeps) {
       if (!(err instanceof DiscoveryFailed)) throw err;
       throw new AppError('validation_failed', `the issuer's discovery document could not be read: ${err.reason}`, [{ path: 'issuer', message: err.reason }]);
     }
+  }
+
+  /** The metadata document at `metadataUrl`, read through the egress guard (private addresses refused). */
+  async function fetchMetadata(input: NewSamlConnection): Promise<string> {
+    const refuse = (reason: string): never => {
+      throw new AppError('validation_failed', `the IdP metadata could not be read: ${reason}`, [{ path: 'metadataUrl', message: reason }]);
+    };
+    if (input.metadataXml !== undefined || input.idpEntityId !== undefined || input.ssoUrl !== undefined || input.certificates !== undefined) {
+      refuse('give the metadata URL alone');
+    }
+    const urlProblem = checkIdpUrl(input.metadataUrl ?? '', deps.allowInsecureIssuers);
+    if (urlProblem) refuse(urlProblem);
+    let res: Response;
+    try {
+      res = await deps.egress(input.metadataUrl ?? '', { method: 'GET', headers: { accept: 'application/samlmetadata+xml, application/xml, text/xml' } });
+    } catch (err) {
+      if (err instanceof EgressRefused) return refuse(err.reason);
+      throw err;
+    }
+    if (res.status !== 200) refuse(`the server answered ${res.status}`);
+    return res.text();
   }
 
   async function load(ctx: RequestContext, id: string): Promise<ConnectionView> {
@@ -159,6 +237,45 @@ export function createConnectionService(deps: ConnectionDeps) {
       });
     },
 
+    /**
+     * A SAML connection, from the IdP's metadata XML or its three parts typed in. Everything is
+     * checked before the transaction (XML refused with a DOCTYPE, over the size cap, malformed;
+     * certificates must parse); the ACS route lookup is written with the connection.
+     */
+    async createSaml(ctx: RequestContext, input: NewSamlConnection): Promise<ConnectionView> {
+      const org = requireOrg(ctx);
+      const user = userActorOf(ctx);
+      // Before the transaction: a slow IdP holds no connection.
+      const idp = samlIdpOf(input.metadataUrl === undefined ? input : { ...input, metadataUrl: undefined, metadataXml: await fetchMetadata(input) }, deps.allowInsecureIssuers);
+      const id = newId();
+      const settings: SamlSettings = {
+        idpEntityId: idp.entityId, ssoUrl: idp.ssoUrl, certificates: idp.certificates,
+        allowIdpInitiated: input.allowIdpInitiated ?? false, requireSignedResponse: input.requireSignedResponse ?? true,
+        signIn: mergePolicy(DEFAULT_SIGN_IN_POLICY, input),
+      };
+      return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await checkGroupRoles(tx, org, settings.signIn?.groupRoles ?? []);
+        const count = await one<{ n: number }>(tx, sql`select count(*)::int as n from sso_connections where org_id = ${org.orgId}`);
+        if ((count?.n ?? 0) >= MAX_CONNECTIONS_PER_ORG) throw new AppError('conflict', `an organization has at most ${MAX_CONNECTIONS_PER_ORG} SSO connections`);
+        const now = deps.clock.now().toISOString();
+        const r = await one<ConnectionRow>(
+          tx,
+          sql`insert into sso_connections (org_id, id, kind, name, settings, secret_sealed, created_by, created_at, updated_at)
+              values (${org.orgId}, ${id}, 'saml', ${input.name}, ${JSON.stringify(settings)}::jsonb, null, ${user.userId}, ${now}, ${now})
+              returning ${COLUMNS}`,
+        );
+        await exec(tx, sql`insert into saml_acs_routes (connection_id, org_id) values (${id}, ${org.orgId})`);
+        await deps.audit.append(tx, org.orgId, ctx, {
+          action: 'sso.connection_created', target: { type: 'sso_connection', id },
+          details: {
+            kind: 'saml', name: input.name, idpEntityId: settings.idpEntityId, ssoUrl: settings.ssoUrl, certificates: settings.certificates.length,
+            allowIdpInitiated: settings.allowIdpInitiated, requireSignedResponse: settings.requireSignedResponse, ...policyChangeDetails(policyOf(settings)),
+          },
+        });
+        return view(r as ConnectionRow);
+      });
+    },
+
     async update(ctx: RequestContext, id: string, change: ConnectionChange): Promise<ConnectionView> {
       const org = requireOrg(ctx);
       const current = await load(ctx, id);
@@ -170,10 +287,19 @@ export function createConnectionService(deps: ConnectionDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const r = await one<ConnectionRow>(tx, sql`select ${COLUMNS} from sso_connections where org_id = ${org.orgId} and id = ${id} for update`);
         if (!r) throw new AppError('not_found');
-        const settings = settingsOf(r);
+        const settings = rawSettingsOf(r);
         if (change.groupRoles) await checkGroupRoles(tx, org, change.groupRoles);
-        const next: OidcSettings = {
-          ...settings, ...(change.scopes ? { scopes: change.scopes } : {}), signIn: mergePolicy(policyOf(settings), change),
+        const samlOnly = change.certificates !== undefined || change.allowIdpInitiated !== undefined || change.requireSignedResponse !== undefined;
+        if (r.kind === 'oidc' && samlOnly) throw new AppError('validation_failed', 'certificates, allowIdpInitiated and requireSignedResponse are for SAML connections');
+        if (r.kind === 'saml' && (change.clientSecret !== undefined || change.scopes !== undefined)) {
+          throw new AppError('validation_failed', 'clientSecret and scopes are for OIDC connections');
+        }
+        const next: OidcSettings | SamlSettings = {
+          ...settings, ...(change.scopes ? { scopes: change.scopes } : {}),
+          ...(change.certificates ? { certificates: samlCertificates(change.certificates) } : {}),
+          ...(change.allowIdpInitiated !== undefined ? { allowIdpInitiated: change.allowIdpInitiated } : {}),
+          ...(change.requireSignedResponse !== undefined ? { requireSignedResponse: change.requireSignedResponse } : {}),
+          signIn: mergePolicy(policyOf(settings), change),
         };
         const sealed = change.clientSecret === undefined ? r.secret_sealed : await deps.sealer.seal(tx, secretRef(org.orgId, id), change.clientSecret);
         const updated = await one<ConnectionRow>(
@@ -188,6 +314,9 @@ export function createConnectionService(deps: ConnectionDeps) {
           // Which fields changed, and the new values of those that are not secret.
           details: {
             changed, enabled: updated?.enabled ?? r.enabled, ...(change.name !== undefined ? { name: change.name } : {}), ...(change.scopes ? { scopes: change.scopes } : {}),
+            ...(change.certificates ? { certificates: change.certificates.length } : {}),
+            ...(change.allowIdpInitiated !== undefined ? { allowIdpInitiated: change.allowIdpInitiated } : {}),
+            ...(change.requireSignedResponse !== undefined ? { requireSignedResponse: change.requireSignedResponse } : {}),
             ...policyChangeDetails(change),
           },
         });
@@ -218,6 +347,40 @@ export function createConnectionService(deps: ConnectionDeps) {
       });
     },
 
+    /** The kind of the enabled connection a sign-in would use (`id` absent: the org's oldest enabled one), or null. */
+    async kindForSignIn(orgId: string, id?: string): Promise<{ id: string; kind: 'oidc' | 'saml' } | null> {
+      const r = await deps.db.withTenant({ orgId }, (tx) =>
+        one<{ id: string; kind: 'oidc' | 'saml' }>(
+          tx,
+          sql`select id, kind from sso_connections where org_id = ${orgId} and enabled
+                and (${id ?? null}::uuid is null or id = ${id ?? null}::uuid)
+              order by created_at, id limit 1`,
+        ),
+      );
+      return r ?? null;
+    },
+
+    /**
+     * The org of a SAML connection, for the public ACS and metadata routes (the global lookup:
+     * the path names the connection only). Null for an unknown id or any other kind.
+     */
+    async samlOrgOf(connectionId: string): Promise<string | null> {
+      const r = await deps.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
+        one<{ org_id: string }>(tx, sql`select org_id from saml_acs_routes where connection_id = ${connectionId}`),
+      );
+      return r?.org_id ?? null;
+    },
+
+    /** A SAML connection bound to its org; `enabledOnly` for sign-ins (the SP metadata is served while it is being set up). */
+    async samlConnection(orgId: string, id: string, enabledOnly: boolean): Promise<SamlSignInConnection | null> {
+      const r = await deps.db.withTenant({ orgId }, (tx) =>
+        one<ConnectionRow>(tx, sql`select ${COLUMNS} from sso_connections where org_id = ${orgId} and id = ${id} and kind = 'saml'`),
+      );
+      if (!r || (enabledOnly && !r.enabled)) return null;
+      const settings = samlSettingsOf(r);
+      return { orgId, id: r.id, kind: 'saml', settings, policy: policyOf(settings) };
+    },
+
     async remove(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
@@ -230,3 +393,35 @@ export function createConnectionService(deps: ConnectionDeps) {
 }
 
 export type ConnectionService = ReturnType<typeof createConnectionService>;
+
+/** The IdP a create request describes: from its metadata, or from its parts; a refusal is a 422 naming the field. */
+function samlIdpOf(input: NewSamlConnection, allowInsecure: boolean): { entityId: string; ssoUrl: string; certificates: string[] } {
+  try {
+    if (input.metadataXml !== undefined) {
+      if (input.idpEntityId !== undefined || input.ssoUrl !== undefined || input.certificates !== undefined) {
+        throw new MetadataRefused('metadataXml', 'give the metadata XML or idpEntityId, ssoUrl and certificates, not both');
+      }
+      return parseIdpMetadata(input.metadataXml, allowInsecure);
+    }
+    if (input.idpEntityId === undefined || input.ssoUrl === undefined || input.certificates === undefined) {
+      throw new MetadataRefused('metadataXml', 'give the IdP\u2019s metadata XML, or idpEntityId, ssoUrl and certificates');
+    }
+    const entityProblem = checkEntityId(input.idpEntityId);
+    if (entityProblem) throw new MetadataRefused('idpEntityId', entityProblem);
+    const urlProblem = checkIdpUrl(input.ssoUrl, allowInsecure);
+    if (urlProblem) throw new MetadataRefused('ssoUrl', urlProblem);
+    return { entityId: input.idpEntityId, ssoUrl: input.ssoUrl, certificates: checkCertificates(input.certificates, 'certificates') };
+  } catch (err) {
+    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
+    throw err;
+  }
+}
+
+function samlCertificates(list: readonly string[]): string[] {
+  try {
+    return checkCertificates(list, 'certificates');
+  } catch (err) {
+    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
+    throw err;
+  }
+}

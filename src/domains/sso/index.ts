@@ -13,3 +13,6 @@ export { createFlowSealer } from './flow-state.js';
 export { ssoAuthRoutes } from './auth-routes.js';
 export { createConnectionTests } from './connection-tests.js';
 export type { ConnectionTests } from './connection-tests.js';
+export { createSamlSignIn, createSamlFlowSealer } from './saml.js';
+export type { SamlSignIn } from './saml.js';
+export { samlAuthRoutes } from './saml-routes.js';

@@ -36,6 +36,18 @@ export const connectionView = z.object({
       redirectUri: z.string().meta({ description: 'The redirect URI to register at the identity provider' }),
     })
     .nullable(),
+  saml: z
+    .object({
+      idpEntityId: z.string(),
+      ssoUrl: z.string(),
+      certificates: z.array(z.string()).meta({ description: 'The IdP\u2019s signing certificates (PEM, public); any of them may sign' }),
+      allowIdpInitiated: z.boolean(),
+      requireSignedResponse: z.boolean(),
+      spEntityId: z.string().meta({ description: 'This service provider\u2019s entity id, to register at the IdP' }),
+      acsUrl: z.string().meta({ description: 'The Assertion Consumer Service URL (HTTP-POST binding) to register at the IdP' }),
+      metadataUrl: z.string().meta({ description: 'The SP metadata, which many IdPs import directly' }),
+    })
+    .nullable(),
   createdBy: uuid,
   createdAt: timestamp,
   updatedAt: timestamp,

@@ -37,10 +37,32 @@ const newOidcConnection = z.strictObject({
   groupRoles: signInPolicy.shape.groupRoles.optional(),
 });
 
+// PEM or bare base64 DER; each is parsed as an X.509 certificate by the service.
+const certificates = z.array(z.string().min(1).max(16_384)).min(1).max(4);
+
+const newSamlConnection = z.strictObject({
+  kind: z.literal('saml'),
+  name: userText(100),
+  // The service parses it (DOCTYPE and entities refused, 60 KiB cap): the body limit is the outer bound.
+  metadataXml: z.string().min(1).max(60 * 1024).optional().meta({ description: 'The IdP\u2019s SAML 2.0 metadata XML; or give idpEntityId, ssoUrl and certificates' }),
+  metadataUrl: z.string().max(2048).optional().meta({ description: 'Where the IdP publishes its metadata: read once, at creation, through the SSRF guard' }),
+  idpEntityId: z.string().max(1024).optional(),
+  ssoUrl: z.string().max(2048).optional().meta({ description: 'The IdP\u2019s SingleSignOnService URL (HTTP-Redirect binding)' }),
+  certificates: certificates.optional(),
+  allowIdpInitiated: z.boolean().optional().meta({ description: 'Accept IdP-initiated (unsolicited) responses; off by default' }),
+  requireSignedResponse: z.boolean().optional().meta({ description: 'Require the Response to be signed as well as the Assertion (default true)' }),
+  jitRole: signInPolicy.shape.jitRole.optional(),
+  trustIdpMfa: z.boolean().optional(),
+  groupRoles: signInPolicy.shape.groupRoles.optional(),
+});
+
+const newConnection = z.discriminatedUnion('kind', [newOidcConnection, newSamlConnection]);
+
 const connectionChange = z
   .strictObject({
     name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(),
     jitRole: signInPolicy.shape.jitRole.optional(), trustIdpMfa: z.boolean().optional(), groupRoles: signInPolicy.shape.groupRoles.optional(),
+    certificates: certificates.optional(), allowIdpInitiated: z.boolean().optional(), requireSignedResponse: z.boolean().optional(),
   })
   .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
 
@@ -92,17 +114,17 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       handler: ({ ctx, params }) => s.connections.get(ctx, params.connectionId),
     }),
     defineRoute({
-      method: 'POST', url: '/api/orgs/:orgId/sso/connections', summary: 'Add an OIDC connection (disabled until enabled); the issuer is discovered first', tags,
+      method: 'POST', url: '/api/orgs/:orgId/sso/connections', summary: 'Add an OIDC connection (its issuer is discovered first) or a SAML one (from IdP metadata); disabled until enabled', tags,
       auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_created' },
       // Stores a client secret, and decides who may sign in to the org.
-      stepUp: true, status: 201, schema: { params: orgParams, body: newOidcConnection, response: connectionView },
+      stepUp: true, status: 201, schema: { params: orgParams, body: newConnection, response: connectionView },
       // conflict: the org's cap reached.
       errors: ['conflict'],
       example: () => ({ kind: 'oidc', name: 'Entra ID', issuer: 'https://login.microsoftonline.com/<tenant id>/v2.0', clientId: 'palisade', clientSecret: 'from the IdP' }),
-      handler: ({ ctx, body }) => s.connections.createOidc(ctx, body),
+      handler: ({ ctx, body }) => (body.kind === 'saml' ? s.connections.createSaml(ctx, body) : s.connections.createOidc(ctx, body)),
     }),
     defineRoute({
-      method: 'PATCH', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Rename, enable or disable an SSO connection, rotate its client secret', tags,
+      method: 'PATCH', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Rename, enable or disable an SSO connection, rotate its client secret or SAML certificates', tags,
       auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_updated' },
       stepUp: true, schema: { params: connectionParams, body: connectionChange, response: connectionView }, errors: [],
       example: () => ({ name: `Matrix IdP ${Math.random().toString(36).slice(2, 8)}` }),

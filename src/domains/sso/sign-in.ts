@@ -59,6 +59,15 @@ export interface SsoTestDone {
   returnTo: string;
 }
 
+/**
+ * What any SSO sign-in proved about the user, whatever the protocol: OIDC (iss, sub and the ID
+ * token's claims) or SAML (the IdP entity id, the NameID and the assertion's attributes).
+ */
+export type SsoIdentity = OidcIdentity;
+
+/** The part of a connection the shared completion reads: which org and connection, and its policy. */
+export type CompletingConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
+
 /** One minute: the page the browser lands on redeems it at once. */
 const HANDOVER_TTL_MS = 60_000;
 // Discovery documents are read once per connection version for this long (a change, such as a
@@ -143,8 +152,41 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     return { linked: true, returnTo: flow.returnTo };
   }
 
+  /**
+   * The part of every SSO sign-in after the protocol: the account the identity reaches (linked,
+   * or linked and created through the org's verified domain), the group mapping or JIT
+   * membership, and what the session needs. OIDC and SAML both end here; refusals are audited.
+   */
+  async function complete(ctx: RequestContext, c: CompletingConnection, identity: SsoIdentity, returnTo: string): Promise<SsoOutcome> {
+    // Every project of the org is in view: a group mapping assigns projects.
+    const found = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, async (tx) => {
+      const account = await accountOf(tx, ctx, d.audit, c, identity, d.clock.now().toISOString());
+      if ('refused' in account) return account;
+      if (c.policy.groupRoles.length > 0) {
+        const target = { orgId: c.orgId, connectionId: c.id, rules: c.policy.groupRoles, fallback: c.policy.jitRole };
+        const member = await applyGroupRoles(tx, ctx, d.audit, d.onPrivilegeChange, target, account.userId, identity.groups);
+        // Returned, not thrown: the removal of a member whose groups no longer reach the org stays.
+        if (!member) return { refused: 'none of the identity\u2019s groups gives access to this organization' };
+      } else {
+        await provisionMembership(tx, ctx, d.audit, c, account.userId);
+      }
+      const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
+      return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };
+    });
+    if ('refused' in found) return refuse(ctx, c.orgId, c.id, found.refused);
+    return {
+      userId: found.userId, sessionEpoch: found.epoch, secondFactorNeeded: found.mfaEnabled && !c.policy.trustIdpMfa,
+      sso: { orgId: c.orgId, connectionId: c.id, idpMfa: c.policy.trustIdpMfa }, returnTo,
+    };
+  }
+
   return {
     redirectUri,
+
+    /** The shared completion, for the SAML ACS (sign-in/saml.ts). */
+    complete,
+    /** An audited refusal (auth.sso_failed in the org's chain), thrown as sso_failed. */
+    refuse,
 
     /** Where the browser goes for `email` (its verified domain's org) or for an org's connection. */
     async start(ctx: RequestContext, input: { email?: string | undefined; orgId?: string | undefined; connectionId?: string | undefined; returnTo?: string | undefined }): Promise<SsoStart> {
@@ -222,26 +264,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
         if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
         throw err;
       }
-      // Every project of the org is in view: a group mapping assigns projects.
-      const found = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, async (tx) => {
-        const account = await accountOf(tx, ctx, d.audit, c, identity, d.clock.now().toISOString());
-        if ('refused' in account) return account;
-        if (c.policy.groupRoles.length > 0) {
-          const target = { orgId: c.orgId, connectionId: c.id, rules: c.policy.groupRoles, fallback: c.policy.jitRole };
-          const member = await applyGroupRoles(tx, ctx, d.audit, d.onPrivilegeChange, target, account.userId, identity.groups);
-          // Returned, not thrown: the removal of a member whose groups no longer reach the org stays.
-          if (!member) return { refused: 'none of the identity\u2019s groups gives access to this organization' };
-        } else {
-          await provisionMembership(tx, ctx, d.audit, c, account.userId);
-        }
-        const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
-        return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };
-      });
-      if ('refused' in found) return refuse(ctx, c.orgId, c.id, found.refused);
-      return {
-        userId: found.userId, sessionEpoch: found.epoch, secondFactorNeeded: found.mfaEnabled && !c.policy.trustIdpMfa,
-        sso: { orgId: c.orgId, connectionId: c.id, idpMfa: c.policy.trustIdpMfa }, returnTo: flow.returnTo,
-      };
+      return complete(ctx, c, identity, flow.returnTo);
     },
 
     /** A single-use, 60-second code for the page that asks the second factor after the IdP. */
