@@ -137,14 +137,14 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       status: 201,
       schema: {
         params: connectionParams,
-        body: z.strictObject({ returnTo }),
+        body: z.strictObject({ returnTo }).optional(),
         response: ssoTestStarted,
       },
       // validation_failed: the IdP's discovery document could not be read.
       errors: ['validation_failed'],
       example: () => ({}),
       handler: async ({ ctx, params, body, reply }) => {
-        const started = await s.sso.startTest(ctx, params.connectionId, body.returnTo);
+        const started = await s.sso.startTest(ctx, params.connectionId, body?.returnTo);
         // The same browser-bound flow cookie as a sign-in (Lax: the IdP's redirect back is a top-level GET).
         reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });
         return { testId: started.testId, location: started.location };
@@ -156,12 +156,12 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       // Every member may link their own identity; it is a new way into the account, so it needs a fresh proof.
       auth: { mode: 'session' }, permission: 'org:read', rateLimit: 'authenticated', audit: { action: 'sso.identity_link_started' },
       stepUp: true, status: 201,
-      schema: { params: connectionParams, body: z.strictObject({ returnTo }), response: ssoLinkStarted },
+      schema: { params: connectionParams, body: z.strictObject({ returnTo }).optional(), response: ssoLinkStarted },
       // validation_failed: the IdP's discovery document could not be read.
       errors: ['validation_failed'],
       example: () => ({}),
       handler: async ({ ctx, params, body, reply }) => {
-        const started = await s.sso.startLink(ctx, params.connectionId, body.returnTo);
+        const started = await s.sso.startLink(ctx, params.connectionId, body?.returnTo);
         reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });
         return { location: started.location };
       },

@@ -148,6 +148,9 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
   });
 
   it('refuses a connection that is not the org\u2019s, and an IdP that cannot be discovered, with a 4xx', async () => {
+    // The body is optional: a bare POST starts a run that comes back to /.
+    const bare = await call(h, 'POST', `/api/orgs/${acme}/sso/connections/${connection}/test`, { cookie: owner });
+    expect(bare.statusCode, bare.body).toBe(201);
     const unknown = await startTest(owner, newId());
     expect(unknown.statusCode).toBe(404);
     // A fresh sign-in: adding a connection needs a recent proof of identity.
@@ -211,6 +214,8 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     });
     expect(ended.statusCode, ended.body).toBe(401);
     expect(ended.json<Problem>().code).toBe('sso_failed');
+    const [refusal] = await h.t.owner.query<{ result: string }>("select result from audit_events where action = 'auth.sso_failed' order by at desc, seq desc limit 1");
+    expect(refusal?.result).toBe('failure');
     expect(await linkedTo(someone.sub)).toEqual([]);
 
     // The admin's identity at this IdP cannot be taken over by linking it from another account.

@@ -102,7 +102,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
 
   async function refuse(ctx: RequestContext, orgId: string, connectionId: string, reason: string): Promise<never> {
     await d.audit.appendStandalone(orgId, ctx, {
-      action: 'auth.sso_failed', target: { type: 'sso_connection', id: connectionId }, details: { reason },
+      action: 'auth.sso_failed', result: 'failure', target: { type: 'sso_connection', id: connectionId }, details: { reason },
     });
     throw new AppError('sso_failed', reason);
   }
@@ -136,17 +136,31 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     return { testId: flow.testId, returnTo: flow.returnTo };
   }
 
-  /** The IdP's answer to a link started from a session. */
-  async function finishLink(ctx: RequestContext, flow: FlowState & { sessionId: string }, callbackUrl: URL): Promise<SsoLinkDone> {
-    const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
-    if (!c) return refuse(ctx, flow.orgId, flow.connectionId, 'the connection was disabled or deleted during the link');
-    let identity: OidcIdentity;
+  /** The connection's configuration for an admin's or member's flow: a discovery failure is theirs to fix (4xx). */
+  async function adminConfigOf(c: SignInConnection): Promise<client.Configuration> {
     try {
-      identity = await redeemCode(await configOf(c), callbackUrl, flow);
+      return await configOf(c);
+    } catch (err) {
+      if (!(err instanceof DiscoveryFailed)) throw err;
+      throw new AppError('validation_failed', `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
+    }
+  }
+
+  /** The enabled connection a flow names and the identity its callback proves, or an audited refusal. */
+  async function proven(ctx: RequestContext, flow: FlowState, callbackUrl: URL, what: string): Promise<{ c: SignInConnection; identity: OidcIdentity }> {
+    const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
+    if (!c) return refuse(ctx, flow.orgId, flow.connectionId, `the connection was disabled or deleted during the ${what}`);
+    try {
+      return { c, identity: await redeemCode(await configOf(c), callbackUrl, flow) };
     } catch (err) {
       if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
       throw err;
     }
+  }
+
+  /** The IdP's answer to a link started from a session. */
+  async function finishLink(ctx: RequestContext, flow: FlowState & { sessionId: string }, callbackUrl: URL): Promise<SsoLinkDone> {
+    const { c, identity } = await proven(ctx, flow, callbackUrl, 'link');
     const linked = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, (tx) => linkToSession(tx, ctx, d.audit, c, identity, flow.sessionId, d.clock.now().toISOString()));
     if ('refused' in linked) return refuse(ctx, c.orgId, c.id, linked.refused);
     return { linked: true, returnTo: flow.returnTo };
@@ -211,13 +225,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       const org = requireOrg(ctx);
       const c = await d.connections.forSignIn(org.orgId, connectionId, true);
       if (!c) throw new AppError('not_found');
-      let config: client.Configuration;
-      try {
-        config = await configOf(c);
-      } catch (err) {
-        if (!(err instanceof DiscoveryFailed)) throw err;
-        throw new AppError('validation_failed', `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
-      }
+      const config = await adminConfigOf(c);
       const testId = await d.tests.open(ctx, c.id);
       const started = await beginFlow(config, c, { purpose: 'test', testId, returnTo: safeReturnTo(returnTo) });
       return { ...started, testId };
@@ -237,13 +245,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       if (!user.session) throw new AppError('unauthenticated');
       const c = await d.connections.forSignIn(org.orgId, connectionId);
       if (!c) throw new AppError('not_found', 'no such enabled single sign-on connection');
-      let config: client.Configuration;
-      try {
-        config = await configOf(c);
-      } catch (err) {
-        if (!(err instanceof DiscoveryFailed)) throw err;
-        throw new AppError('validation_failed', `the identity provider\u2019s discovery document could not be read: ${err.reason}`);
-      }
+      const config = await adminConfigOf(c);
       await d.audit.appendStandalone(org.orgId, ctx, { action: 'sso.identity_link_started', target: { type: 'sso_connection', id: c.id } });
       return beginFlow(config, c, { purpose: 'link', sessionId: user.session.id, returnTo: safeReturnTo(returnTo) });
     },
@@ -255,15 +257,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       if (flow.purpose === 'test' && flow.testId) return finishTest(ctx, { ...flow, testId: flow.testId }, callbackUrl);
       if (flow.purpose === 'link' && flow.sessionId) return finishLink(ctx, { ...flow, sessionId: flow.sessionId }, callbackUrl);
       if (flow.purpose !== 'sign_in') throw new AppError('sso_failed', 'this single sign-on flow is not a sign-in');
-      const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
-      if (!c) return refuse(ctx, flow.orgId, flow.connectionId, 'the connection was disabled or deleted during the sign-in');
-      let identity: OidcIdentity;
-      try {
-        identity = await redeemCode(await configOf(c), callbackUrl, flow);
-      } catch (err) {
-        if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
-        throw err;
-      }
+      const { c, identity } = await proven(ctx, flow, callbackUrl, 'sign-in');
       return complete(ctx, c, identity, flow.returnTo);
     },
 
