@@ -70,7 +70,13 @@ export async function startOidcProvider(opts: {
       }
     });
   }
-  server.on('request', provider.callback());
+  const handle = provider.callback();
+  // Every answer closes its connection: a test that restarts the IdP on the same port (key
+  // rotation) would otherwise reuse a pooled keep-alive socket the old server already closed.
+  server.on('request', (req, res) => {
+    res.shouldKeepAlive = false;
+    void handle(req, res);
+  });
   return {
     issuer,
     provider,
