@@ -84,6 +84,12 @@ export const AUDIT_ACTIONS = {
   'sso.connection_tested': { description: 'A test sign-in came back from the identity provider: succeeded (claims kept sealed for the admin) or failed, with why' },
   'sso.identity_linked': { description: 'An identity at an org\u2019s identity provider was linked to an account (first SSO sign-in)', webhook: true },
   'sso.member_provisioned': { description: 'An SSO sign-in created an account or a membership (just-in-time provisioning)', webhook: true },
+  'sso.enforcement_enabled': { description: 'The org now sends its verified domains to SSO: other sign-ins refused, non-SSO sessions of those users ended', webhook: true },
+  'sso.enforcement_disabled': { description: 'The org no longer requires SSO for its verified domains', webhook: true },
+  'sso.break_glass_owners_changed': { description: 'The owners who may still sign in locally under SSO enforcement changed', webhook: true },
+  'sso.sessions_ended': { description: 'Non-SSO sessions of users in a domain under SSO enforcement were ended (a domain verified while enforcement is on)' },
+  'auth.sso_required': { description: 'A local sign-in of a user under the org’s SSO enforcement was refused (sent to SSO)' },
+  'auth.break_glass': { description: 'A break-glass owner signed in locally despite SSO enforcement (password and second factor; the session lasts at most an hour; the other owners are mailed)', webhook: true },
   'auth.sso_failed': { description: 'An SSO sign-in was refused (the IdP\u2019s answer, or no account it may reach)' },
 } as const satisfies Record<string, ActionSpec>;
 

@@ -16,3 +16,6 @@ export type { ConnectionTests } from './connection-tests.js';
 export { createSamlSignIn, createSamlFlowSealer } from './saml.js';
 export type { SamlSignIn } from './saml.js';
 export { samlAuthRoutes } from './saml-routes.js';
+export { createSsoEnforcement, BREAK_GLASS_SESSION_SECONDS, MAX_BREAK_GLASS_OWNERS } from './enforcement.js';
+export type { SsoEnforcement } from './enforcement.js';
+export { breakGlassRoutes } from './break-glass-routes.js';
