@@ -8,7 +8,7 @@ import { ENGINES } from '../../../test/support/db.js';
 import { startLoopbackDns, type LoopbackDns } from '../../../test/support/dns.js';
 import { enrollTotp, login, nextCode, verifyMfa } from '../../../test/support/mfa.js';
 import { signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
-import { ENFORCEMENT_CLIENT, enforceableOrg, ssoSessionFor, type EnforceableOrg } from '../../../test/support/sso-enforcement.js';
+import { ENFORCEMENT_CLIENT, enforceableOrg, ssoSessionFor } from '../../../test/support/sso-enforcement.js';
 import { passwordUser } from '../../../test/support/users.js';
 
 const CALLBACK = '/api/auth/sso/oidc/callback';
