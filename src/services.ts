@@ -85,7 +85,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const sso = createSsoSignIn({
     db, clock, audit, connections, domains, egress, flows: createFlowSealer(config.sessionSecret), tests: ssoTests,
     publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
-    onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId),
+    onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId), gate: enforcement.gate,
   });
   const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());

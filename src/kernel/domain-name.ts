@@ -31,3 +31,14 @@ export function emailDomain(email: string): string | null {
   const at = email.lastIndexOf('@');
   return at < 1 ? null : normalizeDomain(email.slice(at + 1));
 }
+
+/**
+ * An address in the one spelling accounts are stored under: trimmed, lower case, its domain as
+ * emailDomain gives it (IDNA, no trailing dot). Null when the domain is not one.
+ */
+export function canonicalEmail(email: string): string | null {
+  const trimmed = email.trim();
+  const at = trimmed.lastIndexOf('@');
+  const domain = emailDomain(trimmed);
+  return at < 1 || !domain ? null : `${trimmed.slice(0, at).toLowerCase()}@${domain}`;
+}

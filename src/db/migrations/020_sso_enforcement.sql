@@ -14,6 +14,17 @@ create table sso_enforcement (
   break_glass_owners uuid[] not null default '{}' check (cardinality(break_glass_owners) <= 3)
 );
 
+-- Everyone reads it (a sign-in has no org bound); only a transaction bound to the org writes
+-- its row, so one wrong query cannot switch another org's enforcement off.
+alter table sso_enforcement enable row level security;
+alter table sso_enforcement force row level security;
+create policy read_all on sso_enforcement for select using (true);
+create policy own_insert on sso_enforcement for insert
+  with check (org_id = nullif(current_setting('palisade.org_id', true), '')::uuid);
+create policy own_update on sso_enforcement for update
+  using (org_id = nullif(current_setting('palisade.org_id', true), '')::uuid)
+  with check (org_id = nullif(current_setting('palisade.org_id', true), '')::uuid);
+
 -- The org whose break-glass opened the session (null otherwise): such a session never outlives
 -- an hour, and the sign-in gate lets it through that org's enforcement only.
 alter table sessions add column break_glass_org_id uuid;

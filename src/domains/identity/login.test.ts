@@ -244,9 +244,16 @@ describe('failed-login evidence', () => {
 
   // review F13 (the first attacker review, 174568f)
   it('a password typed into the email field never lands in the append-only audit trail', async () => {
-    await h.built.app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: 'Tr0ub4dor&3-my-real-password', password: 'x' } });
-    const rows = await h.t.owner.query<{ details: unknown }>("select details from audit_events where action='auth.login_failed' order by at desc limit 1");
-    expect(JSON.stringify(rows[0]?.details)).not.toContain('Tr0ub4dor');
-    expect(rows[0]?.details).toEqual({ emailHash: expect.stringMatching(/^[0-9a-f]{16}$/), reason: 'unknown_email' });
+    const res = await h.built.app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: 'Tr0ub4dor&3-my-real-password', password: 'x' } });
+    // Not an address: refused by the schema (the one email spelling), and the answer does not echo it.
+    expect(res.statusCode).toBe(400);
+    expect(res.body).not.toContain('Tr0ub4dor');
+    const rows = await h.t.owner.query<{ details: unknown }>('select details from audit_events');
+    expect(JSON.stringify(rows)).not.toContain('Tr0ub4dor');
+    // An address that is not an account is evidence by its hash only.
+    await h.built.app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: 'tr0ub4dor@example.test', password: 'x' } });
+    const [last] = await h.t.owner.query<{ details: unknown }>("select details from audit_events where action='auth.login_failed' order by at desc limit 1");
+    expect(JSON.stringify(last?.details)).not.toContain('tr0ub4dor');
+    expect(last?.details).toEqual({ emailHash: expect.stringMatching(/^[0-9a-f]{16}$/), reason: 'unknown_email' });
   });
 });

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
-import { uuid } from '../../http/schemas.js';
+import { email, uuid } from '../../http/schemas.js';
 import { userActorOf } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
@@ -39,7 +39,9 @@ export function sessionRoutes(d: {
       method: 'POST', url: '/api/auth/login', summary: 'Sign in with email and password', tags,
       auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
       rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending'] },
-      schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }), response: loginAnswer },
+      // The one email spelling (ASCII, lower case) of registration: SSO enforcement reads its domain
+      // and the account lookup its address the same way (review: a dotted capital I once told them apart).
+      schema: { body: z.strictObject({ email, password }), response: loginAnswer },
       // invalid_credentials also when a reset or revocation raced the password check (the epoch).
       // sso_required: the address is in a verified domain of an org that enforces SSO (break-glass
       // owners use POST /api/auth/break-glass).

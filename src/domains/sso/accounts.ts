@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
-import { emailDomain } from '../../kernel/domain-name.js';
+import { canonicalEmail, emailDomain } from '../../kernel/domain-name.js';
 import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
 import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
@@ -36,7 +36,11 @@ export async function decideAccount(tx: Tx, c: AccountConnection, id: OidcIdenti
   const domain = emailDomain(id.email);
   const owner = domain ? await one<{ org_id: string }>(tx, sql`select org_id from verified_domains where domain = ${domain}`) : undefined;
   if (owner?.org_id !== c.orgId) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
-  const existing = await one<{ id: string; email_verified_at: Date | null }>(tx, sql`select id, email_verified_at from users where lower(email) = lower(${id.email})`);
+  const address = canonicalEmail(id.email);
+  if (!address) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
+  const existing = await one<{ id: string; email_verified_at: Date | null }>(
+    tx, sql`select id, email_verified_at from users where lower(email) = lower(${id.email}) or lower(email) = ${address}`,
+  );
   if (existing) {
     // An unverified account may have been registered by someone else with this address
     // (pre-hijacking): it is not linked until its holder proves the mailbox.
@@ -70,7 +74,9 @@ export async function accountOf(
     userId = newId();
     const created = await writeUnlessTaken(
       tx,
-      sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${id.email}, ${displayName(id.name)}, ${now})`,
+      // The stored spelling is the canonical one, whatever the IdP wrote (its domain is how SSO
+      // enforcement finds the account: review 2026-12-06 F1).
+      sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${canonicalEmail(id.email ?? '') ?? id.email}, ${displayName(id.name)}, ${now})`,
     );
     // Created by a concurrent first sign-in: that one links it.
     if (!created) return { refused: 'the account is being created by another sign-in; try again' };

@@ -4,7 +4,8 @@ import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import { exec, one, rows, type Database } from '../../db/database.js';
+import { keepOneWayIn } from './enforcement.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
@@ -13,7 +14,7 @@ import { EgressRefused } from '../webhooks/index.js';
 import type { ConnectionView } from './responses.js';
 import { DEFAULT_SIGN_IN_POLICY, mergePolicy, policyChangeDetails, policyOf, type PolicyChange, type SignInPolicy } from './policy.js';
 import { checkGroupRoles } from './role-mapping.js';
-import { checkCertificates, checkEntityId, checkIdpUrl, MetadataRefused, parseIdpMetadata } from './saml-metadata.js';
+import { checkIdpUrl, samlCertificates, samlIdpOf } from './saml-metadata.js';
 
 /** A few IdPs per org (one per subsidiary or migration); the cap bounds storage and discovery calls. */
 export const MAX_CONNECTIONS_PER_ORG = 20;
@@ -396,47 +397,3 @@ export function createConnectionService(deps: ConnectionDeps) {
 
 export type ConnectionService = ReturnType<typeof createConnectionService>;
 
-/**
- * Under SSO enforcement the org's enabled connections are its users' only way in: the last one
- * may not be disabled or deleted (turn enforcement off first). The org row serializes this with
- * other such changes and with switching enforcement on.
- */
-async function keepOneWayIn(tx: Tx, orgId: string, leaving: string): Promise<void> {
-  await one(tx, sql`select 1 from organizations where org_id = ${orgId} for update`);
-  const enforced = await one(tx, sql`select 1 from sso_enforcement where org_id = ${orgId} and enforced_since is not null`);
-  if (!enforced) return;
-  const other = await one(tx, sql`select 1 from sso_connections where org_id = ${orgId} and enabled and id <> ${leaving}`);
-  if (!other) throw new AppError('conflict', 'the organization enforces SSO and this is its last enabled connection: turn enforcement off first');
-}
-
-/** The IdP a create request describes: from its metadata, or from its parts; a refusal is a 422 naming the field. */
-function samlIdpOf(input: NewSamlConnection, allowInsecure: boolean): { entityId: string; ssoUrl: string; certificates: string[] } {
-  try {
-    if (input.metadataXml !== undefined) {
-      if (input.idpEntityId !== undefined || input.ssoUrl !== undefined || input.certificates !== undefined) {
-        throw new MetadataRefused('metadataXml', 'give the metadata XML or idpEntityId, ssoUrl and certificates, not both');
-      }
-      return parseIdpMetadata(input.metadataXml, allowInsecure);
-    }
-    if (input.idpEntityId === undefined || input.ssoUrl === undefined || input.certificates === undefined) {
-      throw new MetadataRefused('metadataXml', 'give the IdP\u2019s metadata XML, or idpEntityId, ssoUrl and certificates');
-    }
-    const entityProblem = checkEntityId(input.idpEntityId);
-    if (entityProblem) throw new MetadataRefused('idpEntityId', entityProblem);
-    const urlProblem = checkIdpUrl(input.ssoUrl, allowInsecure);
-    if (urlProblem) throw new MetadataRefused('ssoUrl', urlProblem);
-    return { entityId: input.idpEntityId, ssoUrl: input.ssoUrl, certificates: checkCertificates(input.certificates, 'certificates') };
-  } catch (err) {
-    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
-    throw err;
-  }
-}
-
-function samlCertificates(list: readonly string[]): string[] {
-  try {
-    return checkCertificates(list, 'certificates');
-  } catch (err) {
-    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
-    throw err;
-  }
-}

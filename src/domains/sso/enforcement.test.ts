@@ -1,4 +1,5 @@
 import type { LightMyRequestResponse } from 'fastify';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../crypto/index.js';
 import { createTestApp, ORIGIN, type Problem, type TestApp } from '../../../test/support/app.js';
@@ -64,6 +65,12 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     const member = await org.person('member');
     const asMember = await call(h, 'PUT', `/api/orgs/${org.orgId}/sso/enforcement`, { cookie: await h.cookieFor(member.email), payload: { enforced: true } });
     expect(asMember.statusCode).toBe(403);
+    // An admin holds sso:manage, but switching it on decides how the owners sign in: owners only.
+    // Outside the domain (example.test): enforcement does not end their session.
+    const admin = await passwordUser(h, org.orgId, 'admin');
+    const adminCookie = await h.cookieFor(admin.email);
+    const asAdmin = await call(h, 'PUT', `/api/orgs/${org.orgId}/sso/enforcement`, { cookie: adminCookie, payload: { enforced: true } });
+    expect(code(asAdmin)).toBe('privilege_escalation');
     // No enabled connection: nobody could sign in.
     await call(h, 'PATCH', `/api/orgs/${org.orgId}/sso/connections/${org.connectionId}`, { cookie: org.ownerCookie, payload: { enabled: false } });
     const noConnection = await org.enforce(true);
@@ -81,6 +88,9 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     const read = await call(h, 'GET', `/api/orgs/${org.orgId}/sso/enforcement`, { cookie: org.ownerCookie });
     expect(read.json()).toMatchObject({ enforced: true, domains: [org.domain] });
     expect(await events(org.orgId, 'sso.enforcement_enabled')).toHaveLength(1);
+    // Switching it off locks nobody out: an admin may.
+    const offByAdmin = await call(h, 'PUT', `/api/orgs/${org.orgId}/sso/enforcement`, { cookie: adminCookie, payload: { enforced: false } });
+    expect(offByAdmin.statusCode, offByAdmin.body).toBe(200);
   });
 
   it('ends the sessions of the domain\u2019s users that its SSO did not open, and no others', async () => {
@@ -88,18 +98,23 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     const member = await org.person('member');
     const passwordSession = await h.login(member);
     const ssoSession = await ssoSessionFor(h, org, member.id);
+    // Stored in another spelling of the domain (an IdP's: upper case, a trailing dot): the same user base.
+    const oddId = newId();
+    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [oddId, `Odd-${oddId.slice(0, 6)}@${org.domain.toUpperCase()}.`, 'Odd']);
+    const oddSession = await h.cookieFor(`Odd-${oddId.slice(0, 6)}@${org.domain.toUpperCase()}.`);
     // Someone outside the domain (a contractor at example.test) keeps their session.
     const outsider = await passwordUser(h, org.orgId, 'member');
     const outsiderSession = await h.login(outsider);
     const on = await org.enforce(true);
     expect(on.statusCode, on.body).toBe(200);
-    expect(on.json<{ sessionsEnded: number }>().sessionsEnded).toBe(1);
+    expect(on.json<{ sessionsEnded: number }>().sessionsEnded).toBe(2);
     expect(await alive(passwordSession)).toBe(false);
+    expect(await alive(oddSession)).toBe(false);
     expect(await alive(ssoSession)).toBe(true);
     expect(await alive(outsiderSession)).toBe(true);
     expect(await alive(org.ownerCookie)).toBe(true);
     const [evidence] = await events(org.orgId, 'sso.enforcement_enabled');
-    expect(evidence?.details).toMatchObject({ domains: [org.domain], sessionsEnded: 1 });
+    expect(evidence?.details).toMatchObject({ domains: [org.domain], sessionsEnded: 2 });
     const [row] = await h.t.owner.query<{ revoked_reason: string }>("select revoked_reason from sessions where user_id = $1 and auth_method = 'password'", [member.id]);
     expect(row?.revoked_reason).toBe('sso_enforced');
   });
@@ -122,6 +137,10 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     ssoRequired(await login(h, member.email, 'wrong password entirely'), member.email);
     const nobody = `nobody-${newId().slice(0, 6)}@${org.domain}`;
     ssoRequired(await login(h, nobody, 'whatever it is'), nobody);
+    // One spelling: a dotted capital I (lower-cased to i + U+0307 by JavaScript, to i by PostgreSQL) is no address.
+    const [local, host] = member.email.split('@') as [string, string];
+    const dotted = await login(h, `${local}@\u0130${host}`, 'wrong password entirely');
+    expect(dotted.statusCode, dotted.body).toBe(400);
     ssoRequired(await call(h, 'POST', '/api/auth/register', { payload: { email: nobody, password: 'a-long-enough-passphrase-42', name: 'N' } }), nobody);
     ssoRequired(await call(h, 'POST', '/api/auth/password-reset/request', { payload: { email: member.email } }), member.email);
     ssoRequired(await call(h, 'POST', '/api/auth/magic-link', { payload: { email: member.email } }), member.email);
@@ -152,8 +171,27 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
       other.orgId, other.connectionId, idp.issuer, sub, member.id,
     ]);
     expect((await org.enforce(true)).statusCode).toBe(200);
+    // Removed from the other org since, still linked at its IdP (whose connection provisions members).
+    await h.t.owner.query('delete from memberships where org_id = $1 and user_id = $2', [other.orgId, member.id]);
     const res = await ssoSignIn({ sub, email: member.email, email_verified: true }, `org=${other.orgId}&connection=${other.connectionId}`);
     ssoRequired(res, member.email);
+    // Refused before anything was written: no membership came back, and the refusal is on the enforcing org's record.
+    expect(await h.t.owner.query('select 1 from memberships where org_id = $1 and user_id = $2', [other.orgId, member.id])).toHaveLength(0);
+    expect((await events(org.orgId, 'auth.sso_required')).some((e) => e.details.ssoOrgId === other.orgId)).toBe(true);
+  });
+
+  it('lets no transaction bound to one org write another org\u2019s enforcement', async () => {
+    const a = await enforceableOrg(h, idp);
+    const b = await enforceableOrg(h, idp);
+    expect((await b.enforce(true)).statusCode).toBe(200);
+    const changed = await h.t.db.withTenant({ orgId: a.orgId }, async (tx) => {
+      const r = await sql`update sso_enforcement set enforced_since = null where org_id = ${b.orgId}`.execute(tx);
+      return Number(r.numAffectedRows ?? 0n);
+    });
+    expect(changed).toBe(0);
+    await expect(h.t.db.withTenant({ orgId: a.orgId }, (tx) => sql`insert into sso_enforcement (org_id) values (${h.orgId('globex')})`.execute(tx))).rejects.toThrow();
+    const read = await call(h, 'GET', `/api/orgs/${b.orgId}/sso/enforcement`, { cookie: b.ownerCookie });
+    expect(read.json()).toMatchObject({ enforced: true });
   });
 
   it('a domain verified while enforcement is on ends its users\u2019 other sessions at once', async () => {
@@ -233,6 +271,23 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     expect((row?.absolute_expires_at.getTime() ?? 0) - (row?.created_at.getTime() ?? 0)).toBeLessThanOrEqual(HOUR);
     h.clock.advance(HOUR + 60_000);
     expect(await alive(cookie as string)).toBe(false);
+  });
+
+  it('a break-glass session ends when its owner is taken off the list', async () => {
+    const org = await enforceableOrg(h, idp);
+    const keeper = await org.person('owner');
+    const totp = await enrollTotp(h, keeper);
+    const put = (owners: string[]) => call(h, 'PUT', `/api/orgs/${org.orgId}/sso/break-glass`, { cookie: org.ownerCookie, payload: { owners } });
+    expect((await put([keeper.id])).statusCode).toBe(200);
+    expect((await org.enforce(true)).statusCode).toBe(200);
+    const first = await call(h, 'POST', '/api/auth/break-glass', { payload: { email: keeper.email, password: keeper.password } });
+    const done = await verifyMfa(h, first.json<{ mfaToken: string }>().mfaToken, { code: nextCode(h, totp.secret) });
+    const cookie = sessionFrom(done) as string;
+    expect(await alive(cookie)).toBe(true);
+    const withdrawn = await put([]);
+    expect(withdrawn.statusCode, withdrawn.body).toBe(200);
+    expect(await alive(cookie)).toBe(false);
+    expect((await events(org.orgId, 'sso.break_glass_owners_changed')).at(-1)?.details).toMatchObject({ sessionsEnded: 1 });
   });
 
   it('break-glass is checked again at the second step: an owner taken off the list meanwhile gets nothing', async () => {

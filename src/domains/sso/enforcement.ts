@@ -1,3 +1,4 @@
+import { domainToUnicode } from 'node:url';
 import { sql } from 'kysely';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
@@ -68,9 +69,13 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
    */
   async function endOtherSessions(tx: Tx, orgId: string, domains: readonly string[]): Promise<number> {
     if (domains.length === 0) return 0;
+    // Stored addresses may spell a domain otherwise than its verified form (Unicode for punycode,
+    // a trailing dot or space, upper case: an IdP's own spelling): select by the domain in both
+    // forms, then match exactly as the sign-in gate does (emailDomain).
+    const labels = [...new Set(domains.flatMap((d) => [d, domainToUnicode(d)].filter(Boolean)))];
     const candidates = await rows<{ id: string; email: string }>(
       tx,
-      sql`select id, email from users where lower(split_part(email, '@', -1)) = any (${[...domains]}::text[]) order by id for update`,
+      sql`select id, email from users where email ilike any (${labels.map((l) => `%@%${l.replace(/[\\%_]/g, '\\$&')}%`)}::text[]) order by id for update`,
     );
     const ids = candidates.filter((u) => domains.includes(emailDomain(u.email) ?? '')).map((u) => u.id);
     if (ids.length === 0) return 0;
@@ -201,6 +206,12 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
      */
     async setEnforced(ctx: RequestContext, enforced: boolean): Promise<EnforcementView & { sessionsEnded: number }> {
       const org = requireOrg(ctx);
+      // Switching it on decides how the owners themselves sign in (and ends their other sessions):
+      // an owner's act. An admin would otherwise lock every owner of the domain out, then break
+      // the connection (review 2026-12-06 F2). Switching it off (sso:manage) locks nobody out.
+      if (enforced && !org.permissions.has('owners:manage')) {
+        throw new AppError('privilege_escalation', 'only an owner may switch SSO enforcement on (name the break-glass owners first)');
+      }
       return db.withTenant(bindingOf(ctx), async (tx) => {
         const before = await lockedRow(tx, org.orgId);
         const wasOn = Boolean(before?.enforced_since);
@@ -249,9 +260,16 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
         }
         await exec(tx, sql`insert into sso_enforcement (org_id, break_glass_owners) values (${org.orgId}, ${owners}::uuid[])
                            on conflict (org_id) do update set break_glass_owners = excluded.break_glass_owners`);
+        // Taken off the list: a break-glass session they hold now ends with the right that opened it.
+        const dropped = (before?.break_glass_owners ?? []).filter((id) => !owners.includes(id));
+        const sessionsEnded = dropped.length === 0 ? 0 : await exec(
+          tx,
+          sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = 'break_glass_withdrawn'
+              where user_id = any (${dropped}::uuid[]) and break_glass_org_id = ${org.orgId} and revoked_at is null`,
+        );
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'sso.break_glass_owners_changed', target: { type: 'organization', id: org.orgId },
-          details: { before: before?.break_glass_owners ?? [], after: owners },
+          details: { before: before?.break_glass_owners ?? [], after: owners, sessionsEnded },
         });
         return viewOf(tx, org.orgId);
       });
@@ -272,3 +290,16 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
 }
 
 export type SsoEnforcement = ReturnType<typeof createSsoEnforcement>;
+
+/**
+ * Under SSO enforcement the org's enabled connections are its users' only way in: the last one
+ * may not be disabled or deleted (turn enforcement off first). The org row serializes this with
+ * other such changes and with switching enforcement on.
+ */
+export async function keepOneWayIn(tx: Tx, orgId: string, leaving: string): Promise<void> {
+  await one(tx, sql`select 1 from organizations where org_id = ${orgId} for update`);
+  const enforced = await one(tx, sql`select 1 from sso_enforcement where org_id = ${orgId} and enforced_since is not null`);
+  if (!enforced) return;
+  const other = await one(tx, sql`select 1 from sso_connections where org_id = ${orgId} and enabled and id <> ${leaving}`);
+  if (!other) throw new AppError('conflict', 'the organization enforces SSO and this is its last enabled connection: turn enforcement off first');
+}

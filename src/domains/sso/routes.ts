@@ -109,12 +109,13 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       handler: ({ ctx }) => s.enforcement.get(ctx),
     }),
     defineRoute({
-      method: 'PUT', url: '/api/orgs/:orgId/sso/enforcement', summary: 'Require SSO for the users of the verified domains (ends their other sessions), or stop requiring it', tags,
+      method: 'PUT', url: '/api/orgs/:orgId/sso/enforcement', summary: 'Require SSO for the users of the verified domains (owners only; ends their other sessions), or stop requiring it', tags,
       auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.enforcement_enabled', or: ['sso.enforcement_disabled'] },
       // Decides how a whole company signs in, and signs people out.
       stepUp: true, schema: { params: orgParams, body: z.strictObject({ enforced: z.boolean() }), response: enforcementChanged },
-      // conflict: already in that state, or no verified domain or enabled connection to enforce.
-      errors: ['conflict'],
+      // conflict: already in that state, or no verified domain or enabled connection to enforce;
+      // privilege_escalation: switching it on is an owner's act (owners:manage).
+      errors: ['conflict', 'privilege_escalation'],
       example: () => ({ enforced: false }),
       handler: ({ ctx, body }) => s.enforcement.setEnforced(ctx, body.enforced),
     }),

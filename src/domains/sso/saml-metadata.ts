@@ -1,5 +1,6 @@
 import { DOMParser, type Document, type Element } from '@xmldom/xmldom';
 import { parseCertificate } from '../../crypto/index.js';
+import { AppError } from '../../kernel/errors.js';
 
 /** Largest IdP metadata document accepted (ADFS federation metadata runs to tens of kilobytes). */
 export const MAX_METADATA_BYTES = 60 * 1024;
@@ -114,4 +115,39 @@ export function parseIdpMetadata(xml: string, allowInsecure: boolean): IdpDescri
     for (const c of Array.from(kd.getElementsByTagNameNS(DS, 'X509Certificate'))) certs.push(c.textContent ?? '');
   }
   return { entityId, ssoUrl, certificates: checkCertificates(certs, path) };
+}
+
+/** The IdP a create request describes: from its metadata, or from its parts; a refusal is a 422 naming the field. */
+export function samlIdpOf(
+  input: { metadataXml?: string | undefined; idpEntityId?: string | undefined; ssoUrl?: string | undefined; certificates?: readonly string[] | undefined },
+  allowInsecure: boolean,
+): { entityId: string; ssoUrl: string; certificates: string[] } {
+  try {
+    if (input.metadataXml !== undefined) {
+      if (input.idpEntityId !== undefined || input.ssoUrl !== undefined || input.certificates !== undefined) {
+        throw new MetadataRefused('metadataXml', 'give the metadata XML or idpEntityId, ssoUrl and certificates, not both');
+      }
+      return parseIdpMetadata(input.metadataXml, allowInsecure);
+    }
+    if (input.idpEntityId === undefined || input.ssoUrl === undefined || input.certificates === undefined) {
+      throw new MetadataRefused('metadataXml', 'give the IdP\u2019s metadata XML, or idpEntityId, ssoUrl and certificates');
+    }
+    const entityProblem = checkEntityId(input.idpEntityId);
+    if (entityProblem) throw new MetadataRefused('idpEntityId', entityProblem);
+    const urlProblem = checkIdpUrl(input.ssoUrl, allowInsecure);
+    if (urlProblem) throw new MetadataRefused('ssoUrl', urlProblem);
+    return { entityId: input.idpEntityId, ssoUrl: input.ssoUrl, certificates: checkCertificates(input.certificates, 'certificates') };
+  } catch (err) {
+    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
+    throw err;
+  }
+}
+
+export function samlCertificates(list: readonly string[]): string[] {
+  try {
+    return checkCertificates(list, 'certificates');
+  } catch (err) {
+    if (err instanceof MetadataRefused) throw new AppError('validation_failed', err.reason, [{ path: err.path, message: err.reason }]);
+    throw err;
+  }
 }

@@ -8,6 +8,7 @@ import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import { requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
+import type { SsoGate } from '../sessions/index.js';
 import { accountOf, linkToSession, provisionMembership } from './accounts.js';
 import type { ConnectionTests } from './connection-tests.js';
 import { OIDC_CALLBACK_PATH, type ConnectionService, type SignInConnection } from './connections.js';
@@ -29,6 +30,8 @@ export interface SsoSignInDeps {
   allowInsecureIssuers: boolean;
   /** A member's role or projects changed (group mapping): their sessions pick it up at once. */
   onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
+  /** SSO enforcement: an account another org's enforcement covers is refused before anything is linked or provisioned. */
+  gate: SsoGate;
 }
 
 /** Where `start` sends the browser, and the sealed flow state for its cookie. */
@@ -173,9 +176,14 @@ export function createSsoSignIn(d: SsoSignInDeps) {
    */
   async function complete(ctx: RequestContext, c: CompletingConnection, identity: SsoIdentity, returnTo: string): Promise<SsoOutcome> {
     // Every project of the org is in view: a group mapping assigns projects.
+    let enforced: { orgId: string; error: AppError } | null = null;
     const found = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, async (tx) => {
       const account = await accountOf(tx, ctx, d.audit, c, identity, d.clock.now().toISOString());
       if ('refused' in account) return account;
+      // Another org enforces SSO on this account: thrown, so that the link or account just written
+      // rolls back with everything else (the sign-in service would refuse the session anyway).
+      enforced = await d.gate.refusal(tx, account.userId, { sso: { orgId: c.orgId } });
+      if (enforced) throw enforced.error;
       if (c.policy.groupRoles.length > 0) {
         const target = { orgId: c.orgId, connectionId: c.id, rules: c.policy.groupRoles, fallback: c.policy.jitRole };
         const member = await applyGroupRoles(tx, ctx, d.audit, d.onPrivilegeChange, target, account.userId, identity.groups);
@@ -186,6 +194,14 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       }
       const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
       return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };
+    }).catch(async (err: unknown) => {
+      const refusal = enforced as { orgId: string; error: AppError } | null;
+      if (refusal && err === refusal.error) {
+        await d.audit.appendStandalone(refusal.orgId, ctx, {
+          action: 'auth.sso_required', result: 'failure', details: { method: 'sso', ssoOrgId: c.orgId, ssoConnectionId: c.id },
+        });
+      }
+      throw err;
     });
     if ('refused' in found) return refuse(ctx, c.orgId, c.id, found.refused);
     return {
