@@ -18,6 +18,7 @@ import { auditRoutes } from './domains/audit/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
 import { samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
+import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
 import { magicLinkRoutes, mfaRoutes, passkeySessionRoutes, sessionRoutes, type CookieSettings } from './domains/sessions/index.js';
 import { tenancyRoutes } from './domains/tenancy/index.js';
@@ -62,6 +63,7 @@ export async function buildApp(deps: AppDeps) {
     ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, tests: services.ssoTests, secureCookies: cookie.secure }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),
     ...samlAuthRoutes({ saml: services.saml, sso: services.sso, signIn, cookie, mfa, audit }),
+    ...socialRoutes({ social: services.social, signIn, cookie, mfa, audit }),
     ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie }),
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),

@@ -16,3 +16,8 @@ export type { ConnectionTests } from './connection-tests.js';
 export { createSamlSignIn, createSamlFlowSealer } from './saml.js';
 export type { SamlSignIn } from './saml.js';
 export { samlAuthRoutes } from './saml-routes.js';
+// Social sign-in (domains/social) reuses the browser-bound flow, the OIDC client and the handover.
+export { FLOW_TTL_SECONDS, flowCookieName, safeReturnTo } from './flow-state.js';
+export type { FlowSealer, SocialFlowState } from './flow-state.js';
+export { authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode } from './oidc.js';
+export type { EgressFetch, OidcIdentity } from './oidc.js';
