@@ -103,8 +103,12 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
     tokenRequests.push(form);
     const json = String(req.headers.accept ?? '').includes('application/json');
     // GitHub answers errors with 200 and an `error` field.
-    const answer = (payload: Record<string, string>) =>
-      json ? send(res, 200, payload) : (res.writeHead(200, { 'content-type': 'application/x-www-form-urlencoded' }), res.end(new URLSearchParams(payload).toString()));
+    const answer = (payload: Record<string, string>): void => {
+      if (json) return send(res, 200, payload);
+      res.shouldKeepAlive = false;
+      res.writeHead(200, { 'content-type': 'application/x-www-form-urlencoded' });
+      res.end(new URLSearchParams(payload).toString());
+    };
     const c = clientOf(form.get('client_id'));
     if (!c || form.get('client_secret') !== c.clientSecret) return answer({ error: 'incorrect_client_credentials' });
     const grant = grants.get(form.get('code') ?? '');
