@@ -355,3 +355,48 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     }
   });
 });
+
+/** SOCIAL_SIGN_UP=false: providers sign in linked identities only; nobody new gets an account through them. */
+describe('social sign-in with sign-up closed', () => {
+  let h: TestApp;
+  let github: LoopbackGithub;
+
+  beforeAll(async () => {
+    github = await startGithub({ clients: [{ clientId: 'gh-client', clientSecret: GITHUB_SECRET, redirectUri: callbackOf('github') }] });
+    h = await createTestApp(ENGINES[0] ?? 'pglite', {
+      config: {
+        PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', SOCIAL_SIGN_UP: 'false',
+        SOCIAL_GITHUB_CLIENT_ID: 'gh-client', SOCIAL_GITHUB_CLIENT_SECRET: GITHUB_SECRET,
+        SOCIAL_GITHUB_AUTHORIZE_URL: `${github.url}/login/oauth/authorize`, SOCIAL_GITHUB_TOKEN_URL: `${github.url}/login/oauth/access_token`,
+        SOCIAL_GITHUB_API_URL: github.url,
+      },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await github?.close();
+  });
+
+  it('refuses an unknown identity with a verified new address, and still signs in a linked one', async () => {
+    const email = `closed-${newId().slice(0, 8)}@users.test`;
+    github.accounts.set('newcomer', { id: 1, login: 'newcomer', emails: [{ email, primary: true, verified: true }] });
+    const start = await call(h, 'GET', '/api/auth/social/github/start');
+    const flow = start.cookies.find((c) => c.name === FLOW)?.value ?? '';
+    const url = await signInAtGithub(String(start.headers.location), 'newcomer');
+    const res = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flow}` });
+    expect([res.statusCode, res.json<Problem>().code]).toEqual([401, 'sso_failed']);
+    expect(res.json<Problem>().detail).toContain('sign-up through it is closed');
+    expect(await h.t.owner.query('select 1 from users where email = $1', [email])).toEqual([]);
+
+    const user = await passwordUser(h);
+    const link = await call(h, 'POST', '/api/me/social/github/link', { cookie: await h.cookieFor(user.email), payload: {} });
+    const back = await signInAtGithub(link.json<{ location: string }>().location, 'newcomer');
+    const linked = await call(h, 'GET', `${back.pathname}${back.search}`, { cookie: `${FLOW}=${link.cookies.find((c) => c.name === FLOW)?.value ?? ''}` });
+    expect(linked.statusCode, linked.body).toBe(302);
+    const again = await call(h, 'GET', '/api/auth/social/github/start');
+    const at = await signInAtGithub(String(again.headers.location), 'newcomer');
+    const signedIn = await call(h, 'GET', `${at.pathname}${at.search}`, { cookie: `${FLOW}=${again.cookies.find((c) => c.name === FLOW)?.value ?? ''}` });
+    expect(signedIn.statusCode, signedIn.body).toBe(302);
+    expect(sessionFrom(signedIn)).toBeTruthy();
+  });
+});
