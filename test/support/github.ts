@@ -22,6 +22,8 @@ export interface LoopbackGithub {
   accounts: Map<string, GithubAccount>;
   /** Every token request's form (for tests that check what the relying party sent). */
   tokenRequests: URLSearchParams[];
+  /** The codes and access tokens it handed out (secrets the canary suite looks for). */
+  issued: { codes: string[]; tokens: string[] };
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
   const grants = new Map<string, Grant>();
   const tokens = new Map<string, string>();
   const tokenRequests: URLSearchParams[] = [];
+  const issued = { codes: [] as string[], tokens: [] as string[] };
   const clientOf = (id: string | null) => opts.clients.find((c) => c.clientId === id);
 
   const body = (req: http.IncomingMessage): Promise<string> => new Promise((done, fail) => {
@@ -87,6 +90,7 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
       back.searchParams.set('error', 'access_denied');
     } else {
       const code = randomBytes(10).toString('hex');
+      issued.codes.push(code);
       grants.set(code, { clientId: c.clientId, redirectUri, login, challenge, expiresAt: Date.now() + CODE_TTL_MS, used: false });
       back.searchParams.set('code', code);
     }
@@ -122,6 +126,7 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
     }
     const token = `gho_${randomBytes(18).toString('hex')}`;
     tokens.set(token, grant.login);
+    issued.tokens.push(token);
     return answer({ access_token: token, token_type: 'bearer', scope: 'read:user,user:email' });
   }
 
@@ -152,6 +157,7 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     accounts,
     tokenRequests,
+    issued,
     close: () => new Promise<void>((done) => {
       server.closeAllConnections();
       server.close(() => done());
