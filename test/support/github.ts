@@ -45,7 +45,7 @@ const CODE_TTL_MS = 10 * 60_000;
  * 200 + `error` on failure, and the REST endpoints GET /user and GET /user/emails for the bearer
  * token. A protocol peer for the relying party, not a mock of it.
  */
-export async function startGithub(opts: { clients: GithubClient[]; accounts?: Map<string, GithubAccount> }): Promise<LoopbackGithub> {
+export async function startGithub(opts: { clients: GithubClient[]; accounts?: Map<string, GithubAccount>; port?: number }): Promise<LoopbackGithub> {
   const accounts = opts.accounts ?? new Map<string, GithubAccount>();
   const grants = new Map<string, Grant>();
   const tokens = new Map<string, string>();
@@ -152,7 +152,7 @@ export async function startGithub(opts: { clients: GithubClient[]; accounts?: Ma
     if (route === 'GET /user' || route === 'GET /user/emails') return void done(api(req, res, url.pathname));
     send(res, 404, { message: 'Not Found' });
   });
-  await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
+  await new Promise<void>((ready) => server.listen(opts.port ?? 0, '127.0.0.1', ready));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     accounts,
