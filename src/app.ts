@@ -17,7 +17,7 @@ import { assetRoutes } from './domains/assets/index.js';
 import { auditRoutes } from './domains/audit/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
-import { samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
+import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
 import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
 import { magicLinkRoutes, mfaRoutes, passkeySessionRoutes, sessionRoutes, type CookieSettings } from './domains/sessions/index.js';
@@ -52,7 +52,7 @@ export async function buildApp(deps: AppDeps) {
   const auth = createAuthenticators({ db, sessions, apiKeys: services.apiKeys, audit, cookie, metrics });
 
   const domainRoutes: AnyRoute[] = [
-    ...sessionRoutes({ db, clock, audit, sessions, signIn, identity, mfa, orgs, cookie }),
+    ...sessionRoutes({ db, clock, audit, sessions, signIn, identity, mfa, orgs, cookie, ssoGate: services.enforcement }),
     ...mfaRoutes({ signIn, identity, mfa, cookie, listOrgs: (userId) => orgs.listMine(userId) }),
     ...identityRoutes(identity, mfa),
     ...passkeyRoutes(passkeys),
@@ -60,11 +60,12 @@ export async function buildApp(deps: AppDeps) {
     ...tenancyRoutes({ orgs, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects }),
     ...assetRoutes(services.assets),
     ...inboundRoutes(services.inbound),
-    ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, tests: services.ssoTests, secureCookies: cookie.secure }),
+    ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, tests: services.ssoTests, enforcement: services.enforcement, secureCookies: cookie.secure }),
+    ...breakGlassRoutes({ enforcement: services.enforcement, identity, mfa, audit }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),
     ...samlAuthRoutes({ saml: services.saml, sso: services.sso, signIn, cookie, mfa, audit }),
     ...socialRoutes({ social: services.social, signIn, cookie, mfa, audit }),
-    ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie }),
+    ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie, ssoGate: services.enforcement }),
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),
     ...auditRoutes(services.auditReader),

@@ -10,7 +10,10 @@ import { createAssetService } from './domains/assets/index.js';
 import { chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
-import { createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn, createSsoSignIn, dnsTxtLookup } from './domains/sso/index.js';
+import {
+  BREAK_GLASS_SESSION_SECONDS, createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn,
+  createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
+} from './domains/sso/index.js';
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
@@ -59,10 +62,12 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   });
   const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
   const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
+  const enforcement = createSsoEnforcement({ db, clock, audit, mail, publicOrigin: config.publicOrigin });
   const tenancyDeps = {
     db, audit, clock, mail, publicOrigin: config.publicOrigin,
     onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
     onProjectDeleted: (tx: Tx, ctx: RequestContext, orgId: string, projectId: string) => apiKeys.revokeBoundTo(tx, ctx, orgId, projectId),
+    sessionAllowed: (tx: Tx, userId: string, sessionId: string) => enforcement.assertSessionAllowed(tx, userId, sessionId),
   };
   const orgs = createOrgService(tenancyDeps);
   const members = createMemberService(tenancyDeps);
@@ -71,7 +76,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
   const inbound = createInboundService({ db, audit, clock, sealer });
-  const domains = createDomainService({ db, audit, clock, dns: dnsTxtLookup(config.dnsServers) });
+  const domains = createDomainService({ db, audit, clock, dns: dnsTxtLookup(config.dnsServers), onVerified: enforcement.domainVerified });
   // An identity provider on this machine is the same development opt-in as a local webhook receiver.
   const egress = createEgressFetch({ allowLoopback: config.webhooks.allowLoopback });
   const connections = createConnectionService({
@@ -90,11 +95,11 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   });
   const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());
-  const signIn = createSignInService({ db, clock, audit, sessions });
+  const signIn = createSignInService({ db, clock, audit, sessions, gate: enforcement.gate, breakGlassSeconds: BREAK_GLASS_SESSION_SECONDS });
   const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail, sessionEffects: signIn });
   const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn, mail, sessionEffects: signIn });
   const identity = createIdentityService({
-    db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout,
+    db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout, ssoGate: enforcement,
     revokeSessions: async (tx, userId, reason, keep) => {
       await sessions.revokeAll(tx, userId, reason, keep);
     },
@@ -105,7 +110,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
-    sessions, signIn, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social,
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social,
     lockout, mfa, passkeys, identity, webhooks, webhookWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */

@@ -18,6 +18,10 @@ export const GLOBAL_TABLES_WITH_ORG_ID: Readonly<Record<string, { columns: reado
     columns: ['domain', 'org_id'],
     why: 'which org proved an email domain: signing in by email address finds the org before it can bind one, and the key keeps a domain to one org',
   },
+  sso_enforcement: {
+    columns: ['org_id', 'enforced_since', 'break_glass_owners'],
+    why: 'which orgs send their verified domains to SSO and who may break glass: every sign-in reads it by the email\'s domain before any org is bound',
+  },
   saml_acs_routes: {
     columns: ['connection_id', 'org_id'],
     why: 'which org a SAML connection belongs to: the IdP posts to the ACS URL, which names the connection only, before any org is bound',

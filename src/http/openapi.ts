@@ -101,6 +101,7 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
             type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer' }, code: { type: 'string', enum: [...ERROR_CODES] },
             detail: { type: 'string' }, requestId: { type: 'string' },
             errors: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+            ssoStart: { type: 'string', description: 'sso_required: the URL that starts the sign-in at the organization\u2019s identity provider' },
           },
         },
       },

@@ -15,6 +15,7 @@ const STATUS: Record<ErrorCode, number> = {
   email_unverified: 403,
   domain_unverified: 422,
   sso_failed: 401,
+  sso_required: 403,
   ip_not_allowed: 403,
   origin_not_allowed: 403,
   not_found: 404,
@@ -43,6 +44,7 @@ const TITLES: Record<ErrorCode, string> = {
   email_unverified: 'Verify your email address first: follow the link we mailed to it',
   domain_unverified: 'The domain\u2019s DNS does not hold the verification record yet',
   sso_failed: 'The single sign-on did not complete: start it again',
+  sso_required: 'Your organization requires single sign-on for this address: sign in through its identity provider',
   ip_not_allowed: 'This action is not allowed from your network address',
   origin_not_allowed: 'Publishable keys work only from the organization\u2019s registered browser origins',
   not_found: 'Not found',
@@ -120,6 +122,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: A
   };
   if (err.detail) body.detail = err.detail;
   if (err.issues) body.errors = err.issues;
+  if (err.extras?.ssoStart) body.ssoStart = err.extras.ssoStart;
   return reply.code(status).type('application/problem+json').send(body);
 }
 

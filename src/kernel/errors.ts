@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'email_unverified',
   'domain_unverified',
   'sso_failed',
+  'sso_required',
   'ip_not_allowed',
   'origin_not_allowed',
   'not_found',
@@ -33,6 +34,12 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** Members a problem may carry beyond the standard ones (RFC 9457 extension members). */
+export interface ProblemExtras {
+  /** sso_required: where the user's sign-in starts instead (the SSO start URL for their email). */
+  ssoStart?: string;
+}
+
 export interface FieldIssue {
   path: string;
   message: string;
@@ -43,13 +50,15 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly detail: string | undefined;
   readonly issues: FieldIssue[] | undefined;
+  readonly extras: ProblemExtras | undefined;
 
-  constructor(code: ErrorCode, detail?: string, issues?: FieldIssue[]) {
+  constructor(code: ErrorCode, detail?: string, issues?: FieldIssue[], extras?: ProblemExtras) {
     super(detail ? `${code}: ${detail}` : code);
     this.name = 'AppError';
     this.code = code;
     this.detail = detail;
     this.issues = issues;
+    this.extras = extras;
   }
 }
 

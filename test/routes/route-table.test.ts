@@ -67,6 +67,7 @@ describe('the live route table', () => {
   it('declares an audit action on every public mutation too (sign-in, registration, resets)', () => {
     const publicMutations = routes.filter((r) => STATE_CHANGING.includes(r.method) && r.auth.mode === 'public');
     expect(publicMutations.map((r) => `${r.method} ${r.url} ${auditOf(r)}`).sort()).toEqual([
+      'POST /api/auth/break-glass auth.login_second_factor_pending',
       'POST /api/auth/login auth.login',
       'POST /api/auth/magic-link auth.magic_link_requested',
       'POST /api/auth/magic-link/verify auth.login',

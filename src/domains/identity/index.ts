@@ -6,7 +6,7 @@ export { clearLockout, createLockout } from './lockout.js';
 export type { FactorSessionEffects } from './factors.js';
 export type { Lockout, LockoutPolicy } from './lockout.js';
 export { createMfaService, RECOVERY_CODE_COUNT, CHALLENGE_TTL_MS } from './mfa.js';
-export type { MfaService, FactorProof, FactorMethod, SsoOrigin } from './mfa.js';
+export type { MfaService, FactorProof, FactorMethod, SsoOrigin, ChallengeOrigin } from './mfa.js';
 export { totpCodeAt } from './totp.js';
 export { createPasskeyService, CEREMONY_TTL_MS, MAX_PASSKEYS } from './passkeys.js';
 export type { PasskeyService, PasskeyView, WebAuthnConfig } from './passkeys.js';

@@ -19,6 +19,13 @@ export interface SsoOrigin {
   connectionId: string;
 }
 
+/** What a pending second step began with, carried to the session it ends in. */
+export interface ChallengeOrigin {
+  sso?: SsoOrigin | undefined;
+  /** A break-glass sign-in of an owner of this org (its password step passed). */
+  breakGlassOrgId?: string | undefined;
+}
+
 export const RECOVERY_CODE_COUNT = 10;
 export const CHALLENGE_TTL_MS = 5 * 60 * 1000;
 const CODE_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789';
@@ -192,7 +199,8 @@ export function createMfaService(deps: MfaDeps) {
     },
 
     /** The password step passed: a single-use, five-minute token for the second step (not a session). */
-    async startChallenge(userId: string, sessionEpoch: number, sso?: SsoOrigin): Promise<string> {
+    async startChallenge(userId: string, sessionEpoch: number, origin: ChallengeOrigin = {}): Promise<string> {
+      const { sso, breakGlassOrgId } = origin;
       const { token, hash } = mintOpaqueToken('mfaChallenge');
       const at = now();
       await deps.db.withTenant(system, async (tx) => {
@@ -200,27 +208,27 @@ export function createMfaService(deps: MfaDeps) {
         await exec(tx, sql`delete from mfa_challenges where user_id = ${userId}`);
         await exec(
           tx,
-          sql`insert into mfa_challenges (token_hash, user_id, session_epoch, created_at, expires_at, sso_org_id, sso_connection_id)
+          sql`insert into mfa_challenges (token_hash, user_id, session_epoch, created_at, expires_at, sso_org_id, sso_connection_id, break_glass_org_id)
               values (${hash}, ${userId}, ${sessionEpoch}, ${at.toISOString()}, ${new Date(at.getTime() + CHALLENGE_TTL_MS).toISOString()},
-                      ${sso?.orgId ?? null}, ${sso?.connectionId ?? null})`,
+                      ${sso?.orgId ?? null}, ${sso?.connectionId ?? null}, ${breakGlassOrgId ?? null})`,
         );
       });
       return token;
     },
 
     /** The user and epoch of a live challenge, or token_invalid. Not consumed until `consumeChallenge`. */
-    async readChallenge(token: string): Promise<{ userId: string; sessionEpoch: number; tokenHash: string; sso: SsoOrigin | undefined }> {
+    async readChallenge(token: string): Promise<{ userId: string; sessionEpoch: number; tokenHash: string; sso: SsoOrigin | undefined; breakGlassOrgId: string | undefined }> {
       const tokenHash = opaqueTokenHash('mfaChallenge', token);
       if (!tokenHash) throw new AppError('token_invalid');
       const r = await deps.db.withTenant(system, (tx) =>
-        one<{ user_id: string; session_epoch: number; expires_at: Date; used_at: Date | null; sso_org_id: string | null; sso_connection_id: string | null }>(
+        one<{ user_id: string; session_epoch: number; expires_at: Date; used_at: Date | null; sso_org_id: string | null; sso_connection_id: string | null; break_glass_org_id: string | null }>(
           tx,
-          sql`select user_id, session_epoch, expires_at, used_at, sso_org_id, sso_connection_id from mfa_challenges where token_hash = ${tokenHash}`,
+          sql`select user_id, session_epoch, expires_at, used_at, sso_org_id, sso_connection_id, break_glass_org_id from mfa_challenges where token_hash = ${tokenHash}`,
         ),
       );
       if (!r || r.used_at || r.expires_at <= now()) throw new AppError('token_invalid');
       const sso = r.sso_org_id && r.sso_connection_id ? { orgId: r.sso_org_id, connectionId: r.sso_connection_id } : undefined;
-      return { userId: r.user_id, sessionEpoch: r.session_epoch, tokenHash, sso };
+      return { userId: r.user_id, sessionEpoch: r.session_epoch, tokenHash, sso, breakGlassOrgId: r.break_glass_org_id ?? undefined };
     },
 
     /** Marks the challenge used; false when another request used it first (only one session per challenge). */

@@ -18,7 +18,8 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       auth: { mode: 'public', reason: 'creating an account is how a user first arrives' }, permission: 'none',
       rateLimit: 'register', accountLimitCapsMail: true, audit: { action: 'auth.registered', or: ['auth.registration_duplicate'] }, status: 202,
       schema: { body: z.strictObject({ email, password, name: userText(100) }), response: mailboxNotice },
-      errors: ['weak_password'],
+      // sso_required: the address is in a domain whose org enforces SSO (its IdP creates the account).
+      errors: ['weak_password', 'sso_required'],
       example: () => ({ email: 'new-user@example.com', password: 'a-long-enough-passphrase-42', name: 'New User' }),
       handler: async ({ ctx, body, mailAllowed }) => {
         await identity.register(ctx, body, mailAllowed);
@@ -77,7 +78,8 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       method: 'POST', url: '/api/auth/password-reset/request', summary: 'Mail a single-use reset link (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'someone who forgot their password has no session' }, permission: 'none',
       rateLimit: 'password-reset', accountLimitCapsMail: true, audit: { action: 'auth.password_reset_requested' }, status: 202,
-      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
+      // sso_required: the address is in a domain whose org enforces SSO (a domain-level answer).
+      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: ['sso_required'],
       handler: async ({ ctx, body, mailAllowed }) => {
         await identity.requestReset(ctx, body.email, mailAllowed);
         return { status: 'If the address has an account, a reset link is on its way.' };
@@ -88,7 +90,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       auth: { mode: 'public', reason: 'the reset token is the credential' }, permission: 'none',
       rateLimit: 'password-reset', audit: { action: 'auth.password_reset' }, status: 204,
       schema: { body: z.strictObject({ token, password }) },
-      errors: ['token_invalid', 'weak_password'],
+      errors: ['token_invalid', 'weak_password', 'sso_required'],
       handler: async ({ ctx, body }) => identity.confirmReset(ctx, body.token, body.password),
     }),
   ];

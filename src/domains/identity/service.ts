@@ -30,6 +30,14 @@ export interface IdentityDeps {
   /** Every session of the user, except `keep`, must end (wired to the sessions domain). */
   revokeSessions(tx: Tx, userId: string, reason: string, keep?: string): Promise<void>;
   lockout: Lockout;
+  /** SSO enforcement (sso/enforcement.ts): refuses local sign-up and password resets for addresses it covers. */
+  ssoGate: LocalSignInGate;
+}
+
+/** Refuses (sso_required) a local credential for an address under an org's SSO enforcement. */
+export interface LocalSignInGate {
+  assertLocalSignIn(email: string): Promise<void>;
+  assertLocalSignInIn(tx: Tx, email: string): Promise<void>;
 }
 
 export function createIdentityService(deps: IdentityDeps) {
@@ -133,6 +141,8 @@ export function createIdentityService(deps: IdentityDeps) {
       // Over the mail cap for this address (review R5 finding B): the same answer and the same
       // work, without the mail.
       const enqueue: typeof deps.mail.enqueue = mailAllowed ? (tx, m) => deps.mail.enqueue(tx, m) : () => Promise.resolve();
+      // Accounts of an SSO-enforcing org's domains come from its identity provider (JIT), never a password.
+      await deps.ssoGate.assertLocalSignIn(input.email);
       assertPasswordAcceptable(input.password);
       const passwordHash = await hashPassword(input.password);
       const userId = newId();
@@ -320,6 +330,8 @@ export function createIdentityService(deps: IdentityDeps) {
 
     /** Always answers the same; mails a single-use token only when the account exists. */
     async requestReset(ctx: RequestContext, email: string, mailAllowed = true): Promise<void> {
+      // By domain, before the account is looked up: the refusal tells nothing about the account.
+      await deps.ssoGate.assertLocalSignIn(email);
       const { token, hash } = mintOpaqueToken('passwordReset');
       const now = deps.clock.now();
       await deps.db.withTenant(system, async (tx) => {
@@ -358,6 +370,9 @@ export function createIdentityService(deps: IdentityDeps) {
           sql`select user_id, expires_at, used_at from password_resets where token_hash = ${tokenHash} for update`,
         );
         if (!r || r.used_at || r.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
+        // A link mailed before the org switched SSO enforcement on opens nothing now.
+        const owner = await one<{ email: string }>(tx, sql`select email from users where id = ${r.user_id}`);
+        if (owner) await deps.ssoGate.assertLocalSignInIn(tx, owner.email);
         await exec(tx, sql`update password_resets set used_at = ${deps.clock.now().toISOString()} where user_id = ${r.user_id} and used_at is null`);
         // Proof of the mailbox ends a lockout too: the lock guards the old password, now replaced.
         await exec(

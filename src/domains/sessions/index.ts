@@ -1,7 +1,7 @@
 export { createSessionService } from './service.js';
 export type { SessionService, Verified, SessionView, SessionProof, IssuedSession, IssueOptions } from './service.js';
 export { createSignInService } from './sign-in.js';
-export type { SignInService, SignInMethod, StepUpMethod, SignInFinish, SignedInSession } from './sign-in.js';
+export type { SignInService, SignInMethod, StepUpMethod, SignInFinish, SignedInSession, SsoGate, SsoGateVia } from './sign-in.js';
 export { sessionRoutes } from './routes.js';
 export { magicLinkRoutes } from './magic-link-routes.js';
 export { setSessionCookie, clearSessionCookie, finishSignInOn } from './cookie.js';

@@ -14,7 +14,10 @@ import type { SignInService } from './sign-in.js';
  * address; redeeming needs the link's token and that cookie, and ends like a password sign-in: a
  * session, or the second step the account owes.
  */
-export function magicLinkRoutes(d: { magicLinks: MagicLinkService; signIn: SignInService; mfa: MfaService; audit: AuditWriter; orgs: OrgService; cookie: CookieSettings }): AnyRoute[] {
+export function magicLinkRoutes(d: {
+  magicLinks: MagicLinkService; signIn: SignInService; mfa: MfaService; audit: AuditWriter; orgs: OrgService; cookie: CookieSettings;
+  ssoGate: { assertLocalSignIn(email: string): Promise<void> };
+}): AnyRoute[] {
   const tags = ['auth'];
   // `__Host-` needs Secure: the same development exception as the session cookie.
   const bindingCookie = d.cookie.secure ? '__Host-palisade_link' : 'palisade_link';
@@ -25,8 +28,10 @@ export function magicLinkRoutes(d: { magicLinks: MagicLinkService; signIn: SignI
       method: 'POST', url: '/api/auth/magic-link', summary: 'Mail a single-use sign-in link for this browser (same answer for every email)', tags,
       auth: { mode: 'public', reason: 'signing in is how a session starts' }, permission: 'none',
       rateLimit: 'magic-link', accountLimitCapsMail: true, audit: { action: 'auth.magic_link_requested' }, status: 202,
-      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: [],
+      // sso_required: the address is in a domain whose org enforces SSO (a domain-level answer).
+      schema: { body: z.strictObject({ email }), response: mailboxNotice }, errors: ['sso_required'],
       handler: async ({ ctx, body, reply, mailAllowed }) => {
+        await d.ssoGate.assertLocalSignIn(body.email);
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         // One binding per browser: asking again keeps earlier links of this browser usable.
         const current = cookies[bindingCookie];
@@ -42,11 +47,16 @@ export function magicLinkRoutes(d: { magicLinks: MagicLinkService; signIn: SignI
       rateLimit: 'magic-link', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.login_failed'] },
       schema: { body: z.strictObject({ token: z.string().min(1).max(200) }), response: loginAnswer },
       // token_invalid: unknown, spent, expired, another browser's, or voided by a reset or sign-out everywhere.
-      errors: ['token_invalid', 'invalid_credentials'],
+      // sso_required: the org switched SSO enforcement on since the link was mailed.
+      errors: ['token_invalid', 'invalid_credentials', 'sso_required'],
       handler: async ({ ctx, body, reply }) => {
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         const user = await d.magicLinks.redeem(ctx, body.token, cookies[bindingCookie]);
-        if (user.mfaEnabled) return pendingSecondStep(d, ctx, user);
+        if (user.mfaEnabled) {
+          // Refused now rather than after the second factor (the sign-in service would refuse it then).
+          await d.ssoGate.assertLocalSignIn(user.email);
+          return pendingSecondStep(d, ctx, user);
+        }
         await finishSignInOn(reply, d, ctx, { userId: user.id, method: 'magic_link', epoch: user.sessionEpoch });
         return { user: { id: user.id, email: user.email, name: user.name }, orgs: await d.orgs.listMine(user.id) };
       },

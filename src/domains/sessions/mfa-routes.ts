@@ -31,7 +31,9 @@ export function mfaRoutes(
       // token_invalid: the pending sign-in is unknown, spent or expired (or, from the sealer, the
       // stored TOTP secret does not open); invalid_credentials: a wrong code, a locked account, or
       // a reset that raced the sign-in; unauthenticated: the account is gone (getUser).
-      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated'],
+      // forbidden: a break-glass sign-in its owner may no longer use; sso_required: SSO enforcement
+      // came on since the password step.
+      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated', 'sso_required', 'forbidden'],
       handler: async ({ ctx, body, reply, countChallenge }) => {
         if (Boolean(body.code) === Boolean(body.recoveryCode)) throw new AppError('validation_failed', 'send exactly one of code or recoveryCode');
         const challenge = await d.mfa.readChallenge(body.mfaToken);
@@ -43,6 +45,7 @@ export function mfaRoutes(
           userId: challenge.userId, method, epoch: challenge.sessionEpoch, consume: (tx) => d.mfa.consumeChallenge(tx, challenge.tokenHash),
           // A second factor on top of an SSO sign-in: the session is still the org's SSO session.
           ...(challenge.sso ? { sso: { ...challenge.sso, idpMfa: false } } : {}),
+          ...(challenge.breakGlassOrgId ? { breakGlassOrgId: challenge.breakGlassOrgId } : {}),
         });
         const user = await d.identity.getUser(challenge.userId);
         return { user, orgs: await d.listOrgs(challenge.userId) };

@@ -38,7 +38,8 @@ export function passkeySessionRoutes(
       schema: { body: z.strictObject(ceremony), response: signedIn }, example,
       // token_invalid: the ceremony is unknown, spent or expired; invalid_credentials: the assertion
       // does not verify; unauthenticated: the account is gone (getUser).
-      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated'],
+      // sso_required: the account's domain is under its org's SSO enforcement.
+      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated', 'sso_required'],
       handler: async ({ ctx, body, reply }) => {
         const { userId } = await d.passkeys.verifyAssertion(ctx, 'sign_in', body.ceremonyToken, asAssertion(body.response), null);
         await finishSignInOn(reply, d, ctx, { userId, method: 'passkey' });
@@ -51,7 +52,8 @@ export function passkeySessionRoutes(
       rateLimit: 'mfa-verify', audit: { action: 'auth.login' },
       schema: { body: z.strictObject({ mfaToken: z.string().min(1).max(200), ...ceremony }), response: signedIn },
       // invalid_credentials also when a reset raced the sign-in (the epoch).
-      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated'],
+      // forbidden: a break-glass sign-in its owner may no longer use; sso_required: SSO enforcement.
+      errors: ['token_invalid', 'invalid_credentials', 'unauthenticated', 'sso_required', 'forbidden'],
       handler: async ({ ctx, body, reply, countChallenge }) => {
         const pending = await d.mfa.readChallenge(body.mfaToken);
         await countChallenge(pending.tokenHash);
@@ -60,6 +62,7 @@ export function passkeySessionRoutes(
         await finishSignInOn(reply, d, ctx, {
           userId: pending.userId, method: 'passkey', epoch: pending.sessionEpoch, consume: (tx) => d.mfa.consumeChallenge(tx, pending.tokenHash),
           ...(pending.sso ? { sso: { ...pending.sso, idpMfa: false } } : {}),
+          ...(pending.breakGlassOrgId ? { breakGlassOrgId: pending.breakGlassOrgId } : {}),
         });
         return signedInAs(pending.userId);
       },

@@ -29,6 +29,8 @@ export function sessionRoutes(d: {
   mfa: MfaService;
   orgs: OrgService;
   cookie: CookieSettings;
+  /** SSO enforcement: refuses a password sign-in for an address it covers, by domain, before the password is checked. */
+  ssoGate: { assertLocalSignIn(email: string): Promise<void> };
 }): AnyRoute[] {
   const tags = ['auth'];
 
@@ -39,8 +41,11 @@ export function sessionRoutes(d: {
       rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending'] },
       schema: { body: z.strictObject({ email: z.string().trim().min(1).max(254), password }), response: loginAnswer },
       // invalid_credentials also when a reset or revocation raced the password check (the epoch).
-      errors: ['invalid_credentials', 'email_unverified'],
+      // sso_required: the address is in a verified domain of an org that enforces SSO (break-glass
+      // owners use POST /api/auth/break-glass).
+      errors: ['invalid_credentials', 'email_unverified', 'sso_required'],
       handler: async ({ ctx, body, reply }) => {
+        await d.ssoGate.assertLocalSignIn(body.email);
         const user = await d.identity.verifyCredentials(ctx, body.email, body.password);
         // Not a session: a five-minute, single-use token for POST /api/auth/mfa/verify.
         if (user.mfaEnabled) return pendingSecondStep(d, ctx, user);

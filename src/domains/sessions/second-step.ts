@@ -1,7 +1,7 @@
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import type { RequestContext } from '../../kernel/context.js';
 import type { AuditWriter } from '../audit/index.js';
-import type { MfaService, SsoOrigin } from '../identity/index.js';
+import type { ChallengeOrigin, MfaService } from '../identity/index.js';
 import type { SecondFactorMethod } from './responses.js';
 
 /**
@@ -13,12 +13,13 @@ export async function pendingSecondStep(
   d: { mfa: MfaService; audit: AuditWriter },
   ctx: RequestContext,
   user: { id: string; sessionEpoch: number },
-  sso?: SsoOrigin,
+  origin: ChallengeOrigin = {},
 ): Promise<{ mfaRequired: true; mfaToken: string; methods: SecondFactorMethod[] }> {
-  const mfaToken = await d.mfa.startChallenge(user.id, user.sessionEpoch, sso);
+  const mfaToken = await d.mfa.startChallenge(user.id, user.sessionEpoch, origin);
+  const { sso, breakGlassOrgId } = origin;
   await d.audit.appendStandalone(SYSTEM_ORG_ID, ctx, {
     action: 'auth.login_second_factor_pending', target: { type: 'user', id: user.id }, actor: { type: 'user', id: user.id },
-    ...(sso ? { details: { ssoOrgId: sso.orgId, ssoConnectionId: sso.connectionId } } : {}),
+    ...(sso ? { details: { ssoOrgId: sso.orgId, ssoConnectionId: sso.connectionId } } : breakGlassOrgId ? { details: { breakGlassOrgId } } : {}),
   });
   const f = await d.mfa.status(user.id);
   const methods: SecondFactorMethod[] = [

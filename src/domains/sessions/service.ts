@@ -54,6 +54,7 @@ export interface SessionRow {
   auth_method?: SignInMethod | null;
   sso_org_id?: string | null;
   sso_connection_id?: string | null;
+  break_glass_org_id?: string | null;
 }
 
 /** How the session was proven: carried over by rotation, set at login and by step-up. */
@@ -84,6 +85,10 @@ export interface IssueOptions {
   method?: SignInMethod;
   /** An SSO sign-in: the org and connection whose identity provider proved it. */
   sso?: { orgId: string; connectionId: string };
+  /** A break-glass session of this org (sessions.break_glass_org_id); a rotation keeps the row's. */
+  breakGlassOrgId?: string;
+  /** A shorter lifetime than the deployment's (break-glass); a rotation keeps the row's expiry. */
+  absoluteSeconds?: number;
 }
 
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -113,7 +118,8 @@ export function createSessionService(deps: SessionDeps) {
     const id = newId();
     const now = deps.clock.now();
     const created = from?.created_at ?? now;
-    const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + deps.absoluteSeconds * 1000);
+    const absolute = from?.absolute_expires_at ?? new Date(now.getTime() + (opts.absoluteSeconds ?? deps.absoluteSeconds) * 1000);
+    const breakGlassOrgId = opts.breakGlassOrgId ?? from?.break_glass_org_id ?? null;
     const longestIdle = from?.longest_idle_seconds ?? 0;
     const mfaVerified = proof?.mfaVerified ?? from?.mfa_verified ?? false;
     const steppedUpAt = proof ? proof.steppedUpAt : (from?.stepped_up_at ?? null);
@@ -126,11 +132,11 @@ export function createSessionService(deps: SessionDeps) {
     await exec(
       tx,
       sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch,
-                                mfa_verified, stepped_up_at, auth_method, sso_org_id, sso_connection_id)
+                                mfa_verified, stepped_up_at, auth_method, sso_org_id, sso_connection_id, break_glass_org_id)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
                   ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent},
                   coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})),
-                  ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null}, ${method}, ${sso?.orgId ?? null}, ${sso?.connectionId ?? null})`);
+                  ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null}, ${method}, ${sso?.orgId ?? null}, ${sso?.connectionId ?? null}, ${breakGlassOrgId})`);
     return { cookie: `${secret}.${sign(secret)}`, id };
   }
 
@@ -194,8 +200,8 @@ export function createSessionService(deps: SessionDeps) {
           );
           if (won !== 1) return { actor: actor(session), rotatedCookie: null, standing };
           // The read path does not carry how the session was proven; its replacement keeps it.
-          const how = await one<Pick<SessionRow, 'auth_method' | 'sso_org_id' | 'sso_connection_id'>>(
-            tx, sql`select auth_method, sso_org_id, sso_connection_id from sessions where id = ${s.id}`);
+          const how = await one<Pick<SessionRow, 'auth_method' | 'sso_org_id' | 'sso_connection_id' | 'break_glass_org_id'>>(
+            tx, sql`select auth_method, sso_org_id, sso_connection_id, break_glass_org_id from sessions where id = ${s.id}`);
           const fresh = await insert(tx, s.user_id, ctx, { from: { ...s, ...how, longest_idle_seconds: longestIdleSeconds } });
           return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds, ...proof }), rotatedCookie: fresh.cookie, standing };
         });

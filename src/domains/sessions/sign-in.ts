@@ -56,6 +56,29 @@ export interface SignInFinish {
   sso?: { orgId: string; connectionId: string; idpMfa: boolean };
   /** Method `social`: the deployment's provider that proved it (recorded in the audit event). */
   social?: { provider: string };
+  /**
+   * A break-glass sign-in (password and second factor) of an owner of this org, which enforces
+   * SSO: the gate lets it through that org's enforcement, its evidence is written first, and the
+   * session ends within the hour.
+   */
+  breakGlassOrgId?: string;
+}
+
+/** How a sign-in came, as the SSO enforcement gate reads it. */
+export interface SsoGateVia {
+  sso?: { orgId: string } | undefined;
+  breakGlassOrgId?: string | undefined;
+}
+
+/**
+ * SSO enforcement as the sign-in service sees it (sso/enforcement.ts implements it): the
+ * backstop every sign-in passes, whatever route it came through.
+ */
+export interface SsoGate {
+  /** Inside the session's transaction: the org whose enforcement refuses this sign-in, and the problem to answer; null when allowed. */
+  refusal(tx: Tx, userId: string, via: SsoGateVia): Promise<{ orgId: string; error: AppError } | null>;
+  /** The evidence of a break-glass sign-in, committed before its session is issued (forbidden when no longer allowed). */
+  recordBreakGlass(ctx: RequestContext, userId: string, orgId: string): Promise<void>;
 }
 
 export interface SignedInSession {
@@ -69,6 +92,9 @@ export interface SignInDeps {
   clock: Clock;
   audit: AuditWriter;
   sessions: SessionService;
+  gate: SsoGate;
+  /** The longest a break-glass session lives. */
+  breakGlassSeconds: number;
 }
 
 /**
@@ -109,24 +135,40 @@ export function createSignInService(d: SignInDeps) {
       const previous = input.brought ? await d.sessions.verify(input.brought, ctx).catch(() => null) : null;
       const proof: SessionProof = { mfaVerified: secondFactor, steppedUpAt: proves.fresh ? d.clock.now() : null };
       const sso = input.sso ? { orgId: input.sso.orgId, connectionId: input.sso.connectionId } : undefined;
-      const issued = await d.db.withTenant(system, async (tx) => {
+      const via = { sso: input.sso, breakGlassOrgId: input.breakGlassOrgId };
+      if (input.breakGlassOrgId) await d.gate.recordBreakGlass(ctx, input.userId, input.breakGlassOrgId);
+      const absoluteSeconds = input.breakGlassOrgId ? Math.min(d.breakGlassSeconds, d.sessions.absoluteSeconds) : d.sessions.absoluteSeconds;
+      const outcome = await d.db.withTenant(system, async (tx) => {
+        // First, before anything is spent or written: SSO enforcement, whatever route this came through.
+        const refused = await d.gate.refusal(tx, input.userId, via);
+        if (refused) return { kind: 'refused' as const, refused };
         if (input.consume && !(await input.consume(tx))) throw new AppError('token_invalid');
         if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
         const s = await d.sessions.issue(tx, input.userId, ctx, {
           epoch: input.epoch, proof, passwordOnly: input.method === 'password', method: sso ? 'sso' : input.method, ...(sso ? { sso } : {}),
+          ...(input.breakGlassOrgId ? { breakGlassOrgId: input.breakGlassOrgId, absoluteSeconds } : {}),
         });
         const details = {
           ...(proves.secondFactor ? { secondFactor: input.method } : input.sso?.idpMfa ? { secondFactor: 'identity_provider' } : {}),
           ...(sso ? { ssoOrgId: sso.orgId, ssoConnectionId: sso.connectionId } : {}),
           ...(input.social ? { socialProvider: input.social.provider } : {}),
+          ...(input.breakGlassOrgId ? { breakGlassOrgId: input.breakGlassOrgId } : {}),
         };
         await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {
           action: 'auth.login', target: { type: 'session', id: s.id }, actor: { type: 'user', id: input.userId },
           ...(Object.keys(details).length > 0 ? { details } : {}),
         });
-        return s;
+        return { kind: 'issued' as const, issued: s };
       });
-      return { sessionId: issued.id, cookie: issued.cookie, maxAgeSeconds: d.sessions.absoluteSeconds };
+      if (outcome.kind === 'refused') {
+        await d.audit.appendStandalone(outcome.refused.orgId, ctx, {
+          action: 'auth.sso_required', target: { type: 'user', id: input.userId }, actor: { type: 'user', id: input.userId }, result: 'failure',
+          details: { method: input.method, ...(sso ? { ssoOrgId: sso.orgId } : {}) },
+        });
+        throw outcome.refused.error;
+      }
+      const issued = outcome.issued;
+      return { sessionId: issued.id, cookie: issued.cookie, maxAgeSeconds: absoluteSeconds };
     },
 
     /**

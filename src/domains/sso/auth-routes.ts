@@ -73,7 +73,8 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; saml: SamlSignIn; signIn: Sig
       permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed', 'sso.connection_tested', 'sso.identity_linked'] },
       status: 302, schema: { query: callbackQuery, response: redirect },
       // sso_failed: state, PKCE, token or account refused; invalid_credentials: a sign-out everywhere raced it.
-      errors: ['sso_failed', 'invalid_credentials'],
+      // sso_required: the account's domain is under another org's SSO enforcement.
+      errors: ['sso_failed', 'invalid_credentials', 'sso_required'],
       handler: async ({ ctx, reply }) => {
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         // Each flow is tried once, whatever the outcome.
@@ -101,7 +102,7 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; saml: SamlSignIn; signIn: Sig
       errors: ['token_invalid'],
       handler: async ({ ctx, body }) => {
         const pending = await d.sso.redeemHandover(body.code);
-        return pendingSecondStep(d, ctx, { id: pending.userId, sessionEpoch: pending.sessionEpoch }, pending.sso);
+        return pendingSecondStep(d, ctx, { id: pending.userId, sessionEpoch: pending.sessionEpoch }, { sso: pending.sso });
       },
     }),
   ];

@@ -4,7 +4,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { emailDomain, normalizeDomain } from '../../kernel/domain-name.js';
 import { AppError } from '../../kernel/errors.js';
-import { exec, one, rows, writeUnlessTaken, type Database } from '../../db/database.js';
+import { exec, one, rows, writeUnlessTaken, type Database, type Tx } from '../../db/database.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { TxtLookup } from './dns.js';
@@ -42,6 +42,8 @@ export interface DomainDeps {
   audit: AuditWriter;
   clock: Clock;
   dns: TxtLookup;
+  /** A domain was verified, in its transaction (SSO enforcement covers its users from now on). */
+  onVerified?(tx: Tx, ctx: RequestContext, orgId: string, domain: string): Promise<void>;
 }
 
 /**
@@ -110,6 +112,7 @@ export function createDomainService(deps: DomainDeps) {
         const taken = !(await writeUnlessTaken(tx, sql`insert into verified_domains (domain, org_id) values (${claim.domain}, ${org.orgId})`));
         if (taken) throw new AppError('conflict', 'another organization has verified this domain');
         await deps.audit.append(tx, org.orgId, ctx, { action: 'domain.verified', target: { type: 'domain', id }, details: { domain: claim.domain } });
+        await deps.onVerified?.(tx, ctx, org.orgId, claim.domain);
         return view({ ...claim, verified_at: new Date(now) });
       });
     },

@@ -93,3 +93,18 @@ export const ssoTestStarted = z.object({
 export const ssoLinkStarted = z.object({
   location: z.string().meta({ description: 'Open it in this browser: the identity provider\u2019s sign-in page' }),
 });
+
+/** An org's SSO enforcement and the owners who keep a local way in. */
+export const enforcementView = z.object({
+  enforced: z.boolean(),
+  enforcedSince: timestamp.nullable(),
+  breakGlassOwners: z.array(z.object({ userId: uuid, email: z.string() })).meta({
+    description: 'Owners who may still sign in with password and second factor (POST /api/auth/break-glass); at most three',
+  }),
+  domains: z.array(z.string()).meta({ description: 'The verified domains whose users enforcement covers' }),
+});
+export type EnforcementView = z.infer<typeof enforcementView>;
+
+export const enforcementChanged = enforcementView.extend({
+  sessionsEnded: z.number().int().meta({ description: 'Sessions of covered users that SSO did not open, ended by this change' }),
+});

@@ -5,7 +5,8 @@ import type { ConnectionTests } from './connection-tests.js';
 import type { ConnectionService } from './connections.js';
 import type { DomainService } from './domains.js';
 import { signInPolicy } from './policy.js';
-import { connectionList, connectionView, domainList, domainView, ssoLinkStarted, ssoTestStarted, ssoTestView } from './responses.js';
+import { connectionList, connectionView, domainList, domainView, enforcementChanged, enforcementView, ssoLinkStarted, ssoTestStarted, ssoTestView } from './responses.js';
+import type { SsoEnforcement } from './enforcement.js';
 import type { SsoSignIn } from './sign-in.js';
 import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 
@@ -66,7 +67,7 @@ const connectionChange = z
   })
   .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
 
-export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService; sso: SsoSignIn; tests: ConnectionTests; secureCookies: boolean }): AnyRoute[] {
+export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService; sso: SsoSignIn; tests: ConnectionTests; enforcement: SsoEnforcement; secureCookies: boolean }): AnyRoute[] {
   const tags = ['sso'];
   const flowCookie = flowCookieName(s.secureCookies);
   return [
@@ -100,6 +101,31 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       // Removing a verified domain lets its users sign in without the org's SSO.
       stepUp: true, status: 204, schema: { params: domainParams }, errors: [],
       handler: ({ ctx, params }) => s.domains.remove(ctx, params.domainId),
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/sso/enforcement', summary: 'Whether the org\u2019s verified domains must sign in through SSO, and its break-glass owners', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { params: orgParams, response: enforcementView }, errors: ['step_up_required'],
+      handler: ({ ctx }) => s.enforcement.get(ctx),
+    }),
+    defineRoute({
+      method: 'PUT', url: '/api/orgs/:orgId/sso/enforcement', summary: 'Require SSO for the users of the verified domains (ends their other sessions), or stop requiring it', tags,
+      auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.enforcement_enabled', or: ['sso.enforcement_disabled'] },
+      // Decides how a whole company signs in, and signs people out.
+      stepUp: true, schema: { params: orgParams, body: z.strictObject({ enforced: z.boolean() }), response: enforcementChanged },
+      // conflict: already in that state, or no verified domain or enabled connection to enforce.
+      errors: ['conflict'],
+      example: () => ({ enforced: false }),
+      handler: ({ ctx, body }) => s.enforcement.setEnforced(ctx, body.enforced),
+    }),
+    defineRoute({
+      method: 'PUT', url: '/api/orgs/:orgId/sso/break-glass', summary: 'Name the owners (at most three) who may still sign in locally under SSO enforcement', tags,
+      // An owner's choice: an admin must not decide who keeps a way around the org's SSO.
+      auth: { mode: 'session' }, permission: 'owners:manage', rateLimit: 'authenticated', audit: { action: 'sso.break_glass_owners_changed' },
+      stepUp: true, schema: { params: orgParams, body: z.strictObject({ owners: z.array(uuid).max(3) }), response: enforcementView },
+      errors: ['validation_failed'],
+      example: () => ({ owners: [] }),
+      handler: ({ ctx, body }) => s.enforcement.setBreakGlassOwners(ctx, body.owners),
     }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/sso/connections', summary: 'List the organization\u2019s SSO connections (never their secrets)', tags,

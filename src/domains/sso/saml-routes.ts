@@ -56,7 +56,7 @@ export function samlAuthRoutes(d: { saml: SamlSignIn; sso: SsoSignIn; signIn: Si
       status: 302, schema: { params: connectionParams, body: z.string().optional(), response: z.object({ location: z.string() }) },
       // sso_failed: any check of the response refused; not_found: no such enabled SAML connection;
       // malformed_request, validation_failed, payload_too_large: not a SAML form post.
-      errors: ['sso_failed', 'invalid_credentials', 'not_found', 'malformed_request', 'payload_too_large'],
+      errors: ['sso_failed', 'invalid_credentials', 'not_found', 'malformed_request', 'payload_too_large', 'sso_required'],
       handler: async ({ ctx, params, body, reply }) => {
         // Read as a form whatever the content type says (like every raw-body route): a body that
         // is not one has no SAMLResponse and is refused with 400.

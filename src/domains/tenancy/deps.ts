@@ -17,4 +17,9 @@ export interface TenancyDeps {
   onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
   /** A project is about to be deleted (wired to the API keys bound to it, which are revoked). */
   onProjectDeleted?(tx: Tx, ctx: RequestContext, orgId: string, projectId: string): Promise<void>;
+  /**
+   * SSO enforcement (sso/enforcement.ts): whether the user may act on a session opened the way
+   * `session` was (accepting an invitation is joining by a local credential otherwise).
+   */
+  sessionAllowed?(tx: Tx, userId: string, sessionId: string): Promise<void>;
 }

@@ -161,6 +161,7 @@ export function createInvitationService(deps: TenancyDeps) {
         // The binding to the invited email means something only once the account has proven
         // that mailbox (a verification link or a password reset). The invitation token proves
         // nothing about it: the inviter is shown the token, and a forwarded mail leaks it.
+        if (ctx.actor.type === 'user') await deps.sessionAllowed?.(tx, userId, ctx.actor.session.id);
         const me = await one<{ email_verified_at: Date | null }>(tx, sql`select email_verified_at from users where id = ${userId}`);
         if (!me?.email_verified_at) throw new AppError('email_unverified', 'verify your email address before accepting an invitation');
         const inv = await one<InvRow & { token_hash: string }>(

@@ -144,7 +144,8 @@ export function tenancyRoutes(s: {
       schema: { body: z.strictObject({ token: z.string().min(1).max(200) }), response: acceptedInvitation },
       // token_invalid: malformed, unknown, spent, expired, for another address, or the inviter can no
       // longer grant it; email_unverified: the account has not proven its mailbox; conflict: already a member.
-      errors: ['token_invalid', 'email_unverified', 'conflict'],
+      // sso_required: the account's domain is under SSO enforcement and this session is not the org's SSO.
+      errors: ['token_invalid', 'email_unverified', 'conflict', 'sso_required'],
       example: () => ({ token: 'pal_inv_invalid' }),
       handler: ({ ctx, body }) => s.invitations.accept(ctx, body.token),
     }),
