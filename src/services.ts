@@ -91,7 +91,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   // Social sign-in: the deployment's providers, on the SSO domain's flow cookie, OIDC client and handover.
   const social = createSocialSignIn({
     db, clock, audit, egress, flows: createFlowSealer(config.sessionSecret), handover: sso, providers: config.social.providers,
-    signUp: config.social.signUp, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
+    signUp: config.social.signUp, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback, ssoGate: enforcement,
   });
   const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());

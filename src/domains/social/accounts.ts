@@ -56,12 +56,22 @@ export async function decideSocialAccount(tx: Tx, p: ProviderRef, id: SocialIden
   return { kind: 'create' };
 }
 
-/** The account this identity signs in: its linked one, or one created as `decideSocialAccount` allows. */
+/**
+ * The account this identity signs in: its linked one, or one created as `decideSocialAccount`
+ * allows. `localSignIn` is SSO enforcement's check of an address (sso/enforcement.ts), asked with
+ * the account's address (or the new one's) before anything is written: it throws sso_required,
+ * which rolls the transaction back.
+ */
 export async function socialAccountOf(
   tx: Tx, ctx: RequestContext, audit: AuditWriter, p: ProviderRef, id: SocialIdentity, signUp: boolean, now: string,
+  localSignIn: (tx: Tx, email: string) => Promise<void>,
 ): Promise<{ userId: string } | Refusal> {
   const decision = await decideSocialAccount(tx, p, id, signUp);
   if (decision.kind === 'refused') return { refused: decision.refused, code: decision.code };
+  const email = decision.kind === 'linked'
+    ? (await one<{ email: string }>(tx, sql`select email from users where id = ${decision.userId}`))?.email
+    : id.email;
+  if (email) await localSignIn(tx, email);
   if (decision.kind === 'linked') {
     await exec(
       tx,

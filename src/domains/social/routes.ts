@@ -76,8 +76,9 @@ export function socialRoutes(d: { social: SocialSignIn; signIn: SignInService; c
       status: 302, schema: { params: providerParams, query: callbackQuery, response: redirect },
       // not_found: the provider is not configured; sso_failed: the flow, state, PKCE, token or
       // address refused; conflict: an account has the address (sign in to it and link);
-      // invalid_credentials: a sign-out everywhere raced it.
-      errors: ['not_found', 'sso_failed', 'conflict', 'invalid_credentials'],
+      // invalid_credentials: a sign-out everywhere raced it; sso_required: the address is under an
+      // org's SSO enforcement (sign in through its identity provider).
+      errors: ['not_found', 'sso_failed', 'conflict', 'invalid_credentials', 'sso_required'],
       handler: async ({ ctx, params, reply }) => {
         const cookies = (reply.request.cookies ?? {}) as Record<string, string | undefined>;
         // Each flow is tried once, whatever the outcome.

@@ -4,7 +4,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { one, type Database } from '../../db/database.js';
+import { one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import { CallbackFailed, DiscoveryFailed, FLOW_TTL_SECONDS, safeReturnTo, type EgressFetch, type FlowSealer, type SocialFlowState, type SsoSignIn } from '../sso/index.js';
 import { linkSocialToSession, socialAccountOf, type Refusal } from './accounts.js';
@@ -23,6 +23,12 @@ export interface SocialSignInDeps {
   signUp: boolean;
   publicOrigin: string;
   allowInsecureIssuers: boolean;
+  /**
+   * SSO enforcement (sso/enforcement.ts): sso_required for an address in a verified domain of an
+   * org that enforces SSO. Asked before an account is created or a second step handed over; the
+   * sign-in service's `finish` asks again when the session is issued.
+   */
+  ssoGate: { assertLocalSignInIn(tx: Tx, email: string): Promise<void> };
 }
 
 /** Where `start` sends the browser, and the sealed flow for its cookie. */
@@ -141,15 +147,16 @@ export function createSocialSignIn(d: SocialSignInDeps) {
         return { linked: true, returnTo: flow.returnTo };
       }
       const found = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-        const account = await socialAccountOf(tx, ctx, d.audit, ref, identity, d.signUp, now);
+        const account = await socialAccountOf(tx, ctx, d.audit, ref, identity, d.signUp, now, (t, email) => d.ssoGate.assertLocalSignInIn(t, email));
         if ('refused' in account) return account;
         const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
         return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };
       });
       if ('refused' in found) return refuse(ctx, p.id, found);
-      // SSO enforcement: not decided here. The session is born in the sign-in service's `finish`
-      // (method `social`, or the second factor's method after the handover), which refuses every
-      // non-SSO method for a user whose org enforces SSO; nothing here may open a session around it.
+      // SSO enforcement: asked above (socialAccountOf) before an account is created or a second
+      // step handed over; the session is born in the sign-in service's `finish` (method `social`,
+      // or the second factor's after the handover), whose gate refuses every non-SSO method for a
+      // user whose org enforces SSO: nothing here opens a session around it.
       return { userId: found.userId, sessionEpoch: found.epoch, secondFactorNeeded: found.mfaEnabled, provider: p.id, returnTo: flow.returnTo };
     },
 
