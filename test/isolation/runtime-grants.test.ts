@@ -84,6 +84,9 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   saml_assertions: ['SELECT', 'INSERT', 'DELETE'],
   // sso/connections.ts
   sso_connections: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // sso/enforcement.ts: an org's enforcement is switched on and off (enforced_since) and its
+  // break-glass owners named; the row stays (it leaves with its org, cascade)
+  sso_enforcement: ['SELECT', 'INSERT', 'UPDATE'],
 };
 
 /** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */

@@ -21,4 +21,4 @@ alter table sessions add column break_glass_org_id uuid;
 -- A break-glass sign-in's pending second step carries its org to the session it ends in.
 alter table mfa_challenges add column break_glass_org_id uuid;
 
-grant select, insert, update, delete on sso_enforcement to {{runtime_role}};
+grant select, insert, update on sso_enforcement to {{runtime_role}};

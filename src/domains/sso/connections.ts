@@ -4,7 +4,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
-import { exec, one, rows, type Database } from '../../db/database.js';
+import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
@@ -287,6 +287,7 @@ export function createConnectionService(deps: ConnectionDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const r = await one<ConnectionRow>(tx, sql`select ${COLUMNS} from sso_connections where org_id = ${org.orgId} and id = ${id} for update`);
         if (!r) throw new AppError('not_found');
+        if (change.enabled === false && r.enabled) await keepOneWayIn(tx, org.orgId, id);
         const settings = rawSettingsOf(r);
         if (change.groupRoles) await checkGroupRoles(tx, org, change.groupRoles);
         const samlOnly = change.certificates !== undefined || change.allowIdpInitiated !== undefined || change.requireSignedResponse !== undefined;
@@ -384,6 +385,7 @@ export function createConnectionService(deps: ConnectionDeps) {
     async remove(ctx: RequestContext, id: string): Promise<void> {
       const org = requireOrg(ctx);
       await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await keepOneWayIn(tx, org.orgId, id);
         const n = await exec(tx, sql`delete from sso_connections where org_id = ${org.orgId} and id = ${id}`);
         if (n !== 1) throw new AppError('not_found');
         await deps.audit.append(tx, org.orgId, ctx, { action: 'sso.connection_deleted', target: { type: 'sso_connection', id } });
@@ -393,6 +395,19 @@ export function createConnectionService(deps: ConnectionDeps) {
 }
 
 export type ConnectionService = ReturnType<typeof createConnectionService>;
+
+/**
+ * Under SSO enforcement the org's enabled connections are its users' only way in: the last one
+ * may not be disabled or deleted (turn enforcement off first). The org row serializes this with
+ * other such changes and with switching enforcement on.
+ */
+async function keepOneWayIn(tx: Tx, orgId: string, leaving: string): Promise<void> {
+  await one(tx, sql`select 1 from organizations where org_id = ${orgId} for update`);
+  const enforced = await one(tx, sql`select 1 from sso_enforcement where org_id = ${orgId} and enforced_since is not null`);
+  if (!enforced) return;
+  const other = await one(tx, sql`select 1 from sso_connections where org_id = ${orgId} and enabled and id <> ${leaving}`);
+  if (!other) throw new AppError('conflict', 'the organization enforces SSO and this is its last enabled connection: turn enforcement off first');
+}
 
 /** The IdP a create request describes: from its metadata, or from its parts; a refusal is a 422 naming the field. */
 function samlIdpOf(input: NewSamlConnection, allowInsecure: boolean): { entityId: string; ssoUrl: string; certificates: string[] } {

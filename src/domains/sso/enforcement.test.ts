@@ -250,6 +250,20 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     expect(await events(org.orgId, 'auth.break_glass')).toHaveLength(0);
   });
 
+  it('keeps the last enabled connection while enforcement is on', async () => {
+    const org = await enforceableOrg(h, idp);
+    expect((await org.enforce(true)).statusCode).toBe(200);
+    const url = `/api/orgs/${org.orgId}/sso/connections/${org.connectionId}`;
+    const disable = await call(h, 'PATCH', url, { cookie: org.ownerCookie, payload: { enabled: false } });
+    expect(code(disable)).toBe('conflict');
+    expect(disable.json<Problem>().detail).toMatch(/turn enforcement off first/);
+    expect(code(await call(h, 'DELETE', url, { cookie: org.ownerCookie }))).toBe('conflict');
+    const [row] = await h.t.owner.query<{ enabled: boolean }>('select enabled from sso_connections where id = $1', [org.connectionId]);
+    expect(row?.enabled).toBe(true);
+    expect((await org.enforce(false)).statusCode).toBe(200);
+    expect((await call(h, 'DELETE', url, { cookie: org.ownerCookie })).statusCode).toBe(204);
+  });
+
   it('switched off, the domain signs in locally again', async () => {
     const org = await enforceableOrg(h, idp);
     const member = await org.person('member');

@@ -152,7 +152,8 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Rename, enable or disable an SSO connection, rotate its client secret or SAML certificates', tags,
       auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_updated' },
-      stepUp: true, schema: { params: connectionParams, body: connectionChange, response: connectionView }, errors: [],
+      // conflict: disabling the last enabled connection of an org that enforces SSO.
+      stepUp: true, schema: { params: connectionParams, body: connectionChange, response: connectionView }, errors: ['conflict'],
       example: () => ({ name: `Matrix IdP ${Math.random().toString(36).slice(2, 8)}` }),
       handler: ({ ctx, params, body }) => s.connections.update(ctx, params.connectionId, body),
     }),
@@ -202,7 +203,8 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
     defineRoute({
       method: 'DELETE', url: '/api/orgs/:orgId/sso/connections/:connectionId', summary: 'Delete an SSO connection (its secret is destroyed)', tags,
       auth: { mode: 'session' }, permission: 'sso:manage', rateLimit: 'authenticated', audit: { action: 'sso.connection_deleted' },
-      stepUp: true, status: 204, schema: { params: connectionParams }, errors: [],
+      // conflict: the last enabled connection of an org that enforces SSO.
+      stepUp: true, status: 204, schema: { params: connectionParams }, errors: ['conflict'],
       handler: ({ ctx, params }) => s.connections.remove(ctx, params.connectionId),
     }),
   ];
