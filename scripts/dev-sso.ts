@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import dns2 from 'dns2';
+import { startGithub, type GithubAccount } from '../test/support/github.js';
 import { startOidcProvider, type IdpAccount } from '../test/support/oidc.js';
 
 /**
@@ -9,10 +10,13 @@ import { startOidcProvider, type IdpAccount } from '../test/support/oidc.js';
  *  - an OpenID Provider (oidc-provider, development login pages: any login, any password) with
  *    one client for Palisade; a login that is an email address is that address, verified, and
  *    `ada@example.com+admins+eng` adds the groups admins and eng;
+ *  - the same IdP as the Google social preset (SOCIAL_GOOGLE_ISSUER), and a server speaking
+ *    GitHub's OAuth 2 flow and API (any login; `name@example.com` is that verified address);
  *  - a DNS server answering the TXT records listed in a file (`<name> <value>` per line, re-read
  *    at every query), so a domain claim can be verified without touching real DNS.
  */
 const IDP_PORT = Number(process.env.DEV_IDP_PORT ?? 4100);
+const GITHUB_PORT = Number(process.env.DEV_GITHUB_PORT ?? 4101);
 const DNS_PORT = Number(process.env.DEV_DNS_PORT ?? 5300);
 const ORIGIN = (process.env.PUBLIC_ORIGIN ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const TXT_FILE = resolve(process.env.DEV_DNS_FILE ?? 'dev-dns.txt');
@@ -35,9 +39,25 @@ function txtRecords(name: string): string[] {
     .map(([, v]) => v as string);
 }
 
+/** Every GitHub login is an account: its id derived from the login, its address verified when it is one. */
+class AnyGithubAccount extends Map<string, GithubAccount> {
+  override has(): boolean {
+    return true;
+  }
+  override get(login: string): GithubAccount {
+    let id = 7;
+    for (const c of login) id = (id * 31 + c.charCodeAt(0)) % 2_000_000_000;
+    const email = login.includes('@') ? login : `${login}@users.noreply.example`;
+    return { id: id + 1, login, name: login, emails: [{ email, primary: true, verified: login.includes('@') }] };
+  }
+}
+
 async function main(): Promise<void> {
   const idp = await startOidcProvider({
-    clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`] }],
+    clients: [{
+      client_id: CLIENT_ID, client_secret: CLIENT_SECRET,
+      redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`, `${ORIGIN}/api/auth/social/google/callback`],
+    }],
     accounts: new AnyAccount(),
     port: IDP_PORT,
   });
@@ -54,6 +74,12 @@ async function main(): Promise<void> {
     },
   });
   await dns.listen({ udp: { port: DNS_PORT, address: '127.0.0.1' } });
+  const github = await startGithub({
+    clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: `${ORIGIN}/api/auth/social/github/callback` }],
+    accounts: new AnyGithubAccount(),
+    port: GITHUB_PORT,
+  });
+  const g = github.url;
   process.stdout.write(
     [
       `OIDC issuer     ${idp.issuer}`,
@@ -65,10 +91,16 @@ async function main(): Promise<void> {
       `Start Palisade with: DNS_SERVERS=127.0.0.1:${DNS_PORT} PALISADE_WEBHOOKS_ALLOW_LOOPBACK=true npm start`,
       'Sign in at the IdP with any password; the login is the email address (add +group for groups).',
       '',
+      'Social sign-in (Google preset on this IdP, GitHub on its loopback twin): add to the environment',
+      `  SOCIAL_GOOGLE_ISSUER=${idp.issuer} SOCIAL_GOOGLE_CLIENT_ID=${CLIENT_ID} SOCIAL_GOOGLE_CLIENT_SECRET=${CLIENT_SECRET}`,
+      `  SOCIAL_GITHUB_AUTHORIZE_URL=${g}/login/oauth/authorize SOCIAL_GITHUB_TOKEN_URL=${g}/login/oauth/access_token SOCIAL_GITHUB_API_URL=${g}`,
+      `  SOCIAL_GITHUB_CLIENT_ID=${CLIENT_ID} SOCIAL_GITHUB_CLIENT_SECRET=${CLIENT_SECRET}`,
+      'GitHub twin: type any login on its page; a login that is an email address is that verified address.',
+      '',
     ].join('\n'),
   );
   const stop = () => {
-    void Promise.all([idp.close(), dns.close()]).then(() => process.exit(0));
+    void Promise.all([idp.close(), dns.close(), github.close()]).then(() => process.exit(0));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -18,6 +18,7 @@ import { auditRoutes } from './domains/audit/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
 import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
+import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
 import { magicLinkRoutes, mfaRoutes, passkeySessionRoutes, sessionRoutes, type CookieSettings } from './domains/sessions/index.js';
 import { tenancyRoutes } from './domains/tenancy/index.js';
@@ -63,6 +64,7 @@ export async function buildApp(deps: AppDeps) {
     ...breakGlassRoutes({ enforcement: services.enforcement, identity, mfa, audit }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),
     ...samlAuthRoutes({ saml: services.saml, sso: services.sso, signIn, cookie, mfa, audit }),
+    ...socialRoutes({ social: services.social, signIn, cookie, mfa, audit }),
     ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie, ssoGate: services.enforcement }),
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),

@@ -15,6 +15,7 @@ export const REDACT_PATHS = [
   '*.newPassword',
   '*.token',
   '*.secret',
+  '*.clientSecret',
   '*.cookie',
   'password',
   'token',

@@ -17,6 +17,7 @@ import {
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
+import { createSocialSignIn } from './domains/social/index.js';
 import {
   createInvitationService,
   createMemberService,
@@ -27,7 +28,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social'
 >;
 
 /**
@@ -87,6 +88,11 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
     onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId), gate: enforcement.gate,
   });
+  // Social sign-in: the deployment's providers, on the SSO domain's flow cookie, OIDC client and handover.
+  const social = createSocialSignIn({
+    db, clock, audit, egress, flows: createFlowSealer(config.sessionSecret), handover: sso, providers: config.social.providers,
+    signUp: config.social.signUp, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback, ssoGate: enforcement,
+  });
   const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const signIn = createSignInService({ db, clock, audit, sessions, gate: enforcement.gate, breakGlassSeconds: BREAK_GLASS_SESSION_SECONDS });
@@ -104,7 +110,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml,
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social,
     lockout, mfa, passkeys, identity, webhooks, webhookWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */

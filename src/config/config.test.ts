@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -273,5 +273,72 @@ describe('loadConfig file locations', () => {
     for (const bad of ['dns.example.com', '1.1.1.1:0', '1.1.1.1:70000', '[::1]x', '300.1.1.1']) {
       expect(() => dev({ DNS_SERVERS: bad }), bad).toThrow(ConfigError);
     }
+  });
+});
+
+describe('social sign-in providers', () => {
+  const GH_SECRET = 'canary-config-github-secret-7d1e';
+
+  it('configures none by default, and opens sign-up as registration does', () => {
+    expect(loadConfig(prodEnv()).social).toEqual({ signUp: true, providers: [] });
+    expect(loadConfig(prodEnv({ SOCIAL_SIGN_UP: 'false' })).social.signUp).toBe(false);
+    expect(refusal(prodEnv({ SOCIAL_SIGN_UP: 'maybe' }))).toContain('SOCIAL_SIGN_UP');
+  });
+
+  it('builds the Google and GitHub presets from a client id and secret, and generic OIDC entries by name', () => {
+    const c = loadConfig(prodEnv({
+      SOCIAL_GOOGLE_CLIENT_ID: 'g-id', SOCIAL_GOOGLE_CLIENT_SECRET: 'g-secret',
+      SOCIAL_GITHUB_CLIENT_ID: 'gh-id', SOCIAL_GITHUB_CLIENT_SECRET: GH_SECRET,
+      SOCIAL_OIDC_PROVIDERS: 'microsoft',
+      SOCIAL_OIDC_MICROSOFT_ISSUER: 'https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0',
+      SOCIAL_OIDC_MICROSOFT_CLIENT_ID: 'ms-id', SOCIAL_OIDC_MICROSOFT_CLIENT_SECRET: 'ms-secret', SOCIAL_OIDC_MICROSOFT_NAME: 'Microsoft',
+    }));
+    expect(c.social.providers).toEqual([
+      { id: 'google', name: 'Google', protocol: 'oidc', issuer: 'https://accounts.google.com', clientId: 'g-id', clientSecret: 'g-secret', scopes: ['openid', 'email', 'profile'] },
+      {
+        id: 'github', name: 'GitHub', protocol: 'github', authorizeUrl: 'https://github.com/login/oauth/authorize',
+        tokenUrl: 'https://github.com/login/oauth/access_token', apiUrl: 'https://api.github.com', clientId: 'gh-id', clientSecret: GH_SECRET,
+        scopes: ['read:user', 'user:email'],
+      },
+      {
+        id: 'microsoft', name: 'Microsoft', protocol: 'oidc', issuer: 'https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0',
+        clientId: 'ms-id', clientSecret: 'ms-secret', scopes: ['openid', 'email', 'profile'],
+      },
+    ]);
+  });
+
+  it('points a preset at plain-http loopback only with the development loopback opt-in, never in production', () => {
+    const local = { SOCIAL_GITHUB_CLIENT_ID: 'gh-id', SOCIAL_GITHUB_CLIENT_SECRET: GH_SECRET, SOCIAL_GITHUB_TOKEN_URL: 'http://127.0.0.1:9999/login/oauth/access_token' };
+    expect(refusal(devEnv(local))).toContain('SOCIAL_GITHUB_TOKEN_URL must use https');
+    const dev = loadConfig(devEnv({ ...local, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' }));
+    expect(dev.social.providers[0]).toMatchObject({ tokenUrl: 'http://127.0.0.1:9999/login/oauth/access_token' });
+    const prod = refusal(prodEnv({ ...local, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' }));
+    expect(prod).toContain('SOCIAL_GITHUB_TOKEN_URL must use https');
+    // Plain http to another host is refused even with the opt-in.
+    expect(refusal(devEnv({ SOCIAL_GOOGLE_CLIENT_ID: 'g', SOCIAL_GOOGLE_CLIENT_SECRET: 's', SOCIAL_GOOGLE_ISSUER: 'http://idp.example', PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' })))
+      .toContain('SOCIAL_GOOGLE_ISSUER must use https');
+  });
+
+  it('refuses half a client, a bad provider id or a duplicate, and a generic entry without its issuer, never quoting a secret', () => {
+    const message = refusal(prodEnv({
+      SOCIAL_GITHUB_CLIENT_SECRET: GH_SECRET,
+      SOCIAL_GOOGLE_CLIENT_ID: 'g-id', SOCIAL_GOOGLE_CLIENT_SECRET: `bad\u0001${GH_SECRET}`,
+      SOCIAL_OIDC_PROVIDERS: 'Bad_Id,github,okta',
+      SOCIAL_OIDC_OKTA_CLIENT_ID: 'o', SOCIAL_OIDC_OKTA_CLIENT_SECRET: 's',
+    }));
+    expect(message).toContain('SOCIAL_GITHUB_CLIENT_ID and SOCIAL_GITHUB_CLIENT_SECRET go together');
+    expect(message).toContain('SOCIAL_GOOGLE_CLIENT_SECRET must be printable ASCII');
+    expect(message).toContain('"Bad_Id" is not a provider id');
+    expect(message).toContain('github is named twice');
+    expect(message).toContain('SOCIAL_OIDC_OKTA_ISSUER');
+    expect(message).not.toContain(GH_SECRET);
+  });
+
+  it('reads a client secret from a file (SOCIAL_*_CLIENT_SECRET_FILE)', () => {
+    const file = join(stateDir, 'github-secret');
+    writeFileSync(file, `${GH_SECRET}\n`);
+    const c = loadConfig(prodEnv({ SOCIAL_GITHUB_CLIENT_ID: 'gh-id', SOCIAL_GITHUB_CLIENT_SECRET_FILE: file }));
+    expect(c.social.providers[0]?.clientSecret).toBe(GH_SECRET);
+    expect(refusal(prodEnv({ SOCIAL_GITHUB_CLIENT_ID: 'gh-id', SOCIAL_GITHUB_CLIENT_SECRET_FILE: join(stateDir, 'missing') }))).toContain('SOCIAL_GITHUB_CLIENT_SECRET_FILE cannot be read');
   });
 });

@@ -4,6 +4,9 @@ import { dirname, join, resolve } from 'node:path';
 import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
 import { parseKeks, randomKey, type Kek } from '../crypto/index.js';
+import { socialConfig, type SocialConfig } from './social.js';
+
+export type { SocialConfig, SocialProvider, SocialOidcProvider, SocialGithubProvider } from './social.js';
 
 /**
  * The only reader of process.env. Produces a frozen, typed config and refuses settings that
@@ -60,6 +63,8 @@ export interface Config {
    * `[addr]:port`); empty: the system's resolvers.
    */
   dnsServers: readonly string[];
+  /** Social sign-in (SOCIAL_*): the providers the deployment enabled, and whether they may create accounts. */
+  social: SocialConfig;
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -319,6 +324,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (allowLoopback && prod) refuse('PALISADE_WEBHOOKS_ALLOW_LOOPBACK is a development opt-in: production refuses it');
   const rateLimits = attempt(() => parseRateLimits(e.RATE_LIMITS ?? ''), {});
   const metrics = attempt(() => metricsListener(e), null);
+  const social = socialConfig(source, allowLoopback && !prod);
+  refusals.push(...social.problems);
   if (refusals.length > 0) throw ConfigError.of(refusals);
 
   const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
@@ -367,6 +374,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,
     }),
     dnsServers: Object.freeze(dnsServers),
+    social: social.social,
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

@@ -91,6 +91,10 @@ export const AUDIT_ACTIONS = {
   'auth.sso_required': { description: 'A local sign-in of a user under the org’s SSO enforcement was refused (sent to SSO)' },
   'auth.break_glass': { description: 'A break-glass owner signed in locally despite SSO enforcement (password and second factor; the session lasts at most an hour; the other owners are mailed)', webhook: true },
   'auth.sso_failed': { description: 'An SSO sign-in was refused (the IdP\u2019s answer, or no account it may reach)' },
+  'auth.social_failed': { description: 'A social sign-in or link was refused (the provider\u2019s answer, an unverified address, an address whose account is not linked)' },
+  'auth.social_account_created': { description: 'A social sign-in created an account (the provider verified its address; sign-up open)' },
+  'auth.social_identity_linked': { description: 'An identity at a social provider was linked to an account (at its creation, or from a signed-in session)' },
+  'auth.social_link_started': { description: 'A signed-in user started linking their identity at a social provider' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type AuditAction = keyof typeof AUDIT_ACTIONS;

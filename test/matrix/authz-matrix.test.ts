@@ -196,9 +196,16 @@ describe(`authorization matrix on ${ENGINE}`, () => {
 
   beforeAll(async () => {
     dns = await startLoopbackDns();
-    matrixIdp = await startOidcProvider({ clients: [{ client_id: 'matrix', client_secret: 'matrix-secret', redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`] }] });
-    // Loopback egress: the IdP above runs on this machine.
-    h = await createTestApp(ENGINE, { config: { DNS_SERVERS: dns.server, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
+    matrixIdp = await startOidcProvider({
+      clients: [{ client_id: 'matrix', client_secret: 'matrix-secret', redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`, `${ORIGIN}/api/auth/social/google/callback`] }],
+    });
+    // Loopback egress: the IdP above runs on this machine. It is also the Google preset's issuer (social sign-in).
+    h = await createTestApp(ENGINE, {
+      config: {
+        DNS_SERVERS: dns.server, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true',
+        SOCIAL_GOOGLE_CLIENT_ID: 'matrix', SOCIAL_GOOGLE_CLIENT_SECRET: 'matrix-secret', SOCIAL_GOOGLE_ISSUER: matrixIdp.issuer,
+      },
+    });
     fx = new Fixtures(h);
     await fx.init();
     // The console's origin doubles as the page the publishable keys are used from.
@@ -468,6 +475,8 @@ describe(`authorization matrix on ${ENGINE}`, () => {
       c.project === 'cross' ? own.unassignedProject
       : projectScoped(route) && objOrg === projOrg ? (params.projectId as string)
       : objOrg.assignedProject;
+    // A social sign-in provider of the deployment (cases.ts DEPLOYMENT_PARAMS): the Google preset.
+    if (pathParams(route.url).includes('provider')) params.provider = 'google';
     for (const name of objectParams(route.url)) {
       switch (name) {
         case 'userId':

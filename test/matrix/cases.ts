@@ -102,6 +102,11 @@ export interface MatrixCase {
 }
 
 const SCOPE_PARAMS = new Set(['orgId', 'projectId']);
+/**
+ * Path parameters naming something of the deployment, the same for every caller (a social
+ * sign-in provider): no object of an org or account, so no IDOR side.
+ */
+export const DEPLOYMENT_PARAMS = new Set(['provider']);
 
 export function routeKey(route: Pick<AnyRoute, 'method' | 'url'>): string {
   return `${route.method} ${route.url}`;
@@ -113,7 +118,7 @@ export function pathParams(url: string): string[] {
 
 /** Path parameters naming an object inside the org (or account): anything but orgId and projectId. */
 export function objectParams(url: string): string[] {
-  return pathParams(url).filter((p) => !SCOPE_PARAMS.has(p));
+  return pathParams(url).filter((p) => !SCOPE_PARAMS.has(p) && !DEPLOYMENT_PARAMS.has(p));
 }
 
 /** The expected outcome, in the order the pipeline is specified to decide (docs/architecture.md, "One protected request"). */

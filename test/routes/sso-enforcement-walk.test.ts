@@ -12,6 +12,7 @@ import { mailTo } from '../support/accounts.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import { call, sessionFrom } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
+import { startGithub, signInAtGithub, type LoopbackGithub } from '../support/github.js';
 import { addPasskey, enrollTotp, login, nextCode } from '../support/mfa.js';
 import { startOidcProvider, type LoopbackIdp } from '../support/oidc.js';
 import { ENFORCEMENT_CLIENT, enforceableOrg } from '../support/sso-enforcement.js';
@@ -31,19 +32,40 @@ const NOT_A_WAY_IN: Record<string, string> = {
   'POST /api/auth/sso/handover': SSO_PATH,
   'GET /api/auth/sso/saml/:connectionId/metadata': SSO_PATH,
   'POST /api/auth/sso/saml/:connectionId/acs': SSO_PATH,
+  'GET /api/auth/social/providers': 'lists the deployment\u2019s social providers; signs nobody in',
+  'GET /api/auth/social/:provider/start': 'starts a social flow only; its callback is walked',
 };
 
 describe.each(ENGINES)('SSO enforcement over the live route table on %s', (engine) => {
   let h: TestApp;
   let idp: LoopbackIdp;
+  let github: LoopbackGithub;
   beforeAll(async () => {
     idp = await startOidcProvider({ clients: [{ ...ENFORCEMENT_CLIENT, redirect_uris: [`${ORIGIN}/api/auth/sso/oidc/callback`] }] });
-    h = await createTestApp(engine, { config: { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
+    // A social provider (GitHub's protocol on loopback): its sign-ins are a local way in too.
+    github = await startGithub({ clients: [{ clientId: 'walk', clientSecret: 'walk-secret', redirectUri: `${ORIGIN}/api/auth/social/github/callback` }] });
+    h = await createTestApp(engine, {
+      config: {
+        PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', SOCIAL_GITHUB_CLIENT_ID: 'walk', SOCIAL_GITHUB_CLIENT_SECRET: 'walk-secret',
+        SOCIAL_GITHUB_AUTHORIZE_URL: `${github.url}/login/oauth/authorize`, SOCIAL_GITHUB_TOKEN_URL: `${github.url}/login/oauth/access_token`,
+        SOCIAL_GITHUB_API_URL: github.url,
+      },
+    });
   });
   afterAll(async () => {
     await h?.close();
     await idp?.close();
+    await github?.close();
   });
+
+  /** Start → GitHub as `login` → the callback, in one browser (its flow cookie). */
+  async function viaGithub(login: string, start = () => call(h, 'GET', '/api/auth/social/github/start')): Promise<LightMyRequestResponse> {
+    const started = await start();
+    const location = started.statusCode === 201 ? started.json<{ location: string }>().location : String(started.headers.location);
+    const back = await signInAtGithub(location, login);
+    const flow = started.cookies.find((c) => c.name === '__Host-palisade_sso')?.value ?? '';
+    return call(h, 'GET', `${back.pathname}${back.search}`, { cookie: `__Host-palisade_sso=${flow}` });
+  }
 
   it('refuses every local way in with sso_required, or says why a public route is none', async () => {
     const org = await enforceableOrg(h, idp);
@@ -68,6 +90,13 @@ describe.each(ENGINES)('SSO enforcement over the live route table on %s', (engin
     });
     expect(invited.statusCode, invited.body).toBe(201);
     expect([resetToken, binding, linkToken].every(Boolean)).toBe(true);
+    // A GitHub identity the user linked from their session (their account has TOTP: the walk
+    // checks the refusal comes before the handover to the second step), and a newcomer of the domain.
+    github.accounts.set('walker', { id: 77, login: 'walker', emails: [{ email: `walker-${newId().slice(0, 6)}@users.test`, primary: true, verified: true }] });
+    const linked = await viaGithub('walker', async () => call(h, 'POST', '/api/me/social/github/link', { cookie: await h.cookieFor(user.email), payload: {} }));
+    expect(linked.statusCode, linked.body).toBe(302);
+    const newcomer = `social-${newId().slice(0, 6)}@${org.domain}`;
+    github.accounts.set('newcomer', { id: 78, login: 'newcomer', emails: [{ email: newcomer, primary: true, verified: true }] });
     expect((await org.enforce(true)).statusCode).toBe(200);
 
     const options = async (mfaToken?: string) => {
@@ -99,6 +128,7 @@ describe.each(ENGINES)('SSO enforcement over the live route table on %s', (engin
           return call(h, 'POST', '/api/auth/passkey/login', { payload: { ceremonyToken: o.ceremonyToken, response: auth.get(o.options) } });
         },
       },
+      'GET /api/auth/social/:provider/callback': { email: user.email, attempt: () => viaGithub('walker') },
       // A session the org's SSO did not open (one that outlived the switch: issued directly here).
       'POST /api/invitations/accept': {
         email: user.email,
@@ -120,6 +150,11 @@ describe.each(ENGINES)('SSO enforcement over the live route table on %s', (engin
       expect(p.ssoStart, key).toBe(`/api/auth/sso/start?email=${encodeURIComponent(walk.email)}`);
       expect(sessionFrom(res), key).toBeFalsy();
     }
+    // A social sign-up with a new address of the domain is refused before the account is created.
+    const signUp = await viaGithub('newcomer');
+    expect([signUp.statusCode, signUp.json<Problem & { ssoStart?: string }>().ssoStart]).toEqual([403, `/api/auth/sso/start?email=${encodeURIComponent(newcomer)}`]);
+    expect(await h.t.owner.query('select 1 from users where email = $1', [newcomer])).toHaveLength(0);
+    expect(await h.t.owner.query('select 1 from sso_handovers where user_id = $1', [user.id])).toHaveLength(0);
     // Nothing the walk refused was written: no membership, no new account, the password unchanged.
     expect(await h.t.owner.query('select 1 from memberships where org_id = $1 and user_id = $2', [h.orgId('acme'), user.id])).toHaveLength(0);
     expect(await h.t.owner.query('select 1 from users where email = $1', [newAddress])).toHaveLength(0);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMetricsServer } from '../../src/http/metrics-server.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
+import { startGithub, signInAtGithub, type LoopbackGithub } from '../support/github.js';
 
 const PASSWORD = 'CANARY-pw-7f3a9c1e-long';
 const BAD_PASSWORD = 'CANARY-bad-9d2b';
@@ -17,6 +18,8 @@ const CHANGED_PASSWORD = 'CANARY-changed-4e1b8a77-long';
 const RESET_PASSWORD = 'CANARY-reset-5c2d9f01-long';
 const WEAK_PASSWORD = 'CANARY-w';
 const EMAIL = 'canary.user@example.test';
+const SOCIAL_CLIENT_SECRET = 'CANARY-social-client-secret-3f9a0e7b';
+const SOCIAL_EMAIL = 'canary.social@users.test';
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
 
@@ -29,13 +32,26 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
   /** Every session cookie value set on a response. */
   const cookies: string[] = [];
 
+  let github: LoopbackGithub;
+
   beforeAll(async () => {
-    h = await createTestApp(engine);
-    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD })) {
+    // Social sign-in: a provider (GitHub's protocol on loopback) whose client secret is a canary.
+    github = await startGithub({ clients: [{ clientId: 'canary-client', clientSecret: SOCIAL_CLIENT_SECRET, redirectUri: `${ORIGIN}/api/auth/social/github/callback` }] });
+    h = await createTestApp(engine, {
+      config: {
+        PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', SOCIAL_GITHUB_CLIENT_ID: 'canary-client', SOCIAL_GITHUB_CLIENT_SECRET: SOCIAL_CLIENT_SECRET,
+        SOCIAL_GITHUB_AUTHORIZE_URL: `${github.url}/login/oauth/authorize`, SOCIAL_GITHUB_TOKEN_URL: `${github.url}/login/oauth/access_token`,
+        SOCIAL_GITHUB_API_URL: github.url,
+      },
+    });
+    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD, SOCIAL_CLIENT_SECRET })) {
       secrets.set(name, value);
     }
   });
-  afterAll(async () => h?.close());
+  afterAll(async () => {
+    await h?.close();
+    await github?.close();
+  });
 
   async function call(method: Method, url: string, opts: { cookie?: string; payload?: unknown } = {}): Promise<LightMyRequestResponse> {
     const headers: Record<string, string> = { origin: ORIGIN, 'user-agent': 'canary-test' };
@@ -198,6 +214,29 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     }
     expect(h.logs.join('')).toContain('"msg":"metrics request"');
 
+    // Social sign-in: a new account, a refused callback (wrong state) and a replayed code; the
+    // provider's codes and access tokens are secrets too, and the client secret travels only to
+    // the token endpoint.
+    github.accounts.set('canary', { id: 4242, login: 'canary', emails: [{ email: SOCIAL_EMAIL, primary: true, verified: true }] });
+    const socialFlow = async () => {
+      const started = await call('GET', '/api/auth/social/github/start');
+      expect(started.statusCode, started.body).toBe(302);
+      const flow = started.cookies.find((c) => c.name === '__Host-palisade_sso')?.value ?? '';
+      return { url: await signInAtGithub(String(started.headers.location), 'canary'), flow };
+    };
+    const social = await socialFlow();
+    const wrongState = new URL(social.url);
+    wrongState.searchParams.set('state', 'x'.repeat(43));
+    expectProblem(await call('GET', `${wrongState.pathname}${wrongState.search}`, { cookie: `__Host-palisade_sso=${social.flow}` }), 401, 'sso_failed');
+    const socialIn = await call('GET', `${social.url.pathname}${social.url.search}`, { cookie: `__Host-palisade_sso=${social.flow}` });
+    expect(socialIn.statusCode, socialIn.body).toBe(302);
+    sessionOf(socialIn);
+    expectProblem(await call('GET', `${social.url.pathname}${social.url.search}`, { cookie: `__Host-palisade_sso=${social.flow}` }), 401, 'sso_failed');
+    expect(github.tokenRequests.at(-1)?.get('client_secret')).toBe(SOCIAL_CLIENT_SECRET);
+    github.issued.codes.forEach((c, i) => secrets.set(`socialCode#${i}`, c));
+    github.issued.tokens.forEach((t, i) => secrets.set(`socialAccessToken#${i}`, t));
+    expect(github.issued.tokens.length).toBeGreaterThanOrEqual(1);
+
     expect(cookies.length).toBeGreaterThanOrEqual(5);
     expect(problems.length).toBeGreaterThanOrEqual(12);
   });
@@ -224,7 +263,8 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     const actions = new Set(events.map((e) => String(e.action)));
     for (const a of ['auth.registered', 'auth.registration_duplicate', 'auth.email_verification_requested', 'auth.email_verification_failed',
       'auth.email_verified', 'auth.login', 'auth.login_failed', 'auth.password_change_failed', 'auth.password_changed',
-      'auth.password_reset_requested', 'auth.password_reset', 'invitation.created', 'invitation.accepted', 'auth.logout']) {
+      'auth.password_reset_requested', 'auth.password_reset', 'invitation.created', 'invitation.accepted', 'auth.logout',
+      'auth.social_account_created', 'auth.social_identity_linked', 'auth.social_failed']) {
       expect(actions, a).toContain(a);
     }
     expect(leaks(JSON.stringify(events))).toEqual([]);

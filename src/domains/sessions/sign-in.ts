@@ -8,10 +8,10 @@ import type { FactorSessionEffects } from '../identity/index.js';
 import type { SessionProof, SessionService } from './service.js';
 
 /** Every way a sign-in can be proven. SSO is listed so that its work plugs in here, not beside. */
-export type SignInMethod = 'password' | 'totp' | 'recovery_code' | 'passkey' | 'sso' | 'magic_link';
+export type SignInMethod = 'password' | 'totp' | 'recovery_code' | 'passkey' | 'sso' | 'magic_link' | 'social';
 
 /** What can freshly prove a signed-in user's identity again. */
-export type StepUpMethod = Exclude<SignInMethod, 'sso' | 'magic_link'>;
+export type StepUpMethod = Exclude<SignInMethod, 'sso' | 'magic_link' | 'social'>;
 
 /**
  * What each method proves on the session it opens. A password is a fresh proof only because an
@@ -30,6 +30,10 @@ const PROVES: Readonly<Record<SignInMethod, { secondFactor: boolean; fresh: bool
   // Proof of the mailbox, as a first factor only (an account with a second factor still gives
   // it); not fresh: a mail can sit unread in an inbox others can reach.
   magic_link: { secondFactor: false, fresh: false },
+  // A provider the deployment configured (Google, GitHub, generic OIDC): a first factor only,
+  // whatever MFA the provider did (Palisade cannot see it); not fresh, like SSO (its session at
+  // the provider may be days old). Not an SSO method: SSO enforcement refuses it like a password.
+  social: { secondFactor: false, fresh: false },
 };
 
 export interface SignInFinish {
@@ -50,6 +54,8 @@ export interface SignInFinish {
    * trusts the IdP's multi-factor sign-in, so the session counts as proven with a second factor.
    */
   sso?: { orgId: string; connectionId: string; idpMfa: boolean };
+  /** Method `social`: the deployment's provider that proved it (recorded in the audit event). */
+  social?: { provider: string };
   /**
    * A break-glass sign-in (password and second factor) of an owner of this org, which enforces
    * SSO: the gate lets it through that org's enforcement, its evidence is written first, and the
@@ -145,6 +151,7 @@ export function createSignInService(d: SignInDeps) {
         const details = {
           ...(proves.secondFactor ? { secondFactor: input.method } : input.sso?.idpMfa ? { secondFactor: 'identity_provider' } : {}),
           ...(sso ? { ssoOrgId: sso.orgId, ssoConnectionId: sso.connectionId } : {}),
+          ...(input.social ? { socialProvider: input.social.provider } : {}),
           ...(input.breakGlassOrgId ? { breakGlassOrgId: input.breakGlassOrgId } : {}),
         };
         await d.audit.append(tx, SYSTEM_ORG_ID, ctx, {

@@ -95,7 +95,7 @@ export function ssoAuthRoutes(d: { sso: SsoSignIn; saml: SamlSignIn; signIn: Sig
       },
     }),
     defineRoute({
-      method: 'POST', url: '/api/auth/sso/handover', summary: 'Redeem the SSO handover code: the second step the account still owes', tags,
+      method: 'POST', url: '/api/auth/sso/handover', summary: 'Redeem the SSO or social sign-in handover code: the second step the account still owes', tags,
       auth: { mode: 'public', reason: 'the single-use handover code from the SSO callback is the credential' }, permission: 'none',
       rateLimit: 'login', audit: { action: 'auth.login_second_factor_pending' },
       schema: { body: z.strictObject({ code: z.string().min(1).max(200) }), response: secondFactorPending },

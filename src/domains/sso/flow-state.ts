@@ -31,6 +31,26 @@ export const flowState = z.object({
 });
 export type FlowState = z.infer<typeof flowState>;
 
+/**
+ * The same browser-bound, sealed flow for a social sign-in (social/sign-in.ts): the deployment's
+ * provider instead of an org's connection; no nonce for a plain OAuth 2 provider (GitHub).
+ * `kind` keeps the two apart: neither callback accepts the other's flow.
+ */
+export const socialFlowState = z.object({
+  kind: z.literal('social'),
+  v: z.literal(1),
+  provider: z.string().min(2).max(32),
+  state: z.string().min(16).max(128),
+  nonce: z.string().min(16).max(128).optional(),
+  verifier: z.string().min(43).max(128),
+  expiresAt: z.number().int(),
+  /** `sign_in`, or `link`: a signed-in user links their identity at the provider to their account. */
+  purpose: z.enum(['sign_in', 'link']),
+  sessionId: z.uuid().optional(),
+  returnTo: z.string().max(512),
+});
+export type SocialFlowState = z.infer<typeof socialFlowState>;
+
 /** Ten minutes: long enough to sign in at the IdP (with its own MFA), short enough to matter little if copied. */
 export const FLOW_TTL_SECONDS = 600;
 
@@ -42,21 +62,25 @@ export function flowCookieName(secure: boolean): string {
 export function createFlowSealer(sessionSecret: Buffer) {
   // A key of its own: the session secret signs session ids and is never an encryption key directly.
   const box = createSealedBox(sessionSecret, 'sso flow state v1');
+  function openAs<T>(schema: z.ZodType<T & { expiresAt: number }>, value: string | undefined, nowMs: number): T | null {
+    const text = value ? box.open(value) : null;
+    if (text === null) return null;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return null;
+    }
+    const parsed = schema.safeParse(json);
+    return parsed.success && parsed.data.expiresAt > nowMs ? parsed.data : null;
+  }
   return {
     seal: (s: FlowState): string => box.seal(JSON.stringify(s)),
     /** The state, or null for anything that was not sealed here, was changed, or is past its expiry. */
-    open(value: string | undefined, nowMs: number): FlowState | null {
-      const text = value ? box.open(value) : null;
-      if (text === null) return null;
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        return null;
-      }
-      const parsed = flowState.safeParse(json);
-      return parsed.success && parsed.data.expiresAt > nowMs ? parsed.data : null;
-    },
+    open: (value: string | undefined, nowMs: number): FlowState | null => openAs(flowState, value, nowMs),
+    sealSocial: (s: SocialFlowState): string => box.seal(JSON.stringify(s)),
+    /** A social sign-in's state, or null (as `open`; an SSO flow is not one). */
+    openSocial: (value: string | undefined, nowMs: number): SocialFlowState | null => openAs(socialFlowState, value, nowMs),
   };
 }
 

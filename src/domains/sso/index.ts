@@ -19,3 +19,8 @@ export { samlAuthRoutes } from './saml-routes.js';
 export { createSsoEnforcement, BREAK_GLASS_SESSION_SECONDS, MAX_BREAK_GLASS_OWNERS } from './enforcement.js';
 export type { SsoEnforcement } from './enforcement.js';
 export { breakGlassRoutes } from './break-glass-routes.js';
+// Social sign-in (domains/social) reuses the browser-bound flow, the OIDC client and the handover.
+export { FLOW_TTL_SECONDS, flowCookieName, safeReturnTo } from './flow-state.js';
+export type { FlowSealer, SocialFlowState } from './flow-state.js';
+export { authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode } from './oidc.js';
+export type { EgressFetch, OidcIdentity } from './oidc.js';

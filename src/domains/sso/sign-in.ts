@@ -277,15 +277,18 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       return complete(ctx, c, identity, flow.returnTo);
     },
 
-    /** A single-use, 60-second code for the page that asks the second factor after the IdP. */
-    async mintHandover(outcome: SsoOutcome): Promise<string> {
+    /**
+     * A single-use, 60-second code for the page that asks the second factor after the IdP: an
+     * org's (`sso`) or a social provider's (no `sso`; social/sign-in.ts).
+     */
+    async mintHandover(outcome: { userId: string; sessionEpoch: number; sso?: { orgId: string; connectionId: string } }): Promise<string> {
       const { token, hash } = mintOpaqueToken('ssoHandover');
       const now = d.clock.now();
       await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
         exec(
           tx,
           sql`insert into sso_handovers (token_hash, user_id, session_epoch, sso_org_id, sso_connection_id, expires_at)
-              values (${hash}, ${outcome.userId}, ${outcome.sessionEpoch}, ${outcome.sso.orgId}, ${outcome.sso.connectionId},
+              values (${hash}, ${outcome.userId}, ${outcome.sessionEpoch}, ${outcome.sso?.orgId ?? null}, ${outcome.sso?.connectionId ?? null},
                       ${new Date(now.getTime() + HANDOVER_TTL_MS).toISOString()})`,
         ),
       );
@@ -293,19 +296,20 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     },
 
     /** Spends a handover code: the pending sign-in it stands for, or token_invalid. */
-    async redeemHandover(code: string): Promise<{ userId: string; sessionEpoch: number; sso: { orgId: string; connectionId: string } }> {
+    async redeemHandover(code: string): Promise<{ userId: string; sessionEpoch: number; sso: { orgId: string; connectionId: string } | undefined }> {
       const hash = opaqueTokenHash('ssoHandover', code);
       if (!hash) throw new AppError('token_invalid');
       const now = d.clock.now().toISOString();
       const r = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
-        one<{ user_id: string; session_epoch: number; sso_org_id: string; sso_connection_id: string }>(
+        one<{ user_id: string; session_epoch: number; sso_org_id: string | null; sso_connection_id: string | null }>(
           tx,
           sql`update sso_handovers set used_at = ${now} where token_hash = ${hash} and used_at is null and expires_at > ${now}
               returning user_id, session_epoch, sso_org_id, sso_connection_id`,
         ),
       );
       if (!r) throw new AppError('token_invalid');
-      return { userId: r.user_id, sessionEpoch: r.session_epoch, sso: { orgId: r.sso_org_id, connectionId: r.sso_connection_id } };
+      const sso = r.sso_org_id && r.sso_connection_id ? { orgId: r.sso_org_id, connectionId: r.sso_connection_id } : undefined;
+      return { userId: r.user_id, sessionEpoch: r.session_epoch, sso };
     },
   };
 }

@@ -1,0 +1,3 @@
+export { createSocialSignIn, socialCallbackPath } from './sign-in.js';
+export type { SocialSignIn, SocialSignInDeps, SocialOutcome } from './sign-in.js';
+export { socialRoutes } from './routes.js';
