@@ -75,12 +75,13 @@ export interface IssueOptions {
   /** How the session was proven; absent: neither MFA-verified nor stepped up. */
   proof?: SessionProof;
   /**
-   * The session is proven by a password alone: refused (invalid_credentials) when the account has
-   * a second factor by now. The login looked before its password check; a factor confirmed in
-   * between (its row lock is waited for here) must not get a password-only session, let alone a
-   * stepped-up one (review 2026-12-05 F2).
+   * The session is proven by a first factor alone (a password, a mailed link, a social or SSO
+   * sign-in without the IdP's MFA): refused (invalid_credentials) when the account has a second
+   * factor by now. The sign-in looked before its own check; a factor confirmed in between (its
+   * row lock is waited for here) must not get a session without it (review 2026-12-05 F2, and
+   * 2026-12-06 for the other first factors).
    */
-  passwordOnly?: boolean;
+  firstFactorOnly?: boolean;
   /** The method that proved the sign-in (sessions.auth_method); a rotation keeps the row's. */
   method?: SignInMethod;
   /** An SSO sign-in: the org and connection whose identity provider proved it. */
@@ -111,7 +112,7 @@ export function createSessionService(deps: SessionDeps) {
    * rotation replaces: its lifetime and proof carry over unless `proof` says otherwise.
    */
   async function insert(tx: Tx, userId: string, ctx: RequestContext, opts: IssueOptions & { from?: SessionRow }): Promise<IssuedSession> {
-    const { from, epoch, proof, passwordOnly } = opts;
+    const { from, epoch, proof, firstFactorOnly } = opts;
     const method = opts.method ?? from?.auth_method ?? null;
     const sso = opts.sso ?? (from?.sso_org_id && from.sso_connection_id ? { orgId: from.sso_org_id, connectionId: from.sso_connection_id } : null);
     const secret = randomToken(32);
@@ -123,11 +124,11 @@ export function createSessionService(deps: SessionDeps) {
     const longestIdle = from?.longest_idle_seconds ?? 0;
     const mfaVerified = proof?.mfaVerified ?? from?.mfa_verified ?? false;
     const steppedUpAt = proof ? proof.steppedUpAt : (from?.stepped_up_at ?? null);
-    if (epoch !== undefined || passwordOnly) {
+    if (epoch !== undefined || firstFactorOnly) {
       // The credential was checked against this epoch: a reset or revocation since then wins.
       const current = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${userId} for share`);
       if (!current || (epoch !== undefined && current.session_epoch !== epoch)) throw new AppError('invalid_credentials');
-      if (passwordOnly && current.mfa_enabled) throw new AppError('invalid_credentials');
+      if (firstFactorOnly && current.mfa_enabled) throw new AppError('invalid_credentials');
     }
     await exec(
       tx,

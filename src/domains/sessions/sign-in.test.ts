@@ -322,4 +322,18 @@ describe.each(ENGINES)('sign-in service on %s', (engine) => {
     // Signing in again now asks for the second factor.
     expect((await post('/api/auth/login', { email: u.email, password: PASSWORD })).json()).toHaveProperty('mfaRequired', true);
   });
+
+  it('refuses every first-factor-only sign-in of an account that has a second factor by now', async () => {
+    const u = await freshUser();
+    const owner = cookieOf(await post('/api/auth/login', { email: u.email, password: PASSWORD }));
+    const { secret } = (await post('/api/me/mfa/totp', {}, owner)).json<{ secret: string }>();
+    expect((await post('/api/me/mfa/totp/confirm', { code: totpCodeAt(secret, h.clock.now()) }, owner)).statusCode).toBe(200);
+    // The route read "no factor" before the confirmation (a mailed link, a social or SSO sign-in racing it).
+    for (const method of ['magic_link', 'social', 'sso'] as const) {
+      await expect(signIn().finish(systemContext('sign-in test'), { userId: u.id, method }), method).rejects.toMatchObject({ code: 'invalid_credentials' });
+    }
+    // The IdP's MFA, trusted by the connection, is a second factor: that one is issued.
+    const trusted = await signIn().finish(systemContext('sign-in test'), { userId: u.id, method: 'sso', sso: { orgId: h.orgId('acme'), connectionId: newId(), idpMfa: true } });
+    expect(trusted.sessionId).toBeTruthy();
+  });
 });

@@ -145,7 +145,7 @@ export function createSignInService(d: SignInDeps) {
         if (input.consume && !(await input.consume(tx))) throw new AppError('token_invalid');
         if (previous) await d.sessions.revokeById(tx, previous.actor.userId, previous.actor.session.id, 'replaced_by_login');
         const s = await d.sessions.issue(tx, input.userId, ctx, {
-          epoch: input.epoch, proof, passwordOnly: input.method === 'password', method: sso ? 'sso' : input.method, ...(sso ? { sso } : {}),
+          epoch: input.epoch, proof, firstFactorOnly: !secondFactor, method: sso ? 'sso' : input.method, ...(sso ? { sso } : {}),
           ...(input.breakGlassOrgId ? { breakGlassOrgId: input.breakGlassOrgId, absoluteSeconds } : {}),
         });
         const details = {

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
+import { canonicalEmail } from '../../kernel/domain-name.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError, type ErrorCode } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
@@ -44,7 +45,11 @@ export async function decideSocialAccount(tx: Tx, p: ProviderRef, id: SocialIden
         `sign in another way and link ${p.name} from your account`,
     };
   }
-  const existing = await one<{ id: string }>(tx, sql`select id from users where lower(email) = lower(${id.email})`);
+  // One spelling of an address (as SSO stores it): a trailing dot or space, or a Unicode domain,
+  // must not make a second account beside an existing one (review 2026-12-06, social).
+  const address = canonicalEmail(id.email);
+  if (!address) return { kind: 'refused', code: 'sso_failed', refused: `${p.name} asserted an email address that is not one` };
+  const existing = await one<{ id: string }>(tx, sql`select id from users where lower(email) = lower(${id.email}) or lower(email) = ${address}`);
   if (existing) {
     return {
       kind: 'refused', code: 'conflict',
@@ -70,7 +75,7 @@ export async function socialAccountOf(
   if (decision.kind === 'refused') return { refused: decision.refused, code: decision.code };
   const email = decision.kind === 'linked'
     ? (await one<{ email: string }>(tx, sql`select email from users where id = ${decision.userId}`))?.email
-    : id.email;
+    : canonicalEmail(id.email ?? '');
   if (email) await localSignIn(tx, email);
   if (decision.kind === 'linked') {
     await exec(
@@ -83,7 +88,7 @@ export async function socialAccountOf(
   const userId = newId();
   // The provider verified the address (decideSocialAccount): so is the account's.
   const created = await writeUnlessTaken(
-    tx, sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${id.email}, ${displayName(id.name)}, ${now})`,
+    tx, sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${email}, ${displayName(id.name)}, ${now})`,
   );
   // Taken meanwhile (a registration or another first sign-in): refused like an existing account.
   if (!created) return { code: 'conflict', refused: `an account with this email address already exists: sign in to it, then link ${p.name} from your account` };

@@ -3,7 +3,7 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, type CookieSettings, type SignInService } from '../sessions/index.js';
-import { FLOW_TTL_SECONDS, flowCookieName } from '../sso/index.js';
+import { FLOW_TTL_SECONDS, flowCookieName, withParam } from '../sso/index.js';
 import type { SocialSignIn } from './sign-in.js';
 
 const redirect = z.object({ location: z.string() });
@@ -29,13 +29,6 @@ export const socialProviderList = z.object({
     start: z.string().meta({ description: 'Where the sign-in button sends the browser (add ?returnTo=/path)' }),
   })),
 });
-
-/** Adds `name=value` to a same-origin path that may have a query already. */
-function withParam(path: string, name: string, value: string): string {
-  const url = new URL(path, 'http://x');
-  url.searchParams.set(name, value);
-  return `${url.pathname}${url.search}${url.hash}`;
-}
 
 /**
  * Social sign-in through the deployment's providers: the list for a console's buttons, start (a

@@ -268,6 +268,11 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     expect(detail).toMatch(/sign in to it.*link Google from your account/);
     const octo = hubber({ emails: [{ email: victim.email, primary: true, verified: true }] });
     expect(refused(await signIn('github', octo.login), 'conflict')).toContain('never linked by its email address alone');
+    // Other spellings of the same mailbox (a trailing dot, a space) make no second account beside it.
+    for (const spelling of [`${victim.email}.`, ` ${victim.email}`]) {
+      refused(await signIn('google', googler({ email: spelling }).sub), 'conflict');
+    }
+    expect(await h.t.owner.query('select 1 from users where lower(email) like $1', [`%${victim.email.split('@')[0] ?? ''}%`])).toHaveLength(1);
     expect(await h.t.owner.query('select * from users where id = $1', [victim.id])).toEqual(before);
     expect(await h.t.owner.query('select 1 from social_identities where user_id = $1', [victim.id])).toEqual([]);
     expect(await h.t.owner.query('select 1 from sessions where user_id = $1', [victim.id])).toEqual([]);

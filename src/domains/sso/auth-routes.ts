@@ -4,7 +4,7 @@ import { uuid } from '../../http/schemas.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, pendingSecondStep, secondFactorPending, type CookieSettings, type SignInService } from '../sessions/index.js';
-import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
+import { FLOW_TTL_SECONDS, flowCookieName, withParam } from './flow-state.js';
 import { OIDC_CALLBACK_PATH } from './connections.js';
 import type { SsoSignIn } from './sign-in.js';
 import type { SamlSignIn } from './saml.js';
@@ -29,13 +29,6 @@ const callbackQuery = z.looseObject({
   error: z.string().max(256).optional(),
   error_description: z.string().max(2048).optional(),
 });
-
-/** Adds `name=value` to a same-origin path that may have a query already. */
-function withParam(path: string, name: string, value: string): string {
-  const url = new URL(path, 'http://x');
-  url.searchParams.set(name, value);
-  return `${url.pathname}${url.search}${url.hash}`;
-}
 
 /**
  * The browser's side of single sign-on: start (a redirect to the IdP, the flow sealed in a

@@ -88,13 +88,36 @@ export type FlowSealer = ReturnType<typeof createFlowSealer>;
 
 /**
  * Where to send the browser after the sign-in: a path on this origin only (an open redirect
- * would turn the sign-in into a phishing relay). Anything else becomes `/`.
+ * would turn the sign-in into a phishing relay, and carry a handover code to another site).
+ * Anything else becomes `/`. The answer is the path as a URL parser normalizes it: `/.//evil`
+ * passes a prefix check but normalizes to `//evil`, another host (review 2026-12-06, social).
  */
 export function safeReturnTo(value: string | undefined): string {
-  if (!value || value.length > 512) return '/';
-  if (!value.startsWith('/') || value.startsWith('//') || value.startsWith('/\\')) return '/';
+  if (!value || value.length > 512 || !value.startsWith('/')) return '/';
   // Control characters and backslashes let some browsers read a path as another host.
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
   if (/[\u0000-\u001f\u007f\\]/.test(value)) return '/';
-  return value;
+  return sameOriginPath(value) ?? '/';
+}
+
+/** `path` with `name=value` added to its query; `/` when the result would leave this origin. */
+export function withParam(path: string, name: string, value: string): string {
+  const url = new URL(safeReturnTo(path), BASE);
+  url.searchParams.set(name, value);
+  return sameOriginPath(`${url.pathname}${url.search}${url.hash}`) ?? '/';
+}
+
+const BASE = 'http://palisade.invalid';
+
+/** The normalized path, query and fragment of `value` if it stays on this origin, else null. */
+function sameOriginPath(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value, BASE);
+  } catch {
+    return null;
+  }
+  if (url.origin !== BASE) return null;
+  const out = `${url.pathname}${url.search}${url.hash}`;
+  return out.startsWith('//') || out.startsWith('/\\') ? null : out;
 }

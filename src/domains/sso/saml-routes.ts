@@ -5,7 +5,7 @@ import { uuid } from '../../http/schemas.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, type CookieSettings, type SignInService } from '../sessions/index.js';
-import { FLOW_TTL_SECONDS } from './flow-state.js';
+import { FLOW_TTL_SECONDS, withParam } from './flow-state.js';
 import { samlFlowCookieName, type SamlSignIn } from './saml.js';
 import type { SsoSignIn } from './sign-in.js';
 
@@ -22,13 +22,6 @@ function samlCookieOptions(secure: boolean) {
 
 export function setSamlFlowCookie(reply: FastifyReply, secure: boolean, flow: string): void {
   reply.setCookie(samlFlowCookieName(secure), flow, { ...samlCookieOptions(secure), maxAge: FLOW_TTL_SECONDS });
-}
-
-/** Adds `name=value` to a same-origin path that may have a query already. */
-function withParam(path: string, name: string, value: string): string {
-  const url = new URL(path, 'http://x');
-  url.searchParams.set(name, value);
-  return `${url.pathname}${url.search}${url.hash}`;
 }
 
 /** SAML's public endpoints: the SP metadata an IdP imports, and the Assertion Consumer Service it posts to. */
