@@ -9,9 +9,9 @@ import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { decideAccount, type AccountDecision } from './accounts.js';
 import type { SignInConnection } from './connections.js';
-import type { OidcIdentity } from './oidc.js';
 import type { SsoTestView } from './responses.js';
 import { roleFor } from './role-mapping.js';
+import type { SsoIdentity } from './sign-in.js';
 
 export interface ConnectionTestDeps {
   db: Database;
@@ -35,10 +35,13 @@ interface TestRow {
 
 type TestResult = Pick<SsoTestView, 'claims' | 'signIn'>;
 
+/** The part of a connection a run's preview reads: which org and connection, and its sign-in policy. */
+type TestedConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
+
 const resultRef = (orgId: string, id: string): FieldRef => ({ scope: orgId, table: 'sso_tests', column: 'result_sealed', row: id });
 
 /** What a real sign-in would do with these claims, in words for the admin. */
-function previewOf(decision: AccountDecision, c: SignInConnection, groups: readonly string[]): NonNullable<SsoTestView['signIn']> {
+function previewOf(decision: AccountDecision, c: TestedConnection, groups: readonly string[]): NonNullable<SsoTestView['signIn']> {
   const mapped = c.policy.groupRoles.length > 0 ? roleFor(c.policy.groupRoles, groups) : null;
   const role = mapped?.role ?? c.policy.jitRole;
   switch (decision.kind) {
@@ -77,26 +80,33 @@ export function createConnectionTests(d: ConnectionTestDeps) {
       return id;
     },
 
-    /** The IdP answered (or the exchange failed): the run's result, once. Nothing else is written. */
+    /**
+     * The IdP answered (or the exchange failed): the run's result, once. Nothing else is written.
+     * False when the run is no longer pending (answered already, or expired): the caller refuses
+     * that answer as the replay it is.
+     */
     async record(
       ctx: RequestContext, flow: { orgId: string; testId: string },
-      outcome: { c: SignInConnection; identity: OidcIdentity } | { reason: string },
-    ): Promise<void> {
+      outcome: { c: TestedConnection; identity: SsoIdentity; attributes?: Record<string, string[]> } | { reason: string },
+    ): Promise<boolean> {
       const now = d.clock.now().toISOString();
       // Every project in view: a group mapping's preview names projects of the org.
-      await d.db.withTenant({ orgId: flow.orgId, projectIds: null }, async (tx) => {
+      return d.db.withTenant({ orgId: flow.orgId, projectIds: null }, async (tx) => {
         const run = await one<{ started_by: string; connection_id: string }>(
           tx,
           sql`select started_by, connection_id from sso_tests
               where org_id = ${flow.orgId} and id = ${flow.testId} and status = 'pending' and expires_at > ${now} for update`,
         );
-        if (!run) return;
+        if (!run) return false;
         let sealed: string | null = null;
         let reason: string | null = null;
         if ('identity' in outcome) {
           const { c, identity } = outcome;
           const result: TestResult = {
-            claims: { issuer: identity.issuer, subject: identity.subject, email: identity.email, emailVerified: identity.emailVerified, name: identity.name, groups: identity.groups },
+            claims: {
+              issuer: identity.issuer, subject: identity.subject, email: identity.email, emailVerified: identity.emailVerified, name: identity.name, groups: identity.groups,
+              attributes: outcome.attributes ?? null,
+            },
             signIn: previewOf(await decideAccount(tx, c, identity), c, identity.groups),
           };
           sealed = await d.sealer.seal(tx, resultRef(flow.orgId, flow.testId), JSON.stringify(result));
@@ -113,6 +123,7 @@ export function createConnectionTests(d: ConnectionTestDeps) {
           // The outcome only: the claims stay in the sealed result.
           details: { testId: flow.testId, succeeded: sealed !== null, ...(reason ? { reason } : {}) },
         });
+        return true;
       });
     },
 
@@ -132,7 +143,7 @@ export function createConnectionTests(d: ConnectionTestDeps) {
         return {
           id: r.id, connectionId: r.connection_id, status: r.status, createdAt: r.created_at.toISOString(),
           finishedAt: r.finished_at ? r.finished_at.toISOString() : null, reason: r.reason,
-          claims: result?.claims ?? null, signIn: result?.signIn ?? null,
+          claims: result?.claims ? { ...result.claims, attributes: result.claims.attributes ?? null } : null, signIn: result?.signIn ?? null,
         };
       });
     },

@@ -72,6 +72,8 @@ export const ssoTestView = z.object({
       emailVerified: z.boolean(),
       name: z.string().nullable(),
       groups: z.array(z.string()),
+      attributes: z.record(z.string(), z.array(z.string())).nullable()
+        .meta({ description: 'SAML: every attribute of the assertion (names and string values, bounded), to map claims; OIDC: null' }),
     })
     .nullable(),
   signIn: z

@@ -8,6 +8,8 @@ import { signInPolicy } from './policy.js';
 import { connectionList, connectionView, domainList, domainView, enforcementChanged, enforcementView, ssoLinkStarted, ssoTestStarted, ssoTestView } from './responses.js';
 import type { SsoEnforcement } from './enforcement.js';
 import type { SsoSignIn } from './sign-in.js';
+import type { SamlSignIn } from './saml.js';
+import { setSamlFlowCookie } from './saml-routes.js';
 import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 
 const domainParams = z.strictObject({ orgId: uuid, domainId: uuid });
@@ -67,7 +69,9 @@ const connectionChange = z
   })
   .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
 
-export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService; sso: SsoSignIn; tests: ConnectionTests; enforcement: SsoEnforcement; secureCookies: boolean }): AnyRoute[] {
+export function ssoRoutes(s: {
+  domains: DomainService; connections: ConnectionService; sso: SsoSignIn; saml: SamlSignIn; tests: ConnectionTests; enforcement: SsoEnforcement; secureCookies: boolean;
+}): AnyRoute[] {
   const tags = ['sso'];
   const flowCookie = flowCookieName(s.secureCookies);
   return [
@@ -172,6 +176,12 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       errors: ['validation_failed'],
       example: () => ({}),
       handler: async ({ ctx, params, body, reply }) => {
+        // SAML: an AuthnRequest, its id and the run in the SAML flow cookie (the IdP posts back cross-site).
+        if ((await s.connections.get(ctx, params.connectionId)).kind === 'saml') {
+          const saml = await s.saml.startTest(ctx, params.connectionId, body?.returnTo);
+          setSamlFlowCookie(reply, s.secureCookies, saml.flow);
+          return { testId: saml.testId, location: saml.location };
+        }
         const started = await s.sso.startTest(ctx, params.connectionId, body?.returnTo);
         // The same browser-bound flow cookie as a sign-in (Lax: the IdP's redirect back is a top-level GET).
         reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });

@@ -86,7 +86,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(r.statusCode, r.body).toBe(200);
     const view = r.json<SsoTestView>();
     expect(view).toMatchObject({ id: testId, connectionId: connection, status: 'succeeded', reason: null });
-    expect(view.claims).toEqual({ issuer: idp.issuer, subject: grace.sub, email: grace.email, emailVerified: true, name: 'Grace Test', groups: ['eng'] });
+    expect(view.claims).toEqual({ issuer: idp.issuer, subject: grace.sub, email: grace.email, emailVerified: true, name: 'Grace Test', groups: ['eng'], attributes: null });
     expect(view.signIn).toMatchObject({ outcome: 'creates_account', userId: null, role: 'member' });
 
     // The claims are someone's personal data: sealed at rest, and the audit trail keeps the outcome only.
@@ -125,6 +125,20 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(view.status).toBe('failed');
     expect(view.claims).toBeNull();
     expect(view.reason).toMatch(/identity provider|ID token|sign-in/);
+  });
+
+  it('refuses a test run\u2019s callback replayed with its copied cookie, and audits the replay', async () => {
+    const started = await startTest(owner, connection, acme, { returnTo: '/settings/sso' });
+    const { testId, location } = started.json<{ testId: string; location: string }>();
+    const url = await signInAtIdp(location, person().sub, `${ORIGIN}${CALLBACK}`);
+    const cookie = `${FLOW}=${flowOf(started)}`;
+    expect((await call(h, 'GET', `${url.pathname}${url.search}`, { cookie })).statusCode).toBe(302);
+    // Before this fix the second answer wrote nothing and the route broke its audit contract (500).
+    const replay = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie });
+    expect(replay.statusCode, replay.body).toBe(401);
+    expect(replay.json<Problem>().detail).toMatch(/already ended/);
+    expect(sessionFrom(replay)).toBeFalsy();
+    expect((await readTest(owner, testId)).json<SsoTestView>().status).toBe('succeeded');
   });
 
   it('lets only the admin who started a run read it, for ten minutes; a test flow never signs in', async () => {

@@ -71,6 +71,9 @@ export type SsoIdentity = OidcIdentity;
 /** The part of a connection the shared completion reads: which org and connection, and its policy. */
 export type CompletingConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
 
+/** A test run's second answer (a replayed response or callback): refused, and audited as a failed SSO. */
+export const TEST_RUN_ENDED = 'this test run has already ended (it was answered, or it expired)';
+
 /** One minute: the page the browser lands on redeems it at once. */
 const HANDOVER_TTL_MS = 60_000;
 // Discovery documents are read once per connection version for this long (a change, such as a
@@ -122,20 +125,22 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     return { location: req.url, flow: d.flows.seal(flow) };
   }
 
-  /** The IdP's answer to a test run: recorded for the admin, whatever it is. */
+  /** The IdP's answer to a test run: recorded for the admin, whatever it is (once: a second answer is a replay, refused). */
   async function finishTest(ctx: RequestContext, flow: FlowState & { testId: string }, callbackUrl: URL): Promise<SsoTestDone> {
     const c = await d.connections.forSignIn(flow.orgId, flow.connectionId, true);
+    let recorded: boolean;
     if (!c) {
-      await d.tests.record(ctx, flow, { reason: 'the connection was deleted during the test' });
+      recorded = await d.tests.record(ctx, flow, { reason: 'the connection was deleted during the test' });
     } else {
       try {
         const identity = await redeemCode(await configOf(c), callbackUrl, flow);
-        await d.tests.record(ctx, flow, { c, identity });
+        recorded = await d.tests.record(ctx, flow, { c, identity });
       } catch (err) {
         if (!(err instanceof CallbackFailed || err instanceof DiscoveryFailed)) throw err;
-        await d.tests.record(ctx, flow, { reason: err.reason });
+        recorded = await d.tests.record(ctx, flow, { reason: err.reason });
       }
     }
+    if (!recorded) return refuse(ctx, flow.orgId, flow.connectionId, TEST_RUN_ENDED);
     return { testId: flow.testId, returnTo: flow.returnTo };
   }
 
