@@ -40,15 +40,32 @@ type TestedConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
 
 const resultRef = (orgId: string, id: string): FieldRef => ({ scope: orgId, table: 'sso_tests', column: 'result_sealed', row: id });
 
-/** What a real sign-in would do with these claims, in words for the admin. */
-function previewOf(decision: AccountDecision, c: TestedConnection, groups: readonly string[]): NonNullable<SsoTestView['signIn']> {
+/**
+ * What a real sign-in would do with these claims, in words for the admin. `member`: the role the
+ * account it reaches holds in the org, null when it is not a member (a sign-in then gives it the
+ * JIT membership, as `complete` does for linked and linking accounts alike).
+ */
+function previewOf(
+  decision: AccountDecision, c: TestedConnection, groups: readonly string[], member: { role: string } | null,
+): NonNullable<SsoTestView['signIn']> {
   const mapped = c.policy.groupRoles.length > 0 ? roleFor(c.policy.groupRoles, groups) : null;
   const role = mapped?.role ?? c.policy.jitRole;
+  /** The role an existing account's sign-in gives: the group mapping's, else the JIT role of a new member, else none. */
+  const accountRole = (): { role: string | null; membership: string } => {
+    if (c.policy.groupRoles.length > 0) return { role, membership: '' };
+    if (member) return { role: null, membership: '' };
+    if (c.policy.jitRole) return { role: c.policy.jitRole, membership: `; the account is not a member of this organization yet: the sign-in makes it one, as ${c.policy.jitRole}` };
+    return { role: null, membership: '; the account is not a member of this organization, and this connection adds no members (no JIT role): it signs in without access to it' };
+  };
   switch (decision.kind) {
-    case 'linked':
-      return { outcome: 'signs_in', userId: decision.userId, role: c.policy.groupRoles.length > 0 ? role : null, detail: 'the identity is linked to an account: it signs in as that account' };
-    case 'link':
-      return { outcome: 'links_account', userId: decision.userId, role: c.policy.groupRoles.length > 0 ? role : null, detail: 'the first sign-in links the existing account with this verified address' };
+    case 'linked': {
+      const r = accountRole();
+      return { outcome: 'signs_in', userId: decision.userId, role: r.role, detail: `the identity is linked to an account: it signs in as that account${r.membership}` };
+    }
+    case 'link': {
+      const r = accountRole();
+      return { outcome: 'links_account', userId: decision.userId, role: r.role, detail: `the first sign-in links the existing account with this verified address${r.membership}` };
+    }
     case 'create':
       return { outcome: 'creates_account', userId: null, role, detail: 'the first sign-in creates an account and a membership' };
     case 'refused':
@@ -102,12 +119,17 @@ export function createConnectionTests(d: ConnectionTestDeps) {
         let reason: string | null = null;
         if ('identity' in outcome) {
           const { c, identity } = outcome;
+          const decision = await decideAccount(tx, c, identity);
+          // An existing account may not be a member yet: the sign-in would give it the JIT membership.
+          const member = decision.kind === 'linked' || decision.kind === 'link'
+            ? ((await one<{ role: string }>(tx, sql`select role from memberships where org_id = ${flow.orgId} and user_id = ${decision.userId}`)) ?? null)
+            : null;
           const result: TestResult = {
             claims: {
               issuer: identity.issuer, subject: identity.subject, email: identity.email, emailVerified: identity.emailVerified, name: identity.name, groups: identity.groups,
               attributes: outcome.attributes ?? null,
             },
-            signIn: previewOf(await decideAccount(tx, c, identity), c, identity.groups),
+            signIn: previewOf(decision, c, identity.groups, member),
           };
           sealed = await d.sealer.seal(tx, resultRef(flow.orgId, flow.testId), JSON.stringify(result));
         } else {
