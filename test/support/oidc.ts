@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import Provider, { type ClientMetadata, type JWK } from 'oidc-provider';
 
 export interface LoopbackIdp {
@@ -131,4 +131,84 @@ export async function signInAtIdp(authorizationUrl: string, accountId: string, r
 export function unsignedCopy(idToken: string): string {
   const [, payload] = idToken.split('.');
   return `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload ?? ''}.`;
+}
+
+/** What the multi-tenant IdP puts in a person's ID token: their tenant, and the issuer it signs with. */
+export interface TenantClaims {
+  /** The `tid` claim; absent: none. */
+  tid?: string;
+  /** The `iss` claim; absent: the template with `tid` filled in (what Entra ID does). */
+  iss?: string;
+}
+
+export interface MultiTenantIdp {
+  /** What an admin configures: the `organizations` endpoint, whose document names the template issuer. */
+  issuer: string;
+  /** The template its discovery document names: `…/{tenantid}/v2.0`. */
+  template: string;
+  /** A tenant's own issuer. */
+  tenantIssuer(tid: string): string;
+  provider: LoopbackIdp;
+  close(): Promise<void>;
+}
+
+/**
+ * A multi-tenant OpenID Provider shaped like Microsoft Entra ID's `organizations` endpoint: a small
+ * front on loopback serves `/organizations/v2.0/.well-known/openid-configuration` with the template
+ * issuer `…/{tenantid}/v2.0` (and no `iss` response parameter, which Entra does not send); the real
+ * oidc-provider behind it does everything else, and its ID tokens are re-signed with its own key
+ * carrying each person's `tid` and tenant issuer (`tenantOf`), as Entra's tokens do. oidc-provider's
+ * issuer is fixed, hence the rewrite.
+ */
+export async function startMultiTenantIdp(opts: {
+  clients: ClientMetadata[];
+  accounts: Map<string, IdpAccount>;
+  tenantOf(sub: string): TenantClaims;
+}): Promise<MultiTenantIdp> {
+  const key = rsaSigningKey('entra-1');
+  const front = http.createServer();
+  await new Promise<void>((ready) => front.listen(0, '127.0.0.1', ready));
+  const base = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  const template = `${base}/{tenantid}/v2.0`;
+  const signer = createPrivateKey({ key: key as import('node:crypto').JsonWebKey, format: 'jwk' });
+  const clientId = String(opts.clients[0]?.client_id);
+  const provider = await startOidcProvider({
+    clients: opts.clients, accounts: opts.accounts, keys: [key],
+    tamperIdToken: {
+      clientId,
+      rewrite: (idToken) => {
+        const [header = '', payload = ''] = idToken.split('.');
+        const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+        const tenant = opts.tenantOf(String(claims.sub));
+        delete claims.tid;
+        if (tenant.tid !== undefined) claims.tid = tenant.tid;
+        claims.iss = tenant.iss ?? template.replace('{tenantid}', tenant.tid ?? '');
+        const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+        return `${input}.${sign('sha256', Buffer.from(input), signer).toString('base64url')}`;
+      },
+    },
+  });
+  front.on('request', (req, res) => {
+    res.shouldKeepAlive = false;
+    if (req.method !== 'GET' || req.url !== '/organizations/v2.0/.well-known/openid-configuration') {
+      res.writeHead(404).end();
+      return;
+    }
+    void fetch(`${provider.issuer}/.well-known/openid-configuration`).then(async (r) => {
+      const doc = (await r.json()) as Record<string, unknown>;
+      delete doc.authorization_response_iss_parameter_supported;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...doc, issuer: template }));
+    }, () => res.writeHead(502).end());
+  });
+  return {
+    issuer: `${base}/organizations/v2.0`,
+    template,
+    tenantIssuer: (tid) => template.replace('{tenantid}', tid),
+    provider,
+    close: async () => {
+      front.closeAllConnections();
+      await new Promise<void>((done) => front.close(() => done()));
+      await provider.close();
+    },
+  };
 }

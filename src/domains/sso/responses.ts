@@ -32,6 +32,8 @@ export const connectionView = z.object({
       issuer: z.string(),
       clientId: z.string(),
       scopes: z.array(z.string()),
+      allowedTenants: z.array(z.string()).nullable()
+        .meta({ description: 'Multi-tenant Entra ID: the tenant ids whose users may sign in; null for a one-tenant issuer' }),
       clientSecretSet: z.boolean(),
       redirectUri: z.string().meta({ description: 'The redirect URI to register at the identity provider' }),
     })

@@ -27,6 +27,12 @@ const scopes = z
 const clientId = z.string().trim().regex(/^[\x21-\x7E]{1,255}$/, 'printable ASCII without spaces, at most 255 characters');
 const clientSecret = z.string().min(1).max(512).regex(/^[\x20-\x7E]+$/, 'printable ASCII');
 
+// Entra ID tenant ids (GUIDs); a multi-tenant connection names the tenants that may sign in.
+const allowedTenants = z
+  .array(z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'an Entra tenant id (a GUID)'))
+  .min(1).max(50)
+  .meta({ description: 'Multi-tenant Entra ID (issuer …/organizations/v2.0 or …/common/v2.0): the tenant ids whose users may sign in. Required for such an issuer; refused for any other' });
+
 const newOidcConnection = z.strictObject({
   kind: z.literal('oidc'),
   name: userText(100),
@@ -35,6 +41,7 @@ const newOidcConnection = z.strictObject({
   clientId,
   clientSecret,
   scopes: scopes.optional(),
+  allowedTenants: allowedTenants.optional(),
   jitRole: signInPolicy.shape.jitRole.optional(),
   trustIdpMfa: z.boolean().optional(),
   groupRoles: signInPolicy.shape.groupRoles.optional(),
@@ -63,7 +70,7 @@ const newConnection = z.discriminatedUnion('kind', [newOidcConnection, newSamlCo
 
 const connectionChange = z
   .strictObject({
-    name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(),
+    name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(), allowedTenants: allowedTenants.optional(),
     jitRole: signInPolicy.shape.jitRole.optional(), trustIdpMfa: z.boolean().optional(), groupRoles: signInPolicy.shape.groupRoles.optional(),
     certificates: certificates.optional(), allowIdpInitiated: z.boolean().optional(), requireSignedResponse: z.boolean().optional(),
   })
