@@ -39,7 +39,7 @@ export async function startOidcProvider(opts: {
   /** How long its ID tokens live, in seconds (oidc-provider's default is an hour). */
   idTokenTtl?: number;
   /** A hostile IdP: rewrites the ID token of its token answers to this client (oidc-provider itself never sends `alg: none`). */
-  tamperIdToken?: { clientId: string; rewrite: (idToken: string) => string };
+  tamperIdToken?: { clientId: string; rewrite: (idToken: string) => string } | { clientId: string; rewrite: (idToken: string) => string }[];
 }): Promise<LoopbackIdp> {
   const server = http.createServer();
   await new Promise<void>((ready) => server.listen(opts.port ?? 0, '127.0.0.1', ready));
@@ -60,12 +60,13 @@ export async function startOidcProvider(opts: {
     ...(opts.idTokenTtl ? { ttl: { IdToken: opts.idTokenTtl } } : {}),
     ...(opts.keys ? { jwks: { keys: opts.keys } } : {}),
   });
-  const tamper = opts.tamperIdToken;
-  if (tamper) {
+  const tampers = opts.tamperIdToken ? [opts.tamperIdToken].flat() : [];
+  if (tampers.length > 0) {
     provider.use(async (ctx, next) => {
       await next();
       const body = ctx.body as { id_token?: unknown } | undefined;
-      if (ctx.path === '/token' && ctx.oidc?.client?.clientId === tamper.clientId && typeof body?.id_token === 'string') {
+      const tamper = tampers.find((t) => t.clientId === ctx.oidc?.client?.clientId);
+      if (ctx.path === '/token' && tamper && typeof body?.id_token === 'string') {
         ctx.body = { ...body, id_token: tamper.rewrite(body.id_token) };
       }
     });
@@ -127,6 +128,13 @@ export async function signInAtIdp(authorizationUrl: string, accountId: string, r
   throw new Error('the IdP kept redirecting');
 }
 
+/** The same claims and header (kid included), signed RS256 by another key than the IdP's: a forger's. */
+export function forgedCopy(idToken: string): string {
+  const [header = '', payload = ''] = idToken.split('.');
+  const forger = createPrivateKey({ key: rsaSigningKey('forger') as import('node:crypto').JsonWebKey, format: 'jwk' });
+  return `${header}.${payload}.${sign('sha256', Buffer.from(`${header}.${payload}`), forger).toString('base64url')}`;
+}
+
 /** The same claims, unsigned: the header says `alg: none` and the signature is empty. */
 export function unsignedCopy(idToken: string): string {
   const [, payload] = idToken.split('.');
@@ -139,6 +147,8 @@ export interface TenantClaims {
   tid?: string;
   /** The `iss` claim; absent: the template with `tid` filled in (what Entra ID does). */
   iss?: string;
+  /** Signed by another key than the provider's (a forger's), with the same kid. */
+  forged?: boolean;
 }
 
 export interface MultiTenantIdp {
@@ -171,6 +181,7 @@ export async function startMultiTenantIdp(opts: {
   const base = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
   const template = `${base}/{tenantid}/v2.0`;
   const signer = createPrivateKey({ key: key as import('node:crypto').JsonWebKey, format: 'jwk' });
+  const forger = createPrivateKey({ key: rsaSigningKey('entra-1') as import('node:crypto').JsonWebKey, format: 'jwk' });
   const clientId = String(opts.clients[0]?.client_id);
   const provider = await startOidcProvider({
     clients: opts.clients, accounts: opts.accounts, keys: [key],
@@ -184,7 +195,7 @@ export async function startMultiTenantIdp(opts: {
         if (tenant.tid !== undefined) claims.tid = tenant.tid;
         claims.iss = tenant.iss ?? template.replace('{tenantid}', tenant.tid ?? '');
         const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
-        return `${input}.${sign('sha256', Buffer.from(input), signer).toString('base64url')}`;
+        return `${input}.${sign('sha256', Buffer.from(input), tenant.forged ? forger : signer).toString('base64url')}`;
       },
     },
   });

@@ -111,12 +111,14 @@ describe.each(ENGINES)('OIDC sign-in with multi-tenant Entra ID on %s', (engine)
     expect((await signIn(person({ tid: TENANT_B }))).statusCode).toBe(302);
   });
 
-  it('refuses a tenant not in the list, an iss that does not match tid, a missing or malformed tid, and the bare template', async () => {
+  it('refuses a tenant not in the list, an iss that does not match tid, a forged signature, a missing or malformed tid, and the bare template', async () => {
     const cases: [TenantClaims, RegExp][] = [
       [{ tid: TENANT_X }, /tenant this connection does not allow/],
       // Signed by the provider's key for an allowed tenant's tid, issued as another (allowed) tenant.
       [{ tid: TENANT_A, iss: idp.tenantIssuer(TENANT_B) }, /issuer/],
       [{ tid: TENANT_A, iss: idp.template }, /issuer/],
+      // Right tenant, right issuer, not signed by the provider's key: the second pass checks the signature.
+      [{ tid: TENANT_A, forged: true }, /not signed by the identity provider/],
       [{ iss: idp.tenantIssuer(TENANT_A) }, /names no tenant/],
       [{ tid: 'organizations', iss: idp.tenantIssuer('organizations') }, /not an Entra tenant id/],
       [{ tid: TENANT_A.toUpperCase(), iss: idp.tenantIssuer(TENANT_A.toUpperCase()) }, /not an Entra tenant id/],

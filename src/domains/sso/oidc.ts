@@ -110,6 +110,10 @@ export function configurationFor(metadata: client.ServerMetadata, settings: Oidc
     client.ClientSecretPost(settings.clientSecret),
   );
   config[client.customFetch] = asCustomFetch(egress);
+  // openid-client checks the ID token's claims but, for a token endpoint answer, not its
+  // signature (OIDC Core 3.1.3.7 lets TLS stand in for it) unless asked: asked, so the token must
+  // be signed by a key in the issuer's JWKS (read through the egress guard, afresh per sign-in).
+  client.enableNonRepudiationChecks(config);
   // Discovery refused plain http unless allowed; an http endpoint here was allowed then.
   if (new URL(metadata.issuer).protocol === 'http:') client.allowInsecureRequests(config);
   return config;
@@ -348,6 +352,10 @@ function callbackError(err: unknown): string {
   if (code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED' || code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') return 'the ID token is not for this sign-in (issuer, audience, nonce or state differ)';
   if (code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED') return 'the ID token has expired or is not valid yet';
   if (code === 'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED' || code === 'OAUTH_KEY_SELECTION_FAILED' || code === 'OAUTH_UNSUPPORTED_OPERATION') {
+    return 'the ID token is not signed by the identity provider\u2019s keys';
+  }
+  // oauth4webapi reports a signature that does not verify as an invalid response; its message is fixed.
+  if (code === 'OAUTH_INVALID_RESPONSE' && cause instanceof Error && cause.message === 'JWT signature verification failed') {
     return 'the ID token is not signed by the identity provider\u2019s keys';
   }
   if (code === 'OAUTH_INVALID_RESPONSE' || code === 'OAUTH_PARSE_ERROR') return 'the identity provider\u2019s answer is not valid';
