@@ -60,7 +60,7 @@ export async function buildApp(deps: AppDeps) {
     ...tenancyRoutes({ orgs, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects }),
     ...assetRoutes(services.assets),
     ...inboundRoutes(services.inbound),
-    ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, tests: services.ssoTests, enforcement: services.enforcement, secureCookies: cookie.secure }),
+    ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, saml: services.saml, tests: services.ssoTests, enforcement: services.enforcement, secureCookies: cookie.secure }),
     ...breakGlassRoutes({ enforcement: services.enforcement, identity, mfa, audit }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),
     ...samlAuthRoutes({ saml: services.saml, sso: services.sso, signIn, cookie, mfa, audit }),

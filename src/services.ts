@@ -93,7 +93,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     db, clock, audit, egress, flows: createFlowSealer(config.sessionSecret), handover: sso, providers: config.social.providers,
     signUp: config.social.signUp, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback, ssoGate: enforcement,
   });
-  const saml = createSamlSignIn({ db, clock, connections, domains, sso, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
+  const saml = createSamlSignIn({ db, clock, connections, domains, sso, tests: ssoTests, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const signIn = createSignInService({ db, clock, audit, sessions, gate: enforcement.gate, breakGlassSeconds: BREAK_GLASS_SESSION_SECONDS });
   const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail, sessionEffects: signIn });

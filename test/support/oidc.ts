@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import Provider, { type ClientMetadata, type JWK } from 'oidc-provider';
 
 export interface LoopbackIdp {
@@ -39,7 +39,7 @@ export async function startOidcProvider(opts: {
   /** How long its ID tokens live, in seconds (oidc-provider's default is an hour). */
   idTokenTtl?: number;
   /** A hostile IdP: rewrites the ID token of its token answers to this client (oidc-provider itself never sends `alg: none`). */
-  tamperIdToken?: { clientId: string; rewrite: (idToken: string) => string };
+  tamperIdToken?: { clientId: string; rewrite: (idToken: string) => string } | { clientId: string; rewrite: (idToken: string) => string }[];
 }): Promise<LoopbackIdp> {
   const server = http.createServer();
   await new Promise<void>((ready) => server.listen(opts.port ?? 0, '127.0.0.1', ready));
@@ -60,12 +60,13 @@ export async function startOidcProvider(opts: {
     ...(opts.idTokenTtl ? { ttl: { IdToken: opts.idTokenTtl } } : {}),
     ...(opts.keys ? { jwks: { keys: opts.keys } } : {}),
   });
-  const tamper = opts.tamperIdToken;
-  if (tamper) {
+  const tampers = opts.tamperIdToken ? [opts.tamperIdToken].flat() : [];
+  if (tampers.length > 0) {
     provider.use(async (ctx, next) => {
       await next();
       const body = ctx.body as { id_token?: unknown } | undefined;
-      if (ctx.path === '/token' && ctx.oidc?.client?.clientId === tamper.clientId && typeof body?.id_token === 'string') {
+      const tamper = tampers.find((t) => t.clientId === ctx.oidc?.client?.clientId);
+      if (ctx.path === '/token' && tamper && typeof body?.id_token === 'string') {
         ctx.body = { ...body, id_token: tamper.rewrite(body.id_token) };
       }
     });
@@ -127,8 +128,98 @@ export async function signInAtIdp(authorizationUrl: string, accountId: string, r
   throw new Error('the IdP kept redirecting');
 }
 
+/** The same claims and header (kid included), signed RS256 by another key than the IdP's: a forger's. */
+export function forgedCopy(idToken: string): string {
+  const [header = '', payload = ''] = idToken.split('.');
+  const forger = createPrivateKey({ key: rsaSigningKey('forger') as import('node:crypto').JsonWebKey, format: 'jwk' });
+  return `${header}.${payload}.${sign('sha256', Buffer.from(`${header}.${payload}`), forger).toString('base64url')}`;
+}
+
 /** The same claims, unsigned: the header says `alg: none` and the signature is empty. */
 export function unsignedCopy(idToken: string): string {
   const [, payload] = idToken.split('.');
   return `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${payload ?? ''}.`;
+}
+
+/** What the multi-tenant IdP puts in a person's ID token: their tenant, and the issuer it signs with. */
+export interface TenantClaims {
+  /** The `tid` claim; absent: none. */
+  tid?: string;
+  /** The `iss` claim; absent: the template with `tid` filled in (what Entra ID does). */
+  iss?: string;
+  /** Signed by another key than the provider's (a forger's), with the same kid. */
+  forged?: boolean;
+}
+
+export interface MultiTenantIdp {
+  /** What an admin configures: the `organizations` endpoint, whose document names the template issuer. */
+  issuer: string;
+  /** The template its discovery document names: `…/{tenantid}/v2.0`. */
+  template: string;
+  /** A tenant's own issuer. */
+  tenantIssuer(tid: string): string;
+  provider: LoopbackIdp;
+  close(): Promise<void>;
+}
+
+/**
+ * A multi-tenant OpenID Provider shaped like Microsoft Entra ID's `organizations` endpoint: a small
+ * front on loopback serves `/organizations/v2.0/.well-known/openid-configuration` with the template
+ * issuer `…/{tenantid}/v2.0` (and no `iss` response parameter, which Entra does not send); the real
+ * oidc-provider behind it does everything else, and its ID tokens are re-signed with its own key
+ * carrying each person's `tid` and tenant issuer (`tenantOf`), as Entra's tokens do. oidc-provider's
+ * issuer is fixed, hence the rewrite.
+ */
+export async function startMultiTenantIdp(opts: {
+  clients: ClientMetadata[];
+  accounts: Map<string, IdpAccount>;
+  tenantOf(sub: string): TenantClaims;
+}): Promise<MultiTenantIdp> {
+  const key = rsaSigningKey('entra-1');
+  const front = http.createServer();
+  await new Promise<void>((ready) => front.listen(0, '127.0.0.1', ready));
+  const base = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  const template = `${base}/{tenantid}/v2.0`;
+  const signer = createPrivateKey({ key: key as import('node:crypto').JsonWebKey, format: 'jwk' });
+  const forger = createPrivateKey({ key: rsaSigningKey('entra-1') as import('node:crypto').JsonWebKey, format: 'jwk' });
+  const clientId = String(opts.clients[0]?.client_id);
+  const provider = await startOidcProvider({
+    clients: opts.clients, accounts: opts.accounts, keys: [key],
+    tamperIdToken: {
+      clientId,
+      rewrite: (idToken) => {
+        const [header = '', payload = ''] = idToken.split('.');
+        const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+        const tenant = opts.tenantOf(String(claims.sub));
+        delete claims.tid;
+        if (tenant.tid !== undefined) claims.tid = tenant.tid;
+        claims.iss = tenant.iss ?? template.replace('{tenantid}', tenant.tid ?? '');
+        const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+        return `${input}.${sign('sha256', Buffer.from(input), tenant.forged ? forger : signer).toString('base64url')}`;
+      },
+    },
+  });
+  front.on('request', (req, res) => {
+    res.shouldKeepAlive = false;
+    if (req.method !== 'GET' || req.url !== '/organizations/v2.0/.well-known/openid-configuration') {
+      res.writeHead(404).end();
+      return;
+    }
+    void fetch(`${provider.issuer}/.well-known/openid-configuration`).then(async (r) => {
+      const doc = (await r.json()) as Record<string, unknown>;
+      delete doc.authorization_response_iss_parameter_supported;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...doc, issuer: template }));
+    }, () => res.writeHead(502).end());
+  });
+  return {
+    issuer: `${base}/organizations/v2.0`,
+    template,
+    tenantIssuer: (tid) => template.replace('{tenantid}', tid),
+    provider,
+    close: async () => {
+      front.closeAllConnections();
+      await new Promise<void>((done) => front.close(() => done()));
+      await provider.close();
+    },
+  };
 }

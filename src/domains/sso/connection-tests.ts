@@ -9,9 +9,9 @@ import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { decideAccount, type AccountDecision } from './accounts.js';
 import type { SignInConnection } from './connections.js';
-import type { OidcIdentity } from './oidc.js';
 import type { SsoTestView } from './responses.js';
 import { roleFor } from './role-mapping.js';
+import type { SsoIdentity } from './sign-in.js';
 
 export interface ConnectionTestDeps {
   db: Database;
@@ -35,17 +35,37 @@ interface TestRow {
 
 type TestResult = Pick<SsoTestView, 'claims' | 'signIn'>;
 
+/** The part of a connection a run's preview reads: which org and connection, and its sign-in policy. */
+type TestedConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
+
 const resultRef = (orgId: string, id: string): FieldRef => ({ scope: orgId, table: 'sso_tests', column: 'result_sealed', row: id });
 
-/** What a real sign-in would do with these claims, in words for the admin. */
-function previewOf(decision: AccountDecision, c: SignInConnection, groups: readonly string[]): NonNullable<SsoTestView['signIn']> {
+/**
+ * What a real sign-in would do with these claims, in words for the admin. `member`: the role the
+ * account it reaches holds in the org, null when it is not a member (a sign-in then gives it the
+ * JIT membership, as `complete` does for linked and linking accounts alike).
+ */
+function previewOf(
+  decision: AccountDecision, c: TestedConnection, groups: readonly string[], member: { role: string } | null,
+): NonNullable<SsoTestView['signIn']> {
   const mapped = c.policy.groupRoles.length > 0 ? roleFor(c.policy.groupRoles, groups) : null;
   const role = mapped?.role ?? c.policy.jitRole;
+  /** The role an existing account's sign-in gives: the group mapping's, else the JIT role of a new member, else none. */
+  const accountRole = (): { role: string | null; membership: string } => {
+    if (c.policy.groupRoles.length > 0) return { role, membership: '' };
+    if (member) return { role: null, membership: '' };
+    if (c.policy.jitRole) return { role: c.policy.jitRole, membership: `; the account is not a member of this organization yet: the sign-in makes it one, as ${c.policy.jitRole}` };
+    return { role: null, membership: '; the account is not a member of this organization, and this connection adds no members (no JIT role): it signs in without access to it' };
+  };
   switch (decision.kind) {
-    case 'linked':
-      return { outcome: 'signs_in', userId: decision.userId, role: c.policy.groupRoles.length > 0 ? role : null, detail: 'the identity is linked to an account: it signs in as that account' };
-    case 'link':
-      return { outcome: 'links_account', userId: decision.userId, role: c.policy.groupRoles.length > 0 ? role : null, detail: 'the first sign-in links the existing account with this verified address' };
+    case 'linked': {
+      const r = accountRole();
+      return { outcome: 'signs_in', userId: decision.userId, role: r.role, detail: `the identity is linked to an account: it signs in as that account${r.membership}` };
+    }
+    case 'link': {
+      const r = accountRole();
+      return { outcome: 'links_account', userId: decision.userId, role: r.role, detail: `the first sign-in links the existing account with this verified address${r.membership}` };
+    }
     case 'create':
       return { outcome: 'creates_account', userId: null, role, detail: 'the first sign-in creates an account and a membership' };
     case 'refused':
@@ -77,27 +97,39 @@ export function createConnectionTests(d: ConnectionTestDeps) {
       return id;
     },
 
-    /** The IdP answered (or the exchange failed): the run's result, once. Nothing else is written. */
+    /**
+     * The IdP answered (or the exchange failed): the run's result, once. Nothing else is written.
+     * False when the run is no longer pending (answered already, or expired): the caller refuses
+     * that answer as the replay it is.
+     */
     async record(
       ctx: RequestContext, flow: { orgId: string; testId: string },
-      outcome: { c: SignInConnection; identity: OidcIdentity } | { reason: string },
-    ): Promise<void> {
+      outcome: { c: TestedConnection; identity: SsoIdentity; attributes?: Record<string, string[]> } | { reason: string },
+    ): Promise<boolean> {
       const now = d.clock.now().toISOString();
       // Every project in view: a group mapping's preview names projects of the org.
-      await d.db.withTenant({ orgId: flow.orgId, projectIds: null }, async (tx) => {
+      return d.db.withTenant({ orgId: flow.orgId, projectIds: null }, async (tx) => {
         const run = await one<{ started_by: string; connection_id: string }>(
           tx,
           sql`select started_by, connection_id from sso_tests
               where org_id = ${flow.orgId} and id = ${flow.testId} and status = 'pending' and expires_at > ${now} for update`,
         );
-        if (!run) return;
+        if (!run) return false;
         let sealed: string | null = null;
         let reason: string | null = null;
         if ('identity' in outcome) {
           const { c, identity } = outcome;
+          const decision = await decideAccount(tx, c, identity);
+          // An existing account may not be a member yet: the sign-in would give it the JIT membership.
+          const member = decision.kind === 'linked' || decision.kind === 'link'
+            ? ((await one<{ role: string }>(tx, sql`select role from memberships where org_id = ${flow.orgId} and user_id = ${decision.userId}`)) ?? null)
+            : null;
           const result: TestResult = {
-            claims: { issuer: identity.issuer, subject: identity.subject, email: identity.email, emailVerified: identity.emailVerified, name: identity.name, groups: identity.groups },
-            signIn: previewOf(await decideAccount(tx, c, identity), c, identity.groups),
+            claims: {
+              issuer: identity.issuer, subject: identity.subject, email: identity.email, emailVerified: identity.emailVerified, name: identity.name, groups: identity.groups,
+              attributes: outcome.attributes ?? null,
+            },
+            signIn: previewOf(decision, c, identity.groups, member),
           };
           sealed = await d.sealer.seal(tx, resultRef(flow.orgId, flow.testId), JSON.stringify(result));
         } else {
@@ -113,6 +145,7 @@ export function createConnectionTests(d: ConnectionTestDeps) {
           // The outcome only: the claims stay in the sealed result.
           details: { testId: flow.testId, succeeded: sealed !== null, ...(reason ? { reason } : {}) },
         });
+        return true;
       });
     },
 
@@ -132,7 +165,7 @@ export function createConnectionTests(d: ConnectionTestDeps) {
         return {
           id: r.id, connectionId: r.connection_id, status: r.status, createdAt: r.created_at.toISOString(),
           finishedAt: r.finished_at ? r.finished_at.toISOString() : null, reason: r.reason,
-          claims: result?.claims ?? null, signIn: result?.signIn ?? null,
+          claims: result?.claims ? { ...result.claims, attributes: result.claims.attributes ?? null } : null, signIn: result?.signIn ?? null,
         };
       });
     },

@@ -30,6 +30,8 @@ export interface OidcSettings {
   issuer: string;
   clientId: string;
   scopes: string[];
+  /** Multi-tenant Entra ID: the tenants (ids) whose users may sign in; absent for a one-tenant issuer. */
+  allowedTenants?: string[];
   signIn?: Partial<SignInPolicy>;
 }
 
@@ -105,6 +107,8 @@ export interface NewOidcConnection extends PolicyChange {
   clientId: string;
   clientSecret: string;
   scopes?: string[] | undefined;
+  /** Multi-tenant Entra ID (`…/organizations/v2.0`): the tenant ids allowed to sign in. */
+  allowedTenants?: string[] | undefined;
 }
 
 /** A SAML IdP: its metadata XML, or its entity id, SSO URL and signing certificates. */
@@ -129,6 +133,8 @@ export interface ConnectionChange extends PolicyChange {
   enabled?: boolean | undefined;
   clientSecret?: string | undefined;
   scopes?: string[] | undefined;
+  /** A multi-tenant connection's new list of allowed tenants. */
+  allowedTenants?: string[] | undefined;
 }
 
 /**
@@ -143,7 +149,9 @@ export function createConnectionService(deps: ConnectionDeps) {
     const saml = samlSettingsOf(r);
     return {
       id: r.id, kind: r.kind, name: r.name, enabled: r.enabled, signIn: policyOf(s),
-      oidc: r.kind === 'oidc' ? { issuer: s.issuer, clientId: s.clientId, scopes: s.scopes, clientSecretSet: r.secret_sealed !== null, redirectUri } : null,
+      oidc: r.kind === 'oidc'
+        ? { issuer: s.issuer, clientId: s.clientId, scopes: s.scopes, allowedTenants: s.allowedTenants ?? null, clientSecretSet: r.secret_sealed !== null, redirectUri }
+        : null,
       saml: r.kind === 'saml'
         ? {
             idpEntityId: saml.idpEntityId, ssoUrl: saml.ssoUrl, certificates: saml.certificates, allowIdpInitiated: saml.allowIdpInitiated,
@@ -156,9 +164,9 @@ export function createConnectionService(deps: ConnectionDeps) {
     };
   };
 
-  async function checkIssuer(issuer: string, clientId: string, clientSecret: string): Promise<void> {
+  async function checkIssuer(issuer: string, clientId: string, clientSecret: string, allowedTenants: readonly string[] | undefined): Promise<void> {
     try {
-      await discover({ issuer, clientId, clientSecret }, deps.egress, deps.allowInsecureIssuers);
+      await discover({ issuer, clientId, clientSecret, allowedTenants }, deps.egress, deps.allowInsecureIssuers);
     } catch (err) {
       if (!(err instanceof DiscoveryFailed)) throw err;
       throw new AppError('validation_failed', `the issuer's discovery document could not be read: ${err.reason}`, [{ path: 'issuer', message: err.reason }]);
@@ -212,10 +220,11 @@ export function createConnectionService(deps: ConnectionDeps) {
       const org = requireOrg(ctx);
       const user = userActorOf(ctx);
       // Before the transaction: a slow IdP holds no connection.
-      await checkIssuer(input.issuer, input.clientId, input.clientSecret);
+      const allowedTenants = tenantList(input.allowedTenants);
+      await checkIssuer(input.issuer, input.clientId, input.clientSecret, allowedTenants);
       const id = newId();
       const settings: OidcSettings = {
-        issuer: input.issuer, clientId: input.clientId, scopes: input.scopes ?? ['openid', 'email', 'profile'],
+        issuer: input.issuer, clientId: input.clientId, scopes: input.scopes ?? ['openid', 'email', 'profile'], ...(allowedTenants ? { allowedTenants } : {}),
         signIn: mergePolicy(DEFAULT_SIGN_IN_POLICY, input),
       };
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
@@ -232,7 +241,10 @@ export function createConnectionService(deps: ConnectionDeps) {
         );
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'sso.connection_created', target: { type: 'sso_connection', id },
-          details: { kind: 'oidc', name: input.name, issuer: settings.issuer, clientId: settings.clientId, ...policyChangeDetails(policyOf(settings)) },
+          details: {
+            kind: 'oidc', name: input.name, issuer: settings.issuer, clientId: settings.clientId, ...(allowedTenants ? { allowedTenants } : {}),
+            ...policyChangeDetails(policyOf(settings)),
+          },
         });
         return view(r as ConnectionRow);
       });
@@ -283,7 +295,7 @@ export function createConnectionService(deps: ConnectionDeps) {
       if (current.kind === 'oidc' && current.oidc && change.clientSecret !== undefined) {
         // The issuer must still answer discovery. Discovery does not use the secret: a wrong secret
         // shows at the first sign-in (the token endpoint refuses it), not here.
-        await checkIssuer(current.oidc.issuer, current.oidc.clientId, change.clientSecret);
+        await checkIssuer(current.oidc.issuer, current.oidc.clientId, change.clientSecret, current.oidc.allowedTenants ?? undefined);
       }
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const r = await one<ConnectionRow>(tx, sql`select ${COLUMNS} from sso_connections where org_id = ${org.orgId} and id = ${id} for update`);
@@ -293,11 +305,17 @@ export function createConnectionService(deps: ConnectionDeps) {
         if (change.groupRoles) await checkGroupRoles(tx, org, change.groupRoles);
         const samlOnly = change.certificates !== undefined || change.allowIdpInitiated !== undefined || change.requireSignedResponse !== undefined;
         if (r.kind === 'oidc' && samlOnly) throw new AppError('validation_failed', 'certificates, allowIdpInitiated and requireSignedResponse are for SAML connections');
-        if (r.kind === 'saml' && (change.clientSecret !== undefined || change.scopes !== undefined)) {
-          throw new AppError('validation_failed', 'clientSecret and scopes are for OIDC connections');
+        if (r.kind === 'saml' && (change.clientSecret !== undefined || change.scopes !== undefined || change.allowedTenants !== undefined)) {
+          throw new AppError('validation_failed', 'clientSecret, scopes and allowedTenants are for OIDC connections');
+        }
+        // The issuer's kind was checked against its discovery document at creation: a one-tenant
+        // connection does not become a multi-tenant one (or back) by a list.
+        if (change.allowedTenants !== undefined && !(settings as OidcSettings).allowedTenants) {
+          throw new AppError('validation_failed', 'allowedTenants is for connections created for a multi-tenant issuer', [{ path: 'allowedTenants', message: 'not a multi-tenant connection' }]);
         }
         const next: OidcSettings | SamlSettings = {
           ...settings, ...(change.scopes ? { scopes: change.scopes } : {}),
+          ...(change.allowedTenants ? { allowedTenants: tenantList(change.allowedTenants) } : {}),
           ...(change.certificates ? { certificates: samlCertificates(change.certificates) } : {}),
           ...(change.allowIdpInitiated !== undefined ? { allowIdpInitiated: change.allowIdpInitiated } : {}),
           ...(change.requireSignedResponse !== undefined ? { requireSignedResponse: change.requireSignedResponse } : {}),
@@ -316,6 +334,7 @@ export function createConnectionService(deps: ConnectionDeps) {
           // Which fields changed, and the new values of those that are not secret.
           details: {
             changed, enabled: updated?.enabled ?? r.enabled, ...(change.name !== undefined ? { name: change.name } : {}), ...(change.scopes ? { scopes: change.scopes } : {}),
+            ...(change.allowedTenants ? { allowedTenants: tenantList(change.allowedTenants) } : {}),
             ...(change.certificates ? { certificates: change.certificates.length } : {}),
             ...(change.allowIdpInitiated !== undefined ? { allowIdpInitiated: change.allowIdpInitiated } : {}),
             ...(change.requireSignedResponse !== undefined ? { requireSignedResponse: change.requireSignedResponse } : {}),
@@ -397,3 +416,8 @@ export function createConnectionService(deps: ConnectionDeps) {
 
 export type ConnectionService = ReturnType<typeof createConnectionService>;
 
+/** Entra tenant ids as stored and compared: lower case, each once; undefined for none. */
+function tenantList(list: readonly string[] | undefined): string[] | undefined {
+  if (!list || list.length === 0) return undefined;
+  return [...new Set(list.map((t) => t.toLowerCase()))];
+}

@@ -5,7 +5,7 @@ import { createTestApp, ORIGIN, testConfig, type Problem, type TestApp } from '.
 import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { enrollTotp, nextCode, verifyMfa } from '../../../test/support/mfa.js';
-import { rsaSigningKey, signInAtIdp, unsignedCopy, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
+import { forgedCopy, rsaSigningKey, signInAtIdp, unsignedCopy, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import { passwordUser } from '../../../test/support/users.js';
 import { createFlowSealer, type FlowState } from './flow-state.js';
 
@@ -38,9 +38,10 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     { client_id: 'other', client_secret: OTHER_SECRET, redirect_uris: [`${ORIGIN}${CALLBACK}`] },
     { client_id: 'unsigned', client_secret: SECRET, redirect_uris: [`${ORIGIN}${CALLBACK}`] },
     { client_id: 'symmetric', client_secret: SECRET, redirect_uris: [`${ORIGIN}${CALLBACK}`], id_token_signed_response_alg: 'HS256' as const },
+    { client_id: 'forged', client_secret: SECRET, redirect_uris: [`${ORIGIN}${CALLBACK}`] },
   ];
   const keys = [rsaSigningKey('k1')];
-  const tamperIdToken = { clientId: 'unsigned', rewrite: unsignedCopy };
+  const tamperIdToken = [{ clientId: 'unsigned', rewrite: unsignedCopy }, { clientId: 'forged', rewrite: forgedCopy }];
 
   /** An IdP account; its email in the org's verified domain unless given. */
   const person = (over: Partial<IdpAccount> = {}): IdpAccount => {
@@ -212,7 +213,7 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     expect(refused(await back(url, reseal(flow, { expiresAt: h.clock.now().getTime() - 1 })))).toContain('no single sign-on in progress');
   });
 
-  it('refuses an expired ID token, an unsigned one (alg none) and one signed with the client secret (HS256)', async () => {
+  it('refuses an expired ID token, an unsigned one (alg none), one signed with the client secret (HS256) and one signed RS256 by another key', async () => {
     const ada = person();
     const { url, flow } = await atIdp(ada);
     // Past the token's lifetime and openid-client's 30 s tolerance, inside the flow's ten minutes.
@@ -221,14 +222,16 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     // Back to the IdP's time: the server's clock judges every later token too.
     h.clock.advance(-(ID_TOKEN_TTL + 60) * 1000);
     const owner = await h.cookieFor(h.user('acme', 'owner').email);
-    for (const clientId of ['unsigned', 'symmetric']) {
+    // forged: claims and kid intact, RS256 by a key not in the IdP's JWKS. openid-client checks no
+    // signature of a token endpoint answer unless asked (enableNonRepudiationChecks): this was accepted.
+    for (const clientId of ['unsigned', 'symmetric', 'forged']) {
       const c = await call(h, 'POST', `/api/orgs/${acme}/sso/connections`, { cookie: owner, payload: { kind: 'oidc', name: clientId, issuer: idp.issuer, clientId, clientSecret: SECRET } });
       expect(c.statusCode, c.body).toBe(201);
       const id = c.json<{ id: string }>().id;
       expect((await call(h, 'PATCH', `/api/orgs/${acme}/sso/connections/${id}`, { cookie: owner, payload: { enabled: true } })).statusCode).toBe(200);
       const bob = person();
       const res = await signIn(bob, `org=${acme}&connection=${id}`);
-      expect(refused(res), clientId).toMatch(/not signed by the identity provider|not valid/);
+      expect(refused(res), clientId).toMatch(clientId === 'forged' ? /not signed by the identity provider/ : /not signed by the identity provider|not valid/);
       expect(await identities(bob.sub)).toHaveLength(0);
     }
   });

@@ -32,6 +32,8 @@ export const connectionView = z.object({
       issuer: z.string(),
       clientId: z.string(),
       scopes: z.array(z.string()),
+      allowedTenants: z.array(z.string()).nullable()
+        .meta({ description: 'Multi-tenant Entra ID: the tenant ids whose users may sign in; null for a one-tenant issuer' }),
       clientSecretSet: z.boolean(),
       redirectUri: z.string().meta({ description: 'The redirect URI to register at the identity provider' }),
     })
@@ -72,6 +74,8 @@ export const ssoTestView = z.object({
       emailVerified: z.boolean(),
       name: z.string().nullable(),
       groups: z.array(z.string()),
+      attributes: z.record(z.string(), z.array(z.string())).nullable()
+        .meta({ description: 'SAML: every attribute of the assertion (names and string values, bounded), to map claims; OIDC: null' }),
     })
     .nullable(),
   signIn: z

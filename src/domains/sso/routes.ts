@@ -8,6 +8,8 @@ import { signInPolicy } from './policy.js';
 import { connectionList, connectionView, domainList, domainView, enforcementChanged, enforcementView, ssoLinkStarted, ssoTestStarted, ssoTestView } from './responses.js';
 import type { SsoEnforcement } from './enforcement.js';
 import type { SsoSignIn } from './sign-in.js';
+import type { SamlSignIn } from './saml.js';
+import { setSamlFlowCookie } from './saml-routes.js';
 import { FLOW_TTL_SECONDS, flowCookieName } from './flow-state.js';
 
 const domainParams = z.strictObject({ orgId: uuid, domainId: uuid });
@@ -25,6 +27,12 @@ const scopes = z
 const clientId = z.string().trim().regex(/^[\x21-\x7E]{1,255}$/, 'printable ASCII without spaces, at most 255 characters');
 const clientSecret = z.string().min(1).max(512).regex(/^[\x20-\x7E]+$/, 'printable ASCII');
 
+// Entra ID tenant ids (GUIDs); a multi-tenant connection names the tenants that may sign in.
+const allowedTenants = z
+  .array(z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'an Entra tenant id (a GUID)'))
+  .min(1).max(50)
+  .meta({ description: 'Multi-tenant Entra ID (issuer …/organizations/v2.0 or …/common/v2.0): the tenant ids whose users may sign in. Required for such an issuer; refused for any other' });
+
 const newOidcConnection = z.strictObject({
   kind: z.literal('oidc'),
   name: userText(100),
@@ -33,6 +41,7 @@ const newOidcConnection = z.strictObject({
   clientId,
   clientSecret,
   scopes: scopes.optional(),
+  allowedTenants: allowedTenants.optional(),
   jitRole: signInPolicy.shape.jitRole.optional(),
   trustIdpMfa: z.boolean().optional(),
   groupRoles: signInPolicy.shape.groupRoles.optional(),
@@ -61,13 +70,15 @@ const newConnection = z.discriminatedUnion('kind', [newOidcConnection, newSamlCo
 
 const connectionChange = z
   .strictObject({
-    name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(),
+    name: userText(100).optional(), enabled: z.boolean().optional(), clientSecret: clientSecret.optional(), scopes: scopes.optional(), allowedTenants: allowedTenants.optional(),
     jitRole: signInPolicy.shape.jitRole.optional(), trustIdpMfa: z.boolean().optional(), groupRoles: signInPolicy.shape.groupRoles.optional(),
     certificates: certificates.optional(), allowIdpInitiated: z.boolean().optional(), requireSignedResponse: z.boolean().optional(),
   })
   .refine((c) => Object.values(c).some((v) => v !== undefined), 'change at least one field');
 
-export function ssoRoutes(s: { domains: DomainService; connections: ConnectionService; sso: SsoSignIn; tests: ConnectionTests; enforcement: SsoEnforcement; secureCookies: boolean }): AnyRoute[] {
+export function ssoRoutes(s: {
+  domains: DomainService; connections: ConnectionService; sso: SsoSignIn; saml: SamlSignIn; tests: ConnectionTests; enforcement: SsoEnforcement; secureCookies: boolean;
+}): AnyRoute[] {
   const tags = ['sso'];
   const flowCookie = flowCookieName(s.secureCookies);
   return [
@@ -172,6 +183,12 @@ export function ssoRoutes(s: { domains: DomainService; connections: ConnectionSe
       errors: ['validation_failed'],
       example: () => ({}),
       handler: async ({ ctx, params, body, reply }) => {
+        // SAML: an AuthnRequest, its id and the run in the SAML flow cookie (the IdP posts back cross-site).
+        if ((await s.connections.get(ctx, params.connectionId)).kind === 'saml') {
+          const saml = await s.saml.startTest(ctx, params.connectionId, body?.returnTo);
+          setSamlFlowCookie(reply, s.secureCookies, saml.flow);
+          return { testId: saml.testId, location: saml.location };
+        }
         const started = await s.sso.startTest(ctx, params.connectionId, body?.returnTo);
         // The same browser-bound flow cookie as a sign-in (Lax: the IdP's redirect back is a top-level GET).
         reply.setCookie(flowCookie, started.flow, { path: '/', httpOnly: true, secure: s.secureCookies, sameSite: 'lax', maxAge: FLOW_TTL_SECONDS });

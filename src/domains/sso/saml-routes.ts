@@ -41,9 +41,9 @@ export function samlAuthRoutes(d: { saml: SamlSignIn; sso: SsoSignIn; signIn: Si
       },
     }),
     defineRoute({
-      method: 'POST', url: '/api/auth/sso/saml/:connectionId/acs', summary: 'The SAML Assertion Consumer Service (HTTP-POST binding): signs in, or hands over to the second factor', tags,
+      method: 'POST', url: '/api/auth/sso/saml/:connectionId/acs', summary: 'The SAML Assertion Consumer Service (HTTP-POST binding): signs in, hands over to the second factor, or records an admin\u2019s test run', tags,
       auth: { mode: 'public', reason: 'the identity provider posts the signed SAML response here from the user\u2019s browser' },
-      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed'] },
+      permission: 'none', rateLimit: 'login', audit: { action: 'auth.login', or: ['auth.login_second_factor_pending', 'auth.sso_failed', 'sso.connection_tested'] },
       rawBody: true,
       crossSiteForm: 'the IdP\u2019s page posts the form from its own origin; the signed response and the SAML flow cookie (naming the request) are the credential',
       status: 302, schema: { params: connectionParams, body: z.string().optional(), response: z.object({ location: z.string() }) },
@@ -58,6 +58,8 @@ export function samlAuthRoutes(d: { saml: SamlSignIn; sso: SsoSignIn; signIn: Si
         if (cookies[flowCookie]) reply.clearCookie(flowCookie, samlCookieOptions(d.cookie.secure));
         const form = new URLSearchParams(body ?? '');
         const outcome = await d.saml.acs(ctx, params.connectionId, form, cookies[flowCookie]);
+        // An admin's test run: nobody signs in; the page reads the run (its id is no credential).
+        if ('testId' in outcome) return { location: withParam(outcome.returnTo, 'sso_test', outcome.testId) };
         if (outcome.secondFactorNeeded) {
           const code = await d.sso.mintHandover(outcome);
           return { location: withParam(outcome.returnTo, 'sso_handover', code) };

@@ -10,8 +10,10 @@ import { exec, one, writeUnlessTaken, type Database } from '../../db/database.js
 import { samlAcsPath, samlMetadataPath, type ConnectionService, type SamlSignInConnection } from './connections.js';
 import { FLOW_TTL_SECONDS, safeReturnTo } from './flow-state.js';
 import { hasForbiddenMarkup, parseXmlStrict } from './saml-metadata.js';
+import type { ConnectionTests } from './connection-tests.js';
 import type { DomainService } from './domains.js';
-import type { SsoIdentity, SsoOutcome, SsoSignIn, SsoStart } from './sign-in.js';
+import { TEST_RUN_ENDED, type SsoIdentity, type SsoOutcome, type SsoSignIn, type SsoStart, type SsoTestDone } from './sign-in.js';
+import { requireOrg } from '../../db/binding.js';
 
 /** Clock difference tolerated between the IdP and this server on NotBefore/NotOnOrAfter. */
 export const SAML_CLOCK_SKEW_MS = 60_000;
@@ -42,6 +44,8 @@ interface SamlFlow {
   requestId: string;
   returnTo: string;
   expiresAt: number;
+  /** An admin's test run: the ACS records what the IdP asserted in this run and signs nobody in. */
+  testId?: string | undefined;
 }
 
 export function samlFlowCookieName(secure: boolean): string {
@@ -59,7 +63,11 @@ export function createSamlFlowSealer(sessionSecret: Buffer) {
         const f = JSON.parse(text) as Partial<SamlFlow>;
         if (f.v !== 1 || typeof f.orgId !== 'string' || typeof f.connectionId !== 'string' || typeof f.requestId !== 'string') return null;
         if (typeof f.expiresAt !== 'number' || f.expiresAt <= nowMs) return null;
-        return { v: 1, orgId: f.orgId, connectionId: f.connectionId, requestId: f.requestId, returnTo: safeReturnTo(f.returnTo), expiresAt: f.expiresAt };
+        if (f.testId !== undefined && typeof f.testId !== 'string') return null;
+        return {
+          v: 1, orgId: f.orgId, connectionId: f.connectionId, requestId: f.requestId, returnTo: safeReturnTo(f.returnTo), expiresAt: f.expiresAt,
+          ...(f.testId !== undefined ? { testId: f.testId } : {}),
+        };
       } catch {
         return null;
       }
@@ -74,6 +82,7 @@ export interface SamlDeps {
   connections: ConnectionService;
   domains: DomainService;
   sso: SsoSignIn;
+  tests: ConnectionTests;
   flows: SamlFlowSealer;
   publicOrigin: string;
 }
@@ -264,14 +273,27 @@ export function createSamlSignIn(d: SamlDeps) {
     },
 
     /** The SP-initiated redirect to the IdP with a fresh AuthnRequest; its id goes in the browser's SAML flow cookie. */
-    async start(c: SamlSignInConnection, returnTo: string | undefined): Promise<SsoStart> {
+    async start(c: SamlSignInConnection, returnTo: string | undefined, testId?: string): Promise<SsoStart> {
       const requestId = `_${randomToken(20)}`;
       const location = await samlFor(c, requestId).getAuthorizeUrlAsync('', undefined, {});
       const flow: SamlFlow = {
         v: 1, orgId: c.orgId, connectionId: c.id, requestId, returnTo: safeReturnTo(returnTo),
-        expiresAt: d.clock.now().getTime() + FLOW_TTL_SECONDS * 1000,
+        expiresAt: d.clock.now().getTime() + FLOW_TTL_SECONDS * 1000, ...(testId ? { testId } : {}),
       };
       return { location, flow: d.flows.seal(flow) };
+    },
+
+    /**
+     * An admin's test run of one of their org's SAML connections, enabled or not: a real
+     * AuthnRequest whose answer the ACS checks exactly as a sign-in's, then records (claims and
+     * what a sign-in would do) instead of signing anyone in.
+     */
+    async startTest(ctx: RequestContext, connectionId: string, returnTo: string | undefined): Promise<SsoStart & { testId: string }> {
+      const org = requireOrg(ctx);
+      const c = await d.connections.samlConnection(org.orgId, connectionId, false);
+      if (!c) throw new AppError('not_found');
+      const testId = await d.tests.open(ctx, c.id);
+      return { ...(await this.start(c, returnTo, testId)), testId };
     },
 
     /** This SP's metadata for a connection (entity id, ACS URL, NameID format), for the IdP's admin. */
@@ -284,11 +306,16 @@ export function createSamlSignIn(d: SamlDeps) {
 
     /**
      * The IdP's POST to the ACS. `form` is the posted body; `flowCookie` the browser's SAML flow
-     * (absent for an IdP-initiated sign-in). Ends in the shared completion of every SSO sign-in.
+     * (absent for an IdP-initiated sign-in). Ends in the shared completion of every SSO sign-in,
+     * or, when the flow is an admin's test run, in the run's record (nobody signs in).
      */
-    async acs(ctx: RequestContext, connectionId: string, form: URLSearchParams, flowCookie: string | undefined): Promise<SsoOutcome> {
+    async acs(ctx: RequestContext, connectionId: string, form: URLSearchParams, flowCookie: string | undefined): Promise<SsoOutcome | SsoTestDone> {
       const orgId = await d.connections.samlOrgOf(connectionId);
-      const c = orgId ? await d.connections.samlConnection(orgId, connectionId, true) : null;
+      const flow = d.flows.open(flowCookie, d.clock.now().getTime());
+      // A test run may try a connection before it is enabled; nothing else may. The run is the
+      // one sealed in this browser's flow, for this very connection.
+      const test = flow?.testId && orgId && flow.orgId === orgId && flow.connectionId === connectionId ? { orgId, testId: flow.testId, flow } : null;
+      const c = orgId ? await d.connections.samlConnection(orgId, connectionId, !test) : null;
       if (!c) throw new AppError('not_found', 'no such enabled SAML connection');
       const samlResponse = form.get('SAMLResponse') ?? undefined;
       const { xml, doc } = decode(samlResponse);
@@ -298,12 +325,15 @@ export function createSamlSignIn(d: SamlDeps) {
         if (xml.includes('<!--')) throw new SamlRefused('comments are not accepted in a SAML response');
         const inResponseTo = doc.getAttribute('InResponseTo') || null;
         let returnTo = '/';
-        if (inResponseTo === null) {
+        if (test) {
+          // A test run is answered by the response to its own AuthnRequest only (never an unsolicited one).
+          if (inResponseTo !== test.flow.requestId) throw new SamlRefused('this browser did not start this sign-in (it expired, or it was started elsewhere)');
+          returnTo = test.flow.returnTo;
+        } else if (inResponseTo === null) {
           if (!c.settings.allowIdpInitiated) throw new SamlRefused('IdP-initiated sign-in is not enabled for this connection: start the sign-in here');
           returnTo = safeReturnTo(form.get('RelayState') ?? undefined);
         } else {
           // The answer must reach the browser that asked: its sealed flow names this request.
-          const flow = d.flows.open(flowCookie, d.clock.now().getTime());
           if (!flow || flow.connectionId !== c.id || flow.orgId !== c.orgId || flow.requestId !== inResponseTo) {
             throw new SamlRefused('this browser did not start this sign-in (it expired, or it was started elsewhere)');
           }
@@ -319,15 +349,42 @@ export function createSamlSignIn(d: SamlDeps) {
         // An identity key, stored and compared: bounded like any identifier (SAML core caps nothing).
         if (profile.nameID.length > 512) throw new SamlRefused('the NameID is longer than 512 characters');
         const { assertionId, rememberUntil } = checkAssertion(c, profile, doc);
+        // A test run spends its request and its assertion id like a sign-in: its response is never usable again.
         const spent = await consume(c, assertionId, rememberUntil, inResponseTo);
         if (spent) throw new SamlRefused(spent);
-        return await d.sso.complete(ctx, c, identityOf(c, profile), returnTo);
+        const identity = identityOf(c, profile);
+        if (test) {
+          if (!(await d.tests.record(ctx, test, { c, identity, attributes: attributesOf(profile) }))) return d.sso.refuse(ctx, c.orgId, c.id, TEST_RUN_ENDED);
+          return { testId: test.testId, returnTo };
+        }
+        return await d.sso.complete(ctx, c, identity, returnTo);
       } catch (err) {
-        if (err instanceof SamlRefused) return d.sso.refuse(ctx, c.orgId, c.id, err.reason);
-        throw err;
+        if (!(err instanceof SamlRefused)) throw err;
+        // A failed test run is the run's result, for the admin to read; it refuses no sign-in.
+        if (test) {
+          // A run answered already (or expired): this is a replay, refused and audited as one.
+          if (!(await d.tests.record(ctx, test, { reason: err.reason }))) return d.sso.refuse(ctx, c.orgId, c.id, TEST_RUN_ENDED);
+          return { testId: test.testId, returnTo: test.flow.returnTo };
+        }
+        return d.sso.refuse(ctx, c.orgId, c.id, err.reason);
       }
     },
   };
+}
+
+/**
+ * The assertion's attributes as a test run shows them to the admin mapping claims: names and
+ * string values, bounded (50 attributes, 20 values of 256 characters each).
+ */
+function attributesOf(profile: Profile): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const attrs = (profile.attributes ?? {}) as Record<string, unknown>;
+  for (const [name, raw] of Object.entries(attrs).slice(0, 50)) {
+    if (name.length > 256) continue;
+    const values = (Array.isArray(raw) ? raw : [raw]).filter((v): v is string => typeof v === 'string').slice(0, 20).map((v) => v.slice(0, 256));
+    out[name] = values;
+  }
+  return out;
 }
 
 export type SamlSignIn = ReturnType<typeof createSamlSignIn>;

@@ -86,7 +86,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(r.statusCode, r.body).toBe(200);
     const view = r.json<SsoTestView>();
     expect(view).toMatchObject({ id: testId, connectionId: connection, status: 'succeeded', reason: null });
-    expect(view.claims).toEqual({ issuer: idp.issuer, subject: grace.sub, email: grace.email, emailVerified: true, name: 'Grace Test', groups: ['eng'] });
+    expect(view.claims).toEqual({ issuer: idp.issuer, subject: grace.sub, email: grace.email, emailVerified: true, name: 'Grace Test', groups: ['eng'], attributes: null });
     expect(view.signIn).toMatchObject({ outcome: 'creates_account', userId: null, role: 'member' });
 
     // The claims are someone's personal data: sealed at rest, and the audit trail keeps the outcome only.
@@ -117,6 +117,50 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(signsIn.signIn).toMatchObject({ outcome: 'signs_in', userId: ownerRow?.id });
   });
 
+  it('shows the JIT membership a sign-in gives an existing account that is not a member yet, and none when JIT is off', async () => {
+    const fresh = await h.cookieFor(h.user('acme', 'owner').email);
+    const connect = async (jitRole: string | null) => {
+      const c = await call(h, 'POST', `/api/orgs/${acme}/sso/connections`, {
+        cookie: fresh, payload: { kind: 'oidc', name: `JIT ${jitRole}`, issuer: idp.issuer, clientId: 'palisade', clientSecret: SECRET, ...(jitRole ? { jitRole } : {}) },
+      });
+      expect(c.statusCode, c.body).toBe(201);
+      return c.json<{ id: string }>().id;
+    };
+    const withJit = await connect('viewer');
+    const withoutJit = await connect(null);
+    const preview = async (id: string, who: IdpAccount) => {
+      const started = await startTest(owner, id, acme, { returnTo: '/settings/sso' });
+      expect(started.statusCode, started.body).toBe(201);
+      const { testId, location } = started.json<{ testId: string; location: string }>();
+      const url = await signInAtIdp(location, who.sub, `${ORIGIN}${CALLBACK}`);
+      expect((await call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flowOf(started)}` })).statusCode).toBe(302);
+      return (await readTest(owner, testId, id)).json<SsoTestView>().signIn;
+    };
+    // An account with a verified address in the org's domain, not a member of the org.
+    const outsider = person();
+    const outsiderId = newId();
+    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [outsiderId, outsider.email, 'Outsider']);
+    const before = await count('memberships');
+    expect(await preview(withJit, outsider)).toMatchObject({ outcome: 'links_account', userId: outsiderId, role: 'viewer', detail: expect.stringContaining('not a member') });
+    expect(await preview(withoutJit, outsider)).toMatchObject({ outcome: 'links_account', userId: outsiderId, role: null, detail: expect.stringContaining('no JIT role') });
+    // Linked already but removed from the org since: the sign-in adds it back with the JIT role.
+    await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
+      acme, withJit, idp.issuer, outsider.sub, outsiderId, outsider.email,
+    ]);
+    expect(await preview(withJit, outsider)).toMatchObject({ outcome: 'signs_in', userId: outsiderId, role: 'viewer', detail: expect.stringContaining('not a member') });
+    // A member already: the sign-in changes no role, so none is shown.
+    const insider = person();
+    const insiderId = newId();
+    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [insiderId, insider.email, 'Insider']);
+    await h.t.owner.query('insert into memberships (org_id, user_id, role, restricted) values ($1, $2, $3, false)', [acme, insiderId, 'member']);
+    const member = await preview(withJit, insider);
+    expect(member).toMatchObject({ outcome: 'links_account', userId: insiderId, role: null });
+    expect(member?.detail).not.toContain('member of this organization');
+    // Previews only: the outsider is still no member.
+    expect(await count('memberships')).toBe(before + 1);
+    expect(await h.t.owner.query('select 1 from memberships where org_id = $1 and user_id = $2', [acme, outsiderId])).toHaveLength(0);
+  });
+
   it('records a tampered callback as a failed run, with the reason', async () => {
     const { back, testId } = await run(owner, person(), (u) => u.searchParams.set('state', 'x'.repeat(43)));
     expect(back.statusCode, back.body).toBe(302);
@@ -125,6 +169,20 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(view.status).toBe('failed');
     expect(view.claims).toBeNull();
     expect(view.reason).toMatch(/identity provider|ID token|sign-in/);
+  });
+
+  it('refuses a test run\u2019s callback replayed with its copied cookie, and audits the replay', async () => {
+    const started = await startTest(owner, connection, acme, { returnTo: '/settings/sso' });
+    const { testId, location } = started.json<{ testId: string; location: string }>();
+    const url = await signInAtIdp(location, person().sub, `${ORIGIN}${CALLBACK}`);
+    const cookie = `${FLOW}=${flowOf(started)}`;
+    expect((await call(h, 'GET', `${url.pathname}${url.search}`, { cookie })).statusCode).toBe(302);
+    // Before this fix the second answer wrote nothing and the route broke its audit contract (500).
+    const replay = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie });
+    expect(replay.statusCode, replay.body).toBe(401);
+    expect(replay.json<Problem>().detail).toMatch(/already ended/);
+    expect(sessionFrom(replay)).toBeFalsy();
+    expect((await readTest(owner, testId)).json<SsoTestView>().status).toBe('succeeded');
   });
 
   it('lets only the admin who started a run read it, for ten minutes; a test flow never signs in', async () => {

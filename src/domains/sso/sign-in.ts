@@ -15,7 +15,10 @@ import { OIDC_CALLBACK_PATH, type ConnectionService, type SignInConnection } fro
 import type { DomainService } from './domains.js';
 import { FLOW_TTL_SECONDS, safeReturnTo, type FlowSealer, type FlowState } from './flow-state.js';
 import { applyGroupRoles } from './role-mapping.js';
-import { authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode, type EgressFetch, type OidcIdentity } from './oidc.js';
+import {
+  authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode, redeemMultiTenantCode, TENANT_PLACEHOLDER,
+  type EgressFetch, type OidcClientSettings, type OidcIdentity,
+} from './oidc.js';
 
 export interface SsoSignInDeps {
   db: Database;
@@ -71,6 +74,9 @@ export type SsoIdentity = OidcIdentity;
 /** The part of a connection the shared completion reads: which org and connection, and its policy. */
 export type CompletingConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
 
+/** A test run's second answer (a replayed response or callback): refused, and audited as a failed SSO. */
+export const TEST_RUN_ENDED = 'this test run has already ended (it was answered, or it expired)';
+
 /** One minute: the page the browser lands on redeems it at once. */
 const HANDOVER_TTL_MS = 60_000;
 // Discovery documents are read once per connection version for this long (a change, such as a
@@ -87,9 +93,9 @@ export function createSsoSignIn(d: SsoSignInDeps) {
   const redirectUri = new URL(OIDC_CALLBACK_PATH, d.publicOrigin).href;
   const discovered = new Map<string, { at: number; metadata: Promise<client.ServerMetadata> }>();
 
-  /** The connection's client configuration; its discovery document is read once per version and TTL. */
-  async function configOf(c: SignInConnection): Promise<client.Configuration> {
-    const settings = { issuer: c.settings.issuer, clientId: c.settings.clientId, clientSecret: c.clientSecret };
+  /** The connection's discovered metadata, read once per version and TTL, and its client settings. */
+  async function metadataOf(c: SignInConnection): Promise<{ metadata: client.ServerMetadata; settings: OidcClientSettings }> {
+    const settings = { issuer: c.settings.issuer, clientId: c.settings.clientId, clientSecret: c.clientSecret, allowedTenants: c.settings.allowedTenants };
     const key = `${c.id}:${c.updatedAt.getTime()}`;
     let hit = discovered.get(key);
     if (!hit || d.clock.now().getTime() - hit.at >= CONFIG_TTL_MS) {
@@ -100,7 +106,28 @@ export function createSsoSignIn(d: SsoSignInDeps) {
       hit = { at: d.clock.now().getTime(), metadata };
       discovered.set(key, hit);
     }
-    return configurationFor(await hit.metadata, settings, d.egress, d.clock.now());
+    return { metadata: await hit.metadata, settings };
+  }
+
+  /** The connection's client configuration (see configurationFor: a new one per flow). */
+  async function configOf(c: SignInConnection): Promise<client.Configuration> {
+    const { metadata, settings } = await metadataOf(c);
+    return configurationFor(metadata, settings, d.egress, d.clock.now());
+  }
+
+  /** Redeems the callback's code for the identity it proves; a multi-tenant connection expects its tenant's issuer. */
+  async function redeem(c: SignInConnection, callbackUrl: URL, flow: FlowState): Promise<OidcIdentity> {
+    const { metadata, settings } = await metadataOf(c);
+    const now = d.clock.now();
+    const allowed = c.settings.allowedTenants ?? [];
+    if (allowed.length === 0) return redeemCode(configurationFor(metadata, settings, d.egress, now), callbackUrl, flow);
+    const configFor = (issuer: string, egress: EgressFetch) => {
+      // The template cannot be compared with an `iss` response parameter; the tenant's issuer is.
+      const { authorization_response_iss_parameter_supported: issParameter, ...rest } = metadata;
+      const m: client.ServerMetadata = issuer.includes(TENANT_PLACEHOLDER) ? { ...rest, issuer } : { ...rest, issuer, authorization_response_iss_parameter_supported: issParameter };
+      return configurationFor(m, settings, egress, now);
+    };
+    return redeemMultiTenantCode(configFor, metadata.issuer, allowed, d.egress, callbackUrl, flow);
   }
 
   async function refuse(ctx: RequestContext, orgId: string, connectionId: string, reason: string): Promise<never> {
@@ -122,20 +149,22 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     return { location: req.url, flow: d.flows.seal(flow) };
   }
 
-  /** The IdP's answer to a test run: recorded for the admin, whatever it is. */
+  /** The IdP's answer to a test run: recorded for the admin, whatever it is (once: a second answer is a replay, refused). */
   async function finishTest(ctx: RequestContext, flow: FlowState & { testId: string }, callbackUrl: URL): Promise<SsoTestDone> {
     const c = await d.connections.forSignIn(flow.orgId, flow.connectionId, true);
+    let recorded: boolean;
     if (!c) {
-      await d.tests.record(ctx, flow, { reason: 'the connection was deleted during the test' });
+      recorded = await d.tests.record(ctx, flow, { reason: 'the connection was deleted during the test' });
     } else {
       try {
-        const identity = await redeemCode(await configOf(c), callbackUrl, flow);
-        await d.tests.record(ctx, flow, { c, identity });
+        const identity = await redeem(c, callbackUrl, flow);
+        recorded = await d.tests.record(ctx, flow, { c, identity });
       } catch (err) {
         if (!(err instanceof CallbackFailed || err instanceof DiscoveryFailed)) throw err;
-        await d.tests.record(ctx, flow, { reason: err.reason });
+        recorded = await d.tests.record(ctx, flow, { reason: err.reason });
       }
     }
+    if (!recorded) return refuse(ctx, flow.orgId, flow.connectionId, TEST_RUN_ENDED);
     return { testId: flow.testId, returnTo: flow.returnTo };
   }
 
@@ -154,7 +183,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     const c = await d.connections.forSignIn(flow.orgId, flow.connectionId);
     if (!c) return refuse(ctx, flow.orgId, flow.connectionId, `the connection was disabled or deleted during the ${what}`);
     try {
-      return { c, identity: await redeemCode(await configOf(c), callbackUrl, flow) };
+      return { c, identity: await redeem(c, callbackUrl, flow) };
     } catch (err) {
       if (err instanceof CallbackFailed || err instanceof DiscoveryFailed) return refuse(ctx, c.orgId, c.id, err.reason);
       throw err;
