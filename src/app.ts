@@ -64,7 +64,7 @@ export async function buildApp(deps: AppDeps) {
     ...breakGlassRoutes({ enforcement: services.enforcement, identity, mfa, audit }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),
     ...samlAuthRoutes({ saml: services.saml, sso: services.sso, signIn, cookie, mfa, audit }),
-    ...socialRoutes({ social: services.social, signIn, cookie, mfa, audit }),
+    ...socialRoutes({ social: services.social, identities: services.socialIdentities, signIn, cookie, mfa, audit }),
     ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie, ssoGate: services.enforcement }),
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),

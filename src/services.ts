@@ -17,7 +17,7 @@ import {
 import { createSealer } from './domains/keys/index.js';
 import { createOutboxMail } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
-import { createSocialSignIn } from './domains/social/index.js';
+import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
 import {
   createInvitationService,
   createMemberService,
@@ -110,7 +110,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social,
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */

@@ -94,6 +94,7 @@ export const AUDIT_ACTIONS = {
   'auth.social_failed': { description: 'A social sign-in or link was refused (the provider\u2019s answer, an unverified address, an address whose account is not linked)' },
   'auth.social_account_created': { description: 'A social sign-in created an account (the provider verified its address; sign-up open)' },
   'auth.social_identity_linked': { description: 'An identity at a social provider was linked to an account (at its creation, or from a signed-in session)' },
+  'auth.social_identity_unlinked': { description: 'A user unlinked their identity at a social provider from their account (it signs nobody in any more)' },
   'auth.social_link_started': { description: 'A signed-in user started linking their identity at a social provider' },
 } as const satisfies Record<string, ActionSpec>;
 

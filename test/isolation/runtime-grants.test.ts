@@ -62,8 +62,8 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   sso_tests: ['SELECT', 'INSERT', 'UPDATE'],
   // identity/magic-link.ts: a link is issued and spent (used_at); rows leave with their user
   magic_links: ['SELECT', 'INSERT', 'UPDATE'],
-  // social/accounts.ts: a provider identity is linked and its last sign-in noted; links leave with their user (cascade)
-  social_identities: ['SELECT', 'INSERT', 'UPDATE'],
+  // social/accounts.ts: a provider identity is linked and its last sign-in noted; identities.ts: its user unlinks it; links leave with their user (cascade)
+  social_identities: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // webhooks/service.ts, worker.ts
   webhook_endpoints: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // webhooks/outbox.ts, worker.ts: the delivery log is kept (rows leave with their endpoint)

@@ -140,6 +140,16 @@ const LIVE_BODIES: Record<string, LiveBody> = {
       return { patch: { enforced: false }, after: async () => void (await f.app.t.owner.query('update sso_enforcement set enforced_since = null')) };
     },
   },
+  'DELETE /api/me/social/:provider': {
+    why: 'unlinking needs a linked identity (404 otherwise): the caller gets a Google one first',
+    async fields(f, email) {
+      await f.app.t.owner.query(
+        "insert into social_identities (provider, issuer, subject, user_id, linked_at) values ('google', 'https://accounts.google.com', $1, $2, now()) on conflict do nothing",
+        [`matrix-${f.userId(email)}`, f.userId(email)],
+      );
+      return { patch: {} };
+    },
+  },
   'POST /api/invitations/accept': {
     why: 'the example token is invalid (400 token_invalid); send a live invitation from a throwaway org',
     async fields(f, email) {

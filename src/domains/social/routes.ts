@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import { defineRoute, type AnyRoute } from '../../http/route.js';
+import { timestamp } from '../../http/schemas.js';
+import { userActorOf } from '../../kernel/context.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, type CookieSettings, type SignInService } from '../sessions/index.js';
 import { FLOW_TTL_SECONDS, flowCookieName, withParam } from '../sso/index.js';
+import type { SocialIdentities } from './identities.js';
 import type { SocialSignIn } from './sign-in.js';
 
 const redirect = z.object({ location: z.string() });
@@ -21,6 +24,15 @@ const callbackQuery = z.looseObject({
   error_description: z.string().max(2048).optional(),
 });
 
+const linkedIdentities = z.object({
+  identities: z.array(z.object({
+    provider: z.string(),
+    email: z.string().meta({ description: 'What the provider said at the link or the last sign-in (never used to find the account)' }),
+    linkedAt: timestamp,
+    lastSignInAt: timestamp.nullable(),
+  })),
+});
+
 export const socialProviderList = z.object({
   providers: z.array(z.object({
     id: z.string(),
@@ -35,7 +47,9 @@ export const socialProviderList = z.object({
  * redirect, the flow sealed in the SSO flow cookie), the provider's callback (a session through
  * the sign-in service, or the SSO handover to the second factor) and linking from a session.
  */
-export function socialRoutes(d: { social: SocialSignIn; signIn: SignInService; cookie: CookieSettings; mfa: MfaService; audit: AuditWriter }): AnyRoute[] {
+export function socialRoutes(d: {
+  social: SocialSignIn; identities: SocialIdentities; signIn: SignInService; cookie: CookieSettings; mfa: MfaService; audit: AuditWriter;
+}): AnyRoute[] {
   const tags = ['social'];
   const flowCookie = flowCookieName(d.cookie.secure);
   // Lax: the provider's redirect back is a top-level GET navigation, which carries it.
@@ -108,6 +122,21 @@ export function socialRoutes(d: { social: SocialSignIn; signIn: SignInService; c
         reply.setCookie(flowCookie, started.flow, { ...flowCookieOptions, maxAge: FLOW_TTL_SECONDS });
         return { location: started.location };
       },
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/me/social', summary: 'The social identities linked to your account', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
+      schema: { response: linkedIdentities }, errors: [],
+      handler: async ({ ctx }) => ({ identities: await d.identities.list(userActorOf(ctx).userId) }),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/me/social/:provider', summary: 'Unlink your identity at a social provider: it signs you in no more', tags,
+      // Changes the ways into the account: a fresh proof first, as for linking.
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.social_identity_unlinked' },
+      stepUp: true, status: 204, schema: { params: providerParams },
+      // not_found: no identity at this provider is linked to the account.
+      errors: ['not_found'],
+      handler: ({ ctx, params }) => d.identities.unlink(ctx, params.provider),
     }),
   ];
 }

@@ -322,6 +322,31 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     expect(await identities('google', grace.sub)).toEqual([]);
   });
 
+  it('lists the linked identities and unlinks one (with a fresh proof): it signs nobody in after', async () => {
+    const user = await passwordUser(h);
+    const octo = hubber({ emails: [{ email: `unlink-${newId().slice(0, 6)}@users.test`, primary: true, verified: true }] });
+    const cookie = await h.cookieFor(user.email);
+    const started = await call(h, 'POST', '/api/me/social/github/link', { cookie, payload: {} });
+    expect((await back(await signInAtGithub(started.json<{ location: string }>().location, octo.login), flowOf(started))).statusCode).toBe(302);
+    const listed = await call(h, 'GET', '/api/me/social', { cookie });
+    expect(listed.json()).toMatchObject({ identities: [{ provider: 'github', email: octo.emails[0]?.email }] });
+    // Another user cannot unlink it (it is not theirs: 404), and a stale session must prove itself first.
+    expect((await call(h, 'DELETE', '/api/me/social/github', { cookie: await h.cookieFor((await passwordUser(h)).email) })).statusCode).toBe(404);
+    h.clock.advance(11 * 60_000);
+    expect((await call(h, 'DELETE', '/api/me/social/github', { cookie })).json<Problem>().code).toBe('step_up_required');
+    const fresh = await h.cookieFor(user.email);
+    expect((await call(h, 'DELETE', '/api/me/social/github', { cookie: fresh })).statusCode).toBe(204);
+    expect((await call(h, 'DELETE', '/api/me/social/github', { cookie: fresh })).statusCode).toBe(404);
+    expect(await identities('github', String(octo.id))).toEqual([]);
+    expect((await call(h, 'GET', '/api/me/social', { cookie: fresh })).json()).toEqual({ identities: [] });
+    // The identity is a stranger now: its verified address is new, so it would make a new account, not reach this one.
+    const after = await signIn('github', octo.login);
+    expect(sessionFrom(after) ? (await me(after)).user.id : null).not.toBe(user.id);
+    const [evidence] = await h.t.owner.query<{ details: { provider: string } }>(
+      "select details from audit_events where action = 'auth.social_identity_unlinked' and target_id = $1", [user.id]);
+    expect(evidence?.details.provider).toBe('github');
+  });
+
   it('asks an account with TOTP for its second factor after the provider, through the SSO handover', async () => {
     const user = await passwordUser(h);
     const totp = await enrollTotp(h, user);
