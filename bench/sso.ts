@@ -90,7 +90,8 @@ async function main(): Promise<void> {
     }
 
     async function ssoSignIn(times: number[]): Promise<string> {
-      const start = await call(h, 'GET', `/api/auth/sso/start?email=${encodeURIComponent(ada.email ?? '')}`);
+      // Named: the org has a SAML connection too, created at the same (manual) clock instant.
+      const start = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${connectionId}`);
       const flow = start.cookies.find((c) => c.name === '__Host-palisade_sso')?.value ?? '';
       const back = await signInAtIdp(String(start.headers.location), ada.sub, callback);
       let cookie: string | null = null;

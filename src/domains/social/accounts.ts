@@ -72,6 +72,9 @@ export async function socialAccountOf(
   localSignIn: (tx: Tx, email: string) => Promise<void>,
 ): Promise<{ userId: string } | Refusal> {
   const decision = await decideSocialAccount(tx, p, id, signUp);
+  // An address under an org's SSO enforcement is sent to its IdP, not told to sign in locally
+  // and link (which enforcement refuses): sso_required before the conflict (README trial).
+  if (decision.kind === 'refused' && decision.code === 'conflict' && id.email) await localSignIn(tx, canonicalEmail(id.email) ?? id.email);
   if (decision.kind === 'refused') return { refused: decision.refused, code: decision.code };
   const email = decision.kind === 'linked'
     ? (await one<{ email: string }>(tx, sql`select email from users where id = ${decision.userId}`))?.email

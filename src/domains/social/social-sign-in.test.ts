@@ -7,7 +7,7 @@ import { ENGINES } from '../../../test/support/db.js';
 import { startGithub, signInAtGithub, type GithubAccount, type LoopbackGithub } from '../../../test/support/github.js';
 import { enrollTotp, nextCode, verifyMfa } from '../../../test/support/mfa.js';
 import { signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
-import { passwordUser } from '../../../test/support/users.js';
+import { freshOrg, passwordUser } from '../../../test/support/users.js';
 import { createFlowSealer, type SocialFlowState } from '../sso/flow-state.js';
 
 const GOOGLE_SECRET = 'canary-social-google-secret-5a1f0c';
@@ -345,6 +345,22 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     const [evidence] = await h.t.owner.query<{ details: { provider: string } }>(
       "select details from audit_events where action = 'auth.social_identity_unlinked' and target_id = $1", [user.id]);
     expect(evidence?.details.provider).toBe('github');
+  });
+
+  it('sends an address under an org\u2019s SSO enforcement to its IdP, existing account or new', async () => {
+    const domain = `enforced-${newId().slice(0, 8)}.example`;
+    const { orgId } = await freshOrg(h);
+    await h.t.owner.query('insert into verified_domains (domain, org_id) values ($1, $2)', [domain, orgId]);
+    await h.t.owner.query('insert into sso_enforcement (org_id, enforced_since) values ($1, now())', [orgId]);
+    const existing = `old-${newId().slice(0, 6)}@${domain}`;
+    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [newId(), existing, 'Old']);
+    for (const email of [existing, `new-${newId().slice(0, 6)}@${domain}`]) {
+      const res = await signIn('google', googler({ email }).sub);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json<Problem & { ssoStart?: string }>()).toMatchObject({ code: 'sso_required', ssoStart: `/api/auth/sso/start?email=${encodeURIComponent(email)}` });
+      expect(sessionFrom(res)).toBeFalsy();
+    }
+    expect(await h.t.owner.query("select 1 from users where email like $1", [`new-%@${domain}`])).toEqual([]);
   });
 
   it('asks an account with TOTP for its second factor after the provider, through the SSO handover', async () => {
