@@ -5,7 +5,7 @@ import { userActorOf } from '../../kernel/context.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, type CookieSettings, type SignInService } from '../sessions/index.js';
-import { FLOW_TTL_SECONDS, flowCookieName, withParam } from '../sso/index.js';
+import { FLOW_TTL_SECONDS, flowCookieName, flowCookieOptions as flowCookieAttributes, withParam } from '../sso/index.js';
 import type { SocialIdentities } from './identities.js';
 import type { SocialSignIn } from './sign-in.js';
 
@@ -52,8 +52,7 @@ export function socialRoutes(d: {
 }): AnyRoute[] {
   const tags = ['social'];
   const flowCookie = flowCookieName(d.cookie.secure);
-  // Lax: the provider's redirect back is a top-level GET navigation, which carries it.
-  const flowCookieOptions = { path: '/', httpOnly: true, secure: d.cookie.secure, sameSite: 'lax' as const };
+  const flowCookieOptions = flowCookieAttributes(d.cookie.secure);
   return [
     defineRoute({
       method: 'GET', url: '/api/auth/social/providers', summary: 'The social sign-in providers this deployment enabled (for sign-in buttons)', tags,

@@ -4,7 +4,7 @@ import { uuid } from '../../http/schemas.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MfaService } from '../identity/index.js';
 import { finishSignInOn, pendingSecondStep, secondFactorPending, type CookieSettings, type SignInService } from '../sessions/index.js';
-import { FLOW_TTL_SECONDS, flowCookieName, withParam } from './flow-state.js';
+import { FLOW_TTL_SECONDS, flowCookieName, flowCookieOptions as flowCookieAttributes, withParam } from './flow-state.js';
 import { OIDC_CALLBACK_PATH } from './connections.js';
 import type { SsoSignIn } from './sign-in.js';
 import type { SamlSignIn } from './saml.js';
@@ -38,8 +38,7 @@ const callbackQuery = z.looseObject({
 export function ssoAuthRoutes(d: { sso: SsoSignIn; saml: SamlSignIn; signIn: SignInService; cookie: CookieSettings; mfa: MfaService; audit: AuditWriter }): AnyRoute[] {
   const tags = ['sso'];
   const flowCookie = flowCookieName(d.cookie.secure);
-  // Lax: the IdP's redirect back is a top-level GET navigation, which carries it.
-  const flowCookieOptions = { path: '/', httpOnly: true, secure: d.cookie.secure, sameSite: 'lax' as const };
+  const flowCookieOptions = flowCookieAttributes(d.cookie.secure);
   return [
     defineRoute({
       method: 'GET', url: '/api/auth/sso/start', summary: 'Start a single sign-on: the browser is sent to the org\u2019s identity provider', tags,

@@ -87,6 +87,14 @@ export function createFlowSealer(sessionSecret: Buffer) {
 export type FlowSealer = ReturnType<typeof createFlowSealer>;
 
 /**
+ * The flow cookie's attributes. Lax: the identity provider's redirect back is a top-level GET
+ * navigation, which carries it.
+ */
+export function flowCookieOptions(secure: boolean) {
+  return { path: '/', httpOnly: true, secure, sameSite: 'lax' as const };
+}
+
+/**
  * Where to send the browser after the sign-in: a path on this origin only (an open redirect
  * would turn the sign-in into a phishing relay, and carry a handover code to another site).
  * Anything else becomes `/`. The answer is the path as a URL parser normalizes it: `/.//evil`

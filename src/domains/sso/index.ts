@@ -20,7 +20,7 @@ export { createSsoEnforcement, BREAK_GLASS_SESSION_SECONDS, MAX_BREAK_GLASS_OWNE
 export type { SsoEnforcement } from './enforcement.js';
 export { breakGlassRoutes } from './break-glass-routes.js';
 // Social sign-in (domains/social) reuses the browser-bound flow, the OIDC client and the handover.
-export { FLOW_TTL_SECONDS, flowCookieName, safeReturnTo, withParam } from './flow-state.js';
+export { FLOW_TTL_SECONDS, flowCookieName, flowCookieOptions, safeReturnTo, withParam } from './flow-state.js';
 export type { FlowSealer, SocialFlowState } from './flow-state.js';
 export { authorizationRequest, CallbackFailed, configurationFor, discover, DiscoveryFailed, redeemCode } from './oidc.js';
 export type { EgressFetch, OidcIdentity } from './oidc.js';
