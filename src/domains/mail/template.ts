@@ -44,7 +44,7 @@ function lineToHtml(line: string, publicOrigin: string): string {
   // quoted segment ends at its own closing quote.
   return line
     .split(/(\u201C[^\u201D]*\u201D)/u)
-    .map((part, i) => (i % 2 === 1 ? `<q>${escapeHtml(part.slice(1, -1))}</q>` : proseToHtml(part, publicOrigin)))
+    .map((part, i) => (i % 2 === 1 ? escapeHtml(part) : proseToHtml(part, publicOrigin)))
     .join('');
 }
 
