@@ -24,8 +24,9 @@ export interface MailConfig {
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
-// `Name <addr>` or `addr`; no control characters (a CR or LF would add headers).
-const FROM = /^(?:[^<>\x00-\x1f\x7f]{1,100} <[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/;
+// `Name <addr>` or `addr`, printable on one line (a CR or LF would add headers).
+const FROM = /^(?:[^<>]{1,100} <[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/;
+const CONTROL = /\p{Cc}/u;
 
 /**
  * Reads SMTP_URL (or SMTP_URL_FILE), MAIL_FROM and SMTP_TIMEOUT_MS. Production refuses a
@@ -35,7 +36,7 @@ const FROM = /^(?:[^<>\x00-\x1f\x7f]{1,100} <[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s
 export function mailConfig(source: Record<string, string | undefined>, prod: boolean, publicOrigin: string): { mail: MailConfig; problems: string[] } {
   const problems: string[] = [];
   const from = source.MAIL_FROM?.trim() || `Palisade <no-reply@${new URL(publicOrigin).hostname}>`;
-  if (!FROM.test(from)) problems.push('MAIL_FROM must be an address or "Name <address>", on one line');
+  if (!FROM.test(from) || CONTROL.test(from)) problems.push('MAIL_FROM must be an address or "Name <address>", on one line');
   const timeoutRaw = source.SMTP_TIMEOUT_MS?.trim();
   const timeoutMs = timeoutRaw ? Number(timeoutRaw) : DEFAULT_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60_000) problems.push('SMTP_TIMEOUT_MS must be an integer from 100 to 60000');
@@ -71,8 +72,8 @@ function parseSmtpUrl(raw: string, timeoutMs: number, problems: string[]): SmtpS
     problems.push('SMTP_URL accepts one option: ?requireTLS=true');
     return null;
   }
-  let user: string | null = null;
-  let password: string | null = null;
+  let user: string | null;
+  let password: string | null;
   try {
     user = u.username ? decodeURIComponent(u.username) : null;
     password = u.password ? decodeURIComponent(u.password) : null;

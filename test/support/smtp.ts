@@ -23,12 +23,16 @@ export interface LoopbackSmtp {
   connections: number;
   /** Delay before accepting a message's data (to make concurrent senders overlap). */
   dataDelayMs: number;
+  /** The credentials the server requires (started with `auth`); change them to refuse the client's. */
+  auth: { user: string; password: string } | null;
+  /** Successful AUTH exchanges. */
+  authenticated: number;
   close(): Promise<void>;
 }
 
 /** A real SMTP server on loopback (smtp-server), plain text; with `auth`, it requires those credentials. */
 export async function startSmtp(opts: { auth?: { user: string; password: string }; port?: number } = {}): Promise<LoopbackSmtp> {
-  const state = { mode: 'accept' as SmtpMode, received: [] as ReceivedMail[], connections: 0, dataDelayMs: 0 };
+  const state = { mode: 'accept' as SmtpMode, received: [] as ReceivedMail[], connections: 0, dataDelayMs: 0, auth: opts.auth ?? null, authenticated: 0 };
   const server = new SMTPServer({
     // Plain text on loopback: no STARTTLS offer (its built-in certificate would fail verification).
     disabledCommands: opts.auth ? ['STARTTLS'] : ['STARTTLS', 'AUTH'],
@@ -42,10 +46,12 @@ export async function startSmtp(opts: { auth?: { user: string; password: string 
       if (state.mode !== 'hang') callback();
     },
     onAuth(auth, _session, callback) {
-      if (opts.auth && auth.username === opts.auth.user && auth.password === opts.auth.password) callback(null, { user: auth.username });
-      else callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
+      if (state.auth && auth.username === state.auth.user && auth.password === state.auth.password) {
+        state.authenticated++;
+        callback(null, { user: auth.username });
+      } else callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
     },
-    onRcptTo(address, _session, callback) {
+    onRcptTo(_address, _session, callback) {
       if (state.mode === 'refuse') callback(Object.assign(new Error('Mailbox unavailable'), { responseCode: 550 }));
       else callback();
     },
