@@ -177,7 +177,7 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
   });
 
   // review R4 finding 3
-  it('cannot delete its own organization, users or sessions, nor rewrite data keys', async () => {
+  it('cannot delete its own organization, users or sessions, nor rewrite data keys or a queued mail', async () => {
     const own = { orgId: a.orgId, userId: a.ownerId, projectIds: null };
     const attacks: [string, RawBuilder<unknown>][] = [
       ['delete the org', sql`delete from organizations where org_id = ${a.orgId}`],
@@ -186,6 +186,10 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
       ['deactivate data keys', sql`update org_keys set active = false where org_id = ${a.orgId}`],
       ['delete data keys', sql`delete from org_keys where org_id = ${a.orgId}`],
       ['shadow a table', sql`create temporary table users (id uuid)`],
+      // The mail worker records delivery only: a queued reset link cannot be redirected or rewritten.
+      ['redirect a queued mail', sql`update mail_outbox set to_address = 'attacker@evil.test'`],
+      ['rewrite a queued mail', sql`update mail_outbox set subject = 'x', body_sealed = 'x'`],
+      ['delete a queued mail', sql`delete from mail_outbox`],
     ];
     for (const [name, statement] of attacks) {
       const r = await attempt(t.db, own, (tx) => exec(tx, statement));
