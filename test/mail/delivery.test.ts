@@ -162,15 +162,15 @@ describe.each(ENGINES)('mail delivery over SMTP on %s', (engine) => {
   });
 
   it.runIf(engine === 'postgres')('sends each message once when two workers race for the outbox', async () => {
-    const config = h.built.services;
+    const services = h.built.services;
     const smtpSettings = { host: '127.0.0.1', port: smtp.port, secure: false, requireTLS: false, user: null, password: null, timeoutMs: TIMEOUT_MS };
     const second = createMailWorker({
-      db: h.t.db, clock: h.clock, sealer: config.sealer, transport: createSmtpTransport(smtpSettings, 'security@palisade.test'),
+      db: h.t.db, clock: h.clock, sealer: services.sealer, transport: createSmtpTransport(smtpSettings, 'security@palisade.test'),
       logger: h.logger, publicOrigin: ORIGIN, timeoutMs: TIMEOUT_MS,
     });
     const recipients = Array.from({ length: 40 }, (_, i) => `race-${i}@example.test`);
     await h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-      for (const to of recipients) await config.mail.enqueue(tx, { to, subject: 'Race', body: 'One of many.' });
+      for (const to of recipients) await services.mail.enqueue(tx, { to, subject: 'Race', body: 'One of many.' });
     });
     // Slow acceptance makes the two workers' batches overlap in time.
     smtp.dataDelayMs = 20;
