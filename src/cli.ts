@@ -29,8 +29,8 @@ const USAGE = `usage: palisade <command>
                               registering with your address)
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
-  worker                      run the background jobs without the API: webhook delivery and audit
-                              checkpoints (PostgreSQL; serve runs them too)`;
+  worker                      run the background jobs without the API: webhook and mail delivery
+                              (mail with SMTP_URL) and audit checkpoints (PostgreSQL; serve runs them too)`;
 
 /**
  * An operator command's database and services: the same keyring, sealer and audit writer as the

@@ -15,7 +15,7 @@ import {
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
 import { createSealer } from './domains/keys/index.js';
-import { createOutboxMail } from './domains/mail/index.js';
+import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
 import {
@@ -28,7 +28,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social' | 'mail'
 >;
 
 /**
@@ -40,7 +40,13 @@ export type ServicesConfig = Pick<
 export function createServices(config: ServicesConfig, db: Database, clock: Clock, logger: Logger) {
   const keyring = new Keyring([...config.keks]);
   const sealer = createSealer(keyring);
-  const mail = createOutboxMail(sealer);
+  // With SMTP_URL the outbox is a queue the mail worker sends from; without, the development outbox.
+  const smtp = config.mail.smtp;
+  const mailTransport = smtp ? createSmtpTransport(smtp, config.mail.from) : null;
+  const mail = createOutboxMail(sealer, { clock, deliver: mailTransport !== null });
+  const mailWorker = smtp && mailTransport
+    ? createMailWorker({ db, clock, sealer, transport: mailTransport, logger, publicOrigin: config.publicOrigin, timeoutMs: smtp.timeoutMs })
+    : null;
   const chainKeys = chainKeysFrom(keyring);
   // Started by the processes that serve (main.ts, `palisade worker`): heads of the chains they append to leave the database.
   const checkpoints = createCheckpointer({
@@ -111,17 +117,20 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
-    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook delivery and audit checkpoints. */
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit checkpoints. */
     startBackground(): void {
       webhookWorker.start();
+      mailWorker?.start();
       checkpoints.start();
     },
     /** Graceful end: pending last-used notes are written, deliveries in flight recorded, a last checkpoint taken. */
     async close(): Promise<void> {
       await keyUsage.close();
       await webhookWorker.stop();
+      await mailWorker?.stop();
+      mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.
       await checkpoints.stop();
     },

@@ -9,11 +9,11 @@ import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { DEMO_EMAIL_DOMAINS } from './demo.js';
 
 /**
- * Production has no mail transport yet: messages go only to the database outbox. Said at every
- * production start, so that nobody learns it from a user who never got their link.
+ * Production without SMTP_URL: messages go only to the database outbox. Said at every such
+ * start, so that nobody learns it from a user who never got their link.
  */
 export const OUTBOX_ONLY_MAIL_WARNING =
-  'mail goes only to the database outbox (no mail transport is configured in this version): registration verification, ' +
+  'mail goes only to the database outbox (SMTP_URL is not set): registration verification, ' +
   'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
 
 /** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
@@ -95,7 +95,7 @@ export function refusal(problems: readonly string[]): string {
  * every problem, rather than start.
  */
 export async function openCheckedDatabase(
-  config: Pick<Config, 'env' | 'keks' | 'database'>,
+  config: Pick<Config, 'env' | 'keks' | 'database' | 'mail'>,
   logger: Pick<Logger, 'warn'>,
   opts: { migrate: boolean },
 ): Promise<Database> {
@@ -118,6 +118,6 @@ export async function openCheckedDatabase(
     throw new Error(refusal(check.problems));
   }
   for (const w of check.warnings) logger.warn(w);
-  if (config.env === 'production') logger.warn(OUTBOX_ONLY_MAIL_WARNING);
+  if (config.env === 'production' && config.mail.smtp === null) logger.warn(OUTBOX_ONLY_MAIL_WARNING);
   return db;
 }

@@ -342,3 +342,52 @@ describe('social sign-in providers', () => {
     expect(refusal(prodEnv({ SOCIAL_GITHUB_CLIENT_ID: 'gh-id', SOCIAL_GITHUB_CLIENT_SECRET_FILE: join(stateDir, 'missing') }))).toContain('SOCIAL_GITHUB_CLIENT_SECRET_FILE cannot be read');
   });
 });
+
+describe('mail (SMTP_URL, MAIL_FROM)', () => {
+  const PASSWORD = 'smtp-pw-9c41e0d7';
+
+  it('has no transport without SMTP_URL: the development outbox keeps the mail', () => {
+    const c = loadConfig(devEnv());
+    expect(c.mail).toEqual({ smtp: null, from: 'Palisade <no-reply@127.0.0.1>' });
+    expect(loadConfig(prodEnv()).mail.smtp).toBeNull();
+  });
+
+  it('reads host, port, credentials and TLS mode from the URL, percent-decoded', () => {
+    const c = loadConfig(prodEnv({ SMTP_URL: `smtps://mailer%40app:${encodeURIComponent('p@ss:/w')}@smtp.example.com`, MAIL_FROM: 'Acme <security@example.com>' }));
+    expect(c.mail).toEqual({
+      from: 'Acme <security@example.com>',
+      smtp: { host: 'smtp.example.com', port: 465, secure: true, requireTLS: false, user: 'mailer@app', password: 'p@ss:/w', timeoutMs: 5000 },
+    });
+    const starttls = loadConfig(prodEnv({ SMTP_URL: 'smtp://smtp.example.com:2587?requireTLS=true', SMTP_TIMEOUT_MS: '2500' }));
+    expect(starttls.mail.smtp).toEqual({ host: 'smtp.example.com', port: 2587, secure: false, requireTLS: true, user: null, password: null, timeoutMs: 2500 });
+    expect(starttls.mail.from).toBe('Palisade <no-reply@app.example.com>');
+  });
+
+  it('refuses a plain smtp:// URL in production, without quoting its password; development accepts it', () => {
+    const url = `smtp://mailer:${PASSWORD}@smtp.example.com:587`;
+    const message = refusal(prodEnv({ SMTP_URL: url }));
+    expect(message).toContain('production refuses a plain SMTP_URL: use smtps:// (TLS) or smtp://…?requireTLS=true (STARTTLS required)');
+    expect(message).not.toContain(PASSWORD);
+    expect(refusal(prodEnv({ SMTP_URL: `${url}?requireTLS=false` }))).toContain('production refuses a plain SMTP_URL');
+    expect(loadConfig(devEnv({ SMTP_URL: 'smtp://127.0.0.1:2525' })).mail.smtp).toMatchObject({ secure: false, requireTLS: false, port: 2525 });
+  });
+
+  it('refuses other schemes, paths, unknown options, a bad sender and a bad timeout, never quoting the URL', () => {
+    const problems = (env: Record<string, string>) => refusal(devEnv(env));
+    expect(problems({ SMTP_URL: `http://u:${PASSWORD}@smtp.example.com` })).toBe('SMTP_URL must start with smtp:// or smtps://');
+    expect(problems({ SMTP_URL: `smtps://u:${PASSWORD}@smtp.example.com/x` })).toContain('with no path or fragment');
+    const option = problems({ SMTP_URL: `smtps://u:${PASSWORD}@smtp.example.com?rejectUnauthorized=false` });
+    expect(option).toBe('SMTP_URL accepts one option: ?requireTLS=true');
+    expect(problems({ SMTP_URL: `not a url ${PASSWORD}` })).not.toContain(PASSWORD);
+    expect(problems({ MAIL_FROM: 'a@b.test\r\nBcc: x@evil.test' })).toContain('MAIL_FROM must be an address');
+    expect(problems({ SMTP_TIMEOUT_MS: '5' })).toContain('SMTP_TIMEOUT_MS must be an integer from 100 to 60000');
+  });
+
+  it('reads the URL from a file (SMTP_URL_FILE), never both', () => {
+    const file = join(stateDir, 'smtp-url');
+    writeFileSync(file, `smtps://mailer:${PASSWORD}@smtp.example.com\n`);
+    expect(loadConfig(prodEnv({ SMTP_URL_FILE: file })).mail.smtp).toMatchObject({ host: 'smtp.example.com', password: PASSWORD });
+    expect(refusal(prodEnv({ SMTP_URL_FILE: join(stateDir, 'missing') }))).toBe('SMTP_URL_FILE cannot be read');
+    expect(refusal(prodEnv({ SMTP_URL_FILE: file, SMTP_URL: 'smtps://smtp.example.com' }))).toBe('SMTP_URL and SMTP_URL_FILE are both set: keep one');
+  });
+});

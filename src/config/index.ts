@@ -4,8 +4,10 @@ import { dirname, join, resolve } from 'node:path';
 import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
 import { parseKeks, randomKey, type Kek } from '../crypto/index.js';
+import { mailConfig, type MailConfig } from './mail.js';
 import { socialConfig, type SocialConfig } from './social.js';
 
+export type { MailConfig, SmtpSettings } from './mail.js';
 export type { SocialConfig, SocialProvider, SocialOidcProvider, SocialGithubProvider } from './social.js';
 
 /**
@@ -65,6 +67,8 @@ export interface Config {
   dnsServers: readonly string[];
   /** Social sign-in (SOCIAL_*): the providers the deployment enabled, and whether they may create accounts. */
   social: SocialConfig;
+  /** Mail (SMTP_URL, MAIL_FROM): an SMTP transport, or none (the development outbox only). */
+  mail: MailConfig;
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -326,6 +330,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const metrics = attempt(() => metricsListener(e), null);
   const social = socialConfig(source, allowLoopback && !prod);
   refusals.push(...social.problems);
+  const mail = mailConfig(source, prod, publicOrigin);
+  refusals.push(...mail.problems);
   if (refusals.length > 0) throw ConfigError.of(refusals);
 
   const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
@@ -375,6 +381,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     }),
     dnsServers: Object.freeze(dnsServers),
     social: social.social,
+    mail: mail.mail,
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

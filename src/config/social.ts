@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { settingOrFile } from './setting.js';
 
 /**
  * Social sign-in providers, configured by the deployment (not per org): Google (an OIDC preset),
@@ -67,20 +67,7 @@ function isLoopbackHost(host: string): boolean {
 export function socialConfig(source: Source, allowLoopback: boolean): { social: SocialConfig; problems: string[] } {
   const problems: string[] = [];
   const providers: SocialProvider[] = [];
-  const value = (name: string): string | undefined => {
-    const direct = source[name]?.trim();
-    const file = source[`${name}_FILE`];
-    if (direct && file) problems.push(`${name} and ${name}_FILE are both set: keep one`);
-    if (file) {
-      try {
-        return readFileSync(file, 'utf8').trim();
-      } catch {
-        problems.push(`${name}_FILE cannot be read`);
-        return undefined;
-      }
-    }
-    return direct || undefined;
-  };
+  const value = (name: string): string | undefined => settingOrFile(source, name, problems);
   const url = (name: string, fallback: string): string => {
     const raw = value(name) ?? fallback;
     let u: URL;

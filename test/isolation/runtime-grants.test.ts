@@ -24,7 +24,7 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // keys/index.ts: data keys are written once (`on conflict do nothing`)
   system_keys: ['SELECT', 'INSERT'],
   org_keys: ['SELECT', 'INSERT'],
-  // mail/index.ts: the outbox is append-only
+  // mail/outbox.ts: messages are appended; mail/worker.ts changes only their delivery state (EXPECTED_COLUMNS)
   mail_outbox: ['SELECT', 'INSERT'],
   // tenancy/orgs.ts: created and renamed; nothing deletes an org (its audit chain would lose its org)
   organizations: ['SELECT', 'INSERT', 'UPDATE'],
@@ -89,6 +89,14 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   sso_enforcement: ['SELECT', 'INSERT', 'UPDATE'],
 };
 
+/**
+ * Column grants beyond the table privileges above, each with its reason: the mail worker
+ * records delivery (mail/worker.ts) but cannot rewrite a message's recipient, subject or body.
+ */
+const EXPECTED_COLUMNS = [
+  ...['attempts', 'last_error', 'next_attempt_at', 'sent_at', 'status'].map((attname) => ({ relname: 'mail_outbox', attname, priv: 'UPDATE' })),
+];
+
 /** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */
 const EXPECTED_FUNCTIONS = ['public.palisade_key_in_org', 'public.palisade_membership', 'public.palisade_session_in_org'];
 
@@ -120,17 +128,18 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
     expect(actual).toEqual(EXPECTED);
   });
 
-  it('hold no column-level grant beyond the tables\', and no sequence', async () => {
+  it('hold no column-level grant beyond the tables\' but the listed ones, and no sequence', async () => {
     const columns = await q<{ relname: string; attname: string; priv: string }>(
       `select c.relname, a.attname, p.priv
        from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
        cross join unnest(array['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) as p(priv)
        where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
          and a.attnum > 0 and not a.attisdropped
-         and has_column_privilege($1, c.oid, a.attnum, p.priv) and not has_table_privilege($1, c.oid, p.priv)`,
+         and has_column_privilege($1, c.oid, a.attnum, p.priv) and not has_table_privilege($1, c.oid, p.priv)
+       order by c.relname, a.attname, p.priv`,
       [role()],
     );
-    expect(columns).toEqual([]);
+    expect(columns).toEqual(EXPECTED_COLUMNS);
     const sequences = await q<{ relname: string }>(
       `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
        where c.relkind = 'S' and n.nspname not in ('pg_catalog', 'information_schema')
@@ -168,7 +177,7 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
   });
 
   // review R4 finding 3
-  it('cannot delete its own organization, users or sessions, nor rewrite data keys', async () => {
+  it('cannot delete its own organization, users or sessions, nor rewrite data keys or a queued mail', async () => {
     const own = { orgId: a.orgId, userId: a.ownerId, projectIds: null };
     const attacks: [string, RawBuilder<unknown>][] = [
       ['delete the org', sql`delete from organizations where org_id = ${a.orgId}`],
@@ -177,6 +186,10 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
       ['deactivate data keys', sql`update org_keys set active = false where org_id = ${a.orgId}`],
       ['delete data keys', sql`delete from org_keys where org_id = ${a.orgId}`],
       ['shadow a table', sql`create temporary table users (id uuid)`],
+      // The mail worker records delivery only: a queued reset link cannot be redirected or rewritten.
+      ['redirect a queued mail', sql`update mail_outbox set to_address = 'attacker@evil.test'`],
+      ['rewrite a queued mail', sql`update mail_outbox set subject = 'x', body_sealed = 'x'`],
+      ['delete a queued mail', sql`delete from mail_outbox`],
     ];
     for (const [name, statement] of attacks) {
       const r = await attempt(t.db, own, (tx) => exec(tx, statement));

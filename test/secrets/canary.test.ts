@@ -1,7 +1,7 @@
 /**
  * Canary secrets pushed through every credential flow — registration, email verification,
  * login, failed login, password change, password reset, invitations, API keys, webhook secrets,
- * the metrics token — must never show up in the logs, in a problem answer, in the audit trail,
+ * the metrics token, the SMTP password (mail sent, refused, and refused at AUTH) — must never show up in the logs, in a problem answer, in the audit trail,
  * nor in clear anywhere in the database. Neither may the session cookies and the verification,
  * reset and invitation tokens those flows hand out.
  */
@@ -11,6 +11,7 @@ import { createMetricsServer } from '../../src/http/metrics-server.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { ENGINES } from '../support/db.js';
 import { startGithub, signInAtGithub, type LoopbackGithub } from '../support/github.js';
+import { startSmtp, type LoopbackSmtp } from '../support/smtp.js';
 
 const PASSWORD = 'CANARY-pw-7f3a9c1e-long';
 const BAD_PASSWORD = 'CANARY-bad-9d2b';
@@ -20,6 +21,7 @@ const WEAK_PASSWORD = 'CANARY-w';
 const EMAIL = 'canary.user@example.test';
 const SOCIAL_CLIENT_SECRET = 'CANARY-social-client-secret-3f9a0e7b';
 const SOCIAL_EMAIL = 'canary.social@users.test';
+const SMTP_PASSWORD = 'CANARY-smtp-pw-6d1e9b3f';
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
 
@@ -33,24 +35,29 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
   const cookies: string[] = [];
 
   let github: LoopbackGithub;
+  let smtp: LoopbackSmtp;
 
   beforeAll(async () => {
     // Social sign-in: a provider (GitHub's protocol on loopback) whose client secret is a canary.
+    // Mail goes out over SMTP (a loopback server requiring a login whose password is a canary).
+    smtp = await startSmtp({ auth: { user: 'palisade', password: SMTP_PASSWORD } });
     github = await startGithub({ clients: [{ clientId: 'canary-client', clientSecret: SOCIAL_CLIENT_SECRET, redirectUri: `${ORIGIN}/api/auth/social/github/callback` }] });
     h = await createTestApp(engine, {
       config: {
         PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', SOCIAL_GITHUB_CLIENT_ID: 'canary-client', SOCIAL_GITHUB_CLIENT_SECRET: SOCIAL_CLIENT_SECRET,
         SOCIAL_GITHUB_AUTHORIZE_URL: `${github.url}/login/oauth/authorize`, SOCIAL_GITHUB_TOKEN_URL: `${github.url}/login/oauth/access_token`,
         SOCIAL_GITHUB_API_URL: github.url,
+        SMTP_URL: smtp.url, SMTP_TIMEOUT_MS: '1000',
       },
     });
-    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD, SOCIAL_CLIENT_SECRET })) {
+    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD, SOCIAL_CLIENT_SECRET, SMTP_PASSWORD })) {
       secrets.set(name, value);
     }
   });
   afterAll(async () => {
     await h?.close();
     await github?.close();
+    await smtp?.close();
   });
 
   async function call(method: Method, url: string, opts: { cookie?: string; payload?: unknown } = {}): Promise<LightMyRequestResponse> {
@@ -236,6 +243,24 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     github.issued.codes.forEach((c, i) => secrets.set(`socialCode#${i}`, c));
     github.issued.tokens.forEach((t, i) => secrets.set(`socialAccessToken#${i}`, t));
     expect(github.issued.tokens.length).toBeGreaterThanOrEqual(1);
+
+    // The mail of every flow above goes out: first refused at AUTH (the server wants another
+    // password), then refused per recipient (550), then delivered; each failure is logged.
+    const mailWorker = h.built.services.mailWorker;
+    if (!mailWorker) throw new Error('SMTP_URL set, yet no mail worker');
+    smtp.auth = { user: 'palisade', password: 'CANARY-other-password' };
+    expect(await mailWorker.drain()).toBeGreaterThan(0);
+    expect(h.logs.join('')).toContain('"error":"auth"');
+    smtp.auth = { user: 'palisade', password: SMTP_PASSWORD };
+    smtp.mode = 'refuse';
+    h.clock.advance(10 * 60_000);
+    expect(await mailWorker.drain()).toBeGreaterThan(0);
+    expect(h.logs.join('')).toContain('"error":"smtp_550"');
+    smtp.mode = 'accept';
+    h.clock.advance(10 * 60_000);
+    await mailWorker.drain();
+    expect(smtp.authenticated).toBeGreaterThan(0);
+    expect(smtp.received.flatMap((m) => m.to)).toContain(EMAIL);
 
     expect(cookies.length).toBeGreaterThanOrEqual(5);
     expect(problems.length).toBeGreaterThanOrEqual(12);
