@@ -68,7 +68,7 @@ export async function buildApp(deps: AppDeps) {
     ...magicLinkRoutes({ magicLinks: services.magicLinks, signIn, mfa, audit, orgs, cookie, ssoGate: services.enforcement }),
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),
-    ...auditRoutes(services.auditReader),
+    ...auditRoutes(services.auditReader, services.auditVerifier),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [

@@ -7,7 +7,7 @@ import type { Clock } from './kernel/clock.js';
 import { createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
 import { createEgressFetch, createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements } from './domains/webhooks/index.js';
 import { createAssetService } from './domains/assets/index.js';
-import { chainKeysFrom, createAuditReader, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
+import { chainKeysFrom, createAuditReader, createAuditVerifier, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
 import {
@@ -58,6 +58,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     onAppend: (orgId) => checkpoints.noteAppend(orgId),
   });
   const auditReader = createAuditReader({ db });
+  const auditVerifier = createAuditVerifier({ db, keys: chainKeys, clock, checkpointFile: config.auditCheckpoints.file });
   const sessions = createSessionService({
     db,
     clock,
@@ -115,7 +116,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });
 
   return {
-    keyring, sealer, chainKeys, mail, audit, auditReader, checkpoints,
+    keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),

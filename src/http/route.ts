@@ -38,6 +38,7 @@ export const RATE_LIMIT_POLICIES = [
   'probe',
   'authenticated',
   'inbound',
+  'audit-verify',
 ] as const;
 export type RateLimitPolicy = (typeof RATE_LIMIT_POLICIES)[number];
 

@@ -7,6 +7,8 @@ export type { ChainReport, ChainCheckpoint, Query } from './verify.js';
 export { createAuditReader } from './reader.js';
 export type { AuditReader, AuditQuery, AuditEventView } from './reader.js';
 export { auditRoutes } from './routes.js';
+export { createAuditVerifier, MAX_PROBLEMS } from './verification.js';
+export type { AuditVerifier } from './verification.js';
 export { createCheckpointer, readCheckpoints, signCheckpoint, checkpointLine } from './checkpoints.js';
 export type { Checkpoint, Checkpointer, CheckpointSet } from './checkpoints.js';
 export { auditVerify, auditCheckpoint } from './operator.js';

@@ -29,3 +29,14 @@ export const auditPage = z.object({
   events: z.array(auditEventView),
   nextBefore: z.number().int().nullable().meta({ description: 'Pass as `before` for the next (older) page; null on the last one' }),
 });
+
+/** The org's hash chain verified on request, as `palisade audit verify --org` does, with the server's chain keys. */
+export const chainVerification = z.object({
+  ok: z.boolean().meta({ description: 'Every event verifies, links to its predecessor, the head matches, and the chain reaches its latest checkpoint' }),
+  events: z.number().int().nonnegative().meta({ description: 'Events walked' }),
+  problems: z.array(z.string()).meta({
+    description: 'Each edited, deleted or reordered event by position and id, and a truncated tail; at most 20, then one line counting the rest',
+  }),
+  checkedAt: timestamp,
+});
+export type ChainVerification = z.infer<typeof chainVerification>;

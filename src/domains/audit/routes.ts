@@ -3,7 +3,8 @@ import { defineRoute, type AnyRoute } from '../../http/route.js';
 import { orgParams } from '../../http/schemas.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditEventView as StoredEvent, AuditReader } from './reader.js';
-import { auditPage, type AuditEventView } from './responses.js';
+import { auditPage, chainVerification, type AuditEventView } from './responses.js';
+import type { AuditVerifier } from './verification.js';
 import type { AuditResult } from './writer.js';
 
 const filter = z.string().trim().min(1).max(200).optional();
@@ -23,7 +24,7 @@ const moment = z
   .union([z.iso.date(), z.iso.datetime({ offset: true })], { error: 'expected an ISO 8601 date or date-time, e.g. 2026-12-04 or 2026-12-04T09:30:00Z' })
   .transform((v) => new Date(v));
 
-export function auditRoutes(reader: AuditReader): AnyRoute[] {
+export function auditRoutes(reader: AuditReader, verifier: AuditVerifier): AnyRoute[] {
   return [
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/audit', summary: 'Page through the organization\u2019s audit trail (newest first)',
@@ -49,6 +50,17 @@ export function auditRoutes(reader: AuditReader): AnyRoute[] {
         const page = await reader.list(bindingOf(ctx), requireOrg(ctx).orgId, query);
         return { ...page, events: page.events.map(eventView) };
       },
+    }),
+    defineRoute({
+      method: 'GET', url: '/api/orgs/:orgId/audit/verification',
+      summary: 'Verify the organization\u2019s audit hash chain (every event, the head, the latest checkpoint)',
+      tags: ['audit'], auth: { mode: 'session' }, api: true, permission: 'audit:read', audit: { none: 'read' }, ownerRecovery: true,
+      // A walk of the whole chain: its own, small budget (rate-limit/policies.ts).
+      rateLimit: 'audit-verify',
+      schema: { params: orgParams, response: chainVerification },
+      // As the trail: ownerRecovery and the org's MFA policy can send the caller to step up.
+      errors: ['step_up_required'],
+      handler: ({ ctx }) => verifier.verify(bindingOf(ctx), requireOrg(ctx).orgId),
     }),
   ];
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/schemas.js';
 import { userView } from '../identity/index.js';
+import { permission } from '../tenancy/index.js';
 
 /**
  * What the session routes answer (sign-in, your profile and sessions, step-up). The services'
@@ -8,13 +9,22 @@ import { userView } from '../identity/index.js';
  * them, so a column nobody named here (a session's token hash, its epoch) never leaves.
  */
 
-/** An org you belong to, with your role there. */
+/**
+ * An org you belong to, with your role there and what it lets you do: the console decides what
+ * to show from `permissions` and `projectIds`, which are what the server enforces per request.
+ */
 export const myOrg = z.object({
   id: uuid,
   slug: z.string(),
   name: z.string(),
   createdAt: timestamp,
   role: z.string().meta({ description: 'Your role there: owner, admin, member, viewer, project_viewer or custom' }),
+  roleLabel: z.string().meta({ description: 'The custom role\u2019s name for a custom role, else the role (as `role`)' }),
+  permissions: z.array(permission).meta({
+    description: 'Your effective permissions there, sorted: your role\u2019s, without the org-wide ones when you are ' +
+      'restricted to projects. The org\u2019s admin IP allowlist and MFA requirement still apply per request',
+  }),
+  projectIds: z.array(uuid).nullable().meta({ description: 'Null when you reach every project; else the projects you are assigned to' }),
 });
 export type MyOrg = z.infer<typeof myOrg>;
 

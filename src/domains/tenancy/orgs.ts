@@ -4,10 +4,28 @@ import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
-import { bindingOf, requireOrg } from './access.js';
+import type { Permission } from '../../kernel/permissions.js';
+import { accessFrom, bindingOf, loadMembership, requireOrg } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import type { AuditDetails } from '../audit/index.js';
 import type { OrgSettingsView, OrgView } from './responses.js';
+
+/**
+ * One org of the signed-in user (GET /api/me, every completed sign-in): what the console shows
+ * and hides is computed from `permissions` and `projectIds`, so they are what the server enforces
+ * at request time (accessFrom over palisade_membership: a restricted member holds no org-wide
+ * permission). The org's admin IP allowlist and MFA requirement, which depend on the request,
+ * still apply on top.
+ */
+export type MyOrgView = OrgView & {
+  role: string;
+  /** The custom role's name for a custom role, else the role key. */
+  roleLabel: string;
+  /** Effective permissions, sorted. */
+  permissions: Permission[];
+  /** Null: every project; else the assigned ones (sorted). */
+  projectIds: string[] | null;
+};
 
 export interface OrgSettingsInput {
   sessionIdleMinutes?: number | null | undefined;
@@ -96,15 +114,30 @@ export function createOrgService(deps: TenancyDeps) {
       });
     },
 
-    async listMine(userId: string): Promise<(OrgView & { role: string })[]> {
-      return deps.db.withTenant({ orgId: null, userId }, async (tx) => {
-        const list = await rows<{ org_id: string; slug: string; name: string; created_at: Date; role: string }>(
+    async listMine(userId: string): Promise<MyOrgView[]> {
+      const list = await deps.db.withTenant({ orgId: null, userId }, (tx) =>
+        rows<{ org_id: string; slug: string; name: string; created_at: Date; role: string }>(
           tx,
           sql`select o.org_id, o.slug, o.name, o.created_at, m.role from memberships m
               join organizations o on o.org_id = m.org_id where m.user_id = ${userId} order by o.slug`,
-        );
-        return list.map((o) => ({ id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: o.role }));
-      });
+        ),
+      );
+      const out: MyOrgView[] = [];
+      // One membership read per org, bound to that org as resolveAccess binds it (RLS shows a
+      // member's custom role and project assignments only inside their org): the same row and
+      // derivation the pipeline authorizes each request with.
+      for (const o of list) {
+        const m = await deps.db.withTenant({ orgId: o.org_id, userId, projectIds: null }, (tx) => loadMembership(tx, o.org_id, userId));
+        if (!m) continue; // left or removed between the two reads
+        const access = accessFrom(o.org_id, m);
+        out.push({
+          id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: m.role,
+          roleLabel: m.role === 'custom' ? (m.custom_name ?? 'custom') : m.role,
+          permissions: access.permissions.list().sort(),
+          projectIds: access.projectIds === null ? null : [...access.projectIds].sort(),
+        });
+      }
+      return out;
     },
 
     async get(ctx: RequestContext): Promise<OrgView> {

@@ -82,6 +82,24 @@ export type RoleView = z.infer<typeof roleView>;
 
 export const roleList = z.object({ roles: z.array(roleView) });
 
+/**
+ * The permission catalogue as the server enforces it (GET /api/permissions, kernel/permissions.ts):
+ * the console derives its role editor, key forms and hints from it instead of copying the lists.
+ */
+export const permissionCatalogue = z.object({
+  permissions: z.array(z.object({
+    name: permission,
+    description: z.string(),
+    orgWide: z.boolean().meta({ description: 'Reaches beyond the projects a member is assigned to: a member restricted to projects never holds it' }),
+    apiKey: z.boolean().meta({ description: 'A secret API key may carry it' }),
+    browserSafe: z.boolean().meta({ description: 'A publishable (browser) key may carry it' }),
+    projectKey: z.boolean().meta({ description: 'A key bound to one project may carry it' }),
+    ownerOnly: z.boolean().meta({ description: 'Only the owner role holds it among the built-in roles (admins do not)' }),
+  })).meta({ description: 'In catalogue order' }),
+  builtinRoles: z.array(z.object({ name: z.string(), permissions: z.array(permission) })).meta({ description: 'Most to least' }),
+});
+export type PermissionCatalogue = z.infer<typeof permissionCatalogue>;
+
 export const projectView = z.object({
   id: uuid,
   name: z.string(),

@@ -2,11 +2,36 @@ import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, orgWideIn, PermissionSet, type Permission } from '../../kernel/permissions.js';
+import {
+  ALL_PERMISSIONS, API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, isOrgWide, orgWideIn, PERMISSIONS,
+  PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission,
+} from '../../kernel/permissions.js';
 import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import { assertCanActOn, bindingOf, requireOrg } from './access.js';
 import type { OrgAccess } from '../../kernel/context.js';
 import type { Database } from '../../db/database.js';
+import type { PermissionCatalogue } from './responses.js';
+
+/**
+ * The kernel's permission catalogue as GET /api/permissions publishes it: every list read from
+ * kernel/permissions.ts, none copied. Owner-only: in the owner role but not the admin one.
+ */
+export function permissionCatalogue(): PermissionCatalogue {
+  const admin = new Set<Permission>(BUILTIN_ROLE_PERMISSIONS.admin);
+  const owner = new Set<Permission>(BUILTIN_ROLE_PERMISSIONS.owner);
+  return {
+    permissions: ALL_PERMISSIONS.map((name) => ({
+      name,
+      description: PERMISSIONS[name],
+      orgWide: isOrgWide(name),
+      apiKey: API_KEY_PERMISSIONS.includes(name),
+      browserSafe: BROWSER_SAFE_PERMISSIONS.includes(name),
+      projectKey: PROJECT_KEY_PERMISSIONS.includes(name),
+      ownerOnly: owner.has(name) && !admin.has(name),
+    })),
+    builtinRoles: BUILTIN_ROLES.map((name) => ({ name, permissions: [...BUILTIN_ROLE_PERMISSIONS[name]] })),
+  };
+}
 
 /** Editing a role edits its holders: a restricted editor must be able to act on each of them. */
 async function assertCanActOnHolders(db: Database, actor: OrgAccess, roleId: string): Promise<void> {

@@ -6,10 +6,10 @@ import type { ErrorCode } from '../../kernel/errors.js';
 import type { OrgService } from './orgs.js';
 import type { MemberService } from './members.js';
 import type { InvitationService } from './invitations.js';
-import type { RoleService } from './roles.js';
+import { permissionCatalogue as catalogue, type RoleService } from './roles.js';
 import type { ProjectService } from './projects.js';
 import {
-  acceptedInvitation, createdInvitation, invitationList, memberList, orgSettingsView, orgView, permission, projectList, projectMemberList,
+  acceptedInvitation, createdInvitation, invitationList, memberList, orgSettingsView, orgView, permission, permissionCatalogue, projectList, projectMemberList,
   projectView, roleKey, roleList, roleView,
 } from './responses.js';
 
@@ -151,6 +151,13 @@ export function tenancyRoutes(s: {
     }),
 
     // Roles
+    defineRoute({
+      method: 'GET', url: '/api/permissions', summary: 'The permission catalogue: what each permission means and reaches, and the built-in roles',
+      tags: ['roles'], auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { none: 'read' },
+      // The same for every caller (the kernel's lists); the console derives its role editor, key forms and hints from it.
+      schema: { response: permissionCatalogue }, errors: [],
+      handler: async () => catalogue(),
+    }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/roles', summary: 'List built-in and custom roles', tags: ['roles'],
       auth: { mode: 'session' }, permission: 'roles:read', rateLimit: 'authenticated', audit: { none: 'read' },

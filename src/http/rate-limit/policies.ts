@@ -44,6 +44,11 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // 600 a minute per sending address on provider-signed inbound webhooks: providers send bursts
   // (a retry storm after their outage) from few addresses; the signature check is one HMAC.
   inbound: { limit: 600, windowSeconds: 60 },
+  // 10 per 5 minutes per signed-in actor (per key and creator) for verifying an org's audit chain:
+  // each call walks and re-hashes every event of the org, so `authenticated` would let one member
+  // keep the database busy; a console showing the result, or an integration checking on a
+  // schedule, stays far below it.
+  'audit-verify': { limit: 10, windowSeconds: 300 },
 });
 
 /** Merges overrides into the defaults and refuses nonsense at start-up rather than at the first hit. */
