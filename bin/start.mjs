@@ -15,6 +15,17 @@ if (production && !existsSync(compiled)) {
   process.stderr.write('NODE_ENV=production runs the compiled server: run `npm run build` first (dist/main.js is missing)\n');
   process.exit(2);
 }
+// The console is built from source when missing or stale (never committed): a fresh clone's
+// `npm ci && npm start` serves it. In production the build step made it, as it made dist/.
+if (production) {
+  if (!existsSync(fileURLToPath(new URL('../web/dist/index.html', import.meta.url)))) {
+    process.stderr.write('NODE_ENV=production serves the built console: run `npm run build` first (web/dist is missing)\n');
+    process.exit(2);
+  }
+} else {
+  const { ensureConsole } = await import('../scripts/console-build.mjs');
+  ensureConsole();
+}
 const args = production
   ? ['--enable-source-maps', compiled]
   : ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../src/main.ts', import.meta.url))];

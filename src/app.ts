@@ -7,6 +7,7 @@ import { buildOpenApi } from './http/openapi.js';
 import { keepRawBodies, mountRoutes } from './http/pipeline.js';
 import { apiMirrors, type AnyRoute } from './http/route.js';
 import { createHttpServer } from './http/server.js';
+import { consoleFallback } from './http/console.js';
 import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js';
 import { Metrics } from './http/metrics.js';
 import { createAuthenticators } from './authenticators.js';
@@ -85,6 +86,7 @@ export async function buildApp(deps: AppDeps) {
     hsts: config.publicOrigin.startsWith('https:') || config.env === 'production',
     sessionCookieName: cookie.name,
     metrics,
+    fallback: consoleFallback(),
   });
   const strictAudit = config.env !== 'production';
   const limiter = createRateLimiter({

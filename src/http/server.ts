@@ -1,7 +1,7 @@
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { randomToken } from '../crypto/index.js';
 import { AppError } from '../kernel/errors.js';
@@ -22,6 +22,8 @@ export interface HttpOptions {
   sessionCookieName: string;
   metrics: Metrics;
   bodyLimit?: number;
+  /** What answers a request no route matched before the 404 does (the console's bundle). */
+  fallback?: (request: FastifyRequest, reply: FastifyReply) => FastifyReply | null;
 }
 
 function originOf(value: string | undefined): string | null {
@@ -153,6 +155,6 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   app.addHook('onRequest', async (request) => checkCsrf(request, allowed, opts.sessionCookieName));
 
   app.setErrorHandler((err, request, reply) => errorHandler(err, request, reply));
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new AppError('not_found')));
+  app.setNotFoundHandler((request, reply) => opts.fallback?.(request, reply) ?? sendProblem(reply, request, new AppError('not_found')));
   return app;
 }

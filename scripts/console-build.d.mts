@@ -1,0 +1,3 @@
+export function consoleInputsHash(): string;
+export function consoleIsCurrent(): boolean;
+export function ensureConsole(opts?: { force?: boolean; log?: (message: string) => void }): boolean;

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import AxeBuilder from '@axe-core/playwright';
+import type { Page } from 'playwright-core';
+import { signInAs, startConsole, type ConsoleHarness } from './browser.js';
+
+async function seriousViolations(page: Page): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).analyze();
+  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
+}
+
+describe('console sign-in in Chromium', () => {
+  let c: ConsoleHarness;
+  beforeAll(async () => {
+    c = await startConsole('pglite');
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('serves the sign-in page at / when signed out, under the strict CSP, with nothing the CSP refused', async () => {
+    const { page } = await c.newPage();
+    const refused: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') refused.push(m.text());
+    });
+    const res = await page.goto('/');
+    expect(res?.status()).toBe(200);
+    expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
+    await expect.poll(() => page.url()).toBe(`${c.origin}/sign-in`);
+    await page.getByRole('heading', { name: 'Sign in to Palisade' }).waitFor();
+    // Only the 401 of GET /api/me (signed out) may be logged: no CSP violation, no script error.
+    expect(refused.filter((t) => !t.includes('401'))).toEqual([]);
+    expect(await seriousViolations(page)).toEqual([]);
+  });
+
+  it('shows a wrong password in words and stays signed out', async () => {
+    const { page, context } = await c.newPage();
+    const owner = c.h.user('acme', 'owner');
+    await signInAs(page, owner.email, 'not-the-password');
+    await page.getByRole('alert').getByText('Invalid credentials').waitFor();
+    expect((await context.cookies()).some((k) => k.name.includes('session'))).toBe(false);
+  });
+
+  it('signs in with a password into an HttpOnly cookie, keeps nothing in storage, and signs out', async () => {
+    const { page, context } = await c.newPage();
+    const owner = c.h.user('acme', 'owner');
+    await signInAs(page, owner.email, owner.password);
+    await page.getByRole('banner').getByText(owner.email).waitFor();
+    const session = (await context.cookies()).find((k) => k.name.includes('session'));
+    expect(session?.httpOnly).toBe(true);
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    expect(stored).toBe('{}{}');
+    expect(page.url()).not.toContain('token');
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Palisade' }).waitFor();
+    expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
+  });
+});
