@@ -1,20 +1,10 @@
-import type { ReactNode } from 'react';
-import type { RouteKey } from '../api/routes.gen';
-import { Profile } from './account/Profile';
+import { ACCOUNT_PAGES } from './account';
+import { PEOPLE_PAGES } from './people';
+import { INTEGRATIONS_PAGES } from './integrations';
+import { GOVERNANCE_PAGES } from './governance';
 
-/**
- * Every page of the console, with the route it reads: a page is listed, and reachable, only for
- * a viewer who may call that route (api/access.ts). Adding a page is adding a line here.
- */
-export interface PageEntry {
-  path: string;
-  title: string;
-  needs: RouteKey;
-  element: ReactNode;
-}
+export type { PageEntry } from './entry';
+export { ACCOUNT_PAGES };
 
-export const ACCOUNT_PAGES: PageEntry[] = [
-  { path: 'profile', title: 'Profile and password', needs: 'GET /api/me', element: <Profile /> },
-];
-
-export const ORG_PAGES: PageEntry[] = [];
+/** Every page of an org, in the order of the navigation. Adding a page is a line in its area. */
+export const ORG_PAGES = [...PEOPLE_PAGES, ...INTEGRATIONS_PAGES, ...GOVERNANCE_PAGES];

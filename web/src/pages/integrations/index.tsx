@@ -1,0 +1,3 @@
+import type { PageEntry } from '../entry';
+
+export const INTEGRATIONS_PAGES: PageEntry[] = [];

@@ -1,0 +1,3 @@
+import type { PageEntry } from '../entry';
+
+export const PEOPLE_PAGES: PageEntry[] = [];
