@@ -1,3 +1,4 @@
+import AxeBuilder from '@axe-core/playwright';
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { freePort } from '../support/redis.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -59,4 +60,10 @@ export async function signInAs(page: Page, email: string, password: string): Pro
   await form.getByLabel('Email').fill(email);
   await form.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+}
+
+/** axe-core's serious and critical findings on the page as it is now (the bar: none). */
+export async function seriousViolations(page: Page): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).analyze();
+  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} (${v.nodes.length})`);
 }

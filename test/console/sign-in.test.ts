@@ -1,12 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import AxeBuilder from '@axe-core/playwright';
-import type { Page } from 'playwright-core';
-import { signInAs, startConsole, type ConsoleHarness } from './browser.js';
-
-async function seriousViolations(page: Page): Promise<string[]> {
-  const result = await new AxeBuilder({ page }).analyze();
-  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
-}
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
 
 describe('console sign-in in Chromium', () => {
   let c: ConsoleHarness;
