@@ -41,7 +41,8 @@ describe('console sign-in in Chromium', () => {
     await page.getByRole('banner').getByText(owner.email).waitFor();
     const session = (await context.cookies()).find((k) => k.name.includes('session'));
     expect(session?.httpOnly).toBe(true);
-    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    // Runs in the page: the browser's storages, named through globalThis (tests compile without the DOM library).
+    const stored = await page.evaluate(() => { const g = globalThis as unknown as Record<'localStorage' | 'sessionStorage', object>; return JSON.stringify({ ...g.localStorage }) + JSON.stringify({ ...g.sessionStorage }); });
     expect(stored).toBe('{}{}');
     expect(page.url()).not.toContain('token');
     expect(await seriousViolations(page)).toEqual([]);
