@@ -52,6 +52,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   built.services.startBackground();
   const lines = [`Palisade ${VERSION} listening on ${address} (database: ${db.engine}, public origin ${config.publicOrigin})`];
   if (metricsAddress) lines.push(`Metrics on ${metricsAddress}/metrics${config.metrics?.token ? ' (bearer token: PALISADE_METRICS_TOKEN)' : ' (loopback, no token)'}`);
+  lines.push(`Admin console: ${config.publicOrigin}/`);
   if (demo) {
     lines.push('Demo logins (also in ' + demoFile + '):');
     for (const l of demo.logins) lines.push(`  ${l.org.padEnd(7)} ${l.role.padEnd(18)} ${l.email.padEnd(30)} ${l.password}`);

@@ -261,7 +261,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const stateDir = resolve(e.PALISADE_STATE_DIR);
 
   // An invalid origin is refused; the fallback (never used) keeps it from adding an https refusal.
-  const publicOrigin = attempt(() => normalizeOrigin(e.PUBLIC_ORIGIN ?? `http://127.0.0.1:${e.PORT}`), 'https://invalid.invalid');
+  const publicOrigin = attempt(() => normalizeOrigin(e.PUBLIC_ORIGIN ?? `http://localhost:${e.PORT}`), 'https://invalid.invalid');
   if (prod && !publicOrigin.startsWith('https:')) refuse('production needs an https PUBLIC_ORIGIN');
 
   const corsRaw = splitList(e.CORS_ORIGINS);

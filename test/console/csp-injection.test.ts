@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signInAs, startConsole, type ConsoleHarness } from './browser.js';
+
+// Each would run script if the console ever turned server text into markup, or if the CSP let an
+// inline script or handler run: every one of them sets the same flag in the page.
+const PAYLOADS = [
+  '<img src=x onerror="window.__pwned=1">',
+  '<script>window.__pwned=1</script>',
+  '"><svg onload="window.__pwned=1">',
+];
+
+/**
+ * Script tags and handlers stored through the free-text fields the console shows (org, project,
+ * role and key names, descriptions, webhook descriptions), then every page the owner can open is
+ * visited: the text shows as text and nothing runs.
+ */
+describe('the console never runs script stored in free-text fields', () => {
+  let c: ConsoleHarness;
+  beforeAll(async () => {
+    c = await startConsole('pglite');
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('shows injected markup as text on every page, and no script from it runs', async () => {
+    const owner = c.h.user('acme', 'owner');
+    const orgId = c.h.orgId('acme');
+    const cookie = await c.h.cookieFor(owner.email);
+    const send = async (method: 'POST' | 'PATCH', url: string, payload: object) => {
+      const res = await c.h.built.app.inject({ method, url, payload, headers: { cookie, origin: c.origin } });
+      expect(res.statusCode, `${method} ${url}: ${res.body}`).toBeLessThan(300);
+    };
+    const [a, b, d] = PAYLOADS as [string, string, string];
+    await send('PATCH', `/api/orgs/${orgId}`, { name: `Acme ${a}` });
+    await send('POST', `/api/orgs/${orgId}/projects`, { name: `P ${b}` });
+    await send('POST', `/api/orgs/${orgId}/roles`, { name: `R ${d}`.slice(0, 60), description: `${a} ${b}`, permissions: ['projects:read'] });
+    await send('POST', `/api/orgs/${orgId}/api-keys`, { name: `K ${a}`.slice(0, 60), kind: 'secret', permissions: ['projects:read'] });
+    await send('POST', `/api/orgs/${orgId}/webhooks`, { url: 'https://hooks.example.com/in', events: ['*'], description: `${b} ${d}` });
+
+    const { page } = await c.newPage();
+    const dialogs: string[] = [];
+    page.on('dialog', (dlg) => {
+      dialogs.push(dlg.message());
+      void dlg.dismiss();
+    });
+    await signInAs(page, owner.email, owner.password);
+    await expect.poll(() => page.url()).toContain(`/orgs/${orgId}/`);
+    const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').evaluateAll((as) => as.map((x) => x.getAttribute('href') ?? ''));
+    expect(links.length).toBeGreaterThan(3);
+    for (const href of links) {
+      await page.goto(href);
+      await page.getByRole('heading', { level: 1 }).waitFor();
+      await page.waitForLoadState('networkidle');
+      const pwned = await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned ?? 0);
+      expect(pwned, href).toBe(0);
+    }
+    // The org's name heads the navigation on every page: as the characters typed, not as an element.
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('heading', { name: `Acme ${a}` }).waitFor();
+    expect(dialogs).toEqual([]);
+  });
+});

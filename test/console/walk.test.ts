@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+
+const ROLES = ['owner', 'admin', 'member', 'viewer', 'project_viewer', 'restricted_member'] as const;
+
+/** The console's org pages the navigation offers on the current page, as paths without the org. */
+async function navPages(page: Page, orgId: string): Promise<string[]> {
+  const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href') ?? ''));
+  return links.filter((h) => h.startsWith(`/orgs/${orgId}/`)).map((h) => h.slice(`/orgs/${orgId}/`.length));
+}
+
+async function accountPages(page: Page): Promise<string[]> {
+  const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').evaluateAll((as) => as.map((a) => a.getAttribute('href') ?? ''));
+  return links.filter((h) => h.startsWith('/account/'));
+}
+
+/**
+ * Every page as every demo role of acme: each page the navigation offers opens without a 5xx and
+ * with no serious accessibility finding; each org page it does not offer (the owner sees them
+ * all) says it is not available when opened by its address.
+ */
+describe('the console walked as every demo role', () => {
+  let c: ConsoleHarness;
+  let acme: string;
+  let all: string[] = [];
+  beforeAll(async () => {
+    c = await startConsole('pglite');
+    acme = c.h.orgId('acme');
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it.each(ROLES)('as %s', async (role) => {
+    const who = c.h.user('acme', role);
+    const { page } = await c.newPage();
+    await signInAs(page, who.email, who.password);
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    // Signing in lands on the first page of the viewer's first org (acme: they belong to no other).
+    await expect.poll(() => page.url()).toContain(`/orgs/${acme}/`);
+    await page.getByRole('heading', { level: 1 }).waitFor();
+    const mine = await navPages(page, acme);
+    if (role === 'owner') all = mine;
+    expect(mine.length).toBeGreaterThan(0);
+    const before = c.answers.length;
+    for (const path of [...mine.map((p) => `/orgs/${acme}/${p}`), ...(await accountPages(page))]) {
+      await page.goto(path);
+      await page.getByRole('heading', { level: 1 }).waitFor();
+      await page.waitForLoadState('networkidle');
+      expect(await page.getByText('not available to you').count(), path).toBe(0);
+      expect(await seriousViolations(page), `${role} ${path}`).toEqual([]);
+    }
+    for (const hidden of all.filter((p) => !mine.includes(p))) {
+      await page.goto(`/orgs/${acme}/${hidden}`);
+      await page.getByText('not available to you').waitFor();
+    }
+    expect(c.answers.slice(before).filter((a) => a.status >= 500)).toEqual([]);
+  });
+});
