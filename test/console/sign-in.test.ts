@@ -51,3 +51,26 @@ describe('console sign-in in Chromium', () => {
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 });
+
+describe('console problems in words', () => {
+  let c: ConsoleHarness;
+  beforeAll(async () => {
+    c = await startConsole('pglite');
+  });
+  afterAll(async () => {
+    await c.close();
+  });
+
+  it('names the field the server refused, next to it', async () => {
+    const { page } = await c.newPage();
+    await page.goto('/sign-up');
+    await page.getByLabel('Name').fill('New Person');
+    await page.getByLabel('Email').fill('new.person@example.com');
+    await page.getByLabel('Password').fill('short');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    const password = page.getByLabel('Password');
+    await expect.poll(() => password.getAttribute('aria-invalid')).toBe('true');
+    const note = await password.getAttribute('aria-describedby');
+    expect(await page.locator(`[id="${note}"]`).textContent()).toMatch(/\S/);
+  });
+});

@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+
+// `UPDATE_SCREENSHOTS=1 npx vitest run test/console/walk.test.ts` refreshes the README's pictures
+// (docs/console/) from the owner's walk; a plain test run leaves the tree as it is.
+const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? 'docs/console' : null;
 
 const ROLES = ['owner', 'admin', 'member', 'viewer', 'project_viewer', 'restricted_member'] as const;
 
@@ -50,6 +55,12 @@ describe('the console walked as every demo role', () => {
       await page.waitForLoadState('networkidle');
       expect(await page.getByText('not available to you').count(), path).toBe(0);
       expect(await seriousViolations(page), `${role} ${path}`).toEqual([]);
+      if (SHOTS && role === 'owner') {
+        mkdirSync(SHOTS, { recursive: true });
+        const name = path.replace(`/orgs/${acme}/`, '').replace('/account/', 'account-').replace(/[^a-z0-9-]/g, '-');
+        await page.setViewportSize({ width: 1100, height: 700 });
+        await page.screenshot({ path: `${SHOTS}/${name}.jpeg`, type: 'jpeg', quality: 55 });
+      }
     }
     for (const hidden of all.filter((p) => !mine.includes(p))) {
       await page.goto(`/orgs/${acme}/${hidden}`);

@@ -26,8 +26,17 @@ export function ProblemView({ error }: { error: unknown }) {
   );
 }
 
+/** A problem's field path as the form names it: the server prefixes where it looked (`body.email`). */
+function formPath(path: string): string {
+  return path.replace(/^(body|query|params)\.?/, '');
+}
+
 /** The message of the field named `path` in a validation problem, for aria-describedby. */
 export function fieldError(error: unknown, path: string): string | undefined {
   if (!(error instanceof ApiError)) return undefined;
-  return error.problem.errors?.find((e) => e.path === path || e.path.startsWith(`${path}.`) || e.path.startsWith(`${path}[`))?.message;
+  const want = formPath(path);
+  return error.problem.errors?.find((e) => {
+    const p = formPath(e.path);
+    return p === want || p.startsWith(`${want}.`);
+  })?.message;
 }
