@@ -101,7 +101,7 @@ describe('account: two-factor security and sessions in Chromium', () => {
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 
-  it('turns the authenticator app off with a code; the passkeys and linked sign-in pages are axe clean', async () => {
+  it('turns the authenticator app off with a code, signs out every other session, unlinks a social identity; every account page is axe clean', async () => {
     const user = await passwordUser(c.h, c.h.orgId('acme'), 'member');
     const { page } = await c.newPage();
     await signInAs(page, user.email, user.password);
@@ -116,7 +116,24 @@ describe('account: two-factor security and sessions in Chromium', () => {
     await page.getByRole('button', { name: 'Turn off' }).click();
     await page.getByRole('button', { name: 'Set up an authenticator app' }).waitFor();
     expect(await actions(c, user.id, 'auth.mfa_disabled')).toBe(1);
-    for (const path of ['/account/passkeys', '/account/social', '/account/sessions']) {
+    // "Sign out all other sessions": every other session ends, this one stays.
+    const others = [await c.h.cookieFor(user.email), await c.h.cookieFor(user.email)];
+    await page.goto('/account/sessions');
+    await page.getByRole('button', { name: 'Sign out all other sessions' }).click();
+    await page.getByRole('button', { name: 'Sign out all other sessions' }).waitFor({ state: 'detached' });
+    for (const cookie of others) expect((await call(c.h, 'GET', '/api/me', { cookie })).statusCode).toBe(401);
+    await page.getByText('This session').waitFor();
+
+    // A linked social identity (as a completed link leaves it) is listed and unlinked.
+    await c.h.t.owner.query("insert into social_identities (provider, issuer, subject, user_id, email, linked_at) values ('github', 'https://github.com', '4242', $1, 'octo@example.test', now())", [user.id]);
+    await page.goto('/account/social');
+    await page.getByText('octo@example.test').waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.getByRole('button', { name: 'Unlink github' }).click();
+    await page.getByText('No social identities are linked.').waitFor();
+    expect(await actions(c, user.id, 'auth.social_identity_unlinked')).toBe(1);
+
+    for (const path of ['/account/passkeys', '/account/social', '/account/sessions', '/account/profile']) {
       await page.goto(path);
       await page.getByRole('heading', { level: 2 }).first().waitFor();
       await page.getByText(/Loading/).waitFor({ state: 'detached' });
