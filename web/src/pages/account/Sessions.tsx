@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { api, call } from '../../api/client';
+import { api, call, isProblem } from '../../api/client';
 import { useAction } from '../../api/action';
 import { ProblemView } from '../../ui/problem';
 import { Loading, Paged, when } from '../../ui/table';
@@ -15,7 +15,12 @@ export function Sessions() {
   // The server has no "all others" route: revoke each other session in turn.
   const revokeOthers = useAction(
     async (ids: string[]) => {
-      for (const id of ids) await revokeOne(id);
+      for (const id of ids) {
+        // A session that ended meanwhile (expired, signed out) is already what we want.
+        await revokeOne(id).catch((err: unknown) => {
+          if (!isProblem(err, 'not_found')) throw err;
+        });
+      }
     },
     { invalidate: [KEY] },
   );
