@@ -22,7 +22,7 @@ describe('people pages as the acme owner', () => {
   /** The step-up dialog of a sensitive action, answered with the password (the demo owner has no second factor). */
   async function stepUpIfAsked() {
     const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
-    await dialog.waitFor({ timeout: 5000 }).catch(() => undefined);
+    await dialog.waitFor({ timeout: 2500 }).catch(() => undefined);
     if (await dialog.isVisible()) {
       await dialog.getByLabel('Your password').fill(c.h.user('acme', 'owner').password);
       await dialog.getByRole('button', { name: 'Confirm' }).click();
