@@ -91,4 +91,15 @@ describe('people pages as the acme owner', () => {
     await row.waitFor({ state: 'detached' });
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
+
+  it('shows the server\u2019s last_owner refusal in words when the only owner demotes themself', async () => {
+    await page.getByRole('link', { name: 'Members' }).click();
+    const owner = c.h.user('acme', 'owner');
+    const row = page.getByRole('listitem', { name: owner.email, exact: true });
+    await row.getByLabel(`Role of ${owner.email}`, { exact: true }).selectOption('admin');
+    await row.getByRole('button', { name: 'Change role' }).click();
+    await stepUpIfAsked();
+    await row.getByRole('alert').getByText('The organization needs at least one owner').waitFor();
+    await row.getByText('The organization must keep at least one owner').waitFor();
+  });
 });
