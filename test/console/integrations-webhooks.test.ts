@@ -63,6 +63,36 @@ describe('console webhooks in Chromium', () => {
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 
+  it('owner edits and deletes an endpoint, adds and deletes an inbound source (its secret never shown back)', async () => {
+    const { page } = await c.newPage();
+    const owner = c.h.user('acme', 'owner');
+    const orgId = c.h.orgId('acme');
+    await signInAs(page, owner.email, owner.password);
+    await page.getByRole('banner').getByText(owner.email).waitFor();
+    await page.goto(`/orgs/${orgId}/webhooks`);
+    await page.getByRole('button', { name: 'Edit loopback receiver' }).click();
+    const edit = page.getByRole('form', { name: 'Save endpoint' });
+    await edit.getByLabel('Description').fill('renamed receiver');
+    await edit.getByRole('button', { name: 'Save endpoint' }).click();
+    await page.getByRole('list', { name: 'Endpoints' }).getByText(/renamed receiver/).first().waitFor();
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Delete renamed receiver' }).click();
+    await page.getByText('No webhook endpoints yet.').waitFor();
+
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    const form = page.getByRole('form', { name: 'Add an inbound source' });
+    await form.getByLabel('Source name').fill('billing events');
+    await form.getByLabel(/Provider signing secret/).fill(secret);
+    await form.getByRole('button', { name: 'Add source' }).click();
+    await page.getByRole('list', { name: 'Inbound sources' }).getByText('billing events', { exact: true }).waitFor();
+    expect(await page.content()).not.toContain(secret);
+    expect(await seriousViolations(page)).toEqual([]);
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Delete billing events' }).click();
+    await page.getByText('No inbound sources yet.').waitFor();
+    expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
+  });
+
   it('a viewer sees no webhook page nor any create button', async () => {
     const { page } = await c.newPage();
     const viewer = c.h.user('acme', 'viewer');

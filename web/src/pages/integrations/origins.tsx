@@ -21,7 +21,7 @@ export function BrowserOrigins({ org, orgId }: { org: MyOrg; orgId: string }) {
     { invalidate: [['org', orgId, 'settings']], onSuccess: () => setDraft(null) },
   );
   if (!readable || !settings.data) return null;
-  const current = (settings.data as { browserOrigins?: string[] }).browserOrigins ?? [];
+  const current = settings.data.browserOrigins;
   const text = draft ?? current.join('\n');
   const submit = (e: FormEvent) => {
     e.preventDefault();
