@@ -22,7 +22,7 @@ export function Domains({ orgId, org }: { orgId: string; org: MyOrg | undefined 
       <h2 id="domains">Email domains</h2>
       {can(org, 'POST /api/orgs/{orgId}/domains') ? (
         <form onSubmit={submit}>
-          <Field label="Domain to claim" field="domain" error={claim.error} value={domain} onChange={(e) => setDomain(e.target.value)} required />
+          <Field label="Domain to claim" field="body.domain" error={claim.error} value={domain} onChange={(e) => setDomain(e.target.value)} required />
           <ProblemView error={claim.error} />
           <Submit busy={claim.isPending}>Claim domain</Submit>
         </form>

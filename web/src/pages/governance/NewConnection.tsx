@@ -29,16 +29,16 @@ export function NewConnection({ orgId }: { orgId: string }) {
         <option value="oidc">OpenID Connect</option>
         <option value="saml">SAML 2.0</option>
       </Select>
-      <Field label="Name" field="name" error={create.error} value={f.name} onChange={set('name')} />
+      <Field label="Name" field="body.name" error={create.error} value={f.name} onChange={set('name')} />
       {kind === 'oidc' ? (
         <>
-          <Field label="Issuer URL" field="issuer" error={create.error} value={f.issuer} onChange={set('issuer')} />
-          <Field label="Client ID" field="clientId" error={create.error} value={f.clientId} onChange={set('clientId')} />
-          <Field label="Client secret" type="password" autoComplete="off" field="clientSecret" error={create.error} value={f.clientSecret} onChange={set('clientSecret')} />
+          <Field label="Issuer URL" field="body.issuer" error={create.error} value={f.issuer} onChange={set('issuer')} />
+          <Field label="Client ID" field="body.clientId" error={create.error} value={f.clientId} onChange={set('clientId')} />
+          <Field label="Client secret" type="password" autoComplete="off" field="body.clientSecret" error={create.error} value={f.clientSecret} onChange={set('clientSecret')} />
         </>
       ) : (
         <>
-          <Field label="Metadata URL" field="metadataUrl" error={create.error} value={f.metadataUrl} onChange={set('metadataUrl')} />
+          <Field label="Metadata URL" field="body.metadataUrl" error={create.error} value={f.metadataUrl} onChange={set('metadataUrl')} />
           <TextArea label="Or metadata XML" rows={4} value={f.metadataXml} onChange={set('metadataXml')} />
         </>
       )}

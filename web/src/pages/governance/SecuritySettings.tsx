@@ -60,10 +60,10 @@ export function SecuritySettings() {
       <form onSubmit={submit}>
         <fieldset disabled={!writable}>
           <legend>Sessions and second factor</legend>
-          <Field label="Session idle limit (minutes, empty for the default)" type="number" min={1} max={1440} field="sessionIdleMinutes" error={save.error} value={idle} onChange={(e) => setIdle(e.target.value)} />
-          <Field label="Session absolute limit (hours, empty for the default)" type="number" min={1} max={720} field="sessionAbsoluteHours" error={save.error} value={absolute} onChange={(e) => setAbsolute(e.target.value)} />
+          <Field label="Session idle limit (minutes, empty for the default)" type="number" min={1} max={1440} field="body.sessionIdleMinutes" error={save.error} value={idle} onChange={(e) => setIdle(e.target.value)} />
+          <Field label="Session absolute limit (hours, empty for the default)" type="number" min={1} max={720} field="body.sessionAbsoluteHours" error={save.error} value={absolute} onChange={(e) => setAbsolute(e.target.value)} />
           <Checkbox label="Require a second factor for every member" checked={mfa} onChange={(e) => setMfa(e.target.checked)} />
-          {mfa ? <Field label="Grace period (days)" type="number" min={0} max={90} field="mfaGraceDays" error={save.error} value={grace} onChange={(e) => setGrace(e.target.value)} /> : null}
+          {mfa ? <Field label="Grace period (days)" type="number" min={0} max={90} field="body.mfaGraceDays" error={save.error} value={grace} onChange={(e) => setGrace(e.target.value)} /> : null}
           <TextArea label="Admin IP allowlist (one address or CIDR range a line; empty for anywhere)" rows={4} value={list} onChange={(e) => setList(e.target.value)} />
           <p className="hint">Your current address: {myIp ?? 'unknown'}</p>
         </fieldset>
