@@ -6,6 +6,7 @@ import { Field, Submit } from '../../ui/form';
 import { ProblemView } from '../../ui/problem';
 import { Loading, when } from '../../ui/table';
 import { ChainStatus } from './ChainStatus';
+import { useAuditActions } from './actions';
 
 interface Filters { actor: string; action: string; target: string; from: string; to: string }
 const EMPTY: Filters = { actor: '', action: '', target: '', from: '', to: '' };
@@ -20,6 +21,7 @@ function query(f: Filters, before: number | undefined) {
 
 export function AuditTrail() {
   const { orgId = '' } = useParams();
+  const actions = useAuditActions();
   const [draft, setDraft] = useState<Filters>(EMPTY);
   const [applied, setApplied] = useState<Filters>(EMPTY);
   // Cursors of the pages shown, newest first: "Older" pushes nextBefore, "Newer" pops.
@@ -39,7 +41,9 @@ export function AuditTrail() {
         <h2 id="trail">Audit trail</h2>
         <form onSubmit={submit} aria-label="Filter the audit trail">
           <Field label="Actor (user or key id)" value={draft.actor} onChange={set('actor')} />
-          <Field label="Action" value={draft.action} onChange={set('action')} hint="e.g. org.settings_updated" />
+          <Field label="Action" list="audit-actions" value={draft.action} onChange={set('action')} hint="Pick from the catalogue or type an older name" />
+          {/* A datalist, not a select: older events may carry retired action names. */}
+          <datalist id="audit-actions">{actions.map((a) => <option key={a} value={a} />)}</datalist>
           <Field label="Target (entity id)" value={draft.target} onChange={set('target')} />
           <Field label="From (ISO date or date-time)" value={draft.from} onChange={set('from')} placeholder="2026-12-04" />
           <Field label="To (ISO date or date-time)" value={draft.to} onChange={set('to')} />

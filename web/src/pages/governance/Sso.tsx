@@ -6,6 +6,7 @@ import { can } from '../../api/access';
 import { useOrg } from '../../auth/session';
 import { ProblemView } from '../../ui/problem';
 import { Loading, Paged, when } from '../../ui/table';
+import { BreakGlass } from './BreakGlass';
 import { Domains } from './Domains';
 import { NewConnection } from './NewConnection';
 
@@ -58,6 +59,9 @@ export function SsoPage() {
               <button type="button" disabled={enforce.isPending} aria-busy={enforce.isPending || undefined} onClick={() => enforce.mutate(!enforcement.data.enforced)}>
                 {enforcement.data.enforced ? 'Stop requiring SSO' : 'Require SSO'}
               </button>
+            ) : null}
+            {can(org, 'PUT /api/orgs/{orgId}/sso/break-glass') && can(org, 'GET /api/orgs/{orgId}/members') ? (
+              <BreakGlass key={enforcement.data.breakGlassOwners.map((o) => o.userId).join()} orgId={orgId} current={enforcement.data.breakGlassOwners.map((o) => o.userId)} />
             ) : null}
           </>
         ) : null}
