@@ -8,6 +8,7 @@ import { ProblemView } from '../../ui/problem';
 import { Loading, Paged, when } from '../../ui/table';
 import { BreakGlass } from './BreakGlass';
 import { Domains } from './Domains';
+import { EditConnection } from './EditConnection';
 import { NewConnection } from './NewConnection';
 
 /** Only http(s) locations are followed: the IdP's URL comes from the server, never trusted as a script URL. */
@@ -42,6 +43,7 @@ export function SsoPage() {
               {c.saml ? <p>ACS URL: <code>{c.saml.acsUrl}</code> · SP entity id: <code>{c.saml.spEntityId}</code></p> : null}
               {manage ? <button type="button" disabled={toggle.isPending} onClick={() => toggle.mutate({ id: c.id, enabled: !c.enabled })}>{c.enabled ? `Disable ${c.name}` : `Enable ${c.name}`}</button> : null}
               {can(org, 'POST /api/orgs/{orgId}/sso/connections/{connectionId}/test') ? <button type="button" disabled={test.isPending} onClick={() => test.mutate(c.id)}>Test {c.name}</button> : null}
+              {manage ? <EditConnection orgId={orgId} id={c.id} name={c.name} oidc={c.kind === 'oidc'} /> : null}
               {can(org, 'DELETE /api/orgs/{orgId}/sso/connections/{connectionId}') ? <button type="button" disabled={remove.isPending} onClick={() => remove.mutate(c.id)}>Delete {c.name}</button> : null}
             </li>
           )} />
