@@ -55,7 +55,8 @@ describe('the console never runs script stored in free-text fields', () => {
       const pwned = await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned ?? 0);
       expect(pwned, href).toBe(0);
     }
-    // The org's name heads the navigation on every page: as the characters typed, not as an element.
+    // The org's name heads the navigation of its pages: as the characters typed, not as an element.
+    await page.goto(links.find((l) => l.startsWith('/orgs/')) ?? '/');
     await page.getByRole('navigation', { name: 'Console' }).getByRole('heading', { name: `Acme ${a}` }).waitFor();
     expect(dialogs).toEqual([]);
   });

@@ -24,7 +24,6 @@ export function ApiKeysPage() {
   const mayRevoke = can(org, 'DELETE /api/orgs/{orgId}/api-keys/{keyId}');
   return (
     <>
-      <h1>API keys</h1>
       {org && can(org, 'POST /api/orgs/{orgId}/api-keys') ? <NewKeyForm org={org} orgId={orgId} /> : null}
       <h2>Keys</h2>
       <ProblemView error={keys.error ?? revoke.error} />

@@ -33,7 +33,6 @@ export function WebhooksPage() {
   );
   return (
     <>
-      <h1>Webhooks</h1>
       {can(org, 'POST /api/orgs/{orgId}/webhooks') ? (
         <section aria-labelledby="new-endpoint">
           <h2 id="new-endpoint">Add an endpoint</h2>
