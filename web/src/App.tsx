@@ -37,7 +37,8 @@ function SignedIn() {
   const me = useMeQuery();
   if (me.isPending) return <Loading what="the console" />;
   if (me.error) return <main className="centered"><ProblemView error={me.error} /></main>;
-  if (!me.data) return <Navigate to="/sign-in" replace />;
+  // The query goes along: an SSO handover code sent to another page must still reach the sign-in.
+  if (!me.data) return <Navigate to={`/sign-in${window.location.search}`} replace />;
   return (
     <MeProvider me={me.data}>
       <StepUpProvider>

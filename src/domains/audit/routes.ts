@@ -59,7 +59,7 @@ export function auditRoutes(reader: AuditReader, verifier: AuditVerifier): AnyRo
       rateLimit: 'audit-verify',
       schema: { params: orgParams, response: chainVerification },
       // As the trail: ownerRecovery and the org's MFA policy can send the caller to step up.
-      errors: ['step_up_required'],
+      errors: ['step_up_required', 'unavailable'], // unavailable: the chain moved under every walk (retry)
       handler: ({ ctx }) => verifier.verify(bindingOf(ctx), requireOrg(ctx).orgId),
     }),
   ];

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { CompiledQuery, sql } from 'kysely';
 import { one, type Database, type TenantBinding, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
+import { AppError } from '../../kernel/errors.js';
 import type { ChainKeys } from './chain.js';
 import { readCheckpoints, type CheckpointSet } from './checkpoints.js';
 import { verifyChain, type Query } from './verify.js';
@@ -18,13 +19,12 @@ export interface AuditVerifier {
   verify(binding: TenantBinding, orgId: string): Promise<ChainVerification>;
 }
 
-/** Walks of a chain that moved meanwhile, before the last one holds its head. */
+/** Walks of a chain that moved meanwhile before the answer is "retry": none holds a lock (review: a held head stalls the org's writes). */
 const WALKS = 3;
 
-/** The head's position as one string (null: no head), optionally held against appends until the transaction ends. */
-async function headOf(tx: Tx, orgId: string, hold: boolean): Promise<string | null> {
-  const h = await one<{ seq: number | string; hash: string }>(
-    tx, hold ? sql`select seq, hash from audit_heads where org_id = ${orgId} for share` : sql`select seq, hash from audit_heads where org_id = ${orgId}`);
+/** The head's position as one string (null: no head). */
+async function headOf(tx: Tx, orgId: string): Promise<string | null> {
+  const h = await one<{ seq: number | string; hash: string }>(tx, sql`select seq, hash from audit_heads where org_id = ${orgId}`);
   return h ? `${String(h.seq)}:${h.hash}` : null;
 }
 
@@ -50,26 +50,39 @@ export function createAuditVerifier(deps: { db: Database; keys: ChainKeys; clock
     return set;
   }
 
+  async function walk(binding: TenantBinding, orgId: string) {
+    const cp = (await checkpoints())?.latest.get(orgId) ?? null;
+    return deps.db.withTenant(binding, async (tx) => {
+      const query = txQuery(tx);
+      // Each statement of the walk sees what is committed when it runs (read committed): an append
+      // committed between the last batch and the head read would look like a truncated tail. The
+      // head moves with every append, in the append's transaction, so a head unchanged across the
+      // walk means the walk saw one state. A chain that moves under every walk gets "retry", not a
+      // lock: holding the head would make every audited write of the org wait for the walk.
+      for (let attempt = 1; attempt <= WALKS; attempt++) {
+        const before = await headOf(tx, orgId);
+        const r = await verifyChain(query, deps.keys, orgId, null, cp);
+        if ((await headOf(tx, orgId)) !== before) continue;
+        // As the operator's walk: an org whose events and head are gone has no chain at all.
+        if (r.events === 0 && !cp && before === null) r.problems.push('the organization has no audit chain: its events and head were deleted');
+        return r;
+      }
+      throw new AppError('unavailable', 'the audit trail changed during each walk: retry in a moment (`palisade audit verify` checks a quiet chain)');
+    });
+  }
+
+  // One walk per org at a time: callers of the same org while one runs share its answer (they all
+  // hold audit:read there), so a few members cannot stack walks of one long chain.
+  const inFlight = new Map<string, ReturnType<typeof walk>>();
+
   return {
     async verify(binding, orgId) {
-      const cp = (await checkpoints())?.latest.get(orgId) ?? null;
-      const report = await deps.db.withTenant(binding, async (tx) => {
-        const query = txQuery(tx);
-        // Each statement of the walk sees what is committed when it runs (read committed): an append
-        // committed between the last batch and the head read would look like a truncated tail. The
-        // head moves with every append, in the append's transaction, so a head unchanged across the
-        // walk means the walk saw one state. Two tries without a lock; the third holds the head
-        // (FOR SHARE: the org's appends wait for the one walk).
-        for (let attempt = 1; ; attempt++) {
-          const last = attempt === WALKS;
-          const before = await headOf(tx, orgId, last);
-          const r = await verifyChain(query, deps.keys, orgId, null, cp);
-          if (!last && (await headOf(tx, orgId, false)) !== before) continue;
-          // As the operator's walk: an org whose events and head are gone has no chain at all.
-          if (r.events === 0 && !cp && before === null) r.problems.push('the organization has no audit chain: its events and head were deleted');
-          return r;
-        }
-      });
+      let running = inFlight.get(orgId);
+      if (!running) {
+        running = walk(binding, orgId).finally(() => inFlight.delete(orgId));
+        inFlight.set(orgId, running);
+      }
+      const report = await running;
       const { problems } = report;
       const shown = problems.length > MAX_PROBLEMS
         ? [...problems.slice(0, MAX_PROBLEMS), `and ${problems.length - MAX_PROBLEMS} more (palisade audit verify lists every one)`]

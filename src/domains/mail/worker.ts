@@ -133,7 +133,8 @@ export function createMailWorker(deps: MailWorkerDeps) {
         const job = jobs[next++] as Claimed;
         await (stopping ? release(job, lease) : deliver(job, lease)).catch((err: unknown) => {
           // The lease runs out and the message is due again: a database hiccup loses nothing.
-          deps.logger.error({ err, mailId: job.id }, 'mail attempt not recorded');
+          // The code only: a database error's detail can quote the row (its recipient).
+          deps.logger.error({ code: errorCode(err), mailId: job.id }, 'mail attempt not recorded');
         });
       }
     });
@@ -159,7 +160,7 @@ export function createMailWorker(deps: MailWorkerDeps) {
       loop = (async () => {
         while (running) {
           const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ err }, 'mail worker tick failed');
+            deps.logger.error({ code: errorCode(err) }, 'mail worker tick failed');
             return 0;
           });
           if (n === 0 && running) {
@@ -183,3 +184,8 @@ export function createMailWorker(deps: MailWorkerDeps) {
 }
 
 export type MailWorker = ReturnType<typeof createMailWorker>;
+
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown';
+}

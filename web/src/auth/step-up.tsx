@@ -14,23 +14,19 @@ const StepUpContext = createContext<Ask | null>(null);
  * and the action is retried once. Cancelling fails the action with the original problem.
  */
 export function StepUpProvider({ children }: { children: ReactNode }) {
-  const [pending, setPending] = useState<{ resolve: () => void; reject: () => void } | null>(null);
-  const ask = useCallback<Ask>(() => new Promise<void>((resolve, reject) => setPending({ resolve, reject })), []);
+  // Every action waiting on a proof (two can ask at once): one dialog settles them all.
+  const [waiting, setWaiting] = useState<{ resolve: () => void; reject: () => void }[]>([]);
+  const ask = useCallback<Ask>(() => new Promise<void>((resolve, reject) => setWaiting((w) => [...w, { resolve, reject }])), []);
+  const settle = (ok: boolean) => {
+    setWaiting((w) => {
+      for (const x of w) (ok ? x.resolve : x.reject)();
+      return [];
+    });
+  };
   return (
     <StepUpContext.Provider value={ask}>
       {children}
-      {pending ? (
-        <StepUpDialog
-          onDone={() => {
-            pending.resolve();
-            setPending(null);
-          }}
-          onCancel={() => {
-            pending.reject();
-            setPending(null);
-          }}
-        />
-      ) : null}
+      {waiting.length > 0 ? <StepUpDialog onDone={() => settle(true)} onCancel={() => settle(false)} /> : null}
     </StepUpContext.Provider>
   );
 }

@@ -38,7 +38,7 @@ export function AuditTrail() {
     <>
       <ChainStatus orgId={orgId} />
       <section aria-labelledby="trail">
-        <h2 id="trail">Audit trail</h2>
+        <h2 id="trail">Events</h2>
         <form onSubmit={submit} aria-label="Filter the audit trail">
           <Field label="Actor (user or key id)" value={draft.actor} onChange={set('actor')} />
           <Field label="Action" list="audit-actions" value={draft.action} onChange={set('action')} hint="Pick from the catalogue or type an older name" />

@@ -55,7 +55,7 @@ export function SecuritySettings() {
   if (!settings.data) return <ProblemView error={settings.error} />;
   return (
     <section aria-labelledby="sec">
-      <h2 id="sec">Security settings</h2>
+      <h2 id="sec">Session and access policy</h2>
       {settings.data.mfaEnforcedFrom ? <p>Second factor enforced from {when(settings.data.mfaEnforcedFrom)}.</p> : null}
       <form onSubmit={submit}>
         <fieldset disabled={!writable}>

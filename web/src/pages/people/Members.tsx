@@ -24,7 +24,7 @@ export function Members() {
   return (
     <>
       <section aria-labelledby="members-h">
-        <h2 id="members-h">Members</h2>
+        <h2 id="members-h">People in this organization</h2>
         {members.isPending ? <Loading what="members" /> : null}
         <Refusal error={members.error} />
         {members.data ? (

@@ -33,7 +33,9 @@ export function SignIn({ onSignedIn, title = 'Sign in to Palisade' }: { onSigned
   };
 
   // Back from SSO or a social provider with a second step still owed: the single-use handover
-  // code comes in the query; it leaves the address bar before anything else happens.
+  // code comes in the query of the returnTo page (this one: a signed-out `/` would drop it on its
+  // way here); it leaves the address bar before anything else happens. A completed sign-in lands
+  // here signed in and goes on to `/`.
   useEffect(() => {
     const params = new URLSearchParams(window.location.search);
     const code = params.get('sso_handover');
@@ -90,7 +92,7 @@ export function SignIn({ onSignedIn, title = 'Sign in to Palisade' }: { onSigned
           ssoOpen ? (
             <form method="get" action={SSO_START} aria-label="Single sign-on">
               <Field label="Work email" type="email" name="email" autoComplete="username" required />
-              <input type="hidden" name="returnTo" value="/" />
+              <input type="hidden" name="returnTo" value="/sign-in" />
               <button type="submit">Continue with SSO</button>
             </form>
           ) : (
@@ -98,7 +100,7 @@ export function SignIn({ onSignedIn, title = 'Sign in to Palisade' }: { onSigned
           )
         ) : null}
         {social.data?.providers.map((p) => (
-          <a key={p.id} className="button" href={`${p.start}?returnTo=%2F`}>
+          <a key={p.id} className="button" href={`${p.start}?returnTo=%2Fsign-in`}>
             Continue with {p.name}
           </a>
         ))}

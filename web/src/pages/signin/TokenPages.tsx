@@ -53,7 +53,7 @@ export function MagicLink() {
     if (started.current) return;
     started.current = true;
     const token = takeFragmentToken();
-    if (!token) return setError(new Error('This page opens from the link in the sign-in mail.'));
+    if (!token) return setError('none');
     call(api.POST('/api/auth/magic-link/verify', { body: { token } })).then((answer) => {
       if ('mfaRequired' in answer) setPending(answer);
       else {
@@ -68,7 +68,18 @@ export function MagicLink() {
   };
   return (
     <Centered title="Signing you in">
-      {pending ? <SecondStep pending={pending} onSignedIn={finish} /> : error ? <ProblemView error={error} /> : <p role="status">Checking the link…</p>}
+      {pending ? (
+        <SecondStep pending={pending} onSignedIn={finish} />
+      ) : error === 'none' ? (
+        <p>This page opens from the link in the sign-in mail. <Link to="/sign-in">Go to sign-in</Link></p>
+      ) : error ? (
+        <>
+          <ProblemView error={error} />
+          <p><Link to="/sign-in">Go to sign-in</Link></p>
+        </>
+      ) : (
+        <p role="status">Checking the link…</p>
+      )}
     </Centered>
   );
 }
