@@ -14,7 +14,8 @@ export type Tx = Kysely<Schema>;
 
 /**
  * What a transaction is bound to. `orgId` scopes every tenant table through RLS; `userId`
- * lets a user see their own memberships across orgs; `projectIds` is the project scope of a
+ * lets a user see their own memberships across orgs (and, with `projectIds: null`, the custom
+ * role and project assignments of those memberships); `projectIds` is the project scope of a
  * restricted member (null = every project of the org).
  */
 export interface TenantBinding {
@@ -168,8 +169,10 @@ export class KyselyDatabase implements Database {
     if (binding.orgId !== null && !isUuid(binding.orgId)) throw new InvariantError('withTenant needs a uuid orgId');
     if (binding.userId && !isUuid(binding.userId)) throw new InvariantError('withTenant needs a uuid userId');
     if (binding.orgId === null && !binding.userId) throw new InvariantError('withTenant needs an org or a user');
-    const scope = scopeValue(binding.projectIds);
-    return this.run(binding.orgId ?? '', binding.userId ?? '', binding.orgId ? scope : '', fn);
+    // With no org bound, the scope can only open the user's own assignments (own_project_access,
+    // migration 026): every other project-scoped row needs the org. A list means nothing there.
+    const scope = binding.orgId ? scopeValue(binding.projectIds) : binding.projectIds === null ? '*' : '';
+    return this.run(binding.orgId ?? '', binding.userId ?? '', scope, fn);
   }
 
   withSystem<T>(reason: string, fn: (tx: Tx) => Promise<T>): Promise<T> {

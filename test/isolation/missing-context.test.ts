@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GLOBAL_TABLES_WITH_ORG_ID } from '../../src/db/catalog.js';
 import { rows, type Tx } from '../../src/db/database.js';
+import { newId } from '../../src/crypto/index.js';
 import { InvariantError } from '../../src/kernel/errors.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/db.js';
 import { attempt, auditWriter, ownerCounts, seedTenant, TENANT_TABLES, type SeededTenant } from '../support/tenants.js';
@@ -93,8 +94,26 @@ describe.each(ENGINES)('missing or empty tenant context on %s', (engine) => {
       counts: await countsIn(tx, catalogTenantTables),
       org: await rows<{ slug: string }>(tx, sql`select slug from organizations`),
     }));
-    expect(seen.counts).toEqual({ ...zeros(catalogTenantTables), organizations: 1, memberships: 1 });
+    // Their own custom role's definition too (migration 026: "my organizations" in one read).
+    expect(seen.counts).toEqual({ ...zeros(catalogTenantTables), organizations: 1, memberships: 1, custom_roles: 1 });
     expect(seen.org).toEqual([{ slug: 'alpha' }]);
+  });
+
+  it('a user-only binding shows the role the user holds and their own project assignments, never another member\'s', async () => {
+    // Another role in the same org, and the owner assigned to a project: neither is the member's.
+    await t.owner.query(`insert into custom_roles (org_id, id, name, permissions) values ($1, gen_random_uuid(), 'not held', '{org:read}')`, [a.orgId]);
+    await t.owner.query(`insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)`, [a.orgId, a.projects[1], a.ownerId]);
+    const seenBy = (userId: string) => t.db.withTenant({ orgId: null, userId, projectIds: null }, async (tx) => ({
+      roles: await rows<{ id: string }>(tx, sql`select id from custom_roles`),
+      access: await rows<{ user_id: string; project_id: string }>(tx, sql`select user_id, project_id from project_access`),
+    }));
+    expect(await seenBy(a.memberId)).toEqual({ roles: [{ id: a.customRoleId }], access: [{ user_id: a.memberId, project_id: a.projects[0] }] });
+    expect(await seenBy(a.ownerId)).toEqual({ roles: [], access: [{ user_id: a.ownerId, project_id: a.projects[1] }] });
+    // And nothing of the kind with no user bound.
+    const none = await t.db.withTenant({ orgId: null, userId: newId(), projectIds: null }, (tx) => countsIn(tx, ['custom_roles', 'project_access']));
+    expect(none).toEqual({ custom_roles: 0, project_access: 0 });
+    await t.owner.query(`delete from project_access where user_id = $1`, [a.ownerId]);
+    await t.owner.query(`delete from custom_roles where name = 'not held'`);
   });
 
   it('refuses to open a tenant transaction without a valid binding', async () => {

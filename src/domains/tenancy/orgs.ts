@@ -5,7 +5,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import type { Permission } from '../../kernel/permissions.js';
-import { accessFrom, bindingOf, loadMembership, requireOrg } from './access.js';
+import { accessFrom, bindingOf, requireOrg, type MembershipRow } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import type { AuditDetails } from '../audit/index.js';
 import type { OrgSettingsView, OrgView } from './responses.js';
@@ -103,6 +103,11 @@ export async function clearAdminIpAllowlist(deps: Pick<TenancyDeps, 'db' | 'audi
   });
 }
 
+/** listMine derives permissions and scope only: the session and network policy are not read. */
+const NO_POLICY = {
+  session_idle_seconds: null, session_absolute_seconds: null, sessions_revoked_at: null, mfa_enforced_from: null, admin_ip_allowlist: null,
+} satisfies Partial<MembershipRow>;
+
 export function createOrgService(deps: TenancyDeps) {
   return {
     async create(ctx: RequestContext, userId: string, input: { slug: string; name: string }): Promise<OrgView> {
@@ -115,29 +120,31 @@ export function createOrgService(deps: TenancyDeps) {
     },
 
     async listMine(userId: string): Promise<MyOrgView[]> {
-      const list = await deps.db.withTenant({ orgId: null, userId }, (tx) =>
-        rows<{ org_id: string; slug: string; name: string; created_at: Date; role: string }>(
+      // One read with no org bound (migration 026 lets a user see their own custom role and
+      // project assignments in their orgs); the derivation is accessFrom, as for every request.
+      const list = await deps.db.withTenant({ orgId: null, userId, projectIds: null }, (tx) =>
+        rows<{ org_id: string; slug: string; name: string; created_at: Date } & Pick<MembershipRow, 'role' | 'restricted' | 'custom_role_id' | 'custom_name' | 'custom_permissions' | 'project_ids'>>(
           tx,
-          sql`select o.org_id, o.slug, o.name, o.created_at, m.role from memberships m
-              join organizations o on o.org_id = m.org_id where m.user_id = ${userId} order by o.slug`,
+          sql`select o.org_id, o.slug, o.name, o.created_at, m.role, m.restricted, m.custom_role_id,
+                     cr.name as custom_name, cr.permissions as custom_permissions,
+                     case when m.restricted then coalesce(
+                       (select array_agg(pa.project_id::text order by pa.project_id) from project_access pa
+                        where pa.org_id = m.org_id and pa.user_id = m.user_id), '{}') end as project_ids
+              from memberships m
+              join organizations o on o.org_id = m.org_id
+              left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
+              where m.user_id = ${userId} order by o.slug`,
         ),
       );
-      const out: MyOrgView[] = [];
-      // One membership read per org, bound to that org as resolveAccess binds it (RLS shows a
-      // member's custom role and project assignments only inside their org): the same row and
-      // derivation the pipeline authorizes each request with.
-      for (const o of list) {
-        const m = await deps.db.withTenant({ orgId: o.org_id, userId, projectIds: null }, (tx) => loadMembership(tx, o.org_id, userId));
-        if (!m) continue; // left or removed between the two reads
-        const access = accessFrom(o.org_id, m);
-        out.push({
-          id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: m.role,
-          roleLabel: m.role === 'custom' ? (m.custom_name ?? 'custom') : m.role,
+      return list.map((o) => {
+        const access = accessFrom(o.org_id, { ...NO_POLICY, ...o });
+        return {
+          id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: o.role,
+          roleLabel: o.role === 'custom' ? (o.custom_name ?? 'custom') : o.role,
           permissions: access.permissions.list().sort(),
           projectIds: access.projectIds === null ? null : [...access.projectIds].sort(),
-        });
-      }
-      return out;
+        };
+      });
     },
 
     async get(ctx: RequestContext): Promise<OrgView> {
