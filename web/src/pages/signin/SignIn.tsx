@@ -71,6 +71,15 @@ export function SignIn({ onSignedIn, title = 'Sign in to Palisade' }: { onSigned
     }
   };
 
+  // A navigation, not a form submission: the CSP's form-action 'self' also holds for the
+  // redirect a submitted form follows, and the start redirects to the IdP's own origin.
+  const startSso = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const email = new FormData(e.currentTarget).get('email');
+    const query = new URLSearchParams({ email: typeof email === 'string' ? email : '', returnTo: '/sign-in' });
+    window.location.assign(`${SSO_START}?${query.toString()}`);
+  };
+
   if (pending) {
     return (
       <Centered title="Sign in">
@@ -90,9 +99,8 @@ export function SignIn({ onSignedIn, title = 'Sign in to Palisade' }: { onSigned
         {passkeysAvailable() ? <button type="button" onClick={() => void passkeyFirst()}>Sign in with a passkey</button> : null}
         {hasSso ? (
           ssoOpen ? (
-            <form method="get" action={SSO_START} aria-label="Single sign-on">
+            <form onSubmit={startSso} aria-label="Single sign-on">
               <Field label="Work email" type="email" name="email" autoComplete="username" required />
-              <input type="hidden" name="returnTo" value="/sign-in" />
               <button type="submit">Continue with SSO</button>
             </form>
           ) : (
