@@ -29,6 +29,7 @@ export const AUDIT_ACTIONS = {
   'auth.step_up': { description: 'A signed-in user proved their identity again (sudo mode)' },
   'auth.step_up_failed': { description: 'A step-up was refused: the password was wrong' },
   'auth.session_revoked': { description: 'A session was revoked' },
+  'auth.other_sessions_revoked': { description: 'A user ended every session of theirs but the one they used' },
   'auth.mfa_enrollment_started': { description: 'A TOTP secret was issued, not yet confirmed' },
   'auth.mfa_enabled': { description: 'TOTP was confirmed and turned on' },
   'auth.mfa_disabled': { description: 'TOTP was turned off' },

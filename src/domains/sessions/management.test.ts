@@ -86,6 +86,32 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     expect((await revokeOwn(keep, lostId)).statusCode).toBe(404);
   });
 
+  it('signs the caller out everywhere else in one request, leaving this session and other people\u2019s alone', async () => {
+    const keep = await loginAs('admin', 'globex', 'Laptop');
+    const others = [await loginAs('admin', 'globex', 'Phone'), await loginAs('admin', 'globex', 'Old tablet')];
+    const bystander = await loginAs('owner', 'globex', 'Someone else');
+    const res = await app().inject({ method: 'POST', url: '/api/me/sessions/revoke-others', headers: { cookie: keep, origin: ORIGIN } });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual({ revoked: 2 });
+    expect(res.headers['set-cookie']).toBeUndefined();
+    for (const c of others) expect((await me(c)).statusCode).toBe(401);
+    expect((await me(keep)).statusCode).toBe(200);
+    expect((await me(bystander)).statusCode).toBe(200);
+    expect((await list(keep)).map((s) => s.id)).toEqual([await sessionId(keep)]);
+    const evidence = await h.t.owner.query<{ actor_id: string; details: unknown }>(
+      `select actor_id, details from audit_events where action = 'auth.other_sessions_revoked' and target_id = $1`, [await userId('admin@globex.test')],
+    );
+    expect(evidence).toEqual([{ actor_id: await userId('admin@globex.test'), details: { sessions: 2 } }]);
+    // Nothing left to end: still an answer, not an error.
+    const again = await app().inject({ method: 'POST', url: '/api/me/sessions/revoke-others', headers: { cookie: keep, origin: ORIGIN } });
+    expect(again.json()).toEqual({ revoked: 0 });
+    // A cross-site page cannot do it for the user (the CSRF defence), and nobody signed out can.
+    const forged = await app().inject({ method: 'POST', url: '/api/me/sessions/revoke-others', headers: { cookie: keep, origin: 'https://evil.example' } });
+    expect(forged.statusCode).toBe(403);
+    const anonymous = await app().inject({ method: 'POST', url: '/api/me/sessions/revoke-others', headers: { origin: ORIGIN } });
+    expect(anonymous.statusCode).toBe(401);
+  });
+
   it('answers 404 for someone else\u2019s session id and leaves that session alone', async () => {
     const attacker = await loginAs('admin', 'acme', 'Attacker');
     const victim = await loginAs('owner', 'acme', 'Victim');

@@ -66,6 +66,10 @@ export const steppedUp = z.object({
   steppedUpUntil: timestamp.meta({ description: 'Sensitive actions need no new proof until then' }),
 });
 
+export const otherSessionsRevoked = z.object({
+  revoked: z.number().int().nonnegative().meta({ description: 'Sessions ended (every live one but the caller\u2019s)' }),
+});
+
 export const memberSignedOut = z.object({
   revoked: z.number().int().nonnegative().meta({
     description: 'Sessions ended outright (when this org is the member\u2019s only one), else their live sessions, which no longer reach this org',

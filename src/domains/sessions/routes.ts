@@ -13,7 +13,7 @@ import { assertCanActOnCredentials, bindingOf, requireOrg, type OrgService } fro
 import type { SessionService } from './service.js';
 import type { SignInService } from './sign-in.js';
 import { clearSessionCookie, finishSignInOn, setSessionCookie, type CookieSettings } from './cookie.js';
-import { loginAnswer, memberSignedOut, sessionList, signedIn } from './responses.js';
+import { loginAnswer, memberSignedOut, otherSessionsRevoked, sessionList, signedIn } from './responses.js';
 import { pendingSecondStep } from './second-step.js';
 
 // Bounded before hashing so that nobody makes argon2 chew a megabyte.
@@ -98,6 +98,22 @@ export function sessionRoutes(d: {
           await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.session_revoked', target: { type: 'session', id: params.sessionId } });
         });
         if (params.sessionId === actor.session.id) clearSessionCookie(reply, d.cookie);
+      },
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/me/sessions/revoke-others', summary: 'Sign out everywhere else: end every session of yours but this one', tags,
+      auth: { mode: 'session' }, permission: 'self', rateLimit: 'authenticated', audit: { action: 'auth.other_sessions_revoked' },
+      schema: { response: otherSessionsRevoked }, errors: [],
+      handler: async ({ ctx }) => {
+        const actor = userActorOf(ctx);
+        // One statement set, not one request per session: the epoch bump also kills a session
+        // being issued or rotated meanwhile (revokeAll), which a list read first would miss.
+        const revoked = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
+          const n = await d.sessions.revokeAll(tx, actor.userId, 'revoked_by_user', actor.session.id);
+          await d.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.other_sessions_revoked', target: { type: 'user', id: actor.userId }, details: { sessions: n } });
+          return n;
+        });
+        return { revoked };
       },
     }),
     defineRoute({

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import { api, call, isProblem } from '../../api/client';
+import { api, call } from '../../api/client';
 import { useAction } from '../../api/action';
 import { ProblemView } from '../../ui/problem';
 import { Loading, Paged, when } from '../../ui/table';
@@ -12,28 +12,18 @@ const revokeOne = (sessionId: string) => call(api.DELETE('/api/me/sessions/{sess
 /** Where you are signed in: revoke one session, or every one but this. */
 export function Sessions() {
   const list = useQuery({ queryKey: KEY, queryFn: () => call(api.GET('/api/me/sessions')) });
-  // The server has no "all others" route: revoke each other session in turn.
-  const revokeOthers = useAction(
-    async (ids: string[]) => {
-      for (const id of ids) {
-        // A session that ended meanwhile (expired, signed out) is already what we want.
-        await revokeOne(id).catch((err: unknown) => {
-          if (!isProblem(err, 'not_found')) throw err;
-        });
-      }
-    },
-    { invalidate: [KEY] },
-  );
+  // One request: the server ends them all at once, and also any session born meanwhile.
+  const revokeOthers = useAction((_: void) => call(api.POST('/api/me/sessions/revoke-others')), { invalidate: [KEY] });
   if (list.isPending) return <Loading what="sessions" />;
   if (list.isError) return <ProblemView error={list.error} />;
-  const others = list.data.sessions.filter((s) => !s.current).map((s) => s.id);
+  const others = list.data.sessions.filter((s) => !s.current);
   return (
     <section aria-labelledby="sessions">
       <h2 id="sessions">Your sessions</h2>
       <Paged items={list.data.sessions} label="Sessions" empty="No sessions." render={(s) => <Row key={s.id} session={s} />} />
       <ProblemView error={revokeOthers.error} />
       {others.length > 0 ? (
-        <button type="button" disabled={revokeOthers.isPending} aria-busy={revokeOthers.isPending || undefined} onClick={() => revokeOthers.mutate(others)}>
+        <button type="button" disabled={revokeOthers.isPending} aria-busy={revokeOthers.isPending || undefined} onClick={() => revokeOthers.mutate()}>
           {revokeOthers.isPending ? 'Working…' : 'Sign out all other sessions'}
         </button>
       ) : null}
