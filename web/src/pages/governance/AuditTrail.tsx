@@ -7,6 +7,9 @@ import { ProblemView } from '../../ui/problem';
 import { Loading, when } from '../../ui/table';
 import { ChainStatus } from './ChainStatus';
 import { useAuditActions } from './actions';
+import { can } from '../../api/access';
+import { useOrg } from '../../auth/session';
+import { useMembers } from '../people/common';
 
 interface Filters { actor: string; action: string; target: string; from: string; to: string }
 const EMPTY: Filters = { actor: '', action: '', target: '', from: '', to: '' };
@@ -22,6 +25,9 @@ function query(f: Filters, before: number | undefined) {
 export function AuditTrail() {
   const { orgId = '' } = useParams();
   const actions = useAuditActions();
+  // People by email where the viewer may list members; ids otherwise (the trail stands alone).
+  const members = useMembers(orgId, can(useOrg(orgId), 'GET /api/orgs/{orgId}/members'));
+  const emailOf = new Map((members.data?.members ?? []).map((m) => [m.userId, m.email]));
   const [draft, setDraft] = useState<Filters>(EMPTY);
   const [applied, setApplied] = useState<Filters>(EMPTY);
   // Cursors of the pages shown, newest first: "Older" pushes nextBefore, "Newer" pops.
@@ -61,7 +67,10 @@ export function AuditTrail() {
                     <strong>{e.action}</strong> — {e.result} — <time dateTime={e.at}>{when(e.at)}</time>
                   </p>
                   <p>
-                    Actor: {e.actor.type} {e.actor.id ?? ''} {e.actor.role ? `(${e.actor.role})` : ''} · IP {e.ip}
+                    Actor: {e.actor.type}{' '}
+                    {e.actor.id ? <span title={e.actor.id}>{emailOf.get(e.actor.id) ?? e.actor.id}</span> : null}
+                    {e.actor.role ? ` (${e.actor.role})` : ''}
+                    {e.ip ? ` · IP ${e.ip}` : ''}
                   </p>
                   {e.target ? (
                     <p>
