@@ -16,7 +16,7 @@ import {
 } from '../../src/domains/audit-streams/index.js';
 import { createWebhookTransport } from '../../src/domains/webhooks/index.js';
 import { systemContext } from '../../src/kernel/context.js';
-import { createTestApp, type Problem, type TestApp } from '../support/app.js';
+import { createTestApp, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 import { NdjsonReceiver, SyslogReceiver } from './receivers.js';
