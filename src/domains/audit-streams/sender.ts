@@ -21,7 +21,13 @@ export function createStreamSender(deps: { http: WebhookTransport; syslog: Syslo
     async send(target, events, batchId) {
       if (target.kind === 'syslog') return deps.syslog.send(target, events.map((e) => octetFrame(syslogMessage(e, deps.hostname))));
       const body = ndjsonBatch(events);
-      const headers = signedHeaders(batchId, deps.clock.now(), body, target.secrets);
+      let headers: Record<string, string>;
+      try {
+        headers = signedHeaders(batchId, deps.clock.now(), body, target.secrets);
+      } catch {
+        // A stored secret that is no whsec_ secret (only a hand-edited row): a status, not a crash.
+        return { ok: false, error: 'signing_failed', latencyMs: 0 };
+      }
       const out = await deps.http.send(target.url, headers, body, { contentType: 'application/x-ndjson', userAgent: STREAM_USER_AGENT });
       return { ok: out.ok, error: out.ok ? null : errorCode(out.error ?? 'network error'), latencyMs: out.latencyMs };
     },
