@@ -65,7 +65,7 @@ describe('console audit streaming in Chromium', () => {
     await syslogForm.getByText(/destination refused: private/).waitFor();
     await syslogForm.getByLabel('Syslog host').fill('siem.example.com');
     await syslogForm.getByRole('button', { name: 'Add stream' }).click();
-    await list.getByText('syslog+tls://siem.example.com:6514').waitFor();
+    await list.getByText('syslog+tls://siem.example.com:6514', { exact: true }).waitFor();
     expect(await seriousViolations(page)).toEqual([]);
 
     for (const label of ['loopback SIEM', 'syslog+tls://siem.example.com:6514']) {

@@ -263,7 +263,8 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
       stopping = false;
       loop = (async () => {
         while (running) {
-          const n = await refreshStreaming().then(tick).catch((err: unknown) => {
+          // No org streams (the common case): nothing to claim until the list, refreshed every 5 s, says otherwise.
+          const n = await refreshStreaming().then(() => (streaming.size > 0 ? tick() : 0)).catch((err: unknown) => {
             deps.logger.error({ code: codeOf(err) }, 'audit stream worker tick failed');
             return 0;
           });
