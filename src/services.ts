@@ -58,7 +58,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const webhookTransport = createWebhookTransport(destination);
   // Audit streams read audit_events after their cursor: an append only wakes this process's stream worker.
   const streamSender = createStreamSender({
-    http: webhookTransport, syslog: createSyslogTransport({ allowLoopback: destination.allowLoopback }), clock, hostname: new URL(config.publicOrigin).hostname,
+    http: webhookTransport, syslog: createSyslogTransport({ allowLoopback: destination.allowLoopback, requireTls: config.env === 'production' }), clock, hostname: new URL(config.publicOrigin).hostname,
   });
   const streamWorker = createStreamWorker({ db, clock, sealer, reader: auditReader, sender: streamSender, logger });
   // Webhook events are audit events: the outbox is written by the same append, in the same transaction.

@@ -37,6 +37,11 @@ describe('syslog destinations', () => {
     expect(checkSyslogTarget('siem.example.com', 6514, true, PROD)).toMatchObject({ host: 'siem.example.com', port: 6514 });
   });
 
+  it('are refused in clear at send time too in production (a row written before the rule)', async () => {
+    const t = createSyslogTransport({ allowLoopback: false, requireTls: true, resolve: async () => [{ address: '203.0.113.9', family: 4 }] });
+    expect(await t.send({ host: 'siem.example.com', port: 514, tls: false }, [Buffer.from('1 x')])).toMatchObject({ ok: false, error: 'tls_required' });
+  });
+
   it('are checked again when sending: a name that resolves inside is refused before any connection', async () => {
     const t = createSyslogTransport({ allowLoopback: false, resolve: async () => [{ address: '10.0.0.7', family: 4 }] });
     expect(await t.send({ host: 'siem.example.com', port: 6514, tls: true }, [Buffer.from('1 x')])).toMatchObject({ ok: false, error: 'destination_refused_private' });

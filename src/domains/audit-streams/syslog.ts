@@ -18,6 +18,8 @@ export interface SyslogTransportOptions {
   ca?: string | Buffer | (string | Buffer)[];
   /** After our FIN, how long to wait for the receiver's before the batch counts as written. */
   closeGraceMs?: number;
+  /** Production: plain TCP is refused at send time too, not only when the stream is created. */
+  requireTls?: boolean;
 }
 
 export interface SyslogDestination {
@@ -49,6 +51,7 @@ export function createSyslogTransport(opts: SyslogTransportOptions): SyslogTrans
   async function send(to: SyslogDestination, frames: readonly Buffer[]): Promise<StreamOutcome> {
     const started = performance.now();
     const done = (error: string | null): StreamOutcome => ({ ok: error === null, error, latencyMs: Math.round(performance.now() - started) });
+    if (!to.tls && opts.requireTls) return done('tls_required');
     const r = inspectSyslogTarget(to.host, to.port, { allowLoopback: opts.allowLoopback, requireHttps: false });
     if (!r.ok) return done(errorCode(r.reason));
     const deadline = AbortSignal.timeout(timeoutMs);
