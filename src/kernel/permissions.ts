@@ -50,9 +50,10 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
 
 const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage'];
 
-// credentials:read shows names, kinds and use results of the org's integrations, never a value:
-// the read-only roles see which integrations exist; only owners and admins change them.
-const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'credentials:read'];
+// Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
+// org-wide permission could no longer be given to a member restricted to projects. Owners and
+// admins hold both credential permissions; a custom role may grant the read alone.
+const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read'];
 
 export const BUILTIN_ROLE_PERMISSIONS: Record<BuiltinRole, readonly Permission[]> = {
   owner: ALL_PERMISSIONS,

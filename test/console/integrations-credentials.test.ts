@@ -74,27 +74,47 @@ describe('console integration credentials in Chromium', () => {
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 
-  it('shows a viewer and a member the credentials and their logs, but no way to add, replace or delete', async () => {
+  it('hides the page from a viewer and a member, and shows a reader the credentials and their logs without any write action', async () => {
     const orgId = c.h.orgId('acme');
     const cookie = await c.h.cookieFor(c.h.user('acme', 'owner').email);
-    const made = await c.h.built.app.inject({
-      method: 'POST', url: `/api/orgs/${orgId}/integrations/credentials`, headers: { cookie, origin: c.origin },
-      payload: { name: 'datto-rmm', kind: 'password', secret: VALUE },
-    });
-    expect(made.statusCode, made.body).toBe(201);
+    const post = async (url: string, payload: object) => {
+      const res = await c.h.built.app.inject({ method: 'POST', url, headers: { cookie, origin: c.origin }, payload });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json<{ id: string }>();
+    };
+    await post(`/api/orgs/${orgId}/integrations/credentials`, { name: 'datto-rmm', kind: 'password', secret: VALUE });
     for (const role of ['viewer', 'member'] as const) {
       const { page } = await c.newPage();
       const who = c.h.user('acme', role);
       await signInAs(page, who.email, who.password);
       await page.getByRole('banner').getByText(who.email).waitFor();
+      expect(await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Credentials' }).count(), role).toBe(0);
       await page.goto(`/orgs/${orgId}/credentials`);
-      await page.getByRole('list', { name: 'Credentials' }).getByText('datto-rmm', { exact: true }).waitFor();
-      await page.getByRole('button', { name: 'Rotation history of datto-rmm' }).waitFor();
-      await page.waitForLoadState('networkidle');
-      expect(await page.getByRole('form', { name: 'Add a credential' }).count(), role).toBe(0);
-      expect(await page.getByRole('button', { name: /^(Replace|Delete) / }).count(), role).toBe(0);
-      expect(await seriousViolations(page)).toEqual([]);
+      await page.getByRole('alert').getByText(/not available to you/).waitFor();
+      expect(await page.getByText('datto-rmm').count(), role).toBe(0);
     }
+
+    // A custom role granting credentials:read alone, held by a member who signs in through the form.
+    const role = await post(`/api/orgs/${orgId}/roles`, { name: 'Integration auditor', permissions: ['org:read', 'credentials:read'] });
+    const member = c.h.user('acme', 'member');
+    const memberId = (await c.h.t.owner.query<{ id: string }>('select id from users where email = $1', [member.email]))[0]?.id ?? '';
+    const changed = await c.h.built.app.inject({
+      method: 'PATCH', url: `/api/orgs/${orgId}/members/${memberId}`, headers: { cookie, origin: c.origin }, payload: { role: 'custom', customRoleId: role.id },
+    });
+    expect(changed.statusCode, changed.body).toBe(204);
+    await c.h.built.services.vault.use(orgId, 'datto-rmm', { by: 'rmm-sync' }, async (_s, r) => r.fail('RMM answered 503'));
+    const { page } = await c.newPage();
+    await signInAs(page, member.email, member.password);
+    await page.getByRole('banner').getByText(member.email).waitFor();
+    await page.goto(`/orgs/${orgId}/credentials`);
+    await page.getByRole('list', { name: 'Credentials' }).getByText('datto-rmm', { exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Use log of datto-rmm' }).click();
+    await page.getByRole('list', { name: 'Use log' }).getByText(/#1 failed .* RMM answered 503/).waitFor();
+    await page.waitForLoadState('networkidle');
+    expect(await page.getByRole('form', { name: 'Add a credential' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^(Replace|Delete) / }).count()).toBe(0);
+    expect(await page.content()).not.toContain(VALUE);
+    expect(await seriousViolations(page)).toEqual([]);
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 });

@@ -2,11 +2,14 @@
  * Integration credentials: written through the API (owners and admins, after a step-up), never
  * read back through it, opened in process by host code that names them (services.vault), every
  * use counted, audited and logged; a rotation history and a paged use log readable by those
- * holding credentials:read. On both engines.
+ * holding credentials:read (owners, admins, and a custom role granting it: `reader` here). On
+ * both engines.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import { newId } from '../../src/crypto/index.js';
+import { exec } from '../../src/db/database.js';
 import { AppError } from '../../src/kernel/errors.js';
 import type { CredentialView, RotationView, UseView } from '../../src/domains/credentials/index.js';
 import { createTestApp, type Problem, type TestApp } from '../support/app.js';
@@ -25,6 +28,8 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
   let admin: Client;
   let viewer: Client;
   let member: Client;
+  /** A member whose custom role grants credentials:read only (with org:read). */
+  let reader: Client;
   const answers: string[] = [];
   const base = (orgId: string) => `/api/orgs/${orgId}/integrations/credentials`;
 
@@ -57,6 +62,15 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     admin = client(h, await h.cookieFor(h.user('acme', 'admin').email));
     viewer = client(h, await h.cookieFor(h.user('acme', 'viewer').email));
     member = client(h, await h.cookieFor(h.user('acme', 'member').email));
+    const role = await owner.call('POST', `/api/orgs/${acme}/roles`, { name: 'Integration auditor', permissions: ['org:read', 'credentials:read'] });
+    expect(role.statusCode, role.body).toBe(201);
+    const userId = newId();
+    const email = `reader-${userId.slice(0, 8)}@acme.test`;
+    await h.t.db.withTenant({ orgId: acme, projectIds: null }, async (tx) => {
+      await exec(tx, sql`insert into users (id, email, name) values (${userId}, ${email}, 'Integration auditor')`);
+      await exec(tx, sql`insert into memberships (org_id, user_id, role, custom_role_id) values (${acme}, ${userId}, 'custom', ${role.json<{ id: string }>().id})`);
+    });
+    reader = client(h, await h.cookieFor(email));
   });
   afterAll(async () => h?.close());
 
@@ -67,7 +81,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
       createdBy: expect.stringMatching(/^[0-9a-f-]{36}$/), createdAt: h.clock.now().toISOString(), updatedAt: h.clock.now().toISOString(),
       lastUsedAt: null, lastUsedBy: null, useCount: 0,
     });
-    const list = await send(viewer, 'GET', base(acme));
+    const list = await send(reader, 'GET', base(acme));
     expect(list.statusCode).toBe(200);
     expect(list.json<{ credentials: CredentialView[] }>().credentials.map((x) => x.name)).toContain('connectwise');
     const [row] = await rowsOf('connectwise');
@@ -94,9 +108,9 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     await expect(vault.use(acme, 'connectwise', { by: 'psa-sync:tenant-7' }, async () => { throw new TypeError(`refused ${VALUE}`); })).rejects.toThrow(TypeError);
     await vault.use(acme, 'connectwise', { by: 'psa-sync' }, async (_s, report) => report.fail('401 from the PSA'));
 
-    const c = (await send(viewer, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials.find((x) => x.name === 'connectwise');
+    const c = (await send(reader, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials.find((x) => x.name === 'connectwise');
     expect(c).toMatchObject({ useCount: 3, lastUsedBy: 'psa-sync', lastUsedAt: h.clock.now().toISOString() });
-    const uses = await send(viewer, 'GET', `${base(acme)}/${c?.id}/uses`);
+    const uses = await send(reader, 'GET', `${base(acme)}/${c?.id}/uses`);
     expect(uses.statusCode, uses.body).toBe(200);
     expect(uses.json<{ uses: UseView[] }>().uses.map((u) => [u.use, u.by, u.status, u.message])).toEqual([
       [3, 'psa-sync', 'failed', '401 from the PSA'],
@@ -124,7 +138,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
   });
 
   it('replaces the value with a reason, keeps the rotation history, and opens the new value', async () => {
-    const c = (await send(viewer, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials.find((x) => x.name === 'connectwise');
+    const c = (await send(reader, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials.find((x) => x.name === 'connectwise');
     const url = `${base(acme)}/${c?.id}`;
     expectProblem(await send(admin, 'POST', `${url}/replace`, { secret: ROTATED }), 400, 'validation_failed');
     h.clock.advance(60_000);
@@ -132,7 +146,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     expect(replaced.statusCode, replaced.body).toBe(200);
     expect(replaced.json<CredentialView>()).toMatchObject({ version: 2, updatedAt: h.clock.now().toISOString(), useCount: 3 });
     expect(await h.built.services.vault.use(acme, 'connectwise', { by: 'psa-sync' }, async (s) => s)).toBe(ROTATED);
-    const history = await send(member, 'GET', `${url}/rotations`);
+    const history = await send(reader, 'GET', `${url}/rotations`);
     expect(history.statusCode).toBe(200);
     expect(history.json<{ rotations: RotationView[] }>().rotations.map((r) => [r.version, r.event, r.reason])).toEqual([
       [2, 'replaced', 'quarterly rotation'],
@@ -149,7 +163,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     let before: number | null = null;
     for (let pages = 0; pages < 10; pages++) {
       const q: string = before === null ? '?limit=3' : `?limit=3&before=${before}`;
-      const res = await send(viewer, 'GET', `${base(acme)}/${c.id}/uses${q}`);
+      const res = await send(reader, 'GET', `${base(acme)}/${c.id}/uses${q}`);
       expect(res.statusCode, res.body).toBe(200);
       const page = res.json<{ uses: UseView[]; nextBefore: number | null }>();
       seen.push(...page.uses.map((u) => u.use));
@@ -158,7 +172,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     }
     expect(seen).toEqual([7, 6, 5, 4, 3, 2, 1]);
     for (const q of ['?limit=0', '?limit=101', '?before=0', '?before=x', '?cursor=1']) {
-      expectProblem(await send(viewer, 'GET', `${base(acme)}/${c.id}/uses${q}`), 400, 'validation_failed');
+      expectProblem(await send(reader, 'GET', `${base(acme)}/${c.id}/uses${q}`), 400, 'validation_failed');
     }
   });
 
@@ -171,7 +185,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     expect(err).toBeInstanceOf(AppError);
     expect(err).toMatchObject({ code: 'not_found', detail: 'the organization has no integration credential named to-delete (never added, or deleted)' });
     expectProblem(await send(admin, 'DELETE', `${base(acme)}/${c.id}`), 404, 'not_found');
-    expectProblem(await send(viewer, 'GET', `${base(acme)}/${c.id}/uses`), 404, 'not_found');
+    expectProblem(await send(reader, 'GET', `${base(acme)}/${c.id}/uses`), 404, 'not_found');
     expectProblem(await send(admin, 'POST', `${base(acme)}/${c.id}/replace`, { secret: 'CANARY-x-123456', reason: 'r' }), 404, 'not_found');
     await create(owner, acme, 'to-delete', 'CANARY-reborn-7ab3c9');
     expect(await audit(h, acme, 'credential.deleted', c.id)).toHaveLength(1);
@@ -219,7 +233,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(res.body).not.toContain(secret);
     }
-    const c = (await send(viewer, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials[0];
+    const c = (await send(reader, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials[0];
     for (const payload of [{ secret, reason: '' }, { secret: '', reason: 'r' }, { secret, reason: 'x'.repeat(201) }, { secret: 'x'.repeat(8193), reason: 'r' }]) {
       const res = await send(owner, 'POST', `${base(acme)}/${c?.id}/replace`, payload);
       expect(res.statusCode).toBe(400);
@@ -245,8 +259,9 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     const c = await create(admin, acme, 'role-check');
     const restricted = client(h, await h.cookieFor(h.user('acme', 'restricted_member').email));
     const projectViewer = client(h, await h.cookieFor(h.user('acme', 'project_viewer').email));
-    for (const who of [member, viewer]) {
-      expect((await send(who, 'GET', base(acme))).statusCode).toBe(200);
+    // The reader may read but not write; the built-in member and viewer roles hold neither permission.
+    for (const who of [reader, member, viewer]) {
+      if (who !== reader) expectProblem(await send(who, 'GET', base(acme)), 403, 'forbidden');
       expectProblem(await send(who, 'POST', base(acme), { name: 'nope', kind: 'api_token', secret: 'CANARY-nope-1234' }), 403, 'forbidden');
       expectProblem(await send(who, 'POST', `${base(acme)}/${c.id}/replace`, { secret: 'CANARY-nope-1234', reason: 'x' }), 403, 'forbidden');
       expectProblem(await send(who, 'DELETE', `${base(acme)}/${c.id}`), 403, 'forbidden');
