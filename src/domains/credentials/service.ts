@@ -135,7 +135,7 @@ export function createCredentialService(deps: CredentialDeps) {
         const list = await rows<{ version: number; event: 'created' | 'replaced'; at: Date; by_user: string; reason: string }>(
           tx,
           sql`select version, event, at, by_user, reason from integration_credential_rotations
-              where org_id = ${org.orgId} and credential_id = ${id} and (${page.before ?? null}::int is null or version < ${page.before ?? null}::int)
+              where org_id = ${org.orgId} and credential_id = ${id} and (${page.before ?? null}::bigint is null or version < ${page.before ?? null}::bigint)
               order by version desc limit ${page.limit + 1}`,
         );
         const shown = list.slice(0, page.limit);
