@@ -125,6 +125,17 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     ]);
   });
 
+  it('numbers concurrent uses one by one: none lost, none counted twice', async () => {
+    await create(owner, acme, 'busy', 'CANARY-busy-value-77c1');
+    const got = await Promise.all(Array.from({ length: 8 }, (_, i) => h.built.services.vault.use(acme, 'busy', { by: `worker-${i}` }, async (s) => s)));
+    expect(new Set(got)).toEqual(new Set(['CANARY-busy-value-77c1']));
+    const c = (await send(reader, 'GET', base(acme))).json<{ credentials: CredentialView[] }>().credentials.find((x) => x.name === 'busy');
+    expect(c?.useCount).toBe(8);
+    const log = (await send(reader, 'GET', `${base(acme)}/${c?.id}/uses?limit=100`)).json<{ uses: UseView[] }>().uses;
+    expect(log.map((u) => u.use)).toEqual([8, 7, 6, 5, 4, 3, 2, 1]);
+    expect(new Set(log.map((u) => u.by)).size).toBe(8);
+  });
+
   it('refuses host calls with a bad name, caller or org, and another org\u2019s credential, with clear errors', async () => {
     const vault = h.built.services.vault;
     const never = async () => { throw new Error('the callback must not run'); };
