@@ -534,6 +534,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'streamId':
           params.streamId = await fx.auditStream(objOrg.id, objOrg.ownerId);
           break;
+        case 'credentialId':
+          params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
+          break;
         case 'connectionId':
           // The SAML endpoints serve SAML connections only (an OIDC id is an unknown one there).
           params.connectionId = route.url.startsWith('/api/auth/sso/saml/')
