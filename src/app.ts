@@ -16,6 +16,7 @@ import { apiKeyRoutes } from './domains/api-keys/index.js';
 import { webhookRoutes } from './domains/webhooks/index.js';
 import { assetRoutes } from './domains/assets/index.js';
 import { auditRoutes } from './domains/audit/index.js';
+import { auditStreamRoutes } from './domains/audit-streams/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
 import { credentialRoutes } from './domains/credentials/index.js';
@@ -72,6 +73,7 @@ export async function buildApp(deps: AppDeps) {
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),
     ...auditRoutes(services.auditReader, services.auditVerifier),
+    ...auditStreamRoutes(services.auditStreams),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [

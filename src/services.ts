@@ -7,6 +7,7 @@ import type { Clock } from './kernel/clock.js';
 import { createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
 import { createEgressFetch, createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements } from './domains/webhooks/index.js';
 import { createAssetService } from './domains/assets/index.js';
+import { createAuditStreamService, createStreamSender, createStreamWorker, createSyslogTransport } from './domains/audit-streams/index.js';
 import { chainKeysFrom, createAuditReader, createAuditVerifier, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
@@ -53,12 +54,22 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const checkpoints = createCheckpointer({
     db, keys: chainKeys, clock, logger, file: config.auditCheckpoints.file, intervalMs: config.auditCheckpoints.intervalSeconds * 1000,
   });
+  const auditReader = createAuditReader({ db });
+  const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
+  const webhookTransport = createWebhookTransport(destination);
+  // Audit streams read audit_events after their cursor: an append only wakes this process's stream worker.
+  const streamSender = createStreamSender({
+    http: webhookTransport, syslog: createSyslogTransport({ allowLoopback: destination.allowLoopback, requireTls: config.env === 'production' }), clock, hostname: new URL(config.publicOrigin).hostname,
+  });
+  const streamWorker = createStreamWorker({ db, clock, sealer, reader: auditReader, sender: streamSender, logger });
   // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
   const audit = createAuditWriter({
     db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements,
-    onAppend: (orgId) => checkpoints.noteAppend(orgId),
+    onAppend: (orgId) => {
+      checkpoints.noteAppend(orgId);
+      streamWorker.nudge(orgId);
+    },
   });
-  const auditReader = createAuditReader({ db });
   const auditVerifier = createAuditVerifier({ db, keys: chainKeys, clock, checkpointFile: config.auditCheckpoints.file });
   const sessions = createSessionService({
     db,
@@ -115,18 +126,22 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
       await sessions.revokeAll(tx, userId, reason, keep);
     },
   });
-  const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
   const webhooks = createWebhookService({ db, audit, clock, sealer, destination });
-  const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });
+  const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: webhookTransport });
+  const auditStreams = createAuditStreamService({
+    db, audit, clock, sealer, sender: streamSender, destination: { ...destination, requireTls: config.env === 'production' },
+    onChange: (orgId) => streamWorker.streamsChanged(orgId),
+  });
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
-    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit checkpoints. */
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams and checkpoints. */
     startBackground(): void {
       webhookWorker.start();
+      streamWorker.start();
       mailWorker?.start();
       checkpoints.start();
     },
@@ -134,6 +149,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     async close(): Promise<void> {
       await keyUsage.close();
       await webhookWorker.stop();
+      await streamWorker.stop();
       await mailWorker?.stop();
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.

@@ -24,6 +24,7 @@ export const PERMISSIONS = {
   'assets:read': 'Read assets inside projects',
   'assets:write': 'Create and delete assets inside projects',
   'audit:read': 'Read the organization\u2019s audit trail',
+  'audit:stream': 'Stream the organization\u2019s audit trail to its SIEM (HTTPS or syslog destinations, their secrets and status)',
   'keys:own': 'Create API keys within your own permissions; list and revoke your own',
   'keys:manage': 'List and revoke every API key of the organization',
   'webhooks:manage': 'Manage webhook endpoints, deliveries and inbound webhook sources',
@@ -117,6 +118,8 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  *   changes the rights of its unrestricted holders too.
  * - projects:create: a new project is outside the creator's assignment (RLS refuses the insert).
  * - audit:read: the trail carries every project's events (names, assets, members).
+ * - audit:stream: a stream sends the whole trail (every project's events) to a destination
+ *   its holder chooses.
  * - keys:manage: every member's API keys (the service already confined a restricted holder to
  *   their own, which is keys:own: holding it restricted only misled).
  * - webhooks:manage: endpoints subscribe to event types org-wide (the outbox filters by org and
@@ -142,7 +145,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
-  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage',
+  'audit:read', 'audit:stream', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage',
 ];
 
 export function isOrgWide(p: string): boolean {

@@ -54,6 +54,10 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted key would be a credential into the target org.
       return sql`insert into api_keys (org_id, id, token_hash, kind, name, prefix, last_four, permissions, created_by, creator_joined_at, created_at)
                  values (${org}, ${id}, ${randomToken()}, 'secret', 'planted', 'pal_sk_', 'abcd', ${['projects:read']}, ${target.ownerId}, now(), now()) ${tail}`;
+    case 'audit_streams':
+      // A planted stream would carry the target org's whole audit trail to the attacker.
+      return sql`insert into audit_streams (org_id, id, kind, url, secret_sealed, cursor_seq, created_by, created_at, updated_at)
+                 values (${org}, ${id}, 'https', 'https://evil.example/', 'forged', 0, ${actor.ownerId}, now(), now()) ${tail}`;
     case 'webhook_endpoints':
       // A planted endpoint would receive the target org's events.
       return sql`insert into webhook_endpoints (org_id, id, url, events, secret_sealed, created_by, created_at, updated_at)

@@ -71,6 +71,10 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   webhook_attempts: ['SELECT', 'INSERT'],
   // webhooks/outbox.ts, worker.ts: the due queue
   webhook_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // audit-streams/service.ts, worker.ts: a stream is added, changed (its cursor and status by the worker) and deleted
+  audit_streams: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // audit-streams/service.ts, worker.ts: which orgs the stream worker looks at, and when
+  audit_stream_orgs: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],

@@ -531,6 +531,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'sourceId':
           params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
           break;
+        case 'streamId':
+          params.streamId = await fx.auditStream(objOrg.id, objOrg.ownerId);
+          break;
         case 'credentialId':
           params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
           break;

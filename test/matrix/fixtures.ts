@@ -11,6 +11,7 @@ import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
+import { newWebhookSecret } from '../../src/domains/webhooks/index.js';
 import type { KeyCredential } from './cases.js';
 import { ORIGIN, type TestApp } from '../support/app.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
@@ -158,7 +159,7 @@ export class Fixtures {
     const id = newId();
     const sealer = this.h.built.services.sealer;
     await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
-      const sealed = await sealer.seal(tx, { scope: orgId, table: 'inbound_sources', column: 'secret_sealed', row: id }, `whsec_${randomToken(32)}`);
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'inbound_sources', column: 'secret_sealed', row: id }, newWebhookSecret());
       await exec(tx, sql`insert into inbound_sources (org_id, id, provider, name, secret_sealed, created_by, created_at)
                          values (${orgId}, ${id}, 'stripe', ${`matrix-${unique()}`}, ${sealed}, ${createdBy}, now())`);
     });
@@ -373,6 +374,22 @@ export class Fixtures {
                          values (${orgId}, ${deliveryId}, ${endpointId}, ${`msg_${unique()}`}, 'project.created', '{}', 'succeeded', 1, ${at}, ${at})`);
     });
     return { endpointId, deliveryId };
+  }
+
+  /**
+   * An HTTPS audit stream of `orgId` (secret sealed as the service seals it). Its receiver is a
+   * documentation address (192.0.2.0/24), which the transport refuses at once: a test event
+   * answers without waiting on the network.
+   */
+  async auditStream(orgId: string, createdBy: string): Promise<string> {
+    const id = newId();
+    const at = this.h.clock.now().toISOString();
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await this.h.built.services.sealer.seal(tx, { scope: orgId, table: 'audit_streams', column: 'secret_sealed', row: id }, newWebhookSecret());
+      await exec(tx, sql`insert into audit_streams (org_id, id, kind, url, secret_sealed, cursor_seq, created_by, created_at, updated_at)
+                         values (${orgId}, ${id}, 'https', 'https://192.0.2.10/matrix', ${sealed}, 0, ${createdBy}, ${at}, ${at})`);
+    });
+    return id;
   }
 
   /** The pipeline's `authz.denied` audit events of the given orgs, by request id. */

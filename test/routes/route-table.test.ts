@@ -116,6 +116,7 @@ describe('the live route table', () => {
       secret: 'a provider\u2019s signing secret or an integration credential: sealed, never shown',
       email: 'an address: stored only through the email schema (ASCII address syntax); at sign-in it is only looked up',
       url: 'a webhook URL: parsed by the WHATWG URL parser (which drops tabs and line breaks) and kept as its href',
+      host: 'a syslog host (audit streams): letters, digits, dots, dashes or an IP literal only (audit-streams/destination.ts)',
       issuer: 'an identity provider\u2019s issuer URL: printable ASCII only, and it must answer discovery',
       domain: 'a DNS name: kept only in its IDNA ASCII form (normalizeDomain refuses control, format and invisible characters)',
     };

@@ -1,6 +1,6 @@
 /**
  * Canary secrets pushed through every credential flow — registration, email verification,
- * login, failed login, password change, password reset, invitations, API keys, webhook secrets,
+ * login, failed login, password change, password reset, invitations, API keys, webhook and audit stream secrets,
  * the metrics token, the SMTP password (mail sent, refused, and refused at AUTH), integration credentials (stored, replaced, opened by
  * host code, quoted by its use report and its error) — must never show up in the logs, in a problem answer, in the audit trail,
  * nor in clear anywhere in the database. Neither may the session cookies and the verification,
@@ -211,6 +211,13 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     secrets.set('webhookSecretKey', secret.slice(6));
     const rotated = await call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`, { cookie: owner });
     secrets.set('webhookSecretRotated', String((rotated.json() as { secret: string }).secret).slice(6));
+    // An audit stream's signing secret, created and rotated (issue 14).
+    const stream = await call('POST', `/api/orgs/${acme}/audit/streams`, { cookie: owner, payload: { kind: 'https', url: 'https://siem.example.com/canary' } });
+    expect(stream.statusCode, stream.body).toBe(201);
+    const created = stream.json() as { secret: string; stream: { id: string } };
+    secrets.set('streamSecret', created.secret.slice(6));
+    const rotatedStream = await call('POST', `/api/orgs/${acme}/audit/streams/${created.stream.id}/rotate-secret`, { cookie: owner });
+    secrets.set('streamSecretRotated', String((rotatedStream.json() as { secret: string }).secret).slice(6));
 
     // Integration credentials: stored, refused (too long: the problem must not quote it), replaced,
     // read back every way the API offers, and opened by host code that quotes the value in its

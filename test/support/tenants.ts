@@ -19,6 +19,7 @@ export const TENANT_TABLES = [
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
   'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
+  'audit_streams',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -116,6 +117,10 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${credentialId}, 1, 'created', now(), ${ownerId})`);
     await exec(tx, sql`insert into integration_credential_uses (org_id, credential_id, use_no, used_by, started_at, finished_at, status)
                        values (${orgId}, ${credentialId}, 1, 'psa-sync', now(), now(), 'ok')`);
+    const streamId = newId();
+    const streamSecret = await sealer.seal(tx, { scope: orgId, table: 'audit_streams', column: 'secret_sealed', row: streamId }, `whsec_${randomToken()}`);
+    await exec(tx, sql`insert into audit_streams (org_id, id, kind, url, secret_sealed, cursor_seq, created_by, created_at, updated_at)
+                       values (${orgId}, ${streamId}, 'https', 'https://siem.example.com/x', ${streamSecret}, 0, ${ownerId}, now(), now())`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
   return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, connectionId, endpointId, deliveryId, projects, assets, sealed };

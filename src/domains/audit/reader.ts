@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database, TenantBinding } from '../../db/database.js';
+import type { Database, TenantBinding, Tx } from '../../db/database.js';
 import { rows } from '../../db/database.js';
 
 export interface AuditQuery {
@@ -30,20 +30,46 @@ export interface AuditEventView {
 
 export interface AuditReader {
   list(binding: TenantBinding, orgId: string, q: AuditQuery): Promise<{ events: AuditEventView[]; nextBefore: number | null }>;
+  /**
+   * Up to `limit` events after position `afterSeq`, oldest first, in the caller's transaction
+   * (bound to the org): what an audit stream sends next. The org's committed events are a
+   * gap-free prefix of its chain (appends serialize on its head), so nothing is skipped.
+   */
+  since(tx: Tx, orgId: string, afterSeq: number, limit: number): Promise<AuditEventView[]>;
+}
+
+type EventRow = {
+  seq: number | string; id: string; at: Date; actor_type: string; actor_id: string | null; actor_role: string | null;
+  action: string; target_type: string | null; target_id: string | null; result: string; ip: string;
+  user_agent: string; request_id: string; details: unknown; hash: string;
+};
+
+const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent, request_id, details, hash`;
+
+function viewOf(r: EventRow): AuditEventView {
+  return {
+    seq: Number(r.seq),
+    id: r.id,
+    at: r.at.toISOString(),
+    actor: { type: r.actor_type, id: r.actor_id, role: r.actor_role },
+    action: r.action,
+    target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
+    result: r.result,
+    ip: r.ip,
+    userAgent: r.user_agent,
+    requestId: r.request_id,
+    details: r.details,
+    hash: r.hash,
+  };
 }
 
 export function createAuditReader(deps: { db: Database }): AuditReader {
   return {
     async list(binding, orgId, q) {
       return deps.db.withTenant(binding, async (tx) => {
-        const list = await rows<{
-          seq: number | string; id: string; at: Date; actor_type: string; actor_id: string | null; actor_role: string | null;
-          action: string; target_type: string | null; target_id: string | null; result: string; ip: string;
-          user_agent: string; request_id: string; details: unknown; hash: string;
-        }>(
+        const list = await rows<EventRow>(
           tx,
-          sql`select seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent,
-                     request_id, details, hash
+          sql`select ${EVENT_COLUMNS}
               from audit_events
               where org_id = ${orgId}
                 and (${q.actor ?? null}::text is null or actor_id = ${q.actor ?? null})
@@ -56,23 +82,17 @@ export function createAuditReader(deps: { db: Database }): AuditReader {
         );
         const page = list.slice(0, q.limit);
         return {
-          events: page.map((r) => ({
-            seq: Number(r.seq),
-            id: r.id,
-            at: r.at.toISOString(),
-            actor: { type: r.actor_type, id: r.actor_id, role: r.actor_role },
-            action: r.action,
-            target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
-            result: r.result,
-            ip: r.ip,
-            userAgent: r.user_agent,
-            requestId: r.request_id,
-            details: r.details,
-            hash: r.hash,
-          })),
+          events: page.map(viewOf),
           nextBefore: list.length > q.limit ? Number(page[page.length - 1]?.seq) : null,
         };
       });
+    },
+    async since(tx, orgId, afterSeq, limit) {
+      const list = await rows<EventRow>(
+        tx,
+        sql`select ${EVENT_COLUMNS} from audit_events where org_id = ${orgId} and seq > ${afterSeq} order by seq limit ${limit}`,
+      );
+      return list.map(viewOf);
     },
   };
 }

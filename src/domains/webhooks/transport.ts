@@ -41,8 +41,14 @@ export interface DeliveryOutcome {
   address: string | null;
 }
 
+/** What another sender over this transport (audit streams: NDJSON batches) says its body is, and who it is. */
+export interface SendOptions {
+  contentType?: string;
+  userAgent?: string;
+}
+
 export interface WebhookTransport {
-  send(url: string, headers: Record<string, string>, body: string): Promise<DeliveryOutcome>;
+  send(url: string, headers: Record<string, string>, body: string, options?: SendOptions): Promise<DeliveryOutcome>;
 }
 
 export const USER_AGENT = 'Palisade-Webhooks/1';
@@ -158,7 +164,7 @@ export function createWebhookTransport(opts: WebhookTransportOptions): WebhookTr
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new InvariantError('timeoutMs must be a positive integer');
   if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 0) throw new InvariantError('maxResponseBytes must be a non-negative integer');
 
-  async function send(url: string, headers: Record<string, string>, body: string): Promise<DeliveryOutcome> {
+  async function send(url: string, headers: Record<string, string>, body: string, options: SendOptions = {}): Promise<DeliveryOutcome> {
     if (typeof body !== 'string') throw new InvariantError('webhook body must be a string');
     const callerHeaders = checkHeaders(headers);
     const started = performance.now();
@@ -182,7 +188,7 @@ export function createWebhookTransport(opts: WebhookTransportOptions): WebhookTr
         // node:net would connect to this host without a lookup: it must have been classified.
         return failure('destination refused: reserved');
       }
-      const result = await deliver(target.url, target.host, lookup, callerHeaders, body, deadline.signal, maxResponseBytes);
+      const result = await deliver(target.url, target.host, lookup, callerHeaders, body, deadline.signal, maxResponseBytes, options);
       return outcome(result);
     } finally {
       clearTimeout(timer);
@@ -200,6 +206,7 @@ function deliver(
   body: string,
   signal: AbortSignal,
   maxResponseBytes: number,
+  options: SendOptions,
 ): Promise<Omit<DeliveryOutcome, 'latencyMs'>> {
   return new Promise((settle) => {
     let done = false;
@@ -224,8 +231,8 @@ function deliver(
       method: 'POST',
       headers: {
         ...headers,
-        'content-type': 'application/json',
-        'user-agent': USER_AGENT,
+        'content-type': options.contentType ?? 'application/json',
+        'user-agent': options.userAgent ?? USER_AGENT,
         'content-length': String(Buffer.byteLength(body)),
       },
       // A fresh socket per delivery: a kept-alive one could lead to an address checked for another URL.

@@ -1,0 +1,12 @@
+export { createAuditStreamService, FAILING_AFTER, MAX_STREAMS, STREAM_ROTATION_OVERLAP_SECONDS, streamSecretRef } from './service.js';
+export type { AuditStreamService } from './service.js';
+export type { StreamView } from './responses.js';
+export { createStreamWorker, STREAM_RETRY_DELAYS_SECONDS, STREAM_LEASE_SECONDS, DEFAULT_BATCH_EVENTS, streamRetryDelaySeconds } from './worker.js';
+export type { StreamWorker, StreamWorkerDeps } from './worker.js';
+export { createStreamSender, STREAM_USER_AGENT } from './sender.js';
+export type { StreamSender, StreamTarget } from './sender.js';
+export { createSyslogTransport } from './syslog.js';
+export type { SyslogTransport, SyslogTransportOptions } from './syslog.js';
+export { eventJson, ndjsonBatch, octetFrame, syslogMessage, SD_ID } from './format.js';
+export type { StreamEvent } from './format.js';
+export { auditStreamRoutes } from './routes.js';
