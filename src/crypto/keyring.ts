@@ -114,6 +114,16 @@ export class Keyring {
     return key;
   }
 
+  /**
+   * Throws unless `w` opens under its KEK (unknown KEK: InvariantError; wrong KEK value or altered
+   * row: SealedValueError). Nothing is cached: `keys rotate-kek` checks every key before it
+   * changes any, without holding them all.
+   */
+  assertUnwraps(scope: string, w: WrappedKey): void {
+    if (!this.provider.ids.includes(w.kekId)) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
+    this.provider.unwrap(w.kekId, w.wrapped, `data-key|${scope}|${w.id}`).fill(0);
+  }
+
   /** Creates a fresh data key for a scope, wrapped by the active KEK. */
   newDataKey(scope: string, id: string): WrappedKey {
     const key = randomBytes(32);

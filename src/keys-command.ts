@@ -1,0 +1,65 @@
+import type { Config } from './config/index.js';
+import type { Keyring } from './crypto/index.js';
+import type { Database } from './db/database.js';
+import type { OwnerConnection } from './db/migrate.js';
+import type { AuditWriter } from './domains/audit/index.js';
+import { kekUsage, renderStatus, rotateKek, RotationRefused } from './domains/keys/index.js';
+import { progressReporter } from './domains/keys/progress.js';
+import { systemContext } from './kernel/context.js';
+import { SYSTEM_ORG_ID } from './kernel/ids.js';
+
+interface KeysDeps {
+  config: Pick<Config, 'kekProvider'>;
+  keyring: Keyring;
+  audit: AuditWriter;
+  db: Database;
+  owner: OwnerConnection;
+}
+
+/** The setting an operator edits to add or remove a KEK, named in what the commands print. */
+function kekSetting(config: Pick<Config, 'kekProvider'>): string {
+  switch (config.kekProvider.kind) {
+    case 'file':
+      return 'PALISADE_KEK_DIR';
+    case 'pkcs11':
+      return 'PALISADE_PKCS11_KEYS';
+    default:
+      return 'PALISADE_KEKS';
+  }
+}
+
+/** `palisade keys status` and `palisade keys rotate-kek`: output on stdout, progress and refusals on stderr. */
+export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, batchOrgs: number | undefined): Promise<number> {
+  try {
+    if (sub === 'status') {
+      const { out, code } = renderStatus(await kekUsage(deps.owner, deps.keyring.kekIds), kekSetting(deps.config));
+      process.stdout.write(out);
+      return code;
+    }
+    const ctx = systemContext('cli keys rotate-kek');
+    const result = await rotateKek({
+      owner: deps.owner,
+      keyring: deps.keyring,
+      ...(batchOrgs === undefined ? {} : { batchOrgs }),
+      onProgress: progressReporter(process.stderr, 'rewrapping data keys'),
+      record: (event, details) =>
+        deps.db.withTenant({ orgId: SYSTEM_ORG_ID, projectIds: null }, async (tx) => {
+          await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: event === 'started' ? 'keys.kek_rotation_started' : 'keys.kek_rotation_finished', details });
+        }),
+    });
+    const rate = result.seconds > 0 ? Math.round(result.rewrapped / result.seconds) : 0;
+    process.stdout.write(
+      result.rewrapped === 0 && result.orgs === 0
+        ? `nothing to rewrap: all ${result.alreadyActive} data keys are wrapped by the active KEK ${result.kekId}\n`
+        : `rewrapped ${result.rewrapped} data keys (${result.orgs} orgs, ${result.systemKeys} system) under ${result.kekId} in ${result.seconds.toFixed(1)} s (${rate} keys/s); ` +
+            `${result.alreadyActive} were already under it. \`palisade keys status\` says which KEKs can now be removed\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof RotationRefused) {
+      process.stderr.write(`refusing: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
