@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as Pkcs11Js from 'pkcs11js';
 import { joinWrapped, SealedValueError, splitWrapped, type KekProvider } from './kek-provider.js';
@@ -41,7 +41,13 @@ const requireCjs = createRequire(import.meta.url);
 let lib: Lib | null = null;
 /** pkcs11js is a native addon: loaded only by a process configured for PKCS#11. */
 function pkcs11js(): Lib {
-  lib ??= requireCjs('pkcs11js') as Lib;
+  if (lib) return lib;
+  try {
+    lib = requireCjs('pkcs11js') as Lib;
+  } catch {
+    // An optional dependency: its native build needs a C++ toolchain at install time.
+    throw new KeyProviderError('PALISADE_KEK_PROVIDER=pkcs11 needs the pkcs11js package, which is not installed or did not build (npm install pkcs11js, with g++, make and python3)');
+  }
   return lib;
 }
 
@@ -50,6 +56,13 @@ function pkcs11js(): Lib {
  * opens it: the server, the migration step and an operator command may each hold a session.
  */
 const modules = new Map<string, Pkcs11Js.PKCS11>();
+/**
+ * Login is per application, not per session: while one session is logged in, the token answers
+ * a second C_Login with CKR_USER_ALREADY_LOGGED_IN without checking its PIN. The digest of the
+ * PIN that did log in is kept so that a different PIN is still refused.
+ */
+const loggedIn = new Map<string, string>();
+const pinDigest = (pin: string): string => createHash('sha256').update(pin).digest('hex');
 
 function loadModule(path: string): Pkcs11Js.PKCS11 {
   const hit = modules.get(path);
@@ -85,7 +98,8 @@ function findSlot(m: Pkcs11Js.PKCS11, token: string, module: string): Handle {
   for (const slot of m.C_GetSlotList(true)) {
     const label = m.C_GetTokenInfo(slot).label.trim();
     if (label === token) return slot;
-    labels.push(label);
+    // SoftHSM keeps a free, uninitialised slot: no label, nothing to name.
+    if (label !== '') labels.push(label);
   }
   throw new KeyProviderError(
     `PKCS#11 token "${token}" (PALISADE_PKCS11_TOKEN) is not in ${module}${labels.length > 0 ? `; tokens present: ${labels.map((l) => `"${l}"`).join(', ')}` : '; it has no initialised token'}`,
@@ -129,14 +143,19 @@ export function openPkcs11Provider(s: Pkcs11Settings): KekProvider {
     }
     throw err;
   };
+  const tokenKey = `${s.module}\n${s.token}`;
+  const refusedPin = `PALISADE_PKCS11_PIN was refused by token "${s.token}" (CKR_PIN_INCORRECT)`;
   try {
     m.C_Login(session, p.CKU_USER, s.pin);
+    loggedIn.set(tokenKey, pinDigest(s.pin));
   } catch (err) {
-    // Login is per application: another provider of this process logged in already.
-    if (!isCode(err, p.CKR_USER_ALREADY_LOGGED_IN)) {
+    if (isCode(err, p.CKR_USER_ALREADY_LOGGED_IN)) {
+      const known = loggedIn.get(tokenKey);
+      if (known !== undefined && known !== pinDigest(s.pin)) fail(new KeyProviderError(refusedPin));
+    } else {
       const code = codeName(err);
       fail(new KeyProviderError(
-        code === 'CKR_PIN_INCORRECT' ? `PALISADE_PKCS11_PIN was refused by token "${s.token}" (CKR_PIN_INCORRECT)`
+        code === 'CKR_PIN_INCORRECT' ? refusedPin
           : code === 'CKR_PIN_LOCKED' ? `token "${s.token}" has locked its user PIN (CKR_PIN_LOCKED): its security officer must reset it`
             : `login to token "${s.token}" failed (${code})`,
       ));

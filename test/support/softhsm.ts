@@ -16,8 +16,17 @@ import { DEFAULT_PKCS11_MODULE } from '../../src/crypto/index.js';
 
 export const SOFTHSM_MODULE = process.env.PALISADE_PKCS11_MODULE ?? DEFAULT_PKCS11_MODULE;
 
-/** Why the PKCS#11 tests cannot run here, or null. CI installs softhsm2 (.ci/run): there they must run. */
+/**
+ * Why the PKCS#11 tests cannot run here, or null. CI installs softhsm2 and sets
+ * PALISADE_REQUIRE_SOFTHSM (.ci/run): there a missing module fails the suite instead.
+ */
 export function softhsmMissing(): string | null {
+  const why = softhsmAbsence();
+  if (why && process.env.PALISADE_REQUIRE_SOFTHSM === '1') throw new Error(`PALISADE_REQUIRE_SOFTHSM=1 but ${why}`);
+  return why;
+}
+
+function softhsmAbsence(): string | null {
   if (!existsSync(SOFTHSM_MODULE)) return `SoftHSM2 module ${SOFTHSM_MODULE} is absent (apt-get install softhsm2)`;
   try {
     execFileSync('softhsm2-util', ['--version'], { stdio: 'ignore' });
