@@ -47,7 +47,7 @@ export interface StartupCheck {
  * that). Read over the owner connection: org_keys is under FORCE RLS, so only a role that
  * bypasses RLS sees every org's keys.
  */
-async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly string[]): Promise<StartupCheck> {
+async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly string[], setting: string): Promise<StartupCheck> {
   const known = new Set(kekIds);
   const [me] = await owner.query<{ sees_all: boolean }>('select rolsuper or rolbypassrls as sees_all from pg_roles where rolname = current_user');
   const seesAll = me?.sees_all === true;
@@ -61,8 +61,8 @@ async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly strin
     missing.length === 0
       ? []
       : [
-          `data keys in this database are wrapped by KEK ids that PALISADE_KEKS lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
-            'add those KEKs to PALISADE_KEKS (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to',
+          `data keys in this database are wrapped by KEK ids that ${setting} lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
+            `add those KEKs to ${setting} (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to`,
         ];
   const warnings = seesAll
     ? []
@@ -87,7 +87,8 @@ async function demoAccountProblems(owner: OwnerConnection): Promise<string[]> {
 
 export async function startupCheck(db: Database, owner: OwnerConnection, config: Pick<Config, 'env'> & KeySource): Promise<StartupCheck> {
   const catalog = (await catalogProblems(db)).map((p) => `isolation check: ${p}`);
-  const keys = await unknownKekProblems(owner, configuredKekIds(config));
+  const setting = config.kekProvider?.kind === 'pkcs11' ? 'PALISADE_PKCS11_KEYS' : config.kekProvider?.kind === 'file' ? 'PALISADE_KEK_DIR' : 'PALISADE_KEKS';
+  const keys = await unknownKekProblems(owner, configuredKekIds(config), setting);
   const demo = config.env === 'production' ? await demoAccountProblems(owner) : [];
   return { problems: [...catalog, ...keys.problems, ...demo], warnings: keys.warnings };
 }
