@@ -18,6 +18,8 @@ export const OUTBOX_ONLY_MAIL_WARNING =
 
 /** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
 export function migrationSteps(config: KeySource): MigrateOptions['keyedSteps'] {
+  // With PKCS#11 this keyring holds a token session until the process exits: migrations run once,
+  // at start, and the session is one of the token's many (login is per process, PIN checked once).
   return auditMigrationSteps(chainKeysFrom(openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } })));
 }
 
