@@ -18,6 +18,7 @@ import { assetRoutes } from './domains/assets/index.js';
 import { auditRoutes } from './domains/audit/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
+import { credentialRoutes } from './domains/credentials/index.js';
 import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
 import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
@@ -61,6 +62,7 @@ export async function buildApp(deps: AppDeps) {
     ...tenancyRoutes({ orgs, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects }),
     ...assetRoutes(services.assets),
     ...inboundRoutes(services.inbound),
+    ...credentialRoutes(services.credentials),
     ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, saml: services.saml, tests: services.ssoTests, enforcement: services.enforcement, secureCookies: cookie.secure }),
     ...breakGlassRoutes({ enforcement: services.enforcement, identity, mfa, audit }),
     ...ssoAuthRoutes({ sso: services.sso, saml: services.saml, signIn, cookie, mfa, audit }),

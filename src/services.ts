@@ -10,6 +10,7 @@ import { createAssetService } from './domains/assets/index.js';
 import { chainKeysFrom, createAuditReader, createAuditVerifier, createAuditWriter, createCheckpointer } from './domains/audit/index.js';
 import { createIdentityService, createLockout, createMagicLinkService, createMfaService, createPasskeyService } from './domains/identity/index.js';
 import { createInboundService } from './domains/inbound/index.js';
+import { createCredentialService, createVault } from './domains/credentials/index.js';
 import {
   BREAK_GLASS_SESSION_SECONDS, createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn,
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
@@ -85,6 +86,9 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
   const inbound = createInboundService({ db, audit, clock, sealer });
+  const credentials = createCredentialService({ db, audit, clock, sealer });
+  // The host app's way to its integrations' credentials (docs/integrations.md): opened by name, counted, audited.
+  const vault = createVault({ db, audit, clock, sealer, onError: (err) => logger.error({ err }, 'integration credential use log write failed') });
   const domains = createDomainService({ db, audit, clock, dns: dnsTxtLookup(config.dnsServers), onVerified: enforcement.domainVerified });
   // An identity provider on this machine is the same development opt-in as a local webhook receiver.
   const egress = createEgressFetch({ allowLoopback: config.webhooks.allowLoopback });
@@ -119,7 +123,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit checkpoints. */

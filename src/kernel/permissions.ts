@@ -28,6 +28,8 @@ export const PERMISSIONS = {
   'keys:manage': 'List and revoke every API key of the organization',
   'webhooks:manage': 'Manage webhook endpoints, deliveries and inbound webhook sources',
   'sso:manage': 'Claim and verify email domains; manage single sign-on connections and their enforcement',
+  'credentials:read': 'See integration credentials\u2019 metadata, rotation history and use log (never their values)',
+  'credentials:manage': 'Add, replace and delete integration credentials (write-only: their values are never shown)',
   'billing:manage': 'Manage plan and billing',
 } as const;
 
@@ -48,6 +50,9 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
 
 const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage'];
 
+// Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
+// org-wide permission could no longer be given to a member restricted to projects. Owners and
+// admins hold both credential permissions; a custom role may grant the read alone.
 const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read'];
 
 export const BUILTIN_ROLE_PERMISSIONS: Record<BuiltinRole, readonly Permission[]> = {
@@ -117,6 +122,8 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  * - webhooks:manage: endpoints subscribe to event types org-wide (the outbox filters by org and
  *   type, not project), inbound sources feed the org, and the delivery log shows every payload.
  * - billing:manage: the org's plan.
+ * - credentials:read, credentials:manage: an integration credential serves the whole org (a PSA
+ *   or RMM account syncs every customer), and its use log reports on all of them.
  *
  * Not org-wide (a restricted member may hold them), and why:
  * - org:read: the org's name; every membership carries it.
@@ -135,7 +142,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
-  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage',
+  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage',
 ];
 
 export function isOrgWide(p: string): boolean {

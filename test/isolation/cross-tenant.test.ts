@@ -80,6 +80,16 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted run would show the target's admin claims of the attacker's choosing.
       return sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at, status)
                  values (${org}, ${id}, ${target.connectionId}, ${target.ownerId}, now(), now() + interval '10 minutes', 'succeeded') ${tail}`;
+    case 'integration_credentials':
+      // A planted credential would hand the target's host code a value of the attacker's choosing.
+      return sql`insert into integration_credentials (org_id, id, name, kind, secret_sealed, created_by, created_at, updated_at)
+                 values (${org}, ${id}, ${`planted-${id.slice(0, 8)}`}, 'api_token', 'forged', ${actor.ownerId}, now(), now()) ${tail}`;
+    case 'integration_credential_rotations':
+      return sql`insert into integration_credential_rotations (org_id, credential_id, version, event, at, by_user, reason)
+                 values (${org}, ${target.credentialId}, 99, 'replaced', now(), ${actor.ownerId}, 'forged') ${tail}`;
+    case 'integration_credential_uses':
+      return sql`insert into integration_credential_uses (org_id, credential_id, use_no, used_by, started_at, finished_at, status)
+                 values (${org}, ${target.credentialId}, 99, 'forged', now(), now(), 'ok') ${tail}`;
   }
 }
 
@@ -88,9 +98,12 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
  * heads, orgs, kept or soft-deleted rows): the privileges the code does not use are not granted
  * (test/isolation/runtime-grants.test.ts lists every one it keeps).
  */
-const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets'];
+const NO_UPDATE: readonly TenantTable[] = [
+  'audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets', 'integration_credential_rotations', 'integration_credential_uses',
+];
 const NO_DELETE: readonly TenantTable[] = [
   'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
+  'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {
@@ -138,8 +151,9 @@ describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine
       member: await rows(tx, sql`select user_id from memberships where user_id = ${b.ownerId}`),
       org: await rows(tx, sql`select org_id from organizations where slug = ${b.slug}`),
       inboundSource: await rows(tx, sql`select id from inbound_sources where id = ${b.inboundSourceId}`),
+      credential: await rows(tx, sql`select id from integration_credentials where id = ${b.credentialId} or name = 'psa' and org_id = ${b.orgId}`),
     }));
-    expect(found).toEqual({ project: [], asset: [], invitation: [], role: [], member: [], org: [], inboundSource: [] });
+    expect(found).toEqual({ project: [], asset: [], invitation: [], role: [], member: [], org: [], inboundSource: [], credential: [] });
   });
 
   it.each(TENANT_TABLES)('%s: INSERT of a row of B is rejected by WITH CHECK (and valid under B)', async (table) => {

@@ -74,6 +74,10 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],
+  // credentials/service.ts, vault.ts: a deleted credential is emptied, not removed; its rotation history and use log are kept
+  integration_credentials: ['SELECT', 'INSERT', 'UPDATE'],
+  integration_credential_rotations: ['SELECT', 'INSERT'],
+  integration_credential_uses: ['SELECT', 'INSERT'],
   // sso/domains.ts: a claim is verified (verified_at) or removed; the global domain → org entry is added or removed
   org_domains: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   verified_domains: ['SELECT', 'INSERT', 'DELETE'],

@@ -531,6 +531,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'sourceId':
           params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
           break;
+        case 'credentialId':
+          params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
+          break;
         case 'connectionId':
           // The SAML endpoints serve SAML connections only (an OIDC id is an unknown one there).
           params.connectionId = route.url.startsWith('/api/auth/sso/saml/')

@@ -165,6 +165,20 @@ export class Fixtures {
     return id;
   }
 
+  /** An integration credential of `orgId`, its value sealed as the service seals it. */
+  async credential(orgId: string, createdBy: string): Promise<string> {
+    const id = newId();
+    const sealer = this.h.built.services.sealer;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'integration_credentials', column: 'secret_sealed', row: id }, `matrix-${randomToken(16)}`);
+      await exec(tx, sql`insert into integration_credentials (org_id, id, name, kind, secret_sealed, created_by, created_at, updated_at)
+                         values (${orgId}, ${id}, ${`matrix-${unique()}`}, 'api_token', ${sealed}, ${createdBy}, now(), now())`);
+      await exec(tx, sql`insert into integration_credential_rotations (org_id, credential_id, version, event, at, by_user)
+                         values (${orgId}, ${id}, 1, 'created', now(), ${createdBy})`);
+    });
+    return id;
+  }
+
   /** An OIDC connection of `orgId` at `issuer`, its secret sealed as the service would. */
   async ssoConnection(orgId: string, createdBy: string, issuer: string): Promise<string> {
     const id = newId();

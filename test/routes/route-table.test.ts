@@ -113,11 +113,15 @@ describe('the live route table', () => {
       ceremonyToken: 'a token: parsed and matched by hash, never shown',
       mfaToken: 'a token: parsed and matched by hash, never shown',
       code: 'the SSO handover code: parsed and matched by hash, never shown',
-      secret: 'a provider\u2019s signing secret: sealed, never shown',
+      secret: 'a provider\u2019s signing secret or an integration credential: sealed, never shown',
       email: 'an address: stored only through the email schema (ASCII address syntax); at sign-in it is only looked up',
       url: 'a webhook URL: parsed by the WHATWG URL parser (which drops tabs and line breaks) and kept as its href',
       issuer: 'an identity provider\u2019s issuer URL: printable ASCII only, and it must answer discovery',
       domain: 'a DNS name: kept only in its IDNA ASCII form (normalizeDomain refuses control, format and invisible characters)',
+    };
+    // Names that are identifiers, not labels: a closed ASCII charset that refuses every probe and any other script.
+    const IDENTIFIERS: Record<string, string> = {
+      'POST /api/orgs/:orgId/integrations/credentials body.name': 'what host code asks the vault for: [a-z0-9._-], 1 to 64 (credentials/rules.ts)',
     };
     const probes = ['Phone"\n\nThis was you during onboarding: no action is needed.\n\n--', 'Ph\u202Eone', 'Ph\u200Bone', 'Phone\u0085'];
     const unwrap = (schema: z.ZodType): z.ZodType => (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ? unwrap(schema.unwrap() as z.ZodType) : schema);
@@ -130,7 +134,10 @@ describe('the live route table', () => {
         const schema = unwrap(field);
         const where = `${r.method} ${r.url} body.${key}`;
         if (probes.some((p) => schema.safeParse(p).success) && !(key in NOT_NAMES)) accepting.push(where);
-        if (/name|description|label|title/i.test(key)) {
+        if (where in IDENTIFIERS) {
+          expect(schema.safeParse('T\u00E9l\u00E9phone de Zoe\u0308 \u{1F4F1}').success, where).toBe(false);
+          expect(probes.some((p) => schema.safeParse(p).success), where).toBe(false);
+        } else if (/name|description|label|title/i.test(key)) {
           names.push(where);
           // A name in any script, NFC-normalised (e + combining diaeresis becomes ë).
           expect(schema.safeParse('T\u00E9l\u00E9phone de Zoe\u0308 \u{1F4F1}').data, where).toBe('T\u00E9l\u00E9phone de Zo\u00EB \u{1F4F1}');

@@ -1,7 +1,8 @@
 /**
  * Canary secrets pushed through every credential flow — registration, email verification,
  * login, failed login, password change, password reset, invitations, API keys, webhook secrets,
- * the metrics token, the SMTP password (mail sent, refused, and refused at AUTH) — must never show up in the logs, in a problem answer, in the audit trail,
+ * the metrics token, the SMTP password (mail sent, refused, and refused at AUTH), integration credentials (stored, replaced, opened by
+ * host code, quoted by its use report and its error) — must never show up in the logs, in a problem answer, in the audit trail,
  * nor in clear anywhere in the database. Neither may the session cookies and the verification,
  * reset and invitation tokens those flows hand out.
  */
@@ -22,6 +23,9 @@ const EMAIL = 'canary.user@example.test';
 const SOCIAL_CLIENT_SECRET = 'CANARY-social-client-secret-3f9a0e7b';
 const SOCIAL_EMAIL = 'canary.social@users.test';
 const SMTP_PASSWORD = 'CANARY-smtp-pw-6d1e9b3f';
+const VAULT_VALUE = 'CANARY-vault-value-1c7e5a93b2';
+const VAULT_ROTATED = 'CANARY-vault-rotated-0d4f8b61e7';
+const VAULT_REFUSED = 'CANARY-vault-refused-6a2c';
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
 
@@ -33,6 +37,8 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
   const problems: string[] = [];
   /** Every session cookie value set on a response. */
   const cookies: string[] = [];
+  /** Every answer body (integration credentials are never in any, unlike the tokens shown once). */
+  const answers: string[] = [];
 
   let github: LoopbackGithub;
   let smtp: LoopbackSmtp;
@@ -50,7 +56,9 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
         SMTP_URL: smtp.url, SMTP_TIMEOUT_MS: '1000',
       },
     });
-    for (const [name, value] of Object.entries({ PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD, SOCIAL_CLIENT_SECRET, SMTP_PASSWORD })) {
+    for (const [name, value] of Object.entries({
+      PASSWORD, BAD_PASSWORD, CHANGED_PASSWORD, RESET_PASSWORD, WEAK_PASSWORD, SOCIAL_CLIENT_SECRET, SMTP_PASSWORD, VAULT_VALUE, VAULT_ROTATED, VAULT_REFUSED,
+    })) {
       secrets.set(name, value);
     }
   });
@@ -65,6 +73,7 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     if (opts.cookie) headers.cookie = opts.cookie;
     const res = await h.built.app.inject({ method, url, headers, ...(opts.payload !== undefined ? { payload: opts.payload as object } : {}) });
     if (String(res.headers['content-type'] ?? '').startsWith('application/problem+json')) problems.push(res.body);
+    answers.push(res.body);
     const set = res.cookies.find((c) => c.name === h.built.cookie.name && c.value);
     if (set) {
       cookies.push(set.value);
@@ -203,6 +212,30 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     const rotated = await call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`, { cookie: owner });
     secrets.set('webhookSecretRotated', String((rotated.json() as { secret: string }).secret).slice(6));
 
+    // Integration credentials: stored, refused (too long: the problem must not quote it), replaced,
+    // read back every way the API offers, and opened by host code that quotes the value in its
+    // use report and in the error it throws.
+    const vaultUrl = `/api/orgs/${acme}/integrations/credentials`;
+    expectProblem(await call('POST', vaultUrl, { cookie: owner, payload: { name: 'canary-psa', kind: 'api_token', secret: `${VAULT_REFUSED}${'x'.repeat(9000)}` } }),
+      400, 'validation_failed');
+    expectProblem(await call('POST', vaultUrl, { cookie: owner, payload: { name: 'Canary PSA', kind: 'api_token', secret: VAULT_REFUSED } }), 400, 'validation_failed');
+    const stored = await call('POST', vaultUrl, { cookie: owner, payload: { name: 'canary-psa', kind: 'api_token', description: 'canary', secret: VAULT_VALUE } });
+    expect(stored.statusCode, stored.body).toBe(201);
+    const credentialId = String((stored.json() as { id: string }).id);
+    expectProblem(await call('POST', vaultUrl, { cookie: owner, payload: { name: 'canary-psa', kind: 'api_token', secret: VAULT_REFUSED } }), 409, 'conflict');
+    const vault = h.built.services.vault;
+    expect(await vault.use(acme, 'canary-psa', { by: 'canary-sync' }, async (value, report) => {
+      report.note(`token ${value} accepted`);
+      return value;
+    })).toBe(VAULT_VALUE);
+    expect((await call('POST', `${vaultUrl}/${credentialId}/replace`, { cookie: owner, payload: { secret: VAULT_ROTATED, reason: 'canary rotation' } })).statusCode).toBe(200);
+    await expect(vault.use(acme, 'canary-psa', { by: 'canary-sync' }, async (value) => { throw new Error(`the PSA refused ${value}`); })).rejects.toThrow();
+    for (const path of ['', `/${credentialId}`, `/${credentialId}/rotations`, `/${credentialId}/uses`]) {
+      expect((await call('GET', `${vaultUrl}${path}`, { cookie: owner })).statusCode).toBe(200);
+    }
+    expect((await call('DELETE', `${vaultUrl}/${credentialId}`, { cookie: owner })).statusCode).toBe(204);
+    expectProblem(await call('GET', `${vaultUrl}/${credentialId}`, { cookie: owner }), 404, 'not_found');
+
     // review R4 finding 8: the metrics listener's bearer token, right and wrong.
     const metricsToken = 'CANARY-metrics-0b7e4d2a9c1f5e8a3d6b';
     secrets.set('metricsToken', metricsToken);
@@ -283,13 +316,22 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     for (const body of problems) expect(leaks(body), body).toEqual([]);
   });
 
+  it('never answers with an integration credential’s value, whatever the route', () => {
+    const vaultValues = new Map([...secrets].filter(([k]) => k.startsWith('VAULT_')));
+    expect(vaultValues.size).toBe(3);
+    const inAnswers = [...vaultValues].filter(([, v]) => answers.some((a) => a.includes(v))).map(([k]) => k);
+    expect(answers.some((a) => a.includes('canary-psa'))).toBe(true);
+    expect(inAnswers).toEqual([]);
+  });
+
   it('never writes a canary, a cookie or a token into the audit trail', async () => {
     const events = await h.t.owner.query<Record<string, unknown>>('select * from audit_events');
     const actions = new Set(events.map((e) => String(e.action)));
     for (const a of ['auth.registered', 'auth.registration_duplicate', 'auth.email_verification_requested', 'auth.email_verification_failed',
       'auth.email_verified', 'auth.login', 'auth.login_failed', 'auth.password_change_failed', 'auth.password_changed',
       'auth.password_reset_requested', 'auth.password_reset', 'invitation.created', 'invitation.accepted', 'auth.logout',
-      'auth.social_account_created', 'auth.social_identity_linked', 'auth.social_failed']) {
+      'auth.social_account_created', 'auth.social_identity_linked', 'auth.social_failed',
+      'credential.created', 'credential.replaced', 'credential.used', 'credential.deleted']) {
       expect(actions, a).toContain(a);
     }
     expect(leaks(JSON.stringify(events))).toEqual([]);
@@ -299,7 +341,12 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     const tables = await h.t.owner.query<{ tablename: string }>(
       `select tablename from pg_tables where schemaname = 'public' order by tablename`,
     );
-    expect(tables.map((t) => t.tablename)).toEqual(expect.arrayContaining(['users', 'sessions', 'password_resets', 'invitations', 'mail_outbox']));
+    expect(tables.map((t) => t.tablename)).toEqual(expect.arrayContaining([
+      'users', 'sessions', 'password_resets', 'invitations', 'mail_outbox', 'integration_credentials', 'integration_credential_uses',
+    ]));
+    // The use log kept the host's report, with the value it quoted redacted.
+    expect((await h.t.owner.query<{ message: string }>('select message from integration_credential_uses order by use_no')).map((r) => r.message))
+      .toEqual(['token [redacted] accepted', 'failed: Error']);
     for (const { tablename } of tables) {
       const rows = await h.t.owner.query<Record<string, unknown>>(`select * from "${tablename}"`);
       expect(leaks(JSON.stringify(rows)), tablename).toEqual([]);

@@ -18,7 +18,7 @@ export const TENANT_TABLES = [
   'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
-  'sso_identities', 'sso_tests',
+  'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -33,6 +33,8 @@ export interface SeededTenant {
   endpointId: string;
   deliveryId: string;
   inboundSourceId: string;
+  /** An integration credential (value sealed by the real sealer) with its creation and one use logged. */
+  credentialId: string;
   /** An OIDC connection, with the member's identity at it linked. */
   connectionId: string;
   projects: [string, string];
@@ -58,6 +60,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
   const customRoleId = newId();
   const invitationId = newId();
   const inboundSourceId = newId();
+  const credentialId = newId();
   const endpointId = newId();
   const deliveryId = newId();
   const projects: [string, string] = [newId(), newId()];
@@ -106,9 +109,16 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${deliveryId}, ${endpointId}, ${`msg_${slug}`}, 'project.created', '{}', 'succeeded', 1, now())`);
     await exec(tx, sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, status, latency_ms)
                        values (${orgId}, ${deliveryId}, 1, now(), 204, 12)`);
+    const credential = await sealer.seal(tx, { scope: orgId, table: 'integration_credentials', column: 'secret_sealed', row: credentialId }, `psa token of ${slug}`);
+    await exec(tx, sql`insert into integration_credentials (org_id, id, name, kind, secret_sealed, created_by, created_at, updated_at, use_count)
+                       values (${orgId}, ${credentialId}, 'psa', 'api_token', ${credential}, ${ownerId}, now(), now(), 1)`);
+    await exec(tx, sql`insert into integration_credential_rotations (org_id, credential_id, version, event, at, by_user)
+                       values (${orgId}, ${credentialId}, 1, 'created', now(), ${ownerId})`);
+    await exec(tx, sql`insert into integration_credential_uses (org_id, credential_id, use_no, used_by, started_at, finished_at, status)
+                       values (${orgId}, ${credentialId}, 1, 'psa-sync', now(), now(), 'ok')`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
-  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, connectionId, endpointId, deliveryId, projects, assets, sealed };
+  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, connectionId, endpointId, deliveryId, projects, assets, sealed };
 }
 
 /** A minimal org (org row, one project, `assetCount` assets) for the many-tenant tests. */

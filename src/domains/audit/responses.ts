@@ -10,7 +10,7 @@ export const auditEventView = z.object({
   id: uuid,
   at: timestamp,
   actor: z.object({
-    type: z.string().meta({ description: 'Who acted: user, api_key, system, anonymous or inbound_source' }),
+    type: z.string().meta({ description: 'Who acted: user, api_key, system, anonymous, inbound_source or integration (host code using a credential; id: the name it gave)' }),
     id: z.string().nullable(),
     role: z.string().nullable(),
   }),
