@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, type FieldRef, type Kek } from '../../crypto/index.js';
 import type { Tx } from '../../db/database.js';
+import { pgOwner } from '../../db/open.js';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../../../test/support/db.js';
 import { seedSmallOrg } from '../../../test/support/tenants.js';
 import { createSealer, kekUsage, renderStatus, rotateKek, RotationRefused, type RotationProgress } from './index.js';
@@ -114,6 +115,22 @@ describe.each(ENGINES)('palisade keys rotate-kek and keys status on %s', (engine
     const status = renderStatus(await kekUsage(t.owner, ['k2', 'k1']), 'PALISADE_KEKS');
     expect(status.out).toContain('k1: wraps 0 data keys (0 org, 0 system)\n  can be removed from PALISADE_KEKS: nothing needs it');
     expect(status.out).toContain('every data key is wrapped by the active KEK');
+  });
+
+  it.runIf(engine === 'postgres')('refuses to run over an owner connection that cannot see every org (no superuser, no BYPASSRLS)', async () => {
+    const role = `palisade_nobypass_${Math.random().toString(36).slice(2, 8)}`;
+    await t.owner.query(`create role ${role} login`);
+    const url = new URL(t.ownerUrl ?? '');
+    url.username = role;
+    const weak = pgOwner(url.toString());
+    try {
+      const err = await rotateKek({ owner: weak, keyring: new Keyring([K2, K1]) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RotationRefused);
+      expect((err as Error).message).toMatch(/owner connection \(DATABASE_URL\), whose role must be superuser or have BYPASSRLS/);
+    } finally {
+      await weak.close();
+      await t.owner.query(`drop role ${role}`);
+    }
   });
 
   it('refuses a resumed run whose active KEK is not the one the first part was wrapped with', async () => {
