@@ -48,12 +48,20 @@ export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, 
         }),
     });
     const rate = result.seconds > 0 ? Math.round(result.rewrapped / result.seconds) : 0;
+    if (result.pending === 0) {
+      process.stdout.write(result.alreadyActive === 0
+        ? 'nothing to rewrap: no data key is stored yet\n'
+        : `nothing to rewrap: all ${result.alreadyActive} data keys are wrapped by the active KEK ${result.kekId}\n`);
+      return 0;
+    }
     process.stdout.write(
-      result.rewrapped === 0 && result.orgs === 0
-        ? `nothing to rewrap: all ${result.alreadyActive} data keys are wrapped by the active KEK ${result.kekId}\n`
-        : `rewrapped ${result.rewrapped} data keys (${result.orgs} orgs, ${result.systemKeys} system) under ${result.kekId} in ${result.seconds.toFixed(1)} s (${rate} keys/s); ` +
-            `${result.alreadyActive} were already under it. \`palisade keys status\` says which KEKs can now be removed\n`,
+      `rewrapped ${result.rewrapped} data keys (${result.orgs} orgs, ${result.systemKeys} system) under ${result.kekId} in ${result.seconds.toFixed(1)} s (${rate} keys/s); ` +
+        `${result.alreadyActive} were already under it. \`palisade keys status\` says which KEKs can now be removed\n`,
     );
+    // A key changed by someone else while it was rewrapped is left alone (compare-and-set).
+    if (result.rewrapped < result.pending) {
+      process.stdout.write(`${result.pending - result.rewrapped} data keys changed meanwhile and were left as they are: run \`palisade keys rotate-kek\` again\n`);
+    }
     return 0;
   } catch (err) {
     if (err instanceof RotationRefused) {

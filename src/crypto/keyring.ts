@@ -130,9 +130,17 @@ export class Keyring {
     return { id, kekId: this.activeKekId, wrapped: this.provider.wrap(this.activeKekId, key, `data-key|${scope}|${id}`) };
   }
 
-  /** Re-wraps a data key under the active KEK (KEK rotation: data is not re-encrypted). */
+  /**
+   * Re-wraps a data key under the active KEK (KEK rotation: data is not re-encrypted). The key is
+   * not added to the cache: a rotation passes every org's key once, and holding them all would
+   * grow with the number of orgs.
+   */
   rewrap(scope: string, w: WrappedKey): WrappedKey {
-    const key = this.unwrap(scope, w);
+    let key = this.cache.get(`${scope}/${w.id}`);
+    if (!key) {
+      if (!this.provider.ids.includes(w.kekId)) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
+      key = this.provider.unwrap(w.kekId, w.wrapped, `data-key|${scope}|${w.id}`);
+    }
     return { id: w.id, kekId: this.activeKekId, wrapped: this.provider.wrap(this.activeKekId, key, `data-key|${scope}|${w.id}`) };
   }
 

@@ -140,6 +140,8 @@ export interface RotationProgress {
 
 export interface RotationResult {
   kekId: string;
+  /** Keys not under the active KEK when the run started. */
+  pending: number;
   rewrapped: number;
   orgs: number;
   systemKeys: number;
@@ -197,7 +199,7 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
       refuse(k, err);
     }
   }
-  if (total === 0) return { kekId: active, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds: (performance.now() - started) / 1000 };
+  if (total === 0) return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds: (performance.now() - started) / 1000 };
   for await (const page of pendingKeys(owner, active, PAGE)) {
     for (const k of page) {
       try {
@@ -249,7 +251,7 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
     done += n;
     deps.onProgress?.({ done, total });
   }
-  const result = { kekId: active, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000 };
+  const result = { kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000 };
   await deps.record?.('finished', { kekId: active, rewrapped: done, orgs, systemKeys });
   return result;
 }
