@@ -148,6 +148,8 @@ export interface RotationResult {
   /** Keys found already under the active KEK, skipped (a resumed run's earlier work). */
   alreadyActive: number;
   seconds: number;
+  /** Of which the check before the first write. */
+  checkSeconds: number;
 }
 
 export interface RotationDeps {
@@ -199,7 +201,10 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
       refuse(k, err);
     }
   }
-  if (total === 0) return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds: (performance.now() - started) / 1000 };
+  if (total === 0) {
+    const seconds = (performance.now() - started) / 1000;
+    return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds, checkSeconds: seconds };
+  }
   for await (const page of pendingKeys(owner, active, PAGE)) {
     for (const k of page) {
       try {
@@ -210,6 +215,7 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
     }
   }
 
+  const checkSeconds = (performance.now() - started) / 1000;
   await deps.record?.('started', { kekId: active, pending: total });
   const batchOrgs = deps.batchOrgs ?? 200;
   let done = 0;
@@ -251,7 +257,7 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
     done += n;
     deps.onProgress?.({ done, total });
   }
-  const result = { kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000 };
+  const result = { kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000, checkSeconds };
   await deps.record?.('finished', { kekId: active, rewrapped: done, orgs, systemKeys });
   return result;
 }
