@@ -7,7 +7,7 @@ import { openDatabase, refuseMissingDatabase, refuseUnmigrated } from './db/open
 import { hasAnyUser, seedDemo } from './demo.js';
 import { auditCheckpoint, auditVerify, type Query } from './domains/audit/index.js';
 import { clearLockout } from './domains/identity/index.js';
-import { keysCommand } from './keys-command.js';
+import { createKekCommand, keysCommand } from './keys-command.js';
 import { clearAdminIpAllowlist } from './domains/tenancy/index.js';
 import { systemClock } from './kernel/clock.js';
 import { systemContext } from './kernel/context.js';
@@ -195,8 +195,9 @@ export async function runCli(argv: string[]): Promise<number> {
       });
     }
     case 'keys': {
+      if (sub === 'create-kek') return createKekCommand(config, rest[0]);
       if (sub !== 'status' && sub !== 'rotate-kek') {
-        missing = 'keys has two subcommands: status and rotate-kek';
+        missing = 'keys has three subcommands: status, rotate-kek and create-kek';
         break;
       }
       const batch = flag(rest, '--batch');

@@ -1,5 +1,5 @@
 import type { Config } from './config/index.js';
-import type { Keyring } from './crypto/index.js';
+import { createPkcs11Kek, KEK_ID, KeyProviderError, type Keyring } from './crypto/index.js';
 import type { Database } from './db/database.js';
 import type { OwnerConnection } from './db/migrate.js';
 import type { AuditWriter } from './domains/audit/index.js';
@@ -70,4 +70,31 @@ export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, 
     }
     throw err;
   }
+}
+
+/**
+ * `palisade keys create-kek LABEL`: needs no database, only the token settings. The new label
+ * is then put first in PALISADE_PKCS11_KEYS (servers restarted) and `keys rotate-kek` run.
+ */
+export function createKekCommand(config: Pick<Config, 'kekProvider'>, label: string | undefined): number {
+  const provider = config.kekProvider;
+  if (provider.kind !== 'pkcs11') {
+    process.stderr.write('keys create-kek makes a KEK inside a PKCS#11 token: set PALISADE_KEK_PROVIDER=pkcs11 and its settings (for PALISADE_KEKS: openssl rand -base64 32)\n');
+    return 2;
+  }
+  if (!label || !KEK_ID.test(label)) {
+    process.stderr.write('keys create-kek needs a LABEL: 1-32 of A-Z a-z 0-9 _ - (it becomes the KEK id)\n');
+    return 2;
+  }
+  try {
+    createPkcs11Kek(provider, label);
+  } catch (err) {
+    if (err instanceof KeyProviderError) {
+      process.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  process.stdout.write(`created KEK ${label} (and ${label}.mac) in token "${provider.token}": put ${label} first in PALISADE_PKCS11_KEYS, restart, then run \`palisade keys rotate-kek\`\n`);
+  return 0;
 }

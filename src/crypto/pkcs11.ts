@@ -213,3 +213,50 @@ export function openPkcs11Provider(s: Pkcs11Settings): KekProvider {
     },
   };
 }
+
+/**
+ * `palisade keys create-kek LABEL`: a new KEK generated inside the token with the attributes the
+ * provider requires (non-extractable, sensitive AES-256 `<label>` and its `<label>.mac` generic
+ * secret), so that no tool beyond Palisade is needed to start with SoftHSM2 or an HSM. Refuses a
+ * label the token already holds.
+ */
+export function createPkcs11Kek(s: Omit<Pkcs11Settings, 'keyLabels'>, label: string): void {
+  const p = pkcs11js();
+  const m = loadModule(s.module);
+  const session = m.C_OpenSession(findSlot(m, s.token, s.module), p.CKF_SERIAL_SESSION | p.CKF_RW_SESSION);
+  try {
+    try {
+      m.C_Login(session, p.CKU_USER, s.pin);
+    } catch (err) {
+      if (!isCode(err, p.CKR_USER_ALREADY_LOGGED_IN)) throw new KeyProviderError(`login to token "${s.token}" failed (${codeName(err)})`);
+    }
+    for (const l of [label, `${label}.mac`]) {
+      m.C_FindObjectsInit(session, [{ type: p.CKA_CLASS, value: p.CKO_SECRET_KEY }, { type: p.CKA_LABEL, value: l }]);
+      const found = m.C_FindObjects(session, 1);
+      m.C_FindObjectsFinal(session);
+      if (found.length > 0) throw new KeyProviderError(`PKCS#11 token "${s.token}" already holds a key labelled "${l}": choose another label`);
+    }
+    const common = [
+      { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
+      { type: p.CKA_TOKEN, value: true },
+      { type: p.CKA_PRIVATE, value: true },
+      { type: p.CKA_SENSITIVE, value: true },
+      { type: p.CKA_EXTRACTABLE, value: false },
+      { type: p.CKA_VALUE_LEN, value: 32 },
+    ];
+    m.C_GenerateKey(session, { mechanism: p.CKM_AES_KEY_GEN }, [
+      ...common, { type: p.CKA_KEY_TYPE, value: p.CKK_AES }, { type: p.CKA_LABEL, value: label },
+      { type: p.CKA_ENCRYPT, value: true }, { type: p.CKA_DECRYPT, value: true },
+    ]);
+    m.C_GenerateKey(session, { mechanism: p.CKM_GENERIC_SECRET_KEY_GEN }, [
+      ...common, { type: p.CKA_KEY_TYPE, value: p.CKK_GENERIC_SECRET }, { type: p.CKA_LABEL, value: `${label}.mac` },
+      { type: p.CKA_SIGN, value: true },
+    ]);
+  } finally {
+    try {
+      m.C_CloseSession(session);
+    } catch {
+      // The outcome above is what matters.
+    }
+  }
+}

@@ -12,7 +12,7 @@ import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { runBin } from '../support/bin.js';
 import { createTestDatabase, ENGINES, TEST_RUNTIME_ROLE, type TestDatabase } from '../support/db.js';
-import { createKek, initToken, softhsmMissing, startSoftHsm, type SoftHsm } from '../support/softhsm.js';
+import { createKek, initToken, readKeyValue, softhsmMissing, startSoftHsm, type SoftHsm } from '../support/softhsm.js';
 import { seedSmallOrg } from '../support/tenants.js';
 
 const K1: Kek = { id: 'k1', key: Buffer.alloc(32, 1) };
@@ -99,7 +99,7 @@ describe.each(ENGINES)('palisade keys on %s', (engine) => {
   it('answers a wrong subcommand or batch size with the usage', async () => {
     const r = await runBin(['keys', 'rotate'], env(spec(K2, K1)));
     expect(r.code).toBe(2);
-    expect(r.err).toContain('keys has two subcommands: status and rotate-kek');
+    expect(r.err).toContain('keys has three subcommands: status, rotate-kek and create-kek');
     expect((await runBin(['keys', 'rotate-kek', '--batch', '0'], env(spec(K2, K1)))).err).toContain('--batch takes a number of orgs per transaction');
   });
 });
@@ -159,6 +159,20 @@ describe.skipIf(hsmMissing !== null || !ENGINES.includes('postgres'))('palisade 
     expect(verified.out).toContain('3 events');
   });
 
+  it('creates a KEK inside the token (keys create-kek) that the provider then accepts, and refuses a label taken', async () => {
+    const created = await runBin(['keys', 'create-kek', 'hsm-2'], env());
+    expect(created.code, created.err).toBe(0);
+    expect(created.out).toBe('created KEK hsm-2 (and hsm-2.mac) in token "palisade-cli": put hsm-2 first in PALISADE_PKCS11_KEYS, restart, then run `palisade keys rotate-kek`\n');
+    expect(readKeyValue('palisade-cli', '2468', 'hsm-2')).toEqual({ code: 'CKR_ATTRIBUTE_SENSITIVE' });
+    const again = await runBin(['keys', 'create-kek', 'hsm-2'], env());
+    expect(again.code).toBe(2);
+    expect(again.err).toBe('PKCS#11 token "palisade-cli" already holds a key labelled "hsm-2": choose another label\n');
+    const status = await runBin(['keys', 'status'], env({ PALISADE_PKCS11_KEYS: 'hsm-2,hsm-1,k1' }));
+    expect(status.code, status.err).toBe(0);
+    expect(status.out).toContain('hsm-2: wraps 0 data keys (0 org, 0 system)\n  active: wraps every new data key');
+    expect((await runBin(['keys', 'create-kek', 'bad label'], env())).err).toContain('keys create-kek needs a LABEL');
+  });
+
   it('refuses to start with a wrong PIN, a missing token or a missing key label, naming what is wrong and never the PIN', async () => {
     const pin = await runBin(['keys', 'status'], env({ PALISADE_PKCS11_PIN: '0000-canary' }));
     expect(pin.code).not.toBe(0);
@@ -166,8 +180,8 @@ describe.skipIf(hsmMissing !== null || !ENGINES.includes('postgres'))('palisade 
     expect(pin.err).not.toContain('canary');
     const token = await runBin(['keys', 'status'], env({ PALISADE_PKCS11_TOKEN: 'elsewhere' }));
     expect(token.err).toContain('PKCS#11 token "elsewhere" (PALISADE_PKCS11_TOKEN) is not in');
-    const label = await runBin(['keys', 'status'], env({ PALISADE_PKCS11_KEYS: 'hsm-2,hsm-1' }));
-    expect(label.err).toContain('PKCS#11 token "palisade-cli" has no AES key labelled "hsm-2"');
+    const label = await runBin(['keys', 'status'], env({ PALISADE_PKCS11_KEYS: 'hsm-9,hsm-1' }));
+    expect(label.err).toContain('PKCS#11 token "palisade-cli" has no AES key labelled "hsm-9"');
     expect(label.err).not.toMatch(/\n\s+at /);
   });
 });
