@@ -43,6 +43,7 @@ describe.skipIf(missing !== null)('PKCS#11 KEK provider on a SoftHSM2 token', ()
     createKek(TOKEN, PIN, 'kek-b');
     createKek(TOKEN, PIN, 'moved', { value: ENV_KEK });
     createKek(TOKEN, PIN, 'leaky', { extractable: true });
+    createKek(TOKEN, PIN, 'aes128', { valueLen: 16 });
   });
   afterAll(() => hsm?.close());
 
@@ -61,11 +62,12 @@ describe.skipIf(missing !== null)('PKCS#11 KEK provider on a SoftHSM2 token', ()
     cold.close();
   });
 
-  it('never lets the KEK out: reading CKA_VALUE fails, and an extractable key is refused as a KEK', () => {
+  it('never lets the KEK out: reading CKA_VALUE fails; an extractable or 128-bit key is refused as a KEK', () => {
     expect(readKeyValue(TOKEN, PIN, 'kek-a')).toEqual({ code: 'CKR_ATTRIBUTE_SENSITIVE' });
     expect(readKeyValue(TOKEN, PIN, 'kek-a.mac')).toEqual({ code: 'CKR_ATTRIBUTE_SENSITIVE' });
     expect(() => openPkcs11Provider(settings({ keyLabels: ['leaky'] }))).toThrow(
       'PKCS#11 key "leaky" in token "palisade-test" can leave the token: create it with CKA_EXTRACTABLE=false and CKA_SENSITIVE=true');
+    expect(() => openPkcs11Provider(settings({ keyLabels: ['aes128'] }))).toThrow('PKCS#11 key "aes128" in token "palisade-test" is not 256 bits (CKA_VALUE_LEN must be 32)');
   });
 
   it('rotates from one token KEK to another: rewrap inside the token, then the old label is not needed', async () => {

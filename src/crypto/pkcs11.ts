@@ -106,7 +106,7 @@ function findSlot(m: Pkcs11Js.PKCS11, token: string, module: string): Handle {
   );
 }
 
-function findKey(m: Pkcs11Js.PKCS11, session: Handle, label: string, keyType: number[], what: string, token: string): Handle {
+function findKey(m: Pkcs11Js.PKCS11, session: Handle, label: string, keyType: number[], what: string, token: string, minBytes: number, maxBytes: number): Handle {
   const p = pkcs11js();
   m.C_FindObjectsInit(session, [
     { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
@@ -118,11 +118,16 @@ function findKey(m: Pkcs11Js.PKCS11, session: Handle, label: string, keyType: nu
   if (found.length > 1) throw new KeyProviderError(`PKCS#11 token "${token}" has more than one key labelled "${label}": a KEK must be unambiguous`);
   const handle = found[0] as Handle;
   const attrs = m.C_GetAttributeValue(session, handle, [
-    { type: p.CKA_KEY_TYPE }, { type: p.CKA_EXTRACTABLE }, { type: p.CKA_SENSITIVE },
+    { type: p.CKA_KEY_TYPE }, { type: p.CKA_EXTRACTABLE }, { type: p.CKA_SENSITIVE }, { type: p.CKA_VALUE_LEN },
   ]);
   const num = (v: unknown): number => (Buffer.isBuffer(v) ? v.readUIntLE(0, Math.min(v.length, 6)) : Number(v));
   const bool = (v: unknown): boolean => (Buffer.isBuffer(v) ? v[0] === 1 : v === true);
   if (!keyType.includes(num(attrs[0]?.value))) throw new KeyProviderError(`PKCS#11 key "${label}" in token "${token}" is not ${what}`);
+  // 256 bits at least, as the env provider's KEKs: an AES-128 key would quietly weaken every wrap.
+  const bytes = num(attrs[3]?.value);
+  if (bytes < minBytes || bytes > maxBytes) {
+    throw new KeyProviderError(`PKCS#11 key "${label}" in token "${token}" is not 256 bits (CKA_VALUE_LEN must be ${minBytes === maxBytes ? minBytes : `${minBytes} to ${maxBytes}`})`);
+  }
   // A KEK whose bytes can be read out is a KEK in a file with extra steps: refused.
   if (bool(attrs[1]?.value) || !bool(attrs[2]?.value)) {
     throw new KeyProviderError(`PKCS#11 key "${label}" in token "${token}" can leave the token: create it with CKA_EXTRACTABLE=false and CKA_SENSITIVE=true`);
@@ -165,8 +170,8 @@ export function openPkcs11Provider(s: Pkcs11Settings): KekProvider {
   try {
     for (const label of s.keyLabels) {
       keks.set(label, {
-        kek: findKey(m, session, label, [p.CKK_AES], 'AES key', s.token),
-        mac: findKey(m, session, `${label}.mac`, [p.CKK_GENERIC_SECRET, p.CKK_SHA256_HMAC], 'generic secret (the KEK\u2019s MAC companion)', s.token),
+        kek: findKey(m, session, label, [p.CKK_AES], 'AES key', s.token, 32, 32),
+        mac: findKey(m, session, `${label}.mac`, [p.CKK_GENERIC_SECRET, p.CKK_SHA256_HMAC], 'generic secret (the KEK\u2019s MAC companion)', s.token, 32, 64),
       });
     }
   } catch (err) {

@@ -87,6 +87,8 @@ export interface KekOptions {
   /** Import these bytes (a KEK moved from PALISADE_KEKS) instead of generating the key in the token. */
   value?: Buffer;
   extractable?: boolean;
+  /** Bytes of the generated AES key (32 unless a test wants a weaker one refused). */
+  valueLen?: number;
 }
 
 /**
@@ -113,7 +115,7 @@ export function createKek(token: string, pin: string, label: string, opts: KekOp
       const prk = createHmac('sha256', Buffer.alloc(32)).update(opts.value).digest();
       m.C_CreateObject(session, [...mac, { type: p.CKA_VALUE, value: prk }]);
     } else {
-      m.C_GenerateKey(session, { mechanism: p.CKM_AES_KEY_GEN }, [...aes, { type: p.CKA_VALUE_LEN, value: 32 }]);
+      m.C_GenerateKey(session, { mechanism: p.CKM_AES_KEY_GEN }, [...aes, { type: p.CKA_VALUE_LEN, value: opts.valueLen ?? 32 }]);
       m.C_GenerateKey(session, { mechanism: p.CKM_GENERIC_SECRET_KEY_GEN }, [...mac, { type: p.CKA_VALUE_LEN, value: 32 }]);
     }
   } finally {
