@@ -4,13 +4,13 @@ import { dirname, join, resolve } from 'node:path';
 import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
 import { parseKeks, randomKey, type Kek, type KekProviderSettings } from '../crypto/index.js';
+import { ConfigError } from './errors.js';
 import { kekSettings, readKekDir } from './keks.js';
 import { mailConfig, type MailConfig } from './mail.js';
 import { resolveFileSettings } from './setting.js';
-import { ConfigError } from './errors.js';
+import { socialConfig, type SocialConfig } from './social.js';
 
 export { ConfigError };
-import { socialConfig, type SocialConfig } from './social.js';
 
 export type { MailConfig, SmtpSettings } from './mail.js';
 export type { SocialConfig, SocialProvider, SocialOidcProvider, SocialGithubProvider } from './social.js';
