@@ -7,6 +7,7 @@ import { openDatabase, refuseMissingDatabase, refuseUnmigrated } from './db/open
 import { hasAnyUser, seedDemo } from './demo.js';
 import { auditCheckpoint, auditVerify, type Query } from './domains/audit/index.js';
 import { clearLockout } from './domains/identity/index.js';
+import { createKekCommand, keysCommand } from './keys-command.js';
 import { clearAdminIpAllowlist } from './domains/tenancy/index.js';
 import { systemClock } from './kernel/clock.js';
 import { systemContext } from './kernel/context.js';
@@ -29,6 +30,11 @@ const USAGE = `usage: palisade <command>
                               registering with your address)
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
+  keys status                 per KEK: the data keys it wraps and the audit events it authenticates;
+                              which configured KEKs can be removed, and which missing ones are needed
+  keys rotate-kek [--batch N] rewrap every data key under the active (first) KEK, N orgs per
+                              transaction (default 200); resumable; refuses to start, changing
+                              nothing, when a stored key's KEK is missing or does not open it
   worker                      run the background jobs without the API: webhook and mail delivery
                               (mail with SMTP_URL) and audit checkpoints (PostgreSQL; serve runs them too)`;
 
@@ -61,7 +67,7 @@ async function withServices<T>(
   }
 }
 
-const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'worker']);
+const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'keys', 'worker']);
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -187,6 +193,19 @@ export async function runCli(argv: string[]): Promise<number> {
         process.stdout.write(`cleared the admin IP allowlist of ${slug}${cleared.length > 0 ? ` (was ${cleared.join(', ')})` : ' (it was empty)'}\n`);
         return 0;
       });
+    }
+    case 'keys': {
+      if (sub === 'create-kek') return createKekCommand(config, rest[0]);
+      if (sub !== 'status' && sub !== 'rotate-kek') {
+        missing = 'keys has three subcommands: status, rotate-kek and create-kek';
+        break;
+      }
+      const batch = flag(rest, '--batch');
+      if (batch !== undefined && !/^[1-9]\d{0,4}$/.test(batch)) {
+        missing = 'keys rotate-kek --batch takes a number of orgs per transaction, 1 to 99999';
+        break;
+      }
+      return withServices(config, { migrate: false }, (s, db, owner) => keysCommand(sub, { config, keyring: s.keyring, audit: s.audit, db, owner }, batch ? Number(batch) : undefined));
     }
     default:
       break;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/index.js';
-import { Keyring } from './crypto/index.js';
+import { openKeyring } from './crypto/index.js';
 import type { Database, Tx } from './db/database.js';
 import type { RequestContext } from './kernel/context.js';
 import type { Clock } from './kernel/clock.js';
@@ -31,7 +31,8 @@ import {
 export type ServicesConfig = Pick<
   Config,
   'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social' | 'mail'
->;
+>
+  & Partial<Pick<Config, 'kekProvider'>>;
 
 /**
  * Every service of Palisade, wired once, without HTTP: the server (buildApp), the worker process,
@@ -40,7 +41,8 @@ export type ServicesConfig = Pick<
  * Nothing starts here: timers and the delivery loop run only after `startBackground()`.
  */
 export function createServices(config: ServicesConfig, db: Database, clock: Clock, logger: Logger) {
-  const keyring = new Keyring([...config.keks]);
+  // PALISADE_KEKS by default; a PKCS#11 token's session when configured (closed by close()).
+  const keyring = openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } });
   const sealer = createSealer(keyring);
   // With SMTP_URL the outbox is a queue the mail worker sends from; without, the development outbox.
   const smtp = config.mail.smtp;
@@ -154,6 +156,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.
       await checkpoints.stop();
+      keyring.close();
     },
   };
 }

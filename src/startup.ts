@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/index.js';
-import { Keyring } from './crypto/index.js';
+import { openKeyring } from './crypto/index.js';
 import { catalogProblems } from './db/catalog.js';
 import type { Database } from './db/database.js';
 import type { MigrateOptions, OwnerConnection } from './db/migrate.js';
@@ -17,8 +17,18 @@ export const OUTBOX_ONLY_MAIL_WARNING =
   'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
 
 /** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
-export function migrationSteps(config: Pick<Config, 'keks'>): MigrateOptions['keyedSteps'] {
-  return auditMigrationSteps(chainKeysFrom(new Keyring([...config.keks])));
+export function migrationSteps(config: KeySource): MigrateOptions['keyedSteps'] {
+  // With PKCS#11 this keyring holds a token session until the process exits: migrations run once,
+  // at start, and the session is one of the token's many (login is per process, PIN checked once).
+  return auditMigrationSteps(chainKeysFrom(openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } })));
+}
+
+/** Where the KEKs come from; without `kekProvider`, PALISADE_KEKS's material in `keks`. */
+export type KeySource = Pick<Config, 'keks'> & Partial<Pick<Config, 'kekProvider'>>;
+
+/** The KEK ids a configuration can unwrap with, the active one first, without opening a token. */
+export function configuredKekIds(config: KeySource): string[] {
+  return config.kekProvider?.kind === 'pkcs11' ? [...config.kekProvider.keyLabels] : config.keks.map((k) => k.id);
 }
 
 /**
@@ -39,8 +49,8 @@ export interface StartupCheck {
  * that). Read over the owner connection: org_keys is under FORCE RLS, so only a role that
  * bypasses RLS sees every org's keys.
  */
-async function unknownKekProblems(owner: OwnerConnection, keks: Config['keks']): Promise<StartupCheck> {
-  const known = new Set(keks.map((k) => k.id));
+async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly string[], setting: string): Promise<StartupCheck> {
+  const known = new Set(kekIds);
   const [me] = await owner.query<{ sees_all: boolean }>('select rolsuper or rolbypassrls as sees_all from pg_roles where rolname = current_user');
   const seesAll = me?.sees_all === true;
   const wrapped = await owner.query<{ kek_id: string; n: number }>(
@@ -53,8 +63,8 @@ async function unknownKekProblems(owner: OwnerConnection, keks: Config['keks']):
     missing.length === 0
       ? []
       : [
-          `data keys in this database are wrapped by KEK ids that PALISADE_KEKS lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
-            'add those KEKs to PALISADE_KEKS (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to',
+          `data keys in this database are wrapped by KEK ids that ${setting} lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
+            `add those KEKs to ${setting} (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to`,
         ];
   const warnings = seesAll
     ? []
@@ -77,9 +87,10 @@ async function demoAccountProblems(owner: OwnerConnection): Promise<string[]> {
   ];
 }
 
-export async function startupCheck(db: Database, owner: OwnerConnection, config: Pick<Config, 'env' | 'keks'>): Promise<StartupCheck> {
+export async function startupCheck(db: Database, owner: OwnerConnection, config: Pick<Config, 'env'> & KeySource): Promise<StartupCheck> {
   const catalog = (await catalogProblems(db)).map((p) => `isolation check: ${p}`);
-  const keys = await unknownKekProblems(owner, config.keks);
+  const setting = config.kekProvider?.kind === 'pkcs11' ? 'PALISADE_PKCS11_KEYS' : config.kekProvider?.kind === 'file' ? 'PALISADE_KEK_DIR' : 'PALISADE_KEKS';
+  const keys = await unknownKekProblems(owner, configuredKekIds(config), setting);
   const demo = config.env === 'production' ? await demoAccountProblems(owner) : [];
   return { problems: [...catalog, ...keys.problems, ...demo], warnings: keys.warnings };
 }
@@ -95,7 +106,7 @@ export function refusal(problems: readonly string[]): string {
  * every problem, rather than start.
  */
 export async function openCheckedDatabase(
-  config: Pick<Config, 'env' | 'keks' | 'database' | 'mail'>,
+  config: Pick<Config, 'env' | 'database' | 'mail'> & KeySource,
   logger: Pick<Logger, 'warn'>,
   opts: { migrate: boolean },
 ): Promise<Database> {

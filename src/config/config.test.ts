@@ -387,7 +387,7 @@ describe('mail (SMTP_URL, MAIL_FROM)', () => {
     const file = join(stateDir, 'smtp-url');
     writeFileSync(file, `smtps://mailer:${PASSWORD}@smtp.example.com\n`);
     expect(loadConfig(prodEnv({ SMTP_URL_FILE: file })).mail.smtp).toMatchObject({ host: 'smtp.example.com', password: PASSWORD });
-    expect(refusal(prodEnv({ SMTP_URL_FILE: join(stateDir, 'missing') }))).toBe('SMTP_URL_FILE cannot be read');
+    expect(refusal(prodEnv({ SMTP_URL_FILE: join(stateDir, 'missing') }))).toBe(`SMTP_URL_FILE cannot be read: ${join(stateDir, 'missing')} (no such file)`);
     expect(refusal(prodEnv({ SMTP_URL_FILE: file, SMTP_URL: 'smtps://smtp.example.com' }))).toBe('SMTP_URL and SMTP_URL_FILE are both set: keep one');
   });
 });

@@ -3,9 +3,14 @@ import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { normalizeCidr } from '../kernel/ip.js';
 import { z } from 'zod';
-import { parseKeks, randomKey, type Kek } from '../crypto/index.js';
+import { parseKeks, randomKey, type Kek, type KekProviderSettings } from '../crypto/index.js';
+import { ConfigError } from './errors.js';
+import { kekSettings, readKekDir } from './keks.js';
 import { mailConfig, type MailConfig } from './mail.js';
+import { resolveFileSettings } from './setting.js';
 import { socialConfig, type SocialConfig } from './social.js';
+
+export { ConfigError };
 
 export type { MailConfig, SmtpSettings } from './mail.js';
 export type { SocialConfig, SocialProvider, SocialOidcProvider, SocialGithubProvider } from './social.js';
@@ -28,7 +33,10 @@ export interface Config {
   database:
     | { kind: 'pglite'; dataDir: string | null; runtimeRole: string }
     | { kind: 'postgres'; ownerUrl: string; runtimeUrl: string; runtimeRole: string; runtimePassword: string | null; poolSize: number };
+  /** KEK material held in process (providers env and file); empty with pkcs11, whose KEKs never leave the token. */
   keks: readonly Kek[];
+  /** Where the KEKs live (PALISADE_KEK_PROVIDER): the keyring is opened from this and `keks` (openKeyring). */
+  kekProvider: KekProviderSettings;
   sessionSecret: Buffer;
   /** Plain-http loopback development only: cookie without `__Host-` and `Secure`. */
   insecureLocalhostCookies: boolean;
@@ -169,22 +177,6 @@ function metricsListener(e: { PORT: number; METRICS_PORT?: number; METRICS_HOST?
   return Object.freeze({ host, port: e.METRICS_PORT, token });
 }
 
-export class ConfigError extends Error {
-  /** Every refusal, one line each (loadConfig reports them all at once, not one per attempt). */
-  readonly problems: readonly string[];
-  constructor(message: string, problems: readonly string[] = [message]) {
-    super(message);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-
-  /** One refusal reads as itself; several as a count and one line each. */
-  static of(problems: readonly string[]): ConfigError {
-    const message = problems.length === 1 ? (problems[0] as string) : `${problems.length} problems:\n - ${problems.join('\n - ')}`;
-    return new ConfigError(message, problems);
-  }
-}
-
 function isLoopbackHttp(origin: string): boolean {
   try {
     const u = new URL(origin);
@@ -232,17 +224,20 @@ function withUser(url: string, user: string, password: string | null): string {
   return u.toString();
 }
 
-export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+export function loadConfig(raw: Record<string, string | undefined> = process.env): Config {
+  // Every `NAME_FILE` first: from here on a secret is read as `NAME`, wherever it came from.
+  const fileProblems: string[] = [];
+  const source = resolveFileSettings(raw, fileProblems);
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
     const fields = parsed.error.issues.map((i) => i.path.join('.')).join(', ');
-    throw new ConfigError(`invalid configuration: ${fields}`);
+    throw ConfigError.of([...fileProblems, `invalid configuration: ${fields}`]);
   }
   const e = parsed.data;
   // Refusals are collected and reported together: an operator fixing a production environment
   // should not learn them one start at a time. A refused value is replaced by a harmless
   // fallback only so that the remaining checks can run; the result is never returned.
-  const refusals: string[] = [];
+  const refusals: string[] = [...fileProblems];
   const attempt = <T>(fn: () => T, fallback: T): T => {
     try {
       return fn();
@@ -293,7 +288,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   let sessionSecret: Buffer;
   let dev: DevSecrets | null = null;
   const devSecrets = (): DevSecrets => (dev ??= loadDevSecrets(stateDir));
-  if (e.PALISADE_KEKS) {
+  const kekProvider = kekSettings(source, refuse);
+  if (kekProvider.kind === 'file') {
+    keks = attempt(() => readKekDir(kekProvider.dir, source.PALISADE_KEK_ACTIVE), []);
+  } else if (kekProvider.kind === 'pkcs11') {
+    if (e.PALISADE_KEKS) refuse('PALISADE_KEKS is set but PALISADE_KEK_PROVIDER=pkcs11 keeps the KEKs in the token: remove PALISADE_KEKS');
+  } else if (e.PALISADE_KEKS) {
     try {
       keks = parseKeks(e.PALISADE_KEKS);
       if (keks.length === 0) refuse('PALISADE_KEKS is empty');
@@ -355,7 +355,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     corsOrigins,
     trustedProxies: Object.freeze(trustedProxies),
     database,
-    keks,
+    keks: Object.freeze(keks),
+    kekProvider,
     sessionSecret,
     insecureLocalhostCookies,
     // last_seen_at is written at most once per touch interval: a quarter of the idle limit, at most a minute.

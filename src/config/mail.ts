@@ -1,5 +1,3 @@
-import { settingOrFile } from './setting.js';
-
 /** How Palisade reaches an SMTP server. `password` is a secret: never logged, never in a message. */
 export interface SmtpSettings {
   host: string;
@@ -40,7 +38,8 @@ export function mailConfig(source: Record<string, string | undefined>, prod: boo
   const timeoutRaw = source.SMTP_TIMEOUT_MS?.trim();
   const timeoutMs = timeoutRaw ? Number(timeoutRaw) : DEFAULT_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60_000) problems.push('SMTP_TIMEOUT_MS must be an integer from 100 to 60000');
-  const raw = settingOrFile(source, 'SMTP_URL', problems);
+  // SMTP_URL_FILE was resolved by loadConfig (resolveFileSettings).
+  const raw = source.SMTP_URL?.trim() || undefined;
   if (!raw) return { mail: Object.freeze({ smtp: null, from }), problems };
   const smtp = parseSmtpUrl(raw, timeoutMs, problems);
   if (smtp && prod && !smtp.secure && !smtp.requireTLS) {

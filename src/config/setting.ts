@@ -1,20 +1,64 @@
 import { readFileSync } from 'node:fs';
 
+type Source = Record<string, string | undefined>;
+
 /**
- * A secret setting read from `NAME` or from the file named by `NAME_FILE` (a mounted secret),
- * never both. A problem names the variable, never its value.
+ * The settings that carry a secret, each of which may instead come from the file named by
+ * `NAME_FILE` (a mounted Docker or Kubernetes secret). SOCIAL_* are all accepted, as they always
+ * were: a provider's client secret has a name only known at run time.
  */
-export function settingOrFile(source: Record<string, string | undefined>, name: string, problems: string[]): string | undefined {
-  const direct = source[name]?.trim();
-  const file = source[`${name}_FILE`];
-  if (direct && file) problems.push(`${name} and ${name}_FILE are both set: keep one`);
-  if (file) {
+export const SECRET_SETTINGS: readonly string[] = [
+  'PALISADE_KEKS',
+  'PALISADE_SESSION_SECRET',
+  'PALISADE_PKCS11_PIN',
+  'DATABASE_URL',
+  'DATABASE_RUNTIME_URL',
+  'PALISADE_DB_RUNTIME_PASSWORD',
+  'REDIS_URL',
+  'PALISADE_METRICS_TOKEN',
+  'SMTP_URL',
+];
+
+const acceptsFile = (name: string): boolean => SECRET_SETTINGS.includes(name) || name.startsWith('SOCIAL_');
+
+const REASONS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a directory',
+};
+
+/**
+ * The one `_FILE` mechanism: returns the environment with every `NAME_FILE` of a secret setting
+ * replaced by `NAME` holding the file's content (trailing newlines trimmed: `echo` and editors add
+ * one). A problem names the variable and the path, never the content. Setting both is refused:
+ * which one wins would be a guess.
+ */
+export function resolveFileSettings(source: Source, problems: string[]): Source {
+  const out: Source = { ...source };
+  for (const [key, path] of Object.entries(source)) {
+    if (!key.endsWith('_FILE') || path === undefined) continue;
+    const name = key.slice(0, -'_FILE'.length);
+    if (!acceptsFile(name)) continue;
+    delete out[key];
+    if (source[name] !== undefined && source[name] !== '') {
+      problems.push(`${name} and ${key} are both set: keep one`);
+      continue;
+    }
+    if (path.trim() === '') {
+      problems.push(`${key} is empty: name the file that holds ${name}`);
+      delete out[name];
+      continue;
+    }
     try {
-      return readFileSync(file, 'utf8').trim();
-    } catch {
-      problems.push(`${name}_FILE cannot be read`);
-      return undefined;
+      const content = readFileSync(path, 'utf8').replace(/[\r\n]+$/, '');
+      if (content === '') problems.push(`${key}: ${path} is empty`);
+      out[name] = content;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      problems.push(`${key} cannot be read: ${path} (${REASONS[code] ?? (code || 'unreadable')})`);
+      delete out[name];
     }
   }
-  return direct || undefined;
+  return out;
 }

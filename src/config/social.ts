@@ -1,5 +1,3 @@
-import { settingOrFile } from './setting.js';
-
 /**
  * Social sign-in providers, configured by the deployment (not per org): Google (an OIDC preset),
  * GitHub (OAuth 2 with its REST API for the identity) and any number of generic OIDC providers
@@ -67,7 +65,8 @@ function isLoopbackHost(host: string): boolean {
 export function socialConfig(source: Source, allowLoopback: boolean): { social: SocialConfig; problems: string[] } {
   const problems: string[] = [];
   const providers: SocialProvider[] = [];
-  const value = (name: string): string | undefined => settingOrFile(source, name, problems);
+  // `NAME_FILE` was resolved by loadConfig (resolveFileSettings) before this reads `NAME`.
+  const value = (name: string): string | undefined => source[name]?.trim() || undefined;
   const url = (name: string, fallback: string): string => {
     const raw = value(name) ?? fallback;
     let u: URL;

@@ -9,3 +9,7 @@ export { createSealedBox } from './sealed-box.js';
 export type { SealedBox } from './sealed-box.js';
 export { parseCertificate } from './x509.js';
 export type { CertificateInfo } from './x509.js';
+export { DEFAULT_PKCS11_MODULE, KEK_ID, memoryKekProvider, parseKekValue } from './kek-provider.js';
+export type { KekProvider, KekProviderSettings } from './kek-provider.js';
+export { createPkcs11Kek, KeyProviderError } from './pkcs11.js';
+export { openKeyring } from './open-keyring.js';

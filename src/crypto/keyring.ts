@@ -1,30 +1,17 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { InvariantError } from '../kernel/errors.js';
+import { KEK_ID, memoryKekProvider, parseKekValue, SealedValueError, type Kek, type KekProvider } from './kek-provider.js';
+
+export { SealedValueError };
+export type { Kek };
 
 /**
- * A stored value that does not open (tampered, moved to another row, malformed, or naming a key
- * that is gone). Sealed values come only from our own database, so this is an integrity failure
- * for operators (a 500 with the request id, logged), never a client's error.
- */
-export class SealedValueError extends InvariantError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SealedValueError';
-  }
-}
-
-/**
- * Envelope encryption. Key-encryption keys (KEKs) come from configuration and never touch the
- * database; each organization gets a random 256-bit data key, stored wrapped by the active KEK.
+ * Envelope encryption. Key-encryption keys (KEKs) come from a provider (kek-provider.ts: the
+ * environment, files, or a PKCS#11 token) and never touch the database; each organization gets a random 256-bit data key, stored wrapped by the active KEK.
  * Field values are sealed with AES-256-GCM under the data key, with AAD binding
  * org + table + column + row so that a ciphertext copied to another row, column or tenant
  * fails to open.
  */
-
-export interface Kek {
-  id: string;
-  key: Buffer;
-}
 
 export interface WrappedKey {
   id: string;
@@ -78,24 +65,29 @@ function aadFor(ref: FieldRef): string {
 }
 
 export class Keyring {
-  private readonly keks: Map<string, Buffer>;
-  private readonly activeKek: Kek;
+  private readonly provider: KekProvider;
   private readonly cache = new Map<string, Buffer>();
+  private readonly macKeys = new Map<string, Buffer>();
 
-  constructor(keks: Kek[]) {
-    if (keks.length === 0) throw new InvariantError('keyring needs at least one KEK');
-    for (const k of keks) if (k.key.length !== 32) throw new InvariantError(`KEK ${k.id} is not 256 bits`);
-    this.keks = new Map(keks.map((k) => [k.id, k.key]));
-    // A repeated id would wrap with the first key and unwrap with the last: unreadable data.
-    if (this.keks.size !== keks.length) throw new InvariantError('KEK ids must be unique');
-    this.activeKek = keks[0] as Kek;
+  /** KEKs in process (env, file), or any provider (PKCS#11), the active KEK first. */
+  constructor(keks: readonly Kek[] | KekProvider) {
+    this.provider = Array.isArray(keks) ? memoryKekProvider(keks as readonly Kek[]) : (keks as KekProvider);
+    if (this.provider.ids.length === 0) throw new InvariantError('keyring needs at least one KEK');
   }
 
   get activeKekId(): string {
-    return this.activeKek.id;
+    return this.provider.ids[0] as string;
   }
 
-  private readonly macKeys = new Map<string, Buffer>();
+  /** Every KEK id the keyring can unwrap with, the active one first. */
+  get kekIds(): readonly string[] {
+    return this.provider.ids;
+  }
+
+  /** Ends the provider's session (a token's); the keyring is unusable afterwards. */
+  close(): void {
+    this.provider.close();
+  }
 
   /**
    * HMAC-SHA256 under a key derived (HKDF) from KEK `kekId` for `purpose`. The database never
@@ -105,9 +97,8 @@ export class Keyring {
     const cacheKey = `${purpose}/${kekId}`;
     let key = this.macKeys.get(cacheKey);
     if (!key) {
-      const kek = this.keks.get(kekId);
-      if (!kek) throw new SealedValueError(`unknown key ${kekId}`);
-      key = Buffer.from(hkdfSync('sha256', kek, Buffer.alloc(0), `palisade:${purpose}`, 32));
+      if (!this.provider.ids.includes(kekId)) throw new SealedValueError(`unknown key ${kekId}`);
+      key = this.provider.macKey(kekId, purpose);
       this.macKeys.set(cacheKey, key);
     }
     return createHmac('sha256', key).update(data).digest('hex');
@@ -117,23 +108,40 @@ export class Keyring {
     const cacheKey = `${scope}/${w.id}`;
     const hit = this.cache.get(cacheKey);
     if (hit) return hit;
-    const kek = this.keks.get(w.kekId);
-    if (!kek) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
-    const key = gcmDecrypt(kek, w.wrapped, `data-key|${scope}|${w.id}`);
+    if (!this.provider.ids.includes(w.kekId)) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
+    const key = this.provider.unwrap(w.kekId, w.wrapped, `data-key|${scope}|${w.id}`);
     this.cache.set(cacheKey, key);
     return key;
+  }
+
+  /**
+   * Throws unless `w` opens under its KEK (unknown KEK: InvariantError; wrong KEK value or altered
+   * row: SealedValueError). Nothing is cached: `keys rotate-kek` checks every key before it
+   * changes any, without holding them all.
+   */
+  assertUnwraps(scope: string, w: WrappedKey): void {
+    if (!this.provider.ids.includes(w.kekId)) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
+    this.provider.unwrap(w.kekId, w.wrapped, `data-key|${scope}|${w.id}`).fill(0);
   }
 
   /** Creates a fresh data key for a scope, wrapped by the active KEK. */
   newDataKey(scope: string, id: string): WrappedKey {
     const key = randomBytes(32);
-    return { id, kekId: this.activeKek.id, wrapped: gcmEncrypt(this.activeKek.key, key, `data-key|${scope}|${id}`) };
+    return { id, kekId: this.activeKekId, wrapped: this.provider.wrap(this.activeKekId, key, `data-key|${scope}|${id}`) };
   }
 
-  /** Re-wraps a data key under the active KEK (KEK rotation: data is not re-encrypted). */
+  /**
+   * Re-wraps a data key under the active KEK (KEK rotation: data is not re-encrypted). The key is
+   * not added to the cache: a rotation passes every org's key once, and holding them all would
+   * grow with the number of orgs.
+   */
   rewrap(scope: string, w: WrappedKey): WrappedKey {
-    const key = this.unwrap(scope, w);
-    return { id: w.id, kekId: this.activeKek.id, wrapped: gcmEncrypt(this.activeKek.key, key, `data-key|${scope}|${w.id}`) };
+    let key = this.cache.get(`${scope}/${w.id}`);
+    if (!key) {
+      if (!this.provider.ids.includes(w.kekId)) throw new InvariantError(`data key ${w.id} is wrapped by unknown KEK ${w.kekId}`);
+      key = this.provider.unwrap(w.kekId, w.wrapped, `data-key|${scope}|${w.id}`);
+    }
+    return { id: w.id, kekId: this.activeKekId, wrapped: this.provider.wrap(this.activeKekId, key, `data-key|${scope}|${w.id}`) };
   }
 
   async seal(store: DataKeyStore, ref: FieldRef, plaintext: string, newKeyId: () => string): Promise<string> {
@@ -171,12 +179,12 @@ export function parseKeks(spec: string): Kek[] {
       const idx = entry.indexOf(':');
       if (idx <= 0) throw new InvariantError('PALISADE_KEKS entries are id:base64key');
       const id = entry.slice(0, idx);
-      if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) throw new InvariantError('KEK ids are 1-32 of [A-Za-z0-9_-]');
+      if (!KEK_ID.test(id)) throw new InvariantError('KEK ids are 1-32 of [A-Za-z0-9_-]');
       // A repeated id would wrap with the first key but unwrap with the last one.
       if (seen.has(id)) throw new InvariantError(`KEK id ${id} is listed twice`);
       seen.add(id);
-      const key = Buffer.from(entry.slice(idx + 1), 'base64');
-      if (key.length !== 32) throw new InvariantError(`KEK ${id} must decode to 32 bytes`);
+      const key = parseKekValue(entry.slice(idx + 1));
+      if (!key) throw new InvariantError(`KEK ${id} must decode to 32 bytes`);
       return { id, key };
     });
 }

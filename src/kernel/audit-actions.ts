@@ -45,6 +45,8 @@ export const AUDIT_ACTIONS = {
   'org.created': { description: 'An organization was created' },
   'org.updated': { description: 'The organization was renamed', webhook: true },
   'org.settings_updated': { description: 'Security settings changed', webhook: true },
+  'keys.kek_rotation_started': { description: 'An operator started rewrapping every data key under the active KEK (palisade keys rotate-kek)' },
+  'keys.kek_rotation_finished': { description: 'An operator\u2019s KEK rotation rewrapped its last pending data key' },
   'member.added': { description: 'A member joined (organization creation)' },
   'member.role_changed': { description: 'A member\u2019s role or project restriction changed', webhook: true },
   'member.removed': { description: 'A member was removed', webhook: true },

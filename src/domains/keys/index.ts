@@ -81,3 +81,6 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
     open: (tx, ref, sealed) => keyring.open(storeFor(tx, cache, now), canonical(ref), sealed),
   };
 }
+
+export { kekUsage, renderStatus, rotateKek, RotationRefused } from './rotation.js';
+export type { KekUsage, RotationProgress, RotationResult } from './rotation.js';

@@ -1,0 +1,263 @@
+import type { Keyring, WrappedKey } from '../../crypto/index.js';
+import type { OwnerConnection } from '../../db/migrate.js';
+
+/**
+ * KEK rotation as an operator job (`palisade keys status`, `palisade keys rotate-kek`).
+ *
+ * Who writes: the owner connection, one transaction per batch with each org bound
+ * (`palisade.org_id`, transaction-local) before its statement, so the tenant policy of org_keys
+ * applies as it does to every tenant write. The runtime role keeps no UPDATE on data keys
+ * (review R4 finding 3: a compromised server must not be able to overwrite them and shred a
+ * tenant), so the server's connection is not used. Who reads every org: the same owner
+ * connection, which must be superuser or BYPASSRLS, as for `palisade audit verify`.
+ */
+
+export interface KekUsage {
+  kekId: string;
+  configured: boolean;
+  active: boolean;
+  orgKeys: number;
+  systemKeys: number;
+  /** Chain MAC keys derive from KEKs: events and heads authenticated under this id. */
+  auditEvents: number;
+  auditHeads: number;
+}
+
+export class RotationRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RotationRefused';
+  }
+}
+
+const SEES_ALL =
+  'this command reads every org\u2019s data keys over the owner connection (DATABASE_URL), whose role must be superuser or have BYPASSRLS, as for `palisade audit verify`';
+
+async function requireSeesAll(owner: OwnerConnection): Promise<void> {
+  const [me] = await owner.query<{ sees_all: boolean }>('select rolsuper or rolbypassrls as sees_all from pg_roles where rolname = current_user');
+  if (me?.sees_all !== true) throw new RotationRefused(SEES_ALL);
+}
+
+/** Per KEK id, configured or only named by stored rows: what it wraps and what it authenticates. */
+export async function kekUsage(owner: OwnerConnection, kekIds: readonly string[]): Promise<KekUsage[]> {
+  await requireSeesAll(owner);
+  const wrapped = await owner.query<{ kek_id: string; org: number; system: number }>(
+    `select kek_id, count(*) filter (where src = 'org')::int as org, count(*) filter (where src = 'system')::int as system
+     from (select kek_id, 'org' as src from org_keys union all select kek_id, 'system' from system_keys) k group by kek_id`,
+  );
+  const events = await owner.query<{ key_id: string; n: number }>('select key_id, count(*)::int as n from audit_events group by key_id');
+  const heads = await owner.query<{ key_id: string; n: number }>(`select key_id, count(*)::int as n from audit_heads where key_id <> '' group by key_id`);
+  const ids = [...kekIds, ...new Set([...wrapped.map((w) => w.kek_id), ...events.map((e) => e.key_id), ...heads.map((h) => h.key_id)])]
+    .filter((id, i, all) => all.indexOf(id) === i);
+  return ids.map((kekId) => {
+    const w = wrapped.find((r) => r.kek_id === kekId);
+    return {
+      kekId,
+      configured: kekIds.includes(kekId),
+      active: kekIds[0] === kekId,
+      orgKeys: w?.org ?? 0,
+      systemKeys: w?.system ?? 0,
+      auditEvents: events.find((e) => e.key_id === kekId)?.n ?? 0,
+      auditHeads: heads.find((h) => h.key_id === kekId)?.n ?? 0,
+    };
+  });
+}
+
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/** What `keys status` prints; exit 1 when a wrapped key needs a KEK that is not configured. */
+export function renderStatus(usage: readonly KekUsage[], setting: string): { out: string; code: number } {
+  const lines: string[] = [];
+  let missing = 0;
+  const pending = usage.filter((u) => u.configured && !u.active).reduce((n, u) => n + u.orgKeys + u.systemKeys, 0);
+  for (const u of usage) {
+    const keys = u.orgKeys + u.systemKeys;
+    const wraps = `wraps ${plural(keys, 'data key')} (${u.orgKeys} org, ${u.systemKeys} system)`;
+    const audit = u.auditEvents + u.auditHeads > 0 ? `; authenticates ${plural(u.auditEvents, 'audit event')} and ${plural(u.auditHeads, 'chain head')}` : '';
+    let verdict: string;
+    if (!u.configured) {
+      if (keys > 0) {
+        missing += keys;
+        verdict = `NOT CONFIGURED and needed: ${plural(keys, 'data key')} cannot be opened; add ${u.kekId} back to ${setting} (after the active KEK)`;
+      } else {
+        verdict = `not configured: no data key needs it; its audit events verify only where it is configured (palisade audit verify)`;
+      }
+    } else if (u.active) {
+      verdict = 'active: wraps every new data key';
+    } else if (keys > 0) {
+      verdict = `still needed: run \`palisade keys rotate-kek\` to rewrap its keys under ${usage.find((x) => x.active)?.kekId ?? 'the active KEK'}`;
+    } else if (u.auditEvents + u.auditHeads > 0) {
+      verdict = `no data key needs it: it can be removed from ${setting}; but the audit events and heads above were authenticated under it, and \`palisade audit verify\` can check them only while it is configured (keep it for that, it never wraps again)`;
+    } else {
+      verdict = `can be removed from ${setting}: nothing needs it`;
+    }
+    lines.push(`${u.kekId}: ${wraps}${audit}\n  ${verdict}`);
+  }
+  const summary = missing > 0
+    ? `${plural(missing, 'wrapped data key')} need${missing === 1 ? 's' : ''} a KEK that is not configured: their orgs' sealed values cannot be opened`
+    : pending > 0
+      ? `${plural(pending, 'data key')} still wrapped by an older KEK: run \`palisade keys rotate-kek\``
+      : 'every data key is wrapped by the active KEK';
+  return { out: `${lines.join('\n')}\n${summary}\n`, code: missing > 0 ? 1 : 0 };
+}
+
+interface PendingKey extends WrappedKey {
+  /** The org id, or null for a system scope. */
+  org: string | null;
+  scope: string;
+}
+
+const PAGE = 1000;
+
+/** Every key not under `active`, page by page: org keys in (org, id) order, then the system scopes'. */
+async function* pendingKeys(owner: OwnerConnection, active: string, pageOrgs: number): AsyncGenerator<PendingKey[]> {
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    // A page ends on an org boundary: an org's keys are rewrapped in one statement.
+    const orgs = await owner.query<{ org_id: string }>(
+      `select distinct org_id::text from org_keys where kek_id <> $1 and org_id > $2::uuid order by 1 limit $3`,
+      [active, after, pageOrgs],
+    );
+    if (orgs.length === 0) break;
+    const rows = await owner.query<{ org_id: string; id: string; kek_id: string; wrapped: string }>(
+      `select org_id::text, id::text, kek_id, wrapped from org_keys where kek_id <> $1 and org_id = any($2::uuid[]) order by org_id, id`,
+      [active, orgs.map((o) => o.org_id)],
+    );
+    yield rows.map((r) => ({ org: r.org_id, scope: r.org_id, id: r.id, kekId: r.kek_id, wrapped: r.wrapped }));
+    after = orgs[orgs.length - 1]?.org_id as string;
+    if (orgs.length < pageOrgs) break;
+  }
+  const system = await owner.query<{ scope: string; id: string; kek_id: string; wrapped: string }>(
+    'select scope, id::text, kek_id, wrapped from system_keys where kek_id <> $1 order by scope, id', [active],
+  );
+  if (system.length > 0) yield system.map((r) => ({ org: null, scope: r.scope, id: r.id, kekId: r.kek_id, wrapped: r.wrapped }));
+}
+
+export interface RotationProgress {
+  done: number;
+  total: number;
+}
+
+export interface RotationResult {
+  kekId: string;
+  /** Keys not under the active KEK when the run started. */
+  pending: number;
+  rewrapped: number;
+  orgs: number;
+  systemKeys: number;
+  /** Keys found already under the active KEK, skipped (a resumed run's earlier work). */
+  alreadyActive: number;
+  seconds: number;
+  /** Of which the check before the first write. */
+  checkSeconds: number;
+}
+
+export interface RotationDeps {
+  owner: OwnerConnection;
+  keyring: Keyring;
+  /** Orgs per transaction. */
+  batchOrgs?: number;
+  onProgress?: (p: RotationProgress) => void;
+  /** Evidence in the system chain, before the first change and after the last (the server's audit writer). */
+  record?: (event: 'started' | 'finished', details: Record<string, string | number>) => Promise<void>;
+}
+
+/**
+ * Checks, then rewraps. Nothing changes unless every stored key names a configured KEK and
+ * opens under it (each pending key is unwrapped once beforehand, and one key already under the
+ * active KEK, so a resumed run with a mistyped active KEK cannot wrap half the keys under
+ * another key). Each batch commits on its own: a run stopped midway resumes where it was, and
+ * keys already under the active KEK are skipped. A key changed meanwhile (compare-and-set on
+ * its old wrapping) is left for the next run, never overwritten.
+ */
+export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
+  const { owner, keyring } = deps;
+  const started = performance.now();
+  const active = keyring.activeKekId;
+  const usage = await kekUsage(owner, keyring.kekIds);
+  const unknown = usage.filter((u) => !u.configured && u.orgKeys + u.systemKeys > 0);
+  if (unknown.length > 0) {
+    throw new RotationRefused(
+      `data keys are wrapped by KEK ids that are not configured: ${unknown.map((u) => `${u.kekId} (${plural(u.orgKeys + u.systemKeys, 'key')})`).join(', ')}; ` +
+        'add them back (after the active KEK) and run again. Nothing was changed.',
+    );
+  }
+  const total = usage.filter((u) => !u.active).reduce((n, u) => n + u.orgKeys + u.systemKeys, 0);
+  const alreadyActive = usage.filter((u) => u.active).reduce((n, u) => n + u.orgKeys + u.systemKeys, 0);
+  const refuse = (k: PendingKey, err: unknown): never => {
+    const why = err instanceof Error && err.name === 'SealedValueError' ? 'does not open it' : 'cannot be used';
+    throw new RotationRefused(
+      `KEK ${k.kekId} ${why}: data key ${k.id} of ${k.org ? `org ${k.org}` : `system scope ${k.scope}`} fails to unwrap, so the KEK configured under that id is not the one that wrapped it (or the row was altered). Nothing was changed.`,
+    );
+  };
+  // The active KEK too: a resumed run must wrap with the key it started with.
+  const [sample] = await owner.query<{ org_id: string; id: string; wrapped: string }>(
+    'select org_id::text, id::text, wrapped from org_keys where kek_id = $1 limit 1', [active]);
+  if (sample) {
+    const k = { org: sample.org_id, scope: sample.org_id, id: sample.id, kekId: active, wrapped: sample.wrapped };
+    try {
+      keyring.assertUnwraps(k.scope, k);
+    } catch (err) {
+      refuse(k, err);
+    }
+  }
+  if (total === 0) {
+    const seconds = (performance.now() - started) / 1000;
+    return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds, checkSeconds: seconds };
+  }
+  for await (const page of pendingKeys(owner, active, PAGE)) {
+    for (const k of page) {
+      try {
+        keyring.assertUnwraps(k.scope, k);
+      } catch (err) {
+        refuse(k, err);
+      }
+    }
+  }
+
+  const checkSeconds = (performance.now() - started) / 1000;
+  await deps.record?.('started', { kekId: active, pending: total });
+  const batchOrgs = deps.batchOrgs ?? 200;
+  let done = 0;
+  let orgs = 0;
+  let systemKeys = 0;
+  deps.onProgress?.({ done, total });
+  for await (const page of pendingKeys(owner, active, batchOrgs)) {
+    const byScope = new Map<string, PendingKey[]>();
+    for (const k of page) byScope.set(k.scope, [...(byScope.get(k.scope) ?? []), k]);
+    const n = await owner.transaction(async (tx) => {
+      let changed = 0;
+      for (const [scope, keys] of byScope) {
+        const org = keys[0]?.org ?? null;
+        const next = keys.map((k) => keyring.rewrap(scope, k));
+        const params = [keys.map((k) => k.id), next.map((w) => w.wrapped), keys.map((k) => k.kekId), keys.map((k) => k.wrapped), active];
+        if (org !== null) {
+          // This org only, by the tenant policy as well as by the statement.
+          await tx.query(`select set_config('palisade.org_id', $1, true)`, [org]);
+          const r = await tx.query<{ id: string }>(
+            `update org_keys k set kek_id = $6, wrapped = x.wrapped
+             from unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) as x(id, wrapped, old_kek, old_wrapped)
+             where k.org_id = $1::uuid and k.id = x.id and k.kek_id = x.old_kek and k.wrapped = x.old_wrapped
+             returning k.id`, [org, ...params]);
+          changed += r.length;
+          orgs += 1;
+        } else {
+          const r = await tx.query<{ id: string }>(
+            `update system_keys k set kek_id = $6, wrapped = x.wrapped
+             from unnest($2::uuid[], $3::text[], $4::text[], $5::text[]) as x(id, wrapped, old_kek, old_wrapped)
+             where k.scope = $1 and k.id = x.id and k.kek_id = x.old_kek and k.wrapped = x.old_wrapped
+             returning k.id`, [scope, ...params]);
+          changed += r.length;
+          systemKeys += r.length;
+        }
+      }
+      await tx.query(`select set_config('palisade.org_id', '', true)`);
+      return changed;
+    });
+    done += n;
+    deps.onProgress?.({ done, total });
+  }
+  const result = { kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000, checkSeconds };
+  await deps.record?.('finished', { kekId: active, rewrapped: done, orgs, systemKeys });
+  return result;
+}
