@@ -73,7 +73,11 @@ describe('NAME_FILE for every secret setting', () => {
       expect(problems(prodEnv({ [name]: undefined, [`${name}_FILE`]: missing }))).toContain(`${name}_FILE cannot be read: ${missing} (no such file)`);
     }
     // A directory where a file was expected (a Kubernetes secret mounted one level too high).
-    expect(problems(prodEnv({ PALISADE_KEKS: undefined, PALISADE_KEKS_FILE: dir }))).toContain(`PALISADE_KEKS_FILE cannot be read: ${dir} (it is a directory)`);
+    expect(problems(prodEnv({ PALISADE_KEKS: undefined, PALISADE_KEKS_FILE: dir }))).toContain(`PALISADE_KEKS_FILE: ${dir} is not a regular file`);
+    // A device (or a FIFO) would hang the start or fill its memory: refused before it is read.
+    expect(problems(prodEnv({ PALISADE_SESSION_SECRET: undefined, PALISADE_SESSION_SECRET_FILE: '/dev/zero' }))).toContain('PALISADE_SESSION_SECRET_FILE: /dev/zero is not a regular file');
+    const huge = secretFile('x'.repeat(64 * 1024 + 1));
+    expect(problems(prodEnv({ PALISADE_SESSION_SECRET: undefined, PALISADE_SESSION_SECRET_FILE: huge }))).toContain(`PALISADE_SESSION_SECRET_FILE: ${huge} is larger than 64 KiB, too large for a secret`);
     const empty = secretFile('\n');
     expect(problems(prodEnv({ PALISADE_SESSION_SECRET: undefined, PALISADE_SESSION_SECRET_FILE: empty }))).toContain(`PALISADE_SESSION_SECRET_FILE: ${empty} is empty`);
     expect(problems(prodEnv({ PALISADE_KEKS: undefined, PALISADE_KEKS_FILE: '' }))).toContain('PALISADE_KEKS_FILE is empty: name the file that holds PALISADE_KEKS');

@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 type Source = Record<string, string | undefined>;
+
+/** Keys, passwords and URLs are short; a mounted secret bundle of PEMs fits too. */
+export const MAX_SECRET_FILE_BYTES = 64 * 1024;
 
 /**
  * The settings that carry a secret, each of which may instead come from the file named by
@@ -51,6 +54,19 @@ export function resolveFileSettings(source: Source, problems: string[]): Source 
       continue;
     }
     try {
+      // A regular file of secret size only: a FIFO or /dev/zero named by mistake (or on
+      // purpose) would hang the start or fill its memory before anything could refuse it.
+      const st = statSync(path);
+      if (!st.isFile()) {
+        problems.push(`${key}: ${path} is not a regular file`);
+        delete out[name];
+        continue;
+      }
+      if (st.size > MAX_SECRET_FILE_BYTES) {
+        problems.push(`${key}: ${path} is larger than ${MAX_SECRET_FILE_BYTES / 1024} KiB, too large for a secret`);
+        delete out[name];
+        continue;
+      }
       const content = readFileSync(path, 'utf8').replace(/[\r\n]+$/, '');
       if (content === '') problems.push(`${key}: ${path} is empty`);
       out[name] = content;

@@ -13,7 +13,8 @@ describe('credential rules', () => {
     expect(secretProblem('t')).toBeNull();
     expect(secretProblem('x'.repeat(MAX_SECRET_BYTES))).toBeNull();
     expect(secretProblem('-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n')).toBeNull();
-    for (const bad of ['', ' \n\t', 'x'.repeat(MAX_SECRET_BYTES + 1), '\u00e9'.repeat(MAX_SECRET_BYTES / 2 + 1), 'CANARY\u0000']) {
+    expect(secretProblem('emoji \ud83d\ude00 pairs are fine')).toBeNull();
+    for (const bad of ['', ' \n\t', 'x'.repeat(MAX_SECRET_BYTES + 1), '\u00e9'.repeat(MAX_SECRET_BYTES / 2 + 1), 'CANARY\u0000', 'CANARY\ud800x', 'CANARY\udfff']) {
       const problem = secretProblem(bad);
       expect(problem, JSON.stringify(bad.slice(0, 10))).not.toBeNull();
       expect(problem).not.toContain('CANARY');

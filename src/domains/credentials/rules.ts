@@ -39,6 +39,8 @@ export function secretProblem(secret: string): string | null {
   if (Buffer.byteLength(secret, 'utf8') > MAX_SECRET_BYTES) return `must be at most ${MAX_SECRET_BYTES} bytes`;
   // NUL cannot be stored in a PostgreSQL text value downstream of host code, and no credential has one.
   if (secret.includes('\u0000')) return 'must not contain NUL characters';
+  // A lone surrogate would be stored as U+FFFD: host code would get another value than was entered.
+  if (/[\uD800-\uDFFF]/u.test(secret)) return 'must be well-formed Unicode (no lone surrogates)';
   return null;
 }
 
