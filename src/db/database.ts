@@ -67,6 +67,15 @@ export async function one<R>(tx: Tx, q: RawBuilder<R>): Promise<R | undefined> {
   return (await q.execute(tx)).rows[0];
 }
 
+/**
+ * Serializes, until the transaction ends, the writers of one org that check a cap and then
+ * insert ("at most N endpoints"): under READ COMMITTED two concurrent creations would both count
+ * N - 1 and both insert. A transaction-scoped advisory lock, so no row or table lock is needed.
+ */
+export async function lockOrgCap(tx: Tx, orgId: string, what: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`${orgId}:${what}`}, 0))`.execute(tx);
+}
+
 export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
   return Number((await q.execute(tx)).numAffectedRows ?? 0n);
 }

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId, type FieldRef } from '../../crypto/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
-import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import { type Database, exec, lockOrgCap, one, rows, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -153,6 +153,7 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
       const secret = dest.kind === 'https' ? newWebhookSecret() : null;
       const enabled = input.enabled ?? true;
       const stream = await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOrgCap(tx, org.orgId, 'audit_streams');
         const count = await one<{ n: number }>(tx, sql`select count(*)::int as n from audit_streams where org_id = ${org.orgId}`);
         if ((count?.n ?? 0) >= MAX_STREAMS) throw new AppError('conflict', `an organization has at most ${MAX_STREAMS} audit streams`);
         // From now: the events after the head as it is; this creation's own event is the first one sent.

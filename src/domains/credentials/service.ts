@@ -3,7 +3,7 @@ import { newId } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { exec, one, rows, writeUnlessTaken, type Database, type Tx } from '../../db/database.js';
+import { type Database, exec, lockOrgCap, one, rows, type Tx, writeUnlessTaken } from '../../db/database.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
@@ -70,6 +70,7 @@ export function createCredentialService(deps: CredentialDeps) {
       const id = newId();
       const now = clock.now().toISOString();
       return db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOrgCap(tx, org.orgId, 'integration_credentials');
         const count = await one<{ n: number }>(tx, sql`select count(*)::int as n from integration_credentials where org_id = ${org.orgId} and deleted_at is null`);
         if ((count?.n ?? 0) >= MAX_CREDENTIALS_PER_ORG) throw new AppError('conflict', `an organization has at most ${MAX_CREDENTIALS_PER_ORG} integration credentials`);
         const sealed = await sealer.seal(tx, valueRef(org.orgId, id), input.secret);

@@ -4,7 +4,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
-import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import { type Database, exec, lockOrgCap, one, rows, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
@@ -79,6 +79,7 @@ export function createInboundService(deps: InboundDeps) {
       if (!provider || !provider.acceptsSecret(input.secret)) throw new AppError('validation_failed', 'unknown provider or a secret of the wrong shape');
       const id = newId();
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOrgCap(tx, org.orgId, 'inbound_sources');
         const count = await one<{ n: number }>(tx, sql`select count(*)::int as n from inbound_sources where org_id = ${org.orgId} and deleted_at is null`);
         if ((count?.n ?? 0) >= MAX_SOURCES_PER_ORG) throw new AppError('conflict', `an organization has at most ${MAX_SOURCES_PER_ORG} inbound sources`);
         const sealed = await deps.sealer.seal(tx, secretRef(org.orgId, id), input.secret);

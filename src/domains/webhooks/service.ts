@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../../crypto/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
-import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
+import { type Database, exec, lockOrgCap, one, rows, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -84,6 +84,7 @@ export function createWebhookService(deps: WebhookServiceDeps) {
       const secret = newWebhookSecret();
       const at = now().toISOString();
       const endpoint = await deps.db.withTenant(bindingOf(ctx), async (tx) => {
+        await lockOrgCap(tx, org.orgId, 'webhook_endpoints');
         const count = await one<{ n: number }>(tx, sql`select count(*)::int as n from webhook_endpoints where org_id = ${org.orgId}`);
         if ((count?.n ?? 0) >= MAX_ENDPOINTS) throw new AppError('conflict', `an organization has at most ${MAX_ENDPOINTS} webhook endpoints`);
         const sealed = await deps.sealer.seal(tx, secretRef(org.orgId, id), secret);
