@@ -18,6 +18,7 @@ import { assetRoutes } from './domains/assets/index.js';
 import { auditRoutes } from './domains/audit/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
+import { dataKeyRoutes } from './domains/keys/index.js';
 import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
 import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
@@ -70,6 +71,7 @@ export async function buildApp(deps: AppDeps) {
     ...apiKeyRoutes(services.apiKeys),
     ...webhookRoutes(services.webhooks),
     ...auditRoutes(services.auditReader, services.auditVerifier),
+    ...dataKeyRoutes(services.dataKeys),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [

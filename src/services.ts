@@ -14,7 +14,7 @@ import {
   BREAK_GLASS_SESSION_SECONDS, createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn,
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
-import { createSealer } from './domains/keys/index.js';
+import { createDataKeyJob, createDataKeyService, createSealer } from './domains/keys/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -28,7 +28,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social' | 'mail'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'dnsServers' | 'social' | 'mail'
 >;
 
 /**
@@ -114,15 +114,18 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
   const webhooks = createWebhookService({ db, audit, clock, sealer, destination });
   const webhookWorker = createWebhookWorker({ db, clock, sealer, audit, logger, transport: createWebhookTransport(destination) });
+  const dataKeys = createDataKeyService({ db, audit, clock, sealer, keyring, settings: config.dataKeys });
+  const dataKeyJob = createDataKeyJob({ db, clock, logger, keys: dataKeys });
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, dataKeys, dataKeyJob,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
-    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit checkpoints. */
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, data-key rotation, audit checkpoints. */
     startBackground(): void {
       webhookWorker.start();
+      dataKeyJob.start();
       mailWorker?.start();
       checkpoints.start();
     },
@@ -130,6 +133,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     async close(): Promise<void> {
       await keyUsage.close();
       await webhookWorker.stop();
+      await dataKeyJob.stop();
       await mailWorker?.stop();
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.

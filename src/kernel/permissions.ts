@@ -29,6 +29,7 @@ export const PERMISSIONS = {
   'webhooks:manage': 'Manage webhook endpoints, deliveries and inbound webhook sources',
   'sso:manage': 'Claim and verify email domains; manage single sign-on connections and their enforcement',
   'billing:manage': 'Manage plan and billing',
+  'data_keys:rotate': 'Rotate the organization\u2019s data key (re-encrypting its sealed values) and roll a rotation back',
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -46,7 +47,7 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
   return typeof value === 'string' && (BUILTIN_ROLES as readonly string[]).includes(value);
 }
 
-const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage'];
+const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage', 'data_keys:rotate'];
 
 const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read'];
 
@@ -117,6 +118,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  * - webhooks:manage: endpoints subscribe to event types org-wide (the outbox filters by org and
  *   type, not project), inbound sources feed the org, and the delivery log shows every payload.
  * - billing:manage: the org's plan.
+ * - data_keys:rotate: the key every sealed value of the org is encrypted with.
  *
  * Not org-wide (a restricted member may hold them), and why:
  * - org:read: the org's name; every membership carries it.
@@ -135,7 +137,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
-  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage',
+  'audit:read', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'data_keys:rotate',
 ];
 
 export function isOrgWide(p: string): boolean {
