@@ -15,6 +15,7 @@ import { createLogger } from './logging.js';
 import { createServices, type Services } from './services.js';
 import { migrationSteps } from './startup.js';
 import { workUntilSignal } from './worker.js';
+import { dataKeyCommand, isDataKeySubcommand } from './data-key-cli.js';
 
 const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start): the API and the background jobs
@@ -30,7 +31,16 @@ const USAGE = `usage: palisade <command>
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
   worker                      run the background jobs without the API: webhook and mail delivery
-                              (mail with SMTP_URL) and audit checkpoints (PostgreSQL; serve runs them too)`;
+                              (mail with SMTP_URL), data-key rotation and audit checkpoints
+                              (PostgreSQL; serve runs them too)
+  keys rotate-data-key --org SLUG
+                              rotate an org's data key and re-encrypt its sealed values, with progress
+                              (audited as the operator; the final sweep is left to serve or worker)
+  keys rollback-data-key --org SLUG
+                              make the org's most recently retired data key active again (within its
+                              rollback window) and re-encrypt back under it
+  keys rotation-status [--org SLUG]
+                              each org's active key, rotation progress and retired keys`;
 
 /**
  * An operator command's database and services: the same keyring, sealer and audit writer as the
@@ -61,7 +71,7 @@ async function withServices<T>(
   }
 }
 
-const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'worker']);
+const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'worker', 'keys']);
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -138,6 +148,16 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     case 'worker':
       return workUntilSignal(config);
+    case 'keys': {
+      if (!isDataKeySubcommand(sub)) break;
+      const slug = flag(rest, '--org');
+      if (sub !== 'rotation-status' && !slug) {
+        missing = `keys ${sub} needs --org SLUG`;
+        break;
+      }
+      return withServices(config, { migrate: false }, (services, _db, owner) =>
+        dataKeyCommand(sub, slug, services, owner, (s) => process.stdout.write(s), (s) => process.stderr.write(s)));
+    }
     case 'unlock': {
       if (!sub) {
         missing = 'unlock needs the account\u2019s email address';
