@@ -42,7 +42,7 @@ export async function dataKeyCommand(
     err(`no organization ${slug}\n`);
     return 2;
   }
-  const { dataKeys, dataKeyJob } = services;
+  const { dataKeys } = services;
   if (sub === 'rotation-status') {
     for (const o of orgs) out(describeState(o.slug, await dataKeys.state(o.org_id)));
     return 0;
@@ -63,14 +63,15 @@ export async function dataKeyCommand(
     }
     throw e;
   }
-  // The pass runs here with progress (a server or worker beside it shares the work through the
-  // job's leases); the final sweep is due after the cache TTL and is left to the worker.
+  // The pass runs here with progress, this org only. A server or worker beside it may advance
+  // the same rotation: each batch locks the rotation row and starts from the cursor it finds.
+  // The final sweep is due after the cache TTL and is left to the worker.
   for (;;) {
-    const n = await dataKeyJob.tick();
+    const step = await dataKeys.step(org.org_id, 500);
     const s = await dataKeys.state(org.org_id);
     const r = s.rotation;
     if (r) out(`\r  ${r.done}/${r.total} values (${pct(r.done, r.total)}%)`);
-    if (n === 0 || !r || r.status !== 'running' || r.phase === 'wait') {
+    if (step !== 'more' || !r || r.status !== 'running' || r.phase === 'wait') {
       out('\n');
       out(describeState(slug, s));
       if (r?.status === 'running') out(`the final sweep runs from ${r.sweepAfter} in \`palisade serve\` or \`palisade worker\`\n`);

@@ -243,9 +243,10 @@ export function createDataKeyService(deps: DataKeyDeps) {
         );
         if (batch.length === 0) continue;
         const moved: { rid: string; was: string; now: string }[] = [];
+        const reseal = sealer.resealer(tx, r.to_key_id);
         for (const v of batch) {
           try {
-            moved.push({ rid: v.row, was: v.value, now: await sealer.reseal(tx, { scope: orgId, table: c.table, column: c.column, row: v.row }, v.value, r.to_key_id) });
+            moved.push({ rid: v.row, was: v.value, now: await reseal({ scope: orgId, table: c.table, column: c.column, row: v.row }, v.value) });
           } catch (err) {
             // A value that does not open stays as it is (its key is then never destroyed: see destroyDue).
             if (!(err instanceof SealedValueError)) throw err;

@@ -12,11 +12,12 @@ export interface Sealer {
   seal(tx: Tx, ref: FieldRef, plaintext: string): Promise<string>;
   open(tx: Tx, ref: FieldRef, sealed: string): Promise<string>;
   /**
-   * Opens `sealed` and seals it again under the scope's key `keyId` (the rotation's target),
-   * whatever this process still caches as active: the re-encryption job must never write a
-   * value back under the key it is moving away from.
+   * A re-sealer for one transaction: opens a value and seals it again under the scope's key
+   * `keyId` (the rotation's target), whatever this process still caches as active, so the
+   * re-encryption job never writes a value back under the key it moves away from. Keys are
+   * read once per resealer, not once per value (a batch would otherwise cost two reads a value).
    */
-  reseal(tx: Tx, ref: FieldRef, sealed: string, keyId: string): Promise<string>;
+  resealer(tx: Tx, keyId: string): (ref: FieldRef, sealed: string) => Promise<string>;
   /** Drops a scope's cached active key: the next seal in this process reads the new one. */
   forget(scope: string): void;
 }
@@ -90,14 +91,22 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
   return {
     seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx, cache, now), canonical(ref), plaintext, newId),
     open: (tx, ref, sealed) => keyring.open(storeFor(tx, cache, now), canonical(ref), sealed),
-    async reseal(tx, ref, sealed, keyId) {
-      const r = canonical(ref);
+    resealer(tx, keyId) {
       const store = storeFor(tx, cache, now);
-      const plaintext = await keyring.open(store, r, sealed);
-      const target = await store.byId(r.scope, keyId);
-      if (!target) throw new InvariantError(`data key ${keyId} of ${r.scope} is gone`);
-      const pinned: DataKeyStore = { active: () => Promise.resolve(target), byId: store.byId, insert: () => Promise.resolve() };
-      return keyring.seal(pinned, r, plaintext, newId);
+      const known = new Map<string, Promise<WrappedKey | null>>();
+      const byId = (scope: string, id: string) => {
+        const k = `${scope}/${id}`;
+        let hit = known.get(k);
+        if (!hit) known.set(k, (hit = store.byId(scope, id)));
+        return hit;
+      };
+      return async (ref, sealed) => {
+        const r = canonical(ref);
+        const target = await byId(r.scope, keyId);
+        if (!target) throw new InvariantError(`data key ${keyId} of ${r.scope} is gone`);
+        const memo: DataKeyStore = { active: () => Promise.resolve(target), byId, insert: () => Promise.resolve() };
+        return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
+      };
     },
     forget: (scope) => void cache.delete(isUuid(scope) ? scope.toLowerCase() : scope),
   };
