@@ -80,6 +80,10 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted run would show the target's admin claims of the attacker's choosing.
       return sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at, status)
                  values (${org}, ${id}, ${target.connectionId}, ${target.ownerId}, now(), now() + interval '10 minutes', 'succeeded') ${tail}`;
+    case 'org_key_rotations':
+      // A planted rotation would block the target's own rotations (one runs at a time) or show forged progress.
+      return sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after)
+                 values (${org}, ${id}, ${id}, ${id}, 'manual', 'running', now(), now()) ${tail}`;
   }
 }
 
@@ -91,6 +95,7 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
 const NO_UPDATE: readonly TenantTable[] = ['audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets'];
 const NO_DELETE: readonly TenantTable[] = [
   'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
+  'org_key_rotations',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

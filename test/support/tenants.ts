@@ -18,7 +18,7 @@ export const TENANT_TABLES = [
   'organizations', 'org_settings', 'org_keys', 'custom_roles', 'memberships', 'projects',
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
-  'sso_identities', 'sso_tests',
+  'sso_identities', 'sso_tests', 'org_key_rotations',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -106,6 +106,9 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${deliveryId}, ${endpointId}, ${`msg_${slug}`}, 'project.created', '{}', 'succeeded', 1, now())`);
     await exec(tx, sql`insert into webhook_attempts (org_id, delivery_id, attempt, at, status, latency_ms)
                        values (${orgId}, ${deliveryId}, 1, now(), 204, 12)`);
+    const keyId = whsec.split('.')[1] ?? '';
+    await exec(tx, sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after, finished_at)
+                       values (${orgId}, ${newId()}, ${keyId}, ${keyId}, 'manual', 'done', now(), now(), now())`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
   return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, connectionId, endpointId, deliveryId, projects, assets, sealed };

@@ -79,9 +79,11 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
     );
   }
 
+  /** One org's turn (one at a time: a turn may last TURN_MS, and a second claimed org's lease would run out meanwhile). Returns 0 when nothing was due. */
   async function tick(): Promise<number> {
     let work = 0;
-    for (const { orgId, lease } of await claim(10)) {
+    for (const { orgId, lease } of await claim(1)) {
+      work++;
       try {
         if (!stopping) work += await turn(orgId);
         await reschedule(orgId, lease);

@@ -153,7 +153,7 @@ export function createDataKeyService(deps: DataKeyDeps) {
     if (await runningRotation(tx, orgId)) throw new AppError('conflict', 'a data-key rotation is already running for this organization');
     const next = keyring.newDataKey(orgId, newId());
     await retire(tx, orgId, current.id);
-    await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped) values (${orgId}, ${next.id}, ${next.kekId}, ${next.wrapped})`);
+    await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped, created_at) values (${orgId}, ${next.id}, ${next.kekId}, ${next.wrapped}, ${now().toISOString()})`);
     const requestedBy = ctx.actor.type === 'user' ? ctx.actor.userId : null;
     const rotationId = await startRotation(tx, orgId, current.id, next.id, trigger, requestedBy);
     await audit.append(tx, orgId, ctx, {
@@ -320,17 +320,24 @@ export function createDataKeyService(deps: DataKeyDeps) {
     });
   }
 
-  /** When the org next needs the job: its running rotation's sweep, a destruction, the schedule; at most a day away. */
+  /**
+   * When the org next needs the job: a running rotation's next batch or its sweep; otherwise a
+   * destruction or the schedule, at most a day away. Never "now" unless a rotation has batches
+   * to run: a turn that could not act on a past date would otherwise be claimed again at once.
+   */
   async function nextDue(orgId: string): Promise<Date> {
     return db.withTenant({ orgId }, async (tx) => {
-      const times: number[] = [now().getTime() + DAY_MS];
       const r = await runningRotation(tx, orgId);
-      if (r) times.push(r.phase === 'wait' ? r.sweep_after.getTime() : now().getTime());
-      const d = await one<{ at: Date | null }>(tx, sql`select min(destroy_after) as at from org_keys where org_id = ${orgId} and not active and destroyed_at is null`);
+      if (r) return r.phase === 'wait' ? r.sweep_after : now();
+      const times: number[] = [now().getTime() + DAY_MS];
+      // A window that has already ended is retried by the turn that finishes the running rotation,
+      // or, when values keep a key alive, a day later: never "due now" again, or the job would spin.
+      const d = await one<{ at: Date | null }>(tx, sql`select min(destroy_after) as at from org_keys where org_id = ${orgId} and not active
+                                                        and destroyed_at is null and destroy_after > ${now().toISOString()}`);
       if (d?.at) times.push(d.at.getTime());
       const a = await activeKey(tx, orgId);
       if (a && settings.rotationDays > 0) times.push(a.created_at.getTime() + settings.rotationDays * DAY_MS);
-      return new Date(Math.min(...times));
+      return new Date(Math.max(Math.min(...times), now().getTime() + 60_000));
     });
   }
 
