@@ -219,6 +219,29 @@ describe.each(ENGINES)('per-org data-key rotation on %s', (engine) => {
     expect((await state()).rotation).toMatchObject({ trigger: 'schedule' });
   });
 
+  it('keeps a retired key past its window while a value is still under it (never destroys what is still needed)', async () => {
+    clock.advance(SWEEP_AFTER_MS);
+    await job().drain();
+    const s = await state();
+    expect(s.rotation).toMatchObject({ trigger: 'schedule', status: 'done' });
+    const retired = s.retiredKeys.find((k) => k.destroyedAt === null);
+    // A stray value under the retired key (written outside the sweep's bound).
+    const id = newId();
+    await h.t.db.withTenant({ orgId: org }, async (tx) => {
+      const ref = { scope: org, table: 'inbound_sources', column: 'secret_sealed', row: id };
+      const sealed = await h.built.services.sealer.resealer(tx, retired?.id ?? '')(ref, await h.built.services.sealer.seal(tx, ref, 'stray'));
+      await exec(tx, sql`insert into inbound_sources (org_id, id, provider, name, secret_sealed, created_by, created_at)
+                         values (${org}, ${id}, 'standard', 'stray', ${sealed}, ${newId()}, now())`);
+    });
+    values.push({ table: 'inbound_sources', column: 'secret_sealed', row: id, plain: 'stray' });
+    clock.advance(31 * DAY);
+    await h.t.owner.query('update data_key_due set due_at = now() - interval \'1 day\'');
+    await job().drain();
+    expect((await state()).retiredKeys.find((k) => k.id === retired?.id)?.destroyedAt).toBeNull();
+    expect(h.logs.join('')).toContain('retired data keys past their rollback window kept');
+    for (const v of await stored(org)) expect(v.opened).toBe(v.plain);
+  });
+
   it('refuses, for the runtime role, key-material rewrites and un-destroying a key', async () => {
     const attempt = (q: ReturnType<typeof sql>) =>
       h.t.db.withTenant({ orgId: org }, (tx) => exec(tx, q)).then(() => 'ok', (err: { code?: string }) => err.code);
