@@ -20,6 +20,7 @@ import { auditStreamRoutes } from './domains/audit-streams/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
 import { credentialRoutes } from './domains/credentials/index.js';
+import { dataKeyRoutes } from './domains/keys/index.js';
 import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
 import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
@@ -74,6 +75,7 @@ export async function buildApp(deps: AppDeps) {
     ...webhookRoutes(services.webhooks),
     ...auditRoutes(services.auditReader, services.auditVerifier),
     ...auditStreamRoutes(services.auditStreams),
+    ...dataKeyRoutes(services.dataKeys),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [

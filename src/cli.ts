@@ -16,6 +16,7 @@ import { createLogger } from './logging.js';
 import { createServices, type Services } from './services.js';
 import { migrationSteps } from './startup.js';
 import { workUntilSignal } from './worker.js';
+import { dataKeyCommand, isDataKeySubcommand } from './data-key-cli.js';
 
 const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start): the API and the background jobs
@@ -35,8 +36,18 @@ const USAGE = `usage: palisade <command>
   keys rotate-kek [--batch N] rewrap every data key under the active (first) KEK, N orgs per
                               transaction (default 200); resumable; refuses to start, changing
                               nothing, when a stored key's KEK is missing or does not open it
+  keys create-kek LABEL       make a KEK (and LABEL.mac) inside the PKCS#11 token (PALISADE_KEK_PROVIDER=pkcs11)
   worker                      run the background jobs without the API: webhook and mail delivery
-                              (mail with SMTP_URL) and audit checkpoints (PostgreSQL; serve runs them too)`;
+                              (mail with SMTP_URL), audit streams, data-key rotation and audit checkpoints
+                              (PostgreSQL; serve runs them too)
+  keys rotate-data-key --org SLUG
+                              rotate an org's data key and re-encrypt its sealed values, with progress
+                              (audited as the operator; the final sweep is left to serve or worker)
+  keys rollback-data-key --org SLUG
+                              make the org's most recently retired data key active again (within its
+                              rollback window) and re-encrypt back under it
+  keys rotation-status [--org SLUG]
+                              each org's active key, rotation progress and retired keys`;
 
 /**
  * An operator command's database and services: the same keyring, sealer and audit writer as the
@@ -195,9 +206,18 @@ export async function runCli(argv: string[]): Promise<number> {
       });
     }
     case 'keys': {
+      if (isDataKeySubcommand(sub)) {
+        const slug = flag(rest, '--org');
+        if (sub !== 'rotation-status' && !slug) {
+          missing = `keys ${sub} needs --org SLUG`;
+          break;
+        }
+        return withServices(config, { migrate: false }, (services, _db, owner) =>
+          dataKeyCommand(sub, slug, services, owner, (s) => process.stdout.write(s), (s) => process.stderr.write(s)));
+      }
       if (sub === 'create-kek') return createKekCommand(config, rest[0]);
       if (sub !== 'status' && sub !== 'rotate-kek') {
-        missing = 'keys has three subcommands: status, rotate-kek and create-kek';
+        missing = 'keys has these subcommands: status, rotate-kek, create-kek (KEKs); rotate-data-key, rollback-data-key, rotation-status (an org\u2019s data key)';
         break;
       }
       const batch = flag(rest, '--batch');

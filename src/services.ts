@@ -16,7 +16,7 @@ import {
   BREAK_GLASS_SESSION_SECONDS, createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn,
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
-import { createSealer } from './domains/keys/index.js';
+import { createDataKeyJob, createDataKeyService, createSealer } from './domains/keys/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -30,7 +30,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dnsServers' | 'social' | 'mail'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'dnsServers' | 'social' | 'mail'
 >
   & Partial<Pick<Config, 'kekProvider'>>;
 
@@ -134,16 +134,19 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     db, audit, clock, sealer, sender: streamSender, destination: { ...destination, requireTls: config.env === 'production' },
     onChange: (orgId) => streamWorker.streamsChanged(orgId),
   });
+  const dataKeys = createDataKeyService({ db, audit, clock, sealer, keyring, settings: config.dataKeys });
+  const dataKeyJob = createDataKeyJob({ db, clock, logger, keys: dataKeys });
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
-    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams and checkpoints. */
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, audit checkpoints. */
     startBackground(): void {
       webhookWorker.start();
       streamWorker.start();
+      dataKeyJob.start();
       mailWorker?.start();
       checkpoints.start();
     },
@@ -152,6 +155,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
       await keyUsage.close();
       await webhookWorker.stop();
       await streamWorker.stop();
+      await dataKeyJob.stop();
       await mailWorker?.stop();
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.

@@ -47,7 +47,7 @@ export interface StartupCheck {
  * process lacks makes every sealed value of its org unreadable, and the first request that
  * needs one fails with a 500 (a development database started with production keys did exactly
  * that). Read over the owner connection: org_keys is under FORCE RLS, so only a role that
- * bypasses RLS sees every org's keys.
+ * bypasses RLS sees every org's keys. A destroyed key (data-key rotation) has no KEK any more.
  */
 async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly string[], setting: string): Promise<StartupCheck> {
   const known = new Set(kekIds);
@@ -55,7 +55,7 @@ async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly strin
   const seesAll = me?.sees_all === true;
   const wrapped = await owner.query<{ kek_id: string; n: number }>(
     `select kek_id, count(*)::int as n from (
-       select kek_id from system_keys${seesAll ? ' union all select kek_id from org_keys' : ''}
+       select kek_id from system_keys${seesAll ? ' union all select kek_id from org_keys where destroyed_at is null' : ''}
      ) k group by kek_id order by kek_id`,
   );
   const missing = wrapped.filter((w) => !known.has(w.kek_id));

@@ -100,6 +100,13 @@ describe('loadConfig in production', () => {
     expect(refusal(prodEnv({ NODE_ENV: 'staging' }))).toMatch(/NODE_ENV/);
   });
 
+  it('rotates data keys every 90 days with a 30-day rollback window unless told otherwise; 0 turns the schedule off', () => {
+    expect(loadConfig(prodEnv()).dataKeys).toEqual({ rotationDays: 90, rollbackDays: 30 });
+    expect(loadConfig(prodEnv({ PALISADE_DATA_KEY_ROTATION_DAYS: '0', PALISADE_DATA_KEY_ROLLBACK_DAYS: '7' })).dataKeys).toEqual({ rotationDays: 0, rollbackDays: 7 });
+    expect(refusal(prodEnv({ PALISADE_DATA_KEY_ROLLBACK_DAYS: '0' }))).toMatch(/PALISADE_DATA_KEY_ROLLBACK_DAYS/);
+    expect(refusal(prodEnv({ PALISADE_DATA_KEY_ROTATION_DAYS: '-1' }))).toMatch(/PALISADE_DATA_KEY_ROTATION_DAYS/);
+  });
+
   // new-user trial
   it('reports every refusal at once, one line each, instead of one per start', () => {
     const env = prodEnv({

@@ -108,6 +108,10 @@ export const AUDIT_ACTIONS = {
   'auth.social_identity_linked': { description: 'An identity at a social provider was linked to an account (at its creation, or from a signed-in session)' },
   'auth.social_identity_unlinked': { description: 'A user unlinked their identity at a social provider from their account (it signs nobody in any more)' },
   'auth.social_link_started': { description: 'A signed-in user started linking their identity at a social provider' },
+  'org_key.rotated': { description: 'The org\u2019s data key was rotated: a new key seals from now on, the old one is retired for the rollback window, and a job re-encrypts existing sealed values' },
+  'org_key.rolled_back': { description: 'A data-key rotation was rolled back: the retired key is active again and values are re-encrypted back under it' },
+  'org_key.rotation_finished': { description: 'Every sealed value of the org is under its active data key (the re-encryption job and its final sweep are done)' },
+  'org_key.destroyed': { description: 'A retired data key was destroyed at the end of its rollback window: what it sealed cannot be opened any more' },
 } as const satisfies Record<string, ActionSpec>;
 
 export type AuditAction = keyof typeof AUDIT_ACTIONS;

@@ -32,6 +32,7 @@ export const PERMISSIONS = {
   'credentials:read': 'See integration credentials\u2019 metadata, rotation history and use log (never their values)',
   'credentials:manage': 'Add, replace and delete integration credentials (write-only: their values are never shown)',
   'billing:manage': 'Manage plan and billing',
+  'data_keys:rotate': 'Rotate the organization\u2019s data key (re-encrypting its sealed values) and roll a rotation back',
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -49,7 +50,7 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
   return typeof value === 'string' && (BUILTIN_ROLES as readonly string[]).includes(value);
 }
 
-const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage'];
+const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage', 'data_keys:rotate'];
 
 // Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
 // org-wide permission could no longer be given to a member restricted to projects. Owners and
@@ -127,6 +128,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  * - billing:manage: the org's plan.
  * - credentials:read, credentials:manage: an integration credential serves the whole org (a PSA
  *   or RMM account syncs every customer), and its use log reports on all of them.
+ * - data_keys:rotate: the key every sealed value of the org is encrypted with.
  *
  * Not org-wide (a restricted member may hold them), and why:
  * - org:read: the org's name; every membership carries it.
@@ -145,7 +147,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
-  'audit:read', 'audit:stream', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage',
+  'audit:read', 'audit:stream', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage', 'data_keys:rotate',
 ];
 
 export function isOrgWide(p: string): boolean {

@@ -99,7 +99,7 @@ describe.each(ENGINES)('palisade keys on %s', (engine) => {
   it('answers a wrong subcommand or batch size with the usage', async () => {
     const r = await runBin(['keys', 'rotate'], env(spec(K2, K1)));
     expect(r.code).toBe(2);
-    expect(r.err).toContain('keys has three subcommands: status, rotate-kek and create-kek');
+    expect(r.err).toContain('keys has these subcommands: status, rotate-kek, create-kek (KEKs); rotate-data-key, rollback-data-key, rotation-status');
     expect((await runBin(['keys', 'rotate-kek', '--batch', '0'], env(spec(K2, K1)))).err).toContain('--batch takes a number of orgs per transaction');
   });
 });

@@ -94,6 +94,10 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
     case 'integration_credential_uses':
       return sql`insert into integration_credential_uses (org_id, credential_id, use_no, used_by, started_at, finished_at, status)
                  values (${org}, ${target.credentialId}, 99, 'forged', now(), now(), 'ok') ${tail}`;
+    case 'org_key_rotations':
+      // A planted rotation would block the target's own rotations (one runs at a time) or show forged progress.
+      return sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after)
+                 values (${org}, ${id}, ${id}, ${id}, 'manual', 'running', now(), now()) ${tail}`;
   }
 }
 
@@ -108,6 +112,7 @@ const NO_UPDATE: readonly TenantTable[] = [
 const NO_DELETE: readonly TenantTable[] = [
   'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
   'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
+  'org_key_rotations',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

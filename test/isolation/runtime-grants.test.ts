@@ -75,6 +75,10 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   audit_streams: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // audit-streams/service.ts, worker.ts: which orgs the stream worker looks at, and when
   audit_stream_orgs: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // keys/data-key-rotation.ts: a rotation is started, advanced and finished; rows are the org's key history (cascade with the org)
+  org_key_rotations: ['SELECT', 'INSERT', 'UPDATE'],
+  // keys/rotation-job.ts: the due queue of data-key work
+  data_key_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],
@@ -103,6 +107,9 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
  */
 const EXPECTED_COLUMNS = [
   ...['attempts', 'last_error', 'next_attempt_at', 'sent_at', 'status'].map((attname) => ({ relname: 'mail_outbox', attname, priv: 'UPDATE' })),
+  // keys/rotation.ts: a data key is retired, reactivated (rollback) and destroyed; the
+  // org_keys_guard trigger (migration 028) refuses any other change of its material.
+  ...['active', 'destroy_after', 'destroyed_at', 'kek_id', 'retired_at', 'wrapped'].map((attname) => ({ relname: 'org_keys', attname, priv: 'UPDATE' })),
 ];
 
 /** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */
@@ -191,7 +198,9 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
       ['delete the org', sql`delete from organizations where org_id = ${a.orgId}`],
       ['delete a user', sql`delete from users where id = ${a.ownerId}`],
       ['delete sessions', sql`delete from sessions`],
+      // Retiring is allowed (rotation), but only with its destruction date; key material is written once.
       ['deactivate data keys', sql`update org_keys set active = false where org_id = ${a.orgId}`],
+      ['rewrite a data key', sql`update org_keys set wrapped = 'x' where org_id = ${a.orgId}`],
       ['delete data keys', sql`delete from org_keys where org_id = ${a.orgId}`],
       ['shadow a table', sql`create temporary table users (id uuid)`],
       // The mail worker records delivery only: a queued reset link cannot be redirected or rewritten.

@@ -250,7 +250,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
 
   it('derives expectations from a role catalogue that matches the design\u2019s role ladder', () => {
     // The built-in roles, most to least (src/kernel/permissions.ts, README "built-in role"): owner
-    // holds every permission; admin all but billing:manage, owners:manage and org:delete; member
+    // holds every permission; admin all but billing:manage, owners:manage, org:delete and data_keys:rotate; member
     // operates on projects and their resources and creates own API keys within their permissions;
     // viewer and project_viewer read. Each role holds nothing the one above it lacks. The matrix
     // trusts BUILTIN_ROLE_PERMISSIONS for its expectations, so the catalogue itself is held to
@@ -261,7 +261,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     for (const [lower, higher] of [['admin', 'owner'], ['member', 'admin'], ['viewer', 'member'], ['project_viewer', 'viewer']] as const) {
       expect(subset(perms(lower), perms(higher)), `${lower} ⊆ ${higher}`).toEqual([]);
     }
-    for (const p of ['billing:manage', 'owners:manage', 'org:delete'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
+    for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'data_keys:rotate'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
     // "member (operate on projects and their resources; create own API keys within their permissions)"
     const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p) && p !== 'keys:own');
     expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);

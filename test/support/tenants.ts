@@ -19,7 +19,7 @@ export const TENANT_TABLES = [
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
   'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
-  'audit_streams',
+  'audit_streams', 'org_key_rotations',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -121,6 +121,9 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
     const streamSecret = await sealer.seal(tx, { scope: orgId, table: 'audit_streams', column: 'secret_sealed', row: streamId }, `whsec_${randomToken()}`);
     await exec(tx, sql`insert into audit_streams (org_id, id, kind, url, secret_sealed, cursor_seq, created_by, created_at, updated_at)
                        values (${orgId}, ${streamId}, 'https', 'https://siem.example.com/x', ${streamSecret}, 0, ${ownerId}, now(), now())`);
+    const keyId = whsec.split('.')[1] ?? '';
+    await exec(tx, sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after, finished_at)
+                       values (${orgId}, ${newId()}, ${keyId}, ${keyId}, 'manual', 'done', now(), now(), now())`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
   return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, connectionId, endpointId, deliveryId, projects, assets, sealed };

@@ -1,4 +1,4 @@
-import type { RotationProgress } from './rotation.js';
+import type { RotationProgress } from './kek-rotation.js';
 
 /**
  * Progress of a long operator job on stderr: a bar redrawn in place on a terminal, plain lines

@@ -9,6 +9,7 @@ import { Checkbox, Field, Submit, TextArea } from '../../ui/form';
 import { ProblemView } from '../../ui/problem';
 import { Loading, when } from '../../ui/table';
 import { allows } from './cidr';
+import { DataKey } from './DataKey';
 
 type Change = { sessionIdleMinutes?: number | null; sessionAbsoluteHours?: number | null; mfaRequired?: boolean; mfaGraceDays?: number; adminIpAllowlist?: string[]; confirmLockout?: boolean };
 
@@ -54,31 +55,34 @@ export function SecuritySettings() {
   if (settings.isPending) return <Loading what="security settings" />;
   if (!settings.data) return <ProblemView error={settings.error} />;
   return (
-    <section aria-labelledby="sec">
-      <h2 id="sec">Session and access policy</h2>
-      {settings.data.mfaEnforcedFrom ? <p>Second factor enforced from {when(settings.data.mfaEnforcedFrom)}.</p> : null}
-      <form onSubmit={submit}>
-        <fieldset disabled={!writable}>
-          <legend>Sessions and second factor</legend>
-          <Field label="Session idle limit (minutes, empty for the default)" type="number" min={1} max={1440} field="body.sessionIdleMinutes" error={save.error} value={idle} onChange={(e) => setIdle(e.target.value)} />
-          <Field label="Session absolute limit (hours, empty for the default)" type="number" min={1} max={720} field="body.sessionAbsoluteHours" error={save.error} value={absolute} onChange={(e) => setAbsolute(e.target.value)} />
-          <Checkbox label="Require a second factor for every member" checked={mfa} onChange={(e) => setMfa(e.target.checked)} />
-          {mfa ? <Field label="Grace period (days)" type="number" min={0} max={90} field="body.mfaGraceDays" error={save.error} value={grace} onChange={(e) => setGrace(e.target.value)} /> : null}
-          <TextArea label="Admin IP allowlist (one address or CIDR range a line; empty for anywhere)" rows={4} value={list} onChange={(e) => setList(e.target.value)} />
-          <p className="hint">Your current address: {myIp ?? 'unknown'}</p>
-        </fieldset>
-        {!writable ? <p>Your role may read these settings but not change them.</p> : null}
-        {pending ? (
-          <div role="alert" className="warning">
-            <p><strong>This allowlist does not include your current address ({myIp}).</strong> Saving it blocks your own admin work from here.</p>
-            <button type="button" onClick={() => save.mutate({ ...pending, confirmLockout: true })}>Save anyway</button>
-            <button type="button" onClick={() => setPending(null)}>Cancel</button>
-          </div>
-        ) : null}
-        <ProblemView error={save.error} />
-        {saved ? <p role="status">Settings saved.</p> : null}
-        {writable ? <Submit busy={save.isPending}>Save settings</Submit> : null}
-      </form>
-    </section>
+    <>
+      <section aria-labelledby="sec">
+        <h2 id="sec">Session and access policy</h2>
+        {settings.data.mfaEnforcedFrom ? <p>Second factor enforced from {when(settings.data.mfaEnforcedFrom)}.</p> : null}
+        <form onSubmit={submit}>
+          <fieldset disabled={!writable}>
+            <legend>Sessions and second factor</legend>
+            <Field label="Session idle limit (minutes, empty for the default)" type="number" min={1} max={1440} field="body.sessionIdleMinutes" error={save.error} value={idle} onChange={(e) => setIdle(e.target.value)} />
+            <Field label="Session absolute limit (hours, empty for the default)" type="number" min={1} max={720} field="body.sessionAbsoluteHours" error={save.error} value={absolute} onChange={(e) => setAbsolute(e.target.value)} />
+            <Checkbox label="Require a second factor for every member" checked={mfa} onChange={(e) => setMfa(e.target.checked)} />
+            {mfa ? <Field label="Grace period (days)" type="number" min={0} max={90} field="body.mfaGraceDays" error={save.error} value={grace} onChange={(e) => setGrace(e.target.value)} /> : null}
+            <TextArea label="Admin IP allowlist (one address or CIDR range a line; empty for anywhere)" rows={4} value={list} onChange={(e) => setList(e.target.value)} />
+            <p className="hint">Your current address: {myIp ?? 'unknown'}</p>
+          </fieldset>
+          {!writable ? <p>Your role may read these settings but not change them.</p> : null}
+          {pending ? (
+            <div role="alert" className="warning">
+              <p><strong>This allowlist does not include your current address ({myIp}).</strong> Saving it blocks your own admin work from here.</p>
+              <button type="button" onClick={() => save.mutate({ ...pending, confirmLockout: true })}>Save anyway</button>
+              <button type="button" onClick={() => setPending(null)}>Cancel</button>
+            </div>
+          ) : null}
+          <ProblemView error={save.error} />
+          {saved ? <p role="status">Settings saved.</p> : null}
+          {writable ? <Submit busy={save.isPending}>Save settings</Submit> : null}
+        </form>
+      </section>
+      <DataKey org={org} orgId={orgId} />
+    </>
   );
 }

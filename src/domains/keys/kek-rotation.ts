@@ -43,7 +43,7 @@ export async function kekUsage(owner: OwnerConnection, kekIds: readonly string[]
   await requireSeesAll(owner);
   const wrapped = await owner.query<{ kek_id: string; org: number; system: number }>(
     `select kek_id, count(*) filter (where src = 'org')::int as org, count(*) filter (where src = 'system')::int as system
-     from (select kek_id, 'org' as src from org_keys union all select kek_id, 'system' from system_keys) k group by kek_id`,
+     from (select kek_id, 'org' as src from org_keys where kek_id is not null union all select kek_id, 'system' from system_keys) k group by kek_id`,
   );
   const events = await owner.query<{ key_id: string; n: number }>('select key_id, count(*)::int as n from audit_events group by key_id');
   const heads = await owner.query<{ key_id: string; n: number }>(`select key_id, count(*)::int as n from audit_heads where key_id <> '' group by key_id`);

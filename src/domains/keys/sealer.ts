@@ -1,0 +1,113 @@
+import { sql } from 'kysely';
+import { newId, type DataKeyStore, type FieldRef, type Keyring, type WrappedKey } from '../../crypto/index.js';
+import { exec, one, type Tx } from '../../db/database.js';
+import { InvariantError } from '../../kernel/errors.js';
+import { isUuid, SYSTEM_ORG_ID } from '../../kernel/ids.js';
+
+/**
+ * The one encryption envelope. `scope` is an org id (data key in org_keys, under RLS) or a
+ * named system scope (system_keys). Callers seal inside their own transaction.
+ */
+export interface Sealer {
+  seal(tx: Tx, ref: FieldRef, plaintext: string): Promise<string>;
+  open(tx: Tx, ref: FieldRef, sealed: string): Promise<string>;
+  /**
+   * A re-sealer for one transaction: opens a value and seals it again under the scope's key
+   * `keyId` (the rotation's target), whatever this process still caches as active, so the
+   * re-encryption job never writes a value back under the key it moves away from. Keys are
+   * read once per resealer, not once per value (a batch would otherwise cost two reads a value).
+   */
+  resealer(tx: Tx, keyId: string): (ref: FieldRef, sealed: string) => Promise<string>;
+  /** Drops a scope's cached active key: the next seal in this process reads the new one. */
+  forget(scope: string): void;
+}
+
+/**
+ * Any UUID but the nil one names an org, whatever its letter case: an upper-case org id must
+ * not fall through to system_keys, which has no RLS (another org could then use the key).
+ */
+const isOrgScope = (scope: string): boolean => isUuid(scope) && scope !== SYSTEM_ORG_ID;
+
+/** How long a scope's active data key is reused without asking the database (a rotation reaches every instance within this). */
+export const ACTIVE_KEY_TTL_MS = 60_000;
+
+interface CachedKey {
+  key: WrappedKey;
+  until: number;
+}
+
+/**
+ * The active key of a scope is cached per process, but only once it is known to be committed:
+ * a key this very transaction inserted (a first seal) could still roll back, and data sealed
+ * under a key that never existed would be lost. `mine` says the row is this transaction's own.
+ */
+function storeFor(tx: Tx, cache: Map<string, CachedKey>, now: () => number): DataKeyStore {
+  return {
+    async active(scope) {
+      const hit = cache.get(scope);
+      if (hit && hit.until > now()) return hit.key;
+      const r = isOrgScope(scope)
+        ? await one<WrappedKey & { mine: boolean }>(
+            tx,
+            sql`select id, kek_id as "kekId", wrapped, coalesce(xmin = pg_current_xact_id_if_assigned()::xid, false) as mine
+                from org_keys where org_id = ${scope} and active`,
+          )
+        : await one<WrappedKey & { mine: boolean }>(
+            tx,
+            sql`select id, kek_id as "kekId", wrapped, coalesce(xmin = pg_current_xact_id_if_assigned()::xid, false) as mine
+                from system_keys where scope = ${scope} and active`,
+          );
+      if (!r) return null;
+      const key: WrappedKey = { id: r.id, kekId: r.kekId, wrapped: r.wrapped };
+      if (!r.mine) cache.set(scope, { key, until: now() + ACTIVE_KEY_TTL_MS });
+      return key;
+    },
+    async byId(scope, id) {
+      if (!isUuid(id)) return null;
+      const r = isOrgScope(scope)
+        ? await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from org_keys where org_id = ${scope} and id = ${id} and destroyed_at is null`)
+        : await one<WrappedKey>(tx, sql`select id, kek_id as "kekId", wrapped from system_keys where scope = ${scope} and id = ${id}`);
+      return r ?? null;
+    },
+    async insert(scope, k) {
+      if (isOrgScope(scope)) {
+        await exec(tx, sql`insert into org_keys (org_id, id, kek_id, wrapped) values (${scope}, ${k.id}, ${k.kekId}, ${k.wrapped})
+                           on conflict do nothing`);
+        // The org's first key puts it on the data-key job's list (scheduled rotation).
+        await exec(tx, sql`insert into data_key_due (org_id, due_at) values (${scope}, now()) on conflict do nothing`);
+      } else {
+        await exec(tx, sql`insert into system_keys (id, scope, kek_id, wrapped) values (${k.id}, ${scope}, ${k.kekId}, ${k.wrapped})
+                           on conflict do nothing`);
+      }
+    },
+  };
+}
+
+/** Org ids in canonical (lower) case, so that the AAD and the key cache agree however the id was spelled. */
+const canonical = (ref: FieldRef): FieldRef => (isUuid(ref.scope) ? { ...ref, scope: ref.scope.toLowerCase() } : ref);
+
+export function createSealer(keyring: Keyring, now: () => number = Date.now): Sealer {
+  const cache = new Map<string, CachedKey>();
+  return {
+    seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx, cache, now), canonical(ref), plaintext, newId),
+    open: (tx, ref, sealed) => keyring.open(storeFor(tx, cache, now), canonical(ref), sealed),
+    resealer(tx, keyId) {
+      const store = storeFor(tx, cache, now);
+      const known = new Map<string, Promise<WrappedKey | null>>();
+      const byId = (scope: string, id: string) => {
+        const k = `${scope}/${id}`;
+        let hit = known.get(k);
+        if (!hit) known.set(k, (hit = store.byId(scope, id)));
+        return hit;
+      };
+      return async (ref, sealed) => {
+        const r = canonical(ref);
+        const target = await byId(r.scope, keyId);
+        if (!target) throw new InvariantError(`data key ${keyId} of ${r.scope} is gone`);
+        const memo: DataKeyStore = { active: () => Promise.resolve(target), byId, insert: () => Promise.resolve() };
+        return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
+      };
+    },
+    forget: (scope) => void cache.delete(isUuid(scope) ? scope.toLowerCase() : scope),
+  };
+}
