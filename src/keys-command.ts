@@ -48,7 +48,7 @@ export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, 
         }),
     });
     const rate = result.seconds > 0 ? Math.round(result.rewrapped / result.seconds) : 0;
-    if (result.pending === 0) {
+    if (result.pending === 0 && result.heads === 0) {
       process.stdout.write(result.alreadyActive === 0
         ? 'nothing to rewrap: no data key is stored yet\n'
         : `nothing to rewrap: all ${result.alreadyActive} data keys are wrapped by the active KEK ${result.kekId}\n`);
@@ -56,8 +56,12 @@ export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, 
     }
     process.stdout.write(
       `rewrapped ${result.rewrapped} data keys (${result.orgs} orgs, ${result.systemKeys} system) under ${result.kekId} in ${result.seconds.toFixed(1)} s (${rate} keys/s); ` +
-        `${result.alreadyActive} were already under it. \`palisade keys status\` says which KEKs can now be removed\n`,
+        `${result.alreadyActive} were already under it; re-signed ${result.headsResigned} of ${result.heads} audit chain heads. ` +
+        '`palisade keys status` says which KEKs can now be removed\n',
     );
+    if (result.headsResigned < result.heads) {
+      process.stdout.write(`${result.heads - result.headsResigned} chain heads moved meanwhile (signed by a server still on the old KEK?): restart every server with the new KEK first, then run \`palisade keys rotate-kek\` again\n`);
+    }
     // A key changed by someone else while it was rewrapped is left alone (compare-and-set).
     if (result.rewrapped < result.pending) {
       process.stdout.write(`${result.pending - result.rewrapped} data keys changed meanwhile and were left as they are: run \`palisade keys rotate-kek\` again\n`);

@@ -66,9 +66,21 @@ async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly strin
           `data keys in this database are wrapped by KEK ids that ${setting} lacks: ${missing.map((m) => `${m.kek_id} (${m.n} key${m.n === 1 ? '' : 's'})`).join(', ')}; ` +
             `add those KEKs to ${setting} (after the active one), or point PALISADE_DATA_DIR / DATABASE_URL at the database these keys belong to`,
         ];
+  // A chain head is checked under its KEK before the org's next event: without that KEK every
+  // audited change of the org would fail with a 500, so refuse the start instead.
+  if (seesAll) {
+    const heads = await owner.query<{ key_id: string; n: number }>(`select key_id, count(*)::int as n from audit_heads where key_id <> '' group by key_id order by key_id`);
+    const headless = heads.filter((h) => !known.has(h.key_id));
+    if (headless.length > 0) {
+      problems.push(
+        `audit chain heads in this database are signed under KEK ids that ${setting} lacks: ${headless.map((h) => `${h.key_id} (${h.n} head${h.n === 1 ? '' : 's'})`).join(', ')}; ` +
+          `add those KEKs back (after the active one) and run \`palisade keys rotate-kek\`, which re-signs them, before removing a KEK`,
+      );
+    }
+  }
   const warnings = seesAll
     ? []
-    : ['the owner role neither is superuser nor has BYPASSRLS: the KEK ids of org data keys (org_keys) were not checked at start'];
+    : ['the owner role neither is superuser nor has BYPASSRLS: the KEK ids of org data keys (org_keys) and audit chain heads were not checked at start'];
   return { problems, warnings };
 }
 

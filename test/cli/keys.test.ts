@@ -69,7 +69,7 @@ describe.each(ENGINES)('palisade keys on %s', (engine) => {
     const before = await runBin(['keys', 'status'], env(spec(K2, K1)));
     expect(before.code, before.err).toBe(0);
     expect(before.out).toContain(`k1: wraps ${ORGS} data keys (${ORGS} org, 0 system)`);
-    expect(before.out).toContain('still needed: run `palisade keys rotate-kek` to rewrap its keys under k2');
+    expect(before.out).toContain('still needed: run `palisade keys rotate-kek` to rewrap its keys and re-sign its chain heads under k2');
 
     // K1 removed too early: status says it is needed (exit 1), and the rotation refuses, changing nothing.
     const early = await runBin(['keys', 'status'], env(spec(K2)));

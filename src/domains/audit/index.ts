@@ -3,6 +3,7 @@ export type { AuditWriter, AuditEventInput, AuditResult, AuditDetails } from './
 export { verifyChain } from './verify.js';
 export { chainKeysFrom } from './keys.js';
 export type { ChainKeys } from './chain.js';
+export { headMac, headMacProblem } from './chain.js';
 export type { ChainReport, ChainCheckpoint, Query } from './verify.js';
 export { createAuditReader } from './reader.js';
 export type { AuditReader, AuditQuery, AuditEventView } from './reader.js';

@@ -68,8 +68,8 @@ describe.each(ENGINES)('palisade keys rotate-kek and keys status on %s', (engine
     ]);
     const status = renderStatus(usage, 'PALISADE_KEKS');
     expect(status.code).toBe(0);
-    expect(status.out).toContain(`k1: wraps ${ORGS + 1} data keys (${ORGS} org, 1 system)\n  still needed: run \`palisade keys rotate-kek\` to rewrap its keys under k2`);
-    expect(status.out).toContain(`${ORGS + 1} data keys still wrapped by an older KEK: run \`palisade keys rotate-kek\``);
+    expect(status.out).toContain(`k1: wraps ${ORGS + 1} data keys (${ORGS} org, 1 system)\n  still needed: run \`palisade keys rotate-kek\` to rewrap its keys and re-sign its chain heads under k2`);
+    expect(status.out).toContain(`${ORGS + 1} data keys and chain heads still under an older KEK: run \`palisade keys rotate-kek\``);
     // Without k1 configured: a wrapped key needs a KEK that is missing (exit 1).
     const missing = renderStatus(await kekUsage(t.owner, ['k2']), 'PALISADE_KEKS');
     expect(missing.code).toBe(1);
@@ -98,7 +98,7 @@ describe.each(ENGINES)('palisade keys rotate-kek and keys status on %s', (engine
     expect(second).toMatchObject({ kekId: 'k2', rewrapped: ORGS - 4 + 1, orgs: ORGS - 4, systemKeys: 1, alreadyActive: 4 });
     expect(events).toEqual([
       ['started', { kekId: 'k2', pending: ORGS - 4 + 1 }],
-      ['finished', { kekId: 'k2', rewrapped: ORGS - 4 + 1, orgs: ORGS - 4, systemKeys: 1 }],
+      ['finished', { kekId: 'k2', rewrapped: ORGS - 4 + 1, orgs: ORGS - 4, systemKeys: 1, headsResigned: 0 }],
     ]);
     const after = await allKeys();
     expect(after.every((k) => k.kek_id === 'k2')).toBe(true);

@@ -1,5 +1,6 @@
 import type { Keyring, WrappedKey } from '../../crypto/index.js';
 import type { OwnerConnection } from '../../db/migrate.js';
+import { headMac, headMacProblem, type ChainKeys } from '../audit/index.js';
 
 /**
  * KEK rotation as an operator job (`palisade keys status`, `palisade keys rotate-kek`).
@@ -69,34 +70,40 @@ const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n =
 export function renderStatus(usage: readonly KekUsage[], setting: string): { out: string; code: number } {
   const lines: string[] = [];
   let missing = 0;
-  const pending = usage.filter((u) => u.configured && !u.active).reduce((n, u) => n + u.orgKeys + u.systemKeys, 0);
+  const pending = usage.filter((u) => u.configured && !u.active).reduce((n, u) => n + u.orgKeys + u.systemKeys + u.auditHeads, 0);
   for (const u of usage) {
     const keys = u.orgKeys + u.systemKeys;
     const wraps = `wraps ${plural(keys, 'data key')} (${u.orgKeys} org, ${u.systemKeys} system)`;
     const audit = u.auditEvents + u.auditHeads > 0 ? `; authenticates ${plural(u.auditEvents, 'audit event')} and ${plural(u.auditHeads, 'chain head')}` : '';
     let verdict: string;
     if (!u.configured) {
-      if (keys > 0) {
-        missing += keys;
-        verdict = `NOT CONFIGURED and needed: ${plural(keys, 'data key')} cannot be opened; add ${u.kekId} back to ${setting} (after the active KEK)`;
+      if (keys > 0 || u.auditHeads > 0) {
+        missing += keys + u.auditHeads;
+        const needs = [
+          keys > 0 ? `${plural(keys, 'data key')} cannot be opened` : '',
+          u.auditHeads > 0 ? `${plural(u.auditHeads, 'chain head')} cannot be checked (their orgs' next audited change would fail)` : '',
+        ].filter(Boolean).join(' and ');
+        verdict = `NOT CONFIGURED and needed: ${needs}; add ${u.kekId} back to ${setting} (after the active KEK)`;
       } else {
         verdict = `not configured: no data key needs it; its audit events verify only where it is configured (palisade audit verify)`;
       }
     } else if (u.active) {
       verdict = 'active: wraps every new data key';
-    } else if (keys > 0) {
-      verdict = `still needed: run \`palisade keys rotate-kek\` to rewrap its keys under ${usage.find((x) => x.active)?.kekId ?? 'the active KEK'}`;
-    } else if (u.auditEvents + u.auditHeads > 0) {
-      verdict = `no data key needs it: it can be removed from ${setting}; but the audit events and heads above were authenticated under it, and \`palisade audit verify\` can check them only while it is configured (keep it for that, it never wraps again)`;
+    } else if (keys > 0 || u.auditHeads > 0) {
+      // A chain head signed under it is checked before the org's next event: without the KEK,
+      // every audited change of that org would fail (review of issue 14, P1).
+      verdict = `still needed: run \`palisade keys rotate-kek\` to rewrap its keys and re-sign its chain heads under ${usage.find((x) => x.active)?.kekId ?? 'the active KEK'}`;
+    } else if (u.auditEvents > 0) {
+      verdict = `no data key or chain head needs it: it can be removed from ${setting}; but the audit events above were authenticated under it, and \`palisade audit verify\` can check them only while it is configured (keep it for that, it never wraps again)`;
     } else {
       verdict = `can be removed from ${setting}: nothing needs it`;
     }
     lines.push(`${u.kekId}: ${wraps}${audit}\n  ${verdict}`);
   }
   const summary = missing > 0
-    ? `${plural(missing, 'wrapped data key')} need${missing === 1 ? 's' : ''} a KEK that is not configured: their orgs' sealed values cannot be opened`
+    ? `${plural(missing, 'data key or chain head', 'data keys and chain heads')} need${missing === 1 ? 's' : ''} a KEK that is not configured: their orgs' sealed values cannot be opened, or their audited changes fail`
     : pending > 0
-      ? `${plural(pending, 'data key')} still wrapped by an older KEK: run \`palisade keys rotate-kek\``
+      ? `${plural(pending, 'data key or chain head', 'data keys and chain heads')} still under an older KEK: run \`palisade keys rotate-kek\``
       : 'every data key is wrapped by the active KEK';
   return { out: `${lines.join('\n')}\n${summary}\n`, code: missing > 0 ? 1 : 0 };
 }
@@ -133,6 +140,29 @@ async function* pendingKeys(owner: OwnerConnection, active: string, pageOrgs: nu
   if (system.length > 0) yield system.map((r) => ({ org: null, scope: r.scope, id: r.id, kekId: r.kek_id, wrapped: r.wrapped }));
 }
 
+interface StaleHead {
+  org_id: string;
+  seq: number;
+  hash: string;
+  key_id: string;
+  mac: string;
+}
+
+/** Chain heads signed under another KEK than `active`, page by page in org order. */
+async function* staleHeads(owner: OwnerConnection, active: string, page: number): AsyncGenerator<StaleHead[]> {
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const rows = await owner.query<{ org_id: string; seq: number | string; hash: string; key_id: string; mac: string }>(
+      `select org_id::text, seq, hash, key_id, mac from audit_heads where key_id <> $1 and org_id > $2::uuid order by org_id limit $3`,
+      [active, after, page],
+    );
+    if (rows.length === 0) return;
+    yield rows.map((r) => ({ ...r, seq: Number(r.seq) }));
+    after = rows[rows.length - 1]?.org_id as string;
+    if (rows.length < page) return;
+  }
+}
+
 export interface RotationProgress {
   done: number;
   total: number;
@@ -147,6 +177,9 @@ export interface RotationResult {
   systemKeys: number;
   /** Keys found already under the active KEK, skipped (a resumed run's earlier work). */
   alreadyActive: number;
+  /** Audit chain heads signed under an older KEK when the run started, and how many were re-signed. */
+  heads: number;
+  headsResigned: number;
   seconds: number;
   /** Of which the check before the first write. */
   checkSeconds: number;
@@ -201,9 +234,24 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
       refuse(k, err);
     }
   }
-  if (total === 0) {
+  // Chain heads: each org's writer checks its head's MAC before the next event, so a head left
+  // under a KEK that is later removed stops that org's audited changes. Re-signed below, after
+  // its MAC is checked under the old KEK here: a head that does not verify is refused, never
+  // laundered under the new key.
+  const chain: ChainKeys = { activeKeyId: active, mac: (purpose, keyId, data) => keyring.mac(purpose, keyId, data) };
+  let heads = 0;
+  for await (const page of staleHeads(owner, active, PAGE)) {
+    for (const h of page) {
+      const problem = headMacProblem(chain, h);
+      if (problem) {
+        throw new RotationRefused(`the audit chain head of org ${h.org_id} does not verify (${problem}): run \`palisade audit verify --org ${h.org_id}\`. Nothing was changed.`);
+      }
+    }
+    heads += page.length;
+  }
+  if (total === 0 && heads === 0) {
     const seconds = (performance.now() - started) / 1000;
-    return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, seconds, checkSeconds: seconds };
+    return { kekId: active, pending: 0, rewrapped: 0, orgs: 0, systemKeys: 0, alreadyActive, heads: 0, headsResigned: 0, seconds, checkSeconds: seconds };
   }
   for await (const page of pendingKeys(owner, active, PAGE)) {
     for (const k of page) {
@@ -257,7 +305,31 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
     done += n;
     deps.onProgress?.({ done, total });
   }
-  const result = { kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, seconds: (performance.now() - started) / 1000, checkSeconds };
-  await deps.record?.('finished', { kekId: active, rewrapped: done, orgs, systemKeys });
+  // Each head compare-and-set on the position and MAC it was checked at: a head the org's writer
+  // moved meanwhile is already signed by that server's active KEK (left for the next run if
+  // that is still the old one).
+  let headsResigned = 0;
+  for await (const page of staleHeads(owner, active, batchOrgs)) {
+    headsResigned += await owner.transaction(async (tx) => {
+      let changed = 0;
+      for (const h of page) {
+        if (headMacProblem(chain, h)) continue; // moved and re-signed since the check; the next run looks again
+        await tx.query(`select set_config('palisade.org_id', $1, true)`, [h.org_id]);
+        const r = await tx.query<{ org_id: string }>(
+          `update audit_heads set key_id = $6, mac = $7
+           where org_id = $1::uuid and seq = $2 and hash = $3 and key_id = $4 and mac = $5 returning org_id`,
+          [h.org_id, h.seq, h.hash, h.key_id, h.mac, active, headMac(chain, active, h)],
+        );
+        changed += r.length;
+      }
+      await tx.query(`select set_config('palisade.org_id', '', true)`);
+      return changed;
+    });
+  }
+  const result = {
+    kekId: active, pending: total, rewrapped: done, orgs, systemKeys, alreadyActive, heads, headsResigned,
+    seconds: (performance.now() - started) / 1000, checkSeconds,
+  };
+  await deps.record?.('finished', { kekId: active, rewrapped: done, orgs, systemKeys, headsResigned });
   return result;
 }
