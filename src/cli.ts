@@ -33,9 +33,12 @@ const USAGE = `usage: palisade <command>
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
   keys status                 per KEK: the data keys it wraps and the audit events it authenticates;
                               which configured KEKs can be removed, and which missing ones are needed
-  keys rotate-kek [--batch N] rewrap every data key under the active (first) KEK, N orgs per
-                              transaction (default 200); resumable; refuses to start, changing
-                              nothing, when a stored key's KEK is missing or does not open it
+  keys rotate-kek [--batch N] [--new-kek ID]
+                              rewrap every data key and re-sign every chain head under the active
+                              (first) KEK, N orgs per transaction (default 200); resumable; refuses to
+                              start, changing nothing, when a stored key's KEK is missing or does not
+                              open it, or nothing shows the servers hold the active KEK (--new-kek ID:
+                              this run is its first use)
   keys create-kek LABEL       make a KEK (and LABEL.mac) inside the PKCS#11 token (PALISADE_KEK_PROVIDER=pkcs11)
   worker                      run the background jobs without the API: webhook and mail delivery
                               (mail with SMTP_URL), audit streams, data-key rotation and audit checkpoints
@@ -225,7 +228,8 @@ export async function runCli(argv: string[]): Promise<number> {
         missing = 'keys rotate-kek --batch takes a number of orgs per transaction, 1 to 99999';
         break;
       }
-      return withServices(config, { migrate: false }, (s, db, owner) => keysCommand(sub, { config, keyring: s.keyring, audit: s.audit, db, owner }, batch ? Number(batch) : undefined));
+      const newKek = flag(rest, '--new-kek');
+      return withServices(config, { migrate: false }, (s, db, owner) => keysCommand(sub, { config, keyring: s.keyring, audit: s.audit, db, owner }, batch ? Number(batch) : undefined, newKek));
     }
     default:
       break;

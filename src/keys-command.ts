@@ -29,7 +29,7 @@ function kekSetting(config: Pick<Config, 'kekProvider'>): string {
 }
 
 /** `palisade keys status` and `palisade keys rotate-kek`: output on stdout, progress and refusals on stderr. */
-export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, batchOrgs: number | undefined): Promise<number> {
+export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, batchOrgs: number | undefined, newKek?: string): Promise<number> {
   try {
     if (sub === 'status') {
       const { out, code } = renderStatus(await kekUsage(deps.owner, deps.keyring.kekIds), kekSetting(deps.config));
@@ -41,6 +41,7 @@ export async function keysCommand(sub: 'status' | 'rotate-kek', deps: KeysDeps, 
       owner: deps.owner,
       keyring: deps.keyring,
       ...(batchOrgs === undefined ? {} : { batchOrgs }),
+      ...(newKek === undefined ? {} : { newKek }),
       onProgress: progressReporter(process.stderr, 'rewrapping data keys'),
       record: (event, details) =>
         deps.db.withTenant({ orgId: SYSTEM_ORG_ID, projectIds: null }, async (tx) => {

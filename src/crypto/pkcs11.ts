@@ -249,14 +249,24 @@ export function createPkcs11Kek(s: Omit<Pkcs11Settings, 'keyLabels'>, label: str
       { type: p.CKA_EXTRACTABLE, value: false },
       { type: p.CKA_VALUE_LEN, value: 32 },
     ];
-    m.C_GenerateKey(session, { mechanism: p.CKM_AES_KEY_GEN }, [
+    const aes = m.C_GenerateKey(session, { mechanism: p.CKM_AES_KEY_GEN }, [
       ...common, { type: p.CKA_KEY_TYPE, value: p.CKK_AES }, { type: p.CKA_LABEL, value: label },
       { type: p.CKA_ENCRYPT, value: true }, { type: p.CKA_DECRYPT, value: true },
     ]);
-    m.C_GenerateKey(session, { mechanism: p.CKM_GENERIC_SECRET_KEY_GEN }, [
-      ...common, { type: p.CKA_KEY_TYPE, value: p.CKK_GENERIC_SECRET }, { type: p.CKA_LABEL, value: `${label}.mac` },
-      { type: p.CKA_SIGN, value: true },
-    ]);
+    try {
+      m.C_GenerateKey(session, { mechanism: p.CKM_GENERIC_SECRET_KEY_GEN }, [
+        ...common, { type: p.CKA_KEY_TYPE, value: p.CKK_GENERIC_SECRET }, { type: p.CKA_LABEL, value: `${label}.mac` },
+        { type: p.CKA_SIGN, value: true },
+      ]);
+    } catch (err) {
+      // Half a KEK (no .mac) is refused at start and its label is taken for a retry: undo it.
+      try {
+        m.C_DestroyObject(session, aes);
+      } catch {
+        // The token refused the clean-up too; the error below names the label to remove by hand.
+      }
+      throw new KeyProviderError(`PKCS#11 token "${s.token}" could not make ${label}.mac (${codeName(err)}); nothing was kept under "${label}"`);
+    }
   } finally {
     try {
       m.C_CloseSession(session);

@@ -79,7 +79,7 @@ describe.each(ENGINES)('palisade keys on %s', (engine) => {
     expect(refused.code).toBe(2);
     expect(refused.err).toBe(`refusing: data keys are wrapped by KEK ids that are not configured: k1 (${ORGS} keys); add them back (after the active KEK) and run again. Nothing was changed.\n`);
 
-    const rotated = await runBin(['keys', 'rotate-kek', '--batch', '2'], env(spec(K2, K1)));
+    const rotated = await runBin(['keys', 'rotate-kek', '--batch', '2', '--new-kek', 'k2'], env(spec(K2, K1)));
     expect(rotated.code, rotated.err).toBe(0);
     // stderr is a pipe here: plain progress lines, the last one complete.
     expect(rotated.err).toContain(`rewrapping data keys: 0/${ORGS} (0%)\n`);
@@ -145,7 +145,7 @@ describe.skipIf(hsmMissing !== null || !ENGINES.includes('postgres'))('palisade 
   });
 
   it('rewraps every key under the token KEK, and the old chains still verify', async () => {
-    const rotated = await runBin(['keys', 'rotate-kek'], env());
+    const rotated = await runBin(['keys', 'rotate-kek', '--new-kek', 'hsm-1'], env());
     expect(rotated.code, rotated.err).toBe(0);
     expect(rotated.out).toMatch(new RegExp(`^rewrapped ${ORGS} data keys \\(${ORGS} orgs, 0 system\\) under hsm-1`));
     const rows = await t.owner.query<{ kek_id: string }>('select distinct kek_id from org_keys');

@@ -60,8 +60,17 @@ describe.each(ENGINES)('KEK rotation re-signs audit chain heads on %s', (engine)
     await t.owner.query(`select set_config('palisade.org_id', '', false)`);
   });
 
+  it('refuses a first rotation under a KEK nothing shows the servers hold, unless the operator says it is new', async () => {
+    const before = await heads();
+    const err = await rotateKek({ owner: t.owner, keyring: new Keyring([K2, K1]) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RotationRefused);
+    expect((err as Error).message).toContain('nothing in the database is under the active KEK k2 yet');
+    expect((err as Error).message).toContain('pass --new-kek k2');
+    expect(await heads()).toEqual(before);
+  });
+
   it('re-signs every head under the new KEK, after which the old one can go and every org still writes', async () => {
-    const result = await rotateKek({ owner: t.owner, keyring: new Keyring([K2, K1]) });
+    const result = await rotateKek({ owner: t.owner, keyring: new Keyring([K2, K1]), newKek: 'k2' });
     expect(result).toMatchObject({ rewrapped: 1, heads: 2, headsResigned: 2 });
     expect((await heads()).map((h) => h.key_id)).toEqual(['k2', 'k2']);
     const status = renderStatus(await kekUsage(t.owner, ['k2', 'k1']), 'PALISADE_KEKS');
@@ -69,8 +78,14 @@ describe.each(ENGINES)('KEK rotation re-signs audit chain heads on %s', (engine)
     // k1 gone: both orgs' next audited change goes through (the writer checks the head first).
     for (const org of orgs) await append([K2], org);
     expect((await heads()).map((h) => [h.key_id, h.seq])).toEqual([['k2', '2'], ['k2', '2']]);
-    // Nothing left to do: a second run re-signs nothing.
-    const again = await rotateKek({ owner: t.owner, keyring: new Keyring([K3, K2]) });
+    // A KEK configured here under the servers' id but with other bytes: their heads do not verify.
+    const impostor: Kek = { id: 'k2', key: Buffer.alloc(32, 7) };
+    const wrong = await rotateKek({ owner: t.owner, keyring: new Keyring([impostor, K1]) }).catch((e: unknown) => e);
+    expect(wrong).toBeInstanceOf(RotationRefused);
+    // The data key under k2 is checked first; either way nothing changes under a key the servers lack.
+    expect((wrong as Error).message).toMatch(/KEK k2 (does not open it|configured here as k2 is not the one the servers sign with)/);
+    // The next KEK, declared new: heads move again.
+    const again = await rotateKek({ owner: t.owner, keyring: new Keyring([K3, K2]), newKek: 'k3' });
     expect(again).toMatchObject({ heads: 2, headsResigned: 2 });
   });
 });

@@ -82,7 +82,7 @@ describe.each(ENGINES)('palisade keys rotate-kek and keys status on %s', (engine
     // Stopped after the second batch of two orgs: what committed stays committed.
     const stop = new Error('operator pressed ^C');
     const first = await rotateKek({
-      owner: t.owner, keyring, batchOrgs: 2,
+      owner: t.owner, keyring, batchOrgs: 2, newKek: 'k2',
       onProgress: (p) => {
         seen.push(p);
         if (p.done >= 4) throw stop;

@@ -163,6 +163,32 @@ async function* staleHeads(owner: OwnerConnection, active: string, page: number)
   }
 }
 
+/**
+ * Review of issue 14 (P2): a rotation under a KEK no server holds (a typo, a fresh
+ * `openssl rand` in the wrong shell) would wrap every data key under a key that exists nowhere.
+ * Evidence that the servers hold it: a data key or a chain head already under it (a server
+ * restarted with it wraps new orgs' keys and signs each org's next head with it), and such a head
+ * must verify under the key configured here. Without any, the operator says it is new.
+ */
+async function assertServersUseActive(owner: OwnerConnection, chain: ChainKeys, active: string, newKek: string | undefined): Promise<void> {
+  const [head] = await owner.query<{ org_id: string; seq: number | string; hash: string; key_id: string; mac: string }>(
+    'select org_id::text, seq, hash, key_id, mac from audit_heads where key_id = $1 limit 1', [active]);
+  if (head) {
+    const problem = headMacProblem(chain, { ...head, seq: Number(head.seq) });
+    if (problem) {
+      throw new RotationRefused(`the KEK configured here as ${active} is not the one the servers sign with: a chain head signed under ${active} does not verify (${problem}). Nothing was changed.`);
+    }
+    return;
+  }
+  const [used] = await owner.query<{ used: boolean }>(
+    'select exists (select 1 from org_keys where kek_id = $1) or exists (select 1 from system_keys where kek_id = $1) as used', [active]);
+  if (used?.used === true || newKek === active) return;
+  throw new RotationRefused(
+    `nothing in the database is under the active KEK ${active} yet, so nothing shows that the servers hold it: restart them with it first ` +
+      `(each org's next audited change signs its chain head under it) and run again, or pass --new-kek ${active} if this run is its first use. Nothing was changed.`,
+  );
+}
+
 export interface RotationProgress {
   done: number;
   total: number;
@@ -191,6 +217,11 @@ export interface RotationDeps {
   /** Orgs per transaction. */
   batchOrgs?: number;
   onProgress?: (p: RotationProgress) => void;
+  /**
+   * The operator's word that this run is the active KEK's first use (`--new-kek ID`): without it,
+   * a rotation needs evidence that the servers already hold the active KEK.
+   */
+  newKek?: string;
   /** Evidence in the system chain, before the first change and after the last (the server's audit writer). */
   record?: (event: 'started' | 'finished', details: Record<string, string | number>) => Promise<void>;
 }
@@ -263,6 +294,7 @@ export async function rotateKek(deps: RotationDeps): Promise<RotationResult> {
     }
   }
 
+  await assertServersUseActive(owner, chain, active, deps.newKek);
   const checkSeconds = (performance.now() - started) / 1000;
   await deps.record?.('started', { kekId: active, pending: total });
   const batchOrgs = deps.batchOrgs ?? 200;
