@@ -290,6 +290,23 @@ describe.each(ENGINES)('audit streaming on %s', (engine) => {
     await expectComplete(http.events<Line>().map((e) => e.seq), stream.cursorSeq);
   });
 
+  it('serves orgs side by side: receivers slow to accept each batch do not add up across orgs', async () => {
+    // Review of issue 14 (P2): orgs served one after another let a receiver answering just under
+    // the timeout delay every other org's stream by as much, each pass.
+    const globexAdmin = client(h, await h.cookieFor(h.user('globex', 'admin').email));
+    await addStream({ kind: 'https', url: `${base}/slow-acme` });
+    await addStream({ kind: 'https', url: `${base}/slow-globex` }, globex, globexAdmin);
+    await write(3);
+    await write(3, globex);
+    http.answer = () => ({ status: 200, delayMs: 1500 });
+    const w = worker();
+    const started = Date.now();
+    await w.tick();
+    // Both orgs' batches were accepted: one after the other that is at least 3 s.
+    expect(http.batches).toHaveLength(2);
+    expect(Date.now() - started).toBeLessThan(2800);
+  });
+
   it('sends each batch once with two workers at once (leases), and again after a worker died holding one', async () => {
     const { stream } = await addStream({ kind: 'https', url: `${base}/pair` });
     await write(200);

@@ -18,6 +18,9 @@ export const STREAM_LEASE_SECONDS = 60;
 export const DEFAULT_BATCH_EVENTS = 500;
 export const DEFAULT_BATCH_BYTES = 1024 * 1024;
 
+/** Orgs a worker serves at once: a slow receiver holds one lane, not the pass. */
+const ORG_LANES = 4;
+
 export function streamRetryDelaySeconds(failures: number, random: () => number): number {
   const base = STREAM_RETRY_DELAYS_SECONDS[Math.min(failures, STREAM_RETRY_DELAYS_SECONDS.length) - 1] ?? 1;
   return Math.max(1, Math.round(base * (0.8 + 0.4 * random())));
@@ -210,7 +213,17 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
   async function tick(): Promise<number> {
     if (stopping) return 0;
     let attempted = 0;
-    for (const { orgId, lease } of await claimOrgs(20)) {
+    const orgs = await claimOrgs(20);
+    let next = 0;
+    // Orgs in parallel lanes (review of issue 14, P2): one after another, a receiver that takes
+    // just under the timeout to accept each batch delayed every other org's stream by as much.
+    const lane = async (): Promise<void> => {
+      while (next < orgs.length) {
+        const { orgId, lease } = orgs[next++] as (typeof orgs)[number];
+        await passOver(orgId, lease);
+      }
+    };
+    const passOver = async (orgId: string, lease: (typeof orgs)[number]['lease']): Promise<void> => {
       try {
         const batches = stopping ? [] : await claimBatches(orgId);
         await Promise.all(batches.map(async (b) => {
@@ -225,7 +238,8 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
         // error's detail can quote a row (an event's details).
         deps.logger.error({ orgId, code: codeOf(err) }, 'audit stream pass failed');
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(ORG_LANES, orgs.length) }, lane));
     return attempted;
   }
 
