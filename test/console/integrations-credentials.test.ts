@@ -28,6 +28,9 @@ describe('console integration credentials in Chromium', () => {
     const value = form.getByLabel('Value');
     expect(await value.getAttribute('type')).toBe('password');
     await value.fill(VALUE);
+    // Typed, not yet sent: the value lives in the field's state only, never in the DOM (an
+    // attribute is what CSS selectors, DOM snapshots and extensions read).
+    expect(await page.content()).not.toContain(VALUE);
     await form.getByRole('button', { name: 'Add credential' }).click();
     const list = page.getByRole('list', { name: 'Credentials' });
     await list.getByText('connectwise', { exact: true }).waitFor();

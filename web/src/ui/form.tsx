@@ -1,4 +1,4 @@
-import { useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes, type TextareaHTMLAttributes } from 'react';
+import { useEffect, useId, useRef, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes, type TextareaHTMLAttributes } from 'react';
 import { fieldError } from './problem';
 
 interface FieldProps extends InputHTMLAttributes<HTMLInputElement> {
@@ -13,10 +13,20 @@ interface FieldProps extends InputHTMLAttributes<HTMLInputElement> {
 export function Field({ label, field, error, hint, ...input }: FieldProps) {
   const id = useId();
   const message = field ? fieldError(error, field) : undefined;
+  // A controlled input's value is mirrored into its `value` attribute by React, where CSS
+  // attribute selectors, DOM snapshots and extensions read it. A password, credential or secret
+  // stays in the property only: the input is left uncontrolled and the state pushed into it.
+  const secret = input.type === 'password';
+  const ref = useRef<HTMLInputElement>(null);
+  const wanted = secret ? String(input.value ?? '') : null;
+  useEffect(() => {
+    if (wanted !== null && ref.current && ref.current.value !== wanted) ref.current.value = wanted;
+  }, [wanted]);
+  const { value, ...rest } = input;
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <input id={id} aria-invalid={message ? true : undefined} aria-describedby={message || hint ? `${id}-note` : undefined} {...input} />
+      <input ref={ref} id={id} aria-invalid={message ? true : undefined} aria-describedby={message || hint ? `${id}-note` : undefined} {...(secret ? rest : { ...rest, value })} />
       {message || hint ? (
         <small id={`${id}-note`} className={message ? 'field-error' : 'hint'}>
           {message ?? hint}
