@@ -140,7 +140,11 @@ describe.each(ENGINES)('the start-up check on %s (serve and worker)', (engine) =
   it('names the KEK ids the keyring lacks, and passes when it holds them', async () => {
     const k2 = { id: 'k2', key: Buffer.alloc(32, 3) };
     const refused = await startupCheck(h.t.db, h.t.owner, { env: 'test', keks: [k2] });
-    expect(refused.problems).toEqual([expect.stringMatching(/PALISADE_KEKS lacks: k1 \(\d+ keys?\);/)]);
+    // The data keys, and the chain heads signed under it (each org's next event checks its head).
+    expect(refused.problems).toEqual([
+      expect.stringMatching(/PALISADE_KEKS lacks: k1 \(\d+ keys?\);/),
+      expect.stringMatching(/audit chain heads in this database are signed under KEK ids that PALISADE_KEKS lacks: k1 \(\d+ heads?\);/),
+    ]);
     expect(refused.warnings).toEqual([]);
     const rotated = await startupCheck(h.t.db, h.t.owner, { env: 'test', keks: [k2, k1] });
     expect(rotated.problems).toEqual([]);
@@ -157,7 +161,7 @@ describe.each(ENGINES)('the start-up check on %s (serve and worker)', (engine) =
         await tx.query(`set local role ${TEST_RUNTIME_ROLE}`);
         return startupCheck(h.t.db, tx, { env: 'test', keks: [k2] });
       });
-      expect(check.warnings).toEqual([expect.stringContaining('org data keys (org_keys) were not checked')]);
+      expect(check.warnings).toEqual([expect.stringContaining('org data keys (org_keys) and audit chain heads were not checked')]);
     });
   }
 
