@@ -4,6 +4,7 @@ import { openKeyring } from './crypto/index.js';
 import type { Database, Tx } from './db/database.js';
 import type { RequestContext } from './kernel/context.js';
 import type { Clock } from './kernel/clock.js';
+import { errorCodeOf } from './kernel/errors.js';
 import { createApiKeyService, createKeyUsage } from './domains/api-keys/index.js';
 import { createEgressFetch, createWebhookService, createWebhookTransport, createWebhookWorker, outboxStatements } from './domains/webhooks/index.js';
 import { createAssetService } from './domains/assets/index.js';
@@ -99,7 +100,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const inbound = createInboundService({ db, audit, clock, sealer });
   const credentials = createCredentialService({ db, audit, clock, sealer });
   // The host app's way to its integrations' credentials (docs/integrations.md): opened by name, counted, audited.
-  const vault = createVault({ db, audit, clock, sealer, onError: (err) => logger.error({ err }, 'integration credential use log write failed') });
+  const vault = createVault({ db, audit, clock, sealer, onError: (err) => logger.error({ code: errorCodeOf(err) }, 'integration credential use log write failed') });
   const domains = createDomainService({ db, audit, clock, dns: dnsTxtLookup(config.dnsServers), onVerified: enforcement.domainVerified });
   // An identity provider on this machine is the same development opt-in as a local webhook receiver.
   const egress = createEgressFetch({ allowLoopback: config.webhooks.allowLoopback });

@@ -72,3 +72,12 @@ export class InvariantError extends Error {
     this.name = 'InvariantError';
   }
 }
+
+/**
+ * What a background job logs of an error it survives: its code (a PostgreSQL SQLSTATE, a Node
+ * errno) or its class name, never its message or detail, which can quote the row it failed on.
+ */
+export function errorCodeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown';
+}

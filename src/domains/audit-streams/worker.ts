@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
+import { errorCodeOf } from '../../kernel/errors.js';
 import type { AuditReader } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import type { StreamEvent } from './format.js';
@@ -236,7 +237,7 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
       } catch (err) {
         // The leases run out and a later pass takes the org again. The code only: a database
         // error's detail can quote a row (an event's details).
-        deps.logger.error({ orgId, code: codeOf(err) }, 'audit stream pass failed');
+        deps.logger.error({ orgId, code: errorCodeOf(err) }, 'audit stream pass failed');
       }
     };
     await Promise.all(Array.from({ length: Math.min(ORG_LANES, orgs.length) }, lane));
@@ -279,7 +280,7 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
         while (running) {
           // No org streams (the common case): nothing to claim until the list, refreshed every 5 s, says otherwise.
           const n = await refreshStreaming().then(() => (streaming.size > 0 ? tick() : 0)).catch((err: unknown) => {
-            deps.logger.error({ code: codeOf(err) }, 'audit stream worker tick failed');
+            deps.logger.error({ code: errorCodeOf(err) }, 'audit stream worker tick failed');
             return 0;
           });
           if (n === 0 && running) {
@@ -304,9 +305,5 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
   };
 }
 
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown';
-}
 
 export type StreamWorker = ReturnType<typeof createStreamWorker>;

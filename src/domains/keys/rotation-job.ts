@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { exec, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
+import { errorCodeOf } from '../../kernel/errors.js';
 import type { DataKeyService } from './data-key-rotation.js';
 
 /** How long a claimed org is a worker's before another may take it. */
@@ -89,7 +90,7 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
         await reschedule(orgId, lease);
       } catch (err) {
         // The lease runs out and a later pass (this worker or another) resumes from the cursor.
-        deps.logger.error({ err, orgId }, 'data-key job turn failed');
+        deps.logger.error({ orgId, code: errorCodeOf(err) }, 'data-key job turn failed');
       }
     }
     return work;
@@ -113,7 +114,7 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
       loop = (async () => {
         while (running) {
           const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ err }, 'data-key job tick failed');
+            deps.logger.error({ code: errorCodeOf(err) }, 'data-key job tick failed');
             return 0;
           });
           if (n === 0 && running) await new Promise<void>((resolve) => {

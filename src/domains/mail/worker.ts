@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { exec, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
+import { errorCodeOf } from '../../kernel/errors.js';
 import type { Sealer } from '../keys/index.js';
 import { outboxRef } from './outbox.js';
 import { deadlineFor, type MailTransport, type OutgoingMail, type SendError } from './smtp.js';
@@ -134,7 +135,7 @@ export function createMailWorker(deps: MailWorkerDeps) {
         await (stopping ? release(job, lease) : deliver(job, lease)).catch((err: unknown) => {
           // The lease runs out and the message is due again: a database hiccup loses nothing.
           // The code only: a database error's detail can quote the row (its recipient).
-          deps.logger.error({ code: errorCode(err), mailId: job.id }, 'mail attempt not recorded');
+          deps.logger.error({ code: errorCodeOf(err), mailId: job.id }, 'mail attempt not recorded');
         });
       }
     });
@@ -160,7 +161,7 @@ export function createMailWorker(deps: MailWorkerDeps) {
       loop = (async () => {
         while (running) {
           const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ code: errorCode(err) }, 'mail worker tick failed');
+            deps.logger.error({ code: errorCodeOf(err) }, 'mail worker tick failed');
             return 0;
           });
           if (n === 0 && running) {
@@ -185,7 +186,3 @@ export function createMailWorker(deps: MailWorkerDeps) {
 
 export type MailWorker = ReturnType<typeof createMailWorker>;
 
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown';
-}

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { systemContext } from '../../kernel/context.js';
+import { errorCodeOf } from '../../kernel/errors.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { secretRef } from './service.js';
@@ -241,7 +242,7 @@ export function createWebhookWorker(deps: WorkerDeps) {
         await reschedule(orgId, lease);
       } catch (err) {
         // The org's lease runs out and another pass retries it.
-        deps.logger.error({ err, orgId }, 'webhook delivery pass failed');
+        deps.logger.error({ orgId, code: errorCodeOf(err) }, 'webhook delivery pass failed');
       }
     }
     return attempted;
@@ -270,7 +271,7 @@ export function createWebhookWorker(deps: WorkerDeps) {
       loop = (async () => {
         while (running) {
           const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ err }, 'webhook worker tick failed');
+            deps.logger.error({ code: errorCodeOf(err) }, 'webhook worker tick failed');
             return 0;
           });
           if (n === 0 && running) await new Promise<void>((resolve) => {
