@@ -55,6 +55,15 @@ describe('console data-key rotation in Chromium', () => {
     await progress.getByText('done').waitFor();
     await page.getByRole('list', { name: 'Retired keys' }).getByText(/can be made active again until/).waitFor();
     expect(await audit(c.h, orgId, 'org_key.rotated')).not.toEqual([]);
+
+    // The way back, within the window: the retired key is active again, values move back under it.
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Roll back to the previous key' }).click();
+    await progress.getByText(/^Rollback started/).waitFor();
+    await job.drain();
+    await progress.getByText('Values re-encrypted: 40 of 40').waitFor();
+    expect(await audit(c.h, orgId, 'org_key.rolled_back')).not.toEqual([]);
+    expect(await seriousViolations(page)).toEqual([]);
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 
@@ -67,6 +76,7 @@ describe('console data-key rotation in Chromium', () => {
     await page.getByRole('heading', { name: 'Data encryption key' }).waitFor();
     await page.getByText(/Active key/).waitFor();
     expect(await page.getByRole('button', { name: 'Rotate data key' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Roll back to the previous key' }).count()).toBe(0);
     expect(await seriousViolations(page)).toEqual([]);
   });
 });

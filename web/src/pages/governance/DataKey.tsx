@@ -26,6 +26,11 @@ export function DataKey({ org, orgId }: { org: MyOrg | null | undefined; orgId: 
     { invalidate: [['data-key', orgId], ['audit', orgId]], onSuccess: () => setConfirming(false) },
   );
   const mayRotate = can(org, 'POST /api/orgs/{orgId}/security/rotate-data-key');
+  const rollback = useAction(
+    () => call(api.POST('/api/orgs/{orgId}/security/rollback-data-key', { params: { path: { orgId } } })),
+    { invalidate: [['data-key', orgId], ['audit', orgId]] },
+  );
+  const mayRollback = can(org, 'POST /api/orgs/{orgId}/security/rollback-data-key');
   if (state.isPending) return <Loading what="the data key" />;
   if (!state.data) return <ProblemView error={state.error} />;
   const { activeKey, rotation, retiredKeys, settings } = state.data;
@@ -68,7 +73,7 @@ export function DataKey({ org, orgId }: { org: MyOrg | null | undefined; orgId: 
           <div role="alert" className="warning">
             <p>
               <strong>Rotate the data key?</strong> New secrets are sealed with a new key at once and existing ones are re-encrypted in the
-              background. The old key stays {settings.rollbackDays} days for a rollback (<code>palisade keys rollback-data-key</code>), then it is destroyed.
+              background. The old key stays {settings.rollbackDays} days for a rollback (below, or <code>palisade keys rollback-data-key</code>), then it is destroyed.
             </p>
             <button type="button" disabled={rotate.isPending} onClick={() => rotate.mutate(undefined)}>Rotate now</button>
             <button type="button" onClick={() => setConfirming(false)}>Cancel</button>
@@ -77,7 +82,13 @@ export function DataKey({ org, orgId }: { org: MyOrg | null | undefined; orgId: 
           <button type="button" disabled={running} onClick={() => setConfirming(true)}>Rotate data key</button>
         )
       ) : null}
+      {mayRollback && retiredKeys.some((k) => !k.destroyedAt) ? (
+        <button type="button" disabled={rollback.isPending} onClick={() => {
+          if (window.confirm('Make the most recently retired key active again? Values are re-encrypted back under it in the background.')) rollback.mutate(undefined);
+        }}>Roll back to the previous key</button>
+      ) : null}
       <ProblemView error={rotate.error} />
+      <ProblemView error={rollback.error} />
     </section>
   );
 }
