@@ -96,7 +96,8 @@ describe.each(ENGINES)('palisade keys on %s', (engine) => {
     expect(verified.code, verified.out + verified.err).toBe(0);
   });
 
-  it('answers a wrong subcommand or batch size with the usage', async () => {
+  // The usage is the same whatever the engine: asked once.
+  it.runIf(engine === ENGINES[0])('answers a wrong subcommand or batch size with the usage', async () => {
     const r = await runBin(['keys', 'rotate'], env(spec(K2, K1)));
     expect(r.code).toBe(2);
     expect(r.err).toContain('keys has these subcommands: status, rotate-kek, create-kek (KEKs); rotate-data-key, rollback-data-key, rotation-status');

@@ -43,6 +43,7 @@ export async function startConsole(engine: Engine = 'pglite', config: Record<str
       contexts.push(context);
       const page = await context.newPage();
       page.on('response', (r: Response) => answers.push({ url: r.url(), status: r.status() }));
+      trackInflight(page);
       return { context, page };
     },
     async close() {
@@ -51,6 +52,32 @@ export async function startConsole(engine: Engine = 'pglite', config: Record<str
       await h.close();
     },
   };
+}
+
+const inflight = new WeakMap<Page, { count: number; changed: number }>();
+
+function trackInflight(page: Page): void {
+  const state = { count: 0, changed: Date.now() };
+  inflight.set(page, state);
+  const start = () => { state.count++; state.changed = Date.now(); };
+  const end = () => { state.count = Math.max(0, state.count - 1); state.changed = Date.now(); };
+  page.on('request', start);
+  page.on('requestfinished', end);
+  page.on('requestfailed', end);
+}
+
+/**
+ * Waits until the page has had no request in flight for `quietMs`: what Playwright's
+ * `networkidle` does with a fixed 500 ms window, which cost the walk half a second per page.
+ */
+export async function settled(page: Page, quietMs = 100): Promise<void> {
+  const state = inflight.get(page);
+  if (!state) return page.waitForLoadState('networkidle');
+  const deadline = Date.now() + 15_000;
+  while (state.count > 0 || Date.now() - state.changed < quietMs) {
+    if (Date.now() > deadline) throw new Error(`the page still had ${state.count} requests in flight after 15 s`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Signs in through the console's own form, as a person would. */

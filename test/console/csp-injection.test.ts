@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 
 // Each would run script if the console ever turned server text into markup, or if the CSP let an
 // inline script or handler run: every one of them sets the same flag in the page.
@@ -60,7 +60,7 @@ describe('the console never runs script stored in free-text fields', () => {
     for (const href of links) {
       await page.goto(href);
       await page.getByRole('heading', { level: 1 }).waitFor();
-      await page.waitForLoadState('networkidle');
+      await settled(page);
       const pwned = await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned ?? 0);
       expect(pwned, href).toBe(0);
     }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStreamWorker } from '../../src/domains/audit-streams/index.js';
 import { audit } from '../support/evidence.js';
 import { NdjsonReceiver } from '../audit-streams/receivers.js';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 
 describe('console audit streaming in Chromium', () => {
   let c: ConsoleHarness;
@@ -85,7 +85,7 @@ describe('console audit streaming in Chromium', () => {
     await page.getByRole('banner').getByText(viewer.email).waitFor();
     await page.goto(`/orgs/${orgId}/audit-streams`);
     await page.getByRole('main').waitFor();
-    await page.waitForLoadState('networkidle');
+    await settled(page);
     expect(await page.getByRole('link', { name: 'Audit streaming' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /Add stream|Send a test event|Delete/ }).count()).toBe(0);
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);

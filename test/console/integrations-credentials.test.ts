@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 import { audit } from '../support/evidence.js';
 
 const VALUE = 'CANARY-console-vault-5f2a9d1e';
@@ -113,7 +113,7 @@ describe('console integration credentials in Chromium', () => {
     await page.getByRole('list', { name: 'Credentials' }).getByText('datto-rmm', { exact: true }).waitFor();
     await page.getByRole('button', { name: 'Use log of datto-rmm' }).click();
     await page.getByRole('list', { name: 'Use log' }).getByText(/#1 failed .* RMM answered 503/).waitFor();
-    await page.waitForLoadState('networkidle');
+    await settled(page);
     expect(await page.getByRole('form', { name: 'Add a credential' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /^(Replace|Delete) / }).count()).toBe(0);
     expect(await page.content()).not.toContain(VALUE);

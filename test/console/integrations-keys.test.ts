@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 import { audit } from '../support/evidence.js';
 
 describe('console API keys in Chromium', () => {
@@ -73,7 +73,7 @@ describe('console API keys in Chromium', () => {
     await page.getByRole('banner').getByText(viewer.email).waitFor();
     await page.goto(`/orgs/${orgId}/api-keys`);
     await page.getByRole('main').waitFor();
-    await page.waitForLoadState('networkidle');
+    await settled(page);
     expect(await page.getByRole('button', { name: 'Create key' }).count()).toBe(0);
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 import { Receiver } from '../webhooks/receiver.js';
 import { audit } from '../support/evidence.js';
 
@@ -101,7 +101,7 @@ describe('console webhooks in Chromium', () => {
     await page.getByRole('banner').getByText(viewer.email).waitFor();
     await page.goto(`/orgs/${orgId}/webhooks`);
     await page.getByRole('main').waitFor();
-    await page.waitForLoadState('networkidle');
+    await settled(page);
     expect(await page.getByRole('link', { name: 'Webhooks' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /Add endpoint|Add source|Create key/ }).count()).toBe(0);
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);

@@ -1,13 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import type { Page } from 'playwright-core';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 
 // `UPDATE_SCREENSHOTS=1 npx vitest run test/console/walk.test.ts` refreshes the README's pictures
 // (docs/console/) from the owner's walk; a plain test run leaves the tree as it is.
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? 'docs/console' : null;
 
 const ROLES = ['owner', 'admin', 'member', 'viewer', 'project_viewer', 'restricted_member'] as const;
+// axe runs where the markup differs in kind: the owner's pages carry every control, the viewer's
+// the read-only forms, the project viewer's the project-scoped lists. The other roles see subsets
+// of the owner's controls on the same components (checked for 5xx and availability), and axe's
+// ~0.7 s a page across them cost the suite half a minute.
+const AXE_ROLES: readonly string[] = ['owner', 'viewer', 'project_viewer'];
 
 /** The console's org pages the navigation offers on the current page, as paths without the org. */
 async function navPages(page: Page, orgId: string): Promise<string[]> {
@@ -21,8 +26,8 @@ async function accountPages(page: Page): Promise<string[]> {
 }
 
 /**
- * Every page as every demo role of acme: each page the navigation offers opens without a 5xx and
- * with no serious accessibility finding; each org page it does not offer (the owner sees them
+ * Every page as every demo role of acme: each page the navigation offers opens without a 5xx (and,
+ * for AXE_ROLES, with no serious accessibility finding); each org page it does not offer (the owner sees them
  * all) says it is not available when opened by its address.
  */
 describe('the console walked as every demo role', () => {
@@ -52,9 +57,9 @@ describe('the console walked as every demo role', () => {
     for (const path of [...mine.map((p) => `/orgs/${acme}/${p}`), ...(await accountPages(page))]) {
       await page.goto(path);
       await page.getByRole('heading', { level: 1 }).waitFor();
-      await page.waitForLoadState('networkidle');
+      await settled(page);
       expect(await page.getByText('not available to you').count(), path).toBe(0);
-      expect(await seriousViolations(page), `${role} ${path}`).toEqual([]);
+      if (AXE_ROLES.includes(role)) expect(await seriousViolations(page), `${role} ${path}`).toEqual([]);
       if (SHOTS && role === 'owner') {
         mkdirSync(SHOTS, { recursive: true });
         const name = path.replace(`/orgs/${acme}/`, '').replace('/account/', 'account-').replace(/[^a-z0-9-]/g, '-');
