@@ -3,20 +3,12 @@ import { sql } from 'kysely';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { one, type Database } from './db/database.js';
 import type { OwnerConnection } from './db/migrate.js';
-import { openDatabase, refuseMissingDatabase, refuseUnmigrated } from './db/open.js';
-import { hasAnyUser, seedDemo } from './demo.js';
-import { auditCheckpoint, auditVerify, type Query } from './domains/audit/index.js';
-import { clearLockout } from './domains/identity/index.js';
-import { createKekCommand, keysCommand } from './keys-command.js';
-import { clearAdminIpAllowlist } from './domains/tenancy/index.js';
+import type { Query } from './domains/audit/index.js';
 import { systemClock } from './kernel/clock.js';
 import { systemContext } from './kernel/context.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
 import { createLogger } from './logging.js';
-import { createServices, type Services } from './services.js';
-import { migrationSteps } from './startup.js';
-import { workUntilSignal } from './worker.js';
-import { dataKeyCommand, isDataKeySubcommand } from './data-key-cli.js';
+import type { Services } from './services.js';
 
 const USAGE = `usage: palisade <command>
   serve                       start the server (same as npm start): the API and the background jobs
@@ -52,6 +44,9 @@ const USAGE = `usage: palisade <command>
   keys rotation-status [--org SLUG]
                               each org's active key, rotation progress and retired keys`;
 
+// Each command imports what it needs when it runs (`serve` Fastify, `worker` the jobs, the rest
+// the services): a usage error or `--help` answers without loading the whole server.
+
 /**
  * An operator command's database and services: the same keyring, sealer and audit writer as the
  * server's (createServices), so what the CLI appends or reads is what the server would. Its
@@ -62,6 +57,8 @@ async function withServices<T>(
   opts: { migrate: boolean },
   fn: (s: Services, db: Database, owner: OwnerConnection) => Promise<T>,
 ): Promise<T> {
+  const { openDatabase, refuseMissingDatabase, refuseUnmigrated } = await import('./db/open.js');
+  const { migrationSteps } = await import('./startup.js');
   if (!opts.migrate) refuseMissingDatabase(config.database);
   const { db, owner } = await openDatabase(config.database, opts.migrate ? { migrate: true, keyedSteps: migrationSteps(config) } : { migrate: false });
   if (!opts.migrate) {
@@ -71,6 +68,7 @@ async function withServices<T>(
       throw err;
     });
   }
+  const { createServices } = await import('./services.js');
   const services = createServices(config, db, systemClock, createLogger(config.logLevel, process.stderr));
   try {
     return await fn(services, db, owner);
@@ -109,6 +107,8 @@ export async function runCli(argv: string[]): Promise<number> {
       return serveUntilSignal(config);
     }
     case 'migrate': {
+      const { openDatabase } = await import('./db/open.js');
+      const { migrationSteps } = await import('./startup.js');
       const { db, owner } = await openDatabase(config.database, { migrate: true, keyedSteps: migrationSteps(config) });
       await db.close();
       await owner.close();
@@ -123,6 +123,7 @@ export async function runCli(argv: string[]): Promise<number> {
         process.stderr.write('palisade demo is for development and test databases: production refuses the demo accounts\n');
         return 2;
       }
+      const { hasAnyUser, seedDemo } = await import('./demo.js');
       return withServices(config, { migrate: true }, async ({ audit }, db) => {
         if (await hasAnyUser(db)) {
           process.stderr.write('this database already has users: demo seeds an empty database only\n');
@@ -136,6 +137,7 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     case 'audit': {
       if (sub !== 'verify' && sub !== 'checkpoint') break;
+      const { auditCheckpoint, auditVerify } = await import('./domains/audit/index.js');
       return withServices(config, { migrate: false }, async ({ chainKeys }, _db, owner) => {
         // Operator tool: reads every org's chain over the owner connection (needs a role that
         // bypasses RLS, e.g. the migration owner when it is superuser or BYPASSRLS).
@@ -156,13 +158,16 @@ export async function runCli(argv: string[]): Promise<number> {
         return 0;
       });
     }
-    case 'worker':
+    case 'worker': {
+      const { workUntilSignal } = await import('./worker.js');
       return workUntilSignal(config);
+    }
     case 'unlock': {
       if (!sub) {
         missing = 'unlock needs the account\u2019s email address';
         break;
       }
+      const { clearLockout } = await import('./domains/identity/index.js');
       return withServices(config, { migrate: false }, async ({ audit }, db) => {
         const ctx = systemContext('cli unlock');
         const outcome = await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
@@ -191,6 +196,7 @@ export async function runCli(argv: string[]): Promise<number> {
         missing = sub !== 'clear' ? 'allowlist has one subcommand: clear' : 'allowlist clear needs --org SLUG';
         break;
       }
+      const { clearAdminIpAllowlist } = await import('./domains/tenancy/index.js');
       return withServices(config, { migrate: false }, async ({ audit }, db, owner) => {
         // The org by slug over the owner connection, as `audit verify` does (nothing is bound yet).
         const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
@@ -209,6 +215,8 @@ export async function runCli(argv: string[]): Promise<number> {
       });
     }
     case 'keys': {
+      const { dataKeyCommand, isDataKeySubcommand } = await import('./data-key-cli.js');
+      const { createKekCommand, keysCommand } = await import('./keys-command.js');
       if (isDataKeySubcommand(sub)) {
         const slug = flag(rest, '--org');
         if (sub !== 'rotation-status' && !slug) {
