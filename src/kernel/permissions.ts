@@ -209,3 +209,18 @@ export function withoutOrgWide(set: PermissionSet): PermissionSet {
 export function orgWideIn(set: PermissionSet): Permission[] {
   return set.list().filter(isOrgWide);
 }
+
+/**
+ * What a custom role holds beyond what it was given: org:read always, and audit:read with
+ * audit:stream, which sends the whole trail to a destination its holder chooses (without it, a
+ * role could read the trail through its own SIEM while the trail itself is refused to it).
+ */
+export function withImplied(permissions: readonly string[]): PermissionSet {
+  const set = PermissionSet.of([...permissions, 'org:read']);
+  return set.has('audit:stream') ? PermissionSet.of([...set.list(), 'audit:read']) : set;
+}
+
+/** A custom role stored before withImplied: audit:stream without audit:read is not held. */
+export function withoutUnbacked(set: PermissionSet): PermissionSet {
+  return set.has('audit:stream') && !set.has('audit:read') ? PermissionSet.of(set.list().filter((p) => p !== 'audit:stream')) : set;
+}

@@ -8,6 +8,7 @@ import {
   orgWideIn,
   PermissionSet,
   withoutOrgWide,
+  withoutUnbacked,
   type BuiltinRole,
 } from '../../kernel/permissions.js';
 import { one, type Database, type Tx } from '../../db/database.js';
@@ -27,10 +28,12 @@ export interface MembershipRow {
   sessions_revoked_at: Date | null;
   mfa_enforced_from: Date | null;
   admin_ip_allowlist: string[] | null;
+  /** Set while the org is scheduled for deletion (migration 031). */
+  purge_after: Date | null;
 }
 
 export function permissionsOf(role: RoleKey, customPermissions: readonly string[] | null): PermissionSet {
-  if (role === 'custom') return PermissionSet.of(customPermissions ?? []);
+  if (role === 'custom') return withoutUnbacked(PermissionSet.of(customPermissions ?? []));
   if (!isBuiltinRole(role)) throw new InvariantError(`unknown role ${String(role)}`);
   return PermissionSet.of(BUILTIN_ROLE_PERMISSIONS[role]);
 }
@@ -92,6 +95,7 @@ export function accessFrom(orgId: string, m: MembershipRow): OrgAccess {
     permissions: effectivePermissionsOf(m.role, m.custom_permissions, m.restricted),
     projectIds: isRestricted(m.role, m.restricted) ? (m.project_ids ?? []) : null,
     adminIpAllowlist: m.admin_ip_allowlist ?? [],
+    purgeAfter: m.purge_after ?? null,
   };
 }
 

@@ -4,7 +4,7 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import {
   ALL_PERMISSIONS, API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, BUILTIN_ROLE_PERMISSIONS, BUILTIN_ROLES, isOrgWide, orgWideIn, PERMISSIONS,
-  PermissionSet, PROJECT_KEY_PERMISSIONS, type Permission,
+  PermissionSet, PROJECT_KEY_PERMISSIONS, withImplied, type Permission,
 } from '../../kernel/permissions.js';
 import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import { assertCanActOn, bindingOf, requireOrg } from './access.js';
@@ -103,7 +103,7 @@ export function createRoleService(deps: TenancyDeps) {
     async create(ctx: RequestContext, input: { name: string; description?: string | undefined; permissions: Permission[] }): Promise<RoleView> {
       const org = requireOrg(ctx);
       // Membership implies seeing the org (and leaving it): every role carries org:read.
-      const perms = PermissionSet.of([...input.permissions, 'org:read']);
+      const perms = withImplied(input.permissions);
       if (!org.permissions.covers(perms)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
       const id = newId();
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
@@ -136,7 +136,7 @@ export function createRoleService(deps: TenancyDeps) {
         if (!org.permissions.covers(PermissionSet.of(cur.permissions))) {
           throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         }
-        const next = PermissionSet.of([...(input.permissions ?? cur.permissions), 'org:read']);
+        const next = withImplied(input.permissions ?? cur.permissions);
         if (!org.permissions.covers(next)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         const wide = input.permissions ? orgWideIn(next) : [];
         if (wide.length > 0) await assertNoRestrictedHolders(tx, id, wide);
