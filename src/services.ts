@@ -17,7 +17,7 @@ import {
   BREAK_GLASS_SESSION_SECONDS, createConnectionService, createConnectionTests, createDomainService, createFlowSealer, createSamlFlowSealer, createSamlSignIn,
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
-import { createDataKeyJob, createDataKeyService, createSealer } from './domains/keys/index.js';
+import { createDataKeyJob, createDataKeyService, createSealer, createShredder } from './domains/keys/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -25,6 +25,7 @@ import {
   createInvitationService,
   createMemberService,
   createOrgService,
+  createDeletionService,
   createProjectService,
   createRoleService,
 } from './domains/tenancy/index.js';
@@ -92,6 +93,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     sessionAllowed: (tx: Tx, userId: string, sessionId: string) => enforcement.assertSessionAllowed(tx, userId, sessionId),
   };
   const orgs = createOrgService(tenancyDeps);
+  const orgDeletion = createDeletionService({ db, audit, clock, graceDays: config.dataKeys.orgDeletionGraceDays });
   const members = createMemberService(tenancyDeps);
   const invitations = createInvitationService(tenancyDeps);
   const roles = createRoleService(tenancyDeps);
@@ -136,12 +138,13 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     onChange: (orgId) => streamWorker.streamsChanged(orgId),
   });
   const dataKeys = createDataKeyService({ db, audit, clock, sealer, keyring, settings: config.dataKeys });
-  const dataKeyJob = createDataKeyJob({ db, clock, logger, keys: dataKeys });
+  const shredder = createShredder({ db, audit, clock, sealer });
+  const dataKeyJob = createDataKeyJob({ db, clock, logger, keys: dataKeys, shredder });
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob,
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, audit checkpoints. */
     startBackground(): void {

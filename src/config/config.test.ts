@@ -101,8 +101,9 @@ describe('loadConfig in production', () => {
   });
 
   it('rotates data keys every 90 days with a 30-day rollback window unless told otherwise; 0 turns the schedule off', () => {
-    expect(loadConfig(prodEnv()).dataKeys).toEqual({ rotationDays: 90, rollbackDays: 30 });
-    expect(loadConfig(prodEnv({ PALISADE_DATA_KEY_ROTATION_DAYS: '0', PALISADE_DATA_KEY_ROLLBACK_DAYS: '7' })).dataKeys).toEqual({ rotationDays: 0, rollbackDays: 7 });
+    expect(loadConfig(prodEnv()).dataKeys).toEqual({ rotationDays: 90, rollbackDays: 30, orgDeletionGraceDays: 30 });
+    expect(loadConfig(prodEnv({ PALISADE_DATA_KEY_ROTATION_DAYS: '0', PALISADE_DATA_KEY_ROLLBACK_DAYS: '7', PALISADE_ORG_DELETION_GRACE_DAYS: '3' })).dataKeys)
+      .toEqual({ rotationDays: 0, rollbackDays: 7, orgDeletionGraceDays: 3 });
     expect(refusal(prodEnv({ PALISADE_DATA_KEY_ROLLBACK_DAYS: '0' }))).toMatch(/PALISADE_DATA_KEY_ROLLBACK_DAYS/);
     expect(refusal(prodEnv({ PALISADE_DATA_KEY_ROTATION_DAYS: '-1' }))).toMatch(/PALISADE_DATA_KEY_ROTATION_DAYS/);
   });

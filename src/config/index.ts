@@ -70,9 +70,10 @@ export interface Config {
   auditCheckpoints: { file: string; intervalSeconds: number };
   /**
    * Per-org data keys: the worker rotates an org's key after `rotationDays` (0: only on request),
-   * and a retired key can be made active again for `rollbackDays` before it is destroyed.
+   * and a retired key can be made active again for `rollbackDays` before it is destroyed. A
+   * deleted org can be restored for `orgDeletionGraceDays`; then its keys are destroyed.
    */
-  dataKeys: { rotationDays: number; rollbackDays: number };
+  dataKeys: { rotationDays: number; rollbackDays: number; orgDeletionGraceDays: number };
   /**
    * The DNS servers asked for domain verification records (`ip` or `ip:port`, IPv6 as
    * `[addr]:port`); empty: the system's resolvers.
@@ -122,6 +123,7 @@ const envSchema = z.object({
   PALISADE_AUDIT_CHECKPOINT_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(5),
   PALISADE_DATA_KEY_ROTATION_DAYS: z.coerce.number().int().min(0).max(3650).default(90),
   PALISADE_DATA_KEY_ROLLBACK_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  PALISADE_ORG_DELETION_GRACE_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   DNS_SERVERS: z.string().optional(),
   LOG_LEVEL: z.string().default('info'),
 });
@@ -387,7 +389,9 @@ export function loadConfig(raw: Record<string, string | undefined> = process.env
       file: resolve(e.PALISADE_AUDIT_CHECKPOINT_FILE ?? defaultCheckpointFile(stateDir, database)),
       intervalSeconds: e.PALISADE_AUDIT_CHECKPOINT_MINUTES * 60,
     }),
-    dataKeys: Object.freeze({ rotationDays: e.PALISADE_DATA_KEY_ROTATION_DAYS, rollbackDays: e.PALISADE_DATA_KEY_ROLLBACK_DAYS }),
+    dataKeys: Object.freeze({
+      rotationDays: e.PALISADE_DATA_KEY_ROTATION_DAYS, rollbackDays: e.PALISADE_DATA_KEY_ROLLBACK_DAYS, orgDeletionGraceDays: e.PALISADE_ORG_DELETION_GRACE_DAYS,
+    }),
     dnsServers: Object.freeze(dnsServers),
     social: social.social,
     mail: mail.mail,

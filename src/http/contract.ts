@@ -47,7 +47,8 @@ export function problemCodesOf(route: AnyRoute): ErrorCode[] {
   }
   if (route.auth.mode === 'key') codes.add('unauthenticated').add('origin_not_allowed');
   if (route.auth.mode !== 'public' && orgScoped(route)) {
-    codes.add('not_found').add('forbidden').add('mfa_enrollment_required');
+    // conflict: the org is scheduled for deletion (served again if an owner restores it).
+    codes.add('not_found').add('forbidden').add('mfa_enrollment_required').add('conflict');
     // The org's MFA requirement: a session not proven with its second factor steps up first.
     if (route.auth.mode === 'session') codes.add('step_up_required');
     if (route.permission !== 'self' && route.permission !== 'none' && isAdminLevel(route.permission)) codes.add('ip_not_allowed');

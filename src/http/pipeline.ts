@@ -281,6 +281,10 @@ async function authorize(route: AnyRoute, request: FastifyRequest, reply: Fastif
     throw new AppError('not_found');
   }
   ctx.org = access;
+  if (access.purgeAfter && !route.whileDeleting) {
+    throw new AppError('conflict', `this organization is scheduled for deletion on ${access.purgeAfter.toISOString()}: ` +
+      `until then an owner can restore it (POST /api/orgs/${access.orgId}/restore); nothing else in it can be used`);
+  }
   if (route.permission === 'self' || route.permission === 'none') throw new InvariantError('org route without permission');
   if (!access.permissions.has(route.permission)) {
     await opts.auth.denied(ctx, route, 'permission');

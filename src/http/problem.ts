@@ -99,6 +99,8 @@ function fromPostgres(err: unknown): AppError | null {
   if (code === '42501') return new AppError('forbidden');
   if (code === '40P01' || code === '40001') return new AppError('unavailable', 'a concurrent change conflicted; retry');
   if (code === '23503') return new AppError('not_found');
+  // Migration 031: a membership of an org that is being deleted.
+  if (code === '55000') return new AppError('conflict', 'the organization is scheduled for deletion');
   if (code.startsWith('23')) return new AppError('validation_failed');
   if (code.startsWith('22')) return new AppError('malformed_request');
   return null;

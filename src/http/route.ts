@@ -112,6 +112,11 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    */
   ownerRecovery?: true;
   /**
+   * Still served while the org is scheduled for deletion (its status, the owner's restore):
+   * every other route of such an org answers `conflict`, saying when it will be purged.
+   */
+  whileDeleting?: true;
+  /**
    * Also served to API keys: the same definition is mounted a second time under API_PREFIX
    * with auth mode `key` (apiMirrors). Only for org-scoped routes whose permission a key may hold.
    */

@@ -42,6 +42,8 @@ export interface OrgAccess {
   projectIds: readonly string[] | null;
   /** Addresses (CIDRs) admin-level requests must come from; empty: any. */
   adminIpAllowlist?: readonly string[];
+  /** Set while the org is scheduled for deletion: when it will be shredded. Its routes then refuse, but for its status and the owner's restore. */
+  purgeAfter?: Date | null;
 }
 
 export interface RequestContext {

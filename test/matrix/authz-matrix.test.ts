@@ -72,6 +72,21 @@ let matrixIdp: LoopbackIdp | undefined;
 /** The SAML IdP certificate the matrix's SAML connections trust (made once). */
 let matrixSamlKey: IdpKey | undefined;
 
+/**
+ * What a deletion of `orgId` changes that later cases rely on, read now, and a function that puts
+ * it back: the deletion schedule, the members' session cutoffs and the keys it revoked.
+ */
+async function orgDeletionUndo(f: Fixtures, orgId: string): Promise<() => Promise<void>> {
+  const q = f.app.t.owner.query.bind(f.app.t.owner);
+  const members = await q<{ user_id: string; sessions_revoked_at: Date | null }>('select user_id, sessions_revoked_at from memberships where org_id = $1', [orgId]);
+  const live = (await q<{ id: string }>('select id from api_keys where org_id = $1 and revoked_at is null', [orgId])).map((k) => k.id);
+  return async () => {
+    await q('update organizations set deletion_requested_at = null, deletion_requested_by = null, purge_after = null where org_id = $1', [orgId]);
+    for (const m of members) await q('update memberships set sessions_revoked_at = $3 where org_id = $1 and user_id = $2', [orgId, m.user_id, m.sessions_revoked_at]);
+    await q('update api_keys set revoked_at = null, revoked_by = null where org_id = $1 and id = any($2::uuid[])', [orgId, live]);
+  };
+}
+
 const LIVE_BODIES: Record<string, LiveBody> = {
   'POST /api/orgs/:orgId/sso/connections': {
     why: 'adding a connection reads the issuer\u2019s discovery document: point it at the IdP on loopback (and stay under the per-org cap the :connectionId fixtures fill)',
@@ -148,6 +163,23 @@ const LIVE_BODIES: Record<string, LiveBody> = {
         [`matrix-${f.userId(email)}`, f.userId(email)],
       );
       return { patch: {} };
+    },
+  },
+  'DELETE /api/orgs/:orgId': {
+    why: 'deleting needs the org\u2019s slug typed; a deletion signs every member out of the org and revokes its keys, which every later case needs: all of it is put back afterwards',
+    async fields(f) {
+      const org = f.org(OWN_ORG);
+      const undo = await orgDeletionUndo(f, org.id);
+      return { patch: { confirm: org.slug }, after: undo };
+    },
+  },
+  'POST /api/orgs/:orgId/restore': {
+    why: 'restoring needs an org scheduled for deletion (409 otherwise): the case starts with the caller\u2019s org scheduled, and it is not afterwards either way',
+    async fields(f) {
+      const org = f.org(OWN_ORG);
+      const undo = await orgDeletionUndo(f, org.id);
+      await f.app.t.owner.query(`update organizations set deletion_requested_at = now(), purge_after = now() + interval '30 days' where org_id = $1`, [org.id]);
+      return { patch: {}, after: undo };
     },
   },
   'POST /api/invitations/accept': {

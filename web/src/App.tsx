@@ -8,6 +8,7 @@ import { SignIn } from './pages/signin/SignIn';
 import { SignUp } from './pages/signin/SignUp';
 import { ResetPassword } from './pages/signin/ResetPassword';
 import { AcceptInvitation, MagicLink, VerifyEmail } from './pages/signin/TokenPages';
+import { DeletionPending } from './pages/governance/DeletionPending';
 import { ProblemView } from './ui/problem';
 import { Loading } from './ui/table';
 
@@ -68,6 +69,8 @@ function OrgPage({ page }: { page: PageEntry }) {
       </Shell>
     );
   }
+  // Scheduled for deletion: every page of it is the deletion's status (the server refuses the rest).
+  if (org.deletion) return <Shell page={{ ...page, title: 'Scheduled for deletion' }}><DeletionPending org={org} /></Shell>;
   return <Shell page={page}>{page.element}</Shell>;
 }
 

@@ -66,6 +66,7 @@ interface KeyStanding extends BoundColumns {
   browser_origins: string[];
   mfa_enforced_from: Date | null;
   creator_mfa_enabled: boolean | null;
+  purge_after: Date | null;
 }
 
 const KIND_OF_PREFIX = { sk: 'secret', pk: 'publishable' } as const;
@@ -277,6 +278,7 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
           permissions,
           projectIds: scope === '*' ? null : scope === '' ? [] : scope.split(','),
           adminIpAllowlist: k.admin_ip_allowlist ?? [],
+          purgeAfter: k.purge_after,
         },
       };
     },

@@ -84,7 +84,7 @@ export interface DataKeyState {
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
 /** Serializes key changes of one org (rotate, rollback, the job's scheduled rotation and destruction). */
-const lockOrgKeys = (tx: Tx, orgId: string) => exec(tx, sql`select pg_advisory_xact_lock(hashtextextended(${`palisade:data-key:${orgId}`}, 0))`);
+export const lockOrgKeys = (tx: Tx, orgId: string) => exec(tx, sql`select pg_advisory_xact_lock(hashtextextended(${`palisade:data-key:${orgId}`}, 0))`);
 
 const prefixOf = (keyId: string): string => `v1.${keyId}.`;
 

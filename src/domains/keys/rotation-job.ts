@@ -4,6 +4,7 @@ import { exec, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { errorCodeOf } from '../../kernel/errors.js';
 import type { DataKeyService } from './data-key-rotation.js';
+import type { Shredder } from './shredding.js';
 
 /** How long a claimed org is a worker's before another may take it. */
 export const LEASE_SECONDS = 60;
@@ -15,6 +16,8 @@ export interface DataKeyJobDeps {
   clock: Clock;
   logger: Logger;
   keys: DataKeyService;
+  /** Destroys the keys of orgs whose deletion grace period has ended. */
+  shredder?: Shredder;
   /** Values re-encrypted per transaction. */
   batchSize?: number;
   idleMs?: number;
@@ -23,8 +26,8 @@ export interface DataKeyJobDeps {
 }
 
 /**
- * The data-key job: for each org whose turn has come (data_key_due), it advances a running
- * rotation batch by batch, destroys retired keys whose rollback window ended, and starts the
+ * The data-key job: for each org whose turn has come (data_key_due), it shreds an org whose
+ * deletion grace period has ended, or advances a running rotation batch by batch, destroys retired keys whose rollback window ended, and starts the
  * scheduled rotation. Several workers share it through leases, as the webhook worker does; all
  * state is in PostgreSQL, so a worker that dies mid-batch leaves that batch uncommitted and the
  * next lease holder does it again.
@@ -54,6 +57,11 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
   async function turn(orgId: string): Promise<number> {
     const until = Date.now() + TURN_MS;
     let batches = 0;
+    const shredded = await deps.shredder?.shredIfDue(orgId);
+    if (shredded) {
+      deps.logger.info({ orgId, keysDestroyed: shredded.keysDestroyed }, 'deleted organization shredded: its data keys are destroyed');
+      return 1;
+    }
     let state = await deps.keys.step(orgId, size, deps.beforeCommit);
     while (state === 'more') {
       batches++;
@@ -73,7 +81,9 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
   }
 
   async function reschedule(orgId: string, lease: string): Promise<void> {
-    const next = await deps.keys.nextDue(orgId);
+    let next = await deps.keys.nextDue(orgId);
+    const purge = await deps.shredder?.purgeAt(orgId);
+    if (purge && purge < next) next = purge;
     // Conditional on our lease: a rotation requested meanwhile set due_at to now, and stays due.
     await deps.db.withSystem('data-key job: next turn', (tx) =>
       exec(tx, sql`update data_key_due set due_at = ${next.toISOString()}::timestamptz where org_id = ${orgId} and due_at = ${lease}::timestamptz`),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { timestamp, uuid } from '../../http/schemas.js';
 import { userView } from '../identity/index.js';
-import { permission } from '../tenancy/index.js';
+import { orgView, permission } from '../tenancy/index.js';
 
 /**
  * What the session routes answer (sign-in, your profile and sessions, step-up). The services'
@@ -18,6 +18,7 @@ export const myOrg = z.object({
   slug: z.string(),
   name: z.string(),
   createdAt: timestamp,
+  deletion: orgView.shape.deletion,
   role: z.string().meta({ description: 'Your role there: owner, admin, member, viewer, project_viewer or custom' }),
   roleLabel: z.string().meta({ description: 'The custom role\u2019s name for a custom role, else the role (as `role`)' }),
   permissions: z.array(permission).meta({

@@ -15,3 +15,4 @@ export { tenancyRoutes } from './routes.js';
 // For other domains' answers that embed an organization (the signed-in user's orgs).
 export { orgView, permission, roleKey } from './responses.js';
 export type { OrgView, OrgSettingsView, MemberView, InvitationView, RoleView, ProjectView } from './responses.js';
+export { createDeletionService, type DeletionService } from './deletion.js';

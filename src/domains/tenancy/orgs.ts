@@ -103,6 +103,10 @@ export async function clearAdminIpAllowlist(deps: Pick<TenancyDeps, 'db' | 'audi
   });
 }
 
+export function deletionOf(o: { deletion_requested_at: Date | null; purge_after: Date | null }): OrgView['deletion'] {
+  return o.deletion_requested_at && o.purge_after ? { requestedAt: o.deletion_requested_at.toISOString(), purgeAfter: o.purge_after.toISOString() } : null;
+}
+
 /** listMine derives permissions and scope only: the session and network policy are not read. */
 const NO_POLICY = {
   session_idle_seconds: null, session_absolute_seconds: null, sessions_revoked_at: null, mfa_enforced_from: null, admin_ip_allowlist: null,
@@ -115,7 +119,7 @@ export function createOrgService(deps: TenancyDeps) {
       return deps.db.withTenant({ orgId: id, userId }, async (tx) => {
         await insertOrg(deps, tx, ctx, { id, ...input }, userId);
         const r = await one<{ created_at: Date }>(tx, sql`select created_at from organizations where org_id = ${id}`);
-        return { id, slug: input.slug, name: input.name, createdAt: (r?.created_at ?? new Date()).toISOString() };
+        return { id, slug: input.slug, name: input.name, createdAt: (r?.created_at ?? new Date()).toISOString(), deletion: null };
       });
     },
 
@@ -123,9 +127,10 @@ export function createOrgService(deps: TenancyDeps) {
       // One read with no org bound (migration 026 lets a user see their own custom role and
       // project assignments in their orgs); the derivation is accessFrom, as for every request.
       const list = await deps.db.withTenant({ orgId: null, userId, projectIds: null }, (tx) =>
-        rows<{ org_id: string; slug: string; name: string; created_at: Date } & Pick<MembershipRow, 'role' | 'restricted' | 'custom_role_id' | 'custom_name' | 'custom_permissions' | 'project_ids'>>(
+        rows<{ org_id: string; slug: string; name: string; created_at: Date; deletion_requested_at: Date | null }
+          & Pick<MembershipRow, 'role' | 'restricted' | 'custom_role_id' | 'custom_name' | 'custom_permissions' | 'project_ids' | 'purge_after'>>(
           tx,
-          sql`select o.org_id, o.slug, o.name, o.created_at, m.role, m.restricted, m.custom_role_id,
+          sql`select o.org_id, o.slug, o.name, o.created_at, o.deletion_requested_at, o.purge_after, m.role, m.restricted, m.custom_role_id,
                      cr.name as custom_name, cr.permissions as custom_permissions,
                      case when m.restricted then coalesce(
                        (select array_agg(pa.project_id::text order by pa.project_id) from project_access pa
@@ -139,7 +144,7 @@ export function createOrgService(deps: TenancyDeps) {
       return list.map((o) => {
         const access = accessFrom(o.org_id, { ...NO_POLICY, ...o });
         return {
-          id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), role: o.role,
+          id: o.org_id, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), deletion: deletionOf(o), role: o.role,
           roleLabel: o.role === 'custom' ? (o.custom_name ?? 'custom') : o.role,
           permissions: access.permissions.list().sort(),
           projectIds: access.projectIds === null ? null : [...access.projectIds].sort(),
@@ -150,12 +155,12 @@ export function createOrgService(deps: TenancyDeps) {
     async get(ctx: RequestContext): Promise<OrgView> {
       const org = requireOrg(ctx);
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const o = await one<{ slug: string; name: string; created_at: Date }>(
+        const o = await one<{ slug: string; name: string; created_at: Date; deletion_requested_at: Date | null; purge_after: Date | null }>(
           tx,
-          sql`select slug, name, created_at from organizations where org_id = ${org.orgId}`,
+          sql`select slug, name, created_at, deletion_requested_at, purge_after from organizations where org_id = ${org.orgId}`,
         );
         if (!o) throw new AppError('not_found');
-        return { id: org.orgId, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString() };
+        return { id: org.orgId, slug: o.slug, name: o.name, createdAt: o.created_at.toISOString(), deletion: deletionOf(o) };
       });
     },
 

@@ -18,6 +18,10 @@ export const orgView = z.object({
   slug: z.string(),
   name: z.string(),
   createdAt: timestamp,
+  deletion: z.object({
+    requestedAt: timestamp,
+    purgeAfter: timestamp.meta({ description: 'When its data keys are destroyed; until then an owner can restore it' }),
+  }).nullable().meta({ description: 'Set while the organization is scheduled for deletion' }),
 });
 export type OrgView = z.infer<typeof orgView>;
 

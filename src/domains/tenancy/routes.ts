@@ -4,6 +4,7 @@ import { orgParams, projectParams, slug, userText, uuid, email } from '../../htt
 import { userActorOf } from '../../kernel/context.js';
 import type { ErrorCode } from '../../kernel/errors.js';
 import type { OrgService } from './orgs.js';
+import type { DeletionService } from './deletion.js';
 import type { MemberService } from './members.js';
 import type { InvitationService } from './invitations.js';
 import { permissionCatalogue as catalogue, type RoleService } from './roles.js';
@@ -30,6 +31,7 @@ const orgPolicy: readonly ErrorCode[] = ['step_up_required'];
 
 export function tenancyRoutes(s: {
   orgs: OrgService;
+  deletion: DeletionService;
   members: MemberService;
   invitations: InvitationService;
   roles: RoleService;
@@ -48,8 +50,32 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId', summary: 'Read the organization', tags,
       auth: { mode: 'session' }, api: true, permission: 'org:read', rateLimit: 'authenticated', audit: { none: 'read' },
-      schema: { params: orgParams, response: orgView }, errors: orgPolicy,
+      schema: { params: orgParams, response: orgView }, errors: orgPolicy, whileDeleting: true,
       handler: ({ ctx }) => s.orgs.get(ctx),
+    }),
+    defineRoute({
+      method: 'DELETE', url: '/api/orgs/:orgId',
+      summary: 'Delete the organization: at once every member\u2019s session stops reaching it and every API key is revoked; ' +
+        'an owner can restore it during the grace period (PALISADE_ORG_DELETION_GRACE_DAYS), after which its data keys are destroyed',
+      tags, auth: { mode: 'session' }, permission: 'org:delete', stepUp: true, rateLimit: 'authenticated', audit: { action: 'org.deletion_scheduled' },
+      status: 202,
+      schema: {
+        params: orgParams,
+        body: z.strictObject({ confirm: slug.meta({ description: 'The organization\u2019s slug, typed' }) }),
+        response: orgView.shape.deletion.unwrap(),
+      },
+      errors: [...orgPolicy, 'conflict'], // already scheduled
+      example: () => ({ confirm: 'type-the-slug' }),
+      handler: ({ ctx, body }) => s.deletion.schedule(ctx, body.confirm),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/restore', summary: 'Restore an organization scheduled for deletion, within its grace period (API keys stay revoked)',
+      tags, auth: { mode: 'session' }, permission: 'org:delete', stepUp: true, rateLimit: 'authenticated', audit: { action: 'org.restored' },
+      whileDeleting: true, schema: { params: orgParams, response: orgView }, errors: [...orgPolicy, 'conflict'], // not scheduled, or too late
+      handler: async ({ ctx }) => {
+        await s.deletion.restore(ctx);
+        return s.orgs.get(ctx);
+      },
     }),
     defineRoute({
       method: 'PATCH', url: '/api/orgs/:orgId', summary: 'Rename the organization', tags,

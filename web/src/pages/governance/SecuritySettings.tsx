@@ -10,6 +10,7 @@ import { ProblemView } from '../../ui/problem';
 import { Loading, when } from '../../ui/table';
 import { allows } from './cidr';
 import { DataKey } from './DataKey';
+import { DeleteOrg } from './DeleteOrg';
 
 type Change = { sessionIdleMinutes?: number | null; sessionAbsoluteHours?: number | null; mfaRequired?: boolean; mfaGraceDays?: number; adminIpAllowlist?: string[]; confirmLockout?: boolean };
 
@@ -83,6 +84,7 @@ export function SecuritySettings() {
         </form>
       </section>
       <DataKey org={org} orgId={orgId} />
+      {org && can(org, 'DELETE /api/orgs/{orgId}') ? <DeleteOrg org={org} /> : null}
     </>
   );
 }
