@@ -23,6 +23,7 @@ import { NdjsonReceiver, SyslogReceiver } from './receivers.js';
 
 interface Stream {
   id: string;
+  hasAuthorization: boolean;
   kind: string;
   status: string;
   lastError: string | null;
@@ -366,6 +367,42 @@ describe.each(ENGINES)('audit streaming on %s', (engine) => {
     // Members without audit:stream are refused.
     const member = client(h, await h.cookieFor(h.user('acme', 'member').email));
     expect((await member.call('GET', `/api/orgs/${acme}/audit/streams`)).statusCode).toBe(403);
+  });
+
+  it('sends the receiver\u2019s Authorization header, stored sealed and never shown, dropped with a new URL, refused with a line break', async () => {
+    const token = 'Splunk 8f1c2d3e-auth-canary-4b5a';
+    const { stream } = await addStream({ kind: 'https', url: `${base}/hec`, authorization: token });
+    expect(stream.hasAuthorization).toBe(true);
+    await write(2);
+    const w = worker();
+    await w.drain();
+    // Every batch carries it, and so does the test event (the last batch).
+    await admin.call('POST', `/api/orgs/${acme}/audit/streams/${stream.id}/test`);
+    expect(http.batches.length).toBeGreaterThan(1);
+    for (const b of http.batches) expect(b.headers.authorization).toBe(token);
+    // Sealed in the row; in no answer, trail or log.
+    const stored = await h.t.owner.query<{ j: string; sealed: string }>('select to_jsonb(s)::text as j, auth_header_sealed as sealed from audit_streams s');
+    expect(stored[0]?.sealed).toMatch(/^v1\./);
+    const trail = await h.t.owner.query<{ j: string }>('select to_jsonb(a)::text as j from audit_events a');
+    const listed = await admin.call('GET', `/api/orgs/${acme}/audit/streams`);
+    for (const text of [stored.map((r) => r.j).join(), trail.map((r) => r.j).join(), listed.body, h.logs.join('')]) expect(text).not.toContain('auth-canary');
+    // Header injection and a syslog stream's header: 400, nothing written.
+    for (const bad of ['Bearer a\r\nX-Evil: 1', 'Bearer a\nb', ' Bearer', '']) expect((await admin.call('PATCH', `/api/orgs/${acme}/audit/streams/${stream.id}`, { authorization: bad })).statusCode, bad).toBe(400);
+    const sys = await admin.call('POST', `/api/orgs/${acme}/audit/streams`, { kind: 'syslog', host: '127.0.0.1', port: syslogPort, tls: false, authorization: 'Bearer x' });
+    expect(sys.statusCode).toBe(400);
+    // Replaced, then a new URL without one drops it: a header meant for one receiver never reaches another.
+    const replaced = await admin.call('PATCH', `/api/orgs/${acme}/audit/streams/${stream.id}`, { authorization: 'Bearer next-auth-canary' });
+    expect(replaced.json()).toMatchObject({ hasAuthorization: true });
+    const moved = await admin.call('PATCH', `/api/orgs/${acme}/audit/streams/${stream.id}`, { url: `${base}/elsewhere` });
+    expect(moved.json()).toMatchObject({ hasAuthorization: false });
+    http.batches.length = 0;
+    await write(1);
+    await w.drain();
+    expect(http.batches.length).toBeGreaterThan(0);
+    for (const b of http.batches) expect(b.headers.authorization).toBeUndefined();
+    const details = (await h.t.owner.query<{ details: Record<string, unknown> }>(
+      `select details from audit_events where org_id = $1 and action = 'audit.stream_updated' order by seq`, [acme])).map((r) => r.details.authorization);
+    expect(details).toEqual(['replaced', 'removed']);
   });
 
   it('sends a test event on request, disables and re-enables, rotates the secret, deletes', async () => {

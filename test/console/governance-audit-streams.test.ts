@@ -33,6 +33,7 @@ describe('console audit streaming in Chromium', () => {
     const form = page.getByRole('form', { name: 'Add stream' });
     await form.getByLabel('Receiver URL').fill(`${target}/siem`);
     await form.getByLabel('Description').fill('loopback SIEM');
+    await form.getByLabel('Authorization header (optional)').fill('Splunk console-auth-canary');
     await form.getByRole('button', { name: 'Add stream' }).click();
     const shown = page.getByRole('region', { name: 'The stream signing secret' });
     await shown.getByText('shown only this once').waitFor();
@@ -44,6 +45,10 @@ describe('console audit streaming in Chromium', () => {
     await page.getByRole('button', { name: 'Send a test event to loopback SIEM' }).click();
     await page.getByRole('status').getByText(/Test event acknowledged/).waitFor();
     expect(receiver.events()).toMatchObject([{ seq: 0, action: 'audit.stream_test' }]);
+    // The header reached the receiver; the page says one is set and never shows it.
+    expect(receiver.batches.at(-1)?.headers.authorization).toBe('Splunk console-auth-canary');
+    await list.getByText(/sends an Authorization header/).waitFor();
+    expect(await page.content()).not.toContain('console-auth-canary');
 
     // The stream carries the trail from its own creation on: a worker drains it, the page says so.
     const s = c.h.built.services;
@@ -54,6 +59,9 @@ describe('console audit streaming in Chromium', () => {
     await list.getByTestId('stream-status').getByText('Status: OK').waitFor();
     expect(receiver.events().some((e) => e.action === 'audit.stream_created')).toBe(true);
 
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Remove Authorization header of loopback SIEM' }).click();
+    await page.getByRole('button', { name: 'Remove Authorization header of loopback SIEM' }).waitFor({ state: 'detached' });
     await page.getByRole('button', { name: 'Disable loopback SIEM' }).click();
     await list.getByTestId('stream-status').getByText('Status: Disabled').waitFor();
 

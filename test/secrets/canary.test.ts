@@ -218,6 +218,13 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     secrets.set('streamSecret', created.secret.slice(6));
     const rotatedStream = await call('POST', `/api/orgs/${acme}/audit/streams/${created.stream.id}/rotate-secret`, { cookie: owner });
     secrets.set('streamSecretRotated', String((rotatedStream.json() as { secret: string }).secret).slice(6));
+    // The receiver's Authorization header: set, refused (a line break: the problem must not quote it), replaced.
+    const streamAuth = 'Bearer CANARY-stream-auth-5e9d1c7a';
+    secrets.set('streamAuthorization', streamAuth.slice(7));
+    const streamUrl = `/api/orgs/${acme}/audit/streams/${created.stream.id}`;
+    expectProblem(await call('PATCH', streamUrl, { cookie: owner, payload: { authorization: `${streamAuth}\r\nX-Injected: 1` } }), 400, 'validation_failed');
+    expect((await call('PATCH', streamUrl, { cookie: owner, payload: { authorization: streamAuth } })).statusCode).toBe(200);
+    expect((await call('GET', streamUrl, { cookie: owner })).statusCode).toBe(200);
 
     // Integration credentials: stored, refused (too long: the problem must not quote it), replaced,
     // read back every way the API offers, and opened by host code that quotes the value in its

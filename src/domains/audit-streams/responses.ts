@@ -16,6 +16,7 @@ export const streamView = z.object({
   tls: z.boolean().meta({ description: 'syslog: over TLS (RFC 5425); always true for https' }),
   description: z.string(),
   enabled: z.boolean(),
+  hasAuthorization: z.boolean().meta({ description: 'https: batches carry the Authorization header set for the receiver (never shown)' }),
   previousSecretExpiresAt: timestamp.nullable().meta({ description: 'https: while set, batches carry a signature by the previous secret too' }),
   status: streamStatus,
   lastError: z.string().nullable().meta({ description: 'A short code (timeout, connection_refused, http_status_503, tls_error, destination_refused_private…), never the receiver\u2019s words' }),

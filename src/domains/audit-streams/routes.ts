@@ -9,9 +9,12 @@ const host = z.string().trim().min(1).max(253);
 const port = z.number().int().min(1).max(65535);
 const from = z.enum(['now', 'start']).optional()
   .meta({ description: 'now (default): events from this one on; start: the whole trail first, then new events' });
+// A header value as HTTP allows it: visible ASCII and inner spaces, no line breaks (header injection).
+const authorization = z.string().min(1).max(1024).regex(/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/, 'visible ASCII characters and spaces, no line breaks')
+  .meta({ description: 'https: the Authorization header the receiver expects (`Splunk <token>`, `Bearer <token>`, `ApiKey <key>`); write-only, stored sealed' });
 const common = { description: userText(200, { allowEmpty: true }).optional(), enabled: z.boolean().optional(), from };
 const newStream = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('https'), url, ...common }),
+  z.strictObject({ kind: z.literal('https'), url, authorization: authorization.optional(), ...common }),
   z.strictObject({ kind: z.literal('syslog'), host, port, tls: z.boolean().optional().meta({ description: 'Default true; production refuses false' }), ...common }),
 ]);
 const streamParams = z.strictObject({ orgId: uuid, streamId: uuid });
@@ -53,6 +56,7 @@ export function auditStreamRoutes(streams: AuditStreamService): AnyRoute[] {
         params: streamParams,
         body: z.strictObject({
           url: url.optional(), host: host.optional(), port: port.optional(), tls: z.boolean().optional(),
+          authorization: authorization.nullable().optional().meta({ description: 'https: a new Authorization header; null removes it. A new url without one drops the old header' }),
           description: common.description, enabled: common.enabled,
         }),
         response: streamView,

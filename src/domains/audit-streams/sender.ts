@@ -4,9 +4,9 @@ import { ndjsonBatch, octetFrame, syslogMessage, type StreamEvent } from './form
 import { errorCode, type StreamOutcome } from './outcome.js';
 import type { SyslogTransport } from './syslog.js';
 
-/** A stream as the sender needs it: where, and (https) the secrets that sign. */
+/** A stream as the sender needs it: where, and (https) the secrets that sign and the receiver's Authorization header. */
 export type StreamTarget =
-  | { kind: 'https'; url: string; secrets: readonly string[] }
+  | { kind: 'https'; url: string; secrets: readonly string[]; authorization?: string | null }
   | { kind: 'syslog'; host: string; port: number; tls: boolean };
 
 export interface StreamSender {
@@ -24,6 +24,7 @@ export function createStreamSender(deps: { http: WebhookTransport; syslog: Syslo
       let headers: Record<string, string>;
       try {
         headers = signedHeaders(batchId, deps.clock.now(), body, target.secrets);
+        if (target.authorization) headers.authorization = target.authorization;
       } catch {
         // A stored secret that is no whsec_ secret (only a hand-edited row): a status, not a crash.
         return { ok: false, error: 'signing_failed', latencyMs: 0 };

@@ -21,7 +21,7 @@ export const STREAM_ROTATION_OVERLAP_SECONDS = 24 * 3600;
 /** Failed attempts in a row after which a stream's status is `failing` (about two minutes of backoff). */
 export const FAILING_AFTER = 5;
 
-export const streamSecretRef = (orgId: string, streamId: string, column: 'secret_sealed' | 'previous_secret_sealed' = 'secret_sealed'): FieldRef =>
+export const streamSecretRef = (orgId: string, streamId: string, column: 'secret_sealed' | 'previous_secret_sealed' | 'auth_header_sealed' = 'secret_sealed'): FieldRef =>
   ({ scope: orgId, table: 'audit_streams', column, row: streamId });
 
 export interface StreamRow {
@@ -33,6 +33,7 @@ export interface StreamRow {
   tls: boolean;
   description: string;
   enabled: boolean;
+  has_authorization: boolean;
   previous_secret_expires_at: Date | null;
   cursor_seq: number | string;
   consecutive_failures: number;
@@ -44,15 +45,18 @@ export interface StreamRow {
   updated_at: Date;
 }
 
-const COLUMNS = sql`s.id, s.kind, s.url, s.host, s.port, s.tls, s.description, s.enabled, s.previous_secret_expires_at, s.cursor_seq,
+const COLUMNS = sql`s.id, s.kind, s.url, s.host, s.port, s.tls, s.description, s.enabled, s.auth_header_sealed is not null as has_authorization,
+  s.previous_secret_expires_at, s.cursor_seq,
   s.consecutive_failures, s.last_error, s.last_attempt_at, s.last_delivered_at, s.next_attempt_at, s.created_at, s.updated_at`;
 
 export type CreateInput =
-  | { kind: 'https'; url: string; description?: string | undefined; enabled?: boolean | undefined; from?: 'now' | 'start' | undefined }
+  | { kind: 'https'; url: string; authorization?: string | undefined; description?: string | undefined; enabled?: boolean | undefined; from?: 'now' | 'start' | undefined }
   | { kind: 'syslog'; host: string; port: number; tls?: boolean | undefined; description?: string | undefined; enabled?: boolean | undefined; from?: 'now' | 'start' | undefined };
 
 export interface UpdateInput {
   url?: string | undefined;
+  /** https: a new Authorization header value; null removes it. */
+  authorization?: string | null | undefined;
   host?: string | undefined;
   port?: number | undefined;
   tls?: boolean | undefined;
@@ -100,7 +104,7 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
     const status = !r.enabled ? 'disabled' : r.consecutive_failures === 0 ? 'ok' : r.consecutive_failures >= FAILING_AFTER ? 'failing' : 'retrying';
     return {
       id: r.id, kind: r.kind, url: r.url, host: r.host, port: r.port, tls: r.kind === 'https' ? true : r.tls,
-      description: r.description, enabled: r.enabled, previousSecretExpiresAt: rotating?.toISOString() ?? null,
+      description: r.description, enabled: r.enabled, hasAuthorization: r.has_authorization, previousSecretExpiresAt: rotating?.toISOString() ?? null,
       status, lastError: r.last_error, consecutiveFailures: r.consecutive_failures,
       lagEvents,
       lagSeconds: lagEvents > 0 && r.oldest_at ? Math.max(0, Math.floor((now().getTime() - r.oldest_at.getTime()) / 1000)) : 0,
@@ -160,16 +164,18 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
         const head = await one<{ seq: number | string }>(tx, sql`select seq from audit_heads where org_id = ${org.orgId}`);
         const cursor = input.from === 'start' ? 0 : Number(head?.seq ?? 0);
         const sealed = secret ? await deps.sealer.seal(tx, streamSecretRef(org.orgId, id), secret) : null;
+        const authorization = input.kind === 'https' && input.authorization ? await deps.sealer.seal(tx, streamSecretRef(org.orgId, id, 'auth_header_sealed'), input.authorization) : null;
         await exec(
           tx,
-          sql`insert into audit_streams (org_id, id, kind, url, host, port, tls, description, enabled, secret_sealed, cursor_seq, created_by, created_at, updated_at)
+          sql`insert into audit_streams (org_id, id, kind, url, host, port, tls, description, enabled, secret_sealed, auth_header_sealed, cursor_seq,
+                created_by, created_at, updated_at)
               values (${org.orgId}, ${id}, ${dest.kind}, ${dest.url}, ${dest.host}, ${dest.port}, ${dest.tls}, ${input.description ?? ''}, ${enabled},
-                ${sealed}, ${cursor}, ${userActorOf(ctx).userId}, ${at}, ${at})`,
+                ${sealed}, ${authorization}, ${cursor}, ${userActorOf(ctx).userId}, ${at}, ${at})`,
         );
         if (enabled) await markStreamOrgDue(tx, org.orgId, at);
         await deps.audit.append(tx, org.orgId, ctx, {
           action: 'audit.stream_created', target: { type: 'audit_stream', id },
-          details: { kind: dest.kind, destination: destinationOf(dest), enabled, from: input.from ?? 'now' },
+          details: { kind: dest.kind, destination: destinationOf(dest), enabled, from: input.from ?? 'now', authorization: authorization !== null },
         });
         return readOne(tx, org.orgId, id);
       });
@@ -193,7 +199,9 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
         const current = await load(tx, org.orgId, id);
         const touchesSyslog = input.host !== undefined || input.port !== undefined || input.tls !== undefined;
         if (current.kind === 'https' && touchesSyslog) throw new AppError('validation_failed', 'host, port and tls are for syslog streams');
-        if (current.kind === 'syslog' && input.url !== undefined) throw new AppError('validation_failed', 'url is for https streams');
+        if (current.kind === 'syslog' && (input.url !== undefined || input.authorization !== undefined)) {
+          throw new AppError('validation_failed', 'url and authorization are for https streams');
+        }
         let url = current.url;
         let host = current.host;
         let port = current.port;
@@ -206,6 +214,10 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
           port = t.port;
         }
         const moved = url !== current.url || host !== current.host || port !== current.port || tls !== current.tls;
+        // A header meant for one receiver never goes to another: a new URL drops it unless one is sent with it.
+        const authorization = input.authorization !== undefined
+          ? (input.authorization === null ? null : await deps.sealer.seal(tx, streamSecretRef(org.orgId, id, 'auth_header_sealed'), input.authorization))
+          : moved && current.has_authorization ? null : undefined;
         const enabled = input.enabled ?? current.enabled;
         // A new destination or a stream switched back on starts with a clean slate and is tried at once.
         const fresh = moved || (enabled && !current.enabled);
@@ -213,6 +225,7 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
           tx,
           sql`update audit_streams set url = ${url}, host = ${host}, port = ${port}, tls = ${tls},
                 description = ${input.description ?? current.description}, enabled = ${enabled},
+                auth_header_sealed = case when ${authorization !== undefined} then ${authorization ?? null} else auth_header_sealed end,
                 consecutive_failures = case when ${fresh} then 0 else consecutive_failures end,
                 last_error = case when ${fresh} then null else last_error end,
                 next_attempt_at = case when ${fresh} then null else next_attempt_at end,
@@ -224,6 +237,7 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
         if (moved) details.destination = destinationOf({ kind: current.kind, url, host, port, tls });
         if (input.description !== undefined) details.description = input.description;
         if (input.enabled !== undefined) details.enabled = input.enabled;
+        if (authorization !== undefined) details.authorization = authorization === null ? 'removed' : 'replaced';
         await deps.audit.append(tx, org.orgId, ctx, { action: 'audit.stream_updated', target: { type: 'audit_stream', id }, details });
         return readOne(tx, org.orgId, id);
       });
@@ -277,10 +291,9 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
     async sendTest(ctx: RequestContext, id: string): Promise<StreamOutcome> {
       const org = requireOrg(ctx);
       const target = await deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const s = await one<{ kind: 'https' | 'syslog'; url: string | null; host: string | null; port: number | null; tls: boolean; secret_sealed: string | null;
-          previous_secret_sealed: string | null; previous_secret_expires_at: Date | null }>(
+        const s = await one<SealedTarget>(
           tx,
-          sql`select kind, url, host, port, tls, secret_sealed, previous_secret_sealed, previous_secret_expires_at
+          sql`select kind, url, host, port, tls, secret_sealed, previous_secret_sealed, previous_secret_expires_at, auth_header_sealed
               from audit_streams where org_id = ${org.orgId} and id = ${id}`,
         );
         if (!s) throw new AppError('not_found');
@@ -300,19 +313,21 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
   };
 }
 
-/** A stream's destination with its open secrets (the previous one too while it still signs). */
-export async function targetOf(
-  tx: Tx, sealer: Sealer, orgId: string, id: string,
-  s: { kind: 'https' | 'syslog'; url: string | null; host: string | null; port: number | null; tls: boolean; secret_sealed: string | null;
-    previous_secret_sealed: string | null; previous_secret_expires_at: Date | null },
-  now: Date,
-): Promise<StreamTarget> {
+/** A stream's row as targetOf needs it, its secrets sealed. */
+export interface SealedTarget {
+  kind: 'https' | 'syslog'; url: string | null; host: string | null; port: number | null; tls: boolean; secret_sealed: string | null;
+  previous_secret_sealed: string | null; previous_secret_expires_at: Date | null; auth_header_sealed: string | null;
+}
+
+/** A stream's destination with its open secrets (the previous one too while it still signs) and Authorization header. */
+export async function targetOf(tx: Tx, sealer: Sealer, orgId: string, id: string, s: SealedTarget, now: Date): Promise<StreamTarget> {
   if (s.kind === 'syslog') return { kind: 'syslog', host: s.host ?? '', port: s.port ?? 0, tls: s.tls };
   const secrets = [await sealer.open(tx, streamSecretRef(orgId, id), s.secret_sealed ?? '')];
   if (s.previous_secret_sealed && s.previous_secret_expires_at && s.previous_secret_expires_at > now) {
     secrets.push(await sealer.open(tx, streamSecretRef(orgId, id, 'previous_secret_sealed'), s.previous_secret_sealed));
   }
-  return { kind: 'https', url: s.url ?? '', secrets };
+  const authorization = s.auth_header_sealed ? await sealer.open(tx, streamSecretRef(orgId, id, 'auth_header_sealed'), s.auth_header_sealed) : null;
+  return { kind: 'https', url: s.url ?? '', secrets, authorization };
 }
 
 export type AuditStreamService = ReturnType<typeof createAuditStreamService>;

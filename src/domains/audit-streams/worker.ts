@@ -9,7 +9,7 @@ import type { StreamEvent } from './format.js';
 import { eventJson } from './format.js';
 import type { StreamOutcome } from './outcome.js';
 import type { StreamSender, StreamTarget } from './sender.js';
-import { targetOf } from './service.js';
+import { targetOf, type SealedTarget } from './service.js';
 
 /** Seconds before each retry, jittered ±20 %, then every ten minutes for as long as it takes: the cursor waits, nothing is dropped. */
 export const STREAM_RETRY_DELAYS_SECONDS = [1, 5, 15, 30, 60, 120, 300, 600] as const;
@@ -44,16 +44,8 @@ export interface StreamWorkerDeps {
   random?: () => number;
 }
 
-interface Claimed {
+interface Claimed extends SealedTarget {
   id: string;
-  kind: 'https' | 'syslog';
-  url: string | null;
-  host: string | null;
-  port: number | null;
-  tls: boolean;
-  secret_sealed: string | null;
-  previous_secret_sealed: string | null;
-  previous_secret_expires_at: Date | null;
   cursor_seq: number | string;
   consecutive_failures: number;
 }
@@ -133,7 +125,7 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
               for update of s skip locked)
             update audit_streams s set lease_until = ${lease}::timestamptz from due
             where s.org_id = ${orgId} and s.id = due.id
-            returning s.id, s.kind, s.url, s.host, s.port, s.tls, s.secret_sealed, s.previous_secret_sealed, s.previous_secret_expires_at,
+            returning s.id, s.kind, s.url, s.host, s.port, s.tls, s.secret_sealed, s.previous_secret_sealed, s.previous_secret_expires_at, s.auth_header_sealed,
               s.cursor_seq, s.consecutive_failures`,
       );
       const out: Batch[] = [];

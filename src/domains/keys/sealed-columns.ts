@@ -25,6 +25,7 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   { table: 'integration_credentials', column: 'secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'previous_secret_sealed', row: 'id', scope: 'org' },
+  { table: 'audit_streams', column: 'auth_header_sealed', row: 'id', scope: 'org' },
   // System scopes: not the org rotation's business (system_keys has no rotation job yet).
   { table: 'totp_credentials', column: 'secret_sealed', row: 'user_id', scope: { system: 'mfa' } },
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },

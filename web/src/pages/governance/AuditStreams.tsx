@@ -12,20 +12,21 @@ import { ShownOnce } from '../../ui/secret';
 import { StreamItem } from './StreamItem';
 
 type NewStream =
-  | { kind: 'https'; url: string; description: string }
+  | { kind: 'https'; url: string; authorization?: string; description: string }
   | { kind: 'syslog'; host: string; port: number; tls: boolean; description: string };
 
 /** The create form: an HTTPS receiver (NDJSON, signed) or a syslog collector (host, port, TLS). */
 function StreamForm({ busy, error, onSubmit }: { busy: boolean; error: unknown; onSubmit: (s: NewStream) => void }) {
   const [kind, setKind] = useState<'https' | 'syslog'>('https');
   const [url, setUrl] = useState('');
+  const [authorization, setAuthorization] = useState('');
   const [host, setHost] = useState('');
   const [port, setPort] = useState('6514');
   const [tls, setTls] = useState(true);
   const [description, setDescription] = useState('');
   const submit = (ev: FormEvent) => {
     ev.preventDefault();
-    onSubmit(kind === 'https' ? { kind, url, description } : { kind, host, port: Number(port), tls, description });
+    onSubmit(kind === 'https' ? { kind, url, ...(authorization ? { authorization } : {}), description } : { kind, host, port: Number(port), tls, description });
   };
   return (
     <form onSubmit={submit} aria-label="Add stream">
@@ -34,7 +35,12 @@ function StreamForm({ busy, error, onSubmit }: { busy: boolean; error: unknown; 
         <option value="syslog">Syslog over TCP (RFC 5424)</option>
       </Select>
       {kind === 'https' ? (
-        <Field label="Receiver URL" type="url" field="url" error={error} value={url} onChange={(e) => setUrl(e.target.value)} required maxLength={2048} />
+        <>
+          <Field label="Receiver URL" type="url" field="url" error={error} value={url} onChange={(e) => setUrl(e.target.value)} required maxLength={2048}
+            hint="Put the receiver's token in the Authorization header below, not in the URL: the URL is shown to everyone who manages streams." />
+          <Field label="Authorization header (optional)" type="password" field="authorization" error={error} value={authorization} autoComplete="off"
+            onChange={(e) => setAuthorization(e.target.value)} maxLength={1024} hint="e.g. Splunk <HEC token>, Bearer <token>; stored sealed, never shown again" />
+        </>
       ) : (
         <>
           <Field label="Syslog host" field="host" error={error} value={host} onChange={(e) => setHost(e.target.value)} required maxLength={253} />

@@ -26,6 +26,7 @@ export function StreamItem({ orgId, org, stream: s }: { orgId: string; org: MyOr
   const path = { orgId, streamId: s.id };
   const label = s.description || destination(s);
   const update = useAction((body: { enabled: boolean }) => call(api.PATCH('/api/orgs/{orgId}/audit/streams/{streamId}', { params: { path }, body })), { invalidate: [key] });
+  const header = useAction((authorization: null) => call(api.PATCH('/api/orgs/{orgId}/audit/streams/{streamId}', { params: { path }, body: { authorization } })), { invalidate: [key] });
   const test = useAction(() => call(api.POST('/api/orgs/{orgId}/audit/streams/{streamId}/test', { params: { path } })), { invalidate: [key], onSuccess: (r) => setTested(r) });
   const rotate = useAction(() => call(api.POST('/api/orgs/{orgId}/audit/streams/{streamId}/rotate-secret', { params: { path } })), {
     invalidate: [key],
@@ -41,12 +42,18 @@ export function StreamItem({ orgId, org, stream: s }: { orgId: string; org: MyOr
       {' · '}lag: {s.lagEvents} event{s.lagEvents === 1 ? '' : 's'}{s.lagEvents > 0 ? `, ${s.lagSeconds} s` : ''}
       {' · '}last delivered: {s.lastDeliveredAt ? when(s.lastDeliveredAt) : 'never'}
       {s.previousSecretExpiresAt ? <> · previous secret signs until {when(s.previousSecretExpiresAt)}</> : null}
+      {s.hasAuthorization ? <> · sends an Authorization header</> : null}
       <div className="row">
         {can(org, 'POST /api/orgs/{orgId}/audit/streams/{streamId}/test') ? (
           <button type="button" disabled={test.isPending} aria-busy={test.isPending || undefined} onClick={() => test.mutate(undefined)}>Send a test event to {label}</button>
         ) : null}
         {can(org, 'PATCH /api/orgs/{orgId}/audit/streams/{streamId}') ? (
           <button type="button" disabled={update.isPending} onClick={() => update.mutate({ enabled: !s.enabled })}>{s.enabled ? 'Disable' : 'Enable'} {label}</button>
+        ) : null}
+        {s.hasAuthorization && can(org, 'PATCH /api/orgs/{orgId}/audit/streams/{streamId}') ? (
+          <button type="button" disabled={header.isPending} onClick={() => {
+            if (window.confirm(`Stop sending the Authorization header to ${destination(s)}?`)) header.mutate(null);
+          }}>Remove Authorization header of {label}</button>
         ) : null}
         {s.kind === 'https' && can(org, 'POST /api/orgs/{orgId}/audit/streams/{streamId}/rotate-secret') ? (
           <button type="button" disabled={rotate.isPending} onClick={() => {
@@ -62,7 +69,7 @@ export function StreamItem({ orgId, org, stream: s }: { orgId: string; org: MyOr
       {tested ? (
         <p role="status">{tested.ok ? `Test event acknowledged in ${tested.latencyMs} ms.` : `Test event not acknowledged: ${tested.error ?? 'unknown error'}.`}</p>
       ) : null}
-      <ProblemView error={update.error ?? test.error ?? rotate.error ?? remove.error} />
+      <ProblemView error={update.error ?? header.error ?? test.error ?? rotate.error ?? remove.error} />
       {secret ? <ShownOnce label="The new signing secret" value={secret} filename="audit-stream-secret.txt" /> : null}
     </li>
   );
