@@ -104,6 +104,16 @@ export class Keyring {
     return createHmac('sha256', key).update(data).digest('hex');
   }
 
+  /** Zeroes and drops every unwrapped data key of a scope (its keys were destroyed, or may have been). */
+  forgetScope(scope: string): void {
+    for (const [k, key] of this.cache) {
+      if (k.startsWith(`${scope}/`)) {
+        key.fill(0);
+        this.cache.delete(k);
+      }
+    }
+  }
+
   private unwrap(scope: string, w: WrappedKey): Buffer {
     const cacheKey = `${scope}/${w.id}`;
     const hit = this.cache.get(cacheKey);

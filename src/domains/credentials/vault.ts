@@ -52,7 +52,10 @@ export function createVault(deps: VaultDeps) {
         const row = await one<{ id: string; secret_sealed: string; use_count: number | string }>(
           tx,
           sql`update integration_credentials set use_count = use_count + 1, last_used_at = ${startedAt.toISOString()}, last_used_by = ${by}
-              where org_id = ${org} and name = ${name} and deleted_at is null returning id, secret_sealed, use_count`,
+              where org_id = ${org} and name = ${name} and deleted_at is null
+                -- An org being deleted uses none of its credentials (nothing else in it can be used either).
+                and not exists (select 1 from organizations o where o.org_id = ${org} and (o.purge_after is not null or o.shredded_at is not null))
+              returning id, secret_sealed, use_count`,
         );
         if (!row) throw missing();
         // A value that does not open (a destroyed key, a tampered row) rolls the count back with it.

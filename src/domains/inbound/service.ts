@@ -118,7 +118,9 @@ export function createInboundService(deps: InboundDeps) {
       return deps.db.withTenant({ orgId }, async (tx) => {
         const source = await one<{ provider: string; secret_sealed: string }>(
           tx,
-          sql`select provider, secret_sealed from inbound_sources where org_id = ${orgId} and id = ${sourceId} and deleted_at is null`,
+          // An org being deleted (or shredded) takes no events: its source is as unknown as a deleted one.
+          sql`select s.provider, s.secret_sealed from inbound_sources s join organizations o on o.org_id = s.org_id
+              where s.org_id = ${orgId} and s.id = ${sourceId} and s.deleted_at is null and o.purge_after is null and o.shredded_at is null`,
         );
         const provider = source ? providers.get(source.provider) : undefined;
         if (!source || !provider) return rejectDelivery('unknown_source');

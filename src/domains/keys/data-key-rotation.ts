@@ -302,6 +302,10 @@ export function createDataKeyService(deps: DataKeyDeps) {
         destroyed.push(k.id);
       }
       return { destroyed, kept };
+    }).then((out) => {
+      // The unwrapped material this process holds goes with the rows.
+      if (out.destroyed.length > 0) sealer.forget(orgId);
+      return out;
     });
   }
 

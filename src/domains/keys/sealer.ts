@@ -18,7 +18,7 @@ export interface Sealer {
    * read once per resealer, not once per value (a batch would otherwise cost two reads a value).
    */
   resealer(tx: Tx, keyId: string): (ref: FieldRef, sealed: string) => Promise<string>;
-  /** Drops a scope's cached active key: the next seal in this process reads the new one. */
+  /** Drops a scope's cached active key (the next seal in this process reads the new one) and zeroes its unwrapped keys. */
   forget(scope: string): void;
 }
 
@@ -108,6 +108,10 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
         return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
       };
     },
-    forget: (scope) => void cache.delete(isUuid(scope) ? scope.toLowerCase() : scope),
+    forget: (scope) => {
+      const s = isUuid(scope) ? scope.toLowerCase() : scope;
+      cache.delete(s);
+      keyring.forgetScope(s);
+    },
   };
 }

@@ -55,6 +55,8 @@ export function createShredder(deps: ShredDeps) {
         // With its SAML ACS routes (cascade): an IdP's post can no longer reach the org.
         await exec(tx, sql`delete from sso_connections where org_id = ${orgId}`);
         await exec(tx, sql`update sso_enforcement set enforced_since = null where org_id = ${orgId}`);
+        await exec(tx, sql`update inbound_sources set deleted_at = ${now()}, secret_sealed = '' where org_id = ${orgId} and deleted_at is null`);
+        await exec(tx, sql`update integration_credentials set deleted_at = ${now()}, secret_sealed = '' where org_id = ${orgId} and deleted_at is null`);
         await exec(tx, sql`update webhook_endpoints set enabled = false, disabled_reason = 'org_deleted' where org_id = ${orgId}`);
         await exec(tx, sql`update audit_streams set enabled = false where org_id = ${orgId}`);
         await exec(tx, sql`update organizations set shredded_at = ${now()} where org_id = ${orgId}`);

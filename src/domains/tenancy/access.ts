@@ -73,7 +73,7 @@ export function assertRestrictable(granted: PermissionSet, restricted: boolean):
 export interface OrgPolicy {
   sessionIdleSeconds: number | null;
   sessionAbsoluteSeconds: number | null;
-  /** Sessions of this member created at or before this instant no longer reach the org. */
+  /** Sessions of this member created before this instant no longer reach the org. */
   sessionsRevokedAt: Date | null;
   /** From this instant a member needs a second factor (and a session proven with one). */
   mfaEnforcedFrom: Date | null;

@@ -48,6 +48,8 @@ describe.each(ENGINES)('custom roles on %s', (engine) => {
     expect(edited.json<RoleView>().permissions).toEqual(expect.arrayContaining(['audit:read', 'audit:stream']));
     // A role stored before the rule (or by hand) holds audit:stream without audit:read: not honoured.
     await h.t.owner.query(`update custom_roles set permissions = '{org:read,audit:stream}' where id = $1`, [role.id]);
+    // A rename keeps the stored set: it does not widen what holders have behind their back.
+    expect((await owner.call('PATCH', url(`/${role.id}`), { name: uniqueName('siem-renamed') })).json<RoleView>().permissions).toEqual(['org:read', 'audit:stream']);
     const holder = await newMember('member');
     await h.t.owner.query(`update memberships set role = 'custom', custom_role_id = $3 where org_id = $1 and user_id = $2`, [acme, holder.id, role.id]);
     const res = await (await as(holder.email)).call('GET', `/api/orgs/${acme}/audit/streams`);

@@ -136,7 +136,8 @@ export function createRoleService(deps: TenancyDeps) {
         if (!org.permissions.covers(PermissionSet.of(cur.permissions))) {
           throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         }
-        const next = withImplied(input.permissions ?? cur.permissions);
+        // A rename keeps the stored set as it is: implying on it would widen what holders have, unseen.
+        const next = input.permissions ? withImplied(input.permissions) : PermissionSet.of(cur.permissions);
         if (!org.permissions.covers(next)) throw new AppError('privilege_escalation', 'the role holds permissions you do not have');
         const wide = input.permissions ? orgWideIn(next) : [];
         if (wide.length > 0) await assertNoRestrictedHolders(tx, id, wide);

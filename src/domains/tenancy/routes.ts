@@ -71,7 +71,8 @@ export function tenancyRoutes(s: {
     defineRoute({
       method: 'POST', url: '/api/orgs/:orgId/restore', summary: 'Restore an organization scheduled for deletion, within its grace period (API keys stay revoked)',
       tags, auth: { mode: 'session' }, permission: 'org:delete', stepUp: true, rateLimit: 'authenticated', audit: { action: 'org.restored' },
-      whileDeleting: true, schema: { params: orgParams, response: orgView }, errors: [...orgPolicy, 'conflict'], // not scheduled, or too late
+      // An owner outside the admin IP allowlist restores too (the list cannot be changed meanwhile).
+      whileDeleting: true, ownerRecovery: true, schema: { params: orgParams, response: orgView }, errors: [...orgPolicy, 'conflict'], // not scheduled, or too late
       handler: async ({ ctx }) => {
         await s.deletion.restore(ctx);
         return s.orgs.get(ctx);
