@@ -39,6 +39,7 @@ export const RATE_LIMIT_POLICIES = [
   'authenticated',
   'inbound',
   'audit-verify',
+  'outbound-test',
 ] as const;
 export type RateLimitPolicy = (typeof RATE_LIMIT_POLICIES)[number];
 

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checkSyslogTarget, inspectSyslogTarget } from '../../src/domains/audit-streams/destination.js';
 import { createSyslogTransport } from '../../src/domains/audit-streams/index.js';
 import { AppError } from '../../src/kernel/errors.js';
-import { createTestApp, type Problem, type TestApp } from '../support/app.js';
+import { DEFAULT_POLICIES } from '../../src/http/rate-limit/policies.js';
+import { createTestApp, RELAXED_LIMITS, type Problem, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 
@@ -116,5 +117,35 @@ describe.each(ENGINES)('audit stream input on %s', (engine) => {
     // A cap per org.
     for (let i = 1; i < 5; i++) await addStream({ kind: 'https', url: `https://siem${i}.example.com/` });
     expect((await admin.call('POST', `/api/orgs/${acme}/audit/streams`, { kind: 'https', url: 'https://siem6.example.com/' })).statusCode).toBe(409);
+  });
+});
+
+/**
+ * A test event's answer says whether a host's port answered, refused, timed out or spoke TLS:
+ * under its own limit (the default, 20 per 10 minutes per actor) it cannot be turned into a port
+ * scanner, whatever the destination is changed to.
+ */
+describe.runIf(ENGINES.includes('postgres'))('audit stream test events', () => {
+  let h: TestApp;
+  beforeAll(async () => {
+    const { limit, windowSeconds } = DEFAULT_POLICIES['outbound-test'];
+    h = await createTestApp('postgres', {
+      config: { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', RATE_LIMITS: RELAXED_LIMITS.replace('outbound-test=100000/60', `outbound-test=${limit}/${windowSeconds}`) },
+    });
+  });
+  afterAll(async () => h?.close());
+
+  it('are limited per actor under their own policy', async () => {
+    const acme = h.orgId('acme');
+    const admin = client(h, await h.cookieFor(h.user('acme', 'admin').email));
+    const made = await admin.call('POST', `/api/orgs/${acme}/audit/streams`, { kind: 'syslog', host: '127.0.0.1', port: 9, tls: false, enabled: false });
+    expect(made.statusCode, made.body).toBe(201);
+    const url = `/api/orgs/${acme}/audit/streams/${made.json<{ stream: { id: string } }>().stream.id}/test`;
+    const answers: number[] = [];
+    for (let i = 0; i <= DEFAULT_POLICIES['outbound-test'].limit; i++) answers.push((await admin.call('POST', url)).statusCode);
+    expect(answers.slice(0, -1).every((s) => s === 200)).toBe(true);
+    expect(answers.at(-1)).toBe(429);
+    // The rest of the stream routes are not held back by it.
+    expect((await admin.call('GET', `/api/orgs/${acme}/audit/streams`)).statusCode).toBe(200);
   });
 });

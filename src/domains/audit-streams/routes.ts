@@ -81,7 +81,7 @@ export function auditStreamRoutes(streams: AuditStreamService): AnyRoute[] {
       handler: ({ ctx, params }) => streams.rotateSecret(ctx, params.streamId),
     }),
     defineRoute({
-      ...shared, method: 'POST', url: `${base}/:streamId/test`,
+      ...shared, method: 'POST', url: `${base}/:streamId/test`, rateLimit: 'outbound-test',
       summary: 'Send a test event (seq 0, action audit.stream_test) to the destination now and report what came back',
       audit: { action: 'audit.stream_tested' },
       schema: { params: streamParams, response: testResult }, errors: [],

@@ -49,6 +49,11 @@ export const DEFAULT_POLICIES: PolicyTable = Object.freeze({
   // keep the database busy; a console showing the result, or an integration checking on a
   // schedule, stays far below it.
   'audit-verify': { limit: 10, windowSeconds: 300 },
+  // 20 per 10 minutes per signed-in actor for a test event sent on request to a destination
+  // outside (an audit stream's receiver): each answer says whether a host's port answered,
+  // refused, timed out or spoke TLS, so `authenticated` would make it a port scanner of the
+  // internet from our addresses; someone setting up a SIEM retries a handful of times.
+  'outbound-test': { limit: 20, windowSeconds: 600 },
 });
 
 /** Merges overrides into the defaults and refuses nonsense at start-up rather than at the first hit. */
