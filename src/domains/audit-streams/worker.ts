@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { errorCodeOf } from '../../kernel/errors.js';
+import { createPollLoop } from '../../kernel/poll-loop.js';
 import type { AuditReader } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import type { StreamEvent } from './format.js';
@@ -73,10 +74,6 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
   const pollMs = deps.pollMs ?? 1000;
   const random = deps.random ?? Math.random;
   const iso = (ms = 0) => new Date(deps.clock.now().getTime() + ms).toISOString();
-  let running = false;
-  let stopping = false;
-  let loop: Promise<void> | null = null;
-  let wake: (() => void) | null = null;
   /** Orgs written to in this process lately, looked at before their check time (wall-clock ms until). */
   const hot = new Map<string, number>();
   /** Orgs with a stream, refreshed now and then, so that nudges for the others cost nothing. */
@@ -204,7 +201,7 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
 
   /** One pass over the orgs due now: one batch per stream. Returns how many events were attempted. */
   async function tick(): Promise<number> {
-    if (stopping) return 0;
+    if (loop.stopping) return 0;
     let attempted = 0;
     const orgs = await claimOrgs(20);
     let next = 0;
@@ -218,9 +215,9 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
     };
     const passOver = async (orgId: string, lease: (typeof orgs)[number]['lease']): Promise<void> => {
       try {
-        const batches = stopping ? [] : await claimBatches(orgId);
+        const batches = loop.stopping ? [] : await claimBatches(orgId);
         await Promise.all(batches.map(async (b) => {
-          if (stopping) return release(orgId, b);
+          if (loop.stopping) return release(orgId, b);
           attempted += b.events.length;
           const outcome = await deps.sender.send(b.target, b.events, `audit_${b.streamId.replace(/-/g, '')}_${b.from + 1}`);
           await record(orgId, b, outcome);
@@ -236,64 +233,38 @@ export function createStreamWorker(deps: StreamWorkerDeps) {
     return attempted;
   }
 
+  // loop.stopping: the pass in progress claims nothing more and hands back what it claimed.
+  const loop = createPollLoop({
+    name: 'audit stream worker', logger: deps.logger, tick,
+    // No org streams (the common case): nothing to claim until the list, refreshed every 5 s, says otherwise.
+    pass: () => refreshStreaming().then(() => (streaming.size > 0 ? tick() : 0)),
+    // While an org is hot its commit may not have landed yet: look again soon.
+    idleMs: () => (hot.size > 0 ? 15 : Math.min(pollMs, 250)),
+  });
   return {
     tick,
     /** Ticks until nothing is due now (tests, the CLI). */
-    async drain(): Promise<number> {
-      let total = 0;
-      for (;;) {
-        const n = await tick();
-        total += n;
-        if (n === 0) return total;
-      }
-    },
+    drain: loop.drain,
     /**
      * An audit append in this process (called before its transaction commits): the org is
      * looked at on the next passes for a moment, instead of at its next poll.
      */
     nudge(orgId: string): void {
-      if (!running || !streaming.has(orgId)) return;
+      if (!loop.running || !streaming.has(orgId)) return;
       hot.set(orgId, Date.now() + 250);
-      wake?.();
+      loop.wake();
     },
     /** A stream was created or changed here: the org streams now, and is looked at at once. */
     streamsChanged(orgId: string): void {
       streaming.add(orgId);
-      if (running) {
+      if (loop.running) {
         hot.set(orgId, Date.now() + 500);
-        wake?.();
+        loop.wake();
       }
     },
-    start(): void {
-      if (running) return;
-      running = true;
-      stopping = false;
-      loop = (async () => {
-        while (running) {
-          // No org streams (the common case): nothing to claim until the list, refreshed every 5 s, says otherwise.
-          const n = await refreshStreaming().then(() => (streaming.size > 0 ? tick() : 0)).catch((err: unknown) => {
-            deps.logger.error({ code: errorCodeOf(err) }, 'audit stream worker tick failed');
-            return 0;
-          });
-          if (n === 0 && running) {
-            // While an org is hot its commit may not have landed yet: look again soon.
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              setTimeout(resolve, hot.size > 0 ? 15 : Math.min(pollMs, 250)).unref();
-            });
-            wake = null;
-          }
-        }
-      })();
-    },
+    start: loop.start,
     /** Stops polling; batches in flight are recorded, claimed ones not yet sent handed back. */
-    async stop(): Promise<void> {
-      running = false;
-      stopping = true;
-      wake?.();
-      await loop;
-      stopping = false;
-    },
+    stop: loop.stop,
   };
 }
 

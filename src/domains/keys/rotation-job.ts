@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { exec, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { errorCodeOf } from '../../kernel/errors.js';
+import { createPollLoop } from '../../kernel/poll-loop.js';
 import type { DataKeyService } from './data-key-rotation.js';
 import type { Shredder } from './shredding.js';
 
@@ -35,10 +36,6 @@ export interface DataKeyJobDeps {
 export function createDataKeyJob(deps: DataKeyJobDeps) {
   const size = deps.batchSize ?? 500;
   const iso = (ms = 0) => new Date(deps.clock.now().getTime() + ms).toISOString();
-  let running = false;
-  let stopping = false;
-  let loop: Promise<void> | null = null;
-  let wake: (() => void) | null = null;
 
   async function claim(limit: number): Promise<{ orgId: string; lease: string }[]> {
     const lease = iso(LEASE_SECONDS * 1000);
@@ -65,7 +62,7 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
     let state = await deps.keys.step(orgId, size, deps.beforeCommit);
     while (state === 'more') {
       batches++;
-      if (stopping || Date.now() > until) return batches;
+      if (loop.stopping || Date.now() > until) return batches;
       state = await deps.keys.step(orgId, size, deps.beforeCommit);
     }
     if (state === 'idle') {
@@ -96,7 +93,7 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
     for (const { orgId, lease } of await claim(1)) {
       work++;
       try {
-        if (!stopping) work += await turn(orgId);
+        if (!loop.stopping) work += await turn(orgId);
         await reschedule(orgId, lease);
       } catch (err) {
         // The lease runs out and a later pass (this worker or another) resumes from the cursor.
@@ -106,41 +103,14 @@ export function createDataKeyJob(deps: DataKeyJobDeps) {
     return work;
   }
 
+  const loop = createPollLoop({ name: 'data-key job', logger: deps.logger, tick, idleMs: () => deps.idleMs ?? 5_000 });
   return {
     tick,
     /** Ticks until nothing is due now (tests, the CLI). */
-    async drain(): Promise<number> {
-      let total = 0;
-      for (;;) {
-        const n = await tick();
-        total += n;
-        if (n === 0) return total;
-      }
-    },
-    start(): void {
-      if (running) return;
-      running = true;
-      stopping = false;
-      loop = (async () => {
-        while (running) {
-          const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ code: errorCodeOf(err) }, 'data-key job tick failed');
-            return 0;
-          });
-          if (n === 0 && running) await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, deps.idleMs ?? 5_000).unref();
-          });
-        }
-      })();
-    },
+    drain: loop.drain,
+    start: loop.start,
     /** Stops after the batch in flight (its transaction commits or rolls back whole). */
-    async stop(): Promise<void> {
-      running = false;
-      stopping = true;
-      wake?.();
-      await loop;
-    },
+    stop: loop.stop,
   };
 }
 

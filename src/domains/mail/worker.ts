@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { exec, rows, type Database } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { errorCodeOf } from '../../kernel/errors.js';
+import { createPollLoop } from '../../kernel/poll-loop.js';
 import type { Sealer } from '../keys/index.js';
 import { outboxRef } from './outbox.js';
 import { deadlineFor, type MailTransport, type OutgoingMail, type SendError } from './smtp.js';
@@ -61,11 +62,6 @@ export function createMailWorker(deps: MailWorkerDeps) {
   // another worker would claim it again and send it twice.
   const leaseMs = Math.ceil(BATCH / CONCURRENCY) * deadlineFor(deps.timeoutMs) + 30_000;
   const iso = (ms = 0) => new Date(deps.clock.now().getTime() + ms).toISOString();
-  let running = false;
-  let stopping = false;
-  let loop: Promise<void> | null = null;
-  let wake: (() => void) | null = null;
-
   async function claim(): Promise<{ jobs: Claimed[]; lease: string }> {
     const lease = iso(leaseMs);
     const jobs = await deps.db.withSystem('mail worker: claim due messages', async (tx) => {
@@ -126,13 +122,13 @@ export function createMailWorker(deps: MailWorkerDeps) {
 
   /** One pass: claims a batch of due messages and sends it. Returns how many were attempted. */
   async function tick(): Promise<number> {
-    if (stopping) return 0;
+    if (poll.stopping) return 0;
     const { jobs, lease } = await claim();
     let next = 0;
     const lanes = Array.from({ length: Math.min(CONCURRENCY, jobs.length) }, async () => {
       while (next < jobs.length) {
         const job = jobs[next++] as Claimed;
-        await (stopping ? release(job, lease) : deliver(job, lease)).catch((err: unknown) => {
+        await (poll.stopping ? release(job, lease) : deliver(job, lease)).catch((err: unknown) => {
           // The lease runs out and the message is due again: a database hiccup loses nothing.
           // The code only: a database error's detail can quote the row (its recipient).
           deps.logger.error({ code: errorCodeOf(err), mailId: job.id }, 'mail attempt not recorded');
@@ -143,44 +139,15 @@ export function createMailWorker(deps: MailWorkerDeps) {
     return jobs.length;
   }
 
+  // poll.stopping: the pass in progress sends nothing more; what it claimed goes back.
+  const poll = createPollLoop({ name: 'mail worker', logger: deps.logger, tick, idleMs: () => deps.idleMs ?? 1000 });
   return {
     tick,
     /** Ticks until nothing is due now (tests, the CLI). */
-    async drain(): Promise<number> {
-      let total = 0;
-      for (;;) {
-        const n = await tick();
-        total += n;
-        if (n === 0) return total;
-      }
-    },
-    start(): void {
-      if (running) return;
-      running = true;
-      stopping = false;
-      loop = (async () => {
-        while (running) {
-          const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ code: errorCodeOf(err) }, 'mail worker tick failed');
-            return 0;
-          });
-          if (n === 0 && running) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              setTimeout(resolve, deps.idleMs ?? 1000).unref();
-            });
-          }
-        }
-      })();
-    },
+    drain: poll.drain,
+    start: poll.start,
     /** Stops polling; the sends in flight are recorded, the rest handed back (graceful shutdown). */
-    async stop(): Promise<void> {
-      running = false;
-      stopping = true;
-      wake?.();
-      await loop;
-      stopping = false;
-    },
+    stop: poll.stop,
   };
 }
 

@@ -4,6 +4,7 @@ import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { systemContext } from '../../kernel/context.js';
 import { errorCodeOf } from '../../kernel/errors.js';
+import { createPollLoop } from '../../kernel/poll-loop.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { secretRef } from './service.js';
@@ -68,11 +69,6 @@ export function createWebhookWorker(deps: WorkerDeps) {
   const batch = Math.max(1, Math.min(50, concurrency * Math.floor(LEASE_SECONDS / (SEND_DEADLINE_SECONDS + 5))));
   const random = deps.random ?? Math.random;
   const iso = (ms = 0) => new Date(deps.clock.now().getTime() + ms).toISOString();
-  let running = false;
-  /** Set by stop(): the pass in progress claims nothing more and hands back what it has not sent. */
-  let stopping = false;
-  let loop: Promise<void> | null = null;
-  let wake: (() => void) | null = null;
   const inFlight = new Set<Promise<void>>();
 
   /** Takes up to `limit` orgs with work due, leasing each for LEASE_SECONDS. */
@@ -234,10 +230,10 @@ export function createWebhookWorker(deps: WorkerDeps) {
         // with the others instead of holding the worker until it is drained. Once stopping, no
         // new claim; the org is still rescheduled, so it is due again at once for the next
         // worker instead of staying leased to a process that is going away.
-        if (!stopping) {
+        if (!poll.stopping) {
           const jobs = await claimDeliveries(orgId, batch);
           attempted += jobs.length;
-          await pool(jobs, concurrency, (job) => track(stopping ? release(orgId, job) : deliver(orgId, job)));
+          await pool(jobs, concurrency, (job) => track(poll.stopping ? release(orgId, job) : deliver(orgId, job)));
         }
         await reschedule(orgId, lease);
       } catch (err) {
@@ -253,40 +249,16 @@ export function createWebhookWorker(deps: WorkerDeps) {
     return p.finally(() => inFlight.delete(p));
   }
 
+  // poll.stopping: the pass in progress claims nothing more and hands back what it has not sent.
+  const poll = createPollLoop({ name: 'webhook worker', logger: deps.logger, tick, idleMs: () => deps.idleMs ?? 100 });
   return {
     tick,
     /** Ticks until nothing is due now (tests, the CLI). */
-    async drain(): Promise<number> {
-      let total = 0;
-      for (;;) {
-        const n = await tick();
-        total += n;
-        if (n === 0) return total;
-      }
-    },
-    start(): void {
-      if (running) return;
-      running = true;
-      stopping = false;
-      loop = (async () => {
-        while (running) {
-          const n = await tick().catch((err: unknown) => {
-            deps.logger.error({ code: errorCodeOf(err) }, 'webhook worker tick failed');
-            return 0;
-          });
-          if (n === 0 && running) await new Promise<void>((resolve) => {
-            wake = resolve;
-            setTimeout(resolve, deps.idleMs ?? 100).unref();
-          });
-        }
-      })();
-    },
+    drain: poll.drain,
+    start: poll.start,
     /** Stops polling and waits for the deliveries in flight to be recorded (graceful shutdown). */
     async stop(): Promise<void> {
-      running = false;
-      stopping = true;
-      wake?.();
-      await loop;
+      await poll.stop();
       await Promise.allSettled([...inFlight]);
     },
   };
