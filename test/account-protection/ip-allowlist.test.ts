@@ -230,12 +230,14 @@ describe.each(ENGINES)('admin IP allowlist on %s', (engine) => {
       .sort((a, b) => Number(a.url.endsWith('/leave')) - Number(b.url.endsWith('/leave')));
     const admin = routes.filter((r) => isAdminLevel(r.permission));
     expect(admin.length).toBeGreaterThan(10);
-    // What an owner keeps from outside: the list itself, people and their credentials, the trail (and its verification).
+    // What an owner keeps from outside: the list itself, people and their credentials, the trail (and its verification),
+    // and the restore of an org scheduled for deletion (the list cannot be changed meanwhile).
     const recovery = routes.filter((r) => r.ownerRecovery).map((r) => `${r.method} ${r.url}`).sort();
     expect(recovery).toEqual([
       'DELETE /api/orgs/:orgId/api-keys/:keyId', 'DELETE /api/orgs/:orgId/invitations/:invitationId', 'DELETE /api/orgs/:orgId/members/:userId',
       'GET /api/orgs/:orgId/api-keys', 'GET /api/orgs/:orgId/audit', 'GET /api/orgs/:orgId/audit/verification', 'GET /api/orgs/:orgId/settings',
       'PATCH /api/orgs/:orgId/members/:userId', 'PATCH /api/orgs/:orgId/settings', 'POST /api/orgs/:orgId/members/:userId/sessions/revoke',
+      'POST /api/orgs/:orgId/restore',
     ]);
     const wrong: string[] = [];
     for (const [who, c] of [['admin', cookie], ['owner', ownerCookie]] as const) {
