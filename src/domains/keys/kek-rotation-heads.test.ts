@@ -20,7 +20,7 @@ describe.each(ENGINES)('KEK rotation re-signs audit chain heads on %s', (engine)
   let t: TestDatabase;
   const orgs: string[] = [];
   const writerUnder = (keks: Kek[]) =>
-    createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring(keks)), clock: new ManualClock(new Date()), onError: (err) => { throw err; } });
+    createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring(keks)), sealer: createSealer(new Keyring(keks)), clock: new ManualClock(new Date()), onError: (err) => { throw err; } });
   const append = (keks: Kek[], org: string) =>
     t.db.withTenant({ orgId: org, projectIds: null }, (tx) => writerUnder(keks).append(tx, org, systemContext('test'), { action: 'org.updated', details: { name: 'x' } }));
   const heads = () => t.owner.query<{ org_id: string; key_id: string; mac: string; seq: string }>('select org_id::text, key_id, mac, seq::text from audit_heads order by org_id');
