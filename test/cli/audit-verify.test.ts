@@ -98,7 +98,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     expect((await send(owner, 'POST', `/api/orgs/${h.orgId('globex')}/projects`, { name: 'probe' })).statusCode).toBe(404);
   });
   afterAll(async () => {
-    await h?.t.owner.script('alter table audit_events enable trigger audit_events_append_only');
+    await h?.t.owner.script('alter table audit_events enable trigger user');
     await h?.close();
   });
 
@@ -120,7 +120,7 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
 
   describe('with the append-only trigger disabled by a superuser', () => {
     beforeAll(async () => {
-      await h.t.owner.script('alter table audit_events disable trigger audit_events_append_only');
+      await h.t.owner.script('alter table audit_events disable trigger user');
     });
 
     it('(a) an edited event fails verification naming its seq and id; restoring it passes', SLOW, async () => {

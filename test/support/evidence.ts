@@ -69,3 +69,11 @@ export async function lockState(h: TestApp, userId: string): Promise<{ failed_lo
   if (!r) throw new Error('no user');
   return r;
 }
+
+/** auditRows with only `columns` of each event (the opened values), for tests that compare whole rows. */
+export async function auditSelect<T = Record<string, unknown>>(
+  h: TestApp, columns: readonly (keyof OpenedEvent)[] | '*', where: string, params: unknown[] = [],
+): Promise<T[]> {
+  const rows = await auditRows(h, where, params);
+  return (columns === '*' ? rows : rows.map((e) => Object.fromEntries(columns.map((c) => [c, e[c]])))) as T[];
+}

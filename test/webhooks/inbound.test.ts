@@ -17,7 +17,7 @@ import { createInboundService, type AppliedEvent, type SourceView } from '../../
 import { createTestApp, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
-import { auditRows } from '../support/evidence.js';
+import { auditSelect, auditRows } from '../support/evidence.js';
 
 // Canary secrets: searched for in every answer, log line and audit event.
 const SW_KEY = Buffer.from('CANARY-inbound-standard-7c1d9e2f-31ab');
@@ -109,7 +109,7 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
       const rows = await h.t.owner.query<{ secret_sealed: string }>('select secret_sealed from inbound_sources where org_id = $1', [acme]);
       expect(rows).toHaveLength(2);
       for (const r of rows) for (const s of SECRETS) expect(r.secret_sealed.includes(s)).toBe(false);
-      const actions = await auditRows(h, `where org_id = $1 and target_id = $2`, [acme, standard.id]);
+      const actions = await auditSelect<{ action: string; details: unknown }>(h, ['action', 'details'], `where org_id = $1 and target_id = $2`, [acme, standard.id]);
       expect(actions).toEqual([{ action: 'inbound.source_created', details: { provider: 'standard', name: 'Billing (Standard Webhooks)' } }]);
     });
 
@@ -360,7 +360,7 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
   it('never shows a secret: not in answers, problems, logs or the audit trail', async () => {
     const logs = h.logs.join('\n');
     expect(logs).toContain('inbound delivery refused');
-    const audit = JSON.stringify(await auditRows(h, ``));
+    const audit = JSON.stringify(await auditSelect(h, '*', ``));
     for (const s of SECRETS) {
       expect(answers.some((a) => a.includes(s)), s).toBe(false);
       expect(logs.includes(s), s).toBe(false);

@@ -108,7 +108,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     expect(api.json<{ events: unknown[] }>().events).toEqual([{
       seq: Number(e.seq), id: e.id, at: h.clock.now().toISOString(), actor: { type: 'user', id: ownerId, role: 'owner' },
       action: 'project.created', target: { type: 'project', id: projectId }, result: 'success', ip: '203.0.113.7',
-      userAgent: UA, requestId: e.request_id, details: { name: 'Evidence' }, hash: e.hash,
+      userAgent: UA, requestId: e.request_id, details: { name: 'Evidence' }, personal: 'open', hash: e.hash,
     }]);
   });
 

@@ -3,7 +3,7 @@ import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } fro
 import { ENGINES } from '../../../test/support/db.js';
 import { sha256Hex } from '../../crypto/index.js';
 import type { SessionView } from './service.js';
-import { auditRows } from '../../../test/support/evidence.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const SESSION = SESSION_COOKIE;
 
@@ -99,7 +99,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     expect((await me(keep)).statusCode).toBe(200);
     expect((await me(bystander)).statusCode).toBe(200);
     expect((await list(keep)).map((s) => s.id)).toEqual([await sessionId(keep)]);
-    const evidence = await auditRows(h, `where action = 'auth.other_sessions_revoked' and target_id = $1`, [await userId('admin@globex.test')],
+    const evidence = await auditSelect<{ actor_id: string; details: unknown }>(h, ['actor_id', 'details'], `where action = 'auth.other_sessions_revoked' and target_id = $1`, [await userId('admin@globex.test')],
     );
     expect(evidence).toEqual([{ actor_id: await userId('admin@globex.test'), details: { sessions: 2 } }]);
     // Nothing left to end: still an answer, not an error.
@@ -151,7 +151,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     }
     expect((await me(bystander)).statusCode).toBe(200);
     expect((await me(admin)).statusCode).toBe(200);
-    const evidence = await auditRows(h, `where action = 'member.sessions_revoked'`, [],
+    const evidence = await auditSelect<{ org_id: string; target_id: string; details: { sessions: number } }>(h, ['org_id', 'target_id', 'details'], `where action = 'member.sessions_revoked'`, [],
     );
     expect(evidence).toEqual([{ org_id: h.orgId('globex'), target_id: member, details: { sessions: 2 } }]);
     const reasons = await h.t.owner.query<{ revoked_reason: string }>('select distinct revoked_reason from sessions where user_id = $1', [member]);
@@ -179,7 +179,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     const admin = await h.cookieFor('admin@acme.test');
     const denied = await revokeMember(admin, 'acme', await userId('owner@acme.test'));
     expect(denied.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
-    const [ev] = await auditRows(h, `where org_id = $1 and action = 'authz.denied' order by seq desc limit 1`, [h.orgId('acme')],
+    const [ev] = await auditSelect<{ actor_id: string; result: string; details: unknown }>(h, ['actor_id', 'result', 'details'], `where org_id = $1 and action = 'authz.denied' order by seq desc limit 1`, [h.orgId('acme')],
     );
     expect(ev).toEqual({
       actor_id: await userId('admin@acme.test'), result: 'denied',

@@ -6,7 +6,7 @@ import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import type { SsoTestView } from './responses.js';
-import { auditRows } from '../../../test/support/evidence.js';
+import { auditSelect, auditRows } from '../../../test/support/evidence.js';
 
 const SECRET = 'canary-sso-test-secret-5f0d2a';
 const CALLBACK = '/api/auth/sso/oidc/callback';
@@ -252,7 +252,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(back.headers.location).toBe('/account?sso_linked=1');
     expect(sessionFrom(back)).toBeFalsy();
     expect(await linkedTo(personal.sub)).toEqual([memberRow?.id]);
-    const [event] = await auditRows(h, `where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1`, [memberRow?.id]);
+    const [event] = await auditSelect<{ details: { via: string } }>(h, ['details'], `where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1`, [memberRow?.id]);
     expect(event?.details.via).toBe('session');
 
     const signIn = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${connection}`);
