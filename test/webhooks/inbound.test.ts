@@ -145,9 +145,9 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
       const res = await deliver(standard.receivePath, body, headers);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.json()).toEqual({ received: true, duplicate: false });
-      const rows = await h.t.owner.query<Record<string, unknown>>(
-        `select actor_type, actor_id, target_type, target_id, details from audit_events where org_id = $1 and action = 'inbound.received'
-         and details->>'eventId' = 'msg_first_standard'`, [acme]);
+      const rows = (await auditRows(h, `where org_id = $1 and action = 'inbound.received'`, [acme]))
+        .filter((e) => e.details.eventId === 'msg_first_standard')
+        .map((e) => ({ actor_type: e.actor_type, actor_id: e.actor_id, target_type: e.target_type, target_id: e.target_id, details: e.details }));
       expect(rows).toEqual([{
         actor_type: 'inbound_source', actor_id: standard.id, target_type: 'inbound_source', target_id: standard.id,
         details: { provider: 'standard', eventId: 'msg_first_standard', type: 'invoice.paid' },
