@@ -1,8 +1,6 @@
 import { sql } from 'kysely';
 import type { Database, TenantBinding, Tx } from '../../db/database.js';
 import { rows } from '../../db/database.js';
-import type { Sealer } from '../keys/sealer.js';
-import { personalDigest, personalRef, type PersonalPart } from './writer.js';
 
 export interface AuditQuery {
   actor?: string | undefined;
@@ -27,12 +25,6 @@ export interface AuditEventView {
   userAgent: string;
   requestId: string;
   details: unknown;
-  /**
-   * The event's personal part (details, address, user agent): `clear` in an event written before
-   * they were sealed; `open` when sealed and opened; `unreadable` when its data key is gone (the
-   * org was shredded) or the part does not match the digest the chain holds.
-   */
-  personal: 'clear' | 'open' | 'unreadable';
   hash: string;
 }
 
@@ -49,30 +41,12 @@ export interface AuditReader {
 type EventRow = {
   seq: number | string; id: string; at: Date; actor_type: string; actor_id: string | null; actor_role: string | null;
   action: string; target_type: string | null; target_id: string | null; result: string; ip: string;
-  user_agent: string; request_id: string; details: unknown; personal_sealed: string | null; hash: string;
+  user_agent: string; request_id: string; details: unknown; hash: string;
 };
 
-const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent, request_id, details,
-  personal_sealed, hash`;
+const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent, request_id, details, hash`;
 
-type Opener = (ref: ReturnType<typeof personalRef>, sealed: string) => Promise<string>;
-
-/** The sealed personal part, opened and checked against the digest the chain holds; null when it cannot be read. */
-async function openPersonal(open: Opener, orgId: string, r: EventRow): Promise<PersonalPart | null> {
-  const digest = (r.details as { sealed?: unknown } | null)?.sealed;
-  if (!r.personal_sealed || typeof digest !== 'string') return null;
-  try {
-    const plaintext = await open(personalRef(orgId, r.id), r.personal_sealed);
-    return personalDigest(plaintext) === digest ? (JSON.parse(plaintext) as PersonalPart) : null;
-  } catch {
-    // A destroyed key (a shredded org), a tampered value: the event says so, the page goes on.
-    return null;
-  }
-}
-
-async function viewOf(open: Opener, orgId: string, r: EventRow): Promise<AuditEventView> {
-  const sealed = r.personal_sealed !== null || (typeof r.details === 'object' && r.details !== null && 'sealed' in r.details && Object.keys(r.details).length === 1);
-  const part = sealed ? await openPersonal(open, orgId, r) : null;
+function viewOf(r: EventRow): AuditEventView {
   return {
     seq: Number(r.seq),
     id: r.id,
@@ -81,16 +55,15 @@ async function viewOf(open: Opener, orgId: string, r: EventRow): Promise<AuditEv
     action: r.action,
     target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
     result: r.result,
-    ip: part ? part.ip : r.ip,
-    userAgent: part ? part.userAgent : r.user_agent,
+    ip: r.ip,
+    userAgent: r.user_agent,
     requestId: r.request_id,
-    details: part ? part.details : sealed ? {} : r.details,
-    personal: !sealed ? 'clear' : part ? 'open' : 'unreadable',
+    details: r.details,
     hash: r.hash,
   };
 }
 
-export function createAuditReader(deps: { db: Database; sealer: Sealer }): AuditReader {
+export function createAuditReader(deps: { db: Database }): AuditReader {
   return {
     async list(binding, orgId, q) {
       return deps.db.withTenant(binding, async (tx) => {
@@ -108,11 +81,8 @@ export function createAuditReader(deps: { db: Database; sealer: Sealer }): Audit
               order by seq desc limit ${q.limit + 1}`,
         );
         const page = list.slice(0, q.limit);
-        const open = deps.sealer.opener(tx);
-        const events: AuditEventView[] = [];
-        for (const r of page) events.push(await viewOf(open, orgId, r));
         return {
-          events,
+          events: page.map(viewOf),
           nextBefore: list.length > q.limit ? Number(page[page.length - 1]?.seq) : null,
         };
       });
@@ -122,10 +92,7 @@ export function createAuditReader(deps: { db: Database; sealer: Sealer }): Audit
         tx,
         sql`select ${EVENT_COLUMNS} from audit_events where org_id = ${orgId} and seq > ${afterSeq} order by seq limit ${limit}`,
       );
-      const open = deps.sealer.opener(tx);
-      const events: AuditEventView[] = [];
-      for (const r of list) events.push(await viewOf(open, orgId, r));
-      return events;
+      return list.map(viewOf);
     },
   };
 }
