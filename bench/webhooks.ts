@@ -265,7 +265,7 @@ async function main(): Promise<void> {
     }
 
     // 1. Enqueue cost.
-    const bare = createAuditWriter({ db, clock: systemClock, keys: built.services.chainKeys, onError: () => undefined });
+    const bare = createAuditWriter({ db, clock: systemClock, keys: built.services.chainKeys, sealer: built.services.sealer, onError: () => undefined });
     const variants: { name: string; writer: AuditWriter; subscribed: number }[] = [
       { name: 'audit append alone (writer without the outbox)', writer: bare, subscribed: 0 },
       { name: '+ outbox, no endpoint subscribed', writer: built.services.audit, subscribed: 0 },

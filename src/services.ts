@@ -58,7 +58,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const checkpoints = createCheckpointer({
     db, keys: chainKeys, clock, logger, file: config.auditCheckpoints.file, intervalMs: config.auditCheckpoints.intervalSeconds * 1000,
   });
-  const auditReader = createAuditReader({ db });
+  const auditReader = createAuditReader({ db, sealer });
   const destination = { allowLoopback: config.webhooks.allowLoopback, requireHttps: config.env === 'production' };
   const webhookTransport = createWebhookTransport(destination);
   // Audit streams read audit_events after their cursor: an append only wakes this process's stream worker.
@@ -68,7 +68,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const streamWorker = createStreamWorker({ db, clock, sealer, reader: auditReader, sender: streamSender, logger });
   // Webhook events are audit events: the outbox is written by the same append, in the same transaction.
   const audit = createAuditWriter({
-    db, clock, keys: chainKeys, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements,
+    db, clock, keys: chainKeys, sealer, onError: (err) => logger.error({ err }, 'audit append failed'), alsoWrite: outboxStatements,
     onAppend: (orgId) => {
       checkpoints.noteAppend(orgId);
       streamWorker.nudge(orgId);

@@ -47,7 +47,7 @@ async function timed(seconds: number, concurrency: number, op: (i: number) => Pr
 export async function mutation(db: Database, targets: { orgId: string; projectId: string }[], seconds: number): Promise<{ secured: number; plain: number }> {
   const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
   const sealer = createSealer(keyring);
-  const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), onError: () => undefined });
+  const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer, onError: () => undefined });
   const ctx = systemContext('bench');
   const pool = new pg.Pool({ connectionString: dbUrl(), max: 16 });
   const at = (i: number) => targets[i % targets.length] as { orgId: string; projectId: string };
@@ -144,7 +144,7 @@ export async function verificationCost(
   seconds: number,
 ): Promise<{ session: VerificationCost; key: VerificationCost }> {
   const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
-  const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), onError: () => undefined });
+  const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer: createSealer(keyring), onError: () => undefined });
   const sessions = createSessionService({
     db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
   });

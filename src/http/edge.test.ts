@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../test/support/app.js';
 import { ENGINES } from '../../test/support/db.js';
 import { SYSTEM_ORG_ID } from '../kernel/ids.js';
+import { auditRows } from '../../test/support/evidence.js';
 
 const CONSOLE = 'https://console.example.com';
 /** The alternative deployment: plain-http loopback (development-style cookies), a CORS origin and a trusted proxy. */
@@ -29,9 +30,8 @@ describe.each(ENGINES)('HTTP edge on %s', (engine) => {
       payload: { email: 'nobody@example.com', password: 'not a real password' },
     });
     expect(res.statusCode).toBe(401);
-    const rows = await t.t.owner.query<{ ip: string }>(
-      `select ip from audit_events where org_id = $1 and action = 'auth.login_failed' and user_agent = $2`, [SYSTEM_ORG_ID, ua],
-    );
+    // The address and user agent are sealed: opened, then matched.
+    const rows = (await auditRows(t, `where org_id = $1 and action = 'auth.login_failed'`, [SYSTEM_ORG_ID])).filter((e) => e.user_agent === ua);
     expect(rows).toHaveLength(1);
     return rows[0]?.ip;
   }

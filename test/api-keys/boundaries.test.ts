@@ -10,6 +10,7 @@ import { createTestApp, ORIGIN, type Problem, type TestApp } from '../support/ap
 import { bearer, call, client, code, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 import { freshOrg, passwordUser } from '../support/users.js';
+import { auditSelect } from '../support/evidence.js';
 
 type Json = Record<string, unknown>;
 interface KeyView {
@@ -206,8 +207,7 @@ describe.each(ENGINES)('API key boundaries on %s', (engine) => {
     expect((await bearer(h, 'GET', `/v1/orgs/${acme}/projects`, bound.token)).statusCode).toBe(401);
     const listed = (await admin.call('GET', `/api/orgs/${acme}/api-keys`)).json<{ keys: (KeyView & { status: string; projectId: string })[] }>().keys;
     expect(listed.find((k) => k.id === bound.key.id)).toMatchObject({ status: 'revoked', projectId: project });
-    const events = await h.t.owner.query<{ details: { reason?: string } }>(
-      "select details from audit_events where org_id = $1 and action = 'api_key.revoked' and target_id = $2", [acme, bound.key.id],
+    const events = await auditSelect<{ details: { reason?: string } }>(h, ['details'], `where org_id = $1 and action = 'api_key.revoked' and target_id = $2`, [acme, bound.key.id],
     );
     expect(events.map((e) => e.details.reason)).toEqual(['project_deleted']);
   });

@@ -11,6 +11,7 @@ import type { Database } from '../../src/db/database.js';
 import { createTestApp, ORIGIN, type Problem, type TestApp } from '../support/app.js';
 import { bearer, client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
+import { auditSelect } from '../support/evidence.js';
 
 interface KeyView {
   id: string;
@@ -159,8 +160,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const [stored] = await h.t.owner.query<{ revoked_at: Date | null }>('select revoked_at from api_keys where id = $1', [ownerKey.key.id]);
     expect(stored?.revoked_at).toBeNull();
     // Recorded like the pipeline's refusals: who tried, on which route, why.
-    const [denied] = await h.t.owner.query<{ actor_id: string; result: string; details: { route: string; reason: string } }>(
-      "select actor_id, result, details from audit_events where org_id = $1 and action = 'authz.denied' order by seq desc limit 1", [acme],
+    const [denied] = await auditSelect<{ actor_id: string; result: string; details: { route: string; reason: string } }>(h, ['actor_id', 'result', 'details'], `where org_id = $1 and action = 'authz.denied' order by seq desc limit 1`, [acme],
     );
     const adminId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'admin').email]))[0]?.id;
     expect(denied).toEqual({ actor_id: adminId, result: 'denied', details: { route: 'DELETE /api/orgs/:orgId/api-keys/:keyId', reason: 'privilege_escalation' } });
@@ -326,8 +326,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const { key, token } = await createKey(admin, { name: 'auditable', kind: 'secret', permissions: ['projects:read', 'projects:create'] });
     const res = await bearer(h, 'POST', `/v1/orgs/${acme}/projects`, token, { payload: { name: 'audited by key' } });
     expect(res.statusCode).toBe(201);
-    const events = await h.t.owner.query<{ actor_type: string; actor_id: string; action: string; details: unknown }>(
-      "select actor_type, actor_id, action, details from audit_events where org_id = $1 and action in ('project.created', 'api_key.created') order by seq desc limit 2",
+    const events = await auditSelect<{ actor_type: string; actor_id: string; action: string; details: unknown }>(h, ['actor_type', 'actor_id', 'action', 'details'], `where org_id = $1 and action in ('project.created', 'api_key.created') order by seq desc limit 2`,
       [acme],
     );
     expect(events[0]).toMatchObject({ actor_type: 'api_key', actor_id: key.id, action: 'project.created' });

@@ -20,6 +20,7 @@ import { createTestApp, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 import { NdjsonReceiver, SyslogReceiver } from './receivers.js';
+import { auditSelect } from '../support/evidence.js';
 
 interface Stream {
   id: string;
@@ -400,8 +401,7 @@ describe.each(ENGINES)('audit streaming on %s', (engine) => {
     await w.drain();
     expect(http.batches.length).toBeGreaterThan(0);
     for (const b of http.batches) expect(b.headers.authorization).toBeUndefined();
-    const details = (await h.t.owner.query<{ details: Record<string, unknown> }>(
-      `select details from audit_events where org_id = $1 and action = 'audit.stream_updated' order by seq`, [acme])).map((r) => r.details.authorization);
+    const details = (await auditSelect<{ details: Record<string, unknown> }>(h, ['details'], `where org_id = $1 and action = 'audit.stream_updated' order by seq`, [acme])).map((r) => r.details.authorization);
     expect(details).toEqual(['replaced', 'removed']);
   });
 

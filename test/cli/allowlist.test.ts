@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
 import { runBin } from '../support/bin.js';
 import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
+import { auditSelect } from '../support/evidence.js';
 
 const baseEnv = () => ({
   PALISADE_ENV: 'test',
@@ -41,8 +42,7 @@ describe.runIf(ENGINES.includes('postgres'))('palisade allowlist clear', () => {
     expect(r.code, r.err).toBe(0);
     expect(r.out).toContain('198.51.100.0/24');
     expect((await webhooks()).statusCode).toBe(200);
-    const [ev] = await h.t.owner.query<{ actor_type: string; actor_id: string; details: unknown }>(
-      "select actor_type, actor_id, details from audit_events where org_id = $1 and action = 'org.settings_updated' order by seq desc limit 1", [acme]);
+    const [ev] = await auditSelect<{ actor_type: string; actor_id: string; details: unknown }>(h, ['actor_type', 'actor_id', 'details'], `where org_id = $1 and action = 'org.settings_updated' order by seq desc limit 1`, [acme]);
     expect(ev).toEqual({
       actor_type: 'system', actor_id: 'cli allowlist clear',
       details: { adminIpAllowlist: [], clearedAdminIpAllowlist: ['198.51.100.0/24'], breakGlass: true },

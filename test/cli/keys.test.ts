@@ -135,7 +135,7 @@ describe.skipIf(hsmMissing !== null || !ENGINES.includes('postgres'))('palisade 
     t = await createTestDatabase('postgres');
     await seed(t.db);
     // An event chained under the env KEK k1, before the move into the token.
-    const audit = createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring([K1])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
+    const audit = createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring([K1])), sealer: createSealer(new Keyring([K1])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
     await t.db.withTenant({ orgId: SYSTEM_ORG_ID, projectIds: null }, (tx) =>
       audit.append(tx, SYSTEM_ORG_ID, systemContext('test'), { action: 'auth.account_unlocked', details: { wasLocked: true } }));
   });

@@ -106,6 +106,9 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
  * records delivery (mail/worker.ts) but cannot rewrite a message's recipient, subject or body.
  */
 const EXPECTED_COLUMNS = [
+  // keys/data-key-rotation.ts re-seals an audit event's personal part (migration 034); a row
+  // trigger refuses a change of any other column and a part given to an event that had none.
+  { relname: 'audit_events', attname: 'personal_sealed', priv: 'UPDATE' },
   ...['attempts', 'last_error', 'next_attempt_at', 'sent_at', 'status'].map((attname) => ({ relname: 'mail_outbox', attname, priv: 'UPDATE' })),
   // keys/rotation.ts: a data key is retired, reactivated (rollback) and destroyed; the
   // org_keys_guard trigger (migration 028) refuses any other change of its material.

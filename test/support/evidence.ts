@@ -1,5 +1,54 @@
 /** What the tests read back after a request: audit rows and account state, as the owner sees them. */
+import { personalRef, type PersonalPart } from '../../src/domains/audit/writer.js';
 import type { TestApp } from './app.js';
+
+/** An audit event as stored, with its sealed personal part (details, address, user agent) opened. */
+export interface OpenedEvent {
+  org_id: string;
+  seq: number;
+  id: string;
+  at: Date;
+  actor_type: string;
+  actor_id: string | null;
+  actor_role: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  result: string;
+  ip: string;
+  user_agent: string;
+  request_id: string;
+  details: Record<string, unknown>;
+  /** The row as stored: '' address and user agent, and the digest as details, for a sealed event. */
+  stored: { ip: string; user_agent: string; details: Record<string, unknown>; personal_sealed: string | null };
+}
+
+type RawEvent = Omit<OpenedEvent, 'seq' | 'stored' | 'details'> & { seq: number | string; details: unknown; personal_sealed: string | null };
+
+const asObject = (d: unknown): Record<string, unknown> => (typeof d === 'string' ? (JSON.parse(d) as Record<string, unknown>) : (d as Record<string, unknown>));
+
+/**
+ * Audit events read over the owner connection (`select * from audit_events <where>`), their
+ * personal part opened with the app's sealer, as the trail shows them to audit:read.
+ */
+export async function auditRows(h: TestApp, where: string, params: unknown[] = []): Promise<OpenedEvent[]> {
+  const raw = await h.t.owner.query<RawEvent>(`select * from audit_events ${where}`, params);
+  const out: OpenedEvent[] = [];
+  for (const r of raw) {
+    const details = asObject(r.details);
+    const stored = { ip: r.ip, user_agent: r.user_agent, details, personal_sealed: r.personal_sealed };
+    let part: PersonalPart | null = null;
+    if (r.personal_sealed) {
+      const sealed = r.personal_sealed;
+      part = JSON.parse(await h.t.db.withTenant({ orgId: r.org_id }, (tx) => h.built.services.sealer.open(tx, personalRef(r.org_id, r.id), sealed))) as PersonalPart;
+    }
+    out.push({
+      ...r, seq: Number(r.seq), stored,
+      ip: part?.ip ?? r.ip, user_agent: part?.userAgent ?? r.user_agent, details: (part?.details as Record<string, unknown> | undefined) ?? details,
+    });
+  }
+  return out;
+}
 
 export interface AuditRow {
   action: string;
@@ -11,15 +60,20 @@ export interface AuditRow {
 }
 
 export async function audit(h: TestApp, orgId: string, action: string, targetId?: string): Promise<AuditRow[]> {
-  const list = await h.t.owner.query<AuditRow>(
-    `select action, result, actor_id, target_id, ip, details from audit_events where org_id = $1 and action = $2 ${targetId ? 'and target_id = $3' : ''} order by seq`,
-    targetId ? [orgId, action, targetId] : [orgId, action],
-  );
-  return list.map((r) => ({ ...r, details: typeof r.details === 'string' ? (JSON.parse(r.details) as Record<string, unknown>) : r.details }));
+  const list = await auditRows(h, `where org_id = $1 and action = $2 ${targetId ? 'and target_id = $3' : ''} order by seq`, targetId ? [orgId, action, targetId] : [orgId, action]);
+  return list.map((r) => ({ action: r.action, result: r.result, actor_id: r.actor_id, target_id: r.target_id, ip: r.ip, details: r.details }));
 }
 
 export async function lockState(h: TestApp, userId: string): Promise<{ failed_logins: number; locked_until: Date | null }> {
   const [r] = await h.t.owner.query<{ failed_logins: number; locked_until: Date | null }>('select failed_logins, locked_until from users where id = $1', [userId]);
   if (!r) throw new Error('no user');
   return r;
+}
+
+/** auditRows with only `columns` of each event (the opened values), for tests that compare whole rows. */
+export async function auditSelect<T = Record<string, unknown>>(
+  h: TestApp, columns: readonly (keyof OpenedEvent)[] | '*', where: string, params: unknown[] = [],
+): Promise<T[]> {
+  const rows = await auditRows(h, where, params);
+  return (columns === '*' ? rows : rows.map((e) => Object.fromEntries(columns.map((c) => [c, e[c]])))) as T[];
 }

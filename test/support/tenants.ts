@@ -45,7 +45,7 @@ export interface SeededTenant {
 }
 
 export function auditWriter(db: Database): AuditWriter {
-  return createAuditWriter({ db, keys: chainKeysFrom(new Keyring([TEST_KEK])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
+  return createAuditWriter({ db, keys: chainKeysFrom(new Keyring([TEST_KEK])), sealer: createSealer(new Keyring([TEST_KEK])), clock: new ManualClock(new Date('2026-01-01T00:00:00Z')), onError: (err) => { throw err; } });
 }
 
 /**

@@ -17,6 +17,7 @@ import { createInboundService, type AppliedEvent, type SourceView } from '../../
 import { createTestApp, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
+import { auditSelect, auditRows } from '../support/evidence.js';
 
 // Canary secrets: searched for in every answer, log line and audit event.
 const SW_KEY = Buffer.from('CANARY-inbound-standard-7c1d9e2f-31ab');
@@ -68,8 +69,7 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
   }
 
   const applied = async (orgId: string, eventId: string): Promise<number> =>
-    Number((await h.t.owner.query<{ n: string }>(
-      `select count(*) as n from audit_events where org_id = $1 and action = 'inbound.received' and details->>'eventId' = $2`, [orgId, eventId]))[0]?.n);
+    (await auditRows(h, `where org_id = $1 and action = 'inbound.received'`, [orgId])).filter((e) => e.details.eventId === eventId).length;
   const recorded = async (): Promise<number> => Number((await h.t.owner.query<{ n: string }>('select count(*) as n from inbound_events'))[0]?.n);
   const auditTotal = async (): Promise<number> => Number((await h.t.owner.query<{ n: string }>('select count(*) as n from audit_events'))[0]?.n);
 
@@ -109,8 +109,7 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
       const rows = await h.t.owner.query<{ secret_sealed: string }>('select secret_sealed from inbound_sources where org_id = $1', [acme]);
       expect(rows).toHaveLength(2);
       for (const r of rows) for (const s of SECRETS) expect(r.secret_sealed.includes(s)).toBe(false);
-      const actions = await h.t.owner.query<{ action: string; details: unknown }>(
-        `select action, details from audit_events where org_id = $1 and target_id = $2`, [acme, standard.id]);
+      const actions = await auditSelect<{ action: string; details: unknown }>(h, ['action', 'details'], `where org_id = $1 and target_id = $2`, [acme, standard.id]);
       expect(actions).toEqual([{ action: 'inbound.source_created', details: { provider: 'standard', name: 'Billing (Standard Webhooks)' } }]);
     });
 
@@ -146,9 +145,9 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
       const res = await deliver(standard.receivePath, body, headers);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.json()).toEqual({ received: true, duplicate: false });
-      const rows = await h.t.owner.query<Record<string, unknown>>(
-        `select actor_type, actor_id, target_type, target_id, details from audit_events where org_id = $1 and action = 'inbound.received'
-         and details->>'eventId' = 'msg_first_standard'`, [acme]);
+      const rows = (await auditRows(h, `where org_id = $1 and action = 'inbound.received'`, [acme]))
+        .filter((e) => e.details.eventId === 'msg_first_standard')
+        .map((e) => ({ actor_type: e.actor_type, actor_id: e.actor_id, target_type: e.target_type, target_id: e.target_id, details: e.details }));
       expect(rows).toEqual([{
         actor_type: 'inbound_source', actor_id: standard.id, target_type: 'inbound_source', target_id: standard.id,
         details: { provider: 'standard', eventId: 'msg_first_standard', type: 'invoice.paid' },
@@ -361,7 +360,7 @@ describe.each(ENGINES)('inbound webhooks on %s', (engine) => {
   it('never shows a secret: not in answers, problems, logs or the audit trail', async () => {
     const logs = h.logs.join('\n');
     expect(logs).toContain('inbound delivery refused');
-    const audit = JSON.stringify(await h.t.owner.query('select * from audit_events'));
+    const audit = JSON.stringify(await auditSelect(h, '*', ``));
     for (const s of SECRETS) {
       expect(answers.some((a) => a.includes(s)), s).toBe(false);
       expect(logs.includes(s), s).toBe(false);

@@ -12,6 +12,7 @@ import { createTestApp, type Problem, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 import { Receiver } from './receiver.js';
+import { auditRows } from '../support/evidence.js';
 
 interface Endpoint {
   id: string;
@@ -280,11 +281,12 @@ describe.each(ENGINES)('outbound webhooks on %s', (engine) => {
     const { secret: rotated } = (await admin.call('POST', `/api/orgs/${acme}/webhooks/${endpoint.id}/rotate-secret`)).json<{ secret: string }>();
     await newProject();
     await worker().drain();
-    const trail = await h.t.owner.query<{ j: string }>('select to_jsonb(a)::text as j from audit_events a');
+    // The trail as audit:read opens it (details are sealed at rest).
+    const trail = (await auditRows(h, '')).map((e) => ({ j: JSON.stringify(e) }));
     // A credential in the URL's path or query stays with the endpoint: the trail keeps the origin.
     const joined = trail.map((r) => r.j).join('');
     for (const canary of ['XOXB-url-credential', 'CANARYQ', 'CANARYP']) expect(joined).not.toContain(canary);
-    expect(joined).toContain(`"destination": "${base}"`);
+    expect(joined).toContain(`"destination":"${base}"`);
     for (const s of [secret, rotated]) {
       expect(h.logs.join('')).not.toContain(s.slice(6));
       expect(trail.map((r) => r.j).join('')).not.toContain(s.slice(6));

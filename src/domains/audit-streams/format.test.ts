@@ -7,7 +7,7 @@ import { errorCode } from './outcome.js';
 const event = (over: Partial<StreamEvent> = {}): StreamEvent => ({
   orgId: '0b6f9a4e-8f1c-4a55-9a8e-2f7c1d3e4b5a', seq: 42, id: '7d1c5e2a-3b4f-4c6d-8e9f-0a1b2c3d4e5f', at: '2026-12-06T19:30:00.123Z',
   actor: { type: 'user', id: 'u1', role: 'admin' }, action: 'member.role_changed', target: { type: 'membership', id: 'm1' }, result: 'success',
-  ip: '203.0.113.7', userAgent: 'Mozilla/5.0', requestId: 'req-1', details: { role: 'viewer' }, hash: 'abc', ...over,
+  ip: '203.0.113.7', userAgent: 'Mozilla/5.0', requestId: 'req-1', details: { role: 'viewer' }, personal: 'open', hash: 'abc', ...over,
 });
 
 describe('audit stream formats', () => {

@@ -9,7 +9,7 @@ export interface StreamEvent extends AuditEventView {
 export function eventJson(e: StreamEvent): string {
   return JSON.stringify({
     orgId: e.orgId, seq: e.seq, id: e.id, at: e.at, actor: e.actor, action: e.action, target: e.target, result: e.result,
-    ip: e.ip, userAgent: e.userAgent, requestId: e.requestId, details: e.details, hash: e.hash,
+    ip: e.ip, userAgent: e.userAgent, requestId: e.requestId, details: e.details, personal: e.personal, hash: e.hash,
   });
 }
 

@@ -301,7 +301,7 @@ export function createAuditStreamService(deps: StreamServiceDeps) {
       });
       const event: StreamEvent = {
         orgId: org.orgId, seq: 0, id: newId(), at: now().toISOString(), actor: { type: 'system', id: 'audit-stream-test', role: null },
-        action: 'audit.stream_test', target: { type: 'audit_stream', id }, result: 'success', ip: '', userAgent: '', requestId: ctx.requestId,
+        action: 'audit.stream_test', target: { type: 'audit_stream', id }, result: 'success', ip: '', userAgent: '', requestId: ctx.requestId, personal: 'clear',
         details: { test: true }, hash: '',
       };
       const outcome = await deps.sender.send(target, [event], `test_${event.id.replace(/-/g, '')}`);

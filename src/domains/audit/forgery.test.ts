@@ -34,9 +34,9 @@ describe.each(ENGINES)('audit chain forgery on %s', (engine) => {
     const n = Number(head?.seq);
     const saved = await q<Record<string, unknown>>('select * from audit_events where org_id = $1 and seq > $2 order by seq', [acme, n - 2]);
     const earlier = (await q<{ hash: string }>('select hash from audit_events where org_id = $1 and seq = $2', [acme, n - 2]))[0];
-    await h.t.owner.script('alter table audit_events disable trigger audit_events_append_only');
+    await h.t.owner.script('alter table audit_events disable trigger user');
     await q('delete from audit_events where org_id = $1 and seq > $2', [acme, n - 2]);
-    await h.t.owner.script('alter table audit_events enable trigger audit_events_append_only');
+    await h.t.owner.script('alter table audit_events enable trigger user');
     await q('update audit_heads set seq = $2, hash = $3 where org_id = $1', [acme, n - 2, earlier?.hash]);
 
     // Appending now would link event n-1 onto event n-2 and give the head a valid MAC again.
@@ -51,13 +51,13 @@ describe.each(ENGINES)('audit chain forgery on %s', (engine) => {
       .toEqual([`the chain head's MAC does not match its position (seq ${n - 2}): the head was moved or forged`]);
 
     // Restored (events and head), the chain verifies and takes changes again.
-    await h.t.owner.script('alter table audit_events disable trigger audit_events_append_only');
+    await h.t.owner.script('alter table audit_events disable trigger user');
     for (const row of saved) {
       const cols = Object.keys(row);
       await q(`insert into audit_events (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
         cols.map((c) => (c === 'details' ? JSON.stringify(row[c]) : row[c])));
     }
-    await h.t.owner.script('alter table audit_events enable trigger audit_events_append_only');
+    await h.t.owner.script('alter table audit_events enable trigger user');
     await q('update audit_heads set seq = $2, hash = $3, key_id = $4, mac = $5 where org_id = $1', [acme, head?.seq, head?.hash, head?.key_id, head?.mac]);
     expect((await createProject('E')).statusCode).toBe(201);
     expect((await verifyChain(q, h.built.services.chainKeys, acme, 'acme')).ok).toBe(true);
@@ -102,9 +102,9 @@ describe.each(ENGINES)('audit chain forgery on %s', (engine) => {
 
   it('an event naming a key the verifier does not hold is reported as such', async () => {
     const globex = h.orgId('globex');
-    await h.t.owner.script(`alter table audit_events disable trigger audit_events_append_only`);
+    await h.t.owner.script(`alter table audit_events disable trigger user`);
     await h.t.owner.query(`update audit_events set key_id = 'nope' where org_id = $1 and seq = 1`, [globex]);
-    await h.t.owner.script(`alter table audit_events enable trigger audit_events_append_only`);
+    await h.t.owner.script(`alter table audit_events enable trigger user`);
     const report = await verifyChain(h.t.owner.query, h.built.services.chainKeys, globex, 'globex');
     expect(report.problems[0]).toMatch(/event 1 \(.*\) names an unknown chain key "nope"/);
   });

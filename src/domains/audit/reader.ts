@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import type { Database, TenantBinding, Tx } from '../../db/database.js';
 import { rows } from '../../db/database.js';
+import type { Sealer } from '../keys/sealer.js';
+import { personalDigest, personalRef, type PersonalPart } from './writer.js';
 
 export interface AuditQuery {
   actor?: string | undefined;
@@ -25,6 +27,12 @@ export interface AuditEventView {
   userAgent: string;
   requestId: string;
   details: unknown;
+  /**
+   * The event's personal part (details, address, user agent): `clear` in an event written before
+   * they were sealed; `open` when sealed and opened; `unreadable` when its data key is gone (the
+   * org was shredded) or the part does not match the digest the chain holds.
+   */
+  personal: 'clear' | 'open' | 'unreadable';
   hash: string;
 }
 
@@ -41,12 +49,30 @@ export interface AuditReader {
 type EventRow = {
   seq: number | string; id: string; at: Date; actor_type: string; actor_id: string | null; actor_role: string | null;
   action: string; target_type: string | null; target_id: string | null; result: string; ip: string;
-  user_agent: string; request_id: string; details: unknown; hash: string;
+  user_agent: string; request_id: string; details: unknown; personal_sealed: string | null; hash: string;
 };
 
-const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent, request_id, details, hash`;
+const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id, result, ip, user_agent, request_id, details,
+  personal_sealed, hash`;
 
-function viewOf(r: EventRow): AuditEventView {
+type Opener = (ref: ReturnType<typeof personalRef>, sealed: string) => Promise<string>;
+
+/** The sealed personal part, opened and checked against the digest the chain holds; null when it cannot be read. */
+async function openPersonal(open: Opener, orgId: string, r: EventRow): Promise<PersonalPart | null> {
+  const digest = (r.details as { sealed?: unknown } | null)?.sealed;
+  if (!r.personal_sealed || typeof digest !== 'string') return null;
+  try {
+    const plaintext = await open(personalRef(orgId, r.id), r.personal_sealed);
+    return personalDigest(plaintext) === digest ? (JSON.parse(plaintext) as PersonalPart) : null;
+  } catch {
+    // A destroyed key (a shredded org), a tampered value: the event says so, the page goes on.
+    return null;
+  }
+}
+
+async function viewOf(open: Opener, orgId: string, r: EventRow): Promise<AuditEventView> {
+  const sealed = r.personal_sealed !== null || (typeof r.details === 'object' && r.details !== null && 'sealed' in r.details && Object.keys(r.details).length === 1);
+  const part = sealed ? await openPersonal(open, orgId, r) : null;
   return {
     seq: Number(r.seq),
     id: r.id,
@@ -55,15 +81,16 @@ function viewOf(r: EventRow): AuditEventView {
     action: r.action,
     target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
     result: r.result,
-    ip: r.ip,
-    userAgent: r.user_agent,
+    ip: part ? part.ip : r.ip,
+    userAgent: part ? part.userAgent : r.user_agent,
     requestId: r.request_id,
-    details: r.details,
+    details: part ? part.details : sealed ? {} : r.details,
+    personal: !sealed ? 'clear' : part ? 'open' : 'unreadable',
     hash: r.hash,
   };
 }
 
-export function createAuditReader(deps: { db: Database }): AuditReader {
+export function createAuditReader(deps: { db: Database; sealer: Sealer }): AuditReader {
   return {
     async list(binding, orgId, q) {
       return deps.db.withTenant(binding, async (tx) => {
@@ -81,8 +108,11 @@ export function createAuditReader(deps: { db: Database }): AuditReader {
               order by seq desc limit ${q.limit + 1}`,
         );
         const page = list.slice(0, q.limit);
+        const open = deps.sealer.opener(tx);
+        const events: AuditEventView[] = [];
+        for (const r of page) events.push(await viewOf(open, orgId, r));
         return {
-          events: page.map(viewOf),
+          events,
           nextBefore: list.length > q.limit ? Number(page[page.length - 1]?.seq) : null,
         };
       });
@@ -92,7 +122,10 @@ export function createAuditReader(deps: { db: Database }): AuditReader {
         tx,
         sql`select ${EVENT_COLUMNS} from audit_events where org_id = ${orgId} and seq > ${afterSeq} order by seq limit ${limit}`,
       );
-      return list.map(viewOf);
+      const open = deps.sealer.opener(tx);
+      const events: AuditEventView[] = [];
+      for (const r of list) events.push(await viewOf(open, orgId, r));
+      return events;
     },
   };
 }

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
 import { signUp } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { auditRows } from '../../../test/support/evidence.js';
 import { newId } from '../../crypto/index.js';
+import { systemContext } from '../../kernel/context.js';
 import { eventHash, type ChainedEvent } from './chain.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -80,14 +82,19 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
       target_type: 'project',
       target_id: projectId,
       result: 'success',
-      ip: '203.0.113.7',
-      user_agent: UA,
+      // The personal part (address, user agent, details) is sealed; the chain holds its digest.
+      ip: '',
+      user_agent: '',
       request_id: expect.stringMatching(/^[A-Za-z0-9_-]{16}$/),
-      details: { name: 'Evidence' },
+      details: { sealed: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) },
+      personal_sealed: expect.stringMatching(/^v1\./),
       key_id: 'k1',
       prev_hash: before?.hash,
       hash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
+    const [opened] = await auditRows(h, 'where org_id = $1 and target_id = $2', [acme, projectId]);
+    expect(opened).toMatchObject({ ip: '203.0.113.7', user_agent: UA, details: { name: 'Evidence' } });
+    expect(JSON.stringify(e)).not.toContain('203.0.113.7');
     // The request id is the one the request was logged under.
     const logged = h.logs
       .map((l) => JSON.parse(l) as { msg?: string; reqId?: string; status?: number; req?: { method: string; remoteAddress: string } })
@@ -101,7 +108,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     expect(api.json<{ events: unknown[] }>().events).toEqual([{
       seq: Number(e.seq), id: e.id, at: h.clock.now().toISOString(), actor: { type: 'user', id: ownerId, role: 'owner' },
       action: 'project.created', target: { type: 'project', id: projectId }, result: 'success', ip: '203.0.113.7',
-      userAgent: UA, requestId: e.request_id, details: { name: 'Evidence' }, hash: e.hash,
+      userAgent: UA, requestId: e.request_id, details: { name: 'Evidence' }, personal: 'open', hash: e.hash,
     }]);
   });
 
@@ -197,7 +204,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     const before = (await head(acme))?.seq ?? 0;
     const res = await call(viewer, 'POST', `/api/orgs/${acme}/projects`, { name: 'Forbidden' }, '198.51.100.9');
     expect(res.statusCode).toBe(403);
-    const rows = await h.t.owner.query<EventRow>('select * from audit_events where org_id = $1 and seq > $2', [acme, before]);
+    const rows = await auditRows(h, 'where org_id = $1 and seq > $2', [acme, before]);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       actor_type: 'user', actor_id: viewerId, actor_role: 'viewer', action: 'authz.denied', result: 'denied',
@@ -214,6 +221,11 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
     await expect(runtime(sql`update audit_events set details = '{}'::jsonb where seq = 1`)).rejects.toThrow(/permission denied/);
     await expect(runtime(sql`delete from audit_events where seq = 1`)).rejects.toThrow(/permission denied/);
     await expect(runtime(sql`truncate audit_events`)).rejects.toThrow(/permission denied/);
+    // The sealed personal part alone may be re-sealed or removed (rotation, erasure), never given to an event without one.
+    await h.t.db.withTenant({ orgId: acme }, (tx) => h.built.services.audit.append(tx, acme, systemContext('test'), { action: 'org.updated', clear: true, details: { n: 1 } }));
+    const [clear] = await h.t.owner.query<{ seq: string; personal_sealed: string | null }>('select seq, personal_sealed from audit_events where org_id = $1 order by seq desc limit 1', [acme]);
+    expect(clear?.personal_sealed).toBeNull();
+    await expect(runtime(sql`update audit_events set personal_sealed = 'v1.x.y' where org_id = ${acme} and seq = ${clear?.seq ?? 0}`)).rejects.toThrow(/gets none/);
     // Nor can it write into another org's chain.
     const globex = h.orgId('globex');
     await expect(runtime(sql`insert into audit_events (org_id, seq, id, at, actor_type, action, result, prev_hash, hash)

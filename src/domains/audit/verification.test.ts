@@ -28,11 +28,11 @@ describe.each(ENGINES)('audit chain verification over the API on %s', (engine) =
   const eventCount = async (orgId: string) =>
     (await h.t.owner.query<{ n: number }>('select count(*)::int as n from audit_events where org_id = $1', [orgId]))[0]?.n;
   const tamper = async (statement: string, params: unknown[]) => {
-    await h.t.owner.script('alter table audit_events disable trigger audit_events_append_only');
+    await h.t.owner.script('alter table audit_events disable trigger user');
     try {
       await h.t.owner.query(statement, params);
     } finally {
-      await h.t.owner.script('alter table audit_events enable trigger audit_events_append_only');
+      await h.t.owner.script('alter table audit_events enable trigger user');
     }
   };
   const verify = async (by: Client, orgId: string): Promise<Verification> => {

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
-import { newId } from '../../crypto/index.js';
+import { newId, randomToken, sha256Hex, type FieldRef } from '../../crypto/index.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
@@ -17,6 +18,30 @@ export interface AuditEventInput {
   details?: AuditDetails;
   /** Overrides the request actor, e.g. the user a login attempt is about. */
   actor?: { type: string; id: string | null; role?: string | null };
+  /**
+   * Keep the details, address and user agent in clear: only for events that carry no personal
+   * data and must stay readable once the org's keys are gone (their destruction, the shredding).
+   */
+  clear?: true;
+}
+
+/** Where an event's personal part is sealed: the org's data key, bound to the event. */
+export const personalRef = (orgId: string, eventId: string): FieldRef => ({ scope: orgId, table: 'audit_events', column: 'personal_sealed', row: eventId });
+
+/**
+ * What the chain holds in `details` for a sealed event: the digest of the personal part's
+ * plaintext, which carries a random salt (an address or an email cannot be guessed back from it).
+ * Over the plaintext, not the ciphertext: a data-key rotation re-seals the part and the chain
+ * still matches; the reader checks the digest after opening.
+ */
+export const personalDigest = (plaintext: string): string => `sha256:${sha256Hex(plaintext)}`;
+
+/** The personal part of an event, as sealed. */
+export interface PersonalPart {
+  salt: string;
+  ip: string;
+  userAgent: string;
+  details: AuditDetails;
 }
 
 export interface AuditWriter {
@@ -33,6 +58,8 @@ export function createAuditWriter(deps: {
   db: Database;
   clock: Clock;
   keys: ChainKeys;
+  /** Seals each event's personal part (details, address, user agent) with the org's data key. */
+  sealer: Sealer;
   onError: (err: unknown) => void;
   /**
    * More data-modifying sub-statements (`name as (…)`, comma-separated) to run in the append's
@@ -63,10 +90,17 @@ export function createAuditWriter(deps: {
     const problem = headMacProblem(deps.keys, current);
     if (problem) throw new InvariantError(`audit chain of org ${orgId}: ${problem}; refusing to extend it (run palisade audit verify)`);
     const actor = input.actor ?? actorOf(ctx);
+    const id = newId();
+    const details = input.details ?? {};
+    // The personal part leaves the row's clear columns: the chain covers its sealed form through
+    // the digest, so verification needs no data key, and destroying the key (shredding, erasure)
+    // leaves a chain that still verifies with nothing personal readable.
+    const personal = input.clear ? null : JSON.stringify({ salt: randomToken(16), ip: ctx.ip, userAgent: ctx.userAgent, details } satisfies PersonalPart);
+    const sealed = personal === null ? null : await deps.sealer.seal(tx, personalRef(orgId, id), personal);
     const event: ChainedEvent = {
       org_id: orgId,
       seq: Number(head.seq) + 1,
-      id: newId(),
+      id,
       at: deps.clock.now().toISOString(),
       actor_type: actor.type,
       actor_id: actor.id,
@@ -75,24 +109,25 @@ export function createAuditWriter(deps: {
       target_type: input.target?.type ?? null,
       target_id: input.target?.id ?? null,
       result: input.result ?? 'success',
-      ip: ctx.ip,
-      user_agent: ctx.userAgent,
+      ip: sealed ? '' : ctx.ip,
+      user_agent: sealed ? '' : ctx.userAgent,
       request_id: ctx.requestId,
-      details: input.details ?? {},
+      details: personal !== null ? { sealed: personalDigest(personal) } : details,
       key_id: keyId,
     };
     const hash = eventHash(deps.keys, head.hash, event);
     const mac = headMac(deps.keys, keyId, { org_id: orgId, seq: event.seq, hash });
-    const extra = deps.alsoWrite?.(event) ?? null;
+    // The outbox builds its payload from the event as it happened, not as the chain stores it.
+    const extra = deps.alsoWrite?.({ ...event, ip: ctx.ip, user_agent: ctx.userAgent, details }) ?? null;
     // The event and the head move together, in one statement.
     await exec(
       tx,
       sql`with appended as (
             insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
-              result, ip, user_agent, request_id, details, key_id, prev_hash, hash)
+              result, ip, user_agent, request_id, details, personal_sealed, key_id, prev_hash, hash)
             values (${event.org_id}, ${event.seq}, ${event.id}, ${event.at}, ${event.actor_type}, ${event.actor_id},
               ${event.actor_role}, ${event.action}, ${event.target_type}, ${event.target_id}, ${event.result}, ${event.ip},
-              ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${event.key_id}, ${head.hash}, ${hash})
+              ${event.user_agent}, ${event.request_id}, ${JSON.stringify(event.details)}::jsonb, ${sealed}, ${event.key_id}, ${head.hash}, ${hash})
             returning seq)${extra ? sql`, ${extra}` : sql``}
           update audit_heads set seq = (select seq from appended), hash = ${hash}, key_id = ${keyId}, mac = ${mac} where org_id = ${orgId}`,
     );

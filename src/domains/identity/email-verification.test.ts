@@ -8,6 +8,7 @@ import { client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const DAY = 24 * 3600 * 1000;
 const ATTACKER_PASSWORD = 'attacker-chosen-passphrase-1';
@@ -209,8 +210,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     }
     // The reset spent every pending link.
     expect((await verifyEmail(h, link, OWNER_PASSWORD)).statusCode).toBe(400);
-    const events = await h.t.owner.query<{ details: { via: string } }>(
-      `select details from audit_events where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG_ID, id]);
+    const events = await auditSelect<{ details: { via: string } }>(h, ['details'], `where org_id = $1 and action = 'auth.email_verified' and target_id = $2`, [SYSTEM_ORG_ID, id]);
     expect(events.map((e) => e.details.via)).toEqual(['password_reset']);
   });
 
@@ -246,8 +246,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     expect((await mailTo(h, verified)).length).toBe(before);
     expect(await mailTo(h, unknown)).toEqual([]);
     expect((await verifyEmail(h, await latestVerificationToken(h, pending), OWNER_PASSWORD)).statusCode).toBe(204);
-    const events = await h.t.owner.query<{ details: { known: boolean; sent: boolean } }>(
-      `select details from audit_events where org_id = $1 and action = 'auth.email_verification_requested' order by seq desc limit 3`, [SYSTEM_ORG_ID]);
+    const events = await auditSelect<{ details: { known: boolean; sent: boolean } }>(h, ['details'], `where org_id = $1 and action = 'auth.email_verification_requested' order by seq desc limit 3`, [SYSTEM_ORG_ID]);
     expect(events.map((e) => [e.details.known, e.details.sent]).reverse()).toEqual([[true, true], [true, false], [false, false]]);
   });
 
@@ -289,7 +288,7 @@ describe.each(ENGINES)('email verification on %s', (engine) => {
     await verifyEmail(h, link, OWNER_PASSWORD);
     const secret = link.slice('pal_emv_'.length);
     expect(h.logs.join('\n')).not.toContain(secret);
-    const audit = await h.t.owner.query<{ details: unknown }>('select details from audit_events', []);
+    const audit = await auditSelect<{ details: unknown }>(h, ['details'], ``, []);
     expect(JSON.stringify(audit)).not.toContain(secret);
     expect(JSON.stringify(audit)).not.toContain(OWNER_PASSWORD);
   });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { sha256Hex } from '../../crypto/index.js';
+import { auditRows, auditSelect } from '../../../test/support/evidence.js';
 
 const SESSION = SESSION_COOKIE;
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
@@ -151,18 +152,16 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     const viewer = h.user('globex', 'viewer');
     await login('ghost@globex.test', 'whatever password 1', { 'user-agent': 'audit-probe/1' });
     await login(viewer.email, 'not the password 1', { 'user-agent': 'audit-probe/1' });
-    const events = await h.t.owner.query<{ actor_type: string; actor_id: string | null; target_id: string | null; result: string; ip: string; user_agent: string; details: Record<string, string> }>(
-      `select actor_type, actor_id, target_id, result, ip, user_agent, details from audit_events
-       where org_id = $1 and action = 'auth.login_failed' and user_agent = 'audit-probe/1' order by seq`,
+    const events = await auditSelect<{ actor_type: string; actor_id: string | null; target_id: string | null; result: string; ip: string; user_agent: string; details: Record<string, string> }>(h, ['actor_type', 'actor_id', 'target_id', 'result', 'ip', 'user_agent', 'details'], `where org_id = $1 and action = 'auth.login_failed' order by seq`,
       [SYSTEM_ORG],
-    );
+    ).then((list) => list.filter((e) => e.user_agent === 'audit-probe/1'));
     const viewerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [viewer.email]))[0]?.id;
     expect(events).toEqual([
       { actor_type: 'anonymous', actor_id: null, target_id: null, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { emailHash: sha256Hex('ghost@globex.test').slice(0, 16), reason: 'unknown_email' } },
       { actor_type: 'anonymous', actor_id: null, target_id: viewerId, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { email: viewer.email, reason: 'bad_password' } },
     ]);
     // The password tried is evidence nobody should hold.
-    const all = await h.t.owner.query<{ details: unknown }>(`select details from audit_events where action = 'auth.login_failed'`, []);
+    const all = await auditSelect<{ details: unknown }>(h, ['details'], `where action = 'auth.login_failed'`, []);
     expect(JSON.stringify(all)).not.toContain('not the password 1');
   });
 
@@ -171,10 +170,10 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     const res = await login(pv.email, pv.password, { 'user-agent': 'login-evidence/1' });
     expect(res.statusCode).toBe(200);
     const userId = res.json<{ user: { id: string } }>().user.id;
-    const rows = await h.t.owner.query<{ actor_id: string; target_type: string; target_id: string; result: string }>(
-      `select actor_id, target_type, target_id, result from audit_events where org_id = $1 and action = 'auth.login' and user_agent = 'login-evidence/1'`,
-      [SYSTEM_ORG],
-    );
+    // The user agent is sealed with the rest of the personal part: opened, then matched.
+    const rows = (await auditRows(h, `where org_id = $1 and action = 'auth.login'`, [SYSTEM_ORG]))
+      .filter((e) => e.user_agent === 'login-evidence/1')
+      .map((e) => ({ actor_id: e.actor_id, target_type: e.target_type, target_id: e.target_id, result: e.result }));
     const sessions = await h.t.owner.query<{ id: string }>('select id from sessions where user_id = $1 and revoked_at is null', [userId]);
     expect(sessions).toHaveLength(1);
     expect(rows).toEqual([{ actor_id: userId, target_type: 'session', target_id: sessions[0]?.id, result: 'success' }]);
@@ -248,11 +247,11 @@ describe('failed-login evidence', () => {
     // Not an address: refused by the schema (the one email spelling), and the answer does not echo it.
     expect(res.statusCode).toBe(400);
     expect(res.body).not.toContain('Tr0ub4dor');
-    const rows = await h.t.owner.query<{ details: unknown }>('select details from audit_events');
+    const rows = await auditSelect<{ details: unknown }>(h, ['details'], ``);
     expect(JSON.stringify(rows)).not.toContain('Tr0ub4dor');
     // An address that is not an account is evidence by its hash only.
     await h.built.app.inject({ method: 'POST', url: '/api/auth/login', headers: { origin: ORIGIN }, payload: { email: 'tr0ub4dor@example.test', password: 'x' } });
-    const [last] = await h.t.owner.query<{ details: unknown }>("select details from audit_events where action='auth.login_failed' order by at desc limit 1");
+    const [last] = await auditSelect<{ details: unknown }>(h, ['details'], `where action='auth.login_failed' order by at desc limit 1`);
     expect(JSON.stringify(last?.details)).not.toContain('tr0ub4dor');
     expect(last?.details).toEqual({ emailHash: expect.stringMatching(/^[0-9a-f]{16}$/), reason: 'unknown_email' });
   });

@@ -11,6 +11,7 @@ import { newId } from '../../crypto/index.js';
 import { MAX_PASSKEYS } from './passkeys.js';
 import { systemContext } from '../../kernel/context.js';
 import { totpCodeAt } from './totp.js';
+import { auditRows } from '../../../test/support/evidence.js';
 
 type Json = Record<string, unknown>;
 const json = (r: LightMyRequestResponse) => r.json<Json>();
@@ -139,9 +140,7 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect((await attempt((o) => auth.get(o, { counter: used }))).statusCode).toBe(401);
     const expired = await attempt((o) => auth.get(o), () => h.clock.advance(3 * 60_000));
     expect(json(expired).code).toBe('token_invalid');
-    const failures = await h.t.owner.query<{ reason: string }>(
-      `select details->>'reason' as reason from audit_events where action = 'auth.passkey_failed' order by seq`,
-    );
+    const failures = (await auditRows(h, `where action = 'auth.passkey_failed' order by seq`)).map((e) => ({ reason: e.details.reason }));
     expect(failures.length).toBeGreaterThanOrEqual(4);
   });
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp, type Problem } from '../../../test/support/app.js';
 import { signUp } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
 const TOKEN_RE = /pal_pwr_[A-Za-z0-9_-]{43}/g;
@@ -43,8 +44,7 @@ describe.each(ENGINES)('password reset on %s', (engine) => {
     expect(mails[0]?.subject).toBe('Reset your Palisade password');
     expect(mails[0]?.body).toMatch(/^Reset your password: https:\/\/palisade\.test\/reset-password#token=pal_pwr_[A-Za-z0-9_-]{43}\n/);
 
-    const events = await h.t.owner.query<{ details: { email: string; known: boolean } }>(
-      `select details from audit_events where org_id = $1 and action = 'auth.password_reset_requested' order by seq`, [SYSTEM_ORG],
+    const events = await auditSelect<{ details: { email: string; known: boolean } }>(h, ['details'], `where org_id = $1 and action = 'auth.password_reset_requested' order by seq`, [SYSTEM_ORG],
     );
     expect(events.map((e) => e.details)).toEqual([
       { email: 'member@acme.test', known: true },

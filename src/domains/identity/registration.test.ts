@@ -5,6 +5,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { createTestApp, ORIGIN, type TestApp, type Problem } from '../../../test/support/app.js';
 import { latestVerificationToken, mailTo, verifyEmail } from '../../../test/support/accounts.js';
 import { ENGINES } from '../../../test/support/db.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const GOOD_PASSWORD = 'correct horse battery staple';
 const SYSTEM_ORG = '00000000-0000-0000-0000-000000000000';
@@ -128,8 +129,7 @@ describe.each(ENGINES)('registration on %s', (engine) => {
     // The existing account is untouched: same password, still signs in.
     expect((await login(owner.email, owner.password)).statusCode).toBe(200);
 
-    const events = await h.t.owner.query<{ action: string; result: string; details: { emailVerified: boolean } }>(
-      `select action, result, details from audit_events where org_id = $1 and action = 'auth.registration_duplicate' order by seq`, [SYSTEM_ORG]);
+    const events = await auditSelect<{ action: string; result: string; details: { emailVerified: boolean } }>(h, ['action', 'result', 'details'], `where org_id = $1 and action = 'auth.registration_duplicate' order by seq`, [SYSTEM_ORG]);
     expect(events.map((e) => [e.result, e.details.emailVerified])).toEqual([['denied', true], ['denied', true]]);
   });
 

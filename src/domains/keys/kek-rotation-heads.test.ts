@@ -20,7 +20,7 @@ describe.each(ENGINES)('KEK rotation re-signs audit chain heads on %s', (engine)
   let t: TestDatabase;
   const orgs: string[] = [];
   const writerUnder = (keks: Kek[]) =>
-    createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring(keks)), clock: new ManualClock(new Date()), onError: (err) => { throw err; } });
+    createAuditWriter({ db: t.db, keys: chainKeysFrom(new Keyring(keks)), sealer: createSealer(new Keyring(keks)), clock: new ManualClock(new Date()), onError: (err) => { throw err; } });
   const append = (keks: Kek[], org: string) =>
     t.db.withTenant({ orgId: org, projectIds: null }, (tx) => writerUnder(keks).append(tx, org, systemContext('test'), { action: 'org.updated', details: { name: 'x' } }));
   const heads = () => t.owner.query<{ org_id: string; key_id: string; mac: string; seq: string }>('select org_id::text, key_id, mac, seq::text from audit_heads order by org_id');
@@ -71,7 +71,8 @@ describe.each(ENGINES)('KEK rotation re-signs audit chain heads on %s', (engine)
 
   it('re-signs every head under the new KEK, after which the old one can go and every org still writes', async () => {
     const result = await rotateKek({ owner: t.owner, keyring: new Keyring([K2, K1]), newKek: 'k2' });
-    expect(result).toMatchObject({ rewrapped: 1, heads: 2, headsResigned: 2 });
+    // Both orgs hold a data key: their audit events are sealed with it.
+    expect(result).toMatchObject({ rewrapped: 2, heads: 2, headsResigned: 2 });
     expect((await heads()).map((h) => h.key_id)).toEqual(['k2', 'k2']);
     const status = renderStatus(await kekUsage(t.owner, ['k2', 'k1']), 'PALISADE_KEKS');
     expect(status.out).toContain('no data key or chain head needs it: it can be removed from PALISADE_KEKS');

@@ -26,6 +26,9 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   { table: 'audit_streams', column: 'secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'previous_secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'auth_header_sealed', row: 'id', scope: 'org' },
+  // The personal part of audit events (details, address, user agent); the org chain of the system
+  // org's events is sealed under its own scope, like an org's.
+  { table: 'audit_events', column: 'personal_sealed', row: 'id', scope: 'org' },
   // System scopes: not the org rotation's business (system_keys has no rotation job yet).
   { table: 'totp_credentials', column: 'secret_sealed', row: 'user_id', scope: { system: 'mfa' } },
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },

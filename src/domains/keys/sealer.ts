@@ -18,6 +18,8 @@ export interface Sealer {
    * read once per resealer, not once per value (a batch would otherwise cost two reads a value).
    */
   resealer(tx: Tx, keyId: string): (ref: FieldRef, sealed: string) => Promise<string>;
+  /** An opener for many values in one transaction: each data key is read once (a page of audit events, a stream batch). */
+  opener(tx: Tx): (ref: FieldRef, sealed: string) => Promise<string>;
   /** Drops a scope's cached active key (the next seal in this process reads the new one) and zeroes its unwrapped keys. */
   forget(scope: string): void;
 }
@@ -83,6 +85,20 @@ function storeFor(tx: Tx, cache: Map<string, CachedKey>, now: () => number): Dat
   };
 }
 
+/** A store whose keys are each read once. */
+function memoized(store: DataKeyStore): DataKeyStore {
+  const known = new Map<string, Promise<WrappedKey | null>>();
+  return {
+    ...store,
+    byId(scope, id) {
+      const k = `${scope}/${id}`;
+      let hit = known.get(k);
+      if (!hit) known.set(k, (hit = store.byId(scope, id)));
+      return hit;
+    },
+  };
+}
+
 /** Org ids in canonical (lower) case, so that the AAD and the key cache agree however the id was spelled. */
 const canonical = (ref: FieldRef): FieldRef => (isUuid(ref.scope) ? { ...ref, scope: ref.scope.toLowerCase() } : ref);
 
@@ -91,15 +107,13 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
   return {
     seal: (tx, ref, plaintext) => keyring.seal(storeFor(tx, cache, now), canonical(ref), plaintext, newId),
     open: (tx, ref, sealed) => keyring.open(storeFor(tx, cache, now), canonical(ref), sealed),
+    opener(tx) {
+      const store = memoized(storeFor(tx, cache, now));
+      return (ref, sealed) => keyring.open(store, canonical(ref), sealed);
+    },
     resealer(tx, keyId) {
       const store = storeFor(tx, cache, now);
-      const known = new Map<string, Promise<WrappedKey | null>>();
-      const byId = (scope: string, id: string) => {
-        const k = `${scope}/${id}`;
-        let hit = known.get(k);
-        if (!hit) known.set(k, (hit = store.byId(scope, id)));
-        return hit;
-      };
+      const { byId } = memoized(store);
       return async (ref, sealed) => {
         const r = canonical(ref);
         const target = await byId(r.scope, keyId);

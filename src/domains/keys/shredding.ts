@@ -62,6 +62,8 @@ export function createShredder(deps: ShredDeps) {
         await exec(tx, sql`update organizations set shredded_at = ${now()} where org_id = ${orgId}`);
         await exec(tx, sql`delete from data_key_due where org_id = ${orgId}`);
         await audit.append(tx, orgId, systemContext('data-key job'), {
+          // In clear: no key of the org is left to seal it, and it holds ids and counts only.
+          clear: true,
           action: 'org.shredded',
           target: { type: 'org', id: orgId },
           details: { keysDestroyed: destroyed.length, keyIds: destroyed.map((k) => k.id), membersRemoved: members },

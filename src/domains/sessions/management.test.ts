@@ -3,6 +3,7 @@ import { createTestApp, ORIGIN, type TestApp, SESSION_COOKIE, type Problem } fro
 import { ENGINES } from '../../../test/support/db.js';
 import { sha256Hex } from '../../crypto/index.js';
 import type { SessionView } from './service.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const SESSION = SESSION_COOKIE;
 
@@ -98,8 +99,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     expect((await me(keep)).statusCode).toBe(200);
     expect((await me(bystander)).statusCode).toBe(200);
     expect((await list(keep)).map((s) => s.id)).toEqual([await sessionId(keep)]);
-    const evidence = await h.t.owner.query<{ actor_id: string; details: unknown }>(
-      `select actor_id, details from audit_events where action = 'auth.other_sessions_revoked' and target_id = $1`, [await userId('admin@globex.test')],
+    const evidence = await auditSelect<{ actor_id: string; details: unknown }>(h, ['actor_id', 'details'], `where action = 'auth.other_sessions_revoked' and target_id = $1`, [await userId('admin@globex.test')],
     );
     expect(evidence).toEqual([{ actor_id: await userId('admin@globex.test'), details: { sessions: 2 } }]);
     // Nothing left to end: still an answer, not an error.
@@ -151,8 +151,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     }
     expect((await me(bystander)).statusCode).toBe(200);
     expect((await me(admin)).statusCode).toBe(200);
-    const evidence = await h.t.owner.query<{ org_id: string; target_id: string; details: { sessions: number } }>(
-      `select org_id, target_id, details from audit_events where action = 'member.sessions_revoked'`, [],
+    const evidence = await auditSelect<{ org_id: string; target_id: string; details: { sessions: number } }>(h, ['org_id', 'target_id', 'details'], `where action = 'member.sessions_revoked'`, [],
     );
     expect(evidence).toEqual([{ org_id: h.orgId('globex'), target_id: member, details: { sessions: 2 } }]);
     const reasons = await h.t.owner.query<{ revoked_reason: string }>('select distinct revoked_reason from sessions where user_id = $1', [member]);
@@ -180,8 +179,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     const admin = await h.cookieFor('admin@acme.test');
     const denied = await revokeMember(admin, 'acme', await userId('owner@acme.test'));
     expect(denied.json<Problem>()).toMatchObject({ code: 'privilege_escalation', detail: expect.stringContaining('owners:manage') });
-    const [ev] = await h.t.owner.query<{ actor_id: string; result: string; details: unknown }>(
-      "select actor_id, result, details from audit_events where org_id = $1 and action = 'authz.denied' order by seq desc limit 1", [h.orgId('acme')],
+    const [ev] = await auditSelect<{ actor_id: string; result: string; details: unknown }>(h, ['actor_id', 'result', 'details'], `where org_id = $1 and action = 'authz.denied' order by seq desc limit 1`, [h.orgId('acme')],
     );
     expect(ev).toEqual({
       actor_id: await userId('admin@acme.test'), result: 'denied',

@@ -8,6 +8,7 @@ import { STEP_UP_SECONDS, systemContext, type RequestContext } from '../../kerne
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { hashPassword, totpCodeAt } from '../identity/index.js';
 import type { SignInMethod } from './sign-in.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const PASSWORD = 'sign-in service passphrase 2026';
 const STEP_UP_MS = STEP_UP_SECONDS * 1000;
@@ -66,8 +67,7 @@ describe.each(ENGINES)('sign-in service on %s', (engine) => {
     return { id: r.id, mfaVerified: r.mfa_verified, steppedUpAt: r.stepped_up_at ? new Date(r.stepped_up_at).getTime() : null, revokedReason: r.revoked_reason };
   }
   async function loginEvents(sessionId: string): Promise<Record<string, unknown>[]> {
-    const list = await h.t.owner.query<{ details: Record<string, unknown> | string | null }>(
-      "select details from audit_events where org_id = $1 and action = 'auth.login' and target_id = $2", [SYSTEM_ORG_ID, sessionId],
+    const list = await auditSelect<{ details: Record<string, unknown> | string | null }>(h, ['details'], `where org_id = $1 and action = 'auth.login' and target_id = $2`, [SYSTEM_ORG_ID, sessionId],
     );
     return list.map((r) => (typeof r.details === 'string' ? (JSON.parse(r.details) as Record<string, unknown>) : (r.details ?? {})));
   }
@@ -232,8 +232,7 @@ describe.each(ENGINES)('sign-in service on %s', (engine) => {
     const { steppedUpUntil } = await signIn().stepUp(ctx, 'totp');
     expect(steppedUpUntil).toBe(new Date(h.clock.now().getTime() + STEP_UP_MS).toISOString());
     expect(await sessionById(s.id)).toMatchObject({ mfaVerified: true, steppedUpAt: h.clock.now().getTime() });
-    const [event] = await h.t.owner.query<{ details: unknown }>(
-      "select details from audit_events where org_id = $1 and action = 'auth.step_up' and target_id = $2", [SYSTEM_ORG_ID, s.id],
+    const [event] = await auditSelect<{ details: unknown }>(h, ['details'], `where org_id = $1 and action = 'auth.step_up' and target_id = $2`, [SYSTEM_ORG_ID, s.id],
     );
     expect(typeof event?.details === 'string' ? JSON.parse(event.details) : event?.details).toEqual({ method: 'totp' });
   });

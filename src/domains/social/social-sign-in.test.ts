@@ -9,6 +9,7 @@ import { enrollTotp, nextCode, verifyMfa } from '../../../test/support/mfa.js';
 import { signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import { freshOrg, passwordUser } from '../../../test/support/users.js';
 import { createFlowSealer, type SocialFlowState } from '../sso/flow-state.js';
+import { auditSelect, auditRows } from '../../../test/support/evidence.js';
 
 const GOOGLE_SECRET = 'canary-social-google-secret-5a1f0c';
 const MICROSOFT_SECRET = 'canary-social-microsoft-secret-0be7d4';
@@ -171,8 +172,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
       'select auth_method, mfa_verified, stepped_up_at, sso_org_id from sessions where user_id = $1', [who.user.id]);
     // A first factor only: not a second factor, not a fresh proof, not an org's SSO.
     expect(s).toEqual({ auth_method: 'social', mfa_verified: false, stepped_up_at: null, sso_org_id: null });
-    const events = await h.t.owner.query<{ action: string; details: Record<string, unknown> | null }>(
-      "select action, details from audit_events where target_id = $1 or (action = 'auth.login' and actor_id = $1) order by at, seq", [who.user.id]);
+    const events = await auditSelect<{ action: string; details: Record<string, unknown> | null }>(h, ['action', 'details'], `where target_id = $1 or (action = 'auth.login' and actor_id = $1) order by at, seq`, [who.user.id]);
     expect(events.map((e) => e.action)).toEqual(['auth.social_account_created', 'auth.social_identity_linked', 'auth.login']);
     expect(events[2]?.details).toMatchObject({ socialProvider: 'google' });
 
@@ -277,8 +277,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     expect(await h.t.owner.query('select 1 from social_identities where user_id = $1', [victim.id])).toEqual([]);
     expect(await h.t.owner.query('select 1 from sessions where user_id = $1', [victim.id])).toEqual([]);
     expect(await h.t.owner.query<{ n: number }>("select count(*)::int as n from audit_events where action <> 'auth.social_failed'")).toEqual(auditBefore);
-    const [failure] = await h.t.owner.query<{ details: { provider: string } }>(
-      "select details from audit_events where action = 'auth.social_failed' and details->>'provider' = 'github' order by at desc, seq desc limit 1");
+    const [failure] = (await auditRows(h, "where action = 'auth.social_failed' order by at desc, seq desc")).filter((e) => e.details.provider === 'github');
     expect(failure?.details.provider).toBe('github');
   });
 
@@ -299,8 +298,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     expect(done.headers.location).toBe('/settings?social_linked=github');
     expect(sessionFrom(done)).toBeFalsy();
     expect(await identities('github', String(octo.id))).toEqual([{ user_id: user.id, email: octo.emails[0]?.email }]);
-    const actions = await h.t.owner.query<{ action: string; details: { via?: string } }>(
-      "select action, details from audit_events where target_id = $1 and action like 'auth.social_%' order by at, seq", [user.id]);
+    const actions = await auditSelect<{ action: string; details: { via?: string } }>(h, ['action', 'details'], `where target_id = $1 and action like 'auth.social_%' order by at, seq`, [user.id]);
     expect(actions.map((a) => [a.action, a.details.via])).toEqual([['auth.social_link_started', undefined], ['auth.social_identity_linked', 'session']]);
 
     expect((await me(await signIn('github', octo.login))).user.id).toBe(user.id);
@@ -342,8 +340,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     // The identity is a stranger now: its verified address is new, so it would make a new account, not reach this one.
     const after = await signIn('github', octo.login);
     expect(sessionFrom(after) ? (await me(after)).user.id : null).not.toBe(user.id);
-    const [evidence] = await h.t.owner.query<{ details: { provider: string } }>(
-      "select details from audit_events where action = 'auth.social_identity_unlinked' and target_id = $1", [user.id]);
+    const [evidence] = await auditSelect<{ details: { provider: string } }>(h, ['details'], `where action = 'auth.social_identity_unlinked' and target_id = $1`, [user.id]);
     expect(evidence?.details.provider).toBe('github');
   });
 
@@ -394,7 +391,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
   it('keeps every client secret out of answers, log lines and the audit trail', async () => {
     await signIn('github', hubber().login);
     await signIn('google', googler().sub);
-    const audit = JSON.stringify(await h.t.owner.query('select details from audit_events'));
+    const audit = JSON.stringify(await auditSelect(h, ['details'], ``));
     for (const secret of [GOOGLE_SECRET, MICROSOFT_SECRET, GITHUB_SECRET]) {
       expect(audit).not.toContain(secret);
       expect(h.logs.join('')).not.toContain(secret);

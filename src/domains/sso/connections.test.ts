@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type Problem, type TestApp } from '../../../test/support/app.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { startOidcProvider, type LoopbackIdp } from '../../../test/support/oidc.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 interface Connection {
   id: string;
@@ -65,7 +66,7 @@ describe.each(ENGINES)('OIDC connections on %s', (engine) => {
     const opened = await h.t.db.withTenant({ orgId: acme, projectIds: null }, (tx) =>
       h.built.services.sealer.open(tx, { scope: acme, table: 'sso_connections', column: 'secret_sealed', row: c.id }, row?.secret_sealed ?? ''));
     expect(opened).toBe(SECRET);
-    const audit = await h.t.owner.query<{ details: unknown }>("select details from audit_events where org_id = $1 and action = 'sso.connection_created' and target_id = $2", [acme, c.id]);
+    const audit = await auditSelect<{ details: unknown }>(h, ['details'], `where org_id = $1 and action = 'sso.connection_created' and target_id = $2`, [acme, c.id]);
     expect(audit).toHaveLength(1);
     expect(JSON.stringify(audit)).not.toContain(SECRET);
     expect(h.logs.join('')).not.toContain(SECRET);
@@ -120,7 +121,7 @@ describe.each(ENGINES)('OIDC connections on %s', (engine) => {
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json<Connection>()).toMatchObject({ enabled: true, name: 'Okta', oidc: { scopes: ['openid', 'email', 'groups'], clientSecretSet: true } });
     expect(await sealed()).not.toBe(first);
-    const [ev] = await h.t.owner.query<{ details: unknown }>("select details from audit_events where org_id = $1 and action = 'sso.connection_updated' and target_id = $2", [acme, c.id]);
+    const [ev] = await auditSelect<{ details: unknown }>(h, ['details'], `where org_id = $1 and action = 'sso.connection_updated' and target_id = $2`, [acme, c.id]);
     expect(ev?.details).toEqual({ changed: ['clientSecret', 'enabled', 'name'], enabled: true, name: 'Okta' });
     expect(JSON.stringify(ev)).not.toContain(ROTATED);
 

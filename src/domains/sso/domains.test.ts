@@ -4,6 +4,7 @@ import { createTestApp, ORIGIN, type Problem, type TestApp } from '../../../test
 import { ENGINES } from '../../../test/support/db.js';
 import { startLoopbackDns, type LoopbackDns } from '../../../test/support/dns.js';
 import { STEP_UP_SECONDS } from '../../http/route.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 interface Domain {
   id: string;
@@ -30,7 +31,7 @@ describe.each(ENGINES)('verified email domains on %s', (engine) => {
   const publish = (d: Domain, ...records: string[][]) => dns.zone.set(d.verification.name, { txt: records });
   const fresh = () => `d${++n}-${Math.random().toString(36).slice(2, 8)}.example`;
   const events = async (org: string, action: string, targetId: string) =>
-    h.t.owner.query<{ details: unknown }>('select details from audit_events where org_id = $1 and action = $2 and target_id = $3', [org, action, targetId]);
+    auditSelect<{ details: unknown }>(h, ['details'], `where org_id = $1 and action = $2 and target_id = $3`, [org, action, targetId]);
   const owners = (domain: string) => h.t.owner.query<{ org_id: string }>('select org_id from verified_domains where domain = $1', [domain]);
 
   beforeAll(async () => {

@@ -11,6 +11,7 @@ import { enrollTotp, login, nextCode, verifyMfa } from '../../../test/support/mf
 import { signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import { ENFORCEMENT_CLIENT, enforceableOrg, ssoSessionFor } from '../../../test/support/sso-enforcement.js';
 import { passwordUser } from '../../../test/support/users.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const CALLBACK = '/api/auth/sso/oidc/callback';
 const HOUR = 3_600_000;
@@ -35,8 +36,7 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     expect(sessionFrom(res)).toBeFalsy();
   };
   const events = (orgId: string, action: string) =>
-    h.t.owner.query<{ details: Record<string, unknown>; result: string; target_id: string | null }>(
-      'select details, result, target_id from audit_events where org_id = $1 and action = $2 order by seq', [orgId, action]);
+    auditSelect<{ details: Record<string, unknown>; result: string; target_id: string | null }>(h, ['details', 'result', 'target_id'], `where org_id = $1 and action = $2 order by seq`, [orgId, action]);
 
   /** A real SSO sign-in at `connectionId` through the loopback IdP as `who`. */
   async function ssoSignIn(who: IdpAccount, query: string): Promise<LightMyRequestResponse> {

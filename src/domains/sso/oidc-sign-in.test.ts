@@ -8,6 +8,7 @@ import { enrollTotp, nextCode, verifyMfa } from '../../../test/support/mfa.js';
 import { forgedCopy, rsaSigningKey, signInAtIdp, unsignedCopy, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import { passwordUser } from '../../../test/support/users.js';
 import { createFlowSealer, type FlowState } from './flow-state.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 const SECRET = 'canary-sso-client-secret-91c2e7';
 const OTHER_SECRET = 'canary-sso-other-secret-44ab10';
@@ -363,8 +364,7 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     ada.groups = ['eng'];
     await me(await signIn(ada, via));
     expect(await membership(userId)).toEqual({ role: 'member', restricted: true, projects: [red] });
-    const changes = await h.t.owner.query<{ action: string; details: { from?: string; to?: string; via?: string } }>(
-      "select action, details from audit_events where org_id = $1 and target_id = $2 and action = 'member.role_changed' order by seq", [acme, userId]);
+    const changes = await auditSelect<{ action: string; details: { from?: string; to?: string; via?: string } }>(h, ['action', 'details'], `where org_id = $1 and target_id = $2 and action = 'member.role_changed' order by seq`, [acme, userId]);
     expect(changes.map((e) => [e.details.from, e.details.to, e.details.via])).toEqual([['member', 'admin', 'sso_groups'], ['admin', 'member', 'sso_groups']]);
 
     ada.groups = [];
@@ -380,7 +380,7 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
 
   it('keeps the client secret out of every answer, log line and audit event', async () => {
     await signIn(person());
-    const audit = await h.t.owner.query('select details from audit_events');
+    const audit = await auditSelect(h, ['details'], ``);
     for (const secret of [SECRET, OTHER_SECRET]) {
       expect(JSON.stringify(audit)).not.toContain(secret);
       expect(h.logs.join('')).not.toContain(secret);

@@ -6,6 +6,7 @@ import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { idpKey, samlForm, TestSamlIdp, type AssertionSpec, type IdpKey } from '../../../test/support/saml.js';
 import type { SsoTestView } from './responses.js';
+import { auditRows } from '../../../test/support/evidence.js';
 
 const FLOW = '__Host-palisade_saml';
 const IDP_ORIGIN = 'https://idp.test';
@@ -114,7 +115,7 @@ describe.each(ENGINES)('SAML connection test runs on %s', (engine) => {
     // Sealed at rest; the audit trail keeps the outcome only.
     const [row] = await h.t.owner.query<{ result_sealed: string }>('select result_sealed from sso_tests where id = $1', [testId]);
     expect(row?.result_sealed).not.toContain(who);
-    const events = await h.t.owner.query<{ action: string }>("select action, details from audit_events where action like 'sso.connection_test%' and details::text like $1", [`%${testId}%`]);
+    const events = (await auditRows(h, "where action like 'sso.connection_test%'")).filter((e) => JSON.stringify(e.details).includes(testId));
     expect(events.map((e) => e.action).sort()).toEqual(['sso.connection_test_started', 'sso.connection_tested']);
     expect(JSON.stringify(events)).not.toContain(who);
   });

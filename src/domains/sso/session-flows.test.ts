@@ -6,6 +6,7 @@ import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import type { SsoTestView } from './responses.js';
+import { auditSelect, auditRows } from '../../../test/support/evidence.js';
 
 const SECRET = 'canary-sso-test-secret-5f0d2a';
 const CALLBACK = '/api/auth/sso/oidc/callback';
@@ -92,7 +93,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     // The claims are someone's personal data: sealed at rest, and the audit trail keeps the outcome only.
     const [row] = await h.t.owner.query<{ result_sealed: string }>('select result_sealed from sso_tests where id = $1', [testId]);
     expect(row?.result_sealed).not.toContain(grace.email);
-    const events = await h.t.owner.query<{ action: string; details: unknown }>("select action, details from audit_events where action like 'sso.connection_test%' and details::text like $1", [`%${testId}%`]);
+    const events = (await auditRows(h, "where action like 'sso.connection_test%'")).filter((e) => JSON.stringify(e.details).includes(testId));
     expect(events.map((e) => e.action).sort()).toEqual(['sso.connection_test_started', 'sso.connection_tested']);
     expect(JSON.stringify(events)).not.toContain(grace.email);
   });
@@ -251,7 +252,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(back.headers.location).toBe('/account?sso_linked=1');
     expect(sessionFrom(back)).toBeFalsy();
     expect(await linkedTo(personal.sub)).toEqual([memberRow?.id]);
-    const [event] = await h.t.owner.query<{ details: { via: string } }>("select details from audit_events where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1", [memberRow?.id]);
+    const [event] = await auditSelect<{ details: { via: string } }>(h, ['details'], `where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1`, [memberRow?.id]);
     expect(event?.details.via).toBe('session');
 
     const signIn = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${connection}`);

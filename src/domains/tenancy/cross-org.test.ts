@@ -4,6 +4,7 @@ import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.j
 import { ENGINES } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -101,8 +102,7 @@ describe.each(ENGINES)('objects of another org on %s', (engine) => {
     const after = await h.t.owner.query<{ n: number }>("select count(*)::int as n from audit_events where org_id = $1 and action = 'authz.denied'", [globex]);
     expect(after).toEqual(before);
     const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id;
-    const probes = await h.t.owner.query<{ details: { reason: string; route: string } }>(
-      "select details from audit_events where org_id = $1 and actor_id = $2 and action = 'authz.denied' order by seq", [SYSTEM_ORG_ID, ownerId]);
+    const probes = await auditSelect<{ details: { reason: string; route: string } }>(h, ['details'], `where org_id = $1 and actor_id = $2 and action = 'authz.denied' order by seq`, [SYSTEM_ORG_ID, ownerId]);
     expect(probes.map((p) => p.details.reason)).toEqual(Array(attempts.length).fill('not_member'));
     expect(probes[3]?.details.route).toBe('POST /api/orgs/:orgId/projects');
     expect(await h.t.owner.query("select 1 from invitations where email = 'spy@example.test'", [])).toEqual([]);

@@ -10,6 +10,7 @@ import type { TenantBinding } from '../../db/database.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLE_PERMISSIONS, PermissionSet } from '../../kernel/permissions.js';
+import { auditSelect } from '../../../test/support/evidence.js';
 
 
 const idsOf = (res: LightMyRequestResponse) => res.json<{ projects: { id: string }[] }>().projects.map((p) => p.id).sort();
@@ -69,8 +70,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     }
     const count = await h.t.owner.query<{ n: number }>("select count(*)::int as n from assets where name = 'sneaky'");
     expect(count[0]?.n).toBe(0);
-    const denied = await h.t.owner.query<{ details: { reason: string; route: string } }>(
-      "select details from audit_events where org_id = $1 and actor_id = $2 and action = 'authz.denied' order by seq", [acme, userId]);
+    const denied = await auditSelect<{ details: { reason: string; route: string } }>(h, ['details'], `where org_id = $1 and actor_id = $2 and action = 'authz.denied' order by seq`, [acme, userId]);
     expect(denied.map((d) => d.details)).toEqual([
       { reason: 'project', route: 'GET /api/orgs/:orgId/projects/:projectId' },
       { reason: 'project', route: 'GET /api/orgs/:orgId/projects/:projectId/assets' },
@@ -141,8 +141,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     expect((await me.call('GET', url(`/projects/${staging}/assets`))).statusCode).toBe(404);
     expect((await admin.call('DELETE', url(`/projects/${staging}/members/${id}`))).statusCode).toBe(404);
 
-    const actions = await h.t.owner.query<{ action: string; details: { userId: string } }>(
-      "select action, details from audit_events where org_id = $1 and target_id = $2 and action like 'project.member_%' order by seq", [acme, staging]);
+    const actions = await auditSelect<{ action: string; details: { userId: string } }>(h, ['action', 'details'], `where org_id = $1 and target_id = $2 and action like 'project.member_%' order by seq`, [acme, staging]);
     expect(actions.map((a) => [a.action, a.details.userId])).toEqual([
       ['project.member_assigned', id], ['project.member_assigned', id], ['project.member_unassigned', id],
     ]);

@@ -81,6 +81,7 @@ export function AuditTrail() {
                     </p>
                   ) : null}
                   {Object.keys(e.details).length ? <pre>{JSON.stringify(e.details, null, 2)}</pre> : null}
+                  {e.personal === 'unreadable' ? <p className="hint">Details, address and user agent unreadable: their key was destroyed, or they do not match the chain.</p> : null}
                 </li>
               ))}
             </ul>
