@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import { newId, randomToken, sha256Hex } from '../../src/crypto/index.js';
-import { exec, one, rows } from '../../src/db/database.js';
+import { exec, one } from '../../src/db/database.js';
 import { systemContext, type RequestContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
@@ -14,6 +14,7 @@ import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
 import { newWebhookSecret } from '../../src/domains/webhooks/index.js';
 import type { KeyCredential } from './cases.js';
 import { ORIGIN, type TestApp } from '../support/app.js';
+import { auditRows } from '../support/evidence.js';
 import { SoftAuthenticator } from '../support/authenticator.js';
 import type { LoopbackDns } from '../support/dns.js';
 
@@ -395,15 +396,8 @@ export class Fixtures {
   /** The pipeline's `authz.denied` audit events of the given orgs, by request id. */
   async deniedEvents(orgIds: readonly string[]): Promise<Map<string, { reason: string; route: string }>> {
     const out = new Map<string, { reason: string; route: string }>();
-    for (const orgId of orgIds) {
-      const list = await this.h.t.db.withTenant({ orgId, projectIds: null }, (tx) =>
-        rows<{ request_id: string; details: { reason?: unknown; route?: unknown } }>(
-          tx,
-          sql`select request_id, details from audit_events where org_id = ${orgId} and action = 'authz.denied'`,
-        ),
-      );
-      for (const e of list) out.set(e.request_id, { reason: String(e.details.reason), route: String(e.details.route) });
-    }
+    const list = await auditRows(this.h, `where org_id = any($1) and action = 'authz.denied'`, [orgIds]);
+    for (const e of list) out.set(e.request_id, { reason: String(e.details.reason), route: String(e.details.route) });
     return out;
   }
 

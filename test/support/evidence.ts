@@ -33,15 +33,21 @@ const asObject = (d: unknown): Record<string, unknown> => (typeof d === 'string'
  */
 export async function auditRows(h: TestApp, where: string, params: unknown[] = []): Promise<OpenedEvent[]> {
   const raw = await h.t.owner.query<RawEvent>(`select * from audit_events ${where}`, params);
+  // One transaction per org, each data key read once: the matrix reads thousands of events.
+  const parts = new Map<string, PersonalPart>();
+  for (const orgId of new Set(raw.filter((r) => r.personal_sealed).map((r) => r.org_id))) {
+    await h.t.db.withTenant({ orgId }, async (tx) => {
+      const open = h.built.services.sealer.opener(tx);
+      for (const r of raw) {
+        if (r.org_id === orgId && r.personal_sealed) parts.set(r.id, JSON.parse(await open(personalRef(orgId, r.id), r.personal_sealed)) as PersonalPart);
+      }
+    });
+  }
   const out: OpenedEvent[] = [];
   for (const r of raw) {
     const details = asObject(r.details);
     const stored = { ip: r.ip, user_agent: r.user_agent, details, personal_sealed: r.personal_sealed };
-    let part: PersonalPart | null = null;
-    if (r.personal_sealed) {
-      const sealed = r.personal_sealed;
-      part = JSON.parse(await h.t.db.withTenant({ orgId: r.org_id }, (tx) => h.built.services.sealer.open(tx, personalRef(r.org_id, r.id), sealed))) as PersonalPart;
-    }
+    const part = parts.get(r.id);
     out.push({
       ...r, seq: Number(r.seq), stored,
       ip: part?.ip ?? r.ip, user_agent: part?.userAgent ?? r.user_agent, details: (part?.details as Record<string, unknown> | undefined) ?? details,
