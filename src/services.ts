@@ -26,6 +26,7 @@ import {
   createMemberService,
   createOrgService,
   createDeletionService,
+  createSubjectService,
   createProjectService,
   createRoleService,
 } from './domains/tenancy/index.js';
@@ -95,6 +96,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const orgs = createOrgService(tenancyDeps);
   const orgDeletion = createDeletionService({ db, audit, clock, graceDays: config.dataKeys.orgDeletionGraceDays });
   const members = createMemberService(tenancyDeps);
+  const subjects = createSubjectService({ db, audit, clock, sealer, onPrivilegeChange: tenancyDeps.onPrivilegeChange });
   const invitations = createInvitationService(tenancyDeps);
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);
@@ -143,7 +145,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, audit checkpoints. */

@@ -54,6 +54,8 @@ export const AUDIT_ACTIONS = {
   'member.role_changed': { description: 'A member\u2019s role or project restriction changed', webhook: true },
   'member.removed': { description: 'A member was removed', webhook: true },
   'member.left': { description: 'A member left the organization', webhook: true },
+  'member.data_exported': { description: 'An owner exported everything the organization holds about a member (a data-subject access request)' },
+  'member.erased': { description: 'An owner erased a member: membership, keys, identities and invitations removed, personal parts of their audit events destroyed, their account deleted when no other organization holds them', webhook: true },
   'member.sessions_revoked': { description: 'Every session of a member was revoked', webhook: true },
   'invitation.created': { description: 'An invitation was sent', webhook: true },
   'invitation.revoked': { description: 'An invitation was revoked', webhook: true },

@@ -30,9 +30,10 @@ export interface AuditEventView {
   /**
    * The event's personal part (details, address, user agent): `clear` in an event written before
    * they were sealed; `open` when sealed and opened; `unreadable` when its data key is gone (the
-   * org was shredded) or the part does not match the digest the chain holds.
+   * org was shredded) or the part does not match the digest the chain holds; `erased` when a
+   * data-subject erasure destroyed it (tenancy/subject.ts).
    */
-  personal: 'clear' | 'open' | 'unreadable';
+  personal: 'clear' | 'open' | 'unreadable' | 'erased';
   hash: string;
 }
 
@@ -85,7 +86,7 @@ async function viewOf(open: Opener, orgId: string, r: EventRow): Promise<AuditEv
     userAgent: part ? part.userAgent : r.user_agent,
     requestId: r.request_id,
     details: part ? part.details : sealed ? {} : r.details,
-    personal: !sealed ? 'clear' : part ? 'open' : 'unreadable',
+    personal: !sealed ? 'clear' : part ? 'open' : r.personal_sealed === null ? 'erased' : 'unreadable',
     hash: r.hash,
   };
 }
