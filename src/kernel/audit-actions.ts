@@ -56,6 +56,7 @@ export const AUDIT_ACTIONS = {
   'member.left': { description: 'A member left the organization', webhook: true },
   'member.data_exported': { description: 'An owner exported everything the organization holds about a member (a data-subject access request)' },
   'member.erased': { description: 'An owner erased a member: membership, keys, identities and invitations removed, personal parts of their audit events destroyed, their account deleted when no other organization holds them', webhook: true },
+  'user.erased': { description: 'A person erased from their last organization: the personal parts of their account\u2019s own events (sign-ins) destroyed (system trail)' },
   'member.sessions_revoked': { description: 'Every session of a member was revoked', webhook: true },
   'invitation.created': { description: 'An invitation was sent', webhook: true },
   'invitation.revoked': { description: 'An invitation was revoked', webhook: true },

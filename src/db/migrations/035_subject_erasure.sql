@@ -36,3 +36,53 @@ begin
 end $$;
 revoke all on function palisade_erase_member(uuid, uuid) from public;
 grant execute on function palisade_erase_member(uuid, uuid) to {{runtime_role}};
+
+-- An audit event's sealed personal part is outside the chain (a data-key rotation re-seals it),
+-- and 034 let the runtime role remove one: a compromised application could have destroyed the
+-- details of any event, and verification would not have noticed (review of 034, finding 1).
+-- Now the runtime role may only re-seal a part (one value for another: the rotation); removing
+-- one is an erasure, and an erasure goes through palisade_erase_audit_parts, whose caller must
+-- then append a clear, chained erasure event naming every event it erased: `palisade audit
+-- verify` reports any event whose part is gone and that no such event names.
+create or replace function palisade_admin.audit_personal_only() returns trigger
+language plpgsql set search_path = pg_catalog as $$
+begin
+  if (new.org_id, new.seq, new.id, new.at, new.actor_type, new.actor_id, new.actor_role, new.action, new.target_type, new.target_id,
+      new.result, new.ip, new.user_agent, new.request_id, new.details, new.key_id, new.prev_hash, new.hash)
+     is distinct from
+     (old.org_id, old.seq, old.id, old.at, old.actor_type, old.actor_id, old.actor_role, old.action, old.target_type, old.target_id,
+      old.result, old.ip, old.user_agent, old.request_id, old.details, old.key_id, old.prev_hash, old.hash) then
+    raise exception 'audit_events is append-only' using errcode = 'insufficient_privilege';
+  end if;
+  if old.personal_sealed is null and new.personal_sealed is not null then
+    raise exception 'an audit event without a sealed part gets none' using errcode = 'insufficient_privilege';
+  end if;
+  -- The table's owner (the migrations, and the erasure function that runs as them) may; the runtime role may not.
+  if old.personal_sealed is not null and coalesce(new.personal_sealed, '') = ''
+     and not pg_has_role(current_user, (select relowner from pg_class where oid = tg_relid), 'USAGE') then
+    raise exception 'a sealed part is removed only by an erasure (palisade_erase_audit_parts)' using errcode = 'insufficient_privilege';
+  end if;
+  return new;
+end $$;
+
+create function palisade_erase_audit_parts(p_org uuid, p_ids uuid[]) returns integer
+language plpgsql security definer set search_path = pg_catalog as $$
+declare
+  bound uuid := nullif(current_setting('palisade.org_id', true), '')::uuid;
+  n integer;
+begin
+  if bound is null or bound <> p_org then
+    raise exception 'palisade_erase_audit_parts needs its org bound in the transaction' using errcode = 'insufficient_privilege';
+  end if;
+  update public.audit_events set personal_sealed = null
+    where org_id = p_org and id = any (p_ids) and personal_sealed is not null;
+  get diagnostics n = row_count;
+  return n;
+end $$;
+revoke all on function palisade_erase_audit_parts(uuid, uuid[]) from public;
+grant execute on function palisade_erase_audit_parts(uuid, uuid[]) to {{runtime_role}};
+
+-- A data-key rotation walks an org's sealed values by id; without this index the walk over
+-- audit_events used the global id index and filtered every other org's rows out (review of 034,
+-- finding 3: 58 ms a batch for an org of 20k events among 1M).
+create index audit_events_org_id_idx on audit_events (org_id, id);

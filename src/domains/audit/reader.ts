@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Database, TenantBinding, Tx } from '../../db/database.js';
 import { rows } from '../../db/database.js';
+import { SealedValueError } from '../../crypto/index.js';
 import type { Sealer } from '../keys/sealer.js';
 import { personalDigest, personalRef, type PersonalPart } from './writer.js';
 
@@ -65,9 +66,13 @@ async function openPersonal(open: Opener, orgId: string, r: EventRow): Promise<P
   try {
     const plaintext = await open(personalRef(orgId, r.id), r.personal_sealed);
     return personalDigest(plaintext) === digest ? (JSON.parse(plaintext) as PersonalPart) : null;
-  } catch {
+  } catch (err) {
     // A destroyed key (a shredded org), a tampered value: the event says so, the page goes on.
-    return null;
+    // Anything else (a KEK this process lacks, a token fault, the database) is not the event's
+    // state: it fails the read, so a stream retries instead of shipping the event without its
+    // details, and nobody is told a key was destroyed when it was not (review of 034, finding 2).
+    if (err instanceof SealedValueError) return null;
+    throw err;
   }
 }
 

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../../../test/support/app.js';
 import { code, signedIn } from '../../../test/support/client.js';
@@ -123,9 +124,31 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     expect(trail.statusCode).toBe(200);
     const shown = trail.json<{ events: { action: string; personal: string; details: unknown }[] }>().events;
     expect(shown.filter((e) => e.action !== 'member.erased').every((e) => e.personal === 'erased' && JSON.stringify(e.details) === '{}')).toBe(true);
+    // The erasure itself is chained in clear, naming what it destroyed: verification holds it to that.
     const [done] = shown.filter((e) => e.action === 'member.erased');
-    expect(done).toMatchObject({ personal: 'open', details: { account: 'deleted' } });
+    expect(done).toMatchObject({ personal: 'clear', ip: '', userAgent: '', details: { account: 'deleted' } });
+    const named = (done?.details as { erasedEvents: string[] }).erasedEvents;
+    // Every event they acted in or were the target of, and the invitation naming their address.
+    const [invitation] = await auditRows(h, `where org_id = $1 and action = 'invitation.created' order by seq desc limit 1`, [acme]);
+    expect([...named].sort()).toEqual([...about.map((e) => e.id), invitation?.id].sort());
     expect(await h.built.services.auditVerifier.verify({ orgId: acme, projectIds: null }, acme)).toMatchObject({ ok: true, problems: [] });
+  });
+
+  it('lets nobody but an erasure remove a sealed part, and verification names a part gone without one', async () => {
+    const [victim] = await auditRows(h, `where org_id = $1 and personal_sealed is not null order by seq limit 1`, [acme]);
+    if (!victim) throw new Error('no sealed event');
+    // The application's own role: neither null nor empty, nor through the erasure function for another org.
+    for (const value of [null, '']) {
+      await expect(h.t.db.withTenant({ orgId: acme }, (tx) => sql`update audit_events set personal_sealed = ${value} where id = ${victim.id}`.execute(tx)))
+        .rejects.toThrow(/removed only by an erasure/);
+    }
+    await expect(h.t.db.withTenant({ orgId: h.orgId('globex') }, (tx) => sql`select palisade_erase_audit_parts(${acme}, ${[victim.id]}::uuid[])`.execute(tx)))
+      .rejects.toThrow(/needs its org bound/);
+    // Someone with the database owner's rights does it anyway: verification says so, naming the event.
+    await h.t.owner.query('update audit_events set personal_sealed = null where id = $1', [victim.id]);
+    const report = await h.built.services.auditVerifier.verify({ orgId: acme, projectIds: null }, acme);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([`event ${victim.seq} (${victim.id}, ${victim.action}) lost its sealed details, address and user agent, and no erasure names it`]);
   });
 
   it('erases only this org\u2019s records of a person other orgs still hold: their account and the other org\u2019s trail stay', async () => {

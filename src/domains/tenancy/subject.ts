@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { SealedValueError } from '../../crypto/index.js';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
@@ -100,7 +101,8 @@ async function eventsAbout(
           text = await open(personalRef(orgId, r.id), r.personal_sealed);
           const digest = (r.details as { sealed?: unknown } | null)?.sealed;
           part = personalDigest(text) === digest ? (JSON.parse(text) as PersonalPart) : null;
-        } catch {
+        } catch (err) {
+          if (!(err instanceof SealedValueError)) throw err;
           part = null; // its key is gone or the value was tampered with: nothing to read, nothing to hand over
         }
       } else {
@@ -111,6 +113,20 @@ async function eventsAbout(
     if (page.length < PAGE) return;
     after = Number(page[page.length - 1]?.seq);
   }
+}
+
+/**
+ * Destroys the sealed personal part of every event of `orgId` about the subject (the caller's
+ * transaction is bound to it), through the one function allowed to (migration 035), and returns
+ * their ids for the clear erasure event the caller must append.
+ */
+async function eraseParts(deps: Pick<SubjectDeps, 'sealer'>, tx: Tx, orgId: string, s: { id: string; email: string }): Promise<string[]> {
+  const ids: string[] = [];
+  await eventsAbout(deps, tx, orgId, s, (r) => {
+    if (r.personal_sealed) ids.push(r.id);
+  });
+  if (ids.length > 0) await exec(tx, sql`select palisade_erase_audit_parts(${orgId}, ${ids}::uuid[])`);
+  return ids;
 }
 
 /**
@@ -195,11 +211,7 @@ export function createSubjectService(deps: SubjectDeps) {
           if ((owners?.n ?? 0) <= 1) throw new AppError('last_owner');
         }
         const now = clock.now().toISOString();
-        // Erased first, while the membership still shows who the events are about.
-        let auditEvents = 0;
-        await eventsAbout(deps, tx, org.orgId, s, async (r) => {
-          if (r.personal_sealed) auditEvents += await exec(tx, sql`update audit_events set personal_sealed = null where org_id = ${org.orgId} and id = ${r.id}`);
-        });
+        const erased = await eraseParts(deps, tx, org.orgId, s);
         const keys = await exec(tx, sql`update api_keys set revoked_at = ${now}, revoked_by = ${actorId}
                                         where org_id = ${org.orgId} and created_by = ${userId} and revoked_at is null`);
         await exec(tx, sql`delete from project_access where org_id = ${org.orgId} and user_id = ${userId}`);
@@ -212,21 +224,20 @@ export function createSubjectService(deps: SubjectDeps) {
         // mail queued to them. Sessions and factors are the account's: no org ends them for another.
         const gone = await one<{ account: 'deleted' | 'kept' }>(tx, sql`select palisade_erase_member(${org.orgId}, ${userId}) as account`);
         const deleteAccount = gone?.account === 'deleted';
+        // In clear and chained: `audit verify` accepts a removed part only when an erasure names it.
         await audit.append(tx, org.orgId, ctx, {
-          action: 'member.erased', target: { type: 'user', id: userId },
-          details: { account: deleteAccount ? 'deleted' : 'kept', auditEvents, apiKeysRevoked: keys, ssoIdentities: sso, invitations },
+          action: 'member.erased', target: { type: 'user', id: userId }, clear: true,
+          details: { account: deleteAccount ? 'deleted' : 'kept', erasedEvents: erased, apiKeysRevoked: keys, ssoIdentities: sso, invitations },
         });
-        return { email: s.email, view: { account: deleteAccount ? 'deleted' as const : 'kept' as const, auditEventsErased: auditEvents, apiKeysRevoked: keys, ssoIdentitiesRemoved: sso, invitationsRemoved: invitations } };
+        return { email: s.email, view: { account: deleteAccount ? 'deleted' as const : 'kept' as const, auditEventsErased: erased.length, apiKeysRevoked: keys, ssoIdentitiesRemoved: sso, invitationsRemoved: invitations } };
       });
       // The account's own trail (sign-ins recorded in the system chain): the person is gone from
       // every org, so nothing there is any org's record any more.
       if (result.view.account === 'deleted') {
         result.view.auditEventsErased += await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          let n = 0;
-          await eventsAbout(deps, tx, SYSTEM_ORG_ID, { id: userId, email: result.email }, async (r) => {
-            if (r.personal_sealed) n += await exec(tx, sql`update audit_events set personal_sealed = null where org_id = ${SYSTEM_ORG_ID} and id = ${r.id}`);
-          });
-          return n;
+          const ids = await eraseParts(deps, tx, SYSTEM_ORG_ID, { id: userId, email: result.email });
+          await audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'user.erased', target: { type: 'user', id: userId }, clear: true, details: { erasedEvents: ids } });
+          return ids.length;
         });
       }
       return result.view;
