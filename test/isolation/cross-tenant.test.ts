@@ -110,7 +110,7 @@ const NO_UPDATE: readonly TenantTable[] = [
   'audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets', 'integration_credential_rotations', 'integration_credential_uses',
 ];
 const NO_DELETE: readonly TenantTable[] = [
-  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
+  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_tests',
   'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
   'org_key_rotations',
 ];

@@ -38,12 +38,10 @@ revoke all on function palisade_erase_member(uuid, uuid) from public;
 grant execute on function palisade_erase_member(uuid, uuid) to {{runtime_role}};
 
 -- An audit event's sealed personal part is outside the chain (a data-key rotation re-seals it),
--- and 034 let the runtime role remove one: a compromised application could have destroyed the
--- details of any event, and verification would not have noticed (review of 034, finding 1).
--- Now the runtime role may only re-seal a part (one value for another: the rotation); removing
--- one is an erasure, and an erasure goes through palisade_erase_audit_parts, whose caller must
--- then append a clear, chained erasure event naming every event it erased: `palisade audit
--- verify` reports any event whose part is gone and that no such event names.
+-- so the trigger of 034 cannot tell an erasure from a tampering: both null a part. What tells
+-- them apart is the chain: an erasure appends a clear event naming every event it erased, and
+-- `palisade audit verify` reports any event whose part is gone that no erasure names (review of
+-- 034, finding 1). A part is removed by setting it null, never emptied, so that there is one form.
 create or replace function palisade_admin.audit_personal_only() returns trigger
 language plpgsql set search_path = pg_catalog as $$
 begin
@@ -57,30 +55,11 @@ begin
   if old.personal_sealed is null and new.personal_sealed is not null then
     raise exception 'an audit event without a sealed part gets none' using errcode = 'insufficient_privilege';
   end if;
-  -- The table's owner (the migrations, and the erasure function that runs as them) may; the runtime role may not.
-  if old.personal_sealed is not null and coalesce(new.personal_sealed, '') = ''
-     and not pg_has_role(current_user, (select relowner from pg_class where oid = tg_relid), 'USAGE') then
-    raise exception 'a sealed part is removed only by an erasure (palisade_erase_audit_parts)' using errcode = 'insufficient_privilege';
+  if new.personal_sealed = '' then
+    raise exception 'a sealed part is removed by setting it null' using errcode = 'check_violation';
   end if;
   return new;
 end $$;
-
-create function palisade_erase_audit_parts(p_org uuid, p_ids uuid[]) returns integer
-language plpgsql security definer set search_path = pg_catalog as $$
-declare
-  bound uuid := nullif(current_setting('palisade.org_id', true), '')::uuid;
-  n integer;
-begin
-  if bound is null or bound <> p_org then
-    raise exception 'palisade_erase_audit_parts needs its org bound in the transaction' using errcode = 'insufficient_privilege';
-  end if;
-  update public.audit_events set personal_sealed = null
-    where org_id = p_org and id = any (p_ids) and personal_sealed is not null;
-  get diagnostics n = row_count;
-  return n;
-end $$;
-revoke all on function palisade_erase_audit_parts(uuid, uuid[]) from public;
-grant execute on function palisade_erase_audit_parts(uuid, uuid[]) to {{runtime_role}};
 
 -- A data-key rotation walks an org's sealed values by id; without this index the walk over
 -- audit_events used the global id index and filtered every other org's rows out (review of 034,

@@ -117,15 +117,15 @@ async function eventsAbout(
 
 /**
  * Destroys the sealed personal part of every event of `orgId` about the subject (the caller's
- * transaction is bound to it), through the one function allowed to (migration 035), and returns
- * their ids for the clear erasure event the caller must append.
+ * transaction is bound to it) and returns their ids for the clear erasure event the caller must
+ * append in the same transaction: `audit verify` accepts a part gone only where one names it.
  */
 async function eraseParts(deps: Pick<SubjectDeps, 'sealer'>, tx: Tx, orgId: string, s: { id: string; email: string }): Promise<string[]> {
   const ids: string[] = [];
   await eventsAbout(deps, tx, orgId, s, (r) => {
     if (r.personal_sealed) ids.push(r.id);
   });
-  if (ids.length > 0) await exec(tx, sql`select palisade_erase_audit_parts(${orgId}, ${ids}::uuid[])`);
+  if (ids.length > 0) await exec(tx, sql`update audit_events set personal_sealed = null where org_id = ${orgId} and id = any(${ids}::uuid[])`);
   return ids;
 }
 
