@@ -79,6 +79,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const sessions = createSessionService({
     db,
     clock,
+    sealer,
     secret: config.sessionSecret,
     idleSeconds: config.session.idleSeconds,
     absoluteSeconds: config.session.absoluteSeconds,

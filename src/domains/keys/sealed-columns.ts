@@ -32,6 +32,8 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   // System scopes: not the org rotation's business (system_keys has no rotation job yet).
   { table: 'totp_credentials', column: 'secret_sealed', row: 'user_id', scope: { system: 'mfa' } },
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },
+  // The address and user agent a session was opened from (migration 036).
+  { table: 'sessions', column: 'client_sealed', row: 'id', scope: { system: 'sessions' } },
 ];
 
 /** The columns a data-key rotation walks, in the order it walks them. */
