@@ -89,7 +89,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
   const enforcement = createSsoEnforcement({ db, clock, audit, mail, publicOrigin: config.publicOrigin });
   const tenancyDeps = {
-    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    db, audit, clock, mail, sealer, publicOrigin: config.publicOrigin,
     onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
     onProjectDeleted: (tx: Tx, ctx: RequestContext, orgId: string, projectId: string) => apiKeys.revokeBoundTo(tx, ctx, orgId, projectId),
     sessionAllowed: (tx: Tx, userId: string, sessionId: string) => enforcement.assertSessionAllowed(tx, userId, sessionId),

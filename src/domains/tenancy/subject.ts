@@ -10,6 +10,7 @@ import { personalDigest, personalRef, type PersonalPart } from '../audit/writer.
 import type { Sealer } from '../keys/sealer.js';
 import { assertCanActOnCredentials, assertCanManage, bindingOf, requireOrg, type RoleKey } from './access.js';
 import type { ErasureView, SubjectExportView } from './responses.js';
+import { invitedAddress } from './invitations.js';
 
 export interface SubjectDeps {
   db: Database;
@@ -157,7 +158,7 @@ export function createSubjectService(deps: SubjectDeps) {
         );
         const invitations = await rows<{ id: string; role: string; created_at: Date; expires_at: Date; accepted_at: Date | null; revoked_at: Date | null }>(
           tx, sql`select id, role, created_at, expires_at, accepted_at, revoked_at from invitations
-                  where org_id = ${org.orgId} and lower(email) = lower(${s.email}) order by created_at`,
+                  where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, s.email)} order by created_at`,
         );
         const events: SubjectExportView['auditEvents'] = [];
         await eventsAbout(deps, tx, org.orgId, s, (r, part) => {
@@ -216,7 +217,7 @@ export function createSubjectService(deps: SubjectDeps) {
                                         where org_id = ${org.orgId} and created_by = ${userId} and revoked_at is null`);
         await exec(tx, sql`delete from project_access where org_id = ${org.orgId} and user_id = ${userId}`);
         const sso = await exec(tx, sql`delete from sso_identities where org_id = ${org.orgId} and user_id = ${userId}`);
-        const invitations = await exec(tx, sql`delete from invitations where org_id = ${org.orgId} and lower(email) = lower(${s.email})`);
+        const invitations = await exec(tx, sql`delete from invitations where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, s.email)}`);
         await deps.onPrivilegeChange(tx, userId);
         // The membership goes; the account too when no other org holds the person (migration
         // 035: the one way the runtime role deletes a user), and with it, by foreign keys, every
