@@ -1,23 +1,11 @@
 /** What the tests read back after a request: audit rows and account state, as the owner sees them. */
+import type { ChainedEvent } from '../../src/domains/audit/chain.js';
 import { personalRef, type PersonalPart } from '../../src/domains/audit/writer.js';
 import type { TestApp } from './app.js';
 
 /** An audit event as stored, with its sealed personal part (details, address, user agent) opened. */
-export interface OpenedEvent {
-  org_id: string;
-  seq: number;
-  id: string;
+export interface OpenedEvent extends Omit<ChainedEvent, 'at' | 'details' | 'key_id'> {
   at: Date;
-  actor_type: string;
-  actor_id: string | null;
-  actor_role: string | null;
-  action: string;
-  target_type: string | null;
-  target_id: string | null;
-  result: string;
-  ip: string;
-  user_agent: string;
-  request_id: string;
   details: Record<string, unknown>;
   /** The row as stored: '' address and user agent, and the digest as details, for a sealed event. */
   stored: { ip: string; user_agent: string; details: Record<string, unknown>; personal_sealed: string | null };
