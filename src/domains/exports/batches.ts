@@ -18,11 +18,12 @@ const ident = (name: string) => sql.id(name);
  * RLS binds the org, and the explicit org_id filter is the first layer (the two must agree).
  */
 export async function readBatch(tx: Tx, orgId: string, t: TablePlan, cursor: string[] | null, limit: number, sealer: Sealer): Promise<ExportedRow[]> {
-  const keys = sql.join(t.key.map((k) => ident(k.column)));
+  // Qualified: an output alias (j, k, id) must never stand for a key column in ORDER BY.
+  const keys = sql.join(t.key.map((k) => sql`x.${ident(k.column)}`));
   const after = cursor
     ? sql`and (${keys}) > (${sql.join(cursor.map((v, i) => sql`${v}::${sql.raw(t.key[i]?.type ?? 'text')}`))})`
     : sql``;
-  const keyText = sql.join(t.key.map((k) => sql`${ident(k.column)}::text`));
+  const keyText = sql.join(t.key.map((k) => sql`x.${ident(k.column)}::text`));
   const audit = t.name === 'audit_events';
   const list = await rows<{ j: string; k: string; id?: string; details?: unknown; personal_sealed?: string | null }>(
     tx,

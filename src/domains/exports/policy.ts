@@ -80,6 +80,10 @@ export function planProblems(tables: Awaited<ReturnType<typeof tenantTables>>): 
     if (!table) problems.push(`excluded columns of ${t}, which is not a tenant table (stale entry)`);
     else for (const c of Object.keys(cols)) if (!table.columns.includes(c)) problems.push(`excluded column ${t}.${c} does not exist (stale entry)`);
   }
+  for (const name of Object.keys(NOT_SECRETS)) {
+    const [table, column] = name.split('.');
+    if (!tables.some((t) => t.name === table && t.columns.includes(column ?? ''))) problems.push(`${name} is declared harmless but does not exist (stale entry)`);
+  }
   for (const t of tables) {
     if (EXCLUDED_TABLES[t.name]) continue;
     if (t.key.length === 0) problems.push(`${t.name} has no primary key to read it in batches by`);
