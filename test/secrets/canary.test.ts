@@ -328,7 +328,7 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     const archive = await h.built.app.inject({ method: 'GET', url });
     expect(archive.statusCode).toBe(200);
     const text = archive.rawPayload.toString('utf8');
-    expect(text).toContain('"action":"credential.created"');
+    expect(text).toContain('"action": "credential.created"');
     expect(leaks(text)).toEqual([]);
   });
 
