@@ -181,17 +181,21 @@ export function createArchiveWriter(deps: ArchiveDeps) {
       });
     },
 
-    /** Deletes the archives of the org whose retention ended (and those of failed exports). Returns how many. */
+    /** Deletes the archives of the org whose retention ended, or all of them once the org is shredded. Returns how many. */
     async expire(orgId: string): Promise<number> {
       const now = deps.clock.now().toISOString();
       return deps.db.withTenant({ orgId, projectIds: null }, async (tx) => {
         const due = await rows<{ id: string }>(
           tx,
-          sql`update org_exports set state = 'expired' where org_id = ${orgId} and state = 'done' and expires_at <= ${now} returning id`,
+          // Past retention, or the org was shredded: its archives no longer open (their keys went with its data keys), so they go now.
+          sql`update org_exports set state = 'expired' where org_id = ${orgId} and state = 'done'
+                and (expires_at <= ${now} or exists (select 1 from organizations o where o.org_id = ${orgId} and o.shredded_at is not null))
+              returning id`,
         );
         for (const e of due) {
           await rm(archivePath(deps.dir, orgId, e.id), { force: true });
-          await deps.audit.append(tx, orgId, systemContext('export job'), { action: 'org.export_expired', target: { type: 'org_export', id: e.id }, details: {} });
+          // In clear: a shredded org has no key left to seal with, and the event holds an id only.
+          await deps.audit.append(tx, orgId, systemContext('export job'), { clear: true, action: 'org.export_expired', target: { type: 'org_export', id: e.id }, details: {} });
         }
         return due.length;
       });

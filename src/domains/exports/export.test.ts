@@ -7,6 +7,7 @@ import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.j
 import { code, signedIn, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { STEP_UP_SECONDS } from '../../kernel/context.js';
+import { createDataKeyJob } from '../keys/index.js';
 import { archivePath, createArchiveWriter, createExportJob, verifyArchive, type ExportView, type Manifest, type PublishedKey } from './index.js';
 
 const CREDENTIAL_CANARY = 'CANARY-export-credential-5b7e1c90d2';
@@ -227,7 +228,7 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     expect(code(await download(link))).toBe('token_invalid');
   });
 
-  it('still exports while the org awaits its shredding', async () => {
+  it('still exports while the org awaits its shredding, and the shredding takes its archives with it', async () => {
     owner = await signedIn(h, h.user('acme', 'owner').email);
     const del = await h.built.app.inject({ method: 'DELETE', url: `/api/orgs/${acme}`, headers: { cookie: owner.cookie, origin: ORIGIN }, payload: { confirm: 'acme' } });
     expect(del.statusCode, del.body).toBe(202);
@@ -235,5 +236,15 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     owner = await signedIn(h, h.user('acme', 'owner').email);
     const view = await finishedExport();
     expect((await download(await linkFor(view.id))).statusCode).toBe(200);
+    const unused = await linkFor(view.id);
+    // The grace period ends: the data-key job shreds the org, then the export job deletes its archives.
+    h.clock.advance(31 * 86_400_000);
+    const s = h.built.services;
+    await createDataKeyJob({ db: h.t.db, clock: h.clock, logger: h.logger, keys: s.dataKeys, shredder: s.shredder }).drain();
+    expect(code(await download(unused))).toBe('token_invalid');
+    await s.exportJob.drain();
+    const states = await h.t.owner.query<{ state: string }>('select distinct state from org_exports where org_id = $1', [acme]);
+    expect(states.map((r) => r.state)).toEqual(['expired']);
+    expect(() => statSync(archivePath(dir, acme, view.id))).toThrow();
   });
 });
