@@ -171,7 +171,8 @@ export function createArchiveWriter(deps: ArchiveDeps) {
                                  records_written = records_written + 1, rows_done = rows_done + ${batch.length} where org_id = ${orgId} and id = ${ex.id}`);
           }
           // A full batch: more may follow after its last key; a short one ends the table.
-          await exec(tx, sql`update org_exports set table_no = ${last ? ex.table_no : ex.table_no + 1},
+          // attempts counts consecutive failures: a long export survives the odd transient error.
+          await exec(tx, sql`update org_exports set attempts = 0, table_no = ${last ? ex.table_no : ex.table_no + 1},
                                cursor = ${last ? JSON.stringify(last.key) : null}::jsonb where org_id = ${orgId} and id = ${ex.id}`);
           deps.beforeCommit?.();
           return 'more';

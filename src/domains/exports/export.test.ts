@@ -1,4 +1,4 @@
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
@@ -217,6 +217,24 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     expect(manifest?.tables.find((t) => t.name === 'assets')?.files.length).toBeGreaterThan(0);
   });
 
+  it('marks an export failed after five consecutive failed steps, and deletes what it had written', async () => {
+    const res = await owner.call('POST', url());
+    expect(res.statusCode, res.body).toBe(202);
+    const id = res.json<ExportView>().id;
+    const s = h.built.services;
+    // One step starts it (the file is made), then the file is lost: every later step fails.
+    await s.archives.step(acme, id);
+    rmSync(archivePath(dir, acme, id));
+    await s.exportJob.drain();
+    const failed = (await owner.call('GET', url(`/${id}`))).json<ExportView>();
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toBeTruthy();
+    expect(code(await owner.call('POST', url(`/${id}/link`)))).toBe('conflict');
+    // Nothing is left in flight: a new export can be asked for.
+    expect((await owner.call('POST', url())).statusCode).toBe(202);
+    await s.exportJob.drain();
+  });
+
   it('deletes archives at the end of their retention', async () => {
     const view = await finishedExport();
     const link = await linkFor(view.id);
@@ -243,7 +261,7 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     await createDataKeyJob({ db: h.t.db, clock: h.clock, logger: h.logger, keys: s.dataKeys, shredder: s.shredder }).drain();
     expect(code(await download(unused))).toBe('token_invalid');
     await s.exportJob.drain();
-    const states = await h.t.owner.query<{ state: string }>('select distinct state from org_exports where org_id = $1', [acme]);
+    const states = await h.t.owner.query<{ state: string }>(`select distinct state from org_exports where org_id = $1 and state <> 'failed'`, [acme]);
     expect(states.map((r) => r.state)).toEqual(['expired']);
     expect(() => statSync(archivePath(dir, acme, view.id))).toThrow();
   });

@@ -10,7 +10,7 @@ import type { ArchiveWriter } from './archive.js';
 export const LEASE_SECONDS = 60;
 /** A worker gives an org back after this long, so that other orgs get their turn (well inside the lease). */
 const TURN_MS = 20_000;
-/** Failed steps of one export before it is marked failed. */
+/** Consecutive failed steps of one export before it is marked failed (and its partial archive deleted). */
 export const MAX_ATTEMPTS = 5;
 
 export interface ExportJobDeps {
