@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type JsonWebKey } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type JsonWebKey } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { sha256Hex } from './primitives.js';
 
@@ -95,4 +95,10 @@ export function archiveOpener(key: Buffer, exportId: string): Transform {
       done(pending.length > 0 || !ended ? new Error('archive is truncated') : null);
     },
   });
+}
+
+/** An incremental SHA-256 (a file's digest as it streams past). */
+export function sha256Hasher(): { update(b: Buffer): void; hex(): string } {
+  const h = createHash('sha256');
+  return { update: (b) => void h.update(b), hex: () => h.digest('hex') };
 }

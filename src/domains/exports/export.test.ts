@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, ORIGIN, type TestApp } from '../../../test/support/app.js';
@@ -8,7 +9,7 @@ import { code, signedIn, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { STEP_UP_SECONDS } from '../../kernel/context.js';
 import { createDataKeyJob } from '../keys/index.js';
-import { archivePath, createArchiveWriter, createExportJob, verifyArchive, type ExportView, type Manifest, type PublishedKey } from './index.js';
+import { archivePath, createArchiveWriter, createExportJob, verifyArchive, verifyArchiveStream, type ExportView, type Manifest, type PublishedKey } from './index.js';
 
 const CREDENTIAL_CANARY = 'CANARY-export-credential-5b7e1c90d2';
 
@@ -147,6 +148,12 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     changed[row + 1] = 'O'.charCodeAt(0);
     expect(verifyArchive(changed, published).problems.some((p) => p.endsWith('digest differs'))).toBe(true);
     expect(verifyArchive(archive, []).problems[0]).toMatch(/^no published key/);
+    // The streaming verifier (the CLI's) agrees, whatever the chunking, and sees a cut archive.
+    const chunks = (b: Buffer, n: number) => Readable.from(Array.from({ length: Math.ceil(b.length / n) }, (_, i) => b.subarray(i * n, (i + 1) * n)));
+    expect((await verifyArchiveStream(chunks(archive, 333), published)).problems).toEqual([]);
+    expect((await verifyArchiveStream(chunks(tampered, 4096), published)).problems).toContain('the manifest signature does not verify');
+    expect((await verifyArchiveStream(chunks(changed, 1000), published)).problems.some((p) => p.endsWith('digest differs'))).toBe(true);
+    expect((await verifyArchiveStream(chunks(archive.subarray(0, archive.length - 2048), 700), published)).problems).toEqual(['the archive is cut short']);
   });
 
   it('spends a link once: of two concurrent downloads one succeeds, and a used or expired link is refused', async () => {

@@ -12,3 +12,4 @@ export { tarEntries, tarEntry, TAR_END } from './tar.js';
 export type { ExportView, ExportLinkView } from './responses.js';
 export { verifyArchive } from './verify.js';
 export type { Manifest } from './verify.js';
+export { verifyArchiveStream } from './verify-stream.js';

@@ -1,17 +1,18 @@
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { PublishedKey } from './signing.js';
-import { verifyArchive } from './verify.js';
+import { verifyArchiveStream } from './verify-stream.js';
 
 /**
  * `palisade export verify ARCHIVE --keys KEYS`: what a recipient runs, offline, with no database
  * and no configuration: the archive (a downloaded tar) against the deployment's published JWK set
- * (GET /.well-known/palisade-export-keys, saved to a file). Reads the archive into memory (one
- * 1M-row org is about 230 MiB); the operations guide shows the same with tar, sha256sum and openssl.
+ * (GET /.well-known/palisade-export-keys, saved to a file), streamed in constant memory; the
+ * operations guide shows the same with tar, sha256sum and openssl.
  * Exit 0 when the signature, every digest, size and row count hold; 1 naming each problem.
  */
 export async function exportVerifyCommand(archive: string, keysFile: string, out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const keys = (JSON.parse(await readFile(keysFile, 'utf8')) as { keys?: PublishedKey[] }).keys ?? [];
-  const { manifest, problems } = verifyArchive(await readFile(archive), keys);
+  const { manifest, problems } = await verifyArchiveStream(createReadStream(archive), keys);
   if (problems.length > 0 || !manifest) {
     for (const p of problems) err(`${p}\n`);
     return 1;
