@@ -8,6 +8,7 @@ import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { Clock } from '../../kernel/clock.js';
 import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
+import { isUuid } from '../../kernel/ids.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { archiveKeyRef, archivePath } from './archive.js';
@@ -129,8 +130,14 @@ export function createExportService(deps: ExportDeps) {
      */
     async download(ctx: RequestContext, orgId: string, exportId: string, token: string): Promise<{ stream: Readable; fileName: string }> {
       const hash = opaqueTokenHash('exportDownload', token);
-      if (!hash) throw new AppError('token_invalid');
+      // The ids name a file path: uuids only (the route checks it; so does this, for any other caller).
+      if (!hash || !isUuid(orgId) || !isUuid(exportId)) throw new AppError('token_invalid');
       const now = clock.now().toISOString();
+      // Before the link is spent: a lost archive (another machine's disk) must not cost the link.
+      const file = archivePath(deps.dir, orgId, exportId);
+      await access(file).catch(() => {
+        throw new AppError('token_invalid');
+      });
       const opened = await db.withTenant({ orgId, projectIds: null }, async (tx) => {
         const used = await one<{ id: string }>(
           tx,
@@ -152,10 +159,6 @@ export function createExportService(deps: ExportDeps) {
         throw new AppError('token_invalid');
       });
       if (!opened) throw new AppError('token_invalid');
-      const file = archivePath(deps.dir, orgId, exportId);
-      await access(file).catch(() => {
-        throw new AppError('token_invalid');
-      });
       // pipeline: a read error or a record that fails its tag destroys the answer (the client sees it cut).
       const stream = pipeline(createReadStream(file), archiveOpener(opened, exportId), () => undefined);
       return { stream, fileName: `palisade-export-${exportId}.tar` };
