@@ -21,6 +21,9 @@ create table org_exports (
   -- Resume point: the table being written, its last key (json array of text), the bytes and
   -- encrypted records of the file known to be committed. A crash after a write but before the
   -- commit leaves bytes past `bytes_written`: the next turn truncates them and redoes the batch.
+  -- The tables the export covers, fixed when it starts: a migration during the export (a new
+  -- tenant table) cannot shift which table table_no names.
+  tables jsonb,
   table_no integer not null default 0,
   cursor jsonb,
   part_no integer not null default 0,

@@ -27,6 +27,7 @@ interface Running {
   created_at: Date;
   started_at: Date | null;
   key_sealed: string;
+  tables: unknown;
   table_no: number;
   cursor: unknown;
   part_no: number;
@@ -47,6 +48,17 @@ export interface ArchiveDeps {
   batchSize?: number;
   /** Tests: runs after a batch is written to the file, before its transaction commits (throw to kill it there). */
   beforeCommit?: () => void;
+}
+
+/**
+ * The plan as it was when the export started: tables added since are not in this archive (its
+ * manifest lists what it holds), and a table dropped since is read as empty. The catalog's
+ * current columns and exclusions still apply, so a secret column added meanwhile stays out.
+ */
+function frozen(current: TablePlan[], names: unknown): TablePlan[] {
+  if (names === null || names === undefined) return current;
+  const list = (typeof names === 'string' ? JSON.parse(names) : names) as string[];
+  return list.map((name) => current.find((t) => t.name === name) ?? { name, columns: [], excluded: [], key: [], gone: true });
 }
 
 const parseCursor = (c: unknown): string[] | null => (c === null || c === undefined ? null : ((typeof c === 'string' ? JSON.parse(c) : c) as string[]));
@@ -73,7 +85,8 @@ export function createArchiveWriter(deps: ArchiveDeps) {
     for (const t of plan) total += await countRows(tx, orgId, t);
     await mkdir(dirname(file), { recursive: true, mode: 0o700 });
     await writeFile(file, Buffer.alloc(0), { mode: 0o600 });
-    await exec(tx, sql`update org_exports set state = 'running', started_at = ${deps.clock.now().toISOString()}, rows_total = ${total}
+    await exec(tx, sql`update org_exports set state = 'running', started_at = ${deps.clock.now().toISOString()}, rows_total = ${total},
+                         tables = ${JSON.stringify(plan.map((t) => t.name))}::jsonb
                        where org_id = ${orgId} and id = ${ex.id}`);
   }
 
@@ -130,11 +143,11 @@ export function createArchiveWriter(deps: ArchiveDeps) {
       return deps.db.withTenant({ orgId, projectIds: null }, async (tx) => {
         const ex = await one<Running>(
           tx,
-          sql`select id, state, requested_by, created_at, started_at, key_sealed, table_no, cursor, part_no, bytes_written, records_written, rows_done
+          sql`select id, state, requested_by, created_at, started_at, key_sealed, tables, table_no, cursor, part_no, bytes_written, records_written, rows_done
               from org_exports where org_id = ${orgId} and id = ${exportId} and state in ('queued', 'running') for update`,
         );
         if (!ex) return 'done';
-        const plan = planOf(await tenantTables(tx));
+        const plan = frozen(planOf(await tenantTables(tx)), ex.tables);
         const file = archivePath(deps.dir, orgId, ex.id);
         if (ex.state === 'queued') {
           await start(tx, orgId, ex, plan, file);
@@ -157,7 +170,7 @@ export function createArchiveWriter(deps: ArchiveDeps) {
             deps.beforeCommit?.();
             return 'done';
           }
-          const batch = await readBatch(tx, orgId, t, parseCursor(ex.cursor), size, deps.sealer);
+          const batch = t.gone ? [] : await readBatch(tx, orgId, t, parseCursor(ex.cursor), size, deps.sealer);
           const last = batch.length === size ? batch[batch.length - 1] : undefined;
           if (batch.length > 0) {
             const partNo = ex.part_no + 1;

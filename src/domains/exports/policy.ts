@@ -50,6 +50,8 @@ export interface TablePlan {
   excluded: string[];
   /** Primary key columns and their SQL types: the order rows are read in, and the resume point. */
   key: { column: string; type: string }[];
+  /** A table the export started with that no longer exists (read as empty). */
+  gone?: true;
 }
 
 /** The tenant tables as the catalog has them. */
