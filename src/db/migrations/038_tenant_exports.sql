@@ -1,4 +1,4 @@
--- Tenant export (issue 14, "Export and erasure"): an owner asks for every row the org owns; a
+-- Tenant export (issue 14, "Export and erasure"; numbered 038 because main holds 035-037): an owner asks for every row the org owns; a
 -- background job writes it, batch by batch, into an encrypted archive under the export directory
 -- (src/domains/exports/). These tables are the job's bookkeeping: they are themselves excluded
 -- from the archive (exports/policy.ts says why).
