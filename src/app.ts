@@ -62,7 +62,7 @@ export async function buildApp(deps: AppDeps) {
     ...identityRoutes(identity, mfa),
     ...passkeyRoutes(passkeys),
     ...passkeySessionRoutes({ signIn, cookie, passkeys, mfa, identity, lockout, listOrgs: (userId) => orgs.listMine(userId) }),
-    ...tenancyRoutes({ orgs, deletion: services.orgDeletion, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects }),
+    ...tenancyRoutes({ orgs, deletion: services.orgDeletion, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects, subjects: services.subjects }),
     ...assetRoutes(services.assets),
     ...inboundRoutes(services.inbound),
     ...credentialRoutes(services.credentials),

@@ -27,6 +27,7 @@ import {
   createMemberService,
   createOrgService,
   createDeletionService,
+  createSubjectService,
   createProjectService,
   createRoleService,
 } from './domains/tenancy/index.js';
@@ -79,6 +80,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const sessions = createSessionService({
     db,
     clock,
+    sealer,
     secret: config.sessionSecret,
     idleSeconds: config.session.idleSeconds,
     absoluteSeconds: config.session.absoluteSeconds,
@@ -88,7 +90,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
   const enforcement = createSsoEnforcement({ db, clock, audit, mail, publicOrigin: config.publicOrigin });
   const tenancyDeps = {
-    db, audit, clock, mail, publicOrigin: config.publicOrigin,
+    db, audit, clock, mail, sealer, publicOrigin: config.publicOrigin,
     onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
     onProjectDeleted: (tx: Tx, ctx: RequestContext, orgId: string, projectId: string) => apiKeys.revokeBoundTo(tx, ctx, orgId, projectId),
     sessionAllowed: (tx: Tx, userId: string, sessionId: string) => enforcement.assertSessionAllowed(tx, userId, sessionId),
@@ -96,6 +98,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const orgs = createOrgService(tenancyDeps);
   const orgDeletion = createDeletionService({ db, audit, clock, graceDays: config.dataKeys.orgDeletionGraceDays });
   const members = createMemberService(tenancyDeps);
+  const subjects = createSubjectService({ db, audit, clock, sealer, onPrivilegeChange: tenancyDeps.onPrivilegeChange });
   const invitations = createInvitationService(tenancyDeps);
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);
@@ -151,7 +154,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder, exportSigning, archives, exportJob, exports,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, tenant exports, audit checkpoints. */

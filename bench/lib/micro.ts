@@ -146,7 +146,7 @@ export async function verificationCost(
   const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
   const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer: createSealer(keyring), onError: () => undefined });
   const sessions = createSessionService({
-    db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+    db, clock: systemClock, sealer: createSealer(keyring), secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
   });
   const usage = createKeyUsage({ db, onError: () => undefined });
   const apiKeys = createApiKeyService({ db, audit, clock: systemClock, usage });

@@ -1,4 +1,6 @@
+import { Keyring, parseKeks } from '../../src/crypto/index.js';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.js';
+import { createSealer } from '../../src/domains/keys/index.js';
 import { createSessionService, type SessionService } from '../../src/domains/sessions/index.js';
 import { systemClock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
@@ -16,7 +18,9 @@ async function withSessions<T>(fn: (opened: OpenedDatabase, sessions: SessionSer
     { migrate: false },
   );
   const sessions = createSessionService({
-    db: opened.db, clock: systemClock, secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+    // The server's KEK (BENCH.kek): the session's client is sealed under the system scope both use.
+    db: opened.db, clock: systemClock, sealer: createSealer(new Keyring(parseKeks(BENCH.kek))), secret: Buffer.from(BENCH.sessionSecret, 'base64'),
+    idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
   });
   try {
     return await fn(opened, sessions);

@@ -192,6 +192,26 @@ describe('KEK rotation', () => {
   });
 });
 
+describe('blind index', () => {
+  it('is stable for a value, differs between values and stores, survives a KEK rotation, and holds nothing of the value', async () => {
+    const store = new MemoryStore();
+    const ring = new Keyring([K1]);
+    const a = await ring.blindIndex(store, 'blind-index', 'email:alice@example.com', randomUUID);
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(await ring.blindIndex(store, 'blind-index', 'email:alice@example.com', randomUUID)).toBe(a);
+    expect(await ring.blindIndex(store, 'blind-index', 'email:alice@example.org', randomUUID)).not.toBe(a);
+    expect(store.keys.get('blind-index')).toHaveLength(1);
+    // Another deployment (another key) indexes the same address differently.
+    expect(await new Keyring([K1]).blindIndex(new MemoryStore(), 'blind-index', 'email:alice@example.com', randomUUID)).not.toBe(a);
+    // The key is rewrapped by a KEK rotation, not replaced: the index does not move.
+    const w = store.keys.get('blind-index')?.[0];
+    if (!w) throw new Error('no key');
+    const rotated = new Keyring([K2, K1]);
+    store.replace('blind-index', rotated.rewrap('blind-index', w));
+    expect(await new Keyring([K2]).blindIndex(store, 'blind-index', 'email:alice@example.com', randomUUID)).toBe(a);
+  });
+});
+
 describe('parseKeks', () => {
   const b64 = (fill: number, n = 32) => Buffer.alloc(n, fill).toString('base64');
 

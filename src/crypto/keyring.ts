@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { InvariantError } from '../kernel/errors.js';
 import { KEK_ID, memoryKekProvider, parseKekValue, SealedValueError, type Kek, type KekProvider } from './kek-provider.js';
 
@@ -164,6 +164,27 @@ export class Keyring {
     }
     const key = this.unwrap(ref.scope, w);
     return `${SEAL_VERSION}.${w.id}.${gcmEncrypt(key, Buffer.from(plaintext, 'utf8'), aadFor(ref))}`;
+  }
+
+  /**
+   * HMAC-SHA256 of `value` under a key derived (HKDF, purpose `blind-index`) from the scope's
+   * active data key, made on first use: an equality index over a sealed column that tells nothing
+   * without the key. Stable only while the scope keeps its key (a system scope: nothing rotates it).
+   */
+  async blindIndex(store: DataKeyStore, scope: string, value: string, newKeyId: () => string): Promise<string> {
+    let w = await store.active(scope);
+    if (!w) {
+      await store.insert(scope, this.newDataKey(scope, newKeyId()));
+      w = await store.active(scope);
+      if (!w) throw new InvariantError(`no active data key for ${scope} after storing one`);
+    }
+    const cacheKey = `blind-index/${scope}/${w.id}`;
+    let key = this.macKeys.get(cacheKey);
+    if (!key) {
+      key = Buffer.from(hkdfSync('sha256', this.unwrap(scope, w), Buffer.alloc(0), 'palisade blind-index v1', 32));
+      this.macKeys.set(cacheKey, key);
+    }
+    return createHmac('sha256', key).update(value, 'utf8').digest('hex');
   }
 
   async open(store: DataKeyStore, ref: FieldRef, sealed: string): Promise<string> {

@@ -34,6 +34,7 @@ export const PERMISSIONS = {
   'credentials:manage': 'Add, replace and delete integration credentials (write-only: their values are never shown)',
   'billing:manage': 'Manage plan and billing',
   'data_keys:rotate': 'Rotate the organization\u2019s data key (re-encrypting its sealed values) and roll a rotation back',
+  'privacy:manage': 'Answer data-subject requests: export everything the organization holds about a member, or erase it',
 } as const;
 
 export type Permission = keyof typeof PERMISSIONS;
@@ -51,7 +52,7 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
   return typeof value === 'string' && (BUILTIN_ROLES as readonly string[]).includes(value);
 }
 
-const OWNER_ONLY: Permission[] = ['org:delete', 'org:export', 'owners:manage', 'billing:manage', 'data_keys:rotate'];
+const OWNER_ONLY: Permission[] = ['org:delete', 'org:export', 'owners:manage', 'billing:manage', 'data_keys:rotate', 'privacy:manage'];
 
 // Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
 // org-wide permission could no longer be given to a member restricted to projects. Owners and
@@ -131,6 +132,8 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  * - credentials:read, credentials:manage: an integration credential serves the whole org (a PSA
  *   or RMM account syncs every customer), and its use log reports on all of them.
  * - data_keys:rotate: the key every sealed value of the org is encrypted with.
+ * - privacy:manage: a member's export reads the whole trail for events naming them, and their
+ *   erasure destroys personal parts of events of every project.
  *
  * Not org-wide (a restricted member may hold them), and why:
  * - org:read: the org's name; every membership carries it.
@@ -150,6 +153,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
   'org:update', 'org:delete', 'org:export', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
   'audit:read', 'audit:stream', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage', 'data_keys:rotate',
+  'privacy:manage',
 ];
 
 export function isOrgWide(p: string): boolean {

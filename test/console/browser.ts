@@ -1,5 +1,5 @@
 import { AxeBuilder } from '@axe-core/playwright';
-import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page, type Response } from 'playwright-core';
 import { freePort } from '../support/redis.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import type { Engine } from '../../src/db/database.js';
@@ -93,4 +93,18 @@ export async function signInAs(page: Page, email: string, password: string): Pro
 export async function seriousViolations(page: Page): Promise<string[]> {
   const result = await new AxeBuilder({ page }).analyze();
   return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} (${v.nodes.length})`);
+}
+
+/**
+ * Answers the step-up dialog with `password` if it opens before the action's outcome `done`
+ * reaches `state` (a session past its step-up window is asked; a fresh one is not): whichever
+ * comes first, so a fresh step-up costs no waiting.
+ */
+export async function stepUpIfAsked(page: Page, password: string, done: Locator, state: 'visible' | 'detached' = 'visible'): Promise<void> {
+  const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
+  if (await Promise.race([dialog.waitFor().then(() => true), done.waitFor({ state }).then(() => false)])) {
+    await dialog.getByLabel('Your password').fill(password);
+    await dialog.getByRole('button', { name: 'Confirm' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+  }
 }

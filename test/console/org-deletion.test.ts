@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Locator, Page } from 'playwright-core';
 import type { ManualClock } from '../../src/kernel/clock.js';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, stepUpIfAsked, type ConsoleHarness } from './browser.js';
 import { audit } from '../support/evidence.js';
 
 /**
@@ -20,16 +19,6 @@ describe('console org deletion and restore in Chromium', () => {
   afterAll(async () => {
     await c.close();
   });
-
-  /** Answers the step-up dialog with the password if it comes before `done` shows. */
-  async function stepUpIfAsked(page: Page, password: string, done: Locator): Promise<void> {
-    const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
-    if (await Promise.race([dialog.waitFor().then(() => true), done.waitFor().then(() => false)])) {
-      await dialog.getByLabel('Your password').fill(password);
-      await dialog.getByRole('button', { name: 'Confirm' }).click();
-      await dialog.waitFor({ state: 'hidden' });
-    }
-  }
 
   it('owner deletes with the slug typed, signs in again and restores', async () => {
     const owner = c.h.user('acme', 'owner');

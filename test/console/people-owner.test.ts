@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import type { Locator } from 'playwright-core';
-import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
+import { seriousViolations, signInAs, startConsole, stepUpIfAsked, type ConsoleHarness } from './browser.js';
 
 /** The acme owner manages people, roles and projects through the console, end to end. */
 describe('people pages as the acme owner', () => {
@@ -20,20 +20,7 @@ describe('people pages as the acme owner', () => {
     await c.close();
   });
 
-  /**
-   * The step-up dialog of a sensitive action, answered with the password (the demo owner has no
-   * second factor), or the action's outcome `done` in `state` when no step-up was asked: whichever
-   * comes first, so a fresh step-up costs no waiting.
-   */
-  async function stepUpIfAsked(done: Locator, state: 'visible' | 'detached' = 'visible') {
-    const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
-    const asked = await Promise.race([dialog.waitFor().then(() => true), done.waitFor({ state }).then(() => false)]);
-    if (asked) {
-      await dialog.getByLabel('Your password').fill(c.h.user('acme', 'owner').password);
-      await dialog.getByRole('button', { name: 'Confirm' }).click();
-      await dialog.waitFor({ state: 'hidden' });
-    }
-  }
+  const stepUp = (done: Locator, state: 'visible' | 'detached' = 'visible') => stepUpIfAsked(page, c.h.user('acme', 'owner').password, done, state);
 
   it('lands on Members, changes a member\u2019s role, shows it in the list, and the audit trail has the event', async () => {
     expect(page.url()).toBe(`${c.origin}/orgs/${orgId}/members`);
@@ -42,7 +29,7 @@ describe('people pages as the acme owner', () => {
     const row = page.getByRole('listitem', { name: viewer.email, exact: true });
     await row.getByLabel(`Role of ${viewer.email}`, { exact: true }).selectOption('member');
     await row.getByRole('button', { name: 'Change role' }).click();
-    await stepUpIfAsked(row.locator('.badge', { hasText: /^Member$/ }));
+    await stepUp(row.locator('.badge', { hasText: /^Member$/ }));
     await row.locator('.badge', { hasText: /^Member$/ }).waitFor();
     const res = await c.h.built.app.inject({ method: 'GET', url: `/api/orgs/${orgId}/audit?action=member.role_changed`, headers: { cookie: await c.h.cookieFor(c.h.user('acme', 'owner').email) } });
     expect(res.statusCode).toBe(200);
@@ -54,11 +41,11 @@ describe('people pages as the acme owner', () => {
     const form = page.getByRole('form', { name: 'Invite someone' });
     await form.getByLabel('Email').fill('newcomer@example.test');
     await form.getByRole('button', { name: 'Send invitation' }).click();
-    await stepUpIfAsked(page.getByRole('status').getByText('Invitation sent to newcomer@example.test'));
+    await stepUp(page.getByRole('status').getByText('Invitation sent to newcomer@example.test'));
     await page.getByRole('status').getByText('Invitation sent to newcomer@example.test').waitFor();
     const revoke = page.getByRole('button', { name: 'Revoke invitation for newcomer@example.test' });
     await revoke.click();
-    await stepUpIfAsked(revoke, 'detached');
+    await stepUp(revoke, 'detached');
     await revoke.waitFor({ state: 'detached' });
   });
 
@@ -71,14 +58,14 @@ describe('people pages as the acme owner', () => {
     await form.getByLabel(/^audit:read/).check();
     expect(await seriousViolations(page)).toEqual([]);
     await form.getByRole('button', { name: 'Create role' }).click();
-    await stepUpIfAsked(page.getByRole('listitem', { name: 'Auditors' }));
+    await stepUp(page.getByRole('listitem', { name: 'Auditors' }));
     await page.getByRole('listitem', { name: 'Auditors' }).waitFor();
     await page.getByRole('link', { name: 'Members' }).click();
     const member = c.h.user('acme', 'member');
     const row = page.getByRole('listitem', { name: member.email, exact: true });
     await row.getByLabel(`Role of ${member.email}`, { exact: true }).selectOption({ label: 'Auditors (custom role)' });
     await row.getByRole('button', { name: 'Change role' }).click();
-    await stepUpIfAsked(row.locator('.badge', { hasText: 'Auditors (custom role)' }));
+    await stepUp(row.locator('.badge', { hasText: 'Auditors (custom role)' }));
     await row.locator('.badge', { hasText: 'Auditors (custom role)' }).waitFor();
   });
 
@@ -86,13 +73,13 @@ describe('people pages as the acme owner', () => {
     await page.getByRole('link', { name: 'Projects' }).click();
     await page.getByLabel('Project name').fill('Launch pad');
     await page.getByRole('button', { name: 'Create project' }).click();
-    await stepUpIfAsked(page.getByRole('listitem', { name: 'Launch pad' }));
+    await stepUp(page.getByRole('listitem', { name: 'Launch pad' }));
     const row = page.getByRole('listitem', { name: 'Launch pad' });
     await row.waitFor();
     expect(await seriousViolations(page)).toEqual([]);
     await row.getByRole('button', { name: 'Delete Launch pad' }).click();
     await row.getByRole('button', { name: 'Yes, delete launch pad' }).click();
-    await stepUpIfAsked(row, 'detached');
+    await stepUp(row, 'detached');
     await row.waitFor({ state: 'detached' });
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
@@ -103,7 +90,7 @@ describe('people pages as the acme owner', () => {
     const row = page.getByRole('listitem', { name: owner.email, exact: true });
     await row.getByLabel(`Role of ${owner.email}`, { exact: true }).selectOption('admin');
     await row.getByRole('button', { name: 'Change role' }).click();
-    await stepUpIfAsked(row.getByRole('alert').getByText('The organization needs at least one owner'));
+    await stepUp(row.getByRole('alert').getByText('The organization needs at least one owner'));
     await row.getByRole('alert').getByText('The organization needs at least one owner').waitFor();
     await row.getByText('The organization must keep at least one owner').waitFor();
   });

@@ -121,7 +121,7 @@ const NO_UPDATE: readonly TenantTable[] = [
   'org_export_parts',
 ];
 const NO_DELETE: readonly TenantTable[] = [
-  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_identities', 'sso_tests',
+  'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_tests',
   'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
   'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
 ];

@@ -55,7 +55,8 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // api-keys/service.ts, usage.ts: revoked keys stay, marked
   api_keys: ['SELECT', 'INSERT', 'UPDATE'],
   // sso/sign-in.ts: an IdP subject is linked and its last sign-in noted; links leave with their user or connection (cascade)
-  sso_identities: ['SELECT', 'INSERT', 'UPDATE'],
+  // tenancy/subject.ts: an erased member's identity links go (migration 035)
+  sso_identities: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   // sso/sign-in.ts: a handover code is issued and spent (used_at); never deleted by the runtime
   sso_handovers: ['SELECT', 'INSERT', 'UPDATE'],
   // sso/connection-tests.ts: a run is started and its result recorded once; rows leave with their connection
@@ -122,8 +123,11 @@ const EXPECTED_COLUMNS = [
   ...['active', 'destroy_after', 'destroyed_at', 'kek_id', 'retired_at', 'wrapped'].map((attname) => ({ relname: 'org_keys', attname, priv: 'UPDATE' })),
 ];
 
-/** Functions the runtime role may call (all SECURITY INVOKER: the catalog check refuses DEFINER ones). */
-const EXPECTED_FUNCTIONS = ['public.palisade_key_in_org', 'public.palisade_membership', 'public.palisade_session_in_org'];
+/**
+ * Functions the runtime role may call: SECURITY INVOKER, but for palisade_erase_member, the one
+ * DEFINER function the catalog check allows (db/catalog.ts DEFINERS_ALLOWED says why).
+ */
+const EXPECTED_FUNCTIONS = ['public.palisade_erase_member', 'public.palisade_key_in_org', 'public.palisade_membership', 'public.palisade_session_in_org'];
 
 describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
   let t: TestDatabase;

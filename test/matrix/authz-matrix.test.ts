@@ -65,7 +65,7 @@ function isRecord(v: unknown): v is Body {
  */
 interface LiveBody {
   why: string;
-  fields(f: Fixtures, callerEmail: string): Promise<{ patch: Body; onSuccess?: () => void; after?: () => Promise<void> }>;
+  fields(f: Fixtures, callerEmail: string, params: Readonly<Record<string, string>>): Promise<{ patch: Body; onSuccess?: () => void; after?: () => Promise<void> }>;
 }
 /** The identity provider the SSO connection cases discover (started before the cases run). */
 let matrixIdp: LoopbackIdp | undefined;
@@ -185,6 +185,10 @@ const LIVE_BODIES: Record<string, LiveBody> = {
   'POST /api/orgs/:orgId/exports': {
     why: 'an org has one export in flight at a time (409 otherwise): the export the case asked for is removed afterwards', fields: async (f) => ({ patch: {}, after: async () => void (await f.app.t.owner.query(`delete from org_exports where org_id = $1 and state = 'queued'`, [f.org(OWN_ORG).id])) }),
   },
+  'POST /api/orgs/:orgId/members/:userId/erase': {
+    why: 'erasing needs the member\u2019s email address typed: the case\u2019s fresh member\u2019s, read from the database',
+    fields: async (f, _caller, params) => ({ patch: { confirm: (await f.app.t.owner.query<{ email: string }>('select email from users where id = $1', [params.userId]))[0]?.email } }),
+  },
   'POST /api/invitations/accept': {
     why: 'the example token is invalid (400 token_invalid); send a live invitation from a throwaway org',
     async fields(f, email) {
@@ -285,7 +289,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
 
   it('derives expectations from a role catalogue that matches the design\u2019s role ladder', () => {
     // The built-in roles, most to least (src/kernel/permissions.ts, README "built-in role"): owner
-    // holds every permission; admin all but billing:manage, owners:manage, org:delete and data_keys:rotate; member
+    // holds every permission; admin all but billing:manage, owners:manage, org:delete, data_keys:rotate, privacy:manage; member
     // operates on projects and their resources and creates own API keys within their permissions;
     // viewer and project_viewer read. Each role holds nothing the one above it lacks. The matrix
     // trusts BUILTIN_ROLE_PERMISSIONS for its expectations, so the catalogue itself is held to
@@ -296,7 +300,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     for (const [lower, higher] of [['admin', 'owner'], ['member', 'admin'], ['viewer', 'member'], ['project_viewer', 'viewer']] as const) {
       expect(subset(perms(lower), perms(higher)), `${lower} ⊆ ${higher}`).toEqual([]);
     }
-    for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'org:export', 'data_keys:rotate'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
+    for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'org:export', 'data_keys:rotate', 'privacy:manage'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
     // "member (operate on projects and their resources; create own API keys within their permissions)"
     const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p) && p !== 'keys:own');
     expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);
@@ -607,7 +611,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     }
     const live = LIVE_BODIES[key];
     if (live) {
-      const f = await live.fields(fx, callerEmail);
+      const f = await live.fields(fx, callerEmail, params);
       if (payload) Object.assign(payload, f.patch);
       onSuccess = f.onSuccess;
       after = f.after;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Database, TenantBinding, Tx } from '../../db/database.js';
 import { rows } from '../../db/database.js';
+import { SealedValueError } from '../../crypto/index.js';
 import type { Sealer } from '../keys/sealer.js';
 import { personalDigest, personalRef, type PersonalPart } from './writer.js';
 
@@ -30,9 +31,10 @@ export interface AuditEventView {
   /**
    * The event's personal part (details, address, user agent): `clear` in an event written before
    * they were sealed; `open` when sealed and opened; `unreadable` when its data key is gone (the
-   * org was shredded) or the part does not match the digest the chain holds.
+   * org was shredded) or the part does not match the digest the chain holds; `erased` when a
+   * data-subject erasure destroyed it (tenancy/subject.ts).
    */
-  personal: 'clear' | 'open' | 'unreadable';
+  personal: 'clear' | 'open' | 'unreadable' | 'erased';
   hash: string;
 }
 
@@ -64,9 +66,13 @@ export async function openPersonal(open: Opener, orgId: string, r: Pick<EventRow
   try {
     const plaintext = await open(personalRef(orgId, r.id), r.personal_sealed);
     return personalDigest(plaintext) === digest ? (JSON.parse(plaintext) as PersonalPart) : null;
-  } catch {
+  } catch (err) {
     // A destroyed key (a shredded org), a tampered value: the event says so, the page goes on.
-    return null;
+    // Anything else (a KEK this process lacks, a token fault, the database) is not the event's
+    // state: it fails the read, so a stream retries instead of shipping the event without its
+    // details, and nobody is told a key was destroyed when it was not (review of 034, finding 2).
+    if (err instanceof SealedValueError) return null;
+    throw err;
   }
 }
 
@@ -85,7 +91,7 @@ async function viewOf(open: Opener, orgId: string, r: EventRow): Promise<AuditEv
     userAgent: part ? part.userAgent : r.user_agent,
     requestId: r.request_id,
     details: part ? part.details : sealed ? {} : r.details,
-    personal: !sealed ? 'clear' : part ? 'open' : 'unreadable',
+    personal: !sealed ? 'clear' : part ? 'open' : r.personal_sealed === null ? 'erased' : 'unreadable',
     hash: r.hash,
   };
 }

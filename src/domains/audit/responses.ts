@@ -21,10 +21,10 @@ export const auditEventView = z.object({
   userAgent: z.string(),
   requestId: z.string(),
   details: z.record(z.string(), z.unknown()).meta({ description: 'Free-form facts of the event, as the action recorded them' }),
-  personal: z.enum(['clear', 'open', 'unreadable']).meta({
+  personal: z.enum(['clear', 'open', 'unreadable', 'erased']).meta({
     description: 'The event\u2019s details, address and user agent: sealed with the org\u2019s data key and opened for you (open), ' +
       'stored in clear by a version before they were sealed (clear), or unreadable: the key was destroyed (a deleted org) or the stored part ' +
-      'does not match the digest the chain holds; `details` is then empty',
+      'does not match the digest the chain holds, or erased: destroyed by a data-subject erasure (the chain still covers its digest); `details` is then empty',
   }),
   hash: z.string().meta({ description: 'The event\u2019s link in the hash chain (an HMAC under a key the database does not hold)' }),
 });

@@ -71,6 +71,14 @@ export function createAuditWriter(deps: {
   onAppend?: (orgId: string) => void;
 }): AuditWriter {
   const append: AuditWriter['append'] = async (tx, orgId, ctx, input) => {
+    const id = newId();
+    const details = input.details ?? {};
+    // The personal part leaves the row's clear columns: the chain covers its sealed form through
+    // the digest, so verification needs no data key, and destroying the key (shredding, erasure)
+    // leaves a chain that still verifies with nothing personal readable. Sealed before the head
+    // is locked: a key read on a cold cache must not hold up the org's other writers.
+    const personal = input.clear ? null : JSON.stringify({ salt: randomToken(16), ip: ctx.ip, userAgent: ctx.userAgent, details } satisfies PersonalPart);
+    const sealed = personal === null ? null : await deps.sealer.seal(tx, personalRef(orgId, id), personal);
     // Serializes appends per org on the head row: the chain has exactly one next position. The
     // upsert creates the head on first use and, either way, locks it and returns it (one round trip).
     const keyId = deps.keys.activeKeyId;
@@ -90,13 +98,6 @@ export function createAuditWriter(deps: {
     const problem = headMacProblem(deps.keys, current);
     if (problem) throw new InvariantError(`audit chain of org ${orgId}: ${problem}; refusing to extend it (run palisade audit verify)`);
     const actor = input.actor ?? actorOf(ctx);
-    const id = newId();
-    const details = input.details ?? {};
-    // The personal part leaves the row's clear columns: the chain covers its sealed form through
-    // the digest, so verification needs no data key, and destroying the key (shredding, erasure)
-    // leaves a chain that still verifies with nothing personal readable.
-    const personal = input.clear ? null : JSON.stringify({ salt: randomToken(16), ip: ctx.ip, userAgent: ctx.userAgent, details } satisfies PersonalPart);
-    const sealed = personal === null ? null : await deps.sealer.seal(tx, personalRef(orgId, id), personal);
     const event: ChainedEvent = {
       org_id: orgId,
       seq: Number(head.seq) + 1,
@@ -109,8 +110,9 @@ export function createAuditWriter(deps: {
       target_type: input.target?.type ?? null,
       target_id: input.target?.id ?? null,
       result: input.result ?? 'success',
-      ip: sealed ? '' : ctx.ip,
-      user_agent: sealed ? '' : ctx.userAgent,
+      // A clear event keeps no address or user agent either: they are personal (review of 034, finding 4).
+      ip: '',
+      user_agent: '',
       request_id: ctx.requestId,
       details: personal !== null ? { sealed: personalDigest(personal) } : details,
       key_id: keyId,

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { one, rows, type Tx } from '../../db/database.js';
 import type { Sealer } from '../keys/index.js';
 import { openPersonal } from '../audit/index.js';
-import type { TablePlan } from './policy.js';
+import { OPENED_COLUMNS, type TablePlan } from './policy.js';
 
 /** One row as written: its NDJSON line and its key (the resume point after it). */
 export interface ExportedRow {
@@ -25,12 +25,24 @@ export async function readBatch(tx: Tx, orgId: string, t: TablePlan, cursor: str
     : sql``;
   const keyText = sql.join(t.key.map((k) => sql`x.${ident(k.column)}::text`));
   const audit = t.name === 'audit_events';
-  const list = await rows<{ j: string; k: string; id?: string; details?: unknown; personal_sealed?: string | null }>(
+  const opened = OPENED_COLUMNS[t.name];
+  const list = await rows<{ j: string; k: string; id?: string; details?: unknown; personal_sealed?: string | null; sealed?: string | null }>(
     tx,
     sql`select (to_jsonb(x) - ${t.excluded}::text[])::text as j, json_build_array(${keyText})::text as k
                ${audit ? sql`, x.id, x.details, x.personal_sealed` : sql``}
+               ${opened ? sql`, x.id, x.${ident(opened.column)} as sealed` : sql``}
         from ${ident(t.name)} x where x.org_id = ${orgId} ${after} order by ${keys} limit ${limit}`,
   );
+  if (opened) {
+    const open = sealer.opener(tx);
+    const out: ExportedRow[] = [];
+    for (const r of list) {
+      // A value that no longer opens (a destroyed key) is written as null, not as its sealed form.
+      const value = r.sealed ? await open({ scope: orgId, table: t.name, column: opened.column, row: r.id ?? '' }, r.sealed).catch(() => null) : null;
+      out.push({ line: `${r.j.slice(0, -1)},${JSON.stringify(opened.as)}:${JSON.stringify(value)}}`, key: JSON.parse(r.k) as string[] });
+    }
+    return out;
+  }
   if (!audit) return list.map((r) => ({ line: r.j, key: JSON.parse(r.k) as string[] }));
   // The audit trail as stored, plus each event's personal part opened (what the org's readers see).
   const open = sealer.opener(tx);

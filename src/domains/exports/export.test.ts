@@ -78,6 +78,9 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
       const key = await c.call('POST', `/api/orgs/${org}/api-keys`, { name: 'ci', kind: 'secret', permissions: ['projects:read'] });
       expect(key.statusCode, key.body).toBe(201);
     }
+    // An invitation: its address is sealed at rest, and the org's own data in its export.
+    const invited = await owner.call('POST', `/api/orgs/${acme}/invitations`, { email: 'invitee@example.test', role: 'member' });
+    expect(invited.statusCode, invited.body).toBe(201);
   });
   afterAll(async () => h?.close());
 
@@ -109,6 +112,11 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     expect(first.hash).toBeTruthy();
     expect(first.personal?.state).toMatch(/^(open|clear)$/);
     expect(audit).not.toContain('personal_sealed');
+    // Sealed data of the org's own (an invited address) is opened; its sealed form and index stay out.
+    const invitations = manifest.tables.find((t) => t.name === 'invitations')?.files.map((f) => files.get(f.name)?.toString('utf8') ?? '').join('') ?? '';
+    expect(invitations).toContain('"email_opened":"invitee@example.test"');
+    expect(invitations).not.toContain('email_sealed');
+    expect(invitations).not.toContain('email_index');
     // The archive at rest is encrypted: none of the rows' text is in the file on disk.
     const disk = (await import('node:fs')).readFileSync(archivePath(dir, acme, view.id));
     expect(disk.includes(Buffer.from(acme))).toBe(false);

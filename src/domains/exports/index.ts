@@ -7,7 +7,7 @@ export type { ExportJob } from './job.js';
 export { createSigningKeys, SIGNING_SCOPE } from './signing.js';
 export type { SigningKeys, PublishedKey } from './signing.js';
 export { exportRoutes } from './routes.js';
-export { EXCLUDED_COLUMNS, EXCLUDED_TABLES, NOT_SECRETS, SECRET_COLUMN, planOf, planProblems, tenantTables } from './policy.js';
+export { EXCLUDED_COLUMNS, EXCLUDED_TABLES, NOT_SECRETS, OPENED_COLUMNS, SECRET_COLUMN, planOf, planProblems, tenantTables } from './policy.js';
 export { tarEntries, tarEntry, TAR_END } from './tar.js';
 export type { ExportView, ExportLinkView } from './responses.js';
 export { verifyArchive } from './verify.js';

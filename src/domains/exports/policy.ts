@@ -20,7 +20,11 @@ const SEALED_SECRET = 'a secret sealed with the org\u2019s data key: write-only,
 
 export const EXCLUDED_COLUMNS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   api_keys: { token_hash: 'the SHA-256 of each API key\u2019s secret (the metadata is exported)' },
-  invitations: { token_hash: 'the SHA-256 of each invitation\u2019s token' },
+  invitations: {
+    token_hash: 'the SHA-256 of each invitation\u2019s token',
+    email_sealed: 'opened into each invitation\u2019s `email_opened` field (the invited address); the sealed form needs the org\u2019s key',
+    email_index: 'a keyed blind index (HMAC) of the address under this deployment\u2019s key: meaningless outside it',
+  },
   audit_events: {
     personal_sealed: 'opened into each event\u2019s `personal` field (details, client address, user agent); the sealed form needs the org\u2019s key',
   },
@@ -31,6 +35,15 @@ export const EXCLUDED_COLUMNS: Readonly<Record<string, Readonly<Record<string, s
   sso_connections: { secret_sealed: SEALED_SECRET },
   sso_tests: { result_sealed: 'a single sign-on test run\u2019s sealed result (the IdP\u2019s claims), kept briefly for the admin who ran it' },
   webhook_endpoints: { secret_sealed: SEALED_SECRET, previous_secret_sealed: SEALED_SECRET },
+};
+
+/**
+ * Sealed columns holding the org's own data (not a secret of it): opened with the org's key and
+ * written in clear under another name beside the row. Each is also in EXCLUDED_COLUMNS, so its
+ * sealed form never leaves. The AAD row is the table's `id`.
+ */
+export const OPENED_COLUMNS: Readonly<Record<string, { column: string; as: string }>> = {
+  invitations: { column: 'email_sealed', as: 'email_opened' },
 };
 
 /** Names that announce a secret: such a column must be excluded above, with its reason, or cleared below. */
@@ -81,6 +94,9 @@ export function planProblems(tables: Awaited<ReturnType<typeof tenantTables>>): 
     const table = tables.find((x) => x.name === t);
     if (!table) problems.push(`excluded columns of ${t}, which is not a tenant table (stale entry)`);
     else for (const c of Object.keys(cols)) if (!table.columns.includes(c)) problems.push(`excluded column ${t}.${c} does not exist (stale entry)`);
+  }
+  for (const [t, o] of Object.entries(OPENED_COLUMNS)) {
+    if (!EXCLUDED_COLUMNS[t]?.[o.column]) problems.push(`opened column ${t}.${o.column} must also be excluded (its sealed form never leaves)`);
   }
   for (const name of Object.keys(NOT_SECRETS)) {
     const [table, column] = name.split('.');

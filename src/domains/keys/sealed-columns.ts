@@ -26,6 +26,8 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   { table: 'audit_streams', column: 'secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'previous_secret_sealed', row: 'id', scope: 'org' },
   { table: 'audit_streams', column: 'auth_header_sealed', row: 'id', scope: 'org' },
+  // An invitation's address (migration 037); rows made before it keep '' here and the address in clear.
+  { table: 'invitations', column: 'email_sealed', row: 'id', scope: 'org' },
   // The personal part of audit events (details, address, user agent); the org chain of the system
   // org's events is sealed under its own scope, like an org's.
   { table: 'audit_events', column: 'personal_sealed', row: 'id', scope: 'org' },
@@ -37,6 +39,8 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },
   // The deployment's export manifest signing key (its private half).
   { table: 'export_signing_keys', column: 'private_sealed', row: 'id', scope: { system: 'export-signing' } },
+  // The address and user agent a session was opened from (migration 036).
+  { table: 'sessions', column: 'client_sealed', row: 'id', scope: { system: 'sessions' } },
 ];
 
 /** The columns a data-key rotation walks, in the order it walks them. */

@@ -22,7 +22,15 @@ export interface Sealer {
   opener(tx: Tx): (ref: FieldRef, sealed: string) => Promise<string>;
   /** Drops a scope's cached active key (the next seal in this process reads the new one) and zeroes its unwrapped keys. */
   forget(scope: string): void;
+  /**
+   * The keyed blind index of an email address (normalised: NFC, trimmed, lower case) under the
+   * deployment's `blind-index` system key: what a sealed address is looked up and kept unique by.
+   */
+  emailIndex(tx: Tx, address: string): Promise<string>;
 }
+
+/** One spelling per address for the blind index (the unique index it replaces was on lower(email)). */
+export const normalEmail = (address: string): string => address.normalize('NFC').trim().toLowerCase();
 
 /**
  * Any UUID but the nil one names an org, whatever its letter case: an upper-case org id must
@@ -122,6 +130,7 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
         return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
       };
     },
+    emailIndex: (tx, address) => keyring.blindIndex(storeFor(tx, cache, now), 'blind-index', `email:${normalEmail(address)}`, newId),
     forget: (scope) => {
       const s = isUuid(scope) ? scope.toLowerCase() : scope;
       cache.delete(s);

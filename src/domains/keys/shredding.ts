@@ -23,7 +23,8 @@ export interface Shredded {
  * schedules it). One transaction destroys the material of every data key the org has (so no
  * sealed value of it, in these tables or in any backup of them, opens with a key that remains),
  * removes every way into the org (memberships, project assignments, invitations, verified domains,
- * SSO connections and enforcement) and stops its outbound deliveries, whose secrets no longer open. The org row,
+ * SSO connections and enforcement), and deletes what it kept in clear (projects, assets, custom
+ * roles, domain claims, webhook endpoints with their delivery log). The org row,
  * its audit chain and the key rows (without material) stay: the chain still verifies, and its
  * last event says what was destroyed.
  */
@@ -33,7 +34,7 @@ export function createShredder(deps: ShredDeps) {
   return {
     /** Shreds the org if its grace period has ended and it is not shredded yet. Null: nothing was due. */
     async shredIfDue(orgId: string): Promise<Shredded | null> {
-      const out = await db.withTenant({ orgId }, async (tx) => {
+      const out = await db.withTenant({ orgId, projectIds: null }, async (tx) => {
         const due = await one<{ purge_after: Date }>(
           tx,
           sql`select purge_after from organizations where org_id = ${orgId} and purge_after <= ${now()} and shredded_at is null for update`,
@@ -57,7 +58,13 @@ export function createShredder(deps: ShredDeps) {
         await exec(tx, sql`update sso_enforcement set enforced_since = null where org_id = ${orgId}`);
         await exec(tx, sql`update inbound_sources set deleted_at = ${now()}, secret_sealed = '' where org_id = ${orgId} and deleted_at is null`);
         await exec(tx, sql`update integration_credentials set deleted_at = ${now()}, secret_sealed = '' where org_id = ${orgId} and deleted_at is null`);
-        await exec(tx, sql`update webhook_endpoints set enabled = false, disabled_reason = 'org_deleted' where org_id = ${orgId}`);
+        // What the org kept in clear goes too: a backup taken later holds none of it. Endpoints take
+        // their deliveries (payloads: who was invited, what changed) and attempts with them (cascade).
+        await exec(tx, sql`delete from webhook_endpoints where org_id = ${orgId}`);
+        await exec(tx, sql`delete from assets where org_id = ${orgId}`);
+        await exec(tx, sql`delete from projects where org_id = ${orgId}`);
+        await exec(tx, sql`delete from custom_roles where org_id = ${orgId}`);
+        await exec(tx, sql`delete from org_domains where org_id = ${orgId}`);
         await exec(tx, sql`update audit_streams set enabled = false where org_id = ${orgId}`);
         await exec(tx, sql`update organizations set shredded_at = ${now()} where org_id = ${orgId}`);
         await exec(tx, sql`delete from data_key_due where org_id = ${orgId}`);

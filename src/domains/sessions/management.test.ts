@@ -67,6 +67,14 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     });
     const fromB = await list(b);
     expect(fromB.filter((s) => s.current).map((s) => s.id)).toEqual([idB]);
+    // At rest the address and browser are sealed (system scope `sessions`, bound to the session).
+    const [raw] = await h.t.owner.query<{ ip: string; user_agent: string; client_sealed: string }>('select ip, user_agent, client_sealed from sessions where id = $1', [idB]);
+    expect(raw).toMatchObject({ ip: '', user_agent: '' });
+    expect(raw?.client_sealed).toMatch(/^v1\./);
+    expect(raw?.client_sealed).not.toContain('Browser');
+    // Moved onto another session, it does not open there: the list shows nothing rather than B's.
+    await h.t.owner.query('update sessions set client_sealed = $1 where id = $2', [raw?.client_sealed, idA]);
+    expect((await list(a)).find((s) => s.id === idA)).toMatchObject({ ip: '', userAgent: '' });
   });
 
   it('revokes one of the caller\u2019s other sessions', async () => {

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { hmacSha256, newId, randomToken, safeEqual, sha256Hex } from '../../crypto/index.js';
+import { hmacSha256, newId, randomToken, safeEqual, SealedValueError, sha256Hex, type FieldRef } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext, SessionInfo, UserActor } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -8,6 +8,7 @@ import { isUuid } from '../../kernel/ids.js';
 import { standingFrom, type MembershipRow, type OrgPolicy, type Standing } from '../tenancy/index.js';
 import type { SessionView } from './responses.js';
 import type { SignInMethod } from './sign-in.js';
+import type { Sealer } from '../keys/sealer.js';
 
 /**
  * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
@@ -18,6 +19,8 @@ import type { SignInMethod } from './sign-in.js';
 export interface SessionDeps {
   db: Database;
   clock: Clock;
+  /** Seals the address and user agent a session was opened from (system scope `sessions`). */
+  sealer: Sealer;
   secret: Buffer;
   idleSeconds: number;
   absoluteSeconds: number;
@@ -48,6 +51,7 @@ export interface SessionRow {
   user_epoch?: number;
   ip: string;
   user_agent: string;
+  client_sealed?: string | null;
   mfa_enabled?: boolean;
   mfa_verified: boolean;
   stepped_up_at: Date | null;
@@ -94,6 +98,24 @@ export interface IssueOptions {
 
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
 
+/** Where a session's client address and user agent are sealed: the system scope `sessions`, bound to the session. */
+const clientRef = (sessionId: string): FieldRef => ({ scope: 'sessions', table: 'sessions', column: 'client_sealed', row: sessionId });
+
+interface SessionClient {
+  ip: string;
+  userAgent: string;
+}
+
+/** A session's client, opened; a value that no longer opens (a tampered row) shows as unknown rather than failing the list. */
+async function openClient(open: (ref: FieldRef, sealed: string) => Promise<string>, id: string, sealed: string): Promise<SessionClient> {
+  try {
+    return JSON.parse(await open(clientRef(id), sealed)) as SessionClient;
+  } catch (err) {
+    if (err instanceof SealedValueError) return { ip: '', userAgent: '' };
+    throw err;
+  }
+}
+
 export function createSessionService(deps: SessionDeps) {
   const sign = (secret: string) => hmacSha256(deps.secret, `palisade-session:${secret}`).toString('base64url');
 
@@ -130,12 +152,13 @@ export function createSessionService(deps: SessionDeps) {
       if (!current || (epoch !== undefined && current.session_epoch !== epoch)) throw new AppError('invalid_credentials');
       if (firstFactorOnly && current.mfa_enabled) throw new AppError('invalid_credentials');
     }
+    const client = await deps.sealer.seal(tx, clientRef(id), JSON.stringify({ ip: ctx.ip, userAgent: ctx.userAgent } satisfies SessionClient));
     await exec(
       tx,
-      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, epoch,
+      sql`insert into sessions (id, token_hash, user_id, created_at, last_seen_at, absolute_expires_at, longest_idle_seconds, ip, user_agent, client_sealed, epoch,
                                 mfa_verified, stepped_up_at, auth_method, sso_org_id, sso_connection_id, break_glass_org_id)
           values (${id}, ${sha256Hex(secret)}, ${userId}, ${created.toISOString()}, ${now.toISOString()},
-                  ${absolute.toISOString()}, ${longestIdle}, ${ctx.ip}, ${ctx.userAgent},
+                  ${absolute.toISOString()}, ${longestIdle}, '', '', ${client},
                   coalesce(${epoch ?? from?.epoch ?? null}::int, (select session_epoch from users where id = ${userId})),
                   ${mfaVerified}, ${steppedUpAt?.toISOString() ?? null}, ${method}, ${sso?.orgId ?? null}, ${sso?.connectionId ?? null}, ${breakGlassOrgId})`);
     return { cookie: `${secret}.${sign(secret)}`, id };
@@ -343,15 +366,20 @@ export function createSessionService(deps: SessionDeps) {
           sql`select * from sessions where user_id = ${userId} and revoked_at is null and absolute_expires_at > ${now.toISOString()}
               and last_seen_at > ${new Date(now.getTime() - deps.idleSeconds * 1000).toISOString()} order by last_seen_at desc`,
         );
-        return list.map((s) => ({
-          id: s.id,
-          createdAt: s.created_at.toISOString(),
-          lastSeenAt: s.last_seen_at.toISOString(),
-          expiresAt: s.absolute_expires_at.toISOString(),
-          ip: s.ip,
-          userAgent: s.user_agent,
-          current: s.id === currentId,
-        }));
+        const open = deps.sealer.opener(tx);
+        const views: SessionView[] = [];
+        for (const s of list) {
+          const client = s.client_sealed ? await openClient(open, s.id, s.client_sealed) : { ip: s.ip, userAgent: s.user_agent };
+          views.push({
+            id: s.id,
+            createdAt: s.created_at.toISOString(),
+            lastSeenAt: s.last_seen_at.toISOString(),
+            expiresAt: s.absolute_expires_at.toISOString(),
+            ...client,
+            current: s.id === currentId,
+          });
+        }
+        return views;
       });
     },
   };

@@ -3,10 +3,13 @@ import type { Database, Tx } from '../../db/database.js';
 import type { RequestContext } from '../../kernel/context.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
+import type { Sealer } from '../keys/sealer.js';
 
 export interface TenancyDeps {
   db: Database;
   audit: AuditWriter;
+  /** Seals invitation addresses with the org's data key, and indexes them (blind index). */
+  sealer: Sealer;
   clock: Clock;
   mail: MailPort;
   publicOrigin: string;

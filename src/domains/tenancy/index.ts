@@ -16,3 +16,5 @@ export { tenancyRoutes } from './routes.js';
 export { orgView, permission, roleKey } from './responses.js';
 export type { OrgView, OrgSettingsView, MemberView, InvitationView, RoleView, ProjectView } from './responses.js';
 export { createDeletionService, type DeletionService } from './deletion.js';
+export { createSubjectService, type SubjectService } from './subject.js';
+export type { SubjectExportView, ErasureView } from './responses.js';

@@ -65,9 +65,14 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
     expect(list.statusCode).toBe(200);
     expect(list.body).not.toContain(secret);
     expect(list.json<{ invitations: { id: string }[] }>().invitations.map((i) => i.id)).toContain(invitation.id);
-    const stored = await h.t.owner.query<{ token_hash: string }>('select token_hash from invitations where id = $1', [invitation.id]);
+    const stored = await h.t.owner.query<{ token_hash: string; email: string; email_sealed: string; email_index: string }>(
+      'select token_hash, email, email_sealed, email_index from invitations where id = $1', [invitation.id]);
     expect(stored[0]?.token_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(stored[0]?.token_hash).not.toContain(secret);
+    // The address at rest: sealed with the org's key and indexed under a key the database does not hold.
+    expect(stored[0]).toMatchObject({ email: '', email_sealed: expect.stringMatching(/^v1\./), email_index: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(JSON.stringify(stored[0])).not.toContain(email.split('@')[0]);
+    expect(list.json<{ invitations: { id: string; email: string }[] }>().invitations.find((i) => i.id === invitation.id)?.email).toBe(email);
 
     const registered = await signUp(h, { email, password: 'Invitee-passphrase-2026-long', name: 'New Viewer' });
     const userId = registered.id;

@@ -1,9 +1,10 @@
 import { sql } from 'kysely';
-import { newId, randomToken, safeEqual, sha256Hex } from '../../crypto/index.js';
+import { newId, randomToken, safeEqual, SealedValueError, sha256Hex, type FieldRef } from '../../crypto/index.js';
+import { normalEmail, type Sealer } from '../keys/sealer.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { isUuid } from '../../kernel/ids.js';
-import { exec, one, rows } from '../../db/database.js';
+import { exec, one, rows, type Tx } from '../../db/database.js';
 import { accessFrom, assertCanGrant, assertCanScope, assertRestrictable, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import { grantedBy, type RoleAssignment } from './members.js';
@@ -27,8 +28,40 @@ function parseToken(token: string): { orgId: string; id: string; secret: string 
 }
 
 interface InvRow {
-  id: string; email: string; role: RoleKey; custom_role_id: string | null; restricted: boolean; project_ids: string[];
+  id: string; email: string; email_sealed: string | null; role: RoleKey; custom_role_id: string | null; restricted: boolean; project_ids: string[];
   invited_by: string; created_at: Date; expires_at: Date; accepted_at: Date | null; revoked_at: Date | null;
+}
+
+/** Where an invitation's address is sealed: the org's data key, bound to the invitation. */
+export const invitationEmailRef = (orgId: string, id: string): FieldRef => ({ scope: orgId, table: 'invitations', column: 'email_sealed', row: id });
+
+/**
+ * A condition on invitations (of the org bound) naming `address`: by the blind index, or in clear for one made
+ * before addresses were sealed (migration 037).
+ */
+export async function invitedAddress(sealer: Sealer, tx: Tx, address: string) {
+  const index = await sealer.emailIndex(tx, address);
+  return sql<boolean>`(email_index = ${index} or (email_sealed is null and lower(email) = ${normalEmail(address)}))`;
+}
+
+/** Invitation rows with their address opened (one key read per data key). */
+async function opened<R extends Pick<InvRow, 'id' | 'email' | 'email_sealed'>>(sealer: Sealer, tx: Tx, orgId: string, list: R[]): Promise<R[]> {
+  const open = sealer.opener(tx);
+  const out: R[] = [];
+  for (const r of list) {
+    if (!r.email_sealed) {
+      out.push(r);
+      continue;
+    }
+    let email = '';
+    try {
+      email = await open(invitationEmailRef(orgId, r.id), r.email_sealed);
+    } catch (err) {
+      if (!(err instanceof SealedValueError)) throw err; // a tampered or shredded value: no address
+    }
+    out.push({ ...r, email });
+  }
+  return out;
 }
 
 export function createInvitationService(deps: TenancyDeps) {
@@ -72,10 +105,12 @@ export function createInvitationService(deps: TenancyDeps) {
         const secret = randomToken(32);
         const now = deps.clock.now();
         const expires = new Date(now.getTime() + INVITATION_TTL_MS);
+        const sealed = await deps.sealer.seal(tx, invitationEmailRef(org.orgId, id), input.email);
+        const index = await deps.sealer.emailIndex(tx, input.email);
         await exec(
           tx,
-          sql`insert into invitations (org_id, id, email, role, custom_role_id, restricted, project_ids, token_hash, invited_by, created_at, expires_at)
-              values (${org.orgId}, ${id}, ${input.email}, ${input.role}, ${input.customRoleId ?? null}, ${restricted},
+          sql`insert into invitations (org_id, id, email, email_sealed, email_index, role, custom_role_id, restricted, project_ids, token_hash, invited_by, created_at, expires_at)
+              values (${org.orgId}, ${id}, '', ${sealed}, ${index}, ${input.role}, ${input.customRoleId ?? null}, ${restricted},
                       ${projectIds}::uuid[], ${sha256Hex(secret)}, ${inviter}, ${now.toISOString()}, ${expires.toISOString()})`,
         );
         const token = formatToken(org.orgId, id, secret);
@@ -90,7 +125,7 @@ export function createInvitationService(deps: TenancyDeps) {
           details: { email: input.email, role: input.role, restricted },
         });
         const row = await one<InvRow>(tx, sql`select * from invitations where id = ${id}`);
-        return { invitation: view(row as InvRow), token };
+        return { invitation: view({ ...(row as InvRow), email: input.email }), token };
       });
     },
 
@@ -110,7 +145,8 @@ export function createInvitationService(deps: TenancyDeps) {
             : sql`select * from invitations where org_id = ${org.orgId} and (not restricted or project_ids && ${[...scope]}::uuid[])
                   order by created_at desc`,
         );
-        return list.map((r) => (scope === null ? view(r) : { ...view(r), projectIds: r.project_ids.filter((p) => scope.includes(p)) }));
+        return (await opened(deps.sealer, tx, org.orgId, list))
+          .map((r) => (scope === null ? view(r) : { ...view(r), projectIds: r.project_ids.filter((p) => scope.includes(p)) }));
       });
     },
 
@@ -170,7 +206,8 @@ export function createInvitationService(deps: TenancyDeps) {
         );
         if (!inv || !safeEqual(inv.token_hash, sha256Hex(parsed.secret))) throw new AppError('token_invalid');
         if (inv.accepted_at || inv.revoked_at || inv.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
-        if (inv.email.toLowerCase() !== email.toLowerCase()) throw new AppError('token_invalid', 'the invitation is for another email address');
+        const [invited] = await opened(deps.sealer, tx, orgId, [inv]);
+        if (!invited?.email || normalEmail(invited.email) !== normalEmail(email)) throw new AppError('token_invalid', 'the invitation is for another email address');
         const inviter = await loadMembership(tx, orgId, inv.invited_by);
         if (!inviter) throw new AppError('token_invalid', 'the inviter is no longer a member');
         const granted = await grantedBy(tx, { role: inv.role, customRoleId: inv.custom_role_id });

@@ -118,3 +118,44 @@ export const projectMemberView = z.object({ userId: uuid, email: z.string() });
 export type ProjectMemberView = z.infer<typeof projectMemberView>;
 
 export const projectMemberList = z.object({ members: z.array(projectMemberView) });
+
+const at = timestamp.nullable();
+
+/** Everything the org holds about one member (a data-subject access request). */
+export const subjectExportView = z.object({
+  exportedAt: timestamp,
+  org: z.object({ id: uuid }),
+  user: z.object({ id: uuid, email: z.string(), name: z.string(), createdAt: timestamp, emailVerifiedAt: at }),
+  membership: z.object({
+    role: roleKey,
+    customRole: z.object({ id: uuid, name: z.string() }).nullable(),
+    restricted: z.boolean(),
+    joinedAt: timestamp,
+    projects: z.array(z.object({ id: uuid, name: z.string() })),
+  }),
+  apiKeys: z.array(z.object({ id: uuid, name: z.string(), createdAt: timestamp, expiresAt: at, lastUsedAt: at, revokedAt: at }))
+    .meta({ description: 'Keys the member created in this org (metadata; secrets are kept only as hashes)' }),
+  ssoIdentities: z.array(z.object({ issuer: z.string(), subject: z.string(), email: z.string(), linkedAt: timestamp, lastSignInAt: at })),
+  invitations: z.array(z.object({ id: uuid, role: z.string(), createdAt: timestamp, expiresAt: timestamp, acceptedAt: at, revokedAt: at })),
+  auditEvents: z.array(z.object({
+    seq: z.number(), id: uuid, at: timestamp, action: z.string(), result: z.string(),
+    actor: z.object({ type: z.string(), id: z.string().nullable() }),
+    target: z.object({ type: z.string(), id: z.string() }).nullable(),
+    ip: z.string(), userAgent: z.string(), details: z.record(z.string(), z.unknown()),
+  })).meta({ description: 'Events of this org\u2019s trail the member acted in, was the target of, or is named in, opened' }),
+  notIncluded: z.array(z.string()).meta({ description: 'What the export leaves out, and why' }),
+});
+export type SubjectExportView = z.infer<typeof subjectExportView>;
+
+/** What erasing a member removed, and what became of their account. */
+export const erasureView = z.object({
+  account: z.enum(['deleted', 'kept']).meta({
+    description: 'deleted: the person belonged to no other organization, and their account (sessions, factors, passkeys, linked identities) is gone; ' +
+      'kept: other organizations still hold them, so only this organization\u2019s records were erased',
+  }),
+  auditEventsErased: z.number().meta({ description: 'Audit events whose sealed personal part (details, address, user agent) was destroyed; their chain still verifies' }),
+  apiKeysRevoked: z.number(),
+  ssoIdentitiesRemoved: z.number(),
+  invitationsRemoved: z.number(),
+});
+export type ErasureView = z.infer<typeof erasureView>;

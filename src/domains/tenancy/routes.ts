@@ -9,9 +9,10 @@ import type { MemberService } from './members.js';
 import type { InvitationService } from './invitations.js';
 import { permissionCatalogue as catalogue, type RoleService } from './roles.js';
 import type { ProjectService } from './projects.js';
+import type { SubjectService } from './subject.js';
 import {
   acceptedInvitation, createdInvitation, invitationList, memberList, orgSettingsView, orgView, permission, permissionCatalogue, projectList, projectMemberList,
-  projectView, roleKey, roleList, roleView,
+  projectView, roleKey, roleList, roleView, subjectExportView, erasureView,
 } from './responses.js';
 
 const memberParams = z.strictObject({ orgId: uuid, userId: uuid });
@@ -36,6 +37,7 @@ export function tenancyRoutes(s: {
   invitations: InvitationService;
   roles: RoleService;
   projects: ProjectService;
+  subjects: SubjectService;
 }): AnyRoute[] {
   const tags = ['organizations'];
   return [
@@ -144,6 +146,28 @@ export function tenancyRoutes(s: {
     }),
 
     // Invitations
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/members/:userId/personal-data',
+      summary: 'Export everything the organization holds about a member (a data-subject access request): profile, membership, keys, identities, invitations and the audit events naming them, opened',
+      tags: ['members'], auth: { mode: 'session' }, permission: 'privacy:manage', stepUp: true, rateLimit: 'authenticated', audit: { action: 'member.data_exported' },
+      schema: { params: memberParams, response: subjectExportView },
+      errors: [...orgPolicy, 'privilege_escalation'], // a member with permissions the caller lacks
+      handler: ({ ctx, params }) => s.subjects.exportOf(ctx, params.userId),
+    }),
+    defineRoute({
+      method: 'POST', url: '/api/orgs/:orgId/members/:userId/erase',
+      summary: 'Erase a member (a data-subject erasure request): membership, their API keys, SSO identities and invitations go, the personal parts of the audit events naming them are destroyed ' +
+        '(the chain still verifies; the user id stays as a pseudonym), and their account is deleted when no other organization holds them',
+      tags: ['members'], auth: { mode: 'session' }, permission: 'privacy:manage', stepUp: true, rateLimit: 'authenticated', audit: { action: 'member.erased' },
+      schema: {
+        params: memberParams,
+        body: z.strictObject({ confirm: email.meta({ description: 'The member\u2019s email address, typed' }) }),
+        response: erasureView,
+      },
+      errors: [...orgPolicy, 'privilege_escalation', 'last_owner'],
+      example: () => ({ confirm: 'member@example.com' }),
+      handler: ({ ctx, params, body }) => s.subjects.erase(ctx, params.userId, body.confirm),
+    }),
     defineRoute({
       method: 'GET', url: '/api/orgs/:orgId/invitations', summary: 'List invitations', tags: ['members'],
       auth: { mode: 'session' }, permission: 'members:read', rateLimit: 'authenticated', audit: { none: 'read' },

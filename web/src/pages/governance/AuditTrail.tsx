@@ -82,6 +82,7 @@ export function AuditTrail() {
                   ) : null}
                   {Object.keys(e.details).length ? <pre>{JSON.stringify(e.details, null, 2)}</pre> : null}
                   {e.personal === 'unreadable' ? <p className="hint">Details, address and user agent unreadable: their key was destroyed, or they do not match the chain.</p> : null}
+                  {e.personal === 'erased' ? <p className="hint">Details, address and user agent erased (a data-subject erasure); the event stays in the chain.</p> : null}
                 </li>
               ))}
             </ul>

@@ -4,10 +4,13 @@ import { useAction } from '../../api/action';
 import { can } from '../../api/access';
 import { useMe, type MyOrg } from '../../auth/session';
 import { Checkbox, Select, Submit } from '../../ui/form';
+import { MemberPrivacy } from './MemberPrivacy';
 import { assignmentOf, Confirm, grantableRoles, keys, Refusal, roleLabel, valueOf, type Member, type Project, type Role } from './common';
 
 /** One member: role, restriction and projects, and what the viewer may do to them. */
-export function MemberRow({ orgId, org, m, roles, projects }: { orgId: string; org: MyOrg | undefined; m: Member; roles?: Role[]; projects?: Project[] }) {
+export function MemberRow({ orgId, org, m, roles, projects, onErased }: {
+  orgId: string; org: MyOrg | undefined; m: Member; roles?: Role[]; projects?: Project[]; onErased: (summary: string) => void;
+}) {
   const me = useMe();
   const [choice, setChoice] = useState(valueOf(m.role, m.customRoleId));
   const [restricted, setRestricted] = useState(m.restricted);
@@ -71,6 +74,7 @@ export function MemberRow({ orgId, org, m, roles, projects }: { orgId: string; o
           ) : null}
         </div>
         <Refusal error={revoke.error ?? remove.error} />
+        {can(org, 'POST /api/orgs/{orgId}/members/{userId}/erase') && !self ? <MemberPrivacy orgId={orgId} m={m} onErased={onErased} /> : null}
       </div>
     </li>
   );

@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import { useNavigate } from 'react-router';
 import { api, call } from '../../api/client';
 import { useAction } from '../../api/action';
@@ -19,6 +20,7 @@ export function Members() {
   const leave = useAction(() => call(api.POST('/api/orgs/{orgId}/leave', { params: { path: { orgId } } })), {
     onSuccess: () => { void refresh(); navigate('/', { replace: true }); },
   });
+  const [erased, setErased] = useState<string | null>(null);
   const roleList = roles.data?.roles;
   const projectList = projects.data?.projects;
   return (
@@ -27,9 +29,10 @@ export function Members() {
         <h2 id="members-h">People in this organization</h2>
         {members.isPending ? <Loading what="members" /> : null}
         <Refusal error={members.error} />
+        {erased ? <p role="status">{erased}</p> : null}
         {members.data ? (
           <Paged label="Members" items={members.data.members} empty="No members." render={(m) => (
-            <MemberRow key={m.userId} orgId={orgId} org={org} m={m} roles={roleList} projects={projectList} />
+            <MemberRow key={m.userId} orgId={orgId} org={org} m={m} roles={roleList} projects={projectList} onErased={setErased} />
           )} />
         ) : null}
       </section>
