@@ -21,6 +21,7 @@ import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
 import { inboundRoutes } from './domains/inbound/index.js';
 import { credentialRoutes } from './domains/credentials/index.js';
 import { dataKeyRoutes } from './domains/keys/index.js';
+import { exportRoutes } from './domains/exports/index.js';
 import { breakGlassRoutes, samlAuthRoutes, ssoAuthRoutes, ssoRoutes } from './domains/sso/index.js';
 import { socialRoutes } from './domains/social/index.js';
 import { opsRoutes } from './domains/ops/routes.js';
@@ -76,6 +77,7 @@ export async function buildApp(deps: AppDeps) {
     ...auditRoutes(services.auditReader, services.auditVerifier),
     ...auditStreamRoutes(services.auditStreams),
     ...dataKeyRoutes(services.dataKeys),
+    ...exportRoutes({ exports: services.exports, signing: services.exportSigning }),
   ];
   let openapi: Record<string, unknown> | null = null;
   const routes: AnyRoute[] = [

@@ -42,7 +42,11 @@ const USAGE = `usage: palisade <command>
                               make the org's most recently retired data key active again (within its
                               rollback window) and re-encrypt back under it
   keys rotation-status [--org SLUG]
-                              each org's active key, rotation progress and retired keys`;
+                              each org's active key, rotation progress and retired keys
+  export verify ARCHIVE --keys KEYS.json
+                              check a downloaded tenant export offline: its manifest's signature
+                              against the published keys (GET /.well-known/palisade-export-keys, saved),
+                              each file's SHA-256, size and rows; exit 1 naming each problem`;
 
 // Each command imports what it needs when it runs (`serve` Fastify, `worker` the jobs, the rest
 // the services): a usage error or `--help` answers without loading the whole server.
@@ -79,7 +83,7 @@ async function withServices<T>(
   }
 }
 
-const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'keys', 'worker']);
+const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'keys', 'worker', 'export']);
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -96,6 +100,16 @@ export async function runCli(argv: string[]): Promise<number> {
   if (cmd === undefined || !COMMANDS.has(cmd)) {
     process.stderr.write(`${cmd === undefined ? 'no command given' : `unknown command: ${cmd}`}\n${USAGE}\n`);
     return 2;
+  }
+  // Offline: a recipient verifies an archive with no database and no configuration of ours.
+  if (cmd === 'export') {
+    const keys = flag(rest, '--keys');
+    if (sub !== 'verify' || !rest[0] || rest[0].startsWith('--') || !keys) {
+      process.stderr.write(`export verify needs ARCHIVE and --keys KEYS.json\n${USAGE}\n`);
+      return 2;
+    }
+    const { exportVerifyCommand } = await import('./domains/exports/verify-command.js');
+    return exportVerifyCommand(rest[0], keys, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
   }
   const config = loadConfig();
   // What a known command lacks, said before the usage.

@@ -18,6 +18,7 @@ import {
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
 import { createDataKeyJob, createDataKeyService, createSealer, createShredder } from './domains/keys/index.js';
+import { createArchiveWriter, createExportJob, createExportService, createSigningKeys } from './domains/exports/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -33,7 +34,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'dnsServers' | 'social' | 'mail'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'exports' | 'dnsServers' | 'social' | 'mail'
 >
   & Partial<Pick<Config, 'kekProvider'>>;
 
@@ -143,17 +144,25 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const dataKeys = createDataKeyService({ db, audit, clock, sealer, keyring, settings: config.dataKeys });
   const shredder = createShredder({ db, audit, clock, sealer });
   const dataKeyJob = createDataKeyJob({ db, clock, logger, keys: dataKeys, shredder });
+  // Tenant exports: the archives are written by the export job of whichever process serves or works.
+  const exportSigning = createSigningKeys({ db, sealer, clock });
+  const archives = createArchiveWriter({ db, sealer, audit, clock, signing: exportSigning, dir: config.exports.dir, retentionDays: config.exports.retentionDays });
+  const exportJob = createExportJob({ db, clock, logger, archives });
+  const exports = createExportService({
+    db, audit, clock, sealer, dir: config.exports.dir, linkMinutes: config.exports.linkMinutes, onRequested: () => exportJob.wake(),
+  });
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
     sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
-    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder,
+    lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder, exportSigning, archives, exportJob, exports,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
-    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, audit checkpoints. */
+    /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, tenant exports, audit checkpoints. */
     startBackground(): void {
       webhookWorker.start();
       streamWorker.start();
       dataKeyJob.start();
+      exportJob.start();
       mailWorker?.start();
       checkpoints.start();
     },
@@ -163,6 +172,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
       await webhookWorker.stop();
       await streamWorker.stop();
       await dataKeyJob.stop();
+      await exportJob.stop();
       await mailWorker?.stop();
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.

@@ -5,7 +5,7 @@ import { createServices } from './services.js';
 import { openCheckedDatabase } from './startup.js';
 
 /**
- * `palisade worker`: the background jobs a server runs (webhook delivery, audit streams, audit checkpoints)
+ * `palisade worker`: the background jobs a server runs (webhook delivery, audit streams, data keys, tenant exports, audit checkpoints)
  * in a process of their own, from createServices, with no HTTP app and no listener. Runs until
  * SIGINT or SIGTERM; resolves with the exit code.
  */

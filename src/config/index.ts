@@ -75,6 +75,11 @@ export interface Config {
    */
   dataKeys: { rotationDays: number; rollbackDays: number; orgDeletionGraceDays: number };
   /**
+   * Tenant exports: where the encrypted archives are written (every process that serves or runs
+   * the job must see the same directory), how long a download link lives and an archive is kept.
+   */
+  exports: { dir: string; linkMinutes: number; retentionDays: number };
+  /**
    * The DNS servers asked for domain verification records (`ip` or `ip:port`, IPv6 as
    * `[addr]:port`); empty: the system's resolvers.
    */
@@ -124,6 +129,9 @@ const envSchema = z.object({
   PALISADE_DATA_KEY_ROTATION_DAYS: z.coerce.number().int().min(0).max(3650).default(90),
   PALISADE_DATA_KEY_ROLLBACK_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   PALISADE_ORG_DELETION_GRACE_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  PALISADE_EXPORT_DIR: z.string().min(1).optional(),
+  PALISADE_EXPORT_LINK_MINUTES: z.coerce.number().int().min(1).max(24 * 60).default(15),
+  PALISADE_EXPORT_RETENTION_DAYS: z.coerce.number().int().min(1).max(90).default(7),
   DNS_SERVERS: z.string().optional(),
   LOG_LEVEL: z.string().default('info'),
 });
@@ -391,6 +399,11 @@ export function loadConfig(raw: Record<string, string | undefined> = process.env
     }),
     dataKeys: Object.freeze({
       rotationDays: e.PALISADE_DATA_KEY_ROTATION_DAYS, rollbackDays: e.PALISADE_DATA_KEY_ROLLBACK_DAYS, orgDeletionGraceDays: e.PALISADE_ORG_DELETION_GRACE_DAYS,
+    }),
+    exports: Object.freeze({
+      dir: resolve(e.PALISADE_EXPORT_DIR ?? join(stateDir, 'exports')),
+      linkMinutes: e.PALISADE_EXPORT_LINK_MINUTES,
+      retentionDays: e.PALISADE_EXPORT_RETENTION_DAYS,
     }),
     dnsServers: Object.freeze(dnsServers),
     social: social.social,

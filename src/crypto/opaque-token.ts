@@ -27,6 +27,8 @@ export const OPAQUE_TOKEN_PREFIXES = {
   ssoHandover: 'pal_sho_',
   /** Magic sign-in link, 15 minutes, only in the browser that asked for it. */
   magicLink: 'pal_mgl_',
+  /** Tenant export download link, 15 minutes (PALISADE_EXPORT_LINK_MINUTES), one download. */
+  exportDownload: 'pal_exd_',
 } as const;
 
 export type OpaqueTokenKind = keyof typeof OPAQUE_TOKEN_PREFIXES;

@@ -32,6 +32,10 @@ export const GLOBAL_TABLES_WITH_ORG_ID: Readonly<Record<string, { columns: reado
     columns: ['org_id', 'due_at'],
     why: 'which org has data-key work due and when (a rotation batch, its final sweep, a key destruction, a scheduled rotation): the worker reads it before it can bind the org',
   },
+  export_due: {
+    columns: ['org_id', 'due_at'],
+    why: 'which org has tenant-export work due and when (an export to write, an archive to delete): the export job reads it before it can bind the org',
+  },
   verified_domains: {
     columns: ['domain', 'org_id'],
     why: 'which org proved an email domain: signing in by email address finds the org before it can bind one, and the key keeps a domain to one org',

@@ -6,6 +6,7 @@ export const PERMISSIONS = {
   'org:read': 'See the organization and its settings summary',
   'org:update': 'Rename the organization',
   'org:delete': 'Delete the organization',
+  'org:export': 'Export every row the organization owns (a signed archive) and download it',
   'settings:read': 'Read security settings (session lengths, policies)',
   'settings:write': 'Change security settings',
   'members:read': 'List members and invitations',
@@ -51,7 +52,7 @@ export function isBuiltinRole(value: unknown): value is BuiltinRole {
   return typeof value === 'string' && (BUILTIN_ROLES as readonly string[]).includes(value);
 }
 
-const OWNER_ONLY: Permission[] = ['org:delete', 'owners:manage', 'billing:manage', 'data_keys:rotate', 'privacy:manage'];
+const OWNER_ONLY: Permission[] = ['org:delete', 'org:export', 'owners:manage', 'billing:manage', 'data_keys:rotate', 'privacy:manage'];
 
 // Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
 // org-wide permission could no longer be given to a member restricted to projects. Owners and
@@ -113,6 +114,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  *
  * Org-wide, and why:
  * - org:update, org:delete: rename or delete the org every project belongs to.
+ * - org:export: the archive holds every row of every project (and the whole audit trail).
  * - settings:read, settings:write: the org's security policy (session lengths, MFA requirement,
  *   admin IP allowlist, browser origins): org configuration, no project of its own.
  * - owners:manage: ownership of the org (owners are never restricted).
@@ -149,7 +151,7 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  * - keys:own: a key acts within its creator's current permissions and project scope.
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [
-  'org:update', 'org:delete', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
+  'org:update', 'org:delete', 'org:export', 'settings:read', 'settings:write', 'owners:manage', 'roles:write', 'projects:create',
   'audit:read', 'audit:stream', 'keys:manage', 'webhooks:manage', 'sso:manage', 'billing:manage', 'credentials:read', 'credentials:manage', 'data_keys:rotate',
   'privacy:manage',
 ];

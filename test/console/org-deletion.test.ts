@@ -49,6 +49,10 @@ describe('console org deletion and restore in Chromium', () => {
     await page.getByRole('form', { name: 'Sign in with a password' }).waitFor();
     await signInAs(page, owner.email, owner.password);
     await page.getByRole('heading', { name: /is scheduled for deletion/ }).waitFor();
+    // Until the shred, the owner can still take everything out (tenant export).
+    await page.getByRole('heading', { name: 'Export all data' }).waitFor();
+    await page.getByRole('button', { name: 'Export all data' }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
     // Every page of the org is the deletion's status.
     await page.goto(`/orgs/${orgId}/members`);
     const restore = page.getByRole('button', { name: /^Restore / });

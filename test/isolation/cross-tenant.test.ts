@@ -98,6 +98,16 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted rotation would block the target's own rotations (one runs at a time) or show forged progress.
       return sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after)
                  values (${org}, ${id}, ${id}, ${id}, 'manual', 'running', now(), now()) ${tail}`;
+    case 'org_exports':
+      // A planted export would block the target's own (one at a time) or, done, be offered for download.
+      return sql`insert into org_exports (org_id, id, requested_by, state, created_at, key_sealed) values (${org}, ${id}, ${actor.ownerId}, 'done', now(), 'forged') ${tail}`;
+    case 'org_export_parts':
+      return sql`insert into org_export_parts (org_id, export_id, part_no, table_name, file, rows, bytes, sha256)
+                 values (${org}, ${target.exportId}, 99, 'assets', 'tables/assets/forged.ndjson', 1, 1, 'forged') ${tail}`;
+    case 'org_export_links':
+      // A planted link would be a token of the attacker's into the target's archive.
+      return sql`insert into org_export_links (org_id, id, export_id, token_hash, created_by, created_at, expires_at)
+                 values (${org}, ${id}, ${target.exportId}, ${randomToken()}, ${actor.ownerId}, now(), now() + interval '1 hour') ${tail}`;
   }
 }
 
@@ -108,11 +118,12 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
  */
 const NO_UPDATE: readonly TenantTable[] = [
   'audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets', 'integration_credential_rotations', 'integration_credential_uses',
+  'org_export_parts',
 ];
 const NO_DELETE: readonly TenantTable[] = [
   'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_tests',
   'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
-  'org_key_rotations',
+  'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

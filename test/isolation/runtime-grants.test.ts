@@ -80,6 +80,13 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   org_key_rotations: ['SELECT', 'INSERT', 'UPDATE'],
   // keys/rotation-job.ts: the due queue of data-key work
   data_key_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  // exports/service.ts, archive.ts, job.ts: an export advances and ends by update (its row stays);
+  // parts are appended with each batch; a link is spent by update; the due queue; the signing key is made once
+  org_exports: ['SELECT', 'INSERT', 'UPDATE'],
+  org_export_parts: ['SELECT', 'INSERT'],
+  org_export_links: ['SELECT', 'INSERT', 'UPDATE'],
+  export_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  export_signing_keys: ['SELECT', 'INSERT'],
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],

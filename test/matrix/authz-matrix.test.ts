@@ -182,6 +182,9 @@ const LIVE_BODIES: Record<string, LiveBody> = {
       return { patch: {}, after: undo };
     },
   },
+  'POST /api/orgs/:orgId/exports': {
+    why: 'an org has one export in flight at a time (409 otherwise): the export the case asked for is removed afterwards', fields: async (f) => ({ patch: {}, after: async () => void (await f.app.t.owner.query(`delete from org_exports where org_id = $1 and state = 'queued'`, [f.org(OWN_ORG).id])) }),
+  },
   'POST /api/orgs/:orgId/members/:userId/erase': {
     why: 'erasing needs the member\u2019s email address typed: the case\u2019s fresh member\u2019s, read from the database',
     fields: async (f, _caller, params) => ({ patch: { confirm: (await f.app.t.owner.query<{ email: string }>('select email from users where id = $1', [params.userId]))[0]?.email } }),
@@ -297,7 +300,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     for (const [lower, higher] of [['admin', 'owner'], ['member', 'admin'], ['viewer', 'member'], ['project_viewer', 'viewer']] as const) {
       expect(subset(perms(lower), perms(higher)), `${lower} ⊆ ${higher}`).toEqual([]);
     }
-    for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'data_keys:rotate', 'privacy:manage'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
+    for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'org:export', 'data_keys:rotate', 'privacy:manage'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
     // "member (operate on projects and their resources; create own API keys within their permissions)"
     const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p) && p !== 'keys:own');
     expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);
@@ -570,6 +573,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'streamId':
           params.streamId = await fx.auditStream(objOrg.id, objOrg.ownerId);
           break;
+        case 'exportId': params.exportId = await fx.orgExport(objOrg.id, objOrg.ownerId); break;
         case 'credentialId':
           params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
           break;

@@ -181,6 +181,21 @@ export class Fixtures {
     return id;
   }
 
+  /**
+   * A finished export of `orgId` (the row only: asking for a link needs it done, and a download
+   * with no token is refused before any file is read). Its key is sealed as the service would.
+   */
+  async orgExport(orgId: string, requestedBy: string): Promise<string> {
+    const id = newId();
+    const sealer = this.h.built.services.sealer;
+    await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const sealed = await sealer.seal(tx, { scope: orgId, table: 'org_exports', column: 'key_sealed', row: id }, randomToken(32));
+      await exec(tx, sql`insert into org_exports (org_id, id, requested_by, state, created_at, finished_at, expires_at, key_sealed)
+                         values (${orgId}, ${id}, ${requestedBy}, 'done', now(), now(), now() + interval '7 days', ${sealed})`);
+    });
+    return id;
+  }
+
   /** An OIDC connection of `orgId` at `issuer`, its secret sealed as the service would. */
   async ssoConnection(orgId: string, createdBy: string, issuer: string): Promise<string> {
     const id = newId();

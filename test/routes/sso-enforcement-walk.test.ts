@@ -34,6 +34,8 @@ const NOT_A_WAY_IN: Record<string, string> = {
   'POST /api/auth/sso/saml/:connectionId/acs': SSO_PATH,
   'GET /api/auth/social/providers': 'lists the deployment\u2019s social providers; signs nobody in',
   'GET /api/auth/social/:provider/start': 'starts a social flow only; its callback is walked',
+  'GET /api/export-downloads/:org/:exportId': 'spends a tenant export\u2019s download link (an owner asked for it signed in); signs nobody in',
+  'GET /.well-known/palisade-export-keys': 'the public keys that sign export manifests; signs nobody in',
 };
 
 describe.each(ENGINES)('SSO enforcement over the live route table on %s', (engine) => {

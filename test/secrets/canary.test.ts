@@ -314,6 +314,24 @@ describe.each(ENGINES)('secret canaries on %s', (engine) => {
     expect(problems.length).toBeGreaterThanOrEqual(12);
   });
 
+  it('never puts a canary, a cookie or a token into a tenant export of the org the flows ran in', async () => {
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const acme = h.orgId('acme');
+    const requested = await call('POST', `/api/orgs/${acme}/exports`, { cookie: owner });
+    expect(requested.statusCode, requested.body).toBe(202);
+    await h.built.services.exportJob.drain();
+    const link = await call('POST', `/api/orgs/${acme}/exports/${requested.json<{ id: string }>().id}/link`, { cookie: owner });
+    expect(link.statusCode, link.body).toBe(201);
+    const url = link.json<{ url: string }>().url;
+    // The link's token is a secret too: the log test below looks for it.
+    secrets.set('EXPORT_LINK', new URL(url, ORIGIN).searchParams.get('token') ?? '');
+    const archive = await h.built.app.inject({ method: 'GET', url });
+    expect(archive.statusCode).toBe(200);
+    const text = archive.rawPayload.toString('utf8');
+    expect(text).toContain('"action": "credential.created"');
+    expect(leaks(text)).toEqual([]);
+  });
+
   function leaks(haystack: string): string[] {
     return [...secrets.entries()].filter(([, v]) => v.length >= 8 && haystack.includes(v)).map(([k]) => k);
   }

@@ -19,7 +19,7 @@ export const TENANT_TABLES = [
   'project_access', 'assets', 'invitations', 'audit_events', 'audit_heads', 'inbound_sources', 'inbound_events',
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
   'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
-  'audit_streams', 'org_key_rotations',
+  'audit_streams', 'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -36,6 +36,7 @@ export interface SeededTenant {
   inboundSourceId: string;
   /** An integration credential (value sealed by the real sealer) with its creation and one use logged. */
   credentialId: string;
+  exportId: string;
   /** An OIDC connection, with the member's identity at it linked. */
   connectionId: string;
   projects: [string, string];
@@ -62,6 +63,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
   const invitationId = newId();
   const inboundSourceId = newId();
   const credentialId = newId();
+  const exportId = newId();
   const endpointId = newId();
   const deliveryId = newId();
   const projects: [string, string] = [newId(), newId()];
@@ -124,9 +126,15 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
     const keyId = whsec.split('.')[1] ?? '';
     await exec(tx, sql`insert into org_key_rotations (org_id, id, from_key_id, to_key_id, trigger, status, started_at, sweep_after, finished_at)
                        values (${orgId}, ${newId()}, ${keyId}, ${keyId}, 'manual', 'done', now(), now(), now())`);
+    const exportKey = await sealer.seal(tx, { scope: orgId, table: 'org_exports', column: 'key_sealed', row: exportId }, randomToken(32));
+    await exec(tx, sql`insert into org_exports (org_id, id, requested_by, state, created_at, key_sealed) values (${orgId}, ${exportId}, ${ownerId}, 'running', now(), ${exportKey})`);
+    await exec(tx, sql`insert into org_export_parts (org_id, export_id, part_no, table_name, file, rows, bytes, sha256)
+                       values (${orgId}, ${exportId}, 1, 'assets', 'tables/assets/000001.ndjson', 1, 10, ${randomToken()})`);
+    await exec(tx, sql`insert into org_export_links (org_id, id, export_id, token_hash, created_by, created_at, expires_at)
+                       values (${orgId}, ${newId()}, ${exportId}, ${randomToken()}, ${ownerId}, now(), now() + interval '15 minutes')`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
-  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, connectionId, endpointId, deliveryId, projects, assets, sealed };
+  return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, exportId, connectionId, endpointId, deliveryId, projects, assets, sealed };
 }
 
 /** A minimal org (org row, one project, `assetCount` assets) for the many-tenant tests. */

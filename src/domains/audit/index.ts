@@ -5,7 +5,7 @@ export { chainKeysFrom } from './keys.js';
 export type { ChainKeys } from './chain.js';
 export { headMac, headMacProblem } from './chain.js';
 export type { ChainReport, ChainCheckpoint, Query } from './verify.js';
-export { createAuditReader } from './reader.js';
+export { createAuditReader, openPersonal } from './reader.js';
 export type { AuditReader, AuditQuery, AuditEventView } from './reader.js';
 export { auditRoutes } from './routes.js';
 export { createAuditVerifier, MAX_PROBLEMS } from './verification.js';

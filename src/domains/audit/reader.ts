@@ -60,7 +60,7 @@ const EVENT_COLUMNS = sql`seq, id, at, actor_type, actor_id, actor_role, action,
 type Opener = (ref: ReturnType<typeof personalRef>, sealed: string) => Promise<string>;
 
 /** The sealed personal part, opened and checked against the digest the chain holds; null when it cannot be read. */
-async function openPersonal(open: Opener, orgId: string, r: EventRow): Promise<PersonalPart | null> {
+export async function openPersonal(open: Opener, orgId: string, r: Pick<EventRow, 'id' | 'details' | 'personal_sealed'>): Promise<PersonalPart | null> {
   const digest = (r.details as { sealed?: unknown } | null)?.sealed;
   if (!r.personal_sealed || typeof digest !== 'string') return null;
   try {

@@ -68,6 +68,8 @@ export function createShredder(deps: ShredDeps) {
         await exec(tx, sql`update audit_streams set enabled = false where org_id = ${orgId}`);
         await exec(tx, sql`update organizations set shredded_at = ${now()} where org_id = ${orgId}`);
         await exec(tx, sql`delete from data_key_due where org_id = ${orgId}`);
+        // The export job deletes the org's archives at its next turn: their keys were sealed with the keys just destroyed.
+        await exec(tx, sql`insert into export_due (org_id, due_at) values (${orgId}, ${now()}) on conflict (org_id) do update set due_at = excluded.due_at`);
         await audit.append(tx, orgId, systemContext('data-key job'), {
           // In clear: no key of the org is left to seal it, and it holds ids and counts only.
           clear: true,

@@ -31,7 +31,7 @@ describe.each(ENGINES)('the published permission catalogue on %s', (engine) => {
     expect(new Set(names((p) => p.apiKey))).toEqual(new Set(API_KEY_PERMISSIONS));
     expect(new Set(names((p) => p.browserSafe))).toEqual(new Set(BROWSER_SAFE_PERMISSIONS));
     expect(new Set(names((p) => p.projectKey))).toEqual(new Set(PROJECT_KEY_PERMISSIONS));
-    expect(names((p) => p.ownerOnly)).toEqual(['org:delete', 'owners:manage', 'billing:manage', 'data_keys:rotate', 'privacy:manage']);
+    expect(names((p) => p.ownerOnly)).toEqual(['org:delete', 'org:export', 'owners:manage', 'billing:manage', 'data_keys:rotate', 'privacy:manage']);
     expect(names((p) => p.ownerOnly)).toEqual(BUILTIN_ROLE_PERMISSIONS.owner.filter((p) => !BUILTIN_ROLE_PERMISSIONS.admin.includes(p)));
     expect(c.builtinRoles).toEqual(BUILTIN_ROLES.map((name) => ({ name, permissions: [...BUILTIN_ROLE_PERMISSIONS[name]] })));
   });

@@ -6,6 +6,7 @@ import { can } from '../../api/access';
 import { useRefreshMe, type MyOrg } from '../../auth/session';
 import { ProblemView } from '../../ui/problem';
 import { Loading, when } from '../../ui/table';
+import { DataExport } from './DataExport';
 
 /**
  * What every page of an org scheduled for deletion shows: when it will be shredded and, for an
@@ -51,6 +52,7 @@ export function DeletionPending({ org }: { org: MyOrg }) {
         </>
       ) : null}
       <ProblemView error={restore.error} />
+      {status.data && can(org, 'POST /api/orgs/{orgId}/exports') ? <DataExport orgId={org.id} /> : null}
     </section>
   );
 }

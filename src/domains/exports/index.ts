@@ -1,0 +1,15 @@
+export { createExportService } from './service.js';
+export type { ExportService, ExportDeps } from './service.js';
+export { createArchiveWriter, archivePath, archiveKeyRef, FORMAT } from './archive.js';
+export type { ArchiveWriter, ArchiveDeps } from './archive.js';
+export { createExportJob, MAX_ATTEMPTS } from './job.js';
+export type { ExportJob } from './job.js';
+export { createSigningKeys, SIGNING_SCOPE } from './signing.js';
+export type { SigningKeys, PublishedKey } from './signing.js';
+export { exportRoutes } from './routes.js';
+export { EXCLUDED_COLUMNS, EXCLUDED_TABLES, NOT_SECRETS, OPENED_COLUMNS, SECRET_COLUMN, planOf, planProblems, tenantTables } from './policy.js';
+export { tarEntries, tarEntry, TAR_END } from './tar.js';
+export type { ExportView, ExportLinkView } from './responses.js';
+export { verifyArchive } from './verify.js';
+export type { Manifest } from './verify.js';
+export { verifyArchiveStream } from './verify-stream.js';
