@@ -18,7 +18,8 @@ import {
   createSsoEnforcement, createSsoSignIn, dnsTxtLookup,
 } from './domains/sso/index.js';
 import { createDataKeyJob, createDataKeyService, createSealer, createShredder } from './domains/keys/index.js';
-import { createArchiveWriter, createExportJob, createExportService, createSigningKeys } from './domains/exports/index.js';
+import { archivePath, createArchiveWriter, createExportJob, createExportService, createSigningKeys } from './domains/exports/index.js';
+import { rm } from 'node:fs/promises';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -98,7 +99,12 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const orgs = createOrgService(tenancyDeps);
   const orgDeletion = createDeletionService({ db, audit, clock, graceDays: config.dataKeys.orgDeletionGraceDays });
   const members = createMemberService(tenancyDeps);
-  const subjects = createSubjectService({ db, audit, clock, sealer, onPrivilegeChange: tenancyDeps.onPrivilegeChange });
+  const subjects = createSubjectService({
+    db, audit, clock, sealer, onPrivilegeChange: tenancyDeps.onPrivilegeChange,
+    removeArchives: async (orgId, ids) => {
+      for (const id of ids) await rm(archivePath(config.exports.dir, orgId, id), { force: true });
+    },
+  });
   const invitations = createInvitationService(tenancyDeps);
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);

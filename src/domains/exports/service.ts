@@ -144,7 +144,7 @@ export function createExportService(deps: ExportDeps) {
           sql`update org_export_links l set used_at = ${now}
               from org_exports e
               where l.org_id = ${orgId} and l.export_id = ${exportId} and l.token_hash = ${hash} and l.used_at is null and l.expires_at > ${now}
-                and e.org_id = l.org_id and e.id = l.export_id and e.state = 'done'
+                and e.org_id = l.org_id and e.id = l.export_id and e.state = 'done' and e.expires_at > ${now}
               returning l.id`,
         );
         if (!used) return null;

@@ -25,8 +25,10 @@ export interface Sealer {
   /**
    * The keyed blind index of an email address (normalised: NFC, trimmed, lower case) under the
    * deployment's `blind-index` system key: what a sealed address is looked up and kept unique by.
+   * `within` (an org id) makes it an index of that org's only, so the same person invited by two
+   * orgs cannot be linked across them from the database; omitted for a deployment-wide lookup.
    */
-  emailIndex(tx: Tx, address: string): Promise<string>;
+  emailIndex(tx: Tx, address: string, within?: string): Promise<string>;
 }
 
 /** One spelling per address for the blind index (the unique index it replaces was on lower(email)). */
@@ -130,7 +132,8 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
         return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
       };
     },
-    emailIndex: (tx, address) => keyring.blindIndex(storeFor(tx, cache, now), 'blind-index', `email:${normalEmail(address)}`, newId),
+    emailIndex: (tx, address, within) =>
+      keyring.blindIndex(storeFor(tx, cache, now), 'blind-index', `email:${within ? `${within.toLowerCase()}:` : ''}${normalEmail(address)}`, newId),
     forget: (scope) => {
       const s = isUuid(scope) ? scope.toLowerCase() : scope;
       cache.delete(s);

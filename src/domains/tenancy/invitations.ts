@@ -39,8 +39,8 @@ export const invitationEmailRef = (orgId: string, id: string): FieldRef => ({ sc
  * A condition on invitations (of the org bound) naming `address`: by the blind index, or in clear for one made
  * before addresses were sealed (migration 037).
  */
-export async function invitedAddress(sealer: Sealer, tx: Tx, address: string) {
-  const index = await sealer.emailIndex(tx, address);
+export async function invitedAddress(sealer: Sealer, tx: Tx, orgId: string, address: string) {
+  const index = await sealer.emailIndex(tx, address, orgId);
   return sql<boolean>`(email_index = ${index} or (email_sealed is null and lower(email) = ${normalEmail(address)}))`;
 }
 
@@ -106,7 +106,7 @@ export function createInvitationService(deps: TenancyDeps) {
         const now = deps.clock.now();
         const expires = new Date(now.getTime() + INVITATION_TTL_MS);
         const sealed = await deps.sealer.seal(tx, invitationEmailRef(org.orgId, id), input.email);
-        const index = await deps.sealer.emailIndex(tx, input.email);
+        const index = await deps.sealer.emailIndex(tx, input.email, org.orgId);
         await exec(
           tx,
           sql`insert into invitations (org_id, id, email, email_sealed, email_index, role, custom_role_id, restricted, project_ids, token_hash, invited_by, created_at, expires_at)

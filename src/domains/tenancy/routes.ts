@@ -164,7 +164,7 @@ export function tenancyRoutes(s: {
         body: z.strictObject({ confirm: email.meta({ description: 'The member\u2019s email address, typed' }) }),
         response: erasureView,
       },
-      errors: [...orgPolicy, 'privilege_escalation', 'last_owner'],
+      errors: [...orgPolicy, 'privilege_escalation', 'conflict'], // conflict: an owner (demote them first)
       example: () => ({ confirm: 'member@example.com' }),
       handler: ({ ctx, params, body }) => s.subjects.erase(ctx, params.userId, body.confirm),
     }),

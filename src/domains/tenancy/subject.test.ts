@@ -25,7 +25,10 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     return { ...u, id: r?.id ?? '' };
   }
 
-  /** The tables a value appears in (as a whole JSON string or array element), read as the owner of the database. */
+  /**
+   * The tables a value appears in as a whole JSON string, also inside a text column holding JSON
+   * (escaped there: a webhook payload), read as the owner of the database.
+   */
   async function tablesHolding(value: string): Promise<string[]> {
     const tables = await h.t.owner.query<{ name: string }>(
       `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -33,7 +36,8 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     );
     const found: string[] = [];
     for (const { name } of tables) {
-      const [hit] = await h.t.owner.query<{ n: number }>(`select count(*)::int as n from "${name}" t where strpos(lower(row_to_json(t)::text), lower($1)) > 0`, [JSON.stringify(value)]);
+      const [hit] = await h.t.owner.query<{ n: number }>(`select count(*)::int as n from "${name}" t where strpos(lower(row_to_json(t)::text), lower($1)) > 0 or strpos(lower(row_to_json(t)::text), lower($2)) > 0`,
+        [JSON.stringify(value), JSON.stringify(JSON.stringify(value)).slice(1, -1)]);
       if ((hit?.n ?? 0) > 0) found.push(name);
     }
     return found;
@@ -71,6 +75,8 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
       expect(e.actor.id === member.id || e.target?.id === member.id || JSON.stringify(e.details).includes(member.email) || JSON.stringify(e.details).includes(member.id)).toBe(true);
     }
     expect(JSON.stringify(doc)).not.toContain(h.user('acme', 'admin').email);
+    // The owner's address and browser on the role changes are the owner's, not the member's.
+    for (const e of changes) expect(e).toMatchObject({ ip: '', userAgent: '' });
     expect(JSON.stringify(doc)).not.toContain(h.orgId('globex'));
     expect(doc.notIncluded.length).toBeGreaterThan(0);
     const [ev] = await auditRows(h, `where org_id = $1 and action = 'member.data_exported'`, [acme]);
@@ -87,6 +93,11 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     expect((await (await owner()).call('POST', url(`/members/${stranger.id}/erase`), { confirm: stranger.email })).statusCode).toBe(404);
     const me = await who('acme', 'owner');
     expect(code(await (await owner()).call('POST', url(`/members/${me.id}/erase`), { confirm: me.email }))).toBe('validation_failed');
+    // Another owner is demoted first: their erasure would take their owner actions' evidence.
+    await h.t.owner.query(`update memberships set role = 'owner' where org_id = $1 and user_id = $2`, [acme, (await who('acme', 'admin')).id]);
+    const coOwner = await who('acme', 'admin');
+    expect(code(await (await owner()).call('POST', url(`/members/${coOwner.id}/erase`), { confirm: coOwner.email }))).toBe('conflict');
+    await h.t.owner.query(`update memberships set role = 'admin' where org_id = $1 and user_id = $2`, [acme, coOwner.id]);
   });
 
   it('erases a member of no other org: account gone, address nowhere, personal parts destroyed, the chain verifies', async () => {
@@ -94,8 +105,16 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     const session = await signedIn(h, member.email);
     expect((await session.call('GET', url('/projects'))).statusCode).toBe(200);
     const o = await owner();
+    // A webhook endpoint: the invitation's payload names the address.
+    expect((await o.call('POST', url('/webhooks'), { url: 'https://hooks.example.com/in', events: ['*'] })).statusCode).toBe(201);
     const invited = await o.call('POST', url('/invitations'), { email: member.email.toUpperCase(), role: 'viewer' });
     expect(invited.statusCode, invited.body).toBe(201);
+    // An export taken before the erasure holds them too.
+    const requested = await o.call('POST', url('/exports'));
+    expect(requested.statusCode, requested.body).toBe(202);
+    await h.built.services.exportJob.drain();
+    const exportId = requested.json<{ id: string }>().id;
+    const link = (await o.call('POST', url(`/exports/${exportId}/link`))).json<{ url: string }>().url;
 
     // The address typed wrong: nothing happens.
     const wrong = await o.call('POST', url(`/members/${member.id}/erase`), { confirm: 'someone@example.com' });
@@ -108,15 +127,22 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     expect(erased).toMatchObject({ account: 'deleted', apiKeysRevoked: 1, invitationsRemoved: 1 });
     expect(erased.auditEventsErased).toBeGreaterThan(2);
 
+    // The export is withdrawn: its link no longer downloads, and a new one is refused.
+    expect((await h.built.app.inject({ method: 'GET', url: new URL(link, 'http://x').pathname + new URL(link, 'http://x').search })).statusCode).toBe(400);
+    expect((await o.call('GET', url(`/exports/${exportId}`))).json<{ state: string }>().state).toBe('expired');
+
     // Signed out and unable to sign in; the address is free again.
     expect((await session.call('GET', url('/projects'))).statusCode).toBe(401);
     const login = await h.built.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: member.email, password: member.password } });
     expect(login.statusCode).toBe(401);
 
-    // What is left behind: the address in no table at all; the id (a pseudonym now) in the trail
-    // (actor and target of its events), and in the revoked key's creator column.
+    // What is left behind: the address in no table at all (webhook payloads included); the id (a
+    // pseudonym now) in the trail (actor and target of its events), in the revoked key's creator
+    // column, and in the webhook notice of the erasure itself.
     expect(await tablesHolding(member.email)).toEqual([]);
-    expect(await tablesHolding(member.id)).toEqual(['api_keys', 'audit_events']);
+    expect(await tablesHolding(member.id)).toEqual(['api_keys', 'audit_events', 'webhook_deliveries']);
+    const notices = await h.t.owner.query<{ payload: string }>('select payload from webhook_deliveries where org_id = $1 and strpos(payload, $2) > 0', [acme, member.id]);
+    expect(notices.map((n) => (JSON.parse(n.payload) as { type: string }).type)).toEqual(['member.erased']);
     const about = await auditRows(h, `where org_id = $1 and (actor_id = $2 or target_id = $2) and action <> 'member.erased' order by seq`, [acme, member.id]);
     expect(about.length).toBeGreaterThan(2);
     for (const e of about) expect(e.stored.personal_sealed).toBeNull();

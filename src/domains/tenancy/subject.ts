@@ -7,7 +7,7 @@ import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import type { AuditWriter } from '../audit/index.js';
 import { personalDigest, personalRef, type PersonalPart } from '../audit/writer.js';
-import type { Sealer } from '../keys/sealer.js';
+import { normalEmail, type Sealer } from '../keys/sealer.js';
 import { assertCanActOnCredentials, assertCanManage, bindingOf, requireOrg, type RoleKey } from './access.js';
 import type { ErasureView, SubjectExportView } from './responses.js';
 import { invitedAddress } from './invitations.js';
@@ -19,6 +19,8 @@ export interface SubjectDeps {
   sealer: Sealer;
   /** Wired to the sessions domain: a member's privileges changed (here: ended). */
   onPrivilegeChange(tx: Tx, userId: string): Promise<void>;
+  /** Deletes the files of export archives an erasure withdrew (exports domain), after it committed. */
+  removeArchives?(orgId: string, exportIds: readonly string[]): Promise<void>;
 }
 
 /** Audit events are opened in pages of this many (one key read per page and key). */
@@ -52,14 +54,16 @@ async function subjectIn(tx: Tx, orgId: string, userId: string, lock: boolean): 
 }
 
 /**
- * Whether an opened audit event is about the subject: they acted, were acted on, or their
- * address or id appears in its details (an invitation to them, a sign-in attempt by address).
+ * Whether an opened audit event is about the subject: they acted, were acted on, or a value of
+ * its details is their id or address (an invitation to them, a sign-in attempt by address).
+ * Whole values only: an id or address written into free text (a name, a reason) does not make
+ * an event theirs, or an owner could erase their own actions' evidence by naming someone.
  */
-function mentions(actorId: string | null, targetId: string | null, plaintext: string, s: { id: string; email: string }): boolean {
+function mentions(actorId: string | null, targetId: string | null, details: unknown, s: { id: string; email: string }): boolean {
   if (actorId === s.id || targetId === s.id) return true;
-  const lower = plaintext.toLowerCase();
-  // The address as a whole JSON string: member@x.test is not restricted-member@x.test.
-  return lower.includes(s.id) || lower.includes(JSON.stringify(s.email.toLowerCase()));
+  const theirs = (v: unknown): boolean =>
+    typeof v === 'string' ? v.toLowerCase() === s.id || normalEmail(v) === normalEmail(s.email) : Array.isArray(v) && v.some(theirs);
+  return typeof details === 'object' && details !== null && Object.values(details).some(theirs);
 }
 
 interface EventRow {
@@ -96,20 +100,17 @@ async function eventsAbout(
     );
     for (const r of page) {
       let part: PersonalPart | null = null;
-      let text = '';
       if (r.personal_sealed) {
         try {
-          text = await open(personalRef(orgId, r.id), r.personal_sealed);
+          const text = await open(personalRef(orgId, r.id), r.personal_sealed);
           const digest = (r.details as { sealed?: unknown } | null)?.sealed;
           part = personalDigest(text) === digest ? (JSON.parse(text) as PersonalPart) : null;
         } catch (err) {
           if (!(err instanceof SealedValueError)) throw err;
           part = null; // its key is gone or the value was tampered with: nothing to read, nothing to hand over
         }
-      } else {
-        text = JSON.stringify(r.details ?? {});
       }
-      if (mentions(r.actor_id, r.target_id, text, s)) await visit(r, part);
+      if (mentions(r.actor_id, r.target_id, part ? part.details : r.details, s)) await visit(r, part);
     }
     if (page.length < PAGE) return;
     after = Number(page[page.length - 1]?.seq);
@@ -158,7 +159,7 @@ export function createSubjectService(deps: SubjectDeps) {
         );
         const invitations = await rows<{ id: string; role: string; created_at: Date; expires_at: Date; accepted_at: Date | null; revoked_at: Date | null }>(
           tx, sql`select id, role, created_at, expires_at, accepted_at, revoked_at from invitations
-                  where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, s.email)} order by created_at`,
+                  where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, org.orgId, s.email)} order by created_at`,
         );
         const events: SubjectExportView['auditEvents'] = [];
         await eventsAbout(deps, tx, org.orgId, s, (r, part) => {
@@ -166,7 +167,9 @@ export function createSubjectService(deps: SubjectDeps) {
           events.push({
             seq: Number(r.seq), id: r.id, at: r.at.toISOString(), action: r.action, result: r.result,
             actor: { type: r.actor_type, id: r.actor_id }, target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
-            ip: part?.ip ?? '', userAgent: part?.userAgent ?? '', details: part ? part.details : sealed ? {} : (r.details as Record<string, unknown>),
+            // The address and browser are the actor's: theirs only when they acted.
+            ...(r.actor_id === userId ? { ip: part?.ip ?? '', userAgent: part?.userAgent ?? '' } : { ip: '', userAgent: '' }),
+            details: part ? part.details : sealed ? {} : (r.details as Record<string, unknown>),
           });
         });
         await audit.append(tx, org.orgId, ctx, {
@@ -207,17 +210,23 @@ export function createSubjectService(deps: SubjectDeps) {
         if (confirm.trim().toLowerCase() !== s.email.toLowerCase()) {
           throw new AppError('validation_failed', 'to confirm, type the member\u2019s email address exactly', [{ path: 'confirm', message: 'does not match the member\u2019s email address' }]);
         }
-        if (s.role === 'owner') {
-          const owners = await one<{ n: number }>(tx, sql`select count(*)::int as n from memberships where org_id = ${org.orgId} and role = 'owner'`);
-          if ((owners?.n ?? 0) <= 1) throw new AppError('last_owner');
-        }
+        // An owner's erasure would destroy the evidence of their owner actions and, with their
+        // account, reach every org they own: they are demoted first (which other owners see).
+        if (s.role === 'owner') throw new AppError('conflict', 'an owner is not erased: change their role first');
         const now = clock.now().toISOString();
         const erased = await eraseParts(deps, tx, org.orgId, s);
         const keys = await exec(tx, sql`update api_keys set revoked_at = ${now}, revoked_by = ${actorId}
                                         where org_id = ${org.orgId} and created_by = ${userId} and revoked_at is null`);
         await exec(tx, sql`delete from project_access where org_id = ${org.orgId} and user_id = ${userId}`);
         const sso = await exec(tx, sql`delete from sso_identities where org_id = ${org.orgId} and user_id = ${userId}`);
-        const invitations = await exec(tx, sql`delete from invitations where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, s.email)}`);
+        const invitations = await exec(tx, sql`delete from invitations where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, org.orgId, s.email)}`);
+        // Copies the org holds elsewhere: webhook payloads naming them (delivered or not) are
+        // emptied, and its export archives, which hold them too, are withdrawn.
+        // The address as a whole JSON string (member@x is not restricted-member@x), no LIKE patterns.
+        await exec(tx, sql`update webhook_deliveries set payload = ${JSON.stringify({ erased: true })}
+                           where org_id = ${org.orgId} and (strpos(lower(payload), ${s.id}) > 0 or strpos(lower(payload), ${JSON.stringify(normalEmail(s.email))}) > 0)`);
+        const withdrawn = await rows<{ id: string }>(tx, sql`update org_exports set state = case when state = 'done' then 'expired' else 'failed' end
+                                                              where org_id = ${org.orgId} and state in ('queued', 'running', 'done') returning id`);
         await deps.onPrivilegeChange(tx, userId);
         // The membership goes; the account too when no other org holds the person (migration
         // 035: the one way the runtime role deletes a user), and with it, by foreign keys, every
@@ -230,7 +239,7 @@ export function createSubjectService(deps: SubjectDeps) {
           action: 'member.erased', target: { type: 'user', id: userId }, clear: true,
           details: { account: deleteAccount ? 'deleted' : 'kept', erasedEvents: erased, apiKeysRevoked: keys, ssoIdentities: sso, invitations },
         });
-        return { email: s.email, view: { account: deleteAccount ? 'deleted' as const : 'kept' as const, auditEventsErased: erased.length, apiKeysRevoked: keys, ssoIdentitiesRemoved: sso, invitationsRemoved: invitations } };
+        return { email: s.email, withdrawn: withdrawn.map((w) => w.id), view: { account: deleteAccount ? 'deleted' as const : 'kept' as const, auditEventsErased: erased.length, apiKeysRevoked: keys, ssoIdentitiesRemoved: sso, invitationsRemoved: invitations } };
       });
       // The account's own trail (sign-ins recorded in the system chain): the person is gone from
       // every org, so nothing there is any org's record any more.
@@ -241,6 +250,7 @@ export function createSubjectService(deps: SubjectDeps) {
           return ids.length;
         });
       }
+      await deps.removeArchives?.(org.orgId, result.withdrawn);
       return result.view;
     },
   };
