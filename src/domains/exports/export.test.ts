@@ -9,6 +9,7 @@ import { code, signedIn, type Client } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { STEP_UP_SECONDS } from '../../kernel/context.js';
 import { createDataKeyJob } from '../keys/index.js';
+import { TAR_END, tarEntry } from './tar.js';
 import { archivePath, createArchiveWriter, createExportJob, verifyArchive, verifyArchiveStream, type ExportView, type Manifest, type PublishedKey } from './index.js';
 
 const CREDENTIAL_CANARY = 'CANARY-export-credential-5b7e1c90d2';
@@ -162,6 +163,15 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     expect((await verifyArchiveStream(chunks(tampered, 4096), published)).problems).toContain('the manifest signature does not verify');
     expect((await verifyArchiveStream(chunks(changed, 1000), published)).problems.some((p) => p.endsWith('digest differs'))).toBe(true);
     expect((await verifyArchiveStream(chunks(archive.subarray(0, archive.length - 2048), 700), published)).problems).toEqual(['the archive is cut short']);
+    // A forged entry under the name of a genuine one (read first by `tar -xO`), or one hidden after
+    // the end marker (extracted by `tar -i`): both verifiers refuse, neither only checks the genuine.
+    const name = [...verifyArchive(archive, published).files.keys()].find((n) => n.startsWith('tables/memberships/')) ?? '';
+    const forged = Buffer.concat([tarEntry(name, Buffer.from('{"forged":true}\n'), new Date()), archive]);
+    expect(verifyArchive(forged, published).problems).toContain(`${name} appears twice`);
+    expect((await verifyArchiveStream(chunks(forged, 1000), published)).problems).toContain(`${name} appears twice`);
+    const hidden = Buffer.concat([archive, tarEntry('tables/memberships/999999.ndjson', Buffer.from('{"forged":true}\n'), new Date()), TAR_END]);
+    expect(verifyArchive(hidden, published).problems).toEqual(['data after the end of the archive']);
+    expect((await verifyArchiveStream(chunks(hidden, 1000), published)).problems).toEqual(['data after the end of the archive']);
   });
 
   it('spends a link once: of two concurrent downloads one succeeds, and a used or expired link is refused', async () => {

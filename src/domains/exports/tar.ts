@@ -47,11 +47,18 @@ export function tarEntry(name: string, data: Buffer, mtime: Date): Buffer {
 export const TAR_END = Buffer.alloc(2 * BLOCK, 0);
 
 /** Reads back the entries of an archive held in memory (tests, verification of small archives). */
+/**
+ * The entries of an archive held in memory. Throws when anything but zeros follows the end
+ * marker: an entry hidden there would be skipped by a verifier and extracted by `tar -i`.
+ */
 export function* tarEntries(archive: Buffer): Generator<{ name: string; data: Buffer }> {
   let at = 0;
   while (at + BLOCK <= archive.length) {
     const h = archive.subarray(at, at + BLOCK);
-    if (h.every((b) => b === 0)) return;
+    if (h.every((b) => b === 0)) {
+      if (!archive.subarray(at).every((b) => b === 0)) throw new Error('data after the end of the archive');
+      return;
+    }
     const name = h.subarray(0, 100).toString('ascii').replace(/\0.*$/s, '');
     const size = parseInt(h.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim(), 8);
     yield { name, data: archive.subarray(at + BLOCK, at + BLOCK + size) };

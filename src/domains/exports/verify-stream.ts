@@ -2,10 +2,13 @@ import type { Readable } from 'node:stream';
 import { sha256Hasher, verifyDetached } from '../../crypto/index.js';
 import { FORMAT } from './archive.js';
 import type { PublishedKey } from './signing.js';
-import type { Manifest } from './verify.js';
+import { parseManifest, type Manifest } from './verify.js';
 
 const BLOCK = 512;
 const NEWLINE = 0x0a;
+/** The entries kept in memory to check at the end, and how large they may be. */
+const KEPT = new Set(['manifest.json', 'manifest.sig']);
+const MANIFEST_MAX = 16 * 1024 * 1024;
 
 interface Seen {
   sha256: string;
@@ -24,10 +27,17 @@ export async function verifyArchiveStream(input: Readable, keys: readonly Publis
   let buf: Buffer = Buffer.alloc(0);
   let entry: { name: string; left: number; pad: number; hash: ReturnType<typeof sha256Hasher>; size: number; lines: number } | null = null;
   let ended = false;
+  let trailing = false;
+  const twice: string[] = [];
   for await (const chunk of input as AsyncIterable<Buffer>) {
     buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
     for (;;) {
-      if (ended) break;
+      if (ended) {
+        // Only zeros may follow the end marker: an entry hidden there is skipped here and extracted by `tar -i`.
+        if (!buf.every((b) => b === 0)) trailing = true;
+        buf = Buffer.alloc(0);
+        break;
+      }
       if (!entry) {
         if (buf.length < BLOCK) break;
         const h = buf.subarray(0, BLOCK);
@@ -48,11 +58,12 @@ export async function verifyArchiveStream(input: Readable, keys: readonly Publis
         entry.left -= part.length;
         entry.hash.update(part);
         for (const b of part) if (b === NEWLINE) entry.lines++;
-        if (entry.name.startsWith('manifest.')) kept.set(entry.name, [...(kept.get(entry.name) ?? []), Buffer.from(part)]);
+        if (KEPT.has(entry.name) && entry.size <= MANIFEST_MAX) kept.set(entry.name, [...(kept.get(entry.name) ?? []), Buffer.from(part)]);
         continue;
       }
       if (buf.length < entry.pad) break;
       buf = buf.subarray(entry.pad);
+      if (seen.has(entry.name)) twice.push(entry.name);
       seen.set(entry.name, { sha256: entry.hash.hex(), bytes: entry.size, lines: entry.lines });
       entry = null;
     }
@@ -60,9 +71,11 @@ export async function verifyArchiveStream(input: Readable, keys: readonly Publis
   const raw = kept.has('manifest.json') ? Buffer.concat(kept.get('manifest.json') ?? []) : null;
   const sig = kept.has('manifest.sig') ? Buffer.concat(kept.get('manifest.sig') ?? []) : null;
   if (!ended || entry) return { manifest: null, problems: ['the archive is cut short'] };
-  if (!raw || !sig) return { manifest: null, problems: ['manifest.json or manifest.sig is missing'] };
-  const manifest = JSON.parse(raw.toString('utf8')) as Manifest;
-  const problems: string[] = [];
+  if (trailing) return { manifest: null, problems: ['data after the end of the archive'] };
+  const problems: string[] = twice.map((name) => `${name} appears twice`);
+  if (!raw || !sig || twice.some((n) => KEPT.has(n))) return { manifest: null, problems: [...problems, 'manifest.json or manifest.sig is missing or repeated'] };
+  const manifest = parseManifest(raw);
+  if (!manifest) return { manifest: null, problems: [...problems, 'manifest.json is not a manifest'] };
   const key = keys.find((k) => k.kid === manifest.signature?.kid);
   if (!key) problems.push(`no published key ${manifest.signature?.kid}`);
   else if (!verifyDetached(key, raw, sig.toString('ascii').trim())) problems.push('the manifest signature does not verify');

@@ -12,6 +12,19 @@ export interface Manifest {
   excludedTables: Record<string, string>;
 }
 
+/** The manifest, or null when it is not JSON of the manifest's shape (a verifier reports, never crashes). */
+export function parseManifest(raw: Buffer): Manifest | null {
+  try {
+    const m = JSON.parse(raw.toString('utf8')) as Partial<Manifest> | null;
+    const shaped = !!m && typeof m === 'object' && typeof m.format === 'string' && Array.isArray(m.tables)
+      && m.tables.every((t) => !!t && typeof t.name === 'string' && typeof t.rows === 'number' && Array.isArray(t.files)
+        && t.files.every((f) => !!f && typeof f.name === 'string' && typeof f.rows === 'number' && typeof f.bytes === 'number' && typeof f.sha256 === 'string'));
+    return shaped ? (m as Manifest) : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * What a recipient checks of an archive (held in memory: tests and small archives; the
  * operations guide does the same with tar, sha256sum and openssl): the manifest's signature
@@ -20,12 +33,21 @@ export interface Manifest {
  */
 export function verifyArchive(archive: Buffer, keys: readonly PublishedKey[]): { manifest: Manifest | null; files: Map<string, Buffer>; problems: string[] } {
   const files = new Map<string, Buffer>();
-  for (const e of tarEntries(archive)) files.set(e.name, e.data);
   const problems: string[] = [];
+  try {
+    for (const e of tarEntries(archive)) {
+      // A second entry of a name would be the one a reader of the stream sees first, or last.
+      if (files.has(e.name)) problems.push(`${e.name} appears twice`);
+      files.set(e.name, e.data);
+    }
+  } catch (err) {
+    return { manifest: null, files, problems: [(err as Error).message] };
+  }
   const raw = files.get('manifest.json');
   const sig = files.get('manifest.sig');
   if (!raw || !sig) return { manifest: null, files, problems: ['manifest.json or manifest.sig is missing'] };
-  const manifest = JSON.parse(raw.toString('utf8')) as Manifest;
+  const manifest = parseManifest(raw);
+  if (!manifest) return { manifest: null, files, problems: [...problems, 'manifest.json is not a manifest'] };
   const key = keys.find((k) => k.kid === manifest.signature?.kid);
   if (!key) problems.push(`no published key ${manifest.signature?.kid}`);
   else if (!verifyDetached(key, raw, sig.toString('ascii').trim())) problems.push('the manifest signature does not verify');
