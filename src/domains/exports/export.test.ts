@@ -10,6 +10,7 @@ import { ENGINES } from '../../../test/support/db.js';
 import { STEP_UP_SECONDS } from '../../kernel/context.js';
 import { createDataKeyJob } from '../keys/index.js';
 import { TAR_END, tarEntry } from './tar.js';
+import { ARCHIVES_KEPT } from './service.js';
 import { archivePath, createArchiveWriter, createExportJob, verifyArchive, verifyArchiveStream, type ExportView, type Manifest, type PublishedKey } from './index.js';
 
 const CREDENTIAL_CANARY = 'CANARY-export-credential-5b7e1c90d2';
@@ -293,6 +294,20 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     expect((await owner.call('GET', url(`/${view.id}`))).json<ExportView>().state).toBe('expired');
     expect(() => statSync(archivePath(dir, acme, view.id))).toThrow();
     expect(code(await download(link))).toBe('token_invalid');
+  });
+
+  it('keeps an org\u2019s newest archives only: asking for another expires the oldest beyond them', async () => {
+    const views: ExportView[] = [];
+    for (let i = 0; i < ARCHIVES_KEPT + 1; i++) {
+      h.clock.advance(1000);
+      owner = await signedIn(h, h.user('acme', 'owner').email);
+      views.push(await finishedExport());
+    }
+    await h.built.services.exportJob.drain();
+    const live = (await owner.call('GET', url())).json<{ exports: ExportView[] }>().exports.filter((e) => e.state === 'done');
+    expect(live.length).toBe(ARCHIVES_KEPT);
+    expect(live.map((e) => e.id)).not.toContain(views[0]?.id);
+    expect(() => statSync(archivePath(dir, acme, views[0]?.id ?? ''))).toThrow();
   });
 
   it('still exports while the org awaits its shredding, and the shredding takes its archives with it', async () => {

@@ -64,6 +64,9 @@ const LIST_LIMIT = 20;
  * Tenant exports as owners drive them: ask for one, watch its progress, ask for a download link,
  * and the link's single use. The archive itself is written by the export job (archive.ts).
  */
+/** Archives an org keeps at once, the one being asked for included (review: repeated exports filled the shared disk). */
+export const ARCHIVES_KEPT = 3;
+
 export function createExportService(deps: ExportDeps) {
   const { db, audit, clock, sealer } = deps;
   return {
@@ -77,6 +80,11 @@ export function createExportService(deps: ExportDeps) {
         await exec(tx, sql`select org_id from organizations where org_id = ${org.orgId} for update`);
         const busy = await one<{ id: string }>(tx, sql`select id from org_exports where org_id = ${org.orgId} and state in ('queued', 'running')`);
         if (busy) throw new AppError('conflict', `export ${busy.id} is still being written: wait for it (GET /api/orgs/${org.orgId}/exports/${busy.id})`);
+        // The export disk is shared by every org: an org keeps its newest archives only, the
+        // older ones expire now (the job deletes their files on its next turn).
+        await exec(tx, sql`update org_exports set expires_at = ${now} where org_id = ${org.orgId} and state = 'done' and expires_at > ${now}
+                           and id not in (select id from org_exports where org_id = ${org.orgId} and state = 'done' and expires_at > ${now}
+                                          order by finished_at desc limit ${ARCHIVES_KEPT - 1})`);
         const keySealed = await sealer.seal(tx, archiveKeyRef(org.orgId, id), newArchiveKey().toString('base64'));
         await exec(tx, sql`insert into org_exports (org_id, id, requested_by, state, created_at, key_sealed)
                            values (${org.orgId}, ${id}, ${by}, 'queued', ${now}, ${keySealed})`);
