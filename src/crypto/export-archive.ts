@@ -32,6 +32,12 @@ export function generateExportSigningKey(): ExportSigningKey {
   };
 }
 
+/** The public half (JWK `x`) of a private signing key: what a published key must match. */
+export function publicXOf(privatePkcs8: string): string {
+  const key = createPrivateKey({ key: Buffer.from(privatePkcs8, 'base64'), format: 'der', type: 'pkcs8' });
+  return String(createPublicKey(key).export({ format: 'jwk' }).x);
+}
+
 /** Detached Ed25519 signature of `data`, base64. */
 export function signDetached(privatePkcs8: string, data: Buffer): string {
   const key = createPrivateKey({ key: Buffer.from(privatePkcs8, 'base64'), format: 'der', type: 'pkcs8' });

@@ -13,5 +13,5 @@ export { DEFAULT_PKCS11_MODULE, KEK_ID, memoryKekProvider, parseKekValue } from 
 export type { KekProvider, KekProviderSettings } from './kek-provider.js';
 export { createPkcs11Kek, KeyProviderError } from './pkcs11.js';
 export { openKeyring } from './open-keyring.js';
-export { archiveOpener, generateExportSigningKey, newArchiveKey, sealArchiveRecord, sha256Hasher, signDetached, verifyDetached } from './export-archive.js';
+export { archiveOpener, generateExportSigningKey, newArchiveKey, publicXOf, sealArchiveRecord, sha256Hasher, signDetached, verifyDetached } from './export-archive.js';
 export type { ExportSigningKey } from './export-archive.js';

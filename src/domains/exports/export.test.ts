@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { ENGINES } from '../../../test/support/db.js';
 import { STEP_UP_SECONDS } from '../../kernel/context.js';
 import { createDataKeyJob } from '../keys/index.js';
 import { TAR_END, tarEntry } from './tar.js';
+import { generateExportSigningKey } from '../../crypto/index.js';
 import { ARCHIVES_KEPT } from './service.js';
 import { archivePath, createArchiveWriter, createExportJob, verifyArchive, verifyArchiveStream, type ExportView, type Manifest, type PublishedKey } from './index.js';
 
@@ -158,6 +160,12 @@ describe.each(ENGINES)('tenant export on %s', (engine) => {
     changed[row + 1] = 'O'.charCodeAt(0);
     expect(verifyArchive(changed, published).problems.some((p) => p.endsWith('digest differs'))).toBe(true);
     expect(verifyArchive(archive, []).problems[0]).toMatch(/^no published key/);
+    // A key planted with the database role alone (its private half not sealed under the KEK) is never published.
+    const planted = generateExportSigningKey();
+    await h.t.db.withSystem('test', (tx) => sql`insert into export_signing_keys (id, public_jwk, private_sealed, active, created_at)
+      values (${planted.kid}, ${JSON.stringify(planted.publicJwk)}::jsonb, 'v1.x.y', false, now())`.execute(tx));
+    expect((await keys()).map((k) => k.kid)).not.toContain(planted.kid);
+    expect(await keys()).toEqual(published);
     // The streaming verifier (the CLI's) agrees, whatever the chunking, and sees a cut archive.
     const chunks = (b: Buffer, n: number) => Readable.from(Array.from({ length: Math.ceil(b.length / n) }, (_, i) => b.subarray(i * n, (i + 1) * n)));
     expect((await verifyArchiveStream(chunks(archive, 333), published)).problems).toEqual([]);

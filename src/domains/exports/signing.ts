@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { generateExportSigningKey, type FieldRef } from '../../crypto/index.js';
+import { generateExportSigningKey, publicXOf, SealedValueError, type FieldRef } from '../../crypto/index.js';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { Sealer } from '../keys/index.js';
@@ -25,6 +25,8 @@ export interface PublishedKey {
  * before a new key still verifies.
  */
 export function createSigningKeys(deps: { db: Database; sealer: Sealer; clock: Clock }) {
+  /** Keys whose private half has opened to them in this process (a key row is never edited). */
+  const vouched = new Set<string>();
   async function activeRow(tx: Tx) {
     return one<{ id: string; private_sealed: string }>(tx, sql`select id, private_sealed from export_signing_keys where active`);
   }
@@ -46,12 +48,31 @@ export function createSigningKeys(deps: { db: Database; sealer: Sealer; clock: C
         return { kid: row.id, privatePkcs8: await deps.sealer.open(tx, privateRef(row.id), row.private_sealed) };
       });
     },
-    /** Every public key, as JWKs (RFC 8037 OKP, Ed25519). */
+    /**
+     * Every public key, as JWKs (RFC 8037 OKP, Ed25519), each published only once its sealed
+     * private half opened (under the KEK the database does not hold) to the very key: a row
+     * written with the database role alone, to make forged archives verify, is never published.
+     */
     async published(): Promise<PublishedKey[]> {
-      const list = await deps.db.readGlobal('tenant export: published signing keys', (tx) =>
-        rows<{ public_jwk: unknown }>(tx, sql`select public_jwk from export_signing_keys order by created_at, id`),
-      );
-      return list.map((r) => (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as PublishedKey);
+      return deps.db.withSystem('tenant export: published signing keys', async (tx) => {
+        const list = await rows<{ id: string; public_jwk: unknown; private_sealed: string }>(
+          tx, sql`select id, public_jwk, private_sealed from export_signing_keys order by created_at, id`);
+        const out: PublishedKey[] = [];
+        for (const r of list) {
+          const jwk = (typeof r.public_jwk === 'string' ? JSON.parse(r.public_jwk) : r.public_jwk) as PublishedKey;
+          if (!vouched.has(`${r.id}:${jwk.x}`)) {
+            try {
+              if (publicXOf(await deps.sealer.open(tx, privateRef(r.id), r.private_sealed)) !== jwk.x || jwk.kid !== r.id) continue;
+            } catch (err) {
+              if (err instanceof SealedValueError) continue;
+              throw err;
+            }
+            vouched.add(`${r.id}:${jwk.x}`);
+          }
+          out.push(jwk);
+        }
+        return out;
+      });
     },
   };
 }
