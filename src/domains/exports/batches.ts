@@ -50,7 +50,11 @@ export async function readBatch(tx: Tx, orgId: string, t: TablePlan, cursor: str
   for (const r of list) {
     const sealed = r.personal_sealed !== null && r.personal_sealed !== undefined;
     const part = sealed ? await openPersonal(open, orgId, { id: r.id ?? '', details: r.details, personal_sealed: r.personal_sealed ?? null }) : null;
-    const personal = !sealed ? { state: 'clear' } : part ? { state: 'open', details: part.details, ip: part.ip, userAgent: part.userAgent } : { state: 'unreadable' };
+    // No part but a digest in the chain: an erasure destroyed it (the trail reader says the same).
+    const d = (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown> | null;
+    const erased = !sealed && !!d && Object.keys(d).length === 1 && typeof d.sealed === 'string';
+    const personal = erased ? { state: 'erased' } : !sealed ? { state: 'clear' }
+      : part ? { state: 'open', details: part.details, ip: part.ip, userAgent: part.userAgent } : { state: 'unreadable' };
     out.push({ line: `${r.j.slice(0, -1)},"personal":${JSON.stringify(personal)}}`, key: JSON.parse(r.k) as string[] });
   }
   return out;

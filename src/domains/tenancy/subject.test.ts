@@ -5,6 +5,7 @@ import { code, signedIn } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { auditRows } from '../../../test/support/evidence.js';
 import type { ErasureView, SubjectExportView } from './responses.js';
+import { verifyArchive, type PublishedKey } from '../exports/index.js';
 
 /**
  * Data-subject requests about one member, answered by an owner: the export holds what the org
@@ -158,6 +159,16 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     const [invitation] = await auditRows(h, `where org_id = $1 and action = 'invitation.created' order by seq desc limit 1`, [acme]);
     expect([...named].sort()).toEqual([...about.map((e) => e.id), invitation?.id].sort());
     expect(await h.built.services.auditVerifier.verify({ orgId: acme, projectIds: null }, acme)).toMatchObject({ ok: true, problems: [] });
+    // A later export of the org shows those events as erased, as the trail does.
+    const again = await (await owner()).call('POST', url('/exports'));
+    expect(again.statusCode, again.body).toBe(202);
+    await h.built.services.exportJob.drain();
+    const fresh = (await (await owner()).call('POST', url(`/exports/${again.json<{ id: string }>().id}/link`))).json<{ url: string }>().url;
+    const archive = (await h.built.app.inject({ method: 'GET', url: fresh })).rawPayload;
+    const { files } = verifyArchive(archive, (await h.built.app.inject({ method: 'GET', url: '/.well-known/palisade-export-keys' })).json<{ keys: PublishedKey[] }>().keys);
+    const exported = [...files].filter(([n]) => n.startsWith('tables/audit_events/')).flatMap(([, b]) => b.toString('utf8').trim().split('\n'))
+      .map((l) => JSON.parse(l) as { id: string; personal: { state: string } });
+    expect(exported.filter((e) => about.some((a) => a.id === e.id)).map((e) => e.personal.state)).toEqual(about.map(() => 'erased'));
   });
 
   it('names in verification a sealed part removed without an erasure, and keeps a part from being emptied', async () => {
