@@ -19,7 +19,7 @@ import { systemClock } from '../src/kernel/clock.js';
 import { systemContext } from '../src/kernel/context.js';
 import { createLogger } from '../src/logging.js';
 import { NdjsonReceiver, SyslogReceiver } from '../test/audit-streams/receivers.js';
-import { BENCH, dbUrl } from './lib/env.js';
+import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:audit-streams — audit streaming on PostgreSQL (issue 14):
@@ -171,13 +171,7 @@ async function main(): Promise<void> {
   await built.app.close();
   await opened.db.close();
   await opened.owner.close();
-  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-  await admin.end();
+  await dropDatabase(DB_NAME);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

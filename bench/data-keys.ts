@@ -11,7 +11,7 @@ import { createDataKeyJob, createSealer, SWEEP_AFTER_MS } from '../src/domains/k
 import { systemContext } from '../src/kernel/context.js';
 import { createLogger } from '../src/logging.js';
 import { createServices } from '../src/services.js';
-import { BENCH, dbUrl } from './lib/env.js';
+import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:data-keys — data-key rotation throughput on PostgreSQL: seals BENCH_DATA_KEY_VALUES
@@ -109,15 +109,9 @@ async function main(): Promise<void> {
     await db.close();
     await owner.close();
     if (process.env.BENCH_DATA_KEY_KEEP !== '1') {
-      const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-      await admin.connect();
-      await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-      await admin.end();
+      await dropDatabase(DB_NAME);
     }
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

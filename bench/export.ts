@@ -14,7 +14,7 @@ import { seedDemo } from '../src/demo.js';
 import { archiveKeyRef, archivePath, createArchiveWriter, createExportJob } from '../src/domains/exports/index.js';
 import { createLogger } from '../src/logging.js';
 import { createServices } from '../src/services.js';
-import { BENCH, dbUrl } from './lib/env.js';
+import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:export — tenant export throughput and memory on PostgreSQL: one org with
@@ -132,14 +132,8 @@ async function main(): Promise<void> {
     await db.close();
     await owner.close();
     await rm(DIR, { recursive: true, force: true });
-    const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-    await admin.connect();
-    await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-    await admin.end();
+    await dropDatabase(DB_NAME);
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

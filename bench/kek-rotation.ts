@@ -6,7 +6,7 @@ import type { OwnerConnection } from '../src/db/migrate.js';
 import { openDatabase, type OpenedDatabase } from '../src/db/open.js';
 import { rotateKek } from '../src/domains/keys/index.js';
 import { createKek, initToken, softhsmMissing, SOFTHSM_MODULE, startSoftHsm } from '../test/support/softhsm.js';
-import { BENCH, dbUrl } from './lib/env.js';
+import { BENCH, dbUrl, runMain } from './lib/env.js';
 
 /**
  * npm run bench:kek-rotation — `palisade keys rotate-kek` throughput (data keys rewrapped per
@@ -114,7 +114,4 @@ async function main(): Promise<void> {
   if (hsmMissing) process.stdout.write(`  (SoftHSM2 rows skipped: ${hsmMissing})\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -15,7 +15,7 @@ import { systemClock } from '../src/kernel/clock.js';
 import { systemContext } from '../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
 import { createLogger } from '../src/logging.js';
-import { BENCH, dbUrl } from './lib/env.js';
+import { BENCH, dbUrl, dropDatabase } from './lib/env.js';
 import type { ReceiverStats } from './servers/receiver.js';
 
 /**
@@ -434,10 +434,7 @@ async function main(): Promise<void> {
     receiver.stop();
     // BENCH_WEBHOOK_KEEP=1 leaves the database for inspection; the next run recreates it anyway.
     if (process.env.BENCH_WEBHOOK_KEEP !== '1') {
-      const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-      await admin.connect();
-      await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-      await admin.end();
+      await dropDatabase(DB_NAME);
     }
   }
 }

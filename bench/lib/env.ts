@@ -48,3 +48,20 @@ export function palisadeEnv(port: number): Record<string, string> {
     RATE_LIMITS: 'login=100000000/60,authenticated=100000000/60',
   };
 }
+
+/** Drops a bench's own database (the admin connection; `with (force)` ends what still holds it). */
+export async function dropDatabase(name: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.end();
+}
+
+/** Runs a bench script's main, printing the stack and exiting 1 on failure. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,8 +1,7 @@
 import type { Readable } from 'node:stream';
-import { sha256Hasher, verifyDetached } from '../../crypto/index.js';
-import { FORMAT } from './archive.js';
+import { sha256Hasher } from '../../crypto/index.js';
 import type { PublishedKey } from './signing.js';
-import { parseManifest, type Manifest } from './verify.js';
+import { checkManifest, type Manifest, type SeenEntry } from './verify.js';
 
 const BLOCK = 512;
 const NEWLINE = 0x0a;
@@ -10,11 +9,6 @@ const NEWLINE = 0x0a;
 const KEPT = new Set(['manifest.json', 'manifest.sig']);
 const MANIFEST_MAX = 16 * 1024 * 1024;
 
-interface Seen {
-  sha256: string;
-  bytes: number;
-  lines: number;
-}
 
 /**
  * verifyArchive's checks over a stream, in constant memory: each entry is hashed, sized and its
@@ -22,7 +16,7 @@ interface Seen {
  * which comes last, is checked against what was seen. For archives of any size (the CLI).
  */
 export async function verifyArchiveStream(input: Readable, keys: readonly PublishedKey[]): Promise<{ manifest: Manifest | null; problems: string[] }> {
-  const seen = new Map<string, Seen>();
+  const seen = new Map<string, SeenEntry>();
   const kept = new Map<string, Buffer[]>();
   let buf: Buffer = Buffer.alloc(0);
   let entry: { name: string; left: number; pad: number; hash: ReturnType<typeof sha256Hasher>; size: number; lines: number } | null = null;
@@ -73,27 +67,7 @@ export async function verifyArchiveStream(input: Readable, keys: readonly Publis
   if (!ended || entry) return { manifest: null, problems: ['the archive is cut short'] };
   if (trailing) return { manifest: null, problems: ['data after the end of the archive'] };
   const problems: string[] = twice.map((name) => `${name} appears twice`);
-  if (!raw || !sig || twice.some((n) => KEPT.has(n))) return { manifest: null, problems: [...problems, 'manifest.json or manifest.sig is missing or repeated'] };
-  const manifest = parseManifest(raw);
-  if (!manifest) return { manifest: null, problems: [...problems, 'manifest.json is not a manifest'] };
-  const key = keys.find((k) => k.kid === manifest.signature?.kid);
-  if (!key) problems.push(`no published key ${manifest.signature?.kid}`);
-  else if (!verifyDetached(key, raw, sig.toString('ascii').trim())) problems.push('the manifest signature does not verify');
-  if (manifest.format !== FORMAT) problems.push(`unknown format ${manifest.format}`);
-  const listed = new Set(['manifest.json', 'manifest.sig']);
-  for (const t of manifest.tables) {
-    for (const f of t.files) {
-      listed.add(f.name);
-      const s = seen.get(f.name);
-      if (!s) problems.push(`${f.name} is missing`);
-      else {
-        if (s.sha256 !== f.sha256) problems.push(`${f.name}: digest differs`);
-        if (s.bytes !== f.bytes) problems.push(`${f.name}: size differs`);
-        if (s.lines !== f.rows) problems.push(`${f.name}: ${s.lines} rows, the manifest says ${f.rows}`);
-      }
-    }
-    if (t.files.reduce((n, f) => n + f.rows, 0) !== t.rows) problems.push(`${t.name}: file rows do not add up to ${t.rows}`);
-  }
-  for (const name of seen.keys()) if (!listed.has(name)) problems.push(`${name} is not in the manifest`);
-  return { manifest, problems };
+  if (twice.some((n) => KEPT.has(n))) return { manifest: null, problems: [...problems, 'manifest.json or manifest.sig is repeated'] };
+  const checked = checkManifest(raw, sig, keys, seen);
+  return { manifest: checked.manifest, problems: [...problems, ...checked.problems] };
 }

@@ -43,11 +43,31 @@ export function verifyArchive(archive: Buffer, keys: readonly PublishedKey[]): {
   } catch (err) {
     return { manifest: null, files, problems: [(err as Error).message] };
   }
-  const raw = files.get('manifest.json');
-  const sig = files.get('manifest.sig');
-  if (!raw || !sig) return { manifest: null, files, problems: ['manifest.json or manifest.sig is missing'] };
+  const seen = new Map<string, SeenEntry>();
+  for (const [name, data] of files) seen.set(name, { sha256: sha256Hex(data), bytes: data.length, lines: data.reduce((n, b) => (b === 0x0a ? n + 1 : n), 0) });
+  const checked = checkManifest(files.get('manifest.json'), files.get('manifest.sig'), keys, seen);
+  return { manifest: checked.manifest, files, problems: [...problems, ...checked.problems] };
+}
+
+/** What an archive's entry was seen to hold: its digest, size and lines (one row each). */
+export interface SeenEntry {
+  sha256: string;
+  bytes: number;
+  lines: number;
+}
+
+/**
+ * The checks both verifiers make once the entries are seen: the manifest's signature under a
+ * published key, its format, every listed file's digest, size and rows, each table's total, and
+ * no entry the manifest does not list.
+ */
+export function checkManifest(
+  raw: Buffer | null | undefined, sig: Buffer | null | undefined, keys: readonly PublishedKey[], seen: ReadonlyMap<string, SeenEntry>,
+): { manifest: Manifest | null; problems: string[] } {
+  if (!raw || !sig) return { manifest: null, problems: ['manifest.json or manifest.sig is missing'] };
   const manifest = parseManifest(raw);
-  if (!manifest) return { manifest: null, files, problems: [...problems, 'manifest.json is not a manifest'] };
+  if (!manifest) return { manifest: null, problems: ['manifest.json is not a manifest'] };
+  const problems: string[] = [];
   const key = keys.find((k) => k.kid === manifest.signature?.kid);
   if (!key) problems.push(`no published key ${manifest.signature?.kid}`);
   else if (!verifyDetached(key, raw, sig.toString('ascii').trim())) problems.push('the manifest signature does not verify');
@@ -56,18 +76,16 @@ export function verifyArchive(archive: Buffer, keys: readonly PublishedKey[]): {
   for (const t of manifest.tables) {
     for (const f of t.files) {
       listed.add(f.name);
-      const data = files.get(f.name);
-      if (!data) {
-        problems.push(`${f.name} is missing`);
-        continue;
+      const s = seen.get(f.name);
+      if (!s) problems.push(`${f.name} is missing`);
+      else {
+        if (s.sha256 !== f.sha256) problems.push(`${f.name}: digest differs`);
+        if (s.bytes !== f.bytes) problems.push(`${f.name}: size differs`);
+        if (s.lines !== f.rows) problems.push(`${f.name}: ${s.lines} rows, the manifest says ${f.rows}`);
       }
-      if (sha256Hex(data) !== f.sha256) problems.push(`${f.name}: digest differs`);
-      if (data.length !== f.bytes) problems.push(`${f.name}: size differs`);
-      const lines = data.toString('utf8').split('\n').filter((l) => l.length > 0).length;
-      if (lines !== f.rows) problems.push(`${f.name}: ${lines} rows, the manifest says ${f.rows}`);
     }
     if (t.files.reduce((n, f) => n + f.rows, 0) !== t.rows) problems.push(`${t.name}: file rows do not add up to ${t.rows}`);
   }
-  for (const name of files.keys()) if (!listed.has(name)) problems.push(`${name} is not in the manifest`);
-  return { manifest, files, problems };
+  for (const name of seen.keys()) if (!listed.has(name)) problems.push(`${name} is not in the manifest`);
+  return { manifest, problems };
 }
