@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   });
   const logger = createLogger('warn');
   const built = await buildApp({ config, db: opened.db, clock: systemClock, logger });
-  const demo = await seedDemo(opened.db, built.services.audit);
+  const demo = await seedDemo(opened.db, built.services);
   const orgId = demo.orgs.find((o) => o.slug === 'acme')?.id ?? '';
   const ownerId = (await opened.owner.query<{ user_id: string }>(`select user_id::text as user_id from memberships where org_id = $1 and role = 'owner' limit 1`, [orgId]))[0]?.user_id ?? '';
   const { db } = opened;

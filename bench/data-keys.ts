@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   });
   const services = createServices(config, db, clock, createLogger('warn'));
   try {
-    const demo = await seedDemo(db, services.audit);
+    const demo = await seedDemo(db, services);
     const orgId = demo.orgs.find((o) => o.slug === 'acme')?.id ?? '';
     const creator = newId();
 

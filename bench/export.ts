@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const logger = createLogger('warn');
   const services = createServices(config, db, { now: () => new Date() }, logger);
   try {
-    const demo = await seedDemo(db, services.audit);
+    const demo = await seedDemo(db, services);
     const orgId = demo.orgs.find((o) => o.slug === 'acme')?.id ?? '';
     const t = performance.now();
     await owner.query(

@@ -198,7 +198,7 @@ async function setup(): Promise<Setup> {
     LOG_LEVEL: 'warn',
   });
   const built = await buildApp({ config, db: opened.db, clock: systemClock, logger: createLogger('warn') });
-  const demo = await seedDemo(opened.db, built.services.audit);
+  const demo = await seedDemo(opened.db, built.services);
   const org = demo.orgs.find((o) => o.slug === 'acme');
   const owner = demo.logins.find((l) => l.org === 'acme' && l.role === 'owner');
   if (!org || !owner) throw new Error('demo data without acme or its owner');

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { one, type Database } from './db/database.js';
 import type { OwnerConnection } from './db/migrate.js';
 import type { Query } from './domains/audit/index.js';
+import { userWithEmail } from './domains/identity/people.js';
 import { systemClock } from './kernel/clock.js';
 import { systemContext } from './kernel/context.js';
 import { SYSTEM_ORG_ID } from './kernel/ids.js';
@@ -138,12 +139,12 @@ export async function runCli(argv: string[]): Promise<number> {
         return 2;
       }
       const { hasAnyUser, seedDemo } = await import('./demo.js');
-      return withServices(config, { migrate: true }, async ({ audit }, db) => {
+      return withServices(config, { migrate: true }, async (services, db) => {
         if (await hasAnyUser(db)) {
           process.stderr.write('this database already has users: demo seeds an empty database only\n');
           return 2;
         }
-        const data = await seedDemo(db, audit);
+        const data = await seedDemo(db, services);
         writeFileSync(file, JSON.stringify(data, null, 2), { mode: 0o600 });
         process.stdout.write(`seeded ${data.orgs.map((o) => o.slug).join(', ')}; logins written to ${file}\n`);
         return 0;
@@ -182,10 +183,10 @@ export async function runCli(argv: string[]): Promise<number> {
         break;
       }
       const { clearLockout } = await import('./domains/identity/index.js');
-      return withServices(config, { migrate: false }, async ({ audit }, db) => {
+      return withServices(config, { migrate: false }, async ({ audit, sealer }, db) => {
         const ctx = systemContext('cli unlock');
         const outcome = await db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-          const u = await one<{ id: string }>(tx, sql`select id from users where lower(email) = lower(${sub})`);
+          const u = await one<{ id: string }>(tx, sql`select id from users where ${await userWithEmail(sealer, tx, sub)}`);
           if (!u) return null;
           const cleared = await clearLockout(tx, u.id, systemClock.now());
           // Evidence only when something changed: an operator's no-op is not an unlock.

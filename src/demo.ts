@@ -5,6 +5,8 @@ import { systemContext } from './kernel/context.js';
 import type { BuiltinRole } from './kernel/permissions.js';
 import type { AuditWriter } from './domains/audit/index.js';
 import { hashPassword } from './domains/identity/index.js';
+import { insertUserSql } from './domains/identity/people.js';
+import type { Sealer } from './domains/keys/sealer.js';
 import { insertOrg } from './domains/tenancy/index.js';
 
 export interface DemoLogin {
@@ -34,7 +36,7 @@ export async function hasAnyUser(db: Database): Promise<boolean> {
  * Seeds two orgs, acme and globex, each with one user per built-in role, two projects with
  * assets, and a member restricted to the first project. Passwords are random per seeding.
  */
-export async function seedDemo(db: Database, audit: AuditWriter): Promise<DemoData> {
+export async function seedDemo(db: Database, { audit, sealer }: { audit: AuditWriter; sealer: Sealer }): Promise<DemoData> {
   const ctx = systemContext('demo');
   const data: DemoData = { orgs: [], logins: [] };
   for (const slug of DEMO_ORG_SLUGS) {
@@ -51,8 +53,8 @@ export async function seedDemo(db: Database, audit: AuditWriter): Promise<DemoDa
     await db.withTenant({ orgId, projectIds: null }, async (tx) => {
       // Demo addresses (*.test) have no mailbox to prove: the operator who seeds them vouches.
       for (const u of users) {
-        await exec(tx, sql`insert into users (id, email, name, password_hash, password_changed_at, email_verified_at)
-                           values (${u.id}, ${u.email}, ${`${slug} ${u.role}`}, ${u.hash}, now(), now())`);
+        const at = new Date().toISOString();
+        await exec(tx, await insertUserSql(sealer, tx, u.id, { email: u.email, name: `${slug} ${u.role}` }, { password_hash: u.hash, password_changed_at: at, email_verified_at: at }));
       }
       const owner = users[0] as (typeof users)[number];
       await insertOrg({ audit }, tx, ctx, { id: orgId, slug, name: slug === 'acme' ? 'Acme Corp' : 'Globex Inc' }, owner.id);

@@ -33,7 +33,7 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   const demoFile = demoLoginsFile(config);
   if (config.env !== 'production') {
     if (!(await hasAnyUser(db))) {
-      demo = await seedDemo(db, built.services.audit);
+      demo = await seedDemo(db, built.services);
       mkdirSync(dirname(demoFile), { recursive: true });
       writeFileSync(demoFile, JSON.stringify(demo, null, 2), { mode: 0o600 });
     } else if (existsSync(demoFile)) {

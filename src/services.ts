@@ -89,7 +89,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   });
   const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
   const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
-  const enforcement = createSsoEnforcement({ db, clock, audit, mail, publicOrigin: config.publicOrigin });
+  const enforcement = createSsoEnforcement({ db, clock, audit, mail, sealer, publicOrigin: config.publicOrigin });
   const tenancyDeps = {
     db, audit, clock, mail, sealer, publicOrigin: config.publicOrigin,
     onPrivilegeChange: (tx: Parameters<typeof sessions.markRotate>[0], userId: string) => sessions.markRotate(tx, userId),
@@ -121,22 +121,22 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   });
   const ssoTests = createConnectionTests({ db, clock, audit, sealer });
   const sso = createSsoSignIn({
-    db, clock, audit, connections, domains, egress, flows: createFlowSealer(config.sessionSecret), tests: ssoTests,
+    db, clock, audit, sealer, connections, domains, egress, flows: createFlowSealer(config.sessionSecret), tests: ssoTests,
     publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback,
     onPrivilegeChange: (tx, userId) => sessions.markRotate(tx, userId), gate: enforcement.gate,
   });
   // Social sign-in: the deployment's providers, on the SSO domain's flow cookie, OIDC client and handover.
   const social = createSocialSignIn({
-    db, clock, audit, egress, flows: createFlowSealer(config.sessionSecret), handover: sso, providers: config.social.providers,
+    db, clock, audit, sealer, egress, flows: createFlowSealer(config.sessionSecret), handover: sso, providers: config.social.providers,
     signUp: config.social.signUp, publicOrigin: config.publicOrigin, allowInsecureIssuers: config.webhooks.allowLoopback, ssoGate: enforcement,
   });
   const saml = createSamlSignIn({ db, clock, connections, domains, sso, tests: ssoTests, flows: createSamlFlowSealer(config.sessionSecret), publicOrigin: config.publicOrigin });
   const lockout = createLockout(db, config.lockout, () => clock.now());
   const signIn = createSignInService({ db, clock, audit, sessions, gate: enforcement.gate, breakGlassSeconds: BREAK_GLASS_SESSION_SECONDS });
   const mfa = createMfaService({ db, audit, clock, sealer, lockout, mail, sessionEffects: signIn });
-  const passkeys = createPasskeyService({ db, audit, clock, webauthn: config.webauthn, mail, sessionEffects: signIn });
+  const passkeys = createPasskeyService({ db, audit, clock, sealer, webauthn: config.webauthn, mail, sessionEffects: signIn });
   const identity = createIdentityService({
-    db, audit, clock, mail, publicOrigin: config.publicOrigin, lockout, ssoGate: enforcement,
+    db, audit, clock, mail, sealer, publicOrigin: config.publicOrigin, lockout, ssoGate: enforcement,
     revokeSessions: async (tx, userId, reason, keep) => {
       await sessions.revokeAll(tx, userId, reason, keep);
     },
@@ -160,9 +160,9 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit }),
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit, sealer }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder, exportSigning, archives, exportJob, exports,
-    magicLinks: createMagicLinkService({ db, clock, audit, mail, publicOrigin: config.publicOrigin }),
+    magicLinks: createMagicLinkService({ db, clock, audit, mail, sealer, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, tenant exports, audit checkpoints. */
     startBackground(): void {
       webhookWorker.start();

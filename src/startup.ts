@@ -1,12 +1,14 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/index.js';
-import { openKeyring } from './crypto/index.js';
+import { newId, openKeyring, type Keyring } from './crypto/index.js';
 import { catalogProblems } from './db/catalog.js';
 import type { Database } from './db/database.js';
 import type { MigrateOptions, OwnerConnection } from './db/migrate.js';
 import { openDatabase, refuseMissingDatabase, refuseUnmigrated } from './db/open.js';
 import { auditMigrationSteps, chainKeysFrom } from './domains/audit/index.js';
 import { DEMO_EMAIL_DOMAINS } from './demo.js';
+import { ownerStore, sealPeople, SEALED_PEOPLE_MIGRATION } from './domains/identity/seal-people.js';
+import { BLIND_INDEX_SCOPE, domainIndexInput } from './domains/keys/sealer.js';
 
 /**
  * Production without SMTP_URL: messages go only to the database outbox. Said at every such
@@ -17,11 +19,21 @@ export const OUTBOX_ONLY_MAIL_WARNING =
   'password resets and invitations will not reach anyone unless an operator relays them (palisade outbox)';
 
 /** What migrations leave to a process holding the keys: every entry point that migrates passes them. */
-export function migrationSteps(config: KeySource): MigrateOptions['keyedSteps'] {
-  // With PKCS#11 this keyring holds a token session until the process exits: migrations run once,
-  // at start, and the session is one of the token's many (login is per process, PIN checked once).
-  return auditMigrationSteps(chainKeysFrom(openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } })));
+export function migrationSteps(config: KeySource, keyring: Keyring = keyringOf(config)): MigrateOptions['keyedSteps'] {
+  return {
+    ...auditMigrationSteps(chainKeysFrom(keyring)),
+    [SEALED_PEOPLE_MIGRATION]: async (tx) => {
+      await sealPeople(tx, keyring);
+    },
+  };
 }
+
+/**
+ * The keyring of a configuration. With PKCS#11 it holds a token session until the process exits:
+ * start-up opens one for migrating and checking, one of the token's many sessions (login is per
+ * process, the PIN checked once).
+ */
+export const keyringOf = (config: KeySource): Keyring => openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } });
 
 /** Where the KEKs come from; without `kekProvider`, PALISADE_KEKS's material in `keks`. */
 export type KeySource = Pick<Config, 'keks'> & Partial<Pick<Config, 'kekProvider'>>;
@@ -88,10 +100,14 @@ async function unknownKekProblems(owner: OwnerConnection, kekIds: readonly strin
  * The demo seed's accounts have passwords that development printed and wrote to a file: a
  * production process on such a database would let anyone who saw them sign in.
  */
-async function demoAccountProblems(owner: OwnerConnection): Promise<string[]> {
-  // Constants of our own (slug-shaped), so they are spelled into the statement.
-  const patterns = DEMO_EMAIL_DOMAINS.map((d) => `'%@${d}'`).join(', ');
-  const [r] = await owner.query<{ n: number }>(`select count(*)::int as n from users where lower(email) like any (array[${patterns}])`);
+async function demoAccountProblems(owner: OwnerConnection, keyring: Keyring): Promise<string[]> {
+  // Addresses are sealed (migration 039): the demo domains are found by their blind index, which
+  // exists only once some account was made (and then opens, or the KEK check above says why not).
+  const store = ownerStore(owner);
+  if (!(await store.active(BLIND_INDEX_SCOPE))) return [];
+  const indexes: string[] = [];
+  for (const d of DEMO_EMAIL_DOMAINS) indexes.push(await keyring.blindIndex(store, BLIND_INDEX_SCOPE, domainIndexInput(d), newId));
+  const [r] = await owner.query<{ n: number }>(`select count(*)::int as n from users where email_domain_index = any ($1::text[])`, [indexes]);
   if ((r?.n ?? 0) === 0) return [];
   return [
     `this database holds the ${r?.n} demo accounts (@${DEMO_EMAIL_DOMAINS.join(', @')}) whose passwords development printed: ` +
@@ -99,11 +115,13 @@ async function demoAccountProblems(owner: OwnerConnection): Promise<string[]> {
   ];
 }
 
-export async function startupCheck(db: Database, owner: OwnerConnection, config: Pick<Config, 'env'> & KeySource): Promise<StartupCheck> {
+export async function startupCheck(
+  db: Database, owner: OwnerConnection, config: Pick<Config, 'env'> & KeySource, keyring?: Keyring,
+): Promise<StartupCheck> {
   const catalog = (await catalogProblems(db)).map((p) => `isolation check: ${p}`);
   const setting = config.kekProvider?.kind === 'pkcs11' ? 'PALISADE_PKCS11_KEYS' : config.kekProvider?.kind === 'file' ? 'PALISADE_KEK_DIR' : 'PALISADE_KEKS';
   const keys = await unknownKekProblems(owner, configuredKekIds(config), setting);
-  const demo = config.env === 'production' ? await demoAccountProblems(owner) : [];
+  const demo = config.env === 'production' && keys.problems.length === 0 ? await demoAccountProblems(owner, keyring ?? keyringOf(config)) : [];
   return { problems: [...catalog, ...keys.problems, ...demo], warnings: keys.warnings };
 }
 
@@ -123,7 +141,8 @@ export async function openCheckedDatabase(
   opts: { migrate: boolean },
 ): Promise<Database> {
   if (!opts.migrate) refuseMissingDatabase(config.database);
-  const { db, owner } = await openDatabase(config.database, opts.migrate ? { migrate: true, keyedSteps: migrationSteps(config) } : { migrate: false });
+  const keyring = keyringOf(config);
+  const { db, owner } = await openDatabase(config.database, opts.migrate ? { migrate: true, keyedSteps: migrationSteps(config, keyring) } : { migrate: false });
   let check: StartupCheck;
   try {
     if (!opts.migrate) {
@@ -132,7 +151,7 @@ export async function openCheckedDatabase(
         throw err;
       });
     }
-    check = await startupCheck(db, owner, config);
+    check = await startupCheck(db, owner, config, keyring);
   } finally {
     await owner.close();
   }

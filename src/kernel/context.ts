@@ -18,7 +18,7 @@ export interface SessionInfo {
 
 export type Actor =
   | { type: 'anonymous' }
-  | { type: 'user'; userId: string; email: string; session: SessionInfo }
+  | { type: 'user'; userId: string; session: SessionInfo }
   /**
    * An API key of one org. It acts with its scopes intersected with its creator's current
    * permissions; the audit trail names the key, not the creator.

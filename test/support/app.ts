@@ -8,6 +8,8 @@ import { ManualClock, type Clock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { createLogger } from '../../src/logging.js';
+import { newId } from '../../src/crypto/index.js';
+import { insertUserSql, personOf, userWithEmail } from '../../src/domains/identity/people.js';
 import { seedDemo, type DemoData, type DemoLogin } from '../../src/demo.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import type { Engine } from '../../src/db/database.js';
@@ -46,6 +48,19 @@ export interface TestApp {
   /** A session cookie header for a demo user, issued directly (no argon2 round). */
   cookieFor(email: string): Promise<string>;
   login(who: DemoLogin | { email: string; password: string }): Promise<string>;
+  /**
+   * The id of the account with this address, found as the app finds it (addresses are sealed,
+   * migration 039: by blind index). Throws when there is none; `hasUser` asks.
+   */
+  userId(email: string): Promise<string>;
+  hasUser(email: string): Promise<boolean>;
+  /**
+   * Writes an account directly, sealed as the app seals one (a test's raw insert cannot: the
+   * address and name are sealed, migration 039). `verified` marks the address proven now.
+   */
+  insertUser(u: { id?: string; email: string; name?: string; passwordHash?: string | null; verified?: boolean }): Promise<string>;
+  /** The opened address and name of an account (null when there is none). */
+  person(userId: string): Promise<{ email: string; name: string } | null>;
   user(org: string, role: DemoLogin['role']): DemoLogin;
   orgId(slug: string): string;
   close(): Promise<void>;
@@ -67,9 +82,12 @@ export async function createTestApp(
   });
   const logger = createLogger('info', sink);
   const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger, memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
-  const demo = await seedDemo(t.db, built.services.audit);
+  const demo = await seedDemo(t.db, built.services);
   const cookieName = built.cookie.name;
   const userIds = new Map<string, string>();
+  const { sealer } = built.services;
+  const findUser = (email: string) => t.db.withSystem('test: find an account', async (tx) =>
+    (await sql<{ id: string }>`select id from users where ${await userWithEmail(sealer, tx, email)}`.execute(tx)).rows[0]?.id ?? null);
   return {
     t, built, clock, demo, logs, logger,
     user(org, role) {
@@ -85,17 +103,35 @@ export async function createTestApp(
     async cookieFor(email) {
       let id = userIds.get(email);
       if (!id) {
-        id = await t.db.withSystem('test', async (tx) => {
-          const row = (await sql<{ id: string }>`select id from users where email = ${email}`.execute(tx)).rows[0];
-          if (!row) throw new Error(`no user ${email}`);
-          return row.id;
-        });
+        id = (await findUser(email)) ?? undefined;
+        if (!id) throw new Error(`no user ${email}`);
         userIds.set(email, id);
       }
       const uid = id;
       const s = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => built.services.sessions.issue(tx, uid, systemContext('test'), { proof: { mfaVerified: false, steppedUpAt: clock.now() } }),
       );
       return `${cookieName}=${s.cookie}`;
+    },
+    async userId(email) {
+      const id = await findUser(email);
+      if (!id) throw new Error(`no user ${email}`);
+      return id;
+    },
+    async insertUser(u) {
+      const id = u.id ?? newId();
+      const at = new Date().toISOString();
+      await t.db.withSystem('test: write an account', async (tx) => {
+        await (await insertUserSql(sealer, tx, id, { email: u.email, name: u.name ?? '' }, {
+          password_hash: u.passwordHash ?? null, password_changed_at: u.passwordHash ? at : null, email_verified_at: u.verified ? at : null,
+        })).execute(tx);
+      });
+      return id;
+    },
+    async hasUser(email) {
+      return (await findUser(email)) !== null;
+    },
+    person(userId) {
+      return t.db.withSystem('test: open an account', (tx) => personOf(sealer, tx, userId));
     },
     async login(who) {
       const res = await built.app.inject({

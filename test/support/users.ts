@@ -30,9 +30,7 @@ export async function passwordUser(h: TestApp, orgId?: string, role = 'member'):
   hashed ??= hashPassword(PASSWORD);
   const id = newId();
   const email = `ap-${(serial++).toString(36)}-${id.slice(0, 8)}@example.test`;
-  await h.t.owner.query('insert into users (id, email, name, password_hash, password_changed_at, email_verified_at) values ($1, $2, $3, $4, now(), now())', [
-    id, email, 'AP user', await hashed,
-  ]);
+  await h.insertUser({ id, email, name: 'AP user', passwordHash: await hashed, verified: true });
   if (orgId) await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [orgId, id, role]);
   return { id, email, password: PASSWORD };
 }
@@ -50,7 +48,7 @@ export async function freshOrg(h: TestApp): Promise<{ orgId: string; owner: Test
 export async function newUser(h: TestApp, orgId?: string, role?: string, restricted = false): Promise<{ id: string; email: string }> {
   const id = newId();
   const email = `u-${id.slice(0, 8)}@example.test`;
-  await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Test user']);
+  await h.insertUser({ id, email, name: 'Test user' });
   if (orgId && role) await h.t.owner.query('insert into memberships (org_id, user_id, role, restricted) values ($1, $2, $3, $4)', [orgId, id, role, restricted]);
   return { id, email };
 }

@@ -33,6 +33,9 @@ export const EXCLUDED_COLUMNS: Readonly<Record<string, Readonly<Record<string, s
   inbound_sources: { secret_sealed: SEALED_SECRET },
   integration_credentials: { secret_sealed: SEALED_SECRET },
   sso_connections: { secret_sealed: SEALED_SECRET },
+  sso_identities: {
+    email_sealed: 'opened into each linked identity’s `email_opened` field (what the IdP asserted); the sealed form needs the org’s key',
+  },
   sso_tests: { result_sealed: 'a single sign-on test run\u2019s sealed result (the IdP\u2019s claims), kept briefly for the admin who ran it' },
   webhook_endpoints: { secret_sealed: SEALED_SECRET, previous_secret_sealed: SEALED_SECRET },
 };
@@ -44,6 +47,7 @@ export const EXCLUDED_COLUMNS: Readonly<Record<string, Readonly<Record<string, s
  */
 export const OPENED_COLUMNS: Readonly<Record<string, { column: string; as: string }>> = {
   invitations: { column: 'email_sealed', as: 'email_opened' },
+  sso_identities: { column: 'email_sealed', as: 'email_opened' },
 };
 
 /** Names that announce a secret: such a column must be excluded above, with its reason, or cleared below. */

@@ -4,6 +4,8 @@ import type { RequestContext } from '../../kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import type { AuditWriter } from '../audit/index.js';
 import { quotedLine, type MailPort } from '../mail/index.js';
+import type { Sealer } from '../keys/sealer.js';
+import { personOf } from './people.js';
 
 /**
  * What adding or removing a second factor does to the user's sessions. Identity owns the factors,
@@ -52,8 +54,10 @@ export type AddedFactor = { kind: 'authenticator_app' } | { kind: 'passkey'; nam
  * adder chose or sent (the passkey's name, the browser's user agent, the address) is quoted as
  * data on its own labelled line (review R4 finding 5), never spliced into the mail's sentences.
  */
-export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, factor: AddedFactor, ctx: RequestContext): Promise<void> {
-  const u = await one<{ email: string }>(tx, sql`select email from users where id = ${userId}`);
+export async function notifyFactorAdded(
+  tx: Tx, { mail, sealer }: { mail: MailPort; sealer: Sealer }, userId: string, factor: AddedFactor, ctx: RequestContext,
+): Promise<void> {
+  const u = await personOf(sealer, tx, userId);
   if (!u) return;
   const lines = [
     factor.kind === 'passkey' ? 'A passkey was added to your Palisade account.' : 'An authenticator app was added to your Palisade account.',
@@ -78,15 +82,17 @@ export async function notifyFactorAdded(tx: Tx, mail: MailPort, userId: string, 
  * it from their mailbox, with the way out, and the guesser's address and browser quoted as data.
  */
 export async function recordAccountLocked(
-  deps: { db: Database; audit: AuditWriter; mail: MailPort },
+  deps: { db: Database; audit: AuditWriter; mail: MailPort; sealer: Sealer },
   ctx: RequestContext,
   userId: string,
   actor?: { type: string; id: string | null },
 ): Promise<void> {
   await deps.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
     await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.account_locked', result: 'denied', target: { type: 'user', id: userId }, ...(actor ? { actor } : {}) });
-    const u = await one<{ email: string; locked_until: Date | null }>(tx, sql`select email, locked_until from users where id = ${userId}`);
-    if (!u) return;
+    const lock = await one<{ locked_until: Date | null }>(tx, sql`select locked_until from users where id = ${userId}`);
+    const person = lock ? await personOf(deps.sealer, tx, userId) : null;
+    if (!lock || !person) return;
+    const u = { email: person.email, locked_until: lock.locked_until };
     const lines = [
       'Your Palisade account was locked after too many wrong passwords or codes.',
       ...(u.locked_until ? [`It unlocks by itself at ${u.locked_until.toISOString()}.`] : []),

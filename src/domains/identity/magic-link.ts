@@ -6,7 +6,9 @@ import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { MailPort } from '../mail/index.js';
+import { userWithEmail, withPeople, type SealedPerson } from './people.js';
 
 export const MAGIC_LINK_TTL_MS = 15 * 60 * 1000;
 
@@ -15,6 +17,7 @@ export interface MagicLinkDeps {
   clock: Clock;
   audit: AuditWriter;
   mail: MailPort;
+  sealer: Sealer;
   publicOrigin: string;
 }
 
@@ -45,10 +48,11 @@ export function createMagicLinkService(deps: MagicLinkDeps) {
       const { token, hash } = mintOpaqueToken('magicLink');
       const now = deps.clock.now();
       await deps.db.withTenant(system, async (tx) => {
-        const user = await one<{ id: string; email: string; session_epoch: number; email_verified_at: Date | null }>(
+        const found = await one<SealedPerson & { session_epoch: number; email_verified_at: Date | null }>(
           tx,
-          sql`select id, email, session_epoch, email_verified_at from users where lower(email) = lower(${email})`,
+          sql`select id, email_sealed, name_sealed, session_epoch, email_verified_at from users where ${await userWithEmail(deps.sealer, tx, email)}`,
         );
+        const user = found && (await withPeople(deps.sealer, tx, [found]))[0];
         // An address not proven yet is not a way in: it may have been registered by someone else.
         const sent = Boolean(user?.email_verified_at) && mailAllowed;
         if (user && sent) {
@@ -89,9 +93,10 @@ export function createMagicLinkService(deps: MagicLinkDeps) {
         );
         if (!r) return { refused: 'unknown', userId: null };
         const sameBrowser = binding !== undefined && safeEqual(sha256Hex(binding), r.browser_hash);
-        const u = await one<{ id: string; email: string; name: string; session_epoch: number; mfa_enabled: boolean }>(
-          tx, sql`select id, email, name, session_epoch, mfa_enabled from users where id = ${r.user_id}`,
+        const row = await one<SealedPerson & { session_epoch: number; mfa_enabled: boolean }>(
+          tx, sql`select id, email_sealed, name_sealed, session_epoch, mfa_enabled from users where id = ${r.user_id}`,
         );
+        const u = row && (await withPeople(deps.sealer, tx, [row]))[0];
         if (r.used_at) return { refused: 'used', userId: r.user_id };
         if (!sameBrowser) return { refused: 'other_browser', userId: r.user_id };
         if (!u || r.expires_at <= deps.clock.now() || u.session_epoch !== r.session_epoch) return { refused: 'expired_or_revoked', userId: r.user_id };

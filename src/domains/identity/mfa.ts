@@ -3,6 +3,7 @@ import { mintOpaqueToken, opaqueTokenHash, randomCode, sha256Hex } from '../../c
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
+import { personOf } from './people.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
@@ -110,9 +111,12 @@ export function createMfaService(deps: MfaDeps) {
     },
 
     /** A new, unconfirmed secret (replacing an unconfirmed one): it counts only once a code confirms it. */
-    async enrollTotp(ctx: RequestContext, user: { id: string; email: string }): Promise<TotpEnrollment> {
+    async enrollTotp(ctx: RequestContext, userId: string): Promise<TotpEnrollment> {
       const secret = newTotpSecret();
-      await deps.db.withTenant(system, async (tx) => {
+      const user = await deps.db.withTenant(system, async (tx) => {
+        const person = await personOf(deps.sealer, tx, userId);
+        if (!person) throw new AppError('unauthenticated');
+        const user = { id: userId, email: person.email };
         const existing = await one<{ confirmed_at: Date | null }>(tx, sql`select confirmed_at from totp_credentials where user_id = ${user.id} for update`);
         if (existing?.confirmed_at) throw new AppError('conflict', 'an authenticator app is already enabled: disable it first');
         const sealed = await deps.sealer.seal(tx, secretRef(user.id), secret);
@@ -122,6 +126,7 @@ export function createMfaService(deps: MfaDeps) {
               on conflict (user_id) do update set secret_sealed = excluded.secret_sealed, created_at = excluded.created_at, last_step = 0`,
         );
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enrollment_started', target: { type: 'user', id: user.id } });
+        return user;
       });
       const uri = otpauthUri(secret, user.email, 'Palisade');
       return { secret, otpauthUri: uri, qrCode: await qrDataUrl(uri) };
@@ -143,7 +148,7 @@ export function createMfaService(deps: MfaDeps) {
         // without the confirming session marked as proven with the new factor.
         await deps.sessionEffects.factorAdded(tx, ctx, userId);
         const recoveryCodes = await issueRecoveryCodes(tx, userId);
-        await notifyFactorAdded(tx, deps.mail, userId, { kind: 'authenticator_app' }, ctx);
+        await notifyFactorAdded(tx, deps, userId, { kind: 'authenticator_app' }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.mfa_enabled', target: { type: 'user', id: userId }, details: { method: 'totp' } });
         return { recoveryCodes };
       });

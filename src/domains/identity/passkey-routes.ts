@@ -30,7 +30,7 @@ export function passkeyRoutes(passkeys: PasskeyService): AnyRoute[] {
       errors: ['conflict'],
       handler: ({ ctx }) => {
         const actor = userActorOf(ctx);
-        return passkeys.registrationOptions(ctx, { id: actor.userId, email: actor.email });
+        return passkeys.registrationOptions(ctx, actor.userId);
       },
     }),
     defineRoute({

@@ -11,10 +11,12 @@ import { mintOpaqueToken, newId, opaqueTokenHash } from '../../crypto/index.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
+import { personOf } from './people.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, rows, type Database } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { MailPort } from '../mail/index.js';
+import type { Sealer } from '../keys/sealer.js';
 import { notifyFactorAdded, settleFactors, type FactorSessionEffects } from './factors.js';
 import type { PasskeyView } from './responses.js';
 
@@ -70,6 +72,7 @@ export function createPasskeyService(deps: {
   db: Database;
   audit: AuditWriter;
   clock: Clock;
+  sealer: Sealer;
   webauthn: WebAuthnConfig;
   mail: MailPort;
   sessionEffects: FactorSessionEffects;
@@ -124,7 +127,10 @@ export function createPasskeyService(deps: {
   return {
     list: async (userId: string): Promise<PasskeyView[]> => (await listRows(userId)).map(view),
 
-    async registrationOptions(ctx: RequestContext, user: { id: string; email: string }) {
+    async registrationOptions(ctx: RequestContext, userId: string) {
+      const person = await deps.db.withTenant(system, (tx) => personOf(deps.sealer, tx, userId));
+      if (!person) throw new AppError('unauthenticated');
+      const user = { id: userId, email: person.email };
       const existing = await listRows(user.id);
       if (existing.length >= MAX_PASSKEYS) throw new AppError('conflict', `at most ${MAX_PASSKEYS} passkeys`);
       const options = await generateRegistrationOptions({
@@ -175,7 +181,7 @@ export function createPasskeyService(deps: {
         // As for an authenticator app (mfa.ts confirmTotp); the registering session has just
         // proven the new factor (a user-verified attestation).
         await deps.sessionEffects.factorAdded(tx, ctx, userId);
-        await notifyFactorAdded(tx, deps.mail, userId, { kind: 'passkey', name: input.name }, ctx);
+        await notifyFactorAdded(tx, deps, userId, { kind: 'passkey', name: input.name }, ctx);
         await deps.audit.append(tx, SYSTEM_ORG_ID, ctx, { action: 'auth.passkey_added', target: { type: 'passkey', id }, details: { name: input.name } });
         return view(r as PasskeyRow);
       });

@@ -40,7 +40,7 @@ for (const engine of ['pglite', 'postgres'] as const) {
         },
       });
       built = await buildApp({ config: testConfig(), db, clock: new ManualClock(new Date()), logger: createLogger('silent') });
-      demo = await seedDemo(real, built.services.audit);
+      demo = await seedDemo(real, built.services);
     });
     afterAll(async () => { await built?.app.close(); await t?.drop(); });
 

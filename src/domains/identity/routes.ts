@@ -61,7 +61,7 @@ export function identityRoutes(identity: IdentityService, mfa: MfaService): AnyR
       errors: ['conflict'],
       handler: ({ ctx }) => {
         const actor = userActorOf(ctx);
-        return mfa.enrollTotp(ctx, { id: actor.userId, email: actor.email });
+        return mfa.enrollTotp(ctx, actor.userId);
       },
     }),
     defineRoute({

@@ -7,10 +7,12 @@ import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, writeUnlessTaken, type Database, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { MailPort } from '../mail/index.js';
 import { recordAccountLocked } from './factors.js';
 import { clearLockout, type Lockout } from './lockout.js';
 import { assertPasswordAcceptable, dummyHash, hashPassword, verifyPassword } from './passwords.js';
+import { insertUserSql, personOf, userWithEmail, withPeople, type SealedPerson } from './people.js';
 import type { UserView } from './responses.js';
 
 export const RESET_TTL_MS = 30 * 60 * 1000;
@@ -26,6 +28,8 @@ export interface IdentityDeps {
   audit: AuditWriter;
   clock: Clock;
   mail: MailPort;
+  /** Seals accounts' addresses and names, and computes the blind index they are found by (people.ts). */
+  sealer: Sealer;
   publicOrigin: string;
   /** Every session of the user, except `keep`, must end (wired to the sessions domain). */
   revokeSessions(tx: Tx, userId: string, reason: string, keep?: string): Promise<void>;
@@ -44,12 +48,12 @@ export function createIdentityService(deps: IdentityDeps) {
   const system = { orgId: SYSTEM_ORG_ID };
 
   async function findByEmail(tx: Tx, email: string) {
-    return one<{
-      id: string; email: string; name: string; password_hash: string | null; session_epoch: number; mfa_enabled: boolean; email_verified_at: Date | null;
-    }>(
+    const r = await one<SealedPerson & { password_hash: string | null; session_epoch: number; mfa_enabled: boolean; email_verified_at: Date | null }>(
       tx,
-      sql`select id, email, name, password_hash, session_epoch, mfa_enabled, email_verified_at from users where lower(email) = lower(${email})`,
+      sql`select id, email_sealed, name_sealed, password_hash, session_epoch, mfa_enabled, email_verified_at from users
+          where ${await userWithEmail(deps.sealer, tx, email)}`,
     );
+    return r && (await withPeople(deps.sealer, tx, [r]))[0];
   }
 
   const verifyLink = (token: string) => `${deps.publicOrigin}/verify-email#token=${token}`;
@@ -149,8 +153,9 @@ export function createIdentityService(deps: IdentityDeps) {
       await deps.db.withTenant({ orgId: SYSTEM_ORG_ID, userId }, async (tx) => {
         const created = await writeUnlessTaken(
           tx,
-          sql`insert into users (id, email, name, password_hash, password_changed_at)
-              values (${userId}, ${input.email}, ${input.name}, ${passwordHash}, ${deps.clock.now().toISOString()})`,
+          await insertUserSql(deps.sealer, tx, userId, { email: input.email, name: input.name }, {
+            password_hash: passwordHash, password_changed_at: deps.clock.now().toISOString(),
+          }),
         );
         if (created) {
           const token = await issueVerification(tx, userId);
@@ -307,11 +312,9 @@ export function createIdentityService(deps: IdentityDeps) {
     reauthenticate: (ctx: RequestContext, userId: string, password: string) => checkOwnPassword(ctx, userId, password, 'auth.step_up_failed'),
 
     async getUser(userId: string): Promise<UserView> {
-      const u = await deps.db.withSystem('read own profile', (tx) =>
-        one<UserView>(tx, sql`select id, email, name from users where id = ${userId}`),
-      );
+      const u = await deps.db.withSystem('read own profile', (tx) => personOf(deps.sealer, tx, userId));
       if (!u) throw new AppError('unauthenticated');
-      return u;
+      return { id: userId, email: u.email, name: u.name };
     },
 
     async changePassword(ctx: RequestContext, userId: string, sessionId: string, current: string, next: string): Promise<void> {
@@ -371,7 +374,7 @@ export function createIdentityService(deps: IdentityDeps) {
         );
         if (!r || r.used_at || r.expires_at <= deps.clock.now()) throw new AppError('token_invalid');
         // A link mailed before the org switched SSO enforcement on opens nothing now.
-        const owner = await one<{ email: string }>(tx, sql`select email from users where id = ${r.user_id}`);
+        const owner = await personOf(deps.sealer, tx, r.user_id);
         if (owner) await deps.ssoGate.assertLocalSignInIn(tx, owner.email);
         await exec(tx, sql`update password_resets set used_at = ${deps.clock.now().toISOString()} where user_id = ${r.user_id} and used_at is null`);
         // Proof of the mailbox ends a lockout too: the lock guards the old password, now replaced.

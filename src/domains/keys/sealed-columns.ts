@@ -31,12 +31,19 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   // The personal part of audit events (details, address, user agent); the org chain of the system
   // org's events is sealed under its own scope, like an org's.
   { table: 'audit_events', column: 'personal_sealed', row: 'id', scope: 'org' },
+  // What an IdP asserted as a linked SSO identity's address (migration 039).
+  { table: 'sso_identities', column: 'email_sealed', row: 'id', scope: 'org' },
   // Each tenant export's archive key: rotated like any sealed value, so an archive kept past a
   // rotation still opens; destroyed with the org's keys, so a shredded org's archives do not.
   { table: 'org_exports', column: 'key_sealed', row: 'id', scope: 'org' },
   // System scopes: not the org rotation's business (system_keys has no rotation job yet).
   { table: 'totp_credentials', column: 'secret_sealed', row: 'user_id', scope: { system: 'mfa' } },
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },
+  { table: 'mail_outbox', column: 'to_sealed', row: 'id', scope: { system: 'mail-outbox' } },
+  // An account's address and name (migration 039), found by the blind indexes beside them.
+  { table: 'users', column: 'email_sealed', row: 'id', scope: { system: 'users' } },
+  { table: 'users', column: 'name_sealed', row: 'id', scope: { system: 'users' } },
+  { table: 'social_identities', column: 'email_sealed', row: 'id', scope: { system: 'users' } },
   // The deployment's export manifest signing key (its private half).
   { table: 'export_signing_keys', column: 'private_sealed', row: 'id', scope: { system: 'export-signing' } },
   // The address and user agent a session was opened from (migration 036).

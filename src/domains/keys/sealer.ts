@@ -29,7 +29,21 @@ export interface Sealer {
    * orgs cannot be linked across them from the database; omitted for a deployment-wide lookup.
    */
   emailIndex(tx: Tx, address: string, within?: string): Promise<string>;
+  /**
+   * The keyed blind index of an email domain (as emailDomain spells it), deployment-wide: how the
+   * users of a domain are found (SSO enforcement ends their other sessions) without their
+   * addresses in clear. It tells who shares a domain, not which one.
+   */
+  domainIndex(tx: Tx, domain: string): Promise<string>;
 }
+
+/** What the blind-index key is applied to, for an address (and the org it is confined to) or a domain: one spelling, whoever computes it. */
+export const emailIndexInput = (address: string, within?: string): string =>
+  `email:${within ? `${within.toLowerCase()}:` : ''}${normalEmail(address)}`;
+export const domainIndexInput = (domain: string): string => `email-domain:${domain.trim().toLowerCase()}`;
+
+/** The system scope of the blind-index key. */
+export const BLIND_INDEX_SCOPE = 'blind-index';
 
 /** One spelling per address for the blind index (the unique index it replaces was on lower(email)). */
 export const normalEmail = (address: string): string => address.normalize('NFC').trim().toLowerCase();
@@ -132,8 +146,8 @@ export function createSealer(keyring: Keyring, now: () => number = Date.now): Se
         return keyring.seal(memo, r, await keyring.open(memo, r, sealed), newId);
       };
     },
-    emailIndex: (tx, address, within) =>
-      keyring.blindIndex(storeFor(tx, cache, now), 'blind-index', `email:${within ? `${within.toLowerCase()}:` : ''}${normalEmail(address)}`, newId),
+    emailIndex: (tx, address, within) => keyring.blindIndex(storeFor(tx, cache, now), BLIND_INDEX_SCOPE, emailIndexInput(address, within), newId),
+    domainIndex: (tx, domain) => keyring.blindIndex(storeFor(tx, cache, now), BLIND_INDEX_SCOPE, domainIndexInput(domain), newId),
     forget: (scope) => {
       const s = isUuid(scope) ? scope.toLowerCase() : scope;
       cache.delete(s);

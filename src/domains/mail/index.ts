@@ -1,4 +1,4 @@
-export { createOutboxMail, outboxRef } from './outbox.js';
+export { createOutboxMail, outboxRef, recipientRef } from './outbox.js';
 export type { MailMessage, MailPort } from './outbox.js';
 export { quotedLine, renderHtml } from './template.js';
 export { createSmtpTransport } from './smtp.js';

@@ -23,6 +23,11 @@ export function outboxRef(id: string) {
   return { scope: 'mail-outbox', table: 'mail_outbox', column: 'body_sealed', row: id } as const;
 }
 
+/** Where a message's sealed recipient is bound (migration 039: no address in clear; `to_index` finds it). */
+export function recipientRef(id: string) {
+  return { scope: 'mail-outbox', table: 'mail_outbox', column: 'to_sealed', row: id } as const;
+}
+
 /**
  * The outbox every message goes through, bodies sealed. `deliver`: an SMTP transport is
  * configured and the mail worker sends what is queued ('pending'); without one the message is
@@ -36,25 +41,27 @@ export function createOutboxMail(
     async enqueue(tx, m) {
       const id = newId();
       const sealed = await sealer.seal(tx, outboxRef(id), m.body);
+      const to = await sealer.seal(tx, recipientRef(id), m.to);
+      const toIndex = await sealer.emailIndex(tx, m.to);
       // Due at once, by the clock the worker reads: the request only writes; sending is the worker's.
       const due = opts.deliver ? opts.clock.now().toISOString() : null;
       await exec(
         tx,
-        sql`insert into mail_outbox (id, to_address, subject, body_sealed, status, next_attempt_at)
-            values (${id}, ${m.to}, ${m.subject}, ${sealed}, ${opts.deliver ? 'pending' : 'kept'}, ${due}::timestamptz)`,
+        sql`insert into mail_outbox (id, to_sealed, to_index, subject, body_sealed, status, next_attempt_at)
+            values (${id}, ${to}, ${toIndex}, ${m.subject}, ${sealed}, ${opts.deliver ? 'pending' : 'kept'}, ${due}::timestamptz)`,
       );
     },
     async read(tx, to) {
-      const list = await rows<{ id: string; to_address: string; subject: string; body_sealed: string }>(
+      const list = await rows<{ id: string; to_sealed: string; subject: string; body_sealed: string }>(
         tx,
         to
-          ? sql`select id, to_address, subject, body_sealed from mail_outbox where lower(to_address) = lower(${to}) order by created_at, id`
-          : sql`select id, to_address, subject, body_sealed from mail_outbox order by created_at, id`,
+          ? sql`select id, to_sealed, subject, body_sealed from mail_outbox where to_index = ${await sealer.emailIndex(tx, to)} order by created_at, id`
+          : sql`select id, to_sealed, subject, body_sealed from mail_outbox order by created_at, id`,
       );
+      const open = sealer.opener(tx);
       const out: MailMessage[] = [];
       for (const r of list) {
-        const body = await sealer.open(tx, outboxRef(r.id), r.body_sealed);
-        out.push({ to: r.to_address, subject: r.subject, body });
+        out.push({ to: await open(recipientRef(r.id), r.to_sealed), subject: r.subject, body: await open(outboxRef(r.id), r.body_sealed) });
       }
       return out;
     },

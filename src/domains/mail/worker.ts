@@ -5,7 +5,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { errorCodeOf } from '../../kernel/errors.js';
 import { createPollLoop } from '../../kernel/poll-loop.js';
 import type { Sealer } from '../keys/index.js';
-import { outboxRef } from './outbox.js';
+import { outboxRef, recipientRef } from './outbox.js';
 import { deadlineFor, type MailTransport, type OutgoingMail, type SendError } from './smtp.js';
 import { renderHtml } from './template.js';
 
@@ -65,7 +65,7 @@ export function createMailWorker(deps: MailWorkerDeps) {
   async function claim(): Promise<{ jobs: Claimed[]; lease: string }> {
     const lease = iso(leaseMs);
     const jobs = await deps.db.withSystem('mail worker: claim due messages', async (tx) => {
-      const list = await rows<Omit<Claimed, 'body'> & { body_sealed: string }>(
+      const list = await rows<Omit<Claimed, 'body' | 'to_address'> & { body_sealed: string; to_sealed: string }>(
         tx,
         // Chosen once (a materialized CTE), as the webhook worker does, so the limit holds.
         sql`with due as materialized (
@@ -73,11 +73,15 @@ export function createMailWorker(deps: MailWorkerDeps) {
               order by next_attempt_at limit ${BATCH} for update skip locked)
             update mail_outbox m set next_attempt_at = ${lease}::timestamptz, attempts = m.attempts + 1
             from due where m.id = due.id
-            returning m.id, m.to_address, m.subject, m.body_sealed, m.attempts`,
+            returning m.id, m.to_sealed, m.subject, m.body_sealed, m.attempts`,
       );
+      const open = deps.sealer.opener(tx);
       const out: Claimed[] = [];
       for (const r of list) {
-        out.push({ id: r.id, to_address: r.to_address, subject: r.subject, attempts: r.attempts, body: await deps.sealer.open(tx, outboxRef(r.id), r.body_sealed) });
+        out.push({
+          id: r.id, to_address: await open(recipientRef(r.id), r.to_sealed), subject: r.subject, attempts: r.attempts,
+          body: await open(outboxRef(r.id), r.body_sealed),
+        });
       }
       return out;
     });

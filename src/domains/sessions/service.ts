@@ -40,7 +40,6 @@ export interface Verified {
 export interface SessionRow {
   id: string;
   user_id: string;
-  email: string;
   created_at: Date;
   last_seen_at: Date;
   absolute_expires_at: Date;
@@ -182,7 +181,7 @@ export function createSessionService(deps: SessionDeps) {
       const secret = parseCookie(cookieValue);
       if (!secret) return null;
       const now = deps.clock.now();
-      const sessionSql = sql`s.id, s.user_id, u.email, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
+      const sessionSql = sql`s.id, s.user_id, s.created_at, s.last_seen_at, s.absolute_expires_at, s.revoked_at,
                      s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch,
                      u.mfa_enabled, s.mfa_verified, s.stepped_up_at`;
       const tokenHash = sha256Hex(secret);
@@ -211,7 +210,7 @@ export function createSessionService(deps: SessionDeps) {
       const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
       const proof = { mfaVerified: s.mfa_verified, steppedUpAt: s.stepped_up_at, mfaEnabled: s.mfa_enabled ?? false };
       const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds, ...proof };
-      const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, email: s.email, session: info });
+      const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, session: info });
       const standing = orgId === undefined ? undefined : s.role ? standingFrom(orgId, s as MembershipRow) : null;
       if (s.rotate_pending) {
         // Privileges changed since this id was issued: swap it for a fresh one. Only the

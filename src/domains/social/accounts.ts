@@ -5,7 +5,9 @@ import type { RequestContext } from '../../kernel/context.js';
 import { AppError, type ErrorCode } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
-import type { AuditWriter } from '../audit/index.js';
+import { insertUserSql, personOf, socialIdentityEmailRef, userWithAnyEmail } from '../identity/people.js';
+import type { Sealer } from '../keys/sealer.js';
+import type { AccountDeps } from '../sso/accounts.js';
 import type { SocialIdentity } from './providers.js';
 
 /** Which provider (the deployment's id and its display name) an identity belongs to. */
@@ -20,6 +22,8 @@ export interface Refusal {
   code: Extract<ErrorCode, 'sso_failed' | 'conflict'>;
 }
 
+const sealSocialEmail = (sealer: Sealer, tx: Tx, linkId: string, email: string | null) => sealer.seal(tx, socialIdentityEmailRef(linkId), email ?? '');
+
 /** What a sign-in of this provider identity reaches, decided before anything is written. */
 export type SocialDecision =
   | { kind: 'linked'; userId: string }
@@ -33,7 +37,7 @@ export type SocialDecision =
  * asserting someone else's address, verified or not, reaches nobody. An address the provider did
  * not verify neither matches nor creates.
  */
-export async function decideSocialAccount(tx: Tx, p: ProviderRef, id: SocialIdentity, signUp: boolean): Promise<SocialDecision> {
+export async function decideSocialAccount(sealer: Sealer, tx: Tx, p: ProviderRef, id: SocialIdentity, signUp: boolean): Promise<SocialDecision> {
   const linked = await one<{ user_id: string }>(
     tx, sql`select user_id from social_identities where provider = ${p.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
   );
@@ -49,7 +53,7 @@ export async function decideSocialAccount(tx: Tx, p: ProviderRef, id: SocialIden
   // must not make a second account beside an existing one (review 2026-12-06, social).
   const address = canonicalEmail(id.email);
   if (!address) return { kind: 'refused', code: 'sso_failed', refused: `${p.name} asserted an email address that is not one` };
-  const existing = await one<{ id: string }>(tx, sql`select id from users where lower(email) = lower(${id.email}) or lower(email) = ${address}`);
+  const existing = await one<{ id: string }>(tx, sql`select id from users where ${await userWithAnyEmail(sealer, tx, [id.email, address])}`);
   if (existing) {
     return {
       kind: 'refused', code: 'conflict',
@@ -68,40 +72,41 @@ export async function decideSocialAccount(tx: Tx, p: ProviderRef, id: SocialIden
  * which rolls the transaction back.
  */
 export async function socialAccountOf(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, p: ProviderRef, id: SocialIdentity, signUp: boolean, now: string,
+  tx: Tx, ctx: RequestContext, { audit, sealer }: AccountDeps, p: ProviderRef, id: SocialIdentity, signUp: boolean, now: string,
   localSignIn: (tx: Tx, email: string) => Promise<void>,
 ): Promise<{ userId: string } | Refusal> {
-  const decision = await decideSocialAccount(tx, p, id, signUp);
+  const decision = await decideSocialAccount(sealer, tx, p, id, signUp);
   // An address under an org's SSO enforcement is sent to its IdP, not told to sign in locally
   // and link (which enforcement refuses): sso_required before the conflict (README trial).
   if (decision.kind === 'refused' && decision.code === 'conflict' && id.email) await localSignIn(tx, canonicalEmail(id.email) ?? id.email);
   if (decision.kind === 'refused') return { refused: decision.refused, code: decision.code };
   const email = decision.kind === 'linked'
-    ? (await one<{ email: string }>(tx, sql`select email from users where id = ${decision.userId}`))?.email
+    ? (await personOf(sealer, tx, decision.userId))?.email
     : canonicalEmail(id.email ?? '');
   if (email) await localSignIn(tx, email);
   if (decision.kind === 'linked') {
-    await exec(
-      tx,
-      sql`update social_identities set last_sign_in_at = ${now}, email = ${id.email ?? ''}
-          where provider = ${p.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
-    );
+    const link = await one<{ id: string }>(tx, sql`select id from social_identities where provider = ${p.id} and issuer = ${id.issuer} and subject = ${id.subject}`);
+    if (link) {
+      await exec(tx, sql`update social_identities set last_sign_in_at = ${now}, email = '', email_sealed = ${await sealSocialEmail(sealer, tx, link.id, id.email)}
+                         where id = ${link.id}`);
+    }
     return { userId: decision.userId };
   }
   const userId = newId();
   // The provider verified the address (decideSocialAccount): so is the account's.
   const created = await writeUnlessTaken(
-    tx, sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${email}, ${displayName(id.name)}, ${now})`,
+    tx, await insertUserSql(sealer, tx, userId, { email: email ?? '', name: displayName(id.name) }, { email_verified_at: now }),
   );
   // Taken meanwhile (a registration or another first sign-in): refused like an existing account.
   if (!created) return { code: 'conflict', refused: `an account with this email address already exists: sign in to it, then link ${p.name} from your account` };
   await audit.append(tx, SYSTEM_ORG_ID, ctx, {
     action: 'auth.social_account_created', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId }, details: { provider: p.id },
   });
+  const linkId = newId();
   const inserted = await writeUnlessTaken(
     tx,
-    sql`insert into social_identities (provider, issuer, subject, user_id, email, linked_at, last_sign_in_at)
-        values (${p.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email ?? ''}, ${now}, ${now})`,
+    sql`insert into social_identities (id, provider, issuer, subject, user_id, email_sealed, linked_at, last_sign_in_at)
+        values (${linkId}, ${p.id}, ${id.issuer}, ${id.subject}, ${userId}, ${await sealSocialEmail(sealer, tx, linkId, id.email)}, ${now}, ${now})`,
   );
   // Thrown, not returned: the account created above goes with the transaction.
   if (!inserted) throw new AppError('conflict', 'this identity is being linked by another sign-in; try again');
@@ -118,7 +123,7 @@ export async function socialAccountOf(
  * still be live. Linking the same pair again changes nothing.
  */
 export async function linkSocialToSession(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, p: ProviderRef, id: SocialIdentity, sessionId: string, now: string,
+  tx: Tx, ctx: RequestContext, { audit, sealer }: AccountDeps, p: ProviderRef, id: SocialIdentity, sessionId: string, now: string,
 ): Promise<{ userId: string } | Refusal> {
   const session = await one<{ user_id: string }>(
     tx,
@@ -131,10 +136,11 @@ export async function linkSocialToSession(
     tx, sql`select user_id from social_identities where provider = ${p.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
   );
   if (linked) return linked.user_id === userId ? { userId } : { code: 'conflict', refused: `this ${p.name} identity is linked to another account` };
+  const linkId = newId();
   const inserted = await writeUnlessTaken(
     tx,
-    sql`insert into social_identities (provider, issuer, subject, user_id, email, linked_at)
-        values (${p.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email ?? ''}, ${now})`,
+    sql`insert into social_identities (id, provider, issuer, subject, user_id, email_sealed, linked_at)
+        values (${linkId}, ${p.id}, ${id.issuer}, ${id.subject}, ${userId}, ${await sealSocialEmail(sealer, tx, linkId, id.email)}, ${now})`,
   );
   if (!inserted) return { code: 'conflict', refused: `your account is linked to another ${p.name} identity` };
   await audit.append(tx, SYSTEM_ORG_ID, ctx, {

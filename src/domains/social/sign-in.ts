@@ -5,6 +5,7 @@ import { userActorOf, type RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { one, type Database, type Tx } from '../../db/database.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { AuditWriter } from '../audit/index.js';
 import { CallbackFailed, DiscoveryFailed, FLOW_TTL_SECONDS, safeReturnTo, type EgressFetch, type FlowSealer, type SocialFlowState, type SsoSignIn } from '../sso/index.js';
 import { linkSocialToSession, socialAccountOf, type Refusal } from './accounts.js';
@@ -14,6 +15,8 @@ export interface SocialSignInDeps {
   db: Database;
   clock: Clock;
   audit: AuditWriter;
+  /** Seals accounts' and identities' addresses (identity/people.ts). */
+  sealer: Sealer;
   egress: EgressFetch;
   /** The SSO domain's sealer: the same browser-bound flow cookie. */
   flows: FlowSealer;
@@ -142,12 +145,12 @@ export function createSocialSignIn(d: SocialSignInDeps) {
       if (flow.purpose === 'link') {
         const sessionId = flow.sessionId;
         if (!sessionId) return refuse(ctx, p.id, { code: 'sso_failed', refused: 'this link flow names no session' });
-        const linked = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => linkSocialToSession(tx, ctx, d.audit, ref, identity, sessionId, now));
+        const linked = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => linkSocialToSession(tx, ctx, d, ref, identity, sessionId, now));
         if ('refused' in linked) return refuse(ctx, p.id, linked);
         return { linked: true, returnTo: flow.returnTo };
       }
       const found = await d.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => {
-        const account = await socialAccountOf(tx, ctx, d.audit, ref, identity, d.signUp, now, (t, email) => d.ssoGate.assertLocalSignInIn(t, email));
+        const account = await socialAccountOf(tx, ctx, d, ref, identity, d.signUp, now, (t, email) => d.ssoGate.assertLocalSignInIn(t, email));
         if ('refused' in account) return account;
         const u = await one<{ session_epoch: number; mfa_enabled: boolean }>(tx, sql`select session_epoch, mfa_enabled from users where id = ${account.userId}`);
         return { userId: account.userId, epoch: u?.session_epoch ?? 0, mfaEnabled: u?.mfa_enabled ?? false };

@@ -5,7 +5,18 @@ import { canonicalEmail, emailDomain } from '../../kernel/domain-name.js';
 import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
 import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
+import { insertUserSql, ssoIdentityEmailRef, userWithAnyEmail } from '../identity/people.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { SignInConnection } from './connections.js';
+
+/** What account decisions write with: the audit trail, and the sealer for addresses. */
+export interface AccountDeps {
+  audit: AuditWriter;
+  sealer: Sealer;
+}
+
+const sealIdentityEmail = (sealer: Sealer, tx: Tx, orgId: string, linkId: string, email: string | null) =>
+  sealer.seal(tx, ssoIdentityEmailRef(orgId, linkId), email ?? '');
 
 /** The part of a connection the account decisions read: which org and connection, and its policy. */
 type AccountConnection = Pick<SignInConnection, 'orgId' | 'id' | 'policy'>;
@@ -25,7 +36,7 @@ export type AccountDecision =
  * account on a first sign-in (the IdP of another org, or one asserting an address outside the
  * org's domains, reaches nobody). Runs bound to the connection's org.
  */
-export async function decideAccount(tx: Tx, c: AccountConnection, id: OidcIdentity): Promise<AccountDecision> {
+export async function decideAccount(sealer: Sealer, tx: Tx, c: AccountConnection, id: OidcIdentity): Promise<AccountDecision> {
   const linked = await one<{ user_id: string }>(
     tx,
     sql`select user_id from sso_identities
@@ -39,7 +50,7 @@ export async function decideAccount(tx: Tx, c: AccountConnection, id: OidcIdenti
   const address = canonicalEmail(id.email);
   if (!address) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
   const existing = await one<{ id: string; email_verified_at: Date | null }>(
-    tx, sql`select id, email_verified_at from users where lower(email) = lower(${id.email}) or lower(email) = ${address}`,
+    tx, sql`select id, email_verified_at from users where ${await userWithAnyEmail(sealer, tx, [id.email, address])}`,
   );
   if (existing) {
     // An unverified account may have been registered by someone else with this address
@@ -55,16 +66,18 @@ export async function decideAccount(tx: Tx, c: AccountConnection, id: OidcIdenti
 
 /** The account this IdP identity reaches, linking or creating it as `decideAccount` allows. */
 export async function accountOf(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: AccountConnection, id: OidcIdentity, now: string,
+  tx: Tx, ctx: RequestContext, { audit, sealer }: AccountDeps, c: AccountConnection, id: OidcIdentity, now: string,
 ): Promise<{ userId: string } | { refused: string }> {
-  const decision = await decideAccount(tx, c, id);
+  const decision = await decideAccount(sealer, tx, c, id);
   if (decision.kind === 'refused') return { refused: decision.reason };
   if (decision.kind === 'linked') {
-    await exec(
-      tx,
-      sql`update sso_identities set last_sign_in_at = ${now}, email = ${id.email ?? ''}
-          where org_id = ${c.orgId} and connection_id = ${c.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
+    const link = await one<{ id: string }>(
+      tx, sql`select id from sso_identities where org_id = ${c.orgId} and connection_id = ${c.id} and issuer = ${id.issuer} and subject = ${id.subject}`,
     );
+    if (link) {
+      await exec(tx, sql`update sso_identities set last_sign_in_at = ${now}, email = '', email_sealed = ${await sealIdentityEmail(sealer, tx, c.orgId, link.id, id.email)}
+                         where org_id = ${c.orgId} and id = ${link.id}`);
+    }
     return { userId: decision.userId };
   }
   let userId: string;
@@ -76,7 +89,7 @@ export async function accountOf(
       tx,
       // The stored spelling is the canonical one, whatever the IdP wrote (its domain is how SSO
       // enforcement finds the account: review 2026-12-06 F1).
-      sql`insert into users (id, email, name, email_verified_at) values (${userId}, ${canonicalEmail(id.email ?? '') ?? id.email}, ${displayName(id.name)}, ${now})`,
+      await insertUserSql(sealer, tx, userId, { email: canonicalEmail(id.email ?? '') ?? id.email ?? '', name: displayName(id.name) }, { email_verified_at: now }),
     );
     // Created by a concurrent first sign-in: that one links it.
     if (!created) return { refused: 'the account is being created by another sign-in; try again' };
@@ -85,10 +98,11 @@ export async function accountOf(
       details: { connectionId: c.id, created: 'account' },
     });
   }
+  const linkId = newId();
   const inserted = await writeUnlessTaken(
     tx,
-    sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
-        values (${c.orgId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email}, ${now}, ${now})`,
+    sql`insert into sso_identities (org_id, id, connection_id, issuer, subject, user_id, email_sealed, linked_at, last_sign_in_at)
+        values (${c.orgId}, ${linkId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${await sealIdentityEmail(sealer, tx, c.orgId, linkId, id.email)}, ${now}, ${now})`,
   );
   // The same identity linked concurrently, or this account linked to another identity at this connection.
   if (!inserted) return { refused: 'the account is linked to another identity at this identity provider' };
@@ -128,7 +142,7 @@ function displayName(name: string | null): string {
  * and its user a member of the connection's org. Linking the same pair again changes nothing.
  */
 export async function linkToSession(
-  tx: Tx, ctx: RequestContext, audit: AuditWriter, c: AccountConnection, id: OidcIdentity, sessionId: string, now: string,
+  tx: Tx, ctx: RequestContext, { audit, sealer }: AccountDeps, c: AccountConnection, id: OidcIdentity, sessionId: string, now: string,
 ): Promise<{ userId: string } | { refused: string }> {
   const session = await one<{ user_id: string }>(
     tx,
@@ -139,14 +153,15 @@ export async function linkToSession(
   const userId = session.user_id;
   const member = await one<{ user_id: string }>(tx, sql`select user_id from memberships where org_id = ${c.orgId} and user_id = ${userId}`);
   if (!member) return { refused: 'your account is not a member of this organization' };
-  const decision = await decideAccount(tx, c, id);
+  const decision = await decideAccount(sealer, tx, c, id);
   if (decision.kind === 'linked') {
     return decision.userId === userId ? { userId } : { refused: 'this identity is linked to another account' };
   }
+  const linkId = newId();
   const inserted = await writeUnlessTaken(
     tx,
-    sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at)
-        values (${c.orgId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${id.email ?? ''}, ${now})`,
+    sql`insert into sso_identities (org_id, id, connection_id, issuer, subject, user_id, email_sealed, linked_at)
+        values (${c.orgId}, ${linkId}, ${c.id}, ${id.issuer}, ${id.subject}, ${userId}, ${await sealIdentityEmail(sealer, tx, c.orgId, linkId, id.email)}, ${now})`,
   );
   if (!inserted) return { refused: 'your account is linked to another identity at this identity provider' };
   await audit.append(tx, c.orgId, ctx, {

@@ -119,7 +119,7 @@ export function createConnectionTests(d: ConnectionTestDeps) {
         let reason: string | null = null;
         if ('identity' in outcome) {
           const { c, identity } = outcome;
-          const decision = await decideAccount(tx, c, identity);
+          const decision = await decideAccount(d.sealer, tx, c, identity);
           // An existing account may not be a member yet: the sign-in would give it the JIT membership.
           const member = decision.kind === 'linked' || decision.kind === 'link'
             ? ((await one<{ role: string }>(tx, sql`select role from memberships where org_id = ${flow.orgId} and user_id = ${decision.userId}`)) ?? null)

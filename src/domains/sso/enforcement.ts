@@ -1,4 +1,3 @@
-import { domainToUnicode } from 'node:url';
 import { sql } from 'kysely';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
@@ -9,6 +8,8 @@ import { bindingOf, requireOrg } from '../../db/binding.js';
 import type { AuditWriter } from '../audit/index.js';
 import { quotedLine, type MailPort } from '../mail/index.js';
 import type { SsoGate, SsoGateVia } from '../sessions/index.js';
+import { peopleOf, personOf, usersInDomains } from '../identity/people.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { EnforcementView } from './responses.js';
 
 /** How many owners an org may name for break-glass. */
@@ -27,6 +28,7 @@ export interface EnforcementDeps {
   clock: Clock;
   audit: AuditWriter;
   mail: MailPort;
+  sealer: Sealer;
   publicOrigin: string;
 }
 
@@ -69,15 +71,12 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
    */
   async function endOtherSessions(tx: Tx, orgId: string, domains: readonly string[]): Promise<number> {
     if (domains.length === 0) return 0;
-    // Stored addresses may spell a domain otherwise than its verified form (Unicode for punycode,
-    // a trailing dot or space, upper case: an IdP's own spelling): select by the domain in both
-    // forms, then match exactly as the sign-in gate does (emailDomain).
-    const labels = [...new Set(domains.flatMap((d) => [d, domainToUnicode(d)].filter(Boolean)))];
-    const candidates = await rows<{ id: string; email: string }>(
-      tx,
-      sql`select id, email from users where email ilike any (${labels.map((l) => `%@%${l.replace(/[\\%_]/g, '\\$&')}%`)}::text[]) order by id for update`,
+    // Addresses are sealed: their domain's blind index was made from emailDomain's spelling (IDNA,
+    // lower case, no trailing dot), the spelling verified domains have and the sign-in gate reads.
+    const candidates = await rows<{ id: string }>(
+      tx, sql`select id from users where ${await usersInDomains(deps.sealer, tx, domains)} order by id for update`,
     );
-    const ids = candidates.filter((u) => domains.includes(emailDomain(u.email) ?? '')).map((u) => u.id);
+    const ids = candidates.map((u) => u.id);
     if (ids.length === 0) return 0;
     return exec(
       tx,
@@ -97,11 +96,11 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
       tx, sql`select break_glass_owners, enforced_since from sso_enforcement where org_id = ${orgId}`,
     );
     const owners = r?.break_glass_owners ?? [];
-    const people = owners.length === 0 ? [] : await rows<{ id: string; email: string }>(tx, sql`select id, email from users where id = any (${owners}::uuid[])`);
+    const people = await peopleOf(deps.sealer, tx, owners);
     return {
       enforced: Boolean(r?.enforced_since),
       enforcedSince: r?.enforced_since?.toISOString() ?? null,
-      breakGlassOwners: owners.map((id) => ({ userId: id, email: people.find((p) => p.id === id)?.email ?? '' })),
+      breakGlassOwners: owners.map((id) => ({ userId: id, email: people.get(id)?.email ?? '' })),
       domains: await verifiedDomains(tx, orgId),
     };
   }
@@ -117,7 +116,8 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
   const gate: SsoGate = {
     async refusal(tx: Tx, userId: string, via: SsoGateVia) {
       // Shared with enabling enforcement (endOtherSessions locks these rows for update).
-      const user = await one<{ email: string }>(tx, sql`select email from users where id = ${userId} for share`);
+      const locked = await one(tx, sql`select 1 from users where id = ${userId} for share`);
+      const user = locked ? await personOf(deps.sealer, tx, userId) : null;
       if (!user) return null;
       const rule = await ruleOf(tx, user.email);
       if (!rule) return null;
@@ -128,17 +128,17 @@ export function createSsoEnforcement(deps: EnforcementDeps) {
 
     async recordBreakGlass(ctx: RequestContext, userId: string, orgId: string): Promise<void> {
       await db.withTenant({ orgId }, async (tx) => {
-        const user = await one<{ email: string }>(tx, sql`select email from users where id = ${userId}`);
+        const user = await personOf(deps.sealer, tx, userId);
         const rule = user ? await ruleOf(tx, user.email) : null;
         const owner = await one(tx, sql`select 1 from memberships where org_id = ${orgId} and user_id = ${userId} and role = 'owner'`);
         // Checked again at the end: the list or the ownership may have changed since the password step.
         if (!user || rule?.orgId !== orgId || !rule.breakGlassOwners.includes(userId) || !owner) {
           throw new AppError('forbidden', 'this account may not use break-glass for the organization');
         }
-        const others = await rows<{ email: string }>(
-          tx,
-          sql`select u.email from memberships m join users u on u.id = m.user_id where m.org_id = ${orgId} and m.role = 'owner' and m.user_id <> ${userId}`,
+        const otherIds = await rows<{ user_id: string }>(
+          tx, sql`select user_id from memberships where org_id = ${orgId} and role = 'owner' and user_id <> ${userId} order by user_id`,
         );
+        const others = [...(await peopleOf(deps.sealer, tx, otherIds.map((o) => o.user_id))).values()];
         await deps.audit.append(tx, orgId, ctx, {
           action: 'auth.break_glass', target: { type: 'user', id: userId }, actor: { type: 'user', id: userId },
           details: { sessionLifetimeSeconds: BREAK_GLASS_SESSION_SECONDS, ownersNotified: others.length },

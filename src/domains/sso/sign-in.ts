@@ -7,6 +7,7 @@ import { AppError } from '../../kernel/errors.js';
 import { SYSTEM_ORG_ID } from '../../kernel/ids.js';
 import { exec, one, type Database, type Tx } from '../../db/database.js';
 import { requireOrg } from '../../db/binding.js';
+import type { Sealer } from '../keys/sealer.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { SsoGate } from '../sessions/index.js';
 import { accountOf, linkToSession, provisionMembership } from './accounts.js';
@@ -24,6 +25,8 @@ export interface SsoSignInDeps {
   db: Database;
   clock: Clock;
   audit: AuditWriter;
+  /** Seals accounts' and identities' addresses (identity/people.ts). */
+  sealer: Sealer;
   connections: ConnectionService;
   domains: DomainService;
   egress: EgressFetch;
@@ -193,7 +196,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
   /** The IdP's answer to a link started from a session. */
   async function finishLink(ctx: RequestContext, flow: FlowState & { sessionId: string }, callbackUrl: URL): Promise<SsoLinkDone> {
     const { c, identity } = await proven(ctx, flow, callbackUrl, 'link');
-    const linked = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, (tx) => linkToSession(tx, ctx, d.audit, c, identity, flow.sessionId, d.clock.now().toISOString()));
+    const linked = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, (tx) => linkToSession(tx, ctx, d, c, identity, flow.sessionId, d.clock.now().toISOString()));
     if ('refused' in linked) return refuse(ctx, c.orgId, c.id, linked.refused);
     return { linked: true, returnTo: flow.returnTo };
   }
@@ -207,7 +210,7 @@ export function createSsoSignIn(d: SsoSignInDeps) {
     // Every project of the org is in view: a group mapping assigns projects.
     let enforced: { orgId: string; error: AppError } | null = null;
     const found = await d.db.withTenant({ orgId: c.orgId, projectIds: null }, async (tx) => {
-      const account = await accountOf(tx, ctx, d.audit, c, identity, d.clock.now().toISOString());
+      const account = await accountOf(tx, ctx, d, c, identity, d.clock.now().toISOString());
       if ('refused' in account) return account;
       // Another org enforces SSO on this account: thrown, so that the link or account just written
       // rolls back with everything else (the sign-in service would refuse the session anyway).

@@ -3,6 +3,7 @@ import { newId, randomToken, safeEqual, SealedValueError, sha256Hex, type FieldR
 import { normalEmail, type Sealer } from '../keys/sealer.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
+import { personOf } from '../identity/people.js';
 import { isUuid } from '../../kernel/ids.js';
 import { exec, one, rows, type Tx } from '../../db/database.js';
 import { accessFrom, assertCanGrant, assertCanScope, assertRestrictable, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
@@ -189,7 +190,7 @@ export function createInvitationService(deps: TenancyDeps) {
      */
     async accept(ctx: RequestContext, token: string): Promise<AcceptedInvitation> {
       if (ctx.actor.type !== 'user') throw new AppError('unauthenticated');
-      const { userId, email } = ctx.actor;
+      const { userId } = ctx.actor;
       const parsed = parseToken(token);
       if (!parsed) throw new AppError('token_invalid');
       const { orgId } = parsed;
@@ -199,6 +200,7 @@ export function createInvitationService(deps: TenancyDeps) {
         // nothing about it: the inviter is shown the token, and a forwarded mail leaks it.
         if (ctx.actor.type === 'user') await deps.sessionAllowed?.(tx, userId, ctx.actor.session.id);
         const me = await one<{ email_verified_at: Date | null }>(tx, sql`select email_verified_at from users where id = ${userId}`);
+        const email = (await personOf(deps.sealer, tx, userId))?.email ?? '';
         if (!me?.email_verified_at) throw new AppError('email_unverified', 'verify your email address before accepting an invitation');
         const inv = await one<InvRow & { token_hash: string }>(
           tx,

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { byEmail, withPeople, type SealedPerson } from '../identity/people.js';
 import type { OrgAccess, RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
 import { BUILTIN_ROLES, type BuiltinRole } from '../../kernel/permissions.js';
@@ -94,17 +95,18 @@ export function createMemberService(deps: TenancyDeps) {
           : sql`(not m.restricted or m.user_id = ${self} or exists (select 1 from project_access pa
                  where pa.org_id = m.org_id and pa.user_id = m.user_id and pa.project_id = any(${[...scope]}::uuid[])))`;
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
-        const list = await rows<{
-          user_id: string; email: string; name: string; role: RoleKey; custom_role_id: string | null;
+        const found = await rows<SealedPerson & {
+          user_id: string; role: RoleKey; custom_role_id: string | null;
           restricted: boolean; created_at: Date; project_ids: string[] | null;
         }>(
           tx,
-          sql`select m.user_id, u.email, u.name, m.role, m.custom_role_id, m.restricted, m.created_at,
+          sql`select m.user_id, u.id, u.email_sealed, u.name_sealed, m.role, m.custom_role_id, m.restricted, m.created_at,
                      (select array_agg(pa.project_id::text order by pa.project_id) from project_access pa
                        where pa.org_id = m.org_id and pa.user_id = m.user_id) as project_ids
               from memberships m join users u on u.id = m.user_id
-              where m.org_id = ${org.orgId} and ${reach} order by u.email`,
+              where m.org_id = ${org.orgId} and ${reach}`,
         );
+        const list = (await withPeople(deps.sealer, tx, found)).sort(byEmail);
         return list.map((m) => ({
           userId: m.user_id,
           email: m.email,

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { byEmail, withPeople, type SealedPerson } from '../identity/people.js';
 import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
@@ -95,12 +96,12 @@ export function createProjectService(deps: TenancyDeps) {
       return deps.db.withTenant(bindingOf(ctx), async (tx) => {
         const p = await one(tx, sql`select 1 as x from projects where org_id = ${org.orgId} and id = ${projectId}`);
         if (!p) throw new AppError('not_found');
-        const list = await rows<{ user_id: string; email: string }>(
+        const list = await rows<SealedPerson & { user_id: string }>(
           tx,
-          sql`select pa.user_id, u.email from project_access pa join users u on u.id = pa.user_id
-              where pa.org_id = ${org.orgId} and pa.project_id = ${projectId} order by u.email`,
+          sql`select pa.user_id, u.id, u.email_sealed, u.name_sealed from project_access pa join users u on u.id = pa.user_id
+              where pa.org_id = ${org.orgId} and pa.project_id = ${projectId}`,
         );
-        return list.map((r) => ({ userId: r.user_id, email: r.email }));
+        return (await withPeople(deps.sealer, tx, list)).sort(byEmail).map((r) => ({ userId: r.user_id, email: r.email }));
       });
     },
 

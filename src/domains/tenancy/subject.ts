@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { ssoIdentityEmailRef, withPeople, type SealedPerson } from '../identity/people.js';
 import { SealedValueError } from '../../crypto/index.js';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -40,15 +41,17 @@ interface Subject {
   joined_at: Date;
 }
 
-async function subjectIn(tx: Tx, orgId: string, userId: string, lock: boolean): Promise<Subject> {
-  const s = await one<Subject>(
+async function subjectIn(sealer: Sealer, tx: Tx, orgId: string, userId: string, lock: boolean): Promise<Subject> {
+  const row = await one<Omit<Subject, 'email' | 'name'> & SealedPerson>(
     tx,
-    sql`select u.id, u.email, u.name, u.created_at, u.email_verified_at, m.role, m.custom_role_id, cr.name as custom_name,
+    sql`select u.id, u.email_sealed, u.name_sealed, u.created_at, u.email_verified_at, m.role, m.custom_role_id, cr.name as custom_name,
                cr.permissions as custom_permissions, m.restricted, m.created_at as joined_at
         from memberships m join users u on u.id = m.user_id
         left join custom_roles cr on cr.org_id = m.org_id and cr.id = m.custom_role_id
         where m.org_id = ${orgId} and m.user_id = ${userId} ${lock ? sql`for update of m` : sql``}`,
   );
+  if (!row) throw new AppError('not_found');
+  const [s] = await withPeople(sealer, tx, [row]);
   if (!s) throw new AppError('not_found');
   return s;
 }
@@ -144,7 +147,7 @@ export function createSubjectService(deps: SubjectDeps) {
       const org = requireOrg(ctx);
       if (!(await assertCanActOnCredentials(db, org, userActorOf(ctx).userId, userId, 'export the personal data of'))) throw new AppError('not_found');
       return db.withTenant(bindingOf(ctx), async (tx) => {
-        const s = await subjectIn(tx, org.orgId, userId, false);
+        const s = await subjectIn(deps.sealer, tx, org.orgId, userId, false);
         const projects = await rows<{ id: string; name: string }>(
           tx, sql`select p.id, p.name from project_access pa join projects p on p.org_id = pa.org_id and p.id = pa.project_id
                   where pa.org_id = ${org.orgId} and pa.user_id = ${userId} order by p.name`,
@@ -153,10 +156,13 @@ export function createSubjectService(deps: SubjectDeps) {
           tx, sql`select id, name, created_at, expires_at, last_used_at, revoked_at from api_keys
                   where org_id = ${org.orgId} and created_by = ${userId} order by created_at`,
         );
-        const sso = await rows<{ issuer: string; subject: string; email: string; linked_at: Date; last_sign_in_at: Date | null }>(
-          tx, sql`select issuer, subject, email, linked_at, last_sign_in_at from sso_identities
+        const ssoRows = await rows<{ id: string; issuer: string; subject: string; email_sealed: string | null; linked_at: Date; last_sign_in_at: Date | null }>(
+          tx, sql`select id, issuer, subject, email_sealed, linked_at, last_sign_in_at from sso_identities
                   where org_id = ${org.orgId} and user_id = ${userId} order by linked_at`,
         );
+        const openLink = deps.sealer.opener(tx);
+        const sso: ((typeof ssoRows)[number] & { email: string })[] = [];
+        for (const i of ssoRows) sso.push({ ...i, email: i.email_sealed ? await openLink(ssoIdentityEmailRef(org.orgId, i.id), i.email_sealed) : '' });
         const invitations = await rows<{ id: string; role: string; created_at: Date; expires_at: Date; accepted_at: Date | null; revoked_at: Date | null }>(
           tx, sql`select id, role, created_at, expires_at, accepted_at, revoked_at from invitations
                   where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, org.orgId, s.email)} order by created_at`,
@@ -205,7 +211,7 @@ export function createSubjectService(deps: SubjectDeps) {
       if (!(await assertCanActOnCredentials(db, org, actorId, userId, 'erase'))) throw new AppError('not_found');
       const result = await db.withTenant(bindingOf(ctx), async (tx) => {
         await exec(tx, sql`select user_id from memberships where org_id = ${org.orgId} and role = 'owner' order by user_id for update`);
-        const s = await subjectIn(tx, org.orgId, userId, true);
+        const s = await subjectIn(deps.sealer, tx, org.orgId, userId, true);
         assertCanManage(org, { role: s.role, customPermissions: s.custom_permissions }, 'erase');
         if (confirm.trim().toLowerCase() !== s.email.toLowerCase()) {
           throw new AppError('validation_failed', 'to confirm, type the member\u2019s email address exactly', [{ path: 'confirm', message: 'does not match the member\u2019s email address' }]);
