@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     const acme = h.orgId('acme');
     const domain = `bench-${newId().slice(0, 8)}.example`;
     const member = h.user('acme', 'member');
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]);
+    const ownerRow = { id: h.user('acme', 'owner').userId };
     await h.t.owner.query('insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at) values ($1, $2, $3, $4, $5, now(), now())', [
       acme, newId(), domain, 'palisade-verification=bench', ownerRow?.id,
     ]);

@@ -202,8 +202,7 @@ async function setup(): Promise<Setup> {
   const org = demo.orgs.find((o) => o.slug === 'acme');
   const owner = demo.logins.find((l) => l.org === 'acme' && l.role === 'owner');
   if (!org || !owner) throw new Error('demo data without acme or its owner');
-  const userId = (await opened.owner.query<{ id: string }>('select id from users where email = $1', [owner.email]))[0]?.id;
-  if (!userId) throw new Error('no owner user');
+  const userId = owner.userId;
   const s = await opened.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) =>
     built.services.sessions.issue(tx, userId, systemContext('bench'), { proof: { mfaVerified: false, steppedUpAt: new Date() } }),
   );

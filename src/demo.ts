@@ -14,6 +14,8 @@ export interface DemoLogin {
   role: BuiltinRole | 'restricted_member';
   email: string;
   password: string;
+  /** The account's id (its address is sealed: nobody finds it by address in SQL). */
+  userId: string;
 }
 
 export interface DemoData {
@@ -79,7 +81,7 @@ export async function seedDemo(db: Database, { audit, sealer }: { audit: AuditWr
       }
     });
     data.orgs.push({ slug, id: orgId, projects });
-    data.logins.push(...users.map((u) => ({ org: slug, role: u.role, email: u.email, password: u.password })));
+    data.logins.push(...users.map((u) => ({ org: slug, role: u.role, email: u.email, password: u.password, userId: u.id })));
   }
   return data;
 }

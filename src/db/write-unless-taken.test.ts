@@ -12,11 +12,12 @@ describe.each(ENGINES)('writeUnlessTaken (%s)', (engine) => {
   });
   afterAll(() => t.drop());
 
-  const insertUser = (id: string, email: string) =>
-    sql`insert into users (id, email, name, password_hash, password_changed_at) values (${id}, ${email}, 'n', 'h', now())`;
+  // An account as the database holds it (migration 039): sealed values and the unique blind index of the address.
+  const insertUser = (id: string, emailIndex: string) =>
+    sql`insert into users (id, email_sealed, name_sealed, email_index, password_hash, password_changed_at) values (${id}, 'sealed', 'sealed', ${emailIndex}, 'h', now())`;
 
   it('undoes only the taken write: the transaction goes on and commits the rest', async () => {
-    const email = `taken-${newId()}@example.com`;
+    const email = `taken-index-${newId()}`;
     const [first, second, third] = [newId(), newId(), newId()];
     const outcome = await t.db.withTenant({ orgId: SYSTEM_ORG_ID }, async (tx) => [
       await writeUnlessTaken(tx, insertUser(first, email)),
@@ -32,7 +33,7 @@ describe.each(ENGINES)('writeUnlessTaken (%s)', (engine) => {
 
   it('throws every error that is not a unique violation', async () => {
     await expect(
-      t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => writeUnlessTaken(tx, sql`insert into users (id, email) values (${newId()}, null)`)),
+      t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => writeUnlessTaken(tx, sql`insert into users (id, email_sealed, name_sealed, email_index) values (${newId()}, 'sealed', 'sealed', null)`)),
     ).rejects.toMatchObject({ code: '23502' });
   });
 });

@@ -84,7 +84,7 @@ describe.each(ENGINES)('API key boundaries on %s', (engine) => {
       [acme, roleId, `keymgr-${uniq()}`, ['org:read', 'projects:read', 'keys:own', 'keys:manage']]);
     const id = crypto.randomUUID();
     const email = `keymgr-${uniq()}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'restricted key manager']);
+    await h.insertUser({ id, email, name: 'restricted key manager' });
     await h.t.owner.query(`insert into memberships (org_id, user_id, role, custom_role_id, restricted) values ($1, $2, 'custom', $3, true)`, [acme, id, roleId]);
     const projectA = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id as string;
     await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, projectA, id]);

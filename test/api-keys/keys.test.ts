@@ -162,7 +162,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     // Recorded like the pipeline's refusals: who tried, on which route, why.
     const [denied] = await auditSelect<{ actor_id: string; result: string; details: { route: string; reason: string } }>(h, ['actor_id', 'result', 'details'], `where org_id = $1 and action = 'authz.denied' order by seq desc limit 1`, [acme],
     );
-    const adminId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'admin').email]))[0]?.id;
+    const adminId = await h.userId(h.user('acme', 'admin').email);
     expect(denied).toEqual({ actor_id: adminId, result: 'denied', details: { route: 'DELETE /api/orgs/:orgId/api-keys/:keyId', reason: 'privilege_escalation' } });
 
     const adminKey = await createKey(admin, { name: 'admin integration', kind: 'secret', permissions: ['projects:read'] });
@@ -183,7 +183,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
       [acme, roleId, `key steward ${roleId.slice(0, 8)}`, ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'assets:write', 'keys:own', 'keys:manage']]);
     const id = crypto.randomUUID();
     const email = `steward-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Key steward']);
+    await h.insertUser({ id, email, name: 'Key steward' });
     await h.t.owner.query("insert into memberships (org_id, user_id, role, custom_role_id) values ($1, $2, 'custom', $3)", [acme, id, roleId]);
     const steward = await as(email);
     const adminKey = await createKey(admin, { name: 'admin ci', kind: 'secret', permissions: ['projects:read'] });
@@ -221,7 +221,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
   it('loses what its creator loses: demotion narrows it, removal ends it, re-joining does not revive it', async () => {
     const id = crypto.randomUUID();
     const email = `keys-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Key creator']);
+    await h.insertUser({ id, email, name: 'Key creator' });
     await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [acme, id, 'admin']);
     const creator = await as(email);
     const { token } = await createKey(creator, { name: 'admin key', kind: 'secret', permissions: ['projects:read', 'projects:create'] });
@@ -244,7 +244,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     const email = `keys-scope-${id.slice(0, 8)}@example.test`;
     const role = (await admin.call('POST', `/api/orgs/${acme}/roles`, { name: `key-auditor-${id.slice(0, 6)}`, permissions: ['projects:read', 'audit:read', 'keys:own'] }))
       .json<{ id: string }>().id;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Key creator']);
+    await h.insertUser({ id, email, name: 'Key creator' });
     await h.t.owner.query("insert into memberships (org_id, user_id, role, custom_role_id) values ($1, $2, 'custom', $3)", [acme, id, role]);
     const creator = await as(email);
     // Made while unrestricted: the key reads the trail.

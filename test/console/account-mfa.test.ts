@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Secret, TOTP } from 'otpauth';
 import type { Page } from 'playwright-core';
+import { newId } from '../../src/crypto/index.js';
+import { socialIdentityEmailRef } from '../../src/domains/identity/people.js';
 import { seriousViolations, signInAs, startConsole, type ConsoleHarness } from './browser.js';
 import { passwordUser } from '../support/users.js';
 import { call } from '../support/client.js';
@@ -125,7 +127,10 @@ describe('account: two-factor security and sessions in Chromium', () => {
     await page.getByText('This session').waitFor();
 
     // A linked social identity (as a completed link leaves it) is listed and unlinked.
-    await c.h.t.owner.query("insert into social_identities (provider, issuer, subject, user_id, email, linked_at) values ('github', 'https://github.com', '4242', $1, 'octo@example.test', now())", [user.id]);
+    // The asserted address is sealed to the link's id (migration 039), as the link writes it.
+    const linkId = newId();
+    const asserted = await c.h.t.db.withSystem('test: seal a social address', (tx) => c.h.built.services.sealer.seal(tx, socialIdentityEmailRef(linkId), 'octo@example.test'));
+    await c.h.t.owner.query("insert into social_identities (id, provider, issuer, subject, user_id, email_sealed, linked_at) values ($1, 'github', 'https://github.com', '4242', $2, $3, now())", [linkId, user.id, asserted]);
     await page.goto('/account/social');
     await page.getByText('octo@example.test').waitFor();
     expect(await seriousViolations(page)).toEqual([]);

@@ -100,7 +100,7 @@ describe('console integration credentials in Chromium', () => {
     // A custom role granting credentials:read alone, held by a member who signs in through the form.
     const role = await post(`/api/orgs/${orgId}/roles`, { name: 'Integration auditor', permissions: ['org:read', 'credentials:read'] });
     const member = c.h.user('acme', 'member');
-    const memberId = (await c.h.t.owner.query<{ id: string }>('select id from users where email = $1', [member.email]))[0]?.id ?? '';
+    const memberId = await c.h.userId(member.email);
     const changed = await c.h.built.app.inject({
       method: 'PATCH', url: `/api/orgs/${orgId}/members/${memberId}`, headers: { cookie, origin: c.origin }, payload: { role: 'custom', customRoleId: role.id },
     });

@@ -12,6 +12,7 @@ import { newId } from '../../src/crypto/index.js';
 import { exec } from '../../src/db/database.js';
 import { AppError } from '../../src/kernel/errors.js';
 import type { CredentialView, RotationView, UseView } from '../../src/domains/credentials/index.js';
+import { insertUserSql } from '../../src/domains/identity/people.js';
 import { createTestApp, type Problem, type TestApp } from '../support/app.js';
 import { client, type Client } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
@@ -67,7 +68,7 @@ describe.each(ENGINES)('integration credentials on %s', (engine) => {
     const userId = newId();
     const email = `reader-${userId.slice(0, 8)}@acme.test`;
     await h.t.db.withTenant({ orgId: acme, projectIds: null }, async (tx) => {
-      await exec(tx, sql`insert into users (id, email, name) values (${userId}, ${email}, 'Integration auditor')`);
+      await (await insertUserSql(h.built.services.sealer, tx, userId, { email, name: 'Integration auditor' })).execute(tx);
       await exec(tx, sql`insert into memberships (org_id, user_id, role, custom_role_id) values (${acme}, ${userId}, 'custom', ${role.json<{ id: string }>().id})`);
     });
     reader = client(h, await h.cookieFor(email));

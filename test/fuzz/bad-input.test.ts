@@ -265,7 +265,7 @@ const FINGERPRINT = `
     (select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from memberships t) as memberships_digest,
     (select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from organizations t) as organizations_digest,
     (select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from org_settings t) as org_settings_digest,
-    (select md5(coalesce(string_agg(id::text || email || name || coalesce(password_hash, ''), '|' order by id), '')) from users) as users_digest`;
+    (select md5(coalesce(string_agg(id::text || email_sealed || name_sealed || email_index || coalesce(email_domain_index, '') || coalesce(password_hash, ''), '|' order by id), '')) from users) as users_digest`;
 
 // ---------------------------------------------------------------------------------------------
 

@@ -78,8 +78,8 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
                  values (${org}, ${id}, ${`planted-${id.slice(0, 8)}.example`}, 'x', ${actor.ownerId}, now(), now()) ${tail}`;
     case 'sso_identities':
       // A planted link would sign the attacker's IdP subject in as the target's owner.
-      return sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
-                 values (${org}, ${target.connectionId}, 'https://evil.example', ${id}, ${target.ownerId}, 'x@evil.example', now(), now()) ${tail}`;
+      return sql`insert into sso_identities (org_id, id, connection_id, issuer, subject, user_id, email_sealed, linked_at, last_sign_in_at)
+                 values (${org}, ${id}, ${target.connectionId}, 'https://evil.example', ${id}, ${target.ownerId}, 'forged', now(), now()) ${tail}`;
     case 'sso_tests':
       // A planted run would show the target's admin claims of the attacker's choosing.
       return sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at, status)

@@ -218,7 +218,10 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
       ['delete data keys', sql`delete from org_keys where org_id = ${a.orgId}`],
       ['shadow a table', sql`create temporary table users (id uuid)`],
       // The mail worker records delivery only: a queued reset link cannot be redirected or rewritten.
-      ['redirect a queued mail', sql`update mail_outbox set to_address = 'attacker@evil.test'`],
+      // The recipient is sealed and found by its blind index (migration 039): neither can be changed.
+      ['redirect a queued mail', sql`update mail_outbox set to_sealed = 'forged', to_index = 'forged'`],
+      ['reseal a queued mail\'s recipient', sql`update mail_outbox set to_sealed = 'forged'`],
+      ['re-index a queued mail\'s recipient', sql`update mail_outbox set to_index = 'forged'`],
       ['rewrite a queued mail', sql`update mail_outbox set subject = 'x', body_sealed = 'x'`],
       ['delete a queued mail', sql`delete from mail_outbox`],
     ];

@@ -10,6 +10,7 @@ import { systemContext, type RequestContext } from '../../src/kernel/context.js'
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
+import { insertUserSql, userWithEmail } from '../../src/domains/identity/people.js';
 import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
 import { newWebhookSecret } from '../../src/domains/webhooks/index.js';
 import type { KeyCredential } from './cases.js';
@@ -48,7 +49,7 @@ export class Fixtures {
   async init(): Promise<void> {
     await this.h.t.db.withSystem('matrix fixtures', async (tx) => {
       for (const login of this.h.demo.logins) {
-        const row = await one<{ id: string }>(tx, sql`select id from users where email = ${login.email}`);
+        const row = await one<{ id: string }>(tx, sql`select id from users where ${await userWithEmail(this.h.built.services.sealer, tx, login.email)}`);
         if (!row) throw new Error(`demo user ${login.email} missing`);
         this.ids.set(login.email, row.id);
         this.passwords.set(login.email, login.password);
@@ -103,7 +104,7 @@ export class Fixtures {
     const userId = newId();
     const email = `matrix-${unique()}@fixtures.test`;
     await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
-      await exec(tx, sql`insert into users (id, email, name) values (${userId}, ${email}, 'matrix fixture')`);
+      await (await insertUserSql(this.h.built.services.sealer, tx, userId, { email, name: 'matrix fixture' })).execute(tx);
       await exec(tx, sql`insert into memberships (org_id, user_id, role, restricted) values (${orgId}, ${userId}, ${opts.role}, ${opts.restricted})`);
       for (const p of opts.projectIds) {
         await exec(tx, sql`insert into project_access (org_id, project_id, user_id) values (${orgId}, ${p}, ${userId})`);
@@ -261,7 +262,7 @@ export class Fixtures {
     const ctx = systemContext('matrix');
     const userId = this.userId(email);
     const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
-    const { ceremonyToken, options } = await this.h.built.services.passkeys.registrationOptions(ctx, { id: userId, email });
+    const { ceremonyToken, options } = await this.h.built.services.passkeys.registrationOptions(ctx, userId);
     await this.h.built.services.passkeys.register(ctx, userId, { ceremonyToken, name: 'matrix', response: auth.create(options) as never });
     return auth;
   }
@@ -290,7 +291,7 @@ export class Fixtures {
     const mfa = this.h.built.services.mfa;
     const userId = this.userId(email);
     const ctx = systemContext('matrix');
-    const { secret } = await mfa.enrollTotp(ctx, { id: userId, email });
+    const { secret } = await mfa.enrollTotp(ctx, userId);
     const { recoveryCodes } = await mfa.confirmTotp(ctx, userId, totpCodeAt(secret, this.h.clock.now()));
     return { secret, recoveryCodes };
   }
@@ -309,7 +310,7 @@ export class Fixtures {
     const owner = newId();
     const slug = `matrix-${unique()}`;
     await this.h.t.db.withTenant({ orgId, projectIds: null }, async (tx) => {
-      await exec(tx, sql`insert into users (id, email, name) values (${owner}, ${`owner-${slug}@fixtures.test`}, 'matrix owner')`);
+      await (await insertUserSql(this.h.built.services.sealer, tx, owner, { email: `owner-${slug}@fixtures.test`, name: 'matrix owner' })).execute(tx);
       await insertOrg({ audit: this.h.built.services.audit }, tx, systemContext('matrix'), { id: orgId, slug, name: slug }, owner);
     });
     return (await this.invitation(orgId, owner, email)).token;
@@ -325,7 +326,7 @@ export class Fixtures {
     const now = this.h.clock.now();
     const ctx: RequestContext = {
       ...systemContext('matrix'),
-      actor: { type: 'user', userId, email: 'matrix@fixtures.test', session: { id: newId(), createdAt: now, lastSeenAt: now } },
+      actor: { type: 'user', userId, session: { id: newId(), createdAt: now, lastSeenAt: now } },
       org: standing.access,
     };
     const ceiling = opts.kind === 'publishable' ? BROWSER_SAFE_PERMISSIONS : opts.projectId ? PROJECT_KEY_PERMISSIONS : API_KEY_PERMISSIONS;

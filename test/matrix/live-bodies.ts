@@ -68,7 +68,7 @@ export const LIVE_BODIES: Record<string, LiveBody> = {
     why: 'confirming needs a pending enrollment and its current code; MFA is turned off again afterwards',
     async fields(f, email) {
       const mfa = f.app.built.services.mfa;
-      const { secret } = await mfa.enrollTotp(systemContextFor('matrix'), { id: f.userId(email), email });
+      const { secret } = await mfa.enrollTotp(systemContextFor('matrix'), f.userId(email));
       return { patch: { code: totpCodeAt(secret, f.app.clock.now()) }, after: () => f.clearMfa(email) };
     },
   },
@@ -91,7 +91,7 @@ export const LIVE_BODIES: Record<string, LiveBody> = {
     async fields(f, email) {
       const ctx = systemContextFor('matrix');
       const auth = new SoftAuthenticator(new URL(ORIGIN).hostname, ORIGIN);
-      const { ceremonyToken, options } = await f.app.built.services.passkeys.registrationOptions(ctx, { id: f.userId(email), email });
+      const { ceremonyToken, options } = await f.app.built.services.passkeys.registrationOptions(ctx, f.userId(email));
       return { patch: { ceremonyToken, response: auth.create(options) }, after: () => f.clearPasskeys(email) };
     },
   },
@@ -142,7 +142,7 @@ export const LIVE_BODIES: Record<string, LiveBody> = {
   },
   'POST /api/orgs/:orgId/members/:userId/erase': {
     why: 'erasing needs the member\u2019s email address typed: the case\u2019s fresh member\u2019s, read from the database',
-    fields: async (f, _caller, params) => ({ patch: { confirm: (await f.app.t.owner.query<{ email: string }>('select email from users where id = $1', [params.userId]))[0]?.email } }),
+    fields: async (f, _caller, params) => ({ patch: { confirm: params.userId ? (await f.app.person(params.userId))?.email : undefined } }),
   },
   'POST /api/invitations/accept': {
     why: 'the example token is invalid (400 token_invalid); send a live invitation from a throwaway org',

@@ -50,9 +50,7 @@ export async function enforceableOrg(h: TestApp, idp: LoopbackIdp): Promise<Enfo
       hashed ??= hashPassword(PASSWORD);
       const id = newId();
       const email = `p-${id.slice(0, 8)}@${domain}`;
-      await h.t.owner.query('insert into users (id, email, name, password_hash, password_changed_at, email_verified_at) values ($1, $2, $3, $4, now(), now())', [
-        id, email, 'Domain user', await hashed,
-      ]);
+      await h.insertUser({ id, email, name: 'Domain user', passwordHash: await hashed, verified: true });
       if (role) await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [orgId, id, role]);
       return { id, email, password: PASSWORD };
     },

@@ -7,6 +7,7 @@ import { Keyring, newId, randomToken } from '../../src/crypto/index.js';
 import { exec, rows, type Database, type TenantBinding, type Tx } from '../../src/db/database.js';
 import type { OwnerConnection } from '../../src/db/migrate.js';
 import { chainKeysFrom, createAuditWriter, type AuditWriter } from '../../src/domains/audit/index.js';
+import { insertUserSql, ssoIdentityEmailRef } from '../../src/domains/identity/people.js';
 import { createSealer } from '../../src/domains/keys/index.js';
 import { insertOrg } from '../../src/domains/tenancy/index.js';
 import { ManualClock } from '../../src/kernel/clock.js';
@@ -72,7 +73,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
   const sealer = createSealer(new Keyring([TEST_KEK]));
   const sealed = await db.withTenant({ orgId, projectIds: null }, async (tx) => {
     for (const [id, who] of [[ownerId, 'owner'], [memberId, 'member']] as const) {
-      await exec(tx, sql`insert into users (id, email, name) values (${id}, ${`${who}@${slug}.test`}, ${`${slug} ${who}`})`);
+      await (await insertUserSql(sealer, tx, id, { email: `${who}@${slug}.test`, name: `${slug} ${who}` })).execute(tx);
     }
     await insertOrg({ audit }, tx, ctx, { id: orgId, slug, name: `${slug} Inc` }, ownerId);
     await exec(tx, sql`insert into custom_roles (org_id, id, name, permissions)
@@ -97,8 +98,10 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
     await exec(tx, sql`insert into sso_connections (org_id, id, kind, name, settings, secret_sealed, created_by, created_at, updated_at)
                        values (${orgId}, ${connectionId}, 'oidc', 'IdP', ${JSON.stringify({ issuer: `https://idp.${slug}.example`, clientId: slug, scopes: ['openid'] })}::jsonb,
                                'sealed', ${ownerId}, now(), now())`);
-    await exec(tx, sql`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at, last_sign_in_at)
-                       values (${orgId}, ${connectionId}, ${`https://idp.${slug}.example`}, ${`sub-${slug}`}, ${memberId}, ${`member@${slug}.test`}, now(), now())`);
+    const ssoIdentityId = newId();
+    const asserted = await sealer.seal(tx, ssoIdentityEmailRef(orgId, ssoIdentityId), `member@${slug}.test`);
+    await exec(tx, sql`insert into sso_identities (org_id, id, connection_id, issuer, subject, user_id, email_sealed, linked_at, last_sign_in_at)
+                       values (${orgId}, ${ssoIdentityId}, ${connectionId}, ${`https://idp.${slug}.example`}, ${`sub-${slug}`}, ${memberId}, ${asserted}, now(), now())`);
     await exec(tx, sql`insert into sso_tests (org_id, id, connection_id, started_by, created_at, expires_at)
                        values (${orgId}, ${newId()}, ${connectionId}, ${ownerId}, now(), now() + interval '10 minutes')`);
     await exec(tx, sql`insert into org_domains (org_id, id, domain, record_value, created_by, created_at)

@@ -21,7 +21,7 @@ describe.each(ENGINES)('reading the audit trail on %s', (engine) => {
   let t1: Date;
 
   const userIdOf = async (email: string) =>
-    (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id ?? '';
+    (await h.userId(email));
   async function post(email: string, url: string, payload: object): Promise<string> {
     const res = await h.built.app.inject({ method: 'POST', url, headers: { cookie: await h.cookieFor(email), origin: ORIGIN }, payload });
     expect(res.statusCode, res.body).toBe(201);

@@ -23,7 +23,7 @@ describe.each(ENGINES)('audit trail on %s', (engine) => {
   let h: TestApp;
   let acme: string;
   const userIdOf = async (email: string) =>
-    (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id ?? '';
+    (await h.userId(email));
   const call = (cookie: string, method: Method, url: string, payload?: object, remoteAddress?: string): Promise<LightMyRequestResponse> =>
     h.built.app.inject({
       method, url, headers: { cookie, origin: ORIGIN, 'user-agent': UA },

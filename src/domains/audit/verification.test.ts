@@ -134,7 +134,7 @@ describe.each(ENGINES)('audit chain verification over the API on %s', (engine) =
     // Another org's id: not a member there.
     expect((await owner.call('GET', url(globex))).statusCode).toBe(404);
     // The walk runs inside the binding: bound to acme, globex's rows are not there to read.
-    const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id;
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     const v = await h.built.services.auditVerifier.verify({ orgId: acme, userId: ownerId, projectIds: null }, globex);
     expect(v).toMatchObject({ ok: false, events: 0, problems: ['the organization has no audit chain: its events and head were deleted'] });
   });

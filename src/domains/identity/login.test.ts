@@ -155,7 +155,7 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     const events = await auditSelect<{ actor_type: string; actor_id: string | null; target_id: string | null; result: string; ip: string; user_agent: string; details: Record<string, string> }>(h, ['actor_type', 'actor_id', 'target_id', 'result', 'ip', 'user_agent', 'details'], `where org_id = $1 and action = 'auth.login_failed' order by seq`,
       [SYSTEM_ORG],
     ).then((list) => list.filter((e) => e.user_agent === 'audit-probe/1'));
-    const viewerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [viewer.email]))[0]?.id;
+    const viewerId = await h.userId(viewer.email);
     expect(events).toEqual([
       { actor_type: 'anonymous', actor_id: null, target_id: null, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { emailHash: sha256Hex('ghost@globex.test').slice(0, 16), reason: 'unknown_email' } },
       { actor_type: 'anonymous', actor_id: null, target_id: viewerId, result: 'failure', ip: '127.0.0.1', user_agent: 'audit-probe/1', details: { email: viewer.email, reason: 'bad_password' } },
@@ -189,8 +189,8 @@ describe.each(ENGINES)('password login on %s', (engine) => {
     expect((await me(first)).statusCode).toBe(401);
     expect((await me(next)).statusCode).toBe(200);
     const rows = await h.t.owner.query<{ revoked_reason: string | null }>(
-      `select s.revoked_reason from sessions s join users u on u.id = s.user_id where u.email = $1 order by s.created_at, s.revoked_at nulls last`,
-      [rm.email],
+      `select s.revoked_reason from sessions s where s.user_id = $1 order by s.created_at, s.revoked_at nulls last`,
+      [await h.userId(rm.email)],
     );
     expect(rows.map((r) => r.revoked_reason)).toEqual(['replaced_by_login', null]);
   });

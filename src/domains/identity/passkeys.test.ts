@@ -186,7 +186,7 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
     expect((await addPasskey(c, auth)).statusCode).toBe(201);
     const ctx = systemContext('test');
     const userId = (json(await c.call('GET', '/api/me')).user as { id: string }).id;
-    const { secret } = await h.built.services.mfa.enrollTotp(ctx, { id: userId, email });
+    const { secret } = await h.built.services.mfa.enrollTotp(ctx, userId);
     const { recoveryCodes } = await h.built.services.mfa.confirmTotp(ctx, userId, totpCodeAt(secret, h.clock.now()));
     const methods = (body: Json) => body.methods as string[];
     expect(methods(json(await post('/api/auth/login', { email, password })))).toEqual(['totp', 'recoveryCode', 'passkey']);
@@ -245,10 +245,10 @@ describe.each(ENGINES)('passkeys on %s', (engine) => {
   // review R4 finding 5 (the mail does not trust the route: text stored or sent before any check)
   it('quotes and neutralises a hostile name and user agent that never met the schema', async () => {
     const { email } = await signedIn('owner', 'globex');
-    const userId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id as string;
+    const userId = await h.userId(email);
     const auth = new SoftAuthenticator(rpId, ORIGIN);
     const ctx = { ...systemContext('test'), ip: '203.0.113.7', userAgent: 'Evil\r\n\r\nNo action is needed.\u202E' };
-    const { ceremonyToken, options } = await h.built.services.passkeys.registrationOptions(ctx, { id: userId, email });
+    const { ceremonyToken, options } = await h.built.services.passkeys.registrationOptions(ctx, userId);
     await h.built.services.passkeys.register(ctx, userId, { ceremonyToken, name: REWRITE, response: auth.create(options) as never });
     const body = (await mailsTo(email)).at(-1)?.body ?? '';
     expect(body).not.toContain('\n\nThis was you');

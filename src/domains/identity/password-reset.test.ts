@@ -55,8 +55,10 @@ describe.each(ENGINES)('password reset on %s', (engine) => {
   it('stores the mail body sealed: the raw outbox row does not contain the token', async () => {
     await requestReset('viewer@acme.test');
     const token = await latestToken('viewer@acme.test');
-    const raw = await h.t.owner.query<{ body_sealed: string }>(`select body_sealed from mail_outbox where to_address = 'viewer@acme.test'`, []);
+    const toIndex = await h.t.db.withSystem('test', (tx) => h.built.services.sealer.emailIndex(tx, 'viewer@acme.test'));
+    const raw = await h.t.owner.query<{ to_sealed: string; body_sealed: string }>('select to_sealed, body_sealed from mail_outbox where to_index = $1', [toIndex]);
     expect(raw).toHaveLength(1);
+    expect(raw[0]?.to_sealed).not.toContain('viewer@acme.test');
     const sealed = raw[0]?.body_sealed ?? '';
     expect(sealed.length).toBeGreaterThan(60);
     expect(sealed).not.toContain(token);
@@ -78,12 +80,13 @@ describe.each(ENGINES)('password reset on %s', (engine) => {
     expect(done.statusCode).toBe(204);
     expect((await me(cookieA)).statusCode).toBe(401);
     expect((await me(cookieB)).statusCode).toBe(401);
+    const userId = await h.userId(user.email);
     const live = await h.t.owner.query<{ n: number }>(
-      `select count(*)::int as n from sessions s join users u on u.id = s.user_id where u.email = $1 and s.revoked_at is null`, [user.email],
+      `select count(*)::int as n from sessions s where s.user_id = $1 and s.revoked_at is null`, [userId],
     );
     expect(live[0]?.n).toBe(0);
     const reasons = await h.t.owner.query<{ revoked_reason: string }>(
-      `select distinct s.revoked_reason from sessions s join users u on u.id = s.user_id where u.email = $1`, [user.email],
+      `select distinct s.revoked_reason from sessions s where s.user_id = $1`, [userId],
     );
     expect(reasons).toEqual([{ revoked_reason: 'password_reset' }]);
 

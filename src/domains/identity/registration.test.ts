@@ -56,8 +56,12 @@ describe.each(ENGINES)('registration on %s', (engine) => {
     expect(res.json()).toEqual(ANSWER);
     expect(res.headers['set-cookie']).toBeUndefined();
 
-    const [user] = await h.t.owner.query<{ id: string; email: string; password_hash: string; email_verified_at: Date | null }>(
-      'select id, email, password_hash, email_verified_at from users where email = $1', [body.email]);
+    const [user] = await h.t.owner.query<{ id: string; email_sealed: string; name_sealed: string; password_hash: string; email_verified_at: Date | null }>(
+      'select id, email_sealed, name_sealed, password_hash, email_verified_at from users where id = $1', [await h.userId(body.email)]);
+    // Stored normalised and sealed: the raw row names nobody, the app opens the address as typed, trimmed and lower-cased.
+    expect(user?.email_sealed).not.toContain(body.email);
+    expect(user?.name_sealed).not.toContain(body.name);
+    expect(await h.person(user?.id ?? '')).toEqual({ email: body.email, name: body.name });
     expect(user?.email_verified_at).toBeNull();
     expect(user?.password_hash).toMatch(/^\$argon2id\$/);
     expect(user?.password_hash).not.toContain(GOOD_PASSWORD);

@@ -57,7 +57,7 @@ describe.each(ENGINES)('magic-link sign-in on %s', (engine) => {
 
   it('answers the same for a known, an unknown and an unverified address, and mails only the verified one', async () => {
     const known = await passwordUser(h);
-    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values (gen_random_uuid(), $1, $2, null)', ['unproven@magic.test', 'x']);
+    await h.insertUser({ email: 'unproven@magic.test', name: 'x', verified: false });
     const answers = await Promise.all([ask(known.email), ask('nobody@magic.test'), ask('unproven@magic.test')]);
     for (const a of answers) expect([a.statusCode, a.json()]).toEqual([202, answers[0]?.json()]);
     expect(await outbox(known.email)).toHaveLength(1);

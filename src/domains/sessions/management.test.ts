@@ -31,11 +31,7 @@ describe.each(ENGINES)('managing sessions on %s', (engine) => {
     if (!r[0]) throw new Error('no such session');
     return r[0].id;
   };
-  const userId = async (email: string): Promise<string> => {
-    const r = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]);
-    if (!r[0]) throw new Error(`no user ${email}`);
-    return r[0].id;
-  };
+  const userId = (email: string): Promise<string> => h.userId(email);
   const loginAs = async (role: 'owner' | 'admin' | 'member' | 'viewer' | 'project_viewer' | 'restricted_member', org: string, ua: string) => {
     const u = h.user(org, role);
     const res = await app().inject({

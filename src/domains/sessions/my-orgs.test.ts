@@ -47,7 +47,7 @@ describe.each(ENGINES)('your organizations and what you may do in each, on %s', 
     // An admin restricted by hand (a row from before the rule): the org-wide permissions the role grants are gone, as at request time.
     const id = newId();
     const email = `me-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Restricted admin']);
+    await h.insertUser({ id, email, name: 'Restricted admin' });
     await h.t.owner.query('insert into memberships (org_id, user_id, role, restricted) values ($1, $2, $3, true)', [h.orgId('acme'), id, 'admin']);
     await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [h.orgId('acme'), production, id]);
     const [radmin] = await myOrgs(email);
@@ -66,7 +66,7 @@ describe.each(ENGINES)('your organizations and what you may do in each, on %s', 
       [globex, roleId, 'Auditor', ['org:read', 'audit:read', 'members:read']]);
     // The acme project viewer also joins globex with the custom role: each org answers for itself.
     const viewer = h.user('acme', 'project_viewer');
-    const viewerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [viewer.email]))[0]?.id;
+    const viewerId = await h.userId(viewer.email);
     await h.t.owner.query('insert into memberships (org_id, user_id, role, custom_role_id) values ($1, $2, $3, $4)', [globex, viewerId, 'custom', roleId]);
 
     const orgs = await myOrgs(viewer.email);

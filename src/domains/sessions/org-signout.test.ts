@@ -13,7 +13,7 @@ describe.each(ENGINES)('an org signs a member out of itself only (%s)', (engine)
   // review F11
   it('an org you merely joined cannot sign you out of your other orgs', async () => {
     const globexOwner = h.user('globex', 'owner');
-    const victimId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [globexOwner.email]))[0]?.id ?? '';
+    const victimId = await h.userId(globexOwner.email);
     const attacker = await newUser(h);
     const ac = await signedIn(h, attacker.email);
     const evil = (await ac.call('POST', '/api/orgs', { name: 'Evil', slug: `evil-${attacker.id.slice(0, 8)}` })).json<{ id: string }>().id;

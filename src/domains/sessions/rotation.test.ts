@@ -31,7 +31,7 @@ describe.each(ENGINES)('session rotation on %s', (engine) => {
     return { ...r[0], created_at: new Date(r[0].created_at).getTime(), absolute_expires_at: new Date(r[0].absolute_expires_at).getTime() };
   };
   const userId = async (email: string): Promise<string> =>
-    (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id ?? '';
+    (await h.userId(email));
   const changeRole = (cookie: string, org: string, uid: string, role: string) =>
     app().inject({ method: 'PATCH', url: `/api/orgs/${h.orgId(org)}/members/${uid}`, headers: { cookie, origin: ORIGIN }, payload: { role } });
   const changePassword = (cookie: string, currentPassword: string, newPassword: string) =>

@@ -37,9 +37,7 @@ describe.each(ENGINES)('sign-in service on %s', (engine) => {
   async function freshUser(): Promise<{ id: string; email: string }> {
     const id = newId();
     const email = `sign-in-${(serial++).toString(36)}-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name, password_hash, password_changed_at, email_verified_at) values ($1, $2, $3, $4, now(), now())', [
-      id, email, 'Sign-in user', hashed,
-    ]);
+    await h.insertUser({ id, email, name: 'Sign-in user', passwordHash: hashed, verified: true });
     return { id, email };
   }
 
@@ -77,7 +75,7 @@ describe.each(ENGINES)('sign-in service on %s', (engine) => {
   /** A request context signed in as `userId` on `sessionId` (what the pipeline builds). */
   const signedInCtx = (user: { id: string; email: string }, sessionId: string): RequestContext => ({
     ...systemContext('sign-in test'),
-    actor: { type: 'user', userId: user.id, email: user.email, session: { id: sessionId, createdAt: h.clock.now(), lastSeenAt: h.clock.now() } },
+    actor: { type: 'user', userId: user.id, session: { id: sessionId, createdAt: h.clock.now(), lastSeenAt: h.clock.now() } },
   });
   const issue = (userId: string, proof: { mfaVerified: boolean; steppedUpAt: Date | null }) =>
     h.t.db.withTenant({ orgId: SYSTEM_ORG_ID }, (tx) => h.built.services.sessions.issue(tx, userId, systemContext('sign-in test'), { proof }));

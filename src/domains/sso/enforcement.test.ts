@@ -100,7 +100,7 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     const ssoSession = await ssoSessionFor(h, org, member.id);
     // Stored in another spelling of the domain (an IdP's: upper case, a trailing dot): the same user base.
     const oddId = newId();
-    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [oddId, `Odd-${oddId.slice(0, 6)}@${org.domain.toUpperCase()}.`, 'Odd']);
+    await h.insertUser({ id: oddId, email: `Odd-${oddId.slice(0, 6)}@${org.domain.toUpperCase()}.`, name: 'Odd', verified: true });
     const oddSession = await h.cookieFor(`Odd-${oddId.slice(0, 6)}@${org.domain.toUpperCase()}.`);
     // Someone outside the domain (a contractor at example.test) keeps their session.
     const outsider = await passwordUser(h, org.orgId, 'member');
@@ -200,7 +200,7 @@ describe.each(ENGINES)('SSO enforcement on %s', (engine) => {
     const second = `enf2-${newId().slice(0, 8)}.example`;
     const id = newId();
     const email = `late-${id.slice(0, 6)}@${second}`;
-    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [id, email, 'Late']);
+    await h.insertUser({ id, email, name: 'Late', verified: true });
     const session = await h.cookieFor(email);
     const claim = await call(h, 'POST', `/api/orgs/${org.orgId}/domains`, { cookie: org.ownerCookie, payload: { domain: second } });
     expect(claim.statusCode, claim.body).toBe(201);

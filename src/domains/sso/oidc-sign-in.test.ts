@@ -107,9 +107,9 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     globex = h.orgId('globex');
     domain = `sso-${newId().slice(0, 8)}.example`;
     // The domain's DNS proof is domains.test.ts's subject; here it is simply on record as verified.
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]);
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     await h.t.owner.query('insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at) values ($1, $2, $3, $4, $5, now(), now())', [
-      acme, newId(), domain, 'palisade-verification=test', ownerRow?.id,
+      acme, newId(), domain, 'palisade-verification=test', ownerId,
     ]);
     await h.t.owner.query('insert into verified_domains (domain, org_id) values ($1, $2)', [domain, acme]);
     connection = await connect(acme, 'palisade', SECRET, { jitRole: 'member' });

@@ -73,9 +73,9 @@ describe.each(ENGINES)('SAML connection test runs on %s', (engine) => {
     h = await createTestApp(engine);
     acme = h.orgId('acme');
     domain = `saml-test-${newId().slice(0, 8)}.example`;
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]);
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     await h.t.owner.query('insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at) values ($1, $2, $3, $4, $5, now(), now())', [
-      acme, newId(), domain, 'palisade-verification=test', ownerRow?.id,
+      acme, newId(), domain, 'palisade-verification=test', ownerId,
     ]);
     await h.t.owner.query('insert into verified_domains (domain, org_id) values ($1, $2)', [domain, acme]);
     owner = await h.cookieFor(h.user('acme', 'owner').email);

@@ -54,10 +54,10 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     h = await createTestApp(engine, { config: { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
     acme = h.orgId('acme');
     domain = `sso-test-${newId().slice(0, 8)}.example`;
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]);
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     await h.t.owner.query('insert into verified_domains (domain, org_id) values ($1, $2)', [domain, acme]);
     await h.t.owner.query('insert into org_domains (org_id, id, domain, record_value, created_by, created_at, verified_at) values ($1, $2, $3, $4, $5, now(), now())', [
-      acme, newId(), domain, 'palisade-verification=test', ownerRow?.id,
+      acme, newId(), domain, 'palisade-verification=test', ownerId,
     ]);
     owner = await h.cookieFor(h.user('acme', 'owner').email);
     // Created and left disabled: an admin tests a connection before anyone can sign in with it.
@@ -100,7 +100,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
 
   it('names the account a linked identity or an existing verified address reaches, and refusals with their reason', async () => {
     const ownerEmail = h.user('acme', 'owner').email;
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [ownerEmail]);
+    const ownerId = await h.userId(ownerEmail);
     // An address outside the org's verified domains is refused, as the sign-in would refuse it.
     const outsider = person({ email: `someone@elsewhere-${newId().slice(0, 6)}.example` });
     const refusedRun = await run(owner, outsider);
@@ -112,10 +112,10 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     // An identity already linked signs in as its account.
     const linked = person();
     await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
-      acme, connection, idp.issuer, linked.sub, ownerRow?.id, ownerEmail,
+      acme, connection, idp.issuer, linked.sub, ownerId, '',
     ]);
     const signsIn = (await readTest(owner, (await run(owner, linked)).testId)).json<SsoTestView>();
-    expect(signsIn.signIn).toMatchObject({ outcome: 'signs_in', userId: ownerRow?.id });
+    expect(signsIn.signIn).toMatchObject({ outcome: 'signs_in', userId: ownerId });
   });
 
   it('shows the JIT membership a sign-in gives an existing account that is not a member yet, and none when JIT is off', async () => {
@@ -140,19 +140,19 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     // An account with a verified address in the org's domain, not a member of the org.
     const outsider = person();
     const outsiderId = newId();
-    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [outsiderId, outsider.email, 'Outsider']);
+    await h.insertUser({ id: outsiderId, email: outsider.email!, name: 'Outsider', verified: true });
     const before = await count('memberships');
     expect(await preview(withJit, outsider)).toMatchObject({ outcome: 'links_account', userId: outsiderId, role: 'viewer', detail: expect.stringContaining('not a member') });
     expect(await preview(withoutJit, outsider)).toMatchObject({ outcome: 'links_account', userId: outsiderId, role: null, detail: expect.stringContaining('no JIT role') });
     // Linked already but removed from the org since: the sign-in adds it back with the JIT role.
     await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
-      acme, withJit, idp.issuer, outsider.sub, outsiderId, outsider.email,
+      acme, withJit, idp.issuer, outsider.sub, outsiderId, '',
     ]);
     expect(await preview(withJit, outsider)).toMatchObject({ outcome: 'signs_in', userId: outsiderId, role: 'viewer', detail: expect.stringContaining('not a member') });
     // A member already: the sign-in changes no role, so none is shown.
     const insider = person();
     const insiderId = newId();
-    await h.t.owner.query('insert into users (id, email, name, email_verified_at) values ($1, $2, $3, now())', [insiderId, insider.email, 'Insider']);
+    await h.insertUser({ id: insiderId, email: insider.email!, name: 'Insider', verified: true });
     await h.t.owner.query('insert into memberships (org_id, user_id, role, restricted) values ($1, $2, $3, false)', [acme, insiderId, 'member']);
     const member = await preview(withJit, insider);
     expect(member).toMatchObject({ outcome: 'links_account', userId: insiderId, role: null });
@@ -243,7 +243,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
   it('links a signed-in member to an IdP identity whose address differs, and that identity then signs them in', async () => {
     await enable();
     const memberEmail = h.user('acme', 'member').email;
-    const [memberRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [memberEmail]);
+    const memberId = await h.userId(memberEmail);
     const cookie = await h.cookieFor(memberEmail);
     // Not in a verified domain, not even verified by the IdP: the session proves the account.
     const personal = person({ email: `ada.personal@elsewhere-${newId().slice(0, 6)}.example`, email_verified: false });
@@ -251,8 +251,8 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     expect(back.statusCode, back.body).toBe(302);
     expect(back.headers.location).toBe('/account?sso_linked=1');
     expect(sessionFrom(back)).toBeFalsy();
-    expect(await linkedTo(personal.sub)).toEqual([memberRow?.id]);
-    const [event] = await auditSelect<{ details: { via: string } }>(h, ['details'], `where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1`, [memberRow?.id]);
+    expect(await linkedTo(personal.sub)).toEqual([memberId]);
+    const [event] = await auditSelect<{ details: { via: string } }>(h, ['details'], `where action = 'sso.identity_linked' and target_id = $1 order by seq desc limit 1`, [memberId]);
     expect(event?.details.via).toBe('session');
 
     const signIn = await call(h, 'GET', `/api/auth/sso/start?org=${acme}&connection=${connection}`);
@@ -261,7 +261,7 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
     const res = await call(h, 'GET', `${url.pathname}${url.search}`, { cookie: `${FLOW}=${flowOf(signIn)}` });
     expect(res.statusCode, res.body).toBe(302);
     const me = await call(h, 'GET', '/api/me', { cookie: sessionFrom(res) as string });
-    expect(me.json<{ user: { id: string } }>().user.id).toBe(memberRow?.id);
+    expect(me.json<{ user: { id: string } }>().user.id).toBe(memberId);
   });
 
   it('refuses a link whose session ended before the IdP answered, and an identity already linked to someone else', async () => {
@@ -279,14 +279,14 @@ describe.each(ENGINES)('SSO test runs and links on %s', (engine) => {
 
     // The admin's identity at this IdP cannot be taken over by linking it from another account.
     const ownerIdentity = person();
-    const [ownerRow] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'admin').email]);
+    const ownerId = await h.userId(h.user('acme', 'admin').email);
     await h.t.owner.query('insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, $3, $4, $5, $6, now())', [
-      acme, connection, idp.issuer, ownerIdentity.sub, ownerRow?.id, ownerIdentity.email,
+      acme, connection, idp.issuer, ownerIdentity.sub, ownerId, '',
     ]);
     const taken = await link(await h.cookieFor(viewerEmail), ownerIdentity);
     expect(taken.statusCode, taken.body).toBe(401);
     expect(taken.json<Problem>().detail).toContain('linked to another account');
-    expect(await linkedTo(ownerIdentity.sub)).toEqual([ownerRow?.id]);
+    expect(await linkedTo(ownerIdentity.sub)).toEqual([ownerId]);
   });
 
   it('needs a fresh proof of identity to start a link, and membership of the org', async () => {

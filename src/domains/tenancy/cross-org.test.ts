@@ -28,10 +28,9 @@ describe.each(ENGINES)('objects of another org on %s', (engine) => {
     const inv = await call(gOwner, 'POST', `/api/orgs/${globex}/invitations`, { email: 'someone@example.test', role: 'viewer' });
     const project = h.demo.orgs[1]?.projects[0]?.id ?? '';
     const asset = await call(gOwner, 'POST', `/api/orgs/${globex}/projects/${project}/assets`, { name: 'globex-asset', kind: 'host' });
-    const member = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('globex', 'member').email]);
     g = {
       project,
-      userId: member[0]?.id ?? '',
+      userId: await h.userId(h.user('globex', 'member').email),
       roleId: role.json<{ id: string }>().id,
       invitationId: inv.json<{ invitation: { id: string } }>().invitation.id,
       asset: asset.json<{ id: string }>().id,
@@ -41,7 +40,7 @@ describe.each(ENGINES)('objects of another org on %s', (engine) => {
   afterAll(async () => h?.close());
 
   it('globex ids under acme URLs are 404 for acme\u2019s owner, and nothing changes', async () => {
-    const acmeMember = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'member').email]))[0]?.id;
+    const acmeMember = await h.userId(h.user('acme', 'member').email);
     const attempts: [Method, string, object | undefined][] = [
       ['GET', `/projects/${g.project}`, undefined],
       ['PATCH', `/projects/${g.project}`, { name: 'pwned' }],
@@ -101,7 +100,7 @@ describe.each(ENGINES)('objects of another org on %s', (engine) => {
     }
     const after = await h.t.owner.query<{ n: number }>("select count(*)::int as n from audit_events where org_id = $1 and action = 'authz.denied'", [globex]);
     expect(after).toEqual(before);
-    const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id;
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     const probes = await auditSelect<{ details: { reason: string; route: string } }>(h, ['details'], `where org_id = $1 and actor_id = $2 and action = 'authz.denied' order by seq`, [SYSTEM_ORG_ID, ownerId]);
     expect(probes.map((p) => p.details.reason)).toEqual(Array(attempts.length).fill('not_member'));
     expect(probes[3]?.details.route).toBe('POST /api/orgs/:orgId/projects');

@@ -84,7 +84,7 @@ describe.each(ENGINES)('org deletion and crypto-shredding on %s', (engine) => {
     // Nobody joins it meanwhile: an invitation sent before is refused (the database refuses the membership).
     const join = await (await signedIn(h, invited.email)).call('POST', '/api/invitations/accept', { token: inv.json<{ token: string }>().token });
     expect(join.statusCode, join.body).toBe(409);
-    expect(await h.t.owner.query('select 1 from memberships m join users u on u.id = m.user_id where m.org_id = $1 and u.email = $2', [acme, invited.email])).toEqual([]);
+    expect(await h.t.owner.query('select 1 from memberships m where m.org_id = $1 and m.user_id = $2', [acme, await h.userId(invited.email)])).toEqual([]);
     // Restore is the owner's too.
     expect((await (await signedIn(h, h.user('acme', 'admin').email)).call('POST', url('/restore'))).statusCode).toBe(403);
 
@@ -129,7 +129,7 @@ describe.each(ENGINES)('org deletion and crypto-shredding on %s', (engine) => {
     const inbound = () => h.built.app.inject({ method: 'POST', url: `/api/inbound/${acme}/${inboundId}`, headers: { 'content-type': 'application/json' }, payload: '{}' });
     expect((await inbound()).statusCode).toBe(400);
     await expect(h.built.services.vault.use(acme, 'psa', { by: 'sync' }, (v) => Promise.resolve(v))).rejects.toMatchObject({ code: 'not_found' });
-    const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id ?? '';
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     await expect(h.t.db.withTenant({ orgId: acme }, (tx) => exec(tx, sql`insert into api_keys (org_id, id, kind, name, token_hash, prefix, last_four, permissions, created_by, creator_joined_at, created_at)
       select ${acme}, ${newId()}, 'secret', 'late', ${newId()}, 'pal_sk_', 'late', '{org:read}', user_id, created_at, now() from memberships where org_id = ${acme} and user_id = ${ownerId}`))).rejects.toMatchObject({ code: '55000' });
     await h.t.db.withTenant({ orgId: acme }, (tx) => exec(tx, sql`insert into memberships (org_id, user_id, role) values (${acme}, ${ownerId}, 'member') on conflict do nothing`));

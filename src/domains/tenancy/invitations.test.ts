@@ -177,7 +177,7 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
       payload: { email, password: 'Link-holder-passphrase-2026', name: 'Link holder' },
     });
     expect(reg.statusCode).toBe(202);
-    const [{ id: userId } = { id: '' }] = await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]);
+    const userId = await h.userId(email);
     // A session issued behind the login's back (an unverified account gets none from it).
     const res = await accept(await as(email), inv.token);
     expect(res.statusCode).toBe(403);

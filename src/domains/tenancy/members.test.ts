@@ -18,7 +18,7 @@ describe.each(ENGINES)('members and role changes on %s', (engine) => {
   async function newUser(orgId?: string, role?: string): Promise<{ id: string; email: string }> {
     const id = newId();
     const email = uniqueEmail('user');
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Test user']);
+    await h.insertUser({ id, email, name: 'Test user' });
     if (orgId && role) await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [orgId, id, role]);
     return { id, email };
   }
@@ -48,7 +48,7 @@ describe.each(ENGINES)('members and role changes on %s', (engine) => {
   it('an admin cannot make anyone owner, change an owner, or grant a custom role above their own', async () => {
     const admin = await as(h.user('acme', 'admin').email);
     const target = await newUser(acme, 'member');
-    const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id;
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
 
     const toOwner = await admin.call('PATCH', `/api/orgs/${acme}/members/${target.id}`, { role: 'owner' });
     expect(toOwner.statusCode).toBe(403);
@@ -174,11 +174,11 @@ describe.each(ENGINES)('members and role changes on %s', (engine) => {
   });
 
   it('an admin cannot remove an owner; a member cannot remove anyone', async () => {
-    const ownerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'owner').email]))[0]?.id ?? '';
+    const ownerId = await h.userId(h.user('acme', 'owner').email);
     const res = await (await as(h.user('acme', 'admin').email)).call('DELETE', `/api/orgs/${acme}/members/${ownerId}`);
     expect(res.statusCode).toBe(403);
     expect(res.json()).toMatchObject({ code: 'privilege_escalation' });
-    const viewerId = (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [h.user('acme', 'viewer').email]))[0]?.id ?? '';
+    const viewerId = await h.userId(h.user('acme', 'viewer').email);
     const byMember = await (await as(h.user('acme', 'member').email)).call('DELETE', `/api/orgs/${acme}/members/${viewerId}`);
     expect(byMember.statusCode).toBe(403);
     expect(byMember.json()).toMatchObject({ code: 'forbidden' });

@@ -23,14 +23,14 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
   const as = async (email: string) => client(h, await h.cookieFor(email));
   const url = (path: string) => `/api/orgs/${acme}${path}`;
   const userIdOf = async (email: string) =>
-    (await h.t.owner.query<{ id: string }>('select id from users where email = $1', [email]))[0]?.id ?? '';
+    (await h.userId(email));
 
   /** What an org-scoped request of a restricted member looks like once the pipeline resolved it. */
   function restrictedCtx(userId: string, projectIds: string[]): RequestContext {
     const now = h.clock.now();
     return {
       requestId: 'test', ip: '127.0.0.1', userAgent: 'vitest', audited: [],
-      actor: { type: 'user', userId, email: 'restricted-member@acme.test', session: { id: newId(), createdAt: now, lastSeenAt: now } },
+      actor: { type: 'user', userId, session: { id: newId(), createdAt: now, lastSeenAt: now } },
       org: { orgId: acme, role: 'member', roleLabel: 'member', permissions: PermissionSet.of(BUILTIN_ROLE_PERMISSIONS.member), projectIds },
     };
   }
@@ -120,7 +120,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
   it('assigning and unassigning a project takes effect on the next request', async () => {
     const id = newId();
     const email = `assign-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Assignee']);
+    await h.insertUser({ id, email, name: 'Assignee' });
     await h.t.owner.query("insert into memberships (org_id, user_id, role, restricted) values ($1, $2, 'member', true)", [acme, id]);
     const me = await as(email);
     const admin = await as(h.user('acme', 'admin').email);
@@ -169,7 +169,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
   it('a restricted admin cannot widen anyone\u2019s scope', async () => {
     const id = newId();
     const email = `radmin-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Restricted admin']);
+    await h.insertUser({ id, email, name: 'Restricted admin' });
     await h.t.owner.query("insert into memberships (org_id, user_id, role, restricted) values ($1, $2, 'admin', true)", [acme, id]);
     await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, production, id]);
     const me = await as(email);
@@ -183,7 +183,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     await refused(me.call('PATCH', url(`/members/${id}`), { role: 'admin', restricted: false }), 'lift own restriction');
     await refused(me.call('PATCH', url(`/members/${id}`), { role: 'viewer', restricted: false }), 'unrestricted viewer');
     const other = newId();
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [other, `other-${other.slice(0, 8)}@example.test`, 'Other']);
+    await h.insertUser({ id: other, email: `other-${other.slice(0, 8)}@example.test`, name: 'Other' });
     await h.t.owner.query("insert into memberships (org_id, user_id, role, restricted) values ($1, $2, 'viewer', true)", [acme, other]);
     await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, staging, other]);
     await refused(me.call('PATCH', url(`/members/${other}`), { role: 'viewer', restricted: false }), 'unrestrict another');
@@ -218,7 +218,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
   async function seedMember(m: { role: string; customRoleId?: string; restricted: boolean; projects: string[] }): Promise<{ id: string; email: string }> {
     const id = newId();
     const email = `scope-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Scope test']);
+    await h.insertUser({ id, email, name: 'Scope test' });
     await h.t.owner.query('insert into memberships (org_id, user_id, role, custom_role_id, restricted) values ($1, $2, $3, $4, $5)',
       [acme, id, m.role, m.customRoleId ?? null, m.restricted]);
     for (const p of m.projects) await h.t.owner.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, p, id]);

@@ -29,7 +29,7 @@ describe.each(ENGINES)('custom roles on %s', (engine) => {
   async function newMember(role: string): Promise<{ id: string; email: string }> {
     const id = newId();
     const email = `roles-${id.slice(0, 8)}@example.test`;
-    await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3)', [id, email, 'Role holder']);
+    await h.insertUser({ id, email, name: 'Role holder' });
     await h.t.owner.query('insert into memberships (org_id, user_id, role) values ($1, $2, $3)', [acme, id, role]);
     return { id, email };
   }

@@ -22,8 +22,7 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
   /** A demo login with its user id. */
   async function who(org: string, role: Parameters<TestApp['user']>[1]) {
     const u = h.user(org, role);
-    const [r] = await h.t.owner.query<{ id: string }>('select id from users where lower(email) = lower($1)', [u.email]);
-    return { ...u, id: r?.id ?? '' };
+    return { ...u, id: await h.userId(u.email) };
   }
 
   /**
