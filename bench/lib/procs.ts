@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { serverPrefix } from './cpu.js';
 
 export interface Server {
   name: string;
@@ -8,11 +9,15 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** Each contender runs in its own Node process (tsx loader), so that none shares the load generator's thread. */
+/**
+ * Each contender runs in its own Node process (tsx loader), pinned to the servers' CPU (cpu.ts;
+ * taskset execs node, so the pid is the server's), apart from the load generator's.
+ */
 export function startServer(name: string, script: string, port: number, env: Record<string, string>, nodeArgs: string[] = []): Promise<Server> {
   const readyLine = 'ready';
   const file = fileURLToPath(new URL(`../servers/${script}`, import.meta.url));
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file], {
+  const command = [...serverPrefix(), process.execPath, ...nodeArgs, '--import', 'tsx', file];
+  const proc = spawn(command[0] as string, command.slice(1), {
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
