@@ -43,9 +43,9 @@ export function processCpuSeconds(pid: number): number | null {
   }
 }
 
-/** CPU seconds used by every PostgreSQL process of this machine (postmaster, backends, workers). */
-export function postgresCpuSeconds(): number {
-  let total = 0;
+/** CPU seconds of every PostgreSQL process of this machine (postmaster, backends, workers), by pid. */
+export function postgresCpu(): Map<number, number> {
+  const out = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -53,8 +53,21 @@ export function postgresCpuSeconds(): number {
     } catch {
       continue;
     }
-    total += processCpuSeconds(Number(entry)) ?? 0;
+    const pid = Number(entry);
+    const used = processCpuSeconds(pid);
+    if (used !== null) out.set(pid, used);
   }
+  return out;
+}
+
+/**
+ * What PostgreSQL used between two readings: each process's growth, a new one's whole time. A
+ * backend that exited in between (an idle pool connection closed) takes its last slice with it:
+ * the figure is a floor.
+ */
+export function postgresDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, used] of after) total += used - (before.get(pid) ?? 0);
   return total;
 }
 
@@ -74,12 +87,12 @@ export interface CpuUse {
 
 /** Measures the CPU each party uses while `work` runs. */
 export async function measureCpu<T>(serverPid: number, work: () => Promise<T>): Promise<{ result: T; cpu: CpuUse }> {
-  const before = { server: processCpuSeconds(serverPid) ?? 0, generator: generatorCpuSeconds(), postgres: postgresCpuSeconds(), at: performance.now() };
+  const before = { server: processCpuSeconds(serverPid) ?? 0, generator: generatorCpuSeconds(), postgres: postgresCpu(), at: performance.now() };
   const result = await work();
   const cpu: CpuUse = {
     server: (processCpuSeconds(serverPid) ?? before.server) - before.server,
     generator: generatorCpuSeconds() - before.generator,
-    postgres: postgresCpuSeconds() - before.postgres,
+    postgres: postgresDelta(before.postgres, postgresCpu()),
     wallSeconds: (performance.now() - before.at) / 1000,
   };
   return { result, cpu };
