@@ -22,6 +22,22 @@ interface Me {
   user: { id: string; email: string };
 }
 
+/** The identities of a subject, with the address the provider asserted opened as the app opens it (sealed at rest: the clear column stays empty). */
+async function identitiesOf(h: TestApp, provider: string, subject: string): Promise<{ user_id: string; email: string }[]> {
+  const found = await h.t.owner.query<{ id: string; user_id: string; email: string; email_sealed: string }>(
+    'select id, user_id, email, email_sealed from social_identities where provider = $1 and subject = $2', [provider, subject]);
+  return h.t.db.withSystem('test: open identities', async (tx) => {
+    const open = h.built.services.sealer.opener(tx);
+    const out: { user_id: string; email: string }[] = [];
+    for (const r of found) {
+      const email = await open(socialIdentityEmailRef(r.id), r.email_sealed);
+      expect([r.email, r.email_sealed.includes(email)]).toEqual(['', false]);
+      out.push({ user_id: r.user_id, email });
+    }
+    return out;
+  });
+}
+
 /**
  * Social sign-in against real protocol peers on loopback: oidc-provider as Google (the preset,
  * its issuer overridden) and as a generic OIDC provider (Microsoft personal accounts), and a
@@ -85,21 +101,7 @@ describe.each(ENGINES)('social sign-in on %s', (engine) => {
     expect(sessionFrom(res)).toBeFalsy();
     return res.json<Problem>().detail ?? '';
   };
-  /** The identities of a subject, with the address the provider asserted opened as the app opens it (sealed at rest: the clear column stays empty). */
-  const identities = async (provider: string, subject: string) => {
-    const found = await h.t.owner.query<{ id: string; user_id: string; email: string; email_sealed: string }>(
-      'select id, user_id, email, email_sealed from social_identities where provider = $1 and subject = $2', [provider, subject]);
-    return h.t.db.withSystem('test: open identities', async (tx) => {
-      const open = h.built.services.sealer.opener(tx);
-      const out: { user_id: string; email: string }[] = [];
-      for (const r of found) {
-        const email = await open(socialIdentityEmailRef(r.id), r.email_sealed);
-        expect([r.email, r.email_sealed.includes(email)]).toEqual(['', false]);
-        out.push({ user_id: r.user_id, email });
-      }
-      return out;
-    });
-  };
+  const identities = (provider: string, subject: string) => identitiesOf(h, provider, subject);
 
   beforeAll(async () => {
     google = await startOidcProvider({

@@ -8,6 +8,7 @@ import { enrollTotp, nextCode, verifyMfa } from '../../../test/support/mfa.js';
 import { forgedCopy, rsaSigningKey, signInAtIdp, unsignedCopy, startOidcProvider, type IdpAccount, type LoopbackIdp } from '../../../test/support/oidc.js';
 import { passwordUser } from '../../../test/support/users.js';
 import { createFlowSealer, type FlowState } from './flow-state.js';
+import { personColumns } from '../identity/people.js';
 import { auditSelect } from '../../../test/support/evidence.js';
 
 const SECRET = 'canary-sso-client-secret-91c2e7';
@@ -50,6 +51,13 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     const a = { sub, email: `${sub.slice(4, 16)}@${domain}`, email_verified: true, name: 'Ada SSO', ...over };
     accounts.set(sub, a);
     return a;
+  };
+  /** Moves an account to another address, sealed and indexed as the app writes one (migration 039). */
+  const setEmail = async (userId: string, email: string) => {
+    const name = (await h.person(userId))?.name ?? '';
+    const c = await h.t.db.withSystem('test: change an address', (tx) => personColumns(h.built.services.sealer, tx, userId, { email, name }));
+    await h.t.owner.query('update users set email_sealed = $1, name_sealed = $2, email_index = $3, email_domain_index = $4 where id = $5',
+      [c.email_sealed, c.name_sealed, c.email_index, c.email_domain_index, userId]);
   };
   const start = (query: string) => call(h, 'GET', `/api/auth/sso/start?${query}`);
   const flowOf = (res: LightMyRequestResponse) => res.cookies.find((c) => c.name === FLOW)?.value;
@@ -149,13 +157,14 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
   it('links an existing verified account in the domain, never an unverified one', async () => {
     const existing = await passwordUser(h);
     const email = `existing-${newId().slice(0, 6)}@${domain}`;
-    await h.t.owner.query('update users set email = $1 where id = $2', [email, existing.id]);
+    await setEmail(existing.id, email);
     expect((await me(await signIn(person({ email })))).user.id).toBe(existing.id);
 
     // Registered by someone (perhaps not the mailbox's holder) and never verified: not linked.
     const unverified = await passwordUser(h);
     const email2 = `unverified-${newId().slice(0, 6)}@${domain}`;
-    await h.t.owner.query('update users set email = $1, email_verified_at = null where id = $2', [email2, unverified.id]);
+    await setEmail(unverified.id, email2);
+    await h.t.owner.query('update users set email_verified_at = null where id = $1', [unverified.id]);
     const sub = person({ email: email2 });
     expect(refused(await signIn(sub))).toContain('not verified');
     expect(await identities(sub.sub)).toEqual([]);
@@ -169,7 +178,7 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
     // Another org's IdP asserting an address in acme's verified domain.
     const inAcme = `target-${newId().slice(0, 6)}@${domain}`;
     const target = await passwordUser(h, acme);
-    await h.t.owner.query('update users set email = $1 where id = $2', [inAcme, target.id]);
+    await setEmail(target.id, inAcme);
     expect(refused(await signIn(person({ email: inAcme }), `org=${globex}&connection=${globexConnection}`))).toContain('not in a domain');
     // Not verified at the IdP, or no verification claim at all.
     expect(refused(await signIn(person({ email: inAcme, email_verified: false })))).toContain('verified email');
@@ -251,7 +260,7 @@ describe.each(ENGINES)('OIDC single sign-on on %s', (engine) => {
   it('asks an account with a second factor for it after the IdP, through a one-minute handover code', async () => {
     const user = await passwordUser(h, acme);
     const email = `mfa-${newId().slice(0, 6)}@${domain}`;
-    await h.t.owner.query('update users set email = $1 where id = $2', [email, user.id]);
+    await setEmail(user.id, email);
     const totp = await enrollTotp(h, { ...user, email });
     const atIdpAs = person({ email });
     const res = await signIn(atIdpAs, `email=${encodeURIComponent(email)}&returnTo=${encodeURIComponent('/console?tab=1')}`);
