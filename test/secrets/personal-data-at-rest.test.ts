@@ -47,9 +47,12 @@ describe.each(ENGINES)('personal data at rest on %s', (engine) => {
       'Verify your email address for Palisade', 'Verify your email address for Palisade', 'Reset your Palisade password', 'Your Palisade sign-in link',
     ]);
 
-    // Invitations: one to a stranger, one to this person, who accepts (the address must match).
+    // Invitations: one to a stranger, one to this person, who accepts (the address must match),
+    // with a webhook endpoint subscribed to every event (its payloads are stored).
     const acme = h.orgId('acme');
     const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const hook = await post(`/api/orgs/${acme}/webhooks`, { url: 'https://hooks.example.com/in', events: ['*'] }, owner);
+    expect(hook.statusCode, hook.body).toBe(201);
     expect((await post(`/api/orgs/${acme}/invitations`, { email: invitee, role: 'viewer' }, owner)).statusCode).toBe(201);
     const invited = await post(`/api/orgs/${acme}/invitations`, { email: email.toUpperCase(), role: 'viewer' }, owner);
     expect(invited.statusCode, invited.body).toBe(201);
@@ -64,6 +67,7 @@ describe.each(ENGINES)('personal data at rest on %s', (engine) => {
 
     // What a copy of the database, without the keys, shows (the scan itself finds what is in clear).
     expect(await tablesHolding(h, 'Acme Corp')).toContain('organizations');
+    expect(await tablesHolding(h, 'invitation.created')).toContain('webhook_deliveries');
     for (const value of [email, name, invitee, ip, userAgent, h.user('acme', 'owner').email, 'acme owner']) {
       expect({ value, tables: await tablesHolding(h, value) }).toEqual({ value, tables: [] });
     }

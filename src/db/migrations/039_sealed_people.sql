@@ -107,10 +107,34 @@ end $$;
 -- org / sso_identities / email_sealed / id), social identities, which belong to no org, under the
 -- 'users' scope. Each row gets an id for its AAD and for the data-key rotation's walk. What was
 -- kept in clear is dropped, not sealed (SQL cannot): the next sign-in through the identity
--- stores it again.
+-- stores it again. FORCE is lifted for that one statement: the migrating owner may not bypass
+-- row-level security (a managed database's usually does not), and with no org bound the tenant
+-- policy would match no row and leave every address in place (review of 039, finding 1).
 alter table sso_identities add column id uuid not null default gen_random_uuid(), add column email_sealed text;
 create unique index sso_identities_id_key on sso_identities (org_id, id);
+alter table sso_identities no force row level security;
 update sso_identities set email = '';
+alter table sso_identities force row level security;
 alter table social_identities add column id uuid not null default gen_random_uuid(), add column email_sealed text;
 create unique index social_identities_id_key on social_identities (id);
 update social_identities set email = '';
+
+-- A message that reached its end (sent, or failed for good) keeps its status and times, not its
+-- recipient or body: a copy of the database must not list which mails an account received and
+-- when, nor tie two orgs' invitations to one person by their shared index (review of 039,
+-- finding 4). The runtime role may empty those three columns then, and change them in no other
+-- way (it still cannot redirect a queued mail).
+grant update (to_sealed, to_index, body_sealed) on mail_outbox to {{runtime_role}};
+create function palisade_admin.mail_outbox_forget_only() returns trigger
+language plpgsql set search_path = pg_catalog as $$
+begin
+  -- (A null recipient is a message queued before this migration, which its keyed step seals.)
+  if old.to_sealed is not null
+     and (new.to_sealed, new.to_index, new.body_sealed) is distinct from (old.to_sealed, old.to_index, old.body_sealed)
+     and (new.status not in ('sent', 'failed') or new.to_sealed <> '' or new.to_index <> '' or new.body_sealed <> '') then
+    raise exception 'a queued mail''s recipient and body only go, once it is sent or failed' using errcode = 'insufficient_privilege';
+  end if;
+  return new;
+end $$;
+revoke all on function palisade_admin.mail_outbox_forget_only() from public;
+create trigger mail_outbox_forget_only before update on mail_outbox for each row execute function palisade_admin.mail_outbox_forget_only();

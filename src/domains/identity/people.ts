@@ -37,11 +37,15 @@ export const socialIdentityEmailRef = (linkId: string): FieldRef => ({ scope: PE
 /** The columns of `users` that hold a person, for an insert or an update of their address. */
 export async function personColumns(sealer: Sealer, tx: Tx, userId: string, person: Person) {
   const domain = emailDomain(person.email);
+  // The blind-index key first, then the scope's: every path that makes a first key takes them in
+  // this order (a lookup, then an insert; the outbox likewise), so two first uses cannot deadlock.
+  const email_index = await sealer.emailIndex(tx, person.email);
+  const email_domain_index = domain ? await sealer.domainIndex(tx, domain) : null;
   return {
     email_sealed: await sealer.seal(tx, ref(userId, 'email_sealed'), person.email),
     name_sealed: await sealer.seal(tx, ref(userId, 'name_sealed'), person.name),
-    email_index: await sealer.emailIndex(tx, person.email),
-    email_domain_index: domain ? await sealer.domainIndex(tx, domain) : null,
+    email_index,
+    email_domain_index,
   };
 }
 

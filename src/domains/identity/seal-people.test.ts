@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, testConfig, type TestApp } from '../../../test/support/app.js';
-import { ENGINES } from '../../../test/support/db.js';
+import { ENGINES, PG_ADMIN_URL } from '../../../test/support/db.js';
 import { newId } from '../../crypto/index.js';
-import { migrate } from '../../db/migrate.js';
+import pg from 'pg';
+import { listMigrations, migrate } from '../../db/migrate.js';
+import { pgOwner } from '../../db/open.js';
 import { outboxRef } from '../mail/index.js';
 import { migrationSteps } from '../../main.js';
 import { SEALED_PEOPLE_MIGRATION } from './seal-people.js';
@@ -33,6 +35,8 @@ describe.each(ENGINES)('upgrading to migration 039 on %s', (engine) => {
       alter table mail_outbox drop column to_sealed, drop column to_index;
       alter table sso_identities drop column id, drop column email_sealed;
       alter table social_identities drop column id, drop column email_sealed;
+      drop trigger mail_outbox_forget_only on mail_outbox;
+      drop function palisade_admin.mail_outbox_forget_only();
       delete from public.schema_migrations where version = '${SEALED_PEOPLE_MIGRATION}'`);
     for (const p of values) {
       await h.t.owner.query('insert into users (id, email, name) values ($1, $2, $3) on conflict (id) do update set email = excluded.email, name = excluded.name', [p.id, p.email, p.name]);
@@ -84,5 +88,81 @@ describe.each(ENGINES)('upgrading to migration 039 on %s', (engine) => {
     await h.login(h.user('acme', 'admin'));
     const queued = await h.t.db.withSystem('test: read the outbox', (tx) => h.built.services.mail.read(tx, people[0]?.email));
     expect(queued.find((m) => m.subject === 'old mail')).toEqual({ to: people[0]?.email, subject: 'old mail', body: 'queued before 039' });
+  });
+});
+
+/**
+ * A managed database's migrator owns the tables but does not bypass row-level security, which is
+ * forced on tenant tables: 039 must still reach every org's rows (review of 039, findings 1 and 2).
+ */
+describe('migration 039 applied by an owner without BYPASSRLS on postgres', () => {
+  const suffix = newId().slice(0, 8);
+  const dbName = `p39_${suffix}`;
+  const ownerRole = `p39_owner_${suffix}`;
+  const runtimeRole = `p39_rt_${suffix}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  let owner: ReturnType<typeof pgOwner>;
+
+  beforeAll(async () => {
+    await admin.connect();
+    await admin.query(`create role ${ownerRole} login nosuperuser nobypassrls createrole password 'p39'`);
+    await admin.query(`create database ${dbName} owner ${ownerRole}`);
+    const url = new URL(PG_ADMIN_URL);
+    url.username = ownerRole;
+    url.password = 'p39';
+    url.pathname = `/${dbName}`;
+    owner = pgOwner(url.toString());
+  });
+  afterAll(async () => {
+    await owner?.close();
+    await admin.query(`drop database if exists ${dbName} with (force)`);
+    await admin.query(`drop role if exists ${runtimeRole}`);
+    await admin.query(`drop role if exists ${ownerRole}`);
+    await admin.end();
+  });
+
+  it('blanks every linked identity\u2019s clear address and seals invitations made before 037', async () => {
+    // 001..038 as the owner applies them, then the rows a pre-039 deployment holds, written by the
+    // owner with RLS lifted as an operator would restore them.
+    await owner.script(`create role ${runtimeRole} nologin nosuperuser nobypassrls noinherit`);
+    await owner.script('create table public.schema_migrations (version text primary key, applied_at timestamptz not null default now())');
+    for (const m of listMigrations()) {
+      if (m.version >= SEALED_PEOPLE_MIGRATION) break;
+      await owner.transaction(async (tx) => {
+        await tx.script(m.text.replaceAll('{{runtime_role}}', runtimeRole));
+        await tx.query('insert into public.schema_migrations (version) values ($1)', [m.version]);
+      });
+    }
+    const [user, org, conn, inv] = [newId(), newId(), newId(), newId()];
+    await owner.transaction(async (tx) => {
+      await tx.script('set local row_security = off; alter table organizations no force row level security; alter table sso_connections no force row level security; alter table sso_identities no force row level security; alter table invitations no force row level security');
+      await tx.query(`insert into users (id, email, name) values ($1, 'alice@p39.example', 'Alice P')`, [user]);
+      await tx.query(`insert into organizations (org_id, slug, name) values ($1, $2, 'P39')`, [org, `p39-${suffix}`]);
+      await tx.query(`insert into sso_connections (org_id, id, kind, name, settings, created_by, created_at, updated_at) values ($1, $2, 'oidc', 'idp', '{}', $3, now(), now())`, [org, conn, user]);
+      await tx.query(`insert into sso_identities (org_id, connection_id, issuer, subject, user_id, email, linked_at) values ($1, $2, 'https://idp.p39.example', 'sub-1', $3, 'alice.private@idp.p39.example', now())`, [org, conn, user]);
+      await tx.query(`insert into invitations (org_id, id, email, role, token_hash, invited_by, expires_at) values ($1, $2, 'bob.invited@p39.example', 'viewer', $3, $4, now() + interval '1 day')`, [org, inv, `h-${suffix}`, user]);
+      await tx.script('alter table organizations force row level security; alter table sso_connections force row level security; alter table sso_identities force row level security; alter table invitations force row level security');
+    });
+
+    await migrate(owner, { runtimeRole, runtimePassword: null, login: false, keyedSteps: migrationSteps(testConfig()) });
+
+    const seen = await owner.transaction(async (tx) => {
+      await tx.script('alter table sso_identities no force row level security; alter table invitations no force row level security; alter table users no force row level security');
+      const out = {
+        identities: await tx.query<{ email: string }>('select email from sso_identities'),
+        invitations: await tx.query<{ email: string; email_sealed: string | null; email_index: string | null }>('select email, email_sealed, email_index from invitations'),
+        users: await tx.query('select * from users'),
+      };
+      throw Object.assign(new Error('rollback'), { out });
+    }).catch((e: { out?: unknown }) => e.out as {
+      identities: { email: string }[]; invitations: { email: string; email_sealed: string | null; email_index: string | null }[]; users: unknown[];
+    });
+    expect(seen.identities).toEqual([{ email: '' }]);
+    expect(seen.invitations).toEqual([{ email: '', email_sealed: expect.stringMatching(/^v1\./), email_index: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    expect(JSON.stringify(seen.users)).not.toContain('p39.example');
+    // FORCE is back where the migration lifted it (read outside the reading transaction above).
+    const forced = await owner.query<{ relname: string; f: boolean }>(
+      `select relname, relforcerowsecurity as f from pg_class where relname in ('sso_identities', 'invitations', 'org_keys') order by relname`);
+    expect(forced).toEqual([{ relname: 'invitations', f: true }, { relname: 'org_keys', f: true }, { relname: 'sso_identities', f: true }]);
   });
 });

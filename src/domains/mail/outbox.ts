@@ -40,9 +40,10 @@ export function createOutboxMail(
   return {
     async enqueue(tx, m) {
       const id = newId();
+      // The blind-index key before the outbox's (people.ts: one order of first keys, no deadlock).
+      const toIndex = await sealer.emailIndex(tx, m.to);
       const sealed = await sealer.seal(tx, outboxRef(id), m.body);
       const to = await sealer.seal(tx, recipientRef(id), m.to);
-      const toIndex = await sealer.emailIndex(tx, m.to);
       // Due at once, by the clock the worker reads: the request only writes; sending is the worker's.
       const due = opts.deliver ? opts.clock.now().toISOString() : null;
       await exec(
@@ -56,7 +57,8 @@ export function createOutboxMail(
         tx,
         to
           ? sql`select id, to_sealed, subject, body_sealed from mail_outbox where to_index = ${await sealer.emailIndex(tx, to)} order by created_at, id`
-          : sql`select id, to_sealed, subject, body_sealed from mail_outbox order by created_at, id`,
+          // A message that reached its end has no recipient or body left (worker.ts).
+          : sql`select id, to_sealed, subject, body_sealed from mail_outbox where body_sealed <> '' order by created_at, id`,
       );
       const open = sealer.opener(tx);
       const out: MailMessage[] = [];

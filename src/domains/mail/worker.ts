@@ -96,8 +96,10 @@ export function createMailWorker(deps: MailWorkerDeps) {
     await deps.db.withSystem('mail worker: record an attempt', (tx) =>
       exec(
         tx,
+        // At its end a message keeps its status and times, not its recipient or body (migration 039).
         sql`update mail_outbox set status = ${status}, next_attempt_at = ${next}::timestamptz, last_error = ${error},
               sent_at = ${error === null ? iso() : null}::timestamptz
+              ${status === 'pending' ? sql`` : sql`, to_sealed = '', to_index = '', body_sealed = ''`}
             where id = ${c.id} and status = 'pending' and next_attempt_at = ${lease}::timestamptz`,
       ),
     );

@@ -3,7 +3,7 @@ import { newId } from '../../crypto/index.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { canonicalEmail, emailDomain } from '../../kernel/domain-name.js';
 import { ALWAYS_RESTRICTED_ROLES } from '../../kernel/permissions.js';
-import { exec, one, writeUnlessTaken, type Tx } from '../../db/database.js';
+import { exec, one, rows, writeUnlessTaken, type Tx } from '../../db/database.js';
 import type { AuditWriter } from '../audit/index.js';
 import { insertUserSql, ssoIdentityEmailRef, userWithAnyEmail } from '../identity/people.js';
 import type { Sealer } from '../keys/sealer.js';
@@ -49,9 +49,13 @@ export async function decideAccount(sealer: Sealer, tx: Tx, c: AccountConnection
   if (owner?.org_id !== c.orgId) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
   const address = canonicalEmail(id.email);
   if (!address) return { kind: 'refused', reason: 'the email address is not in a domain this organization has verified' };
-  const existing = await one<{ id: string; email_verified_at: Date | null }>(
-    tx, sql`select id, email_verified_at from users where ${await userWithAnyEmail(sealer, tx, [id.email, address])}`,
+  const matches = await rows<{ id: string; email_verified_at: Date | null }>(
+    tx, sql`select id, email_verified_at from users where ${await userWithAnyEmail(sealer, tx, [id.email, address])} order by id`,
   );
+  // The IdP's spelling and the canonical one may reach two accounts made before addresses were
+  // canonical: neither is chosen (review of 039, finding 6).
+  if (matches.length > 1) return { kind: 'refused', reason: 'more than one account has this email address in some spelling: an operator must merge them' };
+  const existing = matches[0];
   if (existing) {
     // An unverified account may have been registered by someone else with this address
     // (pre-hijacking): it is not linked until its holder proves the mailbox.

@@ -105,7 +105,7 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     const session = await signedIn(h, member.email);
     expect((await session.call('GET', url('/projects'))).statusCode).toBe(200);
     const o = await owner();
-    // A webhook endpoint: the invitation's payload names the address.
+    // A webhook endpoint: payloads name the member by id (an invitation's address never reaches one).
     expect((await o.call('POST', url('/webhooks'), { url: 'https://hooks.example.com/in', events: ['*'] })).statusCode).toBe(201);
     const invited = await o.call('POST', url('/invitations'), { email: member.email.toUpperCase(), role: 'viewer' });
     expect(invited.statusCode, invited.body).toBe(201);

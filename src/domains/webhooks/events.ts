@@ -31,9 +31,21 @@ export function isWebhookEventType(action: string): action is WebhookEventType {
 }
 
 /**
+ * Detail keys that name a person (an invitation's address): kept in the trail, sealed, and never
+ * in a payload, which is stored in clear until delivered and kept afterwards (a receiver that
+ * needs the address reads the invitation through the API, with its permission checked then).
+ */
+const PERSONAL_DETAIL_KEYS: ReadonlySet<string> = new Set(['email']);
+
+function withoutPersonal(details: unknown): unknown {
+  if (typeof details !== 'object' || details === null || Array.isArray(details)) return details;
+  return Object.fromEntries(Object.entries(details).filter(([k]) => !PERSONAL_DETAIL_KEYS.has(k)));
+}
+
+/**
  * The body sent to endpoints (Standard Webhooks shape: type, timestamp, data). The client
- * address and user agent of the audit event stay in the trail: receivers need what happened,
- * not who browsed from where.
+ * address and user agent of the audit event stay in the trail, and so do the details that name a
+ * person: receivers need what happened, not who browsed from where.
  */
 export function payloadOf(event: AuditedEvent): string {
   return JSON.stringify({
@@ -44,7 +56,7 @@ export function payloadOf(event: AuditedEvent): string {
       orgId: event.org_id,
       actor: { type: event.actor_type, id: event.actor_id },
       target: event.target_type ? { type: event.target_type, id: event.target_id } : null,
-      details: event.details,
+      details: withoutPersonal(event.details),
     },
   });
 }
