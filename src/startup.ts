@@ -121,7 +121,11 @@ export async function startupCheck(
   const catalog = (await catalogProblems(db)).map((p) => `isolation check: ${p}`);
   const setting = config.kekProvider?.kind === 'pkcs11' ? 'PALISADE_PKCS11_KEYS' : config.kekProvider?.kind === 'file' ? 'PALISADE_KEK_DIR' : 'PALISADE_KEKS';
   const keys = await unknownKekProblems(owner, configuredKekIds(config), setting);
-  const demo = config.env === 'production' && keys.problems.length === 0 ? await demoAccountProblems(owner, keyring ?? keyringOf(config)) : [];
+  // The demo accounts are found by the blind index of their domains, under a key the missing KEK
+  // wraps: with a KEK missing, that check waits for the keys (and says so).
+  const demo = config.env !== 'production' ? []
+    : keys.problems.length === 0 ? await demoAccountProblems(owner, keyring ?? keyringOf(config))
+      : ['whether this database holds the demo accounts whose passwords development printed is checked once those KEKs are given (addresses are sealed): a development database is refused then; use a fresh PALISADE_DATA_DIR or database, never the development one'];
   return { problems: [...catalog, ...keys.problems, ...demo], warnings: keys.warnings };
 }
 

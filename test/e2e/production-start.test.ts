@@ -68,14 +68,14 @@ describe('a production start on the development data directory (new-user trial)'
   afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
   // new-user trial
-  // In full: production refuses to start, naming the missing KEK id and the demo accounts, and
-  // prints no demo login
-  it('production refuses to start, naming the missing KEK id and the demo accounts', async () => {
+  // In full: production refuses to start, naming the missing KEK id and saying the demo accounts
+  // are checked once the keys open (their addresses are sealed under them), and prints no demo login
+  it('production refuses to start, naming the missing KEK id and the demo accounts check it waits for', async () => {
     const r = await serveCapturing({ ...production, PALISADE_KEKS: K1 });
     await r.stop?.();
     expect(r.error?.message).toMatch(/^refusing to start:/);
     expect(r.error?.message).toContain('wrapped by KEK ids that PALISADE_KEKS lacks: dev (');
-    expect(r.error?.message).toContain('demo accounts');
+    expect(r.error?.message).toContain('holds the demo accounts whose passwords development printed is checked once those KEKs are given');
     expect(r.error?.message).toContain('fresh PALISADE_DATA_DIR or database');
     // Ids only: never a key.
     expect(r.error?.message).not.toContain(devKek);

@@ -117,7 +117,11 @@ const EXPECTED_COLUMNS = [
   // keys/data-key-rotation.ts re-seals an audit event's personal part (migration 034); a row
   // trigger refuses a change of any other column and a part given to an event that had none.
   { relname: 'audit_events', attname: 'personal_sealed', priv: 'UPDATE' },
-  ...['attempts', 'last_error', 'next_attempt_at', 'sent_at', 'status'].map((attname) => ({ relname: 'mail_outbox', attname, priv: 'UPDATE' })),
+  // mail/worker.ts records delivery, and a message that reached its end forgets its recipient and
+  // body (body_sealed, to_index, to_sealed: migration 039); the mail_outbox_forget_only trigger
+  // refuses any other change of those three.
+  ...['attempts', 'body_sealed', 'last_error', 'next_attempt_at', 'sent_at', 'status', 'to_index', 'to_sealed']
+    .map((attname) => ({ relname: 'mail_outbox', attname, priv: 'UPDATE' })),
   // keys/rotation.ts: a data key is retired, reactivated (rollback) and destroyed; the
   // org_keys_guard trigger (migration 028) refuses any other change of its material.
   ...['active', 'destroy_after', 'destroyed_at', 'kek_id', 'retired_at', 'wrapped'].map((attname) => ({ relname: 'org_keys', attname, priv: 'UPDATE' })),
@@ -208,6 +212,9 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
   // review R4 finding 3
   it('cannot delete its own organization, users or sessions, nor rewrite data keys or a queued mail', async () => {
     const own = { orgId: a.orgId, userId: a.ownerId, projectIds: null };
+    // A queued mail for the attacks on the outbox to reach (the trigger judges rows, not columns).
+    await t.owner.query(`insert into mail_outbox (id, to_sealed, to_index, subject, body_sealed, status, next_attempt_at)
+                         values (gen_random_uuid(), 'v1.sealed', 'index', 'queued', 'v1.body', 'pending', now())`);
     const attacks: [string, RawBuilder<unknown>][] = [
       ['delete the org', sql`delete from organizations where org_id = ${a.orgId}`],
       ['delete a user', sql`delete from users where id = ${a.ownerId}`],
@@ -223,6 +230,9 @@ describe.each(ENGINES)('the runtime role\'s privileges on %s', (engine) => {
       ['reseal a queued mail\'s recipient', sql`update mail_outbox set to_sealed = 'forged'`],
       ['re-index a queued mail\'s recipient', sql`update mail_outbox set to_index = 'forged'`],
       ['rewrite a queued mail', sql`update mail_outbox set subject = 'x', body_sealed = 'x'`],
+      ['rewrite a queued mail\'s body', sql`update mail_outbox set body_sealed = 'x'`],
+      ['drop a queued mail before it is sent', sql`update mail_outbox set to_sealed = '', to_index = '', body_sealed = ''`],
+      ['mark a mail sent and keep a forged recipient', sql`update mail_outbox set status = 'sent', to_sealed = 'forged'`],
       ['delete a queued mail', sql`delete from mail_outbox`],
     ];
     for (const [name, statement] of attacks) {
