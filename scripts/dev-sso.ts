@@ -18,7 +18,7 @@ import { startOidcProvider, type IdpAccount } from '../test/support/oidc.js';
 const IDP_PORT = Number(process.env.DEV_IDP_PORT ?? 4100);
 const GITHUB_PORT = Number(process.env.DEV_GITHUB_PORT ?? 4101);
 const DNS_PORT = Number(process.env.DEV_DNS_PORT ?? 5300);
-const ORIGIN = (process.env.PUBLIC_ORIGIN ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
+const ORIGIN = (process.env.PUBLIC_ORIGIN ?? 'http://localhost:3000').replace(/\/$/, '');
 const TXT_FILE = resolve(process.env.DEV_DNS_FILE ?? 'dev-dns.txt');
 const CLIENT_ID = 'palisade-dev';
 const CLIENT_SECRET = 'dev-client-secret-not-for-production';

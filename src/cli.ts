@@ -165,10 +165,15 @@ export async function runCli(argv: string[]): Promise<number> {
       });
     }
     case 'outbox': {
-      const to = flag([sub ?? '', ...rest], '--to');
+      const args = [sub, ...rest].filter((a): a is string => a !== undefined);
+      const to = flag(args, '--to');
+      if (args.length > 0 && (args.length !== 2 || args[0] !== '--to' || !to)) {
+        missing = 'outbox takes no argument, or --to EMAIL';
+        break;
+      }
       return withServices(config, { migrate: false }, async ({ mail }, db) => {
         const messages = await db.withSystem('operator reads the development outbox', (tx) => mail.read(tx, to));
-        if (messages.length === 0) process.stdout.write('(the outbox is empty)\n');
+        if (messages.length === 0) process.stdout.write(to ? `(no mail to ${to} in the outbox)\n` : '(the outbox is empty)\n');
         for (const m of messages) process.stdout.write(`To: ${m.to}\nSubject: ${m.subject}\n\n${m.body}\n\n`);
         return 0;
       });
@@ -178,8 +183,8 @@ export async function runCli(argv: string[]): Promise<number> {
       return workUntilSignal(config);
     }
     case 'unlock': {
-      if (!sub) {
-        missing = 'unlock needs the account\u2019s email address';
+      if (!sub || rest.length > 0) {
+        missing = 'unlock takes one argument: the account\u2019s email address';
         break;
       }
       const { clearLockout } = await import('./domains/identity/index.js');

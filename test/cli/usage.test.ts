@@ -75,7 +75,10 @@ describe('palisade usage', () => {
     const cases: [string[], string][] = [
       [['allowlist', 'clear'], 'allowlist clear needs --org SLUG'],
       [['allowlist', 'open'], 'allowlist has one subcommand: clear'],
-      [['unlock'], 'unlock needs the account\u2019s email address'],
+      [['unlock'], 'unlock takes one argument: the account\u2019s email address'],
+      [['unlock', 'a@example.test', 'b@example.test'], 'unlock takes one argument: the account\u2019s email address'],
+      [['outbox', '--to'], 'outbox takes no argument, or --to EMAIL'],
+      [['outbox', 'owner@acme.test'], 'outbox takes no argument, or --to EMAIL'],
     ];
     for (const [args, first] of cases) {
       const r = await runBin(args, { PALISADE_ENV: 'development', PALISADE_STATE_DIR: mkdtempSync(join(tmpdir(), 'palisade-args-')) });

@@ -41,6 +41,25 @@ describe.each(ENGINES)('invitations on %s', (engine) => {
   });
   afterAll(async () => h?.close());
 
+  it('refuses an invitation no one could accept: to a member, or beside a pending one (any case), until it is revoked', async () => {
+    const admin = await as(h.user('acme', 'admin').email);
+    const member = await admin.call('POST', orgUrl('/invitations'), { email: h.user('acme', 'viewer').email.toUpperCase(), role: 'member' });
+    expect(member.statusCode, member.body).toBe(409);
+    expect(member.json<{ detail: string }>().detail).toContain('already belongs to a member');
+    const email = uniqueEmail('twice');
+    const first = await invite(admin, { email, role: 'viewer' });
+    const again = await admin.call('POST', orgUrl('/invitations'), { email: email.toUpperCase(), role: 'member' });
+    expect(again.statusCode, again.body).toBe(409);
+    expect(again.json<{ detail: string }>().detail).toContain('revoke it first');
+    // Two at once: one is sent, the other refused.
+    const racing = uniqueEmail('race');
+    const both = await Promise.all([admin.call('POST', orgUrl('/invitations'), { email: racing, role: 'viewer' }), admin.call('POST', orgUrl('/invitations'), { email: racing, role: 'viewer' })]);
+    expect(both.map((r) => r.statusCode).sort()).toEqual([201, 409]);
+    // Revoked, the address may be invited again.
+    expect((await admin.call('DELETE', orgUrl(`/invitations/${first.id}`))).statusCode).toBe(204);
+    await invite(admin, { email, role: 'viewer' });
+  });
+
   // In full: admin invites a viewer: token mailed and shown once; the registered invitee becomes a
   // viewer; single use
   it('admin invites a viewer: the registered invitee becomes a viewer; single use', async () => {

@@ -3,9 +3,9 @@ import { newId, randomToken, safeEqual, SealedValueError, sha256Hex, type FieldR
 import { normalEmail, type Sealer } from '../keys/sealer.js';
 import type { RequestContext } from '../../kernel/context.js';
 import { AppError } from '../../kernel/errors.js';
-import { personOf } from '../identity/people.js';
+import { personOf, userWithEmail } from '../identity/people.js';
 import { isUuid } from '../../kernel/ids.js';
-import { exec, one, rows, type Tx } from '../../db/database.js';
+import { exec, lockOrgCap, one, rows, type Tx } from '../../db/database.js';
 import { accessFrom, assertCanGrant, assertCanScope, assertRestrictable, bindingOf, isRestricted, loadMembership, requireOrg, type RoleKey } from './access.js';
 import type { TenancyDeps } from './deps.js';
 import { grantedBy, type RoleAssignment } from './members.js';
@@ -102,6 +102,15 @@ export function createInvitationService(deps: TenancyDeps) {
           if (found.length !== projectIds.length) throw new AppError('not_found', 'no such project');
         }
         assertCanScope(org, { restricted, projectIds });
+        // One live invitation per address, and none to a member: either could never be accepted
+        // (README trial). Serialised per address, so two concurrent invitations cannot both pass.
+        await lockOrgCap(tx, org.orgId, `invitation:${await deps.sealer.emailIndex(tx, input.email, org.orgId)}`);
+        const member = await one(tx, sql`select 1 from memberships m join users u on u.id = m.user_id
+                                         where m.org_id = ${org.orgId} and ${await userWithEmail(deps.sealer, tx, input.email, 'u')}`);
+        if (member) throw new AppError('conflict', 'this address already belongs to a member of the organization');
+        const pending = await one(tx, sql`select 1 from invitations where org_id = ${org.orgId} and ${await invitedAddress(deps.sealer, tx, org.orgId, input.email)}
+                                          and accepted_at is null and revoked_at is null and expires_at > ${deps.clock.now().toISOString()}`);
+        if (pending) throw new AppError('conflict', 'an invitation to this address is pending: revoke it first to send another');
         const id = newId();
         const secret = randomToken(32);
         const now = deps.clock.now();

@@ -179,7 +179,8 @@ export function tenancyRoutes(s: {
       auth: { mode: 'session' }, permission: 'members:invite', rateLimit: 'authenticated', audit: { action: 'invitation.created' }, stepUp: true,
       status: 201,
       schema: { params: orgParams, body: assignment.extend({ email, projectIds: z.array(uuid).max(100).optional() }), response: createdInvitation },
-      errors: ['privilege_escalation'],
+      // conflict: the address is a member's, or has a pending invitation.
+      errors: ['privilege_escalation', 'conflict'],
       example: () => ({ email: `invitee-${Math.random().toString(36).slice(2, 10)}@example.test`, role: 'viewer' }),
       handler: ({ ctx, body }) => s.invitations.create(ctx, body),
     }),

@@ -4,6 +4,9 @@ import { createTestApp, type TestApp } from '../../../test/support/app.js';
 import { code, signedIn } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { auditRows } from '../../../test/support/evidence.js';
+import { newId } from '../../crypto/index.js';
+import { systemContext } from '../../kernel/context.js';
+import { invitationEmailRef } from './invitations.js';
 import type { ErasureView, SubjectExportView } from './responses.js';
 import { verifyArchive, type PublishedKey } from '../exports/index.js';
 
@@ -107,8 +110,18 @@ describe.each(ENGINES)('data-subject export and erasure on %s', (engine) => {
     const o = await owner();
     // A webhook endpoint: payloads name the member by id (an invitation's address never reaches one).
     expect((await o.call('POST', url('/webhooks'), { url: 'https://hooks.example.com/in', events: ['*'] })).statusCode).toBe(201);
-    const invited = await o.call('POST', url('/invitations'), { email: member.email.toUpperCase(), role: 'viewer' });
-    expect(invited.statusCode, invited.body).toBe(201);
+    // The invitation they accepted when they joined (one to a member cannot be made now): it holds their address.
+    await h.t.db.withTenant({ orgId: acme, projectIds: null }, async (tx) => {
+      const { sealer } = h.built.services;
+      const id = newId();
+      await sql`insert into invitations (org_id, id, email, email_sealed, email_index, role, token_hash, invited_by, expires_at, accepted_at, accepted_by)
+                values (${acme}, ${id}, '', ${await sealer.seal(tx, invitationEmailRef(acme, id), member.email.toUpperCase())},
+                        ${await sealer.emailIndex(tx, member.email, acme)}, 'viewer', ${`joined-${id}`}, ${h.user('acme', 'owner').userId},
+                        now() + interval '1 day', now(), ${member.id})`.execute(tx);
+      await h.built.services.audit.append(tx, acme, systemContext('test: the invitation they joined by'), {
+        action: 'invitation.created', target: { type: 'invitation', id }, details: { email: member.email.toUpperCase(), role: 'viewer', restricted: false },
+      });
+    });
     // An export taken before the erasure holds them too.
     const requested = await o.call('POST', url('/exports'));
     expect(requested.statusCode, requested.body).toBe(202);

@@ -214,7 +214,7 @@ export function createSubjectService(deps: SubjectDeps) {
         const s = await subjectIn(deps.sealer, tx, org.orgId, userId, true);
         assertCanManage(org, { role: s.role, customPermissions: s.custom_permissions }, 'erase');
         if (confirm.trim().toLowerCase() !== s.email.toLowerCase()) {
-          throw new AppError('validation_failed', 'to confirm, type the member\u2019s email address exactly', [{ path: 'confirm', message: 'does not match the member\u2019s email address' }]);
+          throw new AppError('validation_failed', 'to confirm, type the member\u2019s email address (letter case aside)', [{ path: 'confirm', message: 'does not match the member\u2019s email address' }]);
         }
         // An owner's erasure would destroy the evidence of their owner actions and, with their
         // account, reach every org they own: they are demoted first (which other owners see).
