@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { InvariantError } from '../kernel/errors.js';
 import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
+import type { Listen } from './listen.js';
 import { bindingSql, PinnedConnection, type BoundColumns } from './pinned.js';
 
 export type { BoundColumns } from './pinned.js';
@@ -47,6 +48,8 @@ export interface Database {
    * embedded engine `fn` simply runs (one connection already; transactions stay per call).
    */
   requestTransaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** NOTIFY wake-ups of a channel (listen.ts): a hint to look now, never the only way work is found. */
+  readonly listen: Listen;
   /**
    * Authentication's read for an org-scoped request, with `orgId` bound (every project). As the
    * first statement of a request transaction on PostgreSQL it travels in the same message as
@@ -114,6 +117,7 @@ export class KyselyDatabase implements Database {
     private readonly kysely: Kysely<Schema>,
     readonly runtimeRole: string,
     private readonly onClose: () => Promise<void>,
+    readonly listen: Listen,
   ) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(runtimeRole)) throw new InvariantError('bad runtime role name');
   }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
 import { PGliteDialect } from './pglite-dialect.js';
+import { pgListen, pgliteListen } from './listen.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { migrate, type MigrateOptions, type OwnerConnection } from './migrate.js';
 
@@ -167,7 +168,7 @@ export async function openDatabase(
     const db = new KyselyDatabase('pglite', kysely, cfg.runtimeRole, async () => {
       await client.close();
       release();
-    });
+    }, pgliteListen(client));
     return { db, owner };
   }
   const owner = pgOwner(cfg.ownerUrl);
@@ -179,6 +180,6 @@ export async function openDatabase(
   // with a 503 and the pool reconnects.
   pool.on('error', () => undefined);
   const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
-  const db = new KyselyDatabase('postgres', kysely, cfg.runtimeRole, async () => undefined);
+  const db = new KyselyDatabase('postgres', kysely, cfg.runtimeRole, async () => undefined, pgListen(cfg.runtimeUrl));
   return { db, owner };
 }

@@ -37,6 +37,9 @@ export function createPollLoop(opts: {
   let stopping = false;
   let loop: Promise<void> | null = null;
   let wake: (() => void) | null = null;
+  // A wake that came while a pass ran (it may have looked just before the work committed): the
+  // loop looks again at once instead of sleeping through it.
+  let woken = false;
   const pass = opts.pass ?? opts.tick;
   return {
     get running() {
@@ -51,11 +54,12 @@ export function createPollLoop(opts: {
       stopping = false;
       loop = (async () => {
         while (running) {
+          woken = false;
           const n = await pass().catch((err: unknown) => {
             opts.logger.error({ code: errorCodeOf(err) }, `${opts.name} tick failed`);
             return 0;
           });
-          if (n === 0 && running) {
+          if (n === 0 && running && !woken) {
             await new Promise<void>((resolve) => {
               wake = resolve;
               setTimeout(resolve, opts.idleMs()).unref();
@@ -66,6 +70,7 @@ export function createPollLoop(opts: {
       })();
     },
     wake() {
+      woken = true;
       wake?.();
     },
     async stop() {

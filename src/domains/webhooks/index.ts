@@ -7,7 +7,7 @@ export { createWebhookTransport, defaultResolver, networkError, pinnedLookup, re
 export type { WebhookTransport, DeliveryOutcome, Resolver, ResolvedAddress, SendOptions } from './transport.js';
 export { checkDestinationUrl, inspectDestinationUrl } from './destination.js';
 export type { DestinationOptions } from './destination.js';
-export { outboxStatements } from './outbox.js';
+export { outboxStatements, WEBHOOK_CHANNEL } from './outbox.js';
 export { WEBHOOK_EVENT_TYPES, ALL_EVENTS } from './events.js';
 export { newWebhookSecret, signedHeaders } from './signing.js';
 export { webhookRoutes } from './routes.js';

@@ -3,6 +3,12 @@ import { exec, type Tx } from '../../db/database.js';
 import { ALL_EVENTS, isWebhookEventType, messageIdOf, payloadOf, type AuditedEvent } from './events.js';
 
 /**
+ * The channel a queued delivery notifies on commit (its payload: the org id). Workers listening on
+ * it start at once instead of at their next poll (issue 15: event to receipt).
+ */
+export const WEBHOOK_CHANNEL = 'palisade_webhooks';
+
+/**
  * The transactional outbox, as part of the audit append itself: for an event endpoints may
  * subscribe to, two more sub-statements of the append's one statement write a pending delivery
  * per subscribed, enabled endpoint and mark the org due. A change that rolls back sends
@@ -19,7 +25,12 @@ export function outboxStatements(event: AuditedEvent): RawBuilder<unknown> | nul
       where e.org_id = ${event.org_id} and e.enabled and (${event.action}::text = any (e.events) or ${ALL_EVENTS}::text = any (e.events))
       returning 1),
     webhook_woken as (
-      insert into webhook_due (org_id, due_at) select ${event.org_id}::uuid, ${event.at}::timestamptz where exists (select 1 from webhook_queued)
+      insert into webhook_due (org_id, due_at)
+      select ${event.org_id}::uuid, ${event.at}::timestamptz
+      from (select 1 as one from webhook_queued limit 1) q,
+        -- Correlated with q, so evaluated only when a delivery was queued: NOTIFY serialises
+        -- committing transactions on a global queue, which a change nobody subscribes to must not pay.
+        lateral (select pg_notify(${WEBHOOK_CHANNEL}, ${event.org_id} || left(q.one::text, 0))) n
       on conflict (org_id) do update set due_at = least(webhook_due.due_at, excluded.due_at)
       returning 1)`;
 }

@@ -5,6 +5,7 @@ import type { Clock } from '../../kernel/clock.js';
 import { systemContext } from '../../kernel/context.js';
 import { errorCodeOf } from '../../kernel/errors.js';
 import { createPollLoop } from '../../kernel/poll-loop.js';
+import { WEBHOOK_CHANNEL } from './outbox.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { secretRef } from './service.js';
@@ -46,9 +47,13 @@ export interface WorkerDeps {
   /**
    * Pause between polls when nothing was due (100 ms: one tiny indexed statement). A change in
    * flight holds its org's due row, which the claim skips, so a longer pause shows directly in
-   * event-to-receipt latency; LISTEN/NOTIFY on commit would remove the poll (not done yet).
+   * event-to-receipt latency. The worker also listens for the NOTIFY a queued delivery sends on
+   * commit (WEBHOOK_CHANNEL) and starts at once: the poll is the fallback, for a listener that
+   * is down (it reconnects by itself) and for what other instances' processes miss.
    */
   idleMs?: number;
+  /** The wake-up listener's connection was lost (default: a warning in the log); polling goes on. */
+  onListenerLost?: (err: unknown) => void;
   random?: () => number;
 }
 
@@ -251,13 +256,30 @@ export function createWebhookWorker(deps: WorkerDeps) {
 
   // poll.stopping: the pass in progress claims nothing more and hands back what it has not sent.
   const poll = createPollLoop({ name: 'webhook worker', logger: deps.logger, tick, idleMs: () => deps.idleMs ?? 100 });
+  let listening: Promise<(() => Promise<void>) | null> = Promise.resolve(null);
+  const onLost = deps.onListenerLost
+    ?? ((err: unknown) => deps.logger.warn({ code: errorCodeOf(err) }, 'webhook wake-up listener lost: polling until it is back'));
   return {
     tick,
     /** Ticks until nothing is due now (tests, the CLI). */
     drain: poll.drain,
-    start: poll.start,
+    start(): void {
+      if (poll.running) return;
+      poll.start();
+      listening = deps.db.listen(WEBHOOK_CHANNEL, () => poll.wake(), onLost).catch((err: unknown) => {
+        onLost(err);
+        return null;
+      });
+    },
+    /** Resolves once the wake-up listener is in place (or could not be: polling only). */
+    async listening(): Promise<void> {
+      await listening;
+    },
     /** Stops polling and waits for the deliveries in flight to be recorded (graceful shutdown). */
     async stop(): Promise<void> {
+      const unlisten = await listening;
+      listening = Promise.resolve(null);
+      await unlisten?.();
       await poll.stop();
       await Promise.allSettled([...inFlight]);
     },
