@@ -44,7 +44,14 @@ async function timed(seconds: number, concurrency: number, op: (i: number) => Pr
  * A mutation with two sealed fields and its chained audit event, against a plain insert, each
  * spread over the tenants (one org's chain serialises its own appends by design).
  */
-export async function mutation(db: Database, targets: { orgId: string; projectId: string }[], seconds: number): Promise<{ secured: number; plain: number }> {
+/**
+ * Mutations: a plain insert, then the secured one (2 sealed fields + the chained audit event) by
+ * 16 writers spread over every org, then by 16 writers in one org, whose appends queue on its
+ * chain head (issue 15: contention on the head, measured apart).
+ */
+export async function mutation(
+  db: Database, targets: { orgId: string; projectId: string }[], seconds: number,
+): Promise<{ secured: number; plain: number; oneOrg: number }> {
   const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
   const sealer = createSealer(keyring);
   const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer, onError: () => undefined });
@@ -56,8 +63,8 @@ export async function mutation(db: Database, targets: { orgId: string; projectId
     await pool.query(`insert into bench.assets (org_id, project_id, id, name, kind, created_at) values ($1, $2, $3, $4, 'host', now())`,
       [orgId, projectId, newId(), `plain-${i}`]);
   });
-  const secured = await timed(seconds, 16, async (i) => {
-    const { orgId, projectId } = at(i);
+  const securedOver = (pick: (i: number) => { orgId: string; projectId: string }) => timed(seconds, 16, async (i) => {
+    const { orgId, projectId } = pick(i);
     const id = newId();
     await db.withTenant({ orgId, projectIds: null }, async (tx) => {
       const name = await sealer.seal(tx, { scope: orgId, table: 'assets', column: 'name', row: id }, `secret-name-${i}`);
@@ -66,8 +73,11 @@ export async function mutation(db: Database, targets: { orgId: string; projectId
       await audit.append(tx, orgId, ctx, { action: 'asset.created', target: { type: 'asset', id } });
     });
   });
+  const secured = await securedOver(at);
+  const first = at(0);
+  const oneOrg = await securedOver(() => first);
   await pool.end();
-  return { secured, plain };
+  return { secured, plain, oneOrg };
 }
 
 /** Builds (once) a chain of BENCH.auditEvents events for a dedicated org, then times `audit verify`'s walk over it. */
