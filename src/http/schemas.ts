@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { normalizeUserText, userTextProblem } from '../kernel/text.js';
+import { emailDomain } from '../kernel/domain-name.js';
 
 /**
  * Every name or label a user chooses (review R4 finding 5): the kernel's one rule
@@ -23,6 +24,9 @@ export const email = z
   .trim()
   .max(254)
   .email()
+  // zod's pattern lets a domain label run past DNS's 63 characters (README trial): such an
+  // address can receive no mail, and SSO could never match its domain.
+  .refine((s) => emailDomain(s) !== null, 'the address\u2019s domain is not a valid host name')
   .transform((s) => s.toLowerCase());
 
 export const uuid = z.uuid();
