@@ -279,7 +279,8 @@ export function createWebhookWorker(deps: WorkerDeps) {
     async stop(): Promise<void> {
       const unlisten = await listening;
       listening = Promise.resolve(null);
-      await unlisten?.();
+      // A database already closed has no listener left to end.
+      await unlisten?.().catch(() => undefined);
       await poll.stop();
       await Promise.allSettled([...inFlight]);
     },
