@@ -4,12 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config/index.js';
 import { newId } from '../src/crypto/index.js';
 import { exec } from '../src/db/database.js';
-import { openDatabase, type OpenedDatabase } from '../src/db/open.js';
 import { seedDemo } from '../src/demo.js';
 import {
   createStreamSender, createStreamWorker, createSyslogTransport, streamSecretRef, type StreamWorker,
@@ -19,7 +17,7 @@ import { systemClock } from '../src/kernel/clock.js';
 import { systemContext } from '../src/kernel/context.js';
 import { createLogger } from '../src/logging.js';
 import { NdjsonReceiver, SyslogReceiver } from '../test/audit-streams/receivers.js';
-import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
+import { BENCH, dropDatabase, freshDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:audit-streams — audit streaming on PostgreSQL (issue 14):
@@ -45,17 +43,6 @@ function percentile(xs: number[], p: number): number {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freshDatabase(): Promise<OpenedDatabase> {
-  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-  await admin.query(`create database ${DB_NAME}`);
-  await admin.end();
-  return openDatabase(
-    { kind: 'postgres', ownerUrl: dbUrl('postgres', DB_NAME), runtimeUrl: dbUrl(BENCH.runtimeRole, DB_NAME), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: BENCH.poolSize },
-    { migrate: true },
-  );
-}
 
 function selfSigned(): { key: Buffer; cert: Buffer } {
   const dir = mkdtempSync(join(tmpdir(), 'palisade-bench-tls-'));
@@ -69,7 +56,7 @@ function selfSigned(): { key: Buffer; cert: Buffer } {
 }
 
 async function main(): Promise<void> {
-  const opened = await freshDatabase();
+  const opened = await freshDatabase(DB_NAME, BENCH.poolSize);
   const config = loadConfig({
     PALISADE_ENV: 'development', PUBLIC_ORIGIN: BENCH.publicOrigin, PALISADE_KEKS: BENCH.kek, PALISADE_SESSION_SECRET: BENCH.sessionSecret,
     PALISADE_STATE_DIR: '/tmp/palisade-bench-state', PALISADE_DB_POOL_SIZE: String(BENCH.poolSize), PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'warn',

@@ -1,17 +1,15 @@
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { loadConfig } from '../src/config/index.js';
 import { Keyring, newId } from '../src/crypto/index.js';
 import { exec } from '../src/db/database.js';
-import { openDatabase, type OpenedDatabase } from '../src/db/open.js';
 import { seedDemo } from '../src/demo.js';
 import { createDataKeyJob, createSealer, SWEEP_AFTER_MS } from '../src/domains/keys/index.js';
 import { systemContext } from '../src/kernel/context.js';
 import { createLogger } from '../src/logging.js';
 import { createServices } from '../src/services.js';
-import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
+import { BENCH, dropDatabase, freshDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:data-keys — data-key rotation throughput on PostgreSQL: seals BENCH_DATA_KEY_VALUES
@@ -29,21 +27,10 @@ const BATCH = Number(process.env.BENCH_DATA_KEY_BATCH ?? 1000);
 const SEED_BATCH = 5000;
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
-async function freshDatabase(): Promise<OpenedDatabase> {
-  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-  await admin.query(`create database ${DB_NAME}`);
-  await admin.end();
-  return openDatabase(
-    { kind: 'postgres', ownerUrl: dbUrl('postgres', DB_NAME), runtimeUrl: dbUrl(BENCH.runtimeRole, DB_NAME), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 4 },
-    { migrate: true },
-  );
-}
 
 async function main(): Promise<void> {
   log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; database ${DB_NAME} (fresh); ${fmt(VALUES)} values, batches of ${BATCH}`);
-  const opened = await freshDatabase();
+  const opened = await freshDatabase(DB_NAME, 4);
   const { db, owner } = opened;
   // A clock the bench moves past the sweep time instead of waiting for it.
   let offset = 0;

@@ -5,16 +5,14 @@ import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { loadConfig } from '../src/config/index.js';
 import { archiveOpener, newArchiveKey, newId } from '../src/crypto/index.js';
 import { exec, one } from '../src/db/database.js';
-import { openDatabase, type OpenedDatabase } from '../src/db/open.js';
 import { seedDemo } from '../src/demo.js';
 import { archiveKeyRef, archivePath, createArchiveWriter, createExportJob } from '../src/domains/exports/index.js';
 import { createLogger } from '../src/logging.js';
 import { createServices } from '../src/services.js';
-import { BENCH, dbUrl, dropDatabase, runMain } from './lib/env.js';
+import { BENCH, dropDatabase, freshDatabase, runMain } from './lib/env.js';
 
 /**
  * npm run bench:export — tenant export throughput and memory on PostgreSQL: one org with
@@ -34,17 +32,6 @@ const DIR = process.env.BENCH_EXPORT_DIR ?? '/tmp/palisade-bench-export';
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const mib = (b: number) => `${fmt(b / 1048576, 1)} MiB`;
 
-async function freshDatabase(): Promise<OpenedDatabase> {
-  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-  await admin.query(`create database ${DB_NAME}`);
-  await admin.end();
-  return openDatabase(
-    { kind: 'postgres', ownerUrl: dbUrl('postgres', DB_NAME), runtimeUrl: dbUrl(BENCH.runtimeRole, DB_NAME), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: 4 },
-    { migrate: true },
-  );
-}
 
 /** Samples RSS every 20 ms while `fn` runs; returns its time and the peak seen. */
 async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number; peakRss: number }> {
@@ -61,7 +48,7 @@ async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: n
 
 async function main(): Promise<void> {
   log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}; database ${DB_NAME} (fresh); ${fmt(ROWS)} assets, batches of ${BATCH}`);
-  const opened = await freshDatabase();
+  const opened = await freshDatabase(DB_NAME, 4);
   const { db, owner } = opened;
   const config = loadConfig({
     PALISADE_ENV: 'development', PUBLIC_ORIGIN: BENCH.publicOrigin, PALISADE_KEKS: BENCH.kek, PALISADE_SESSION_SECRET: BENCH.sessionSecret,

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { buildApp, type BuiltApp } from '../src/app.js';
 import { loadConfig } from '../src/config/index.js';
 import { newId } from '../src/crypto/index.js';
-import { openDatabase, type OpenedDatabase } from '../src/db/open.js';
+import type { OpenedDatabase } from '../src/db/open.js';
 import { seedDemo } from '../src/demo.js';
 import { createAuditWriter, type AuditWriter } from '../src/domains/audit/index.js';
 import { createWebhookTransport, createWebhookWorker, newWebhookSecret, signedHeaders } from '../src/domains/webhooks/index.js';
@@ -15,7 +15,7 @@ import { systemClock } from '../src/kernel/clock.js';
 import { systemContext } from '../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
 import { createLogger } from '../src/logging.js';
-import { BENCH, dbUrl, dropDatabase } from './lib/env.js';
+import { BENCH, dbUrl, dropDatabase, freshDatabase } from './lib/env.js';
 import type { ReceiverStats } from './servers/receiver.js';
 
 /**
@@ -162,18 +162,6 @@ async function sampleSessions<T>(fn: () => Promise<T>): Promise<{ result: T; wai
   }
 }
 
-async function freshDatabase(): Promise<OpenedDatabase> {
-  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${DB_NAME} with (force)`);
-  await admin.query(`create database ${DB_NAME}`);
-  if (SYNC_COMMIT) await admin.query(`alter database ${DB_NAME} set synchronous_commit = ${pg.escapeLiteral(SYNC_COMMIT)}`);
-  await admin.end();
-  return openDatabase(
-    { kind: 'postgres', ownerUrl: dbUrl('postgres', DB_NAME), runtimeUrl: dbUrl(BENCH.runtimeRole, DB_NAME), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize: BENCH.poolSize },
-    { migrate: true },
-  );
-}
 
 interface Setup {
   opened: OpenedDatabase;
@@ -185,7 +173,7 @@ interface Setup {
 
 /** The real app on the fresh database, the demo orgs, and a console session of acme's owner (with a fresh step-up). */
 async function setup(): Promise<Setup> {
-  const opened = await freshDatabase();
+  const opened = await freshDatabase(DB_NAME, BENCH.poolSize, SYNC_COMMIT ? { synchronous_commit: SYNC_COMMIT } : {});
   const config = loadConfig({
     PALISADE_ENV: 'development',
     PUBLIC_ORIGIN: BENCH.publicOrigin,

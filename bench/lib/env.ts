@@ -1,3 +1,5 @@
+import { openDatabase, type OpenedDatabase } from '../../src/db/open.js';
+
 /** Shared bench settings; every figure the bench prints is relative to a baseline measured in the same run. */
 export const BENCH = {
   adminUrl: process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
@@ -56,6 +58,24 @@ export async function dropDatabase(name: string): Promise<void> {
   await admin.connect();
   await admin.query(`drop database if exists ${name} with (force)`);
   await admin.end();
+}
+
+/**
+ * A new, empty database of that name (dropped first if a run left one), migrated by Palisade and
+ * opened on the bench's runtime role. `settings`: per-database settings applied before migrating.
+ */
+export async function freshDatabase(name: string, poolSize: number, settings: Record<string, string> = {}): Promise<OpenedDatabase> {
+  const { default: pg } = await import('pg');
+  const admin = new pg.Client({ connectionString: BENCH.adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${name} with (force)`);
+  await admin.query(`create database ${name}`);
+  for (const [k, v] of Object.entries(settings)) await admin.query(`alter database ${name} set ${k} = ${pg.escapeLiteral(v)}`);
+  await admin.end();
+  return openDatabase(
+    { kind: 'postgres', ownerUrl: dbUrl('postgres', name), runtimeUrl: dbUrl(BENCH.runtimeRole, name), runtimeRole: BENCH.runtimeRole, runtimePassword: null, poolSize },
+    { migrate: true },
+  );
 }
 
 /** Runs a bench script's main, printing the stack and exiting 1 on failure. */
