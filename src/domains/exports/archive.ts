@@ -198,7 +198,7 @@ export function createArchiveWriter(deps: ArchiveDeps) {
     /** Deletes the archives of the org whose retention ended, or all of them once the org is shredded. Returns how many. */
     async expire(orgId: string): Promise<number> {
       const now = deps.clock.now().toISOString();
-      return deps.db.withTenant({ orgId, projectIds: null }, async (tx) => {
+      const gone = await deps.db.withTenant({ orgId, projectIds: null }, async (tx) => {
         const due = await rows<{ id: string }>(
           tx,
           // Past retention, or the org was shredded: its archives no longer open (their keys went with its data keys), so they go now.
@@ -207,27 +207,29 @@ export function createArchiveWriter(deps: ArchiveDeps) {
               returning id`,
         );
         for (const e of due) {
-          await rm(archivePath(deps.dir, orgId, e.id), { force: true });
           // In clear: a shredded org has no key left to seal with, and the event holds an id only.
           await deps.audit.append(tx, orgId, systemContext('export job'), { clear: true, action: 'org.export_expired', target: { type: 'org_export', id: e.id }, details: {} });
         }
-        return due.length;
+        return due.map((e) => e.id);
       });
+      // Once the rows say expired: a file removed before a commit that then failed would leave a
+      // 'done' export whose links download nothing.
+      for (const id of gone) await rm(archivePath(deps.dir, orgId, id), { force: true });
+      return gone.length;
     },
 
     /** After repeated failures: the export is failed and its partial archive deleted (never offered). */
     async fail(orgId: string, exportId: string, code: string, maxAttempts: number): Promise<void> {
-      await deps.db.withTenant({ orgId, projectIds: null }, async (tx) => {
-        const r = await one<{ attempts: number }>(
+      const r = await deps.db.withTenant({ orgId, projectIds: null }, async (tx) =>
+        one<{ attempts: number }>(
           tx,
           sql`update org_exports set attempts = attempts + 1,
                 state = case when attempts + 1 >= ${maxAttempts} then 'failed' else state end,
                 error = case when attempts + 1 >= ${maxAttempts} then ${code} else error end,
                 finished_at = case when attempts + 1 >= ${maxAttempts} then ${deps.clock.now().toISOString()}::timestamptz else finished_at end
               where org_id = ${orgId} and id = ${exportId} and state in ('queued', 'running') returning attempts`,
-        );
-        if (r && r.attempts >= maxAttempts) await rm(archivePath(deps.dir, orgId, exportId), { force: true });
-      });
+        ));
+      if (r && r.attempts >= maxAttempts) await rm(archivePath(deps.dir, orgId, exportId), { force: true });
     },
   };
 }

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { SealedValueError } from '../../crypto/index.js';
 import { one, rows, type Tx } from '../../db/database.js';
 import type { Sealer } from '../keys/index.js';
 import { openPersonal } from '../audit/index.js';
@@ -38,7 +39,14 @@ export async function readBatch(tx: Tx, orgId: string, t: TablePlan, cursor: str
     const out: ExportedRow[] = [];
     for (const r of list) {
       // A value that no longer opens (a destroyed key) is written as null, not as its sealed form.
-      const value = r.sealed ? await open({ scope: orgId, table: t.name, column: opened.column, row: r.id ?? '' }, r.sealed).catch(() => null) : null;
+      // Any other failure (the database, the keyring) fails the batch, to be retried: a null written
+      // for it would be signed into a 'done' archive as if the value were gone.
+      const value = r.sealed
+        ? await open({ scope: orgId, table: t.name, column: opened.column, row: r.id ?? '' }, r.sealed).catch((err: unknown) => {
+          if (err instanceof SealedValueError) return null;
+          throw err;
+        })
+        : null;
       out.push({ line: `${r.j.slice(0, -1)},${JSON.stringify(opened.as)}:${JSON.stringify(value)}}`, key: JSON.parse(r.k) as string[] });
     }
     return out;

@@ -89,11 +89,12 @@ export function createExportService(deps: ExportDeps) {
         await exec(tx, sql`insert into org_exports (org_id, id, requested_by, state, created_at, key_sealed)
                            values (${org.orgId}, ${id}, ${by}, 'queued', ${now}, ${keySealed})`);
         await audit.append(tx, org.orgId, ctx, { action: 'org.export_requested', target: { type: 'org_export', id }, details: {} });
+        // With the export, not after it: an export without its due row would stay queued, and
+        // refuse every later request as busy (export_due is global, no RLS).
+        await exec(tx, sql`insert into export_due (org_id, due_at) values (${org.orgId}, ${now})
+                           on conflict (org_id) do update set due_at = least(export_due.due_at, excluded.due_at)`);
         return viewOf(await one<ExportRow>(tx, sql`select ${COLUMNS} from org_exports where org_id = ${org.orgId} and id = ${id}`) as ExportRow);
       });
-      await db.withSystem('export job: an export was requested', (tx) =>
-        exec(tx, sql`insert into export_due (org_id, due_at) values (${org.orgId}, ${now}) on conflict (org_id) do update set due_at = least(export_due.due_at, excluded.due_at)`),
-      );
       deps.onRequested?.();
       return view;
     },

@@ -243,7 +243,7 @@ export function createSubjectService(deps: SubjectDeps) {
         // In clear and chained: `audit verify` accepts a removed part only when an erasure names it.
         await audit.append(tx, org.orgId, ctx, {
           action: 'member.erased', target: { type: 'user', id: userId }, clear: true,
-          details: { account: deleteAccount ? 'deleted' : 'kept', erasedEvents: erased, apiKeysRevoked: keys, ssoIdentities: sso, invitations },
+          details: { account: deleteAccount ? 'deleted' : 'kept', erasedEvents: erased, apiKeysRevoked: keys, ssoIdentities: sso, invitations, exportsWithdrawn: withdrawn.length },
         });
         return { email: s.email, withdrawn: withdrawn.map((w) => w.id), view: { account: deleteAccount ? 'deleted' as const : 'kept' as const, auditEventsErased: erased.length, apiKeysRevoked: keys, ssoIdentitiesRemoved: sso, invitationsRemoved: invitations } };
       });
