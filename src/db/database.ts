@@ -2,6 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { InvariantError } from '../kernel/errors.js';
 import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
+import { AUTH_CHANNEL, type AuthCache, type AuthCacheStats } from './auth-cache.js';
+import { startAuthListener } from './auth-listener.js';
 import type { Listen } from './listen.js';
 import { bindingSql, PinnedConnection, type BoundColumns } from './pinned.js';
 
@@ -56,8 +58,14 @@ export interface Database {
    * BEGIN and the binding, so it must be all literals (sql.lit of validated values; a parameter
    * is refused), and it returns, as bound_user_id and bound_project_ids, the binding it set with
    * set_config for the handler's queries. Elsewhere it is one withTenant.
+   *
+   * With `tagsOf` (what the row depends on, in migration 040's tags) the row may come from the
+   * authentication cache (auth-cache.ts), and then nothing is sent: the handler's first query
+   * opens the transaction with the same binding. The row is frozen either way.
    */
-  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>): Promise<R | undefined>;
+  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[]): Promise<R | undefined>;
+  /** The authentication cache's counters; null where there is none (the embedded engine, or turned off). */
+  authCacheStats(): AuthCacheStats | null;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -118,8 +126,32 @@ export class KyselyDatabase implements Database {
     readonly runtimeRole: string,
     private readonly onClose: () => Promise<void>,
     readonly listen: Listen,
+    private readonly authCache: AuthCache | null = null,
   ) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(runtimeRole)) throw new InvariantError('bad runtime role name');
+  }
+
+  /** The cache's listener, started by the first authentication (a CLI or the worker never starts one). */
+  private authListener: Promise<(() => Promise<void>) | null> | null = null;
+
+  private listenForAuthChanges(cache: AuthCache): void {
+    // Off until the listener has proven that this process's own NOTIFY comes back (auth-listener.ts).
+    this.authListener ??= startAuthListener({
+      cache,
+      listen: this.listen,
+      notify: (payload) => this.withSystem('authentication cache probe', async (tx) => {
+        await sql`select pg_notify(${AUTH_CHANNEL}, ${payload})`.execute(tx);
+      }),
+    }).catch(() => {
+      cache.lost();
+      // Tried again by the next authentication.
+      this.authListener = null;
+      return null;
+    });
+  }
+
+  authCacheStats(): AuthCacheStats | null {
+    return this.authCache?.stats() ?? null;
   }
 
   /**
@@ -169,13 +201,26 @@ export class KyselyDatabase implements Database {
     return result;
   }
 
-  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>): Promise<R | undefined> {
+  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[]): Promise<R | undefined> {
     if (!isUuid(orgId)) throw new InvariantError('authenticateInOrg needs a uuid orgId');
     const compiled = statement.compile(this.kysely);
     if (compiled.parameters.length > 0) throw new InvariantError('an authentication statement takes literals only');
+    const cache = tagsOf ? this.authCache : null;
+    let ticket = 0;
+    if (cache) {
+      this.listenForAuthChanges(cache);
+      // The statement is all literals (a token digest and the org): its text is the key.
+      const hit = cache.get(compiled.sql);
+      if (hit) return hit as R;
+      ticket = cache.ticket();
+    }
     const pinned = this.pinned.getStore();
-    if (pinned?.usable && this.engine === 'postgres') return pinned.authenticate<R>(orgId, compiled.sql);
-    return this.withTenant({ orgId, projectIds: null }, (tx) => one(tx, statement));
+    const row = pinned?.usable && this.engine === 'postgres'
+      ? await pinned.authenticate<R>(orgId, compiled.sql)
+      : await this.withTenant({ orgId, projectIds: null }, (tx) => one(tx, statement));
+    if (!row) return row;
+    if (cache && tagsOf) cache.put(compiled.sql, row, tagsOf(row), ticket);
+    return Object.freeze(row);
   }
 
   withTenant<T>(binding: TenantBinding, fn: (tx: Tx) => Promise<T>): Promise<T> {
@@ -206,6 +251,9 @@ export class KyselyDatabase implements Database {
   }
 
   async close(): Promise<void> {
+    const stop = await this.authListener;
+    this.authListener = null;
+    await stop?.();
     await this.kysely.destroy();
     await this.onClose();
   }

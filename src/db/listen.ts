@@ -5,9 +5,11 @@ import pg from 'pg';
  * A wake-up from PostgreSQL's NOTIFY, delivered when the notifying transaction commits: what lets
  * a background worker start at once instead of at its next poll. Only a hint: the worker keeps
  * polling, so a dropped listener delays work by one idle interval and loses nothing. `onLost`
- * says the listener is down (it reconnects by itself).
+ * says the listener is down (it reconnects by itself). `onNotify` gets the notification's payload;
+ * it is also called without one each time the listener is (again) in place: whatever was
+ * committed while no one listened is unknown then.
  */
-export type Listen = (channel: string, onNotify: () => void, onLost?: (err: unknown) => void) => Promise<() => Promise<void>>;
+export type Listen = (channel: string, onNotify: (payload?: string) => void, onLost?: (err: unknown) => void) => Promise<() => Promise<void>>;
 
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -35,7 +37,7 @@ export function pgListen(url: string, retryMs = 1000): Listen {
       c.on('error', lost);
       c.on('end', () => lost(new Error('listener connection ended')));
       c.on('notification', (n) => {
-        if (n.channel === channel) onNotify();
+        if (n.channel === channel) onNotify(n.payload ?? '');
       });
       client = c;
       try {
@@ -62,7 +64,8 @@ export function pgListen(url: string, retryMs = 1000): Listen {
 export function pgliteListen(client: PGlite): Listen {
   return async (channel, onNotify) => {
     if (!CHANNEL.test(channel)) throw new Error('bad channel name');
-    const unsubscribe = await client.listen(channel, () => onNotify());
+    const unsubscribe = await client.listen(channel, (payload) => onNotify(payload));
+    onNotify();
     return async () => {
       await unsubscribe();
     };

@@ -3,6 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/index.js';
+import { AuthCache, authNoticeTag } from './auth-cache.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import { pgListen, pgliteListen } from './listen.js';
@@ -46,9 +47,10 @@ function pgliteOwner(client: PGlite): OwnerConnection & { close(): Promise<void>
   };
 }
 
-export function pgOwner(url: string): OwnerConnection & { close(): Promise<void> } {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+export function pgOwner(url: string, authCache?: AuthCache): OwnerConnection & { close(): Promise<void> } {
+  const pool = new pg.Pool({ connectionString: url, max: 2, ...(authCache ? hearOwnChanges(url) : {}) });
   pool.on('error', () => undefined);
+  if (authCache) pool.on('connect', (client) => noticesTo(client, authCache));
   return {
     async script(text) {
       await pool.query(text);
@@ -81,6 +83,29 @@ export function pgOwner(url: string): OwnerConnection & { close(): Promise<void>
     },
     close: () => pool.end(),
   };
+}
+
+/**
+ * Asks migration 040's trigger for a NOTICE of each authentication-relevant change this
+ * connection makes (a startup option: no statement per connection), heard by noticesTo.
+ */
+function hearOwnChanges(url: string): { options: string } {
+  // Explicit options replace the URL's: keep those an operator put there (a statement_timeout).
+  let theirs = '';
+  try {
+    theirs = new URL(url).searchParams.get('options') ?? '';
+  } catch {
+    // Not a URL pg could read either: pg reports it on connect.
+  }
+  return { options: `${theirs} -c palisade.auth_notice=on`.trim() };
+}
+
+/** This process's own change reaches its cache before the change's COMMIT returns (auth-cache.ts). */
+function noticesTo(client: pg.PoolClient, cache: AuthCache): void {
+  client.on('notice', (notice) => {
+    const tag = authNoticeTag(notice.message);
+    if (tag) cache.changing(tag);
+  });
 }
 
 /** Distinct parameterised statements kept prepared; the code's statements are far fewer. */
@@ -171,15 +196,17 @@ export async function openDatabase(
     }, pgliteListen(client));
     return { db, owner };
   }
-  const owner = pgOwner(cfg.ownerUrl);
+  const authCache = cfg.authCache === false ? undefined : new AuthCache();
+  const owner = pgOwner(cfg.ownerUrl, authCache);
   if (opts.migrate) {
     await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true, keyedSteps: opts.keyedSteps });
   }
-  const pool = new pg.Pool({ connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000, ...(authCache ? hearOwnChanges(cfg.runtimeUrl) : {}) });
   // A dropped connection (database restart) must not crash the process; the next query fails
   // with a 503 and the pool reconnects.
   pool.on('error', () => undefined);
+  if (authCache) pool.on('connect', (client) => noticesTo(client, authCache));
   const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: kyselyPool(pool) }) });
-  const db = new KyselyDatabase('postgres', kysely, cfg.runtimeRole, async () => undefined, pgListen(cfg.runtimeUrl));
+  const db = new KyselyDatabase('postgres', kysely, cfg.runtimeRole, async () => undefined, pgListen(cfg.runtimeUrl), authCache ?? null);
   return { db, owner };
 }

@@ -91,7 +91,8 @@ describe.each(ENGINES)('the webhook worker woken by a commit on %s', (engine) =>
     try {
       const cut = await admin2.query(
         `select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and application_name = 'palisade-listen'`, [new URL(h.t.ownerUrl ?? '').pathname.slice(1)]);
-      expect(cut.rowCount).toBe(1);
+      // The webhook worker's listener, and the authentication cache's once a request has started it.
+      expect(cut.rowCount).toBeGreaterThanOrEqual(1);
     } finally {
       await admin2.end();
     }

@@ -248,6 +248,8 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
       const k = await deps.db.authenticateInOrg(
         orgId,
         sql<KeyStanding>`select * from palisade_key_in_org(${sql.lit(sha256Hex(token))}, ${sql.lit(orgId)}::uuid)`,
+        // What the row depends on (migration 040 announces each change): it may be served from the cache.
+        (row) => [`k:${row.id}`, `u:${row.created_by}`, `m:${orgId}:${row.created_by}`, `o:${orgId}`],
       );
       const at = now();
       if (!k || k.revoked_at || !k.role || k.kind !== KIND_OF_PREFIX[prefix]) return null;

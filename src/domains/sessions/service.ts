@@ -195,6 +195,8 @@ export function createSessionService(deps: SessionDeps) {
         s = await deps.db.authenticateInOrg(
           orgId,
           sql<SessionRow & Partial<MembershipRow> & BoundColumns>`select * from palisade_session_in_org(${sql.lit(tokenHash)}, ${sql.lit(orgId)}::uuid)`,
+          // What the row depends on (migration 040 announces each change): it may be served from the cache.
+          (row) => [`s:${row.id}`, `u:${row.user_id}`, `m:${orgId}:${row.user_id}`, `o:${orgId}`],
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>

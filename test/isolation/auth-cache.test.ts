@@ -1,0 +1,264 @@
+/**
+ * The authentication cache (src/db/auth-cache.ts, migration 040) across two server instances on
+ * one PostgreSQL database: a result is served from memory only until the database says what it
+ * depended on changed. Every table the authentication statements read is changed here from a
+ * foreign connection (as psql or another process would: no NOTICE reaches the instances), and each
+ * change must reach the instance that cached the result; a revocation made through an instance
+ * is refused there at once; a lost listener empties the cache and every request reads the
+ * database until it is back. The cache exists on PostgreSQL only (the embedded engine has no
+ * round trip to save).
+ */
+import pg from 'pg';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { newId } from '../../src/crypto/index.js';
+import { openDatabase } from '../../src/db/open.js';
+import type { Database } from '../../src/db/database.js';
+import { createLogger } from '../../src/logging.js';
+import { createTestApp, ORIGIN, testConfig, type TestApp } from '../support/app.js';
+import { TEST_RUNTIME_ROLE } from '../support/db.js';
+
+/**
+ * How long a committed change may take to reach another instance here. The bench measures the
+ * real figure (docs/performance.md: a few ms); this is the bound a loaded CI machine still keeps.
+ */
+const LAG_BOUND_MS = 500;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('authentication cache on postgres, two instances', () => {
+  let h: TestApp;
+  let b: { app: FastifyInstance; db: Database };
+  let foreign: pg.Client;
+  let acme: string;
+  let globex: string;
+  let production: string;
+
+  beforeAll(async () => {
+    h = await createTestApp('postgres');
+    const opened = await openDatabase(
+      { kind: 'postgres', ownerUrl: h.t.ownerUrl ?? '', runtimeUrl: h.t.runtimeUrl ?? '', runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 4 },
+      { migrate: false },
+    );
+    const built = await buildApp({ config: testConfig(), db: opened.db, clock: h.clock, logger: createLogger('silent') });
+    b = { app: built.app, db: opened.db };
+    await opened.owner.close();
+    foreign = new pg.Client({ connectionString: h.t.ownerUrl ?? '' });
+    await foreign.connect();
+    acme = h.orgId('acme');
+    globex = h.orgId('globex');
+    production = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id as string;
+  });
+  afterAll(async () => {
+    await foreign?.end();
+    await b?.app.close();
+    await b?.db.close();
+    await h?.close();
+  });
+
+  const get = (app: FastifyInstance, url: string, headers: Record<string, string>) => app.inject({ method: 'GET', url, headers: { origin: ORIGIN, ...headers } });
+  const assets = (org: string, project: string) => `/api/orgs/${org}/projects/${project}/assets`;
+
+  /** Both instances' caches in place (their listeners report in place on first use). */
+  async function live(): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      if (h.t.db.authCacheStats()?.live && b.db.authCacheStats()?.live) return;
+      await sleep(10);
+    }
+    throw new Error('the auth cache listeners did not come up');
+  }
+
+  /**
+   * The request answered `status` from `app`'s cache. A result read while a change was being
+   * announced is not kept (the setup's own writes are announced too), so it may take a few.
+   */
+  async function warm(app: FastifyInstance, db: Database, url: string, headers: Record<string, string>, status = 200): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      const before = db.authCacheStats()?.hits ?? 0;
+      expect((await get(app, url, headers)).statusCode).toBe(status);
+      if ((db.authCacheStats()?.hits ?? 0) > before) return;
+      await sleep(20);
+    }
+    throw new Error(`${url} was never answered from the cache`);
+  }
+
+  /** How long until `app` answers something else than `was`; fails past the lag bound. */
+  async function until(app: FastifyInstance, url: string, headers: Record<string, string>, was: number): Promise<number> {
+    const start = performance.now();
+    for (;;) {
+      const res = await get(app, url, headers);
+      if (res.statusCode !== was) return res.statusCode;
+      if (performance.now() - start > LAG_BOUND_MS) return was;
+      await sleep(5);
+    }
+  }
+
+  async function member(org: string, role: string, opts: { restricted?: boolean; customRoleId?: string } = {}): Promise<{ id: string; cookie: string }> {
+    const email = `cache-${newId().slice(0, 8)}@example.test`;
+    const id = await h.insertUser({ email, verified: true });
+    await foreign.query('insert into memberships (org_id, user_id, role, restricted, custom_role_id) values ($1, $2, $3, $4, $5)', [
+      org, id, role, opts.restricted ?? false, opts.customRoleId ?? null,
+    ]);
+    return { id, cookie: await h.cookieFor(email) };
+  }
+
+  it('is on for PostgreSQL and serves a repeated authentication from memory', async () => {
+    const { cookie } = await member(acme, 'member');
+    // The first authentications start the listeners; until they are in place nothing is kept.
+    expect((await get(h.built.app, assets(acme, production), { cookie })).statusCode).toBe(200);
+    expect((await get(b.app, assets(acme, production), { cookie })).statusCode).toBe(200);
+    await live();
+    await warm(h.built.app, h.t.db, assets(acme, production), { cookie });
+    await warm(b.app, b.db, assets(acme, production), { cookie });
+  });
+
+  it('refuses a session signed out on one instance there at once, and on the other within the lag bound', async () => {
+    await live();
+    const { cookie } = await member(acme, 'member');
+    await warm(h.built.app, h.t.db, assets(acme, production), { cookie });
+    await warm(b.app, b.db, assets(acme, production), { cookie });
+    const out = await h.built.app.inject({ method: 'POST', url: '/api/auth/logout', headers: { cookie, origin: ORIGIN } });
+    expect(out.statusCode).toBe(204);
+    // No wait: the instance that made the change heard it before its COMMIT returned.
+    expect((await get(h.built.app, assets(acme, production), { cookie })).statusCode).toBe(401);
+    await sleep(LAG_BOUND_MS);
+    expect((await get(b.app, assets(acme, production), { cookie })).statusCode).toBe(401);
+  });
+
+  // Each table the authentication statements read, changed behind both instances' backs.
+  const changes: { table: string; run: () => Promise<{ url: string; headers: Record<string, string>; change: () => Promise<unknown>; after: number; undo?: () => Promise<unknown> }> }[] = [
+    {
+      table: 'sessions',
+      run: async () => {
+        const u = await member(acme, 'member');
+        return { url: assets(acme, production), headers: { cookie: u.cookie }, after: 401,
+          change: () => foreign.query('update sessions set revoked_at = now() where user_id = $1', [u.id]) };
+      },
+    },
+    {
+      table: 'users',
+      run: async () => {
+        const u = await member(acme, 'member');
+        return { url: assets(acme, production), headers: { cookie: u.cookie }, after: 401,
+          change: () => foreign.query('update users set session_epoch = session_epoch + 1 where id = $1', [u.id]) };
+      },
+    },
+    {
+      table: 'memberships',
+      run: async () => {
+        const u = await member(acme, 'member');
+        return { url: assets(acme, production), headers: { cookie: u.cookie }, after: 404,
+          change: () => foreign.query('delete from memberships where org_id = $1 and user_id = $2', [acme, u.id]) };
+      },
+    },
+    {
+      table: 'project_access',
+      run: async () => {
+        const u = await member(acme, 'member', { restricted: true });
+        await foreign.query('insert into project_access (org_id, project_id, user_id) values ($1, $2, $3)', [acme, production, u.id]);
+        return { url: assets(acme, production), headers: { cookie: u.cookie }, after: 404,
+          change: () => foreign.query('delete from project_access where org_id = $1 and user_id = $2', [acme, u.id]) };
+      },
+    },
+    {
+      table: 'custom_roles',
+      run: async () => {
+        const role = newId();
+        await foreign.query(`insert into custom_roles (org_id, id, name, permissions) values ($1, $2, $3, array['projects:read', 'assets:read'])`, [acme, role, `cache ${role.slice(0, 8)}`]);
+        const u = await member(acme, 'custom', { customRoleId: role });
+        return { url: assets(acme, production), headers: { cookie: u.cookie }, after: 403,
+          change: () => foreign.query(`update custom_roles set permissions = array['projects:read'] where org_id = $1 and id = $2`, [acme, role]) };
+      },
+    },
+    {
+      table: 'org_settings',
+      run: async () => {
+        const u = await member(globex, 'member');
+        const staging = h.demo.orgs.find((o) => o.slug === 'globex')?.projects[1]?.id as string;
+        return { url: assets(globex, staging), headers: { cookie: u.cookie }, after: 403,
+          change: () => foreign.query(`insert into org_settings (org_id, mfa_enforced_from) values ($1, now() - interval '1 day')
+                                       on conflict (org_id) do update set mfa_enforced_from = excluded.mfa_enforced_from`, [globex]),
+          undo: () => foreign.query('update org_settings set mfa_enforced_from = null where org_id = $1', [globex]) };
+      },
+    },
+    {
+      table: 'organizations',
+      run: async () => {
+        const u = await member(globex, 'member');
+        const staging = h.demo.orgs.find((o) => o.slug === 'globex')?.projects[1]?.id as string;
+        return { url: assets(globex, staging), headers: { cookie: u.cookie }, after: 409,
+          change: () => foreign.query(`update organizations set purge_after = now() + interval '30 days', deletion_requested_at = now() where org_id = $1`, [globex]),
+          undo: () => foreign.query('update organizations set purge_after = null, deletion_requested_at = null where org_id = $1', [globex]) };
+      },
+    },
+    {
+      table: 'api_keys',
+      run: async () => {
+        const admin = await h.cookieFor(h.user('acme', 'admin').email);
+        const made = await h.built.app.inject({ method: 'POST', url: `/api/orgs/${acme}/api-keys`, headers: { cookie: admin, origin: ORIGIN },
+          payload: { name: `cache ${newId().slice(0, 8)}`, kind: 'secret', permissions: ['assets:read'] } });
+        expect(made.statusCode, made.body).toBe(201);
+        const { key, token } = made.json<{ key: { id: string }; token: string }>();
+        return { url: `/v1/orgs/${acme}/projects/${production}/assets`, headers: { authorization: `Bearer ${token}` }, after: 401,
+          change: () => foreign.query('update api_keys set revoked_at = now() where id = $1', [key.id]) };
+      },
+    },
+  ];
+
+  it.each(changes)('hears a change to $table made by another connection, on both instances', async ({ run }) => {
+    await live();
+    const c = await run();
+    try {
+      await warm(h.built.app, h.t.db, c.url, c.headers);
+      await warm(b.app, b.db, c.url, c.headers);
+      await c.change();
+      expect(await until(b.app, c.url, c.headers, 200)).toBe(c.after);
+      expect(await until(h.built.app, c.url, c.headers, 200)).toBe(c.after);
+    } finally {
+      await c.undo?.();
+    }
+  });
+
+  it('does not drop results for a write that decides nothing (a key\u2019s last use, a failed sign-in count)', async () => {
+    await live();
+    const u = await member(acme, 'member');
+    await warm(b.app, b.db, assets(acme, production), { cookie: u.cookie });
+    const before = b.db.authCacheStats()?.invalidations ?? 0;
+    await foreign.query('update users set failed_logins = failed_logins + 1 where id = $1', [u.id]);
+    await foreign.query('update api_keys set last_used_at = now() where org_id = $1', [acme]);
+    await sleep(100);
+    expect(b.db.authCacheStats()?.invalidations).toBe(before);
+  });
+
+  it('fails closed: a lost listener empties the cache and every request reads the database until it is back', async () => {
+    await live();
+    const u = await member(acme, 'member');
+    await warm(b.app, b.db, assets(acme, production), { cookie: u.cookie });
+    await foreign.query(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'palisade-listen' and datname = current_database()`);
+    for (let i = 0; i < 100 && b.db.authCacheStats()?.live; i++) await sleep(10);
+    expect(b.db.authCacheStats()).toMatchObject({ live: false, size: 0 });
+    // With no listener nothing would tell the cache: the change is seen because nothing is cached.
+    await foreign.query('update sessions set revoked_at = now() where user_id = $1', [u.id]);
+    expect((await get(b.app, assets(acme, production), { cookie: u.cookie })).statusCode).toBe(401);
+    // The listener reconnects by itself (1 s) and the cache is used again.
+    await live();
+    const v = await member(acme, 'member');
+    await warm(b.app, b.db, assets(acme, production), { cookie: v.cookie });
+  });
+
+  it('covers every table the authentication statements read with a trigger that announces changes', async () => {
+    const defs = await foreign.query<{ def: string }>(
+      `select pg_get_functiondef(p.oid) as def from pg_proc p where p.proname in ('palisade_session_in_org', 'palisade_key_in_org', 'palisade_membership')`,
+    );
+    expect(defs.rows).toHaveLength(3);
+    const read = new Set<string>();
+    for (const { def } of defs.rows) for (const m of def.matchAll(/\b(?:from|join)\s+(?!lateral\b)([a-z_]+)\b(?!\s*\()/g)) read.add(m[1] as string);
+    expect([...read].sort()).toEqual(['api_keys', 'custom_roles', 'memberships', 'org_settings', 'organizations', 'project_access', 'sessions', 'users']);
+    const triggered = await foreign.query<{ table: string }>(
+      `select distinct c.relname as table from pg_trigger t join pg_class c on c.oid = t.tgrelid
+       where t.tgname like 'auth_changed%' and not t.tgisinternal`,
+    );
+    expect(triggered.rows.map((r) => r.table).sort()).toEqual([...read].sort());
+  });
+});
