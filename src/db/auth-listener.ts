@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomToken } from '../crypto/index.js';
 import { AUTH_CHANNEL, type AuthCache } from './auth-cache.js';
 import type { Listen } from './listen.js';
 
@@ -36,7 +36,7 @@ export async function startAuthListener(opts: AuthListenerOptions): Promise<() =
 
   const probe = () => {
     if (stopped || !inPlace) return;
-    const nonce = `${PROBE}${randomBytes(12).toString('hex')}`;
+    const nonce = `${PROBE}${randomToken(12)}`;
     awaited = nonce;
     sentAt = Date.now();
     opts.notify(nonce).catch(() => {

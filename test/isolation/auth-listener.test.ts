@@ -86,7 +86,7 @@ describe('authentication cache listener on postgres', () => {
     const stop = await startAuthListener({ cache, listen: pgListen(t.ownerUrl ?? ''), notify: notifyVia(() => elsewhere), probeEveryMs: 100, probeTimeoutMs: 200 });
     try {
       await sleep(100);
-      await here.query(`select pg_notify('palisade_auth', 'probe:0123456789abcdef01234567')`);
+      await here.query(`select pg_notify('palisade_auth', 'probe:0123456789abcdef')`);
       expect(await until(() => cache.stats().live, 500)).toBe(false);
     } finally {
       await stop();
