@@ -18,6 +18,7 @@ import { systemContext } from '../src/kernel/context.js';
 import { createLogger } from '../src/logging.js';
 import { NdjsonReceiver, SyslogReceiver } from '../test/audit-streams/receivers.js';
 import { BENCH, dropDatabase, freshDatabase, runMain } from './lib/env.js';
+import { percentile } from './lib/load.js';
 
 /**
  * npm run bench:audit-streams — audit streaming on PostgreSQL (issue 14):
@@ -37,10 +38,6 @@ const LIVE_RATE = Number(process.env.BENCH_STREAM_LIVE_RATE ?? 100);
 const LIVE_SECONDS = Number(process.env.BENCH_STREAM_LIVE_SECONDS ?? 5);
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : (s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number);
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 

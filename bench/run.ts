@@ -9,6 +9,7 @@ import { CHECK_EVERY, median, runLoad, type LoadResult, type Target } from './li
 import { chainVerification, mutation, permissionChecks, verificationCost } from './lib/micro.js';
 import { runToExit, startServer, type Server } from './lib/procs.js';
 import { palisadeKeys, palisadeSessions } from './lib/sessions.js';
+import { revocationLag } from './lib/revocation.js';
 import { openDatabase } from '../src/db/open.js';
 
 /**
@@ -18,6 +19,7 @@ import { openDatabase } from '../src/db/open.js';
  * in alternating order. BENCH_QUICK=1: bare, palisade and palisade-key only.
  */
 const log = (s: string) => process.stdout.write(`${s}\n`);
+const REVOCATION_SAMPLES = Number(process.env.BENCH_REVOCATIONS ?? 200);
 
 async function betterAuthSessions(users: BenchUser[]): Promise<Target[]> {
   const c = new pg.Client({ connectionString: dbUrl() });
@@ -85,7 +87,9 @@ async function main(): Promise<void> {
   // secret API key (Authorization: Bearer) on /v1 instead of the session cookie. A process of its
   // own would hold another pool: six pools of 20 exceed PostgreSQL's default 100 connections.
   servers['palisade-key'] = servers.palisade as Server;
-  // BENCH_QUICK=1 compares bare, palisade and palisade-key only (for iterating on the read path).
+  // BENCH_QUICK=1 compares bare, palisade and palisade-key only (for iterating on the read path),
+  // and the same server without its authentication cache (what the cache and pipelining save).
+  if (BENCH.quick) servers['palisade-nocache'] = await startServer('palisade-nocache', 'palisade.ts', 4107, { ...palisadeEnv(4107), PALISADE_AUTH_CACHE: 'off' });
   if (!BENCH.quick) {
     // The same server with its rate-limit counters in Redis (what a multi-instance deployment runs).
     servers['palisade-redis'] = await startServer('palisade-redis', 'palisade.ts', 4105, { ...palisadeEnv(4105), REDIS_URL: BENCH.redisUrl });
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
     log('creating one secret API key per bench user (the console route, assets:read, bound to the user\u2019s project)');
     keyTargets = await palisadeKeys((servers['palisade-key'] as Server).base, users);
     const targets: Record<string, Target[]> = {
-      bare: bareTargets, palisade: palTargets, 'palisade-key': keyTargets, 'palisade-redis': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
+      bare: bareTargets, palisade: palTargets, 'palisade-key': keyTargets, 'palisade-redis': palTargets, 'palisade-nocache': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
     };
     for (const n of names) await runLoad((servers[n] as Server).base, targets[n] as Target[], { seconds: BENCH.warmupSeconds, connections: BENCH.connections });
     for (let i = 0; i < BENCH.rounds; i++) {
@@ -144,8 +148,26 @@ async function main(): Promise<void> {
       + `p50 ${signed(med('palisade-key', 'p50') - med('palisade', 'p50'))} ms, p99 ${signed(med('palisade-key', 'p99') - med('palisade', 'p99'))} ms; `
       + `${signed(extraUs, 0)} µs of server time per request at saturation`);
     if (!BENCH.quick) leaks += await fullOnly();
+    await revocation();
   } finally {
     for (const s of new Set(Object.values(servers))) await s.stop();
+  }
+
+  /**
+   * A second server process on the same database: a session signed out through the first one
+   * must be refused by the second within the bound (issue 15: p99 ≤ 50 ms).
+   */
+  async function revocation(): Promise<void> {
+    // A small pool: with every contender running, six pools of 20 would pass PostgreSQL's 100 connections.
+    const b = await startServer('palisade-b', 'palisade.ts', 4106, { ...palisadeEnv(4106), PALISADE_DB_POOL_SIZE: '4' });
+    try {
+      const r = await revocationLag(servers.palisade!.base, b.base, users, REVOCATION_SAMPLES);
+      log(`\nrevocation seen by another instance (${r.samples} sign-outs through A, B read back to back): p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms, `
+        + `max ${fmt(r.max, 1)} ms (target p99 ≤ 50 ms); B served ${r.servedAfter} requests after A's answer, A ${r.servedByA} (must be 0)`);
+      if (r.servedByA > 0) throw new Error('the instance that revoked served the session afterwards');
+    } finally {
+      await b.stop();
+    }
   }
 
   /** The comparisons a quick run skips: Redis limiter, Better Auth, half load, login flood. Returns leaks seen. */

@@ -4,6 +4,7 @@ import { createTestApp, ORIGIN, type TestApp } from '../test/support/app.js';
 import { call, sessionFrom } from '../test/support/client.js';
 import { rsaSigningKey, signInAtIdp, startOidcProvider, type IdpAccount } from '../test/support/oidc.js';
 import { idpKey, samlForm, TestSamlIdp } from '../test/support/saml.js';
+import { percentile } from './lib/load.js';
 
 /**
  * npm run bench:sso — what an SSO sign-in costs in process, against a password sign-in measured
@@ -22,10 +23,6 @@ const READS = Number(process.env.BENCH_SSO_READS ?? 2000);
 const ROUNDS = 3;
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
-}
 const ms = (n: number) => n.toFixed(2);
 const row = (name: string, xs: number[], base: number[]) =>
   `| ${name} | ${xs.length} | ${ms(percentile(xs, 50))} | ${ms(percentile(xs, 99))} | ${(percentile(xs, 50) / percentile(base, 50)).toFixed(2)} |`;

@@ -17,6 +17,7 @@ import { SYSTEM_ORG_ID } from '../src/kernel/ids.js';
 import { createLogger } from '../src/logging.js';
 import { BENCH, dbUrl, dropDatabase, freshDatabase } from './lib/env.js';
 import type { ReceiverStats } from './servers/receiver.js';
+import { percentile } from './lib/load.js';
 
 /**
  * npm run bench:webhooks — outbound webhooks on PostgreSQL, against baselines measured in the
@@ -54,11 +55,6 @@ function fmt(n: number, d = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 }
 
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number;
-}
 
 const median = (xs: number[]) => percentile(xs, 50);
 

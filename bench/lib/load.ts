@@ -86,6 +86,12 @@ export async function runLoad(base: string, targets: Target[], opts: { seconds: 
   };
 }
 
+/** The nearest-rank percentile (p in 0–100); NaN for no samples. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);

@@ -5,7 +5,7 @@ import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
 import { AUTH_CHANNEL, type AuthCache, type AuthCacheStats } from './auth-cache.js';
 import { startAuthListener } from './auth-listener.js';
 import type { Listen } from './listen.js';
-import { bindingSql, PinnedConnection, type BoundColumns } from './pinned.js';
+import { bindingSql, PinnedConnection, WITH_NEXT_STATEMENT, type BoundColumns } from './pinned.js';
 
 export type { BoundColumns } from './pinned.js';
 
@@ -174,7 +174,8 @@ export class KyselyDatabase implements Database {
     if (pinned?.usable) return pinned.call(binding, fn);
     const bind = bindingSql(binding);
     return this.kysely.connection().execute(async (conn) => {
-      await sql.raw(`begin; ${bind}`).execute(conn);
+      // Written together with fn's first statement: no round trip of its own.
+      await sql.raw(`${WITH_NEXT_STATEMENT}begin; ${bind}`).execute(conn);
       let result: T;
       try {
         result = await fn(conn);

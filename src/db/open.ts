@@ -5,6 +5,8 @@ import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { AuthCache, authNoticeTag } from './auth-cache.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
+import { WITH_NEXT_STATEMENT } from './pinned.js';
+import { InvariantError } from '../kernel/errors.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import { pgListen, pgliteListen } from './listen.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -108,6 +110,12 @@ function noticesTo(client: pg.PoolClient, cache: AuthCache): void {
   });
 }
 
+/** The client's socket, to write two statements in one go (pg keeps it as `connection.stream`, untyped). */
+function streamOf(client: pg.PoolClient): { cork(): void; uncork(): void } | null {
+  const stream = (client as unknown as { connection?: { stream?: { cork?: unknown; uncork?: unknown } } }).connection?.stream;
+  return stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' ? (stream as { cork(): void; uncork(): void }) : null;
+}
+
 /** Distinct parameterised statements kept prepared; the code's statements are far fewer. */
 const PREPARED_LIMIT = 500;
 
@@ -127,18 +135,49 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
     if (!name && names.size < PREPARED_LIMIT) names.set(text, (name = `palisade_${names.size}`));
     return name;
   };
+  const last = (r: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(r) ? r[r.length - 1] : r);
   return {
     async connect() {
       const client = await pool.connect();
+      let withNext: string | null = null;
       const wrapped = {
         async query(text: string, values: readonly unknown[]) {
+          if (text.startsWith(WITH_NEXT_STATEMENT)) {
+            if (withNext !== null) throw new InvariantError('one statement at a time waits for the next');
+            withNext = text.slice(WITH_NEXT_STATEMENT.length);
+            return { command: 'BEGIN', rowCount: null, rows: [] };
+          }
           const name = values.length > 0 ? nameOf(text) : undefined;
-          const r = (await client.query(name ? { name, text, values: [...values] } : { text, values: [...values] })) as unknown as
-            | pg.QueryResult
-            | pg.QueryResult[];
-          return Array.isArray(r) ? r[r.length - 1] : r;
+          const config = name ? { name, text, values: [...values] } : { text, values: [...values] };
+          if (withNext === null) return last((await client.query(config)) as unknown as pg.QueryResult | pg.QueryResult[]);
+          const first = withNext;
+          withNext = null;
+          // Both written in one go (the client pipelines: it does not wait for the first answer
+          // before writing the second), answered in order. Had the first failed, the second ran
+          // in an aborted transaction and failed too; the first's error is the one that says why.
+          const stream = streamOf(client);
+          stream?.cork();
+          let opening: Promise<unknown>;
+          let statement: Promise<unknown>;
+          try {
+            opening = client.query(first);
+            statement = client.query(config);
+          } finally {
+            stream?.uncork();
+          }
+          try {
+            await opening;
+          } catch (err) {
+            await statement.catch(() => undefined);
+            throw err;
+          }
+          return last((await statement) as pg.QueryResult | pg.QueryResult[]);
         },
-        release: () => client.release(),
+        release: () => {
+          // Never sent: nothing of it to undo.
+          withNext = null;
+          client.release();
+        },
       };
       // Kysely's client type also names a cursor overload, used only with its `cursor` option (not set here).
       return wrapped as unknown as PostgresPoolClient;
@@ -201,7 +240,12 @@ export async function openDatabase(
   if (opts.migrate) {
     await migrate(owner, { runtimeRole: cfg.runtimeRole, runtimePassword: cfg.runtimePassword, login: true, keyedSteps: opts.keyedSteps });
   }
-  const pool = new pg.Pool({ connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000, ...(authCache ? hearOwnChanges(cfg.runtimeUrl) : {}) });
+  // pipeline: a statement is written without waiting for the previous one's answer (pg 8.23),
+  // which lets a transaction's opening travel with its first statement (kyselyPool).
+  const pool = new pg.Pool({
+    connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000, pipeline: true,
+    ...(authCache ? hearOwnChanges(cfg.runtimeUrl) : {}),
+  });
   // A dropped connection (database restart) must not crash the process; the next query fails
   // with a 503 and the pool reconnects.
   pool.on('error', () => undefined);

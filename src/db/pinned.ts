@@ -29,6 +29,15 @@ export function bindingSql(b: BindingValues): string {
   );
 }
 
+/**
+ * A statement given with this prefix is not sent at once: the pool's client (open.ts) writes it
+ * together with the connection's next statement, pipelined, and that statement fails if it
+ * failed. A transaction's opening (BEGIN and the binding) thus costs no round trip of its own.
+ * Only ever prefixed to constant text of this module and database.ts, never to anything built
+ * from input.
+ */
+export const WITH_NEXT_STATEMENT = '/* palisade: sent with the next statement */ ';
+
 const keyOf = (b: BindingValues) => `${b.org}|${b.user}|${b.scope}`;
 const UNBOUND: BindingValues = { org: '', user: '', scope: '' };
 
@@ -43,7 +52,9 @@ export interface BoundColumns {
  * savepoint, so that a failed call undoes only its own work, as its own transaction would have;
  * the savepoint shares a message with the call's binding, and a call whose binding is already in
  * place right after a savepoint sends nothing before its query. A signed-in read thus costs
- * three messages: BEGIN + binding + savepoint + authentication, the query, COMMIT.
+ * three round trips: BEGIN + binding + savepoint + authentication, the query, COMMIT; two when
+ * authentication came from the cache (auth-cache.ts): BEGIN + binding + savepoint written
+ * together with the query (WITH_NEXT_STATEMENT), then COMMIT.
  */
 export class PinnedConnection {
   private conn: Conn | null = null;
@@ -126,7 +137,8 @@ export class PinnedConnection {
       const want = binding ?? UNBOUND;
       const key = keyOf(want);
       if (!this.began) {
-        await sql.raw(`begin; ${bindingSql(want)}; savepoint call`).execute(conn);
+        // Sent with the call's first statement (or the COMMIT, if it makes none).
+        await sql.raw(`${WITH_NEXT_STATEMENT}begin; ${bindingSql(want)}; savepoint call`).execute(conn);
         this.began = true;
         this.bound = this.savepointBinding = key;
       } else if (!this.fresh || this.bound !== key) {

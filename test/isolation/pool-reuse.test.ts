@@ -57,6 +57,17 @@ const ABORTS: [string, Abort][] = [
       await sql`select set_config('palisade.org_id', ${other}, false)`.execute(tx);
       throw new Error('abort');
     })],
+  // The opening (BEGIN and the binding) waits to be written with the first statement (pinned.ts
+  // WITH_NEXT_STATEMENT): a transaction that makes none sends it with its COMMIT or ROLLBACK.
+  ['commits without having run a statement', (db, org) => db.withTenant({ orgId: org, projectIds: null }, async () => undefined)],
+  ['throws before its first statement', (db, org) =>
+    db.withTenant({ orgId: org, projectIds: null }, async () => {
+      throw new Error('abort');
+    })],
+  ['a request transaction that throws before its first statement', (db, org) =>
+    db.requestTransaction(() => db.withTenant({ orgId: org, projectIds: null }, async () => {
+      throw new Error('abort');
+    }))],
   ['commits a leaked session-level setting of the other org', (db, org, other) =>
     db.withTenant({ orgId: org, projectIds: null }, async (tx) => {
       await sql`select set_config('palisade.org_id', ${other}, false)`.execute(tx);
