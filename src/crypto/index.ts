@@ -1,4 +1,4 @@
-export { randomToken, randomCode, newId, sha256Hex, hmacSha256, safeEqual, randomKey } from './primitives.js';
+export { randomToken, randomCode, requestId, newId, sha256Hex, hmacSha256, safeEqual, randomKey } from './primitives.js';
 export { Keyring, parseKeks, SealedValueError } from './keyring.js';
 export type { Kek, WrappedKey, DataKeyStore, FieldRef } from './keyring.js';
 export { generateApiToken, parseApiToken, API_TOKEN_LENGTH } from './api-token.js';

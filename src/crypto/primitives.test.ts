@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hmacSha256, newId, randomKey, randomToken, safeEqual, sha256Hex } from './primitives.js';
+import { hmacSha256, newId, randomKey, randomToken, requestId, safeEqual, sha256Hex } from './primitives.js';
 
 describe('safeEqual', () => {
   it.each([
@@ -36,6 +36,12 @@ describe('hashes and randomness', () => {
     expect(hmacSha256(Buffer.from('Jefe'), 'what do ya want for nothing?').toString('hex')).toBe(
       '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
     );
+  });
+
+  it('requestId has randomToken(12)\u2019s form and does not repeat across pool refills', () => {
+    const ids = new Set(Array.from({ length: 2000 }, () => requestId()));
+    expect(ids.size).toBe(2000);
+    for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
   });
 
   it('randomToken is base64url of the requested entropy and does not repeat', () => {

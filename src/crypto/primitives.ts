@@ -4,6 +4,24 @@ export function randomToken(bytes = 32): string {
   return randomBytes(bytes).toString('base64url');
 }
 
+const ID_BYTES = 12;
+let idPool = Buffer.alloc(0);
+let idAt = 0;
+
+/**
+ * A request id: randomToken(12)'s form (16 base64url characters), cut from a pool of random
+ * bytes drawn 256 ids at a time: one randomBytes call per request cost more than the id is worth
+ * (docs/performance.md). Not a secret; nothing may use it as one.
+ */
+export function requestId(): string {
+  if (idAt + ID_BYTES > idPool.length) {
+    idPool = randomBytes(ID_BYTES * 256);
+    idAt = 0;
+  }
+  idAt += ID_BYTES;
+  return idPool.toString('base64url', idAt - ID_BYTES, idAt);
+}
+
 /** `length` characters drawn uniformly from `alphabet` (rejection sampling: no modulo bias). */
 export function randomCode(length: number, alphabet: string): string {
   if (alphabet.length < 2 || alphabet.length > 256) throw new Error('alphabet must have 2..256 characters');

@@ -1,9 +1,10 @@
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import helmet, { type HelmetOptions } from 'helmet';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { randomToken } from '../crypto/index.js';
+import { requestId } from '../crypto/index.js';
 import { AppError } from '../kernel/errors.js';
 import { neutralizeText } from '../kernel/text.js';
 import type { RequestContext } from '../kernel/context.js';
@@ -64,12 +65,33 @@ function isKeyRoute(url: string): boolean {
   return url.startsWith(`${API_PREFIX}/`);
 }
 
+/**
+ * What helmet sets for these options, read off its middleware once: helmet stays the authority
+ * on the headers and their values, and a request pays one headers() call.
+ */
+function securityHeaders(options: HelmetOptions): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const res = {
+    setHeader(name: string, value: unknown) {
+      headers[name.toLowerCase()] = String(value);
+    },
+    removeHeader(name: string) {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  let done = false;
+  // helmet's middleware is synchronous and reads nothing of the request for static directives.
+  helmet(options)({} as IncomingMessage, res as unknown as ServerResponse, () => (done = true));
+  if (!done || Object.keys(headers).length === 0) throw new Error('helmet set no headers');
+  return headers;
+}
+
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     trustProxy: opts.trustedProxies.length > 0 ? [...opts.trustedProxies] : false,
     bodyLimit: opts.bodyLimit ?? 64 * 1024,
-    genReqId: () => randomToken(12),
+    genReqId: requestId,
     exposeHeadRoutes: false,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -118,7 +140,9 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   });
 
   await app.register(cookie);
-  await app.register(helmet, {
+  // The same headers on every answer: computed once (Fastify's helmet plugin built helmet's
+  // middleware anew, CSP parsing included, on every request: docs/performance.md).
+  const security = securityHeaders({
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
@@ -137,6 +161,10 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
     strictTransportSecurity: opts.hsts ? { maxAge: 31_536_000, includeSubDomains: true } : false,
     crossOriginResourcePolicy: { policy: 'same-origin' },
     referrerPolicy: { policy: 'no-referrer' },
+  });
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.headers(security);
+    done();
   });
   const consoleCors = {
     origin: opts.corsOrigins === '*' ? true : [...opts.corsOrigins],
