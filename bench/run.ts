@@ -21,6 +21,19 @@ import { openDatabase } from '../src/db/open.js';
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const REVOCATION_SAMPLES = Number(process.env.BENCH_REVOCATIONS ?? 200);
 
+/** A figure against its issue 15 target; BENCH_CHECK=1 exits non-zero when one is missed. */
+interface Check {
+  figure: string;
+  measured: number;
+  target: number;
+  /** 'min': the figure must be at least the target; 'max': at most. */
+  kind: 'min' | 'max';
+  unit: string;
+}
+const checks: Check[] = [];
+const check = (figure: string, measured: number, kind: Check['kind'], target: number, unit: string) => checks.push({ figure, measured, target, kind, unit });
+const met = (c: Check) => (c.kind === 'min' ? c.measured >= c.target : c.measured <= c.target);
+
 async function betterAuthSessions(users: BenchUser[]): Promise<Target[]> {
   const c = new pg.Client({ connectionString: dbUrl() });
   await c.connect();
@@ -141,6 +154,9 @@ async function main(): Promise<void> {
       + `palisade-key / palisade ≥ 0.95 × (now ${fmt(med('palisade-key', 'rps') / med('palisade', 'rps'), 2)} ×)`);
     const keyRps = med('palisade-key', 'rps');
     const palRps = med('palisade', 'rps');
+    check('protected read (session) / bare', palRps / bareRps, 'min', 0.9, '×');
+    check('server CPU per protected read − bare', med('palisade', 'serverUs') - bareUs, 'max', 40, 'µs');
+    check('API-key read / session read', keyRps / palRps, 'min', 0.95, '×');
     // At saturation the server spends 1/throughput per request: the difference is what the key
     // costs the server per request more (or less) than the session.
     const extraUs = (1 / keyRps - 1 / palRps) * 1e6;
@@ -165,6 +181,7 @@ async function main(): Promise<void> {
       log(`\nrevocation seen by another instance (${r.samples} sign-outs through A, B read back to back): p50 ${fmt(r.p50, 1)} ms, p99 ${fmt(r.p99, 1)} ms, `
         + `max ${fmt(r.max, 1)} ms (target p99 ≤ 50 ms); B served ${r.servedAfter} requests after A's answer, A ${r.servedByA} (must be 0)`);
       if (r.servedByA > 0) throw new Error('the instance that revoked served the session afterwards');
+      check('revocation seen by another instance, p99', r.p99, 'max', 50, 'ms');
     } finally {
       await b.stop();
     }
@@ -175,6 +192,7 @@ async function main(): Promise<void> {
     let seen = 0;
     const bareRps = med('bare', 'rps');
     log(`rate limiter in Redis vs in process: p50 ${fmt(med('palisade-redis', 'p50') - med('palisade', 'p50'), 1)} ms, p99 ${fmt(med('palisade-redis', 'p99') - med('palisade', 'p99'), 1)} ms, throughput ${fmt(med('palisade-redis', 'rps') / med('palisade', 'rps'), 2)} ×`);
+    check('protected read / Better Auth', med('palisade', 'rps') / med('better-auth', 'rps'), 'min', 4, '×');
     log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} × (target ≥ 4 ×); palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×; `
       + `server µs/req better-auth ${fmt(med('better-auth', 'serverUs'))}, palisade ${fmt(med('palisade', 'serverUs'))}`);
 
@@ -182,6 +200,7 @@ async function main(): Promise<void> {
     const halfBare = await runLoad(servers.bare!.base, bareTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
     const halfPal = await runLoad(servers.palisade!.base, palTargets, { seconds: BENCH.seconds, connections: BENCH.connections, rate: half });
     seen += halfBare.leaks + halfPal.leaks;
+    check('p99 at half of bare\u2019s capacity − bare\u2019s', halfPal.p99 - halfBare.p99, 'max', 1, 'ms');
     log(`\nhalf load (${fmt(half)} req/s): bare p99 ${halfBare.p99} ms, palisade p99 ${halfPal.p99} ms (+${fmt(halfPal.p99 - halfBare.p99, 1)} ms; target ≤ +1 ms)`);
 
     // Protected reads at half load while argon2 logins saturate their pool.
@@ -211,6 +230,7 @@ async function main(): Promise<void> {
       const perms = permissionChecks();
       log(`\npermission checks: ${fmt(perms / 1e6, 1)} M/s (target ≥ 5 M/s)`);
       const m = await mutation(db, users, BENCH.seconds);
+      check('mutation / plain insert', m.secured / m.plain, 'min', 0.6, '×');
       log(`mutation (2 sealed fields + chained audit): ${fmt(m.secured)} ops/s vs plain insert ${fmt(m.plain)} ops/s = ${fmt(m.secured / m.plain, 2)} × (target ≥ 0.6 ×)`);
       log(`  16 writers in one org (one chain head): ${fmt(m.oneOrg)} ops/s = ${fmt(m.oneOrg / m.secured, 2)} × the same writers spread over ${new Set(users.map((u) => u.orgId)).size} orgs`);
     }
@@ -220,6 +240,7 @@ async function main(): Promise<void> {
   }
   if (!BENCH.quick) {
     const chain = await chainVerification(log);
+    check('audit chain verification', chain.perSecond, 'min', 1_000_000, 'events/s');
     log(`audit chain verification: ${fmt(chain.events)} events at ${fmt(chain.perSecond)} events/s, ${chain.ok ? 'intact' : 'BROKEN'} (target ≥ 1M/s)`);
   }
   if (leaks > 0) {
@@ -227,6 +248,17 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   log('\nno tenant leak in any checked response');
+  log('\n| figure (issue 15) | measured | target | |');
+  log('|---|---:|---:|---|');
+  for (const c of checks) {
+    log(`| ${c.figure} | ${fmt(c.measured, c.unit === '×' ? 2 : 1)} ${c.unit} | ${c.kind === 'min' ? '≥' : '≤'} ${fmt(c.target, c.unit === '×' ? 2 : 0)} ${c.unit} | ${met(c) ? 'met' : 'MISSED'} |`);
+  }
+  const missed = checks.filter((c) => !met(c));
+  // BENCH_CHECK=1: a regression shows in one command (not a CI gate: shared machines are too noisy for one).
+  if (process.env.BENCH_CHECK === '1' && missed.length > 0) {
+    log(`\nBENCH_CHECK: ${missed.length} of ${checks.length} figures missed their target`);
+    process.exit(2);
+  }
 }
 
 main().then(
