@@ -106,6 +106,8 @@ async function main(): Promise<void> {
   if (!BENCH.quick) {
     // The same server with its rate-limit counters in Redis (what a multi-instance deployment runs).
     servers['palisade-redis'] = await startServer('palisade-redis', 'palisade.ts', 4105, { ...palisadeEnv(4105), REDIS_URL: BENCH.redisUrl });
+    // A key counts two limits (itself and its creator), in one Redis call (one script, two keys).
+    servers['palisade-key-redis'] = servers['palisade-redis'] as Server;
     servers['better-auth'] = await startServer('better-auth', 'better-auth.ts', 4103, { BA_COOKIE_CACHE: '0' });
     servers['better-auth-cache'] = await startServer('better-auth-cache', 'better-auth.ts', 4104, { BA_COOKIE_CACHE: '1' });
   }
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
     log('creating one secret API key per bench user (the console route, assets:read, bound to the user\u2019s project)');
     keyTargets = await palisadeKeys((servers['palisade-key'] as Server).base, users);
     const targets: Record<string, Target[]> = {
-      bare: bareTargets, palisade: palTargets, 'palisade-key': keyTargets, 'palisade-redis': palTargets, 'palisade-nocache': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
+      bare: bareTargets, palisade: palTargets, 'palisade-key': keyTargets, 'palisade-redis': palTargets, 'palisade-key-redis': keyTargets, 'palisade-nocache': palTargets, 'better-auth': baTargets, 'better-auth-cache': baTargets,
     };
     for (const n of names) await runLoad((servers[n] as Server).base, targets[n] as Target[], { seconds: BENCH.warmupSeconds, connections: BENCH.connections });
     for (let i = 0; i < BENCH.rounds; i++) {
@@ -192,6 +194,8 @@ async function main(): Promise<void> {
     let seen = 0;
     const bareRps = med('bare', 'rps');
     log(`rate limiter in Redis vs in process: p50 ${fmt(med('palisade-redis', 'p50') - med('palisade', 'p50'), 1)} ms, p99 ${fmt(med('palisade-redis', 'p99') - med('palisade', 'p99'), 1)} ms, throughput ${fmt(med('palisade-redis', 'rps') / med('palisade', 'rps'), 2)} ×`);
+    log(`API key with its two limits in Redis (one call) / session with its one: ${fmt(med('palisade-key-redis', 'rps') / med('palisade-redis', 'rps'), 2)} × throughput, `
+      + `p99 ${signed(med('palisade-key-redis', 'p99') - med('palisade-redis', 'p99'))} ms`);
     check('protected read / Better Auth', med('palisade', 'rps') / med('better-auth', 'rps'), 'min', 4, '×');
     log(`\npalisade / better-auth: ${fmt(med('palisade', 'rps') / med('better-auth', 'rps'), 2)} × (target ≥ 4 ×); palisade / better-auth-cache: ${fmt(med('palisade', 'rps') / med('better-auth-cache', 'rps'), 2)} ×; `
       + `server µs/req better-auth ${fmt(med('better-auth', 'serverUs'))}, palisade ${fmt(med('palisade', 'serverUs'))}`);

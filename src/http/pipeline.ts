@@ -143,20 +143,19 @@ function accountMailKeys(route: AnyRoute, email: string, ip: string): LimitKey[]
 /** Counts each key in turn until one is over; true when all admitted. Refuses nothing itself. */
 async function withinLimits(opts: PipelineOptions, keys: readonly LimitKey[]): Promise<boolean> {
   if (!opts.limiter) return true;
-  for (const key of keys) {
-    if (!(await opts.limiter.hit(key.policy, key.parts, key.scale)).allowed) return false;
-  }
-  return true;
+  return (await opts.limiter.hitAll(keys)).every((d) => d.allowed);
 }
 
-/** Counts the request for each key; 429 with Retry-After when one is over. */
+/** Counts the request for each key (in one call to the limiter); 429 with Retry-After when one is over. */
 async function enforceLimits(reply: FastifyReply, opts: PipelineOptions, keys: readonly LimitKey[], shown: Shown): Promise<void> {
   if (!opts.limiter) return;
   // The headers describe the most constrained key shown to this caller, not the last one
   // counted: a client pacing itself on RateLimit-Remaining was told "2 left" while its address
   // had none, and got a 429 next. Keys counting others (an account) are never shown.
-  for (const key of keys) {
-    const d = await opts.limiter.hit(key.policy, key.parts, key.scale);
+  const decisions = await opts.limiter.hitAll(keys);
+  for (const [i, d] of decisions.entries()) {
+    const key = keys[i];
+    if (!key) break;
     const before = shown.decision;
     if (key.shown && (!before || !d.allowed || (before.allowed && d.remaining < before.remaining))) shown.decision = d;
     if (!d.allowed) {

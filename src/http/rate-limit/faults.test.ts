@@ -164,5 +164,9 @@ describe('redis limiter under faults', () => {
     expect(Math.max(...ms)).toBeLessThan(150);
     expect(failOpens()).toBe(10);
     expect(warns).toHaveLength(1);
+    // Several keys in one call fail open together onto the same backstop: the address spent
+    // above refuses, and stops the call before the key after it.
+    const both = await limiter.hitAll([{ policy: 'login', parts: ['key', 'k9'] }, { policy: 'login', parts: ['ip', '203.0.113.5'] }, { policy: 'login', parts: ['key', 'k10'] }]);
+    expect(both.map((d) => [d.allowed, d.failedOpen])).toEqual([[true, true], [false, true]]);
   });
 });

@@ -6,7 +6,7 @@ import { resolvePolicies } from './policies.js';
 import { RedisRateLimiter } from './redis.js';
 import type { RateLimiter, RateLimiterOptions } from './types.js';
 
-export type { PolicyLimit, PolicyTable, RateLimitDecision, RateLimiter, RateLimiterOptions } from './types.js';
+export type { LimitHit, PolicyLimit, PolicyTable, RateLimitDecision, RateLimiter, RateLimiterOptions } from './types.js';
 export { DEFAULT_POLICIES } from './policies.js';
 export { rateLimitHeaders } from './decision.js';
 
@@ -46,6 +46,11 @@ export function createRateLimiter(opts: RateLimiterOptions): RateLimiter {
       if (!d.failedOpen) return d;
       const local = await memory.hit(policy, parts, scale);
       return { ...local, failedOpen: true };
+    },
+    async hitAll(keys) {
+      const ds = await redis.hitAll(keys);
+      if (!ds.some((d) => d.failedOpen)) return ds;
+      return (await memory.hitAll(keys)).map((d) => ({ ...d, failedOpen: true }));
     },
     async close() {
       await redis.close();

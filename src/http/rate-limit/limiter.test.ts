@@ -95,6 +95,21 @@ describe.each(['memory', 'redis'] as const)('%s limiter: shared semantics', (kin
     expect(remaining).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
+  it('hitAll counts keys in order and stops at the first refusal: the keys after it are not counted', async () => {
+    const l = make({ login: { limit: 1, windowSeconds: 60 }, authenticated: { limit: 5, windowSeconds: 60 } });
+    const key = { policy: 'authenticated' as const, parts: ['key', 'k1'] };
+    const creator = { policy: 'login' as const, parts: ['key-creator', 'u1'] };
+    expect((await l.hitAll([key, creator])).map((d) => [d.allowed, d.remaining, d.limit])).toEqual([[true, 4, 5], [true, 0, 1]]);
+    // The creator's budget is spent: the key is counted, the creator refuses, nothing follows.
+    expect((await l.hitAll([key, creator])).map((d) => d.allowed)).toEqual([true, false]);
+    // Refused first: the key after it is not counted (3 hits so far, this is the 4th).
+    expect((await l.hitAll([creator, key])).map((d) => d.allowed)).toEqual([false]);
+    expect(await l.hit(key.policy, key.parts)).toMatchObject({ allowed: true, remaining: 2 });
+    // A scaled key, and no key at all.
+    expect((await l.hitAll([{ policy: 'login', parts: ['ip-allocation', '2001:db8::/48'], scale: 3 }]))[0]).toMatchObject({ limit: 3, remaining: 2 });
+    expect(await l.hitAll([])).toEqual([]);
+  });
+
   it('keeps keys, policies and part boundaries independent', async () => {
     const l = make({ login: { limit: 2, windowSeconds: 60 }, register: { limit: 2, windowSeconds: 60 } });
     const burst = async (policy: 'login' | 'register', parts: string[]) => {

@@ -1,7 +1,7 @@
 import type { RateLimitPolicy } from '../route.js';
 import { decide } from './decision.js';
 import { storageKey } from './key.js';
-import type { PolicyTable, RateLimitDecision, RateLimiter } from './types.js';
+import type { LimitHit, PolicyTable, RateLimitDecision, RateLimiter } from './types.js';
 
 export interface MemoryLimiterDeps {
   policies: PolicyTable;
@@ -59,6 +59,16 @@ export class MemoryRateLimiter implements RateLimiter {
     const oldest = log[0];
     const resetMs = oldest === undefined ? 0 : oldest + windowMs - now;
     return Promise.resolve(decide(limit, allowed, log.length, resetMs));
+  }
+
+  async hitAll(keys: readonly LimitHit[]): Promise<RateLimitDecision[]> {
+    const out: RateLimitDecision[] = [];
+    for (const k of keys) {
+      const d = await this.hit(k.policy, k.parts, k.scale);
+      out.push(d);
+      if (!d.allowed) break;
+    }
+    return out;
   }
 
   close(): Promise<void> {

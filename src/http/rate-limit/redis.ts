@@ -5,7 +5,7 @@ import { decide, failOpenDecision } from './decision.js';
 import { storageKey } from './key.js';
 import type { OutageLog } from './outage-log.js';
 import { SLIDING_WINDOW_LUA } from './sliding-window.js';
-import type { PolicyTable, RateLimitDecision, RateLimiter } from './types.js';
+import type { LimitHit, PolicyTable, RateLimitDecision, RateLimiter } from './types.js';
 
 export interface RedisLimiterDeps {
   redisUrl: string;
@@ -18,7 +18,8 @@ export interface RedisLimiterDeps {
 
 /** The script registered through ioredis (EVALSHA, falling back to EVAL after NOSCRIPT, e.g. a restarted server). */
 type ScriptClient = Redis & {
-  palisadeSlidingWindow(key: string, limit: number, windowMicros: number, member: string): Promise<unknown>;
+  /** numkeys, the keys, then the member and (limit, window µs) per key: see sliding-window.ts. */
+  palisadeSlidingWindow(numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 };
 
 /**
@@ -54,7 +55,8 @@ export class RedisRateLimiter implements RateLimiter {
       socketTimeout: Math.max(1000, d.failOpenTimeoutMs * 20),
       connectTimeout: 2000,
       retryStrategy: (times: number) => Math.min(50 * 2 ** times, 1000),
-      scripts: { palisadeSlidingWindow: { lua: SLIDING_WINDOW_LUA, numberOfKeys: 1 } },
+      // No numberOfKeys: a call passes its own count (one to three counters).
+      scripts: { palisadeSlidingWindow: { lua: SLIDING_WINDOW_LUA } },
     }) as ScriptClient;
     // Without an 'error' listener ioredis reports each failed reconnect on stderr; with one, the
     // process never sees an unhandled connection error and the log stays at one line per interval.
@@ -71,15 +73,27 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async hit(policy: RateLimitPolicy, parts: readonly string[], scale = 1): Promise<RateLimitDecision> {
-    const { windowSeconds } = this.d.policies[policy];
-    const limit = this.d.policies[policy].limit * scale;
-    const key = storageKey(this.d.keyPrefix, policy, parts);
+    const [d] = await this.hitAll([{ policy, parts, scale }]);
+    if (!d) throw new Error('a hit without a decision');
+    return d;
+  }
+
+  async hitAll(keys: readonly LimitHit[]): Promise<RateLimitDecision[]> {
+    const counters = keys.map(({ policy, parts, scale = 1 }) => ({
+      key: storageKey(this.d.keyPrefix, policy, parts),
+      limit: this.d.policies[policy].limit * scale,
+      windowMicros: Math.round(this.d.policies[policy].windowSeconds * 1e6),
+    }));
+    if (counters.length === 0) return [];
     const member = `${this.nonce}:${(this.seq = (this.seq + 1) % Number.MAX_SAFE_INTEGER)}`;
+    const args: (string | number)[] = [...counters.map((c) => c.key), member];
+    for (const c of counters) args.push(c.limit, c.windowMicros);
     const attempt = { abandoned: false };
     try {
-      const reply = await withDeadline(this.run(key, limit, Math.round(windowSeconds * 1e6), member, attempt), this.d.failOpenTimeoutMs);
-      const [allowed, count, resetMicros] = parseReply(reply);
-      return decide(limit, allowed === 1, count, resetMicros / 1000);
+      const reply = await withDeadline(this.run(counters.length, args, attempt), this.d.failOpenTimeoutMs);
+      return parseReply(reply, counters.length).map(([allowed, count, resetMicros], i) =>
+        decide(counters[i]?.limit ?? 0, allowed === 1, count, resetMicros / 1000),
+      );
     } catch (err) {
       attempt.abandoned = true;
       this.d.outages.report(err, 'hit');
@@ -88,7 +102,7 @@ export class RedisRateLimiter implements RateLimiter {
       } catch {
         // A failing metrics callback must not turn a fail-open into a 500.
       }
-      return failOpenDecision(limit);
+      return counters.map((c) => failOpenDecision(c.limit));
     }
   }
 
@@ -99,21 +113,27 @@ export class RedisRateLimiter implements RateLimiter {
     this.redis.disconnect();
   }
 
-  private async run(key: string, limit: number, windowMicros: number, member: string, attempt: { abandoned: boolean }): Promise<unknown> {
+  private async run(numKeys: number, args: (string | number)[], attempt: { abandoned: boolean }): Promise<unknown> {
     if (!this.connectionSettled) {
       await this.firstConnection;
       // The caller already failed open: counting this hit now would charge a hit that was not decided here.
       if (attempt.abandoned) throw new Error('abandoned while connecting');
     }
-    return this.redis.palisadeSlidingWindow(key, limit, windowMicros, member);
+    return this.redis.palisadeSlidingWindow(numKeys, ...args);
   }
 }
 
-function parseReply(reply: unknown): [number, number, number] {
-  if (Array.isArray(reply) && reply.length === 3 && reply.every((n) => typeof n === 'number')) {
-    return reply as [number, number, number];
+/** Three numbers per counter taken: every counter up to and including the first refusal. */
+function parseReply(reply: unknown, counters: number): [number, number, number][] {
+  if (!Array.isArray(reply) || reply.length === 0 || reply.length % 3 !== 0 || reply.length > counters * 3 || !reply.every((n) => typeof n === 'number')) {
+    throw new Error('unexpected reply from the rate-limit script');
   }
-  throw new Error('unexpected reply from the rate-limit script');
+  const nums = reply as number[];
+  const out: [number, number, number][] = [];
+  for (let i = 0; i < nums.length; i += 3) out.push([nums[i] ?? 0, nums[i + 1] ?? 0, nums[i + 2] ?? 0]);
+  // Short only when the last counter taken refused.
+  if (out.length < counters && out[out.length - 1]?.[0] !== 0) throw new Error('unexpected reply from the rate-limit script');
+  return out;
 }
 
 /** Rejects after `ms`; Promise.race also marks a late rejection of `p` as handled. */

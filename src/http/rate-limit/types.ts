@@ -24,6 +24,13 @@ export interface RateLimitDecision {
   failedOpen: boolean;
 }
 
+/** One counter of a hitAll call. */
+export interface LimitHit {
+  policy: RateLimitPolicy;
+  parts: readonly string[];
+  scale?: number;
+}
+
 export interface RateLimiter {
   /** Counts one hit for `policy` under the key made of `parts` (e.g. ['ip', '203.0.113.9'] or ['ip', ip, 'account', email]). */
   /**
@@ -32,6 +39,12 @@ export interface RateLimiter {
    * Callers use a fixed handful of scales; the memory store keeps one bounded store per scale.
    */
   hit(policy: RateLimitPolicy, parts: readonly string[], scale?: number): Promise<RateLimitDecision>;
+  /**
+   * Counts each key in turn and stops at the first refused one (the keys after it are not
+   * counted): the decisions of the keys counted, in order. On Redis, one call for all of them
+   * (an API key counts itself and its creator on every request).
+   */
+  hitAll(keys: readonly LimitHit[]): Promise<RateLimitDecision[]>;
   close(): Promise<void>;
 }
 
