@@ -40,18 +40,26 @@ async function timed(seconds: number, concurrency: number, op: (i: number) => Pr
   return done / seconds;
 }
 
+/** What a secured mutation is made of, each step adding one part to the one before (ops/s). */
+export interface MutationSteps {
+  /** Autocommit insert into the bench's copy of the table (no RLS, no foreign key, one index). */
+  plain: number;
+  /** The same insert into Palisade's table in a tenant transaction: RLS, the project foreign key, two indexes. */
+  tenant: number;
+  /** …with its two fields sealed (AES-256-GCM with the org's data key). */
+  sealed: number;
+  /** …and the chained audit event (head lock, event row, head update): the secured mutation. */
+  secured: number;
+  /** The secured mutation by the same writers all in one org (one chain head). */
+  oneOrg: number;
+}
+
 /**
- * A mutation with two sealed fields and its chained audit event, against a plain insert, each
- * spread over the tenants (one org's chain serialises its own appends by design).
+ * Mutations by 16 writers spread over every org, from a plain insert to the secured one (2 sealed
+ * fields + the chained audit event) one part at a time, then the secured one by 16 writers in one
+ * org, whose appends queue on its chain head (issue 15: contention on the head, measured apart).
  */
-/**
- * Mutations: a plain insert, then the secured one (2 sealed fields + the chained audit event) by
- * 16 writers spread over every org, then by 16 writers in one org, whose appends queue on its
- * chain head (issue 15: contention on the head, measured apart).
- */
-export async function mutation(
-  db: Database, targets: { orgId: string; projectId: string }[], seconds: number,
-): Promise<{ secured: number; plain: number; oneOrg: number }> {
+export async function mutation(db: Database, targets: { orgId: string; projectId: string }[], seconds: number): Promise<MutationSteps> {
   const keyring = new Keyring([{ id: 'bench', key: Buffer.alloc(32, 3) }]);
   const sealer = createSealer(keyring);
   const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer, onError: () => undefined });
@@ -63,21 +71,23 @@ export async function mutation(
     await pool.query(`insert into bench.assets (org_id, project_id, id, name, kind, created_at) values ($1, $2, $3, $4, 'host', now())`,
       [orgId, projectId, newId(), `plain-${i}`]);
   });
-  const securedOver = (pick: (i: number) => { orgId: string; projectId: string }) => timed(seconds, 16, async (i) => {
+  await pool.end();
+  const steps = (pick: (i: number) => { orgId: string; projectId: string }, seal: boolean, audited: boolean) => timed(seconds, 16, async (i) => {
     const { orgId, projectId } = pick(i);
     const id = newId();
     await db.withTenant({ orgId, projectIds: null }, async (tx) => {
-      const name = await sealer.seal(tx, { scope: orgId, table: 'assets', column: 'name', row: id }, `secret-name-${i}`);
-      const kind = await sealer.seal(tx, { scope: orgId, table: 'assets', column: 'kind', row: id }, 'host');
+      const name = seal ? await sealer.seal(tx, { scope: orgId, table: 'assets', column: 'name', row: id }, `secret-name-${i}`) : `name-${i}`;
+      const kind = seal ? await sealer.seal(tx, { scope: orgId, table: 'assets', column: 'kind', row: id }, 'host') : 'host';
       await exec(tx, sql`insert into assets (org_id, project_id, id, name, kind) values (${orgId}, ${projectId}, ${id}, ${name}, ${kind})`);
-      await audit.append(tx, orgId, ctx, { action: 'asset.created', target: { type: 'asset', id } });
+      if (audited) await audit.append(tx, orgId, ctx, { action: 'asset.created', target: { type: 'asset', id } });
     });
   });
-  const secured = await securedOver(at);
+  const tenant = await steps(at, false, false);
+  const sealed = await steps(at, true, false);
+  const secured = await steps(at, true, true);
   const first = at(0);
-  const oneOrg = await securedOver(() => first);
-  await pool.end();
-  return { secured, plain, oneOrg };
+  const oneOrg = await steps(() => first, true, true);
+  return { plain, tenant, sealed, secured, oneOrg };
 }
 
 /** Builds (once) a chain of BENCH.auditEvents events for a dedicated org, then times `audit verify`'s walk over it. */
