@@ -3,15 +3,15 @@ import { AuthCache, authNoticeTag } from './auth-cache.js';
 
 const row = (n: number) => ({ n });
 
-function liveCache(now = { t: 0 }) {
-  const c = new AuthCache({ maxEntries: 3, localHoldMs: 2000, now: () => now.t });
+function liveCache() {
+  const c = new AuthCache({ maxEntries: 3 });
   c.changed();
-  return { c, now };
+  return { c };
 }
 
 describe('AuthCache', () => {
   it('keeps nothing until its listener reports in place, and nothing after it is lost', () => {
-    const c = new AuthCache({ maxEntries: 10, localHoldMs: 2000 });
+    const c = new AuthCache({ maxEntries: 10 });
     c.put('a', row(1), ['s:1'], c.ticket());
     expect(c.get('a')).toBeUndefined();
     c.changed();
@@ -45,21 +45,51 @@ describe('AuthCache', () => {
     expect(c.get('a')).toBeUndefined();
   });
 
-  it('holds a tag this process changed until its NOTIFY is back, or for at most localHoldMs', () => {
-    const { c, now } = liveCache();
+  it('drops a tag this process changes at its NOTICE and again at its transaction\u2019s end: a read in flight across either is not kept', () => {
+    const { c } = liveCache();
     c.put('a', row(1), ['s:1'], c.ticket());
-    c.changing('s:1');
+    const inFlight = c.ticket();
+    c.changing('s:1'); // the NOTICE
     expect(c.get('a')).toBeUndefined();
-    c.put('a', row(1), ['s:1'], c.ticket());
+    c.put('a', row(1), ['s:1'], inFlight);
     expect(c.get('a')).toBeUndefined();
-    c.changed('s:1');
+    // Until the commit the old row is the database's answer, and may be kept...
+    const beforeCommit = c.ticket();
+    c.put('a', row(1), ['s:1'], beforeCommit);
+    expect(c.get('a')).toEqual(row(1));
+    const acrossCommit = c.ticket();
+    c.changing('s:1'); // ReadyForQuery idle: committed
+    // ...and goes with it, with a read that started before it.
+    expect(c.get('a')).toBeUndefined();
+    c.put('a', row(1), ['s:1'], acrossCommit);
+    expect(c.get('a')).toBeUndefined();
     c.put('a', row(2), ['s:1'], c.ticket());
     expect(c.get('a')).toEqual(row(2));
-    // A change rolled back sends no NOTIFY: the hold ends by itself.
-    c.changing('s:1');
-    now.t += 2001;
-    c.put('a', row(3), ['s:1'], c.ticket());
-    expect(c.get('a')).toEqual(row(3));
+  });
+
+  it('gives no request a way to change what the next one is served: arrays frozen, dates copied', () => {
+    const { c } = liveCache();
+    const read = { project_ids: ['p1'], last_seen_at: new Date(1000), custom: { perms: ['a'] } };
+    c.put('a', read, ['s:1'], c.ticket());
+    // The caller that read the row changes its own Date: the kept one is another.
+    read.last_seen_at.setTime(5);
+    const first = c.get('a') as typeof read;
+    expect(first.last_seen_at.getTime()).toBe(1000);
+    expect(() => first.project_ids.push('p2')).toThrow(TypeError);
+    expect(() => first.custom.perms.push('b')).toThrow(TypeError);
+    first.last_seen_at.setTime(0);
+    const second = c.get('a') as typeof read;
+    expect(second.last_seen_at.getTime()).toBe(1000);
+    expect(second.project_ids).toEqual(['p1']);
+  });
+
+  it('once disabled, never goes live again', () => {
+    const { c } = liveCache();
+    c.disable();
+    c.changed();
+    c.put('a', row(1), ['s:1'], c.ticket());
+    expect(c.get('a')).toBeUndefined();
+    expect(c.stats().live).toBe(false);
   });
 
   it('evicts the oldest result past its size, and freezes what it keeps', () => {

@@ -7,17 +7,21 @@
  *    the changing transaction (migration 040): a NOTIFY with a tag (s:<session>, u:<user>,
  *    k:<key>, m:<org>:<user>, o:<org>) that PostgreSQL delivers when that transaction commits,
  *    whoever made it (another instance, the worker, a CLI, psql);
- *  - this process's own changes also arrive as a NOTICE on the changing statement's connection,
- *    before its COMMIT returns: the cached results go at once, and the tag is not cached again
- *    until its NOTIFY has come back (at most `localHoldMs`: a rolled-back change sends none), so
- *    that a read whose snapshot predates the commit cannot put the old row back meanwhile;
+ *  - this process's own changes also arrive as a NOTICE on the changing statement's connection
+ *    (open.ts), which drops the cached results at once, and that connection drops them again the
+ *    moment its transaction ends (its ReadyForQuery says idle), before COMMIT returns to the code
+ *    that committed: a result put meanwhile (the row before the change, right until the commit)
+ *    goes, and a read still in flight then is not kept (the generation moved). So the instance
+ *    that revoked refuses from its very next request, however long the transaction ran, without
+ *    waiting for its own NOTIFY;
  *  - it fails closed: until the listener is in place, and from the moment it is lost until it is
  *    back, the cache is empty and every request reads the database. Coming back, it starts empty
  *    (what was committed while no one listened is unknown);
  *  - a result read while any invalidation arrived is not kept (it may predate that change).
  *
- * The results are row objects, frozen: callers derive from them and never change them. Dates in
- * them are evaluated by the callers at each use (expiry, idle time), so a cached row is never
+ * The results are row objects, frozen with their arrays; a Date cannot be frozen, so each hit gets
+ * its own copies of them: what one request does with its row cannot reach the next one's. Dates
+ * in them are evaluated by the callers at each use (expiry, idle time), so a cached row is never
  * "valid for N seconds": it is the row as the database holds it, until the database says otherwise.
  */
 export interface AuthCacheStats {
@@ -31,26 +35,22 @@ export interface AuthCacheStats {
 interface Entry {
   row: object;
   tags: readonly string[];
+  /** The row's Date columns, copied out on each hit. */
+  dates: readonly string[];
 }
 
 export class AuthCache {
   private readonly entries = new Map<string, Entry>();
   private readonly byTag = new Map<string, Set<string>>();
-  /** Tags this process changed recently: not cached until then (ms since epoch). */
-  private readonly held = new Map<string, number>();
   private generation = 0;
   private live = false;
+  /** Off for good: this process cannot hear its own changes (open.ts). */
+  private disabled = false;
   hits = 0;
   misses = 0;
   invalidations = 0;
 
-  constructor(
-    private readonly opts: { maxEntries: number; localHoldMs: number; now?: () => number } = { maxEntries: 50_000, localHoldMs: 2_000 },
-  ) {}
-
-  private now(): number {
-    return this.opts.now?.() ?? Date.now();
-  }
+  constructor(private readonly opts: { maxEntries: number } = { maxEntries: 50_000 }) {}
 
   get(key: string): object | undefined {
     if (!this.live) return undefined;
@@ -60,7 +60,10 @@ export class AuthCache {
       return undefined;
     }
     this.hits++;
-    return e.row;
+    if (e.dates.length === 0) return e.row;
+    const copy: Record<string, unknown> = { ...e.row };
+    for (const k of e.dates) copy[k] = new Date((copy[k] as Date).getTime());
+    return Object.freeze(copy);
   }
 
   /** Taken before the read whose result may be kept: put() keeps it only if nothing changed since. */
@@ -70,18 +73,13 @@ export class AuthCache {
 
   put(key: string, row: object, tags: readonly string[], ticket: number): void {
     if (!this.live || ticket !== this.generation) return;
-    if (this.held.size > 0) {
-      const now = this.now();
-      for (const tag of tags) {
-        const until = this.held.get(tag);
-        if (until === undefined) continue;
-        if (until > now) return;
-        this.held.delete(tag);
-      }
-    }
     if (this.entries.size >= this.opts.maxEntries) this.evictOldest();
     this.remove(key);
-    this.entries.set(key, { row: Object.freeze(row), tags });
+    // Its own copy: the caller that read it keeps the row it was given.
+    const kept: Record<string, unknown> = { ...row };
+    const dates = Object.keys(kept).filter((k) => kept[k] instanceof Date);
+    for (const k of dates) kept[k] = new Date((kept[k] as Date).getTime());
+    this.entries.set(key, { row: deepFreeze(kept), tags, dates });
     for (const tag of tags) {
       let keys = this.byTag.get(tag);
       if (!keys) this.byTag.set(tag, (keys = new Set()));
@@ -94,25 +92,25 @@ export class AuthCache {
     this.generation++;
     if (tag === undefined) {
       this.clear();
-      // Holds waited for NOTIFYs that may have been sent before anyone listened.
-      this.held.clear();
-      this.live = true;
+      this.live = !this.disabled;
       return;
     }
     this.drop(tag);
-    // Its NOTIFY is back: a read from now on sees the committed change. (Two transactions of this
-    // process changing one tag at once: the first one's NOTIFY ends the hold, and until the
-    // second one's arrives a read may keep the row between them; its NOTIFY drops it, as
-    // another instance's would.)
-    this.held.delete(tag);
   }
 
-  /** A NOTICE from this process's own statement: dropped now, and held off until its NOTIFY is surely back. */
+  /**
+   * This process's own change: told by the changing statement's NOTICE, and again when its
+   * transaction ended (committed or rolled back), before the committer goes on (open.ts).
+   */
   changing(tag: string): void {
     this.generation++;
     this.drop(tag);
-    if (this.held.size > 10_000) this.held.clear();
-    this.held.set(tag, this.now() + this.opts.localHoldMs);
+  }
+
+  /** For good: this process could not be told of its own changes, so it must not cache. */
+  disable(): void {
+    this.disabled = true;
+    this.lost();
   }
 
   /** The listener is gone: nothing cached can be trusted, and nothing is cached until it is back. */
@@ -154,6 +152,15 @@ export class AuthCache {
     this.entries.clear();
     this.byTag.clear();
   }
+}
+
+/** Arrays and nested objects too (a Date's time cannot be frozen: get() copies those). */
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) {
+    // A Buffer cannot be frozen either; no authentication row holds one.
+    if (v !== null && typeof v === 'object' && !(v instanceof Date) && !ArrayBuffer.isView(v) && !Object.isFrozen(v)) deepFreeze(v as object);
+  }
+  return Object.freeze(o);
 }
 
 export const AUTH_CHANNEL = 'palisade_auth';

@@ -27,8 +27,8 @@ export interface AuthListenerOptions {
  */
 export async function startAuthListener(opts: AuthListenerOptions): Promise<() => Promise<void>> {
   const { cache } = opts;
-  const every = opts.probeEveryMs ?? 5_000;
-  const timeout = opts.probeTimeoutMs ?? 2_000;
+  const every = opts.probeEveryMs ?? 1_000;
+  const timeout = opts.probeTimeoutMs ?? 1_000;
   let inPlace = false;
   let awaited: string | null = null;
   let sentAt = 0;

@@ -59,11 +59,12 @@ export interface Database {
    * is refused), and it returns, as bound_user_id and bound_project_ids, the binding it set with
    * set_config for the handler's queries. Elsewhere it is one withTenant.
    *
-   * With `tagsOf` (what the row depends on, in migration 040's tags) the row may come from the
-   * authentication cache (auth-cache.ts), and then nothing is sent: the handler's first query
-   * opens the transaction with the same binding. The row is frozen either way.
+   * With `tagsOf` (what the row depends on, in migration 040's tags; null: not worth keeping) the
+   * row may come from the authentication cache (auth-cache.ts), and then nothing is sent: the
+   * handler's first query opens the transaction with the same binding. The row is frozen either
+   * way. `orgId` in lower case, as the statement and the tags spell it.
    */
-  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[]): Promise<R | undefined>;
+  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[] | null): Promise<R | undefined>;
   /** The authentication cache's counters; null where there is none (the embedded engine, or turned off). */
   authCacheStats(): AuthCacheStats | null;
   ping(): Promise<void>;
@@ -136,13 +137,15 @@ export class KyselyDatabase implements Database {
 
   private listenForAuthChanges(cache: AuthCache): void {
     // Off until the listener has proven that this process's own NOTIFY comes back (auth-listener.ts).
-    this.authListener ??= startAuthListener({
+    // Started outside the request that first needs it: its probes and timers would otherwise carry
+    // that request's pinned connection in their async context for the life of the process.
+    this.authListener ??= this.pinned.exit(() => startAuthListener({
       cache,
       listen: this.listen,
       notify: (payload) => this.withSystem('authentication cache probe', async (tx) => {
         await sql`select pg_notify(${AUTH_CHANNEL}, ${payload})`.execute(tx);
       }),
-    }).catch(() => {
+    })).catch(() => {
       cache.lost();
       // Tried again by the next authentication.
       this.authListener = null;
@@ -202,8 +205,10 @@ export class KyselyDatabase implements Database {
     return result;
   }
 
-  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[]): Promise<R | undefined> {
-    if (!isUuid(orgId)) throw new InvariantError('authenticateInOrg needs a uuid orgId');
+  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[] | null): Promise<R | undefined> {
+    // Lower case, as the triggers spell it in their tags (uuid::text): an entry tagged with
+    // another spelling would never be dropped by the org's changes.
+    if (!isUuid(orgId) || orgId !== orgId.toLowerCase()) throw new InvariantError('authenticateInOrg needs a lower-case uuid orgId');
     const compiled = statement.compile(this.kysely);
     if (compiled.parameters.length > 0) throw new InvariantError('an authentication statement takes literals only');
     const cache = tagsOf ? this.authCache : null;
@@ -220,7 +225,8 @@ export class KyselyDatabase implements Database {
       ? await pinned.authenticate<R>(orgId, compiled.sql)
       : await this.withTenant({ orgId, projectIds: null }, (tx) => one(tx, statement));
     if (!row) return row;
-    if (cache && tagsOf) cache.put(compiled.sql, row, tagsOf(row), ticket);
+    const tags = cache && tagsOf ? tagsOf(row) : null;
+    if (cache && tags) cache.put(compiled.sql, row, tags, ticket);
     return Object.freeze(row);
   }
 

@@ -102,11 +102,30 @@ function hearOwnChanges(url: string): { options: string } {
   return { options: `${theirs} -c palisade.auth_notice=on`.trim() };
 }
 
-/** This process's own change reaches its cache before the change's COMMIT returns (auth-cache.ts). */
+/**
+ * This process's own change reaches its cache twice (auth-cache.ts): when the changing statement
+ * raises its NOTICE, and when the connection reports its transaction over (ReadyForQuery with
+ * status idle, committed or rolled back), which pg hears before it settles the COMMIT's promise:
+ * a result put in between, or read from before the commit, is gone before the committer goes on.
+ * pg keeps ReadyForQuery on `connection` (untyped); without it the cache is turned off for good.
+ */
 function noticesTo(client: pg.PoolClient, cache: AuthCache): void {
+  const connection = (client as unknown as { connection?: { on?: unknown } }).connection;
+  if (!connection || typeof connection.on !== 'function') {
+    cache.disable();
+    return;
+  }
+  const uncommitted = new Set<string>();
   client.on('notice', (notice) => {
     const tag = authNoticeTag(notice.message);
-    if (tag) cache.changing(tag);
+    if (!tag) return;
+    uncommitted.add(tag);
+    cache.changing(tag);
+  });
+  (connection as { on(event: 'readyForQuery', fn: (msg: { status?: string }) => void): void }).on('readyForQuery', (msg) => {
+    if (uncommitted.size === 0 || msg.status !== 'I') return;
+    for (const tag of uncommitted) cache.changing(tag);
+    uncommitted.clear();
   });
 }
 

@@ -352,6 +352,28 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
     expect(list.find((k) => k.id === key.id)?.lastUsedAt).toBe(h.clock.now().toISOString());
   });
 
+  // Attacker review of issue 15: a key's row may come from the authentication cache, whose
+  // last_used_at is not refreshed by the usage write (it decides nothing, migration 040).
+  it('writes a key\u2019s last use once per minute even when told an older stored value', async () => {
+    const { key } = await createKey(admin, { name: 'usage-cached', kind: 'secret', permissions: ['projects:read'] });
+    const usage = createKeyUsage({ db: h.t.db, onError: () => undefined });
+    const stored = async () => (await h.t.owner.query<{ last_used_at: Date | null }>('select last_used_at from api_keys where id = $1', [key.id]))[0]?.last_used_at ?? null;
+    const t0 = new Date('2026-12-07T10:00:00Z');
+    usage.note(acme, key.id, null, t0);
+    await usage.flush();
+    expect((await stored())?.toISOString()).toBe(t0.toISOString());
+    await h.t.owner.query('update api_keys set last_used_at = null where id = $1', [key.id]);
+    // The cached row still says "never used": no second write within the minute.
+    usage.note(acme, key.id, null, new Date(t0.getTime() + 10_000));
+    await usage.flush();
+    expect(await stored()).toBeNull();
+    const later = new Date(t0.getTime() + 61_000);
+    usage.note(acme, key.id, null, later);
+    await usage.flush();
+    expect((await stored())?.toISOString()).toBe(later.toISOString());
+    await usage.close();
+  });
+
   // Owner recovery on the key routes: outside the admin IP allowlist an owner steps up first. The
   // routes declare step_up_required, so the contract check lets the answer through (not a 500).
   it('asks an owner outside the admin IP allowlist to step up before listing or revoking keys', async () => {

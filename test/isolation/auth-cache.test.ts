@@ -9,6 +9,7 @@
  * round trip to save).
  */
 import pg from 'pg';
+import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
@@ -124,6 +125,49 @@ describe('authentication cache on postgres, two instances', () => {
     expect((await get(h.built.app, assets(acme, production), { cookie })).statusCode).toBe(401);
     await sleep(LAG_BOUND_MS);
     expect((await get(b.app, assets(acme, production), { cookie })).statusCode).toBe(401);
+  });
+
+  // Attacker review of issue 15, finding 1: a fixed hold after the NOTICE let a transaction longer
+  // than the hold put the old row back and serve it after its COMMIT had returned.
+  it('refuses at once after a long revoking transaction commits, though the old row was served from the cache during it', async () => {
+    await live();
+    const u = await member(acme, 'member');
+    const url = assets(acme, production);
+    await warm(h.built.app, h.t.db, url, { cookie: u.cookie });
+    let committed = false;
+    const revoke = h.t.db.withSystem('test: a slow revocation', async (tx) => {
+      await sql`update sessions set revoked_at = now() where user_id = ${u.id}`.execute(tx);
+      await sleep(400);
+    }).then(() => (committed = true));
+    await sleep(100);
+    // Not committed yet: the old row is the database's answer, and the cache holds it again.
+    await warm(h.built.app, h.t.db, url, { cookie: u.cookie });
+    expect(committed).toBe(false);
+    await revoke;
+    expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(401);
+  });
+
+  // Finding 3: the tags must spell the org as the triggers do, whatever the caller sent.
+  it('drops a result looked up with an upper-case org id when the membership goes', async () => {
+    await live();
+    const u = await member(acme, 'member');
+    const raw = decodeURIComponent(u.cookie.slice(u.cookie.indexOf('=') + 1));
+    const ctx = { requestId: 'r', ip: '127.0.0.1', userAgent: '', actor: { type: 'anonymous' }, org: null, audited: [] } as never;
+    const verify = () => h.built.services.sessions.verify(raw, ctx, acme.toUpperCase());
+    for (let i = 0; i < 20; i++) {
+      const before = h.t.db.authCacheStats()?.hits ?? 0;
+      expect((await verify())?.standing).toBeTruthy();
+      if ((h.t.db.authCacheStats()?.hits ?? 0) > before) break;
+      await sleep(20);
+    }
+    await foreign.query('delete from memberships where org_id = $1 and user_id = $2', [acme, u.id]);
+    let standing: unknown = 'member';
+    const start = performance.now();
+    while (standing && performance.now() - start < LAG_BOUND_MS) {
+      standing = (await verify())?.standing ?? null;
+      await sleep(5);
+    }
+    expect(standing).toBeNull();
   });
 
   // Each table the authentication statements read, changed behind both instances' backs.

@@ -243,13 +243,15 @@ export function createApiKeyService(deps: { db: Database; audit: AuditWriter; cl
     async authenticate(token: string, orgId: string, origin: string | null): Promise<{ actor: Actor; access: OrgAccess } | null> {
       const prefix = parseApiToken(token);
       if (!prefix || !isUuid(orgId)) return null;
+      // As the database spells it, in the statement and in the cache's tags (auth-cache.ts).
+      orgId = orgId.toLowerCase();
       // All literals (a hex digest and a checked uuid): on PostgreSQL it shares one message with
       // BEGIN and sets the binding the handler's queries run under (migration 010).
       const k = await deps.db.authenticateInOrg(
         orgId,
         sql<KeyStanding>`select * from palisade_key_in_org(${sql.lit(sha256Hex(token))}, ${sql.lit(orgId)}::uuid)`,
         // What the row depends on (migration 040 announces each change): it may be served from the cache.
-        (row) => [`k:${row.id}`, `u:${row.created_by}`, `m:${orgId}:${row.created_by}`, `o:${orgId}`],
+        (row) => (row.role ? [`k:${row.id}`, `u:${row.created_by}`, `m:${orgId}:${row.created_by}`, `o:${orgId}`] : null),
       );
       const at = now();
       if (!k || k.revoked_at || !k.role || k.kind !== KIND_OF_PREFIX[prefix]) return null;

@@ -21,6 +21,8 @@ export function createKeyUsage(deps: {
 }): KeyUsage {
   const granularityMs = (deps.granularitySeconds ?? 60) * 1000;
   let pending = new Map<string, { orgId: string; at: Date }>();
+  /** When this process last queued each key's use (ms): bounded, forgetting only costs a write. */
+  const lastNoted = new Map<string, number>();
   let flushing: Promise<void> = Promise.resolve();
 
   async function write(batch: Map<string, { orgId: string; at: Date }>): Promise<void> {
@@ -59,7 +61,13 @@ export function createKeyUsage(deps: {
 
   return {
     note(orgId, keyId, storedLastUsed, now) {
-      if (storedLastUsed && now.getTime() - storedLastUsed.getTime() < granularityMs) return;
+      // The stored value may be older than what this process already wrote: a key's row can come
+      // from the authentication cache, which last_used_at alone does not invalidate (migration 040).
+      const noted = lastNoted.get(keyId);
+      const last = noted !== undefined && (!storedLastUsed || noted > storedLastUsed.getTime()) ? noted : storedLastUsed?.getTime();
+      if (last !== undefined && now.getTime() - last < granularityMs) return;
+      if (lastNoted.size >= 100_000) lastNoted.clear();
+      lastNoted.set(keyId, now.getTime());
       const seen = pending.get(keyId);
       if (!seen || seen.at < now) pending.set(keyId, { orgId, at: now });
     },

@@ -189,6 +189,8 @@ export function createSessionService(deps: SessionDeps) {
       let s: (SessionRow & Partial<MembershipRow>) | undefined;
       if (orgId !== undefined) {
         if (!isUuid(orgId)) return null;
+        // As the database spells it, in the statement and in the cache's tags (auth-cache.ts).
+        orgId = orgId.toLowerCase();
         // All literals (a hex digest and a checked uuid): on PostgreSQL it shares one message with
         // BEGIN, and the binding it sets (this user, their project scope) serves the handler.
         // The statement is migration 006's palisade_session_in_org (a plan cached per connection).
@@ -196,7 +198,9 @@ export function createSessionService(deps: SessionDeps) {
           orgId,
           sql<SessionRow & Partial<MembershipRow> & BoundColumns>`select * from palisade_session_in_org(${sql.lit(tokenHash)}, ${sql.lit(orgId)}::uuid)`,
           // What the row depends on (migration 040 announces each change): it may be served from the cache.
-          (row) => [`s:${row.id}`, `u:${row.user_id}`, `m:${orgId}:${row.user_id}`, `o:${orgId}`],
+          // A session asking about an org it is not a member of is refused: not worth a cache entry
+          // (made-up org ids would only crowd out real ones).
+          (row) => (row.role ? [`s:${row.id}`, `u:${row.user_id}`, `m:${orgId}:${row.user_id}`, `o:${orgId}`] : null),
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>
