@@ -3,7 +3,7 @@ import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ensureDataset, type BenchUser } from './lib/dataset.js';
-import { BENCH, dbUrl, palisadeEnv } from './lib/env.js';
+import { authCacheOf, BENCH, dbUrl, palisadeEnv } from './lib/env.js';
 import { GENERATOR_BOUND, measureCpu, pinGenerator, PLACEMENT, type CpuUse } from './lib/cpu.js';
 import { CHECK_EVERY, median, runLoad, type LoadResult, type Target } from './lib/load.js';
 import { chainVerification, mutation, permissionChecks, verificationCost } from './lib/micro.js';
@@ -154,6 +154,8 @@ async function main(): Promise<void> {
     }
     log(`\ntargets (issue 15): palisade ≥ 0.90 × bare (now ${fmt(med('palisade', 'rps') / bareRps, 2)} ×), server CPU − bare ≤ +40 µs (now ${signed(med('palisade', 'serverUs') - bareUs, 0)} µs), `
       + `palisade-key / palisade ≥ 0.95 × (now ${fmt(med('palisade-key', 'rps') / med('palisade', 'rps'), 2)} ×)`);
+    const cache = await authCacheOf(4102);
+    if (cache) log(`authentication cache of the palisade process (sessions and keys, whole run): ${fmt(cache.hits)} hits, ${fmt(cache.misses)} misses (${fmt((100 * cache.hits) / Math.max(1, cache.hits + cache.misses), 1)} % served from memory), live ${cache.live}`);
     const keyRps = med('palisade-key', 'rps');
     const palRps = med('palisade', 'rps');
     check('protected read (session) / bare', palRps / bareRps, 'min', 0.9, '×');

@@ -51,6 +51,7 @@ export function cookieSettings(config: Pick<Config, 'insecureLocalhostCookies'>)
 export async function buildApp(deps: AppDeps) {
   const { config, db, clock, logger } = deps;
   const metrics = new Metrics(config.env !== 'test');
+  metrics.watchAuthCache(() => db.authCacheStats());
   const services = createServices(config, db, clock, logger);
   const { sessions, signIn, identity, mfa, orgs, lockout, passkeys, audit } = services;
   const cookie = cookieSettings(config);

@@ -37,6 +37,8 @@ export function palisadeEnv(port: number): Record<string, string> {
     PALISADE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',
+    // Loopback only: the bench reads the authentication cache's counters there (authCacheOf).
+    METRICS_PORT: String(port + 1000),
     PUBLIC_ORIGIN: BENCH.publicOrigin,
     DATABASE_URL: dbUrl(),
     PALISADE_DB_RUNTIME_ROLE: BENCH.runtimeRole,
@@ -84,4 +86,16 @@ export function runMain(main: () => Promise<void>): void {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });
+}
+
+/** The authentication cache's counters of a palisade contender (its metrics listener, PORT + 1000). */
+export async function authCacheOf(port: number): Promise<{ hits: number; misses: number; live: number } | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port + 1000}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^palisade_auth_cache_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const out = { hits: read('hits'), misses: read('misses'), live: read('live') };
+    return Number.isNaN(out.hits) ? null : out;
+  } catch {
+    return null;
+  }
 }

@@ -25,13 +25,18 @@ export interface AuthListenerOptions {
  * arrive in commit order, so when a probe is back, every change committed before it was sent
  * has been heard.
  */
+/** How long a probe may take to commit (queued behind requests for a pool connection). */
+const PROBE_COMMIT_MS = 10_000;
+
 export async function startAuthListener(opts: AuthListenerOptions): Promise<() => Promise<void>> {
   const { cache } = opts;
   const every = opts.probeEveryMs ?? 1_000;
   const timeout = opts.probeTimeoutMs ?? 1_000;
   let inPlace = false;
   let awaited: string | null = null;
+  /** When the latest probe was asked for, and when its NOTIFY committed (0: not yet). */
   let sentAt = 0;
+  let committedAt = 0;
   let stopped = false;
 
   const probe = () => {
@@ -39,10 +44,16 @@ export async function startAuthListener(opts: AuthListenerOptions): Promise<() =
     const nonce = `${PROBE}${randomToken(12)}`;
     awaited = nonce;
     sentAt = Date.now();
-    opts.notify(nonce).catch(() => {
-      // The database is not reachable from the pool: nothing cached can be confirmed.
-      if (awaited === nonce) cache.lost();
-    });
+    committedAt = 0;
+    opts.notify(nonce).then(
+      () => {
+        if (awaited === nonce) committedAt = Date.now();
+      },
+      () => {
+        // The database is not reachable from the pool: nothing cached can be confirmed.
+        if (awaited === nonce) cache.lost();
+      },
+    );
   };
 
   const stop = await opts.listen(
@@ -73,12 +84,17 @@ export async function startAuthListener(opts: AuthListenerOptions): Promise<() =
   );
 
   const timer = setInterval(() => {
-    const since = Date.now() - sentAt;
-    if (awaited !== null && since > timeout) {
+    const now = Date.now();
+    // The timeout runs from the probe's commit: a pool queueing behind a burst of requests delays
+    // the probe, not the listener, and must not turn the cache off when it is needed most (it
+    // did, and the load it then put on the database fed the queue). A probe that cannot even
+    // commit in PROBE_COMMIT_MS is a database in trouble: off as well.
+    const late = committedAt > 0 ? now - committedAt > timeout : now - sentAt > PROBE_COMMIT_MS;
+    if (awaited !== null && late) {
       awaited = null;
       cache.lost();
     }
-    if (awaited === null && since >= every) probe();
+    if (awaited === null && now - sentAt >= every) probe();
   }, Math.max(10, Math.min(every, timeout) / 2));
   timer.unref();
 

@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AuthCacheStats } from '../db/auth-cache.js';
 
 /** One registry per app instance, so that tests running several apps do not collide. */
 export class Metrics {
@@ -37,6 +38,22 @@ export class Metrics {
 
   constructor(withDefaults = true) {
     if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'palisade_' });
+  }
+
+  /**
+   * The authentication cache's counters, read at each scrape (docs/architecture.md, "The
+   * authentication cache"): a cache that keeps going off (live 0) or a low hit ratio says its
+   * listener or probes are in trouble. Nothing where there is no cache.
+   */
+  watchAuthCache(stats: () => AuthCacheStats | null): void {
+    if (!stats()) return;
+    const gauge = (name: string, help: string, read: (s: AuthCacheStats) => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect() { const s = stats(); if (s) this.set(read(s)); } });
+    gauge('palisade_auth_cache_hits', 'Authentications served from the cache (since start)', (s) => s.hits);
+    gauge('palisade_auth_cache_misses', 'Authentications the cache could not serve while live (since start)', (s) => s.misses);
+    gauge('palisade_auth_cache_invalidations', 'Tags dropped by a change (since start)', (s) => s.invalidations);
+    gauge('palisade_auth_cache_entries', 'Authentication results held', (s) => s.size);
+    gauge('palisade_auth_cache_live', '1 while the cache is in use (listener in place, last probe back)', (s) => (s.live ? 1 : 0));
   }
 
   observeRequest(method: string, route: string, status: number, seconds: number): void {

@@ -112,6 +112,10 @@ describe('authentication cache on postgres, two instances', () => {
     await live();
     await warm(h.built.app, h.t.db, assets(acme, production), { cookie });
     await warm(b.app, b.db, assets(acme, production), { cookie });
+    // Operators see it too (the metrics listener).
+    const text = await h.built.metrics.render();
+    expect(text).toMatch(/^palisade_auth_cache_live 1$/m);
+    expect(Number(/^palisade_auth_cache_hits (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
   });
 
   it('refuses a session signed out on one instance there at once, and on the other within the lag bound', async () => {

@@ -81,6 +81,25 @@ describe('authentication cache listener on postgres', () => {
     }
   });
 
+  // Under load the probe waits for a pool connection behind the requests: timing it from when it
+  // was asked turned the cache off when it was needed most (bench, issue 15).
+  it('stays on while probes are slow to commit (a busy pool) but come back once committed', async () => {
+    const cache = new AuthCache();
+    const slowly = async (payload: string) => {
+      await sleep(400);
+      await here.query(`select pg_notify('palisade_auth', $1)`, [payload]);
+    };
+    const stop = await startAuthListener({ cache, listen: pgListen(t.ownerUrl ?? ''), notify: slowly, probeEveryMs: 50, probeTimeoutMs: 200 });
+    try {
+      expect(await until(() => cache.stats().live)).toBe(true);
+      let off = false;
+      for (const end = Date.now() + 1500; Date.now() < end; await sleep(5)) off ||= !cache.stats().live;
+      expect(off).toBe(false);
+    } finally {
+      await stop();
+    }
+  });
+
   it('ignores another instance\u2019s probes', async () => {
     const cache = new AuthCache();
     const stop = await startAuthListener({ cache, listen: pgListen(t.ownerUrl ?? ''), notify: notifyVia(() => elsewhere), probeEveryMs: 100, probeTimeoutMs: 200 });
