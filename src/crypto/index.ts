@@ -15,3 +15,4 @@ export { createPkcs11Kek, KeyProviderError } from './pkcs11.js';
 export { openKeyring } from './open-keyring.js';
 export { archiveOpener, generateExportSigningKey, newArchiveKey, publicXOf, sealArchiveRecord, sha256Hasher, signDetached, verifyDetached } from './export-archive.js';
 export type { ExportSigningKey } from './export-archive.js';
+export { fileSealer, openRange, plaintextLengthOf, RECORD_OVERHEAD, RECORD_PLAINTEXT, sealedLengthOf } from './sealed-records.js';
