@@ -3,8 +3,8 @@
  * may be called, and whether its bytes are what its name and declared type say.
  */
 import { describe, expect, it } from 'vitest';
-import yazl from 'yazl';
 import { AppError } from '../../src/kernel/errors.js';
+import { yazlZip } from '../support/zip.js';
 import { checkContent } from '../../src/domains/files/content.js';
 import { checkFileName, DENIED_EXTENSIONS, MAX_NAME_BYTES } from '../../src/domains/files/names.js';
 
@@ -24,17 +24,6 @@ async function refused(p: Promise<unknown>): Promise<AppError> {
   return err as AppError;
 }
 
-function zip(entries: { name: string; data: Buffer }[]): Promise<Buffer> {
-  const z = new yazl.ZipFile();
-  for (const e of entries) z.addBuffer(e.data, e.name);
-  z.end();
-  const parts: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    z.outputStream.on('data', (b: Buffer) => parts.push(b));
-    z.outputStream.on('end', () => resolve(Buffer.concat(parts)));
-    z.outputStream.on('error', reject);
-  });
-}
 
 const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'), Buffer.alloc(64)]);
 const JPEG = Buffer.concat([Buffer.from('ffd8ffe000104a46494600010100000100010000', 'hex'), Buffer.alloc(64)]);
@@ -88,7 +77,7 @@ describe('file content', () => {
     expect((await checkContent(JPEG, 'jpeg', 'image/jpg')).contentType).toBe('image/jpeg');
     expect((await checkContent(PDF, 'pdf', undefined)).contentType).toBe('application/pdf');
     expect((await checkContent(PDF, 'pdf', 'application/octet-stream')).contentType).toBe('application/pdf');
-    const z = await zip([{ name: 'a.txt', data: Buffer.from('hello') }]);
+    const z = await yazlZip([{ name: 'a.txt', data: Buffer.from('hello') }]);
     expect(await checkContent(z, 'zip', 'application/x-zip-compressed')).toEqual({ contentType: 'application/zip', archive: 'zip', active: false });
   });
 

@@ -5,10 +5,10 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import yazl from 'yazl';
 import { clamdScanner, parseClamdAddress, ScannerUnavailable, type Scanner } from '../../src/domains/files/clamd.js';
 import { clamdMissing, EICAR, EICAR_SIGNATURE, startClamd, type Clamd } from '../support/clamd.js';
 import { freePort } from '../support/redis.js';
+import { yazlZip } from '../support/zip.js';
 
 const missing = clamdMissing();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -20,17 +20,6 @@ async function* chunks(data: Buffer, size: number, pauseMs = 0): AsyncIterable<B
   }
 }
 
-function zip(entries: { name: string; data: Buffer }[]): Promise<Buffer> {
-  const z = new yazl.ZipFile();
-  for (const e of entries) z.addBuffer(e.data, e.name);
-  z.end();
-  const parts: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    z.outputStream.on('data', (b: Buffer) => parts.push(b));
-    z.outputStream.on('end', () => resolve(Buffer.concat(parts)));
-    z.outputStream.on('error', reject);
-  });
-}
 
 async function failure(p: Promise<unknown>): Promise<ScannerUnavailable> {
   const err = await p.then(() => null, (e: unknown) => e);
@@ -78,11 +67,11 @@ describe.skipIf(missing !== null)('clamd scanner (real clamd)', () => {
   });
 
   it('finds it inside a zip, and inside a zip in a zip', async () => {
-    const inner = await zip([{ name: 'readme.txt', data: Buffer.from('hello') }, { name: 'eicar.com', data: EICAR }]);
+    const inner = await yazlZip([{ name: 'readme.txt', data: Buffer.from('hello') }, { name: 'eicar.com', data: EICAR }]);
     expect(await scanner.scan(chunks(inner, 1024))).toEqual({ clean: false, signature: EICAR_SIGNATURE });
-    const outer = await zip([{ name: 'notes.txt', data: Buffer.from('nothing here') }, { name: 'inner.zip', data: inner }]);
+    const outer = await yazlZip([{ name: 'notes.txt', data: Buffer.from('nothing here') }, { name: 'inner.zip', data: inner }]);
     expect(await scanner.scan(chunks(outer, 1024))).toEqual({ clean: false, signature: EICAR_SIGNATURE });
-    expect(await scanner.scan(chunks(await zip([{ name: 'a.txt', data: Buffer.from('clean') }]), 1024))).toEqual({ clean: true });
+    expect(await scanner.scan(chunks(await yazlZip([{ name: 'a.txt', data: Buffer.from('clean') }]), 1024))).toEqual({ clean: true });
   });
 
   it('streams a large file through clamd\u2019s own pace, and waits for a slow uploader without timing out', async () => {

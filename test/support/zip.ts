@@ -1,4 +1,5 @@
 import { deflateRawSync } from 'node:zlib';
+import yazl from 'yazl';
 
 /**
  * A zip writer for tests that need archives no well-behaved tool makes: names that leave the
@@ -92,4 +93,17 @@ export function buildZip(entries: ZipEntry[], aliases: { name: string; of: numbe
   end.writeUInt32LE(cd.length, 12);
   end.writeUInt32LE(offset, 16);
   return Buffer.concat([...parts, cd, end]);
+}
+
+/** A well-formed zip made by yazl (what real tools write), for the content and scanner tests. */
+export function yazlZip(entries: { name: string; data: Buffer }[]): Promise<Buffer> {
+  const z = new yazl.ZipFile();
+  for (const e of entries) z.addBuffer(e.data, e.name);
+  z.end();
+  const parts: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    z.outputStream.on('data', (b: Buffer) => parts.push(b));
+    z.outputStream.on('end', () => resolve(Buffer.concat(parts)));
+    z.outputStream.on('error', reject);
+  });
 }
