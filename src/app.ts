@@ -7,6 +7,7 @@ import { buildOpenApi } from './http/openapi.js';
 import { keepRawBodies, mountRoutes } from './http/pipeline.js';
 import { apiMirrors, type AnyRoute } from './http/route.js';
 import { createHttpServer } from './http/server.js';
+import { acceptUploads } from './http/upload.js';
 import { consoleFallback } from './http/console.js';
 import { createRateLimiter, type PolicyTable } from './http/rate-limit/index.js';
 import { Metrics } from './http/metrics.js';
@@ -15,6 +16,7 @@ import { createServices, type ServicesConfig } from './services.js';
 import { apiKeyRoutes } from './domains/api-keys/index.js';
 import { webhookRoutes } from './domains/webhooks/index.js';
 import { assetRoutes } from './domains/assets/index.js';
+import { fileRoutes } from './domains/files/index.js';
 import { auditRoutes } from './domains/audit/index.js';
 import { auditStreamRoutes } from './domains/audit-streams/index.js';
 import { identityRoutes, passkeyRoutes } from './domains/identity/index.js';
@@ -52,7 +54,7 @@ export async function buildApp(deps: AppDeps) {
   const { config, db, clock, logger } = deps;
   const metrics = new Metrics(config.env !== 'test');
   metrics.watchAuthCache(() => db.authCacheStats());
-  const services = createServices(config, db, clock, logger);
+  const services = createServices(config, db, clock, logger, { scannerUnavailable: (reason) => metrics.scannerUnavailable.inc({ reason }) });
   const { sessions, signIn, identity, mfa, orgs, lockout, passkeys, audit } = services;
   const cookie = cookieSettings(config);
   const auth = createAuthenticators({ db, sessions, apiKeys: services.apiKeys, audit, cookie, metrics });
@@ -65,6 +67,7 @@ export async function buildApp(deps: AppDeps) {
     ...passkeySessionRoutes({ signIn, cookie, passkeys, mfa, identity, lockout, listOrgs: (userId) => orgs.listMine(userId) }),
     ...tenancyRoutes({ orgs, deletion: services.orgDeletion, members: services.members, invitations: services.invitations, roles: services.roles, projects: services.projects, subjects: services.subjects }),
     ...assetRoutes(services.assets),
+    ...fileRoutes(services.files),
     ...inboundRoutes(services.inbound),
     ...credentialRoutes(services.credentials),
     ...ssoRoutes({ domains: services.domains, connections: services.connections, sso: services.sso, saml: services.saml, tests: services.ssoTests, enforcement: services.enforcement, secureCookies: cookie.secure }),
@@ -116,8 +119,13 @@ export async function buildApp(deps: AppDeps) {
     keepRawBodies(signed);
     mountRoutes(signed, routes.filter((r) => r.auth.mode === 'public' && r.rawBody), pipeline);
   });
-  await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session'), pipeline));
-  await app.register(async (keys) => mountRoutes(keys, routes.filter((r) => r.auth.mode === 'key'), pipeline));
+  await app.register(async (console) => mountRoutes(console, routes.filter((r) => r.auth.mode === 'session' && !r.upload), pipeline));
+  await app.register(async (keys) => mountRoutes(keys, routes.filter((r) => r.auth.mode === 'key' && !r.upload), pipeline));
+  // Uploads: multipart bodies, streamed to the handler; the other contexts never parse one.
+  await app.register(async (uploads) => {
+    await acceptUploads(uploads);
+    mountRoutes(uploads, routes.filter((r) => r.auth.mode !== 'public' && r.upload), pipeline);
+  });
   await app.ready();
   return { app, routes, services, cookie, metrics };
 }

@@ -20,6 +20,7 @@ import {
 import { createDataKeyJob, createDataKeyService, createSealer, createShredder } from './domains/keys/index.js';
 import { archivePath, createArchiveWriter, createExportJob, createExportService, createSigningKeys } from './domains/exports/index.js';
 import { rm } from 'node:fs/promises';
+import { clamdScanner, createFileService, openFileStore, type ScannerFailure } from './domains/files/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
 import { createSessionService, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
@@ -35,7 +36,7 @@ import {
 
 export type ServicesConfig = Pick<
   Config,
-  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'exports' | 'dnsServers' | 'social' | 'mail'
+  'env' | 'publicOrigin' | 'keks' | 'sessionSecret' | 'session' | 'lockout' | 'webauthn' | 'webhooks' | 'auditCheckpoints' | 'dataKeys' | 'exports' | 'dnsServers' | 'social' | 'mail' | 'uploads'
 >
   & Partial<Pick<Config, 'kekProvider'>>;
 
@@ -45,7 +46,12 @@ export type ServicesConfig = Pick<
  * from here, so none of them can wire a writer that forgets the webhook outbox or the checkpoints.
  * Nothing starts here: timers and the delivery loop run only after `startBackground()`.
  */
-export function createServices(config: ServicesConfig, db: Database, clock: Clock, logger: Logger) {
+/** What the HTTP layer counts of the services' work (metrics live with the app). */
+export interface ServiceHooks {
+  scannerUnavailable?(reason: ScannerFailure | 'not_configured'): void;
+}
+
+export function createServices(config: ServicesConfig, db: Database, clock: Clock, logger: Logger, hooks: ServiceHooks = {}) {
   // PALISADE_KEKS by default; a PKCS#11 token's session when configured (closed by close()).
   const keyring = openKeyring({ keks: config.keks, kekProvider: config.kekProvider ?? { kind: 'env' } });
   const sealer = createSealer(keyring);
@@ -109,6 +115,15 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
   const roles = createRoleService(tenancyDeps);
   const projects = createProjectService(tenancyDeps);
   const assets = createAssetService({ db, audit, clock });
+  const fileStore = openFileStore(config.uploads.store);
+  const files = createFileService({
+    db, audit, clock, sealer, logger,
+    store: fileStore,
+    scanner: config.uploads.clamd ? clamdScanner(config.uploads.clamd) : null,
+    unscanned: config.uploads.unscanned,
+    plans: config.uploads.plans,
+    onScannerUnavailable: (reason) => hooks.scannerUnavailable?.(reason),
+  });
   const inbound = createInboundService({ db, audit, clock, sealer });
   const credentials = createCredentialService({ db, audit, clock, sealer });
   // The host app's way to its integrations' credentials (docs/integrations.md): opened by name, counted, audited.
@@ -160,7 +175,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit, sealer }),
+    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, files, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit, sealer }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder, exportSigning, archives, exportJob, exports,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, sealer, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, tenant exports, audit checkpoints. */
@@ -183,6 +198,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
       mailTransport?.close();
       // After the worker, so that its last appends are checkpointed too.
       await checkpoints.stop();
+      fileStore.close?.();
       keyring.close();
     },
   };

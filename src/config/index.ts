@@ -9,10 +9,13 @@ import { kekSettings, readKekDir } from './keks.js';
 import { mailConfig, type MailConfig } from './mail.js';
 import { resolveFileSettings } from './setting.js';
 import { socialConfig, type SocialConfig } from './social.js';
+import { uploadConfig, type UploadConfig } from './uploads.js';
 
 export { ConfigError };
 
 export type { MailConfig, SmtpSettings } from './mail.js';
+export type { ClamdAddress, FileStoreSettings, UploadConfig, UploadPlan } from './uploads.js';
+export { parseByteSize, parseClamdAddress } from './uploads.js';
 export type { SocialConfig, SocialProvider, SocialOidcProvider, SocialGithubProvider } from './social.js';
 
 /**
@@ -90,6 +93,8 @@ export interface Config {
   social: SocialConfig;
   /** Mail (SMTP_URL, MAIL_FROM): an SMTP transport, or none (the development outbox only). */
   mail: MailConfig;
+  /** File uploads (PALISADE_CLAMD, PALISADE_FILE_STORE, PALISADE_UPLOAD_PLANS…): config/uploads.ts. */
+  uploads: UploadConfig;
   logLevel: string;
   stateDir: string;
   generatedDevSecrets: boolean;
@@ -352,6 +357,8 @@ export function loadConfig(raw: Record<string, string | undefined> = process.env
   refusals.push(...social.problems);
   const mail = mailConfig(source, prod, publicOrigin);
   refusals.push(...mail.problems);
+  const uploads = uploadConfig(source, env, stateDir);
+  refusals.push(...uploads.problems);
   if (refusals.length > 0) throw ConfigError.of(refusals);
 
   const runtimeRole = e.PALISADE_DB_RUNTIME_ROLE;
@@ -412,6 +419,7 @@ export function loadConfig(raw: Record<string, string | undefined> = process.env
     dnsServers: Object.freeze(dnsServers),
     social: social.social,
     mail: mail.mail,
+    uploads: uploads.uploads,
     logLevel: e.LOG_LEVEL,
     stateDir,
     generatedDevSecrets,

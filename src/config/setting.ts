@@ -20,6 +20,7 @@ export const SECRET_SETTINGS: readonly string[] = [
   'REDIS_URL',
   'PALISADE_METRICS_TOKEN',
   'SMTP_URL',
+  'PALISADE_S3_SECRET_ACCESS_KEY',
 ];
 
 const acceptsFile = (name: string): boolean => SECRET_SETTINGS.includes(name) || name.startsWith('SOCIAL_');

@@ -36,6 +36,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Uploads refused because no malware scanner gave a verdict (issue 16): alert on any increase. */
+  readonly scannerUnavailable = new Counter({
+    name: 'palisade_upload_scanner_unavailable_total',
+    help: 'Uploads refused because the malware scanner gave no verdict (not configured, connection refused, timeout, error reply, size limit)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor(withDefaults = true) {
     if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'palisade_' });
   }

@@ -7,6 +7,7 @@ import { ipInList, rateLimitAllocation, rateLimitSubject } from '../kernel/ip.js
 import { isAdminLevel, isOrgWide, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
+import { uploadSource } from './upload.js';
 import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute, type RateLimitPolicy } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
@@ -371,7 +372,8 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           const countChallenge = (challengeId: string) =>
             enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId], shown: true }], shown);
           try {
-            return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge, mailAllowed });
+            const upload = route.upload ? uploadSource(request) : null;
+            return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge, mailAllowed, upload });
           } catch (err) {
             // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals
             // (a domain's ip_not_allowed: an owner outside the admin IP allowlist changing more than the list).

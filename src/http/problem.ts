@@ -25,9 +25,12 @@ const STATUS: Record<ErrorCode, number> = {
   weak_password: 422,
   token_invalid: 400,
   payload_too_large: 413,
+  quota_exceeded: 413,
   unsupported_media_type: 415,
+  malware_detected: 422,
   rate_limited: 429,
   unavailable: 503,
+  scanner_unavailable: 503,
   internal: 500,
 };
 
@@ -54,9 +57,12 @@ const TITLES: Record<ErrorCode, string> = {
   weak_password: 'Password does not meet the policy',
   token_invalid: 'The token is invalid or expired',
   payload_too_large: 'Payload too large',
+  quota_exceeded: 'The organization\u2019s storage quota would be exceeded',
   unsupported_media_type: 'Unsupported media type',
+  malware_detected: 'The file holds malware and was not kept',
   rate_limited: 'Too many requests',
   unavailable: 'Service unavailable',
+  scanner_unavailable: 'Uploads are paused: the malware scanner is unavailable, so no file can be accepted',
   internal: 'Internal error',
 };
 
@@ -125,6 +131,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: A
   if (err.detail) body.detail = err.detail;
   if (err.issues) body.errors = err.issues;
   if (err.extras?.ssoStart) body.ssoStart = err.extras.ssoStart;
+  if (err.extras?.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.extras.retryAfterSeconds));
   return reply.code(status).type('application/problem+json').send(body);
 }
 

@@ -4,6 +4,7 @@ import type { AuditAction } from '../kernel/audit-actions.js';
 import type { RequestContext } from '../kernel/context.js';
 import type { ErrorCode } from '../kernel/errors.js';
 import { API_KEY_PERMISSIONS, type Permission } from '../kernel/permissions.js';
+import type { UploadSource } from './upload.js';
 
 /**
  * Every route is one definition that states who may call it, with what permission, under
@@ -71,6 +72,8 @@ export interface RouteInput<P, Q, B> {
    * sends no mail. Always true elsewhere.
    */
   mailAllowed: boolean;
+  /** Routes declaring `upload`: the multipart body's one file, as a stream. Null elsewhere. */
+  upload: UploadSource | null;
 }
 
 type Schema = z.ZodType;
@@ -127,6 +130,12 @@ export interface RouteDef<S extends RouteSchemas = RouteSchemas> {
    * it parses it itself. Public routes only.
    */
   rawBody?: true;
+  /**
+   * A file upload (issue 16): the body is multipart/form-data holding one file, which the handler
+   * reads as it streams in (RouteInput.upload); no body schema. Mounted in a context of its own
+   * that parses no other body type.
+   */
+  upload?: true;
   /**
    * A form another site's page posts in the user's browser by design (a SAML IdP's POST to the
    * Assertion Consumer Service): the CSRF Origin check lets it through, and it may answer with a
@@ -215,6 +224,9 @@ export function assertRouteComplete(route: Partial<RouteDef> | undefined, where:
   if (route.auth?.mode === 'key' && route.url && !route.url.startsWith(`${API_PREFIX}/`)) fail(`key routes live under ${API_PREFIX}`);
   if (route.auth?.mode !== 'key' && route.url?.startsWith(`${API_PREFIX}/`)) fail(`only key routes live under ${API_PREFIX}`);
   if (route.rawBody && route.auth?.mode !== 'public') fail('raw bodies are for provider-signed public routes');
+  if (route.upload && (route.method !== 'POST' || route.auth?.mode === 'public' || route.schema?.body || route.rawBody)) {
+    fail('uploads are signed-in POSTs whose body is the multipart file (no body schema)');
+  }
   // Declare what leaves (issue 11): the success body, and the problem codes beyond the derived ones.
   if (route.status === 204 && route.schema?.response) fail('a 204 answer has no body to declare');
   if (route.status !== 204 && !route.schema?.response) fail('no response schema (schema.response)');

@@ -26,9 +26,12 @@ export const ERROR_CODES = [
   'weak_password',
   'token_invalid',
   'payload_too_large',
+  'quota_exceeded',
   'unsupported_media_type',
+  'malware_detected',
   'rate_limited',
   'unavailable',
+  'scanner_unavailable',
   'internal',
 ] as const;
 
@@ -38,6 +41,8 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export interface ProblemExtras {
   /** sso_required: where the user's sign-in starts instead (the SSO start URL for their email). */
   ssoStart?: string;
+  /** Sent as the Retry-After header (seconds): when trying again may succeed. */
+  retryAfterSeconds?: number;
 }
 
 export interface FieldIssue {

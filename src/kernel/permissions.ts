@@ -24,6 +24,8 @@ export const PERMISSIONS = {
   'projects:assign': 'Assign restricted members to projects',
   'assets:read': 'Read assets inside projects',
   'assets:write': 'Create and delete assets inside projects',
+  'files:read': 'List and download the files of projects',
+  'files:write': 'Upload files to projects (scanned and checked) and delete them',
   'audit:read': 'Read the organization\u2019s audit trail',
   'audit:stream': 'Stream the organization\u2019s audit trail to its SIEM (HTTPS or syslog destinations, their secrets and status)',
   'keys:own': 'Create API keys within your own permissions; list and revoke your own',
@@ -57,14 +59,14 @@ const OWNER_ONLY: Permission[] = ['org:delete', 'org:export', 'owners:manage', '
 // Not credentials:read: it is org-wide (ORG_WIDE_PERMISSIONS), and a built-in role holding an
 // org-wide permission could no longer be given to a member restricted to projects. Owners and
 // admins hold both credential permissions; a custom role may grant the read alone.
-const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read'];
+const READ_ONLY: Permission[] = ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'files:read'];
 
 export const BUILTIN_ROLE_PERMISSIONS: Record<BuiltinRole, readonly Permission[]> = {
   owner: ALL_PERMISSIONS,
   admin: ALL_PERMISSIONS.filter((p) => !OWNER_ONLY.includes(p)),
-  member: [...READ_ONLY, 'assets:write', 'keys:own'],
+  member: [...READ_ONLY, 'assets:write', 'files:write', 'keys:own'],
   viewer: READ_ONLY,
-  project_viewer: ['org:read', 'projects:read', 'assets:read'],
+  project_viewer: ['org:read', 'projects:read', 'assets:read', 'files:read'],
 };
 
 /**
@@ -83,7 +85,7 @@ export function isAdminLevel(p: string): boolean {
  */
 export const API_KEY_PERMISSIONS: readonly Permission[] = [
   'org:read', 'members:read', 'projects:read', 'projects:create', 'projects:update', 'projects:delete',
-  'assets:read', 'assets:write', 'audit:read',
+  'assets:read', 'assets:write', 'files:read', 'files:write', 'audit:read',
 ];
 
 /**
@@ -96,7 +98,7 @@ export const BROWSER_SAFE_PERMISSIONS: readonly Permission[] = ['org:read', 'pro
  * What a key bound to one project may carry: work inside that project. Org-wide reads (members,
  * the audit trail) and creating or deleting projects reach beyond it.
  */
-export const PROJECT_KEY_PERMISSIONS: readonly Permission[] = ['org:read', 'projects:read', 'projects:update', 'assets:read', 'assets:write'];
+export const PROJECT_KEY_PERMISSIONS: readonly Permission[] = ['org:read', 'projects:read', 'projects:update', 'assets:read', 'assets:write', 'files:read', 'files:write'];
 
 /** Roles whose holders only ever see the projects they are assigned to. */
 export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'];
@@ -145,9 +147,10 @@ export const ALWAYS_RESTRICTED_ROLES: readonly BuiltinRole[] = ['project_viewer'
  *   acts only on members restricted within them (assertCanActOn).
  * - roles:read: the role catalogue (names and permission lists): it names no member, project or
  *   event, and whoever assigns roles within a project needs it.
- * - projects:read, projects:update, projects:delete, assets:read, assets:write: the pipeline
- *   refuses unassigned `:projectId`s and RLS binds the scope; what a deletion removes lies
- *   inside the project.
+ * - projects:read, projects:update, projects:delete, assets:read, assets:write, files:read,
+ *   files:write: the pipeline refuses unassigned `:projectId`s and RLS binds the scope; what a
+ *   deletion removes lies inside the project. (An upload counts against the org's quota: what
+ *   it reveals of other projects is the quota's remaining bytes, a number.)
  * - keys:own: a key acts within its creator's current permissions and project scope.
  */
 export const ORG_WIDE_PERMISSIONS: readonly Permission[] = [

@@ -108,6 +108,15 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
       // A planted link would be a token of the attacker's into the target's archive.
       return sql`insert into org_export_links (org_id, id, export_id, token_hash, created_by, created_at, expires_at)
                  values (${org}, ${id}, ${target.exportId}, ${randomToken()}, ${actor.ownerId}, now(), now() + interval '1 hour') ${tail}`;
+    case 'files':
+      // A planted file would be listed and served to the target's members as their own.
+      return sql`insert into files (org_id, project_id, id, name, content_type, state, size_bytes, reserved_bytes, sha256, key_sealed, scanned,
+                                    uploaded_by_type, uploaded_by, created_at, touched_at, available_at)
+                 values (${org}, ${target.projects[0]}, ${id}, 'planted.html', 'text/html', 'available', 1, 1, ${'0'.repeat(64)}, 'forged', true,
+                         'user', ${actor.ownerId}, now(), now(), now()) ${tail}`;
+    case 'org_file_usage':
+      // A planted usage row would fill the target's quota.
+      return sql`insert into org_file_usage (org_id, bytes) values (${org}, 1099511627776) ${tail}`;
   }
 }
 
@@ -123,7 +132,7 @@ const NO_UPDATE: readonly TenantTable[] = [
 const NO_DELETE: readonly TenantTable[] = [
   'audit_heads', 'inbound_sources', 'api_keys', 'organizations', 'org_settings', 'org_keys', 'webhook_deliveries', 'sso_tests',
   'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
-  'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
+  'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links', 'org_file_usage',
 ];
 
 describe.each(ENGINES)('cross-tenant raw SQL as the runtime role on %s', (engine) => {

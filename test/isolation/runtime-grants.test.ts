@@ -87,6 +87,10 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   org_export_links: ['SELECT', 'INSERT', 'UPDATE'],
   export_due: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   export_signing_keys: ['SELECT', 'INSERT'],
+  // files/service.ts, quota.ts: a file is received (its reservation grows), made available or
+  // refused (deleted), and deleted; the org's usage row is kept by the files_usage trigger
+  files: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  org_file_usage: ['SELECT', 'INSERT', 'UPDATE'],
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],

@@ -31,6 +31,7 @@ import {
   type Permission,
 } from '../../src/kernel/permissions.js';
 import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { MULTIPART_TYPE, oneFile } from '../support/multipart.js';
 import { startLoopbackDns, type LoopbackDns } from '../support/dns.js';
 import { startOidcProvider, type LoopbackIdp } from '../support/oidc.js';
 import { idpKey, type IdpKey } from '../support/saml.js';
@@ -114,6 +115,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     h = await createTestApp(ENGINE, {
       config: {
         DNS_SERVERS: dns.server, PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true',
+        // Who may upload is what the matrix checks; the scan itself runs against a real clamd in
+        // test/files/uploads.test.ts. The development opt-out keeps this suite free of a daemon.
+        PALISADE_UPLOADS_UNSCANNED: 'true',
         SOCIAL_GOOGLE_CLIENT_ID: 'matrix', SOCIAL_GOOGLE_CLIENT_SECRET: 'matrix-secret', SOCIAL_GOOGLE_ISSUER: matrixIdp.issuer,
       },
     });
@@ -164,7 +168,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     }
     for (const p of ['billing:manage', 'owners:manage', 'org:delete', 'org:export', 'data_keys:rotate', 'privacy:manage'] as const) expect(perms('admin').has(p), `admin ${p}`).toBe(false);
     // "member (operate on projects and their resources; create own API keys within their permissions)"
-    const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets):/.test(p) && p !== 'keys:own');
+    const writesOutsideProjects = [...perms('member')].filter((p) => !p.endsWith(':read') && !/^(projects|assets|files):/.test(p) && p !== 'keys:own');
     expect(writesOutsideProjects, 'member writes only projects and their resources, and their own keys').toEqual([]);
     for (const r of ['viewer', 'project_viewer'] as const) expect([...perms(r)].filter((p) => !p.endsWith(':read')), `${r} is read-only`).toEqual([]);
     expect(ALWAYS_RESTRICTED_ROLES).toEqual(['project_viewer']);
@@ -402,6 +406,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
         case 'assetId':
           params.assetId = await fx.asset(objOrg.id, objProject);
           break;
+        case 'fileId':
+          params.fileId = await fx.file(objOrg.id, objProject, objOrg.ownerId);
+          break;
         case 'sessionId':
           params.sessionId = await fx.session(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
           break;
@@ -488,8 +495,9 @@ describe(`authorization matrix on ${ENGINE}`, () => {
       headers.origin = ORIGIN;
     }
     if (isMutation(route.method)) headers.origin = ORIGIN;
+    const body = uploadAware(route, payload, headers);
 
-    const res = await h.built.app.inject({ method: route.method, url, headers, ...(payload ? { payload } : {}), ...(from ? { remoteAddress: from } : {}) });
+    const res = await h.built.app.inject({ method: route.method, url, headers, ...(body ? { payload: body } : {}), ...(from ? { remoteAddress: from } : {}) });
     if (res.statusCode < 300 && c.credential === 'session') onSuccess?.();
     await after?.();
     let code: string | null = null;
@@ -502,3 +510,10 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     return { c, method: route.method, url, status: res.statusCode, code, requestId };
   }
 });
+
+/** An upload's body is one file part (multipart), not the example JSON. */
+function uploadAware(route: AnyRoute, payload: Body | undefined, headers: Record<string, string>): Body | Buffer | undefined {
+  if (!route.upload) return payload;
+  headers['content-type'] = MULTIPART_TYPE;
+  return oneFile('matrix.txt', 'a file the matrix uploads', 'text/plain');
+}

@@ -8,7 +8,8 @@ import { newId, randomToken, sha256Hex } from '../../src/crypto/index.js';
 import { exec, one } from '../../src/db/database.js';
 import { systemContext, type RequestContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
-import { API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
+import { Readable } from 'node:stream';
+import { ALL_PERMISSIONS, PermissionSet, API_KEY_PERMISSIONS, BROWSER_SAFE_PERMISSIONS, PROJECT_KEY_PERMISSIONS, type BuiltinRole } from '../../src/kernel/permissions.js';
 import { totpCodeAt } from '../../src/domains/identity/index.js';
 import { insertUserSql, userWithEmail } from '../../src/domains/identity/people.js';
 import { insertOrg, resolveAccess } from '../../src/domains/tenancy/index.js';
@@ -154,6 +155,27 @@ export class Fixtures {
       exec(tx, sql`insert into assets (org_id, project_id, id, name, kind) values (${orgId}, ${projectId}, ${id}, ${`matrix-${unique()}`}, 'host')`),
     );
     return id;
+  }
+
+  /**
+   * An available file in the project, received by the files service as its org's owner's upload
+   * (through the service, not HTTP: an org's MFA policy in some cases would refuse the owner's
+   * session). The matrix app keeps files unscanned.
+   */
+  async file(orgId: string, projectId: string, ownerId: string): Promise<string> {
+    const now = new Date();
+    const ctx: RequestContext = {
+      requestId: 'matrix-fixture', ip: '127.0.0.1', userAgent: 'matrix',
+      actor: { type: 'user', userId: ownerId, session: { id: newId(), createdAt: now, lastSeenAt: now } },
+      org: { orgId, role: 'owner', roleLabel: 'owner', permissions: PermissionSet.of(ALL_PERMISSIONS), projectIds: null },
+      audited: [],
+    };
+    const file = await this.h.built.services.files.upload(ctx, projectId, {
+      declaredLength: null,
+      file: async () => ({ fileName: `matrix-${unique()}.txt`, declaredType: 'text/plain', stream: Readable.from([Buffer.from('matrix fixture')]) }),
+      end: async () => undefined,
+    });
+    return file.id;
   }
 
   /** An inbound webhook source of `orgId`, its secret sealed the way the service seals it. */

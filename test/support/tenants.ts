@@ -21,6 +21,7 @@ export const TENANT_TABLES = [
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
   'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
   'audit_streams', 'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
+  'files', 'org_file_usage',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -135,6 +136,13 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                        values (${orgId}, ${exportId}, 1, 'assets', 'tables/assets/000001.ndjson', 1, 10, ${randomToken()})`);
     await exec(tx, sql`insert into org_export_links (org_id, id, export_id, token_hash, created_by, created_at, expires_at)
                        values (${orgId}, ${newId()}, ${exportId}, ${randomToken()}, ${ownerId}, now(), now() + interval '15 minutes')`);
+    // One available file (its usage row follows from the trigger, migration 041).
+    const fileId = newId();
+    const fileKey = await sealer.seal(tx, { scope: orgId, table: 'files', column: 'key_sealed', row: fileId }, randomToken(32));
+    await exec(tx, sql`insert into files (org_id, project_id, id, name, content_type, state, size_bytes, reserved_bytes, sha256, key_sealed, scanned,
+                                          uploaded_by_type, uploaded_by, created_at, touched_at, available_at)
+                       values (${orgId}, ${projects[0]}, ${fileId}, 'notes.txt', 'text/plain', 'available', 10, 10, ${'0'.repeat(64)}, ${fileKey}, true,
+                               'user', ${ownerId}, now(), now(), now())`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
   return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, exportId, connectionId, endpointId, deliveryId, projects, assets, sealed };

@@ -28,6 +28,7 @@ export const EXCLUDED_COLUMNS: Readonly<Record<string, Readonly<Record<string, s
   audit_events: {
     personal_sealed: 'opened into each event\u2019s `personal` field (details, client address, user agent); the sealed form needs the org\u2019s key',
   },
+  files: { key_sealed: 'each file\u2019s own key, sealed with the org\u2019s data key: key material is never exported (the files\u2019 metadata is; their bytes are not in the archive)' },
   audit_heads: { mac: 'the chain head\u2019s MAC under the deployment\u2019s chain key (the head\u2019s hash is exported)' },
   audit_streams: { secret_sealed: SEALED_SECRET, previous_secret_sealed: SEALED_SECRET, auth_header_sealed: SEALED_SECRET },
   inbound_sources: { secret_sealed: SEALED_SECRET },

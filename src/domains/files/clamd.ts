@@ -16,7 +16,10 @@ import net from 'node:net';
  * closes it: an upload that pauses longer is refused the same way.
  */
 
-export type ClamdAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+import type { ClamdAddress } from '../../config/index.js';
+
+export type { ClamdAddress };
+export { parseClamdAddress } from '../../config/index.js';
 
 export type ScanVerdict = { clean: true } | { clean: false; signature: string };
 
@@ -46,22 +49,6 @@ export interface ClamdOptions {
   timeoutMs: number;
   /** Largest INSTREAM frame (clamd reads up to its StreamMaxLength in total, any frame size). */
   frameBytes?: number;
-}
-
-/** `tcp://host:port` or `unix:/path` (also `unix:///path`): the form PALISADE_CLAMD takes. */
-export function parseClamdAddress(value: string): ClamdAddress | null {
-  const unix = /^unix:(?:\/\/)?(\/[^\0]+)$/.exec(value);
-  if (unix?.[1]) return { kind: 'unix', path: unix[1] };
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return null;
-  }
-  if (url.protocol !== 'tcp:' || !url.hostname || url.pathname.replace(/^\/$/, '') !== '' || url.search || url.hash || url.username) return null;
-  const port = Number(url.port || 3310);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) return null;
-  return { kind: 'tcp', host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
 const MAX_REPLY_BYTES = 4096;

@@ -36,6 +36,9 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   // Each tenant export's archive key: rotated like any sealed value, so an archive kept past a
   // rotation still opens; destroyed with the org's keys, so a shredded org's archives do not.
   { table: 'org_exports', column: 'key_sealed', row: 'id', scope: 'org' },
+  // Each uploaded file's own key (migration 041): rotated like the archives' keys; shredding the
+  // org makes its files unreadable wherever their sealed bytes are kept.
+  { table: 'files', column: 'key_sealed', row: 'id', scope: 'org' },
   // System scopes: not the org rotation's business (system_keys has no rotation job yet).
   { table: 'totp_credentials', column: 'secret_sealed', row: 'user_id', scope: { system: 'mfa' } },
   { table: 'mail_outbox', column: 'body_sealed', row: 'id', scope: { system: 'mail-outbox' } },

@@ -1,0 +1,54 @@
+import { sql } from 'kysely';
+import { exec, one, rows, type Tx } from '../../db/database.js';
+import { AppError } from '../../kernel/errors.js';
+
+/**
+ * An org's bytes against its plan's quota (migration 041). A file being received holds a
+ * reservation (its row's reserved_bytes) that grows ahead of the stream; a trigger keeps the
+ * org's total in org_file_usage and locks that row until the transaction ends, so two uploads
+ * of one org reserve one after the other and the second sees the first's bytes before checking.
+ * A refused or broken-off upload deletes its row, which releases its bytes.
+ */
+
+/** How far a reservation runs ahead of the bytes received (one transaction per step). */
+export const RESERVATION_STEP_BYTES = 8 * 1024 * 1024;
+
+/** A row left `receiving` this long without a reservation is a crashed process's: swept. */
+export const STALE_RECEIVING_MS = 60 * 60 * 1000;
+
+export function quotaProblem(quotaBytes: number): AppError {
+  return new AppError('quota_exceeded', `the organization's files may take ${quotaBytes} bytes in all (its plan's quota), uploads in progress included`);
+}
+
+/** Throws quota_exceeded (rolling the caller's transaction back) when the org is over `quotaBytes`. */
+export async function assertWithinQuota(tx: Tx, orgId: string, quotaBytes: number): Promise<void> {
+  const usage = await one<{ bytes: string }>(tx, sql`select bytes::text as bytes from org_file_usage where org_id = ${orgId}`);
+  if (usage && Number(usage.bytes) > quotaBytes) throw quotaProblem(quotaBytes);
+}
+
+/** Grows a receiving file's reservation to `bytes` (never shrinks it here). */
+export async function reserve(tx: Tx, orgId: string, fileId: string, bytes: number, quotaBytes: number, now: Date): Promise<void> {
+  const n = await exec(
+    tx,
+    sql`update files set reserved_bytes = greatest(reserved_bytes, ${bytes}), touched_at = ${now}
+        where org_id = ${orgId} and id = ${fileId} and state = 'receiving'`,
+  );
+  // The row went: swept as stale, or its project deleted while the bytes streamed.
+  if (n !== 1) throw new AppError('not_found', 'the upload was cancelled: its project or reservation is gone');
+  await assertWithinQuota(tx, orgId, quotaBytes);
+}
+
+export async function usedBytes(tx: Tx, orgId: string): Promise<number> {
+  const usage = await one<{ bytes: string }>(tx, sql`select bytes::text as bytes from org_file_usage where org_id = ${orgId}`);
+  return usage ? Number(usage.bytes) : 0;
+}
+
+/** Deletes the org's receiving rows no process has moved on for STALE_RECEIVING_MS; returns their ids (their stored bytes are the caller's to delete). */
+export async function sweepStale(tx: Tx, orgId: string, now: Date): Promise<string[]> {
+  const before = new Date(now.getTime() - STALE_RECEIVING_MS);
+  const gone = await rows<{ id: string }>(
+    tx,
+    sql`delete from files where org_id = ${orgId} and state = 'receiving' and touched_at < ${before} returning id`,
+  );
+  return gone.map((r) => r.id);
+}

@@ -1,0 +1,117 @@
+import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { finished, PassThrough, type Readable } from 'node:stream';
+import { AppError } from '../kernel/errors.js';
+
+/**
+ * The body of an upload route (issue 16): multipart/form-data holding exactly one file part,
+ * handed to the handler as a stream as it arrives, never buffered whole. Anything else in the body
+ * (a field, a part without a file name, a second file) is refused, and so is a body that ends
+ * before its closing boundary; a file over its size limit fails while it streams.
+ */
+export interface UploadedFile {
+  /** The file name the client sent (unchecked: the domain checks it). */
+  fileName: string;
+  /** The content type the client declared for the part (unchecked). */
+  declaredType: string;
+  /** The file's bytes. Fails with payload_too_large past `maxBytes`, malformed_request when the body is cut. */
+  stream: Readable;
+}
+
+export interface UploadSource {
+  /** The request's Content-Length, when it sent one: a first, cheap size check. */
+  readonly declaredLength: number | null;
+  /** The one file part; refuses a body that starts with anything else. */
+  file(maxBytes: number): Promise<UploadedFile>;
+  /** After the file's stream has been read to its end: resolves only when nothing followed it. */
+  end(): Promise<void>;
+}
+
+/** Multipart framing allowed around the file: headers, boundaries, a long file name. */
+export const MULTIPART_OVERHEAD_BYTES = 16 * 1024;
+
+const ONE_FILE = 'send the file as the only part of a multipart/form-data body, with a file name (curl -F file=@report.pdf)';
+
+/** Registers the multipart parser in an upload route's own context (no other body type is read there). */
+export async function acceptUploads(app: FastifyInstance): Promise<void> {
+  app.removeAllContentTypeParsers();
+  await app.register(multipart, { throwFileSizeLimit: true });
+}
+
+interface Part {
+  type: 'file' | 'field';
+  filename?: string;
+  mimetype?: string;
+  file?: Readable & { truncated?: boolean };
+}
+
+export function uploadSource(request: FastifyRequest): UploadSource {
+  const length = Number(request.headers['content-length']);
+  let iterator: AsyncIterator<Part> | null = null;
+  const next = async (): Promise<Part | null> => {
+    try {
+      const r = await (iterator as AsyncIterator<Part>).next();
+      return r.done ? null : r.value;
+    } catch (err) {
+      throw multipartProblem(err);
+    }
+  };
+  return {
+    declaredLength: Number.isSafeInteger(length) && length >= 0 ? length : null,
+    async file(maxBytes) {
+      if (!request.isMultipart()) throw new AppError('unsupported_media_type', ONE_FILE);
+      const parts = request.parts({
+        // preservePath: the name as sent, so that a path in it is refused rather than quietly cut off.
+        preservePath: true,
+        limits: { files: 1, fields: 0, parts: 1, fileSize: maxBytes, headerPairs: 20, fieldNameSize: 100, fieldSize: 1 },
+      }) as AsyncIterableIterator<Part>;
+      iterator = parts[Symbol.asyncIterator]();
+      const part = await next();
+      if (!part || part.type !== 'file' || !part.file || !part.filename) throw new AppError('validation_failed', ONE_FILE, [{ path: 'file', message: ONE_FILE }]);
+      const raw = part.file;
+      // What the handler reads: the part's bytes, failing with a closed code whatever went wrong
+      // in the body. busboy parses ahead: by the time the part is handed over it may already have
+      // failed (a body cut short) or been cut at its limit, so its state is read, not only its events.
+      const stream = new PassThrough();
+      // Its failure may come before the handler reads it (the handler checks the name first): the
+      // reader sees it then (a pipeline over an errored stream fails with its error), not the process.
+      stream.on('error', () => undefined);
+      const tooLarge = () => new AppError('payload_too_large', `a file is limited to ${maxBytes} bytes here`);
+      raw.once('limit', () => stream.destroy(tooLarge()));
+      finished(raw, (err) => {
+        if (err) stream.destroy(multipartProblem(raw.errored ?? err));
+        else if (raw.truncated) stream.destroy(tooLarge());
+        else stream.end();
+      });
+      stream.on('close', () => {
+        if (!raw.readableEnded) raw.resume();
+      });
+      raw.pipe(stream, { end: false });
+      return { fileName: part.filename, declaredType: part.mimetype ?? '', stream };
+    },
+    async end() {
+      if (!iterator) throw new AppError('validation_failed', ONE_FILE);
+      if ((await next()) !== null) throw new AppError('validation_failed', ONE_FILE);
+    },
+  };
+}
+
+/** @fastify/multipart's and busboy's errors as the closed codes. */
+export function multipartProblem(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  const code = (err as { code?: unknown }).code;
+  switch (code) {
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new AppError('payload_too_large');
+    case 'FST_FILES_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_PROTO_VIOLATION':
+      return new AppError('validation_failed', ONE_FILE, [{ path: 'file', message: ONE_FILE }]);
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return new AppError('unsupported_media_type', ONE_FILE);
+    default:
+      // A body cut short, a boundary missing, a malformed part header.
+      return new AppError('malformed_request', 'the multipart body could not be read to its end');
+  }
+}
