@@ -24,6 +24,8 @@ const USAGE = `usage: palisade <command>
                               registering with your address)
   unlock EMAIL                lift an account lockout now (audited as the operator)
   allowlist clear --org SLUG  empty an org's admin IP allowlist (break-glass; audited as the operator)
+  plan --org SLUG PLAN        move an org to a plan of PALISADE_UPLOAD_PLANS (its upload limits;
+                              audited as the operator)
   keys status                 per KEK: the data keys it wraps and the audit events it authenticates;
                               which configured KEKs can be removed, and which missing ones are needed
   keys rotate-kek [--batch N] [--new-kek ID]
@@ -84,7 +86,7 @@ async function withServices<T>(
   }
 }
 
-const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'keys', 'worker', 'export']);
+const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'plan', 'keys', 'worker', 'export']);
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -231,6 +233,34 @@ export async function runCli(argv: string[]): Promise<number> {
           return 2;
         }
         process.stdout.write(`cleared the admin IP allowlist of ${slug}${cleared.length > 0 ? ` (was ${cleared.join(', ')})` : ' (it was empty)'}\n`);
+        return 0;
+      });
+    }
+    case 'plan': {
+      const args = [sub, ...rest].filter((a): a is string => a !== undefined);
+      const slug = flag(args, '--org');
+      const name = args.find((a, i) => a !== '--org' && args[i - 1] !== '--org');
+      if (!slug || !name) {
+        missing = 'plan needs --org SLUG and the plan\u2019s name';
+        break;
+      }
+      if (!config.uploads.plans[name]) {
+        process.stderr.write(`no plan ${name}: PALISADE_UPLOAD_PLANS defines ${Object.keys(config.uploads.plans).join(', ')}\n`);
+        return 2;
+      }
+      const { setOrgPlan } = await import('./domains/files/index.js');
+      return withServices(config, { migrate: false }, async ({ audit }, db, owner) => {
+        const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
+        if (!org) {
+          process.stderr.write(`no organization ${slug}\n`);
+          return 2;
+        }
+        const changed = await setOrgPlan({ db, audit }, systemContext('cli plan'), org.org_id, name);
+        if (!changed) {
+          process.stderr.write(`no settings for organization ${slug}\n`);
+          return 2;
+        }
+        process.stdout.write(`${slug} is on the ${name} plan (was ${changed.from})\n`);
         return 0;
       });
     }

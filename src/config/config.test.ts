@@ -399,3 +399,45 @@ describe('mail (SMTP_URL, MAIL_FROM)', () => {
     expect(refusal(prodEnv({ SMTP_URL_FILE: file, SMTP_URL: 'smtps://smtp.example.com' }))).toBe('SMTP_URL and SMTP_URL_FILE are both set: keep one');
   });
 });
+
+describe('uploads (PALISADE_CLAMD, PALISADE_FILE_STORE, PALISADE_UPLOAD_PLANS)', () => {
+  it('has no scanner by default, keeps files under the state directory, and starts every org on the free plan', () => {
+    const c = loadConfig(prodEnv());
+    expect(c.uploads.clamd).toBeNull();
+    expect(c.uploads.unscanned).toBe(false);
+    expect(c.uploads.store).toEqual({ kind: 'disk', dir: join(stateDir, 'files') });
+    expect(c.uploads.plans.free).toEqual({ fileBytes: 25 * 1024 ** 2, quotaBytes: 1024 ** 3 });
+  });
+
+  it('reads clamd over TCP or its socket, and refuses anything else', () => {
+    expect(loadConfig(prodEnv({ PALISADE_CLAMD: 'tcp://clamd.internal:3310' })).uploads.clamd).toEqual({ address: { kind: 'tcp', host: 'clamd.internal', port: 3310 }, timeoutMs: 10_000 });
+    expect(loadConfig(prodEnv({ PALISADE_CLAMD: 'unix:/run/clamav/clamd.ctl', PALISADE_CLAMD_TIMEOUT_MS: '2000' })).uploads.clamd)
+      .toEqual({ address: { kind: 'unix', path: '/run/clamav/clamd.ctl' }, timeoutMs: 2000 });
+    expect(refusal(prodEnv({ PALISADE_CLAMD: 'http://clamd:3310' }))).toMatch(/PALISADE_CLAMD must be/);
+    expect(refusal(prodEnv({ PALISADE_CLAMD_TIMEOUT_MS: '5' }))).toMatch(/PALISADE_CLAMD_TIMEOUT_MS/);
+  });
+
+  it('lets only development and test keep files unscanned; production refuses the opt-out', () => {
+    expect(loadConfig(devEnv({ PALISADE_UPLOADS_UNSCANNED: 'true' })).uploads.unscanned).toBe(true);
+    expect(refusal(prodEnv({ PALISADE_UPLOADS_UNSCANNED: 'true' }))).toMatch(/PALISADE_UPLOADS_UNSCANNED is a development opt-out/);
+    expect(refusal(devEnv({ PALISADE_UPLOADS_UNSCANNED: 'yes' }))).toMatch(/true or false/);
+  });
+
+  it('parses plans in binary units and refuses a plan list without free, or a file limit above its quota', () => {
+    expect(loadConfig(prodEnv({ PALISADE_UPLOAD_PLANS: 'free=512K/10M,pro=1G/2T' })).uploads.plans).toEqual({
+      free: { fileBytes: 512 * 1024, quotaBytes: 10 * 1024 ** 2 }, pro: { fileBytes: 1024 ** 3, quotaBytes: 2 * 1024 ** 4 },
+    });
+    expect(refusal(prodEnv({ PALISADE_UPLOAD_PLANS: 'pro=1G/2T' }))).toMatch(/must define the free plan/);
+    expect(refusal(prodEnv({ PALISADE_UPLOAD_PLANS: 'free=2G/1G' }))).toMatch(/larger than its quota/);
+    expect(refusal(prodEnv({ PALISADE_UPLOAD_PLANS: 'free=lots' }))).toMatch(/is not plan=/);
+  });
+
+  it('needs a bucket for S3, and both halves of a key or neither; the secret never appears in a refusal', () => {
+    const s3 = loadConfig(prodEnv({ PALISADE_FILE_STORE: 's3', PALISADE_S3_BUCKET: 'palisade-files', PALISADE_S3_ENDPOINT: 'http://127.0.0.1:4568', PALISADE_S3_FORCE_PATH_STYLE: 'true' }));
+    expect(s3.uploads.store).toMatchObject({ kind: 's3', bucket: 'palisade-files', endpoint: 'http://127.0.0.1:4568', forcePathStyle: true, credentials: null });
+    expect(refusal(prodEnv({ PALISADE_FILE_STORE: 's3' }))).toMatch(/PALISADE_S3_BUCKET/);
+    const why = refusal(prodEnv({ PALISADE_FILE_STORE: 's3', PALISADE_S3_BUCKET: 'b-1', PALISADE_S3_SECRET_ACCESS_KEY: 'CANARY-s3-secret' }));
+    expect(why).toMatch(/go together/);
+    expect(why).not.toContain('CANARY-s3-secret');
+  });
+});

@@ -78,6 +78,13 @@ export function buildOpenApi(routes: readonly AnyRoute[], info: { version: strin
     else op.description = `Requires ${r.permission === 'self' ? 'a signed-in user' : `permission \`${r.permission}\``}.`;
     if (r.ownerRecovery) op.description += ' Owners keep it from outside the admin IP allowlist, with a fresh step-up.';
     if (body) op.requestBody = { required: true, content: { 'application/json': { schema: body } } };
+    if (r.upload) {
+      op.requestBody = {
+        required: true,
+        description: 'One file part named `file`, with its file name (nothing else in the body)',
+        content: { 'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } } } },
+      };
+    }
     (paths[path] ??= {})[r.method.toLowerCase()] = op;
   }
   return {

@@ -36,6 +36,9 @@ const ONE_FILE = 'send the file as the only part of a multipart/form-data body, 
 export async function acceptUploads(app: FastifyInstance): Promise<void> {
   app.removeAllContentTypeParsers();
   await app.register(multipart, { throwFileSizeLimit: true });
+  // Any other body is left unread for the handler to refuse (415) once the caller is known: an
+  // anonymous caller is told to sign in first, as on every other route.
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 }
 
 interface Part {
@@ -56,10 +59,11 @@ export function uploadSource(request: FastifyRequest): UploadSource {
       throw multipartProblem(err);
     }
   };
+  // Anything but multipart is refused before the domain does any work.
+  if (!request.isMultipart()) throw new AppError('unsupported_media_type', ONE_FILE);
   return {
     declaredLength: Number.isSafeInteger(length) && length >= 0 ? length : null,
     async file(maxBytes) {
-      if (!request.isMultipart()) throw new AppError('unsupported_media_type', ONE_FILE);
       const parts = request.parts({
         // preservePath: the name as sent, so that a path in it is refused rather than quietly cut off.
         preservePath: true,

@@ -45,6 +45,7 @@ export const AUDIT_ACTIONS = {
   'org.created': { description: 'An organization was created' },
   'org.updated': { description: 'The organization was renamed', webhook: true },
   'org.settings_updated': { description: 'Security settings changed', webhook: true },
+  'org.plan_changed': { description: 'The operator moved the organization to another plan (its upload limits: per file and in all)', webhook: true },
   'org.deletion_scheduled': { description: 'An owner deleted the organization: sessions and API keys ended at once; it can be restored until its data keys are destroyed', webhook: true },
   'org.restored': { description: 'An owner restored the organization within its deletion grace period', webhook: true },
   'org.export_requested': { description: 'An owner asked for an export of every row the organization owns (a signed, encrypted archive written by the export job)' },

@@ -180,7 +180,7 @@ describe.each(ENGINES)('API keys on %s', (engine) => {
   it('a custom role holding keys:manage revokes the keys of members it covers, not an admin\u2019s', async () => {
     const roleId = crypto.randomUUID();
     await h.t.owner.query('insert into custom_roles (org_id, id, name, permissions) values ($1, $2, $3, $4)',
-      [acme, roleId, `key steward ${roleId.slice(0, 8)}`, ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'assets:write', 'keys:own', 'keys:manage']]);
+      [acme, roleId, `key steward ${roleId.slice(0, 8)}`, ['org:read', 'members:read', 'roles:read', 'projects:read', 'assets:read', 'assets:write', 'files:read', 'files:write', 'keys:own', 'keys:manage']]);
     const id = crypto.randomUUID();
     const email = `steward-${id.slice(0, 8)}@example.test`;
     await h.insertUser({ id, email, name: 'Key steward' });

@@ -10,6 +10,8 @@ import { ENGINES } from '../support/db.js';
 import { audit } from '../support/evidence.js';
 import { multipart, MULTIPART_TYPE, oneFile } from '../support/multipart.js';
 import { buildZip, yazlZip } from '../support/zip.js';
+import { startS3 } from '../support/s3.js';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 
 /**
  * Uploads end to end (issue 16) against a real clamd (one EICAR signature, test/support/clamd.ts)
@@ -49,6 +51,14 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     expect(stored()).toEqual([]);
     expect(await rowsOf()).toEqual([]);
     expect(await usage()).toBe(0);
+  }
+
+  /** Deletes every file of the project (a test that keeps files leaves the next one a clean slate). */
+  async function removeAll(): Promise<void> {
+    const files = (await get(base())).json<{ files: { id: string }[] }>().files;
+    for (const f of files) {
+      await h.built.app.inject({ method: 'DELETE', url: `${base()}/${f.id}`, headers: { cookie: await h.cookieFor(h.user('acme', 'member').email), origin: ORIGIN } });
+    }
   }
 
   beforeAll(async () => {
@@ -171,11 +181,7 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     expect(code(a.statusCode === 413 ? a : b)).toBe('quota_exceeded');
     expect(await usage()).toBe(9 * 1024 * 1024 + 700 * KIB);
     expect((await rowsOf()).every((r) => r.state === 'available')).toBe(true);
-    // Clean up for the tests after this one.
-    const files = (await get(base())).json<{ files: { id: string }[] }>().files;
-    for (const f of files) {
-      await h.built.app.inject({ method: 'DELETE', url: `${base()}/${f.id}`, headers: { cookie: await h.cookieFor(h.user('acme', 'member').email), origin: ORIGIN } });
-    }
+    await removeAll();
     expect(await usage()).toBe(0);
   });
 
@@ -193,6 +199,22 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     expect(h.logs.join('\n')).toContain('malware scanner unavailable');
     // Back: uploads work again.
     expect((await upload(oneFile('again.txt', 'hello again', 'text/plain'))).statusCode).toBe(201);
+    await removeAll();
+  });
+
+  it('holds a project to its own list of file types, which can never admit an executable', async () => {
+    const put = async (extensions: string[] | null) => h.built.app.inject({
+      method: 'PUT', url: `/api/orgs/${acme}/projects/${project}/file-types`, payload: { extensions },
+      headers: { cookie: await h.cookieFor(h.user('acme', 'admin').email), origin: ORIGIN },
+    });
+    expect((await put(['PDF', 'png'])).json()).toEqual({ extensions: ['pdf', 'png'] });
+    await expectNothingKept(await upload(oneFile('notes.txt', 'hello', 'text/plain')), 400, 'validation_failed');
+    expect((await upload(oneFile('logo.png', PNG, 'image/png'))).statusCode).toBe(201);
+    const refused = await put(['pdf', 'exe']);
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json<{ detail: string }>().detail).toContain('.exe');
+    expect((await put(null)).json()).toEqual({ extensions: null });
+    await removeAll();
   });
 
   it('keeps files inside their tenant and project', async () => {
@@ -209,6 +231,45 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     expect((await get(`${base()}/${id}/content`, h.user('acme', 'viewer').email)).statusCode).toBe(200);
     expect((await upload(oneFile('x.txt', 'x', 'text/plain'), { as: h.user('acme', 'viewer').email })).statusCode).toBe(403);
   });
+});
+
+describe.skipIf(skip)('uploads to an S3-compatible store (s3rver on loopback)', () => {
+  it('keeps a clean file as one sealed object, serves it back, and leaves no object for a refusal or a deletion', async () => {
+    const clamd = await startClamd();
+    const s3 = await startS3();
+    const h = await createTestApp('postgres', {
+      config: {
+        PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}`, PALISADE_FILE_STORE: 's3', PALISADE_S3_BUCKET: s3.bucket, PALISADE_S3_PREFIX: 'files/',
+        PALISADE_S3_ENDPOINT: s3.client.endpoint, PALISADE_S3_FORCE_PATH_STYLE: 'true', PALISADE_S3_ACCESS_KEY_ID: 'S3RVER', PALISADE_S3_SECRET_ACCESS_KEY: 'S3RVER',
+      },
+    });
+    const client = new S3Client(s3.client);
+    const objects = async () => ((await client.send(new ListObjectsV2Command({ Bucket: s3.bucket }))).Contents ?? []).map((o) => o.Key);
+    try {
+      const acme = h.orgId('acme');
+      const project = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id ?? '';
+      const cookie = await h.cookieFor(h.user('acme', 'member').email);
+      const send = (body: Buffer) => h.built.app.inject({
+        method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: body, headers: { cookie, origin: ORIGIN, 'content-type': MULTIPART_TYPE },
+      });
+      const text = `${'evidence '.repeat(120_000)}end`;
+      const res = await send(oneFile('evidence.txt', text, 'text/plain'));
+      expect(res.statusCode, res.body).toBe(201);
+      const id = res.json<{ id: string }>().id;
+      expect(await objects()).toEqual([`files/${acme}/${id}`]);
+      const down = await h.built.app.inject({ method: 'GET', url: `/api/orgs/${acme}/projects/${project}/files/${id}/content`, headers: { cookie } });
+      expect(down.body).toBe(text);
+      expect((await send(oneFile('eicar.txt', EICAR, 'text/plain'))).statusCode).toBe(422);
+      expect(await objects()).toEqual([`files/${acme}/${id}`]);
+      await h.built.app.inject({ method: 'DELETE', url: `/api/orgs/${acme}/projects/${project}/files/${id}`, headers: { cookie, origin: ORIGIN } });
+      expect(await objects()).toEqual([]);
+    } finally {
+      client.destroy();
+      await h.close();
+      await s3.stop();
+      await clamd.stop();
+    }
+  }, 120_000);
 });
 
 describe.each(ENGINES)('uploads without a scanner on %s', (engine) => {

@@ -6,3 +6,4 @@ export { clamdScanner, ScannerUnavailable, type Scanner, type ScannerFailure } f
 export { diskFileStore, type FileStore } from './storage.js';
 export { s3FileStore } from './s3-store.js';
 export { openFileStore } from './open-store.js';
+export { setOrgPlan } from './plans.js';

@@ -11,7 +11,9 @@ export function openFileStore(settings: FileStoreSettings): FileStore & { close?
     prefix: settings.prefix,
     client: {
       region: settings.region,
-      ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+      // A compatible server (an endpoint of its own) often predates the SDK's default checksums
+      // on every request; the records are authenticated by their own GCM tags anyway.
+      ...(settings.endpoint ? { endpoint: settings.endpoint, requestChecksumCalculation: 'WHEN_REQUIRED' as const, responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
       forcePathStyle: settings.forcePathStyle,
       ...(settings.credentials ? { credentials: settings.credentials } : {}),
     },

@@ -56,6 +56,19 @@ export function fileRoutes(files: FileService): AnyRoute[] {
       },
     }),
     defineRoute({
+      method: 'PUT', url: '/api/orgs/:orgId/projects/:projectId/file-types',
+      summary: 'Set the file types a project accepts (extensions; null: any type not refused as executable or script)', tags,
+      auth: { mode: 'session' }, api: true, permission: 'projects:update', rateLimit: 'authenticated', audit: { action: 'project.updated' },
+      schema: {
+        params: projectParams,
+        body: z.strictObject({ extensions: z.array(z.string().regex(/^[A-Za-z0-9]{1,16}$/, 'an extension without its dot: letters and digits')).max(100).nullable() }),
+        response: z.object({ extensions: z.array(z.string()).nullable() }),
+      },
+      errors: [],
+      example: () => ({ extensions: ['pdf', 'csv', 'png'] }),
+      handler: ({ ctx, params, body }) => files.setExtensions(ctx, params.projectId, body.extensions),
+    }),
+    defineRoute({
       method: 'DELETE', url: `${base}/:fileId`, summary: 'Delete a file (its bytes and its key)', tags,
       auth: { mode: 'session' }, api: true, permission: 'files:write', rateLimit: 'authenticated', audit: { action: 'file.deleted' },
       status: 204, schema: { params: fileParams }, errors: [],

@@ -12,7 +12,7 @@ import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
 import { inspectZip } from './archive.js';
 import { ScannerUnavailable, type Scanner, type ScannerFailure } from './clamd.js';
-import { checkFileName } from './names.js';
+import { checkFileName, DENIED_EXTENSIONS } from './names.js';
 import { RESERVATION_STEP_BYTES, assertWithinQuota, quotaProblem, reserve, sweepStale, usedBytes } from './quota.js';
 import { receive } from './receive.js';
 import type { FileList, FileView } from './responses.js';
@@ -103,6 +103,7 @@ export function createFileService(deps: FileServiceDeps) {
     deps.logger.warn({ reqId: ctx.requestId, orgId, projectId, fileId, reason, ...(signature ? { signature } : {}) }, 'upload refused');
     await audit.appendStandalone(orgId, ctx, {
       action: 'file.refused',
+      result: 'denied',
       target: { type: 'file', id: fileId ?? 'none' },
       details: { projectId, reason, ...(detail ? { detail } : {}), ...(name ? { name } : {}) },
     });
@@ -135,12 +136,6 @@ export function createFileService(deps: FileServiceDeps) {
     async upload(ctx: RequestContext, projectId: string, source: UploadSource): Promise<FileView> {
       const org = requireOrg(ctx);
       const orgId = org.orgId;
-      if (!deps.scanner && !deps.unscanned) {
-        deps.onScannerUnavailable('not_configured');
-        const err = new AppError('scanner_unavailable', NO_SCANNER, undefined, { retryAfterSeconds: SCANNER_RETRY_SECONDS });
-        await refused(ctx, orgId, projectId, null, err, null);
-        throw err;
-      }
       const actor = ctx.actor.type === 'user' ? { type: 'user' as const, id: ctx.actor.userId } : ctx.actor.type === 'api_key' ? { type: 'api_key' as const, id: ctx.actor.keyId } : null;
       if (!actor) throw new AppError('forbidden');
       const fileId = newId();
@@ -162,6 +157,11 @@ export function createFileService(deps: FileServiceDeps) {
         // 2. The name, before the bytes.
         const checked = checkFileName(part.fileName, extensions);
         name = checked.name;
+        // A well-formed upload, then: without a scanner it cannot be kept (fail closed).
+        if (!deps.scanner && !deps.unscanned) {
+          deps.onScannerUnavailable('not_configured');
+          throw new AppError('scanner_unavailable', NO_SCANNER, undefined, { retryAfterSeconds: SCANNER_RETRY_SECONDS });
+        }
         const fileKey = randomKey();
         await db.withTenant(bindingOf(ctx), async (tx) => {
           const keySealed = await sealer.seal(tx, fileKeyRef(orgId, fileId), fileKey.toString('base64'));
@@ -265,6 +265,23 @@ export function createFileService(deps: FileServiceDeps) {
         active: row.active,
         body: openRange((offset, length) => store.readAt(key, offset, length), fileKey, fileId, sealedBytes, 0, size),
       };
+    },
+
+    /** A project's allowlist of extensions (null: any the denylist admits); a denied type is never admitted. */
+    async setExtensions(ctx: RequestContext, projectId: string, extensions: string[] | null): Promise<{ extensions: string[] | null }> {
+      const org = requireOrg(ctx);
+      const list = extensions === null ? null : [...new Set(extensions.map((e) => e.toLowerCase()))].sort();
+      const denied = (list ?? []).filter((e) => DENIED_EXTENSIONS.has(e));
+      if (denied.length > 0) {
+        const why = `executable and script types cannot be allowed: ${denied.map((e) => `.${e}`).join(', ')}`;
+        throw new AppError('validation_failed', why, [{ path: 'body.extensions', message: why }]);
+      }
+      return db.withTenant(bindingOf(ctx), async (tx) => {
+        const r = await one<{ id: string }>(tx, sql`update projects set file_extensions = ${list} where org_id = ${org.orgId} and id = ${projectId} returning id`);
+        if (!r) throw new AppError('not_found');
+        await audit.append(tx, org.orgId, ctx, { action: 'project.updated', target: { type: 'project', id: projectId }, details: { fileExtensions: list } });
+        return { extensions: list };
+      });
     },
 
     async remove(ctx: RequestContext, projectId: string, fileId: string): Promise<void> {

@@ -306,7 +306,7 @@ describe.each(ENGINES)('restricted members on %s', (engine) => {
     const both = await seedMember({ role: 'viewer', restricted: true, projects: [production, staging] });
     const unassigned = await seedMember({ role: 'member', restricted: true, projects: [] });
     // Revoking needs what inviting needs (review R5 D): the manager covers the viewer role it revokes.
-    const manager = await createRole(['org:read', 'roles:read', 'projects:read', 'assets:read', 'members:read', 'members:invite']);
+    const manager = await createRole(['org:read', 'roles:read', 'projects:read', 'assets:read', 'files:read', 'members:read', 'members:invite']);
     const me = await seedMember({ role: 'custom', customRoleId: manager, restricted: true, projects: [production] });
     const mine = await as(me.email);
 

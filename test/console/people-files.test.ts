@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
+import { clamdMissing, EICAR, startClamd, type Clamd } from '../support/clamd.js';
+import { audit } from '../support/evidence.js';
+
+/** The Files page in Chromium, against a real clamd: upload, list, download, refusal, delete, and what a viewer sees. */
+describe.skipIf(clamdMissing())('console files in Chromium', () => {
+  let c: ConsoleHarness;
+  let clamd: Clamd;
+  beforeAll(async () => {
+    clamd = await startClamd();
+    c = await startConsole('pglite', { PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}` });
+  }, 120_000);
+  afterAll(async () => {
+    await c?.close();
+    await clamd?.stop();
+  });
+
+  it('a member uploads a file, downloads it as an attachment, sees malware refused, and deletes the file', async () => {
+    const { page } = await c.newPage();
+    const member = c.h.user('acme', 'member');
+    await signInAs(page, member.email, member.password);
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    const form = page.getByRole('form', { name: 'Upload a file' });
+    await form.getByLabel('File').setInputFiles({ name: 'findings.csv', mimeType: 'text/csv', buffer: Buffer.from('host,severity\nweb-01,high\n') });
+    await form.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('status').getByText('Uploaded findings.csv').waitFor();
+    const list = page.getByRole('list', { name: 'Files' });
+    await list.getByText('findings.csv', { exact: true }).waitFor();
+    await page.getByLabel('Storage').getByText(/26 bytes used of/).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    const [download] = await Promise.all([page.waitForEvent('download'), list.getByRole('link', { name: 'Download findings.csv' }).click()]);
+    expect(download.suggestedFilename()).toBe('findings.csv');
+    expect(readFileSync(await download.path()).toString()).toBe('host,severity\nweb-01,high\n');
+
+    // The EICAR test file: refused with the server's reason, nothing listed.
+    await form.getByLabel('File').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: EICAR });
+    await form.getByRole('button', { name: 'Upload' }).click();
+    await form.getByText(/malware/i).first().waitFor();
+    await settled(page);
+    expect(await list.getByText('notes.txt').count()).toBe(0);
+
+    await list.getByRole('button', { name: 'Delete findings.csv' }).click();
+    await page.getByRole('button', { name: 'Yes, delete findings.csv' }).click();
+    await page.getByText('No files in this project.').waitFor();
+    const orgId = c.h.orgId('acme');
+    expect((await audit(c.h, orgId, 'file.uploaded')).length).toBe(1);
+    expect((await audit(c.h, orgId, 'file.refused')).length).toBe(1);
+    expect((await audit(c.h, orgId, 'file.deleted')).length).toBe(1);
+    expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
+  });
+
+  it('a viewer lists and downloads but is offered no upload or delete', async () => {
+    const { page } = await c.newPage();
+    const viewer = c.h.user('acme', 'viewer');
+    await signInAs(page, viewer.email, viewer.password);
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    await page.getByLabel('Storage').waitFor();
+    expect(await page.getByRole('form', { name: 'Upload a file' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Delete / }).count()).toBe(0);
+    expect(await seriousViolations(page)).toEqual([]);
+  });
+});
