@@ -79,14 +79,19 @@ async function main(): Promise<void> {
   const clamd = await startClamd({ streamMaxLength: `${Math.max(BIG, ...SIZES) + 16}M` });
   const dir = mkdtempSync(join(tmpdir(), 'palisade-bench-uploads-'));
   const port = await freePort();
-  const h = await createTestApp('postgres', {
-    config: {
-      PUBLIC_ORIGIN: `http://localhost:${port}`, PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}`, PALISADE_CLAMD_TIMEOUT_MS: '60000',
-      PALISADE_FILE_DIR: join(dir, 'store'), PALISADE_UPLOAD_PLANS: `free=${BIG + 64}M/${(BIG + 64) * 4 + 1024}M`, LOG_LEVEL: 'warn',
-    },
-  });
+  const settings = {
+    PUBLIC_ORIGIN: `http://localhost:${port}`, PALISADE_CLAMD_TIMEOUT_MS: '60000',
+    PALISADE_FILE_DIR: join(dir, 'store'), PALISADE_UPLOAD_PLANS: `free=${BIG + 64}M/${(BIG + 64) * 4 + 1024}M`, LOG_LEVEL: 'warn',
+  };
+  const h = await createTestApp('postgres', { config: { ...settings, PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}` } });
+  // The same pipeline without the scan (the development opt-out): what Palisade's own work costs.
+  const unscannedPort = await freePort();
+  const u = await createTestApp('postgres', { config: { ...settings, PUBLIC_ORIGIN: `http://localhost:${unscannedPort}`, PALISADE_UPLOADS_UNSCANNED: 'true' } });
   try {
     await h.built.app.listen({ port, host: '127.0.0.1' });
+    await u.built.app.listen({ port: unscannedPort, host: '127.0.0.1' });
+    const uUrl = `/api/orgs/${u.orgId('acme')}/projects/${u.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id ?? ''}/files`;
+    const uCookie = await u.cookieFor(u.user('acme', 'member').email);
     const acme = h.orgId('acme');
     const project = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id ?? '';
     const url = `/api/orgs/${acme}/projects/${project}/files`;
@@ -94,13 +99,14 @@ async function main(): Promise<void> {
     const scanner = clamdScanner({ address: clamd.address, timeoutMs: 60_000 });
     const remove = async (id: string) => h.built.app.inject({ method: 'DELETE', url: `${url}/${id}`, headers: { cookie, origin: `http://localhost:${port}` } });
 
-    log('\n| file | raw disk write + fsync | clamd INSTREAM alone | Palisade upload (HTTP, checks, sealing, disk, clamd, row) | × disk | × clamd |');
-    log('|---|---:|---:|---:|---:|---:|');
+    log('\n| file | raw disk write + fsync | clamd INSTREAM alone | Palisade, unscanned (HTTP, checks, sealing, disk, row) | Palisade (the same and clamd) | × disk | × clamd |');
+    log('|---|---:|---:|---:|---:|---:|---:|');
     for (const mib of SIZES) {
       const bytes = mib * MIB;
       const disk: number[] = [];
       const scan: number[] = [];
       const pal: number[] = [];
+      const bare: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
         disk.push(await timed(() => diskWrite(dir, bytes)));
         scan.push(await timed(async () => {
@@ -114,9 +120,15 @@ async function main(): Promise<void> {
           id = (JSON.parse(res.body) as { id: string }).id;
         }));
         await remove(id);
+        bare.push(await timed(async () => {
+          const res = await upload(unscannedPort, uUrl, uCookie, bytes);
+          if (res.status !== 201) throw new Error(`unscanned upload answered ${res.status}: ${res.body.slice(0, 300)}`);
+          id = (JSON.parse(res.body) as { id: string }).id;
+        }));
+        await u.built.app.inject({ method: 'DELETE', url: `${uUrl}/${id}`, headers: { cookie: uCookie, origin: `http://localhost:${unscannedPort}` } });
       }
       const rate = (s: number[]) => mib / median(s);
-      log(`| ${mib} MiB | ${fmt(rate(disk))} MiB/s | ${fmt(rate(scan))} MiB/s | ${fmt(rate(pal))} MiB/s | ${fmt(rate(pal) / rate(disk), 2)} | ${fmt(rate(pal) / rate(scan), 2)} |`);
+      log(`| ${mib} MiB | ${fmt(rate(disk))} MiB/s | ${fmt(rate(scan))} MiB/s | ${fmt(rate(bare))} MiB/s | ${fmt(rate(pal))} MiB/s | ${fmt(rate(pal) / rate(disk), 2)} | ${fmt(rate(pal) / rate(scan), 2)} |`);
     }
 
     // Memory: one large upload, RSS sampled throughout.
@@ -131,6 +143,7 @@ async function main(): Promise<void> {
     await remove((JSON.parse(res.body) as { id: string }).id);
     log(`\n${BIG} MiB upload: ${fmt(BIG / seconds)} MiB/s; RSS ${fmt(before / MIB)} MiB before, peak ${fmt(peak / MIB)} MiB (+${fmt((peak - before) / MIB)} MiB for ${BIG} MiB streamed)`);
   } finally {
+    await u.close();
     await h.close();
     await clamd.stop();
     rmSync(dir, { recursive: true, force: true });

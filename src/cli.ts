@@ -88,6 +88,13 @@ async function withServices<T>(
 
 const COMMANDS = new Set(['serve', 'migrate', 'demo', 'audit', 'outbox', 'unlock', 'allowlist', 'plan', 'keys', 'worker', 'export']);
 
+/** The org by slug over the owner connection, as `audit verify` finds it (nothing is bound yet); says so when there is none. */
+async function orgBySlug(owner: { query<R>(text: string, params?: unknown[]): Promise<R[]> }, slug: string): Promise<{ org_id: string } | null> {
+  const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
+  if (!org) process.stderr.write(`no organization ${slug}\n`);
+  return org ?? null;
+}
+
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -220,12 +227,8 @@ export async function runCli(argv: string[]): Promise<number> {
       }
       const { clearAdminIpAllowlist } = await import('./domains/tenancy/index.js');
       return withServices(config, { migrate: false }, async ({ audit }, db, owner) => {
-        // The org by slug over the owner connection, as `audit verify` does (nothing is bound yet).
-        const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
-        if (!org) {
-          process.stderr.write(`no organization ${slug}\n`);
-          return 2;
-        }
+        const org = await orgBySlug(owner, slug);
+        if (!org) return 2;
         // The server's writer, with the webhook outbox: the org's subscribers to org.settings_updated hear of it too.
         const cleared = await clearAdminIpAllowlist({ db, audit }, systemContext('cli allowlist clear'), org.org_id);
         if (cleared === null) {
@@ -250,11 +253,8 @@ export async function runCli(argv: string[]): Promise<number> {
       }
       const { setOrgPlan } = await import('./domains/files/index.js');
       return withServices(config, { migrate: false }, async ({ audit }, db, owner) => {
-        const [org] = await owner.query<{ org_id: string }>('select org_id from organizations where slug = $1', [slug]);
-        if (!org) {
-          process.stderr.write(`no organization ${slug}\n`);
-          return 2;
-        }
+        const org = await orgBySlug(owner, slug);
+        if (!org) return 2;
         const changed = await setOrgPlan({ db, audit }, systemContext('cli plan'), org.org_id, name);
         if (!changed) {
           process.stderr.write(`no settings for organization ${slug}\n`);

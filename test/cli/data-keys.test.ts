@@ -1,26 +1,15 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/crypto/index.js';
 import { exec } from '../../src/db/database.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { runBin } from '../support/bin.js';
-import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
+import { cliEnv, runBin } from '../support/bin.js';
+import { ENGINES } from '../support/db.js';
 
 /** `palisade keys rotate-data-key | rollback-data-key | rotation-status` (PostgreSQL: the real CLI in a child process). */
 describe.runIf(ENGINES.includes('postgres'))('palisade keys: data-key rotation', () => {
   let h: TestApp;
-  const env = () => ({
-    PALISADE_ENV: 'test',
-    PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
-    PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
-    PALISADE_STATE_DIR: mkdtempSync(join(tmpdir(), 'palisade-cli-')),
-    LOG_LEVEL: 'silent',
-    DATABASE_URL: h.t.ownerUrl ?? '',
-    PALISADE_DB_RUNTIME_ROLE: TEST_RUNTIME_ROLE,
-  });
+  const env = () => cliEnv(h.t.ownerUrl);
 
   beforeAll(async () => {
     h = await createTestApp('postgres');

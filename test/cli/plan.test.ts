@@ -1,26 +1,14 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { runBin } from '../support/bin.js';
-import { ENGINES, TEST_RUNTIME_ROLE } from '../support/db.js';
+import { cliEnv, runBin } from '../support/bin.js';
+import { ENGINES } from '../support/db.js';
 import { auditSelect } from '../support/evidence.js';
 
 /** `palisade plan --org SLUG PLAN`: the operator moves an org to a plan; its upload limits follow at once. */
 describe.runIf(ENGINES.includes('postgres'))('palisade plan', () => {
   let h: TestApp;
   const PLANS = 'free=1M/10M,team=50M/5G';
-  const env = () => ({
-    PALISADE_ENV: 'test',
-    PALISADE_KEKS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
-    PALISADE_SESSION_SECRET: Buffer.alloc(32, 9).toString('base64'),
-    PALISADE_STATE_DIR: mkdtempSync(join(tmpdir(), 'palisade-cli-')),
-    LOG_LEVEL: 'silent',
-    PALISADE_UPLOAD_PLANS: PLANS,
-    DATABASE_URL: h.t.ownerUrl ?? '',
-    PALISADE_DB_RUNTIME_ROLE: TEST_RUNTIME_ROLE,
-  });
+  const env = () => cliEnv(h.t.ownerUrl, { PALISADE_UPLOAD_PLANS: PLANS });
 
   beforeAll(async () => {
     h = await createTestApp('postgres', { config: { PALISADE_UPLOAD_PLANS: PLANS } });
