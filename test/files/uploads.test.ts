@@ -217,6 +217,22 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     await removeAll();
   });
 
+  it('removes the bytes of a deleted project\u2019s files from the store at the org\u2019s next upload', async () => {
+    const owner = await h.cookieFor(h.user('acme', 'owner').email);
+    const created = await h.built.app.inject({ method: 'POST', url: `/api/orgs/${acme}/projects`, payload: { name: 'short-lived' }, headers: { cookie: owner, origin: ORIGIN } });
+    const doomed = created.json<{ id: string }>().id;
+    const res = await upload(oneFile('old.txt', 'soon gone', 'text/plain'), { as: h.user('acme', 'owner').email, project: doomed });
+    const id = res.json<{ id: string }>().id;
+    expect(stored()).toContain(id);
+    expect((await h.built.app.inject({ method: 'DELETE', url: `/api/orgs/${acme}/projects/${doomed}`, headers: { cookie: owner, origin: ORIGIN } })).statusCode).toBe(204);
+    expect(await usage()).toBe(0);
+    // The next upload of the org clears what the cascade left.
+    const next = await upload(oneFile('new.txt', 'fresh', 'text/plain'));
+    expect(stored()).toEqual([next.json<{ id: string }>().id]);
+    expect(await h.t.owner.query('select * from files_gone where org_id = $1', [acme])).toEqual([]);
+    await removeAll();
+  });
+
   it('keeps files inside their tenant and project', async () => {
     const res = await upload(oneFile('private.txt', 'acme only', 'text/plain'));
     const id = res.json<{ id: string }>().id;

@@ -114,6 +114,9 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
                                     uploaded_by_type, uploaded_by, created_at, touched_at, available_at)
                  values (${org}, ${target.projects[0]}, ${id}, 'planted.html', 'text/html', 'available', 1, 1, ${'0'.repeat(64)}, 'forged', true,
                          'user', ${actor.ownerId}, now(), now(), now()) ${tail}`;
+    case 'files_gone':
+      // A planted entry would have the target's file bytes deleted from the store.
+      return sql`insert into files_gone (org_id, file_id) values (${org}, ${id}) ${tail}`;
     case 'org_file_usage':
       // A planted usage row would fill the target's quota.
       return sql`insert into org_file_usage (org_id, bytes) values (${org}, 1099511627776) ${tail}`;
@@ -126,7 +129,7 @@ function insertInto(table: TenantTable, target: SeededTenant, actor: SeededTenan
  * (test/isolation/runtime-grants.test.ts lists every one it keeps).
  */
 const NO_UPDATE: readonly TenantTable[] = [
-  'audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets', 'integration_credential_rotations', 'integration_credential_uses',
+  'files_gone', 'audit_events', 'inbound_events', 'webhook_attempts', 'org_keys', 'project_access', 'assets', 'integration_credential_rotations', 'integration_credential_uses',
   'org_export_parts',
 ];
 const NO_DELETE: readonly TenantTable[] = [

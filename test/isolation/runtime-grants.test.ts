@@ -91,6 +91,8 @@ const EXPECTED: Readonly<Record<string, readonly Privilege[]>> = {
   // refused (deleted), and deleted; the org's usage row is kept by the files_usage trigger
   files: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
   org_file_usage: ['SELECT', 'INSERT', 'UPDATE'],
+  // files/service.ts: the bytes of a gone row are deleted from the store, then its entry (the files_gone trigger adds them)
+  files_gone: ['SELECT', 'INSERT', 'DELETE'],
   // inbound/service.ts: a deleted source is emptied, not removed; applied event ids are kept
   inbound_sources: ['SELECT', 'INSERT', 'UPDATE'],
   inbound_events: ['SELECT', 'INSERT'],

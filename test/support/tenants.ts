@@ -21,7 +21,7 @@ export const TENANT_TABLES = [
   'api_keys', 'webhook_endpoints', 'webhook_deliveries', 'webhook_attempts', 'org_domains', 'sso_connections',
   'sso_identities', 'sso_tests', 'integration_credentials', 'integration_credential_rotations', 'integration_credential_uses',
   'audit_streams', 'org_key_rotations', 'org_exports', 'org_export_parts', 'org_export_links',
-  'files', 'org_file_usage',
+  'files', 'org_file_usage', 'files_gone',
 ] as const;
 export type TenantTable = (typeof TENANT_TABLES)[number];
 
@@ -143,6 +143,7 @@ export async function seedTenant(db: Database, audit: AuditWriter, slug: string)
                                           uploaded_by_type, uploaded_by, created_at, touched_at, available_at)
                        values (${orgId}, ${projects[0]}, ${fileId}, 'notes.txt', 'text/plain', 'available', 10, 10, ${'0'.repeat(64)}, ${fileKey}, true,
                                'user', ${ownerId}, now(), now(), now())`);
+    await exec(tx, sql`insert into files_gone (org_id, file_id) values (${orgId}, ${newId()})`);
     return sealer.seal(tx, { scope: orgId, table: 'assets', column: 'secret', row: projects[0] }, `secret of ${slug}`);
   });
   return { orgId, slug, ownerId, memberId, customRoleId, invitationId, inboundSourceId, credentialId, exportId, connectionId, endpointId, deliveryId, projects, assets, sealed };

@@ -89,5 +89,28 @@ create trigger files_usage after insert or update of reserved_bytes or delete on
 -- A trigger function: fired, never called (firing checks no EXECUTE privilege).
 revoke all on function palisade_admin.files_usage() from public;
 
+-- Stored bytes whose row is gone (deleted, refused, swept, or with its project): the trigger
+-- below records each deletion in the same transaction, so no way of removing a row (a project's
+-- cascade included) can forget its bytes; the files service deletes them from the store after the
+-- commit and then the entry. No foreign key to the org: an org's deletion cascades into files,
+-- and its entries must not fail the statement (the org's keys are destroyed with it anyway).
+create table files_gone (
+  org_id uuid not null,
+  file_id uuid not null,
+  gone_at timestamptz not null default now(),
+  primary key (org_id, file_id)
+);
+select palisade_admin.tenant_table('files_gone');
+
+create or replace function palisade_admin.files_gone() returns trigger
+language plpgsql set search_path = public, pg_temp as $$
+begin
+  insert into files_gone (org_id, file_id) values (old.org_id, old.id) on conflict do nothing;
+  return null;
+end $$;
+create trigger files_gone after delete on files for each row execute function palisade_admin.files_gone();
+revoke all on function palisade_admin.files_gone() from public;
+
 grant select, insert, update, delete on files to {{runtime_role}};
+grant select, insert, delete on files_gone to {{runtime_role}};
 grant select, insert, update on org_file_usage to {{runtime_role}};

@@ -14,6 +14,7 @@ export const EXCLUDED_TABLES: Readonly<Record<string, string>> = {
   org_exports: 'the export job\u2019s own bookkeeping (each archive\u2019s key, sealed with the org key)',
   org_export_parts: 'the export job\u2019s own bookkeeping (what each manifest lists)',
   org_export_links: 'download links: SHA-256 hashes of their tokens',
+  files_gone: 'the files service\u2019s own bookkeeping: stored bytes of deleted files still to be removed',
 };
 
 const SEALED_SECRET = 'a secret sealed with the org\u2019s data key: write-only, never exported in clear or sealed';

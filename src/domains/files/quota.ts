@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { exec, one, rows, type Tx } from '../../db/database.js';
+import { exec, one, type Tx } from '../../db/database.js';
 import { AppError } from '../../kernel/errors.js';
 
 /**
@@ -43,12 +43,8 @@ export async function usedBytes(tx: Tx, orgId: string): Promise<number> {
   return usage ? Number(usage.bytes) : 0;
 }
 
-/** Deletes the org's receiving rows no process has moved on for STALE_RECEIVING_MS; returns their ids (their stored bytes are the caller's to delete). */
-export async function sweepStale(tx: Tx, orgId: string, now: Date): Promise<string[]> {
+/** Deletes the org's receiving rows no process has moved on for STALE_RECEIVING_MS (their bytes go through files_gone); returns how many. */
+export async function sweepStale(tx: Tx, orgId: string, now: Date): Promise<number> {
   const before = new Date(now.getTime() - STALE_RECEIVING_MS);
-  const gone = await rows<{ id: string }>(
-    tx,
-    sql`delete from files where org_id = ${orgId} and state = 'receiving' and touched_at < ${before} returning id`,
-  );
-  return gone.map((r) => r.id);
+  return exec(tx, sql`delete from files where org_id = ${orgId} and state = 'receiving' and touched_at < ${before}`);
 }

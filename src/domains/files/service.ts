@@ -109,9 +109,28 @@ export function createFileService(deps: FileServiceDeps) {
     });
   };
 
-  const discard = async (ctx: RequestContext, key: StoreKey, orgId: string, fileId: string) => {
-    await store.delete(key).catch((err: unknown) => deps.logger.error({ code: (err as { code?: string }).code, orgId, fileId }, 'could not delete a refused upload\u2019s bytes'));
+  const discard = async (ctx: RequestContext, orgId: string, fileId: string) => {
     await db.withTenant(bindingOf(ctx), (tx) => exec(tx, sql`delete from files where org_id = ${orgId} and id = ${fileId} and state = 'receiving'`));
+    await purgeGone(orgId);
+  };
+
+  /**
+   * Deletes from the store the bytes of the org's files whose rows are gone (files_gone, kept by
+   * a trigger: a deletion, a refusal, a sweep, a project's cascade), then their entries. An entry
+   * whose delete failed stays for the next turn.
+   */
+  const purgeGone = async (orgId: string): Promise<void> => {
+    const gone = await db.withTenant({ orgId, projectIds: null }, (tx) => rows<{ file_id: string }>(tx, sql`select file_id from files_gone where org_id = ${orgId} order by gone_at limit 200`));
+    const done: string[] = [];
+    for (const { file_id: fileId } of gone) {
+      try {
+        await store.delete({ orgId, fileId });
+        done.push(fileId);
+      } catch (err) {
+        deps.logger.error({ code: (err as { code?: string }).code, orgId, fileId }, 'could not delete a gone file\u2019s bytes (kept for the next turn)');
+      }
+    }
+    if (done.length > 0) await db.withTenant({ orgId, projectIds: null }, (tx) => exec(tx, sql`delete from files_gone where org_id = ${orgId} and file_id = any(${done}::uuid[])`));
   };
 
   return {
@@ -144,12 +163,14 @@ export function createFileService(deps: FileServiceDeps) {
       let stored = false;
       try {
         // 1. Size, before a byte is read: the plan's per-file limit against what the request says it holds.
-        const { plan, extensions, stale } = await db.withTenant(bindingOf(ctx), async (tx) => {
+        const { plan, extensions } = await db.withTenant(bindingOf(ctx), async (tx) => {
           const p = await one<{ file_extensions: string[] | null }>(tx, sql`select file_extensions from projects where org_id = ${orgId} and id = ${projectId}`);
           if (!p) throw new AppError('not_found');
-          return { plan: await planOf(tx, orgId), extensions: p.file_extensions, stale: await sweepStale(tx, orgId, clock.now()) };
+          await sweepStale(tx, orgId, clock.now());
+          return { plan: await planOf(tx, orgId), extensions: p.file_extensions };
         });
-        for (const id of stale) await store.delete({ orgId, fileId: id }).catch(() => undefined);
+        // Bytes left by swept rows, and by files that went with a deleted project.
+        await purgeGone(orgId);
         if (source.declaredLength !== null && source.declaredLength > plan.fileBytes + 64 * 1024) {
           throw new AppError('payload_too_large', `a file is limited to ${plan.fileBytes} bytes on this organization's plan`);
         }
@@ -229,7 +250,7 @@ export function createFileService(deps: FileServiceDeps) {
           return view(r);
         });
       } catch (err) {
-        if (stored) await discard(ctx, key, orgId, fileId);
+        if (stored) await discard(ctx, orgId, fileId);
         let shown = err;
         if (err instanceof ScannerUnavailable) {
           deps.onScannerUnavailable(err.reason);
@@ -292,8 +313,8 @@ export function createFileService(deps: FileServiceDeps) {
         if (!r) throw new AppError('not_found');
         await audit.append(tx, orgId, ctx, { action: 'file.deleted', target: { type: 'file', id: fileId }, details: { projectId, name: r.name } });
       });
-      // After the commit: a failed delete leaves sealed bytes whose key is gone with the row.
-      await store.delete({ orgId, fileId }).catch((err: unknown) => deps.logger.error({ code: (err as { code?: string }).code, orgId, fileId }, 'could not delete a deleted file\u2019s bytes'));
+      // After the commit (the trigger recorded it): this file's bytes, and any a project's deletion left.
+      await purgeGone(orgId);
     },
   };
 
