@@ -26,6 +26,11 @@ export async function serve(config: Config): Promise<() => Promise<void>> {
   if (config.generatedDevSecrets) {
     logger.warn(`using development keys from ${config.stateDir}/dev-secrets.json: never use them in production`);
   }
+  if (config.uploads.clamd === null) {
+    logger.warn(config.uploads.unscanned
+      ? 'uploads are kept WITHOUT a malware scan (PALISADE_UPLOADS_UNSCANNED=true, development only)'
+      : 'no malware scanner (PALISADE_CLAMD is not set): every file upload is refused until one is configured');
+  }
   const db = await openCheckedDatabase(config, logger, { migrate: true });
   const built = await buildApp({ config, db, clock: systemClock, logger });
   // Demo logins never in production: not seeded, not read from a file, not printed.

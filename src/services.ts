@@ -121,6 +121,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     store: fileStore,
     scanner: config.uploads.clamd ? clamdScanner(config.uploads.clamd) : null,
     unscanned: config.uploads.unscanned,
+    development: config.env !== 'production',
     plans: config.uploads.plans,
     onScannerUnavailable: (reason) => hooks.scannerUnavailable?.(reason),
   });

@@ -91,13 +91,22 @@ export function uploadSource(request: FastifyRequest): UploadSource {
         if (!raw.readableEnded) raw.resume();
       });
       raw.pipe(stream, { end: false });
-      return { fileName: part.filename, declaredType: part.mimetype ?? '', stream };
+      return { fileName: sentName(part.filename), declaredType: part.mimetype ?? '', stream };
     },
     async end() {
       if (!iterator) throw new AppError('validation_failed', ONE_FILE);
       if ((await next()) !== null) throw new AppError('validation_failed', ONE_FILE);
     },
   };
+}
+
+/**
+ * The file name as the user chose it: browsers (the HTML standard) and curl send `"`, CR and LF
+ * in a multipart file name as %22, %0D and %0A, and busboy does not undo it. Undone here, so the
+ * name check sees, and refuses, what the user typed; nothing else is decoded.
+ */
+function sentName(raw: string): string {
+  return raw.replace(/%(22|0D|0A)/gi, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 /** @fastify/multipart's and busboy's errors as the closed codes. */

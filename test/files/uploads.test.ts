@@ -142,7 +142,8 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     await expectNothingKept(await upload(oneFile('scan.pdf', PNG, 'application/pdf')), 415, 'unsupported_media_type');
     await expectNothingKept(await upload(oneFile('logo.png', PNG, 'text/html')), 415, 'unsupported_media_type');
     await expectNothingKept(await upload(oneFile('page.txt', Buffer.from([0x4d, 0x5a, 0x90, 0, 3, 0, 0, 0]), 'text/plain')), 415, 'unsupported_media_type');
-    for (const name of ['../../etc/passwd', 'invoice.exe', 'photo\u202egnp.exe', 'report.pdf.', 'con.txt', 'run.ps1']) {
+    // `say %22hi%22.txt`: how browsers and curl send `say "hi".txt`; the quote is seen and refused.
+    for (const name of ['../../etc/passwd', 'invoice.exe', 'photo\u202egnp.exe', 'report.pdf.', 'con.txt', 'run.ps1', 'say %22hi%22.txt', 'a%0D%0AContent-Type: x.txt']) {
       await expectNothingKept(await upload(oneFile(name, 'hello', 'text/plain')), 400, 'validation_failed');
     }
   });
@@ -288,6 +289,31 @@ describe.skipIf(skip)('uploads to an S3-compatible store (s3rver on loopback)', 
   }, 120_000);
 });
 
+describe.skipIf(skip)('uploads larger than clamd reads', () => {
+  it('are refused with 413 (retrying cannot help), counted as size_limit, keeping nothing', async () => {
+    const clamd = await startClamd({ streamMaxLength: '1M' });
+    const dir = mkdtempSync(join(tmpdir(), 'palisade-files-'));
+    const h = await createTestApp('postgres', { config: { PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}`, PALISADE_FILE_DIR: dir, PALISADE_UPLOAD_PLANS: 'free=8M/16M' } });
+    try {
+      const acme = h.orgId('acme');
+      const project = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id ?? '';
+      const res = await h.built.app.inject({
+        method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: oneFile('big.csv', Buffer.alloc(3 * 1024 * 1024, 'a'), 'text/csv'),
+        headers: { cookie: await h.cookieFor(h.user('acme', 'member').email), origin: ORIGIN, 'content-type': MULTIPART_TYPE },
+      });
+      expect(res.statusCode, res.body).toBe(413);
+      expect(res.json<{ detail: string }>().detail).toContain('larger than the malware scanner accepts');
+      expect(res.headers['retry-after']).toBeUndefined();
+      expect(await h.built.metrics.render()).toMatch(/palisade_upload_scanner_unavailable_total\{reason="size_limit"\} 1/);
+      expect(existsSync(join(dir, acme)) ? readdirSync(join(dir, acme)) : []).toEqual([]);
+    } finally {
+      await h.close();
+      await clamd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describe.each(ENGINES)('uploads without a scanner on %s', (engine) => {
   it('are refused by default with a message naming PALISADE_CLAMD; the development opt-out keeps them, marked unscanned', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'palisade-files-'));
@@ -305,6 +331,8 @@ describe.each(ENGINES)('uploads without a scanner on %s', (engine) => {
       const refused = await send(h);
       expect(refused.statusCode).toBe(503);
       expect(refused.json<{ detail: string }>().detail).toContain('PALISADE_CLAMD');
+      // Not an outage that passes: nothing says to retry.
+      expect(refused.headers['retry-after']).toBeUndefined();
       expect(readdirSync(dir)).toEqual([]);
       const kept = await send(optOut);
       expect(kept.statusCode, kept.body).toBe(201);

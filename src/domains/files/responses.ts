@@ -18,6 +18,7 @@ export type FileView = z.infer<typeof fileView>;
 export const fileList = z.object({
   files: z.array(fileView).meta({ description: 'Newest first' }),
   limits: z.object({
+    plan: z.string().meta({ description: 'The organization\u2019s plan (set by the operator), whose limits these are' }),
     fileBytes: z.number().int().meta({ description: 'Largest file the organization\u2019s plan accepts' }),
     quotaBytes: z.number().int().meta({ description: 'What the organization\u2019s files may take in all' }),
     usedBytes: z.number().int().meta({ description: 'What they take now, uploads in progress included' }),

@@ -37,6 +37,8 @@ export interface FileServiceDeps {
   scanner: Scanner | null;
   /** The development opt-out: without a scanner, keep files unscanned instead of refusing them. */
   unscanned: boolean;
+  /** Development and test: a refusal for want of a scanner also names the opt-out. */
+  development: boolean;
   plans: Readonly<Record<string, UploadPlan>>;
   logger: Logger;
   /** The scanner gave no verdict, or none is configured (the metric). */
@@ -46,9 +48,21 @@ export interface FileServiceDeps {
 /** How long a client should wait before retrying when the scanner is down. */
 const SCANNER_RETRY_SECONDS = 30;
 
-const NO_SCANNER =
-  'uploads are refused: no malware scanner is configured. Set PALISADE_CLAMD=tcp://127.0.0.1:3310 (a clamd), ' +
-  'or, in development only, PALISADE_UPLOADS_UNSCANNED=true to keep files without scanning';
+const NO_SCANNER = 'uploads are refused: this deployment has no malware scanner configured (its operator sets PALISADE_CLAMD to a clamd)';
+const NO_SCANNER_DEV = `${NO_SCANNER}; in development, PALISADE_UPLOADS_UNSCANNED=true keeps files without a scan`;
+
+/** A size as people read it: `25 MiB (26214400 bytes)`. */
+export function sizeText(bytes: number): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let unit = 'bytes';
+  for (const u of units) {
+    if (v < 1024) break;
+    v /= 1024;
+    unit = u;
+  }
+  return unit === 'bytes' ? `${bytes} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit} (${bytes} bytes)`;
+}
 
 interface FileRow {
   id: string;
@@ -90,11 +104,20 @@ function refusalOf(err: unknown): { reason: string; detail?: string } {
 export function createFileService(deps: FileServiceDeps) {
   const { db, audit, clock, sealer, store } = deps;
 
-  const planOf = async (tx: Tx, orgId: string): Promise<UploadPlan> => {
+  const unknownPlans = new Set<string>();
+  const planOf = async (tx: Tx, orgId: string): Promise<UploadPlan & { name: string }> => {
     const s = await one<{ plan: string }>(tx, sql`select plan from org_settings where org_id = ${orgId}`);
-    const plan = deps.plans[s?.plan ?? 'free'] ?? deps.plans.free;
-    if (!plan) throw new Error('no free upload plan');
-    return plan;
+    const name = s?.plan ?? 'free';
+    const plan = deps.plans[name];
+    if (plan) return { ...plan, name };
+    // A plan the configuration no longer lists: the free limits, said once per plan and process.
+    if (!unknownPlans.has(name)) {
+      unknownPlans.add(name);
+      deps.logger.warn({ plan: name }, 'an organization\u2019s plan is not in PALISADE_UPLOAD_PLANS: the free plan\u2019s limits apply');
+    }
+    const free = deps.plans.free;
+    if (!free) throw new Error('no free upload plan');
+    return { ...free, name: 'free' };
   };
 
   const refused = async (ctx: RequestContext, orgId: string, projectId: string, fileId: string | null, err: unknown, name: string | null) => {
@@ -147,7 +170,7 @@ export function createFileService(deps: FileServiceDeps) {
         const plan = await planOf(tx, org.orgId);
         return {
           files: list.map(view),
-          limits: { fileBytes: plan.fileBytes, quotaBytes: plan.quotaBytes, usedBytes: await usedBytes(tx, org.orgId), extensions: p.file_extensions },
+          limits: { plan: plan.name, fileBytes: plan.fileBytes, quotaBytes: plan.quotaBytes, usedBytes: await usedBytes(tx, org.orgId), extensions: p.file_extensions },
         };
       });
     },
@@ -172,16 +195,17 @@ export function createFileService(deps: FileServiceDeps) {
         // Bytes left by swept rows, and by files that went with a deleted project.
         await purgeGone(orgId);
         if (source.declaredLength !== null && source.declaredLength > plan.fileBytes + 64 * 1024) {
-          throw new AppError('payload_too_large', `a file is limited to ${plan.fileBytes} bytes on this organization's plan`);
+          throw new AppError('payload_too_large', `a file is limited to ${sizeText(plan.fileBytes)} on this organization's plan`);
         }
         const part = await source.file(plan.fileBytes);
         // 2. The name, before the bytes.
         const checked = checkFileName(part.fileName, extensions);
         name = checked.name;
         // A well-formed upload, then: without a scanner it cannot be kept (fail closed).
+        // Not a passing outage: no Retry-After.
         if (!deps.scanner && !deps.unscanned) {
           deps.onScannerUnavailable('not_configured');
-          throw new AppError('scanner_unavailable', NO_SCANNER, undefined, { retryAfterSeconds: SCANNER_RETRY_SECONDS });
+          throw new AppError('scanner_unavailable', deps.development ? NO_SCANNER_DEV : NO_SCANNER);
         }
         const fileKey = randomKey();
         await db.withTenant(bindingOf(ctx), async (tx) => {
@@ -255,7 +279,10 @@ export function createFileService(deps: FileServiceDeps) {
         if (err instanceof ScannerUnavailable) {
           deps.onScannerUnavailable(err.reason);
           deps.logger.error({ reqId: ctx.requestId, reason: err.reason }, 'malware scanner unavailable: upload refused');
-          shown = new AppError('scanner_unavailable', 'the malware scanner did not give a verdict; nothing was kept: try again later', undefined, { retryAfterSeconds: SCANNER_RETRY_SECONDS });
+          // Larger than clamd reads (its StreamMaxLength, below the plan's limit): retrying cannot help.
+          shown = err.reason === 'size_limit'
+            ? new AppError('payload_too_large', 'the file is larger than the malware scanner accepts; nothing was kept (the operator can raise clamd\u2019s StreamMaxLength)')
+            : new AppError('scanner_unavailable', 'the malware scanner did not give a verdict; nothing was kept: try again later', undefined, { retryAfterSeconds: SCANNER_RETRY_SECONDS });
         }
         // The caller's own transport failures (a body cut short) are refusals too.
         if (shown instanceof AppError || err instanceof ScannerUnavailable) await refused(ctx, orgId, projectId, stored ? fileId : null, err, name);

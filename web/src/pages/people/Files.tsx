@@ -58,7 +58,7 @@ export function Files() {
       {list.data ? (
         <>
           <p aria-label="Storage">
-            {bytes(list.data.limits.usedBytes)} used of {bytes(list.data.limits.quotaBytes)}; files up to {bytes(list.data.limits.fileBytes)} each
+            {bytes(list.data.limits.usedBytes)} used of {bytes(list.data.limits.quotaBytes)} ({list.data.limits.plan} plan); files up to {bytes(list.data.limits.fileBytes)} each
             {list.data.limits.extensions ? `; this project accepts ${list.data.limits.extensions.map((e) => `.${e}`).join(', ')}` : ''}.
           </p>
           <Paged label="Files" items={list.data.files} empty="No files in this project." render={(f) => <FileRow key={f.id} orgId={orgId} org={org} f={f} />} />
@@ -94,7 +94,11 @@ function Upload({ orgId, projectId }: { orgId: string; projectId: string }) {
         <input key={round} id="upload-file" type="file" required onChange={(e) => setFile(e.target.files?.[0] ?? null)} />
       </div>
       <Refusal error={send.error} />
-      {send.data ? <p role="status">Uploaded {send.data.name}: it passed every check.</p> : null}
+      {send.data ? (
+        <p role="status">
+          Uploaded {send.data.name}: {send.data.scanned ? 'it passed every check.' : 'it passed every check but the malware scan, which this development server skips.'}
+        </p>
+      ) : null}
       <Submit busy={send.isPending}>Upload</Submit>
     </form>
   );
