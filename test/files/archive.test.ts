@@ -77,4 +77,40 @@ describe('archive check', () => {
     const cut = buildZip([{ name: 'a.txt', data: text('hello') }]);
     expect(await refusal(cut.subarray(0, cut.length - 30))).toContain('cannot be read');
   });
+
+  // Attacker review, finding 1: what is nested is decided by the bytes, not the name.
+  it('opens a zip inside whatever its name, so depth, encryption and bombs are seen through a renamed layer', async () => {
+    let zip = buildZip([{ name: 'core.txt', data: text('x') }]);
+    for (let i = 0; i < 4; i++) zip = buildZip([{ name: `l${i}.dat`, data: zip }]);
+    expect(await refusal(zip)).toContain('nested more than 3');
+    const encrypted = buildZip([{ name: 'eicar.txt', data: text('x'), encryptedFlag: true }]);
+    expect(await refusal(buildZip([{ name: 'payload.dat', data: encrypted }]))).toContain('encrypted');
+    const bomb = buildZip([{ name: 'zeros.dat', data: Buffer.alloc(20 * 1024 * 1024), deflate: true }]);
+    expect(await refusal(buildZip([{ name: 'inner.dat', data: bomb }]))).toContain('compression bomb');
+  });
+
+  it('refuses programs and archives it cannot open inside, whatever their names', async () => {
+    const pe = Buffer.concat([text('MZ'), Buffer.alloc(126)]);
+    expect(await refusal(buildZip([{ name: 'notes.txt', data: pe }]))).toContain('a program');
+    expect(await refusal(buildZip([{ name: 'linux.dat', data: Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]) }]))).toContain('a program');
+    expect(await refusal(buildZip([{ name: 'logs.dat', data: Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]) }]))).toContain('cannot be inspected');
+  });
+
+  // Attacker review, finding 3: every name an extractor may use is checked.
+  it('refuses names that differ between the central directory, the Unicode Path field and the local header', async () => {
+    expect(await refusal(buildZip([{ name: 'run.exe', data: text('x'), unicodePath: 'readme.txt' }]))).toMatch(/twice, differently|\.exe/);
+    expect(await refusal(buildZip([{ name: 'fine.txt', localName: '../../evil.exe', data: text('x') }]))).toContain('differently in two places');
+  });
+
+  it('holds each part of an entry\u2019s path to the upload name rules', async () => {
+    for (const name of ['run.exe.', 'run.exe ', 'notes.txt::$DATA', 'shell.php.jpg', 'docs/con.txt']) {
+      expect(await refusal(buildZip([{ name, data: text('x') }])), name).toContain('the archive holds');
+    }
+  });
+
+  // Attacker review, finding 8: what the archive names never reaches a message raw.
+  it('quotes names and library messages without their hidden characters', async () => {
+    const detail = await refusal(buildZip([{ name: 'a\u001b[31m\u202ex.exe', data: text('x') }]));
+    expect(detail).not.toMatch(/[\u0000-\u001f\u202e]/u);
+  });
 });

@@ -13,6 +13,10 @@ export interface ZipEntry {
   deflate?: boolean;
   /** Sets the "encrypted" bit (the data is not actually encrypted). */
   encryptedFlag?: boolean;
+  /** Another name in the local header than in the central directory (streaming extractors read this one). */
+  localName?: string;
+  /** An Info-ZIP Unicode Path extra field (0x7075) naming the entry otherwise in the central directory. */
+  unicodePath?: string;
 }
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -29,6 +33,7 @@ export function crc32(data: Buffer): number {
 
 interface Written {
   name: Buffer;
+  extra: Buffer;
   flags: number;
   method: number;
   crc: number;
@@ -47,10 +52,21 @@ export function buildZip(entries: ZipEntry[], aliases: { name: string; of: numbe
   let offset = 0;
   for (const e of entries) {
     const name = Buffer.from(e.name, 'utf8');
+    const localName = Buffer.from(e.localName ?? e.name, 'utf8');
+    let extra = Buffer.alloc(0);
+    if (e.unicodePath !== undefined) {
+      const path = Buffer.from(e.unicodePath, 'utf8');
+      const field = Buffer.alloc(9);
+      field.writeUInt16LE(0x7075, 0);
+      field.writeUInt16LE(5 + path.length, 2);
+      field.writeUInt8(1, 4);
+      field.writeUInt32LE(crc32(name), 5);
+      extra = Buffer.concat([field, path]);
+    }
     const packed = e.deflate ? deflateRawSync(e.data) : e.data;
     // Traditional PKWARE encryption puts a 12-byte header before the data (not made real here).
     const body = e.encryptedFlag ? Buffer.concat([Buffer.alloc(12), packed]) : packed;
-    const w: Written = { name, flags: (e.encryptedFlag ? 1 : 0) | 0x800, method: e.deflate ? 8 : 0, crc: crc32(e.data), compressed: body.length, size: e.data.length, offset };
+    const w: Written = { name, extra, flags: (e.encryptedFlag ? 1 : 0) | 0x800, method: e.deflate ? 8 : 0, crc: crc32(e.data), compressed: body.length, size: e.data.length, offset };
     const head = Buffer.alloc(30);
     head.writeUInt32LE(0x04034b50, 0);
     head.writeUInt16LE(20, 4);
@@ -61,14 +77,14 @@ export function buildZip(entries: ZipEntry[], aliases: { name: string; of: numbe
     head.writeUInt32LE(w.crc, 14);
     head.writeUInt32LE(w.compressed, 18);
     head.writeUInt32LE(w.size, 22);
-    head.writeUInt16LE(name.length, 26);
+    head.writeUInt16LE(localName.length, 26);
     head.writeUInt16LE(0, 28);
-    parts.push(head, name, body);
-    offset += head.length + name.length + body.length;
+    parts.push(head, localName, body);
+    offset += head.length + localName.length + body.length;
     written.push(w);
   }
   const central: Buffer[] = [];
-  const all = [...written, ...aliases.map((a) => ({ ...(written[a.of] as Written), name: Buffer.from(a.name, 'utf8') }))];
+  const all = [...written, ...aliases.map((a) => ({ ...(written[a.of] as Written), name: Buffer.from(a.name, 'utf8'), extra: Buffer.alloc(0) }))];
   for (const w of all) {
     const head = Buffer.alloc(46);
     head.writeUInt32LE(0x02014b50, 0);
@@ -82,8 +98,9 @@ export function buildZip(entries: ZipEntry[], aliases: { name: string; of: numbe
     head.writeUInt32LE(w.compressed, 20);
     head.writeUInt32LE(w.size, 24);
     head.writeUInt16LE(w.name.length, 28);
+    head.writeUInt16LE(w.extra.length, 30);
     head.writeUInt32LE(w.offset, 42);
-    central.push(head, w.name);
+    central.push(head, w.name, w.extra);
   }
   const cd = Buffer.concat(central);
   const end = Buffer.alloc(22);

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import { AppError } from '../../kernel/errors.js';
-import { DENIED_EXTENSIONS } from './names.js';
+import { checkFileName } from './names.js';
 
 /**
  * What a zip may hold (issue 16, check 4 of 5), read from its central directory without extracting
@@ -32,7 +32,8 @@ export const DEFAULT_ARCHIVE_LIMITS: ArchiveLimits = {
   maxTotalBytes: 1024 * 1024 * 1024,
   maxRatio: 100,
   maxDepth: 3,
-  maxNestedBytes: 32 * 1024 * 1024,
+  // Held in memory while inspected, at each level: kept small (uploads run concurrently).
+  maxNestedBytes: 16 * 1024 * 1024,
 };
 
 export interface RandomAccess {
@@ -63,9 +64,25 @@ class RangeReader extends yauzl.RandomAccessReader {
   }
 }
 
+// eslint-disable-next-line no-control-regex -- control characters are what this replaces
+const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/gu;
 // eslint-disable-next-line no-control-regex -- control characters are what this refuses
 const BAD_NAME = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]|\\|^\/|^[a-zA-Z]:|(^|\/)\.\.(\/|$)/u;
-const NESTED = /\.(zip|jar|docx|xlsx|pptx|odt|ods|odp|epub)$/i;
+
+/** What an entry's first bytes are: names lie (a zip named `payload.dat`, a program named `notes.txt`). */
+type Sniffed = 'zip' | 'other-archive' | 'program' | null;
+
+const SNIFF_BYTES = 264;
+
+function sniff(head: Buffer): Sniffed {
+  const at = (sig: number[], offset = 0) => sig.every((b, i) => head[offset + i] === b);
+  if (at([0x50, 0x4b, 0x03, 0x04]) || at([0x50, 0x4b, 0x05, 0x06]) || at([0x50, 0x4b, 0x07, 0x08])) return 'zip';
+  if (at([0x1f, 0x8b]) || at([0x42, 0x5a, 0x68]) || at([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) || at([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])
+    || at([0x52, 0x61, 0x72, 0x21]) || at([0x28, 0xb5, 0x2f, 0xfd]) || at([0x75, 0x73, 0x74, 0x61, 0x72], 257) || at([0x4d, 0x53, 0x43, 0x46])) return 'other-archive';
+  if ((at([0x4d, 0x5a]) && head.length >= 64) || at([0x7f, 0x45, 0x4c, 0x46]) || at([0xcf, 0xfa, 0xed, 0xfe]) || at([0xce, 0xfa, 0xed, 0xfe])
+    || at([0xfe, 0xed, 0xfa, 0xcf]) || at([0xfe, 0xed, 0xfa, 0xce]) || at([0x00, 0x61, 0x73, 0x6d])) return 'program';
+  return null;
+}
 
 export async function inspectZip(source: RandomAccess, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<ArchiveSummary> {
   const summary: ArchiveSummary = { entries: 0, uncompressedBytes: 0, nestedArchives: 0 };
@@ -84,19 +101,27 @@ async function inspect(source: RandomAccess, limits: ArchiveLimits, depth: numbe
     if (summary.entries + zip.entryCount > limits.maxEntries) throw refuse(`the archive holds more than ${limits.maxEntries} entries`);
     const spans: [number, number][] = [];
     const nested: yauzl.Entry[] = [];
+    const headers = new Set<number>();
     try {
       for await (const entry of zip.eachEntry()) {
         summary.entries++;
         if (summary.entries > limits.maxEntries) throw refuse(`the archive holds more than ${limits.maxEntries} entries`);
-        checkEntryName(entry.fileName);
-        if (entry.isEncrypted()) throw refuse(`${entry.fileName} is encrypted: encrypted archives cannot be scanned`);
+        checkEntryName(entry);
+        if (entry.isEncrypted()) throw refuse(`${quoted(entry.fileName)} is encrypted: encrypted archives cannot be scanned`);
         summary.uncompressedBytes += entry.uncompressedSize;
         if (summary.uncompressedBytes > limits.maxTotalBytes) throw refuse(`the archive expands to more than ${limits.maxTotalBytes} bytes`);
         if (entry.uncompressedSize > limits.maxRatio * Math.max(entry.compressedSize, 1) && entry.uncompressedSize > 1024 * 1024) {
-          throw refuse(`${entry.fileName} expands more than ${limits.maxRatio} times (a compression bomb)`);
+          throw refuse(`${quoted(entry.fileName)} expands more than ${limits.maxRatio} times (a compression bomb)`);
         }
         if (entry.compressedSize > 0) spans.push([entry.relativeOffsetOfLocalHeader, entry.relativeOffsetOfLocalHeader + entry.compressedSize]);
-        if (NESTED.test(entry.fileName)) nested.push(entry);
+        if (headers.has(entry.relativeOffsetOfLocalHeader)) throw refuse('entries of the archive share their data (an overlapping-entry bomb)');
+        headers.add(entry.relativeOffsetOfLocalHeader);
+        await checkLocalHeader(source, entry);
+        // Not by name: by what the entry's bytes are.
+        const kind = entry.fileName.endsWith('/') || entry.uncompressedSize < 4 ? null : sniff(await headOf(zip, entry));
+        if (kind === 'program') throw refuse(`the archive holds ${quoted(entry.fileName)}, which is a program`);
+        if (kind === 'other-archive') throw refuse(`the archive holds ${quoted(entry.fileName)}, an archive of a format that cannot be inspected here`);
+        if (kind === 'zip') nested.push(entry);
       }
     } catch (err) {
       if (err instanceof AppError) throw err;
@@ -108,7 +133,7 @@ async function inspect(source: RandomAccess, limits: ArchiveLimits, depth: numbe
     }
     for (const entry of nested) {
       if (depth + 1 > limits.maxDepth) throw refuse(`archives are nested more than ${limits.maxDepth} deep`);
-      if (entry.uncompressedSize > limits.maxNestedBytes) throw refuse(`${entry.fileName} is too large to be inspected as a nested archive`);
+      if (entry.uncompressedSize > limits.maxNestedBytes) throw refuse(`${quoted(entry.fileName)} is too large to be inspected as a nested archive`);
       summary.nestedArchives++;
       const inner = await inflate(zip, entry, limits.maxNestedBytes);
       await inspect({ size: inner.length, readAt: (o, l) => Promise.resolve(inner.subarray(o, o + l)) }, limits, depth + 1, summary);
@@ -118,12 +143,64 @@ async function inspect(source: RandomAccess, limits: ArchiveLimits, depth: numbe
   }
 }
 
-function checkEntryName(name: string): void {
-  if (BAD_NAME.test(name)) throw refuse(`the archive holds an entry named ${JSON.stringify(name.slice(0, 100))}, outside its root or with hidden characters`);
-  const base = name.endsWith('/') ? '' : (name.split('/').pop() ?? '');
-  const dot = base.lastIndexOf('.');
-  const extension = dot > 0 ? base.slice(dot + 1).toLowerCase() : '';
-  if (DENIED_EXTENSIONS.has(extension)) throw refuse(`the archive holds ${JSON.stringify(base.slice(0, 100))}: .${extension} files are not accepted`);
+/**
+ * An entry's name, as every extractor may read it: the central directory's name (what yauzl
+ * reports, from the Info-ZIP Unicode Path field when there is one) and the raw bytes beside it
+ * must agree, and each part of the path must pass the upload name check (no trailing dot or
+ * space, no `:` stream, no device name, no executable or server-script type).
+ */
+function checkEntryName(entry: yauzl.Entry): void {
+  const name = entry.fileName;
+  if (BAD_NAME.test(name)) throw refuse(`the archive holds an entry named ${quoted(name)}, outside its root or with hidden characters`);
+  const utf8 = (entry.generalPurposeBitFlag & 0x800) !== 0;
+  const raw = entry.fileNameRaw.toString(utf8 ? 'utf8' : 'latin1');
+  if (raw !== name && entry.extraFields.some((f) => f.id === 0x7075)) {
+    throw refuse(`the archive names an entry twice, differently (${quoted(raw)} and ${quoted(name)})`);
+  }
+  for (const part of name.split('/').filter((p) => p !== '')) {
+    try {
+      checkFileName(part);
+    } catch (err) {
+      const why = err instanceof AppError && err.detail ? err.detail : 'a name that is not accepted';
+      throw refuse(`the archive holds ${quoted(name)}: ${why}`);
+    }
+  }
+}
+
+/** The local header's name must be the central directory's: streaming extractors read the local one. */
+async function checkLocalHeader(source: RandomAccess, entry: yauzl.Entry): Promise<void> {
+  const at = entry.relativeOffsetOfLocalHeader;
+  const head = await source.readAt(at, Math.min(30, Math.max(0, source.size - at)));
+  if (head.length < 30 || head.readUInt32LE(0) !== 0x04034b50) throw refuse(`the archive's entry ${quoted(entry.fileName)} has no local header`);
+  const length = head.readUInt16LE(26);
+  const local = await source.readAt(at + 30, Math.min(length, Math.max(0, source.size - at - 30)));
+  if (!local.equals(entry.fileNameRaw)) throw refuse(`the archive names an entry differently in two places (${quoted(entry.fileName)})`);
+}
+
+/** The first bytes of an entry, inflated. */
+async function headOf(zip: yauzl.ZipFile, entry: yauzl.Entry): Promise<Buffer> {
+  try {
+    const stream = await zip.openReadStreamPromise(entry);
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    try {
+      for await (const chunk of stream) {
+        parts.push(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+        if (bytes >= SNIFF_BYTES) break;
+      }
+    } finally {
+      stream.destroy();
+    }
+    return Buffer.concat(parts).subarray(0, SNIFF_BYTES);
+  } catch (err) {
+    throw refuse(`${quoted(entry.fileName)} cannot be read: ${messageOf(err)}`);
+  }
+}
+
+/** A name from the archive, as text that cannot break a log line, a problem or an audit event. */
+function quoted(name: string): string {
+  return JSON.stringify(name.slice(0, 100).replace(HIDDEN, '\ufffd'));
 }
 
 async function inflate(zip: yauzl.ZipFile, entry: yauzl.Entry, max: number): Promise<Buffer> {
@@ -133,18 +210,20 @@ async function inflate(zip: yauzl.ZipFile, entry: yauzl.Entry, max: number): Pro
     let bytes = 0;
     for await (const chunk of stream) {
       bytes += (chunk as Buffer).length;
-      if (bytes > max) throw refuse(`${entry.fileName} is too large to be inspected as a nested archive`);
+      if (bytes > max) throw refuse(`${quoted(entry.fileName)} is too large to be inspected as a nested archive`);
       parts.push(chunk as Buffer);
     }
     return Buffer.concat(parts);
   } catch (err) {
     if (err instanceof AppError) throw err;
-    throw refuse(`${entry.fileName} cannot be read: ${messageOf(err)}`);
+    throw refuse(`${quoted(entry.fileName)} cannot be read: ${messageOf(err)}`);
   }
 }
 
+/** A library's message may quote what the archive holds: its hidden characters are replaced, and JSON escapes the rest. */
 function messageOf(err: unknown): string {
-  return (err instanceof Error ? err.message : 'unreadable').slice(0, 200);
+  const text = (err instanceof Error ? err.message : 'unreadable').slice(0, 200).replace(HIDDEN, '\ufffd');
+  return JSON.stringify(text).slice(1, -1);
 }
 
 function refuse(detail: string): AppError {
