@@ -112,7 +112,7 @@ export async function buildApp(deps: AppDeps) {
   app.addHook('onClose', () => limiter.close());
   // Closing the app ends the services too: whoever started the background jobs has them stopped gracefully.
   app.addHook('onClose', () => services.close());
-  const pipeline = { auth, strictAudit, now: () => clock.now(), limiter, onLimited: (policy: string) => metrics.rateLimited.inc({ policy }) };
+  const pipeline = { auth, strictAudit, now: () => clock.now(), limiter, onLimited: (policy: string) => metrics.rateLimited.inc({ policy }), uploadPace: config.uploads.pace };
   // One encapsulated context per trust boundary, each with its own authentication stack.
   await app.register(async (anon) => mountRoutes(anon, routes.filter((r) => r.auth.mode === 'public' && !r.rawBody), pipeline));
   await app.register(async (signed) => {

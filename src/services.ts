@@ -122,6 +122,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     scanner: config.uploads.clamd ? clamdScanner(config.uploads.clamd) : null,
     unscanned: config.uploads.unscanned,
     development: config.env !== 'production',
+    concurrency: config.uploads.concurrency,
     plans: config.uploads.plans,
     onScannerUnavailable: (reason) => hooks.scannerUnavailable?.(reason),
   });

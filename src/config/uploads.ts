@@ -29,6 +29,10 @@ export interface UploadConfig {
   store: FileStoreSettings;
   /** Plan name → limits; an org's plan is org_settings.plan (`palisade orgs plan`). */
   plans: Readonly<Record<string, UploadPlan>>;
+  /** Uploads one process receives at once (PALISADE_UPLOAD_CONCURRENCY): keep it below clamd's MaxQueue over every process. */
+  concurrency: number;
+  /** After `graceSeconds` an upload must average `minBytesPerSecond` (PALISADE_UPLOAD_MIN_RATE, _GRACE_SECONDS), or it is stopped. */
+  pace: { graceSeconds: number; minBytesPerSecond: number };
 }
 
 export const DEFAULT_UPLOAD_PLANS = 'free=25M/1G,team=200M/50G,enterprise=2G/1T';
@@ -95,8 +99,18 @@ export function uploadConfig(
   if (unscanned && env === 'production') problems.push('PALISADE_UPLOADS_UNSCANNED is a development opt-out: production stores no file unscanned (set PALISADE_CLAMD)');
   const plans = parsePlans(source.PALISADE_UPLOAD_PLANS ?? DEFAULT_UPLOAD_PLANS, problems);
   const store = storeSettings(source, stateDir, problems);
+  const concurrencyRaw = source.PALISADE_UPLOAD_CONCURRENCY?.trim();
+  const concurrency = concurrencyRaw ? Number(concurrencyRaw) : 32;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) problems.push('PALISADE_UPLOAD_CONCURRENCY must be an integer from 1 to 1000');
+  const graceSeconds = Number(source.PALISADE_UPLOAD_GRACE_SECONDS?.trim() || 30);
+  const minBytesPerSecond = Number(source.PALISADE_UPLOAD_MIN_RATE?.trim() || 16384);
+  if (!Number.isInteger(graceSeconds) || graceSeconds < 1 || graceSeconds > 3600) problems.push('PALISADE_UPLOAD_GRACE_SECONDS must be an integer from 1 to 3600');
+  if (!Number.isInteger(minBytesPerSecond) || minBytesPerSecond < 0) problems.push('PALISADE_UPLOAD_MIN_RATE must be a whole number of bytes a second');
   return {
-    uploads: Object.freeze({ clamd: address ? Object.freeze({ address, timeoutMs }) : null, unscanned, store, plans: Object.freeze(plans) }),
+    uploads: Object.freeze({
+      clamd: address ? Object.freeze({ address, timeoutMs }) : null, unscanned, store, plans: Object.freeze(plans), concurrency,
+      pace: Object.freeze({ graceSeconds, minBytesPerSecond }),
+    }),
     problems,
   };
 }

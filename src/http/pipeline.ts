@@ -7,7 +7,7 @@ import { ipInList, rateLimitAllocation, rateLimitSubject } from '../kernel/ip.js
 import { isAdminLevel, isOrgWide, withoutAdminLevel } from '../kernel/permissions.js';
 import { rateLimitHeaders, type RateLimitDecision, type RateLimiter } from './rate-limit/index.js';
 import { jsonSchemaOf, problemCodesOf, successStatus } from './contract.js';
-import { uploadSource } from './upload.js';
+import { uploadSource, type UploadPace } from './upload.js';
 import { API_PREFIX, assertRouteComplete, STEP_UP_SECONDS, isMutation, orgScoped, projectScoped, type AnyRoute, type RateLimitPolicy } from './route.js';
 
 /** What the pipeline needs from the domains; app.ts passes these in. */
@@ -66,6 +66,8 @@ export interface PipelineOptions {
   /** Null only in tests of the route table itself. */
   limiter: RateLimiter | null;
   onLimited?: (policy: string) => void;
+  /** Upload routes: the pace a body must keep (http/upload.ts); its defaults when absent. */
+  uploadPace?: UploadPace;
 }
 
 /** One counter to hit: a policy and the parts of its key. */
@@ -372,7 +374,7 @@ export function mountRoutes(app: FastifyInstance, routes: readonly AnyRoute[], o
           const countChallenge = (challengeId: string) =>
             enforceLimits(reply, opts, [{ policy: route.rateLimit, parts: ['challenge', challengeId], shown: true }], shown);
           try {
-            const upload = route.upload ? uploadSource(request) : null;
+            const upload = route.upload ? uploadSource(request, opts.uploadPace) : null;
             return await route.handler({ params, query, body, ctx: request.ctx, reply, countChallenge, mailAllowed, upload });
           } catch (err) {
             // An attempt to act beyond one's rights is evidence, like the pipeline's own refusals

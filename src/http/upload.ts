@@ -27,6 +27,14 @@ export interface UploadSource {
   end(): Promise<void>;
 }
 
+/** After `graceSeconds`, an upload must have kept an average of `minBytesPerSecond`. */
+export interface UploadPace {
+  graceSeconds: number;
+  minBytesPerSecond: number;
+}
+
+export const DEFAULT_UPLOAD_PACE: UploadPace = { graceSeconds: 30, minBytesPerSecond: 16 * 1024 };
+
 /** Multipart framing allowed around the file: headers, boundaries, a long file name. */
 export const MULTIPART_OVERHEAD_BYTES = 16 * 1024;
 
@@ -48,7 +56,7 @@ interface Part {
   file?: Readable & { truncated?: boolean };
 }
 
-export function uploadSource(request: FastifyRequest): UploadSource {
+export function uploadSource(request: FastifyRequest, pace: UploadPace = DEFAULT_UPLOAD_PACE): UploadSource {
   const length = Number(request.headers['content-length']);
   let iterator: AsyncIterator<Part> | null = null;
   const next = async (): Promise<Part | null> => {
@@ -91,6 +99,19 @@ export function uploadSource(request: FastifyRequest): UploadSource {
         if (!raw.readableEnded) raw.resume();
       });
       raw.pipe(stream, { end: false });
+      // A client trickling bytes holds a clamd slot (and a connection) for as long as it likes:
+      // after a grace period an upload must keep an average pace (attacker review, finding 2).
+      const started = Date.now();
+      let received = 0;
+      raw.on('data', (b: Buffer) => (received += b.length));
+      const pacer = setInterval(() => {
+        const seconds = (Date.now() - started) / 1000;
+        if (seconds > pace.graceSeconds && received < seconds * pace.minBytesPerSecond) {
+          stream.destroy(new AppError('malformed_request', `the upload was slower than ${pace.minBytesPerSecond} bytes/s on average and was stopped`));
+        }
+      }, Math.min(1000, pace.graceSeconds * 500));
+      pacer.unref();
+      stream.once('close', () => clearInterval(pacer));
       return { fileName: sentName(part.filename), declaredType: part.mimetype ?? '', stream };
     },
     async end() {

@@ -73,12 +73,12 @@ describe('file names', () => {
 
 describe('file content', () => {
   it('takes the type from the bytes when they agree with the name and the declared type', async () => {
-    expect(await checkContent(PNG, 'png', 'image/png')).toEqual({ contentType: 'image/png', archive: null, active: false });
+    expect(await checkContent(PNG, 'png', 'image/png')).toEqual({ contentType: 'image/png', archive: null, active: false, text: false });
     expect((await checkContent(JPEG, 'jpeg', 'image/jpg')).contentType).toBe('image/jpeg');
     expect((await checkContent(PDF, 'pdf', undefined)).contentType).toBe('application/pdf');
     expect((await checkContent(PDF, 'pdf', 'application/octet-stream')).contentType).toBe('application/pdf');
     const z = await yazlZip([{ name: 'a.txt', data: Buffer.from('hello') }]);
-    expect(await checkContent(z, 'zip', 'application/x-zip-compressed')).toEqual({ contentType: 'application/zip', archive: 'zip', active: false });
+    expect(await checkContent(z, 'zip', 'application/x-zip-compressed')).toEqual({ contentType: 'application/zip', archive: 'zip', active: false, text: false });
   });
 
   it('refuses content that lies about its type, in the name or in the declared type', async () => {
@@ -102,7 +102,7 @@ describe('file content', () => {
   });
 
   it('accepts text types under their names, and marks those a browser could run as active', async () => {
-    expect(await checkContent(Buffer.from('a,b\n1,2\n'), 'csv', 'application/vnd.ms-excel')).toEqual({ contentType: 'text/csv', archive: null, active: false });
+    expect(await checkContent(Buffer.from('a,b\n1,2\n'), 'csv', 'application/vnd.ms-excel')).toEqual({ contentType: 'text/csv', archive: null, active: false, text: true });
     expect((await checkContent(Buffer.from('{"a":1}'), 'json', 'application/json')).contentType).toBe('application/json');
     expect(await checkContent(Buffer.from('<!doctype html><script>alert(1)</script>'), 'html', 'text/html')).toMatchObject({ contentType: 'text/html', active: true });
     const svg = Buffer.from('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>');

@@ -8,7 +8,8 @@ import { clamdMissing, EICAR, EICAR_SIGNATURE, startClamd, type Clamd } from '..
 import { code } from '../support/client.js';
 import { ENGINES } from '../support/db.js';
 import { audit } from '../support/evidence.js';
-import { multipart, MULTIPART_TYPE, oneFile } from '../support/multipart.js';
+import { BOUNDARY, multipart, MULTIPART_TYPE, oneFile } from '../support/multipart.js';
+import { PassThrough } from 'node:stream';
 import { buildZip, yazlZip } from '../support/zip.js';
 import { startS3 } from '../support/s3.js';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -136,6 +137,19 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     await expectNothingKept(await upload(oneFile('slip.zip', slip, 'application/zip')), 415, 'unsupported_media_type');
     const many = buildZip(Array.from({ length: 10_000 }, (_, i) => ({ name: `f${i}.txt`, data: Buffer.from('x') })));
     await expectNothingKept(await upload(oneFile('many.zip', many, 'application/zip')), 415, 'unsupported_media_type');
+  });
+
+  // Attacker review, finding 7: a check of the head alone let a program or a zip follow it.
+  it('holds text to being text to its end, and inspects a file that also ends as a zip', async () => {
+    const head = Buffer.alloc(70 * KIB, 'a');
+    await expectNothingKept(await upload(oneFile('notes.txt', Buffer.concat([head, Buffer.from([0x4d, 0x5a, 0x90, 0, 3, 0, 0, 0])]), 'text/plain')), 415, 'unsupported_media_type');
+    await expectNothingKept(await upload(oneFile('data.csv', Buffer.concat([head, Buffer.from([0xff, 0xfe, 0xfd])]), 'text/csv')), 415, 'unsupported_media_type');
+    const zipWithProgram = buildZip([{ name: 'run.exe', data: Buffer.from('MZ') }]);
+    await expectNothingKept(await upload(oneFile('logo.png', Buffer.concat([PNG, zipWithProgram]), 'image/png')), 415, 'unsupported_media_type');
+    // A PNG that merely holds the four bytes of a zip's end record is still a PNG.
+    const innocent = await upload(oneFile('chart.png', Buffer.concat([PNG, Buffer.from('PK\u0005\u0006 not a zip')]), 'image/png'));
+    expect(innocent.statusCode, innocent.body).toBe(201);
+    await removeAll();
   });
 
   it('refuses content that lies about its type, and names that are tricks (415 and 400)', async () => {
@@ -289,8 +303,64 @@ describe.skipIf(skip)('uploads to an S3-compatible store (s3rver on loopback)', 
   }, 120_000);
 });
 
+// Attacker review, finding 2: slow uploads held clamd's queue and stopped every tenant's uploads.
+describe.skipIf(skip)('uploads held open by a slow client', () => {
+  it('are limited per org while in flight, and stopped when they fall below the minimum rate', async () => {
+    const clamd = await startClamd();
+    const dir = mkdtempSync(join(tmpdir(), 'palisade-files-'));
+    const h = await createTestApp('postgres', { config: { PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}`, PALISADE_FILE_DIR: dir, PALISADE_UPLOAD_CONCURRENCY: '16', PALISADE_UPLOAD_GRACE_SECONDS: '5' } });
+    try {
+      const acme = h.orgId('acme');
+      const project = h.demo.orgs.find((o) => o.slug === 'acme')?.projects[0]?.id ?? '';
+      const cookie = await h.cookieFor(h.user('acme', 'member').email);
+      const head = Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\nContent-Type: text/plain\r\n\r\n`);
+      const open = () => {
+        const body = new PassThrough();
+        body.write(head);
+        body.write('a little');
+        const res = h.built.app.inject({ method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: body, headers: { cookie, origin: ORIGIN, 'content-type': MULTIPART_TYPE } });
+        return { body, res };
+      };
+      // An eighth of 16 is 2 per org: a third at once is refused, with Retry-After.
+      const slow = [open(), open()];
+      await new Promise((r) => setTimeout(r, 500));
+      const third = await h.built.app.inject({
+        method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: oneFile('c.txt', 'third', 'text/plain'),
+        headers: { cookie, origin: ORIGIN, 'content-type': MULTIPART_TYPE },
+      });
+      expect(third.statusCode, third.body).toBe(429);
+      expect(third.headers['retry-after']).toBe('10');
+      // Another org is not held back by acme's.
+      const globex = h.orgId('globex');
+      const globexProject = h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id ?? '';
+      const other = await h.built.app.inject({
+        method: 'POST', url: `/api/orgs/${globex}/projects/${globexProject}/files`, payload: oneFile('g.txt', 'globex', 'text/plain'),
+        headers: { cookie: await h.cookieFor(h.user('globex', 'member').email), origin: ORIGIN, 'content-type': MULTIPART_TYPE },
+      });
+      expect(other.statusCode, other.body).toBe(201);
+      // Past the grace period, far below the minimum rate: stopped, nothing kept.
+      for (const s of slow) s.body.write('.');
+      const stopped = await Promise.all(slow.map((s) => s.res));
+      expect(stopped.map((r) => r.statusCode)).toEqual([400, 400]);
+      expect(stopped[0]?.json<{ detail: string }>().detail).toContain('slower than');
+      expect(existsSync(join(dir, acme)) ? readdirSync(join(dir, acme)) : []).toEqual([]);
+      for (const s of slow) s.body.destroy();
+      // The slots are free again.
+      const after = await h.built.app.inject({
+        method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: oneFile('d.txt', 'after', 'text/plain'),
+        headers: { cookie, origin: ORIGIN, 'content-type': MULTIPART_TYPE },
+      });
+      expect(after.statusCode, after.body).toBe(201);
+    } finally {
+      await h.close();
+      await clamd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describe.skipIf(skip)('uploads larger than clamd reads', () => {
-  it('are refused with 413 (retrying cannot help), counted as size_limit, keeping nothing', async () => {
+  it('are refused (413 when clamd\u2019s answer is read), counted, keeping nothing', async () => {
     const clamd = await startClamd({ streamMaxLength: '1M' });
     const dir = mkdtempSync(join(tmpdir(), 'palisade-files-'));
     const h = await createTestApp('postgres', { config: { PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}`, PALISADE_FILE_DIR: dir, PALISADE_UPLOAD_PLANS: 'free=8M/16M' } });
@@ -301,10 +371,18 @@ describe.skipIf(skip)('uploads larger than clamd reads', () => {
         method: 'POST', url: `/api/orgs/${acme}/projects/${project}/files`, payload: oneFile('big.csv', Buffer.alloc(3 * 1024 * 1024, 'a'), 'text/csv'),
         headers: { cookie: await h.cookieFor(h.user('acme', 'member').email), origin: ORIGIN, 'content-type': MULTIPART_TYPE },
       });
-      expect(res.statusCode, res.body).toBe(413);
-      expect(res.json<{ detail: string }>().detail).toContain('larger than the malware scanner accepts');
-      expect(res.headers['retry-after']).toBeUndefined();
-      expect(await h.built.metrics.render()).toMatch(/palisade_upload_scanner_unavailable_total\{reason="size_limit"\} 1/);
+      // clamd answers "size limit exceeded" and closes while the rest is still being sent: the
+      // answer is read (413, retrying cannot help) unless the reset that follows wins the race and
+      // discards it (503 `closed`). Either way nothing is kept and the operator's metric says so.
+      const metrics = await h.built.metrics.render();
+      if (res.statusCode === 413) {
+        expect(res.json<{ detail: string }>().detail).toContain('larger than the malware scanner accepts');
+        expect(res.headers['retry-after']).toBeUndefined();
+        expect(metrics).toMatch(/palisade_upload_scanner_unavailable_total\{reason="size_limit"\} 1/);
+      } else {
+        expect(res.statusCode, res.body).toBe(503);
+        expect(metrics).toMatch(/palisade_upload_scanner_unavailable_total\{reason="closed"\} 1/);
+      }
       expect(existsSync(join(dir, acme)) ? readdirSync(join(dir, acme)) : []).toEqual([]);
     } finally {
       await h.close();

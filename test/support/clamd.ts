@@ -64,6 +64,12 @@ export async function startClamd(opts: { streamMaxLength?: string } = {}): Promi
       `LogFile ${logFile}`,
       `PidFile ${join(dir, 'clamd.pid')}`,
       `StreamMaxLength ${opts.streamMaxLength ?? '64M'}`,
+      // As docs/operations.md asks of production: what clamd cannot scan (past its limits,
+      // encrypted) is a finding, never "OK"; and it scans as far as it reads.
+      `MaxScanSize ${opts.streamMaxLength ?? '64M'}`,
+      `MaxFileSize ${opts.streamMaxLength ?? '64M'}`,
+      'AlertExceedsMax yes',
+      'AlertEncrypted yes',
       'MaxThreads 4',
       'Bytecode no',
       'ReadTimeout 20',

@@ -67,6 +67,8 @@ export interface CheckedContent {
   archive: 'zip' | 'other' | null;
   /** A type a browser could run inline: served only as an attachment, with `nosniff`. */
   active: boolean;
+  /** A text type: the whole file, not only its head, must be UTF-8 without NUL (receive.ts checks the rest). */
+  text: boolean;
 }
 
 export async function checkContent(head: Uint8Array, extension: string, declared: string | undefined): Promise<CheckedContent> {
@@ -78,7 +80,7 @@ export async function checkContent(head: Uint8Array, extension: string, declared
     if (EXECUTABLE_TYPES.has(detected.ext)) throw refuse(`the file is a program (${detected.ext}), which is not accepted whatever its name`);
     if (detected.ext !== ext) throw refuse(`the file's content is ${detected.ext}, not .${extension || '(no extension)'}`);
     if (!declaredAgrees(declaredType, detected.mime)) throw refuse(`the declared content type ${declaredType} does not match the file's content (${detected.mime})`);
-    return { contentType: detected.mime, archive: archiveOf(detected.ext), active: ACTIVE_TYPES.has(detected.mime) };
+    return { contentType: detected.mime, archive: archiveOf(detected.ext), active: ACTIVE_TYPES.has(detected.mime), text: false };
   }
   // Nothing recognised: a type that has magic bytes must have shown them.
   const text = TEXT_TYPES[ext];
@@ -86,7 +88,7 @@ export async function checkContent(head: Uint8Array, extension: string, declared
   if (!text) throw refuse(extension ? `.${extension} is not a type whose content can be checked` : 'a file without an extension must be recognisable from its content');
   if (!looksLikeText(head)) throw refuse(`a .${extension} file must be UTF-8 text`);
   if (!declaredAgrees(declaredType, text)) throw refuse(`the declared content type ${declaredType} does not match a .${extension} file (${text})`);
-  return { contentType: text, archive: null, active: ACTIVE_TYPES.has(text) };
+  return { contentType: text, archive: null, active: ACTIVE_TYPES.has(text), text: true };
 }
 
 function declaredAgrees(declared: string, actual: string): boolean {

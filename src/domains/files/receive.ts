@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileSealer, sha256Hasher } from '../../crypto/index.js';
+import { AppError } from '../../kernel/errors.js';
 import { checkContent, HEAD_BYTES, type CheckedContent } from './content.js';
 import type { Scanner, ScanVerdict } from './clamd.js';
 import type { FileStore, StoreKey } from './storage.js';
@@ -37,6 +38,8 @@ export interface Received {
   sealedBytes: number;
   /** null when not scanned (the opt-out), or when the scanner failed (`scanFailure`). */
   verdict: ScanVerdict | null;
+  /** The file's last bytes when they hold a zip's end-of-central-directory record (a polyglot is inspected as a zip); else null. */
+  zipTail: Buffer | null;
   /**
    * The scanner gave no verdict, though every byte arrived: the caller runs the checks that come
    * before the scan in the issue's order (the archive), so that a zip bomb is refused as one even
@@ -68,6 +71,29 @@ export async function receive(input: ReceiveInput): Promise<Received> {
     },
   );
 
+  // Text must be text to its end, not only in its head (attacker review, finding 7): every byte
+  // goes through a strict UTF-8 decoder, and a NUL anywhere fails it.
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let notText = false;
+  const textCheck = (chunk: Buffer | null) => {
+    if (notText) return;
+    try {
+      if (chunk) {
+        if (chunk.includes(0)) notText = true;
+        else utf8.decode(chunk, { stream: true });
+      } else utf8.decode();
+    } catch {
+      notText = true;
+    }
+  };
+  const refuseNotText = () => {
+    if (content?.text && notText) throw new AppError('unsupported_media_type', `a .${input.extension} file must be UTF-8 text to its end`);
+  };
+  // The last bytes, for a zip's end record (a PNG with a zip appended is both).
+  const tail: Buffer[] = [];
+  let tailBytes = 0;
+  const TAIL = 64 * 1024 + 22;
+
   const checkHead = async (final: boolean) => {
     if (content || (!final && headBytes < HEAD_BYTES)) return;
     const all = Buffer.concat(head);
@@ -86,6 +112,11 @@ export async function receive(input: ReceiveInput): Promise<Received> {
           await checkHead(false);
         }
         hasher.update(chunk);
+        textCheck(chunk);
+        refuseNotText();
+        tail.push(chunk);
+        tailBytes += chunk.length;
+        while (tail.length > 1 && tailBytes - (tail[0]?.length ?? 0) >= TAIL) tailBytes -= tail.shift()?.length ?? 0;
         if (scanError) throw scanError;
         if (toScanner && !scanSettled && !toScanner.write(chunk)) await Promise.race([once(toScanner, 'drain'), scanEnded]);
         if (scanError) throw scanError;
@@ -93,6 +124,8 @@ export async function receive(input: ReceiveInput): Promise<Received> {
     },
     flush(done: TransformCallback) {
       checkHead(true).then(() => {
+        textCheck(null);
+        refuseNotText();
         toScanner?.end();
         done();
       }, (err: unknown) => done(err as Error));
@@ -109,5 +142,7 @@ export async function receive(input: ReceiveInput): Promise<Received> {
   if (put.status === 'rejected') throw scanned.status === 'rejected' ? scanned.reason : put.reason;
   if (!content) throw new Error('the content check did not run');
   const scanFailure: unknown = scanned.status === 'rejected' ? scanned.reason : null;
-  return { size, sha256: hasher.hex(), content, sealedBytes: put.value, verdict: scanned.status === 'fulfilled' ? scanned.value : null, scanFailure };
+  const last = Buffer.concat(tail).subarray(-TAIL);
+  const zipTail = last.includes(Buffer.from([0x50, 0x4b, 0x05, 0x06])) ? last : null;
+  return { size, sha256: hasher.hex(), content, sealedBytes: put.value, verdict: scanned.status === 'fulfilled' ? scanned.value : null, scanFailure, zipTail };
 }

@@ -35,7 +35,8 @@ export function fileRoutes(files: FileService): AnyRoute[] {
       schema: { params: projectParams, response: fileView },
       // 413 over the file limit or the quota; 415 a name, content or archive refused; 422 malware;
       // 503 no scanner verdict (Retry-After); 400 a body that is not one file part.
-      errors: ['payload_too_large', 'quota_exceeded', 'unsupported_media_type', 'malware_detected', 'scanner_unavailable', 'validation_failed', 'malformed_request'],
+      // 429 too many uploads of the org at once; 503 too many in the process.
+      errors: ['payload_too_large', 'quota_exceeded', 'unsupported_media_type', 'malware_detected', 'scanner_unavailable', 'validation_failed', 'malformed_request', 'rate_limited', 'unavailable'],
       handler: ({ ctx, params, upload }) => files.upload(ctx, params.projectId, upload as NonNullable<typeof upload>),
     }),
     defineRoute({

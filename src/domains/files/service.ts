@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { UploadPlan } from '../../config/index.js';
-import { newId, openRange, randomKey } from '../../crypto/index.js';
+import { newId, openRange, randomKey, RECORD_PLAINTEXT } from '../../crypto/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -13,7 +13,7 @@ import type { Sealer } from '../keys/index.js';
 import { inspectZip } from './archive.js';
 import { ScannerUnavailable, type Scanner, type ScannerFailure } from './clamd.js';
 import { checkFileName, DENIED_EXTENSIONS } from './names.js';
-import { RESERVATION_STEP_BYTES, assertWithinQuota, quotaProblem, reserve, sweepStale, usedBytes } from './quota.js';
+import { RESERVATION_STEP_BYTES, assertWithinQuota, ensureUsageRow, quotaProblem, reserveUpTo, sweepStale, usedBytes } from './quota.js';
 import { receive } from './receive.js';
 import type { FileList, FileView } from './responses.js';
 import type { FileStore, StoreKey } from './storage.js';
@@ -41,6 +41,8 @@ export interface FileServiceDeps {
   development: boolean;
   plans: Readonly<Record<string, UploadPlan>>;
   logger: Logger;
+  /** Uploads this process receives at once, all orgs together (each holds a clamd connection); an org may hold an eighth of them, at least 2. */
+  concurrency: number;
   /** The scanner gave no verdict, or none is configured (the metric). */
   onScannerUnavailable(reason: ScannerFailure | 'not_configured'): void;
 }
@@ -91,6 +93,19 @@ const view = (r: FileRow): FileView => ({
   uploadedBy: { type: r.uploaded_by_type, id: r.uploaded_by },
   createdAt: r.available_at.toISOString(),
 });
+
+/**
+ * Where a zip appended to another file starts: from its end-of-central-directory record (the
+ * last one in `tail`, the file's last bytes), the directory's size and offset say how much
+ * precedes the zip. Null when the record does not add up.
+ */
+export function appendedZip(tail: Buffer, size: number): { start: number } | null {
+  const at = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (at < 0 || at + 22 > tail.length) return null;
+  const eocd = size - tail.length + at;
+  const start = eocd - tail.readUInt32LE(at + 12) - tail.readUInt32LE(at + 16);
+  return start >= 0 && start < eocd ? { start } : null;
+}
 
 export const fileKeyRef = (orgId: string, fileId: string) => ({ scope: orgId, table: 'files', column: 'key_sealed', row: fileId });
 
@@ -156,6 +171,28 @@ export function createFileService(deps: FileServiceDeps) {
     if (done.length > 0) await db.withTenant({ orgId, projectIds: null }, (tx) => exec(tx, sql`delete from files_gone where org_id = ${orgId} and file_id = any(${done}::uuid[])`));
   };
 
+  // Uploads in flight in this process: in all, and per org (attacker review, finding 2: slow
+  // uploads filled clamd's queue and stopped every tenant's).
+  let inFlight = 0;
+  const inFlightByOrg = new Map<string, number>();
+  const perOrg = Math.max(2, Math.floor(deps.concurrency / 8));
+  const admit = (orgId: string): (() => void) => {
+    const mine = inFlightByOrg.get(orgId) ?? 0;
+    if (mine >= perOrg) throw new AppError('rate_limited', `the organization already has ${perOrg} uploads in progress: wait for one to finish`, undefined, { retryAfterSeconds: 10 });
+    if (inFlight >= deps.concurrency) throw new AppError('unavailable', 'the server is receiving as many uploads as it accepts at once: try again shortly', undefined, { retryAfterSeconds: 10 });
+    inFlight++;
+    inFlightByOrg.set(orgId, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      inFlight--;
+      const left = (inFlightByOrg.get(orgId) ?? 1) - 1;
+      if (left <= 0) inFlightByOrg.delete(orgId);
+      else inFlightByOrg.set(orgId, left);
+    };
+  };
+
   return {
     async list(ctx: RequestContext, projectId: string, limit: number): Promise<FileList> {
       const org = requireOrg(ctx);
@@ -184,6 +221,7 @@ export function createFileService(deps: FileServiceDeps) {
       const key: StoreKey = { orgId, fileId };
       let name: string | null = null;
       let stored = false;
+      let release: (() => void) | null = null;
       try {
         // 1. Size, before a byte is read: the plan's per-file limit against what the request says it holds.
         const { plan, extensions } = await db.withTenant(bindingOf(ctx), async (tx) => {
@@ -207,6 +245,7 @@ export function createFileService(deps: FileServiceDeps) {
           deps.onScannerUnavailable('not_configured');
           throw new AppError('scanner_unavailable', deps.development ? NO_SCANNER_DEV : NO_SCANNER);
         }
+        release = admit(orgId);
         const fileKey = randomKey();
         await db.withTenant(bindingOf(ctx), async (tx) => {
           const keySealed = await sealer.seal(tx, fileKeyRef(orgId, fileId), fileKey.toString('base64'));
@@ -217,6 +256,7 @@ export function createFileService(deps: FileServiceDeps) {
                 values (${orgId}, ${projectId}, ${fileId}, ${checked.name}, 'application/octet-stream', 'receiving', 0, ${keySealed},
                         ${deps.scanner !== null}, ${actor.type}, ${actor.id}, ${now}, ${now})`,
           );
+          await ensureUsageRow(tx, orgId);
           await assertWithinQuota(tx, orgId, plan.quotaBytes);
         });
         stored = true;
@@ -231,19 +271,12 @@ export function createFileService(deps: FileServiceDeps) {
           store,
           scanner: deps.scanner,
           reserved: 0,
-          // Ahead of the bytes by a step; near the quota, exactly the bytes received.
+          // The whole file at once when the request says how long it is (a multipart body is longer
+          // than its file), else a step ahead of the bytes; near the quota, what is left.
           grow: async (bytes) => {
             if (bytes > plan.quotaBytes) throw quotaProblem(plan.quotaBytes);
-            const ahead = Math.min(plan.fileBytes, bytes + RESERVATION_STEP_BYTES);
-            const to = (n: number) => db.withTenant(bindingOf(ctx), (tx) => reserve(tx, orgId, fileId, n, plan.quotaBytes, clock.now()));
-            try {
-              await to(ahead);
-              return ahead;
-            } catch (err) {
-              if (!(err instanceof AppError && err.code === 'quota_exceeded') || ahead === bytes) throw err;
-              await to(bytes);
-              return bytes;
-            }
+            const want = Math.min(plan.fileBytes, source.declaredLength ?? bytes + RESERVATION_STEP_BYTES);
+            return db.withTenant(bindingOf(ctx), (tx) => reserveUpTo(tx, orgId, fileId, Math.max(want, bytes), bytes, plan.quotaBytes, clock.now()));
           },
         });
         // Nothing may follow the file in the body.
@@ -251,9 +284,21 @@ export function createFileService(deps: FileServiceDeps) {
         if (got.content.archive === 'other') {
           throw new AppError('unsupported_media_type', 'this archive format cannot be inspected here: upload it as a zip');
         }
+        if (got.content.archive === null && got.zipTail) {
+          // A file of another type that also ends as a zip (a PNG with a zip appended, which
+          // extractors open from its end): if it reads as one, it is inspected as one; if not, it
+          // is what its head says.
+          const appended = appendedZip(got.zipTail, got.size);
+          if (appended) {
+            const read = plainReader(key, fileKey, fileId, got.sealedBytes, got.size);
+            await inspectZip({ size: got.size - appended.start, readAt: (o, l) => read(appended.start + o, l) }).catch((err: unknown) => {
+              if (!(err instanceof AppError && err.detail?.startsWith('the archive cannot be read'))) throw err;
+            });
+          }
+        }
         if (got.content.archive === 'zip') {
           // Before the scanner's outcome is looked at: the checks keep their order whatever clamd made of it.
-          await inspectZip({ size: got.size, readAt: (offset, length) => readPlain(key, fileKey, fileId, got.sealedBytes, offset, length) });
+          await inspectZip({ size: got.size, readAt: plainReader(key, fileKey, fileId, got.sealedBytes, got.size) });
         }
         if (got.scanFailure) throw got.scanFailure;
         if (got.verdict && !got.verdict.clean) throw new AppError('malware_detected', got.verdict.signature);
@@ -287,6 +332,8 @@ export function createFileService(deps: FileServiceDeps) {
         // The caller's own transport failures (a body cut short) are refusals too.
         if (shown instanceof AppError || err instanceof ScannerUnavailable) await refused(ctx, orgId, projectId, stored ? fileId : null, err, name);
         throw shown;
+      } finally {
+        release?.();
       }
     },
 
@@ -345,10 +392,35 @@ export function createFileService(deps: FileServiceDeps) {
     },
   };
 
-  async function readPlain(key: StoreKey, fileKey: Buffer, fileId: string, sealedBytes: number, offset: number, length: number): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    for await (const b of openRange((o, l) => store.readAt(key, o, l), fileKey, fileId, sealedBytes, offset, offset + length)) parts.push(b);
-    return Buffer.concat(parts);
+  /**
+   * A random-access reader of a stored file's plaintext for the archive check, keeping the last
+   * records it opened: yauzl reads a central directory entry by entry, and each read would
+   * otherwise fetch and decrypt a whole 64 KiB record again (attacker review, finding 5).
+   */
+  function plainReader(key: StoreKey, fileKey: Buffer, fileId: string, sealedBytes: number, size: number) {
+    const cache = new Map<number, Buffer>();
+    const record = async (i: number): Promise<Buffer> => {
+      const hit = cache.get(i);
+      if (hit) return hit;
+      const parts: Buffer[] = [];
+      const end = Math.min(size, (i + 1) * RECORD_PLAINTEXT);
+      for await (const b of openRange((o, l) => store.readAt(key, o, l), fileKey, fileId, sealedBytes, i * RECORD_PLAINTEXT, end)) parts.push(b);
+      const plain = Buffer.concat(parts);
+      cache.set(i, plain);
+      if (cache.size > 8) cache.delete(cache.keys().next().value as number);
+      return plain;
+    };
+    return async (offset: number, length: number): Promise<Buffer> => {
+      if (length <= 0) return Buffer.alloc(0);
+      const parts: Buffer[] = [];
+      for (let i = Math.floor(offset / RECORD_PLAINTEXT); i <= Math.floor((offset + length - 1) / RECORD_PLAINTEXT); i++) {
+        const plain = await record(i);
+        const from = Math.max(0, offset - i * RECORD_PLAINTEXT);
+        const to = Math.min(plain.length, offset + length - i * RECORD_PLAINTEXT);
+        parts.push(plain.subarray(from, to));
+      }
+      return Buffer.concat(parts);
+    };
   }
 }
 
