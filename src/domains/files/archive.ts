@@ -229,3 +229,16 @@ function messageOf(err: unknown): string {
 function refuse(detail: string): AppError {
   return new AppError('unsupported_media_type', detail);
 }
+
+/**
+ * Where a zip appended to another file starts: from its end-of-central-directory record (the
+ * last one in `tail`, the file's last bytes), the directory's size and offset say how much
+ * precedes the zip. Null when the record does not add up.
+ */
+export function appendedZip(tail: Buffer, size: number): { start: number } | null {
+  const at = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (at < 0 || at + 22 > tail.length) return null;
+  const eocd = size - tail.length + at;
+  const start = eocd - tail.readUInt32LE(at + 12) - tail.readUInt32LE(at + 16);
+  return start >= 0 && start < eocd ? { start } : null;
+}

@@ -61,3 +61,16 @@ export async function sweepStale(tx: Tx, orgId: string, now: Date): Promise<numb
   const before = new Date(now.getTime() - STALE_RECEIVING_MS);
   return exec(tx, sql`delete from files where org_id = ${orgId} and state = 'receiving' and touched_at < ${before}`);
 }
+
+/** A size as people read it: `25 MiB (26214400 bytes)`. */
+export function sizeText(bytes: number): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let unit = 'bytes';
+  for (const u of units) {
+    if (v < 1024) break;
+    v /= 1024;
+    unit = u;
+  }
+  return unit === 'bytes' ? `${bytes} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit} (${bytes} bytes)`;
+}

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { UploadPlan } from '../../config/index.js';
-import { newId, openRange, randomKey, RECORD_PLAINTEXT } from '../../crypto/index.js';
+import { newId, openRange, randomKey } from '../../crypto/index.js';
 import { bindingOf, requireOrg } from '../../db/binding.js';
 import { exec, one, rows, type Database, type Tx } from '../../db/database.js';
 import type { Clock } from '../../kernel/clock.js';
@@ -10,10 +10,12 @@ import { AppError } from '../../kernel/errors.js';
 import type { UploadSource } from '../../http/upload.js';
 import type { AuditWriter } from '../audit/index.js';
 import type { Sealer } from '../keys/index.js';
-import { inspectZip } from './archive.js';
+import { appendedZip, inspectZip } from './archive.js';
+import { uploadAdmission } from './admission.js';
+import { plainReader } from './reader.js';
 import { ScannerUnavailable, type Scanner, type ScannerFailure } from './clamd.js';
 import { checkFileName, DENIED_EXTENSIONS } from './names.js';
-import { RESERVATION_STEP_BYTES, assertWithinQuota, ensureUsageRow, quotaProblem, reserveUpTo, sweepStale, usedBytes } from './quota.js';
+import { RESERVATION_STEP_BYTES, assertWithinQuota, ensureUsageRow, quotaProblem, reserveUpTo, sizeText, sweepStale, usedBytes } from './quota.js';
 import { receive } from './receive.js';
 import type { FileList, FileView } from './responses.js';
 import type { FileStore, StoreKey } from './storage.js';
@@ -53,19 +55,6 @@ const SCANNER_RETRY_SECONDS = 30;
 const NO_SCANNER = 'uploads are refused: this deployment has no malware scanner configured (its operator sets PALISADE_CLAMD to a clamd)';
 const NO_SCANNER_DEV = `${NO_SCANNER}; in development, PALISADE_UPLOADS_UNSCANNED=true keeps files without a scan`;
 
-/** A size as people read it: `25 MiB (26214400 bytes)`. */
-export function sizeText(bytes: number): string {
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let unit = 'bytes';
-  for (const u of units) {
-    if (v < 1024) break;
-    v /= 1024;
-    unit = u;
-  }
-  return unit === 'bytes' ? `${bytes} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit} (${bytes} bytes)`;
-}
-
 interface FileRow {
   id: string;
   project_id: string;
@@ -93,19 +82,6 @@ const view = (r: FileRow): FileView => ({
   uploadedBy: { type: r.uploaded_by_type, id: r.uploaded_by },
   createdAt: r.available_at.toISOString(),
 });
-
-/**
- * Where a zip appended to another file starts: from its end-of-central-directory record (the
- * last one in `tail`, the file's last bytes), the directory's size and offset say how much
- * precedes the zip. Null when the record does not add up.
- */
-export function appendedZip(tail: Buffer, size: number): { start: number } | null {
-  const at = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  if (at < 0 || at + 22 > tail.length) return null;
-  const eocd = size - tail.length + at;
-  const start = eocd - tail.readUInt32LE(at + 12) - tail.readUInt32LE(at + 16);
-  return start >= 0 && start < eocd ? { start } : null;
-}
 
 export const fileKeyRef = (orgId: string, fileId: string) => ({ scope: orgId, table: 'files', column: 'key_sealed', row: fileId });
 
@@ -171,27 +147,7 @@ export function createFileService(deps: FileServiceDeps) {
     if (done.length > 0) await db.withTenant({ orgId, projectIds: null }, (tx) => exec(tx, sql`delete from files_gone where org_id = ${orgId} and file_id = any(${done}::uuid[])`));
   };
 
-  // Uploads in flight in this process: in all, and per org (attacker review, finding 2: slow
-  // uploads filled clamd's queue and stopped every tenant's).
-  let inFlight = 0;
-  const inFlightByOrg = new Map<string, number>();
-  const perOrg = Math.max(2, Math.floor(deps.concurrency / 8));
-  const admit = (orgId: string): (() => void) => {
-    const mine = inFlightByOrg.get(orgId) ?? 0;
-    if (mine >= perOrg) throw new AppError('rate_limited', `the organization already has ${perOrg} uploads in progress: wait for one to finish`, undefined, { retryAfterSeconds: 10 });
-    if (inFlight >= deps.concurrency) throw new AppError('unavailable', 'the server is receiving as many uploads as it accepts at once: try again shortly', undefined, { retryAfterSeconds: 10 });
-    inFlight++;
-    inFlightByOrg.set(orgId, mine + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      inFlight--;
-      const left = (inFlightByOrg.get(orgId) ?? 1) - 1;
-      if (left <= 0) inFlightByOrg.delete(orgId);
-      else inFlightByOrg.set(orgId, left);
-    };
-  };
+  const admit = uploadAdmission(deps.concurrency);
 
   return {
     async list(ctx: RequestContext, projectId: string, limit: number): Promise<FileList> {
@@ -290,7 +246,7 @@ export function createFileService(deps: FileServiceDeps) {
           // is what its head says.
           const appended = appendedZip(got.zipTail, got.size);
           if (appended) {
-            const read = plainReader(key, fileKey, fileId, got.sealedBytes, got.size);
+            const read = plainReader(store, key, fileKey, fileId, got.sealedBytes, got.size);
             await inspectZip({ size: got.size - appended.start, readAt: (o, l) => read(appended.start + o, l) }).catch((err: unknown) => {
               if (!(err instanceof AppError && err.detail?.startsWith('the archive cannot be read'))) throw err;
             });
@@ -298,7 +254,7 @@ export function createFileService(deps: FileServiceDeps) {
         }
         if (got.content.archive === 'zip') {
           // Before the scanner's outcome is looked at: the checks keep their order whatever clamd made of it.
-          await inspectZip({ size: got.size, readAt: plainReader(key, fileKey, fileId, got.sealedBytes, got.size) });
+          await inspectZip({ size: got.size, readAt: plainReader(store, key, fileKey, fileId, got.sealedBytes, got.size) });
         }
         if (got.scanFailure) throw got.scanFailure;
         if (got.verdict && !got.verdict.clean) throw new AppError('malware_detected', got.verdict.signature);
@@ -391,37 +347,6 @@ export function createFileService(deps: FileServiceDeps) {
       await purgeGone(orgId);
     },
   };
-
-  /**
-   * A random-access reader of a stored file's plaintext for the archive check, keeping the last
-   * records it opened: yauzl reads a central directory entry by entry, and each read would
-   * otherwise fetch and decrypt a whole 64 KiB record again (attacker review, finding 5).
-   */
-  function plainReader(key: StoreKey, fileKey: Buffer, fileId: string, sealedBytes: number, size: number) {
-    const cache = new Map<number, Buffer>();
-    const record = async (i: number): Promise<Buffer> => {
-      const hit = cache.get(i);
-      if (hit) return hit;
-      const parts: Buffer[] = [];
-      const end = Math.min(size, (i + 1) * RECORD_PLAINTEXT);
-      for await (const b of openRange((o, l) => store.readAt(key, o, l), fileKey, fileId, sealedBytes, i * RECORD_PLAINTEXT, end)) parts.push(b);
-      const plain = Buffer.concat(parts);
-      cache.set(i, plain);
-      if (cache.size > 8) cache.delete(cache.keys().next().value as number);
-      return plain;
-    };
-    return async (offset: number, length: number): Promise<Buffer> => {
-      if (length <= 0) return Buffer.alloc(0);
-      const parts: Buffer[] = [];
-      for (let i = Math.floor(offset / RECORD_PLAINTEXT); i <= Math.floor((offset + length - 1) / RECORD_PLAINTEXT); i++) {
-        const plain = await record(i);
-        const from = Math.max(0, offset - i * RECORD_PLAINTEXT);
-        const to = Math.min(plain.length, offset + length - i * RECORD_PLAINTEXT);
-        parts.push(plain.subarray(from, to));
-      }
-      return Buffer.concat(parts);
-    };
-  }
 }
 
 export type FileService = ReturnType<typeof createFileService>;
