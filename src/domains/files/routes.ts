@@ -66,7 +66,7 @@ export function fileRoutes(files: FileService): AnyRoute[] {
         response: z.object({ extensions: z.array(z.string()).nullable() }),
       },
       errors: [],
-      example: () => ({ extensions: ['pdf', 'csv', 'png'] }),
+      example: () => ({ extensions: ['pdf', 'csv', 'png', 'txt'] }),
       handler: ({ ctx, params, body }) => files.setExtensions(ctx, params.projectId, body.extensions),
     }),
     defineRoute({
