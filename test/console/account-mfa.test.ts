@@ -121,7 +121,11 @@ describe('account: two-factor security and sessions in Chromium', () => {
     // "Sign out all other sessions": every other session ends, this one stays.
     const others = [await c.h.cookieFor(user.email), await c.h.cookieFor(user.email)];
     await page.goto('/account/sessions');
-    await page.getByRole('button', { name: 'Sign out all other sessions' }).click();
+    // The button's name turns to "Working…" at the click: wait for the server's answer, not for that.
+    await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/me/sessions/revoke-others') && r.status() === 200),
+      page.getByRole('button', { name: 'Sign out all other sessions' }).click(),
+    ]);
     await page.getByRole('button', { name: 'Sign out all other sessions' }).waitFor({ state: 'detached' });
     for (const cookie of others) expect((await call(c.h, 'GET', '/api/me', { cookie })).statusCode).toBe(401);
     await page.getByText('This session').waitFor();
