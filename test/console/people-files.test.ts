@@ -52,6 +52,29 @@ describe.skipIf(clamdMissing())('console files in Chromium', () => {
     expect(c.answers.filter((a) => a.status >= 500)).toEqual([]);
   });
 
+  it('an admin limits a project to some file types; an executable type is refused with the server\u2019s reason', async () => {
+    const { page } = await c.newPage();
+    const admin = c.h.user('acme', 'admin');
+    await signInAs(page, admin.email, admin.password);
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    const types = page.getByRole('form', { name: 'Accepted file types' });
+    await types.getByLabel('Accepted file types').fill('pdf, .CSV exe');
+    await types.getByRole('button', { name: 'Save file types' }).click();
+    await types.getByText(/\.exe/).first().waitFor();
+    await types.getByLabel('Accepted file types').fill('pdf, .CSV');
+    await types.getByRole('button', { name: 'Save file types' }).click();
+    await types.getByRole('status').getByText('This project accepts .csv, .pdf.').waitFor();
+    await page.getByLabel('Storage').getByText(/accepts \.csv, \.pdf/).waitFor();
+    const form = page.getByRole('form', { name: 'Upload a file' });
+    await form.getByLabel('File').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+    await form.getByRole('button', { name: 'Upload' }).click();
+    await form.getByText(/\.txt files are not accepted in this project/).first().waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await types.getByLabel('Accepted file types').fill('');
+    await types.getByRole('button', { name: 'Save file types' }).click();
+    await types.getByRole('status').getByText(/any type that is not a program/).waitFor();
+  });
+
   it('a viewer lists and downloads but is offered no upload or delete', async () => {
     const { page } = await c.newPage();
     const viewer = c.h.user('acme', 'viewer');
@@ -60,6 +83,7 @@ describe.skipIf(clamdMissing())('console files in Chromium', () => {
     await page.getByLabel('Storage').waitFor();
     expect(await page.getByRole('form', { name: 'Upload a file' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /^Delete / }).count()).toBe(0);
+    expect(await page.getByRole('form', { name: 'Accepted file types' }).count()).toBe(0);
     expect(await seriousViolations(page)).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@ import { useAction } from '../../api/action';
 import { can } from '../../api/access';
 import type { MyOrg } from '../../auth/session';
 import type { paths } from '../../api/schema.gen';
-import { Select, Submit } from '../../ui/form';
+import { Field, Select, Submit } from '../../ui/form';
 import { Loading, Paged, when } from '../../ui/table';
 import { Confirm, Refusal, useOrgPage, useProjects } from './common';
 
@@ -53,6 +53,9 @@ export function Files() {
       ) : null}
       {projects.data?.projects.length === 0 ? <p>No project yet: files belong to a project.</p> : null}
       {projectId && can(org, 'POST /api/orgs/{orgId}/projects/{projectId}/files') ? <Upload orgId={orgId} projectId={projectId} /> : null}
+      {projectId && list.data && can(org, 'PUT /api/orgs/{orgId}/projects/{projectId}/file-types') ? (
+        <FileTypes key={projectId} orgId={orgId} projectId={projectId} current={list.data.limits.extensions} />
+      ) : null}
       {list.isPending && projectId ? <Loading what="files" /> : null}
       <Refusal error={list.error} />
       {list.data ? (
@@ -65,6 +68,31 @@ export function Files() {
         </>
       ) : null}
     </>
+  );
+}
+
+/** The project's allowlist of extensions; executable and script types are refused by the server whatever the list says. */
+function FileTypes({ orgId, projectId, current }: { orgId: string; projectId: string; current: string[] | null }) {
+  const [text, setText] = useState((current ?? []).join(', '));
+  const save = useAction(
+    (extensions: string[] | null) => call(api.PUT('/api/orgs/{orgId}/projects/{projectId}/file-types', { params: { path: { orgId, projectId } }, body: { extensions } })),
+    { invalidate: [filesKey(orgId, projectId)] },
+  );
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const list = text.split(/[\s,]+/).map((x) => x.replace(/^\./, '')).filter(Boolean);
+    save.mutate(list.length > 0 ? list : null);
+  };
+  return (
+    <form onSubmit={submit} aria-label="Accepted file types">
+      <Field
+        label="Accepted file types" value={text} onChange={(e) => setText(e.target.value)} placeholder="any type (pdf, csv, png…)"
+        field="body.extensions" error={save.error} hint="Extensions separated by commas; empty: any type that is not a program or a script."
+      />
+      <Refusal error={save.error} />
+      {save.isSuccess ? <p role="status">{save.data.extensions ? `This project accepts ${save.data.extensions.map((x) => `.${x}`).join(', ')}.` : 'This project accepts any type that is not a program or a script.'}</p> : null}
+      <Submit busy={save.isPending}>Save file types</Submit>
+    </form>
   );
 }
 
