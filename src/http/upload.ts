@@ -21,8 +21,11 @@ export interface UploadedFile {
 export interface UploadSource {
   /** The request's Content-Length, when it sent one: a first, cheap size check. */
   readonly declaredLength: number | null;
-  /** The one file part; refuses a body that starts with anything else. */
-  file(maxBytes: number): Promise<UploadedFile>;
+  /**
+   * The one file part, of at most `maxBytes` (`limit` says it in words for the refusal); refuses
+   * a body that starts with anything else, and one whose Content-Length alone is past the limit.
+   */
+  file(maxBytes: number, limit: string): Promise<UploadedFile>;
   /** After the file's stream has been read to its end: resolves only when nothing followed it. */
   end(): Promise<void>;
 }
@@ -58,6 +61,7 @@ interface Part {
 
 export function uploadSource(request: FastifyRequest, pace: UploadPace = DEFAULT_UPLOAD_PACE): UploadSource {
   const length = Number(request.headers['content-length']);
+  const declaredLength = Number.isSafeInteger(length) && length >= 0 ? length : null;
   let iterator: AsyncIterator<Part> | null = null;
   const next = async (): Promise<Part | null> => {
     try {
@@ -70,8 +74,10 @@ export function uploadSource(request: FastifyRequest, pace: UploadPace = DEFAULT
   // Anything but multipart is refused before the domain does any work.
   if (!request.isMultipart()) throw new AppError('unsupported_media_type', ONE_FILE);
   return {
-    declaredLength: Number.isSafeInteger(length) && length >= 0 ? length : null,
-    async file(maxBytes) {
+    declaredLength,
+    async file(maxBytes, limit) {
+      const tooLarge = () => new AppError('payload_too_large', `a file is limited to ${limit} here`);
+      if (declaredLength !== null && declaredLength > maxBytes + MULTIPART_OVERHEAD_BYTES) throw tooLarge();
       const parts = request.parts({
         // preservePath: the name as sent, so that a path in it is refused rather than quietly cut off.
         preservePath: true,
@@ -88,7 +94,6 @@ export function uploadSource(request: FastifyRequest, pace: UploadPace = DEFAULT
       // Its failure may come before the handler reads it (the handler checks the name first): the
       // reader sees it then (a pipeline over an errored stream fails with its error), not the process.
       stream.on('error', () => undefined);
-      const tooLarge = () => new AppError('payload_too_large', `a file is limited to ${maxBytes} bytes here`);
       raw.once('limit', () => stream.destroy(tooLarge()));
       finished(raw, (err) => {
         if (err) stream.destroy(multipartProblem(raw.errored ?? err));

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seriousViolations, signInAs, startConsole, type ConsoleHarness, settled } from './browser.js';
 import { clamdMissing, EICAR, startClamd, type Clamd } from '../support/clamd.js';
@@ -12,16 +13,21 @@ describe.skipIf(clamdMissing())('console files in Chromium', () => {
     clamd = await startClamd();
     c = await startConsole('pglite', { PALISADE_CLAMD: `tcp://127.0.0.1:${clamd.port}` });
   }, 120_000);
+  /** Chromium signed in as acme's `role`, on the Files page. */
+  async function filesPageAs(role: 'member' | 'admin' | 'viewer'): Promise<Page> {
+    const { page } = await c.newPage();
+    const who = c.h.user('acme', role);
+    await signInAs(page, who.email, who.password);
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    return page;
+  }
   afterAll(async () => {
     await c?.close();
     await clamd?.stop();
   });
 
   it('a member uploads a file, downloads it as an attachment, sees malware refused, and deletes the file', async () => {
-    const { page } = await c.newPage();
-    const member = c.h.user('acme', 'member');
-    await signInAs(page, member.email, member.password);
-    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    const page = await filesPageAs('member');
     const form = page.getByRole('form', { name: 'Upload a file' });
     await form.getByLabel('File').setInputFiles({ name: 'findings.csv', mimeType: 'text/csv', buffer: Buffer.from('host,severity\nweb-01,high\n') });
     await form.getByRole('button', { name: 'Upload' }).click();
@@ -53,10 +59,7 @@ describe.skipIf(clamdMissing())('console files in Chromium', () => {
   });
 
   it('an admin limits a project to some file types; an executable type is refused with the server\u2019s reason', async () => {
-    const { page } = await c.newPage();
-    const admin = c.h.user('acme', 'admin');
-    await signInAs(page, admin.email, admin.password);
-    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    const page = await filesPageAs('admin');
     const types = page.getByRole('form', { name: 'Accepted file types' });
     await types.getByLabel('Accepted file types').fill('pdf, .CSV exe');
     await types.getByRole('button', { name: 'Save file types' }).click();
@@ -76,10 +79,7 @@ describe.skipIf(clamdMissing())('console files in Chromium', () => {
   });
 
   it('a viewer lists and downloads but is offered no upload or delete', async () => {
-    const { page } = await c.newPage();
-    const viewer = c.h.user('acme', 'viewer');
-    await signInAs(page, viewer.email, viewer.password);
-    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Files' }).click();
+    const page = await filesPageAs('viewer');
     await page.getByLabel('Storage').waitFor();
     expect(await page.getByRole('form', { name: 'Upload a file' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: /^Delete / }).count()).toBe(0);

@@ -188,10 +188,7 @@ export function createFileService(deps: FileServiceDeps) {
         });
         // Bytes left by swept rows, and by files that went with a deleted project.
         await purgeGone(orgId);
-        if (source.declaredLength !== null && source.declaredLength > plan.fileBytes + 64 * 1024) {
-          throw new AppError('payload_too_large', `a file is limited to ${sizeText(plan.fileBytes)} on this organization's plan`);
-        }
-        const part = await source.file(plan.fileBytes);
+        const part = await source.file(plan.fileBytes, `${sizeText(plan.fileBytes)} on this organization's plan`);
         // 2. The name, before the bytes.
         const checked = checkFileName(part.fileName, extensions);
         name = checked.name;
