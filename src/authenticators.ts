@@ -32,7 +32,7 @@ export function createAuthenticators(deps: {
       const standing = verified.standing ?? null;
       if (standing) {
         sessions.assertOrgPolicy(verified.actor.session, standing.policy);
-        await sessions.touchForPolicy(verified.actor.session, standing.policy);
+        sessions.touchForPolicy(verified.actor.session, standing.policy);
       }
       return { actor: verified.actor, access: standing?.access ?? null };
     },

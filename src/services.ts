@@ -22,7 +22,7 @@ import { archivePath, createArchiveWriter, createExportJob, createExportService,
 import { rm } from 'node:fs/promises';
 import { clamdScanner, createFileService, openFileStore, type ScannerFailure } from './domains/files/index.js';
 import { createMailWorker, createOutboxMail, createSmtpTransport } from './domains/mail/index.js';
-import { createSessionService, createSignInService } from './domains/sessions/index.js';
+import { createSessionService, createSessionTouches, createSignInService } from './domains/sessions/index.js';
 import { createSocialIdentities, createSocialSignIn } from './domains/social/index.js';
 import {
   createInvitationService,
@@ -84,6 +84,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     },
   });
   const auditVerifier = createAuditVerifier({ db, keys: chainKeys, clock, checkpointFile: config.auditCheckpoints.file });
+  const sessionTouches = createSessionTouches({ db, onError: (err) => logger.error({ err }, 'session touch failed') });
   const sessions = createSessionService({
     db,
     clock,
@@ -92,6 +93,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     idleSeconds: config.session.idleSeconds,
     absoluteSeconds: config.session.absoluteSeconds,
     touchIntervalSeconds: config.session.touchIntervalSeconds,
+    touches: sessionTouches,
   });
   const keyUsage = createKeyUsage({ db, onError: (err) => logger.error({ err }, 'api key last-used flush failed') });
   const apiKeys = createApiKeyService({ db, audit, clock, usage: keyUsage });
@@ -177,7 +179,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
 
   return {
     keyring, sealer, chainKeys, mail, audit, auditReader, auditVerifier, checkpoints,
-    sessions, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, files, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit, sealer }),
+    sessions, sessionTouches, signIn, enforcement, apiKeys, keyUsage, orgs, orgDeletion, members, subjects, invitations, roles, projects, assets, files, inbound, credentials, vault, domains, connections, sso, ssoTests, saml, social, socialIdentities: createSocialIdentities({ db, audit, sealer }),
     lockout, mfa, passkeys, identity, webhooks, webhookWorker, mailWorker, auditStreams, streamWorker, streamSender, dataKeys, dataKeyJob, shredder, exportSigning, archives, exportJob, exports,
     magicLinks: createMagicLinkService({ db, clock, audit, mail, sealer, publicOrigin: config.publicOrigin }),
     /** The background jobs of a serving process (`serve`, `palisade worker`): webhook and mail delivery, audit streams, data-key rotation, tenant exports, audit checkpoints. */
@@ -192,6 +194,7 @@ export function createServices(config: ServicesConfig, db: Database, clock: Cloc
     /** Graceful end: pending last-used notes are written, deliveries in flight recorded, a last checkpoint taken. */
     async close(): Promise<void> {
       await keyUsage.close();
+      await sessionTouches.settled();
       await webhookWorker.stop();
       await streamWorker.stop();
       await dataKeyJob.stop();

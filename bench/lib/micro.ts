@@ -6,7 +6,7 @@ import { chainKeysFrom, createAuditWriter, verifyChain } from '../../src/domains
 import { eventHash, GENESIS_HASH, headMac, type ChainedEvent } from '../../src/domains/audit/chain.js';
 import { createApiKeyService, createKeyUsage } from '../../src/domains/api-keys/index.js';
 import { createSealer } from '../../src/domains/keys/index.js';
-import { createSessionService } from '../../src/domains/sessions/index.js';
+import { createSessionService, createSessionTouches } from '../../src/domains/sessions/index.js';
 import { systemClock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { ALL_PERMISSIONS, BUILTIN_ROLE_PERMISSIONS, PermissionSet } from '../../src/kernel/permissions.js';
@@ -167,6 +167,7 @@ export async function verificationCost(
   const audit = createAuditWriter({ db, clock: systemClock, keys: chainKeysFrom(keyring), sealer: createSealer(keyring), onError: () => undefined });
   const sessions = createSessionService({
     db, clock: systemClock, sealer: createSealer(keyring), secret: Buffer.from(BENCH.sessionSecret, 'base64'), idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+    touches: createSessionTouches({ db, onError: () => undefined }),
   });
   const usage = createKeyUsage({ db, onError: () => undefined });
   const apiKeys = createApiKeyService({ db, audit, clock: systemClock, usage });

@@ -1,7 +1,7 @@
 import { Keyring, parseKeks } from '../../src/crypto/index.js';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.js';
 import { createSealer } from '../../src/domains/keys/index.js';
-import { createSessionService, type SessionService } from '../../src/domains/sessions/index.js';
+import { createSessionService, createSessionTouches, type SessionService } from '../../src/domains/sessions/index.js';
 import { systemClock } from '../../src/kernel/clock.js';
 import { systemContext } from '../../src/kernel/context.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
@@ -21,6 +21,8 @@ async function withSessions<T>(fn: (opened: OpenedDatabase, sessions: SessionSer
     // The server's KEK (BENCH.kek): the session's client is sealed under the system scope both use.
     db: opened.db, clock: systemClock, sealer: createSealer(new Keyring(parseKeks(BENCH.kek))), secret: Buffer.from(BENCH.sessionSecret, 'base64'),
     idleSeconds: 1800, absoluteSeconds: 8 * 3600, touchIntervalSeconds: 60,
+    // Only issues sessions: nothing is touched here.
+    touches: createSessionTouches({ db: opened.db, onError: () => undefined }),
   });
   try {
     return await fn(opened, sessions);

@@ -46,10 +46,16 @@ export interface Database {
    * withSystem and readGlobal inside it reuses them, each call behind a savepoint (a failed call
    * undoes only its own work), and the transaction commits when `fn` settles, before the
    * response is sent. Only for requests whose writes may commit together (reads: a session
-   * touch or rotation, the audit of a refusal). See pinned.ts for the message budget. On the
+   * rotation, the audit of a refusal). See pinned.ts for the message budget. On the
    * embedded engine `fn` simply runs (one connection already; transactions stay per call).
    */
   requestTransaction<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` outside any request transaction: its calls, and the callbacks it schedules, open
+   * their own. For work shared by several requests (session touches.ts), which must neither
+   * commit with one of them nor keep its connection.
+   */
+  outsideRequest<T>(fn: () => T): T;
   /** NOTIFY wake-ups of a channel (listen.ts): a hint to look now, never the only way work is found. */
   readonly listen: Listen;
   /**
@@ -203,6 +209,10 @@ export class KyselyDatabase implements Database {
     }
     await pinned.finish(false);
     return result;
+  }
+
+  outsideRequest<T>(fn: () => T): T {
+    return this.pinned.exit(fn);
   }
 
   async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[] | null): Promise<R | undefined> {

@@ -205,7 +205,7 @@ export class PinnedConnection {
   }
 
   /**
-   * Commits (also when the request failed: what a read writes, a session touch or rotation, the
+   * Commits (also when the request failed: what a read writes, a session rotation, the
    * audit of a refusal, stands on its own) and gives the connection back.
    */
   async finish(requestFailed: boolean): Promise<void> {

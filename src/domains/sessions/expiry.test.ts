@@ -17,6 +17,8 @@ describe.each(ENGINES)('session expiry on %s', (engine) => {
   const projects = (cookie: string, org: string) => h.built.app.inject({ method: 'GET', url: `/api/orgs/${h.orgId(org)}/projects`, headers: { cookie } });
   const lastSeen = async (cookie: string): Promise<number> => {
     const secret = cookie.slice(SESSION.length + 1, SESSION.length + 44);
+    // Touches are written behind the request (sessions/touches.ts).
+    await h.built.services.sessionTouches.settled();
     const r = await h.t.owner.query<{ last_seen_at: Date | string }>('select last_seen_at from sessions where token_hash = $1', [sha256Hex(secret)]);
     return new Date(r[0]?.last_seen_at ?? 0).getTime();
   };

@@ -1,4 +1,6 @@
 export { createSessionService } from './service.js';
+export { createSessionTouches } from './touches.js';
+export type { SessionTouches } from './touches.js';
 export type { SessionService, Verified, SessionView, SessionProof, IssuedSession, IssueOptions } from './service.js';
 export { createSignInService } from './sign-in.js';
 export type { SignInService, SignInMethod, StepUpMethod, SignInFinish, SignedInSession, SsoGate, SsoGateVia } from './sign-in.js';

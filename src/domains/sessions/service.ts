@@ -9,6 +9,7 @@ import { standingFrom, type MembershipRow, type OrgPolicy, type Standing } from 
 import type { SessionView } from './responses.js';
 import type { SignInMethod } from './sign-in.js';
 import type { Sealer } from '../keys/sealer.js';
+import type { SessionTouches } from './touches.js';
 
 /**
  * Server-side sessions. The cookie carries `<secret>.<hmac>`: the HMAC is checked before any
@@ -25,6 +26,8 @@ export interface SessionDeps {
   idleSeconds: number;
   absoluteSeconds: number;
   touchIntervalSeconds: number;
+  /** Where due touches of last_seen_at go (touches.ts): written behind the request. */
+  touches: SessionTouches;
 }
 
 export type { SessionView };
@@ -209,13 +212,16 @@ export function createSessionService(deps: SessionDeps) {
       }
       if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
       if (now >= s.absolute_expires_at) return null;
-      if (now.getTime() - s.last_seen_at.getTime() > deps.idleSeconds * 1000) return null;
+      // This process's own touch may not have reached the row yet (touches.ts).
+      const noted = deps.touches.noted(s.id);
+      const lastSeenAt = noted && noted.at > s.last_seen_at ? noted.at : s.last_seen_at;
+      if (now.getTime() - lastSeenAt.getTime() > deps.idleSeconds * 1000) return null;
       // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
       // revive a session an org's shorter idle limit has already expired.
-      const gapSeconds = Math.max(0, Math.ceil((now.getTime() - s.last_seen_at.getTime()) / 1000));
-      const longestIdleSeconds = Math.max(s.longest_idle_seconds, gapSeconds);
+      const gapSeconds = Math.max(0, Math.ceil((now.getTime() - lastSeenAt.getTime()) / 1000));
+      const longestIdleSeconds = Math.max(s.longest_idle_seconds, noted?.gapSeconds ?? 0, gapSeconds);
       const proof = { mfaVerified: s.mfa_verified, steppedUpAt: s.stepped_up_at, mfaEnabled: s.mfa_enabled ?? false };
-      const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt: s.last_seen_at, longestIdleSeconds, ...proof };
+      const session: SessionInfo = { id: s.id, createdAt: s.created_at, lastSeenAt, longestIdleSeconds, ...proof };
       const actor = (info: SessionInfo): UserActor => ({ type: 'user', userId: s.user_id, session: info });
       const standing = orgId === undefined ? undefined : s.role ? standingFrom(orgId, s as MembershipRow) : null;
       if (s.rotate_pending) {
@@ -235,15 +241,7 @@ export function createSessionService(deps: SessionDeps) {
           return { actor: actor({ id: fresh.id, createdAt: s.created_at, lastSeenAt: now, longestIdleSeconds, ...proof }), rotatedCookie: fresh.cookie, standing };
         });
       }
-      if (now.getTime() - s.last_seen_at.getTime() >= deps.touchIntervalSeconds * 1000) {
-        await deps.db.withSystem('session touch', (tx) =>
-          exec(
-            tx,
-            sql`update sessions set last_seen_at = ${now.toISOString()}, longest_idle_seconds = greatest(longest_idle_seconds, ${gapSeconds}::int)
-                where id = ${s.id} and revoked_at is null`,
-          ),
-        );
-      }
+      if (now.getTime() - lastSeenAt.getTime() >= deps.touchIntervalSeconds * 1000) deps.touches.touch(s.id, now, gapSeconds);
       return { actor: actor(session), rotatedCookie: null, standing };
     },
 
@@ -298,21 +296,13 @@ export function createSessionService(deps: SessionDeps) {
      * regular touch (once per touchIntervalSeconds) would let up to a minute of activity count
      * as idleness. Runs after assertOrgPolicy, so it never hides a gap that already expired.
      */
-    async touchForPolicy(session: SessionInfo, policy: OrgPolicy): Promise<void> {
+    touchForPolicy(session: SessionInfo, policy: OrgPolicy): void {
       if (!policy.sessionIdleSeconds) return;
       const gapMs = deps.clock.now().getTime() - session.lastSeenAt.getTime();
       const dueMs = Math.min(deps.touchIntervalSeconds, policy.sessionIdleSeconds / 4) * 1000;
       // At or past the regular interval, verify() has already written it.
       if (gapMs < dueMs || gapMs >= deps.touchIntervalSeconds * 1000) return;
-      const gapSeconds = Math.ceil(gapMs / 1000);
-      await deps.db.withSystem('session touch for an org idle limit', (tx) =>
-        exec(
-          tx,
-          sql`update sessions set last_seen_at = ${deps.clock.now().toISOString()},
-                longest_idle_seconds = greatest(longest_idle_seconds, ${gapSeconds}::int)
-              where id = ${session.id} and revoked_at is null`,
-        ),
-      );
+      deps.touches.touch(session.id, deps.clock.now(), Math.ceil(gapMs / 1000));
     },
 
     async countLive(tx: Tx, userId: string): Promise<number> {
