@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { keyedHmacSha256 } from './primitives.js';
 import { InvariantError } from '../kernel/errors.js';
 import { KEK_ID, memoryKekProvider, parseKekValue, SealedValueError, type Kek, type KekProvider } from './kek-provider.js';
 
@@ -67,7 +68,8 @@ function aadFor(ref: FieldRef): string {
 export class Keyring {
   private readonly provider: KekProvider;
   private readonly cache = new Map<string, Buffer>();
-  private readonly macKeys = new Map<string, Buffer>();
+  /** MAC functions by purpose and key (keyedHmacSha256): the key's pads are computed once. */
+  private readonly macKeys = new Map<string, (data: string) => string>();
 
   /** KEKs in process (env, file), or any provider (PKCS#11), the active KEK first. */
   constructor(keks: readonly Kek[] | KekProvider) {
@@ -95,13 +97,13 @@ export class Keyring {
    */
   mac(purpose: string, kekId: string, data: string): string {
     const cacheKey = `${purpose}/${kekId}`;
-    let key = this.macKeys.get(cacheKey);
-    if (!key) {
+    let mac = this.macKeys.get(cacheKey);
+    if (!mac) {
       if (!this.provider.ids.includes(kekId)) throw new SealedValueError(`unknown key ${kekId}`);
-      key = this.provider.macKey(kekId, purpose);
-      this.macKeys.set(cacheKey, key);
+      mac = keyedHmacSha256(this.provider.macKey(kekId, purpose));
+      this.macKeys.set(cacheKey, mac);
     }
-    return createHmac('sha256', key).update(data).digest('hex');
+    return mac(data);
   }
 
   /** Zeroes and drops every unwrapped data key of a scope (its keys were destroyed, or may have been). */
@@ -179,12 +181,12 @@ export class Keyring {
       if (!w) throw new InvariantError(`no active data key for ${scope} after storing one`);
     }
     const cacheKey = `blind-index/${scope}/${w.id}`;
-    let key = this.macKeys.get(cacheKey);
-    if (!key) {
-      key = Buffer.from(hkdfSync('sha256', this.unwrap(scope, w), Buffer.alloc(0), 'palisade blind-index v1', 32));
-      this.macKeys.set(cacheKey, key);
+    let mac = this.macKeys.get(cacheKey);
+    if (!mac) {
+      mac = keyedHmacSha256(Buffer.from(hkdfSync('sha256', this.unwrap(scope, w), Buffer.alloc(0), 'palisade blind-index v1', 32)));
+      this.macKeys.set(cacheKey, mac);
     }
-    return createHmac('sha256', key).update(value, 'utf8').digest('hex');
+    return mac(value);
   }
 
   async open(store: DataKeyStore, ref: FieldRef, sealed: string): Promise<string> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hmacSha256, newId, randomKey, randomToken, requestId, safeEqual, sha256Hex } from './primitives.js';
+import { createHmac } from 'node:crypto';
+import { hmacSha256, keyedHmacSha256, newId, randomKey, randomToken, requestId, safeEqual, sha256Hex } from './primitives.js';
 
 describe('safeEqual', () => {
   it.each([
@@ -36,6 +37,18 @@ describe('hashes and randomness', () => {
     expect(hmacSha256(Buffer.from('Jefe'), 'what do ya want for nothing?').toString('hex')).toBe(
       '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
     );
+  });
+
+  it('keyedHmacSha256 is HMAC-SHA256: RFC 4231 case 2, and createHmac for short, block-sized and long keys', () => {
+    expect(keyedHmacSha256(Buffer.from('Jefe'))('what do ya want for nothing?')).toBe('5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+    for (const len of [0, 1, 32, 63, 64, 65, 131]) {
+      const key = Buffer.alloc(len, 0xa5);
+      const mac = keyedHmacSha256(key);
+      // Used twice: the prepared states must not be consumed by a message.
+      for (const input of ['', 'événement ✓', 'x'.repeat(1000), '']) {
+        expect(mac(input)).toBe(createHmac('sha256', key).update(input).digest('hex'));
+      }
+    }
   });
 
   it('requestId has randomToken(12)\u2019s form and does not repeat across pool refills', () => {

@@ -23,7 +23,8 @@ export interface OpenedDatabase {
   owner: OwnerConnection & { close(): Promise<void> };
 }
 
-function pgliteOwner(client: PGlite): OwnerConnection & { close(): Promise<void> } {
+/** Owner access to an embedded database (also what the test suite migrates its template with). */
+export function pgliteOwner(client: PGlite): OwnerConnection & { close(): Promise<void> } {
   return {
     async script(text) {
       await client.exec(text);
@@ -231,14 +232,23 @@ function notMigrated(cfg: DatabaseConfig): string {
 
 export async function openDatabase(
   cfg: DatabaseConfig,
-  opts: { migrate: boolean; keyedSteps?: MigrateOptions['keyedSteps'] },
+  opts: {
+    migrate: boolean;
+    keyedSteps?: MigrateOptions['keyedSteps'];
+    /**
+     * An in-memory embedded database starts as this dumped data directory (PGlite's
+     * dumpDataDir) instead of a fresh initdb: the test suite's migrated template, which spares
+     * each test database the embedded initdb (~3 s of the suite's time per database).
+     */
+    startFrom?: Blob;
+  },
 ): Promise<OpenedDatabase> {
   if (cfg.kind === 'pglite') {
     if (cfg.dataDir) mkdirSync(cfg.dataDir, { recursive: true });
     const release = cfg.dataDir ? lockDataDir(cfg.dataDir) : () => undefined;
     let client: PGlite;
     try {
-      client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create();
+      client = cfg.dataDir ? await PGlite.create(cfg.dataDir) : await PGlite.create(opts.startFrom ? { loadDataDir: opts.startFrom } : {});
       if (opts.migrate) {
         await migrate(pgliteOwner(client), { runtimeRole: cfg.runtimeRole, runtimePassword: null, login: false, keyedSteps: opts.keyedSteps });
       }

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
-import { openDatabase, pgOwner, type OpenedDatabase } from '../../src/db/open.js';
+import { PGlite } from '@electric-sql/pglite';
+import { openDatabase, pgliteOwner, pgOwner, type OpenedDatabase } from '../../src/db/open.js';
+import { migrate } from '../../src/db/migrate.js';
 import type { Engine } from '../../src/db/database.js';
 
 /** Engines the suite runs its database tests against; TEST_ENGINES narrows it. */
@@ -26,10 +28,30 @@ function urlFor(dbName: string, user = 'postgres'): string {
   return u.toString();
 }
 
+let pgliteTemplate: Promise<Blob> | null = null;
+
+/**
+ * A migrated embedded database, dumped once per worker process: each test database starts from
+ * it (about 1 s) rather than from PGlite's initdb and every migration (3–5 s). Migrations are
+ * still run over it (none is pending), as the server would on start.
+ */
+function migratedPglite(): Promise<Blob> {
+  pgliteTemplate ??= (async () => {
+    const client = await PGlite.create();
+    try {
+      await migrate(pgliteOwner(client), { runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, login: false });
+      return await client.dumpDataDir('none');
+    } finally {
+      await client.close();
+    }
+  })();
+  return pgliteTemplate;
+}
+
 /** A fresh, migrated database: PGlite in memory, or a new PostgreSQL database per call. */
 export async function createTestDatabase(engine: Engine): Promise<TestDatabase> {
   if (engine === 'pglite') {
-    const opened = await openDatabase({ kind: 'pglite', dataDir: null, runtimeRole: TEST_RUNTIME_ROLE }, { migrate: true });
+    const opened = await openDatabase({ kind: 'pglite', dataDir: null, runtimeRole: TEST_RUNTIME_ROLE }, { migrate: true, startFrom: await migratedPglite() });
     return { ...opened, engine, ownerUrl: null, runtimeUrl: null, drop: async () => { await opened.db.close(); } };
   }
   const name = `palisade_t_${randomBytes(6).toString('hex')}`;
