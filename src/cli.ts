@@ -166,7 +166,10 @@ export async function runCli(argv: string[]): Promise<number> {
         // Operator tool: reads every org's chain over the owner connection (needs a role that
         // bypasses RLS, e.g. the migration owner when it is superuser or BYPASSRLS).
         const query: Query = (text, params) => owner.query(text, params);
-        const opts = { org: flag(rest, '--org'), checkpointFile: flag(rest, '--checkpoints') ?? config.auditCheckpoints.file };
+        const opts = {
+          org: flag(rest, '--org'), checkpointFile: flag(rest, '--checkpoints') ?? config.auditCheckpoints.file,
+          progress: (line: string) => process.stderr.write(`${line}\n`),
+        };
         const outcome = sub === 'verify' ? await auditVerify(query, chainKeys, opts) : await auditCheckpoint(query, chainKeys, systemClock, opts);
         process.stdout.write(outcome.out);
         process.stderr.write(outcome.err);

@@ -112,6 +112,21 @@ describe.each(ENGINES)('palisade audit verify on %s', (engine) => {
     expect(await count(acme)).toBeGreaterThan(10);
   });
 
+  it('reports the walk: progress lines every 2 s with the running rate, and a summary with the rate', async () => {
+    const total = (await q<{ n: number }>('select count(*)::int as n from audit_events'))[0]!.n;
+    const chains = (await q<{ n: number }>('select count(distinct org_id)::int as n from audit_events'))[0]!.n;
+    let t = 0;
+    const lines: string[] = [];
+    // A clock 2.5 s on at every reading: every batch is past the 2 s between progress lines.
+    const r = await auditVerify(<R>(text: string, params?: unknown[]) => h.t.owner.query<R>(text, params), h.built.services.chainKeys,
+      { checkpointFile, progress: (l) => lines.push(l), nowMs: () => (t += 2500) });
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(lines.length).toBeGreaterThanOrEqual(chains); // orgs without events are walked too
+    expect(lines[0]).toMatch(/^chain 1 of \d+ \(\(system\)\): \d+ events; \d+ in all at [\d,]+ events\/s$/);
+    const summary = r.out.trim().split('\n').at(-1);
+    expect(summary).toMatch(new RegExp(`^verified ${total.toLocaleString('en-US')} events in \\d+ chains in [\\d.]+ s \\([\\d,]+ events/s\\)$`));
+  });
+
   it('an unknown --org exits 2', async () => {
     const r = await verify(['--org', 'nope'], true);
     expect(r.code).toBe(2);

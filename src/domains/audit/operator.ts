@@ -18,11 +18,21 @@ export interface AuditWalkOptions {
   /** One org only, by slug or id; every chain otherwise. */
   org?: string | undefined;
   checkpointFile: string;
+  /** Progress lines for a long walk (the CLI writes them to stderr): at most one every 2 s. */
+  progress?: (line: string) => void;
+  /** For the progress and the summary's rate; performance.now() by default. */
+  nowMs?: () => number;
 }
+
+const PROGRESS_EVERY_MS = 2000;
+
+const rate = (events: number, ms: number) => (ms > 0 ? Math.round((events * 1000) / ms).toLocaleString('en-US') : '–');
 
 interface Walk {
   reports: (ChainReport & { head: { seq: number; hash: string } | null })[];
   checkpoints: CheckpointSet;
+  /** How long the chains took to walk (ms). */
+  tookMs: number;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -61,10 +71,21 @@ async function walk(query: Query, keys: ChainKeys, opts: AuditWalkOptions): Prom
     targets = [SYSTEM_ORG_ID, ...[...ids].sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : 1))];
   }
   const reports: Walk['reports'] = [];
-  for (const orgId of targets) {
+  const now = opts.nowMs ?? (() => performance.now());
+  const started = now();
+  let done = 0;
+  let toldAt = started;
+  for (const [i, orgId] of targets.entries()) {
     const slug = orgId === SYSTEM_ORG_ID ? '(system)' : (slugOf.get(orgId) ?? null);
     const cp = checkpoints.latest.get(orgId) ?? null;
-    const report = await verifyChain(query, keys, orgId, slug, cp);
+    const report = await verifyChain(query, keys, orgId, slug, cp, (events) => {
+      const at = now();
+      if (!opts.progress || at - toldAt < PROGRESS_EVERY_MS) return;
+      toldAt = at;
+      opts.progress(`chain ${i + 1} of ${targets.length} (${slug ?? orgId}): ${events.toLocaleString('en-US')} events; `
+        + `${(done + events).toLocaleString('en-US')} in all at ${rate(done + events, at - started)} events/s`);
+    });
+    done += report.events;
     const head = (await query<{ seq: number | string; hash: string }>(`select seq, hash from audit_heads where org_id = $1`, [orgId]))[0];
     if (orgId !== SYSTEM_ORG_ID && slug === null) {
       report.problems.push('its organization row is missing (deleted): the chain has no org');
@@ -74,7 +95,7 @@ async function walk(query: Query, keys: ChainKeys, opts: AuditWalkOptions): Prom
     report.ok = report.problems.length === 0;
     reports.push({ ...report, head: head ? { seq: Number(head.seq), hash: head.hash } : null });
   }
-  return { reports, checkpoints };
+  return { reports, checkpoints, tookMs: now() - started };
 }
 
 function render(w: Walk): { out: string; err: string; failed: number } {
@@ -88,6 +109,9 @@ function render(w: Walk): { out: string; err: string; failed: number } {
     lines.push(`FAIL checkpoints (${w.checkpoints.file})`, ...w.checkpoints.problems.map((p) => `     ${p}`));
     failed++;
   }
+  const events = w.reports.reduce((n, r) => n + r.events, 0);
+  lines.push(`verified ${events.toLocaleString('en-US')} ${events === 1 ? 'event' : 'events'} in ${w.reports.length} ${w.reports.length === 1 ? 'chain' : 'chains'} `
+    + `in ${(w.tookMs / 1000).toFixed(1)} s (${rate(events, w.tookMs)} events/s)`);
   const err = w.checkpoints.exists
     ? ''
     : `no audit checkpoints at ${w.checkpoints.file} (palisade audit checkpoint, or a running server, writes them): a chain deleted whole, or cut short with an older head restored, goes unseen without them\n`;

@@ -46,6 +46,8 @@ export async function verifyChain(
   orgId: string,
   slug: string | null = null,
   checkpoint: ChainCheckpoint | null = null,
+  /** Told the number of this chain's events walked so far, after each batch. */
+  onBatch?: (events: number) => void,
 ): Promise<ChainReport> {
   const problems: string[] = [];
   // The sealed part is outside the chain (a rotation re-seals it): without a key, what can be
@@ -97,6 +99,7 @@ export async function verifyChain(
       prevHash = r.hash;
       expectedSeq = seq + 1;
     }
+    onBatch?.(count);
     if (batch.length < BATCH) break;
     after = Number(batch[batch.length - 1]?.seq);
   }
