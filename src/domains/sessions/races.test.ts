@@ -44,7 +44,8 @@ describe('session rows under concurrent member changes (postgres)', () => {
   // review S2 (SOUND: the attack was tried and refused). A refused GET used to keep its session
   // row (the touch) to the end of its transaction, then take the audit head: the same order as a
   // role change (sessions, then head). The touch is now written behind the request, in its own
-  // transaction (touches.ts), which takes no other lock; the two must still never deadlock.
+  // transaction (touches.ts), which skips a locked session row rather than wait for it; the two
+  // must still never deadlock.
   it('a refused signed-in read and a role change on the same member do not deadlock', async () => {
     const acme = h.orgId('acme');
     const victim = await newUser(h, acme, 'member');
@@ -62,7 +63,7 @@ describe('session rows under concurrent member changes (postgres)', () => {
       await lock.query('select 1 from audit_heads where org_id = $1 for update', [acme]);
       const change = owner.call('PATCH', `/api/orgs/${acme}/members/${victim.id}`, { role: 'viewer' }); // victim's sessions (markRotate) → head
       await lockWaiters(mon, 1);
-      const refused = v.call('GET', `/api/orgs/${acme}/settings`); // refused → head (its touch waits on the session row, apart)
+      const refused = v.call('GET', `/api/orgs/${acme}/settings`); // refused → head (its touch, apart, skips the locked session row)
       await lockWaiters(mon, 2);
       await lock.query('commit');
       const started = Date.now();

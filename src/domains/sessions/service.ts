@@ -350,7 +350,9 @@ export function createSessionService(deps: SessionDeps) {
       const row = await one<SessionRow>(tx, sql`select * from sessions where id = ${current.id} and user_id = ${userId} for update`);
       if (!row || row.revoked_at) throw new AppError('unauthenticated');
       await exec(tx, sql`update sessions set revoked_at = ${deps.clock.now().toISOString()}, revoked_reason = 'rotated' where id = ${row.id}`);
-      return insert(tx, userId, ctx, { from: row });
+      // The gap this request saw (its touch may not be written yet: touches.ts) carries over too,
+      // so that a rotation cannot clear what an org's shorter idle limit holds against the session.
+      return insert(tx, userId, ctx, { from: { ...row, longest_idle_seconds: Math.max(row.longest_idle_seconds, current.longestIdleSeconds ?? 0) } });
     },
 
     async list(userId: string, currentId: string): Promise<SessionView[]> {

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { exec, type Database } from '../../db/database.js';
+import { rows, type Database } from '../../db/database.js';
 
 /**
  * Session touches (last_seen_at, longest_idle_seconds) written behind the request, by group
@@ -13,9 +13,10 @@ import { exec, type Database } from '../../db/database.js';
  * kept saying "due" until its touch committed, so each of its requests meanwhile sent the same
  * UPDATE and waited on the same row lock. That was the second-long p99.9 of the full bench
  * (docs/performance.md). A request does not wait for its touch: waiting, it would hold its pool
- * connection while the touch needs one. What a touch decides (idle expiry) moves by minutes; a
- * crash loses at most the touches of one write, which makes those sessions look idle a minute
- * longer, never the other way.
+ * connection while the touch needs one. What a touch decides (idle expiry) moves by minutes;
+ * what a crash has not yet written, a failed write, and a row skipped because another transaction
+ * holds it are lost: those sessions look idle up to a minute longer (until their next request notes
+ * them again), never the other way.
  */
 export interface Touch {
   at: Date;
@@ -37,6 +38,7 @@ export interface SessionTouches {
 
 /** How long a written touch stays noted: longer than any read that began before its commit. */
 const NOTED_AFTER_COMMIT_MS = 2000;
+const MAX_NOTED = 100_000;
 
 export function createSessionTouches(deps: { db: Database; onError: (err: unknown) => void }): SessionTouches {
   const noted = new Map<string, Touch>();
@@ -54,16 +56,36 @@ export function createSessionTouches(deps: { db: Database; onError: (err: unknow
       ats.push(t.at.toISOString());
       gaps.push(t.gapSeconds);
     }
-    await deps.db.withSystem('session touch', (tx) =>
-      // Rows locked in id order: two instances writing overlapping batches cannot deadlock.
-      exec(
+    const written = await deps.db.withSystem('session touch', (tx) =>
+      // SKIP LOCKED: the batch never waits for a row, so it can never be part of a deadlock with
+      // the statements that lock several of a user's session rows in their own order (revoke
+      // all, mark for rotation, SSO enforcement), nor hold them up. A row locked by one of those is
+      // left out; its session is forgotten here and noted again by its next request.
+      // greatest(): another instance's later touch may have committed first.
+      rows<{ id: string }>(
         tx,
         sql`with v as (select * from unnest(${ids}::uuid[], ${ats}::timestamptz[], ${gaps}::int[]) as v(id, at, gap)),
-                 locked as (select s.id from sessions s join v on v.id = s.id where s.revoked_at is null order by s.id for update of s)
-            update sessions s set last_seen_at = v.at, longest_idle_seconds = greatest(s.longest_idle_seconds, v.gap)
-            from v where s.id = v.id and s.id in (select id from locked) and s.revoked_at is null`,
+                 locked as (select s.id from sessions s join v on v.id = s.id where s.revoked_at is null for update of s skip locked)
+            update sessions s set last_seen_at = greatest(s.last_seen_at, v.at), longest_idle_seconds = greatest(s.longest_idle_seconds, v.gap)
+            from v where s.id = v.id and s.id in (select id from locked) and s.revoked_at is null
+            returning s.id`,
       ),
     );
+    const done = new Set(written.map((r) => r.id));
+    for (const [id, t] of batch) if (!done.has(id)) forget(id, t);
+  }
+
+  /** Unless noted again since (then its own write forgets it). */
+  function forget(id: string, t: Touch): void {
+    if (noted.get(id) === t) noted.delete(id);
+  }
+
+  function report(err: unknown): void {
+    try {
+      deps.onError(err);
+    } catch {
+      // A reporter that throws must not become an unhandled rejection of the write loop.
+    }
   }
 
   function drain(): void {
@@ -78,20 +100,21 @@ export function createSessionTouches(deps: { db: Database; onError: (err: unknow
     writing = batch;
     write(batch)
       .then(() => {
-        const forget = setTimeout(() => {
-          // Unless noted again since: then its own write forgets it.
-          for (const [id, t] of batch) if (noted.get(id) === t) noted.delete(id);
+        // Wall-clock time: this covers a read racing the commit, whatever the service's clock says.
+        const later = setTimeout(() => {
+          for (const [id, t] of batch) forget(id, t);
         }, NOTED_AFTER_COMMIT_MS);
-        forget.unref();
+        later.unref();
       }, (err: unknown) => {
         // Not written: forgotten now, so the next request notes it again.
-        for (const [id, t] of batch) if (noted.get(id) === t) noted.delete(id);
-        deps.onError(err);
+        for (const [id, t] of batch) forget(id, t);
+        report(err);
       })
       .finally(() => {
         writing = null;
         drain();
-      });
+      })
+      .catch(report);
   }
 
   return {
@@ -105,6 +128,8 @@ export function createSessionTouches(deps: { db: Database; onError: (err: unknow
           deps.db.outsideRequest(() => setImmediate(drain));
         }
       }
+      // Bounded: forgetting costs only a fresher read (the row), never a longer session.
+      if (noted.size >= MAX_NOTED) noted.clear();
       const seen = noted.get(sessionId);
       const t = { at: seen && seen.at > at ? seen.at : at, gapSeconds: Math.max(seen?.gapSeconds ?? 0, gapSeconds) };
       noted.set(sessionId, t);
