@@ -12,9 +12,7 @@ export default defineConfig({
   test: {
     globalSetup: ['test/console/global-setup.ts'],
     pool: 'forks',
-    // Three on two cores: a worker often waits (PostgreSQL, clamd, Chromium, a child CLI), and the
-    // third fills those waits (measured: the suite's CPU use was 143 % of 200 % with two).
-    maxWorkers: 3,
+    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
