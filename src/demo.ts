@@ -34,19 +34,36 @@ export async function hasAnyUser(db: Database): Promise<boolean> {
   return (r?.n ?? 0) > 0;
 }
 
+/** A demo account's password and its argon2id hash. */
+export interface DemoCredential {
+  password: string;
+  hash: string;
+}
+
+async function freshCredential(): Promise<DemoCredential> {
+  const password = `demo-${randomToken(12)}`;
+  return { password, hash: await hashPassword(password) };
+}
+
 /**
  * Seeds two orgs, acme and globex, each with one user per built-in role, two projects with
- * assets, and a member restricted to the first project. Passwords are random per seeding.
+ * assets, and a member restricted to the first project. Passwords are random per seeding, unless
+ * `credentialFor` gives them (the test suite reuses one worker's across its databases, sparing
+ * twelve argon2id hashes a database).
  */
-export async function seedDemo(db: Database, { audit, sealer }: { audit: AuditWriter; sealer: Sealer }): Promise<DemoData> {
+export async function seedDemo(
+  db: Database,
+  { audit, sealer }: { audit: AuditWriter; sealer: Sealer },
+  credentialFor: (email: string) => Promise<DemoCredential> = freshCredential,
+): Promise<DemoData> {
   const ctx = systemContext('demo');
   const data: DemoData = { orgs: [], logins: [] };
   for (const slug of DEMO_ORG_SLUGS) {
     const orgId = newId();
     const users: { id: string; role: (typeof ROLES)[number]; email: string; password: string; hash: string }[] = [];
     for (const role of ROLES) {
-      const password = `demo-${randomToken(12)}`;
-      users.push({ id: newId(), role, email: `${role.replace('_', '-')}@${slug}.test`, password, hash: await hashPassword(password) });
+      const email = `${role.replace('_', '-')}@${slug}.test`;
+      users.push({ id: newId(), role, email, ...(await credentialFor(email)) });
     }
     const projects = [
       { id: newId(), name: 'Production' },

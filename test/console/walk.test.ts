@@ -73,4 +73,18 @@ describe('the console walked as every demo role', () => {
     }
     expect(c.answers.slice(before).filter((a) => a.status >= 500)).toEqual([]);
   });
+
+  it('its accessibility check finds what it looks for (a button with no name, an image with no text)', async () => {
+    const { page } = await c.newPage();
+    await page.goto('/sign-in');
+    await page.getByRole('heading', { level: 1 }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: { body: { insertAdjacentHTML(where: string, html: string): void } } }).document;
+      doc.body.insertAdjacentHTML('beforeend', '<button type="button"></button><img src="/nothing.png">');
+    });
+    const found = await seriousViolations(page);
+    expect(found.some((v) => v.startsWith('button-name:'))).toBe(true);
+    expect(found.some((v) => v.startsWith('image-alt:'))).toBe(true);
+  });
 });

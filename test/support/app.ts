@@ -10,7 +10,9 @@ import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 import { createLogger } from '../../src/logging.js';
 import { newId } from '../../src/crypto/index.js';
 import { insertUserSql, personOf, userWithEmail } from '../../src/domains/identity/people.js';
-import { seedDemo, type DemoData, type DemoLogin } from '../../src/demo.js';
+import { seedDemo, type DemoCredential, type DemoData, type DemoLogin } from '../../src/demo.js';
+import { hashPassword } from '../../src/domains/identity/index.js';
+import { randomToken } from '../../src/crypto/index.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import type { Engine } from '../../src/db/database.js';
 
@@ -66,6 +68,22 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+const demoCredentials = new Map<string, Promise<DemoCredential>>();
+
+/**
+ * One worker's demo passwords, random and hashed once, then given to every database it seeds:
+ * twelve argon2id hashes were a third of a test app's start. Each database is still its own.
+ */
+function workerCredential(email: string): Promise<DemoCredential> {
+  let c = demoCredentials.get(email);
+  if (!c) {
+    const password = `demo-${randomToken(12)}`;
+    c = hashPassword(password).then((hash) => ({ password, hash }));
+    demoCredentials.set(email, c);
+  }
+  return c;
+}
+
 /** Builds the real app on a fresh database of `engine`, seeded with the demo orgs. */
 export async function createTestApp(
   engine: Engine,
@@ -82,7 +100,7 @@ export async function createTestApp(
   });
   const logger = createLogger('info', sink);
   const built = await buildApp({ config: testConfig(opts.config), db: t.db, clock, logger, memoryKeysPerPolicy: opts.memoryKeysPerPolicy });
-  const demo = await seedDemo(t.db, built.services);
+  const demo = await seedDemo(t.db, built.services, workerCredential);
   const cookieName = built.cookie.name;
   const userIds = new Map<string, string>();
   const { sealer } = built.services;

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { openDatabase, pgliteOwner, pgOwner, type OpenedDatabase } from '../../src/db/open.js';
-import { migrate } from '../../src/db/migrate.js';
+import { listMigrations, migrate } from '../../src/db/migrate.js';
 import type { Engine } from '../../src/db/database.js';
 
 /** Engines the suite runs its database tests against; TEST_ENGINES narrows it. */
@@ -48,6 +49,68 @@ function migratedPglite(): Promise<Blob> {
   return pgliteTemplate;
 }
 
+/**
+ * A test database is thrown away, never recovered after a crash of PostgreSQL: its commits need
+ * not wait for the WAL's fsync (the suite's PostgreSQL half spent much of its time there).
+ * Nothing the code under test does changes: visibility, locks and NOTIFY are as on commit. A
+ * database's settings are not copied from its template, so each one is set.
+ */
+async function throwaway(admin: pg.Client, name: string): Promise<void> {
+  await admin.query(`alter database ${name} set synchronous_commit = off`);
+}
+
+/** What a migrated database depends on: the migrations and the code that applies them. */
+function migrationsDigest(): string {
+  const h = createHash('sha256');
+  for (const m of listMigrations()) h.update(m.version).update('\0').update(m.text).update('\0');
+  for (const f of ['../../src/db/migrate.ts', '../../src/db/open.ts']) h.update(readFileSync(new URL(f, import.meta.url)));
+  return h.update(TEST_RUNTIME_ROLE).digest('hex').slice(0, 16);
+}
+
+let postgresTemplate: Promise<string> | null = null;
+
+/**
+ * A migrated PostgreSQL database that each test database is copied from (CREATE DATABASE …
+ * TEMPLATE, about 0.1 s) rather than migrated anew (about 0.35 s). Named after the migrations it
+ * holds, so that every worker and later runs share it and a changed migration makes a new one;
+ * built under a name of its own and renamed when complete, so that nothing copies a half-migrated
+ * one. Migrations are still run over each copy (none is pending), as the server would on start.
+ */
+function migratedPostgres(): Promise<string> {
+  postgresTemplate ??= (async () => {
+    const name = `palisade_tpl_${migrationsDigest()}`;
+    const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await admin.connect();
+    try {
+      // Workers starting together build it once: the others wait here, then find it.
+      await admin.query('select pg_advisory_lock(727275)');
+      const found = await admin.query('select 1 from pg_database where datname = $1', [name]);
+      if (found.rowCount === 0) {
+        const building = `${name}_building`;
+        await admin.query(`drop database if exists ${building} with (force)`);
+        await admin.query(`create database ${building}`);
+        await throwaway(admin, building);
+        const url = urlFor(building);
+        const opened = await openDatabase(
+          { kind: 'postgres', ownerUrl: url, runtimeUrl: urlFor(building, TEST_RUNTIME_ROLE), runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 1 },
+          { migrate: true },
+        );
+        await opened.db.close();
+        await opened.owner.close();
+        await admin.query(`alter database ${building} rename to ${name}`);
+        // Templates of earlier migrations are never copied again.
+        const stale = await admin.query<{ datname: string }>(`select datname from pg_database where datname like 'palisade\\_tpl\\_%' and datname <> $1`, [name]);
+        for (const r of stale.rows) await admin.query(`drop database if exists ${r.datname} with (force)`).catch(() => undefined);
+      }
+      return name;
+    } finally {
+      await admin.query('select pg_advisory_unlock(727275)').catch(() => undefined);
+      await admin.end();
+    }
+  })();
+  return postgresTemplate;
+}
+
 /** A fresh, migrated database: PGlite in memory, or a new PostgreSQL database per call. */
 export async function createTestDatabase(engine: Engine): Promise<TestDatabase> {
   if (engine === 'pglite') {
@@ -55,14 +118,15 @@ export async function createTestDatabase(engine: Engine): Promise<TestDatabase> 
     return { ...opened, engine, ownerUrl: null, runtimeUrl: null, drop: async () => { await opened.db.close(); } };
   }
   const name = `palisade_t_${randomBytes(6).toString('hex')}`;
+  const template = await migratedPostgres();
   const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
   await admin.connect();
-  await admin.query(`create database ${name}`);
-  // A test database is thrown away, never recovered after a crash of PostgreSQL: its commits need
-  // not wait for the WAL's fsync (the suite's PostgreSQL half spent much of its time there).
-  // Nothing the code under test does changes: visibility, locks and NOTIFY are as on commit.
-  await admin.query(`alter database ${name} set synchronous_commit = off`);
-  await admin.end();
+  try {
+    await admin.query(`create database ${name} template ${template}`);
+    await throwaway(admin, name);
+  } finally {
+    await admin.end();
+  }
   const ownerUrl = urlFor(name);
   const runtimeUrl = urlFor(name, TEST_RUNTIME_ROLE);
   const opened = await openDatabase(
