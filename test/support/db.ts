@@ -59,6 +59,16 @@ async function throwaway(admin: pg.Client, name: string): Promise<void> {
   await admin.query(`alter database ${name} set synchronous_commit = off`);
 }
 
+/**
+ * CREATE DATABASE … TEMPLATE copies the template's contents but not what is kept about the
+ * database itself in the shared catalog: its privileges (migration 014 revokes TEMPORARY from
+ * PUBLIC there) would be the defaults again, and no migration is left to run to set them. The
+ * copy takes the template's, exactly, so it is the database migrating would have made.
+ */
+async function copyDatabaseAcl(admin: pg.Client, template: string, name: string): Promise<void> {
+  await admin.query(`update pg_database set datacl = (select datacl from pg_database where datname = $1) where datname = $2`, [template, name]);
+}
+
 /** What a migrated database depends on: the migrations and the code that applies them. */
 function migrationsDigest(): string {
   const h = createHash('sha256');
@@ -123,6 +133,7 @@ export async function createTestDatabase(engine: Engine): Promise<TestDatabase> 
   await admin.connect();
   try {
     await admin.query(`create database ${name} template ${template}`);
+    await copyDatabaseAcl(admin, template, name);
     await throwaway(admin, name);
   } finally {
     await admin.end();
