@@ -10,11 +10,14 @@ const MOCKING = ['src/domains/identity/registration.test.ts', 'src/domains/ident
 
 export default defineConfig({
   test: {
-    globalSetup: ['test/console/global-setup.ts'],
+    globalSetup: ['test/console/global-setup.ts', 'test/support/pg-global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // expect.poll's default second is not enough on a machine the suite keeps busy (CI measured
+    // it at 96 % of both cores): a sign-in that hashes a password and lands took longer.
+    expect: { poll: { timeout: 10_000 } },
     reporters: ['default'],
     projects: [
       { extends: true, test: { name: 'shared', include: ['src/**/*.test.ts', 'test/**/*.test.ts'], exclude: MOCKING, isolate: false } },

@@ -54,6 +54,9 @@ describe('the console never runs script stored in free-text fields', () => {
       void dlg.dismiss();
     });
     await signInAs(page, owner.email, owner.password);
+    // Signed in once the console shows its sign-out button (Playwright's wait, not expect.poll's
+    // one second: a loaded machine takes longer to hash the password and land).
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
     await expect.poll(() => page.url()).toContain(`/orgs/${orgId}/`);
     const links = await page.getByRole('navigation', { name: 'Console' }).getByRole('link').evaluateAll((as) => as.map((x) => x.getAttribute('href') ?? ''));
     expect(links.length).toBeGreaterThan(3);
