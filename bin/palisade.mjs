@@ -4,26 +4,17 @@
 // server; otherwise the TypeScript sources through tsx's loader, so that a fresh clone needs no
 // build step and an edited source is never run stale. Compiled, a command starts in about half
 // the time and a third of the CPU (tsx resolves and transforms every module on each start).
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isCurrentBuild } from './current-build.mjs';
 import { loadDotEnv } from './env-file.mjs';
 
 loadDotEnv();
 
-/** The newest modification time of any file under `dir`. */
-function newestUnder(dir) {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestUnder(path) : statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
 const compiled = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 const sources = fileURLToPath(new URL('../src', import.meta.url));
-const built = existsSync(compiled) && (process.env.NODE_ENV === 'production' || !existsSync(sources) || statSync(compiled).mtimeMs >= newestUnder(sources));
+const built = existsSync(compiled) && (process.env.NODE_ENV === 'production' || isCurrentBuild(compiled, sources));
 let cliModule = compiled;
 if (!built) {
   const { register } = await import('tsx/esm/api');
