@@ -105,6 +105,8 @@ describe(`authorization matrix on ${ENGINE}`, () => {
   let dns: LoopbackDns;
   let routes: readonly AnyRoute[];
   let identities: { spec: IdentitySpec; email: string }[];
+  /** Path parameters of the cases authentication refuses, by route, org side and project side (see caseParams). */
+  const authnDeniedParams = new Map<string, Record<string, string>>();
 
   beforeAll(async () => {
     dns = await startLoopbackDns();
@@ -361,6 +363,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     });
   }
 
+
   async function runCase(c: MatrixCase, identityEmail: string, own: OrgFixture, other: OrgFixture, from?: string): Promise<Outcome> {
     const { route } = c;
     const key = routeKey(route);
@@ -376,93 +379,7 @@ describe(`authorization matrix on ${ENGINE}`, () => {
       callerEmail = clone.email;
     }
 
-    // Where: the org in the url, the project in the url, and the org and project the objects live in.
-    const urlOrg = c.org === 'other' ? other : own;
-    const projOrg = c.org === 'other' || c.project === 'foreign' ? other : own;
-    const objOrg = c.org === 'other' || c.org === 'idor' || c.project === 'foreign' ? other : own;
-    const params: Record<string, string> = {};
-    if (pathParams(route.url).includes('orgId')) params.orgId = urlOrg.id;
-    if (projectScoped(route)) {
-      if (deletesProject(route)) params.projectId = await fx.project(projOrg.id, c.project === 'unassigned' ? [] : projOrg.restrictedUserIds);
-      else params.projectId = c.project === 'unassigned' ? projOrg.unassignedProject : projOrg.assignedProject;
-    }
-    const objProject =
-      c.project === 'cross' ? own.unassignedProject
-      : projectScoped(route) && objOrg === projOrg ? (params.projectId as string)
-      : objOrg.assignedProject;
-    // A social sign-in provider of the deployment (cases.ts DEPLOYMENT_PARAMS): the Google preset.
-    if (pathParams(route.url).includes('provider')) params.provider = 'google';
-    for (const name of objectParams(route.url)) {
-      switch (name) {
-        case 'userId':
-          params.userId = (await fx.member(objOrg.id, { role: 'member', restricted: true, projectIds: projectScoped(route) ? [objProject] : [] })).userId;
-          break;
-        case 'roleId':
-          params.roleId = await fx.customRole(objOrg.id);
-          break;
-        case 'invitationId':
-          params.invitationId = (await fx.invitation(objOrg.id, objOrg.ownerId)).id;
-          break;
-        case 'assetId':
-          params.assetId = await fx.asset(objOrg.id, objProject);
-          break;
-        case 'fileId':
-          params.fileId = await fx.file(objOrg.id, objProject, objOrg.ownerId);
-          break;
-        case 'sessionId':
-          params.sessionId = await fx.session(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
-          break;
-        case 'passkeyId':
-          params.passkeyId = await fx.passkey(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
-          break;
-        case 'org':
-          // The provider-signed receiver names its org as :org (it is no member route).
-          params.org = objOrg.id;
-          break;
-        case 'endpointId':
-        case 'deliveryId': {
-          if (!params.endpointId) {
-            const w = await fx.webhookEndpoint(objOrg.id, objOrg.ownerId);
-            params.endpointId = w.endpointId;
-            params.deliveryId = w.deliveryId;
-          }
-          break;
-        }
-        case 'keyId':
-          // The caller's own key (revoking another member's needs keys:manage, a domain rule);
-          // for idor and the other org, a key of that org's owner.
-          params.keyId = (await fx.apiKey(objOrg.id, objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId, { kind: 'secret' })).id;
-          // Expired at once (revoking it still works): the cases leave no active key behind, so the
-          // identities stay under the 25 active keys a member may hold.
-          await h.t.owner.query('update api_keys set expires_at = $2 where id = $1', [params.keyId, new Date(h.clock.now().getTime() - 1000).toISOString()]);
-          break;
-        case 'sourceId':
-          params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
-          break;
-        case 'streamId':
-          params.streamId = await fx.auditStream(objOrg.id, objOrg.ownerId);
-          break;
-        case 'exportId': params.exportId = await fx.orgExport(objOrg.id, objOrg.ownerId); break;
-        case 'credentialId':
-          params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
-          break;
-        case 'connectionId':
-          // The SAML endpoints serve SAML connections only (an OIDC id is an unknown one there).
-          params.connectionId = route.url.startsWith('/api/auth/sso/saml/')
-            ? await fx.samlConnection(objOrg.id, objOrg.ownerId, (matrixSamlKey ??= await idpKey('matrix idp')).certPem)
-            : await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
-          break;
-        case 'testId':
-          // The caller's own run (a run is read by whoever started it only); the other org's: its owner's.
-          params.testId = await fx.ssoTest(objOrg.id, params.connectionId ?? '', objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId);
-          break;
-        case 'domainId':
-          params.domainId = await fx.domainClaim(objOrg.id, objOrg.ownerId, dns.zone);
-          break;
-        default:
-          throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);
-      }
-    }
+    const params = await caseParams(fx, dns, authnDeniedParams, c, callerEmail, own, other);
     const url = route.url.replace(/:([A-Za-z0-9_]+)/g, (_m, name: string) => {
       const v = params[name];
       if (!v) throw new Error(`no value for :${name} in ${key}`);
@@ -510,6 +427,113 @@ describe(`authorization matrix on ${ENGINE}`, () => {
     return { c, method: route.method, url, status: res.statusCode, code, requestId };
   }
 });
+
+/**
+ * A case's path parameters, with fresh objects behind them. The cases that authentication must
+ * refuse (three in four) share one set per route, org side and project side: the request never
+ * reaches an object, and one that did would answer something other than 401 unauthenticated
+ * (the object's result, or 404 once an earlier leak consumed it), which the matrix reports.
+ */
+async function caseParams(
+  fx: Fixtures, dns: LoopbackDns, authnDeniedParams: Map<string, Record<string, string>>,
+  c: MatrixCase, callerEmail: string, own: OrgFixture, other: OrgFixture,
+): Promise<Record<string, string>> {
+  const h = fx.app;
+  const shared = c.expected.kind === 'deny' && c.expected.layer === 'authn' ? `${routeKey(c.route)}|${c.org}|${c.project}` : null;
+  const cached = shared ? authnDeniedParams.get(shared) : undefined;
+  if (cached) return cached;
+  const { route } = c;
+  const key = routeKey(route);
+  // Where: the org in the url, the project in the url, and the org and project the objects live in.
+  const urlOrg = c.org === 'other' ? other : own;
+  const projOrg = c.org === 'other' || c.project === 'foreign' ? other : own;
+  const objOrg = c.org === 'other' || c.org === 'idor' || c.project === 'foreign' ? other : own;
+  const params: Record<string, string> = {};
+  if (pathParams(route.url).includes('orgId')) params.orgId = urlOrg.id;
+  if (projectScoped(route)) {
+    if (deletesProject(route)) params.projectId = await fx.project(projOrg.id, c.project === 'unassigned' ? [] : projOrg.restrictedUserIds);
+    else params.projectId = c.project === 'unassigned' ? projOrg.unassignedProject : projOrg.assignedProject;
+  }
+  const objProject =
+    c.project === 'cross' ? own.unassignedProject
+    : projectScoped(route) && objOrg === projOrg ? (params.projectId as string)
+    : objOrg.assignedProject;
+  // A social sign-in provider of the deployment (cases.ts DEPLOYMENT_PARAMS): the Google preset.
+  if (pathParams(route.url).includes('provider')) params.provider = 'google';
+  for (const name of objectParams(route.url)) {
+    switch (name) {
+      case 'userId':
+        params.userId = (await fx.member(objOrg.id, { role: 'member', restricted: true, projectIds: projectScoped(route) ? [objProject] : [] })).userId;
+        break;
+      case 'roleId':
+        params.roleId = await fx.customRole(objOrg.id);
+        break;
+      case 'invitationId':
+        params.invitationId = (await fx.invitation(objOrg.id, objOrg.ownerId)).id;
+        break;
+      case 'assetId':
+        params.assetId = await fx.asset(objOrg.id, objProject);
+        break;
+      case 'fileId':
+        params.fileId = await fx.file(objOrg.id, objProject, objOrg.ownerId);
+        break;
+      case 'sessionId':
+        params.sessionId = await fx.session(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
+        break;
+      case 'passkeyId':
+        params.passkeyId = await fx.passkey(c.org === 'idor' ? other.ownerId : fx.userId(callerEmail));
+        break;
+      case 'org':
+        // The provider-signed receiver names its org as :org (it is no member route).
+        params.org = objOrg.id;
+        break;
+      case 'endpointId':
+      case 'deliveryId': {
+        if (!params.endpointId) {
+          const w = await fx.webhookEndpoint(objOrg.id, objOrg.ownerId);
+          params.endpointId = w.endpointId;
+          params.deliveryId = w.deliveryId;
+        }
+        break;
+      }
+      case 'keyId':
+        // The caller's own key (revoking another member's needs keys:manage, a domain rule);
+        // for idor and the other org, a key of that org's owner.
+        params.keyId = (await fx.apiKey(objOrg.id, objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId, { kind: 'secret' })).id;
+        // Expired at once (revoking it still works): the cases leave no active key behind, so the
+        // identities stay under the 25 active keys a member may hold.
+        await h.t.owner.query('update api_keys set expires_at = $2 where id = $1', [params.keyId, new Date(h.clock.now().getTime() - 1000).toISOString()]);
+        break;
+      case 'sourceId':
+        params.sourceId = await fx.inboundSource(objOrg.id, objOrg.ownerId);
+        break;
+      case 'streamId':
+        params.streamId = await fx.auditStream(objOrg.id, objOrg.ownerId);
+        break;
+      case 'exportId': params.exportId = await fx.orgExport(objOrg.id, objOrg.ownerId); break;
+      case 'credentialId':
+        params.credentialId = await fx.credential(objOrg.id, objOrg.ownerId);
+        break;
+      case 'connectionId':
+        // The SAML endpoints serve SAML connections only (an OIDC id is an unknown one there).
+        params.connectionId = route.url.startsWith('/api/auth/sso/saml/')
+          ? await fx.samlConnection(objOrg.id, objOrg.ownerId, (matrixSamlKey ??= await idpKey('matrix idp')).certPem)
+          : await fx.ssoConnection(objOrg.id, objOrg.ownerId, matrixIdp?.issuer ?? '');
+        break;
+      case 'testId':
+        // The caller's own run (a run is read by whoever started it only); the other org's: its owner's.
+        params.testId = await fx.ssoTest(objOrg.id, params.connectionId ?? '', objOrg === own ? fx.userId(callerEmail) : objOrg.ownerId);
+        break;
+      case 'domainId':
+        params.domainId = await fx.domainClaim(objOrg.id, objOrg.ownerId, dns.zone);
+        break;
+      default:
+        throw new Error(`the matrix has no fixture for :${name} in ${key}: add one in authz-matrix.test.ts`);
+    }
+  }
+  if (shared) authnDeniedParams.set(shared, params);
+  return params;
+}
 
 /** An upload's body is one file part (multipart), not the example JSON. */
 function uploadAware(route: AnyRoute, payload: Body | undefined, headers: Record<string, string>): Body | Buffer | undefined {

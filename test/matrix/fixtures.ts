@@ -39,6 +39,7 @@ export class Fixtures {
   private readonly ids = new Map<string, string>();
   private readonly passwords = new Map<string, string>();
   private readonly keyTokens = new Map<string, string>();
+  private readonly revokedCookies = new Map<string, string>();
   readonly orgs = new Map<string, OrgFixture>();
 
   constructor(private readonly h: TestApp) {}
@@ -439,14 +440,17 @@ export class Fixtures {
     return out;
   }
 
-  /** A session cookie header whose session has been revoked. */
+  /** A session cookie header whose session has been revoked (one per identity: revoked stays revoked, as the key credentials' tokens are kept). */
   async revokedCookie(email: string): Promise<string> {
+    const kept = this.revokedCookies.get(email);
+    if (kept) return kept;
     const cookie = await this.h.cookieFor(email);
     const secret = cookie.slice(cookie.indexOf('=') + 1).split('.')[0] ?? '';
     const n = await this.h.t.db.withSystem('matrix: revoke a session', (tx) =>
       exec(tx, sql`update sessions set revoked_at = now(), revoked_reason = 'matrix' where token_hash = ${sha256Hex(secret)}`),
     );
     if (n !== 1) throw new Error('could not revoke the matrix session');
+    this.revokedCookies.set(email, cookie);
     return cookie;
   }
 }
