@@ -99,6 +99,17 @@ export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
 }
 
 /**
+ * A write whose answer nobody reads, written together with the transaction's next statement
+ * (at the latest its COMMIT) instead of waiting for its own round trip; on PGlite, at once. Its
+ * error is that next statement's error, and a COMMIT that carried a failed write rolled back:
+ * the write still commits or fails with the transaction. Only inside a transaction (withTenant,
+ * withSystem, a request's): given anywhere else it would never be sent, which throws.
+ */
+export async function execWithNext(tx: Tx, q: RawBuilder<unknown>): Promise<void> {
+  await sql`${sql.raw(WITH_NEXT_STATEMENT)}${q}`.execute(tx);
+}
+
+/**
  * Runs a write that may hit a unique constraint: false when it did (only that write is undone,
  * under a savepoint, so the transaction goes on), true when it went in. Any other error throws.
  */

@@ -159,44 +159,61 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
   return {
     async connect() {
       const client = await pool.connect();
-      let withNext: string | null = null;
+      // Statements waiting for the next one (WITH_NEXT_STATEMENT): a transaction's opening, or
+      // a write whose answer nobody reads (execWithNext), in the order they were given.
+      let waiting: pg.QueryConfig[] = [];
+      let waitingWrite = false;
       const wrapped = {
         async query(text: string, values: readonly unknown[]) {
           if (text.startsWith(WITH_NEXT_STATEMENT)) {
-            if (withNext !== null) throw new InvariantError('one statement at a time waits for the next');
-            withNext = text.slice(WITH_NEXT_STATEMENT.length);
+            const held = text.slice(WITH_NEXT_STATEMENT.length);
+            const name = values.length > 0 ? nameOf(held) : undefined;
+            waiting.push(name ? { name, text: held, values: [...values] } : values.length > 0 ? { text: held, values: [...values] } : { text: held });
+            if (values.length > 0) waitingWrite = true;
             return { command: 'BEGIN', rowCount: null, rows: [] };
           }
           const name = values.length > 0 ? nameOf(text) : undefined;
           const config = name ? { name, text, values: [...values] } : { text, values: [...values] };
-          if (withNext === null) return last((await client.query(config)) as unknown as pg.QueryResult | pg.QueryResult[]);
-          const first = withNext;
-          withNext = null;
-          // Both written in one go (the client pipelines: it does not wait for the first answer
-          // before writing the second), answered in order. Had the first failed, the second ran
-          // in an aborted transaction and failed too; the first's error is the one that says why.
+          if (waiting.length === 0) return last((await client.query(config)) as unknown as pg.QueryResult | pg.QueryResult[]);
+          const before = waiting;
+          waiting = [];
+          waitingWrite = false;
+          // All written in one go (the client pipelines: it does not wait for an answer before
+          // writing the next statement), answered in order. Had one before failed, the rest ran in
+          // an aborted transaction and failed too; the first error is the one that says why, and
+          // it is this statement's error: a COMMIT that carried a failed write rolled back.
           const stream = streamOf(client);
           stream?.cork();
-          let opening: Promise<unknown>;
+          let sent: Promise<unknown>[];
           let statement: Promise<unknown>;
           try {
-            opening = client.query(first);
+            sent = before.map((q) => client.query(q));
             statement = client.query(config);
           } finally {
             stream?.uncork();
           }
-          try {
-            await opening;
-          } catch (err) {
+          let failed: unknown = null;
+          for (const p of sent) {
+            try {
+              await p;
+            } catch (err) {
+              failed ??= err;
+            }
+          }
+          if (failed !== null) {
             await statement.catch(() => undefined);
-            throw err;
+            throw failed;
           }
           return last((await statement) as pg.QueryResult | pg.QueryResult[]);
         },
         release: () => {
-          // Never sent: nothing of it to undo.
-          withNext = null;
+          const lost = waitingWrite;
+          // An opening never sent has nothing to undo. A write never sent was given outside a
+          // transaction (its COMMIT or ROLLBACK would have carried it): a bug, said, not swallowed.
+          waiting = [];
+          waitingWrite = false;
           client.release();
+          if (lost) throw new InvariantError('a write waiting for the next statement was given outside a transaction and never sent');
         },
       };
       // Kysely's client type also names a cursor overload, used only with its `cursor` option (not set here).

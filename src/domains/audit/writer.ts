@@ -4,7 +4,7 @@ import type { Sealer } from '../keys/sealer.js';
 import type { AuditAction } from '../../kernel/audit-actions.js';
 import type { Clock } from '../../kernel/clock.js';
 import type { RequestContext } from '../../kernel/context.js';
-import { exec, one, type Database, type Tx } from '../../db/database.js';
+import { execWithNext, one, type Database, type Tx } from '../../db/database.js';
 import { InvariantError } from '../../kernel/errors.js';
 import { eventHash, GENESIS_HASH, headMac, headMacProblem, type ChainedEvent, type ChainKeys } from './chain.js';
 
@@ -121,8 +121,11 @@ export function createAuditWriter(deps: {
     const mac = headMac(deps.keys, keyId, { org_id: orgId, seq: event.seq, hash });
     // The outbox builds its payload from the event as it happened, not as the chain stores it.
     const extra = deps.alsoWrite?.({ ...event, ip: ctx.ip, user_agent: ctx.userAgent, details }) ?? null;
-    // The event and the head move together, in one statement.
-    await exec(
+    // The event and the head move together, in one statement, written with the transaction's
+    // next one (usually its COMMIT): the head stays locked one round trip less, which is what
+    // bounds an org's writers (docs/performance.md). Its failure fails that statement, and the
+    // COMMIT that carried it rolls the change back with it.
+    await execWithNext(
       tx,
       sql`with appended as (
             insert into audit_events (org_id, seq, id, at, actor_type, actor_id, actor_role, action, target_type, target_id,
