@@ -5,7 +5,7 @@ import { isUuid, SYSTEM_ORG_ID } from '../kernel/ids.js';
 import { AUTH_CHANNEL, type AuthCache, type AuthCacheStats } from './auth-cache.js';
 import { startAuthListener } from './auth-listener.js';
 import type { Listen } from './listen.js';
-import { bindingSql, PinnedConnection, WITH_NEXT_STATEMENT, type BoundColumns } from './pinned.js';
+import { bindingSql, PinnedConnection, WITH_NEXT_STATEMENT, WRITE_WITH_NEXT, type BoundColumns } from './pinned.js';
 
 export type { BoundColumns } from './pinned.js';
 
@@ -99,14 +99,22 @@ export async function exec(tx: Tx, q: RawBuilder<unknown>): Promise<number> {
 }
 
 /**
+ * The connections of transactions that run() opened and will end with COMMIT or ROLLBACK: the
+ * only ones where a write may wait for the next statement. A request's pinned connection is not
+ * one: its calls report success before the request commits, and what a read sends before it
+ * commits (a download's bytes) must not go out ahead of the write that audits it.
+ */
+const ownTransactions = new WeakSet<object>();
+
+/**
  * A write whose answer nobody reads, written together with the transaction's next statement
- * (at the latest its COMMIT) instead of waiting for its own round trip; on PGlite, at once. Its
- * error is that next statement's error, and a COMMIT that carried a failed write rolled back:
- * the write still commits or fails with the transaction. Only inside a transaction (withTenant,
- * withSystem, a request's): given anywhere else it would never be sent, which throws.
+ * (at the latest its COMMIT) instead of waiting for its own round trip, inside a transaction of
+ * its own (withTenant, withSystem outside a request); anywhere else (a request's connection,
+ * PGlite), at once. Its error is that next statement's error, and a COMMIT that carried a failed
+ * write rolled back: the write still commits or fails with the transaction.
  */
 export async function execWithNext(tx: Tx, q: RawBuilder<unknown>): Promise<void> {
-  await sql`${sql.raw(WITH_NEXT_STATEMENT)}${q}`.execute(tx);
+  await (ownTransactions.has(tx) ? sql`${sql.raw(WRITE_WITH_NEXT)}${q}` : q).execute(tx);
 }
 
 /**
@@ -197,13 +205,18 @@ export class KyselyDatabase implements Database {
       // Written together with fn's first statement: no round trip of its own.
       await sql.raw(`${WITH_NEXT_STATEMENT}begin; ${bind}`).execute(conn);
       let result: T;
+      ownTransactions.add(conn);
       try {
-        result = await fn(conn);
-      } catch (err) {
-        await sql.raw('rollback').execute(conn).catch(() => undefined);
-        throw err;
+        try {
+          result = await fn(conn);
+        } catch (err) {
+          await sql.raw('rollback').execute(conn).catch(() => undefined);
+          throw err;
+        }
+        await sql.raw('commit').execute(conn);
+      } finally {
+        ownTransactions.delete(conn);
       }
-      await sql.raw('commit').execute(conn);
       return result;
     });
   }

@@ -5,7 +5,8 @@ import pg from 'pg';
 import type { Config } from '../config/index.js';
 import { AuthCache, authNoticeTag } from './auth-cache.js';
 import { KyselyDatabase, type Database, type Schema } from './database.js';
-import { WITH_NEXT_STATEMENT } from './pinned.js';
+import pgUtils from 'pg/lib/utils.js';
+import { WITH_NEXT_STATEMENT, WRITE_WITH_NEXT } from './pinned.js';
 import { InvariantError } from '../kernel/errors.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import { pgListen, pgliteListen } from './listen.js';
@@ -159,18 +160,22 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
   return {
     async connect() {
       const client = await pool.connect();
-      // Statements waiting for the next one (WITH_NEXT_STATEMENT): a transaction's opening, or
-      // a write whose answer nobody reads (execWithNext), in the order they were given.
+      // Statements waiting for the next one: a transaction's opening (WITH_NEXT_STATEMENT) or a
+      // write whose answer nobody reads (WRITE_WITH_NEXT, execWithNext), in the order given.
       let waiting: pg.QueryConfig[] = [];
       let waitingWrite = false;
       const wrapped = {
         async query(text: string, values: readonly unknown[]) {
-          if (text.startsWith(WITH_NEXT_STATEMENT)) {
-            const held = text.slice(WITH_NEXT_STATEMENT.length);
-            const name = values.length > 0 ? nameOf(held) : undefined;
-            waiting.push(name ? { name, text: held, values: [...values] } : values.length > 0 ? { text: held, values: [...values] } : { text: held });
-            if (values.length > 0) waitingWrite = true;
-            return { command: 'BEGIN', rowCount: null, rows: [] };
+          const write = text.startsWith(WRITE_WITH_NEXT);
+          if (write || text.startsWith(WITH_NEXT_STATEMENT)) {
+            const held = text.slice(write ? WRITE_WITH_NEXT.length : WITH_NEXT_STATEMENT.length);
+            // Converted now: a value pg cannot send would otherwise fail the write in the client,
+            // before it reached the server, while the COMMIT written after it went out and committed.
+            const prepared = values.map((v) => pgUtils.prepareValue(v));
+            const name = prepared.length > 0 ? nameOf(held) : undefined;
+            waiting.push(name ? { name, text: held, values: prepared } : prepared.length > 0 ? { text: held, values: prepared } : { text: held });
+            if (write) waitingWrite = true;
+            return { command: write ? 'HELD' : 'BEGIN', rowCount: null, rows: [] };
           }
           const name = values.length > 0 ? nameOf(text) : undefined;
           const config = name ? { name, text, values: [...values] } : { text, values: [...values] };

@@ -32,13 +32,18 @@ export function bindingSql(b: BindingValues): string {
 /**
  * A statement given with this prefix is not sent at once: the pool's client (open.ts) writes it
  * together with the connection's next statement, pipelined, and that statement fails if it
- * failed. A transaction's opening (BEGIN and the binding) thus costs no round trip of its own,
- * nor does a write whose answer nobody reads (database.ts execWithNext: the audit event, sent
- * with the COMMIT). Only ever prefixed to constant text of this module and database.ts, or to a
- * parameterised statement of the code (its values travel as parameters), never to anything
- * built from input.
+ * failed. A transaction's opening (BEGIN and the binding) thus costs no round trip of its own.
+ * Only ever prefixed to constant text of this module and database.ts, never to anything built
+ * from input.
  */
 export const WITH_NEXT_STATEMENT = '/* palisade: sent with the next statement */ ';
+
+/**
+ * The same for a write whose answer nobody reads (database.ts execWithNext: the audit event, sent
+ * with its transaction's COMMIT). Prefixed to statements of the code, their values parameters.
+ * A connection released with one still waiting throws: it was given outside a transaction.
+ */
+export const WRITE_WITH_NEXT = '/* palisade: a write sent with the next statement */ ';
 
 const keyOf = (b: BindingValues) => `${b.org}|${b.user}|${b.scope}`;
 const UNBOUND: BindingValues = { org: '', user: '', scope: '' };

@@ -116,6 +116,25 @@ describe.skipIf(skip).each(ENGINES)('uploads on %s', (engine) => {
     expect(await audit(h, acme, 'file.deleted', file.id)).toHaveLength(1);
   });
 
+  it('hands out no byte of a file whose download could not be audited (no audit, no download)', async () => {
+    const res = await upload(oneFile('unaudited.csv', 'NOT-WITHOUT-EVIDENCE', 'text/csv'));
+    expect(res.statusCode, res.body).toBe(201);
+    const id = res.json<{ id: string }>().id;
+    await h.t.owner.script(`create function t_fail() returns trigger language plpgsql as $$ begin raise exception 'audit store down'; end $$;
+      create trigger t_fail before insert on audit_events for each row when (new.action = 'file.downloaded') execute function t_fail();`);
+    try {
+      const down = await get(`${base()}/${id}/content`);
+      expect(down.statusCode).toBe(500);
+      expect(down.body).not.toContain('NOT-WITHOUT-EVIDENCE');
+      expect(down.body).not.toContain('audit store down');
+    } finally {
+      await h.t.owner.script('drop trigger t_fail on audit_events; drop function t_fail()');
+    }
+    expect(await audit(h, acme, 'file.downloaded', id)).toHaveLength(0);
+    expect((await get(`${base()}/${id}/content`)).body).toBe('NOT-WITHOUT-EVIDENCE');
+    await removeAll();
+  });
+
   it('refuses EICAR plain, in a zip and in a zip in a zip (422), keeping nothing, and audits the signature', async () => {
     await expectNothingKept(await upload(oneFile('notes.txt', EICAR, 'text/plain')), 422, 'malware_detected');
     const zipped = await yazlZip([{ name: 'readme.txt', data: Buffer.from('hello') }, { name: 'eicar.txt', data: EICAR }]);
