@@ -73,6 +73,19 @@ describe.each(ENGINES)('execWithNext (%s)', (engine) => {
     expect(await existing([a, b])).toEqual([a, b].sort());
   });
 
+  it('commits nothing of a transaction whose statement error was caught and that went on, and on PostgreSQL says so', async () => {
+    const [a, b] = [newId(), newId()];
+    const outcome = system(async (tx) => {
+      await exec(tx, insertUser(a));
+      await exec(tx, insertUser(b, null)).catch(() => undefined);
+      return 'looked fine';
+    });
+    // PGlite answers no command tag to tell a COMMIT that rolled back (left open: docs/performance.md).
+    if (engine === 'postgres') await expect(outcome).rejects.toThrow(/COMMIT rolled it back/);
+    else await outcome;
+    expect(await existing([a, b])).toEqual([]);
+  });
+
   it('refuses a value it could not send when it is given, so the transaction rolls back', async () => {
     const a = newId();
     await expect(system(async (tx) => {

@@ -156,7 +156,18 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
     if (!name && names.size < PREPARED_LIMIT) names.set(text, (name = `palisade_${names.size}`));
     return name;
   };
-  const last = (r: pg.QueryResult | pg.QueryResult[]) => (Array.isArray(r) ? r[r.length - 1] : r);
+  /**
+   * The answer to the last statement of a message. A COMMIT that PostgreSQL answers with ROLLBACK
+   * found its transaction failed: a statement's error was caught and the transaction went on, so
+   * nothing of it was committed. Said, never passed off as a commit.
+   */
+  const last = (text: string, r: pg.QueryResult | pg.QueryResult[]) => {
+    const result = Array.isArray(r) ? r[r.length - 1] : r;
+    if (text === 'commit' && result?.command === 'ROLLBACK') {
+      throw new InvariantError('the transaction had failed (a statement error was caught and it went on): COMMIT rolled it back');
+    }
+    return result;
+  };
   return {
     async connect() {
       const client = await pool.connect();
@@ -179,7 +190,7 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
           }
           const name = values.length > 0 ? nameOf(text) : undefined;
           const config = name ? { name, text, values: [...values] } : { text, values: [...values] };
-          if (waiting.length === 0) return last((await client.query(config)) as unknown as pg.QueryResult | pg.QueryResult[]);
+          if (waiting.length === 0) return last(text, (await client.query(config)) as unknown as pg.QueryResult | pg.QueryResult[]);
           const before = waiting;
           waiting = [];
           waitingWrite = false;
@@ -209,7 +220,7 @@ function kyselyPool(pool: pg.Pool): PostgresPool {
             await statement.catch(() => undefined);
             throw failed;
           }
-          return last((await statement) as pg.QueryResult | pg.QueryResult[]);
+          return last(text, (await statement) as pg.QueryResult | pg.QueryResult[]);
         },
         release: () => {
           const lost = waitingWrite;
