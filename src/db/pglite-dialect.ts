@@ -1,4 +1,5 @@
 import type { PGlite } from '@electric-sql/pglite';
+import { InvariantError } from '../kernel/errors.js';
 import {
   CompiledQuery,
   PostgresAdapter,
@@ -73,7 +74,19 @@ class PGliteDriver implements Driver {
   async beginTransaction(conn: DatabaseConnection): Promise<void> {
     await conn.executeQuery(CompiledQuery.raw('begin'));
   }
+  /**
+   * A COMMIT of a failed transaction (a statement's error was caught and the code went on) is a
+   * rollback that must be said, as on PostgreSQL (open.ts). PGlite's answer carries no command tag
+   * to tell it, so the transaction is asked first: a failed one refuses every statement (25P02).
+   */
   async commitTransaction(conn: DatabaseConnection): Promise<void> {
+    try {
+      await conn.executeQuery(CompiledQuery.raw('select 1'));
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== '25P02') throw err;
+      await conn.executeQuery(CompiledQuery.raw('rollback'));
+      throw new InvariantError('the transaction had failed (a statement error was caught and it went on): COMMIT rolled it back');
+    }
     await conn.executeQuery(CompiledQuery.raw('commit'));
   }
   async rollbackTransaction(conn: DatabaseConnection): Promise<void> {
