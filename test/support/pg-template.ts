@@ -35,6 +35,9 @@ export function migratedPostgres(adminUrl: string, urlFor: (db: string, user?: s
         const building = `${name}_building`;
         await admin.query(`drop database if exists ${building} with (force)`);
         await admin.query(`create database ${building}`);
+        // Dated from the start (the comment stays through the rename): another run's setup must
+        // see a template still being built as young, not as an orphan of unknown age to drop.
+        await admin.query(`comment on database ${building} is '${COMMENT}${Date.now()}'`);
         const opened = await openDatabase(
           { kind: 'postgres', ownerUrl: urlFor(building), runtimeUrl: urlFor(building, runtimeRole), runtimeRole, runtimePassword: null, poolSize: 1 },
           { migrate: true },
@@ -42,7 +45,6 @@ export function migratedPostgres(adminUrl: string, urlFor: (db: string, user?: s
         await opened.db.close();
         await opened.owner.close();
         await admin.query(`alter database ${building} rename to ${name}`);
-        await admin.query(`comment on database ${name} is '${COMMENT}${Date.now()}'`);
         // A stray session on a template (a psql, an IDE) would make every copy fail after 5 s.
         await admin.query(`alter database ${name} with is_template true allow_connections false`);
       }
