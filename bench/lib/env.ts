@@ -89,11 +89,11 @@ export function runMain(main: () => Promise<void>): void {
 }
 
 /** The authentication cache's counters of a palisade contender (its metrics listener, PORT + 1000). */
-export async function authCacheOf(port: number): Promise<{ hits: number; misses: number; live: number } | null> {
+export async function authCacheOf(port: number): Promise<{ hits: number; misses: number; stale: number; live: number } | null> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${port + 1000}/metrics`)).text();
     const read = (name: string) => Number(new RegExp(`^palisade_auth_cache_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-    const out = { hits: read('hits'), misses: read('misses'), live: read('live') };
+    const out = { hits: read('hits'), misses: read('misses'), stale: read('stale'), live: read('live') };
     return Number.isNaN(out.hits) ? null : out;
   } catch {
     return null;

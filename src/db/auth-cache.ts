@@ -28,6 +28,8 @@ export interface AuthCacheStats {
   hits: number;
   misses: number;
   invalidations: number;
+  /** Entries found but not used: the caller judged the row too old to decide with, and read it again. */
+  stale: number;
   live: boolean;
   size: number;
 }
@@ -49,14 +51,24 @@ export class AuthCache {
   hits = 0;
   misses = 0;
   invalidations = 0;
+  stale = 0;
 
   constructor(private readonly opts: { maxEntries: number } = { maxEntries: 50_000 }) {}
 
-  get(key: string): object | undefined {
+  /**
+   * `usable` may refuse an entry (the caller then reads the database and puts the fresh row):
+   * a session's row is kept across its touches, which announce nothing (migration 042), so its
+   * idle clock may lag the database's; the reader decides when that lag could matter.
+   */
+  get(key: string, usable?: (row: object) => boolean): object | undefined {
     if (!this.live) return undefined;
     const e = this.entries.get(key);
     if (!e) {
       this.misses++;
+      return undefined;
+    }
+    if (usable && !usable(e.row)) {
+      this.stale++;
       return undefined;
     }
     this.hits++;
@@ -121,7 +133,7 @@ export class AuthCache {
   }
 
   stats(): AuthCacheStats {
-    return { hits: this.hits, misses: this.misses, invalidations: this.invalidations, live: this.live, size: this.entries.size };
+    return { hits: this.hits, misses: this.misses, invalidations: this.invalidations, stale: this.stale, live: this.live, size: this.entries.size };
   }
 
   private drop(tag: string): void {

@@ -68,9 +68,15 @@ export interface Database {
    * With `tagsOf` (what the row depends on, in migration 040's tags; null: not worth keeping) the
    * row may come from the authentication cache (auth-cache.ts), and then nothing is sent: the
    * handler's first query opens the transaction with the same binding. The row is frozen either
-   * way. `orgId` in lower case, as the statement and the tags spell it.
+   * way. `orgId` in lower case, as the statement and the tags spell it. A cached row that
+   * `usable` refuses is read again from the database (and the fresh row kept).
    */
-  authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[] | null): Promise<R | undefined>;
+  authenticateInOrg<R extends BoundColumns>(
+    orgId: string,
+    statement: RawBuilder<R>,
+    tagsOf?: (row: R) => readonly string[] | null,
+    usable?: (row: R) => boolean,
+  ): Promise<R | undefined>;
   /** The authentication cache's counters; null where there is none (the embedded engine, or turned off). */
   authCacheStats(): AuthCacheStats | null;
   ping(): Promise<void>;
@@ -239,7 +245,12 @@ export class KyselyDatabase implements Database {
     return this.pinned.exit(fn);
   }
 
-  async authenticateInOrg<R extends BoundColumns>(orgId: string, statement: RawBuilder<R>, tagsOf?: (row: R) => readonly string[] | null): Promise<R | undefined> {
+  async authenticateInOrg<R extends BoundColumns>(
+    orgId: string,
+    statement: RawBuilder<R>,
+    tagsOf?: (row: R) => readonly string[] | null,
+    usable?: (row: R) => boolean,
+  ): Promise<R | undefined> {
     // Lower case, as the triggers spell it in their tags (uuid::text): an entry tagged with
     // another spelling would never be dropped by the org's changes.
     if (!isUuid(orgId) || orgId !== orgId.toLowerCase()) throw new InvariantError('authenticateInOrg needs a lower-case uuid orgId');
@@ -250,7 +261,8 @@ export class KyselyDatabase implements Database {
     if (cache) {
       this.listenForAuthChanges(cache);
       // The statement is all literals (a token digest and the org): its text is the key.
-      const hit = cache.get(compiled.sql);
+      // An entry under this key was put from this statement's row.
+      const hit = cache.get(compiled.sql, usable && ((row) => usable(row as R)));
       if (hit) return hit as R;
       ticket = cache.ticket();
     }

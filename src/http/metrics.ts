@@ -60,6 +60,7 @@ export class Metrics {
     gauge('palisade_auth_cache_hits', 'Authentications served from the cache (since start)', (s) => s.hits);
     gauge('palisade_auth_cache_misses', 'Authentications the cache could not serve while live (since start)', (s) => s.misses);
     gauge('palisade_auth_cache_invalidations', 'Tags dropped by a change (since start)', (s) => s.invalidations);
+    gauge('palisade_auth_cache_stale', 'Cached results read again: a session\u2019s idle clock too old to decide with (since start)', (s) => s.stale);
     gauge('palisade_auth_cache_entries', 'Authentication results held', (s) => s.size);
     gauge('palisade_auth_cache_live', '1 while the cache is in use (listener in place, last probe back)', (s) => (s.live ? 1 : 0));
   }

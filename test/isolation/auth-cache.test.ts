@@ -268,15 +268,80 @@ describe('authentication cache on postgres, two instances', () => {
     }
   });
 
-  it('does not drop results for a write that decides nothing (a key\u2019s last use, a failed sign-in count)', async () => {
+  it('does not drop results for a write that decides nothing (a key\u2019s last use, a failed sign-in count, a session\u2019s touch)', async () => {
     await live();
     const u = await member(acme, 'member');
     await warm(b.app, b.db, assets(acme, production), { cookie: u.cookie });
     const before = b.db.authCacheStats()?.invalidations ?? 0;
     await foreign.query('update users set failed_logins = failed_logins + 1 where id = $1', [u.id]);
     await foreign.query('update api_keys set last_used_at = now() where org_id = $1', [acme]);
+    // A session's touch (migration 042): the readers judge a cached row's idle clock themselves.
+    await foreign.query('update sessions set last_seen_at = now(), longest_idle_seconds = longest_idle_seconds + 1 where user_id = $1', [u.id]);
     await sleep(100);
     expect(b.db.authCacheStats()?.invalidations).toBe(before);
+  });
+
+  /** `app` answered 200, reading the session's row again from the database rather than its cached one. */
+  async function readAgain(app: FastifyInstance, db: Database, url: string, cookie: string): Promise<void> {
+    const before = db.authCacheStats()?.stale ?? 0;
+    expect((await get(app, url, { cookie })).statusCode).toBe(200);
+    expect(db.authCacheStats()?.stale).toBe(before + 1);
+  }
+
+  it('keeps a session active only on one instance signed in on the other: a cached row too idle to decide with is read again', async () => {
+    await live();
+    const u = await member(acme, 'member');
+    const url = assets(acme, production);
+    await warm(h.built.app, h.t.db, url, { cookie: u.cookie });
+    await warm(b.app, b.db, url, { cookie: u.cookie });
+    // 35 minutes of activity on A alone (the deployment's idle limit is 30): A's touches are
+    // written and announce nothing, so B's cached row still says the session was last seen at
+    // the start. Served from it, the session would be idle-expired on B.
+    for (let i = 0; i < 42; i++) {
+      h.clock.advance(50_000);
+      expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(200);
+      await h.built.services.sessionTouches.settled();
+    }
+    const seen = await foreign.query<{ t: Date }>('select last_seen_at as t from sessions where user_id = $1', [u.id]);
+    expect(h.clock.now().getTime() - (seen.rows[0]?.t.getTime() ?? 0)).toBeLessThan(60_000);
+    await readAgain(b.app, b.db, url, u.cookie);
+    // The fresh row is kept: the next request is served from memory.
+    await warm(b.app, b.db, url, { cookie: u.cookie });
+    // Idle everywhere past the limit: refused on both, whatever either instance cached.
+    h.clock.advance(31 * 60_000);
+    expect((await get(b.app, url, { cookie: u.cookie })).statusCode).toBe(401);
+    expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(401);
+  });
+
+  it('holds an org\u2019s shorter idle limit on both instances from the database\u2019s clock, not a cached one', async () => {
+    await live();
+    const globexProject = h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id as string;
+    const url = assets(globex, globexProject);
+    await foreign.query('update org_settings set session_idle_seconds = 60 where org_id = $1', [globex]);
+    try {
+      const u = await member(globex, 'member');
+      await warm(h.built.app, h.t.db, url, { cookie: u.cookie });
+      await warm(b.app, b.db, url, { cookie: u.cookie });
+      // Active on A every 40 s for 4 minutes: the policy's touches (due after 15 s) keep it alive.
+      for (let i = 0; i < 6; i++) {
+        h.clock.advance(40_000);
+        expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(200);
+        await h.built.services.sessionTouches.settled();
+      }
+      await readAgain(b.app, b.db, url, u.cookie);
+      // Then idle past the org's minute: B's row is read again, and the gap holds.
+      h.clock.advance(61_000);
+      const late = await get(b.app, url, { cookie: u.cookie });
+      expect(late.statusCode).toBe(401);
+      expect(late.json()).toMatchObject({ code: 'session_expired' });
+      // A records the gap it saw; B, asked again later, still refuses (the gap is kept on the row).
+      expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(401);
+      await h.built.services.sessionTouches.settled();
+      h.clock.advance(5_000);
+      expect((await get(b.app, url, { cookie: u.cookie })).statusCode).toBe(401);
+    } finally {
+      await foreign.query('update org_settings set session_idle_seconds = null where org_id = $1', [globex]);
+    }
   });
 
   it('fails closed: a lost listener empties the cache and every request reads the database until it is back', async () => {

@@ -121,6 +121,10 @@ async function openClient(open: (ref: FieldRef, sealed: string) => Promise<strin
 export function createSessionService(deps: SessionDeps) {
   const sign = (secret: string) => hmacSha256(deps.secret, `palisade-session:${secret}`).toString('base64url');
 
+  /** How long after its last activity a session's touch is due: an org's idle limit may make it sooner. */
+  const touchDueSeconds = (orgIdleSeconds: number | null): number =>
+    Math.min(deps.touchIntervalSeconds, deps.idleSeconds, orgIdleSeconds ? orgIdleSeconds / 4 : Infinity);
+
   function parseCookie(value: string | undefined): string | null {
     if (!value || value.length !== 87 || value[43] !== '.') return null;
     const secret = value.slice(0, 43);
@@ -188,6 +192,11 @@ export function createSessionService(deps: SessionDeps) {
                      s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch,
                      u.mfa_enabled, s.mfa_verified, s.stepped_up_at`;
       const tokenHash = sha256Hex(secret);
+      // This process's own touch may not have reached the row yet (touches.ts).
+      const lastSeen = (row: SessionRow): Date => {
+        const noted = deps.touches.noted(row.id);
+        return noted && noted.at > row.last_seen_at ? noted.at : row.last_seen_at;
+      };
       // The common case is one read; only a rotation or a due touch writes.
       let s: (SessionRow & Partial<MembershipRow>) | undefined;
       if (orgId !== undefined) {
@@ -204,6 +213,14 @@ export function createSessionService(deps: SessionDeps) {
           // A session asking about an org it is not a member of is refused: not worth a cache entry
           // (made-up org ids would only crowd out real ones).
           (row) => (row.role ? [`s:${row.id}`, `u:${row.user_id}`, `m:${orgId}:${row.user_id}`, `o:${orgId}`] : null),
+          // Touches announce nothing (migration 042), so a cached row's last_seen_at may be older
+          // than the database's: the session looks idler than it is, never less idle (its
+          // longest_idle_seconds lags too, but any gap recorded since it was read is at most the
+          // gap this row shows). It is used only while that gap decides nothing: from the point
+          // where a touch is due (and every idle limit is at least that far away: the
+          // deployment's is 4 touch intervals or more, an org's 4 of its touch intervals), the
+          // row is read again, so a refusal or a touch always rests on the database's clock.
+          (row) => now.getTime() - lastSeen(row).getTime() < touchDueSeconds(row.session_idle_seconds ?? null) * 1000,
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>
@@ -212,9 +229,8 @@ export function createSessionService(deps: SessionDeps) {
       }
       if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
       if (now >= s.absolute_expires_at) return null;
-      // This process's own touch may not have reached the row yet (touches.ts).
       const noted = deps.touches.noted(s.id);
-      const lastSeenAt = noted && noted.at > s.last_seen_at ? noted.at : s.last_seen_at;
+      const lastSeenAt = lastSeen(s);
       if (now.getTime() - lastSeenAt.getTime() > deps.idleSeconds * 1000) return null;
       // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
       // revive a session an org's shorter idle limit has already expired.
@@ -299,7 +315,7 @@ export function createSessionService(deps: SessionDeps) {
     touchForPolicy(session: SessionInfo, policy: OrgPolicy): void {
       if (!policy.sessionIdleSeconds) return;
       const gapMs = deps.clock.now().getTime() - session.lastSeenAt.getTime();
-      const dueMs = Math.min(deps.touchIntervalSeconds, policy.sessionIdleSeconds / 4) * 1000;
+      const dueMs = touchDueSeconds(policy.sessionIdleSeconds) * 1000;
       // At or past the regular interval, verify() has already written it.
       if (gapMs < dueMs || gapMs >= deps.touchIntervalSeconds * 1000) return;
       deps.touches.touch(session.id, deps.clock.now(), Math.ceil(gapMs / 1000));

@@ -6,17 +6,18 @@ import { rows, type Database } from '../../db/database.js';
  * commit: the touches noted while one write is in flight go out together in the next, one
  * transaction and one commit for all of them, a few milliseconds after their requests.
  *
- * Why: a touch announces itself (migration 040's trigger, so that other instances' caches see the
- * new idle clock), and PostgreSQL serialises the commits of notifying transactions. Sessions
- * created together fall due together (a minute later, on every instance); written by each request
- * in its own transaction, the touches queued one fsync after another, and a session's cached row
- * kept saying "due" until its touch committed, so each of its requests meanwhile sent the same
- * UPDATE and waited on the same row lock. That was the second-long p99.9 of the full bench
- * (docs/performance.md). A request does not wait for its touch: waiting, it would hold its pool
- * connection while the touch needs one. What a touch decides (idle expiry) moves by minutes;
- * what a crash has not yet written, a failed write, and a row skipped because another transaction
- * holds it are lost: those sessions look idle up to a minute longer (until their next request notes
- * them again), never the other way.
+ * Why: sessions created together fall due together (a minute later, on every instance); written
+ * by each request in its own transaction, the touches queued one commit after another (they were
+ * announced then, and PostgreSQL serialises the commits of notifying transactions; since
+ * migration 042 a touch announces nothing), and a session's cached row kept saying "due" until
+ * its touch committed, so each of its requests meanwhile sent the same UPDATE and waited on the
+ * same row lock. That was the second-long p99.9 of the full bench (docs/performance.md).
+ * Cached rows keep their old idle clock across a touch: verification reads the row again once
+ * that clock could decide anything (sessions/service.ts). A request does not wait for its touch:
+ * waiting, it would hold its pool connection while the touch needs one. What a touch decides
+ * (idle expiry) moves by minutes; what a crash has not yet written, a failed write, and a row
+ * skipped because another transaction holds it are lost: those sessions look idle up to a minute
+ * longer (until their next request notes them again), never the other way.
  */
 export interface Touch {
   at: Date;
