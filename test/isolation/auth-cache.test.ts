@@ -302,11 +302,8 @@ describe('authentication cache on postgres, two instances', () => {
       expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(200);
       await h.built.services.sessionTouches.settled();
     }
-    const seen = await foreign.query<{ t: Date }>('select last_seen_at as t from sessions where user_id = $1', [u.id]);
-    expect(h.clock.now().getTime() - (seen.rows[0]?.t.getTime() ?? 0)).toBeLessThan(60_000);
     await readAgain(b.app, b.db, url, u.cookie);
-    // The fresh row is kept: the next request is served from memory.
-    await warm(b.app, b.db, url, { cookie: u.cookie });
+    await warm(b.app, b.db, url, { cookie: u.cookie }); // the fresh row is kept
     // Idle everywhere past the limit: refused on both, whatever either instance cached.
     h.clock.advance(31 * 60_000);
     expect((await get(b.app, url, { cookie: u.cookie })).statusCode).toBe(401);
@@ -315,8 +312,7 @@ describe('authentication cache on postgres, two instances', () => {
 
   it('holds an org\u2019s shorter idle limit on both instances from the database\u2019s clock, not a cached one', async () => {
     await live();
-    const globexProject = h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id as string;
-    const url = assets(globex, globexProject);
+    const url = assets(globex, h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id as string);
     await foreign.query('update org_settings set session_idle_seconds = 60 where org_id = $1', [globex]);
     try {
       const u = await member(globex, 'member');
@@ -331,9 +327,7 @@ describe('authentication cache on postgres, two instances', () => {
       await readAgain(b.app, b.db, url, u.cookie);
       // Then idle past the org's minute: B's row is read again, and the gap holds.
       h.clock.advance(61_000);
-      const late = await get(b.app, url, { cookie: u.cookie });
-      expect(late.statusCode).toBe(401);
-      expect(late.json()).toMatchObject({ code: 'session_expired' });
+      expect((await get(b.app, url, { cookie: u.cookie })).json()).toMatchObject({ status: 401, code: 'session_expired' });
       // A records the gap it saw; B, asked again later, still refuses (the gap is kept on the row).
       expect((await get(h.built.app, url, { cookie: u.cookie })).statusCode).toBe(401);
       await h.built.services.sessionTouches.settled();
@@ -342,6 +336,59 @@ describe('authentication cache on postgres, two instances', () => {
     } finally {
       await foreign.query('update org_settings set session_idle_seconds = null where org_id = $1', [globex]);
     }
+  });
+
+  // Attacker review of migration 042: a process's own noted touch made a cached row look recent
+  // without the longest gap the database had recorded meanwhile, and served the org's refusal.
+  describe('an org idle gap recorded before this instance\u2019s own later touch', () => {
+    const setIdle = (seconds: number | null) =>
+      foreign.query(`insert into org_settings (org_id, session_idle_seconds) values ($1, $2)
+                     on conflict (org_id) do update set session_idle_seconds = excluded.session_idle_seconds`, [globex, seconds]);
+
+    /** `cacher` caches the member's globex row; 5 idle minutes (globex allows 2) are recorded through A. */
+    async function gapRecorded(cacher: { app: FastifyInstance; db: Database }, url: string): Promise<string> {
+      await setIdle(120);
+      const u = await member(globex, 'member');
+      await warm(cacher.app, cacher.db, url, { cookie: u.cookie });
+      h.clock.advance(300_000);
+      // An org-less request records the 300 s gap on the row: the session is done in globex.
+      expect((await get(h.built.app, '/api/me', { cookie: u.cookie })).statusCode).toBe(200);
+      await h.built.services.sessionTouches.settled();
+      const r = await foreign.query<{ g: number }>('select longest_idle_seconds as g from sessions where user_id = $1', [u.id]);
+      expect(r.rows[0]?.g).toBeGreaterThanOrEqual(300);
+      return u.cookie;
+    }
+
+    it('is refused on the other instance whose cached row predates the gap (two instances)', async () => {
+      await live();
+      const url = assets(globex, h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id as string);
+      try {
+        const cookie = await gapRecorded(b, url);
+        expect((await get(h.built.app, url, { cookie })).statusCode).toBe(401);
+        // A minute later an org-less request on B reads the row fresh and notes its own touch
+        // (gap 61 s, not the row's 300); B's cached globex row (longest idle 0) must not pass.
+        h.clock.advance(61_000);
+        expect((await get(b.app, '/api/me', { cookie })).statusCode).toBe(200);
+        expect((await get(b.app, url, { cookie })).statusCode).toBe(401);
+      } finally {
+        await setIdle(null);
+      }
+    });
+
+    it('is refused on the one instance too, once its note of the long gap is forgotten', async () => {
+      await live();
+      const url = assets(globex, h.demo.orgs.find((o) => o.slug === 'globex')?.projects[0]?.id as string);
+      try {
+        const cookie = await gapRecorded({ app: h.built.app, db: h.t.db }, url);
+        // touches.ts forgets a written touch 2 s (wall clock) after its commit.
+        await sleep(2_200);
+        h.clock.advance(61_000);
+        expect((await get(h.built.app, '/api/me', { cookie })).statusCode).toBe(200);
+        expect((await get(h.built.app, url, { cookie })).statusCode).toBe(401);
+      } finally {
+        await setIdle(null);
+      }
+    });
   });
 
   it('fails closed: a lost listener empties the cache and every request reads the database until it is back', async () => {

@@ -9,7 +9,14 @@
 -- makes that safe (sessions/service.ts verify): a cached row whose idle clock has reached the
 -- point where it would decide anything (a touch due, the deployment's or the org's idle limit
 -- near) is never used; the row is read again from the database. Every other change of a session
--- (revocation, rotation, epoch, proof, expiry) still announces itself, as before.
+-- (revocation, rotation, epoch, proof, expiry) still announces itself, as before, and so does any
+-- UPDATE that changes another column along with these two.
+--
+-- What migration 040 promised for every change no longer holds for these two columns alone: an
+-- operator who backdates last_seen_at in psql to end a session is heard by no cache. A cached
+-- row is used only within a touch interval (at most a minute; an org's limit / 4) of its own
+-- last_seen_at, so such a session is refused within that bound. Revoking it (revoked_at) is
+-- immediate, as before.
 drop trigger auth_changed on sessions;
 create trigger auth_changed after update on sessions
   for each row when ((to_jsonb(old) - 'last_seen_at' - 'longest_idle_seconds') is distinct from (to_jsonb(new) - 'last_seen_at' - 'longest_idle_seconds'))

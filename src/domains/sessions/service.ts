@@ -216,11 +216,14 @@ export function createSessionService(deps: SessionDeps) {
           // Touches announce nothing (migration 042), so a cached row's last_seen_at may be older
           // than the database's: the session looks idler than it is, never less idle (its
           // longest_idle_seconds lags too, but any gap recorded since it was read is at most the
-          // gap this row shows). It is used only while that gap decides nothing: from the point
-          // where a touch is due (and every idle limit is at least that far away: the
-          // deployment's is 4 touch intervals or more, an org's 4 of its touch intervals), the
-          // row is read again, so a refusal or a touch always rests on the database's clock.
-          (row) => now.getTime() - lastSeen(row).getTime() < touchDueSeconds(row.session_idle_seconds ?? null) * 1000,
+          // gap from the row's own last_seen_at to now). It is used only while that gap decides
+          // nothing: from the point where a touch is due (and every idle limit is at least that
+          // far away: the deployment's is 4 touch intervals or more, an org's 4 of its touch
+          // intervals), the row is read again, so a refusal or a touch always rests on the
+          // database's clock. Judged by the row's own last_seen_at, never by this process's noted
+          // touch: a note makes the row look recent without carrying the longest gap the database
+          // recorded meanwhile (attacker review: an org's idle refusal was served past that way).
+          (row) => now.getTime() - row.last_seen_at.getTime() < touchDueSeconds(row.session_idle_seconds ?? null) * 1000,
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>
