@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AuthCache, authNoticeTag } from './auth-cache.js';
 
 const row = (n: number) => ({ n });
@@ -81,6 +81,28 @@ describe('AuthCache', () => {
     const second = c.get('a') as typeof read;
     expect(second.last_seen_at.getTime()).toBe(1000);
     expect(second.project_ids).toEqual(['p1']);
+  });
+
+  it('serves an entry only while its reader accepts it, given the entry\u2019s age on a monotonic clock', () => {
+    const { c } = liveCache();
+    let t = 1_000;
+    const now = vi.spyOn(performance, 'now').mockImplementation(() => t);
+    try {
+      c.put('a', row(1), ['s:1'], c.ticket());
+      const ages: number[] = [];
+      const young = (_r: object, ageMs: number) => (ages.push(ageMs), ageMs < 500);
+      t += 499;
+      expect(c.get('a', young)).toEqual(row(1));
+      t += 1;
+      expect(c.get('a', young)).toBeUndefined();
+      expect(ages).toEqual([499, 500]);
+      expect(c.stats()).toMatchObject({ hits: 1, stale: 1 });
+      // Refused is not dropped: the reader's fresh row replaces it, younger.
+      c.put('a', row(2), ['s:1'], c.ticket());
+      expect(c.get('a', young)).toEqual(row(2));
+    } finally {
+      now.mockRestore();
+    }
   });
 
   it('once disabled, never goes live again', () => {

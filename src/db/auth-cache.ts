@@ -39,6 +39,8 @@ interface Entry {
   tags: readonly string[];
   /** The row's Date columns, copied out on each hit. */
   dates: readonly string[];
+  /** When it was put (monotonic, ms): its age, for readers that bound it. */
+  at: number;
 }
 
 export class AuthCache {
@@ -56,18 +58,19 @@ export class AuthCache {
   constructor(private readonly opts: { maxEntries: number } = { maxEntries: 50_000 }) {}
 
   /**
-   * `usable` may refuse an entry (the caller then reads the database and puts the fresh row):
-   * a session's row is kept across its touches, which announce nothing (migration 042), so its
-   * idle clock may lag the database's; the reader decides when that lag could matter.
+   * `usable` may refuse an entry, given its age in ms (the caller then reads the database and
+   * puts the fresh row): a session's row is kept across its touches, which announce nothing
+   * (migration 042), so its idle clock may lag the database's; the reader decides when that lag
+   * could matter.
    */
-  get(key: string, usable?: (row: object) => boolean): object | undefined {
+  get(key: string, usable?: (row: object, ageMs: number) => boolean): object | undefined {
     if (!this.live) return undefined;
     const e = this.entries.get(key);
     if (!e) {
       this.misses++;
       return undefined;
     }
-    if (usable && !usable(e.row)) {
+    if (usable && !usable(e.row, performance.now() - e.at)) {
       this.stale++;
       return undefined;
     }
@@ -91,7 +94,7 @@ export class AuthCache {
     const kept: Record<string, unknown> = { ...row };
     const dates = Object.keys(kept).filter((k) => kept[k] instanceof Date);
     for (const k of dates) kept[k] = new Date((kept[k] as Date).getTime());
-    this.entries.set(key, { row: deepFreeze(kept), tags, dates });
+    this.entries.set(key, { row: deepFreeze(kept), tags, dates, at: performance.now() });
     for (const tag of tags) {
       let keys = this.byTag.get(tag);
       if (!keys) this.byTag.set(tag, (keys = new Set()));

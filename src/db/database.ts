@@ -69,13 +69,14 @@ export interface Database {
    * row may come from the authentication cache (auth-cache.ts), and then nothing is sent: the
    * handler's first query opens the transaction with the same binding. The row is frozen either
    * way. `orgId` in lower case, as the statement and the tags spell it. A cached row that
-   * `usable` refuses is read again from the database (and the fresh row kept).
+   * `usable` refuses (given the row and how long ago it was read, in ms) is read again from the
+   * database, and the fresh row kept.
    */
   authenticateInOrg<R extends BoundColumns>(
     orgId: string,
     statement: RawBuilder<R>,
     tagsOf?: (row: R) => readonly string[] | null,
-    usable?: (row: R) => boolean,
+    usable?: (row: R, ageMs: number) => boolean,
   ): Promise<R | undefined>;
   /** The authentication cache's counters; null where there is none (the embedded engine, or turned off). */
   authCacheStats(): AuthCacheStats | null;
@@ -249,7 +250,7 @@ export class KyselyDatabase implements Database {
     orgId: string,
     statement: RawBuilder<R>,
     tagsOf?: (row: R) => readonly string[] | null,
-    usable?: (row: R) => boolean,
+    usable?: (row: R, ageMs: number) => boolean,
   ): Promise<R | undefined> {
     // Lower case, as the triggers spell it in their tags (uuid::text): an entry tagged with
     // another spelling would never be dropped by the org's changes.
@@ -262,7 +263,7 @@ export class KyselyDatabase implements Database {
       this.listenForAuthChanges(cache);
       // The statement is all literals (a token digest and the org): its text is the key.
       // An entry under this key was put from this statement's row.
-      const hit = cache.get(compiled.sql, usable && ((row) => usable(row as R)));
+      const hit = cache.get(compiled.sql, usable && ((row, ageMs) => usable(row as R, ageMs)));
       if (hit) return hit as R;
       ticket = cache.ticket();
     }

@@ -223,7 +223,15 @@ export function createSessionService(deps: SessionDeps) {
           // database's clock. Judged by the row's own last_seen_at, never by this process's noted
           // touch: a note makes the row look recent without carrying the longest gap the database
           // recorded meanwhile (attacker review: an org's idle refusal was served past that way).
-          (row) => now.getTime() - row.last_seen_at.getTime() < touchDueSeconds(row.session_idle_seconds ?? null) * 1000,
+          // The gap is only as right as the clocks of the instances that wrote last_seen_at: one
+          // running ahead writes a time in this one's future, which would look fresh for as long
+          // as the skew (second review). Such a row is not used, and no row longer than that
+          // interval after it was read, by this process's monotonic clock.
+          (row, ageMs) => {
+            const dueMs = touchDueSeconds(row.session_idle_seconds ?? null) * 1000;
+            const gapMs = now.getTime() - row.last_seen_at.getTime();
+            return ageMs < dueMs && gapMs >= 0 && gapMs < dueMs;
+          },
         );
       } else {
         s = await deps.db.readGlobal('session verification', (db) =>
