@@ -11,7 +11,7 @@ import { passwordUser, WRONG } from '../support/users.js';
 import { audit, lockState } from '../support/evidence.js';
 import { call, sameProblem, sessionFrom } from '../support/client.js';
 import { enrollTotp, login, nextCode, pendingToken, verifyMfa, wrongCode } from '../support/mfa.js';
-import { secondInstance } from './support.js';
+import { secondInstance } from '../support/instances.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 const MINUTE = 60_000;

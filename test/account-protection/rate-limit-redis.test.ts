@@ -14,7 +14,8 @@ import { audit } from '../support/evidence.js';
 import { call } from '../support/client.js';
 import { freePort, killHard, startRedis } from '../support/redis.js';
 import { login } from '../support/mfa.js';
-import { percentile, randomIp, secondInstance } from './support.js';
+import { secondInstance } from '../support/instances.js';
+import { percentile, randomIp } from './support.js';
 import { SYSTEM_ORG_ID } from '../../src/kernel/ids.js';
 
 const SHARED_REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -32,7 +33,7 @@ describe('redis limiter under concurrency', () => {
   let other: Awaited<ReturnType<typeof secondInstance>>;
   beforeAll(async () => {
     h = await createTestApp('postgres', { config });
-    other = await secondInstance(h, config);
+    other = await secondInstance(h, { config });
   });
   afterAll(async () => {
     await other?.close();

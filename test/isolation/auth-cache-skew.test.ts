@@ -9,35 +9,26 @@
 import pg from 'pg';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
 import { newId } from '../../src/crypto/index.js';
-import { openDatabase } from '../../src/db/open.js';
 import type { Database } from '../../src/db/database.js';
-import { createLogger } from '../../src/logging.js';
-import { createTestApp, ORIGIN, testConfig, type TestApp } from '../support/app.js';
-import { TEST_RUNTIME_ROLE } from '../support/db.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { secondInstance } from '../support/instances.js';
 
 const SKEW_MS = 120_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('authentication cache on postgres, two instances, one clock two minutes behind', () => {
   let h: TestApp;
-  let b: { app: FastifyInstance; db: Database };
+  let b: { app: FastifyInstance; db: Database; close(): Promise<void> };
   let foreign: pg.Client;
   let globex: string;
   let url: string;
 
   beforeAll(async () => {
     h = await createTestApp('postgres');
-    const opened = await openDatabase(
-      { kind: 'postgres', ownerUrl: h.t.ownerUrl ?? '', runtimeUrl: h.t.runtimeUrl ?? '', runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 4 },
-      { migrate: false },
-    );
     // B's clock runs two minutes behind A's (h.clock), and moves with it.
-    const behind = { now: () => new Date(h.clock.now().getTime() - SKEW_MS) };
-    const built = await buildApp({ config: testConfig(), db: opened.db, clock: behind, logger: createLogger('silent') });
-    b = { app: built.app, db: opened.db };
-    await opened.owner.close();
+    const second = await secondInstance(h, { clock: { now: () => new Date(h.clock.now().getTime() - SKEW_MS) } });
+    b = { app: second.built.app, db: second.db, close: second.close };
     foreign = new pg.Client({ connectionString: h.t.ownerUrl ?? '' });
     await foreign.connect();
     globex = h.orgId('globex');
@@ -47,8 +38,7 @@ describe('authentication cache on postgres, two instances, one clock two minutes
   });
   afterAll(async () => {
     await foreign?.end();
-    await b?.app.close();
-    await b?.db.close();
+    await b?.close();
     await h?.close();
   });
 

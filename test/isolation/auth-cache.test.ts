@@ -12,13 +12,10 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
 import { newId } from '../../src/crypto/index.js';
-import { openDatabase } from '../../src/db/open.js';
 import type { Database } from '../../src/db/database.js';
-import { createLogger } from '../../src/logging.js';
-import { createTestApp, ORIGIN, testConfig, type TestApp } from '../support/app.js';
-import { TEST_RUNTIME_ROLE } from '../support/db.js';
+import { createTestApp, ORIGIN, type TestApp } from '../support/app.js';
+import { secondInstance } from '../support/instances.js';
 
 /**
  * How long a committed change may take to reach another instance here. The bench measures the
@@ -30,7 +27,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('authentication cache on postgres, two instances', () => {
   let h: TestApp;
-  let b: { app: FastifyInstance; db: Database };
+  let b: { app: FastifyInstance; db: Database; close(): Promise<void> };
   let foreign: pg.Client;
   let acme: string;
   let globex: string;
@@ -38,13 +35,8 @@ describe('authentication cache on postgres, two instances', () => {
 
   beforeAll(async () => {
     h = await createTestApp('postgres');
-    const opened = await openDatabase(
-      { kind: 'postgres', ownerUrl: h.t.ownerUrl ?? '', runtimeUrl: h.t.runtimeUrl ?? '', runtimeRole: TEST_RUNTIME_ROLE, runtimePassword: null, poolSize: 4 },
-      { migrate: false },
-    );
-    const built = await buildApp({ config: testConfig(), db: opened.db, clock: h.clock, logger: createLogger('silent') });
-    b = { app: built.app, db: opened.db };
-    await opened.owner.close();
+    const second = await secondInstance(h);
+    b = { app: second.built.app, db: second.db, close: second.close };
     foreign = new pg.Client({ connectionString: h.t.ownerUrl ?? '' });
     await foreign.connect();
     acme = h.orgId('acme');
@@ -53,8 +45,7 @@ describe('authentication cache on postgres, two instances', () => {
   });
   afterAll(async () => {
     await foreign?.end();
-    await b?.app.close();
-    await b?.db.close();
+    await b?.close();
     await h?.close();
   });
 

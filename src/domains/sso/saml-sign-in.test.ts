@@ -7,7 +7,7 @@ import { createTestApp, ORIGIN, testConfig, type Problem, type TestApp } from '.
 import { call, sessionFrom } from '../../../test/support/client.js';
 import { ENGINES } from '../../../test/support/db.js';
 import { idpKey, newSamlId, samlForm, TestSamlIdp, type AssertionSpec, type IdpKey } from '../../../test/support/saml.js';
-import { secondInstance } from '../../../test/account-protection/support.js';
+import { secondInstance } from '../../../test/support/instances.js';
 import { createSamlFlowSealer } from './saml.js';
 
 const FLOW = '__Host-palisade_saml';
@@ -305,7 +305,7 @@ describe.each(ENGINES)('SAML single sign-on on %s', (engine) => {
     });
     await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const other = await secondInstance(h, { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' });
+    const other = await secondInstance(h, { config: { PALISADE_WEBHOOKS_ALLOW_LOOPBACK: 'true' } });
     try {
       const owner = await h.cookieFor(h.user('acme', 'owner').email);
       const create = (app: typeof h.built.app, metadataUrl: string) =>
