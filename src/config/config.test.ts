@@ -54,6 +54,13 @@ describe('loadConfig in production', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('keeps unused PostgreSQL connections 30 s unless PALISADE_DB_POOL_IDLE_SECONDS says otherwise, and refuses 0', () => {
+    const pg = (over: Record<string, string> = {}) => loadConfig(prodEnv({ DATABASE_URL: 'postgres://owner@db.internal/palisade', ...over })).database;
+    expect(pg()).toMatchObject({ kind: 'postgres', poolSize: 20, poolIdleSeconds: 30 });
+    expect(pg({ PALISADE_DB_POOL_IDLE_SECONDS: '600' })).toMatchObject({ poolIdleSeconds: 600 });
+    expect(refusal(prodEnv({ DATABASE_URL: 'postgres://owner@db.internal/palisade', PALISADE_DB_POOL_IDLE_SECONDS: '0' }))).toContain('PALISADE_DB_POOL_IDLE_SECONDS');
+  });
+
   it('refuses missing PALISADE_KEKS instead of generating a development key', () => {
     expect(refusal(prodEnv({ PALISADE_KEKS: undefined }))).toMatch(/PALISADE_KEKS/);
   });

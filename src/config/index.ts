@@ -36,6 +36,8 @@ export interface Config {
   database:
     | { kind: 'pglite'; dataDir: string | null; runtimeRole: string }
     | { kind: 'postgres'; ownerUrl: string; runtimeUrl: string; runtimeRole: string; runtimePassword: string | null; poolSize: number;
+        /** How long an unused pool connection stays open (PALISADE_DB_POOL_IDLE_SECONDS); absent: 30 s. */
+        poolIdleSeconds?: number;
         /** Authentication results cached in process, invalidated by NOTIFY (db/auth-cache.ts); absent: on. */
         authCache?: boolean };
   /** KEK material held in process (providers env and file); empty with pkcs11, whose KEKs never leave the token. */
@@ -113,6 +115,7 @@ const envSchema = z.object({
   PALISADE_DB_RUNTIME_ROLE: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('palisade_app'),
   PALISADE_DB_RUNTIME_PASSWORD: z.string().optional(),
   PALISADE_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
+  PALISADE_DB_POOL_IDLE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(30),
   PALISADE_AUTH_CACHE: z.enum(['on', 'off']).default('on'),
   PALISADE_DATA_DIR: z.string().optional(),
   PALISADE_STATE_DIR: z.string().default('.palisade'),
@@ -370,6 +373,7 @@ export function loadConfig(raw: Record<string, string | undefined> = process.env
         runtimeRole,
         runtimePassword: e.PALISADE_DB_RUNTIME_PASSWORD ?? null,
         poolSize: e.PALISADE_DB_POOL_SIZE,
+        poolIdleSeconds: e.PALISADE_DB_POOL_IDLE_SECONDS,
         authCache: e.PALISADE_AUTH_CACHE === 'on',
       }
     : { kind: 'pglite', dataDir: e.PALISADE_DATA_DIR === 'memory' ? null : resolve(e.PALISADE_DATA_DIR ?? join(stateDir, 'data')), runtimeRole };

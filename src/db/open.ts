@@ -305,7 +305,9 @@ export async function openDatabase(
   // pipeline: a statement is written without waiting for the previous one's answer (pg 8.23),
   // which lets a transaction's opening travel with its first statement (kyselyPool).
   const pool = new pg.Pool({
-    connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: 30_000, pipeline: true,
+    // An unused connection closes after poolIdleSeconds: the next burst reopens it on a cold
+    // backend (docs/operations.md: what that costs the first requests after a quiet spell).
+    connectionString: cfg.runtimeUrl, max: cfg.poolSize, idleTimeoutMillis: (cfg.poolIdleSeconds ?? 30) * 1000, pipeline: true,
     ...(authCache ? hearOwnChanges(cfg.runtimeUrl) : {}),
   });
   // A dropped connection (database restart) must not crash the process; the next query fails
