@@ -15,8 +15,8 @@
 -- What migration 040 promised for every change no longer holds for these two columns alone: an
 -- operator who backdates last_seen_at in psql to end a session is heard by no cache. A cached
 -- row is used only within a touch interval (at most a minute; an org's limit / 4) of its own
--- last_seen_at and of its read, so such a session is refused within that bound. Revoking it (revoked_at) is
--- immediate, as before.
+-- last_seen_at and of its read, so such a session is refused within that bound. Revoking it
+-- (revoked_at) is immediate, as before.
 drop trigger auth_changed on sessions;
 create trigger auth_changed after update on sessions
   for each row when ((to_jsonb(old) - 'last_seen_at' - 'longest_idle_seconds') is distinct from (to_jsonb(new) - 'last_seen_at' - 'longest_idle_seconds'))

@@ -192,11 +192,6 @@ export function createSessionService(deps: SessionDeps) {
                      s.rotate_pending, s.longest_idle_seconds, s.ip, s.user_agent, s.epoch, u.session_epoch as user_epoch,
                      u.mfa_enabled, s.mfa_verified, s.stepped_up_at`;
       const tokenHash = sha256Hex(secret);
-      // This process's own touch may not have reached the row yet (touches.ts).
-      const lastSeen = (row: SessionRow): Date => {
-        const noted = deps.touches.noted(row.id);
-        return noted && noted.at > row.last_seen_at ? noted.at : row.last_seen_at;
-      };
       // The common case is one read; only a rotation or a due touch writes.
       let s: (SessionRow & Partial<MembershipRow>) | undefined;
       if (orgId !== undefined) {
@@ -240,8 +235,9 @@ export function createSessionService(deps: SessionDeps) {
       }
       if (!s || s.revoked_at || s.epoch !== s.user_epoch) return null;
       if (now >= s.absolute_expires_at) return null;
+      // This process's own touch may not have reached the row yet (touches.ts).
       const noted = deps.touches.noted(s.id);
-      const lastSeenAt = lastSeen(s);
+      const lastSeenAt = noted && noted.at > s.last_seen_at ? noted.at : s.last_seen_at;
       if (now.getTime() - lastSeenAt.getTime() > deps.idleSeconds * 1000) return null;
       // Kept on the row (and carried over by rotation) so that touching last_seen_at cannot
       // revive a session an org's shorter idle limit has already expired.
